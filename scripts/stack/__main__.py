@@ -1,0 +1,176 @@
+"""`python -m scripts.stack up|down|status`: the local demo stack, supervised.
+
+up      start PostgreSQL+TimescaleDB, Redis and Mosquitto (and, as they land, the ingest workers,
+        the simulator and the dashboard), migrate the schema, report each part healthy, restart a
+        part that crashes, and stop everything on Ctrl-C or SIGTERM.
+down    stop a stack that `up` started (from its pid files), e.g. one left in another terminal.
+status  say which parts are running.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psycopg2
+
+from config.settings import DEFAULT_DATA_DIR, load_settings
+from telemetry.db import timescale
+from telemetry.db.migrate import migrate
+
+from .process import pid_alive
+from .stack import LocalStack, free_port, port_is_free
+
+log = logging.getLogger("stack")
+SERVER_PID_FILES = ("mosquitto.pid", "redis.pid", "postgres.pid")
+
+
+def _pick_port(preferred: int, what: str) -> int:
+    if port_is_free(preferred):
+        return preferred
+    port = free_port()
+    log.warning("port %d for %s is taken; using %d instead", preferred, what, port)
+    return port
+
+
+def _supervisor_pid_path(data_dir: Path) -> Path:
+    return data_dir / "run" / "stack.pid"
+
+
+def _report(stack: LocalStack, caps: timescale.Capabilities) -> None:
+    rows = [
+        ("PostgreSQL 15 + TimescaleDB", f"127.0.0.1:{stack.postgres.port}",
+         f"healthy, TimescaleDB {caps.version} ({caps.edition} edition)"),
+        ("Redis 7", f"127.0.0.1:{stack.redis.port}", "healthy (PING with password)"),
+        ("Mosquitto 2", f"127.0.0.1:{stack.mosquitto.port}", "healthy (MQTT v5 login as 'ingest')"),
+    ]
+    print("\nGrid Command Center - local stack")
+    for name, where, state in rows:
+        print(f"  {name:<30} {where:<18} {state}")
+    print(f"\n  settings for clients: {stack.data_dir / 'stack.env'}  (demo credentials only)")
+    print(f"  logs:                 {stack.log_dir}")
+    print("\nPress Ctrl-C to stop everything.\n", flush=True)
+
+
+def up(data_dir: Path, once: bool = False) -> int:
+    settings = load_settings(data_dir=data_dir)
+    pid_path = _supervisor_pid_path(data_dir)
+    if pid_path.exists():
+        old = int(pid_path.read_text().strip() or 0)
+        if old and old != os.getpid() and pid_alive(old):
+            print(f"the stack is already running (supervisor pid {old}); `make stop` stops it",
+                  file=sys.stderr)
+            return 1
+        pid_path.unlink()
+    stack = LocalStack(data_dir,
+                       mqtt_port=_pick_port(settings.mqtt_port, "MQTT"),
+                       redis_port=_pick_port(settings.redis_port, "Redis"),
+                       pg_port=_pick_port(settings.pg_port, "PostgreSQL"))
+    stopping = threading.Event()
+
+    def request_stop(signum, frame):
+        stopping.set()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    pid_path.parent.mkdir(parents=True, exist_ok=True)
+    pid_path.write_text(f"{os.getpid()}\n")
+    retention = None
+    try:
+        stack.start()
+        dsn = stack.settings().pg_dsn
+        for migration in migrate(dsn):
+            log.info("applied migration %04d_%s", migration.version, migration.name)
+        conn = psycopg2.connect(dsn)
+        try:
+            caps = timescale.apply_policies(conn, timescale.retention_from_settings(settings))
+        finally:
+            conn.close()
+        if not caps.has_policies:
+            retention = timescale.RetentionJob(dsn, timescale.retention_from_settings(settings))
+            retention.start()
+        _report(stack, caps)
+        while not stopping.is_set() and not once:
+            _restart_crashed(stack)
+            stopping.wait(1.0)
+    finally:
+        print("stopping ...", flush=True)
+        if retention is not None:
+            retention.stop()
+        stack.stop()
+        pid_path.unlink(missing_ok=True)
+        print("stopped.", flush=True)
+    return 0
+
+
+def _restart_crashed(stack: LocalStack) -> None:
+    for server in stack.servers():
+        code = server.process.exited()
+        if code is not None:
+            log.error("%s exited with code %s; restarting. Log tail:\n%s",
+                      server.name, code, server.process.log_tail(10))
+            time.sleep(1.0)
+            server.start(*([stack.accounts["ingest"]] if server.name == "mosquitto" else []))
+
+
+def down(data_dir: Path) -> int:
+    run_dir = data_dir / "run"
+    pid_path = _supervisor_pid_path(data_dir)
+    stopped_any = False
+    if pid_path.exists():
+        pid = int(pid_path.read_text().strip() or 0)
+        if pid and pid_alive(pid):
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 60
+            while pid_alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            stopped_any = True
+        pid_path.unlink(missing_ok=True)
+    for name in SERVER_PID_FILES:  # servers whose supervisor was killed outright
+        path = run_dir / name
+        if not path.exists():
+            continue
+        pid = int(path.read_text().strip() or 0)
+        if pid and pid_alive(pid):
+            os.kill(pid, signal.SIGINT if name == "postgres.pid" else signal.SIGTERM)
+            stopped_any = True
+        path.unlink(missing_ok=True)
+    print("stopped." if stopped_any else "nothing was running.")
+    return 0
+
+
+def status(data_dir: Path) -> int:
+    run_dir = data_dir / "run"
+    running = 0
+    for name in ("stack.pid", *SERVER_PID_FILES):
+        path = run_dir / name
+        pid = int(path.read_text().strip() or 0) if path.exists() else 0
+        alive = bool(pid) and pid_alive(pid)
+        running += alive
+        print(f"  {name.removesuffix('.pid'):<10} {'running, pid ' + str(pid) if alive else 'stopped'}")
+    return 0 if running else 3
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m scripts.stack", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=("up", "down", "status"))
+    parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("GCC_DATA_DIR", DEFAULT_DATA_DIR)))
+    parser.add_argument("--once", action="store_true", help="start, report, then stop (a smoke test)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    data_dir = args.data_dir.resolve()
+    if args.command == "up":
+        return up(data_dir, once=args.once)
+    if args.command == "down":
+        return down(data_dir)
+    return status(data_dir)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,2 @@
+-- TimescaleDB powers every time series of the command center.
+create extension if not exists timescaledb;

@@ -1,0 +1,75 @@
+"""A small synchronous MQTT v5 client for tests: connect, publish with PUBACK reason, collect."""
+from __future__ import annotations
+
+import queue
+import secrets
+import threading
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+
+class MqttProbe:
+    def __init__(self, port: int, username: str | None = None, password: str | None = None,
+                 client_id: str | None = None, clean_start: bool = True,
+                 session_expiry: int = 0) -> None:
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2,
+                                  client_id=client_id or f"probe-{secrets.token_hex(4)}",
+                                  protocol=MQTTProtocolVersion.MQTTv5)
+        if username is not None:
+            self.client.username_pw_set(username, password)
+        self.messages: queue.Queue = queue.Queue()
+        self._connack = threading.Event()
+        self._suback = threading.Event()
+        self._puback: dict[int, str] = {}
+        self._puback_cond = threading.Condition()
+        self.connect_reason: str | None = None
+        self.client.on_connect = self._on_connect
+        self.client.on_message = lambda c, u, msg: self.messages.put(msg)
+        self.client.on_publish = self._on_publish
+        self.client.on_subscribe = lambda c, u, mid, codes, props: self._suback.set()
+        props = mqtt.Properties(mqtt.PacketTypes.CONNECT)
+        if session_expiry:
+            props.SessionExpiryInterval = session_expiry
+        self.client.connect("127.0.0.1", port, keepalive=30, clean_start=clean_start,
+                            properties=props)
+        self.client.loop_start()
+        if not self._connack.wait(10):
+            raise TimeoutError("no CONNACK")
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties):
+        self.connect_reason = str(reason_code)
+        self._connack.set()
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties):
+        with self._puback_cond:
+            self._puback[mid] = str(reason_code)
+            self._puback_cond.notify_all()
+
+    def publish(self, topic: str, payload: bytes | str, qos: int = 1, timeout: float = 10.0) -> str:
+        """Publish and return the broker's PUBACK reason (e.g. "Success", "Not authorized")."""
+        info = self.client.publish(topic, payload, qos=qos)
+        with self._puback_cond:
+            if not self._puback_cond.wait_for(lambda: info.mid in self._puback, timeout):
+                raise TimeoutError(f"no PUBACK for {topic}")
+            return self._puback.pop(info.mid)
+
+    def subscribe(self, topic: str, qos: int = 1) -> None:
+        self._suback.clear()
+        self.client.subscribe(topic, qos=qos)
+        if not self._suback.wait(10):
+            raise TimeoutError("no SUBACK")
+
+    def received(self, timeout: float) -> list:
+        """Messages that arrive within `timeout` seconds."""
+        out = []
+        try:
+            out.append(self.messages.get(timeout=timeout))
+            while True:
+                out.append(self.messages.get_nowait())
+        except queue.Empty:
+            return out
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
