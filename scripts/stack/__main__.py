@@ -23,11 +23,12 @@ from config.settings import DEFAULT_DATA_DIR, load_settings
 from telemetry.db import timescale
 from telemetry.db.migrate import migrate
 
+from .apps import demo_apps, prepare_city
 from .process import pid_alive
 from .stack import LocalStack, free_port, port_is_free
 
 log = logging.getLogger("stack")
-SERVER_PID_FILES = ("mosquitto.pid", "redis.pid", "postgres.pid")
+SERVER_PID_FILES = ("simulator.pid", "mosquitto.pid", "redis.pid", "postgres.pid")
 
 
 def _pick_port(preferred: int, what: str) -> int:
@@ -42,13 +43,16 @@ def _supervisor_pid_path(data_dir: Path) -> Path:
     return data_dir / "run" / "stack.pid"
 
 
-def _report(stack: LocalStack, caps: timescale.Capabilities) -> None:
+def _report(stack: LocalStack, caps: timescale.Capabilities, city, apps) -> None:
     rows = [
         ("PostgreSQL 15 + TimescaleDB", f"127.0.0.1:{stack.postgres.port}",
          f"healthy, TimescaleDB {caps.version} ({caps.edition} edition)"),
         ("Redis 7", f"127.0.0.1:{stack.redis.port}", "healthy (PING with password)"),
         ("Mosquitto 2", f"127.0.0.1:{stack.mosquitto.port}", "healthy (MQTT v5 login as 'ingest')"),
     ]
+    rows.append(("City reference data", f"{len(city.grids)} grids",
+                 f"{city.name}: {len(city.members)} members, {len(city.sensors)} sensors"))
+    rows += [(app.name, f"pid {app.pid}", f"running, log {app.log_path.name}") for app in apps]
     print("\nGrid Command Center - local stack")
     for name, where, state in rows:
         print(f"  {name:<30} {where:<18} {state}")
@@ -81,6 +85,7 @@ def up(data_dir: Path, once: bool = False) -> int:
     pid_path.parent.mkdir(parents=True, exist_ok=True)
     pid_path.write_text(f"{os.getpid()}\n")
     retention = None
+    apps = []
     try:
         stack.start()
         dsn = stack.settings().pg_dsn
@@ -94,12 +99,18 @@ def up(data_dir: Path, once: bool = False) -> int:
         if not caps.has_policies:
             retention = timescale.RetentionJob(dsn, timescale.retention_from_settings(settings))
             retention.start()
-        _report(stack, caps)
+        city = prepare_city(stack, dsn)
+        apps = demo_apps(stack)
+        for app in apps:
+            app.start()
+        _report(stack, caps, city, apps)
         while not stopping.is_set() and not once:
-            _restart_crashed(stack)
+            _restart_crashed(stack, apps)
             stopping.wait(1.0)
     finally:
         print("stopping ...", flush=True)
+        for app in reversed(apps):
+            app.stop()
         if retention is not None:
             retention.stop()
         stack.stop()
@@ -108,7 +119,12 @@ def up(data_dir: Path, once: bool = False) -> int:
     return 0
 
 
-def _restart_crashed(stack: LocalStack) -> None:
+def _restart_crashed(stack: LocalStack, apps) -> None:
+    for app in apps:
+        code = app.exited()
+        if code is not None:
+            log.error("%s exited with code %s; restarting. Log tail:\n%s", app.name, code, app.log_tail(10))
+            app.start()
     for server in stack.servers():
         code = server.process.exited()
         if code is not None:
@@ -138,6 +154,10 @@ def down(data_dir: Path) -> int:
         pid = int(path.read_text().strip() or 0)
         if pid and pid_alive(pid):
             os.kill(pid, signal.SIGINT if name == "postgres.pid" else signal.SIGTERM)
+            if name == "postgres.pid":
+                deadline = time.monotonic() + 30
+                while pid_alive(pid) and time.monotonic() < deadline:
+                    time.sleep(0.2)
             stopped_any = True
         path.unlink(missing_ok=True)
     print("stopped." if stopped_any else "nothing was running.")

@@ -131,6 +131,16 @@ class LocalStack:
         self.mosquitto.write_accounts(list(self.accounts.values()))
         self.mosquitto.reload()
 
+    def register_devices(self, city) -> int:
+        """Give every terminal and gateway of the city a broker account (existing ones keep their
+        password); returns how many were new."""
+        wanted = [(m.terminal_id, AccountKind.TERMINAL) for m in city.members] + \
+                 [(g.gateway_id, AccountKind.GATEWAY) for g in city.gateways]
+        new = [BrokerAccount.generate(name, kind) for name, kind in wanted if name not in self.accounts]
+        if new:
+            self.add_broker_accounts(new)
+        return len(new)
+
     def account(self, username: str) -> BrokerAccount:
         return self.accounts[username]
 

@@ -1,0 +1,58 @@
+"""The demo's own processes on top of the servers: city reference data, then the simulator (and,
+as they land, the ingest workers and the dashboard)."""
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import sys
+from pathlib import Path
+
+import psycopg2
+
+from config.settings import REPO_ROOT
+from telemetry.city import City
+from telemetry.citydb import load_city
+from telemetry.citygen import SCALES, generate
+
+from .process import ServerProcess
+from .stack import LocalStack
+
+log = logging.getLogger("stack")
+
+DEFAULT_SIM_ARGS = "--speedup 1 --fault-rate 30 --malformed 0.002"
+
+
+def prepare_city(stack: LocalStack, dsn: str) -> City:
+    """Generate the demo city once, load it into the database when it is not there yet, and give
+    every terminal and gateway its broker account."""
+    path = stack.data_dir / "city.json"
+    if not path.exists():
+        log.info("generating the demo city into %s", path)
+        generate(SCALES["demo"]).save(path)
+    city = City.load(path)
+    conn = psycopg2.connect(dsn)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("select name, seed from city_info")
+            loaded = cur.fetchone()
+        if loaded != (city.name, city.seed):
+            log.info("loading the city into the database (%d grids, %d sensors)", len(city.grids), len(city.sensors))
+            load_city(conn, city)
+    finally:
+        conn.close()
+    new = stack.register_devices(city)
+    if new:
+        log.info("created broker accounts for %d terminals and gateways", new)
+    return city
+
+
+def demo_apps(stack: LocalStack, sim_args: str | None = None) -> list[ServerProcess]:
+    env = {**os.environ, **stack.env(), "PYTHONUNBUFFERED": "1"}
+    args = shlex.split(sim_args if sim_args is not None else os.environ.get("SIM_ARGS", DEFAULT_SIM_ARGS))
+    run = stack.run_dir
+    return [
+        ServerProcess("simulator", [sys.executable, "-m", "telemetry.simulator", *args],
+                      log_path=stack.log_dir / "simulator.log", pid_path=run / "simulator.pid",
+                      env=env, cwd=Path(REPO_ROOT)),
+    ]

@@ -1,0 +1,88 @@
+"""`python -m telemetry.simulator`: simulated terminals and building gateways on the real broker.
+
+Each terminal and gateway logs in with its own account (from the broker accounts file that the
+local stack writes), so the broker's authentication and ACL apply as they do in the field.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import multiprocessing
+import resource
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import orjson
+
+from config.settings import load_settings
+from telemetry.city import City
+from telemetry.simulator.devices import SimConfig
+from telemetry.simulator.run import Simulator
+
+
+def _parse(argv):
+    settings = load_settings()
+    p = argparse.ArgumentParser(prog="python -m telemetry.simulator", description=__doc__)
+    p.add_argument("--city", type=Path, default=settings.data_dir / "city.json")
+    p.add_argument("--accounts", type=Path, default=settings.data_dir / "broker-accounts.json",
+                   help="broker accounts file (username, password, kind) written by the local stack")
+    p.add_argument("--host", default=settings.mqtt_host)
+    p.add_argument("--port", type=int, default=settings.mqtt_port)
+    p.add_argument("--speedup", type=float, default=1.0, help="simulated seconds per real second")
+    p.add_argument("--members", type=int, default=None, help="simulate at most this many terminals")
+    p.add_argument("--gateways", type=int, default=None, help="simulate at most this many gateways")
+    p.add_argument("--fix-interval", type=float, default=5.0, help="simulated seconds between fixes")
+    p.add_argument("--malformed", type=float, default=0.0, help="fraction of malformed publications")
+    p.add_argument("--fault-rate", type=float, default=1.0, help="multiplies every device fault rate")
+    p.add_argument("--incident-rate", type=float, default=0.3, help="reports per member per hour")
+    p.add_argument("--duration", type=float, default=None, help="stop after this many real seconds")
+    p.add_argument("--processes", type=int, default=1, help="split the fleet over this many processes")
+    p.add_argument("--seed", type=int, default=1)
+    return p.parse_args(argv)
+
+
+def _raise_fd_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def run_shard(args, shard: tuple[int, int]) -> None:
+    _raise_fd_limit()
+    city = City.load(args.city)
+    passwords = {a["username"]: a["password"] for a in orjson.loads(args.accounts.read_bytes())}
+    cfg = SimConfig(speedup=args.speedup, fix_interval_s=args.fix_interval, malformed=args.malformed,
+                    fault_rate=args.fault_rate, incidents_per_member_hour=args.incident_rate)
+    sim = Simulator(city, passwords, args.host, args.port, cfg, seed=args.seed + shard[0],
+                    max_members=args.members, max_gateways=args.gateways, shard=shard)
+    if sim.missing_accounts:
+        logging.warning("%d devices have no broker account and are not simulated", sim.missing_accounts)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *a: stop.set())
+    signal.signal(signal.SIGINT, lambda *a: stop.set())
+    print(f"simulator shard {shard[0] + 1}/{shard[1]}: {len(sim.terminals)} terminals, "
+          f"{len(sim.gateways)} gateways -> {args.host}:{args.port}, speed-up x{args.speedup}",
+          file=sys.stderr, flush=True)
+    sim.run(args.duration, stop=stop)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.processes <= 1:
+        run_shard(args, (0, 1))
+        return 0
+    procs = [multiprocessing.Process(target=run_shard, args=(args, (i, args.processes)), daemon=True)
+             for i in range(args.processes)]
+    for proc in procs:
+        proc.start()
+    signal.signal(signal.SIGTERM, lambda *a: [p.terminate() for p in procs])
+    for proc in procs:
+        proc.join()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""What simulated devices put on the wire (docs/WIRE_FORMAT.md), and malformed variants of it.
+
+Pure functions from values to (topic, payload bytes).
+"""
+from __future__ import annotations
+
+import random
+from datetime import datetime
+
+import orjson
+
+from telemetry.topics import gateway_topic, terminal_topic
+
+Publication = tuple[str, bytes]
+
+
+def _ts(now: datetime) -> str:
+    return now.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _dumps(obj) -> bytes:
+    return orjson.dumps({k: v for k, v in obj.items() if v is not None})
+
+
+def fix(terminal_id: str, now: datetime, lon: float, lat: float, accuracy_m: float,
+        speed_mps: float, heading_deg: float, battery_pct: int) -> Publication:
+    return terminal_topic(terminal_id, "fix"), _dumps({
+        "ts": _ts(now), "lat": round(lat, 7), "lon": round(lon, 7), "accuracy_m": accuracy_m,
+        "speed_mps": round(speed_mps, 2), "heading_deg": round(heading_deg % 360, 1),
+        "battery_pct": battery_pct})
+
+
+def status(terminal_id: str, now: datetime, state: str, battery_pct: int | None = None,
+           sos: bool | None = None) -> Publication:
+    return terminal_topic(terminal_id, "status"), _dumps(
+        {"ts": _ts(now), "state": state, "battery_pct": battery_pct, "sos": sos})
+
+
+def incident(terminal_id: str, now: datetime, report_id: str, category: str, severity: int,
+             lon: float, lat: float, address: str, description: str, photo_ref: str | None) -> Publication:
+    return terminal_topic(terminal_id, "incident"), _dumps({
+        "ts": _ts(now), "report_id": report_id, "category": category, "severity": severity,
+        "lat": round(lat, 7), "lon": round(lon, 7), "address": address, "description": description,
+        "photo_ref": photo_ref})
+
+
+def task_ack(terminal_id: str, now: datetime, task_id: str, action: str, note: str | None = None) -> Publication:
+    return terminal_topic(terminal_id, "task/ack"), _dumps(
+        {"ts": _ts(now), "task_id": task_id, "action": action, "note": note})
+
+
+def gateway_status(gateway_id: str, now: datetime, state: str) -> Publication:
+    return gateway_topic(gateway_id, "status"), _dumps({"ts": _ts(now), "state": state})
+
+
+def readings_json(gateway_id: str, now: datetime,
+                  readings: list[tuple[str, str, float | bool, str | None]]) -> Publication:
+    """readings: (sensor_id, quantity, value, unit); booleans travel as value_bool."""
+    items = []
+    for sensor_id, quantity, value, unit in readings:
+        item = {"sensor_id": sensor_id, "quantity": quantity, "unit": unit or None}
+        item["value_bool" if isinstance(value, bool) else "value"] = value
+        items.append({k: v for k, v in item.items() if v is not None})
+    return gateway_topic(gateway_id, "reading"), orjson.dumps({"ts": _ts(now), "readings": items})
+
+
+def readings_senml(gateway_id: str, now: datetime,
+                   readings: list[tuple[str, str, float | bool, str | None]]) -> Publication:
+    """A SenML pack (RFC 8428): base time once, base name per sensor, n = quantity."""
+    records: list[dict] = []
+    last_sensor = None
+    for sensor_id, quantity, value, unit in readings:
+        record: dict = {}
+        if not records:
+            record["bt"] = round(now.timestamp(), 3)
+        if sensor_id != last_sensor:
+            record["bn"] = f"{sensor_id}/"
+            last_sensor = sensor_id
+        record["n"] = quantity
+        if unit:
+            record["u"] = unit
+        record["vb" if isinstance(value, bool) else "v"] = value
+        records.append(record)
+    return gateway_topic(gateway_id, "senml"), orjson.dumps(records)
+
+
+def alarm(gateway_id: str, now: datetime, alarm_id: str, sensor_id: str, alarm_type: str,
+          severity: int, state: str, value: float | None = None) -> Publication:
+    return gateway_topic(gateway_id, "alarm"), _dumps({
+        "ts": _ts(now), "alarm_id": alarm_id, "sensor_id": sensor_id, "alarm_type": alarm_type,
+        "severity": severity, "state": state, "value": value})
+
+
+# --- malformed input, to exercise the dead-letter path -------------------------------------------
+MALFORMED_KINDS = ("invalid_json", "not_an_object", "missing_field", "lat_out_of_range",
+                   "naive_timestamp", "unknown_category", "unknown_field", "senml_without_name",
+                   "senml_bad_version")
+
+
+def malformed(kind: str, terminal_id: str, gateway_id: str, now: datetime, rng: random.Random) -> Publication:
+    """A payload that a real, buggy device could send on its own topic, and that must be refused."""
+    fix_topic = terminal_topic(terminal_id, "fix")
+    good = {"ts": _ts(now), "lat": 26.1, "lon": 119.3}
+    if kind == "invalid_json":
+        return fix_topic, b'{"ts": "' + _ts(now).encode() + b'", "lat": 26.1,'
+    if kind == "not_an_object":
+        return fix_topic, b"[26.1, 119.3]"
+    if kind == "missing_field":
+        return fix_topic, orjson.dumps({"ts": _ts(now), "lat": 26.1})
+    if kind == "lat_out_of_range":
+        return fix_topic, orjson.dumps({**good, "lat": 126.1})
+    if kind == "naive_timestamp":
+        return fix_topic, orjson.dumps({**good, "ts": now.replace(tzinfo=None).isoformat()})
+    if kind == "unknown_category":
+        return terminal_topic(terminal_id, "incident"), orjson.dumps({
+            "ts": _ts(now), "report_id": f"bad-{rng.getrandbits(32):08x}", "category": "alien_landing",
+            "severity": 2, "lat": 26.1, "lon": 119.3})
+    if kind == "unknown_field":
+        return fix_topic, orjson.dumps({**good, "latitude": 26.1})
+    if kind == "senml_without_name":
+        return gateway_topic(gateway_id, "senml"), orjson.dumps([{"v": 1.0, "u": "m3"}])
+    if kind == "senml_bad_version":
+        return gateway_topic(gateway_id, "senml"), orjson.dumps([{"bver": 99, "bn": "x/", "n": "v", "v": 1}])
+    raise ValueError(f"unknown malformed kind {kind!r}")
