@@ -75,10 +75,12 @@ class TerminalSim:
     # --- behaviour ------------------------------------------------------------------------------
     def wants_to_go_offline(self, dt: float) -> bool:
         """Now and then a terminal dies (battery, no signal) for a while; its last will tells."""
-        if self.task is None and self.rng.random() < dt * self.cfg.offline_per_terminal_hour / 3600:
-            self.offline_for_s = self.rng.uniform(120, 1800)
-            return True
-        return False
+        return self.task is None and self.rng.random() < dt * self.cfg.offline_per_terminal_hour / 3600
+
+    def drop(self, seconds: float) -> None:
+        """Lose the connection for `seconds` (simulated) without saying goodbye."""
+        self.offline_for_s = seconds
+        self.connection.go_offline_with_will()
 
     def step(self, now: datetime, dt: float) -> None:
         self.patrol.step(dt)

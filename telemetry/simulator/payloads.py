@@ -26,7 +26,7 @@ def fix(terminal_id: str, now: datetime, lon: float, lat: float, accuracy_m: flo
         speed_mps: float, heading_deg: float, battery_pct: int) -> Publication:
     return terminal_topic(terminal_id, "fix"), _dumps({
         "ts": _ts(now), "lat": round(lat, 7), "lon": round(lon, 7), "accuracy_m": accuracy_m,
-        "speed_mps": round(speed_mps, 2), "heading_deg": round(heading_deg % 360, 1),
+        "speed_mps": round(speed_mps, 2), "heading_deg": round(heading_deg, 1) % 360,
         "battery_pct": battery_pct})
 
 

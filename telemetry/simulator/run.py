@@ -99,7 +99,7 @@ class Simulator:
             if not conn.connected:
                 continue  # still connecting, or reconnecting after a broker restart
             if sim.wants_to_go_offline(dt):
-                conn.go_offline_with_will()
+                sim.drop(sim.rng.uniform(120, 1800))
                 continue
             sim.step(now, dt)
         for sim in self.gateways:

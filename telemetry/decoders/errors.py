@@ -1,0 +1,68 @@
+"""DecodeError and the small helpers every decoder shares (JSON parsing, validation messages)."""
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+# The stable reason codes a decoder may give (the pipeline stores them in dead_letters.reason).
+INVALID_JSON = "invalid_json"
+SCHEMA_VIOLATION = "schema_violation"
+WRONG_TOPIC = "wrong_topic"
+UNSUPPORTED_TYPE = "unsupported_type"
+INVALID_SENML = "invalid_senml"
+REASONS = frozenset({INVALID_JSON, SCHEMA_VIOLATION, WRONG_TOPIC, UNSUPPORTED_TYPE, INVALID_SENML})
+
+_MAX_SHOWN = 80  # characters of an offending value quoted in a detail
+
+
+class DecodeError(Exception):
+    """A payload or topic that cannot become messages.
+
+    ``reason`` is a short stable snake_case code (the decoders use only REASONS); ``detail`` says, for a human,
+    which field, what value and why.
+    """
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def shown(value: Any) -> str:
+    """A short repr of an offending value, for a detail message."""
+    text = repr(value)
+    return text if len(text) <= _MAX_SHOWN else text[:_MAX_SHOWN - 3] + "..."
+
+
+def load_json(payload: bytes) -> Any:
+    """Parse a UTF-8 JSON document, or raise DecodeError("invalid_json")."""
+    try:
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise DecodeError(INVALID_JSON, f"payload is not UTF-8 JSON: {exc}") from None
+
+
+def describe_validation(exc: ValidationError, rename: dict[str, str] | None = None,
+                        prefix: str = "") -> str:
+    """One line naming each failing field, pydantic's message and the offending value.
+
+    ``rename`` maps model field names back to the wire names (e.g. time -> ts).
+    """
+    rename = rename or {}
+    parts = []
+    for error in exc.errors(include_url=False):
+        loc = [rename.get(str(p), str(p)) if i == 0 else str(p) for i, p in enumerate(error["loc"])]
+        field = prefix + ".".join(loc) if loc else (prefix.rstrip(".") or "payload")
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] in ("missing", "model_type") or not loc:
+            parts.append(f"{field}: {message}")
+        else:
+            parts.append(f"{field}: {message} (got {shown(error['input'])})")
+    return "; ".join(parts)
+
+
+def schema_violation(exc: ValidationError, rename: dict[str, str] | None = None,
+                     prefix: str = "") -> DecodeError:
+    return DecodeError(SCHEMA_VIOLATION, describe_validation(exc, rename, prefix))

@@ -1,0 +1,209 @@
+"""The validated message types every decoder produces and every later stage consumes.
+
+Each type is an immutable pydantic model (frozen, unknown fields forbidden, strict types: a string is
+never silently turned into a number, nor 1 into True). Every time is a timezone-aware UTC datetime:
+a naive datetime is refused, any other offset is converted to UTC. Floats must be finite.
+
+Ids (terminal, sensor, gateway, alarm, task, report) are 1..64 characters with no whitespace, no
+control characters and none of the MQTT topic characters '/', '+', '#'. Everything else is allowed,
+notably ':' '.' '-' '_' (SenML sensor names are often URNs such as ``urn:dev:ow:10e2073a01080063``).
+"""
+from __future__ import annotations
+
+import math
+import unicodedata
+from datetime import datetime, timedelta, timezone
+from typing import Annotated, Any, Literal, Union
+
+import orjson
+from pydantic import (AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field,
+                      field_validator, model_validator)
+
+from telemetry.catalogue import INCIDENT_CATEGORIES, AlarmType
+
+ID_MAX_LENGTH = 64
+DETAIL_MAX_BYTES = 4096
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _check_id(value: str) -> str:
+    for ch in value:
+        if ch in "/+#":
+            raise ValueError(f"must not contain {ch!r} (an MQTT topic character)")
+        if ch.isspace() or unicodedata.category(ch).startswith("C"):
+            raise ValueError(f"must not contain whitespace or control characters, found {ch!r}")
+    return value
+
+
+def is_valid_id(value: object) -> bool:
+    """True when ``value`` may be a device/sensor/alarm/task/report id (the rule of ``Id``)."""
+    if not isinstance(value, str) or not 1 <= len(value) <= ID_MAX_LENGTH:
+        return False
+    try:
+        _check_id(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _to_utc(value: datetime) -> datetime:
+    try:
+        return value.astimezone(timezone.utc)
+    except OverflowError:
+        raise ValueError(f"{value.isoformat()} is out of range in UTC") from None
+
+
+def _check_detail(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    try:
+        size = len(orjson.dumps(value))
+    except (TypeError, orjson.JSONEncodeError) as exc:
+        raise ValueError(f"must be a JSON object: {exc}") from None
+    if size > DETAIL_MAX_BYTES:
+        raise ValueError(f"is {size} bytes as JSON, more than {DETAIL_MAX_BYTES}")
+    return value
+
+
+Id = Annotated[str, Field(min_length=1, max_length=ID_MAX_LENGTH), AfterValidator(_check_id)]
+UtcTime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+Latitude = Annotated[float, Field(ge=-90, le=90)]
+Longitude = Annotated[float, Field(ge=-180, le=180)]
+NonNegative = Annotated[float, Field(ge=0)]
+BatteryPct = Annotated[int, Field(ge=0, le=100)]
+SeverityLevel = Annotated[int, Field(ge=1, le=4)]
+FixSource = Literal["gcc", "owntracks", "owntracks-http"]
+OnlineState = Literal["online", "offline"]
+
+
+def utc_from_epoch(seconds: int | float) -> datetime:
+    """Seconds since the Unix epoch (int or float, microsecond precision) as a UTC datetime.
+
+    Raises ValueError for booleans, non-numbers, NaN/inf and times outside datetime's range.
+    """
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        raise ValueError(f"must be a number of seconds since the epoch, got {seconds!r}")
+    if isinstance(seconds, float) and not math.isfinite(seconds):
+        raise ValueError(f"must be finite, got {seconds!r}")
+    try:
+        return _EPOCH + timedelta(microseconds=round(seconds * 1_000_000))
+    except OverflowError:
+        hint = " (milliseconds? times are in seconds)" if seconds > 1e11 else ""
+        raise ValueError(f"{seconds!r} seconds since the epoch is out of range{hint}") from None
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
+
+
+class Fix(_Message):
+    """A GPS fix of a member's handheld terminal (our JSON) or a phone running OwnTracks."""
+    terminal_id: Id
+    time: UtcTime
+    lat: Latitude
+    lon: Longitude
+    accuracy_m: NonNegative | None = None
+    speed_mps: NonNegative | None = None
+    heading_deg: Annotated[float, Field(ge=0, lt=360)] | None = None
+    altitude_m: float | None = None
+    battery_pct: BatteryPct | None = None
+    source: FixSource
+    device: Id | None = None  # the OwnTracks device name (second topic level)
+
+
+class TerminalStatus(_Message):
+    terminal_id: Id
+    time: UtcTime
+    state: OnlineState
+    battery_pct: BatteryPct | None = None
+    sos: bool = False
+    source: FixSource
+
+
+class SensorReading(_Message):
+    """One measurement: exactly one of value / value_text / value_bool, or only value_sum."""
+    sensor_id: Id
+    time: UtcTime
+    quantity: Id
+    value: float | None = None
+    value_text: str | None = None
+    value_bool: bool | None = None
+    value_sum: float | None = None
+    unit: str | None = None
+    gateway_id: Id | None = None
+
+    @model_validator(mode="after")
+    def _one_value(self) -> SensorReading:
+        given = [name for name in ("value", "value_text", "value_bool")
+                 if getattr(self, name) is not None]
+        if len(given) > 1:
+            raise ValueError(f"exactly one of value, value_text, value_bool may be set, got {given}")
+        if not given and self.value_sum is None:
+            raise ValueError("one of value, value_text, value_bool (or value_sum alone) is required")
+        return self
+
+
+class DeviceAlarm(_Message):
+    alarm_id: Id
+    sensor_id: Id
+    time: UtcTime
+    alarm_type: AlarmType = Field(strict=False)  # accepts the enum's string value
+    severity: SeverityLevel
+    state: Literal["raised", "cleared"]
+    value: float | None = None
+    detail: Annotated[dict[str, Any] | None, AfterValidator(_check_detail)] = None
+    gateway_id: Id | None = None
+
+
+class IncidentReport(_Message):
+    report_id: Id
+    terminal_id: Id
+    time: UtcTime
+    category: str
+    severity: SeverityLevel
+    lat: Latitude
+    lon: Longitude
+    address: Annotated[str, Field(max_length=200)] | None = None
+    description: Annotated[str, Field(max_length=2000)] | None = None
+    photo_ref: Annotated[str, Field(max_length=512)] | None = None
+
+    @field_validator("category")
+    @classmethod
+    def _known_category(cls, value: str) -> str:
+        if value not in INCIDENT_CATEGORIES:
+            raise ValueError(f"unknown incident category {value!r} "
+                             "(see telemetry.catalogue.INCIDENT_CATEGORIES)")
+        return value
+
+
+class TaskAck(_Message):
+    task_id: Id
+    terminal_id: Id
+    time: UtcTime
+    action: Literal["accepted", "rejected", "arrived", "done"]
+    note: Annotated[str, Field(max_length=500)] | None = None
+
+
+class GatewayStatus(_Message):
+    gateway_id: Id
+    time: UtcTime
+    state: OnlineState
+
+
+class RegionTransition(_Message):
+    """An OwnTracks region (waypoint) enter/leave event. The booklet marks lat/lon optional."""
+    terminal_id: Id
+    time: UtcTime
+    event: Literal["enter", "leave"]
+    region: str | None = None
+    lat: Latitude | None = None
+    lon: Longitude | None = None
+    accuracy_m: NonNegative | None = None
+
+
+Message = Union[Fix, TerminalStatus, SensorReading, DeviceAlarm, IncidentReport, TaskAck,
+                GatewayStatus, RegionTransition]
+
+__all__ = ["DeviceAlarm", "Fix", "GatewayStatus", "IncidentReport", "Message", "RegionTransition",
+           "SensorReading", "TaskAck", "TerminalStatus", "is_valid_id", "utc_from_epoch", "ID_MAX_LENGTH",
+           "DETAIL_MAX_BYTES"]
