@@ -43,6 +43,20 @@ class RunAs:
             os.chown(path, self.uid, self.gid)
 
 
+def raise_open_file_limit(wanted: int = 65536) -> int:
+    """Raise this process's open-file limit (inherited by the servers it starts): a broker with
+    tens of thousands of device connections needs one descriptor each. Returns the new limit."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = max(soft, wanted if running_as_root() else min(wanted, hard))
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, max(hard, target)))
+    except (ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
 def reachable_by(path: Path, run_as: RunAs | None) -> bool:
     """True when `run_as` can traverse every ancestor of `path` (root can reach anything)."""
     if run_as is None:

@@ -19,7 +19,7 @@ from telemetry.topics import AccountKind
 
 from .mosquitto import BrokerAccount, MosquittoServer
 from .postgres import PostgresServer
-from .process import RunAs, reachable_by, running_as_root
+from .process import RunAs, raise_open_file_limit, reachable_by, running_as_root
 from .redis_server import RedisServer
 
 PG_SUPERUSER = "gridcc"
@@ -146,6 +146,7 @@ class LocalStack:
 
     # --- life cycle ---------------------------------------------------------------------------
     def start(self) -> None:
+        raise_open_file_limit()
         try:
             self.postgres.start()
             self._started.append(self.postgres)

@@ -149,14 +149,14 @@ class Mux:
                 props = mqtt.Properties(PacketTypes.CONNECT)
                 if conn.session_expiry_s:
                     props.SessionExpiryInterval = conn.session_expiry_s
-                conn.client.connect(self.host, self.port, keepalive=60,
+                conn.client.connect(self.host, self.port, keepalive=30,
                                     clean_start=not conn.session_expiry_s, properties=props)
             except OSError as exc:
                 conn.retry_at = now + conn.backoff
                 conn.backoff = min(conn.backoff * 2, 30.0)
                 log.debug("%s: connect failed: %s", conn.device_id, exc)
 
-    def poll(self, timeout: float, connects_per_poll: int = 200) -> None:
+    def poll(self, timeout: float, connects_per_poll: int = 20) -> None:
         """Run one round of the loop: connect what is due, move bytes, keep sessions alive."""
         now = time.monotonic()
         self._connect_due(now, connects_per_poll)
@@ -169,8 +169,8 @@ class Mux:
         if now - self._last_misc >= 1.0:
             self._last_misc = now
             for conn in self.connections:
-                if conn.connected:
-                    conn.client.loop_misc()
+                if conn.client.socket() is not None:  # connected, or still waiting for CONNACK
+                    conn.client.loop_misc()           # pings; gives up on a silent broker
 
     def close(self) -> None:
         for conn in self.connections:
