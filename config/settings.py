@@ -41,6 +41,16 @@ class Settings(BaseSettings):
     pg_user: str = "gridcc"
     pg_password: SecretStr = SecretStr("")
 
+    mqtt_password_file: Path | None = Field(None, description="the broker's password file, for the "
+                                            "OwnTracks HTTP endpoint's Basic auth")
+
+    ingest_http_host: str = "127.0.0.1"
+    ingest_http_port: int = Field(9108, description="first ingest worker's /metrics and /owntracks port; "
+                                  "worker N uses this + N - 1")
+    ingest_batch_size: int = 2000
+    ingest_flush_interval_s: float = 0.2
+    ingest_receive_maximum: int = Field(4000, description="unacknowledged messages in flight per worker")
+
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = 8050
 

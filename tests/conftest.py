@@ -44,3 +44,19 @@ def redis_client(settings):
                          password=settings.redis_password.get_secret_value())
     yield client
     client.close()
+
+
+@pytest.fixture(scope="session")
+def city(stack):
+    """The demo city (seed 7) loaded into the database, every device with a broker account."""
+    from telemetry.citydb import load_city
+    from telemetry.citygen import SCALES, generate
+
+    city = generate(SCALES["demo"], seed=7)
+    conn = psycopg2.connect(stack.settings().pg_dsn)
+    try:
+        load_city(conn, city)
+    finally:
+        conn.close()
+    stack.register_devices(city)
+    return city

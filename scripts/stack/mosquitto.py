@@ -1,9 +1,6 @@
 """Mosquitto 2 for the local stack: config, password file, ACL, start and health check."""
 from __future__ import annotations
 
-import base64
-import hashlib
-import os
 import secrets
 import shutil
 import signal
@@ -14,19 +11,10 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
+from telemetry.passwords import hash_password
 from telemetry.topics import AccountKind, topic_rules
 
 from .process import RunAs, ServerProcess, wait_until
-
-# Mosquitto 2's "$7$" password format: PBKDF2-HMAC-SHA512, 101 iterations, 12-byte salt.
-_PBKDF2_ITERATIONS = 101
-
-
-def hash_password(password: str, *, salt: bytes | None = None) -> str:
-    salt = salt if salt is not None else os.urandom(12)
-    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, _PBKDF2_ITERATIONS)
-    return f"$7${_PBKDF2_ITERATIONS}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
-
 
 @dataclass(frozen=True)
 class BrokerAccount:

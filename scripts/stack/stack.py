@@ -184,6 +184,7 @@ class LocalStack:
             "GCC_MQTT_PORT": str(self.mosquitto.port),
             "GCC_MQTT_USERNAME": ingest.username,
             "GCC_MQTT_PASSWORD": ingest.password,
+            "GCC_MQTT_PASSWORD_FILE": str(self.mosquitto.data_dir / "passwords"),
             "GCC_REDIS_HOST": "127.0.0.1",
             "GCC_REDIS_PORT": str(self.redis.port),
             "GCC_REDIS_PASSWORD": self._secrets["redis_password"],

@@ -1,0 +1,215 @@
+"""Live state in Redis, updated after each committed batch, and the changes it made.
+
+Workers in one share group may see one device's messages out of order, so every update is a small
+Lua script that applies a message only if it is not older than what Redis holds, and reports
+whether anything visible changed: live events go out only for real changes.
+
+Keys
+    gcc:pos                  GEO set of terminal positions (member search by distance)
+    gcc:term:<terminal_id>   hash: lon lat t grid member battery speed heading acc seen state state_t sos
+    gcc:term:seen            sorted set terminal_id -> last heard (epoch s), for the silence sweep
+    gcc:sensor:<sensor_id>   hash: <quantity> -> "<t>|<value>", grid
+    gcc:alarms:open          hash alarm_id -> alarm JSON (open device alarms)
+    gcc:alarm:<alarm_id>     "<t>|<state>" for ordering raised/cleared (expires after 7 days)
+    gcc:gw:<gateway_id>      hash: state t grid
+    gcc:reports              sorted set report_id -> time; gcc:report:<id> JSON (last 24 h)
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import orjson
+import redis
+
+from ingest.stages import Enriched
+from telemetry.messages import (DeviceAlarm, Fix, GatewayStatus, IncidentReport, SensorReading,
+                                TerminalStatus)
+
+log = logging.getLogger(__name__)
+
+SILENT_AFTER_S = 120        # a terminal not heard from for this long is "unknown"
+ALARM_MEMORY_S = 7 * 86400
+REPORT_WINDOW_S = 86400
+
+_FIX = """
+local t = tonumber(ARGV[2])
+redis.call('ZADD', KEYS[3], 'GT', ARGV[11], ARGV[1])
+local cur = tonumber(redis.call('HGET', KEYS[1], 't') or '-1')
+if t < cur then return 0 end
+redis.call('HSET', KEYS[1], 't', ARGV[2], 'lon', ARGV[3], 'lat', ARGV[4], 'grid', ARGV[5],
+           'battery', ARGV[6], 'member', ARGV[7], 'speed', ARGV[8], 'heading', ARGV[9], 'acc', ARGV[10],
+           'seen', ARGV[11])
+redis.call('GEOADD', KEYS[2], ARGV[3], ARGV[4], ARGV[1])
+local state_t = tonumber(redis.call('HGET', KEYS[1], 'state_t') or '-1')
+if t > state_t and redis.call('HGET', KEYS[1], 'state') ~= 'online' then
+  redis.call('HSET', KEYS[1], 'state', 'online', 'state_t', ARGV[2])
+end
+return 1
+"""
+
+_STATUS = """
+local t = tonumber(ARGV[2])
+redis.call('ZADD', KEYS[2], 'GT', ARGV[6], ARGV[1])
+local state_t = tonumber(redis.call('HGET', KEYS[1], 'state_t') or '-1')
+if t < state_t then return 0 end
+local changed = 0
+if redis.call('HGET', KEYS[1], 'state') ~= ARGV[3] or redis.call('HGET', KEYS[1], 'sos') ~= ARGV[5] then
+  changed = 1
+end
+redis.call('HSET', KEYS[1], 'state', ARGV[3], 'state_t', ARGV[2], 'sos', ARGV[5], 'grid', ARGV[7],
+           'member', ARGV[8], 'seen', ARGV[6])
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'battery', ARGV[4]) end
+return changed
+"""
+
+_READING = """
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+local new = ARGV[2] .. '|' .. ARGV[3]
+if cur then
+  local bar = string.find(cur, '|', 1, true)
+  if tonumber(string.sub(cur, 1, bar - 1)) > tonumber(ARGV[2]) then return 0 end
+  redis.call('HSET', KEYS[1], ARGV[1], new)
+  if string.sub(cur, bar + 1) == ARGV[3] then return 0 end
+  return 1
+end
+redis.call('HSET', KEYS[1], ARGV[1], new, 'grid', ARGV[4])
+return 1
+"""
+
+_ALARM = """
+local prev = redis.call('GET', KEYS[2])
+if prev then
+  local bar = string.find(prev, '|', 1, true)
+  if tonumber(string.sub(prev, 1, bar - 1)) > tonumber(ARGV[2]) then return 0 end
+end
+redis.call('SET', KEYS[2], ARGV[2] .. '|' .. ARGV[3], 'EX', ARGV[5])
+if ARGV[3] == 'raised' then
+  return redis.call('HSET', KEYS[1], ARGV[1], ARGV[4])
+end
+return redis.call('HDEL', KEYS[1], ARGV[1])
+"""
+
+_GATEWAY = """
+local cur = tonumber(redis.call('HGET', KEYS[1], 't') or '-1')
+if tonumber(ARGV[1]) < cur then return 0 end
+local changed = redis.call('HGET', KEYS[1], 'state') ~= ARGV[2] and 1 or 0
+redis.call('HSET', KEYS[1], 'state', ARGV[2], 't', ARGV[1], 'grid', ARGV[3])
+return changed
+"""
+
+
+def _s(value) -> str:
+    return "" if value is None else str(value)
+
+
+@dataclass
+class Changes:
+    """What a batch changed, for the live events (plain JSON-able dicts)."""
+    fixes: list[dict] = field(default_factory=list)
+    statuses: list[dict] = field(default_factory=list)
+    readings: list[dict] = field(default_factory=list)
+    alarms: list[dict] = field(default_factory=list)
+    reports: list[dict] = field(default_factory=list)
+    gateways: list[dict] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return any((self.fixes, self.statuses, self.readings, self.alarms, self.reports, self.gateways))
+
+
+class LiveState:
+    def __init__(self, client: redis.Redis) -> None:
+        self.r = client
+        self.fix = client.register_script(_FIX)
+        self.status = client.register_script(_STATUS)
+        self.reading = client.register_script(_READING)
+        self.alarm = client.register_script(_ALARM)
+        self.gateway = client.register_script(_GATEWAY)
+
+    def apply(self, items: list[Enriched], now: float | None = None) -> Changes:
+        """Apply a committed batch; return only what changed."""
+        now = now or time.time()
+        pipe = self.r.pipeline(transaction=False)
+        calls = []
+        for item in items:
+            call = self._queue(pipe, item, now)
+            if call is not None:
+                calls.append((item, call))
+        results = pipe.execute() if calls else []
+        changes = Changes()
+        for (item, kind), changed in zip(calls, results):
+            if changed:
+                getattr(changes, kind).append(event_of(item))
+        return changes
+
+    def _queue(self, pipe, item: Enriched, now: float) -> str | None:
+        m, t = item.message, item.message.time.timestamp()
+        if isinstance(m, Fix):
+            self.fix(keys=[f"gcc:term:{m.terminal_id}", "gcc:pos", "gcc:term:seen"],
+                     args=[m.terminal_id, t, m.lon, m.lat, _s(item.grid_code), _s(m.battery_pct),
+                           _s(item.member_id), _s(m.speed_mps), _s(m.heading_deg), _s(m.accuracy_m), now],
+                     client=pipe)
+            return "fixes"
+        if isinstance(m, TerminalStatus):
+            self.status(keys=[f"gcc:term:{m.terminal_id}", "gcc:term:seen"],
+                        args=[m.terminal_id, t, m.state, _s(m.battery_pct), "1" if m.sos else "0", now,
+                              _s(item.grid_code), _s(item.member_id)], client=pipe)
+            return "statuses"
+        if isinstance(m, SensorReading):
+            value = m.value if m.value is not None else (
+                m.value_bool if m.value_bool is not None else (m.value_text if m.value_text is not None else m.value_sum))
+            self.reading(keys=[f"gcc:sensor:{m.sensor_id}"], args=[m.quantity, t, _s(value), _s(item.grid_code)],
+                         client=pipe)
+            return "readings"
+        if isinstance(m, DeviceAlarm):
+            self.alarm(keys=["gcc:alarms:open", f"gcc:alarm:{m.alarm_id}"],
+                       args=[m.alarm_id, t, m.state, orjson.dumps(event_of(item)), ALARM_MEMORY_S], client=pipe)
+            return "alarms"
+        if isinstance(m, GatewayStatus):
+            self.gateway(keys=[f"gcc:gw:{m.gateway_id}"], args=[t, m.state, _s(item.grid_code)], client=pipe)
+            return "gateways"
+        if isinstance(m, IncidentReport):
+            pipe.zadd("gcc:reports", {m.report_id: t}, nx=True)
+            pipe.set(f"gcc:report:{m.report_id}", orjson.dumps(event_of(item)), ex=REPORT_WINDOW_S, nx=True)
+            return "reports"
+        return None
+
+    def sweep_silent(self, now: float | None = None) -> list[dict]:
+        """Mark terminals silent for SILENT_AFTER_S as "unknown"; return the status changes."""
+        now = now or time.time()
+        changed = []
+        for terminal_id in self.r.zrangebyscore("gcc:term:seen", 0, now - SILENT_AFTER_S):
+            key = f"gcc:term:{terminal_id.decode()}"
+            state, grid, member = self.r.hmget(key, "state", "grid", "member")
+            if state == b"online":
+                self.r.hset(key, "state", "unknown")
+                changed.append({"terminal_id": terminal_id.decode(), "state": "unknown",
+                                "grid": (grid or b"").decode(), "member": (member or b"").decode()})
+        self.r.zremrangebyscore("gcc:reports", 0, now - REPORT_WINDOW_S)
+        return changed
+
+
+def event_of(item: Enriched) -> dict:
+    """The compact, JSON-able form of a change that the screens receive."""
+    m = item.message
+    base = {"grid": item.grid_code, "t": m.time.timestamp()}
+    if isinstance(m, Fix):
+        return base | {"terminal_id": m.terminal_id, "member": item.member_id, "lon": m.lon, "lat": m.lat,
+                       "battery": m.battery_pct, "speed": m.speed_mps, "heading": m.heading_deg}
+    if isinstance(m, TerminalStatus):
+        return base | {"terminal_id": m.terminal_id, "member": item.member_id, "state": m.state,
+                       "battery": m.battery_pct, "sos": m.sos}
+    if isinstance(m, SensorReading):
+        return base | {"sensor_id": m.sensor_id, "quantity": m.quantity, "value": m.value,
+                       "value_bool": m.value_bool, "value_text": m.value_text, "unit": m.unit}
+    if isinstance(m, DeviceAlarm):
+        return base | {"alarm_id": m.alarm_id, "sensor_id": m.sensor_id, "alarm_type": m.alarm_type.value,
+                       "severity": m.severity, "state": m.state, "value": m.value, "building": item.building_id}
+    if isinstance(m, IncidentReport):
+        return base | {"report_id": m.report_id, "terminal_id": m.terminal_id, "member": item.member_id,
+                       "category": m.category, "severity": m.severity, "lon": m.lon, "lat": m.lat,
+                       "address": m.address, "description": m.description, "photo_ref": m.photo_ref}
+    if isinstance(m, GatewayStatus):
+        return base | {"gateway_id": m.gateway_id, "state": m.state}
+    return base

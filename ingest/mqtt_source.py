@@ -1,0 +1,101 @@
+"""The ingest workers' broker connection, and nothing else.
+
+MQTT v5, a persistent session (so messages wait at the broker while a worker is down), QoS 1,
+a shared subscription so workers split the load, and manual acknowledgement: a message is
+acknowledged only when the worker says so, after its batch is committed. Receive Maximum bounds the
+messages in flight: the broker sends no more until some are acknowledged. The network thread only
+hands messages over (a queue); it does no processing.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from datetime import datetime, timezone
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+
+from ingest.stages import Inbound
+from telemetry.topics import PREFIX, SHARE_GROUP
+
+log = logging.getLogger(__name__)
+
+UPLINK_FILTERS = (f"{PREFIX}/terminal/+/fix", f"{PREFIX}/terminal/+/status", f"{PREFIX}/terminal/+/incident",
+                  f"{PREFIX}/terminal/+/task/ack", f"{PREFIX}/gateway/+/senml", f"{PREFIX}/gateway/+/reading",
+                  f"{PREFIX}/gateway/+/alarm", f"{PREFIX}/gateway/+/status", "owntracks/#")
+SESSION_EXPIRY_S = 7 * 86400
+
+
+class MqttSource:
+    def __init__(self, host: str, port: int, username: str, password: str, client_id: str,
+                 *, receive_maximum: int = 2000, share_group: str = SHARE_GROUP,
+                 filters: tuple[str, ...] = UPLINK_FILTERS) -> None:
+        self.inbox: queue.Queue[Inbound] = queue.Queue()
+        self.host, self.port = host, port
+        self.receive_maximum = receive_maximum
+        self.filters = [f"$share/{share_group}/{f}" for f in filters]
+        self.connected = threading.Event()
+        self.session_epoch = 0  # bumps on every new connection: older mids must not be acked
+        self.redeliveries = 0
+        self.received = 0
+        self._lock = threading.Lock()
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                             protocol=MQTTProtocolVersion.MQTTv5, manual_ack=True)
+        client.username_pw_set(username, password)
+        client.reconnect_delay_set(min_delay=1, max_delay=15)
+        client.max_inflight_messages_set(100)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        self.client = client
+
+    def start(self) -> None:
+        props = mqtt.Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = SESSION_EXPIRY_S
+        props.ReceiveMaximum = self.receive_maximum
+        self.client.connect_async(self.host, self.port, keepalive=30, clean_start=False, properties=props)
+        self.client.loop_start()
+
+    def stop(self, end_session: bool = False) -> None:
+        """Disconnect. end_session=True also discards the broker-side session (MQTT v5: session
+        expiry 0 on DISCONNECT); otherwise the broker keeps queueing for this worker."""
+        props = None
+        if end_session:
+            props = mqtt.Properties(PacketTypes.DISCONNECT)
+            props.SessionExpiryInterval = 0
+        self.client.disconnect(properties=props)
+        self.client.loop_stop()
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.error("broker refused the connection: %s", reason_code)
+            return
+        with self._lock:
+            self.session_epoch += 1
+        # (re)subscribe every time: cheap, and correct even if the broker lost the session
+        client.subscribe([(f, mqtt.SubscribeOptions(qos=1)) for f in self.filters])
+        self.connected.set()
+        log.info("connected to the broker (session present: %s)", flags.session_present)
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        self.connected.clear()
+        log.warning("disconnected from the broker: %s", reason_code)
+
+    def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
+        self.received += 1
+        if msg.dup:
+            self.redeliveries += 1
+        self.inbox.put(Inbound(msg.topic, msg.payload, msg.qos, msg.retain, msg.mid,
+                               datetime.now(timezone.utc), msg.dup, epoch=self.session_epoch))
+
+    def ack(self, items: list[Inbound]) -> int:
+        """Acknowledge messages of the current connection; returns how many were acked. Messages
+        from an earlier connection will be redelivered by the broker (and deduplicated)."""
+        acked = 0
+        for item in items:
+            if item.qos > 0 and item.epoch == self.session_epoch and self.connected.is_set():
+                self.client.ack(item.mid, item.qos)
+                acked += 1
+        return acked

@@ -1,0 +1,191 @@
+"""The store stage: a batch of accepted messages and dead letters into TimescaleDB, in one
+transaction, COPY per table.
+
+COPY cannot skip duplicates, so each table's rows are COPYed into a session-private staging table
+and moved with `insert ... on conflict do nothing` against the table's natural key: a redelivered
+message never becomes a second row. Errors are sorted: temporary ones (connection lost, server
+shutting down, serialization failure, out of resources) raise `TemporaryStoreError` and the whole
+batch is retried later, unacknowledged; permanent ones (the data itself is refused) are narrowed
+down to the offending messages, which become dead letters with the server's reason.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import orjson
+import psycopg2
+import psycopg2.errors
+
+from ingest.stages import Enriched, Inbound, Rejection
+from telemetry.messages import (DeviceAlarm, Fix, GatewayStatus, IncidentReport, RegionTransition,
+                                SensorReading, TaskAck, TerminalStatus)
+
+log = logging.getLogger(__name__)
+
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "positions": ("time", "terminal_id", "member_id", "grid_code", "lat", "lon", "accuracy_m",
+                  "speed_mps", "heading_deg", "altitude_m", "battery_pct", "source", "received_at"),
+    "terminal_status": ("time", "terminal_id", "state", "battery_pct", "sos", "grid_code", "received_at"),
+    "sensor_readings": ("time", "sensor_id", "quantity", "value", "value_text", "value_bool", "value_sum",
+                        "unit", "gateway_id", "building_id", "grid_code", "received_at"),
+    "device_alarms": ("time", "alarm_id", "sensor_id", "alarm_type", "severity", "state", "value",
+                      "detail", "gateway_id", "building_id", "grid_code", "received_at"),
+    "incident_reports": ("time", "report_id", "terminal_id", "member_id", "category", "severity", "lat",
+                         "lon", "address", "description", "photo_ref", "grid_code", "received_at"),
+    "task_acks": ("time", "task_id", "terminal_id", "action", "note", "received_at"),
+    "gateway_status": ("time", "gateway_id", "state", "grid_code", "received_at"),
+    "region_transitions": ("time", "terminal_id", "event", "region", "lat", "lon", "accuracy_m",
+                           "grid_code", "received_at"),
+}
+DEAD_LETTER_COLUMNS = ("time", "topic", "payload", "payload_sha256", "reason", "detail", "worker")
+
+# SQLSTATE classes after which the same batch may well succeed later
+_TEMPORARY_CLASSES = ("08", "40", "53", "57", "58")
+
+
+class TemporaryStoreError(Exception):
+    """The database is unavailable for now; retry the batch later."""
+
+
+def row_for(item: Enriched, received_at: datetime) -> tuple[str, tuple]:
+    m, g = item.message, item.grid_code
+    if isinstance(m, Fix):
+        return "positions", (m.time, m.terminal_id, item.member_id, g, m.lat, m.lon, m.accuracy_m,
+                             m.speed_mps, m.heading_deg, m.altitude_m, m.battery_pct, m.source, received_at)
+    if isinstance(m, SensorReading):
+        return "sensor_readings", (m.time, m.sensor_id, m.quantity, m.value, m.value_text, m.value_bool,
+                                   m.value_sum, m.unit, m.gateway_id, item.building_id, g, received_at)
+    if isinstance(m, TerminalStatus):
+        return "terminal_status", (m.time, m.terminal_id, m.state, m.battery_pct, m.sos, g, received_at)
+    if isinstance(m, DeviceAlarm):
+        detail = orjson.dumps(m.detail).decode() if m.detail is not None else None
+        return "device_alarms", (m.time, m.alarm_id, m.sensor_id, m.alarm_type.value, m.severity, m.state,
+                                 m.value, detail, m.gateway_id, item.building_id, g, received_at)
+    if isinstance(m, IncidentReport):
+        return "incident_reports", (m.time, m.report_id, m.terminal_id, item.member_id, m.category,
+                                    m.severity, m.lat, m.lon, m.address, m.description, m.photo_ref, g,
+                                    received_at)
+    if isinstance(m, TaskAck):
+        return "task_acks", (m.time, m.task_id, m.terminal_id, m.action, m.note, received_at)
+    if isinstance(m, GatewayStatus):
+        return "gateway_status", (m.time, m.gateway_id, m.state, g, received_at)
+    if isinstance(m, RegionTransition):
+        return "region_transitions", (m.time, m.terminal_id, m.event, m.region, m.lat, m.lon,
+                                      m.accuracy_m, g, received_at)
+    raise TypeError(f"no table for {type(m).__name__}")
+
+
+def dead_letter_row(inbound: Inbound, rejection: Rejection, worker: str) -> tuple:
+    return (inbound.received_at, inbound.topic, inbound.payload, hashlib.sha256(inbound.payload).digest(),
+            rejection.reason, rejection.detail, worker)
+
+
+def _csv_field(value) -> str:
+    """COPY's CSV: NULL is an unquoted empty field; every string is quoted, so "" stays ''."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return '"' + value.replace('"', '""') + '"'
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return "\\x" + value.hex()
+    return repr(value)
+
+
+def csv_text(rows: list[tuple]) -> str:
+    return "".join(",".join(_csv_field(v) for v in row) + "\n" for row in rows)
+
+
+@dataclass
+class Batch:
+    """Rows per table, with the inbound message each row came from (to narrow down failures)."""
+    rows: dict[str, list[tuple]] = field(default_factory=dict)
+    origins: dict[str, list[int]] = field(default_factory=dict)   # row -> index of its inbound message
+    dead_letters: list[tuple] = field(default_factory=list)
+
+    def add(self, table: str, row: tuple, origin: int) -> None:
+        self.rows.setdefault(table, []).append(row)
+        self.origins.setdefault(table, []).append(origin)
+
+    def only(self, origin: int) -> Batch:
+        part = Batch()
+        for table, rows in self.rows.items():
+            for row, o in zip(rows, self.origins[table]):
+                if o == origin:
+                    part.add(table, row, o)
+        return part
+
+
+@dataclass
+class WriteResult:
+    inserted: dict[str, int]
+    duplicates: int
+
+
+class Store:
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self.conn = None
+
+    def _connect(self):
+        if self.conn is None or self.conn.closed:
+            conn = psycopg2.connect(self.dsn, connect_timeout=5, application_name="gcc-ingest")
+            with conn, conn.cursor() as cur:
+                for table in COLUMNS:
+                    cur.execute(f"create temp table if not exists stage_{table} "
+                                f"(like {table} including defaults) on commit delete rows")
+            self.conn = conn
+        return self.conn
+
+    def close(self) -> None:
+        if self.conn is not None and not self.conn.closed:
+            self.conn.close()
+
+    def _copy(self, cur, table: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
+        cur.copy_expert(f"copy {table} ({', '.join(columns)}) from stdin with (format csv)",
+                        io.StringIO(csv_text(rows)))
+
+    def _write_once(self, batch: Batch) -> WriteResult:
+        conn = self._connect()
+        inserted, duplicates = {}, 0
+        with conn, conn.cursor() as cur:
+            for table, rows in batch.rows.items():
+                cols = COLUMNS[table]
+                self._copy(cur, f"stage_{table}", cols, rows)
+                cur.execute(f"insert into {table} ({', '.join(cols)}) select {', '.join(cols)} "
+                            f"from stage_{table} on conflict do nothing")
+                inserted[table] = cur.rowcount
+                duplicates += len(rows) - cur.rowcount
+            if batch.dead_letters:
+                self._copy(cur, "dead_letters", DEAD_LETTER_COLUMNS, batch.dead_letters)
+        return WriteResult(inserted, duplicates)
+
+    def write(self, batch: Batch) -> WriteResult:
+        """Commit the batch, or raise TemporaryStoreError (nothing committed)."""
+        try:
+            return self._write_once(batch)
+        except psycopg2.Error as exc:
+            if is_temporary(exc):
+                self._reset()
+                raise TemporaryStoreError(str(exc).strip()) from exc
+            raise
+
+    def _reset(self) -> None:
+        try:
+            self.close()
+        finally:
+            self.conn = None
+
+
+def is_temporary(exc: psycopg2.Error) -> bool:
+    if isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError)):
+        return True
+    code = getattr(exc, "pgcode", None) or ""
+    return code[:2] in _TEMPORARY_CLASSES

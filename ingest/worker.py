@@ -1,0 +1,188 @@
+"""One ingest worker: the chain from broker to database, live state, live events and the ack.
+
+    collect a batch (by size or time) → stages.process each message (decode, validate, enrich)
+    → store (one transaction; temporary errors: retry, keep unacked) → live state → live events
+    → acknowledge to the broker (and answer waiting HTTP posts)
+
+A failing live-state or live-event update is contained (logged, counted): the data is already
+committed and the screens resynchronise from Redis and the database.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+
+import psycopg2
+import redis
+
+from ingest.events import LiveEmitter
+from ingest.live import LiveState
+from ingest.metrics import Metrics
+from ingest.mqtt_source import MqttSource
+from ingest.stages import Enriched, Inbound, Outcome, Registry, Rejection, process
+from ingest.store import Batch, Store, TemporaryStoreError, dead_letter_row, row_for
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkerConfig:
+    batch_size: int = 2000
+    flush_interval_s: float = 0.2
+    retry_max_s: float = 10.0
+    sweep_every_s: float = 10.0
+
+
+class Reply:
+    """What an HTTP poster waits for: filled in once its message is committed (or refused)."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.rejection: Rejection | None = None
+
+    def settle(self, rejection: Rejection | None) -> None:
+        self.rejection = rejection
+        self.done.set()
+
+
+class Worker:
+    def __init__(self, name: str, source: MqttSource, store: Store, live: LiveState,
+                 emitter: LiveEmitter, registry: Registry, config: WorkerConfig | None = None) -> None:
+        self.name = name
+        self.source = source
+        self.store = store
+        self.live = live
+        self.emitter = emitter
+        self.registry = registry
+        self.config = config or WorkerConfig()
+        self.metrics = Metrics(name)
+        self.stop_event = threading.Event()
+        self._last_sweep = 0.0
+        self.batches = 0
+
+    # --- collecting -----------------------------------------------------------------------------
+    def _collect(self) -> list[Inbound]:
+        inbox, cfg = self.source.inbox, self.config
+        try:
+            first = inbox.get(timeout=cfg.flush_interval_s)
+        except queue.Empty:
+            return []
+        items = [first]
+        deadline = time.monotonic() + cfg.flush_interval_s
+        while len(items) < cfg.batch_size:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                items.append(inbox.get(timeout=remaining))
+            except queue.Empty:
+                break
+        return items
+
+    # --- the chain --------------------------------------------------------------------------------
+    def handle(self, items: list[Inbound]) -> None:
+        self.metrics.received.inc(len(items))
+        self.metrics.redeliveries.inc(sum(i.dup for i in items))
+        self.metrics.in_flight.set(len(items) + self.source.inbox.qsize())
+        outcomes = [process(item, self.registry) for item in items]
+        batch = Batch()
+        for index, outcome in enumerate(outcomes):
+            if outcome.rejection is not None:
+                batch.dead_letters.append(dead_letter_row(outcome.inbound, outcome.rejection, self.name))
+            for enriched in outcome.accepted:
+                table, row = row_for(enriched, outcome.inbound.received_at)
+                batch.add(table, row, index)
+        if not self._store(batch, outcomes):
+            return  # stopping with the batch unwritten: unacked, the broker delivers it again
+        for outcome in outcomes:
+            if outcome.rejection is not None:
+                self.metrics.dead_letter(outcome.rejection.reason)
+        self._live([e for o in outcomes for e in o.accepted])
+        self.metrics.acked.inc(self.source.ack(items))
+        for outcome in outcomes:
+            if outcome.inbound.reply is not None:
+                outcome.inbound.reply.settle(outcome.rejection)
+        self.metrics.batch_size.observe(len(items))
+        self.batches += 1
+
+    def _write_with_retry(self, batch: Batch):
+        """Commit, retrying temporary errors with backoff. None when asked to stop meanwhile;
+        a permanent psycopg2.Error is raised to the caller."""
+        delay = 0.2
+        while True:
+            started = time.monotonic()
+            try:
+                result = self.store.write(batch)
+            except TemporaryStoreError as exc:
+                self.metrics.db_retries.inc()
+                log.warning("database unavailable (%s); retrying the batch in %.1f s", exc, delay)
+                if self.stop_event.wait(delay):
+                    return None
+                delay = min(delay * 2, self.config.retry_max_s)
+                continue
+            self.metrics.commit_seconds.observe(time.monotonic() - started)
+            for table, count in result.inserted.items():
+                self.metrics.stored_rows(table, count)
+            self.metrics.duplicates.inc(result.duplicates)
+            return result
+
+    def _store(self, batch: Batch, outcomes: list[Outcome]) -> bool:
+        try:
+            return self._write_with_retry(batch) is not None
+        except psycopg2.Error as exc:
+            log.error("the database refused a batch (%s); isolating the messages it refuses", exc)
+            return self._store_isolated(batch, outcomes)
+
+    def _store_isolated(self, batch: Batch, outcomes: list[Outcome]) -> bool:
+        """Write message by message; the ones the database refuses become dead letters."""
+        dead = Batch(dead_letters=list(batch.dead_letters))
+        for origin in sorted({o for per_table in batch.origins.values() for o in per_table}):
+            try:
+                if self._write_with_retry(batch.only(origin)) is None:
+                    return False
+            except psycopg2.Error as exc:
+                outcome = outcomes[origin]
+                outcome.accepted.clear()
+                outcome.rejection = Rejection("db_rejected", f"{exc.pgcode}: {(exc.pgerror or str(exc)).strip()}")
+                dead.dead_letters.append(dead_letter_row(outcome.inbound, outcome.rejection, self.name))
+        try:
+            return self._write_with_retry(dead) is not None
+        except psycopg2.Error:
+            log.exception("dead letters refused by the database; the batch stays unacknowledged")
+            return False
+
+    def _live(self, accepted: list[Enriched]) -> None:
+        try:
+            changes = self.live.apply(accepted)
+            self.metrics.events.inc(self.emitter.emit(changes))
+            now = time.monotonic()
+            if now - self._last_sweep >= self.config.sweep_every_s:
+                self._last_sweep = now
+                self._sweep()
+        except (redis.RedisError, OSError) as exc:
+            self.metrics.live_errors.inc()
+            log.warning("live update failed (data is stored): %s", exc)
+
+    def _sweep(self) -> None:
+        # one worker at a time marks silent terminals "unknown"
+        if self.live.r.set("gcc:lock:sweep", self.name, nx=True, ex=int(self.config.sweep_every_s)):
+            statuses = self.live.sweep_silent()
+            if statuses:
+                self.metrics.events.inc(self.emitter.emit_statuses(statuses))
+
+    # --- running --------------------------------------------------------------------------------
+    def run(self, end_session: bool = False) -> None:
+        self.source.start()
+        try:
+            while not self.stop_event.is_set():
+                items = self._collect()
+                if items:
+                    self.handle(items)
+                else:
+                    self._live([])
+        finally:
+            self.source.stop(end_session=end_session)
+            self.store.close()
