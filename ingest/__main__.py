@@ -43,7 +43,7 @@ def _load_city(dsn: str, timeout: float = 120.0):
             time.sleep(2)
 
 
-def build_worker(settings, index: int) -> tuple[Worker, IngestHTTP]:
+def build_worker(settings, index: int, http_port: int | None = None) -> tuple[Worker, IngestHTTP]:
     city = _load_city(settings.pg_dsn)
     source = MqttSource(settings.mqtt_host, settings.mqtt_port, settings.mqtt_username,
                         settings.mqtt_password.get_secret_value(), f"ingest-{index}",
@@ -54,8 +54,8 @@ def build_worker(settings, index: int) -> tuple[Worker, IngestHTTP]:
                     LiveEmitter(settings.redis_url), Registry(city),
                     WorkerConfig(batch_size=settings.ingest_batch_size,
                                  flush_interval_s=settings.ingest_flush_interval_s))
-    http = IngestHTTP(worker, settings.ingest_http_host, settings.ingest_http_port + index - 1,
-                      settings.mqtt_password_file)
+    port = http_port if http_port is not None else settings.ingest_http_port + index - 1
+    http = IngestHTTP(worker, settings.ingest_http_host, port, settings.mqtt_password_file)
     return worker, http
 
 

@@ -43,7 +43,7 @@ class ThreadWorker:
     def __init__(self, settings, index: int, share_group: str) -> None:
         from ingest.__main__ import build_worker
 
-        self.worker, self.http = build_worker(settings.model_copy(update={"ingest_http_port": free_port()}), index)
+        self.worker, self.http = build_worker(settings, index, http_port=free_port())
         self.worker.source.filters = [f.replace("$share/ingest/", f"$share/{share_group}/")
                                       for f in self.worker.source.filters]
         self.thread = threading.Thread(target=self.worker.run, kwargs={"end_session": True}, daemon=True)
@@ -65,7 +65,8 @@ class ProcessWorker:
     """`python -m ingest --index N` as a separate process (for crash tests)."""
 
     def __init__(self, stack, index: int, log_path) -> None:
-        self.env = {**os.environ, **stack.env(), "GCC_INGEST_HTTP_PORT": str(free_port() - index + 1)}
+        self.http_port = free_port()
+        self.env = {**os.environ, **stack.env(), "GCC_INGEST_HTTP_PORT": str(self.http_port - index + 1)}
         self.index = index
         self.log_path = log_path
         self.proc = None
