@@ -128,11 +128,12 @@ class LiveState:
         self.gateway = client.register_script(_GATEWAY)
 
     def apply(self, items: list[Enriched], now: float | None = None) -> Changes:
-        """Apply a committed batch; return only what changed."""
+        """Apply a committed batch; return only what changed. Within a batch only the newest fix of
+        a terminal and the newest reading of a sensor's quantity matter for the live state."""
         now = now or time.time()
         pipe = self.r.pipeline(transaction=False)
         calls = []
-        for item in items:
+        for item in _newest_only(items):
             call = self._queue(pipe, item, now)
             if call is not None:
                 calls.append((item, call))
@@ -188,6 +189,24 @@ class LiveState:
                                 "grid": (grid or b"").decode(), "member": (member or b"").decode()})
         self.r.zremrangebyscore("gcc:reports", 0, now - REPORT_WINDOW_S)
         return changed
+
+
+def _newest_only(items: list[Enriched]) -> list[Enriched]:
+    newest: dict[tuple, Enriched] = {}
+    others: list[Enriched] = []
+    for item in items:
+        m = item.message
+        if isinstance(m, Fix):
+            key = ("fix", m.terminal_id)
+        elif isinstance(m, SensorReading):
+            key = ("reading", m.sensor_id, m.quantity)
+        else:
+            others.append(item)
+            continue
+        kept = newest.get(key)
+        if kept is None or kept.message.time <= m.time:
+            newest[key] = item
+    return [*newest.values(), *others]
 
 
 def event_of(item: Enriched) -> dict:

@@ -22,7 +22,7 @@ from ingest.events import LiveEmitter
 from ingest.live import LiveState
 from ingest.metrics import Metrics
 from ingest.mqtt_source import MqttSource
-from ingest.stages import Enriched, Inbound, Outcome, Registry, Rejection, process
+from ingest.stages import Enriched, Inbound, Outcome, Registry, Rejection, process_batch
 from ingest.store import Batch, Store, TemporaryStoreError, dead_letter_row, row_for
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ class Worker:
         self.metrics.received.inc(len(items))
         self.metrics.redeliveries.inc(sum(i.dup for i in items))
         self.metrics.in_flight.set(len(items) + self.source.inbox.qsize())
-        outcomes = [process(item, self.registry) for item in items]
+        outcomes = process_batch(items, self.registry)
         batch = Batch()
         for index, outcome in enumerate(outcomes):
             if outcome.rejection is not None:

@@ -98,7 +98,7 @@ def test_demo_reports_each_service_healthy_and_ctrl_c_stops_everything(demo_dir)
     for line in ("PostgreSQL 15 + TimescaleDB", "Redis 7", "Mosquitto 2"):
         assert any(line in row and "healthy" in row for row in out.splitlines()), out
     servers = _pids(demo_dir)
-    assert set(servers) == {"stack", "postgres", "redis", "mosquitto", "simulator"}
+    assert set(servers) == {"stack", "postgres", "redis", "mosquitto", "simulator", "ingest-1", "ingest-2"}
     settings = _settings_from(demo_dir)
     assert settings.pg_port == ports["pg"]
     with psycopg2.connect(settings.pg_dsn) as conn, conn.cursor() as cur:

@@ -28,7 +28,8 @@ from .process import pid_alive
 from .stack import LocalStack, free_port, port_is_free
 
 log = logging.getLogger("stack")
-SERVER_PID_FILES = ("simulator.pid", "mosquitto.pid", "redis.pid", "postgres.pid")
+SERVER_PID_FILES = ("simulator.pid", "ingest-1.pid", "ingest-2.pid", "mosquitto.pid", "redis.pid",
+                    "postgres.pid")
 
 
 def _pick_port(preferred: int, what: str) -> int:
@@ -52,7 +53,12 @@ def _report(stack: LocalStack, caps: timescale.Capabilities, city, apps) -> None
     ]
     rows.append(("City reference data", f"{len(city.grids)} grids",
                  f"{city.name}: {len(city.members)} members, {len(city.sensors)} sensors"))
-    rows += [(app.name, f"pid {app.pid}", f"running, log {app.log_path.name}") for app in apps]
+    for app in apps:
+        where = f"pid {app.pid}"
+        if app.name.startswith("ingest-"):
+            where = f"127.0.0.1:{int(app.env['GCC_INGEST_HTTP_PORT']) + int(app.name[7:]) - 1}"
+        rows.append((app.name, where, f"running, log {app.log_path.name}" +
+                     (" (/metrics, /owntracks)" if app.name.startswith("ingest-") else "")))
     print("\nGrid Command Center - local stack")
     for name, where, state in rows:
         print(f"  {name:<30} {where:<18} {state}")
@@ -100,7 +106,10 @@ def up(data_dir: Path, once: bool = False) -> int:
             retention = timescale.RetentionJob(dsn, timescale.retention_from_settings(settings))
             retention.start()
         city = prepare_city(stack, dsn)
-        apps = demo_apps(stack)
+        ingest_port = _pick_port(settings.ingest_http_port, "ingest metrics")
+        if not port_is_free(ingest_port + 1):
+            ingest_port = free_port()
+        apps = demo_apps(stack, ingest_port=ingest_port)
         for app in apps:
             app.start()
         _report(stack, caps, city, apps)

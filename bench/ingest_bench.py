@@ -1,0 +1,255 @@
+"""Sustained ingest throughput, published → committed, QoS 1, zero loss, measured side by side.
+
+    .venv/bin/python -m bench.ingest_bench [--messages 60000] [--workers 2] [--publishers 2]
+
+Starts its own local stack (temp dir, free ports) and the demo city, then runs, one after the other
+on the same stack and the same load:
+  generator   the load generator alone against a broker with no subscriber (its own ceiling)
+  broker      a subscriber that discards (QoS 1, acked by paho): the broker-only ceiling
+  pipeline    our ingest workers (`python -m ingest`) in one share group, until every message is
+              in the database exactly once
+  naive       one subscriber doing one INSERT + commit per message
+Each load is published by `--publishers` processes, each a real terminal account with QoS 1.
+"""
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import orjson
+import paho.mqtt.client as mqtt
+import psycopg2
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+from config.settings import REPO_ROOT
+from scripts.stack import LocalStack, free_port
+from telemetry.citydb import load_city
+from telemetry.citygen import SCALES, generate
+
+
+def _client(account, client_id: str, **kw) -> mqtt.Client:
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5, **kw)
+    c.username_pw_set(account[0], account[1])
+    return c
+
+
+def publish_load(port: int, account: tuple[str, str], lon: float, lat: float, count: int, start_t: float,
+                 go: mp.Event, done: mp.Queue) -> None:
+    """One publisher process: `count` QoS 1 fixes as fast as the broker acknowledges them."""
+    acked = threading.Semaphore(0)
+    c = _client(account, f"bench-pub-{account[0]}")
+    c.max_inflight_messages_set(500)
+    c.max_queued_messages_set(0)
+    c.on_publish = lambda *a: acked.release()
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    base = datetime.fromtimestamp(start_t, timezone.utc)
+    payloads = [orjson.dumps({"ts": (base + timedelta(milliseconds=i)).isoformat().replace("+00:00", "Z"),
+                              "lat": lat, "lon": lon, "battery_pct": 80}) for i in range(count)]
+    topic = f"gcc/v1/terminal/{account[0]}/fix"
+    go.wait()
+    began = time.perf_counter()
+    for payload in payloads:
+        c.publish(topic, payload, qos=1)
+    for _ in range(count):
+        acked.acquire()
+    done.put(time.perf_counter() - began)
+    c.disconnect()
+    c.loop_stop()
+
+
+def discard_subscriber(port: int, account: tuple[str, str], index: int, ready: mp.Event, counter, stop: mp.Event) -> None:
+    c = _client(account, f"bench-discard-{index}")
+    c.on_message = lambda *a: counter.__setitem__(index, counter[index] + 1)
+    c.on_connect = lambda cl, *a: cl.subscribe("$share/benchdiscard/gcc/v1/terminal/+/fix", qos=1)
+    c.on_subscribe = lambda *a: ready.set()
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    stop.wait()
+    c.disconnect()
+    c.loop_stop()
+
+
+def naive_subscriber(port: int, account: tuple[str, str], dsn: str, ready: mp.Event, stop: mp.Event) -> None:
+    conn = psycopg2.connect(dsn)
+
+    def on_message(client, userdata, msg):
+        body = orjson.loads(msg.payload)
+        with conn, conn.cursor() as cur:
+            cur.execute("insert into positions (time, terminal_id, lat, lon, battery_pct, source) values "
+                        "(%s, %s, %s, %s, %s, 'gcc') on conflict do nothing",
+                        (body["ts"], msg.topic.split("/")[3], body["lat"], body["lon"], body["battery_pct"]))
+
+    c = _client(account, "bench-naive")
+    c.on_message = on_message
+    c.on_connect = lambda cl, *a: cl.subscribe("$share/benchnaive/gcc/v1/terminal/+/fix", qos=1)
+    c.on_subscribe = lambda *a: ready.set()
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    stop.wait()
+    c.disconnect()
+    c.loop_stop()
+
+
+class Bench:
+    def __init__(self, args) -> None:
+        self.args = args
+        self.dir = Path(tempfile.mkdtemp(prefix="gridcc-bench-"))
+        self.dir.chmod(0o711)
+        self.stack = LocalStack(self.dir)
+        self.stack.start()
+        self.settings = self.stack.settings()
+        from telemetry.db.migrate import migrate
+        migrate(self.settings.pg_dsn)
+        self.city = generate(SCALES["demo"], seed=3)
+        conn = psycopg2.connect(self.settings.pg_dsn)
+        load_city(conn, self.city)
+        conn.close()
+        self.stack.register_devices(self.city)
+        self.run_no = 0
+
+    def close(self) -> None:
+        self.stack.stop()
+        self.stack.remove_data()
+
+    def _accounts(self) -> list[tuple[tuple[str, str], float, float]]:
+        out = []
+        for i in range(self.args.publishers):
+            m = self.city.members[(self.run_no * self.args.publishers + i) % len(self.city.members)]
+            p = self.city.grid_by_code[m.grid_code].boundary.representative_point()
+            a = self.stack.account(m.terminal_id)
+            out.append(((a.username, a.password), p.x, p.y))
+        self.run_no += 1
+        return out
+
+    def publish(self, per: int) -> tuple[list[mp.Process], mp.Event, mp.Queue, list[str]]:
+        go, done = mp.Event(), mp.Queue()
+        start_t = time.time() - 3600 + self.run_no * 600
+        procs, terminals = [], []
+        for account, lon, lat in self._accounts():
+            terminals.append(account[0])
+            procs.append(mp.Process(target=publish_load, args=(self.stack.mosquitto.port, account, lon, lat, per,
+                                                               start_t, go, done)))
+        for p in procs:
+            p.start()
+        time.sleep(1.0)  # connected, payloads prepared
+        return procs, go, done, terminals
+
+    def rows(self, terminals: list[str]) -> int:
+        conn = psycopg2.connect(self.settings.pg_dsn)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("select count(*) from positions where terminal_id = any(%s)", (terminals,))
+                return cur.fetchone()[0]
+        finally:
+            conn.close()
+
+    def run_generator(self, per: int) -> float:
+        procs, go, done, _ = self.publish(per)
+        go.set()
+        durations = [done.get() for _ in procs]
+        for p in procs:
+            p.join()
+        return per * len(procs) / max(durations)
+
+    def run_broker(self, per: int) -> float:
+        ingest = self.stack.account("ingest")
+        stop, counter = mp.Event(), mp.Array("l", self.args.workers)
+        subs = []
+        for i in range(self.args.workers):
+            ready = mp.Event()
+            subs.append(mp.Process(target=discard_subscriber, args=(self.stack.mosquitto.port,
+                                   (ingest.username, ingest.password), i, ready, counter, stop)))
+            subs[-1].start()
+            ready.wait(10)
+        procs, go, done, _ = self.publish(per)
+        total = per * len(procs)
+        began = time.perf_counter()
+        go.set()
+        while sum(counter[:]) < total and time.perf_counter() - began < 600:
+            time.sleep(0.01)
+        elapsed = time.perf_counter() - began
+        stop.set()
+        for p in procs + subs:
+            p.join()
+        return total / elapsed
+
+    def run_pipeline(self, per: int) -> float:
+        env = {**os.environ, **self.stack.env()}
+        workers = []
+        for i in range(1, self.args.workers + 1):
+            env_i = {**env, "GCC_INGEST_HTTP_PORT": str(free_port() - i + 1)}
+            workers.append(subprocess.Popen([sys.executable, "-m", "ingest", "--index", str(i)], cwd=REPO_ROOT,
+                                            env=env_i, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        time.sleep(4)  # workers load the city and subscribe
+        procs, go, done, terminals = self.publish(per)
+        total = per * len(procs)
+        began = time.perf_counter()
+        go.set()
+        while self.rows(terminals) < total and time.perf_counter() - began < 600:
+            time.sleep(0.05)
+        elapsed = time.perf_counter() - began
+        for p in procs:
+            p.join()
+        for w in workers:
+            w.terminate()
+            w.wait(20)
+        assert self.rows(terminals) == total, "pipeline lost or duplicated messages"
+        return total / elapsed
+
+    def run_naive(self, per: int) -> float:
+        ingest = self.stack.account("ingest")
+        stop, ready = mp.Event(), mp.Event()
+        sub = mp.Process(target=naive_subscriber, args=(self.stack.mosquitto.port, (ingest.username, ingest.password),
+                                                       self.settings.pg_dsn, ready, stop))
+        sub.start()
+        ready.wait(10)
+        procs, go, done, terminals = self.publish(per)
+        total = per * len(procs)
+        began = time.perf_counter()
+        go.set()
+        while self.rows(terminals) < total and time.perf_counter() - began < 900:
+            time.sleep(0.1)
+        elapsed = time.perf_counter() - began
+        stop.set()
+        for p in procs + [sub]:
+            p.join()
+        return total / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--messages", type=int, default=60_000)
+    parser.add_argument("--naive-messages", type=int, default=6_000, help="the naive pipeline is slow")
+    parser.add_argument("--workers", type=int, default=2, help="ingest workers (and discarding subscribers)")
+    parser.add_argument("--publishers", type=int, default=2)
+    args = parser.parse_args()
+    bench = Bench(args)
+    per = args.messages // args.publishers
+    try:
+        results = [("load generator alone (no subscriber)", bench.run_generator(per), args.messages),
+                   (f"broker-only ceiling ({args.workers} discarding subscribers)", bench.run_broker(per), args.messages),
+                   (f"our pipeline ({args.workers} ingest workers, committed)", bench.run_pipeline(per), args.messages),
+                   ("naive pipeline (INSERT + commit per message)",
+                    bench.run_naive(args.naive_messages // args.publishers), args.naive_messages)]
+    finally:
+        bench.close()
+    naive = results[-1][1]
+    print(f"\nIngest benchmark, QoS 1, published -> received/committed; {os.cpu_count()} cores, "
+          f"{platform.machine()}, Python {platform.python_version()}, {datetime.now():%Y-%m-%d %H:%M}")
+    print(f"{'run':<58}{'messages':>10}{'msg/s':>10}{'vs naive':>10}")
+    for name, rate, n in results:
+        print(f"{name:<58}{n:>10,}{rate:>10,.0f}{rate / naive:>9.1f}x")
+
+
+if __name__ == "__main__":
+    main()
