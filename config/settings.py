@@ -53,6 +53,8 @@ class Settings(BaseSettings):
 
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = 8050
+    tile_url: str | None = Field(None, description="an internal tile server, e.g. "
+                                 "http://tiles.local/{z}/{x}/{y}.png; none: vector grids only (offline)")
 
     retention_positions_days: int = Field(400, description="GPS fixes kept this long")
     retention_sensor_readings_days: int = Field(400, description="sensor readings kept this long")

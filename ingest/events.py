@@ -14,7 +14,7 @@ from flask_socketio import SocketIO
 from ingest.live import Changes
 
 CHANNEL = "gcc-live"
-NAMESPACE = "/live"
+NAMESPACE = "/ingest"  # the dashboard server consumes these and sends coalesced frames on /live
 EVENT = "changes"
 CITY_ROOM = "org:city"
 

@@ -11,6 +11,8 @@ Keys
     gcc:sensor:<sensor_id>   hash: <quantity> -> "<t>|<value>", grid
     gcc:alarms:open          hash alarm_id -> alarm JSON (open device alarms)
     gcc:alarm:<alarm_id>     "<t>|<state>" for ordering raised/cleared (expires after 7 days)
+    gcc:alarm:open:<sensor_id>:<alarm_type>   the open alarm of that sensor and type (a new one
+                             replaces it: e.g. a device restarted and lost its alarm state)
     gcc:gw:<gateway_id>      hash: state t grid
     gcc:reports              sorted set report_id -> time; gcc:report:<id> JSON (last 24 h)
 """
@@ -37,7 +39,7 @@ _FIX = """
 local t = tonumber(ARGV[2])
 redis.call('ZADD', KEYS[3], 'GT', ARGV[11], ARGV[1])
 local cur = tonumber(redis.call('HGET', KEYS[1], 't') or '-1')
-if t < cur then return 0 end
+if t <= cur then return 0 end
 redis.call('HSET', KEYS[1], 't', ARGV[2], 'lon', ARGV[3], 'lat', ARGV[4], 'grid', ARGV[5],
            'battery', ARGV[6], 'member', ARGV[7], 'speed', ARGV[8], 'heading', ARGV[9], 'acc', ARGV[10],
            'seen', ARGV[11])
@@ -79,16 +81,29 @@ return 1
 """
 
 _ALARM = """
+-- KEYS: open alarms hash, this alarm's order key, the (sensor, type) -> open alarm id key
+-- returns {changed, id of an older open alarm of the same sensor and type that this one replaces}
 local prev = redis.call('GET', KEYS[2])
 if prev then
   local bar = string.find(prev, '|', 1, true)
-  if tonumber(string.sub(prev, 1, bar - 1)) > tonumber(ARGV[2]) then return 0 end
+  if tonumber(string.sub(prev, 1, bar - 1)) > tonumber(ARGV[2]) then return {0, ''} end
 end
 redis.call('SET', KEYS[2], ARGV[2] .. '|' .. ARGV[3], 'EX', ARGV[5])
 if ARGV[3] == 'raised' then
-  return redis.call('HSET', KEYS[1], ARGV[1], ARGV[4])
+  local older = redis.call('GET', KEYS[3]) or ''
+  local replaced = ''
+  if older ~= '' and older ~= ARGV[1] and redis.call('HDEL', KEYS[1], older) == 1 then replaced = older end
+  redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[5])
+  return {redis.call('HSET', KEYS[1], ARGV[1], ARGV[4]), replaced}
 end
-return redis.call('HDEL', KEYS[1], ARGV[1])
+if redis.call('GET', KEYS[3]) == ARGV[1] then redis.call('DEL', KEYS[3]) end
+return {redis.call('HDEL', KEYS[1], ARGV[1]), ''}
+"""
+
+_REPORT = """
+if redis.call('ZADD', KEYS[1], 'NX', ARGV[2], ARGV[1]) == 0 then return 0 end
+redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4])
+return 1
 """
 
 _GATEWAY = """
@@ -126,6 +141,7 @@ class LiveState:
         self.reading = client.register_script(_READING)
         self.alarm = client.register_script(_ALARM)
         self.gateway = client.register_script(_GATEWAY)
+        self.report = client.register_script(_REPORT)
 
     def apply(self, items: list[Enriched], now: float | None = None) -> Changes:
         """Apply a committed batch; return only what changed. Within a batch only the newest fix of
@@ -140,11 +156,16 @@ class LiveState:
         results = pipe.execute() if calls else []
         changes = Changes()
         for (item, kind), changed in zip(calls, results):
+            if kind == "alarms":
+                changed, replaced = changed
+                if replaced:  # a device cannot have two open alarms of one type: the older one ends
+                    changes.alarms.append(event_of(item) | {"alarm_id": replaced.decode(), "state": "cleared"})
             if changed:
                 getattr(changes, kind).append(event_of(item))
         return changes
 
     def _queue(self, pipe, item: Enriched, now: float) -> str | None:
+        """Queue exactly one script call for the item (results are matched to items by order)."""
         m, t = item.message, item.message.time.timestamp()
         if isinstance(m, Fix):
             self.fix(keys=[f"gcc:term:{m.terminal_id}", "gcc:pos", "gcc:term:seen"],
@@ -164,15 +185,16 @@ class LiveState:
                          client=pipe)
             return "readings"
         if isinstance(m, DeviceAlarm):
-            self.alarm(keys=["gcc:alarms:open", f"gcc:alarm:{m.alarm_id}"],
+            self.alarm(keys=["gcc:alarms:open", f"gcc:alarm:{m.alarm_id}",
+                             f"gcc:alarm:open:{m.sensor_id}:{m.alarm_type.value}"],
                        args=[m.alarm_id, t, m.state, orjson.dumps(event_of(item)), ALARM_MEMORY_S], client=pipe)
             return "alarms"
         if isinstance(m, GatewayStatus):
             self.gateway(keys=[f"gcc:gw:{m.gateway_id}"], args=[t, m.state, _s(item.grid_code)], client=pipe)
             return "gateways"
         if isinstance(m, IncidentReport):
-            pipe.zadd("gcc:reports", {m.report_id: t}, nx=True)
-            pipe.set(f"gcc:report:{m.report_id}", orjson.dumps(event_of(item)), ex=REPORT_WINDOW_S, nx=True)
+            self.report(keys=["gcc:reports", f"gcc:report:{m.report_id}"],
+                        args=[m.report_id, t, orjson.dumps(event_of(item)), REPORT_WINDOW_S], client=pipe)
             return "reports"
         return None
 

@@ -165,6 +165,9 @@ class Worker:
         except (redis.RedisError, OSError) as exc:
             self.metrics.live_errors.inc()
             log.warning("live update failed (data is stored): %s", exc)
+        except Exception:  # a bug here must not stop ingestion: contained, logged, counted
+            self.metrics.live_errors.inc()
+            log.exception("live update failed (data is stored)")
 
     def _sweep(self) -> None:
         # one worker at a time marks silent terminals "unknown"

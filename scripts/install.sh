@@ -29,7 +29,7 @@ APT_PACKAGES=(
     "postgresql-${PG_MAJOR}" "postgresql-server-dev-${PG_MAJOR}" postgresql-client
     build-essential cmake dpkg-dev
     python3-venv
-    chromium
+    chromium fonts-noto-cjk
     ca-certificates
 )
 

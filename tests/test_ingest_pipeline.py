@@ -194,7 +194,7 @@ def test_a_new_fix_updates_redis_live_state_and_emits_a_live_event(stack, settin
         message = pubsub.get_message(timeout=1)
         if message and message["type"] == "message":
             data = orjson.loads(message["data"])
-            assert data["event"] == "changes" and data["namespace"] == "/live"
+            assert data["event"] == "changes" and data["namespace"] == "/ingest"
             fixes = data["data"][0].get("fixes", [])
             if any(f["terminal_id"] == member.terminal_id for f in fixes):
                 rooms.add(data["room"])

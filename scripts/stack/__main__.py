@@ -28,8 +28,8 @@ from .process import pid_alive
 from .stack import LocalStack, free_port, port_is_free
 
 log = logging.getLogger("stack")
-SERVER_PID_FILES = ("simulator.pid", "ingest-1.pid", "ingest-2.pid", "mosquitto.pid", "redis.pid",
-                    "postgres.pid")
+SERVER_PID_FILES = ("simulator.pid", "dashboard.pid", "ingest-1.pid", "ingest-2.pid", "mosquitto.pid",
+                    "redis.pid", "postgres.pid")
 
 
 def _pick_port(preferred: int, what: str) -> int:
@@ -55,6 +55,8 @@ def _report(stack: LocalStack, caps: timescale.Capabilities, city, apps) -> None
                  f"{city.name}: {len(city.members)} members, {len(city.sensors)} sensors"))
     for app in apps:
         where = f"pid {app.pid}"
+        if app.name == "dashboard":
+            where = f"127.0.0.1:{app.env['GCC_DASHBOARD_PORT']}"
         if app.name.startswith("ingest-"):
             where = f"127.0.0.1:{int(app.env['GCC_INGEST_HTTP_PORT']) + int(app.name[7:]) - 1}"
         rows.append((app.name, where, f"running, log {app.log_path.name}" +
@@ -62,6 +64,11 @@ def _report(stack: LocalStack, caps: timescale.Capabilities, city, apps) -> None
     print("\nGrid Command Center - local stack")
     for name, where, state in rows:
         print(f"  {name:<30} {where:<18} {state}")
+    dashboard = next((a for a in apps if a.name == "dashboard"), None)
+    if dashboard is not None:
+        port = dashboard.env["GCC_DASHBOARD_PORT"]
+        print(f"\n  Open the wall display:  http://127.0.0.1:{port}/wall"
+              f"\n  kiosk (no controls):    http://127.0.0.1:{port}/wall?kiosk=1")
     print(f"\n  settings for clients: {stack.data_dir / 'stack.env'}  (demo credentials only)")
     print(f"  logs:                 {stack.log_dir}")
     print("\nPress Ctrl-C to stop everything.\n", flush=True)
@@ -109,7 +116,8 @@ def up(data_dir: Path, once: bool = False) -> int:
         ingest_port = _pick_port(settings.ingest_http_port, "ingest metrics")
         if not port_is_free(ingest_port + 1):
             ingest_port = free_port()
-        apps = demo_apps(stack, ingest_port=ingest_port)
+        dashboard_port = _pick_port(settings.dashboard_port, "the dashboard")
+        apps = demo_apps(stack, ingest_port=ingest_port, dashboard_port=dashboard_port)
         for app in apps:
             app.start()
         _report(stack, caps, city, apps)

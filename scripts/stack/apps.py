@@ -50,8 +50,10 @@ def prepare_city(stack: LocalStack, dsn: str) -> City:
 INGEST_WORKERS = 2
 
 
-def demo_apps(stack: LocalStack, sim_args: str | None = None, ingest_port: int = 9108) -> list[ServerProcess]:
-    env = {**os.environ, **stack.env(), "PYTHONUNBUFFERED": "1", "GCC_INGEST_HTTP_PORT": str(ingest_port)}
+def demo_apps(stack: LocalStack, sim_args: str | None = None, ingest_port: int = 9108,
+              dashboard_port: int = 8050) -> list[ServerProcess]:
+    env = {**os.environ, **stack.env(), "PYTHONUNBUFFERED": "1", "GCC_INGEST_HTTP_PORT": str(ingest_port),
+           "GCC_DASHBOARD_PORT": str(dashboard_port)}
     args = shlex.split(sim_args if sim_args is not None else os.environ.get("SIM_ARGS", DEFAULT_SIM_ARGS))
     run = stack.run_dir
     workers = [ServerProcess(f"ingest-{i}", [sys.executable, "-m", "ingest", "--index", str(i)],
@@ -59,6 +61,8 @@ def demo_apps(stack: LocalStack, sim_args: str | None = None, ingest_port: int =
                              env=env, cwd=Path(REPO_ROOT))
                for i in range(1, INGEST_WORKERS + 1)]
     return workers + [
+        ServerProcess("dashboard", [sys.executable, "-m", "dashboard"], log_path=stack.log_dir / "dashboard.log",
+                      pid_path=run / "dashboard.pid", env=env, cwd=Path(REPO_ROOT)),
         ServerProcess("simulator", [sys.executable, "-m", "telemetry.simulator", *args],
                       log_path=stack.log_dir / "simulator.log", pid_path=run / "simulator.pid",
                       env=env, cwd=Path(REPO_ROOT)),

@@ -1,0 +1,216 @@
+/* The wall display's browser side: live state kept here, updated from Socket.IO snapshots and
+ * frames (clientside callbacks: no server round trip per update), and the map's style functions.
+ * window.gcc.state is also what the browser tests read. */
+(function () {
+  const SEVERITY_COLOUR = {4: "#ff3b30", 3: "#ff9500", 2: "#ffd60a", 1: "#64d2ff"};
+  const SEVERITY_NAME = {4: "critical", 3: "high", 2: "medium", 1: "low"};
+  const STATUS_COLOUR = {online: "#30d158", unknown: "#ff9f0a", offline: "#8e8e93"};
+  const ROLE_COLOUR = {grid_administrator: "#0a84ff", grid_coordinator: "#64d2ff",
+                       grid_police_officer: "#f2f2f7", grid_supervisor: "#bf5af2"};
+  const ROLE_NAME = {grid_administrator: "Administrator 管理员", grid_coordinator: "Coordinator 协管员",
+                     grid_police_officer: "Police officer 民警", grid_supervisor: "Supervisor 监督员"};
+  const ALARM_NAME = {elevator_entrapment: "People trapped in elevator 电梯困人",
+                      elevator_fault: "Elevator fault 电梯故障", elevator_door_fault: "Elevator door fault 电梯门故障",
+                      gas_over_threshold: "Gas over threshold 燃气超限", gas_detector_fault: "Gas detector fault",
+                      meter_continuous_flow: "Continuous flow (leak) 持续流量", meter_spike: "Meter spike 用量突增",
+                      low_battery: "Low battery", tamper: "Tamper 防拆"};
+  const REPORT_WINDOW_S = 86400;
+
+  function fresh() {
+    return {scope: null, members: new Map(), alarms: new Map(), reports: new Map(), ticker: [],
+            memberTotal: 0, closuresToday: 0, heat: null, frames: 0, lastFrameAt: 0};
+  }
+  const gcc = window.gcc = window.gcc || {};
+  gcc.state = fresh();
+
+  function html(type, props) { return {namespace: "dash_html_components", type: type, props: props}; }
+  function age(t) {
+    const s = Math.max(0, Date.now() / 1000 - t);
+    if (s < 60) return Math.round(s) + " s";
+    if (s < 3600) return Math.round(s / 60) + " min";
+    return (s / 3600).toFixed(1) + " h";
+  }
+  function clock(t) { return new Date(t * 1000).toLocaleTimeString("en-GB", {hour12: false}); }
+
+  function tick(entry) {
+    const st = gcc.state;
+    st.ticker.unshift(entry);
+    if (st.ticker.length > 14) st.ticker.length = 14;
+  }
+
+  function applySnapshot(s) {
+    const st = gcc.state = fresh();
+    st.scope = s.scope;
+    st.grids = s.grids || [];
+    st.memberTotal = s.member_total;
+    st.closuresToday = s.closures_today;
+    st.heat = s.heat || null;
+    s.members.forEach(m => st.members.set(m.terminal_id, m));
+    s.alarms.forEach(a => st.alarms.set(a.alarm_id, a));
+    s.reports.forEach(r => st.reports.set(r.report_id, r));
+    const recent = [...s.alarms.map(a => ({kind: "alarm", item: a})), ...s.reports.map(r => ({kind: "report", item: r}))]
+      .sort((a, b) => b.item.t - a.item.t).slice(0, 14);
+    st.ticker = recent;
+  }
+
+  function applyFrame(f) {
+    const st = gcc.state;
+    f.fixes.forEach(x => {
+      const m = st.members.get(x.terminal_id) || {terminal_id: x.terminal_id, state: "online"};
+      if ((m.t || 0) > x.t) return;
+      Object.assign(m, {lon: x.lon, lat: x.lat, t: x.t, grid: x.grid, battery: x.battery,
+                        name: x.name || m.name, role: x.role || m.role});
+      if (m.state !== "offline" || x.t > (m.stateT || 0)) m.state = "online";
+      st.members.set(x.terminal_id, m);
+    });
+    f.statuses.forEach(x => {
+      const m = st.members.get(x.terminal_id);
+      if (m) { m.state = x.state; m.stateT = x.t; if (x.battery != null) m.battery = x.battery; m.sos = x.sos; }
+    });
+    f.alarms.forEach(a => {
+      if (a.state === "cleared") { st.alarms.delete(a.alarm_id); return; }
+      st.alarms.set(a.alarm_id, a);
+      tick({kind: "alarm", item: a});
+    });
+    f.reports.forEach(r => { st.reports.set(r.report_id, r); tick({kind: "report", item: r}); });
+    const cutoff = Date.now() / 1000 - REPORT_WINDOW_S;
+    st.reports.forEach((r, id) => { if (r.t < cutoff) st.reports.delete(id); });
+    st.frames += 1;
+    st.lastFrameAt = Date.now();
+  }
+
+  function point(id, lon, lat, props) {
+    return {type: "Feature", geometry: {type: "Point", coordinates: [lon, lat]}, properties: Object.assign({id: id}, props)};
+  }
+  function collection(features) { return {type: "FeatureCollection", features: features}; }
+
+  function openItems() {
+    const st = gcc.state;
+    const items = [];
+    st.alarms.forEach(a => items.push({kind: "alarm", severity: a.severity, t: a.t, grid: a.grid,
+                                       title: ALARM_NAME[a.alarm_type] || a.alarm_type, where: a.building || a.sensor_id}));
+    st.reports.forEach(r => items.push({kind: "report", severity: r.severity, t: r.t, grid: r.grid,
+                                        title: (r.category || "").replace(/_/g, " "), where: r.address || r.grid}));
+    items.sort((a, b) => (b.severity - a.severity) || (a.t - b.t));
+    return items;
+  }
+
+  function counters() {
+    const st = gcc.state;
+    let online = 0, onDuty = 0;
+    st.members.forEach(m => { onDuty += 1; if (m.state === "online") online += 1; });
+    const bySeverity = {4: 0, 3: 0, 2: 0, 1: 0};
+    st.reports.forEach(r => { bySeverity[r.severity] = (bySeverity[r.severity] || 0) + 1; });
+    let critical = 0;
+    st.alarms.forEach(a => { if (a.severity >= 4) critical += 1; });
+    function tile(id, label, value, sub, cls) {
+      return html("Div", {className: "wall-tile " + (cls || ""), id: id, children: [
+        html("Div", {className: "wall-tile-value", children: String(value)}),
+        html("Div", {className: "wall-tile-label", children: label}),
+        html("Div", {className: "wall-tile-sub", children: sub})]});
+    }
+    return [
+      tile("wall-count-online", "members online 在线", online, "of " + st.memberTotal + " · on duty today " + onDuty),
+      tile("wall-count-incidents", "open incidents 事件", st.reports.size,
+           [4, 3, 2, 1].map(s => SEVERITY_NAME[s][0].toUpperCase() + " " + bySeverity[s]).join("  "),
+           bySeverity[4] ? "wall-tile-alert" : ""),
+      tile("wall-count-alarms", "active alarms 告警", st.alarms.size, critical + " critical", critical ? "wall-tile-alert" : ""),
+      tile("wall-count-closed", "closed today 今日结案", st.closuresToday, "cases closed since 00:00"),
+    ];
+  }
+
+  function row(entry, cls) {
+    const it = entry.item || entry;
+    const kind = entry.kind;
+    const title = kind === "alarm" ? (ALARM_NAME[it.alarm_type] || it.alarm_type || entry.title)
+                                   : (entry.title || (it.category || "").replace(/_/g, " "));
+    const where = entry.where || (kind === "alarm" ? (it.building || it.sensor_id) : (it.address || it.grid));
+    return html("Div", {className: cls + " sev-" + it.severity, children: [
+      html("Span", {className: "sev-dot", style: {background: SEVERITY_COLOUR[it.severity]}}),
+      html("Span", {className: "row-kind", children: kind === "alarm" ? "ALARM" : "REPORT"}),
+      html("Span", {className: "row-title", children: title}),
+      html("Span", {className: "row-where", children: where || ""}),
+      html("Span", {className: "row-time", children: cls === "queue-row" ? age(it.t) : clock(it.t)})]});
+  }
+
+  function gridCounts() {
+    const counts = {};
+    gcc.state.alarms.forEach(a => { if (a.grid) counts[a.grid] = (counts[a.grid] || 0) + 2; });
+    gcc.state.reports.forEach(r => { if (r.grid) counts[r.grid] = (counts[r.grid] || 0) + 1; });
+    return counts;
+  }
+
+  function render(windowName) {
+    const st = gcc.state;
+    const members = [], alarms = [], reports = [];
+    st.members.forEach(m => members.push(point(m.terminal_id, m.lon, m.lat,
+      {state: m.state, role: m.role, name: m.name, grid: m.grid, battery: m.battery})));
+    st.alarms.forEach(a => { if (a.lon != null) alarms.push(point(a.alarm_id, a.lon, a.lat,
+      {severity: a.severity, type: a.alarm_type, label: ALARM_NAME[a.alarm_type] || a.alarm_type})); });
+    st.reports.forEach(r => reports.push(point(r.report_id, r.lon, r.lat,
+      {severity: r.severity, category: r.category, t: r.t})));
+    const queue = openItems().slice(0, 14);
+    return [collection(members), collection(alarms), collection(reports), {counts: gridCounts()},
+            counters(),
+            queue.length ? queue.map(q => row(q, "queue-row")) : [html("Div", {className: "empty", children: "Nothing open 暂无待办"})],
+            st.ticker.length ? st.ticker.map(t => row(t, "ticker-row")) : [html("Div", {className: "empty", children: "Quiet 平稳"})],
+            heatFor(windowName)];
+  }
+
+  function heatFor(windowName) {
+    const heat = gcc.state.heat;
+    return (heat && heat[windowName]) || collection([]);
+  }
+
+  window.dash_clientside = Object.assign({}, window.dash_clientside, {
+    gcc: {
+      applyLive: function (snapshot, frame, connected, windowName) {
+        const trig = (window.dash_clientside.callback_context.triggered || []).map(t => t.prop_id);
+        if (trig.some(p => p.endsWith("data-snapshot")) && snapshot) applySnapshot(snapshot);
+        else if (trig.some(p => p.endsWith("data-frame")) && frame) applyFrame(frame);
+        return render(windowName || "today");
+      },
+      applyHeat: function (heat, windowName) {
+        if (heat) gcc.state.heat = heat;
+        return heatFor(windowName || "today");
+      },
+      connection: function (connected) {
+        return connected ? ["live 实时", "wall-conn live"] : ["reconnecting… 重连中", "wall-conn down"];
+      },
+    },
+  });
+
+  /* dash-leaflet functions, referenced from Python as Namespace("gcc", "wall") */
+  gcc.wall = {
+    gridStyle: function (feature, context) {
+      const n = ((context.hideout || {}).counts || {})[feature.properties.id] || 0;
+      const fill = n === 0 ? "#1c2a3a" : n < 3 ? "#5a4a12" : n < 6 ? "#8a3b12" : "#a0151b";
+      return {color: "#4a6a8a", weight: 1, fillColor: fill, fillOpacity: n ? 0.55 : 0.35};
+    },
+    heatStyle: function (feature, context) {
+      const max = Math.max(1, feature.properties.max || 1);
+      const k = Math.min(1, (feature.properties.count || 0) / 4);
+      return {stroke: false, fillColor: k > 0.75 ? "#ff453a" : k > 0.4 ? "#ff9f0a" : "#ffd60a", fillOpacity: 0.25 + 0.45 * k};
+    },
+    memberMarker: function (feature, latlng) {
+      const p = feature.properties;
+      const marker = L.circleMarker(latlng, {radius: 5, weight: 2, color: ROLE_COLOUR[p.role] || "#fff",
+                                             fillColor: STATUS_COLOUR[p.state] || "#8e8e93", fillOpacity: 0.95});
+      marker.bindTooltip((p.name || feature.properties.id) + " · " + (ROLE_NAME[p.role] || p.role || "") +
+                         " · " + p.state + (p.battery != null ? " · " + p.battery + "%" : ""));
+      return marker;
+    },
+    reportMarker: function (feature, latlng) {
+      const p = feature.properties;
+      const ageH = Math.max(0, (Date.now() / 1000 - p.t) / 3600);
+      return L.circleMarker(latlng, {radius: 4 + 2 * p.severity, weight: 1, color: "#000",
+                                     fillColor: SEVERITY_COLOUR[p.severity], fillOpacity: Math.max(0.35, 0.95 - ageH / 24)})
+        .bindTooltip((p.category || "").replace(/_/g, " "));
+    },
+    alarmMarker: function (feature, latlng) {
+      const p = feature.properties;
+      const icon = L.divIcon({className: "alarm-icon sev-" + p.severity, html: "<span></span>", iconSize: [22, 22]});
+      return L.marker(latlng, {icon: icon}).bindTooltip(p.label);
+    },
+  };
+})();

@@ -1,0 +1,75 @@
+"""Redis live state: each message applied once, in order, and only real changes reported."""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from ingest.live import LiveState
+from ingest.stages import Enriched
+from telemetry.catalogue import AlarmType
+from telemetry.messages import DeviceAlarm, Fix, IncidentReport, SensorReading
+
+T0 = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=10)
+GRID = "350102001001001"
+
+
+@pytest.fixture
+def live(redis_client):
+    return LiveState(redis_client)
+
+
+def _fix(tid, seconds, lon=119.29, lat=26.1):
+    return Enriched(Fix(terminal_id=tid, time=T0 + timedelta(seconds=seconds), lat=lat, lon=lon, source="gcc"),
+                    GRID, "M-" + tid)
+
+
+def _alarm(sensor, alarm_id, state, seconds):
+    return Enriched(DeviceAlarm(alarm_id=alarm_id, sensor_id=sensor, time=T0 + timedelta(seconds=seconds),
+                                alarm_type=AlarmType.GAS_OVER_THRESHOLD, severity=4, state=state), GRID)
+
+
+def test_a_mixed_batch_reports_each_change_once_and_a_replay_reports_nothing(live):
+    tid, sensor, uid = f"T-{uuid.uuid4().hex[:6]}", f"S-{uuid.uuid4().hex[:6]}", uuid.uuid4().hex[:6]
+    report = Enriched(IncidentReport(report_id=f"R-{uid}", terminal_id=tid, time=T0, category="noise", severity=1,
+                                     lat=26.1, lon=119.29), GRID, "M-" + tid)
+    reading = Enriched(SensorReading(sensor_id=sensor, time=T0, quantity="gas_lel", value=1.5), GRID)
+    batch = [report, _alarm(sensor, f"A-{uid}", "raised", 1), _fix(tid, 2), reading]
+    changes = live.apply(batch)
+    assert [r["report_id"] for r in changes.reports] == [f"R-{uid}"]
+    assert [a["alarm_id"] for a in changes.alarms] == [f"A-{uid}"]
+    assert [f["terminal_id"] for f in changes.fixes] == [tid]
+    assert [r["sensor_id"] for r in changes.readings] == [sensor]
+    assert not live.apply(batch)
+
+
+def test_an_older_fix_does_not_overwrite_a_newer_one(live, redis_client):
+    tid = f"T-{uuid.uuid4().hex[:6]}"
+    assert live.apply([_fix(tid, 10, lon=119.30)]).fixes
+    assert not live.apply([_fix(tid, 5, lon=119.28)]).fixes
+    assert redis_client.hget(f"gcc:term:{tid}", "lon") == b"119.3"
+
+
+def test_only_the_newest_fix_of_a_terminal_in_a_batch_is_applied(live):
+    tid = f"T-{uuid.uuid4().hex[:6]}"
+    changes = live.apply([_fix(tid, 3, lon=119.27), _fix(tid, 9, lon=119.31), _fix(tid, 6, lon=119.29)])
+    assert [f["lon"] for f in changes.fixes] == [119.31]
+
+
+def test_a_new_alarm_of_the_same_sensor_and_type_replaces_the_open_one(live, redis_client):
+    sensor, uid = f"S-{uuid.uuid4().hex[:6]}", uuid.uuid4().hex[:6]
+    live.apply([_alarm(sensor, f"A1-{uid}", "raised", 1)])
+    changes = live.apply([_alarm(sensor, f"A2-{uid}", "raised", 2)])
+    assert sorted((a["alarm_id"], a["state"]) for a in changes.alarms) == [(f"A1-{uid}", "cleared"), (f"A2-{uid}", "raised")]
+    assert redis_client.hexists("gcc:alarms:open", f"A2-{uid}")
+    assert not redis_client.hexists("gcc:alarms:open", f"A1-{uid}")
+    assert [a["state"] for a in live.apply([_alarm(sensor, f"A2-{uid}", "cleared", 3)]).alarms] == ["cleared"]
+    assert not redis_client.hexists("gcc:alarms:open", f"A2-{uid}")
+
+
+def test_a_clear_that_arrives_before_its_raise_keeps_the_alarm_closed(live, redis_client):
+    sensor, alarm_id = f"S-{uuid.uuid4().hex[:6]}", f"A-{uuid.uuid4().hex[:6]}"
+    live.apply([_alarm(sensor, alarm_id, "cleared", 5)])
+    assert not live.apply([_alarm(sensor, alarm_id, "raised", 1)]).alarms
+    assert not redis_client.hexists("gcc:alarms:open", alarm_id)
