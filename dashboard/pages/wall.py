@@ -26,7 +26,8 @@ def layout(scope_code: str = "", kiosk: bool = False):
     if context.TILE_URL:
         layers.insert(0, dl.TileLayer(url=context.TILE_URL))
     return html.Div(className="wall", id="wall", children=[
-        DashSocketIO(id="wall-socket", url="/live", eventNames=["snapshot", "frame", "heat"],
+        # the scope in the URL too: a new scope means a new URL, so the component opens a new socket
+        DashSocketIO(id="wall-socket", url=f"/live?scope={scope.code}", eventNames=["snapshot", "frame", "heat"],
                      options={"transports": ["websocket"], "auth": {"scope": scope.code}}),
         html.Div(className="wall-headline", children=[
             html.Div(id="wall-counters", style={"display": "contents"}),
@@ -34,7 +35,7 @@ def layout(scope_code: str = "", kiosk: bool = False):
                                                        html.Span("connecting…", id="wall-conn", className="wall-conn down")]),
         ]),
         html.Div(className="wall-map-pane", children=[
-            dl.Map(id="wall-map", className="wall-map", preferCanvas=True, bounds=q.bounds(scope), trackViewport=False,
+            dl.Map(id="wall-map", className="wall-map", preferCanvas=True, bounds=q.bounds(scope), trackViewport=False, zoomSnap=0.25,
                    zoomControl=not kiosk, attributionControl=False, children=layers),
             html.Div(className="wall-legend", children=[html.Span([html.I(style={"background": c}), label])
                                                         for c, label in LEGEND]),
