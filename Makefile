@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 DATA_DIR ?= .data
 
-.PHONY: demo test setup stop status clean-data
+.PHONY: demo test setup stop status clean-data screenshots
 
 setup:  ## install what is missing (Debian packages, TimescaleDB, .venv)
 	@bash scripts/install.sh
@@ -22,3 +22,6 @@ status:
 
 clean-data: stop  ## forget the demo's data and generated credentials
 	rm -rf $(DATA_DIR) /var/tmp/gridcc-*
+
+screenshots:  ## screenshots of a running demo's screens into docs/screenshots/
+	@$(PY) -m scripts.screenshots

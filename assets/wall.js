@@ -18,7 +18,8 @@
 
   function fresh() {
     return {scope: null, members: new Map(), alarms: new Map(), reports: new Map(), ticker: [],
-            memberTotal: 0, closuresToday: 0, heat: null, frames: 0, lastFrameAt: 0};
+            memberTotal: 0, closuresToday: 0, heat: null, frames: 0, lastFrameAt: 0,
+            roster: new Map(), dirty: new Set(), layerIds: null};
   }
   const gcc = window.gcc = window.gcc || {};
   gcc.state = fresh();
@@ -46,6 +47,7 @@
     st.closuresToday = s.closures_today;
     st.heat = s.heat || null;
     s.members.forEach(m => st.members.set(m.terminal_id, m));
+    (s.roster || []).forEach(([id, name, role, grid]) => st.roster.set(id, {name: name, role: role, grid: grid}));
     s.alarms.forEach(a => st.alarms.set(a.alarm_id, a));
     s.reports.forEach(r => st.reports.set(r.report_id, r));
     const recent = [...s.alarms.map(a => ({kind: "alarm", item: a})), ...s.reports.map(r => ({kind: "report", item: r}))]
@@ -55,17 +57,27 @@
 
   function applyFrame(f) {
     const st = gcc.state;
-    f.fixes.forEach(x => {
-      const m = st.members.get(x.terminal_id) || {terminal_id: x.terminal_id, state: "online"};
-      if ((m.t || 0) > x.t) return;
-      Object.assign(m, {lon: x.lon, lat: x.lat, t: x.t, grid: x.grid, battery: x.battery,
-                        name: x.name || m.name, role: x.role || m.role});
-      if (m.state !== "offline" || x.t > (m.stateT || 0)) m.state = "online";
-      st.members.set(x.terminal_id, m);
+    if (gcc.measure) {  // set by bench/wall_bench.py: publish -> browser latency and frame size
+      const now = Date.now() / 1000;
+      f.fixes.forEach(x => gcc.measure.latencies.push(now - x[3]));
+      gcc.measure.frameBytes.push(JSON.stringify(f).length);
+    }
+    // a fix travels compact: [terminal_id, lon, lat, t, battery, grid]
+    f.fixes.forEach(([id, lon, lat, t, battery, grid]) => {
+      let m = st.members.get(id);
+      if (!m) {
+        const known = st.roster.get(id) || {};
+        m = {terminal_id: id, state: "online", name: known.name, role: known.role};
+      }
+      if ((m.t || 0) > t) return;
+      Object.assign(m, {lon: lon, lat: lat, t: t, grid: grid, battery: battery});
+      if (m.state !== "offline" || t > (m.stateT || 0)) m.state = "online";
+      st.members.set(id, m);
+      st.dirty.add(id);
     });
     f.statuses.forEach(x => {
       const m = st.members.get(x.terminal_id);
-      if (m) { m.state = x.state; m.stateT = x.t; if (x.battery != null) m.battery = x.battery; m.sos = x.sos; }
+      if (m) { m.state = x.state; m.stateT = x.t; if (x.battery != null) m.battery = x.battery; m.sos = x.sos; st.dirty.add(x.terminal_id); }
     });
     f.alarms.forEach(a => {
       if (a.state === "cleared") { st.alarms.delete(a.alarm_id); return; }
@@ -90,7 +102,7 @@
     st.alarms.forEach(a => items.push({kind: "alarm", severity: a.severity, t: a.t, grid: a.grid,
                                        title: ALARM_NAME[a.alarm_type] || a.alarm_type, where: a.building || a.sensor_id}));
     st.reports.forEach(r => items.push({kind: "report", severity: r.severity, t: r.t, grid: r.grid,
-                                        title: (r.category || "").replace(/_/g, " "), where: r.address || r.grid}));
+                                        title: r.label || (r.category || "").replace(/_/g, " "), where: r.address || r.grid}));
     items.sort((a, b) => (b.severity - a.severity) || (a.t - b.t));
     return items;
   }
@@ -112,7 +124,7 @@
     return [
       tile("wall-count-online", "members online 在线", online, "of " + st.memberTotal + " · on duty today " + onDuty),
       tile("wall-count-incidents", "open incidents 事件", st.reports.size,
-           [4, 3, 2, 1].map(s => SEVERITY_NAME[s][0].toUpperCase() + " " + bySeverity[s]).join("  "),
+           [4, 3, 2, 1].map(s => SEVERITY_NAME[s] + " " + bySeverity[s]).join(" · "),
            bySeverity[4] ? "wall-tile-alert" : ""),
       tile("wall-count-alarms", "active alarms 告警", st.alarms.size, critical + " critical", critical ? "wall-tile-alert" : ""),
       tile("wall-count-closed", "closed today 今日结案", st.closuresToday, "cases closed since 00:00"),
@@ -123,7 +135,7 @@
     const it = entry.item || entry;
     const kind = entry.kind;
     const title = kind === "alarm" ? (ALARM_NAME[it.alarm_type] || it.alarm_type || entry.title)
-                                   : (entry.title || (it.category || "").replace(/_/g, " "));
+                                   : (entry.title || it.label || (it.category || "").replace(/_/g, " "));
     const where = entry.where || (kind === "alarm" ? (it.building || it.sensor_id) : (it.address || it.grid));
     return html("Div", {className: cls + " sev-" + it.severity, children: [
       html("Span", {className: "sev-dot", style: {background: SEVERITY_COLOUR[it.severity]}}),
@@ -140,17 +152,47 @@
     return counts;
   }
 
+  function memberTooltip(m) {
+    return (m.name || m.terminal_id) + " · " + (ROLE_NAME[m.role] || m.role || "") + " · " + m.state +
+           (m.battery != null ? " · " + m.battery + "%" : "");
+  }
+
+  /* Members: the GeoJSON layer is rebuilt only when members join the scope; otherwise the markers
+   * that changed are moved and restyled in place (thousands of markers, two frames a second). */
+  function membersLayer() {
+    const st = gcc.state;
+    let rebuild = st.layerIds === null;
+    if (!rebuild) { for (const id of st.members.keys()) { if (!st.layerIds.has(id)) { rebuild = true; break; } } }
+    if (rebuild) {
+      gcc.markers = new Map();
+      st.layerIds = new Set(st.members.keys());
+      st.dirty.clear();
+      const features = [];
+      st.members.forEach(m => features.push(point(m.terminal_id, m.lon, m.lat,
+        {state: m.state, role: m.role, name: m.name, grid: m.grid, battery: m.battery})));
+      return collection(features);
+    }
+    st.dirty.forEach(id => {
+      const marker = gcc.markers.get(id), m = st.members.get(id);
+      if (!marker || !m) return;
+      marker.setLatLng([m.lat, m.lon]);
+      marker.setStyle({fillColor: STATUS_COLOUR[m.state] || "#8e8e93"});
+      marker.setTooltipContent(memberTooltip(m));
+    });
+    st.dirty.clear();
+    return window.dash_clientside.no_update;
+  }
+
   function render(windowName) {
     const st = gcc.state;
-    const members = [], alarms = [], reports = [];
-    st.members.forEach(m => members.push(point(m.terminal_id, m.lon, m.lat,
-      {state: m.state, role: m.role, name: m.name, grid: m.grid, battery: m.battery})));
+    const alarms = [], reports = [];
+    const members = membersLayer();
     st.alarms.forEach(a => { if (a.lon != null) alarms.push(point(a.alarm_id, a.lon, a.lat,
       {severity: a.severity, type: a.alarm_type, label: ALARM_NAME[a.alarm_type] || a.alarm_type})); });
     st.reports.forEach(r => reports.push(point(r.report_id, r.lon, r.lat,
-      {severity: r.severity, category: r.category, t: r.t})));
+      {severity: r.severity, category: r.category, label: r.label, t: r.t})));
     const queue = openItems().slice(0, 14);
-    return [collection(members), collection(alarms), collection(reports), {counts: gridCounts()},
+    return [members, collection(alarms), collection(reports), {counts: gridCounts()},
             counters(),
             queue.length ? queue.map(q => row(q, "queue-row")) : [html("Div", {className: "empty", children: "Nothing open 暂无待办"})],
             st.ticker.length ? st.ticker.map(t => row(t, "ticker-row")) : [html("Div", {className: "empty", children: "Quiet 平稳"})],
@@ -196,8 +238,8 @@
       const p = feature.properties;
       const marker = L.circleMarker(latlng, {radius: 5, weight: 2, color: ROLE_COLOUR[p.role] || "#fff",
                                              fillColor: STATUS_COLOUR[p.state] || "#8e8e93", fillOpacity: 0.95});
-      marker.bindTooltip((p.name || feature.properties.id) + " · " + (ROLE_NAME[p.role] || p.role || "") +
-                         " · " + p.state + (p.battery != null ? " · " + p.battery + "%" : ""));
+      marker.bindTooltip(memberTooltip({terminal_id: p.id, name: p.name, role: p.role, state: p.state, battery: p.battery}));
+      (gcc.markers = gcc.markers || new Map()).set(p.id, marker);
       return marker;
     },
     reportMarker: function (feature, latlng) {
@@ -205,7 +247,7 @@
       const ageH = Math.max(0, (Date.now() / 1000 - p.t) / 3600);
       return L.circleMarker(latlng, {radius: 4 + 2 * p.severity, weight: 1, color: "#000",
                                      fillColor: SEVERITY_COLOUR[p.severity], fillOpacity: Math.max(0.35, 0.95 - ageH / 24)})
-        .bindTooltip((p.category || "").replace(/_/g, " "));
+        .bindTooltip(p.label || (p.category || "").replace(/_/g, " "));
     },
     alarmMarker: function (feature, latlng) {
       const p = feature.properties;

@@ -31,32 +31,37 @@ def _params(search: str | None) -> dict[str, str]:
 
 
 def shell(queries: Queries):
-    return html.Div(id="shell", children=[
-        dcc.Location(id="shell-url", refresh=False),
-        html.Div(className="shell-header", id="shell-header", children=[
-            html.Div("Grid Command Center 网格化指挥中心", className="shell-title"),
-            html.Nav(className="shell-nav", id="shell-nav"),
-            dcc.Dropdown(id="shell-org", className="shell-org", options=queries.org_options(), value="",
-                         clearable=False, searchable=True),
-        ]),
-        html.Div(id="shell-page", className="shell-page"),
+    return html.Div(id="shell", children=[dcc.Location(id="shell-url", refresh=False),
+                                          html.Div(id="shell-page-root")])
+
+
+def header(queries: Queries, pathname: str, scope: str):
+    nav = [dcc.Link(label, href=f"{path}?{urlencode({'scope': scope})}" if scope else path,
+                    className="active" if pathname == path or (pathname == "/" and path == "/wall") else "")
+           for path, label in NAV]
+    return html.Div(className="shell-header", id="shell-header", children=[
+        html.Div("Grid Command Center 网格化指挥中心", className="shell-title"),
+        html.Nav(className="shell-nav", id="shell-nav", children=nav),
+        dcc.Dropdown(id="shell-org", className="shell-org", options=queries.org_options(), value=scope,
+                     clearable=False, searchable=True),
     ])
 
 
-@callback(Output("shell-page", "children"), Output("shell-header", "style"), Output("shell", "className"),
-          Output("shell-nav", "children"), Output("shell-org", "value"),
+@callback(Output("shell-page-root", "children"), Output("shell", "className"),
           Input("shell-url", "pathname"), Input("shell-url", "search"))
 def route(pathname, search):
+    """The header (with the org selector showing the scope) and the page, both from the URL alone."""
     params = _params(search)
     kiosk = params.get("kiosk") == "1"
-    _, page = PAGES.get(pathname or "/", PAGES["/"])
+    pathname = pathname if pathname in PAGES else "/"
+    _, page = PAGES[pathname]
     scope = params.get("scope", "")
     if context.queries().scope(scope) is None:
         scope = ""
-    nav = [dcc.Link(label, href=f"{path}?{urlencode({'scope': scope})}" if scope else path,
-                    className="active" if (pathname or "/") in (path, "/" if path == "/wall" else path) else "")
-           for path, label in NAV]
-    return (page.layout(scope, kiosk), {"display": "none"} if kiosk else {}, "kiosk" if kiosk else "", nav, scope)
+    children = [html.Div(page.layout(scope, kiosk), id="shell-page", className="shell-page")]
+    if not kiosk:
+        children.insert(0, header(context.queries(), pathname, scope))
+    return children, "kiosk" if kiosk else ""
 
 
 @callback(Output("shell-url", "search"), Input("shell-org", "value"), State("shell-url", "search"),

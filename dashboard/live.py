@@ -21,7 +21,7 @@ import redis
 from flask import request
 from flask_socketio import SocketIO, join_room
 
-from dashboard.queries import Queries
+from dashboard.queries import Queries, category_label
 from ingest.events import CHANNEL
 from ingest.events import NAMESPACE as INGEST_NAMESPACE
 
@@ -43,14 +43,13 @@ class Frame:
         self.alarms: list[dict] = []
         self.reports: list[dict] = []
 
-    def merge(self, changes: dict, members: dict) -> None:
+    def merge(self, changes: dict) -> None:
         for fix in changes.get("fixes", ()):
             kept = self.fixes.get(fix["terminal_id"])
-            if kept is None or kept["t"] <= fix["t"]:
-                member = members.get(fix["terminal_id"])
-                if member is not None:
-                    fix = fix | {"name": member.name, "role": member.role.value}
-                self.fixes[fix["terminal_id"]] = fix
+            if kept is None or kept[3] <= fix["t"]:
+                # compact: [terminal_id, lon, lat, t, battery, grid]; names and roles come with the snapshot
+                self.fixes[fix["terminal_id"]] = [fix["terminal_id"], round(fix["lon"], 6), round(fix["lat"], 6),
+                                                  fix["t"], fix.get("battery"), fix.get("grid")]
         for status in changes.get("statuses", ()):
             self.statuses[status["terminal_id"]] = status
         for reading in changes.get("readings", ()):
@@ -58,7 +57,8 @@ class Frame:
         for gateway in changes.get("gateways", ()):
             self.gateways[gateway["gateway_id"]] = gateway
         self.alarms.extend(changes.get("alarms", ()))
-        self.reports.extend(changes.get("reports", ()))
+        self.reports.extend(report | {"label": category_label(report.get("category", ""))}
+                            for report in changes.get("reports", ()))
 
     def as_dict(self) -> dict:
         return {"fixes": list(self.fixes.values()), "statuses": list(self.statuses.values()),
@@ -125,7 +125,7 @@ class LiveHub:
         room, data = message.get("room"), message.get("data") or [{}]
         with self.lock:
             if self.viewers.get(room):
-                self.pending[room].merge(data[0], self.queries.members)
+                self.pending[room].merge(data[0])
 
     def _flush(self) -> None:
         last_heat = 0.0

@@ -109,11 +109,16 @@ class Queries:
         if not ids:
             return []
         values = self.r.mget([f"gcc:report:{i.decode()}" for i in ids])
-        return [r for r in (orjson.loads(v) for v in values if v) if scope.covers(r.get("grid"))]
+        return [r | {"label": category_label(r.get("category", ""))}
+                for r in (orjson.loads(v) for v in values if v) if scope.covers(r.get("grid"))]
 
     def snapshot(self, scope: Scope) -> dict:
         """Everything a screen needs to (re)draw its scope from scratch."""
-        return {"scope": scope.code, "scope_name": scope.name, "members": self.members_live(scope),
+        members = self.members_live(scope)
+        placed = {m["terminal_id"] for m in members}
+        return {"scope": scope.code, "scope_name": scope.name, "members": members,
+                "roster": [[m.terminal_id, m.name, m.role.value, m.grid_code] for m in self.city.members
+                           if scope.covers(m.grid_code) and m.terminal_id not in placed],
                 "grids": [g.code for g in self.city.grids if scope.covers(g.code)],
                 "alarms": self.open_alarms(scope), "reports": self.recent_reports(scope),
                 "member_total": sum(scope.covers(m.grid_code) for m in self.city.members),
@@ -156,9 +161,11 @@ class Queries:
         return {"type": "FeatureCollection", "features": features,
                 "properties": {"max": max(cells.values(), default=0), "window": window}}
 
-    def category_label(self, code: str) -> str:
-        category = INCIDENT_CATEGORIES.get(code)
-        return f"{category.name_en} {category.name_zh}" if category else code
+
+
+def category_label(code: str) -> str:
+    category = INCIDENT_CATEGORIES.get(code)
+    return f"{category.name_en} {category.name_zh}" if category else code.replace("_", " ")
 
 
 def _int(value):

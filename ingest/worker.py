@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class WorkerConfig:
     batch_size: int = 2000
-    flush_interval_s: float = 0.2
+    flush_interval_s: float = 0.1
     retry_max_s: float = 10.0
     sweep_every_s: float = 10.0
 

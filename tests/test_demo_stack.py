@@ -95,10 +95,11 @@ def test_demo_reports_each_service_healthy_and_ctrl_c_stops_everything(demo_dir)
     demo = Demo(demo_dir, ports)
     demo.wait_ready()
     out = demo.output()
-    for line in ("PostgreSQL 15 + TimescaleDB", "Redis 7", "Mosquitto 2"):
+    for line in ("PostgreSQL 15 + TimescaleDB", "Redis 7", "Mosquitto 2", "ingest-1", "ingest-2", "dashboard"):
         assert any(line in row and "healthy" in row for row in out.splitlines()), out
+    assert "Open the wall display:  http://127.0.0.1:" in out
     servers = _pids(demo_dir)
-    assert set(servers) == {"stack", "postgres", "redis", "mosquitto", "simulator", "ingest-1", "ingest-2"}
+    assert set(servers) == {"stack", "postgres", "redis", "mosquitto", "simulator", "ingest-1", "ingest-2", "dashboard"}
     settings = _settings_from(demo_dir)
     assert settings.pg_port == ports["pg"]
     with psycopg2.connect(settings.pg_dsn) as conn, conn.cursor() as cur:

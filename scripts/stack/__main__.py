@@ -23,7 +23,7 @@ from config.settings import DEFAULT_DATA_DIR, load_settings
 from telemetry.db import timescale
 from telemetry.db.migrate import migrate
 
-from .apps import demo_apps, prepare_city
+from .apps import demo_apps, prepare_city, wait_ready
 from .process import pid_alive
 from .stack import LocalStack, free_port, port_is_free
 
@@ -59,7 +59,7 @@ def _report(stack: LocalStack, caps: timescale.Capabilities, city, apps) -> None
             where = f"127.0.0.1:{app.env['GCC_DASHBOARD_PORT']}"
         if app.name.startswith("ingest-"):
             where = f"127.0.0.1:{int(app.env['GCC_INGEST_HTTP_PORT']) + int(app.name[7:]) - 1}"
-        rows.append((app.name, where, f"running, log {app.log_path.name}" +
+        rows.append((app.name, where, ("healthy" if app.ready_url else "running") + f", log {app.log_path.name}" +
                      (" (/metrics, /owntracks)" if app.name.startswith("ingest-") else "")))
     print("\nGrid Command Center - local stack")
     for name, where, state in rows:
@@ -120,6 +120,7 @@ def up(data_dir: Path, once: bool = False) -> int:
         apps = demo_apps(stack, ingest_port=ingest_port, dashboard_port=dashboard_port)
         for app in apps:
             app.start()
+        wait_ready(apps)
         _report(stack, caps, city, apps)
         while not stopping.is_set() and not once:
             _restart_crashed(stack, apps)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import shlex
+import urllib.request
 import sys
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from telemetry.city import City
 from telemetry.citydb import load_city
 from telemetry.citygen import SCALES, generate
 
-from .process import ServerProcess
+from .process import ServerProcess, wait_until
 from .stack import LocalStack
 
 log = logging.getLogger("stack")
@@ -56,14 +57,35 @@ def demo_apps(stack: LocalStack, sim_args: str | None = None, ingest_port: int =
            "GCC_DASHBOARD_PORT": str(dashboard_port)}
     args = shlex.split(sim_args if sim_args is not None else os.environ.get("SIM_ARGS", DEFAULT_SIM_ARGS))
     run = stack.run_dir
-    workers = [ServerProcess(f"ingest-{i}", [sys.executable, "-m", "ingest", "--index", str(i)],
-                             log_path=stack.log_dir / f"ingest-{i}.log", pid_path=run / f"ingest-{i}.pid",
-                             env=env, cwd=Path(REPO_ROOT))
-               for i in range(1, INGEST_WORKERS + 1)]
+    workers = []
+    for i in range(1, INGEST_WORKERS + 1):
+        worker = ServerProcess(f"ingest-{i}", [sys.executable, "-m", "ingest", "--index", str(i)],
+                               log_path=stack.log_dir / f"ingest-{i}.log", pid_path=run / f"ingest-{i}.pid",
+                               env=env, cwd=Path(REPO_ROOT))
+        worker.ready_url = f"http://127.0.0.1:{ingest_port + i - 1}/healthz"
+        workers.append(worker)
+    dashboard = ServerProcess("dashboard", [sys.executable, "-m", "dashboard"], log_path=stack.log_dir / "dashboard.log",
+                              pid_path=run / "dashboard.pid", env=env, cwd=Path(REPO_ROOT))
+    dashboard.ready_url = f"http://127.0.0.1:{dashboard_port}/wall"
     return workers + [
-        ServerProcess("dashboard", [sys.executable, "-m", "dashboard"], log_path=stack.log_dir / "dashboard.log",
-                      pid_path=run / "dashboard.pid", env=env, cwd=Path(REPO_ROOT)),
+        dashboard,
         ServerProcess("simulator", [sys.executable, "-m", "telemetry.simulator", *args],
                       log_path=stack.log_dir / "simulator.log", pid_path=run / "simulator.pid",
                       env=env, cwd=Path(REPO_ROOT)),
     ]
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def wait_ready(apps: list[ServerProcess], timeout: float = 120.0) -> None:
+    """Wait until every app that has a health URL answers 200 (fail early if one exits)."""
+    for app in apps:
+        url = getattr(app, "ready_url", None)
+        if url:
+            wait_until(lambda: _answers(url), timeout=timeout, what=f"{app.name} at {url}", proc=app, interval=0.3)

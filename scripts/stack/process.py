@@ -106,6 +106,7 @@ class ServerProcess:
         self.run_as = run_as
         self.env = env
         self.cwd = cwd
+        self.ready_url: str | None = None  # answers 200 once the process is ready (apps only)
         self._proc: subprocess.Popen | None = None
 
     @property

@@ -1,0 +1,38 @@
+"""Screenshots of the screens of a running demo, for README.md: `make screenshots` (after `make demo`
+has run for a minute in another terminal, so the simulator has filled the screens)."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from playwright.sync_api import sync_playwright
+
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = [("wall.png", "/wall?kiosk=1"), ("wall-street.png", "/wall?scope=350102002"),
+         ("dispatch.png", "/dispatch")]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--url", default="http://127.0.0.1:8050")
+    parser.add_argument("--out", type=Path, default=Path("docs/screenshots"))
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        page = browser.new_page(viewport={"width": 1920, "height": 1080})
+        for name, path in SHOTS:
+            page.goto(args.url + path)
+            time.sleep(6)  # snapshot, a few frames, the heat map
+            page.screenshot(path=str(args.out / name))
+            print(args.out / name)
+        browser.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
