@@ -62,6 +62,7 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=2000, help="fixes per second during the frame test")
     parser.add_argument("--terminals", type=int, default=2000, help="publishing terminals (connections)")
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--frame-interval", type=float, default=0.5, help="GCC_FRAME_INTERVAL_S of the dashboard")
     args = parser.parse_args()
 
     data = Path(tempfile.mkdtemp(prefix="gridcc-wallbench-"))
@@ -87,7 +88,8 @@ def main() -> None:
                                       battery_pct=rng.randint(20, 100)), m.grid_code, m.member_id))
         LiveState(r).apply(items)
 
-        env = {**os.environ, **stack.env(), "GCC_INGEST_HTTP_PORT": str(free_port()), "GCC_DASHBOARD_PORT": str(free_port())}
+        env = {**os.environ, **stack.env(), "GCC_INGEST_HTTP_PORT": str(free_port()), "GCC_DASHBOARD_PORT": str(free_port()),
+               "GCC_FRAME_INTERVAL_S": str(args.frame_interval)}
         log = open(data / "apps.log", "ab")
         procs.append(subprocess.Popen([sys.executable, "-m", "ingest", "--index", "1"], cwd=REPO_ROOT, env=env,
                                       stdout=log, stderr=subprocess.STDOUT))
@@ -126,6 +128,7 @@ def main() -> None:
           f"median {statistics.median(paints):.2f} s (runs: {', '.join(f'{p:.2f}' for p in paints)})")
     print(f"  published {sent:,} fixes at a target of {args.rate}/s from {args.terminals} terminals "
           f"in {args.seconds:.0f} s; frames received: {len(frames)}")
+    print(f"  frame interval {args.frame_interval} s")
     print(f"  bytes per frame: median {statistics.median(frames):,.0f}, max {max(frames):,}")
     print(f"  publish -> browser latency over {len(lat):,} fixes: p50 {_percentile(lat, .5):.0f} ms, "
           f"p99 {_percentile(lat, .99):.0f} ms")

@@ -53,6 +53,7 @@ class Settings(BaseSettings):
 
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = 8050
+    frame_interval_s: float = Field(0.5, description="the wall's live frames: at most one per room this often")
     tile_url: str | None = Field(None, description="an internal tile server, e.g. "
                                  "http://tiles.local/{z}/{x}/{y}.png; none: vector grids only (offline)")
 

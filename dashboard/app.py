@@ -88,5 +88,5 @@ def create_app(settings: Settings) -> tuple[Dash, SocketIO, LiveHub]:
                update_title=None, suppress_callback_exceptions=True)
     app.layout = lambda: shell(context.queries())
     socketio = SocketIO(app.server, async_mode="threading")  # same-origin sockets only
-    hub = LiveHub(socketio, context.queries(), client)
+    hub = LiveHub(socketio, context.queries(), client, settings.frame_interval_s)
     return app, socketio, hub

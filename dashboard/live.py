@@ -67,8 +67,10 @@ class Frame:
 
 
 class LiveHub:
-    def __init__(self, socketio: SocketIO, queries: Queries, redis_client: redis.Redis) -> None:
+    def __init__(self, socketio: SocketIO, queries: Queries, redis_client: redis.Redis,
+                 frame_interval_s: float = FRAME_INTERVAL_S) -> None:
         self.socketio = socketio
+        self.frame_interval_s = frame_interval_s
         self.queries = queries
         self.r = redis_client
         self.pending: dict[str, Frame] = defaultdict(Frame)
@@ -129,7 +131,7 @@ class LiveHub:
 
     def _flush(self) -> None:
         last_heat = 0.0
-        while not self.stopping.wait(FRAME_INTERVAL_S):
+        while not self.stopping.wait(self.frame_interval_s):
             with self.lock:
                 frames, self.pending = self.pending, defaultdict(Frame)
                 rooms = [room for room, n in self.viewers.items() if n > 0]
