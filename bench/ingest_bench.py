@@ -67,19 +67,25 @@ def publish_load(port: int, account: tuple[str, str], lon: float, lat: float, co
     c.loop_stop()
 
 
+def _subscribe_until_stopped(client: mqtt.Client, port: int, share: str, ready: mp.Event, stop: mp.Event) -> None:
+    client.on_connect = lambda cl, *a: cl.subscribe(f"$share/{share}/gcc/v1/terminal/+/fix", qos=1)
+    client.on_subscribe = lambda *a: ready.set()
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    stop.wait()
+    client.disconnect()
+    client.loop_stop()
+
+
 def discard_subscriber(port: int, account: tuple[str, str], index: int, ready: mp.Event, counter, stop: mp.Event) -> None:
+    """The broker-only ceiling: count and drop (paho acknowledges after the callback)."""
     c = _client(account, f"bench-discard-{index}")
     c.on_message = lambda *a: counter.__setitem__(index, counter[index] + 1)
-    c.on_connect = lambda cl, *a: cl.subscribe("$share/benchdiscard/gcc/v1/terminal/+/fix", qos=1)
-    c.on_subscribe = lambda *a: ready.set()
-    c.connect("127.0.0.1", port)
-    c.loop_start()
-    stop.wait()
-    c.disconnect()
-    c.loop_stop()
+    _subscribe_until_stopped(c, port, "benchdiscard", ready, stop)
 
 
 def naive_subscriber(port: int, account: tuple[str, str], dsn: str, ready: mp.Event, stop: mp.Event) -> None:
+    """The naive pipeline: one INSERT and one commit per message."""
     conn = psycopg2.connect(dsn)
 
     def on_message(client, userdata, msg):
@@ -91,13 +97,7 @@ def naive_subscriber(port: int, account: tuple[str, str], dsn: str, ready: mp.Ev
 
     c = _client(account, "bench-naive")
     c.on_message = on_message
-    c.on_connect = lambda cl, *a: cl.subscribe("$share/benchnaive/gcc/v1/terminal/+/fix", qos=1)
-    c.on_subscribe = lambda *a: ready.set()
-    c.connect("127.0.0.1", port)
-    c.loop_start()
-    stop.wait()
-    c.disconnect()
-    c.loop_stop()
+    _subscribe_until_stopped(c, port, "benchnaive", ready, stop)
 
 
 class Bench:

@@ -60,3 +60,15 @@ def city(stack):
         conn.close()
     stack.register_devices(city)
     return city
+
+
+@pytest.fixture
+def ingest_listener(stack):
+    """A probe logged in as the ingest service, subscribed to every uplink topic of ours."""
+    from .mqtt_helpers import MqttProbe
+
+    ingest = stack.account("ingest")
+    probe = MqttProbe(stack.mosquitto.port, ingest.username, ingest.password)
+    probe.subscribe("gcc/v1/#")
+    yield probe
+    probe.close()

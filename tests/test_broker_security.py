@@ -18,15 +18,6 @@ def terminals(stack):
     return accounts
 
 
-@pytest.fixture
-def ingest_listener(stack):
-    ingest = stack.account("ingest")
-    probe = MqttProbe(stack.mosquitto.port, ingest.username, ingest.password)
-    probe.subscribe("gcc/v1/#")
-    yield probe
-    probe.close()
-
-
 def test_anonymous_connection_is_refused(stack):
     assert mqtt_connect_reason("127.0.0.1", stack.mosquitto.port, None) == "Not authorized"
 

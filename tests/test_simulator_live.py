@@ -7,7 +7,6 @@ import time
 import orjson
 import pytest
 
-from telemetry.citygen import SCALES, generate
 from telemetry.simulator.devices import SimConfig
 from telemetry.simulator.run import Simulator
 from telemetry.topics import terminal_topic
@@ -17,20 +16,9 @@ from .mqtt_helpers import MqttProbe
 GRIDS = 3
 
 
-@pytest.fixture(scope="module")
-def city(stack):
-    city = generate(SCALES["demo"], seed=7)
-    stack.register_devices(city)
-    return city
-
-
 @pytest.fixture
-def listener(stack):
-    ingest = stack.account("ingest")
-    probe = MqttProbe(stack.mosquitto.port, ingest.username, ingest.password)
-    probe.subscribe("gcc/v1/#")
-    yield probe
-    probe.close()
+def listener(ingest_listener):
+    return ingest_listener
 
 
 @pytest.fixture
