@@ -19,7 +19,7 @@
   function fresh() {
     return {scope: null, members: new Map(), alarms: new Map(), reports: new Map(), ticker: [],
             memberTotal: 0, closuresToday: 0, heat: null, frames: 0, lastFrameAt: 0,
-            roster: new Map(), dirty: new Set(), layerIds: null};
+            roster: new Map(), dirty: new Set(), layerIds: null, seq: null};
   }
   const gcc = window.gcc = window.gcc || {};
   gcc.state = fresh();
@@ -42,6 +42,7 @@
   function applySnapshot(s) {
     const st = gcc.state = fresh();
     st.scope = s.scope;
+    st.seq = s.seq;
     st.grids = s.grids || [];
     st.memberTotal = s.member_total;
     st.closuresToday = s.closures_today;
@@ -53,10 +54,24 @@
     const recent = [...s.alarms.map(a => ({kind: "alarm", item: a})), ...s.reports.map(r => ({kind: "report", item: r}))]
       .sort((a, b) => b.item.t - a.item.t).slice(0, 14);
     st.ticker = recent;
+    // frames that overtook the snapshot on their way here, newer than it: apply them now
+    (gcc.recentFrames || []).filter(f => f.seq > st.seq).sort((a, b) => a.seq - b.seq).forEach(f => applyFrame(f));
+  }
+
+  /* Frames are numbered per room; the snapshot says which number it is current to. A frame is
+   * applied once and in order; a gap (a frame lost in between) asks for a resync. */
+  function takeFrame(f) {
+    const st = gcc.state;
+    gcc.recentFrames = (gcc.recentFrames || []).concat([f]).slice(-20);
+    if (st.seq === null || f.seq <= st.seq) return "skip";   // before the snapshot, or already in it
+    if (f.seq > st.seq + 1) return "gap";
+    applyFrame(f);
+    return "applied";
   }
 
   function applyFrame(f) {
     const st = gcc.state;
+    st.seq = f.seq;
     if (gcc.measure) {  // set by bench/wall_bench.py: publish -> browser latency and frame size
       const now = Date.now() / 1000;
       f.fixes.forEach(x => gcc.measure.latencies.push(now - x[3]));
@@ -77,7 +92,10 @@
     });
     f.statuses.forEach(x => {
       const m = st.members.get(x.terminal_id);
-      if (m) { m.state = x.state; m.stateT = x.t; if (x.battery != null) m.battery = x.battery; m.sos = x.sos; st.dirty.add(x.terminal_id); }
+      if (m && x.t >= (m.stateT || 0)) {
+        m.state = x.state; m.stateT = x.t; if (x.battery != null) m.battery = x.battery; m.sos = x.sos;
+        st.dirty.add(x.terminal_id);
+      }
     });
     f.alarms.forEach(a => {
       if (a.state === "cleared") { st.alarms.delete(a.alarm_id); return; }
@@ -206,11 +224,17 @@
 
   window.dash_clientside = Object.assign({}, window.dash_clientside, {
     gcc: {
-      applyLive: function (snapshot, frame, connected, windowName) {
+      applyLive: function (snapshot, frame, windowName, url) {
         const trig = (window.dash_clientside.callback_context.triggered || []).map(t => t.prop_id);
+        let reconnect = window.dash_clientside.no_update;
         if (trig.some(p => p.endsWith("data-snapshot")) && snapshot) applySnapshot(snapshot);
-        else if (trig.some(p => p.endsWith("data-frame")) && frame) applyFrame(frame);
-        return render(windowName || "today");
+        else if (trig.some(p => p.endsWith("data-frame")) && frame) {
+          if (takeFrame(frame) === "gap") {
+            gcc.resyncs = (gcc.resyncs || 0) + 1;   // a new URL makes the component reconnect: snapshot
+            reconnect = url.replace(/&resync=\d+$/, "") + "&resync=" + gcc.resyncs;
+          }
+        }
+        return render(windowName || "today").concat([reconnect]);
       },
       applyHeat: function (heat, windowName) {
         if (heat) gcc.state.heat = heat;

@@ -2,7 +2,10 @@
 
 - A screen connects to namespace /live with the scope it wants in `auth`; the server checks that the
   scope is an org unit of this city and puts the socket into that scope's room (a client never names
-  a room), then sends a full snapshot. A reconnect gets a fresh snapshot: that is the resync.
+  a room), then sends a full snapshot (retried until it can be built). A reconnect gets a fresh
+  snapshot: that is the resync.
+- Frames are numbered per room and the snapshot carries the number it is current to: a screen
+  applies each frame once, in order, and asks for a resync (reconnects) when it sees a gap.
 - The ingest workers emit their changes through the Redis message queue channel (namespace
   /ingest, rooms org:city, org:<district>, org:<street>, org:<community>). The hub reads that
   channel, merges the changes per room (newest fix per terminal, newest value per sensor, every
@@ -51,7 +54,9 @@ class Frame:
                 self.fixes[fix["terminal_id"]] = [fix["terminal_id"], round(fix["lon"], 6), round(fix["lat"], 6),
                                                   fix["t"], fix.get("battery"), fix.get("grid")]
         for status in changes.get("statuses", ()):
-            self.statuses[status["terminal_id"]] = status
+            kept = self.statuses.get(status["terminal_id"])
+            if kept is None or kept["t"] <= status["t"]:
+                self.statuses[status["terminal_id"]] = status
         for reading in changes.get("readings", ()):
             self.readings[(reading["sensor_id"], reading["quantity"])] = reading
         for gateway in changes.get("gateways", ()):
@@ -60,8 +65,8 @@ class Frame:
         self.reports.extend(report | {"label": category_label(report.get("category", ""))}
                             for report in changes.get("reports", ()))
 
-    def as_dict(self) -> dict:
-        return {"fixes": list(self.fixes.values()), "statuses": list(self.statuses.values()),
+    def as_dict(self, seq: int) -> dict:
+        return {"seq": seq, "fixes": list(self.fixes.values()), "statuses": list(self.statuses.values()),
                 "readings": list(self.readings.values()), "gateways": list(self.gateways.values()),
                 "alarms": self.alarms, "reports": self.reports, "t": time.time()}
 
@@ -74,6 +79,7 @@ class LiveHub:
         self.queries = queries
         self.r = redis_client
         self.pending: dict[str, Frame] = defaultdict(Frame)
+        self.seq: dict[str, int] = defaultdict(int)         # room -> number of the last frame sent
         self.viewers: dict[str, int] = defaultdict(int)    # room -> connected screens
         self.sid_room: dict[str, str] = {}
         self.lock = threading.Lock()
@@ -94,8 +100,27 @@ class LiveHub:
         with self.lock:
             self.viewers[scope.room] += 1
             self.sid_room[request.sid] = scope.room
-        self.socketio.emit("snapshot", self.queries.snapshot(scope), to=request.sid, namespace=NAMESPACE)
+        self.socketio.start_background_task(self._send_snapshot, request.sid, scope)
         return True
+
+    def _send_snapshot(self, to: str, scope, room_wide: bool = False) -> None:
+        """Build and send a snapshot; if the database or Redis is away, keep trying while the
+        screen is connected (it shows "connecting" meanwhile)."""
+        delay = 0.5
+        while not self.stopping.is_set():
+            with self.lock:
+                if not room_wide and to not in self.sid_room:
+                    return  # the screen went away
+                seq = self.seq[scope.room]
+            try:
+                snapshot = self.queries.snapshot(scope) | {"seq": seq}
+            except Exception as exc:  # contained: retried
+                log.warning("snapshot for %s failed (%s); retrying in %.1f s", scope.room, exc, delay)
+                self.stopping.wait(delay)
+                delay = min(delay * 2, 10.0)
+                continue
+            self.socketio.emit("snapshot", snapshot, to=to, namespace=NAMESPACE)
+            return
 
     def on_disconnect(self, *args):
         with self.lock:
@@ -105,10 +130,14 @@ class LiveHub:
 
     # --- the ingest stream ------------------------------------------------------------------------
     def _listen(self) -> None:
+        first = True
         while not self.stopping.is_set():
             try:
                 pubsub = self.r.pubsub(ignore_subscribe_messages=True)
                 pubsub.subscribe(CHANNEL)
+                if not first:
+                    self._resync_all()  # changes published while we were away are in no frame
+                first = False
                 while not self.stopping.is_set():
                     message = pubsub.get_message(timeout=1.0)
                     if message is not None:
@@ -117,43 +146,54 @@ class LiveHub:
                 log.warning("live stream from Redis interrupted (%s); reconnecting", exc)
                 time.sleep(1.0)
 
+    def _resync_all(self) -> None:
+        with self.lock:
+            rooms = [room for room, n in self.viewers.items() if n > 0]
+        for room in rooms:
+            scope = self.queries.scope(room.removeprefix("org:").replace("city", ""))
+            self.socketio.start_background_task(self._send_snapshot, room, scope, True)
+
     def _take(self, raw: bytes) -> None:
         try:
             message = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            return
-        if message.get("namespace") != INGEST_NAMESPACE or message.get("method") != "emit":
-            return
-        room, data = message.get("room"), message.get("data") or [{}]
-        with self.lock:
-            if self.viewers.get(room):
-                self.pending[room].merge(data[0])
+            if message.get("namespace") != INGEST_NAMESPACE or message.get("method") != "emit":
+                return
+            room, data = message.get("room"), message.get("data") or [{}]
+            with self.lock:
+                if self.viewers.get(room):
+                    self.pending[room].merge(data[0])
+        except Exception:  # contained: one bad message must not stop the live stream
+            log.exception("dropped an unreadable live message from the queue")
 
     def _flush(self) -> None:
-        last_heat = 0.0
         while not self.stopping.wait(self.frame_interval_s):
-            with self.lock:
-                frames, self.pending = self.pending, defaultdict(Frame)
-                rooms = [room for room, n in self.viewers.items() if n > 0]
-            for room, frame in frames.items():
-                payload = frame.as_dict()
-                self.last_frame_bytes = len(orjson.dumps(payload))
-                self.socketio.emit("frame", payload, to=room, namespace=NAMESPACE)
-                self.frames_sent += 1
-            if time.monotonic() - last_heat >= HEAT_INTERVAL_S:
-                last_heat = time.monotonic()
-                self._push_heat(rooms)
-
-    def _push_heat(self, rooms: list[str]) -> None:
-        for room in rooms:
-            scope = self.queries.scope(room.removeprefix("org:").replace("city", ""))
             try:
-                self.socketio.emit("heat", self.queries.heat_all(scope), to=room, namespace=NAMESPACE)
-            except Exception:  # contained: the next round tries again
-                log.exception("heat map for %s failed", room)
+                with self.lock:
+                    frames, self.pending = self.pending, defaultdict(Frame)
+                    numbered = []
+                    for room, frame in frames.items():
+                        self.seq[room] += 1
+                        numbered.append((room, frame.as_dict(self.seq[room])))
+                for room, payload in numbered:
+                    self.last_frame_bytes = len(orjson.dumps(payload))
+                    self.socketio.emit("frame", payload, to=room, namespace=NAMESPACE)
+                    self.frames_sent += 1
+            except Exception:  # contained: the next frame carries on
+                log.exception("sending frames failed")
+
+    def _heat_loop(self) -> None:
+        while not self.stopping.wait(HEAT_INTERVAL_S):
+            with self.lock:
+                rooms = [room for room, n in self.viewers.items() if n > 0]
+            for room in rooms:
+                scope = self.queries.scope(room.removeprefix("org:").replace("city", ""))
+                try:
+                    self.socketio.emit("heat", self.queries.heat_all(scope), to=room, namespace=NAMESPACE)
+                except Exception:  # contained: the next round tries again
+                    log.exception("heat map for %s failed", room)
 
     def start(self) -> None:
-        for target, name in ((self._listen, "live-listen"), (self._flush, "live-flush")):
+        for target, name in ((self._listen, "live-listen"), (self._flush, "live-flush"), (self._heat_loop, "live-heat")):
             threading.Thread(target=target, name=name, daemon=True).start()
 
     def stop(self) -> None:

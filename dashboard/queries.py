@@ -90,7 +90,7 @@ class Queries:
             out.append({"terminal_id": member.terminal_id, "member": member.member_id, "name": member.name,
                         "role": member.role.value, "grid": member.grid_code, "lon": float(s["lon"]),
                         "lat": float(s["lat"]), "state": status, "battery": _int(s.get("battery")),
-                        "t": float(s.get("t", 0))})
+                        "t": float(s.get("t", 0)), "stateT": float(s.get("state_t") or 0)})
         return out
 
     def open_alarms(self, scope: Scope) -> list[dict]:
@@ -129,7 +129,7 @@ class Queries:
 
     # --- history ------------------------------------------------------------------------------------
     def _query(self, sql: str, args: tuple) -> list[tuple]:
-        conn = psycopg2.connect(self.dsn)
+        conn = psycopg2.connect(self.dsn, connect_timeout=5)
         try:
             with conn.cursor() as cur:
                 cur.execute(sql, args)

@@ -30,7 +30,9 @@ def group_by_room(changes: Changes) -> dict[str, dict[str, list[dict]]]:
     rooms: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
     for kind in ("fixes", "statuses", "readings", "alarms", "reports", "gateways"):
         for change in getattr(changes, kind):
-            for room in rooms_for(change.get("grid")):
+            # a member's changes go to the rooms of the member's own grid (the screens' member lists),
+            # wherever the member happens to be; everything else to the rooms of where it happened
+            for room in rooms_for(change.get("home") or change.get("grid")):
                 rooms[room][kind].append(change)
     return {room: dict(kinds) for room, kinds in rooms.items()}
 

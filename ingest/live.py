@@ -8,7 +8,7 @@ Keys
     gcc:pos                  GEO set of terminal positions (member search by distance)
     gcc:term:<terminal_id>   hash: lon lat t grid member battery speed heading acc seen state state_t sos
     gcc:term:seen            sorted set terminal_id -> last heard (epoch s), for the silence sweep
-    gcc:sensor:<sensor_id>   hash: <quantity> -> "<t>|<value>", grid
+    gcc:sensor:<sensor_id>   hash: q:<quantity> -> "<t>|<value>", grid
     gcc:alarms:open          hash alarm_id -> alarm JSON (open device alarms)
     gcc:alarm:<alarm_id>     "<t>|<state>" for ordering raised/cleared (expires after 7 days)
     gcc:alarm:open:<sensor_id>:<alarm_type>   the open alarm of that sensor and type (a new one
@@ -69,8 +69,8 @@ return changed
 _READING = """
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
 local new = ARGV[2] .. '|' .. ARGV[3]
-if cur then
-  local bar = string.find(cur, '|', 1, true)
+local bar = cur and string.find(cur, '|', 1, true)
+if bar then
   if tonumber(string.sub(cur, 1, bar - 1)) > tonumber(ARGV[2]) then return 0 end
   redis.call('HSET', KEYS[1], ARGV[1], new)
   if string.sub(cur, bar + 1) == ARGV[3] then return 0 end
@@ -89,14 +89,24 @@ if prev then
   if tonumber(string.sub(prev, 1, bar - 1)) > tonumber(ARGV[2]) then return {0, ''} end
 end
 redis.call('SET', KEYS[2], ARGV[2] .. '|' .. ARGV[3], 'EX', ARGV[5])
+local open = redis.call('GET', KEYS[3])      -- "<alarm id>|<t>" of the sensor's open alarm of this type
+local open_id, open_t = '', -1
+if open then
+  local bar = string.find(open, '|', 1, true)
+  open_id, open_t = string.sub(open, 1, bar - 1), tonumber(string.sub(open, bar + 1))
+end
 if ARGV[3] == 'raised' then
-  local older = redis.call('GET', KEYS[3]) or ''
   local replaced = ''
-  if older ~= '' and older ~= ARGV[1] and redis.call('HDEL', KEYS[1], older) == 1 then replaced = older end
-  redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[5])
+  if open_id ~= '' and open_id ~= ARGV[1] then
+    if open_t > tonumber(ARGV[2]) then        -- a newer alarm is already open: this one is history
+      return {0, ''}
+    end
+    if redis.call('HDEL', KEYS[1], open_id) == 1 then replaced = open_id end
+  end
+  redis.call('SET', KEYS[3], ARGV[1] .. '|' .. ARGV[2], 'EX', ARGV[5])
   return {redis.call('HSET', KEYS[1], ARGV[1], ARGV[4]), replaced}
 end
-if redis.call('GET', KEYS[3]) == ARGV[1] then redis.call('DEL', KEYS[3]) end
+if open_id == ARGV[1] then redis.call('DEL', KEYS[3]) end
 return {redis.call('HDEL', KEYS[1], ARGV[1]), ''}
 """
 
@@ -104,6 +114,21 @@ _REPORT = """
 if redis.call('ZADD', KEYS[1], 'NX', ARGV[2], ARGV[1]) == 0 then return 0 end
 redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4])
 return 1
+"""
+
+_SWEEP = """
+-- KEYS[1] last-heard sorted set; ARGV[1] silent-before time. Marks silent online terminals unknown.
+local changed = {}
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], 0, ARGV[1])) do
+  local key = 'gcc:term:' .. id
+  local state, seen = unpack(redis.call('HMGET', key, 'state', 'seen'))
+  if state == 'online' and tonumber(seen or '0') <= tonumber(ARGV[1]) then
+    redis.call('HSET', key, 'state', 'unknown')
+    local grid, member, t = unpack(redis.call('HMGET', key, 'grid', 'member', 't'))
+    table.insert(changed, {id, grid or '', member or '', t or '0'})
+  end
+end
+return changed
 """
 
 _GATEWAY = """
@@ -142,6 +167,7 @@ class LiveState:
         self.alarm = client.register_script(_ALARM)
         self.gateway = client.register_script(_GATEWAY)
         self.report = client.register_script(_REPORT)
+        self.sweep = client.register_script(_SWEEP)
 
     def apply(self, items: list[Enriched], now: float | None = None) -> Changes:
         """Apply a committed batch; return only what changed. Within a batch only the newest fix of
@@ -181,7 +207,7 @@ class LiveState:
         if isinstance(m, SensorReading):
             value = m.value if m.value is not None else (
                 m.value_bool if m.value_bool is not None else (m.value_text if m.value_text is not None else m.value_sum))
-            self.reading(keys=[f"gcc:sensor:{m.sensor_id}"], args=[m.quantity, t, _s(value), _s(item.grid_code)],
+            self.reading(keys=[f"gcc:sensor:{m.sensor_id}"], args=[f"q:{m.quantity}", t, _s(value), _s(item.grid_code)],
                          client=pipe)
             return "readings"
         if isinstance(m, DeviceAlarm):
@@ -199,18 +225,13 @@ class LiveState:
         return None
 
     def sweep_silent(self, now: float | None = None) -> list[dict]:
-        """Mark terminals silent for SILENT_AFTER_S as "unknown"; return the status changes."""
+        """Mark terminals silent for SILENT_AFTER_S as "unknown" (atomically, in Redis); return the
+        status changes."""
         now = now or time.time()
-        changed = []
-        for terminal_id in self.r.zrangebyscore("gcc:term:seen", 0, now - SILENT_AFTER_S):
-            key = f"gcc:term:{terminal_id.decode()}"
-            state, grid, member = self.r.hmget(key, "state", "grid", "member")
-            if state == b"online":
-                self.r.hset(key, "state", "unknown")
-                changed.append({"terminal_id": terminal_id.decode(), "state": "unknown",
-                                "grid": (grid or b"").decode(), "member": (member or b"").decode()})
+        rows = self.sweep(keys=["gcc:term:seen"], args=[now - SILENT_AFTER_S])
         self.r.zremrangebyscore("gcc:reports", 0, now - REPORT_WINDOW_S)
-        return changed
+        return [{"terminal_id": tid.decode(), "state": "unknown", "grid": grid.decode() or None,
+                 "member": member.decode(), "t": now} for tid, grid, member, _ in rows]
 
 
 def _newest_only(items: list[Enriched]) -> list[Enriched]:
@@ -236,11 +257,12 @@ def event_of(item: Enriched) -> dict:
     m = item.message
     base = {"grid": item.grid_code, "t": m.time.timestamp()}
     if isinstance(m, Fix):
-        return base | {"terminal_id": m.terminal_id, "member": item.member_id, "lon": m.lon, "lat": m.lat,
-                       "battery": m.battery_pct, "speed": m.speed_mps, "heading": m.heading_deg}
+        return base | {"terminal_id": m.terminal_id, "member": item.member_id, "home": item.home_grid,
+                       "lon": m.lon, "lat": m.lat, "battery": m.battery_pct, "speed": m.speed_mps,
+                       "heading": m.heading_deg}
     if isinstance(m, TerminalStatus):
-        return base | {"terminal_id": m.terminal_id, "member": item.member_id, "state": m.state,
-                       "battery": m.battery_pct, "sos": m.sos}
+        return base | {"terminal_id": m.terminal_id, "member": item.member_id, "home": item.home_grid,
+                       "state": m.state, "battery": m.battery_pct, "sos": m.sos}
     if isinstance(m, SensorReading):
         return base | {"sensor_id": m.sensor_id, "quantity": m.quantity, "value": m.value,
                        "value_bool": m.value_bool, "value_text": m.value_text, "unit": m.unit}

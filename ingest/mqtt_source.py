@@ -80,7 +80,9 @@ class MqttSource:
         log.info("connected to the broker (session present: %s)", flags.session_present)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
-        self.connected.clear()
+        with self._lock:
+            self.session_epoch += 1   # nothing received before this may be acked any more
+            self.connected.clear()
         log.warning("disconnected from the broker: %s", reason_code)
 
     def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
@@ -94,8 +96,9 @@ class MqttSource:
         """Acknowledge messages of the current connection; returns how many were acked. Messages
         from an earlier connection will be redelivered by the broker (and deduplicated)."""
         acked = 0
-        for item in items:
-            if item.qos > 0 and item.epoch == self.session_epoch and self.connected.is_set():
-                self.client.ack(item.mid, item.qos)
-                acked += 1
+        with self._lock:
+            for item in items:
+                if item.qos > 0 and item.epoch == self.session_epoch and self.connected.is_set():
+                    self.client.ack(item.mid, item.qos)
+                    acked += 1
         return acked

@@ -51,6 +51,7 @@ class Enriched:
     grid_code: str | None = None
     member_id: str | None = None
     building_id: str | None = None
+    home_grid: str | None = None     # the member's own grid (a fix may lie elsewhere)
 
 
 @dataclass
@@ -116,10 +117,11 @@ def _enrich(msg: Message, reg: Registry, grid=_UNSET) -> Enriched | Rejection:
             grid = reg.grids.locate(*position) if position else None
         if grid is None and position is not None and not isinstance(msg, RegionTransition):
             return Rejection("outside_city", f"position lat={msg.lat} lon={msg.lon} lies outside every grid")
-        return Enriched(msg, grid, reg.members[msg.terminal_id].member_id)
+        member = reg.members[msg.terminal_id]
+        return Enriched(msg, grid, member.member_id, home_grid=member.grid_code)
     if isinstance(msg, (TerminalStatus, TaskAck)):
         member = reg.members[msg.terminal_id]
-        return Enriched(msg, member.grid_code, member.member_id)
+        return Enriched(msg, member.grid_code, member.member_id, home_grid=member.grid_code)
     if isinstance(msg, (SensorReading, DeviceAlarm)):
         sensor = reg.sensors[msg.sensor_id]
         return Enriched(msg, sensor.grid_code, building_id=sensor.building_id)

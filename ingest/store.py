@@ -43,8 +43,11 @@ COLUMNS: dict[str, tuple[str, ...]] = {
 }
 DEAD_LETTER_COLUMNS = ("time", "topic", "payload", "payload_sha256", "reason", "detail", "worker")
 
-# SQLSTATE classes after which the same batch may well succeed later
-_TEMPORARY_CLASSES = ("08", "40", "53", "57", "58")
+# SQLSTATE classes that say "this data is refused" (22 data exception, 23 integrity violation).
+# Anything else (connection, shutdown, resources, locks, permissions, a missing table after a
+# botched migration, internal errors) is retried with the batch kept unacknowledged: real data must
+# not turn into dead letters because the database is unwell.
+_PERMANENT_CLASSES = ("22", "23")
 
 
 class TemporaryStoreError(Exception):
@@ -79,9 +82,14 @@ def row_for(item: Enriched, received_at: datetime) -> tuple[str, tuple]:
     raise TypeError(f"no table for {type(m).__name__}")
 
 
+def _printable(text: str) -> str:
+    """PostgreSQL text cannot hold NUL; a dead letter must always be writable."""
+    return text.replace("\x00", "\\x00")
+
+
 def dead_letter_row(inbound: Inbound, rejection: Rejection, worker: str) -> tuple:
-    return (inbound.received_at, inbound.topic, inbound.payload, hashlib.sha256(inbound.payload).digest(),
-            rejection.reason, rejection.detail, worker)
+    return (inbound.received_at, _printable(inbound.topic), inbound.payload,
+            hashlib.sha256(inbound.payload).digest(), rejection.reason, _printable(rejection.detail), worker)
 
 
 def _csv_field(value) -> str:
@@ -185,7 +193,5 @@ class Store:
 
 
 def is_temporary(exc: psycopg2.Error) -> bool:
-    if isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError)):
-        return True
     code = getattr(exc, "pgcode", None) or ""
-    return code[:2] in _TEMPORARY_CLASSES
+    return code[:2] not in _PERMANENT_CLASSES

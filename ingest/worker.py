@@ -154,20 +154,31 @@ class Worker:
             log.exception("dead letters refused by the database; the batch stays unacknowledged")
             return False
 
-    def _live(self, accepted: list[Enriched]) -> None:
-        try:
-            changes = self.live.apply(accepted)
-            self.metrics.events.inc(self.emitter.emit(changes))
-            now = time.monotonic()
-            if now - self._last_sweep >= self.config.sweep_every_s:
-                self._last_sweep = now
-                self._sweep()
-        except (redis.RedisError, OSError) as exc:
-            self.metrics.live_errors.inc()
-            log.warning("live update failed (data is stored): %s", exc)
-        except Exception:  # a bug here must not stop ingestion: contained, logged, counted
-            self.metrics.live_errors.inc()
-            log.exception("live update failed (data is stored)")
+    def _live(self, accepted: list[Enriched], attempts: int = 3) -> None:
+        """Live state and events for a committed batch. Redis being briefly away is retried (the
+        scripts are idempotent); after that the batch is acknowledged anyway, counted, and the
+        screens catch up with the next change of each device."""
+        for attempt in range(attempts):
+            try:
+                self._live_once(accepted)
+                return
+            except (redis.RedisError, OSError) as exc:
+                self.metrics.live_errors.inc()
+                log.warning("live update failed (data is stored; attempt %d of %d): %s", attempt + 1, attempts, exc)
+                if self.stop_event.wait(0.2 * (attempt + 1)):
+                    return
+            except Exception:  # a bug here must not stop ingestion: contained, logged, counted
+                self.metrics.live_errors.inc()
+                log.exception("live update failed (data is stored)")
+                return
+
+    def _live_once(self, accepted: list[Enriched]) -> None:
+        changes = self.live.apply(accepted)
+        self.metrics.events.inc(self.emitter.emit(changes))
+        now = time.monotonic()
+        if now - self._last_sweep >= self.config.sweep_every_s:
+            self._last_sweep = now
+            self._sweep()
 
     def _sweep(self) -> None:
         # one worker at a time marks silent terminals "unknown"
@@ -185,7 +196,7 @@ class Worker:
                 if items:
                     self.handle(items)
                 else:
-                    self._live([])
+                    self._live([], attempts=1)
         finally:
             self.source.stop(end_session=end_session)
             self.store.close()

@@ -73,3 +73,27 @@ def test_a_clear_that_arrives_before_its_raise_keeps_the_alarm_closed(live, redi
     live.apply([_alarm(sensor, alarm_id, "cleared", 5)])
     assert not live.apply([_alarm(sensor, alarm_id, "raised", 1)]).alarms
     assert not redis_client.hexists("gcc:alarms:open", alarm_id)
+
+
+def test_an_older_alarm_arriving_after_a_newer_one_does_not_close_it(live, redis_client):
+    sensor, uid = f"S-{uuid.uuid4().hex[:6]}", uuid.uuid4().hex[:6]
+    live.apply([_alarm(sensor, f"NEW-{uid}", "raised", 30)])
+    assert not live.apply([_alarm(sensor, f"OLD-{uid}", "raised", 10)]).alarms
+    assert redis_client.hexists("gcc:alarms:open", f"NEW-{uid}")
+    assert not redis_client.hexists("gcc:alarms:open", f"OLD-{uid}")
+
+
+def test_a_quantity_named_like_a_hash_field_is_kept_apart(live, redis_client):
+    sensor = f"S-{uuid.uuid4().hex[:6]}"
+    reading = Enriched(SensorReading(sensor_id=sensor, time=T0, quantity="grid", value=2.0), GRID)
+    assert live.apply([reading]).readings
+    assert redis_client.hget(f"gcc:sensor:{sensor}", "grid") == GRID.encode()
+
+
+def test_a_terminal_silent_too_long_is_swept_to_unknown_once(live, redis_client):
+    tid = f"T-{uuid.uuid4().hex[:6]}"
+    live.apply([_fix(tid, 1)], now=1000.0)  # last heard at t=1000 (epoch seconds)
+    changed = live.sweep_silent(now=1000.0 + 121)
+    assert [(c["terminal_id"], c["state"]) for c in changed if c["terminal_id"] == tid] == [(tid, "unknown")]
+    assert redis_client.hget(f"gcc:term:{tid}", "state") == b"unknown"
+    assert all(c["terminal_id"] != tid for c in live.sweep_silent(now=1000.0 + 200))

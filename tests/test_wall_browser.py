@@ -248,3 +248,20 @@ def test_the_server_refuses_a_scope_that_is_not_an_org_of_the_city(dashboard):
     with pytest.raises(socketio.exceptions.ConnectionError):
         client.connect(dashboard.url, namespaces=["/live"], transports=["websocket"], auth={"scope": "999999"})
     client.disconnect()
+
+
+def test_a_lost_frame_is_noticed_and_the_screen_resyncs_from_a_snapshot(stack, city, dashboard, page):
+    member = city.members[100]
+    grid = city.grid_by_code[member.grid_code].boundary
+    _member_fix(stack, member, grid.representative_point().x, grid.representative_point().y, _now() - timedelta(seconds=9))
+    sockets = []
+    page.on("websocket", lambda ws: sockets.append(ws.url))
+    _open_wall(page, dashboard, member.grid_code[:12])
+    page.wait_for_function(f"() => window.gcc.state.members.has('{member.terminal_id}')", timeout=10000)
+    page.evaluate("() => { window.gcc.state.seq -= 3; }")  # as if three frames had been lost
+    _member_fix(stack, member, grid.centroid.x, grid.centroid.y)
+    page.wait_for_function("() => (window.gcc.resyncs || 0) >= 1", timeout=10000)
+    page.wait_for_function(
+        f"() => Math.abs(window.gcc.state.members.get('{member.terminal_id}').lon - {grid.centroid.x}) < 1e-6",
+        timeout=10000)
+    assert len(sockets) >= 2  # it reconnected for the snapshot

@@ -55,9 +55,9 @@ clientside_callback(
     ClientsideFunction(namespace="gcc", function_name="applyLive"),
     Output("wall-members", "data"), Output("wall-alarms", "data"), Output("wall-incidents", "data"),
     Output("wall-grids", "hideout"), Output("wall-counters", "children"), Output("wall-queue", "children"),
-    Output("wall-ticker", "children"), Output("wall-heat", "data"),
+    Output("wall-ticker", "children"), Output("wall-heat", "data"), Output("wall-socket", "url"),
     Input("wall-socket", "data-snapshot"), Input("wall-socket", "data-frame"),
-    State("wall-socket", "connected"), State("wall-window", "value"),
+    State("wall-window", "value"), State("wall-socket", "url"),
     prevent_initial_call=True,
 )
 

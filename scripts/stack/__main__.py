@@ -24,12 +24,15 @@ from telemetry.db import timescale
 from telemetry.db.migrate import migrate
 
 from .apps import demo_apps, prepare_city, wait_ready
-from .process import pid_alive
+from .process import pid_alive, runs
 from .stack import LocalStack, free_port, port_is_free
 
 log = logging.getLogger("stack")
-SERVER_PID_FILES = ("simulator.pid", "dashboard.pid", "ingest-1.pid", "ingest-2.pid", "mosquitto.pid",
-                    "redis.pid", "postgres.pid")
+# pid file -> what that process's command line contains (a stale pid reused by another program
+# after a reboot is left alone)
+SERVER_PID_FILES = {"simulator.pid": "telemetry.simulator", "dashboard.pid": "dashboard",
+                    "ingest-1.pid": "ingest", "ingest-2.pid": "ingest", "mosquitto.pid": "mosquitto",
+                    "redis.pid": "redis-server", "postgres.pid": "postgres"}
 
 
 def _pick_port(preferred: int, what: str) -> int:
@@ -79,7 +82,7 @@ def up(data_dir: Path, once: bool = False) -> int:
     pid_path = _supervisor_pid_path(data_dir)
     if pid_path.exists():
         old = int(pid_path.read_text().strip() or 0)
-        if old and old != os.getpid() and pid_alive(old):
+        if old and old != os.getpid() and runs(old, "scripts.stack", "up"):
             print(f"the stack is already running (supervisor pid {old}); `make stop` stops it",
                   file=sys.stderr)
             return 1
@@ -138,10 +141,17 @@ def up(data_dir: Path, once: bool = False) -> int:
 
 
 def _restart_crashed(stack: LocalStack, apps) -> None:
+    now = time.monotonic()
     for app in apps:
         code = app.exited()
-        if code is not None:
+        if code is None:
+            continue
+        if app.exited_at is None:
+            app.exited_at = now
             log.error("%s exited with code %s; restarting. Log tail:\n%s", app.name, code, app.log_tail(10))
+        if now - app.exited_at >= min(2 ** app.restarts, 30):  # back off when it keeps crashing
+            app.restarts += 1
+            app.exited_at = None
             app.start()
     for server in stack.servers():
         code = server.process.exited()
@@ -158,19 +168,19 @@ def down(data_dir: Path) -> int:
     stopped_any = False
     if pid_path.exists():
         pid = int(pid_path.read_text().strip() or 0)
-        if pid and pid_alive(pid):
+        if pid and runs(pid, "scripts.stack", "up"):
             os.kill(pid, signal.SIGTERM)
             deadline = time.monotonic() + 60
             while pid_alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.2)
             stopped_any = True
         pid_path.unlink(missing_ok=True)
-    for name in SERVER_PID_FILES:  # servers whose supervisor was killed outright
+    for name, token in SERVER_PID_FILES.items():  # servers whose supervisor was killed outright
         path = run_dir / name
         if not path.exists():
             continue
         pid = int(path.read_text().strip() or 0)
-        if pid and pid_alive(pid):
+        if pid and runs(pid, token):
             os.kill(pid, signal.SIGINT if name == "postgres.pid" else signal.SIGTERM)
             if name == "postgres.pid":
                 deadline = time.monotonic() + 30

@@ -48,8 +48,10 @@ class PostgresServer:
                 "-c", f"port={port}", "-c", f"unix_socket_directories={data_dir}"]
         for key, value in SERVER_SETTINGS.items():
             argv += ["-c", f"{key}={value}"]
+        # SIGINT is PostgreSQL's fast shutdown, also when the supervisor dies (SIGTERM would wait
+        # for every client to disconnect).
         self.process = ServerProcess(self.name, argv, log_path=log_dir / "postgres.log",
-                                     pid_path=run_dir / "postgres.pid", run_as=run_as)
+                                     pid_path=run_dir / "postgres.pid", run_as=run_as, death_signal=signal.SIGINT)
 
     def dsn(self, database: str | None = None) -> str:
         return (f"host=127.0.0.1 port={self.port} dbname={database or self.database} "

@@ -76,11 +76,27 @@ def reachable_by(path: Path, run_as: RunAs | None) -> bool:
     return True
 
 
-def _child_setup() -> None:
-    # Runs in the child after the uid switch and before exec: the server gets SIGTERM if the
-    # supervisor dies, so a killed `make demo` leaves no orphans behind.
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+def _death_signal_setup(signum: int):
+    def setup() -> None:
+        # Runs in the child after the uid switch and before exec: the server gets `signum` if the
+        # supervisor dies, so a killed `make demo` leaves no orphans behind.
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signum)
+    return setup
+
+
+def cmdline(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return []
+
+
+def runs(pid: int, *tokens: str) -> bool:
+    """True when process `pid` is alive and its command line contains every token (so a pid
+    reused by an unrelated process after a reboot is never signalled)."""
+    line = " ".join(cmdline(pid))
+    return bool(line) and all(token in line for token in tokens)
 
 
 def pid_alive(pid: int) -> bool:
@@ -98,8 +114,11 @@ class ServerProcess:
 
     def __init__(self, name: str, argv: list[str], *, log_path: Path, pid_path: Path,
                  run_as: RunAs | None = None, env: dict[str, str] | None = None,
-                 cwd: Path | None = None) -> None:
+                 cwd: Path | None = None, death_signal: int = signal.SIGTERM) -> None:
         self.name = name
+        self.death_signal = death_signal
+        self.restarts = 0
+        self.exited_at: float | None = None
         self.argv = argv
         self.log_path = log_path
         self.pid_path = pid_path
@@ -121,18 +140,16 @@ class ServerProcess:
             pid = int(self.pid_path.read_text().strip() or 0)
         except ValueError:
             pid = 0
-        if pid and pid_alive(pid) and self._is_ours(pid):
+        if pid and runs(pid, *self.identity):
             raise RuntimeError(
                 f"{self.name} is already running (pid {pid}, pid file {self.pid_path}); "
                 f"stop it first with `make stop`")
         self.pid_path.unlink(missing_ok=True)
 
-    def _is_ours(self, pid: int) -> bool:
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
-        except OSError:
-            return False
-        return os.path.basename(cmdline.decode(errors="replace")) == os.path.basename(self.argv[0])
+    @property
+    def identity(self) -> tuple[str, ...]:
+        """What this server's command line contains: its program and its first arguments."""
+        return (os.path.basename(self.argv[0]), *self.argv[1:3])
 
     def start(self) -> None:
         self.clear_stale_pid_file()
@@ -143,7 +160,8 @@ class ServerProcess:
             kwargs.update(user=self.run_as.uid, group=self.run_as.gid, extra_groups=[])
         self._proc = subprocess.Popen(
             self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, preexec_fn=_child_setup, env=self.env, cwd=self.cwd, **kwargs)
+            start_new_session=True, preexec_fn=_death_signal_setup(self.death_signal), env=self.env,
+            cwd=self.cwd, **kwargs)
         log.close()
         self.pid_path.parent.mkdir(parents=True, exist_ok=True)
         self.pid_path.write_text(f"{self._proc.pid}\n")
@@ -165,12 +183,14 @@ class ServerProcess:
     def stop(self, timeout: float = 15.0, signum: int = signal.SIGTERM) -> None:
         """Ask the server to stop; kill it when it does not within `timeout` seconds."""
         if self._proc is not None and self._proc.poll() is None:
-            os.kill(self._proc.pid, signum)
             try:
+                os.kill(self._proc.pid, signum)
                 self._proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                os.kill(self._proc.pid, signal.SIGKILL)
-                self._proc.wait(5)
+                self._proc.kill()
+                self._proc.wait(10)
+            except ProcessLookupError:
+                pass
         self.pid_path.unlink(missing_ok=True)
 
     def kill(self) -> None:
