@@ -19,7 +19,7 @@
   function fresh() {
     return {scope: null, members: new Map(), alarms: new Map(), reports: new Map(), ticker: [],
             memberTotal: 0, closuresToday: 0, heat: null, frames: 0, lastFrameAt: 0,
-            roster: new Map(), dirty: new Set(), layerIds: null, seq: null};
+            roster: new Map(), dirty: new Set(), layerDrawn: false, seq: null, items: 0, itemsDrawn: -1};
   }
   const gcc = window.gcc = window.gcc || {};
   gcc.state = fresh();
@@ -54,15 +54,17 @@
     const recent = [...s.alarms.map(a => ({kind: "alarm", item: a})), ...s.reports.map(r => ({kind: "report", item: r}))]
       .sort((a, b) => b.item.t - a.item.t).slice(0, 14);
     st.ticker = recent;
-    // frames that overtook the snapshot on their way here, newer than it: apply them now
-    (gcc.recentFrames || []).filter(f => f.seq > st.seq).sort((a, b) => a.seq - b.seq).forEach(f => applyFrame(f));
+    // frames of this scope that overtook the snapshot on their way here, newer than it: apply them now
+    (gcc.recentFrames || []).filter(f => f.scope === st.scope && f.seq > st.seq)
+      .sort((a, b) => a.seq - b.seq).forEach(f => takeFrame(f, false));
   }
 
   /* Frames are numbered per room; the snapshot says which number it is current to. A frame is
    * applied once and in order; a gap (a frame lost in between) asks for a resync. */
-  function takeFrame(f) {
+  function takeFrame(f, remember = true) {
     const st = gcc.state;
-    gcc.recentFrames = (gcc.recentFrames || []).concat([f]).slice(-20);
+    if (remember) gcc.recentFrames = (gcc.recentFrames || []).concat([f]).slice(-20);
+    if (f.scope !== st.scope) return "skip";                  // a straggler of the previous scope
     if (st.seq === null || f.seq <= st.seq) return "skip";   // before the snapshot, or already in it
     if (f.seq > st.seq + 1) return "gap";
     applyFrame(f);
@@ -83,6 +85,7 @@
       if (!m) {
         const known = st.roster.get(id) || {};
         m = {terminal_id: id, state: "online", name: known.name, role: known.role};
+        st.layerDrawn = false;  // a member new to the map: the layer is rebuilt once
       }
       if ((m.t || 0) > t) return;
       Object.assign(m, {lon: lon, lat: lat, t: t, grid: grid, battery: battery});
@@ -98,13 +101,14 @@
       }
     });
     f.alarms.forEach(a => {
+      st.items += 1;
       if (a.state === "cleared") { st.alarms.delete(a.alarm_id); return; }
       st.alarms.set(a.alarm_id, a);
       tick({kind: "alarm", item: a});
     });
-    f.reports.forEach(r => { st.reports.set(r.report_id, r); tick({kind: "report", item: r}); });
+    f.reports.forEach(r => { st.items += 1; st.reports.set(r.report_id, r); tick({kind: "report", item: r}); });
     const cutoff = Date.now() / 1000 - REPORT_WINDOW_S;
-    st.reports.forEach((r, id) => { if (r.t < cutoff) st.reports.delete(id); });
+    st.reports.forEach((r, id) => { if (r.t < cutoff) { st.reports.delete(id); st.items += 1; } });
     st.frames += 1;
     st.lastFrameAt = Date.now();
   }
@@ -117,12 +121,16 @@
   function openItems() {
     const st = gcc.state;
     const items = [];
-    st.alarms.forEach(a => items.push({kind: "alarm", severity: a.severity, t: a.t, grid: a.grid,
-                                       title: ALARM_NAME[a.alarm_type] || a.alarm_type, where: a.building || a.sensor_id}));
-    st.reports.forEach(r => items.push({kind: "report", severity: r.severity, t: r.t, grid: r.grid,
-                                        title: r.label || (r.category || "").replace(/_/g, " "), where: r.address || r.grid}));
-    items.sort((a, b) => (b.severity - a.severity) || (a.t - b.t));
+    st.alarms.forEach(a => items.push({kind: "alarm", item: a}));
+    st.reports.forEach(r => items.push({kind: "report", item: r}));
+    items.sort((a, b) => (b.item.severity - a.item.severity) || (a.item.t - b.item.t));
     return items;
+  }
+
+  function describe(kind, it) {
+    return kind === "alarm"
+      ? {title: ALARM_NAME[it.alarm_type] || it.alarm_type, where: it.building || it.sensor_id}
+      : {title: it.label || (it.category || "").replace(/_/g, " "), where: it.address || it.grid};
   }
 
   function counters() {
@@ -150,11 +158,8 @@
   }
 
   function row(entry, cls) {
-    const it = entry.item || entry;
-    const kind = entry.kind;
-    const title = kind === "alarm" ? (ALARM_NAME[it.alarm_type] || it.alarm_type || entry.title)
-                                   : (entry.title || it.label || (it.category || "").replace(/_/g, " "));
-    const where = entry.where || (kind === "alarm" ? (it.building || it.sensor_id) : (it.address || it.grid));
+    const it = entry.item, kind = entry.kind;
+    const {title, where} = describe(kind, it);
     return html("Div", {className: cls + " sev-" + it.severity, children: [
       html("Span", {className: "sev-dot", style: {background: SEVERITY_COLOUR[it.severity]}}),
       html("Span", {className: "row-kind", children: kind === "alarm" ? "ALARM" : "REPORT"}),
@@ -175,15 +180,13 @@
            (m.battery != null ? " · " + m.battery + "%" : "");
   }
 
-  /* Members: the GeoJSON layer is rebuilt only when members join the scope; otherwise the markers
+  /* Members: the GeoJSON layer is rebuilt only when members appear on the map; otherwise the markers
    * that changed are moved and restyled in place (thousands of markers, two frames a second). */
   function membersLayer() {
     const st = gcc.state;
-    let rebuild = st.layerIds === null;
-    if (!rebuild) { for (const id of st.members.keys()) { if (!st.layerIds.has(id)) { rebuild = true; break; } } }
-    if (rebuild) {
+    if (!st.layerDrawn) {
       gcc.markers = new Map();
-      st.layerIds = new Set(st.members.keys());
+      st.layerDrawn = true;
       st.dirty.clear();
       const features = [];
       st.members.forEach(m => features.push(point(m.terminal_id, m.lon, m.lat,
@@ -201,16 +204,24 @@
     return window.dash_clientside.no_update;
   }
 
-  function render(windowName) {
-    const st = gcc.state;
+  /* Alarm and incident layers: redrawn only when an alarm or report came, went or aged out (a redraw
+   * restarts the alarms' pulse). */
+  function itemLayers() {
+    const st = gcc.state, noUpdate = window.dash_clientside.no_update;
+    if (st.itemsDrawn === st.items) return [noUpdate, noUpdate, noUpdate];
+    st.itemsDrawn = st.items;
     const alarms = [], reports = [];
-    const members = membersLayer();
     st.alarms.forEach(a => { if (a.lon != null) alarms.push(point(a.alarm_id, a.lon, a.lat,
       {severity: a.severity, type: a.alarm_type, label: ALARM_NAME[a.alarm_type] || a.alarm_type})); });
     st.reports.forEach(r => reports.push(point(r.report_id, r.lon, r.lat,
       {severity: r.severity, category: r.category, label: r.label, t: r.t})));
+    return [collection(alarms), collection(reports), {counts: gridCounts()}];
+  }
+
+  function render(windowName) {
+    const st = gcc.state;
     const queue = openItems().slice(0, 14);
-    return [members, collection(alarms), collection(reports), {counts: gridCounts()},
+    return [membersLayer(), ...itemLayers(),
             counters(),
             queue.length ? queue.map(q => row(q, "queue-row")) : [html("Div", {className: "empty", children: "Nothing open 暂无待办"})],
             st.ticker.length ? st.ticker.map(t => row(t, "ticker-row")) : [html("Div", {className: "empty", children: "Quiet 平稳"})],
@@ -254,7 +265,6 @@
       return {color: "#4a6a8a", weight: 1, fillColor: fill, fillOpacity: n ? 0.55 : 0.35};
     },
     heatStyle: function (feature, context) {
-      const max = Math.max(1, feature.properties.max || 1);
       const k = Math.min(1, (feature.properties.count || 0) / 4);
       return {stroke: false, fillColor: k > 0.75 ? "#ff453a" : k > 0.4 ? "#ff9f0a" : "#ffd60a", fillOpacity: 0.25 + 0.45 * k};
     },

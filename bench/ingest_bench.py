@@ -116,8 +116,11 @@ class Bench:
         conn.close()
         self.stack.register_devices(self.city)
         self.run_no = 0
+        self._counter = None
 
     def close(self) -> None:
+        if self._counter is not None:
+            self._counter.close()
         self.stack.stop()
         self.stack.remove_data()
 
@@ -145,13 +148,27 @@ class Bench:
         return procs, go, done, terminals
 
     def rows(self, terminals: list[str]) -> int:
-        conn = psycopg2.connect(self.settings.pg_dsn)
-        try:
-            with conn.cursor() as cur:
-                cur.execute("select count(*) from positions where terminal_id = any(%s)", (terminals,))
-                return cur.fetchone()[0]
-        finally:
-            conn.close()
+        """Rows stored for these terminals (one connection kept for the whole run)."""
+        if self._counter is None or self._counter.closed:
+            self._counter = psycopg2.connect(self.settings.pg_dsn)
+            self._counter.autocommit = True
+        with self._counter.cursor() as cur:
+            cur.execute("select count(*) from positions where terminal_id = any(%s)", (terminals,))
+            return cur.fetchone()[0]
+
+    def _timed(self, per: int, arrived, limit_s: float = 900) -> tuple[float, list[str]]:
+        """Publish `per` messages from each publisher; msg/s from the go signal until `arrived(total,
+        terminals)` holds."""
+        procs, go, _, terminals = self.publish(per)
+        total = per * len(procs)
+        began = time.perf_counter()
+        go.set()
+        while not arrived(total, terminals) and time.perf_counter() - began < limit_s:
+            time.sleep(0.02)
+        elapsed = time.perf_counter() - began
+        for p in procs:
+            p.join()
+        return total / elapsed, terminals
 
     def run_generator(self, per: int) -> float:
         procs, go, done, _ = self.publish(per)
@@ -171,17 +188,11 @@ class Bench:
                                    (ingest.username, ingest.password), i, ready, counter, stop)))
             subs[-1].start()
             ready.wait(10)
-        procs, go, done, _ = self.publish(per)
-        total = per * len(procs)
-        began = time.perf_counter()
-        go.set()
-        while sum(counter[:]) < total and time.perf_counter() - began < 600:
-            time.sleep(0.01)
-        elapsed = time.perf_counter() - began
+        rate, _ = self._timed(per, lambda total, _: sum(counter[:]) >= total)
         stop.set()
-        for p in procs + subs:
+        for p in subs:
             p.join()
-        return total / elapsed
+        return rate
 
     def run_pipeline(self, per: int) -> float:
         env = {**os.environ, **self.stack.env()}
@@ -191,20 +202,12 @@ class Bench:
             workers.append(subprocess.Popen([sys.executable, "-m", "ingest", "--index", str(i)], cwd=REPO_ROOT,
                                             env=env_i, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         time.sleep(4)  # workers load the city and subscribe
-        procs, go, done, terminals = self.publish(per)
-        total = per * len(procs)
-        began = time.perf_counter()
-        go.set()
-        while self.rows(terminals) < total and time.perf_counter() - began < 600:
-            time.sleep(0.05)
-        elapsed = time.perf_counter() - began
-        for p in procs:
-            p.join()
+        rate, terminals = self._timed(per, lambda total, terminals: self.rows(terminals) >= total)
         for w in workers:
             w.terminate()
             w.wait(20)
-        assert self.rows(terminals) == total, "pipeline lost or duplicated messages"
-        return total / elapsed
+        assert self.rows(terminals) == per * self.args.publishers, "pipeline lost or duplicated messages"
+        return rate
 
     def run_naive(self, per: int) -> float:
         ingest = self.stack.account("ingest")
@@ -213,17 +216,10 @@ class Bench:
                                                        self.settings.pg_dsn, ready, stop))
         sub.start()
         ready.wait(10)
-        procs, go, done, terminals = self.publish(per)
-        total = per * len(procs)
-        began = time.perf_counter()
-        go.set()
-        while self.rows(terminals) < total and time.perf_counter() - began < 900:
-            time.sleep(0.1)
-        elapsed = time.perf_counter() - began
+        rate, _ = self._timed(per, lambda total, terminals: self.rows(terminals) >= total)
         stop.set()
-        for p in procs + [sub]:
-            p.join()
-        return total / elapsed
+        sub.join()
+        return rate
 
 
 def main() -> None:
@@ -233,14 +229,18 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="ingest workers (and discarding subscribers)")
     parser.add_argument("--publishers", type=int, default=2)
     args = parser.parse_args()
+    print("starting the stack and loading the city ...", file=sys.stderr, flush=True)
     bench = Bench(args)
-    per = args.messages // args.publishers
+    per, naive_per = args.messages // args.publishers, args.naive_messages // args.publishers
+    runs = [("load generator alone (no subscriber)", bench.run_generator, per),
+            (f"broker-only ceiling ({args.workers} discarding subscribers)", bench.run_broker, per),
+            (f"our pipeline ({args.workers} ingest workers, committed)", bench.run_pipeline, per),
+            ("naive pipeline (INSERT + commit per message)", bench.run_naive, naive_per)]
+    results = []
     try:
-        results = [("load generator alone (no subscriber)", bench.run_generator(per), args.messages),
-                   (f"broker-only ceiling ({args.workers} discarding subscribers)", bench.run_broker(per), args.messages),
-                   (f"our pipeline ({args.workers} ingest workers, committed)", bench.run_pipeline(per), args.messages),
-                   ("naive pipeline (INSERT + commit per message)",
-                    bench.run_naive(args.naive_messages // args.publishers), args.naive_messages)]
+        for number, (name, run, n) in enumerate(runs, 1):
+            print(f"run {number}/{len(runs)}: {name}, {n * args.publishers:,} messages ...", file=sys.stderr, flush=True)
+            results.append((name, run(n), n * args.publishers))
     finally:
         bench.close()
     naive = results[-1][1]

@@ -65,6 +65,8 @@ def main() -> None:
     parser.add_argument("--frame-interval", type=float, default=0.5, help="GCC_FRAME_INTERVAL_S of the dashboard")
     args = parser.parse_args()
 
+    progress = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
+    progress("starting the stack and loading the city ...")
     data = Path(tempfile.mkdtemp(prefix="gridcc-wallbench-"))
     data.chmod(0o711)
     stack = LocalStack(data)
@@ -102,6 +104,7 @@ def main() -> None:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
             page = browser.new_page(viewport={"width": 1920, "height": 1080})
+            progress("measuring first paint (3 loads) ...")
             paints = []
             for _ in range(3):
                 start = time.perf_counter()
@@ -111,6 +114,7 @@ def main() -> None:
                 page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
                 paints.append(time.perf_counter() - start)
             page.evaluate("() => { window.gcc.measure = {latencies: [], frameBytes: []}; }")
+            progress(f"publishing {args.rate}/s for {args.seconds:.0f} s from {args.terminals} terminals ...")
             sent = _publish(stack, city, args)
             time.sleep(2)
             measured = page.evaluate("() => window.gcc.measure")

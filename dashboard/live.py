@@ -24,7 +24,7 @@ import redis
 from flask import request
 from flask_socketio import SocketIO, join_room
 
-from dashboard.queries import Queries, category_label
+from dashboard.queries import Queries, Scope, category_label
 from ingest.events import CHANNEL
 from ingest.events import NAMESPACE as INGEST_NAMESPACE
 
@@ -65,8 +65,8 @@ class Frame:
         self.reports.extend(report | {"label": category_label(report.get("category", ""))}
                             for report in changes.get("reports", ()))
 
-    def as_dict(self, seq: int) -> dict:
-        return {"seq": seq, "fixes": list(self.fixes.values()), "statuses": list(self.statuses.values()),
+    def as_dict(self, scope: str, seq: int) -> dict:
+        return {"scope": scope, "seq": seq, "fixes": list(self.fixes.values()), "statuses": list(self.statuses.values()),
                 "readings": list(self.readings.values()), "gateways": list(self.gateways.values()),
                 "alarms": self.alarms, "reports": self.reports, "t": time.time()}
 
@@ -81,10 +81,9 @@ class LiveHub:
         self.pending: dict[str, Frame] = defaultdict(Frame)
         self.seq: dict[str, int] = defaultdict(int)         # room -> number of the last frame sent
         self.viewers: dict[str, int] = defaultdict(int)    # room -> connected screens
+        self.scopes: dict[str, Scope] = {}                  # room -> its scope
         self.sid_room: dict[str, str] = {}
         self.lock = threading.Lock()
-        self.frames_sent = 0
-        self.last_frame_bytes = 0
         self.stopping = threading.Event()
         socketio.on_event("connect", self.on_connect, namespace=NAMESPACE)
         socketio.on_event("disconnect", self.on_disconnect, namespace=NAMESPACE)
@@ -99,6 +98,7 @@ class LiveHub:
         join_room(scope.room)
         with self.lock:
             self.viewers[scope.room] += 1
+            self.scopes[scope.room] = scope
             self.sid_room[request.sid] = scope.room
         self.socketio.start_background_task(self._send_snapshot, request.sid, scope)
         return True
@@ -146,12 +146,14 @@ class LiveHub:
                 log.warning("live stream from Redis interrupted (%s); reconnecting", exc)
                 time.sleep(1.0)
 
-    def _resync_all(self) -> None:
+    def _watched(self) -> list[Scope]:
+        """The scopes that have screens now."""
         with self.lock:
-            rooms = [room for room, n in self.viewers.items() if n > 0]
-        for room in rooms:
-            scope = self.queries.scope(room.removeprefix("org:").replace("city", ""))
-            self.socketio.start_background_task(self._send_snapshot, room, scope, True)
+            return [self.scopes[room] for room, n in self.viewers.items() if n > 0]
+
+    def _resync_all(self) -> None:
+        for scope in self._watched():
+            self.socketio.start_background_task(self._send_snapshot, scope.room, scope, True)
 
     def _take(self, raw: bytes) -> None:
         try:
@@ -173,24 +175,19 @@ class LiveHub:
                     numbered = []
                     for room, frame in frames.items():
                         self.seq[room] += 1
-                        numbered.append((room, frame.as_dict(self.seq[room])))
+                        numbered.append((room, frame.as_dict(self.scopes[room].code, self.seq[room])))
                 for room, payload in numbered:
-                    self.last_frame_bytes = len(orjson.dumps(payload))
                     self.socketio.emit("frame", payload, to=room, namespace=NAMESPACE)
-                    self.frames_sent += 1
             except Exception:  # contained: the next frame carries on
                 log.exception("sending frames failed")
 
     def _heat_loop(self) -> None:
         while not self.stopping.wait(HEAT_INTERVAL_S):
-            with self.lock:
-                rooms = [room for room, n in self.viewers.items() if n > 0]
-            for room in rooms:
-                scope = self.queries.scope(room.removeprefix("org:").replace("city", ""))
+            for scope in self._watched():
                 try:
-                    self.socketio.emit("heat", self.queries.heat_all(scope), to=room, namespace=NAMESPACE)
+                    self.socketio.emit("heat", self.queries.heat_all(scope), to=scope.room, namespace=NAMESPACE)
                 except Exception:  # contained: the next round tries again
-                    log.exception("heat map for %s failed", room)
+                    log.exception("heat map for %s failed", scope.room)
 
     def start(self) -> None:
         for target, name in ((self._listen, "live-listen"), (self._flush, "live-flush"), (self._heat_loop, "live-heat")):

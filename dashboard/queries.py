@@ -11,10 +11,12 @@ import h3
 import orjson
 import psycopg2
 import redis
+from psycopg2.pool import ThreadedConnectionPool
 from shapely.geometry import mapping
 
+from ingest.live import SILENT_AFTER_S
 from telemetry.catalogue import INCIDENT_CATEGORIES
-from telemetry.city import City
+from telemetry.city import CITY_TZ, City, Member
 from telemetry.orgcodes import contains
 
 HEX_RESOLUTION = 9          # ~0.1 km² cells: a few per grid
@@ -38,8 +40,7 @@ class Queries:
     def __init__(self, city: City, redis_client: redis.Redis, dsn: str) -> None:
         self.city = city
         self.r = redis_client
-        self.dsn = dsn
-        self.members = {m.terminal_id: m for m in city.members}
+        self.db = ThreadedConnectionPool(0, 4, dsn, connect_timeout=5)  # snapshots and heat maps, any thread
         self._grid_features = {g.code: {"type": "Feature", "geometry": mapping(g.boundary),
                                         "properties": {"id": g.code, "name": g.name, "kind": g.kind.value}}
                                for g in city.grids}
@@ -73,9 +74,9 @@ class Queries:
                 "features": [f for code, f in self._grid_features.items() if scope.covers(code)]}
 
     # --- live state -------------------------------------------------------------------------------
-    def members_live(self, scope: Scope) -> list[dict]:
+    def members_live(self, members: list[Member]) -> list[dict]:
+        """Live state of these members (those with a known position)."""
         pipe = self.r.pipeline(transaction=False)
-        members = [m for m in self.city.members if scope.covers(m.grid_code)]
         for m in members:
             pipe.hgetall(f"gcc:term:{m.terminal_id}")
         out = []
@@ -85,7 +86,7 @@ class Queries:
                 continue
             s = {k.decode(): v.decode() for k, v in state.items()}
             status = s.get("state", "unknown")
-            if status == "online" and now - float(s.get("seen", now)) > 120:
+            if status == "online" and now - float(s.get("seen", now)) > SILENT_AFTER_S:
                 status = "unknown"
             out.append({"terminal_id": member.terminal_id, "member": member.member_id, "name": member.name,
                         "role": member.role.value, "grid": member.grid_code, "lon": float(s["lon"]),
@@ -114,28 +115,30 @@ class Queries:
 
     def snapshot(self, scope: Scope) -> dict:
         """Everything a screen needs to (re)draw its scope from scratch."""
-        members = self.members_live(scope)
+        in_scope = [m for m in self.city.members if scope.covers(m.grid_code)]
+        members = self.members_live(in_scope)
         placed = {m["terminal_id"] for m in members}
         return {"scope": scope.code, "scope_name": scope.name, "members": members,
-                "roster": [[m.terminal_id, m.name, m.role.value, m.grid_code] for m in self.city.members
-                           if scope.covers(m.grid_code) and m.terminal_id not in placed],
+                "roster": [[m.terminal_id, m.name, m.role.value, m.grid_code] for m in in_scope
+                           if m.terminal_id not in placed],
                 "grids": [g.code for g in self.city.grids if scope.covers(g.code)],
                 "alarms": self.open_alarms(scope), "reports": self.recent_reports(scope),
-                "member_total": sum(scope.covers(m.grid_code) for m in self.city.members),
+                "member_total": len(in_scope),
                 "closures_today": self.closures_today(scope), "heat": self.heat_all(scope), "t": time.time()}
-
-    def heat_all(self, scope: Scope) -> dict:
-        return {window: self.heat(scope, window) for window in WINDOWS}
 
     # --- history ------------------------------------------------------------------------------------
     def _query(self, sql: str, args: tuple) -> list[tuple]:
-        conn = psycopg2.connect(self.dsn, connect_timeout=5)
+        conn = self.db.getconn()
+        broken = False
         try:
-            with conn.cursor() as cur:
+            with conn, conn.cursor() as cur:
                 cur.execute(sql, args)
                 return cur.fetchall()
+        except psycopg2.OperationalError:
+            broken = True  # e.g. the server restarted: drop this connection, the next query opens anew
+            raise
         finally:
-            conn.close()
+            self.db.putconn(conn, close=broken or conn.closed)
 
     def closures_today(self, scope: Scope) -> int:
         start = _start_of_local_day()
@@ -143,24 +146,28 @@ class Queries:
                            "and coalesce(org_code, '') like %s", (start, scope.code + "%"))
         return rows[0][0]
 
-    def heat(self, scope: Scope, window: str) -> dict:
-        """H3 hexbins of incident reports and raised device alarms in the window."""
-        delta = WINDOWS.get(window)
-        since = datetime.now(timezone.utc) - delta if delta else _start_of_local_day()
+    def heat_all(self, scope: Scope) -> dict:
+        """H3 hexbins of incident reports and raised device alarms, for every window (one query)."""
+        now = datetime.now(timezone.utc)
+        since = {window: now - delta if delta else _start_of_local_day() for window, delta in WINDOWS.items()}
         rows = self._query(
-            "select lat, lon from incident_reports where time >= %s and grid_code like %s "
-            "union all select s.lat, s.lon from device_alarms a join sensors s using (sensor_id) "
+            "select lat, lon, time from incident_reports where time >= %s and grid_code like %s "
+            "union all select s.lat, s.lon, a.time from device_alarms a join sensors s using (sensor_id) "
             "where a.time >= %s and a.state = 'raised' and a.grid_code like %s",
-            (since, scope.code + "%", since, scope.code + "%"))
-        cells = Counter(h3.latlng_to_cell(lat, lon, HEX_RESOLUTION) for lat, lon in rows if lat is not None)
-        features = []
-        for cell, n in cells.items():
-            ring = [[lng, lat] for lat, lng in h3.cell_to_boundary(cell)]
-            features.append({"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring + ring[:1]]},
-                             "properties": {"id": cell, "count": n}})
-        return {"type": "FeatureCollection", "features": features,
-                "properties": {"max": max(cells.values(), default=0), "window": window}}
+            (min(since.values()), scope.code + "%", min(since.values()), scope.code + "%"))
+        located = [(h3.latlng_to_cell(lat, lon, HEX_RESOLUTION), t) for lat, lon, t in rows if lat is not None]
+        return {window: _hexbins(Counter(cell for cell, t in located if t >= start), window)
+                for window, start in since.items()}
 
+
+def _hexbins(cells: Counter, window: str) -> dict:
+    features = []
+    for cell, n in cells.items():
+        ring = [[lng, lat] for lat, lng in h3.cell_to_boundary(cell)]
+        features.append({"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring + ring[:1]]},
+                         "properties": {"id": cell, "count": n}})
+    return {"type": "FeatureCollection", "features": features,
+            "properties": {"max": max(cells.values(), default=0), "window": window}}
 
 
 def category_label(code: str) -> str:
@@ -173,5 +180,5 @@ def _int(value):
 
 
 def _start_of_local_day() -> datetime:
-    local = datetime.now(timezone(timedelta(hours=8)))
+    local = datetime.now(CITY_TZ)
     return local.replace(hour=0, minute=0, second=0, microsecond=0)

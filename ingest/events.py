@@ -40,7 +40,6 @@ def group_by_room(changes: Changes) -> dict[str, dict[str, list[dict]]]:
 class LiveEmitter:
     def __init__(self, redis_url: str) -> None:
         self.socketio = SocketIO(message_queue=redis_url, channel=CHANNEL)
-        self.emitted = 0
 
     def emit(self, changes: Changes) -> int:
         """Send the changes; returns how many room messages went out."""
@@ -49,8 +48,4 @@ class LiveEmitter:
         grouped = group_by_room(changes)
         for room, payload in grouped.items():
             self.socketio.emit(EVENT, payload, to=room, namespace=NAMESPACE)
-        self.emitted += len(grouped)
         return len(grouped)
-
-    def emit_statuses(self, statuses: list[dict]) -> int:
-        return self.emit(Changes(statuses=statuses))

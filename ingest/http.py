@@ -30,6 +30,7 @@ class IngestHTTP:
     def __init__(self, worker: Worker, host: str, port: int, password_file: Path | None) -> None:
         self.worker = worker
         self.password_file = password_file
+        self._passwords: tuple[float, dict[str, str]] = (-1.0, {})  # (mtime, user -> hash)
         handler = self._handler_class()
         self.server = ThreadingHTTPServer((host, port), handler)
         self.server.daemon_threads = True
@@ -53,8 +54,15 @@ class IngestHTTP:
             user, _, password = base64.b64decode(header[6:]).decode().partition(":")
         except (ValueError, UnicodeDecodeError):
             return None
-        stored = read_password_file(self.password_file).get(user)
+        stored = self._password_hashes().get(user)
         return user if stored and verify_password(stored, password) else None
+
+    def _password_hashes(self) -> dict[str, str]:
+        """The broker's password file, read again only when it changed (accounts come and go)."""
+        mtime = self.password_file.stat().st_mtime
+        if mtime != self._passwords[0]:
+            self._passwords = (mtime, read_password_file(self.password_file))
+        return self._passwords[1]
 
     def _handler_class(self):
         outer = self

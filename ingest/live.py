@@ -176,21 +176,22 @@ class LiveState:
         pipe = self.r.pipeline(transaction=False)
         calls = []
         for item in _newest_only(items):
-            call = self._queue(pipe, item, now)
-            if call is not None:
-                calls.append((item, call))
+            event = event_of(item)
+            kind = self._queue(pipe, item, event, now)
+            if kind is not None:
+                calls.append((event, kind))
         results = pipe.execute() if calls else []
         changes = Changes()
-        for (item, kind), changed in zip(calls, results):
+        for (event, kind), changed in zip(calls, results):
             if kind == "alarms":
                 changed, replaced = changed
                 if replaced:  # a device cannot have two open alarms of one type: the older one ends
-                    changes.alarms.append(event_of(item) | {"alarm_id": replaced.decode(), "state": "cleared"})
+                    changes.alarms.append(event | {"alarm_id": replaced.decode(), "state": "cleared"})
             if changed:
-                getattr(changes, kind).append(event_of(item))
+                getattr(changes, kind).append(event)
         return changes
 
-    def _queue(self, pipe, item: Enriched, now: float) -> str | None:
+    def _queue(self, pipe, item: Enriched, event: dict, now: float) -> str | None:
         """Queue exactly one script call for the item (results are matched to items by order)."""
         m, t = item.message, item.message.time.timestamp()
         if isinstance(m, Fix):
@@ -213,14 +214,14 @@ class LiveState:
         if isinstance(m, DeviceAlarm):
             self.alarm(keys=["gcc:alarms:open", f"gcc:alarm:{m.alarm_id}",
                              f"gcc:alarm:open:{m.sensor_id}:{m.alarm_type.value}"],
-                       args=[m.alarm_id, t, m.state, orjson.dumps(event_of(item)), ALARM_MEMORY_S], client=pipe)
+                       args=[m.alarm_id, t, m.state, orjson.dumps(event), ALARM_MEMORY_S], client=pipe)
             return "alarms"
         if isinstance(m, GatewayStatus):
             self.gateway(keys=[f"gcc:gw:{m.gateway_id}"], args=[t, m.state, _s(item.grid_code)], client=pipe)
             return "gateways"
         if isinstance(m, IncidentReport):
             self.report(keys=["gcc:reports", f"gcc:report:{m.report_id}"],
-                        args=[m.report_id, t, orjson.dumps(event_of(item)), REPORT_WINDOW_S], client=pipe)
+                        args=[m.report_id, t, orjson.dumps(event), REPORT_WINDOW_S], client=pipe)
             return "reports"
         return None
 

@@ -18,10 +18,6 @@ MAX_PAYLOAD_BYTES = 64 * 1024
 MAX_FUTURE = timedelta(minutes=5)     # device clocks drift; more than this is a broken clock
 MAX_PAST = timedelta(days=7)          # terminals buffer offline; older than this is refused
 
-REASONS = ("payload_too_large", "invalid_json", "schema_violation", "wrong_topic", "unsupported_type",
-           "invalid_senml", "timestamp_future", "timestamp_past", "unknown_device", "outside_city",
-           "db_rejected")
-
 
 @dataclass(frozen=True)
 class Inbound:

@@ -19,7 +19,7 @@ import psycopg2
 import redis
 
 from ingest.events import LiveEmitter
-from ingest.live import LiveState
+from ingest.live import Changes, LiveState
 from ingest.metrics import Metrics
 from ingest.mqtt_source import MqttSource
 from ingest.stages import Enriched, Inbound, Outcome, Registry, Rejection, process_batch
@@ -61,7 +61,6 @@ class Worker:
         self.metrics = Metrics(name)
         self.stop_event = threading.Event()
         self._last_sweep = 0.0
-        self.batches = 0
 
     # --- collecting -----------------------------------------------------------------------------
     def _collect(self) -> list[Inbound]:
@@ -106,7 +105,6 @@ class Worker:
             if outcome.inbound.reply is not None:
                 outcome.inbound.reply.settle(outcome.rejection)
         self.metrics.batch_size.observe(len(items))
-        self.batches += 1
 
     def _write_with_retry(self, batch: Batch):
         """Commit, retrying temporary errors with backoff. None when asked to stop meanwhile;
@@ -175,17 +173,25 @@ class Worker:
     def _live_once(self, accepted: list[Enriched]) -> None:
         changes = self.live.apply(accepted)
         self.metrics.events.inc(self.emitter.emit(changes))
-        now = time.monotonic()
-        if now - self._last_sweep >= self.config.sweep_every_s:
-            self._last_sweep = now
-            self._sweep()
 
-    def _sweep(self) -> None:
-        # one worker at a time marks silent terminals "unknown"
-        if self.live.r.set("gcc:lock:sweep", self.name, nx=True, ex=int(self.config.sweep_every_s)):
+    def _sweep_when_due(self) -> None:
+        """Every sweep_every_s one worker (a Redis lock decides which) marks silent terminals
+        "unknown" and tells the screens of each member's own grid."""
+        now = time.monotonic()
+        if now - self._last_sweep < self.config.sweep_every_s:
+            return
+        self._last_sweep = now
+        try:
+            if not self.live.r.set("gcc:lock:sweep", self.name, nx=True, ex=int(self.config.sweep_every_s)):
+                return
             statuses = self.live.sweep_silent()
-            if statuses:
-                self.metrics.events.inc(self.emitter.emit_statuses(statuses))
+            for status in statuses:
+                member = self.registry.members.get(status["terminal_id"])
+                status["home"] = member.grid_code if member else None
+            self.metrics.events.inc(self.emitter.emit(Changes(statuses=statuses)))
+        except (redis.RedisError, OSError) as exc:
+            self.metrics.live_errors.inc()
+            log.warning("silence sweep failed (next one in %.0f s): %s", self.config.sweep_every_s, exc)
 
     # --- running --------------------------------------------------------------------------------
     def run(self, end_session: bool = False) -> None:
@@ -195,8 +201,7 @@ class Worker:
                 items = self._collect()
                 if items:
                     self.handle(items)
-                else:
-                    self._live([], attempts=1)
+                self._sweep_when_due()
         finally:
             self.source.stop(end_session=end_session)
             self.store.close()

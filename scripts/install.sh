@@ -13,10 +13,14 @@ cd "$ROOT"
 log() { printf '\033[1m[install]\033[0m %s\n' "$*" >&2; }
 
 SUDO=""
-if [ "$(id -u)" -ne 0 ]; then
-    if command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else
-        log "not root and no sudo: cannot install Debian packages"; fi
-fi
+if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
+need_root() {  # what is missing needs root: say what, and how to get it
+    if [ "$(id -u)" -ne 0 ] && [ -z "$SUDO" ]; then
+        log "missing: $*"
+        log "installing it needs root: run 'make setup' as root (or install sudo), then run this again"
+        exit 1
+    fi
+}
 
 export DEBIAN_FRONTEND=noninteractive
 PG_MAJOR=15
@@ -40,6 +44,7 @@ for pkg in "${APT_PACKAGES[@]}"; do
     fi
 done
 if [ "${#missing[@]}" -gt 0 ]; then
+    need_root "Debian packages ${missing[*]}"
     log "installing Debian packages: ${missing[*]}"
     # The packages' own system services are not used (we run our own instances on free ports);
     # keep the package scripts from starting them.
@@ -65,6 +70,7 @@ ts_control="$("$PG_CONFIG" --sharedir)/extension/timescaledb.control"
 if [ -f "$ts_control" ]; then
     log "TimescaleDB: present ($(grep default_version "$ts_control" | tr -d "'" | awk '{print $3}'))"
 else
+    need_root "the TimescaleDB extension for PostgreSQL 15"
     log "TimescaleDB: building from Debian 13 source"
     mirror=""
     for f in /etc/apt/sources.list.d/*.sources; do

@@ -7,6 +7,7 @@ simulator. Geometry is WGS 84 longitude/latitude (GeoJSON order).
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from datetime import timedelta, timezone
 from enum import Enum
 from functools import cached_property
 from pathlib import Path
@@ -19,6 +20,7 @@ from telemetry.catalogue import DeviceKind
 from telemetry.orgcodes import Level, parent_of
 
 FORMAT_VERSION = 1
+CITY_TZ = timezone(timedelta(hours=8))  # China Standard Time: the demo city's local day and night
 
 
 class GridKind(str, Enum):

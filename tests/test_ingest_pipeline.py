@@ -3,7 +3,6 @@ letters with specific reasons, live state and live events."""
 from __future__ import annotations
 
 import subprocess
-import threading
 import time
 import urllib.request
 import uuid
@@ -11,7 +10,6 @@ from datetime import datetime, timedelta, timezone
 
 import orjson
 import pytest
-import redis
 
 from ingest.events import CHANNEL
 from telemetry.topics import gateway_topic, terminal_topic

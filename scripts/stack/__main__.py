@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import psycopg2
 
@@ -57,11 +58,7 @@ def _report(stack: LocalStack, caps: timescale.Capabilities, city, apps) -> None
     rows.append(("City reference data", f"{len(city.grids)} grids",
                  f"{city.name}: {len(city.members)} members, {len(city.sensors)} sensors"))
     for app in apps:
-        where = f"pid {app.pid}"
-        if app.name == "dashboard":
-            where = f"127.0.0.1:{app.env['GCC_DASHBOARD_PORT']}"
-        if app.name.startswith("ingest-"):
-            where = f"127.0.0.1:{int(app.env['GCC_INGEST_HTTP_PORT']) + int(app.name[7:]) - 1}"
+        where = urlsplit(app.ready_url).netloc if app.ready_url else f"pid {app.pid}"
         rows.append((app.name, where, ("healthy" if app.ready_url else "running") + f", log {app.log_path.name}" +
                      (" (/metrics, /owntracks)" if app.name.startswith("ingest-") else "")))
     print("\nGrid Command Center - local stack")
@@ -69,9 +66,8 @@ def _report(stack: LocalStack, caps: timescale.Capabilities, city, apps) -> None
         print(f"  {name:<30} {where:<18} {state}")
     dashboard = next((a for a in apps if a.name == "dashboard"), None)
     if dashboard is not None:
-        port = dashboard.env["GCC_DASHBOARD_PORT"]
-        print(f"\n  Open the wall display:  http://127.0.0.1:{port}/wall"
-              f"\n  kiosk (no controls):    http://127.0.0.1:{port}/wall?kiosk=1")
+        print(f"\n  Open the wall display:  {dashboard.ready_url}"
+              f"\n  kiosk (no controls):    {dashboard.ready_url}?kiosk=1")
     print(f"\n  settings for clients: {stack.data_dir / 'stack.env'}  (demo credentials only)")
     print(f"  logs:                 {stack.log_dir}")
     print("\nPress Ctrl-C to stop everything.\n", flush=True)
@@ -105,16 +101,7 @@ def up(data_dir: Path, once: bool = False) -> int:
     try:
         stack.start()
         dsn = stack.settings().pg_dsn
-        for migration in migrate(dsn):
-            log.info("applied migration %04d_%s", migration.version, migration.name)
-        conn = psycopg2.connect(dsn)
-        try:
-            caps = timescale.apply_policies(conn, timescale.retention_from_settings(settings))
-        finally:
-            conn.close()
-        if not caps.has_policies:
-            retention = timescale.RetentionJob(dsn, timescale.retention_from_settings(settings))
-            retention.start()
+        caps, retention = _prepare_database(dsn, timescale.retention_from_settings(settings))
         city = prepare_city(stack, dsn)
         ingest_port = _pick_port(settings.ingest_http_port, "ingest metrics")
         if not port_is_free(ingest_port + 1):
@@ -138,6 +125,22 @@ def up(data_dir: Path, once: bool = False) -> int:
         pid_path.unlink(missing_ok=True)
         print("stopped.", flush=True)
     return 0
+
+
+def _prepare_database(dsn: str, keep) -> tuple[timescale.Capabilities, timescale.RetentionJob | None]:
+    """Migrate; install the edition's policies, or start our own retention job (Apache edition)."""
+    for migration in migrate(dsn):
+        log.info("applied migration %04d_%s", migration.version, migration.name)
+    conn = psycopg2.connect(dsn)
+    try:
+        caps = timescale.apply_policies(conn, keep)
+    finally:
+        conn.close()
+    if caps.has_policies:
+        return caps, None
+    retention = timescale.RetentionJob(dsn, keep)
+    retention.start()
+    return caps, retention
 
 
 def _restart_crashed(stack: LocalStack, apps) -> None:

@@ -8,17 +8,16 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 
 import orjson
 
 from telemetry.catalogue import ALARM_DEFAULT_SEVERITY, DEVICE_QUANTITIES, INCIDENT_CATEGORIES, DeviceKind
-from telemetry.city import Building, Gateway, Grid, Member, Sensor
+from telemetry.city import CITY_TZ, Building, Gateway, Grid, Member, Sensor
 from telemetry.simulator import payloads
 from telemetry.simulator.behaviour import AlarmEvent, Elevator, GasDetector, Meter, Patrol
 
 Send = Callable[[str, bytes], bool]
-LOCAL_TZ = timezone(timedelta(hours=8))  # China Standard Time
 
 
 @dataclass(frozen=True)
@@ -36,7 +35,7 @@ class SimConfig:
 
 
 def local_hour(now: datetime) -> float:
-    t = now.astimezone(LOCAL_TZ)
+    t = now.astimezone(CITY_TZ)
     return t.hour + t.minute / 60
 
 

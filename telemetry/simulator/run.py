@@ -52,19 +52,16 @@ class Simulator:
         if member.terminal_id not in passwords:
             self.missing_accounts += 1
             return
-        holder: dict = {}
+        # the device sends through its own connection (set just below, before anything is sent)
         sim = TerminalSim(member, city.grid_by_code[member.grid_code], self.cfg,
-                          random.Random(rng.getrandbits(64)), lambda t, p: holder["conn"].publish(t, p),
+                          random.Random(rng.getrandbits(64)), lambda t, p: sim.connection.publish(t, p),
                           addresses)
-        now = datetime.now(timezone.utc)
-        will_topic, will_payload = sim.will(now)
         conn = DeviceConnection(
             self.mux, member.terminal_id, member.terminal_id, passwords[member.terminal_id],
-            will=(will_topic, will_payload), subscriptions=(terminal_topic(member.terminal_id, "task"),),
+            will=sim.will(datetime.now(timezone.utc)), subscriptions=(terminal_topic(member.terminal_id, "task"),),
             on_message=lambda c, msg: sim.on_task(msg.payload, datetime.now(timezone.utc)),
             on_online=lambda c: sim.publish_status(datetime.now(timezone.utc)),
             session_expiry_s=3600)
-        holder["conn"] = conn
         sim.connection = conn
         self.mux.add(conn)
         self.terminals.append(sim)
@@ -73,15 +70,13 @@ class Simulator:
         if gateway.gateway_id not in passwords:
             self.missing_accounts += 1
             return
-        holder: dict = {}
         sim = GatewaySim(gateway, city.building_by_id[gateway.building_id], sensors, self.cfg,
-                         random.Random(rng.getrandbits(64)), lambda t, p: holder["conn"].publish(t, p))
+                         random.Random(rng.getrandbits(64)), lambda t, p: sim.connection.publish(t, p))
         will = payloads.gateway_status(gateway.gateway_id, datetime.now(timezone.utc), "offline")
         conn = DeviceConnection(self.mux, gateway.gateway_id, gateway.gateway_id,
                                 passwords[gateway.gateway_id], will=will,
                                 on_online=lambda c: c.publish(*payloads.gateway_status(
                                     gateway.gateway_id, datetime.now(timezone.utc), "online")))
-        holder["conn"] = conn
         sim.connection = conn
         self.mux.add(conn)
         self.gateways.append(sim)
