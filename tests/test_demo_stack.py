@@ -15,7 +15,7 @@ import pytest
 
 from config.settings import REPO_ROOT, Settings
 from scripts.stack import free_port
-from scripts.stack.process import pid_alive
+from scripts.stack.process import cmdline, pid_alive
 
 pytestmark = pytest.mark.slow
 
@@ -25,13 +25,18 @@ def _pids(data_dir: Path) -> dict[str, int]:
     return {p.stem: int(p.read_text()) for p in run.glob("*.pid")} if run.exists() else {}
 
 
-def _wait_for(predicate, timeout: float, what: str):
+def _wait_for(predicate, timeout: float, what: str, explain=lambda: ""):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return
         time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+    raise AssertionError(f"timed out waiting for {what} {explain()}")
+
+
+def _still_running(pids: dict[str, int]) -> str:
+    return "; still running: " + ", ".join(f"{name} ({' '.join(cmdline(pid))[:80]})"
+                                            for name, pid in pids.items() if pid_alive(pid))
 
 
 class Demo:
@@ -125,7 +130,7 @@ def test_a_killed_supervisor_takes_its_servers_with_it_and_the_next_start_works(
     pids = _pids(demo_dir)
     os.kill(pids["stack"], signal.SIGKILL)
     _wait_for(lambda: not any(pid_alive(p) for p in pids.values()), 30,
-              "servers to exit after their supervisor was killed")
+              "servers to exit after their supervisor was killed", lambda: _still_running(pids))
     demo.proc.wait(30)
     assert set(_pids(demo_dir)) == set(pids)  # stale pid files are left behind ...
 
