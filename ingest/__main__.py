@@ -5,9 +5,14 @@ broker queued for it while it was down, survives a restart.
 """
 from __future__ import annotations
 
+from telemetry.lifecycle import block_stop_signals
+
+# Before any import that may start a thread (numpy's BLAS pool does): threads inherit the blocked
+# stop signals, so SIGTERM/SIGINT reach only the sigwait in the main thread (telemetry.lifecycle).
+block_stop_signals()
+
 import argparse
 import logging
-import signal
 import sys
 import time
 
@@ -23,6 +28,7 @@ from ingest.stages import Registry
 from ingest.store import Store
 from ingest.worker import Worker, WorkerConfig
 from telemetry.citydb import read_city
+from telemetry.lifecycle import run_until_signalled
 
 log = logging.getLogger("ingest")
 
@@ -66,17 +72,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = load_settings()
     worker, http = build_worker(settings, args.index)
-    signal.signal(signal.SIGTERM, lambda *a: worker.stop_event.set())
-    signal.signal(signal.SIGINT, lambda *a: worker.stop_event.set())
     http.start()
     log.info("ingest-%d: %d grids, %d terminals, %d sensors; metrics on http://%s:%d/metrics",
              args.index, len(worker.registry.city.grids), len(worker.registry.members),
              len(worker.registry.sensors), settings.ingest_http_host, http.port)
     try:
-        worker.run()
+        return run_until_signalled(worker.run, worker.stop_event)
     finally:
         http.stop()
-    return 0
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ in the database exactly once."""
 from __future__ import annotations
 
 import threading
+import time
 import urllib.request
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -110,3 +111,20 @@ def test_two_workers_in_one_share_group_store_everything_once(stack, settings, c
     for p in publishers:
         p.close()
     assert count(db, "select count(*) from positions where terminal_id = %s", publishers[0].account.username) >= 500
+
+
+def test_a_worker_stops_cleanly_on_repeated_sigterm(stack, city, tmp_path):
+    """Signals arrive in bursts (a supervisor dying, then `make stop`): the worker must neither
+    deadlock in a signal handler nor die before it stopped cleanly."""
+    import signal
+
+    worker = ProcessWorker(stack, index=3, log_path=tmp_path / "ingest-3.log")
+    worker.start()
+    try:
+        wait_for(lambda: _healthy(worker), 30, "the worker to connect")
+        for _ in range(5):
+            worker.proc.send_signal(signal.SIGTERM)
+            time.sleep(0.01)
+        assert worker.proc.wait(15) == 0
+    finally:
+        worker.stop()

@@ -8,12 +8,17 @@ status  say which parts are running.
 """
 from __future__ import annotations
 
+from telemetry.lifecycle import block_stop_signals
+
+# Before any import that may start a thread (numpy's BLAS pool does): threads inherit the blocked
+# stop signals, so SIGTERM/SIGINT reach only the sigwait in the main thread (telemetry.lifecycle).
+block_stop_signals()
+
 import argparse
 import logging
 import os
 import signal
 import sys
-import threading
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -23,6 +28,7 @@ import psycopg2
 from config.settings import DEFAULT_DATA_DIR, load_settings
 from telemetry.db import timescale
 from telemetry.db.migrate import migrate
+from telemetry.lifecycle import STOP_SIGNALS
 
 from .apps import demo_apps, prepare_city, wait_ready
 from .process import pid_alive, runs
@@ -87,13 +93,8 @@ def up(data_dir: Path, once: bool = False) -> int:
                        mqtt_port=_pick_port(settings.mqtt_port, "MQTT"),
                        redis_port=_pick_port(settings.redis_port, "Redis"),
                        pg_port=_pick_port(settings.pg_port, "PostgreSQL"))
-    stopping = threading.Event()
-
-    def request_stop(signum, frame):
-        stopping.set()
-
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
+    # Ctrl-C and SIGTERM are taken with sigwait in the loop below (see telemetry.lifecycle): during
+    # start-up they wait until everything is up, then everything stops in order.
     pid_path.parent.mkdir(parents=True, exist_ok=True)
     pid_path.write_text(f"{os.getpid()}\n")
     retention = None
@@ -112,9 +113,8 @@ def up(data_dir: Path, once: bool = False) -> int:
             app.start()
         wait_ready(apps)
         _report(stack, caps, city, apps)
-        while not stopping.is_set() and not once:
+        while not once and signal.sigtimedwait(STOP_SIGNALS, 1.0) is None:
             _restart_crashed(stack, apps)
-            stopping.wait(1.0)
     finally:
         print("stopping ...", flush=True)
         for app in reversed(apps):

@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from telemetry.lifecycle import STOP_SIGNALS
+
 _PR_SET_PDEATHSIG = 1
 
 
@@ -43,20 +45,6 @@ class RunAs:
             os.chown(path, self.uid, self.gid)
 
 
-def raise_open_file_limit(wanted: int = 65536) -> int:
-    """Raise this process's open-file limit (inherited by the servers it starts): a broker with
-    tens of thousands of device connections needs one descriptor each. Returns the new limit."""
-    import resource
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = max(soft, wanted if running_as_root() else min(wanted, hard))
-    try:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, max(hard, target)))
-    except (ValueError, OSError):
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-
-
 def reachable_by(path: Path, run_as: RunAs | None) -> bool:
     """True when `run_as` can traverse every ancestor of `path` (root can reach anything)."""
     if run_as is None:
@@ -82,6 +70,9 @@ def _death_signal_setup(signum: int):
         # supervisor dies, so a killed `make demo` leaves no orphans behind.
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signum)
+        # the supervisor blocks its stop signals to take them with sigwait; its servers must not
+        # inherit that mask, or they could never be stopped
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     return setup
 
 

@@ -15,11 +15,12 @@ import socket
 from dataclasses import asdict
 from pathlib import Path
 
+from telemetry.lifecycle import raise_open_file_limit
 from telemetry.topics import AccountKind
 
 from .mosquitto import BrokerAccount, MosquittoServer
 from .postgres import PostgresServer
-from .process import RunAs, raise_open_file_limit, reachable_by, running_as_root
+from .process import RunAs, reachable_by, running_as_root
 from .redis_server import RedisServer
 
 PG_SUPERUSER = "gridcc"

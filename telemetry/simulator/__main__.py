@@ -5,11 +5,15 @@ local stack writes), so the broker's authentication and ACL apply as they do in 
 """
 from __future__ import annotations
 
+from telemetry.lifecycle import block_stop_signals
+
+# Before any import that may start a thread (numpy's BLAS pool does): threads inherit the blocked
+# stop signals, so SIGTERM/SIGINT reach only the sigwait in the main thread (telemetry.lifecycle).
+block_stop_signals()
+
 import argparse
 import logging
 import multiprocessing
-import resource
-import signal
 import sys
 import threading
 from pathlib import Path
@@ -18,6 +22,7 @@ import orjson
 
 from config.settings import load_settings
 from telemetry.city import City
+from telemetry.lifecycle import raise_open_file_limit, run_until_signalled
 from telemetry.simulator.devices import SimConfig
 from telemetry.simulator.run import Simulator
 
@@ -43,14 +48,8 @@ def _parse(argv):
     return p.parse_args(argv)
 
 
-def _raise_fd_limit() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-def run_shard(args, shard: tuple[int, int]) -> None:
-    _raise_fd_limit()
+def run_shard(args, shard: tuple[int, int]) -> int:
+    raise_open_file_limit()
     city = City.load(args.city)
     passwords = {a["username"]: a["password"] for a in orjson.loads(args.accounts.read_bytes())}
     cfg = SimConfig(speedup=args.speedup, fix_interval_s=args.fix_interval, malformed=args.malformed,
@@ -60,28 +59,31 @@ def run_shard(args, shard: tuple[int, int]) -> None:
     if sim.missing_accounts:
         logging.warning("%d devices have no broker account and are not simulated", sim.missing_accounts)
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *a: stop.set())
-    signal.signal(signal.SIGINT, lambda *a: stop.set())
     print(f"simulator shard {shard[0] + 1}/{shard[1]}: {len(sim.terminals)} terminals, "
           f"{len(sim.gateways)} gateways -> {args.host}:{args.port}, speed-up x{args.speedup}",
           file=sys.stderr, flush=True)
-    sim.run(args.duration, stop=stop)
+    return run_until_signalled(lambda: sim.run(args.duration, stop=stop), stop)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.processes <= 1:
-        run_shard(args, (0, 1))
-        return 0
+        return run_shard(args, (0, 1))
     procs = [multiprocessing.Process(target=run_shard, args=(args, (i, args.processes)), daemon=True)
              for i in range(args.processes)]
     for proc in procs:
         proc.start()
-    signal.signal(signal.SIGTERM, lambda *a: [p.terminate() for p in procs])
-    for proc in procs:
-        proc.join()
-    return 0
+    stop = threading.Event()
+
+    def supervise() -> None:
+        while any(proc.is_alive() for proc in procs) and not stop.wait(0.5):
+            pass
+        for proc in procs:  # on SIGTERM/SIGINT each shard gets SIGTERM and stops itself cleanly
+            proc.terminate()
+            proc.join(10)
+
+    return run_until_signalled(supervise, stop)
 
 
 if __name__ == "__main__":
