@@ -14,55 +14,12 @@ block_stop_signals()
 import argparse
 import logging
 import sys
-import time
-
-import psycopg2
-import redis
 
 from config.settings import load_settings
-from ingest.events import LiveEmitter
-from ingest.http import IngestHTTP
-from ingest.live import LiveState
-from ingest.mqtt_source import MqttSource
-from ingest.stages import Registry
-from ingest.store import Store
-from ingest.worker import Worker, WorkerConfig
-from telemetry.citydb import read_city
+from ingest.service import build_worker
 from telemetry.lifecycle import run_until_signalled
 
 log = logging.getLogger("ingest")
-
-
-def _load_city(dsn: str, timeout: float = 120.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            conn = psycopg2.connect(dsn)
-            try:
-                return read_city(conn)
-            finally:
-                conn.close()
-        except (psycopg2.Error, LookupError) as exc:
-            if time.monotonic() > deadline:
-                raise
-            log.warning("waiting for the city's reference data: %s", exc)
-            time.sleep(2)
-
-
-def build_worker(settings, index: int, http_port: int | None = None) -> tuple[Worker, IngestHTTP]:
-    city = _load_city(settings.pg_dsn)
-    source = MqttSource(settings.mqtt_host, settings.mqtt_port, settings.mqtt_username,
-                        settings.mqtt_password.get_secret_value(), f"ingest-{index}",
-                        receive_maximum=settings.ingest_receive_maximum)
-    client = redis.Redis(host=settings.redis_host, port=settings.redis_port,
-                         password=settings.redis_password.get_secret_value(), socket_timeout=5)
-    worker = Worker(f"ingest-{index}", source, Store(settings.pg_dsn), LiveState(client),
-                    LiveEmitter(settings.redis_url), Registry(city),
-                    WorkerConfig(batch_size=settings.ingest_batch_size,
-                                 flush_interval_s=settings.ingest_flush_interval_s))
-    port = http_port if http_port is not None else settings.ingest_http_port + index - 1
-    http = IngestHTTP(worker, settings.ingest_http_host, port, settings.mqtt_password_file)
-    return worker, http
 
 
 def main(argv: list[str] | None = None) -> int:

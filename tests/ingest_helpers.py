@@ -41,7 +41,7 @@ class ThreadWorker:
     """An ingest worker running in this process (for tests that look inside it)."""
 
     def __init__(self, settings, index: int, share_group: str) -> None:
-        from ingest.__main__ import build_worker
+        from ingest.service import build_worker
 
         self.worker, self.http = build_worker(settings, index, http_port=free_port())
         self.worker.source.filters = [f.replace("$share/ingest/", f"$share/{share_group}/")
