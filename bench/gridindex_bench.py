@@ -13,7 +13,7 @@ import time
 import shapely
 from shapely.geometry import Point
 
-from telemetry.citygen import SCALES, generate
+from simulator.citygen import SCALES, generate
 from telemetry.gridindex import GridIndex
 
 

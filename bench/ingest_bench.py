@@ -31,9 +31,9 @@ import psycopg2
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from config.settings import REPO_ROOT
-from scripts.stack import LocalStack, free_port
-from telemetry.citydb import load_city
-from telemetry.citygen import SCALES, generate
+from database.citydb import load_city
+from simulator.citygen import SCALES, generate
+from stack import LocalStack, free_port
 
 
 def _client(account, client_id: str, **kw) -> mqtt.Client:
@@ -108,7 +108,7 @@ class Bench:
         self.stack = LocalStack(self.dir)
         self.stack.start()
         self.settings = self.stack.settings()
-        from telemetry.db.migrate import migrate
+        from database.migrate import migrate
         migrate(self.settings.pg_dsn)
         self.city = generate(SCALES["demo"], seed=3)
         conn = psycopg2.connect(self.settings.pg_dsn)

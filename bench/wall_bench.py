@@ -26,15 +26,15 @@ import redis
 from playwright.sync_api import sync_playwright
 
 from config.settings import REPO_ROOT
+from database.citydb import load_city
+from database.migrate import migrate
 from ingest.live import LiveState
 from ingest.stages import Enriched
-from scripts.stack import LocalStack, free_port
-from telemetry.citydb import load_city
-from telemetry.citygen import Scale, generate
-from telemetry.db.migrate import migrate
+from simulator import payloads
+from simulator.citygen import Scale, generate
+from simulator.mqttmux import DeviceConnection, Mux
+from stack import LocalStack, free_port
 from telemetry.messages import Fix
-from telemetry.simulator import payloads
-from telemetry.simulator.mqttmux import DeviceConnection, Mux
 
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"]

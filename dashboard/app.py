@@ -19,7 +19,7 @@ from dashboard import context
 from dashboard.live import LiveHub
 from dashboard.pages import dispatch, kpis, wall
 from dashboard.queries import Queries
-from telemetry.citydb import read_city
+from database.citydb import read_city
 
 PAGES = {"/": ("Wall 大屏", wall), "/wall": ("Wall 大屏", wall), "/dispatch": ("Dispatch 调度", dispatch),
          "/kpis": ("KPIs 考核", kpis)}

@@ -26,8 +26,7 @@ import orjson
 import redis
 
 from ingest.stages import Enriched
-from telemetry.messages import (DeviceAlarm, Fix, GatewayStatus, IncidentReport, SensorReading,
-                                TerminalStatus)
+from telemetry.messages import DeviceAlarm, Fix, GatewayStatus, IncidentReport, SensorReading, TerminalStatus
 
 log = logging.getLogger(__name__)
 

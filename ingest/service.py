@@ -8,6 +8,7 @@ import time
 import psycopg2
 import redis
 
+from database.citydb import read_city
 from ingest.events import LiveEmitter
 from ingest.http import IngestHTTP
 from ingest.live import LiveState
@@ -15,7 +16,6 @@ from ingest.mqtt_source import MqttSource
 from ingest.stages import Registry
 from ingest.store import Store
 from ingest.worker import Worker, WorkerConfig
-from telemetry.citydb import read_city
 
 log = logging.getLogger("ingest")
 

@@ -11,8 +11,17 @@ from datetime import datetime, timedelta
 from telemetry.city import City
 from telemetry.decoders import DecodeError, decode
 from telemetry.gridindex import GridIndex
-from telemetry.messages import (DeviceAlarm, Fix, GatewayStatus, IncidentReport, Message,
-                                RegionTransition, SensorReading, TaskAck, TerminalStatus)
+from telemetry.messages import (
+    DeviceAlarm,
+    Fix,
+    GatewayStatus,
+    IncidentReport,
+    Message,
+    RegionTransition,
+    SensorReading,
+    TaskAck,
+    TerminalStatus,
+)
 
 MAX_PAYLOAD_BYTES = 64 * 1024
 MAX_FUTURE = timedelta(minutes=5)     # device clocks drift; more than this is a broken clock

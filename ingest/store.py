@@ -21,8 +21,16 @@ import psycopg2
 import psycopg2.errors
 
 from ingest.stages import Enriched, Inbound, Rejection
-from telemetry.messages import (DeviceAlarm, Fix, GatewayStatus, IncidentReport, RegionTransition,
-                                SensorReading, TaskAck, TerminalStatus)
+from telemetry.messages import (
+    DeviceAlarm,
+    Fix,
+    GatewayStatus,
+    IncidentReport,
+    RegionTransition,
+    SensorReading,
+    TaskAck,
+    TerminalStatus,
+)
 
 log = logging.getLogger(__name__)
 

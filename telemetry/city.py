@@ -1,7 +1,7 @@
 """The grid model: the hierarchy, the grids with their "five elements", devices and members.
 
 A `City` is reference data: it is written to a city file (JSON) by the generator, loaded into
-PostgreSQL by `python -m telemetry.citydb load`, and held in memory by the ingest workers and the
+PostgreSQL by `python -m database.citydb load`, and held in memory by the ingest workers and the
 simulator. Geometry is WGS 84 longitude/latitude (GeoJSON order).
 """
 from __future__ import annotations

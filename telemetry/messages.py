@@ -16,8 +16,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Annotated, Any, Literal, Union
 
 import orjson
-from pydantic import (AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field,
-                      field_validator, model_validator)
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from telemetry.catalogue import INCIDENT_CATEGORIES, AlarmType
 

@@ -15,8 +15,15 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from telemetry.decoders import gcc_json, owntracks, senml
-from telemetry.decoders.errors import (INVALID_JSON, INVALID_SENML, REASONS, SCHEMA_VIOLATION,
-                                       UNSUPPORTED_TYPE, WRONG_TOPIC, DecodeError)
+from telemetry.decoders.errors import (
+    INVALID_JSON,
+    INVALID_SENML,
+    REASONS,
+    SCHEMA_VIOLATION,
+    UNSUPPORTED_TYPE,
+    WRONG_TOPIC,
+    DecodeError,
+)
 from telemetry.messages import Message, is_valid_id
 from telemetry.topics import PREFIX
 

@@ -12,10 +12,18 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from telemetry.decoders.errors import (SCHEMA_VIOLATION, WRONG_TOPIC, DecodeError, load_json,
-                                       schema_violation, shown)
-from telemetry.messages import (DeviceAlarm, Fix, GatewayStatus, IncidentReport, Message,
-                                SensorReading, TaskAck, TerminalStatus, utc_from_epoch)
+from telemetry.decoders.errors import SCHEMA_VIOLATION, WRONG_TOPIC, DecodeError, load_json, schema_violation, shown
+from telemetry.messages import (
+    DeviceAlarm,
+    Fix,
+    GatewayStatus,
+    IncidentReport,
+    Message,
+    SensorReading,
+    TaskAck,
+    TerminalStatus,
+    utc_from_epoch,
+)
 
 MAX_READINGS = 1000
 

@@ -14,15 +14,22 @@ published the will, so the offline status is stamped with ``received_at``.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any
 
 from pydantic import ValidationError
 
-from telemetry.decoders.errors import (SCHEMA_VIOLATION, UNSUPPORTED_TYPE, WRONG_TOPIC,
-                                       DecodeError, load_json, schema_violation, shown)
-from telemetry.messages import (Fix, Message, RegionTransition, TerminalStatus, is_valid_id,
-                                utc_from_epoch)
+from telemetry.decoders.errors import (
+    SCHEMA_VIOLATION,
+    UNSUPPORTED_TYPE,
+    WRONG_TOPIC,
+    DecodeError,
+    load_json,
+    schema_violation,
+    shown,
+)
+from telemetry.messages import Fix, Message, RegionTransition, TerminalStatus, is_valid_id, utc_from_epoch
 
 TOPIC_PREFIX = "owntracks"
 # Sub-topics the apps publish to (the booklet's "Topics"); their _type decides what we make of them.

@@ -1,0 +1,227 @@
+"""`python -m stack up|down|status`: the local demo stack, supervised.
+
+up      start PostgreSQL+TimescaleDB, Redis and Mosquitto (and, as they land, the ingest workers,
+        the simulator and the dashboard), migrate the schema, report each part healthy, restart a
+        part that crashes, and stop everything on Ctrl-C or SIGTERM.
+down    stop a stack that `up` started (from its pid files), e.g. one left in another terminal.
+status  say which parts are running.
+"""
+from __future__ import annotations
+
+from telemetry.lifecycle import block_stop_signals
+
+# Before any import that may start a thread (numpy's BLAS pool does): threads inherit the blocked
+# stop signals, so SIGTERM/SIGINT reach only the sigwait in the main thread (telemetry.lifecycle).
+block_stop_signals()
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import psycopg2
+
+from config.settings import DEFAULT_DATA_DIR, load_settings
+from database import timescale
+from database.migrate import migrate
+from telemetry.lifecycle import STOP_SIGNALS
+
+from .apps import demo_apps, prepare_city, wait_ready
+from .process import pid_alive, runs
+from .stack import LocalStack, free_port, port_is_free
+
+log = logging.getLogger("stack")
+# pid file -> what that process's command line contains (a stale pid reused by another program
+# after a reboot is left alone)
+SERVER_PID_FILES = {"simulator.pid": "simulator", "dashboard.pid": "dashboard",
+                    "ingest-1.pid": "ingest", "ingest-2.pid": "ingest", "mosquitto.pid": "mosquitto",
+                    "redis.pid": "redis-server", "postgres.pid": "postgres"}
+
+
+def _pick_port(preferred: int, what: str) -> int:
+    if port_is_free(preferred):
+        return preferred
+    port = free_port()
+    log.warning("port %d for %s is taken; using %d instead", preferred, what, port)
+    return port
+
+
+def _supervisor_pid_path(data_dir: Path) -> Path:
+    return data_dir / "run" / "stack.pid"
+
+
+def _report(stack: LocalStack, caps: timescale.Capabilities, city, apps) -> None:
+    rows = [
+        ("PostgreSQL 15 + TimescaleDB", f"127.0.0.1:{stack.postgres.port}",
+         f"healthy, TimescaleDB {caps.version} ({caps.edition} edition)"),
+        ("Redis 7", f"127.0.0.1:{stack.redis.port}", "healthy (PING with password)"),
+        ("Mosquitto 2", f"127.0.0.1:{stack.mosquitto.port}", "healthy (MQTT v5 login as 'ingest')"),
+    ]
+    rows.append(("City reference data", f"{len(city.grids)} grids",
+                 f"{city.name}: {len(city.members)} members, {len(city.sensors)} sensors"))
+    for app in apps:
+        where = urlsplit(app.ready_url).netloc if app.ready_url else f"pid {app.pid}"
+        rows.append((app.name, where, ("healthy" if app.ready_url else "running") + f", log {app.log_path.name}" +
+                     (" (/metrics, /owntracks)" if app.name.startswith("ingest-") else "")))
+    print("\nGrid Command Center - local stack")
+    for name, where, state in rows:
+        print(f"  {name:<30} {where:<18} {state}")
+    dashboard = next((a for a in apps if a.name == "dashboard"), None)
+    if dashboard is not None:
+        print(f"\n  Open the wall display:  {dashboard.ready_url}"
+              f"\n  kiosk (no controls):    {dashboard.ready_url}?kiosk=1")
+    print(f"\n  settings for clients: {stack.data_dir / 'stack.env'}  (demo credentials only)")
+    print(f"  logs:                 {stack.log_dir}")
+    print("\nPress Ctrl-C to stop everything.\n", flush=True)
+
+
+def up(data_dir: Path, once: bool = False) -> int:
+    settings = load_settings(data_dir=data_dir)
+    pid_path = _supervisor_pid_path(data_dir)
+    if pid_path.exists():
+        old = int(pid_path.read_text().strip() or 0)
+        if old and old != os.getpid() and runs(old, "stack", "up"):
+            print(f"the stack is already running (supervisor pid {old}); `make stop` stops it",
+                  file=sys.stderr)
+            return 1
+        pid_path.unlink()
+    stack = LocalStack(data_dir,
+                       mqtt_port=_pick_port(settings.mqtt_port, "MQTT"),
+                       redis_port=_pick_port(settings.redis_port, "Redis"),
+                       pg_port=_pick_port(settings.pg_port, "PostgreSQL"))
+    # Ctrl-C and SIGTERM are taken with sigwait in the loop below (see telemetry.lifecycle): during
+    # start-up they wait until everything is up, then everything stops in order.
+    pid_path.parent.mkdir(parents=True, exist_ok=True)
+    pid_path.write_text(f"{os.getpid()}\n")
+    retention = None
+    apps = []
+    try:
+        stack.start()
+        dsn = stack.settings().pg_dsn
+        caps, retention = _prepare_database(dsn, timescale.retention_from_settings(settings))
+        city = prepare_city(stack, dsn)
+        ingest_port = _pick_port(settings.ingest_http_port, "ingest metrics")
+        if not port_is_free(ingest_port + 1):
+            ingest_port = free_port()
+        dashboard_port = _pick_port(settings.dashboard_port, "the dashboard")
+        apps = demo_apps(stack, ingest_port=ingest_port, dashboard_port=dashboard_port)
+        for app in apps:
+            app.start()
+        wait_ready(apps)
+        _report(stack, caps, city, apps)
+        while not once and signal.sigtimedwait(STOP_SIGNALS, 1.0) is None:
+            _restart_crashed(stack, apps)
+    finally:
+        print("stopping ...", flush=True)
+        for app in reversed(apps):
+            app.stop()
+        if retention is not None:
+            retention.stop()
+        stack.stop()
+        pid_path.unlink(missing_ok=True)
+        print("stopped.", flush=True)
+    return 0
+
+
+def _prepare_database(dsn: str, keep) -> tuple[timescale.Capabilities, timescale.RetentionJob | None]:
+    """Migrate; install the edition's policies, or start our own retention job (Apache edition)."""
+    for migration in migrate(dsn):
+        log.info("applied migration %04d_%s", migration.version, migration.name)
+    conn = psycopg2.connect(dsn)
+    try:
+        caps = timescale.apply_policies(conn, keep)
+    finally:
+        conn.close()
+    if caps.has_policies:
+        return caps, None
+    retention = timescale.RetentionJob(dsn, keep)
+    retention.start()
+    return caps, retention
+
+
+def _restart_crashed(stack: LocalStack, apps) -> None:
+    now = time.monotonic()
+    for app in apps:
+        code = app.exited()
+        if code is None:
+            continue
+        if app.exited_at is None:
+            app.exited_at = now
+            log.error("%s exited with code %s; restarting. Log tail:\n%s", app.name, code, app.log_tail(10))
+        if now - app.exited_at >= min(2 ** app.restarts, 30):  # back off when it keeps crashing
+            app.restarts += 1
+            app.exited_at = None
+            app.start()
+    for server in stack.servers():
+        code = server.process.exited()
+        if code is not None:
+            log.error("%s exited with code %s; restarting. Log tail:\n%s",
+                      server.name, code, server.process.log_tail(10))
+            time.sleep(1.0)
+            server.start(*([stack.accounts["ingest"]] if server.name == "mosquitto" else []))
+
+
+def down(data_dir: Path) -> int:
+    run_dir = data_dir / "run"
+    pid_path = _supervisor_pid_path(data_dir)
+    stopped_any = False
+    if pid_path.exists():
+        pid = int(pid_path.read_text().strip() or 0)
+        if pid and runs(pid, "stack", "up"):
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 60
+            while pid_alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            stopped_any = True
+        pid_path.unlink(missing_ok=True)
+    for name, token in SERVER_PID_FILES.items():  # servers whose supervisor was killed outright
+        path = run_dir / name
+        if not path.exists():
+            continue
+        pid = int(path.read_text().strip() or 0)
+        if pid and runs(pid, token):
+            os.kill(pid, signal.SIGINT if name == "postgres.pid" else signal.SIGTERM)
+            if name == "postgres.pid":
+                deadline = time.monotonic() + 30
+                while pid_alive(pid) and time.monotonic() < deadline:
+                    time.sleep(0.2)
+            stopped_any = True
+        path.unlink(missing_ok=True)
+    print("stopped." if stopped_any else "nothing was running.")
+    return 0
+
+
+def status(data_dir: Path) -> int:
+    run_dir = data_dir / "run"
+    running = 0
+    for name in ("stack.pid", *SERVER_PID_FILES):
+        path = run_dir / name
+        pid = int(path.read_text().strip() or 0) if path.exists() else 0
+        alive = bool(pid) and pid_alive(pid)
+        running += alive
+        print(f"  {name.removesuffix('.pid'):<10} {'running, pid ' + str(pid) if alive else 'stopped'}")
+    return 0 if running else 3
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m stack", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=("up", "down", "status"))
+    parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("GCC_DATA_DIR", DEFAULT_DATA_DIR)))
+    parser.add_argument("--once", action="store_true", help="start, report, then stop (a smoke test)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    data_dir = args.data_dir.resolve()
+    if args.command == "up":
+        return up(data_dir, once=args.once)
+    if args.command == "down":
+        return down(data_dir)
+    return status(data_dir)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

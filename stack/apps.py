@@ -1,0 +1,91 @@
+"""The demo's own processes on top of the servers: city reference data, then the simulator (and,
+as they land, the ingest workers and the dashboard)."""
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import sys
+import urllib.request
+from pathlib import Path
+
+import psycopg2
+
+from config.settings import REPO_ROOT
+from database.citydb import load_city
+from simulator.citygen import SCALES, generate
+from telemetry.city import City
+
+from .process import ServerProcess, wait_until
+from .stack import LocalStack
+
+log = logging.getLogger("stack")
+
+DEFAULT_SIM_ARGS = "--speedup 1 --fault-rate 30 --malformed 0.002"
+
+
+def prepare_city(stack: LocalStack, dsn: str) -> City:
+    """Generate the demo city once, load it into the database when it is not there yet, and give
+    every terminal and gateway its broker account."""
+    path = stack.data_dir / "city.json"
+    if not path.exists():
+        log.info("generating the demo city into %s", path)
+        generate(SCALES["demo"]).save(path)
+    city = City.load(path)
+    conn = psycopg2.connect(dsn)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("select name, seed from city_info")
+            loaded = cur.fetchone()
+        if loaded != (city.name, city.seed):
+            log.info("loading the city into the database (%d grids, %d sensors)", len(city.grids), len(city.sensors))
+            load_city(conn, city)
+    finally:
+        conn.close()
+    new = stack.register_devices(city)
+    if new:
+        log.info("created broker accounts for %d terminals and gateways", new)
+    return city
+
+
+INGEST_WORKERS = 2
+
+
+def demo_apps(stack: LocalStack, sim_args: str | None = None, ingest_port: int = 9108,
+              dashboard_port: int = 8050) -> list[ServerProcess]:
+    env = {**os.environ, **stack.env(), "PYTHONUNBUFFERED": "1", "GCC_INGEST_HTTP_PORT": str(ingest_port),
+           "GCC_DASHBOARD_PORT": str(dashboard_port)}
+    args = shlex.split(sim_args if sim_args is not None else os.environ.get("SIM_ARGS", DEFAULT_SIM_ARGS))
+    run = stack.run_dir
+    workers = []
+    for i in range(1, INGEST_WORKERS + 1):
+        worker = ServerProcess(f"ingest-{i}", [sys.executable, "-m", "ingest", "--index", str(i)],
+                               log_path=stack.log_dir / f"ingest-{i}.log", pid_path=run / f"ingest-{i}.pid",
+                               env=env, cwd=Path(REPO_ROOT))
+        worker.ready_url = f"http://127.0.0.1:{ingest_port + i - 1}/healthz"
+        workers.append(worker)
+    dashboard = ServerProcess("dashboard", [sys.executable, "-m", "dashboard"], log_path=stack.log_dir / "dashboard.log",
+                              pid_path=run / "dashboard.pid", env=env, cwd=Path(REPO_ROOT))
+    dashboard.ready_url = f"http://127.0.0.1:{dashboard_port}/wall"
+    return workers + [
+        dashboard,
+        ServerProcess("simulator", [sys.executable, "-m", "simulator", *args],
+                      log_path=stack.log_dir / "simulator.log", pid_path=run / "simulator.pid",
+                      env=env, cwd=Path(REPO_ROOT)),
+    ]
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def wait_ready(apps: list[ServerProcess], timeout: float = 120.0) -> None:
+    """Wait until every app that has a health URL answers 200 (fail early if one exits)."""
+    for app in apps:
+        url = getattr(app, "ready_url", None)
+        if url:
+            wait_until(lambda: _answers(url), timeout=timeout, what=f"{app.name} at {url}", proc=app, interval=0.3)

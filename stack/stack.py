@@ -1,0 +1,209 @@
+"""The local stack: Mosquitto, Redis and PostgreSQL+TimescaleDB, started by the project.
+
+Used by `make demo` (fixed ports from the settings when free, data in .data/) and by the test
+fixtures (free ports, data in a temp dir). Demo credentials are generated on first start into the
+data dir (git-ignored, mode 0600) and reused afterwards; nothing secret is in the repository.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import socket
+from dataclasses import asdict
+from pathlib import Path
+
+from telemetry.lifecycle import raise_open_file_limit
+from telemetry.topics import AccountKind
+
+from .mosquitto import BrokerAccount, MosquittoServer
+from .postgres import PostgresServer
+from .process import RunAs, reachable_by, running_as_root
+from .redis_server import RedisServer
+
+PG_SUPERUSER = "gridcc"
+PG_DATABASE = "gridcc"
+SERVICE_ACCOUNTS = (("ingest", AccountKind.INGEST), ("dispatch", AccountKind.DISPATCH))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    tmp.replace(path)
+
+
+class LocalStack:
+    def __init__(self, data_dir: Path, *, mqtt_port: int | None = None,
+                 redis_port: int | None = None, pg_port: int | None = None) -> None:
+        self.data_dir = data_dir.resolve()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        # private to us; when root, the service accounts may pass through to their own dirs
+        self.data_dir.chmod(0o711 if running_as_root() else 0o700)
+        self.log_dir = self.data_dir / "logs"
+        self.run_dir = self.data_dir / "run"
+        self._secrets = self._load_or_create_secrets()
+        self.accounts = self._load_or_create_accounts()
+
+        mosquitto_user = RunAs.for_service("mosquitto")
+        redis_user = RunAs.for_service("redis")
+        pg_user = RunAs.for_service("postgres")
+        self.mosquitto = MosquittoServer(
+            self._service_dir("mosquitto", mosquitto_user), mqtt_port or free_port(),
+            mosquitto_user, self.log_dir, self.run_dir)
+        self.redis = RedisServer(
+            self._service_dir("redis", redis_user), redis_port or free_port(),
+            self._secrets["redis_password"], redis_user, self.log_dir, self.run_dir)
+        self.postgres = PostgresServer(
+            self._service_dir("postgres", pg_user), pg_port or free_port(), PG_SUPERUSER,
+            self._secrets["pg_password"], PG_DATABASE, pg_user, self.log_dir, self.run_dir)
+        self._started: list = []
+
+    # --- directories and credentials ----------------------------------------------------------
+    def _service_dir(self, name: str, run_as: RunAs | None) -> Path:
+        """`<data_dir>/<name>`, or when the service account cannot reach the data dir (root's
+        home, pytest's private temp dirs) a directory under /var/tmp keyed by the data dir."""
+        if reachable_by(self.data_dir, run_as):
+            path = self.data_dir / name
+        else:
+            key = hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:12]
+            base = Path("/var/tmp") / f"gridcc-{key}"
+            base.mkdir(mode=0o711, exist_ok=True)
+            base.chmod(0o711)
+            path = base / name
+            (self.data_dir / f"{name}.location").write_text(f"{path}\n")
+        path.mkdir(parents=True, exist_ok=True)
+        if run_as is not None:
+            run_as.own(path)
+        return path
+
+    def _load_or_create_secrets(self) -> dict[str, str]:
+        path = self.data_dir / "secrets.json"
+        if path.exists():
+            return json.loads(path.read_text())
+        created = {"redis_password": secrets.token_urlsafe(24), "pg_password": secrets.token_urlsafe(24)}
+        _write_private(path, json.dumps(created, indent=2))
+        return created
+
+    @property
+    def accounts_path(self) -> Path:
+        return self.data_dir / "broker-accounts.json"
+
+    def _load_or_create_accounts(self) -> dict[str, BrokerAccount]:
+        accounts: dict[str, BrokerAccount] = {}
+        if self.accounts_path.exists():
+            for item in json.loads(self.accounts_path.read_text()):
+                account = BrokerAccount(item["username"], item["password"], AccountKind(item["kind"]))
+                accounts[account.username] = account
+        for username, kind in SERVICE_ACCOUNTS:
+            accounts.setdefault(username, BrokerAccount.generate(username, kind))
+        self._save_accounts(accounts)
+        return accounts
+
+    def _save_accounts(self, accounts: dict[str, BrokerAccount]) -> None:
+        items = [{**asdict(a), "kind": a.kind.value} for a in accounts.values()]
+        _write_private(self.accounts_path, json.dumps(items, indent=1))
+
+    def add_broker_accounts(self, new_accounts: list[BrokerAccount]) -> None:
+        """Register device or service accounts; a running broker reloads them at once."""
+        for account in new_accounts:
+            self.accounts[account.username] = account
+        self._save_accounts(self.accounts)
+        self.mosquitto.write_accounts(list(self.accounts.values()))
+        self.mosquitto.reload()
+
+    def register_devices(self, city) -> int:
+        """Give every terminal and gateway of the city a broker account (existing ones keep their
+        password); returns how many were new."""
+        wanted = [(m.terminal_id, AccountKind.TERMINAL) for m in city.members] + \
+                 [(g.gateway_id, AccountKind.GATEWAY) for g in city.gateways]
+        new = [BrokerAccount.generate(name, kind) for name, kind in wanted if name not in self.accounts]
+        if new:
+            self.add_broker_accounts(new)
+        return len(new)
+
+    def account(self, username: str) -> BrokerAccount:
+        return self.accounts[username]
+
+    # --- life cycle ---------------------------------------------------------------------------
+    def start(self) -> None:
+        raise_open_file_limit()
+        try:
+            self.postgres.start()
+            self._started.append(self.postgres)
+            self.redis.start()
+            self._started.append(self.redis)
+            self.mosquitto.write_accounts(list(self.accounts.values()))
+            self.mosquitto.start(health_account=self.accounts["ingest"])
+            self._started.append(self.mosquitto)
+        except BaseException:
+            self.stop()
+            raise
+        _write_private(self.data_dir / "stack.env", self.env_file_text())
+
+    def stop(self) -> None:
+        while self._started:
+            self._started.pop().stop()
+
+    def servers(self) -> list:
+        return [self.postgres, self.redis, self.mosquitto]
+
+    def remove_data(self) -> None:
+        """Delete everything this stack wrote (tests use this; the demo keeps its data)."""
+        for server in self.servers():
+            if not str(server.data_dir).startswith(str(self.data_dir)):
+                shutil.rmtree(server.data_dir.parent, ignore_errors=True)
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    # --- what clients need ----------------------------------------------------------------------
+    def env(self) -> dict[str, str]:
+        """The GCC_* settings that point a process of ours at this stack."""
+        ingest = self.accounts["ingest"]
+        return {
+            "GCC_DATA_DIR": str(self.data_dir),
+            "GCC_MQTT_HOST": "127.0.0.1",
+            "GCC_MQTT_PORT": str(self.mosquitto.port),
+            "GCC_MQTT_USERNAME": ingest.username,
+            "GCC_MQTT_PASSWORD": ingest.password,
+            "GCC_MQTT_PASSWORD_FILE": str(self.mosquitto.data_dir / "passwords"),
+            "GCC_REDIS_HOST": "127.0.0.1",
+            "GCC_REDIS_PORT": str(self.redis.port),
+            "GCC_REDIS_PASSWORD": self._secrets["redis_password"],
+            "GCC_PG_HOST": "127.0.0.1",
+            "GCC_PG_PORT": str(self.postgres.port),
+            "GCC_PG_DATABASE": PG_DATABASE,
+            "GCC_PG_USER": PG_SUPERUSER,
+            "GCC_PG_PASSWORD": self._secrets["pg_password"],
+        }
+
+    def env_file_text(self) -> str:
+        lines = ["# Written by stack for the local demo stack. Demo credentials only."]
+        lines += [f"{key}={value}" for key, value in self.env().items()]
+        return "\n".join(lines) + "\n"
+
+    def settings(self, **overrides):
+        from config.settings import Settings
+
+        values = {key[len("GCC_"):].lower(): value for key, value in self.env().items()}
+        values.update(overrides)
+        return Settings(_env_file=None, **values)

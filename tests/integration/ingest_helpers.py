@@ -1,0 +1,106 @@
+"""Helpers for the ingest tests: a worker in a thread or a process, a loaded city, publishers."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+
+import orjson
+
+from config.settings import REPO_ROOT
+from stack import free_port
+
+from .mqtt_helpers import MqttProbe
+
+
+def fix_payload(t: datetime, lon: float, lat: float, **extra) -> bytes:
+    return orjson.dumps({"ts": t.isoformat().replace("+00:00", "Z"), "lat": lat, "lon": lon, **extra})
+
+
+
+
+def count(db, sql: str, *args) -> int:
+    db.rollback()
+    with db.cursor() as cur:
+        cur.execute(sql, args)
+        return cur.fetchone()[0]
+
+
+class ThreadWorker:
+    """An ingest worker running in this process (for tests that look inside it)."""
+
+    def __init__(self, settings, index: int, share_group: str) -> None:
+        from ingest.service import build_worker
+
+        self.worker, self.http = build_worker(settings, index, http_port=free_port())
+        self.worker.source.filters = [f.replace("$share/ingest/", f"$share/{share_group}/")
+                                      for f in self.worker.source.filters]
+        self.thread = threading.Thread(target=self.worker.run, kwargs={"end_session": True}, daemon=True)
+
+    def __enter__(self):
+        self.http.start()
+        self.thread.start()
+        assert self.worker.source.connected.wait(10), "worker did not connect to the broker"
+        time.sleep(0.3)  # let the SUBACK arrive
+        return self
+
+    def __exit__(self, *exc):
+        self.worker.stop_event.set()
+        self.thread.join(15)
+        self.http.stop()
+
+
+class ProcessWorker:
+    """`python -m ingest --index N` as a separate process (for crash tests)."""
+
+    def __init__(self, stack, index: int, log_path) -> None:
+        self.http_port = free_port()
+        self.env = {**os.environ, **stack.env(), "GCC_INGEST_HTTP_PORT": str(self.http_port - index + 1)}
+        self.index = index
+        self.log_path = log_path
+        self.proc = None
+
+    def start(self) -> None:
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "ingest", "--index", str(self.index)],
+                                     cwd=REPO_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+
+    def kill9(self) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(20)
+
+
+class FixPublisher:
+    """Publishes numbered fixes from one terminal in a thread; remembers what the broker acked."""
+
+    def __init__(self, port: int, account, lon: float, lat: float, start: datetime) -> None:
+        self.probe = MqttProbe(port, account.username, account.password)
+        self.account = account
+        self.lon, self.lat, self.start = lon, lat, start
+        self.acked: list[datetime] = []
+        self.stopped = threading.Event()
+
+    def publish(self, n: int, offset: int = 0, pause_every: int = 0, pause: float = 0.0) -> None:
+        for i in range(offset, offset + n):
+            t = self.start + timedelta(seconds=i)
+            reason = self.probe.publish(f"gcc/v1/terminal/{self.account.username}/fix",
+                                        fix_payload(t, self.lon, self.lat, battery_pct=50))
+            if reason == "Success":
+                self.acked.append(t)
+            if pause_every and i % pause_every == 0:
+                time.sleep(pause)
+
+    def close(self) -> None:
+        self.probe.close()
+
+
+def utc(*args) -> datetime:
+    return datetime(*args, tzinfo=timezone.utc)
