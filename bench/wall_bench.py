@@ -29,7 +29,7 @@ from config.settings import REPO_ROOT
 from database.citydb import load_city
 from database.migrate import migrate
 from ingest.live import LiveState
-from ingest.stages import Enriched
+from ingest.model import Enriched
 from simulator import payloads
 from simulator.citygen import Scale, generate
 from simulator.mqttmux import DeviceConnection, Mux
@@ -87,8 +87,11 @@ def main() -> None:
         for m in city.members:
             p = city.grid_by_code[m.grid_code].boundary.representative_point()
             items.append(Enriched(Fix(terminal_id=m.terminal_id, time=now, lat=p.y, lon=p.x, source="gcc",
-                                      battery_pct=rng.randint(20, 100)), m.grid_code, m.member_id))
-        LiveState(r).apply(items)
+                                      battery_pct=rng.randint(20, 100)), m.grid_code, m.member_id,
+                                  home_grid_code=m.grid_code))
+        writer = LiveState(r)
+        writer.ensure_schema()
+        writer.apply(items)
 
         env = {**os.environ, **stack.env(), "GCC_INGEST_HTTP_PORT": str(free_port()), "GCC_DASHBOARD_PORT": str(free_port()),
                "GCC_FRAME_INTERVAL_S": str(args.frame_interval)}
@@ -109,7 +112,7 @@ def main() -> None:
             for _ in range(3):
                 start = time.perf_counter()
                 page.goto(url)
-                page.wait_for_function(f"() => window.gcc && window.gcc.state.members.size >= {len(city.members)}",
+                page.wait_for_function(f"() => window.gcc && window.gcc.live && window.gcc.live.state('wall') && window.gcc.live.state('wall').members.size >= {len(city.members)}",
                                        timeout=60000)
                 page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
                 paints.append(time.perf_counter() - start)

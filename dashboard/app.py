@@ -1,7 +1,10 @@
 """The Dash app shell: navigation, the org selector, the page container, and the Socket.IO server.
 
-Screens: /wall (also /), /dispatch, /kpis. Query parameters: `scope=<org code>` (district, street or
-community; empty for the whole city) and `kiosk=1` (no controls: for the wall nobody touches).
+Routes and navigation come from the pages' own declarations (dashboard.pages). Query parameters:
+`scope=<org code>` (a district, street, community or grid; empty for the whole city) and `kiosk=1`
+(no controls: for the wall nobody touches). Every page is authorized for the identity and scope
+by authz.authorize before its layout is built: an org unit outside the identity's subtree is
+refused (403), one that does not exist is not found (404); a scope is never silently widened.
 Everything is served locally: Dash's bundles, dash-leaflet's, our assets; no CDN, no tiles unless
 GCC_TILE_URL names an internal tile server.
 """
@@ -15,52 +18,55 @@ from dash import Dash, Input, Output, State, callback, dcc, html, no_update
 from flask_socketio import SocketIO
 
 from config.settings import REPO_ROOT, Settings
-from dashboard import context
-from dashboard.live import LiveHub
-from dashboard.pages import dispatch, kpis, wall
+from dashboard import pages
+from dashboard.authz import Decision, Identity, authorize, current_identity
+from dashboard.commands import Commands
+from dashboard.hub import LiveHub
 from dashboard.queries import Queries
+from dashboard.state import EXTENSION, AppState, app_state
 from database.citydb import read_city
-
-PAGES = {"/": ("Wall 大屏", wall), "/wall": ("Wall 大屏", wall), "/dispatch": ("Dispatch 调度", dispatch),
-         "/kpis": ("KPIs 考核", kpis)}
-NAV = [("/wall", "Wall 大屏"), ("/dispatch", "Dispatch 调度"), ("/kpis", "KPIs 考核")]
 
 
 def _params(search: str | None) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs((search or "").lstrip("?")).items()}
 
 
-def shell(queries: Queries):
+def shell():
     return html.Div(id="shell", children=[dcc.Location(id="shell-url", refresh=False),
                                           html.Div(id="shell-page-root")])
 
 
-def header(queries: Queries, pathname: str, scope: str):
-    nav = [dcc.Link(label, href=f"{path}?{urlencode({'scope': scope})}" if scope else path,
-                    className="active" if pathname == path or (pathname == "/" and path == "/wall") else "")
-           for path, label in NAV]
+def header(state: AppState, identity: Identity, current: pages.Page, scope: str):
+    nav = [dcc.Link(str(page.label), href=f"{page.path}?{urlencode({'scope': scope})}" if scope else page.path,
+                    className="active" if page is current else "")
+           for page in state.pages if identity.roles & page.roles]
     return html.Div(className="shell-header", id="shell-header", children=[
         html.Div("Grid Command Center 网格化指挥中心", className="shell-title"),
         html.Nav(className="shell-nav", id="shell-nav", children=nav),
-        dcc.Dropdown(id="shell-org", className="shell-org", options=queries.org_options(), value=scope,
-                     clearable=False, searchable=True),
+        dcc.Dropdown(id="shell-org", className="shell-org", options=state.queries.org_options(identity.scope_code),
+                     value=scope, clearable=False, searchable=True),
     ])
+
+
+def refusal(decision: Decision):
+    title = "Not found 未找到" if decision.status == 404 else "Not allowed 无权访问"
+    return html.Div(className="placeholder refusal", id="shell-refusal", children=[
+        html.H1(f"{decision.status} · {title}"), html.P(decision.reason)])
 
 
 @callback(Output("shell-page-root", "children"), Output("shell", "className"),
           Input("shell-url", "pathname"), Input("shell-url", "search"))
 def route(pathname, search):
     """The header (with the org selector showing the scope) and the page, both from the URL alone."""
+    state, identity = app_state(), current_identity()
     params = _params(search)
     kiosk = params.get("kiosk") == "1"
-    pathname = pathname if pathname in PAGES else "/"
-    _, page = PAGES[pathname]
-    scope = params.get("scope", "")
-    if context.queries().scope(scope) is None:
-        scope = ""
-    children = [html.Div(page.layout(scope, kiosk), id="shell-page", className="shell-page")]
+    page = state.page_at(pathname) or state.pages[0]
+    decision = authorize(state.city, identity, page, params.get("scope", ""))
+    body = page.layout(state, decision.scope, kiosk) if decision else refusal(decision)
+    children = [html.Div(body, id="shell-page", className="shell-page")]
     if not kiosk:
-        children.insert(0, header(context.queries(), pathname, scope))
+        children.insert(0, header(state, identity, page, decision.scope.code if decision else ""))
     return children, "kiosk" if kiosk else ""
 
 
@@ -82,11 +88,13 @@ def create_app(settings: Settings) -> tuple[Dash, SocketIO, LiveHub]:
         conn.close()
     client = redis.Redis(host=settings.redis_host, port=settings.redis_port,
                          password=settings.redis_password.get_secret_value(), socket_timeout=10)
-    context.QUERIES = Queries(city, client, settings.pg_dsn)
-    context.TILE_URL = settings.tile_url
+    declared = pages.declared()
+    queries = Queries(city, client, settings.pg_dsn)
+    state = AppState(settings, city, queries, Commands(city, client, settings.pg_dsn), declared)
     app = Dash(__name__, assets_folder=str(REPO_ROOT / "assets"), serve_locally=True, title="Grid Command Center",
                update_title=None, suppress_callback_exceptions=True)
-    app.layout = lambda: shell(context.queries())
+    app.server.extensions[EXTENSION] = state
+    app.layout = shell
     socketio = SocketIO(app.server, async_mode="threading")  # same-origin sockets only
-    hub = LiveHub(socketio, context.queries(), client, settings.frame_interval_s)
+    hub = LiveHub(socketio, city, queries, declared, client, settings.frame_interval_s)
     return app, socketio, hub

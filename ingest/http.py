@@ -17,13 +17,28 @@ from pathlib import Path
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ingest.stages import Inbound
-from ingest.worker import Reply, Worker
+from ingest.model import Delivery, Inbound, Rejection
+from ingest.worker import Worker
 from telemetry.passwords import read_password_file, verify_password
+from telemetry.topics import OWNTRACKS_PREFIX
 
 log = logging.getLogger(__name__)
 MAX_BODY = 64 * 1024
 REPLY_TIMEOUT_S = 15.0
+
+
+class HttpReply:
+    """The receipt of an OwnTracks HTTP post: the request thread waits until the worker settles it
+    (after the commit, or with the message's rejection)."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.rejection: Rejection | None = None
+
+    def settle(self, rejection: Rejection | None) -> bool:
+        self.rejection = rejection
+        self.done.set()
+        return True
 
 
 class IngestHTTP:
@@ -104,11 +119,11 @@ class IngestHTTP:
                 if length > MAX_BODY:
                     return self._send(413, b'{"error": "payload too large"}')
                 body = self.rfile.read(length)
-                reply = Reply()
-                outer.worker.source.inbox.put(Inbound(
-                    f"owntracks/{user}/{self.headers.get('X-Limit-D') or 'http'}", body, 0, False, 0,
-                    datetime.now(timezone.utc), http_identity=(user, self.headers.get("X-Limit-D")),
-                    reply=reply))
+                reply = HttpReply()
+                device = self.headers.get("X-Limit-D")
+                inbound = Inbound(f"{OWNTRACKS_PREFIX}/{user}/{device or 'http'}", body, 0, False,
+                                  datetime.now(timezone.utc), http_identity=(user, device))
+                outer.worker.source.inbox.put(Delivery(inbound, reply))
                 if not reply.done.wait(REPLY_TIMEOUT_S):
                     return self._send(503, b'{"error": "not stored yet; send again"}')
                 if reply.rejection is not None:

@@ -1,51 +1,39 @@
-"""Live state in Redis, updated after each committed batch, and the changes it made.
+"""The writer of the live state in Redis (the contract, keys and shapes: telemetry.live), updated
+after each committed batch; it returns the changes it made, for the live bus.
 
 Workers in one share group may see one device's messages out of order, so every update is a small
 Lua script that applies a message only if it is not older than what Redis holds, and reports
-whether anything visible changed: live events go out only for real changes.
-
-Keys
-    gcc:pos                  GEO set of terminal positions (member search by distance)
-    gcc:term:<terminal_id>   hash: lon lat t grid member battery speed heading acc seen state state_t sos
-    gcc:term:seen            sorted set terminal_id -> last heard (epoch s), for the silence sweep
-    gcc:sensor:<sensor_id>   hash: q:<quantity> -> "<t>|<value>", grid
-    gcc:alarms:open          hash alarm_id -> alarm JSON (open device alarms)
-    gcc:alarm:<alarm_id>     "<t>|<state>" for ordering raised/cleared (expires after 7 days)
-    gcc:alarm:open:<sensor_id>:<alarm_type>   the open alarm of that sensor and type (a new one
-                             replaces it: e.g. a device restarted and lost its alarm state)
-    gcc:gw:<gateway_id>      hash: state t grid
-    gcc:reports              sorted set report_id -> time; gcc:report:<id> JSON (last 24 h)
+whether anything visible changed: the bus carries only real changes.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
-from dataclasses import dataclass, field
 
 import orjson
 import redis
 
-from ingest.stages import Enriched
-from telemetry.messages import DeviceAlarm, Fix, GatewayStatus, IncidentReport, SensorReading, TerminalStatus
+from ingest.kinds import kind_of
+from ingest.model import Enriched
+from telemetry import live
+from telemetry.catalogue import MemberState
+from telemetry.live import Keys
 
 log = logging.getLogger(__name__)
-
-SILENT_AFTER_S = 120        # a terminal not heard from for this long is "unknown"
-ALARM_MEMORY_S = 7 * 86400
-REPORT_WINDOW_S = 86400
 
 _FIX = """
 local t = tonumber(ARGV[2])
 redis.call('ZADD', KEYS[3], 'GT', ARGV[11], ARGV[1])
 local cur = tonumber(redis.call('HGET', KEYS[1], 't') or '-1')
 if t <= cur then return 0 end
-redis.call('HSET', KEYS[1], 't', ARGV[2], 'lon', ARGV[3], 'lat', ARGV[4], 'grid', ARGV[5],
-           'battery', ARGV[6], 'member', ARGV[7], 'speed', ARGV[8], 'heading', ARGV[9], 'acc', ARGV[10],
-           'seen', ARGV[11])
+redis.call('HSET', KEYS[1], 't', ARGV[2], 'lon', ARGV[3], 'lat', ARGV[4], 'grid_code', ARGV[5],
+           'battery_pct', ARGV[6], 'member_id', ARGV[7], 'speed_mps', ARGV[8], 'heading_deg', ARGV[9],
+           'accuracy_m', ARGV[10], 'seen', ARGV[11])
 redis.call('GEOADD', KEYS[2], ARGV[3], ARGV[4], ARGV[1])
 local state_t = tonumber(redis.call('HGET', KEYS[1], 'state_t') or '-1')
-if t > state_t and redis.call('HGET', KEYS[1], 'state') ~= 'online' then
-  redis.call('HSET', KEYS[1], 'state', 'online', 'state_t', ARGV[2])
+if t > state_t and redis.call('HGET', KEYS[1], 'state') ~= ARGV[12] then
+  redis.call('HSET', KEYS[1], 'state', ARGV[12], 'state_t', ARGV[2])
 end
 return 1
 """
@@ -59,9 +47,9 @@ local changed = 0
 if redis.call('HGET', KEYS[1], 'state') ~= ARGV[3] or redis.call('HGET', KEYS[1], 'sos') ~= ARGV[5] then
   changed = 1
 end
-redis.call('HSET', KEYS[1], 'state', ARGV[3], 'state_t', ARGV[2], 'sos', ARGV[5], 'grid', ARGV[7],
-           'member', ARGV[8], 'seen', ARGV[6])
-if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'battery', ARGV[4]) end
+redis.call('HSET', KEYS[1], 'state', ARGV[3], 'state_t', ARGV[2], 'sos', ARGV[5], 'member_id', ARGV[7],
+           'seen', ARGV[6])
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'battery_pct', ARGV[4]) end
 return changed
 """
 
@@ -75,12 +63,13 @@ if bar then
   if string.sub(cur, bar + 1) == ARGV[3] then return 0 end
   return 1
 end
-redis.call('HSET', KEYS[1], ARGV[1], new, 'grid', ARGV[4])
+redis.call('HSET', KEYS[1], ARGV[1], new, 'grid_code', ARGV[4])
 return 1
 """
 
 _ALARM = """
--- KEYS: open alarms hash, this alarm's order key, the (sensor, type) -> open alarm id key
+-- KEYS: open alarms hash, this alarm's order key, the (sensor, type) -> open alarm id key,
+--       acknowledged alarms hash (an alarm that ends is no longer acknowledged)
 -- returns {changed, id of an older open alarm of the same sensor and type that this one replaces}
 local prev = redis.call('GET', KEYS[2])
 if prev then
@@ -101,11 +90,13 @@ if ARGV[3] == 'raised' then
       return {0, ''}
     end
     if redis.call('HDEL', KEYS[1], open_id) == 1 then replaced = open_id end
+    redis.call('HDEL', KEYS[4], open_id)
   end
   redis.call('SET', KEYS[3], ARGV[1] .. '|' .. ARGV[2], 'EX', ARGV[5])
   return {redis.call('HSET', KEYS[1], ARGV[1], ARGV[4]), replaced}
 end
 if open_id == ARGV[1] then redis.call('DEL', KEYS[3]) end
+redis.call('HDEL', KEYS[4], ARGV[1])
 return {redis.call('HDEL', KEYS[1], ARGV[1]), ''}
 """
 
@@ -116,15 +107,16 @@ return 1
 """
 
 _SWEEP = """
--- KEYS[1] last-heard sorted set; ARGV[1] silent-before time. Marks silent online terminals unknown.
+-- KEYS[1] last-heard sorted set; ARGV: silent-before time, terminal key prefix, online, silent.
+-- Marks online terminals not heard from since then as silent; returns them.
 local changed = {}
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], 0, ARGV[1])) do
-  local key = 'gcc:term:' .. id
+  local key = ARGV[2] .. id
   local state, seen = unpack(redis.call('HMGET', key, 'state', 'seen'))
-  if state == 'online' and tonumber(seen or '0') <= tonumber(ARGV[1]) then
-    redis.call('HSET', key, 'state', 'unknown')
-    local grid, member, t = unpack(redis.call('HMGET', key, 'grid', 'member', 't'))
-    table.insert(changed, {id, grid or '', member or '', t or '0'})
+  if state == ARGV[3] and tonumber(seen or '0') <= tonumber(ARGV[1]) then
+    redis.call('HSET', key, 'state', ARGV[4])
+    local member, battery = unpack(redis.call('HMGET', key, 'member_id', 'battery_pct'))
+    table.insert(changed, {id, member or '', battery or ''})
   end
 end
 return changed
@@ -134,7 +126,7 @@ _GATEWAY = """
 local cur = tonumber(redis.call('HGET', KEYS[1], 't') or '-1')
 if tonumber(ARGV[1]) < cur then return 0 end
 local changed = redis.call('HGET', KEYS[1], 'state') ~= ARGV[2] and 1 or 0
-redis.call('HSET', KEYS[1], 'state', ARGV[2], 't', ARGV[1], 'grid', ARGV[3])
+redis.call('HSET', KEYS[1], 'state', ARGV[2], 't', ARGV[1], 'grid_code', ARGV[3])
 return changed
 """
 
@@ -143,136 +135,118 @@ def _s(value) -> str:
     return "" if value is None else str(value)
 
 
-@dataclass
-class Changes:
-    """What a batch changed, for the live events (plain JSON-able dicts)."""
-    fixes: list[dict] = field(default_factory=list)
-    statuses: list[dict] = field(default_factory=list)
-    readings: list[dict] = field(default_factory=list)
-    alarms: list[dict] = field(default_factory=list)
-    reports: list[dict] = field(default_factory=list)
-    gateways: list[dict] = field(default_factory=list)
-
-    def __bool__(self) -> bool:
-        return any((self.fixes, self.statuses, self.readings, self.alarms, self.reports, self.gateways))
-
-
 class LiveState:
     def __init__(self, client: redis.Redis) -> None:
         self.r = client
-        self.fix = client.register_script(_FIX)
-        self.status = client.register_script(_STATUS)
-        self.reading = client.register_script(_READING)
-        self.alarm = client.register_script(_ALARM)
-        self.gateway = client.register_script(_GATEWAY)
-        self.report = client.register_script(_REPORT)
-        self.sweep = client.register_script(_SWEEP)
+        self._scripts = {name: client.register_script(src) for name, src in (
+            ("fix", _FIX), ("status", _STATUS), ("reading", _READING), ("alarm", _ALARM), ("gateway", _GATEWAY),
+            ("report", _REPORT), ("sweep", _SWEEP))}
+        self._writers = {live.FixChange: self._fix, live.StatusChange: self._status,
+                         live.ReadingChange: self._reading, live.AlarmChange: self._alarm,
+                         live.GatewayChange: self._gateway, live.ReportChange: self._report}
 
-    def apply(self, items: list[Enriched], now: float | None = None) -> Changes:
-        """Apply a committed batch; return only what changed. Within a batch only the newest fix of
-        a terminal and the newest reading of a sensor's quantity matter for the live state."""
+    def ensure_schema(self) -> bool:
+        """Reset the live state if Redis holds another key layout than telemetry.live's (an upgraded
+        demo: the live state is rebuilt by what arrives next). True when it was reset."""
+        if self.r.get(Keys.SCHEMA) == str(live.SCHEMA).encode():
+            return False
+        removed = 0
+        for key in self.r.scan_iter(match=f"{live.NAMESPACE}:*", count=1000):
+            if key != Keys.STREAM.encode():
+                removed += self.r.unlink(key)
+        self.r.set(Keys.SCHEMA, live.SCHEMA)
+        log.warning("live state in Redis had another layout; reset it (%d keys)", removed)
+        return True
+
+    def apply(self, items: list[Enriched], now: float | None = None) -> list[live.Change]:
+        """Apply a committed batch; return only what changed. Within a batch only the newest change
+        under each coalescing key (a terminal's fix, a sensor quantity's reading) matters."""
         now = now or time.time()
         pipe = self.r.pipeline(transaction=False)
         calls = []
-        for item in _newest_only(items):
-            event = event_of(item)
-            kind = self._queue(pipe, item, event, now)
-            if kind is not None:
-                calls.append((event, kind))
+        changes: list[live.Change] = []
+        for change in _newest_only(items):
+            writer = self._writers.get(type(change))
+            if writer is None:
+                # nothing kept in Redis (task acknowledgements): every committed one is a change;
+                # a redelivery after a crash can repeat one, so readers treat them idempotently
+                changes.append(change)
+                continue
+            writer(pipe, change, now)
+            calls.append(change)
         results = pipe.execute() if calls else []
-        changes = Changes()
-        for (event, kind), changed in zip(calls, results):
-            if kind == "alarms":
+        for change, changed in zip(calls, results, strict=True):
+            if isinstance(change, live.AlarmChange):
                 changed, replaced = changed
                 if replaced:  # a device cannot have two open alarms of one type: the older one ends
-                    changes.alarms.append(event | {"alarm_id": replaced.decode(), "state": "cleared"})
+                    changes.append(dataclasses.replace(change, alarm_id=replaced.decode(), state="cleared"))
             if changed:
-                getattr(changes, kind).append(event)
+                changes.append(change)
         return changes
 
-    def _queue(self, pipe, item: Enriched, event: dict, now: float) -> str | None:
-        """Queue exactly one script call for the item (results are matched to items by order)."""
-        m, t = item.message, item.message.time.timestamp()
-        if isinstance(m, Fix):
-            self.fix(keys=[f"gcc:term:{m.terminal_id}", "gcc:pos", "gcc:term:seen"],
-                     args=[m.terminal_id, t, m.lon, m.lat, _s(item.grid_code), _s(m.battery_pct),
-                           _s(item.member_id), _s(m.speed_mps), _s(m.heading_deg), _s(m.accuracy_m), now],
-                     client=pipe)
-            return "fixes"
-        if isinstance(m, TerminalStatus):
-            self.status(keys=[f"gcc:term:{m.terminal_id}", "gcc:term:seen"],
-                        args=[m.terminal_id, t, m.state, _s(m.battery_pct), "1" if m.sos else "0", now,
-                              _s(item.grid_code), _s(item.member_id)], client=pipe)
-            return "statuses"
-        if isinstance(m, SensorReading):
-            value = m.value if m.value is not None else (
-                m.value_bool if m.value_bool is not None else (m.value_text if m.value_text is not None else m.value_sum))
-            self.reading(keys=[f"gcc:sensor:{m.sensor_id}"], args=[f"q:{m.quantity}", t, _s(value), _s(item.grid_code)],
-                         client=pipe)
-            return "readings"
-        if isinstance(m, DeviceAlarm):
-            self.alarm(keys=["gcc:alarms:open", f"gcc:alarm:{m.alarm_id}",
-                             f"gcc:alarm:open:{m.sensor_id}:{m.alarm_type.value}"],
-                       args=[m.alarm_id, t, m.state, orjson.dumps(event), ALARM_MEMORY_S], client=pipe)
-            return "alarms"
-        if isinstance(m, GatewayStatus):
-            self.gateway(keys=[f"gcc:gw:{m.gateway_id}"], args=[t, m.state, _s(item.grid_code)], client=pipe)
-            return "gateways"
-        if isinstance(m, IncidentReport):
-            self.report(keys=["gcc:reports", f"gcc:report:{m.report_id}"],
-                        args=[m.report_id, t, orjson.dumps(event), REPORT_WINDOW_S], client=pipe)
-            return "reports"
-        return None
+    # --- one writer per change type: exactly one script call each (results match by order) ----------
+    def _fix(self, pipe, c: live.FixChange, now: float) -> None:
+        self._scripts["fix"](keys=[Keys.terminal(c.terminal_id), Keys.POSITIONS, Keys.TERMINALS_SEEN],
+                             args=[c.terminal_id, c.t, c.lon, c.lat, _s(c.grid_code), _s(c.battery_pct),
+                                   _s(c.member_id), _s(c.speed_mps), _s(c.heading_deg), _s(c.accuracy_m), now,
+                                   MemberState.ONLINE.value], client=pipe)
 
-    def sweep_silent(self, now: float | None = None) -> list[dict]:
-        """Mark terminals silent for SILENT_AFTER_S as "unknown" (atomically, in Redis); return the
-        status changes."""
+    def _status(self, pipe, c: live.StatusChange, now: float) -> None:
+        self._scripts["status"](keys=[Keys.terminal(c.terminal_id), Keys.TERMINALS_SEEN],
+                                args=[c.terminal_id, c.t, c.state, _s(c.battery_pct), "1" if c.sos else "0", now,
+                                      _s(c.member_id)], client=pipe)
+
+    def _reading(self, pipe, c: live.ReadingChange, now: float) -> None:
+        value = next((v for v in (c.value, c.value_bool, c.value_text) if v is not None), None)
+        self._scripts["reading"](keys=[Keys.sensor(c.sensor_id)], args=[f"q:{c.quantity}", c.t, _s(value),
+                                                                         _s(c.grid_code)], client=pipe)
+
+    def _alarm(self, pipe, c: live.AlarmChange, now: float) -> None:
+        self._scripts["alarm"](keys=[Keys.OPEN_ALARMS, Keys.alarm_order(c.alarm_id),
+                                     Keys.open_alarm_of(c.sensor_id, c.alarm_type), Keys.ACKED_ALARMS],
+                               args=[c.alarm_id, c.t, c.state, orjson.dumps(c), live.ALARM_MEMORY_S], client=pipe)
+
+    def _gateway(self, pipe, c: live.GatewayChange, now: float) -> None:
+        self._scripts["gateway"](keys=[Keys.gateway(c.gateway_id)], args=[c.t, c.state, _s(c.grid_code)],
+                                 client=pipe)
+
+    def _report(self, pipe, c: live.ReportChange, now: float) -> None:
+        self._scripts["report"](keys=[Keys.REPORTS, Keys.report(c.report_id)],
+                                args=[c.report_id, c.t, orjson.dumps(c), live.REPORT_WINDOW_S], client=pipe)
+
+    def sweep_silent(self, home_grid_of, now: float | None = None) -> list[live.StatusChange]:
+        """Mark terminals not heard from for SILENT_AFTER_S as silent (atomically, in Redis) and
+        forget reports older than the report window; return the status changes.
+        `home_grid_of(terminal_id)` gives a member's own grid (None: not a member of this city)."""
         now = now or time.time()
-        rows = self.sweep(keys=["gcc:term:seen"], args=[now - SILENT_AFTER_S])
-        self.r.zremrangebyscore("gcc:reports", 0, now - REPORT_WINDOW_S)
-        return [{"terminal_id": tid.decode(), "state": "unknown", "grid": grid.decode() or None,
-                 "member": member.decode(), "t": now} for tid, grid, member, _ in rows]
+        rows = self._scripts["sweep"](keys=[Keys.TERMINALS_SEEN],
+                                      args=[now - live.SILENT_AFTER_S, Keys.TERMINAL_PREFIX,
+                                            MemberState.ONLINE.value, MemberState.SILENT.value])
+        self.r.zremrangebyscore(Keys.REPORTS, 0, now - live.REPORT_WINDOW_S)
+        changes = []
+        for raw_id, member, battery in rows:
+            terminal_id = raw_id.decode()
+            home = home_grid_of(terminal_id)
+            if home is not None:
+                changes.append(live.StatusChange(terminal_id, member.decode(), home, now, MemberState.SILENT.value,
+                                                 int(battery) if battery else None))
+        return changes
 
 
-def _newest_only(items: list[Enriched]) -> list[Enriched]:
-    newest: dict[tuple, Enriched] = {}
-    others: list[Enriched] = []
+def _newest_only(items: list[Enriched]) -> list[live.Change]:
+    """The live changes of a batch, keeping only the newest under each coalescing key."""
+    newest: dict[tuple, live.Change] = {}
+    others: list[live.Change] = []
     for item in items:
-        m = item.message
-        if isinstance(m, Fix):
-            key = ("fix", m.terminal_id)
-        elif isinstance(m, SensorReading):
-            key = ("reading", m.sensor_id, m.quantity)
-        else:
-            others.append(item)
+        build = kind_of(item.message).change
+        if build is None:
             continue
-        kept = newest.get(key)
-        if kept is None or kept.message.time <= m.time:
-            newest[key] = item
+        change = build(item)
+        key = change.coalesce_key
+        if key is None:
+            others.append(change)
+            continue
+        kept = newest.get((change.KIND, key))
+        if kept is None or kept.t <= change.t:
+            newest[(change.KIND, key)] = change
     return [*newest.values(), *others]
-
-
-def event_of(item: Enriched) -> dict:
-    """The compact, JSON-able form of a change that the screens receive."""
-    m = item.message
-    base = {"grid": item.grid_code, "t": m.time.timestamp()}
-    if isinstance(m, Fix):
-        return base | {"terminal_id": m.terminal_id, "member": item.member_id, "home": item.home_grid,
-                       "lon": m.lon, "lat": m.lat, "battery": m.battery_pct, "speed": m.speed_mps,
-                       "heading": m.heading_deg}
-    if isinstance(m, TerminalStatus):
-        return base | {"terminal_id": m.terminal_id, "member": item.member_id, "home": item.home_grid,
-                       "state": m.state, "battery": m.battery_pct, "sos": m.sos}
-    if isinstance(m, SensorReading):
-        return base | {"sensor_id": m.sensor_id, "quantity": m.quantity, "value": m.value,
-                       "value_bool": m.value_bool, "value_text": m.value_text, "unit": m.unit}
-    if isinstance(m, DeviceAlarm):
-        return base | {"alarm_id": m.alarm_id, "sensor_id": m.sensor_id, "alarm_type": m.alarm_type.value,
-                       "severity": m.severity, "state": m.state, "value": m.value, "building": item.building_id}
-    if isinstance(m, IncidentReport):
-        return base | {"report_id": m.report_id, "terminal_id": m.terminal_id, "member": item.member_id,
-                       "category": m.category, "severity": m.severity, "lon": m.lon, "lat": m.lat,
-                       "address": m.address, "description": m.description, "photo_ref": m.photo_ref}
-    if isinstance(m, GatewayStatus):
-        return base | {"gateway_id": m.gateway_id, "state": m.state}
-    return base

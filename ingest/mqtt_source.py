@@ -11,28 +11,39 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 
-from ingest.stages import Inbound
-from telemetry.topics import PREFIX, SHARE_GROUP
+from ingest.model import Delivery, Inbound, Rejection
+from telemetry.topics import SHARE_GROUP, uplink_filters
 
 log = logging.getLogger(__name__)
 
-UPLINK_FILTERS = (f"{PREFIX}/terminal/+/fix", f"{PREFIX}/terminal/+/status", f"{PREFIX}/terminal/+/incident",
-                  f"{PREFIX}/terminal/+/task/ack", f"{PREFIX}/gateway/+/senml", f"{PREFIX}/gateway/+/reading",
-                  f"{PREFIX}/gateway/+/alarm", f"{PREFIX}/gateway/+/status", "owntracks/#")
 SESSION_EXPIRY_S = 7 * 86400
+
+
+@dataclass(frozen=True)
+class MqttReceipt:
+    """The broker's acknowledgement of one message, sent on the connection that delivered it."""
+    source: MqttSource
+    mid: int
+    qos: int
+    epoch: int
+
+    def settle(self, rejection: Rejection | None) -> bool:
+        # a refused message is acknowledged too: it is dead-lettered, and must not come back
+        return self.source.ack_one(self.mid, self.qos, self.epoch)
 
 
 class MqttSource:
     def __init__(self, host: str, port: int, username: str, password: str, client_id: str,
                  *, receive_maximum: int = 2000, share_group: str = SHARE_GROUP,
-                 filters: tuple[str, ...] = UPLINK_FILTERS) -> None:
-        self.inbox: queue.Queue[Inbound] = queue.Queue()
+                 filters: tuple[str, ...] = uplink_filters()) -> None:
+        self.inbox: queue.Queue[Delivery] = queue.Queue()
         self.host, self.port = host, port
         self.receive_maximum = receive_maximum
         self.filters = [f"$share/{share_group}/{f}" for f in filters]
@@ -89,16 +100,16 @@ class MqttSource:
         self.received += 1
         if msg.dup:
             self.redeliveries += 1
-        self.inbox.put(Inbound(msg.topic, msg.payload, msg.qos, msg.retain, msg.mid,
-                               datetime.now(timezone.utc), msg.dup, epoch=self.session_epoch))
+        inbound = Inbound(msg.topic, msg.payload, msg.qos, msg.retain, datetime.now(timezone.utc), msg.dup)
+        self.inbox.put(Delivery(inbound, MqttReceipt(self, msg.mid, msg.qos, self.session_epoch)))
 
-    def ack(self, items: list[Inbound]) -> int:
-        """Acknowledge messages of the current connection; returns how many were acked. Messages
-        from an earlier connection will be redelivered by the broker (and deduplicated)."""
-        acked = 0
+    def ack_one(self, mid: int, qos: int, epoch: int) -> bool:
+        """Acknowledge a message of the current connection. One from an earlier connection is not
+        acknowledged: the broker delivers it again (and the store deduplicates it)."""
+        if qos == 0:
+            return False  # QoS 0: the broker expects no acknowledgement
         with self._lock:
-            for item in items:
-                if item.qos > 0 and item.epoch == self.session_epoch and self.connected.is_set():
-                    self.client.ack(item.mid, item.qos)
-                    acked += 1
-        return acked
+            if epoch != self.session_epoch or not self.connected.is_set():
+                return False
+            self.client.ack(mid, qos)
+            return True

@@ -1,4 +1,4 @@
-"""Assembling one ingest worker from the settings: broker source, store, live state, emitter,
+"""Assembling one ingest worker from the settings: broker source, store, live state (and bus),
 the city's registry and its HTTP side. (`python -m ingest` runs one; tests build one in-process.)"""
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import psycopg2
 import redis
 
 from database.citydb import read_city
-from ingest.events import LiveEmitter
 from ingest.http import IngestHTTP
 from ingest.live import LiveState
 from ingest.mqtt_source import MqttSource
@@ -43,8 +42,7 @@ def build_worker(settings, index: int, http_port: int | None = None) -> tuple[Wo
                         receive_maximum=settings.ingest_receive_maximum)
     client = redis.Redis(host=settings.redis_host, port=settings.redis_port,
                          password=settings.redis_password.get_secret_value(), socket_timeout=5)
-    worker = Worker(f"ingest-{index}", source, Store(settings.pg_dsn), LiveState(client),
-                    LiveEmitter(settings.redis_url), Registry(city),
+    worker = Worker(f"ingest-{index}", source, Store(settings.pg_dsn), LiveState(client), Registry(city),
                     WorkerConfig(batch_size=settings.ingest_batch_size,
                                  flush_interval_s=settings.ingest_flush_interval_s))
     port = http_port if http_port is not None else settings.ingest_http_port + index - 1

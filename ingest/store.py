@@ -16,39 +16,14 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
-import orjson
 import psycopg2
 import psycopg2.errors
 
-from ingest.stages import Enriched, Inbound, Rejection
-from telemetry.messages import (
-    DeviceAlarm,
-    Fix,
-    GatewayStatus,
-    IncidentReport,
-    RegionTransition,
-    SensorReading,
-    TaskAck,
-    TerminalStatus,
-)
+from ingest.kinds import TABLES, kind_of
+from ingest.model import Enriched, Inbound, Rejection
 
 log = logging.getLogger(__name__)
 
-COLUMNS: dict[str, tuple[str, ...]] = {
-    "positions": ("time", "terminal_id", "member_id", "grid_code", "lat", "lon", "accuracy_m",
-                  "speed_mps", "heading_deg", "altitude_m", "battery_pct", "source", "received_at"),
-    "terminal_status": ("time", "terminal_id", "state", "battery_pct", "sos", "grid_code", "received_at"),
-    "sensor_readings": ("time", "sensor_id", "quantity", "value", "value_text", "value_bool", "value_sum",
-                        "unit", "gateway_id", "building_id", "grid_code", "received_at"),
-    "device_alarms": ("time", "alarm_id", "sensor_id", "alarm_type", "severity", "state", "value",
-                      "detail", "gateway_id", "building_id", "grid_code", "received_at"),
-    "incident_reports": ("time", "report_id", "terminal_id", "member_id", "category", "severity", "lat",
-                         "lon", "address", "description", "photo_ref", "grid_code", "received_at"),
-    "task_acks": ("time", "task_id", "terminal_id", "action", "note", "received_at"),
-    "gateway_status": ("time", "gateway_id", "state", "grid_code", "received_at"),
-    "region_transitions": ("time", "terminal_id", "event", "region", "lat", "lon", "accuracy_m",
-                           "grid_code", "received_at"),
-}
 DEAD_LETTER_COLUMNS = ("time", "topic", "payload", "payload_sha256", "reason", "detail", "worker")
 
 # SQLSTATE classes that say "this data is refused" (22 data exception, 23 integrity violation).
@@ -63,31 +38,8 @@ class TemporaryStoreError(Exception):
 
 
 def row_for(item: Enriched, received_at: datetime) -> tuple[str, tuple]:
-    m, g = item.message, item.grid_code
-    if isinstance(m, Fix):
-        return "positions", (m.time, m.terminal_id, item.member_id, g, m.lat, m.lon, m.accuracy_m,
-                             m.speed_mps, m.heading_deg, m.altitude_m, m.battery_pct, m.source, received_at)
-    if isinstance(m, SensorReading):
-        return "sensor_readings", (m.time, m.sensor_id, m.quantity, m.value, m.value_text, m.value_bool,
-                                   m.value_sum, m.unit, m.gateway_id, item.building_id, g, received_at)
-    if isinstance(m, TerminalStatus):
-        return "terminal_status", (m.time, m.terminal_id, m.state, m.battery_pct, m.sos, g, received_at)
-    if isinstance(m, DeviceAlarm):
-        detail = orjson.dumps(m.detail).decode() if m.detail is not None else None
-        return "device_alarms", (m.time, m.alarm_id, m.sensor_id, m.alarm_type.value, m.severity, m.state,
-                                 m.value, detail, m.gateway_id, item.building_id, g, received_at)
-    if isinstance(m, IncidentReport):
-        return "incident_reports", (m.time, m.report_id, m.terminal_id, item.member_id, m.category,
-                                    m.severity, m.lat, m.lon, m.address, m.description, m.photo_ref, g,
-                                    received_at)
-    if isinstance(m, TaskAck):
-        return "task_acks", (m.time, m.task_id, m.terminal_id, m.action, m.note, received_at)
-    if isinstance(m, GatewayStatus):
-        return "gateway_status", (m.time, m.gateway_id, m.state, g, received_at)
-    if isinstance(m, RegionTransition):
-        return "region_transitions", (m.time, m.terminal_id, m.event, m.region, m.lat, m.lon,
-                                      m.accuracy_m, g, received_at)
-    raise TypeError(f"no table for {type(m).__name__}")
+    kind = kind_of(item.message)
+    return kind.table, kind.row(item, received_at)
 
 
 def _printable(text: str) -> str:
@@ -154,7 +106,7 @@ class Store:
         if self.conn is None or self.conn.closed:
             conn = psycopg2.connect(self.dsn, connect_timeout=5, application_name="gcc-ingest")
             with conn, conn.cursor() as cur:
-                for table in COLUMNS:
+                for table in TABLES:
                     cur.execute(f"create temp table if not exists stage_{table} "
                                 f"(like {table} including defaults) on commit delete rows")
             self.conn = conn
@@ -173,10 +125,11 @@ class Store:
         inserted, duplicates = {}, 0
         with conn, conn.cursor() as cur:
             for table, rows in batch.rows.items():
-                cols = COLUMNS[table]
-                self._copy(cur, f"stage_{table}", cols, rows)
-                cur.execute(f"insert into {table} ({', '.join(cols)}) select {', '.join(cols)} "
-                            f"from stage_{table} on conflict do nothing")
+                kind = TABLES[table]
+                cols = ", ".join(kind.columns)
+                self._copy(cur, f"stage_{table}", kind.columns, rows)
+                cur.execute(f"insert into {table} ({cols}) select {cols} from stage_{table} "
+                            f"on conflict ({', '.join(kind.natural_key)}) do nothing")
                 inserted[table] = cur.rowcount
                 duplicates += len(rows) - cur.rowcount
             if batch.dead_letters:

@@ -1,11 +1,16 @@
-"""One ingest worker: the chain from broker to database, live state, live events and the ack.
+"""One ingest worker: the chain from broker to database, live state, the live bus and the ack.
 
-    collect a batch (by size or time) → stages.process each message (decode, validate, enrich)
-    → store (one transaction; temporary errors: retry, keep unacked) → live state → live events
-    → acknowledge to the broker (and answer waiting HTTP posts)
+The chain, in order (one visible list; the pure per-message stages are in stages.py):
 
-A failing live-state or live-event update is contained (logged, counted): the data is already
-committed and the screens resynchronise from Redis and the database.
+    collect       a batch of deliveries, by size or time
+    process       check_size → decode → check_time → check_device → enrich   (stages.process_batch)
+    store         one transaction; temporary errors: retry, keep unacknowledged
+    live state    Redis, only what changed (live.LiveState)
+    live bus      one entry per batch on the Redis stream (telemetry.live)
+    settle        acknowledge to the broker / answer the waiting HTTP posts
+
+A failing live-state or bus update is contained (logged, counted): the data is already committed
+and the screens resynchronise from Redis and the database.
 """
 from __future__ import annotations
 
@@ -18,12 +23,13 @@ from dataclasses import dataclass
 import psycopg2
 import redis
 
-from ingest.events import LiveEmitter
-from ingest.live import Changes, LiveState
+from ingest.live import LiveState
 from ingest.metrics import Metrics
+from ingest.model import Delivery, Enriched, Outcome, Rejection
 from ingest.mqtt_source import MqttSource
-from ingest.stages import Enriched, Inbound, Outcome, Registry, Rejection, process_batch
+from ingest.stages import Registry, process_batch
 from ingest.store import Batch, Store, TemporaryStoreError, dead_letter_row, row_for
+from telemetry import live
 
 log = logging.getLogger(__name__)
 
@@ -33,29 +39,16 @@ class WorkerConfig:
     batch_size: int = 2000
     flush_interval_s: float = 0.1
     retry_max_s: float = 10.0
-    sweep_every_s: float = 10.0
-
-
-class Reply:
-    """What an HTTP poster waits for: filled in once its message is committed (or refused)."""
-
-    def __init__(self) -> None:
-        self.done = threading.Event()
-        self.rejection: Rejection | None = None
-
-    def settle(self, rejection: Rejection | None) -> None:
-        self.rejection = rejection
-        self.done.set()
+    sweep_every_s: float = live.SWEEP_EVERY_S
 
 
 class Worker:
-    def __init__(self, name: str, source: MqttSource, store: Store, live: LiveState,
-                 emitter: LiveEmitter, registry: Registry, config: WorkerConfig | None = None) -> None:
+    def __init__(self, name: str, source: MqttSource, store: Store, live_state: LiveState,
+                 registry: Registry, config: WorkerConfig | None = None) -> None:
         self.name = name
         self.source = source
         self.store = store
-        self.live = live
-        self.emitter = emitter
+        self.live = live_state
         self.registry = registry
         self.config = config or WorkerConfig()
         self.metrics = Metrics(name)
@@ -63,7 +56,7 @@ class Worker:
         self._last_sweep = 0.0
 
     # --- collecting -----------------------------------------------------------------------------
-    def _collect(self) -> list[Inbound]:
+    def _collect(self) -> list[Delivery]:
         inbox, cfg = self.source.inbox, self.config
         try:
             first = inbox.get(timeout=cfg.flush_interval_s)
@@ -82,11 +75,22 @@ class Worker:
         return items
 
     # --- the chain --------------------------------------------------------------------------------
-    def handle(self, items: list[Inbound]) -> None:
-        self.metrics.received.inc(len(items))
-        self.metrics.redeliveries.inc(sum(i.dup for i in items))
-        self.metrics.in_flight.set(len(items) + self.source.inbox.qsize())
-        outcomes = process_batch(items, self.registry)
+    def handle(self, deliveries: list[Delivery]) -> None:
+        self.metrics.received.inc(len(deliveries))
+        self.metrics.redeliveries.inc(sum(d.inbound.dup for d in deliveries))
+        self.metrics.in_flight.set(len(deliveries) + self.source.inbox.qsize())
+        outcomes = process_batch([d.inbound for d in deliveries], self.registry)
+        if not self._store(self._rows(outcomes), outcomes):
+            return  # stopping with the batch unwritten: unacked, the broker delivers it again
+        for outcome in outcomes:
+            if outcome.rejection is not None:
+                self.metrics.dead_letter(outcome.rejection.reason)
+        self._live([e for o in outcomes for e in o.accepted])
+        settled = sum(d.receipt.settle(o.rejection) for d, o in zip(deliveries, outcomes, strict=True))
+        self.metrics.acked.inc(settled)
+        self.metrics.batch_size.observe(len(deliveries))
+
+    def _rows(self, outcomes: list[Outcome]) -> Batch:
         batch = Batch()
         for index, outcome in enumerate(outcomes):
             if outcome.rejection is not None:
@@ -94,17 +98,7 @@ class Worker:
             for enriched in outcome.accepted:
                 table, row = row_for(enriched, outcome.inbound.received_at)
                 batch.add(table, row, index)
-        if not self._store(batch, outcomes):
-            return  # stopping with the batch unwritten: unacked, the broker delivers it again
-        for outcome in outcomes:
-            if outcome.rejection is not None:
-                self.metrics.dead_letter(outcome.rejection.reason)
-        self._live([e for o in outcomes for e in o.accepted])
-        self.metrics.acked.inc(self.source.ack(items))
-        for outcome in outcomes:
-            if outcome.inbound.reply is not None:
-                outcome.inbound.reply.settle(outcome.rejection)
-        self.metrics.batch_size.observe(len(items))
+        return batch
 
     def _write_with_retry(self, batch: Batch):
         """Commit, retrying temporary errors with backoff. None when asked to stop meanwhile;
@@ -171,30 +165,43 @@ class Worker:
                 return
 
     def _live_once(self, accepted: list[Enriched]) -> None:
-        changes = self.live.apply(accepted)
-        self.metrics.events.inc(self.emitter.emit(changes))
+        self._publish(self.live.apply(accepted))
+
+    def _publish(self, changes: list[live.Change]) -> None:
+        """One bus entry for the batch's changes (none when nothing changed)."""
+        if changes:
+            live.publish(self.live.r, live.Envelope(self.name, tuple(changes)))
+            self.metrics.events.inc()
+
+    def _home_grid_of(self, terminal_id: str) -> str | None:
+        member = self.registry.members.get(terminal_id)
+        return member.grid_code if member else None
 
     def _sweep_when_due(self) -> None:
         """Every sweep_every_s one worker (a Redis lock decides which) marks silent terminals
-        "unknown" and tells the screens of each member's own grid."""
+        silent and tells the screens of each member's own grid."""
         now = time.monotonic()
         if now - self._last_sweep < self.config.sweep_every_s:
             return
         self._last_sweep = now
         try:
-            if not self.live.r.set("gcc:lock:sweep", self.name, nx=True, ex=int(self.config.sweep_every_s)):
+            if not self.live.r.set(live.Keys.SWEEP_LOCK, self.name, nx=True, ex=int(self.config.sweep_every_s)):
                 return
-            statuses = self.live.sweep_silent()
-            for status in statuses:
-                member = self.registry.members.get(status["terminal_id"])
-                status["home"] = member.grid_code if member else None
-            self.metrics.events.inc(self.emitter.emit(Changes(statuses=statuses)))
+            self._publish(self.live.sweep_silent(self._home_grid_of))
         except (redis.RedisError, OSError) as exc:
             self.metrics.live_errors.inc()
             log.warning("silence sweep failed (next one in %.0f s): %s", self.config.sweep_every_s, exc)
 
+    def _ensure_live_schema(self) -> None:
+        try:
+            self.live.ensure_schema()
+        except (redis.RedisError, OSError) as exc:  # Redis away: the data path does not wait for it
+            self.metrics.live_errors.inc()
+            log.warning("could not check the live state's layout (%s); going on", exc)
+
     # --- running --------------------------------------------------------------------------------
     def run(self, end_session: bool = False) -> None:
+        self._ensure_live_schema()
         self.source.start()
         try:
             while not self.stop_event.is_set():

@@ -1,4 +1,6 @@
-"""The catalogues shared by terminals, sensors, the case workflow and the screens.
+"""The catalogues shared by terminals, sensors, the case workflow and the screens, with the words
+the screens use for each entry (English and Chinese: `Label`). This is the one place a label is
+spelled; colours are the screens' (dashboard/vocabulary.py).
 
 Incident categories follow the digital urban-management standard's split into **components**
 (部件: public facilities) and **events** (事件). Each has a handling time limit, from local standards
@@ -11,11 +13,59 @@ from dataclasses import dataclass
 from enum import Enum, IntEnum
 
 
+@dataclass(frozen=True)
+class Label:
+    en: str
+    zh: str
+
+    def __str__(self) -> str:
+        return f"{self.en} {self.zh}"
+
+
 class Severity(IntEnum):
     LOW = 1
     MEDIUM = 2
     HIGH = 3
     CRITICAL = 4
+
+
+SEVERITY_LABELS: dict[Severity, Label] = {
+    Severity.LOW: Label("low", "低"), Severity.MEDIUM: Label("medium", "一般"),
+    Severity.HIGH: Label("high", "较高"), Severity.CRITICAL: Label("critical", "紧急"),
+}
+
+
+class Role(str, Enum):
+    """"One grid, four members"."""
+    GRID_ADMINISTRATOR = "grid_administrator"    # 网格管理员, community staff
+    GRID_COORDINATOR = "grid_coordinator"        # 网格协管员, dispatched cadre
+    GRID_POLICE_OFFICER = "grid_police_officer"  # 网格民警
+    GRID_SUPERVISOR = "grid_supervisor"          # 网格监督员, resident deputy
+
+
+ROLE_LABELS: dict[Role, Label] = {
+    Role.GRID_ADMINISTRATOR: Label("Administrator", "管理员"), Role.GRID_COORDINATOR: Label("Coordinator", "协管员"),
+    Role.GRID_POLICE_OFFICER: Label("Police officer", "民警"), Role.GRID_SUPERVISOR: Label("Supervisor", "监督员"),
+}
+
+
+class MemberState(str, Enum):
+    """A member's terminal as the screens show it. Terminals say online or offline (their status,
+    or the broker's last will); silent is what the command center concludes from silence."""
+    ONLINE = "online"
+    SILENT = "silent"
+    OFFLINE = "offline"
+
+
+MEMBER_STATE_LABELS: dict[MemberState, Label] = {
+    MemberState.ONLINE: Label("online", "在线"), MemberState.SILENT: Label("silent", "失联"),
+    MemberState.OFFLINE: Label("offline", "离线"),
+}
+
+TASK_ACTION_LABELS: dict[str, Label] = {
+    "accepted": Label("accepted", "已接单"), "rejected": Label("rejected", "已拒绝"),
+    "arrived": Label("arrived", "已到达"), "done": Label("done", "已完成"),
+}
 
 
 class CategoryKind(str, Enum):
@@ -31,6 +81,10 @@ class IncidentCategory:
     name_zh: str
     time_limit_hours: float   # from registration to closure
     default_severity: Severity
+
+    @property
+    def label(self) -> Label:
+        return Label(self.name_en, self.name_zh)
 
 
 _CATEGORIES = [
@@ -69,6 +123,18 @@ class AlarmType(str, Enum):
     LOW_BATTERY = "low_battery"
     TAMPER = "tamper"
 
+
+ALARM_TYPE_LABELS: dict[AlarmType, Label] = {
+    AlarmType.ELEVATOR_FAULT: Label("Elevator fault", "电梯故障"),
+    AlarmType.ELEVATOR_DOOR_FAULT: Label("Elevator door fault", "电梯门故障"),
+    AlarmType.ELEVATOR_ENTRAPMENT: Label("People trapped in elevator", "电梯困人"),
+    AlarmType.GAS_OVER_THRESHOLD: Label("Gas over threshold", "燃气超限"),
+    AlarmType.GAS_DETECTOR_FAULT: Label("Gas detector fault", "燃气探测器故障"),
+    AlarmType.METER_CONTINUOUS_FLOW: Label("Continuous flow (leak)", "持续流量"),
+    AlarmType.METER_SPIKE: Label("Meter spike", "用量突增"),
+    AlarmType.LOW_BATTERY: Label("Low battery", "电量低"),
+    AlarmType.TAMPER: Label("Tamper", "防拆"),
+}
 
 ALARM_DEFAULT_SEVERITY: dict[AlarmType, Severity] = {
     AlarmType.ELEVATOR_FAULT: Severity.MEDIUM,

@@ -16,7 +16,7 @@ import orjson
 from shapely.geometry import mapping, shape
 from shapely.geometry.base import BaseGeometry
 
-from telemetry.catalogue import DeviceKind
+from telemetry.catalogue import DeviceKind, Role  # noqa: F401 - Role: a member's role, part of the model
 from telemetry.orgcodes import Level, parent_of
 
 FORMAT_VERSION = 1
@@ -26,14 +26,6 @@ CITY_TZ = timezone(timedelta(hours=8))  # China Standard Time: the demo city's l
 class GridKind(str, Enum):
     RESIDENTIAL = "residential"  # 250-500 households
     UNIT = "unit"                # a large non-residential site: campus, market, factory
-
-
-class Role(str, Enum):
-    """"One grid, four members"."""
-    GRID_ADMINISTRATOR = "grid_administrator"    # 网格管理员, community staff
-    GRID_COORDINATOR = "grid_coordinator"        # 网格协管员, dispatched cadre
-    GRID_POLICE_OFFICER = "grid_police_officer"  # 网格民警
-    GRID_SUPERVISOR = "grid_supervisor"          # 网格监督员, resident deputy
 
 
 class GatewayKind(str, Enum):
@@ -65,7 +57,7 @@ class Grid:
 
     @property
     def community_code(self) -> str:
-        return self.code[:12]
+        return parent_of(self.code)
 
 
 @dataclass(frozen=True)

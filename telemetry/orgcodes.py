@@ -80,6 +80,14 @@ def ancestors(code: str) -> list[str]:
     return [code[:lv.code_length] for lv in Level if lv.code_length <= level.code_length]
 
 
+def ancestor(code: str, level: Level) -> str:
+    """The code of the org unit at `level` that contains `code` (itself at its own level)."""
+    own = level_of(code)
+    if level.code_length > own.code_length:
+        raise InvalidCode(f"a {own.value} has no {level.value} above it: {code!r}")
+    return code[:level.code_length]
+
+
 def child_code(parent: str, number: int) -> str:
     """The code of the `number`-th child (1-based) of `parent`."""
     level = level_of(parent)

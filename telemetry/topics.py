@@ -24,6 +24,18 @@ from enum import Enum
 
 PREFIX = "gcc/v1"
 SHARE_GROUP = "ingest"
+OWNTRACKS_PREFIX = "owntracks"
+
+# The leaves under a device's own topic, by direction: one list for the ACL, the ingest
+# subscription and the decoders' routing alike.
+FIX, STATUS, INCIDENT, TASK, TASK_ACK = "fix", "status", "incident", "task", "task/ack"
+SENML, READING, ALARM, CMD = "senml", "reading", "alarm", "cmd"
+TERMINAL_UPLINK = (FIX, STATUS, INCIDENT, TASK_ACK)
+TERMINAL_DOWNLINK = (TASK,)
+GATEWAY_UPLINK = (SENML, READING, ALARM, STATUS)
+GATEWAY_DOWNLINK = (CMD,)
+# Sub-topics the OwnTracks apps publish under owntracks/<user>/<device>/ (the booklet's "Topics").
+OWNTRACKS_UPLINK = ("event", "step", "beacon", "dump", "status", "waypoint", "waypoints", "info")
 
 
 class AccountKind(str, Enum):
@@ -42,6 +54,16 @@ def gateway_topic(gateway_id: str, leaf: str) -> str:
     return f"{PREFIX}/gateway/{gateway_id}/{leaf}"
 
 
+def owntracks_filter(user: str = "+") -> str:
+    return f"{OWNTRACKS_PREFIX}/{user}/#"
+
+
+def uplink_filters() -> tuple[str, ...]:
+    """Every uplink topic, as subscription filters (the ingest workers subscribe to these)."""
+    return (*(terminal_topic("+", leaf) for leaf in TERMINAL_UPLINK),
+            *(gateway_topic("+", leaf) for leaf in GATEWAY_UPLINK), f"{OWNTRACKS_PREFIX}/#")
+
+
 @dataclass(frozen=True)
 class TopicRule:
     access: str  # "read", "write" or "readwrite", as in Mosquitto's ACL file
@@ -58,19 +80,17 @@ def topic_rules(kind: AccountKind, username: str) -> list[TopicRule]:
             and not _valid_device_id(username):
         raise ValueError(f"invalid device id for a broker account: {username!r}")
     if kind is AccountKind.TERMINAL:
-        return [TopicRule("write", terminal_topic(username, leaf))
-                for leaf in ("fix", "status", "incident", "task/ack")] + \
-               [TopicRule("read", terminal_topic(username, "task"))]
+        return [TopicRule("write", terminal_topic(username, leaf)) for leaf in TERMINAL_UPLINK] + \
+               [TopicRule("read", terminal_topic(username, leaf)) for leaf in TERMINAL_DOWNLINK]
     if kind is AccountKind.GATEWAY:
-        return [TopicRule("write", gateway_topic(username, leaf))
-                for leaf in ("senml", "reading", "alarm", "status")] + \
-               [TopicRule("read", gateway_topic(username, "cmd"))]
+        return [TopicRule("write", gateway_topic(username, leaf)) for leaf in GATEWAY_UPLINK] + \
+               [TopicRule("read", gateway_topic(username, leaf)) for leaf in GATEWAY_DOWNLINK]
     if kind is AccountKind.OWNTRACKS:
-        return [TopicRule("readwrite", f"owntracks/{username}/#")]
+        return [TopicRule("readwrite", owntracks_filter(username))]
     if kind is AccountKind.INGEST:
-        return [TopicRule("read", f"{PREFIX}/#"), TopicRule("read", "owntracks/#")]
+        return [TopicRule("read", f) for f in uplink_filters()]
     if kind is AccountKind.DISPATCH:
-        return [TopicRule("write", terminal_topic("+", "task")),
-                TopicRule("read", terminal_topic("+", "task/ack")),
-                TopicRule("write", gateway_topic("+", "cmd"))]
+        return [TopicRule("write", terminal_topic("+", TASK)),
+                TopicRule("read", terminal_topic("+", TASK_ACK)),
+                TopicRule("write", gateway_topic("+", CMD))]
     raise ValueError(f"unknown account kind {kind!r}")

@@ -1,2 +1,34 @@
-"""One module per screen: its layout is a function, its callbacks are registered with
-dash.callback, its component ids start with the screen's name."""
+"""The screens. One module per screen: its layout is a function, its callbacks are registered with
+dash.callback, its component ids start with the screen's name, and it declares itself in `PAGE`
+(path, label, who may open it, its live feed). The shell builds routes and navigation from these
+declarations alone."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from dashboard.authz import UserRole
+from dashboard.feeds import Feed
+from telemetry.catalogue import Label
+
+
+@dataclass(frozen=True)
+class Page:
+    path: str
+    label: Label
+    roles: frozenset[UserRole]
+    layout: Callable[..., Any]     # (app state, scope, kiosk) -> Dash component
+    feed: Feed | None = None       # what it receives live; None: nothing
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return f"the page {self.path}"
+
+
+def declared() -> tuple[Page, ...]:
+    """Every page, in navigation order."""
+    from dashboard.pages import dispatch, kpis, wall
+
+    return wall.PAGE, dispatch.PAGE, kpis.PAGE

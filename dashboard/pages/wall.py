@@ -1,5 +1,9 @@
 """The wall display: a big screen nobody touches. Live map of members, sensors in alarm and
-incidents over the grids, a heatmap, headline counters, a ticker and the queue of open items."""
+reports over the grids, a heatmap, headline counters, a ticker and the queue of open items.
+
+Its feed takes members' fixes and statuses, device alarms (and their acknowledgements) and
+reports; each travels with only the fields the wall draws (no report text, photo or terminal id).
+"""
 from __future__ import annotations
 
 import dash_leaflet as dl
@@ -7,53 +11,116 @@ from dash import ClientsideFunction, Input, Output, State, clientside_callback, 
 from dash_extensions.javascript import Namespace
 from dash_socketio import DashSocketIO
 
-from dashboard import context
+from dashboard.authz import EVERYONE, Scope
+from dashboard.feeds import Feed, Periodic
+from dashboard.pages import Page
+from dashboard.vocabulary import legend
+from telemetry import live
+from telemetry.catalogue import Label, Severity
 
 ns = Namespace("gcc", "wall")
 EMPTY = {"type": "FeatureCollection", "features": []}
-LEGEND = [("#30d158", "online 在线"), ("#ff9f0a", "silent 失联"), ("#8e8e93", "offline 离线"),
-          ("#ff3b30", "critical 紧急"), ("#ff9500", "high 较高"), ("#ffd60a", "medium 一般")]
+HEAT_EVERY_S = 60.0
 
 
-def layout(scope_code: str = "", kiosk: bool = False):
-    q = context.queries()
-    scope = q.scope(scope_code) or q.scope("")
+# --- the feed: what the wall receives, in the form it draws --------------------------------------------
+def wire_fix(q, c: live.FixChange) -> list:
+    """Compact, two frames a second for thousands of members: names and roles come with the snapshot."""
+    return [c.terminal_id, round(c.lon, 6), round(c.lat, 6), c.t, c.battery_pct, c.grid_code]
+
+
+def wire_status(q, c: live.StatusChange) -> dict:
+    return {"terminal_id": c.terminal_id, "state": c.state, "t": c.t, "battery_pct": c.battery_pct, "sos": c.sos}
+
+
+def wire_alarm(q, c: live.AlarmChange) -> dict:
+    return {"alarm_id": c.alarm_id, "alarm_type": c.alarm_type, "severity": c.severity, "state": c.state, "t": c.t,
+            "grid_code": c.grid_code, "lon": c.lon, "lat": c.lat, "where": q.building_name(c.building_id),
+            "acknowledged_by": c.acknowledged_by}
+
+
+def wire_alarm_ack(q, c: live.AlarmAckChange) -> dict:
+    return {"alarm_id": c.alarm_id, "t": c.t, "acknowledged_by": c.acknowledged_by}
+
+
+def wire_report(q, c: live.ReportChange) -> dict:
+    return {"report_id": c.report_id, "category": c.category, "severity": c.severity, "t": c.t, "lon": c.lon,
+            "lat": c.lat, "grid_code": c.grid_code, "where": c.address or q.org_name(c.grid_code)}
+
+
+def wall_member(q, m) -> dict:
+    """A member on the map (snapshot): who, where and in what state."""
+    member = q.member(m.terminal_id)
+    return {"terminal_id": m.terminal_id, "name": member.name, "role": member.role.value,
+            "home_grid_code": member.grid_code, "grid_code": m.grid_code, "lon": m.lon, "lat": m.lat, "t": m.t,
+            "state": m.state, "state_t": m.state_t, "battery_pct": m.battery_pct, "sos": m.sos}
+
+
+def snapshot(q, scope: Scope) -> dict:
+    """Everything the wall needs to (re)draw its scope from scratch."""
+    in_scope = q.members(scope)
+    placed = [wall_member(q, m) for m in q.members_live(in_scope)]
+    on_map = {m["terminal_id"] for m in placed}
+    return {"members": placed,
+            "roster": [[m.terminal_id, m.name, m.role.value, m.grid_code] for m in in_scope
+                       if m.terminal_id not in on_map],
+            "grids": q.grid_codes(scope), "member_total": len(in_scope),
+            "alarms": [wire_alarm(q, a) for a in q.open_alarms(scope)],
+            "reports": [wire_report(q, r) for r in q.recent_reports(scope)],
+            "report_window_s": live.REPORT_WINDOW_S,
+            "closures_today": q.closures_today(scope), "heat": q.heat_all(scope)}
+
+
+FEED = Feed("wall", wire={"fix": wire_fix, "status": wire_status, "alarm": wire_alarm, "alarm_ack": wire_alarm_ack,
+                          "report": wire_report},
+            snapshot=snapshot, periodic=(Periodic("heat", HEAT_EVERY_S, lambda q, scope: q.heat_all(scope)),))
+
+
+# --- the screen ------------------------------------------------------------------------------------------
+def layout(state, scope: Scope, kiosk: bool = False):
+    q = state.queries
     layers = [dl.GeoJSON(id="wall-grids", data=q.grids_geojson(scope), style=ns("gridStyle"), hideout={"counts": {}}),
               dl.GeoJSON(id="wall-heat", data=EMPTY, style=ns("heatStyle"), interactive=False),
-              dl.GeoJSON(id="wall-incidents", data=EMPTY, pointToLayer=ns("reportMarker")),
+              dl.GeoJSON(id="wall-reports", data=EMPTY, pointToLayer=ns("reportMarker")),
               dl.GeoJSON(id="wall-members", data=EMPTY, pointToLayer=ns("memberMarker")),
               dl.GeoJSON(id="wall-alarms", data=EMPTY, pointToLayer=ns("alarmMarker"))]
-    if context.TILE_URL:
-        layers.insert(0, dl.TileLayer(url=context.TILE_URL))
+    if state.tile_url:
+        layers.insert(0, dl.TileLayer(url=state.tile_url))
+    legend_entries = legend(severities=(Severity.CRITICAL, Severity.HIGH, Severity.MEDIUM))
     return html.Div(className="wall", id="wall", children=[
         # the scope in the URL too: a new scope means a new URL, so the component opens a new socket
-        DashSocketIO(id="wall-socket", url=f"/live?scope={scope.code}", eventNames=["snapshot", "frame", "heat"],
-                     options={"transports": ["websocket"], "auth": {"scope": scope.code}}),
+        DashSocketIO(id="wall-socket", url=f"/live?feed=wall&scope={scope.code}",
+                     eventNames=["snapshot", "frame", "heat"],
+                     options={"transports": ["websocket"], "auth": {"feed": "wall", "scope": scope.code}}),
         html.Div(className="wall-headline", children=[
             html.Div(id="wall-counters", style={"display": "contents"}),
-            html.Div(className="wall-scope", children=[html.Div(scope.name, id="wall-scope-name"),
-                                                       html.Span("connecting…", id="wall-conn", className="wall-conn down")]),
+            html.Div(className="wall-scope", children=[
+                html.Div(scope.name, id="wall-scope-name"),
+                html.Span("connecting…", id="wall-conn", className="wall-conn down")]),
         ]),
         html.Div(className="wall-map-pane", children=[
-            dl.Map(id="wall-map", className="wall-map", preferCanvas=True, bounds=q.bounds(scope), trackViewport=False, zoomSnap=0.25,
-                   zoomControl=not kiosk, attributionControl=False, children=layers),
+            dl.Map(id="wall-map", className="wall-map", preferCanvas=True, bounds=q.bounds(scope), trackViewport=False,
+                   zoomSnap=0.25, zoomControl=not kiosk, attributionControl=False, children=layers),
             html.Div(className="wall-legend", children=[html.Span([html.I(style={"background": c}), label])
-                                                        for c, label in LEGEND]),
+                                                        for c, label in legend_entries]),
             dcc.RadioItems(id="wall-window", className="wall-window", value="today", inline=True,
-                           options=[{"label": " today 今日 ", "value": "today"}, {"label": " last hour 近1小时", "value": "hour"}]),
+                           options=[{"label": f" {Label('today', '今日')} ", "value": "today"},
+                                    {"label": f" {Label('last hour', '近1小时')}", "value": "hour"}]),
         ]),
         html.Div(className="wall-side", children=[
-            html.Div(className="wall-panel", children=[html.H2("Open items · by severity and age 待办队列"),
+            html.Div(className="wall-panel", children=[html.H2(str(Label("Open items · by severity and age", "待办队列"))),
                                                        html.Div(id="wall-queue")]),
-            html.Div(className="wall-panel", children=[html.H2("Live · alarms and reports 实时动态"),
+            html.Div(className="wall-panel", children=[html.H2(str(Label("Live · alarms and reports", "实时动态"))),
                                                        html.Div(id="wall-ticker")]),
         ]),
     ])
 
 
+PAGE = Page("/wall", Label("Wall", "大屏"), EVERYONE, layout, FEED, aliases=("/",))
+
 clientside_callback(
-    ClientsideFunction(namespace="gcc", function_name="applyLive"),
-    Output("wall-members", "data"), Output("wall-alarms", "data"), Output("wall-incidents", "data"),
+    ClientsideFunction(namespace="gcc", function_name="wallLive"),
+    Output("wall-members", "data"), Output("wall-alarms", "data"), Output("wall-reports", "data"),
     Output("wall-grids", "hideout"), Output("wall-counters", "children"), Output("wall-queue", "children"),
     Output("wall-ticker", "children"), Output("wall-heat", "data"), Output("wall-socket", "url"),
     Input("wall-socket", "data-snapshot"), Input("wall-socket", "data-frame"),
@@ -62,7 +129,7 @@ clientside_callback(
 )
 
 clientside_callback(
-    ClientsideFunction(namespace="gcc", function_name="applyHeat"),
+    ClientsideFunction(namespace="gcc", function_name="wallHeat"),
     Output("wall-heat", "data", allow_duplicate=True),
     Input("wall-socket", "data-heat"), Input("wall-window", "value"),
     prevent_initial_call=True,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from telemetry import topics
 from telemetry.decoders import gcc_json, owntracks, senml
 from telemetry.decoders.errors import (
     INVALID_JSON,
@@ -44,7 +45,7 @@ def decode(topic: str, payload: bytes, received_at: datetime) -> list[Message]:
         raise ValueError("received_at must be a timezone-aware datetime")
     received_at = received_at.astimezone(timezone.utc)
     parts = topic.split("/")
-    if parts[0] == owntracks.TOPIC_PREFIX:
+    if parts[0] == topics.OWNTRACKS_PREFIX:
         user, device, _ = owntracks.parse_topic(topic)
         return owntracks.decode_mqtt(user, device, payload, received_at)
     if parts[:2] != _PREFIX_PARTS or len(parts) < 5:
@@ -52,11 +53,11 @@ def decode(topic: str, payload: bytes, received_at: datetime) -> list[Message]:
     kind, device_id, leaf = parts[2], parts[3], "/".join(parts[4:])
     if not is_valid_id(device_id):
         raise DecodeError(WRONG_TOPIC, f"{topic!r}: invalid {kind} id {device_id!r}")
-    if kind == "terminal" and leaf in gcc_json.TERMINAL_LEAVES:
+    if kind == "terminal" and leaf in topics.TERMINAL_UPLINK:
         return gcc_json.decode_terminal(device_id, leaf, payload, received_at)
-    if kind == "gateway" and leaf == "senml":
+    if kind == "gateway" and leaf == topics.SENML:
         return senml.decode(device_id, payload, received_at)
-    if kind == "gateway" and leaf in gcc_json.GATEWAY_LEAVES:
+    if kind == "gateway" and leaf in topics.GATEWAY_UPLINK:
         return gcc_json.decode_gateway(device_id, leaf, payload, received_at)
     raise DecodeError(WRONG_TOPIC, f"{topic!r}: {leaf!r} is not an uplink leaf of a {kind!r} "
                                    "(downlink task/cmd topics are never decoded)")

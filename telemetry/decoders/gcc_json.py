@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from telemetry import topics
 from telemetry.decoders.errors import SCHEMA_VIOLATION, WRONG_TOPIC, DecodeError, load_json, schema_violation, shown
 from telemetry.messages import (
     DeviceAlarm,
@@ -29,19 +30,17 @@ MAX_READINGS = 1000
 
 # leaf -> (message type, payload fields besides "ts", fields set by the decoder)
 _TERMINAL_LEAVES: dict[str, tuple[type[BaseModel], frozenset[str], dict[str, Any]]] = {
-    "fix": (Fix, frozenset({"lat", "lon", "accuracy_m", "speed_mps", "heading_deg",
+    topics.FIX: (Fix, frozenset({"lat", "lon", "accuracy_m", "speed_mps", "heading_deg",
                             "altitude_m", "battery_pct"}), {"source": "gcc"}),
-    "status": (TerminalStatus, frozenset({"state", "battery_pct", "sos"}), {"source": "gcc"}),
-    "incident": (IncidentReport, frozenset({"report_id", "category", "severity", "lat", "lon",
+    topics.STATUS: (TerminalStatus, frozenset({"state", "battery_pct", "sos"}), {"source": "gcc"}),
+    topics.INCIDENT: (IncidentReport, frozenset({"report_id", "category", "severity", "lat", "lon",
                                             "address", "description", "photo_ref"}), {}),
-    "task/ack": (TaskAck, frozenset({"task_id", "action", "note"}), {}),
+    topics.TASK_ACK: (TaskAck, frozenset({"task_id", "action", "note"}), {}),
 }
 _ALARM_FIELDS = frozenset({"alarm_id", "sensor_id", "alarm_type", "severity", "state", "value",
                            "detail"})
 _READING_FIELDS = frozenset({"sensor_id", "quantity", "value", "value_text", "value_bool", "unit"})
-_GATEWAY_LEAVES = frozenset({"reading", "alarm", "status"})
-TERMINAL_LEAVES = frozenset(_TERMINAL_LEAVES)
-GATEWAY_LEAVES = _GATEWAY_LEAVES
+_GATEWAY_LEAVES = frozenset({topics.READING, topics.ALARM, topics.STATUS})  # senml: see senml.py
 
 
 def parse_ts(value: Any, field: str = "ts") -> datetime:
@@ -85,10 +84,10 @@ def decode_gateway(gateway_id: str, leaf: str, payload: bytes,
     if leaf not in _GATEWAY_LEAVES:
         raise DecodeError(WRONG_TOPIC, f"no JSON uplink leaf {leaf!r} for a gateway")
     obj = _object(load_json(payload))
-    if leaf == "reading":
+    if leaf == topics.READING:
         return _readings(gateway_id, obj, received_at)
     fixed = {"gateway_id": gateway_id}
-    if leaf == "alarm":
+    if leaf == topics.ALARM:
         return [_build(DeviceAlarm, _ALARM_FIELDS, obj, fixed, _required_ts(obj))]
     return [_build(GatewayStatus, frozenset({"state"}), obj, fixed, _required_ts(obj))]
 

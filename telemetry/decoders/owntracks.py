@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from telemetry import topics
 from telemetry.decoders.errors import (
     SCHEMA_VIOLATION,
     UNSUPPORTED_TYPE,
@@ -31,10 +32,8 @@ from telemetry.decoders.errors import (
 )
 from telemetry.messages import Fix, Message, RegionTransition, TerminalStatus, is_valid_id, utc_from_epoch
 
-TOPIC_PREFIX = "owntracks"
-# Sub-topics the apps publish to (the booklet's "Topics"); their _type decides what we make of them.
-PUBLISH_LEAVES = frozenset({"event", "step", "beacon", "dump", "status", "waypoint", "waypoints",
-                            "info"})
+# Sub-topics the apps publish to (telemetry.topics); their _type decides what we make of them.
+PUBLISH_LEAVES = frozenset(topics.OWNTRACKS_UPLINK)
 HANDLED_TYPES = ("location", "lwt", "transition")
 
 # message field -> OwnTracks element, for error messages
@@ -45,7 +44,7 @@ _WIRE_NAMES = {"time": "tst", "accuracy_m": "acc", "altitude_m": "alt", "speed_m
 def parse_topic(topic: str) -> tuple[str, str, str | None]:
     """owntracks/<user>/<device>[/<leaf>] -> (user, device, leaf or None), else wrong_topic."""
     parts = topic.split("/")
-    if parts[0] != TOPIC_PREFIX or len(parts) not in (3, 4):
+    if parts[0] != topics.OWNTRACKS_PREFIX or len(parts) not in (3, 4):
         raise DecodeError(WRONG_TOPIC, f"{topic!r} is not owntracks/<user>/<device>[/<leaf>]")
     user, device = parts[1], parts[2]
     leaf = parts[3] if len(parts) == 4 else None

@@ -72,3 +72,41 @@ def ingest_listener(stack):
     probe.subscribe("gcc/v1/#")
     yield probe
     probe.close()
+
+
+# --- screens --------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def dashboard(stack, settings, city, tmp_path_factory):
+    """The dashboard as its own process, with an ingest worker feeding the live bus."""
+    import uuid
+
+    from .ingest_helpers import ThreadWorker
+    from .screens import Dashboard
+
+    board = Dashboard(stack, tmp_path_factory.mktemp("dash") / "dashboard.log")
+    with ThreadWorker(settings, index=96, share_group=f"t{uuid.uuid4().hex[:8]}"):
+        board.start()
+        yield board
+        board.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    from .screens import CHROMIUM, CHROMIUM_ARGS
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1920, "height": 1080})
+    page = context.new_page()
+    page.errors = []
+    page.on("pageerror", lambda e: page.errors.append(str(e)))
+    yield page
+    context.close()

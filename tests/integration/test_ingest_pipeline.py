@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 import orjson
 import pytest
 
-from ingest.events import CHANNEL
+from telemetry import live
 from telemetry.topics import gateway_topic, terminal_topic
 
 from ..support import wait_for
@@ -170,36 +170,37 @@ def test_specific_reasons_for_time_place_and_unknown_devices(stack, city, worker
     assert ghost_reason == "unknown_device" and "T-GHOST-1" in ghost_detail
 
 
-def test_a_new_fix_updates_redis_live_state_and_emits_a_live_event(stack, settings, city, worker, redis_client):
+def test_a_new_fix_updates_redis_live_state_and_puts_one_typed_change_on_the_bus(stack, settings, city, worker,
+                                                                                redis_client):
     member, account, p = _terminal(stack, city, 4)
-    pubsub = redis_client.pubsub()
-    pubsub.subscribe(CHANNEL)
-    pubsub.get_message(timeout=2)  # the subscribe confirmation
+    bus = live.BusReader(redis_client, block_ms=500)
+    bus.start_at_end()
     t = _now() - timedelta(seconds=3)
     probe = MqttProbe(stack.mosquitto.port, account.username, account.password)
     try:
-        assert probe.publish(terminal_topic(member.terminal_id, "fix"), fix_payload(t, p.x, p.y, battery_pct=64)) == "Success"
+        assert probe.publish(terminal_topic(member.terminal_id, "fix"),
+                             fix_payload(t, p.x, p.y, battery_pct=64)) == "Success"
     finally:
         probe.close()
-    state = wait_for(lambda: (s := redis_client.hgetall(f"gcc:term:{member.terminal_id}")).get(b"t") == str(t.timestamp()).encode() and s,
+    key = live.Keys.terminal(member.terminal_id)
+    state = wait_for(lambda: (s := redis_client.hgetall(key)).get(b"t") == str(t.timestamp()).encode() and s,
                      10, "the new fix in the live state")
-    assert state[b"grid"].decode() == member.grid_code
-    assert state[b"battery"] == b"64" and state[b"state"] == b"online"
-    lon, lat = redis_client.geopos("gcc:pos", member.terminal_id)[0]
+    assert state[b"grid_code"].decode() == member.grid_code
+    assert state[b"battery_pct"] == b"64" and state[b"state"] == b"online"
+    lon, lat = redis_client.geopos(live.Keys.POSITIONS, member.terminal_id)[0]
     assert abs(lon - p.x) < 1e-5 and abs(lat - p.y) < 1e-5
-    rooms = set()
+    ours = []
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and f"org:{member.grid_code[:12]}" not in rooms:
-        message = pubsub.get_message(timeout=1)
-        if message and message["type"] == "message":
-            data = orjson.loads(message["data"])
-            assert data["event"] == "changes" and data["namespace"] == "/ingest"
-            fixes = data["data"][0].get("fixes", [])
-            if any(f["terminal_id"] == member.terminal_id for f in fixes):
-                rooms.add(data["room"])
-    assert {"org:city", f"org:{member.grid_code[:6]}", f"org:{member.grid_code[:9]}",
-            f"org:{member.grid_code[:12]}"} <= rooms
-    pubsub.close()
+    while time.monotonic() < deadline and not ours:
+        for envelope in bus.read():
+            assert isinstance(envelope, live.Envelope), envelope
+            ours += [(envelope.producer, c) for c in envelope.changes
+                     if isinstance(c, live.FixChange) and c.terminal_id == member.terminal_id]
+    [(producer, change)] = ours  # one change, in one envelope, for the whole batch
+    assert producer == worker.worker.name
+    assert (change.grid_code, change.home_grid_code, change.member_id) == (member.grid_code, member.grid_code,
+                                                                           member.member_id)
+    assert (change.t, change.battery_pct) == (t.timestamp(), 64)
 
 
 def test_an_older_fix_arriving_late_does_not_move_the_live_position_back(stack, city, worker, redis_client, db):

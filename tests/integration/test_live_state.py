@@ -7,8 +7,10 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from ingest.live import LiveState
-from ingest.stages import Enriched
+from ingest.model import Enriched
+from telemetry import live as contract
 from telemetry.catalogue import AlarmType
+from telemetry.live import Keys
 from telemetry.messages import DeviceAlarm, Fix, IncidentReport, SensorReading
 
 T0 = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=10)
@@ -17,12 +19,18 @@ GRID = "350102001001001"
 
 @pytest.fixture
 def live(redis_client):
-    return LiveState(redis_client)
+    writer = LiveState(redis_client)
+    writer.ensure_schema()
+    return writer
+
+
+def _of(changes, kind):
+    return [c for c in changes if isinstance(c, kind)]
 
 
 def _fix(tid, seconds, lon=119.29, lat=26.1):
     return Enriched(Fix(terminal_id=tid, time=T0 + timedelta(seconds=seconds), lat=lat, lon=lon, source="gcc"),
-                    GRID, "M-" + tid)
+                    GRID, "M-" + tid, home_grid_code=GRID)
 
 
 def _alarm(sensor, alarm_id, state, seconds):
@@ -33,67 +41,94 @@ def _alarm(sensor, alarm_id, state, seconds):
 def test_a_mixed_batch_reports_each_change_once_and_a_replay_reports_nothing(live):
     tid, sensor, uid = f"T-{uuid.uuid4().hex[:6]}", f"S-{uuid.uuid4().hex[:6]}", uuid.uuid4().hex[:6]
     report = Enriched(IncidentReport(report_id=f"R-{uid}", terminal_id=tid, time=T0, category="noise", severity=1,
-                                     lat=26.1, lon=119.29), GRID, "M-" + tid)
+                                     lat=26.1, lon=119.29), GRID, "M-" + tid, home_grid_code=GRID)
     reading = Enriched(SensorReading(sensor_id=sensor, time=T0, quantity="gas_lel", value=1.5), GRID)
     batch = [report, _alarm(sensor, f"A-{uid}", "raised", 1), _fix(tid, 2), reading]
     changes = live.apply(batch)
-    assert [r["report_id"] for r in changes.reports] == [f"R-{uid}"]
-    assert [a["alarm_id"] for a in changes.alarms] == [f"A-{uid}"]
-    assert [f["terminal_id"] for f in changes.fixes] == [tid]
-    assert [r["sensor_id"] for r in changes.readings] == [sensor]
+    assert [r.report_id for r in _of(changes, contract.ReportChange)] == [f"R-{uid}"]
+    assert [a.alarm_id for a in _of(changes, contract.AlarmChange)] == [f"A-{uid}"]
+    assert [f.terminal_id for f in _of(changes, contract.FixChange)] == [tid]
+    assert [r.sensor_id for r in _of(changes, contract.ReadingChange)] == [sensor]
     assert not live.apply(batch)
 
 
 def test_an_older_fix_does_not_overwrite_a_newer_one(live, redis_client):
     tid = f"T-{uuid.uuid4().hex[:6]}"
-    assert live.apply([_fix(tid, 10, lon=119.30)]).fixes
-    assert not live.apply([_fix(tid, 5, lon=119.28)]).fixes
-    assert redis_client.hget(f"gcc:term:{tid}", "lon") == b"119.3"
+    assert live.apply([_fix(tid, 10, lon=119.30)])
+    assert not live.apply([_fix(tid, 5, lon=119.28)])
+    assert redis_client.hget(Keys.terminal(tid), "lon") == b"119.3"
 
 
 def test_only_the_newest_fix_of_a_terminal_in_a_batch_is_applied(live):
     tid = f"T-{uuid.uuid4().hex[:6]}"
     changes = live.apply([_fix(tid, 3, lon=119.27), _fix(tid, 9, lon=119.31), _fix(tid, 6, lon=119.29)])
-    assert [f["lon"] for f in changes.fixes] == [119.31]
+    assert [f.lon for f in changes] == [119.31]
 
 
 def test_a_new_alarm_of_the_same_sensor_and_type_replaces_the_open_one(live, redis_client):
     sensor, uid = f"S-{uuid.uuid4().hex[:6]}", uuid.uuid4().hex[:6]
     live.apply([_alarm(sensor, f"A1-{uid}", "raised", 1)])
     changes = live.apply([_alarm(sensor, f"A2-{uid}", "raised", 2)])
-    assert sorted((a["alarm_id"], a["state"]) for a in changes.alarms) == [(f"A1-{uid}", "cleared"), (f"A2-{uid}", "raised")]
-    assert redis_client.hexists("gcc:alarms:open", f"A2-{uid}")
-    assert not redis_client.hexists("gcc:alarms:open", f"A1-{uid}")
-    assert [a["state"] for a in live.apply([_alarm(sensor, f"A2-{uid}", "cleared", 3)]).alarms] == ["cleared"]
-    assert not redis_client.hexists("gcc:alarms:open", f"A2-{uid}")
+    assert sorted((a.alarm_id, a.state) for a in changes) == [(f"A1-{uid}", "cleared"), (f"A2-{uid}", "raised")]
+    assert redis_client.hexists(Keys.OPEN_ALARMS, f"A2-{uid}")
+    assert not redis_client.hexists(Keys.OPEN_ALARMS, f"A1-{uid}")
+    assert [a.state for a in live.apply([_alarm(sensor, f"A2-{uid}", "cleared", 3)])] == ["cleared"]
+    assert not redis_client.hexists(Keys.OPEN_ALARMS, f"A2-{uid}")
 
 
 def test_a_clear_that_arrives_before_its_raise_keeps_the_alarm_closed(live, redis_client):
     sensor, alarm_id = f"S-{uuid.uuid4().hex[:6]}", f"A-{uuid.uuid4().hex[:6]}"
     live.apply([_alarm(sensor, alarm_id, "cleared", 5)])
-    assert not live.apply([_alarm(sensor, alarm_id, "raised", 1)]).alarms
-    assert not redis_client.hexists("gcc:alarms:open", alarm_id)
+    assert not live.apply([_alarm(sensor, alarm_id, "raised", 1)])
+    assert not redis_client.hexists(Keys.OPEN_ALARMS, alarm_id)
 
 
 def test_an_older_alarm_arriving_after_a_newer_one_does_not_close_it(live, redis_client):
     sensor, uid = f"S-{uuid.uuid4().hex[:6]}", uuid.uuid4().hex[:6]
     live.apply([_alarm(sensor, f"NEW-{uid}", "raised", 30)])
-    assert not live.apply([_alarm(sensor, f"OLD-{uid}", "raised", 10)]).alarms
-    assert redis_client.hexists("gcc:alarms:open", f"NEW-{uid}")
-    assert not redis_client.hexists("gcc:alarms:open", f"OLD-{uid}")
+    assert not live.apply([_alarm(sensor, f"OLD-{uid}", "raised", 10)])
+    assert redis_client.hexists(Keys.OPEN_ALARMS, f"NEW-{uid}")
+    assert not redis_client.hexists(Keys.OPEN_ALARMS, f"OLD-{uid}")
 
 
 def test_a_quantity_named_like_a_hash_field_is_kept_apart(live, redis_client):
     sensor = f"S-{uuid.uuid4().hex[:6]}"
     reading = Enriched(SensorReading(sensor_id=sensor, time=T0, quantity="grid", value=2.0), GRID)
-    assert live.apply([reading]).readings
-    assert redis_client.hget(f"gcc:sensor:{sensor}", "grid") == GRID.encode()
+    assert live.apply([reading])
+    assert redis_client.hget(Keys.sensor(sensor), "grid_code") == GRID.encode()
 
 
-def test_a_terminal_silent_too_long_is_swept_to_unknown_once(live, redis_client):
+def test_a_terminal_silent_too_long_is_swept_to_silent_once(live, redis_client):
     tid = f"T-{uuid.uuid4().hex[:6]}"
     live.apply([_fix(tid, 1)], now=1000.0)  # last heard at t=1000 (epoch seconds)
-    changed = live.sweep_silent(now=1000.0 + 121)
-    assert [(c["terminal_id"], c["state"]) for c in changed if c["terminal_id"] == tid] == [(tid, "unknown")]
-    assert redis_client.hget(f"gcc:term:{tid}", "state") == b"unknown"
-    assert all(c["terminal_id"] != tid for c in live.sweep_silent(now=1000.0 + 200))
+    home = {tid: GRID}.get
+    changed = live.sweep_silent(home, now=1000.0 + contract.SILENT_AFTER_S + 1)
+    assert [(c.terminal_id, c.state, c.home_grid_code) for c in changed if c.terminal_id == tid] == \
+        [(tid, "silent", GRID)]
+    assert redis_client.hget(Keys.terminal(tid), "state") == b"silent"
+    assert all(c.terminal_id != tid for c in live.sweep_silent(home, now=1000.0 + 200))
+
+
+def test_what_the_writer_stores_the_contract_reads_back(live, redis_client):
+    tid, sensor, uid = f"T-{uuid.uuid4().hex[:6]}", f"S-{uuid.uuid4().hex[:6]}", uuid.uuid4().hex[:6]
+    live.apply([_fix(tid, 30, lon=119.301, lat=26.08), _alarm(sensor, f"A-{uid}", "raised", 31)])
+    [terminal] = contract.read_terminals(redis_client, [tid], now=T0.timestamp() + 40)
+    assert (terminal.lon, terminal.lat, terminal.grid_code, terminal.state) == (119.301, 26.08, GRID, "online")
+    assert terminal.member_id == "M-" + tid and terminal.t == (T0 + timedelta(seconds=30)).timestamp()
+    [alarm] = [a for a in contract.read_open_alarms(redis_client) if a.alarm_id == f"A-{uid}"]
+    assert (alarm.sensor_id, alarm.severity, alarm.acknowledged_by) == (sensor, 4, None)
+    assert contract.acknowledge_open_alarm(redis_client, contract.AlarmAckChange(f"A-{uid}", GRID, 1.0, "duty"))
+    [alarm] = [a for a in contract.read_open_alarms(redis_client) if a.alarm_id == f"A-{uid}"]
+    assert alarm.acknowledged_by == "duty"
+    live.apply([_alarm(sensor, f"A-{uid}", "cleared", 32)])  # an alarm that ends is no longer acknowledged
+    assert not redis_client.hexists(Keys.ACKED_ALARMS, f"A-{uid}")
+    assert not contract.acknowledge_open_alarm(redis_client, contract.AlarmAckChange(f"A-{uid}", GRID, 2.0, "duty"))
+
+
+def test_a_redis_with_the_old_key_layout_is_reset_once(redis_client):
+    redis_client.delete(Keys.SCHEMA)
+    redis_client.hset(Keys.terminal("T-OLD-LAYOUT"), mapping={"grid": GRID, "state": "unknown"})
+    writer = LiveState(redis_client)
+    assert writer.ensure_schema()
+    assert not redis_client.exists(Keys.terminal("T-OLD-LAYOUT"))
+    assert not writer.ensure_schema()

@@ -2,122 +2,39 @@
 pushed over Socket.IO (no polling), scopes by org, and recovers from a web server restart."""
 from __future__ import annotations
 
-import os
 import re
-import signal
-import subprocess
-import sys
 import time
-import urllib.request
 import uuid
-from datetime import datetime, timedelta, timezone
-from pathlib import Path
+from datetime import timedelta
 
 import orjson
 import pytest
 
-from config.settings import REPO_ROOT
-from stack import free_port
-from telemetry.topics import gateway_topic, terminal_topic
+from telemetry.orgcodes import Level, ancestor
+from telemetry.topics import gateway_topic
 
 from ..support import wait_for
-from .ingest_helpers import ThreadWorker, fix_payload
 from .mqtt_helpers import MqttProbe
+from .screens import SCREENSHOTS, member_fix, now
 
 pytestmark = pytest.mark.slow
-CHROMIUM = "/usr/bin/chromium"
-SCREENSHOTS = Path(os.environ.get("GCC_SCREENSHOT_DIR", "/tmp/gridcc-screenshots"))
-
-
-class Dashboard:
-    def __init__(self, stack, log_path: Path) -> None:
-        self.port = free_port()
-        self.env = {**os.environ, **stack.env(), "GCC_DASHBOARD_PORT": str(self.port)}
-        self.log_path = log_path
-        self.proc = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "dashboard"], cwd=REPO_ROOT, env=self.env,
-                                     stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT)
-        wait_for(self._up, 60, "the dashboard to answer")
-
-    def _up(self) -> bool:
-        try:
-            return urllib.request.urlopen(self.url + "/wall", timeout=2).status == 200
-        except OSError:
-            return False
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-
-@pytest.fixture(scope="module")
-def dashboard(stack, settings, city, tmp_path_factory):
-    board = Dashboard(stack, tmp_path_factory.mktemp("dash") / "dashboard.log")
-    with ThreadWorker(settings, index=96, share_group=f"t{uuid.uuid4().hex[:8]}"):
-        board.start()
-        yield board
-        if board.proc.poll() is None:
-            board.proc.terminate()
-            board.proc.wait(20)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1920, "height": 1080})
-    page = context.new_page()
-    page.errors = []
-    page.on("pageerror", lambda e: page.errors.append(str(e)))
-    yield page
-    context.close()
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc).replace(microsecond=0)
-
-
-def _member_fix(stack, member, lon, lat, t=None) -> None:
-    account = stack.account(member.terminal_id)
-    probe = MqttProbe(stack.mosquitto.port, account.username, account.password)
-    try:
-        assert probe.publish(terminal_topic(member.terminal_id, "fix"),
-                             fix_payload(t or _now(), lon, lat, battery_pct=71)) == "Success"
-    finally:
-        probe.close()
 
 
 def _state(page, expression: str):
-    return page.evaluate(f"() => {{ const st = window.gcc && window.gcc.state; return st ? ({expression}) : null; }}")
+    return page.evaluate(f"() => {{ const st = window.gcc && window.gcc.live && window.gcc.live.state('wall'); return st ? ({expression}) : null; }}")
 
 
 def _open_wall(page, dashboard, scope: str = "", kiosk: bool = False) -> None:
     query = "&".join(p for p in (f"scope={scope}" if scope else "", "kiosk=1" if kiosk else "") if p)
     page.goto(f"{dashboard.url}/wall" + (f"?{query}" if query else ""))
-    page.wait_for_function("() => window.gcc && window.gcc.state && window.gcc.state.scope !== null", timeout=20000)
+    page.wait_for_function("() => { const st = window.gcc && window.gcc.live && window.gcc.live.state('wall'); return st && st.scope !== null; }", timeout=20000)
 
 
 def test_the_wall_loads_with_the_grids_and_members_of_its_scope(stack, city, dashboard, page):
     community = city.communities[0]
     member = next(m for m in city.members if m.grid_code.startswith(community.code))
     point = city.grid_by_code[member.grid_code].boundary.representative_point()
-    _member_fix(stack, member, point.x, point.y)
+    member_fix(stack, member, point.x, point.y)
     time.sleep(1.0)
     _open_wall(page, dashboard, community.code)
     grids = _state(page, "st.grids")
@@ -132,13 +49,13 @@ def test_a_fix_published_over_mqtt_moves_the_member_within_seconds(stack, city, 
     member = city.members[40]
     grid = city.grid_by_code[member.grid_code].boundary
     start, end = grid.representative_point(), grid.centroid
-    _member_fix(stack, member, start.x, start.y, _now() - timedelta(seconds=5))
-    _open_wall(page, dashboard, member.grid_code[:12])
-    page.wait_for_function(f"() => window.gcc.state.members.has('{member.terminal_id}')", timeout=10000)
+    member_fix(stack, member, start.x, start.y, now() - timedelta(seconds=5))
+    _open_wall(page, dashboard, ancestor(member.grid_code, Level.COMMUNITY))
+    page.wait_for_function(f"() => window.gcc.live.state('wall').members.has('{member.terminal_id}')", timeout=10000)
     published = time.monotonic()
-    _member_fix(stack, member, end.x, end.y)
+    member_fix(stack, member, end.x, end.y)
     page.wait_for_function(
-        f"() => Math.abs(window.gcc.state.members.get('{member.terminal_id}').lon - {end.x}) < 1e-6", timeout=10000)
+        f"() => Math.abs(window.gcc.live.state('wall').members.get('{member.terminal_id}').lon - {end.x}) < 1e-6", timeout=10000)
     assert time.monotonic() - published < 5
     marker = page.evaluate(f"() => window.gcc.markers.get('{member.terminal_id}').getLatLng()")
     assert abs(marker["lng"] - end.x) < 1e-6 and abs(marker["lat"] - end.y) < 1e-6  # the marker itself moved
@@ -152,7 +69,7 @@ def test_a_gas_alarm_appears_in_the_ticker_and_the_queue(stack, city, dashboard,
     probe = MqttProbe(stack.mosquitto.port, account.username, account.password)
     try:
         assert probe.publish(gateway_topic(sensor.gateway_id, "alarm"), orjson.dumps({
-            "ts": _now().isoformat().replace("+00:00", "Z"), "alarm_id": f"GAS-{uuid.uuid4().hex[:8]}",
+            "ts": now().isoformat().replace("+00:00", "Z"), "alarm_id": f"GAS-{uuid.uuid4().hex[:8]}",
             "sensor_id": sensor.sensor_id, "alarm_type": "gas_over_threshold", "severity": 4, "state": "raised",
             "value": 27.5})) == "Success"
     finally:
@@ -160,7 +77,8 @@ def test_a_gas_alarm_appears_in_the_ticker_and_the_queue(stack, city, dashboard,
     page.wait_for_function("() => document.querySelector('#wall-ticker').innerText.includes('Gas over threshold')",
                            timeout=10000)
     assert "Gas over threshold" in page.inner_text("#wall-queue")
-    assert sensor.building_id in page.inner_text("#wall-queue")
+    building = city.building_by_id[sensor.building_id]
+    assert f"{building.name}, {city.grid_by_code[building.grid_code].name}" in page.inner_text("#wall-queue")  # named as people say it
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "wall-community.png"))
 
@@ -170,10 +88,10 @@ def test_switching_org_changes_what_is_shown(stack, city, dashboard, page):
     for m in city.members:
         if m.grid_code.startswith((first.code, second.code)) and m.role.value == "grid_supervisor":
             p = city.grid_by_code[m.grid_code].boundary.representative_point()
-            _member_fix(stack, m, p.x, p.y)
+            member_fix(stack, m, p.x, p.y)
     time.sleep(1.0)
     _open_wall(page, dashboard, first.code)
-    page.wait_for_function(f"() => window.gcc.state.scope === '{first.code}'")
+    page.wait_for_function(f"() => window.gcc.live.state('wall').scope === '{first.code}'")
     total_first = _state(page, "st.memberTotal")
     page.click("#shell-org")
     page.locator(".dash-dropdown-search").fill(second.code)  # waits for the search box to be there
@@ -187,7 +105,7 @@ def test_switching_org_changes_what_is_shown(stack, city, dashboard, page):
         raise AssertionError(f"options: {options.all_inner_texts()[:8]} search: {search!r}")
     options.filter(has_text=re.compile(rf"· {second.code}$")).click()
     try:
-        page.wait_for_function(f"() => window.gcc.state.scope === '{second.code}'", timeout=15000)
+        page.wait_for_function(f"() => window.gcc.live.state('wall').scope === '{second.code}'", timeout=15000)
     except Exception:
         page.screenshot(path="/tmp/org-switch-failure.png")
         raise AssertionError(f"scope is {_state(page, 'st.scope')!r}, url {page.url}, errors {page.errors}, "
@@ -195,7 +113,7 @@ def test_switching_org_changes_what_is_shown(stack, city, dashboard, page):
     assert second.name in page.inner_text("#wall-scope-name")
     assert _state(page, "st.memberTotal") == sum(m.grid_code.startswith(second.code) for m in city.members)
     assert _state(page, "st.memberTotal") != total_first
-    members = _state(page, "[...st.members.values()].map(m => m.grid)")
+    members = _state(page, "[...st.members.values()].map(m => m.home_grid_code)")
     assert members and all(g.startswith(second.code) for g in members)
 
 
@@ -213,7 +131,7 @@ def test_live_data_is_pushed_not_polled(stack, city, dashboard, page):
     member = city.members[60]
     p = city.grid_by_code[member.grid_code].boundary.representative_point()
     for i in range(5):
-        _member_fix(stack, member, p.x, p.y, _now() - timedelta(seconds=5 - i))
+        member_fix(stack, member, p.x, p.y, now() - timedelta(seconds=5 - i))
         page.wait_for_timeout(1000)
     later = requests[loaded:]
     assert later == [], f"requests after load: {later[:5]}"
@@ -228,15 +146,15 @@ def test_live_data_is_pushed_not_polled(stack, city, dashboard, page):
 def test_the_page_recovers_by_itself_when_the_web_server_restarts(stack, city, dashboard, page):
     member = city.members[80]
     grid = city.grid_by_code[member.grid_code].boundary
-    _member_fix(stack, member, grid.representative_point().x, grid.representative_point().y, _now() - timedelta(seconds=8))
-    _open_wall(page, dashboard, member.grid_code[:9])
+    member_fix(stack, member, grid.representative_point().x, grid.representative_point().y, now() - timedelta(seconds=8))
+    _open_wall(page, dashboard, ancestor(member.grid_code, Level.STREET))
     page.evaluate("() => { window.__notReloaded = true; }")
     dashboard.kill()
     page.wait_for_function("() => document.querySelector('#wall-conn').innerText.includes('reconnecting')", timeout=15000)
-    _member_fix(stack, member, grid.centroid.x, grid.centroid.y)  # while the screen is cut off
+    member_fix(stack, member, grid.centroid.x, grid.centroid.y)  # while the screen is cut off
     dashboard.start()
     page.wait_for_function(
-        f"() => Math.abs(window.gcc.state.members.get('{member.terminal_id}').lon - {grid.centroid.x}) < 1e-6",
+        f"() => Math.abs(window.gcc.live.state('wall').members.get('{member.terminal_id}').lon - {grid.centroid.x}) < 1e-6",
         timeout=30000)
     assert page.evaluate("() => window.__notReloaded === true")
     page.wait_for_function("() => document.querySelector('#wall-conn').innerText.includes('live')", timeout=10000)
@@ -247,22 +165,22 @@ def test_the_server_refuses_a_scope_that_is_not_an_org_of_the_city(dashboard):
 
     client = socketio.Client(reconnection=False)
     with pytest.raises(socketio.exceptions.ConnectionError):
-        client.connect(dashboard.url, namespaces=["/live"], transports=["websocket"], auth={"scope": "999999"})
+        client.connect(dashboard.url, namespaces=["/live"], transports=["websocket"], auth={"feed": "wall", "scope": "999999"})
     client.disconnect()
 
 
 def test_a_lost_frame_is_noticed_and_the_screen_resyncs_from_a_snapshot(stack, city, dashboard, page):
     member = city.members[100]
     grid = city.grid_by_code[member.grid_code].boundary
-    _member_fix(stack, member, grid.representative_point().x, grid.representative_point().y, _now() - timedelta(seconds=9))
+    member_fix(stack, member, grid.representative_point().x, grid.representative_point().y, now() - timedelta(seconds=9))
     sockets = []
     page.on("websocket", lambda ws: sockets.append(ws.url))
-    _open_wall(page, dashboard, member.grid_code[:12])
-    page.wait_for_function(f"() => window.gcc.state.members.has('{member.terminal_id}')", timeout=10000)
-    page.evaluate("() => { window.gcc.state.seq -= 3; }")  # as if three frames had been lost
-    _member_fix(stack, member, grid.centroid.x, grid.centroid.y)
-    page.wait_for_function("() => (window.gcc.resyncs || 0) >= 1", timeout=10000)
+    _open_wall(page, dashboard, ancestor(member.grid_code, Level.COMMUNITY))
+    page.wait_for_function(f"() => window.gcc.live.state('wall').members.has('{member.terminal_id}')", timeout=10000)
+    page.evaluate("() => { window.gcc.live.state('wall').seq -= 3; }")  # as if three frames had been lost
+    member_fix(stack, member, grid.centroid.x, grid.centroid.y)
+    page.wait_for_function("() => window.gcc.live.resyncs('wall') >= 1", timeout=10000)
     page.wait_for_function(
-        f"() => Math.abs(window.gcc.state.members.get('{member.terminal_id}').lon - {grid.centroid.x}) < 1e-6",
+        f"() => Math.abs(window.gcc.live.state('wall').members.get('{member.terminal_id}').lon - {grid.centroid.x}) < 1e-6",
         timeout=10000)
     assert len(sockets) >= 2  # it reconnected for the snapshot

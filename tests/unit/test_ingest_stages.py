@@ -7,7 +7,8 @@ from datetime import datetime, timedelta, timezone
 import orjson
 import pytest
 
-from ingest.stages import Inbound, Registry, process, process_batch
+from ingest.model import Inbound
+from ingest.stages import Registry, process, process_batch
 from simulator.citygen import SCALES, generate
 
 NOW = datetime(2026, 11, 21, 8, 0, tzinfo=timezone.utc)
@@ -20,7 +21,7 @@ def registry():
 
 def _fix(terminal: str, lon: float, lat: float, seconds: int = 0) -> Inbound:
     body = {"ts": (NOW - timedelta(seconds=seconds)).isoformat(), "lat": lat, "lon": lon}
-    return Inbound(f"gcc/v1/terminal/{terminal}/fix", orjson.dumps(body), 1, False, 1, NOW)
+    return Inbound(f"gcc/v1/terminal/{terminal}/fix", orjson.dumps(body), 1, False, NOW)
 
 
 def test_batch_processing_gives_the_same_outcomes_as_one_at_a_time(registry):
@@ -32,8 +33,8 @@ def test_batch_processing_gives_the_same_outcomes_as_one_at_a_time(registry):
         member = rng.choice(city.members)
         inbounds.append(_fix(member.terminal_id, rng.uniform(minx - 0.01, maxx + 0.01),
                              rng.uniform(miny - 0.01, maxy + 0.01), seconds=i))
-    inbounds.append(Inbound("gcc/v1/terminal/T-NOBODY/fix", inbounds[0].payload, 1, False, 2, NOW))
-    inbounds.append(Inbound(inbounds[0].topic, b"{", 1, False, 3, NOW))
+    inbounds.append(Inbound("gcc/v1/terminal/T-NOBODY/fix", inbounds[0].payload, 1, False, NOW))
+    inbounds.append(Inbound(inbounds[0].topic, b"{", 1, False, NOW))
     one = [process(i, registry) for i in inbounds]
     many = process_batch(inbounds, registry)
     assert [(o.rejection, [e.grid_code for e in o.accepted]) for o in one] == \
@@ -56,7 +57,7 @@ def test_a_sensor_reading_through_the_wrong_gateway_is_refused(registry):
     sensor = registry.city.sensors[0]
     other = next(g for g in registry.city.gateways if g.gateway_id != sensor.gateway_id)
     body = {"ts": NOW.isoformat(), "readings": [{"sensor_id": sensor.sensor_id, "quantity": "volume", "value": 1.0}]}
-    outcome = process(Inbound(f"gcc/v1/gateway/{other.gateway_id}/reading", orjson.dumps(body), 1, False, 1, NOW),
+    outcome = process(Inbound(f"gcc/v1/gateway/{other.gateway_id}/reading", orjson.dumps(body), 1, False, NOW),
                       registry)
     assert outcome.rejection.reason == "unknown_device"
     assert sensor.gateway_id in outcome.rejection.detail

@@ -1,0 +1,99 @@
+"""Who is asking, and may they: the one authorization point of the dashboard.
+
+`authorize(identity, guarded, scope_code)` answers for a page (the router, the Socket.IO connect
+handler) and for an action (every command that changes data) alike: the identity must hold one of
+the roles the page or action names, and the scope must be an org unit of the city inside the
+identity's own subtree. Nothing else decides; the browser is never trusted to hide anything.
+
+Until logins exist every request is the anonymous demo identity (`current_identity`), which holds
+every role over the whole city; the logins issue replaces only `current_identity`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Protocol
+
+from telemetry.catalogue import Label
+from telemetry.city import City
+from telemetry.orgcodes import contains
+
+
+class UserRole(str, Enum):
+    """What a person using the screens may do (not a grid member's role in the field)."""
+    WALL_VIEWER = "wall_viewer"
+    DISPATCHER = "dispatcher"
+    LEADER = "leader"
+    ADMIN = "admin"
+
+
+USER_ROLE_LABELS: dict[UserRole, Label] = {
+    UserRole.WALL_VIEWER: Label("Wall viewer", "大屏"), UserRole.DISPATCHER: Label("Dispatcher", "调度员"),
+    UserRole.LEADER: Label("Leader", "领导"), UserRole.ADMIN: Label("Administrator", "管理员"),
+}
+EVERYONE = frozenset(UserRole)
+
+
+@dataclass(frozen=True)
+class Identity:
+    user: str
+    roles: frozenset[UserRole]
+    scope_code: str = ""           # the org unit this identity belongs to; "" is the whole city
+
+
+ANONYMOUS_DEMO = Identity("demo", EVERYONE, "")
+
+
+def current_identity() -> Identity:
+    """Who is asking (in a request or a socket handler). No logins yet: the demo identity."""
+    return ANONYMOUS_DEMO
+
+
+class Guarded(Protocol):
+    """A page or an action: something only some roles may do."""
+    roles: frozenset[UserRole]
+
+    @property
+    def name(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class Scope:
+    code: str                      # "" is the whole city
+    name: str
+
+    def covers(self, org_code: str | None) -> bool:
+        return not self.code or (org_code is not None and contains(self.code, org_code))
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    reason: str                    # why not (or "allowed")
+    scope: Scope | None = None     # the scope that was granted
+    status: int = 200              # 403 refused, 404 no such org unit
+
+    def __bool__(self) -> bool:
+        return self.allowed
+
+
+def scope_of(city: City, code: str | None) -> Scope | None:
+    """The scope of an org unit of this city ("" or None: the whole city), or None if there is
+    no such org unit."""
+    if not code:
+        return Scope("", city.name)
+    if code in city.org_by_code or code in city.grid_by_code:
+        return Scope(code, city.org_name(code))
+    return None
+
+
+def authorize(city: City, identity: Identity, guarded: Guarded, scope_code: str | None) -> Decision:
+    """May `identity` use `guarded` (a page or an action) at `scope_code`?"""
+    if not identity.roles & guarded.roles:
+        return Decision(False, f"{identity.user} holds none of the roles that {guarded.name} needs", status=403)
+    scope = scope_of(city, scope_code)
+    if scope is None:
+        return Decision(False, f"{scope_code!r} is not an org unit of {city.name}", status=404)
+    if identity.scope_code and not contains(identity.scope_code, scope.code):
+        return Decision(False, f"{scope.code} lies outside {identity.user}'s scope {identity.scope_code}", status=403)
+    return Decision(True, "allowed", scope)

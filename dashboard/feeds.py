@@ -1,0 +1,65 @@
+"""Live feeds: what a page subscribes to. A page declares its feed; the hub (hub.py) serves it.
+
+A feed names the change kinds its page draws and how each travels to the browser (`wire`: the
+fields that page shows, nothing more), how to build its snapshot (what a screen needs to redraw
+from scratch), and any periodic pushes (the wall's heat map). The hub keeps one room per
+(feed, scope): a screen receives only its own feed's changes, only for its scope.
+
+Frames are merged per room between flushes: for kinds with a coalescing key (a terminal's fix,
+a member's status) only the newest survives; the others (alarms, reports, task acknowledgements)
+are all kept, in order.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from dashboard.authz import Scope
+from telemetry import live
+
+
+@dataclass(frozen=True)
+class Periodic:
+    event: str                     # the Socket.IO event the page listens to
+    every_s: float
+    build: Callable[[Any, Scope], Any]   # (queries, scope) -> payload
+
+
+@dataclass(frozen=True)
+class Feed:
+    name: str
+    wire: dict[str, Callable[[Any, live.Change], Any]]   # change kind -> (queries, change) -> browser form
+    snapshot: Callable[[Any, Scope], dict]                # (queries, scope) -> snapshot body
+    periodic: tuple[Periodic, ...] = ()
+
+    @property
+    def kinds(self) -> frozenset[str]:
+        return frozenset(self.wire)
+
+    def room(self, scope: Scope) -> str:
+        return f"{self.name}@{scope.code or 'city'}"
+
+
+@dataclass
+class Frame:
+    """The changes of one room since its last frame, merged."""
+    coalesced: dict[tuple, live.Change] = field(default_factory=dict)
+    events: list[live.Change] = field(default_factory=list)
+
+    def add(self, change: live.Change) -> None:
+        key = change.coalesce_key
+        if key is None:
+            self.events.append(change)
+            return
+        kept = self.coalesced.get((change.KIND, key))
+        if kept is None or kept.t <= change.t:
+            self.coalesced[(change.KIND, key)] = change
+
+    def encode(self, feed: Feed, queries, scope: Scope, seq: int) -> dict:
+        """The frame as the browser receives it: {feed, scope, seq, t, changes: {kind: [...]}}."""
+        changes: dict[str, list] = {}
+        for change in (*self.coalesced.values(), *self.events):
+            changes.setdefault(change.KIND, []).append(feed.wire[change.KIND](queries, change))
+        return {"feed": feed.name, "scope": scope.code, "seq": seq, "t": time.time(), "changes": changes}

@@ -1,0 +1,43 @@
+"""The dashboard's application state, typed: built once by `app.create_app`, kept on the Flask
+app (`extensions["gcc"]`) and read by callbacks and handlers through `app_state()`. No module
+globals."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from flask import current_app
+
+from config.settings import Settings
+from telemetry.city import City
+
+if TYPE_CHECKING:
+    from dashboard.commands import Commands
+    from dashboard.pages import Page
+    from dashboard.queries import Queries
+
+EXTENSION = "gcc"
+
+
+@dataclass(frozen=True)
+class AppState:
+    settings: Settings
+    city: City
+    queries: Queries
+    commands: Commands
+    pages: tuple[Page, ...]
+
+    @property
+    def tile_url(self) -> str | None:
+        return self.settings.tile_url
+
+    def page_at(self, path: str | None) -> Page | None:
+        for page in self.pages:
+            if path == page.path or path in page.aliases:
+                return page
+        return None
+
+
+def app_state() -> AppState:
+    """The state of the app serving the current request or socket event."""
+    return current_app.extensions[EXTENSION]

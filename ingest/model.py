@@ -1,0 +1,62 @@
+"""What travels through the ingest chain: the inbound message as delivered, a rejection, the
+enriched message, and one message's outcome. Plain immutable values; no I/O."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from telemetry.messages import Message
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """One message as it arrived (immutable): its topic, bytes and when we received it."""
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    received_at: datetime
+    dup: bool = False
+    http_identity: tuple[str, str | None] | None = None  # OwnTracks HTTP mode: (user, X-Limit-D device)
+
+
+class Receipt(Protocol):
+    """How the sender learns that its message was taken: an MQTT acknowledgement, or the answer to
+    a waiting HTTP request. Settled once, only after the message's batch is committed (or the
+    message is refused: then with its rejection)."""
+
+    def settle(self, rejection: Rejection | None) -> bool:
+        """Tell the sender; True when the sender was told (an MQTT ack can no longer be sent on a
+        connection that has gone: the broker then delivers the message again)."""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A message and the receipt its sender waits for."""
+    inbound: Inbound
+    receipt: Receipt
+
+
+@dataclass(frozen=True)
+class Rejection:
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class Enriched:
+    """A decoded message with what the chain learned about it."""
+    message: Message
+    grid_code: str | None = None
+    member_id: str | None = None
+    building_id: str | None = None
+    home_grid_code: str | None = None          # a member's own grid (a fix may lie elsewhere)
+    place: tuple[float, float] | None = None   # a sensor's (lon, lat), from the reference data
+
+
+@dataclass
+class Outcome:
+    inbound: Inbound
+    accepted: list[Enriched] = field(default_factory=list)
+    rejection: Rejection | None = None

@@ -1,0 +1,106 @@
+"""The command module against the real database and Redis: a command is authorized, validated,
+written with its audit row in one transaction, then told to the live state and the bus; a refusal
+changes nothing and is audited; the audit log cannot be edited."""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import psycopg2
+import pytest
+
+from dashboard.authz import ANONYMOUS_DEMO, Identity, UserRole
+from dashboard.commands import AcknowledgeAlarm, Commands
+from ingest.live import LiveState
+from ingest.model import Enriched
+from ingest.store import Batch, Store, row_for
+from telemetry import live
+from telemetry.catalogue import AlarmType
+from telemetry.messages import DeviceAlarm
+
+from .ingest_helpers import count
+
+
+@pytest.fixture
+def commands(settings, city, redis_client):
+    return Commands(city, redis_client, settings.pg_dsn, producer="test-commands")
+
+
+def _open_alarm(settings, city, redis_client) -> tuple[str, object]:
+    """A raised gas alarm, stored and live, as the ingest would leave it."""
+    sensor = next(s for s in city.sensors if s.kind.value == "gas_detector")
+    alarm = DeviceAlarm(alarm_id=f"A-{uuid.uuid4().hex[:8]}", sensor_id=sensor.sensor_id,
+                        time=datetime.now(timezone.utc) - timedelta(seconds=5),
+                        alarm_type=AlarmType.GAS_OVER_THRESHOLD, severity=4, state="raised")
+    item = Enriched(alarm, sensor.grid_code, building_id=sensor.building_id, place=(sensor.lon, sensor.lat))
+    batch = Batch()
+    batch.add(*row_for(item, datetime.now(timezone.utc)), 0)
+    store = Store(settings.pg_dsn)
+    store.write(batch)
+    store.close()
+    writer = LiveState(redis_client)
+    writer.ensure_schema()
+    writer.apply([item])
+    return alarm.alarm_id, sensor
+
+
+def test_a_command_is_written_audited_and_told_to_the_live_state_and_the_bus(settings, city, redis_client,
+                                                                             commands, db):
+    alarm_id, sensor = _open_alarm(settings, city, redis_client)
+    bus = live.BusReader(redis_client, block_ms=200)
+    bus.start_at_end()
+    result = commands.execute(ANONYMOUS_DEMO, AcknowledgeAlarm(alarm_id, note="crew on the way"), "10.0.0.9")
+    assert result.ok, result.reason
+    assert count(db, "select count(*) from alarm_acknowledgements where alarm_id = %s and note = %s", alarm_id,
+                 "crew on the way") == 1
+    with db.cursor() as cur:
+        cur.execute("select actor, roles, outcome, scope_code, after->>'by', source_address from audit_log "
+                    "where target = %s", (f"alarm:{alarm_id}",))
+        [(actor, roles, outcome, scope_code, by, source)] = cur.fetchall()
+    assert (actor, outcome, scope_code, by, source) == ("demo", "done", sensor.grid_code, "demo", "10.0.0.9")
+    assert "dispatcher" in roles
+    [alarm] = [a for a in live.read_open_alarms(redis_client) if a.alarm_id == alarm_id]
+    assert alarm.acknowledged_by == "demo"
+    told = [c for e in bus.read() for c in e.changes if isinstance(c, live.AlarmAckChange) and c.alarm_id == alarm_id]
+    assert [c.acknowledged_by for c in told] == ["demo"]
+
+
+def test_a_refused_command_changes_nothing_and_is_audited_with_the_reason(settings, city, redis_client, commands, db):
+    alarm_id, sensor = _open_alarm(settings, city, redis_client)
+    viewer = Identity("wall-7", frozenset({UserRole.WALL_VIEWER}), "")
+    result = commands.execute(viewer, AcknowledgeAlarm(alarm_id))
+    assert not result.ok and "roles" in result.reason
+    other_street = next(s for s in city.streets if not sensor.grid_code.startswith(s.code))
+    elsewhere = Identity("disp-9", frozenset({UserRole.DISPATCHER}), other_street.code)
+    result = commands.execute(elsewhere, AcknowledgeAlarm(alarm_id))
+    assert not result.ok and "outside" in result.reason
+    assert count(db, "select count(*) from alarm_acknowledgements where alarm_id = %s", alarm_id) == 0
+    assert count(db, "select count(*) from audit_log where target = %s and outcome = 'refused'",
+                 f"alarm:{alarm_id}") >= 1
+    assert all(a.acknowledged_by is None for a in live.read_open_alarms(redis_client) if a.alarm_id == alarm_id)
+    # twice: the second is refused (already acknowledged), audited, and writes nothing more
+    assert commands.execute(ANONYMOUS_DEMO, AcknowledgeAlarm(alarm_id)).ok
+    again = commands.execute(ANONYMOUS_DEMO, AcknowledgeAlarm(alarm_id))
+    assert not again.ok and "already acknowledged by demo" in again.reason
+    assert count(db, "select count(*) from alarm_acknowledgements where alarm_id = %s", alarm_id) == 1
+
+
+def test_an_alarm_that_is_not_open_cannot_be_acknowledged(commands, db):
+    result = commands.execute(ANONYMOUS_DEMO, AcknowledgeAlarm("A-NEVER-RAISED"))
+    assert not result.ok and "does not exist" in result.reason
+    assert count(db, "select count(*) from audit_log where target = 'alarm:A-NEVER-RAISED' and outcome = 'refused'") >= 1
+
+
+def test_the_audit_log_cannot_be_edited_or_emptied(settings, db):
+    with db.cursor() as cur:
+        cur.execute("insert into audit_log (actor, roles, action, outcome) values ('t', '{}', 'test', 'done') "
+                    "returning id")
+        row_id = cur.fetchone()[0]
+    db.commit()
+    for sql in ("update audit_log set actor = 'x' where id = %s", "delete from audit_log where id = %s"):
+        with pytest.raises(psycopg2.Error, match="append-only"), db.cursor() as cur:
+            cur.execute(sql, (row_id,))
+        db.rollback()
+    with pytest.raises(psycopg2.Error, match="append-only"), db.cursor() as cur:
+        cur.execute("truncate audit_log")
+    db.rollback()

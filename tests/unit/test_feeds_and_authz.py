@@ -1,0 +1,159 @@
+"""Feeds, rooms and the one authorization point, without servers: which room gets which change,
+how frames merge, and who may open what at which scope."""
+from __future__ import annotations
+
+from collections import defaultdict
+
+import pytest
+
+from dashboard.authz import ANONYMOUS_DEMO, Identity, Scope, UserRole, authorize, scope_of
+from dashboard.commands import ACKNOWLEDGE_ALARM
+from dashboard.feeds import Frame
+from dashboard.hub import Room, route, scopes_seeing, watch_index
+from dashboard.pages import declared
+from dashboard.pages.dispatch import FEED as DISPATCH
+from dashboard.pages.wall import FEED as WALL
+from dashboard.vocabulary import MEMBER_STATE_COLOURS, ROLE_COLOURS, SEVERITY_COLOURS, for_browser
+from simulator.citygen import SCALES, generate
+from telemetry import live
+from telemetry.catalogue import AlarmType, MemberState, Role, Severity
+
+GRID = "350102001001001"
+OTHER_STREET_GRID = "350102002001001"
+
+
+@pytest.fixture(scope="module")
+def city():
+    return generate(SCALES["demo"], seed=7)
+
+
+def _fix(terminal_id: str, t: float, home: str = GRID) -> live.FixChange:
+    return live.FixChange(terminal_id, "M-" + terminal_id, home, home, t, 119.3, 26.1)
+
+
+def test_a_change_reaches_every_level_above_its_grid_and_the_city():
+    assert scopes_seeing(GRID) == ("", "350102", "350102001", "350102001001", GRID)
+    assert scopes_seeing(None) == ("",)
+
+
+def _rooms(*specs) -> dict[str, Room]:
+    rooms = {}
+    for feed, code in specs:
+        scope = Scope(code, code or "city")
+        rooms[feed.room(scope)] = Room(feed, scope, viewers=1)
+    return rooms
+
+
+def test_each_feed_gets_only_its_kinds_for_its_scope():
+    rooms = _rooms((WALL, "350102001"), (DISPATCH, "350102001"), (WALL, "350102002"), (DISPATCH, ""))
+    pending = defaultdict(Frame)
+    ack = live.TaskAckChange("K1", "T1", "M1", GRID, 5.0, "accepted")
+    status = live.StatusChange("T1", "M1", GRID, 5.0, "offline")
+    reading = live.ReadingChange("S1", GRID, 5.0, "gas_lel", 1.0)
+    route(watch_index(rooms), [_fix("T1", 1.0), ack, status, reading], pending)
+    kinds = {room: sorted({c.KIND for c in (*f.coalesced.values(), *f.events)}) for room, f in pending.items()}
+    assert kinds == {"wall@350102001": ["fix", "status"],            # no task acks, no readings on the wall
+                     "dispatch@350102001": ["status", "task_ack"],    # no 2 Hz fixes on the console
+                     "dispatch@city": ["status", "task_ack"]}         # the other street's wall saw nothing
+
+
+def test_a_room_without_screens_gets_nothing():
+    rooms = _rooms((WALL, ""))
+    rooms["wall@city"].viewers = 0
+    pending = defaultdict(Frame)
+    route(watch_index(rooms), [_fix("T1", 1.0)], pending)
+    assert not pending
+
+
+def test_a_frame_keeps_the_newest_fix_of_a_terminal_and_every_alarm_in_order():
+    frame = Frame()
+    for change in (_fix("T1", 3.0), _fix("T1", 9.0), _fix("T1", 6.0), _fix("T2", 1.0)):
+        frame.add(change)
+    raised = live.AlarmChange("A1", "S1", "B1", GRID, 1.0, "tamper", 3, "raised")
+    cleared = live.AlarmChange("A1", "S1", "B1", GRID, 2.0, "tamper", 3, "cleared")
+    frame.add(raised)
+    frame.add(cleared)
+
+    class Names:
+        def building_name(self, building_id):
+            return f"Building {building_id}"
+
+        def org_name(self, code):
+            return code
+
+    body = frame.encode(WALL, Names(), Scope("", "city"), seq=7)
+    assert body["seq"] == 7 and body["feed"] == "wall"
+    assert [(f[0], f[3]) for f in body["changes"]["fix"]] == [("T1", 9.0), ("T2", 1.0)]
+    assert [a["state"] for a in body["changes"]["alarm"]] == ["raised", "cleared"]
+    assert body["changes"]["alarm"][0]["where"] == "Building B1"
+
+
+def test_the_wall_feed_carries_no_report_text_photo_or_terminal_id():
+    report = live.ReportChange("R1", "T-SECRET", "M1", GRID, 1.0, "noise", 1, 119.3, 26.1, "Gate 2",
+                               "my neighbour's name", "photos/secret.jpg")
+
+    class Names:
+        def org_name(self, code):
+            return code
+
+    wired = WALL.wire["report"](Names(), report)
+    assert "T-SECRET" not in str(wired) and "neighbour" not in str(wired) and "secret.jpg" not in str(wired)
+    assert wired["where"] == "Gate 2"
+
+
+def test_pages_declare_unique_paths_and_feeds():
+    pages = declared()
+    paths = [p.path for p in pages] + [a for p in pages for a in p.aliases]
+    assert len(paths) == len(set(paths)) and "/" in paths
+    feeds = [p.feed.name for p in pages if p.feed]
+    assert len(feeds) == len(set(feeds))
+    assert all(p.roles and str(p.label) for p in pages)
+
+
+def test_the_demo_identity_may_open_every_page_anywhere_in_the_city(city):
+    for page in declared():
+        for code in ("", city.districts[0].code, city.communities[3].code, city.grids[5].code):
+            decision = authorize(city, ANONYMOUS_DEMO, page, code)
+            assert decision and decision.scope.code == code
+
+
+def test_an_org_code_the_city_does_not_have_is_not_found(city):
+    decision = authorize(city, ANONYMOUS_DEMO, declared()[0], "350102099")
+    assert not decision and decision.status == 404 and "350102099" in decision.reason
+
+
+def test_a_street_identity_is_refused_the_city_and_other_streets_but_not_its_own_subtree(city):
+    street = city.streets[0]
+    viewer = Identity("wall-1", frozenset({UserRole.WALL_VIEWER}), street.code)
+    wall = declared()[0]
+    assert authorize(city, viewer, wall, street.code)
+    assert authorize(city, viewer, wall, city.communities[0].code)       # a community of that street
+    for outside in ("", city.streets[1].code):
+        decision = authorize(city, viewer, wall, outside)
+        assert not decision and decision.status == 403
+
+
+def test_a_role_without_the_page_or_action_is_refused(city):
+    viewer = Identity("wall-1", frozenset({UserRole.WALL_VIEWER}), "")
+    dispatch = next(p for p in declared() if p.path == "/dispatch")
+    assert not authorize(city, viewer, dispatch, "")
+    assert not authorize(city, viewer, ACKNOWLEDGE_ALARM, GRID)
+    dispatcher = Identity("d-1", frozenset({UserRole.DISPATCHER}), "")
+    assert authorize(city, dispatcher, ACKNOWLEDGE_ALARM, GRID)
+
+
+def test_a_grid_is_a_scope_too(city):
+    grid = city.grids[0]
+    assert scope_of(city, grid.code).name == grid.name
+
+
+def test_every_value_the_changes_carry_has_a_label_and_the_drawn_ones_a_colour():
+    vocabulary = for_browser()
+    labels = vocabulary["labels"]
+    assert set(labels["alarm_type"]) == {a.value for a in AlarmType}
+    assert set(labels["member_state"]) == {s.value for s in MemberState}
+    assert set(labels["role"]) == {r.value for r in Role}
+    assert set(labels["severity"]) == {str(s.value) for s in Severity}
+    assert set(MEMBER_STATE_COLOURS) == set(MemberState) and set(ROLE_COLOURS) == set(Role)
+    assert set(SEVERITY_COLOURS) == set(Severity)
+    assert all(" " in text for text in labels["member_state"].values())  # "English 中文"
