@@ -39,11 +39,11 @@ def main() -> None:
     shapely.prepare([g for _, g in geoms])
 
     def naive():
-        for x, y in zip(lons[:naive_n], lats[:naive_n]):
+        for x, y in zip(lons[:naive_n], lats[:naive_n], strict=True):
             p = Point(x, y)
             next((code for code, geom in geoms if geom.intersects(p)), None)
 
-    single = _rate(lambda: [index.locate(x, y) for x, y in zip(lons, lats)], args.points)
+    single = _rate(lambda: [index.locate(x, y) for x, y in zip(lons, lats, strict=True)], args.points)
     batch = _rate(lambda: [index.locate_many(lons[i:i + 1000], lats[i:i + 1000])
                            for i in range(0, args.points, 1000)], args.points)
     scan = _rate(naive, naive_n)

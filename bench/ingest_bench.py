@@ -77,7 +77,8 @@ def _subscribe_until_stopped(client: mqtt.Client, port: int, share: str, ready: 
     client.loop_stop()
 
 
-def discard_subscriber(port: int, account: tuple[str, str], index: int, ready: mp.Event, counter, stop: mp.Event) -> None:
+def discard_subscriber(port: int, account: tuple[str, str], index: int, ready: mp.Event, counter,
+                       stop: mp.Event) -> None:
     """The broker-only ceiling: count and drop (paho acknowledges after the callback)."""
     c = _client(account, f"bench-discard-{index}")
     c.on_message = lambda *a: counter.__setitem__(index, counter[index] + 1)
@@ -239,7 +240,8 @@ def main() -> None:
     results = []
     try:
         for number, (name, run, n) in enumerate(runs, 1):
-            print(f"run {number}/{len(runs)}: {name}, {n * args.publishers:,} messages ...", file=sys.stderr, flush=True)
+            print(f"run {number}/{len(runs)}: {name}, {n * args.publishers:,} messages ...", file=sys.stderr,
+                  flush=True)
             results.append((name, run(n), n * args.publishers))
     finally:
         bench.close()

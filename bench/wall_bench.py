@@ -93,13 +93,14 @@ def main() -> None:
         writer.ensure_schema()
         writer.apply(items)
 
-        env = {**os.environ, **stack.env(), "GCC_INGEST_HTTP_PORT": str(free_port()), "GCC_DASHBOARD_PORT": str(free_port()),
+        env = {**os.environ, **stack.env(), "GCC_INGEST_HTTP_PORT": str(free_port()),
+               "GCC_DASHBOARD_PORT": str(free_port()),
                "GCC_FRAME_INTERVAL_S": str(args.frame_interval)}
-        log = open(data / "apps.log", "ab")
-        procs.append(subprocess.Popen([sys.executable, "-m", "ingest", "--index", "1"], cwd=REPO_ROOT, env=env,
-                                      stdout=log, stderr=subprocess.STDOUT))
-        procs.append(subprocess.Popen([sys.executable, "-m", "dashboard"], cwd=REPO_ROOT, env=env,
-                                      stdout=log, stderr=subprocess.STDOUT))
+        with open(data / "apps.log", "ab") as log:
+            procs.append(subprocess.Popen([sys.executable, "-m", "ingest", "--index", "1"], cwd=REPO_ROOT, env=env,
+                                          stdout=log, stderr=subprocess.STDOUT))
+            procs.append(subprocess.Popen([sys.executable, "-m", "dashboard"], cwd=REPO_ROOT, env=env,
+                                          stdout=log, stderr=subprocess.STDOUT))
         url = f"http://127.0.0.1:{env['GCC_DASHBOARD_PORT']}/wall?kiosk=1"
         _wait_http(url)
         _wait_http(f"http://127.0.0.1:{env['GCC_INGEST_HTTP_PORT']}/healthz")
@@ -112,7 +113,8 @@ def main() -> None:
             for _ in range(3):
                 start = time.perf_counter()
                 page.goto(url)
-                page.wait_for_function(f"() => window.gcc && window.gcc.live && window.gcc.live.state('wall') && window.gcc.live.state('wall').members.size >= {len(city.members)}",
+                page.wait_for_function(f"() => {{ const st = window.gcc.live && window.gcc.live.state('wall');"
+                                       f" return st && st.members.size >= {len(city.members)}; }}",
                                        timeout=60000)
                 page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
                 paints.append(time.perf_counter() - start)

@@ -48,7 +48,8 @@ class Settings(BaseSettings):
     ingest_http_port: int = Field(9108, description="first ingest worker's /metrics and /owntracks port; "
                                   "worker N uses this + N - 1")
     ingest_batch_size: int = 2000
-    ingest_flush_interval_s: float = Field(0.1, description="a batch is committed at latest this long after its first message")
+    ingest_flush_interval_s: float = Field(0.1, description="a batch is committed at latest this long after its "
+                                           "first message")
     ingest_receive_maximum: int = Field(4000, description="unacknowledged messages in flight per worker")
 
     dashboard_host: str = "127.0.0.1"

@@ -24,7 +24,8 @@ class Metrics:
                                   "database error", ["worker"], registry=r).labels(**labels)
         self.live_errors = Counter("gcc_ingest_live_errors", "live-state or live-event updates that failed",
                                    ["worker"], registry=r).labels(**labels)
-        self.events = Counter("gcc_ingest_live_events", "entries put on the live bus (one per batch that changed something)",
+        self.events = Counter("gcc_ingest_live_events",
+                              "entries put on the live bus (one per batch that changed something)",
                               ["worker"], registry=r).labels(**labels)
         self.batch_size = Histogram("gcc_ingest_batch_size", "messages per committed batch", ["worker"],
                                     buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000), registry=r).labels(**labels)

@@ -85,7 +85,7 @@ class Batch:
     def only(self, origin: int) -> Batch:
         part = Batch()
         for table, rows in self.rows.items():
-            for row, o in zip(rows, self.origins[table]):
+            for row, o in zip(rows, self.origins[table], strict=True):
                 if o == origin:
                     part.add(table, row, o)
         return part

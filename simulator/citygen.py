@@ -116,7 +116,7 @@ def generate(scale: Scale = SCALES["demo"], seed: int = 20261121, progress: bool
     city.communities = communities
     counts = _grid_counts(scale.grids, len(communities), rng)
     bar = tqdm(total=scale.grids, desc="grids", unit="grid", disable=not progress, file=sys.stderr)
-    for community, count in zip(communities, counts):
+    for community, count in zip(communities, counts, strict=True):
         for g, gcell in enumerate(_split(community.boundary, count, rng), 1):
             code = child_code(community.code, g)
             kind = GridKind.UNIT if rng.random() < 0.1 else GridKind.RESIDENTIAL

@@ -8,6 +8,7 @@ drop a connection "uncleanly" so the broker publishes the device's last will.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import selectors
@@ -115,17 +116,13 @@ class Mux:
         self.selector.register(sock, selectors.EVENT_READ, conn)
 
     def unregister(self, sock) -> None:
-        try:
+        with contextlib.suppress(KeyError, ValueError):
             self.selector.unregister(sock)
-        except (KeyError, ValueError):
-            pass
 
     def want_write(self, sock, conn: DeviceConnection, on: bool) -> None:
         events = selectors.EVENT_READ | (selectors.EVENT_WRITE if on else 0)
-        try:
+        with contextlib.suppress(KeyError, ValueError):
             self.selector.modify(sock, events, conn)
-        except (KeyError, ValueError):
-            pass
 
     # --- life cycle -------------------------------------------------------------------------------
     def add(self, conn: DeviceConnection) -> None:

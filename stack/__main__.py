@@ -5,6 +5,10 @@ up      start PostgreSQL+TimescaleDB, Redis and Mosquitto (and, as they land, th
         part that crashes, and stop everything on Ctrl-C or SIGTERM.
 down    stop a stack that `up` started (from its pid files), e.g. one left in another terminal.
 status  say which parts are running.
+
+Every process of the stack (the supervisor too) leaves a pid file in `<data dir>/run/` that says
+how to recognise and stop it (stack.process.PidRecord); `down` and `status` act on whatever pid
+files they find there, so a new server or app needs no change here.
 """
 from __future__ import annotations
 
@@ -31,15 +35,14 @@ from database.migrate import migrate
 from telemetry.lifecycle import STOP_SIGNALS
 
 from .apps import demo_apps, prepare_city, wait_ready
-from .process import pid_alive, runs
+from .process import PidRecord, live_record, pid_files, read_pid_file, stop_recorded, write_pid_file
 from .stack import LocalStack, free_port, port_is_free
+from .supervision import Supervisor
 
 log = logging.getLogger("stack")
-# pid file -> what that process's command line contains (a stale pid reused by another program
-# after a reboot is left alone)
-SERVER_PID_FILES = {"simulator.pid": "simulator", "dashboard.pid": "dashboard",
-                    "ingest-1.pid": "ingest", "ingest-2.pid": "ingest", "mosquitto.pid": "mosquitto",
-                    "redis.pid": "redis-server", "postgres.pid": "postgres"}
+SUPERVISOR_IDENTITY = ("stack", "up")  # what the supervisor's command line contains
+SUPERVISOR_STOP_TIMEOUT = 60.0  # seconds for `down` to wait while the supervisor stops everything
+LEFTOVER_STOP_TIMEOUT = 30.0  # seconds for `down` to wait for the parts of a supervisor killed outright
 
 
 def _pick_port(preferred: int, what: str) -> int:
@@ -82,21 +85,18 @@ def _report(stack: LocalStack, caps: timescale.Capabilities, city, apps) -> None
 def up(data_dir: Path, once: bool = False) -> int:
     settings = load_settings(data_dir=data_dir)
     pid_path = _supervisor_pid_path(data_dir)
-    if pid_path.exists():
-        old = int(pid_path.read_text().strip() or 0)
-        if old and old != os.getpid() and runs(old, "stack", "up"):
-            print(f"the stack is already running (supervisor pid {old}); `make stop` stops it",
-                  file=sys.stderr)
-            return 1
-        pid_path.unlink()
+    running = live_record(pid_path)
+    if running is not None and running.pid != os.getpid():
+        print(f"the stack is already running (supervisor pid {running.pid}); `make stop` stops it",
+              file=sys.stderr)
+        return 1
     stack = LocalStack(data_dir,
                        mqtt_port=_pick_port(settings.mqtt_port, "MQTT"),
                        redis_port=_pick_port(settings.redis_port, "Redis"),
                        pg_port=_pick_port(settings.pg_port, "PostgreSQL"))
     # Ctrl-C and SIGTERM are taken with sigwait in the loop below (see telemetry.lifecycle): during
     # start-up they wait until everything is up, then everything stops in order.
-    pid_path.parent.mkdir(parents=True, exist_ok=True)
-    pid_path.write_text(f"{os.getpid()}\n")
+    write_pid_file(pid_path, PidRecord(os.getpid(), SUPERVISOR_IDENTITY, signal.SIGTERM))
     retention = None
     apps = []
     try:
@@ -113,8 +113,9 @@ def up(data_dir: Path, once: bool = False) -> int:
             app.start()
         wait_ready(apps)
         _report(stack, caps, city, apps)
+        supervisor = Supervisor([*stack.servers(), *apps])
         while not once and signal.sigtimedwait(STOP_SIGNALS, 1.0) is None:
-            _restart_crashed(stack, apps)
+            supervisor.restart_crashed(time.monotonic())
     finally:
         print("stopping ...", flush=True)
         for app in reversed(apps):
@@ -143,67 +144,32 @@ def _prepare_database(dsn: str, keep) -> tuple[timescale.Capabilities, timescale
     return caps, retention
 
 
-def _restart_crashed(stack: LocalStack, apps) -> None:
-    now = time.monotonic()
-    for app in apps:
-        code = app.exited()
-        if code is None:
-            continue
-        if app.exited_at is None:
-            app.exited_at = now
-            log.error("%s exited with code %s; restarting. Log tail:\n%s", app.name, code, app.log_tail(10))
-        if now - app.exited_at >= min(2 ** app.restarts, 30):  # back off when it keeps crashing
-            app.restarts += 1
-            app.exited_at = None
-            app.start()
-    for server in stack.servers():
-        code = server.process.exited()
-        if code is not None:
-            log.error("%s exited with code %s; restarting. Log tail:\n%s",
-                      server.name, code, server.process.log_tail(10))
-            time.sleep(1.0)
-            server.start(*([stack.accounts["ingest"]] if server.name == "mosquitto" else []))
-
-
 def down(data_dir: Path) -> int:
-    run_dir = data_dir / "run"
-    pid_path = _supervisor_pid_path(data_dir)
-    stopped_any = False
-    if pid_path.exists():
-        pid = int(pid_path.read_text().strip() or 0)
-        if pid and runs(pid, "stack", "up"):
-            os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + 60
-            while pid_alive(pid) and time.monotonic() < deadline:
-                time.sleep(0.2)
-            stopped_any = True
-        pid_path.unlink(missing_ok=True)
-    for name, token in SERVER_PID_FILES.items():  # servers whose supervisor was killed outright
-        path = run_dir / name
-        if not path.exists():
-            continue
-        pid = int(path.read_text().strip() or 0)
-        if pid and runs(pid, token):
-            os.kill(pid, signal.SIGINT if name == "postgres.pid" else signal.SIGTERM)
-            if name == "postgres.pid":
-                deadline = time.monotonic() + 30
-                while pid_alive(pid) and time.monotonic() < deadline:
-                    time.sleep(0.2)
-            stopped_any = True
-        path.unlink(missing_ok=True)
-    print("stopped." if stopped_any else "nothing was running.")
+    """Stop the supervisor, which stops its parts in order; then whatever its pid files say is
+    left (the parts of a supervisor killed outright), newest first. Stale, old-format and garbled
+    pid files are removed; a pid whose command line does not match its file is never signalled."""
+    stopped = stop_recorded([_supervisor_pid_path(data_dir)], SUPERVISOR_STOP_TIMEOUT)
+    stopped += stop_recorded(reversed(pid_files(data_dir / "run")), LEFTOVER_STOP_TIMEOUT)
+    print("stopped." if stopped else "nothing was running.")
     return 0
 
 
 def status(data_dir: Path) -> int:
-    run_dir = data_dir / "run"
+    """One line per pid file, in the order the parts started; exit code 3 when nothing runs."""
     running = 0
-    for name in ("stack.pid", *SERVER_PID_FILES):
-        path = run_dir / name
-        pid = int(path.read_text().strip() or 0) if path.exists() else 0
-        alive = bool(pid) and pid_alive(pid)
-        running += alive
-        print(f"  {name.removesuffix('.pid'):<10} {'running, pid ' + str(pid) if alive else 'stopped'}")
+    paths = pid_files(data_dir / "run")
+    for path in paths:
+        record = read_pid_file(path)
+        if record is None:
+            state = "unknown (unreadable pid file)"
+        elif record.is_running():
+            state = f"running, pid {record.pid}"
+            running += 1
+        else:
+            state = "stopped (stale pid file)"
+        print(f"  {path.stem:<10} {state}")
+    if not paths:
+        print("  nothing is running.")
     return 0 if running else 3
 
 

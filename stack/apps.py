@@ -64,8 +64,9 @@ def demo_apps(stack: LocalStack, sim_args: str | None = None, ingest_port: int =
                                env=env, cwd=Path(REPO_ROOT))
         worker.ready_url = f"http://127.0.0.1:{ingest_port + i - 1}/healthz"
         workers.append(worker)
-    dashboard = ServerProcess("dashboard", [sys.executable, "-m", "dashboard"], log_path=stack.log_dir / "dashboard.log",
-                              pid_path=run / "dashboard.pid", env=env, cwd=Path(REPO_ROOT))
+    dashboard = ServerProcess("dashboard", [sys.executable, "-m", "dashboard"],
+                              log_path=stack.log_dir / "dashboard.log", pid_path=run / "dashboard.pid",
+                              env=env, cwd=Path(REPO_ROOT))
     dashboard.ready_url = f"http://127.0.0.1:{dashboard_port}/wall"
     return workers + [
         dashboard,
@@ -86,6 +87,7 @@ def _answers(url: str) -> bool:
 def wait_ready(apps: list[ServerProcess], timeout: float = 120.0) -> None:
     """Wait until every app that has a health URL answers 200 (fail early if one exits)."""
     for app in apps:
-        url = getattr(app, "ready_url", None)
+        url = app.ready_url
         if url:
-            wait_until(lambda: _answers(url), timeout=timeout, what=f"{app.name} at {url}", proc=app, interval=0.3)
+            wait_until(lambda url=url: _answers(url), timeout=timeout, what=f"{app.name} at {url}", proc=app,
+                       interval=0.3)

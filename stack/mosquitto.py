@@ -15,7 +15,7 @@ from config.settings import REPO_ROOT
 from telemetry.passwords import hash_password
 from telemetry.topics import AccountKind, topic_rules
 
-from .process import RunAs, ServerProcess, wait_until
+from .process import ManagedServer, RunAs, ServerProcess, wait_until
 
 
 @dataclass(frozen=True)
@@ -53,14 +53,17 @@ acl_file {data_dir}/acl
 """
 
 
-class MosquittoServer:
+class MosquittoServer(ManagedServer):
+    """The broker; it is healthy once `health_account` (a service account) can log in."""
+
     name = "mosquitto"
 
     def __init__(self, data_dir: Path, port: int, run_as: RunAs | None, log_dir: Path,
-                 run_dir: Path) -> None:
+                 run_dir: Path, health_account: BrokerAccount) -> None:
         self.data_dir = data_dir
         self.port = port
         self.run_as = run_as
+        self.health_account = health_account
         self.process = ServerProcess(
             self.name, [shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(data_dir / "mosquitto.conf")],
             log_path=log_dir / "mosquitto.log", pid_path=run_dir / "mosquitto.pid", run_as=run_as)
@@ -79,17 +82,14 @@ class MosquittoServer:
     def reload(self) -> None:
         self.process.send_signal(signal.SIGHUP)
 
-    def start(self, health_account: BrokerAccount, timeout: float = 20.0) -> None:
+    def start(self, timeout: float = 20.0) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         (self.data_dir / "mosquitto.conf").write_text(config_text(port=self.port, data_dir=self.data_dir))
         if self.run_as:
             self.run_as.own(self.data_dir, self.data_dir / "mosquitto.conf")
         self.process.start()
-        wait_until(lambda: mqtt_login_ok("127.0.0.1", self.port, health_account),
+        wait_until(lambda: mqtt_login_ok("127.0.0.1", self.port, self.health_account),
                    timeout=timeout, what="Mosquitto to accept a login", proc=self.process)
-
-    def stop(self) -> None:
-        self.process.stop()
 
 
 def mqtt_login_ok(host: str, port: int, account: BrokerAccount | None, timeout: float = 3.0) -> bool:

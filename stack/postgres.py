@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psycopg2
 
-from .process import RunAs, ServerProcess, wait_until
+from .process import ManagedServer, RunAs, ServerProcess, wait_until
 
 PG_BINDIR = Path(os.environ.get("GCC_PG_BINDIR", "/usr/lib/postgresql/15/bin"))
 
@@ -33,8 +33,9 @@ SERVER_SETTINGS = {
 }
 
 
-class PostgresServer:
+class PostgresServer(ManagedServer):
     name = "postgres"
+    stop_timeout = 30.0
 
     def __init__(self, data_dir: Path, port: int, superuser: str, password: str, database: str,
                  run_as: RunAs | None, log_dir: Path, run_dir: Path) -> None:
@@ -48,10 +49,10 @@ class PostgresServer:
                 "-c", f"port={port}", "-c", f"unix_socket_directories={data_dir}"]
         for key, value in SERVER_SETTINGS.items():
             argv += ["-c", f"{key}={value}"]
-        # SIGINT is PostgreSQL's fast shutdown, also when the supervisor dies (SIGTERM would wait
-        # for every client to disconnect).
+        # SIGINT is PostgreSQL's fast shutdown, when we stop it, when `stack down` does and when the
+        # supervisor dies (SIGTERM would wait for every client to disconnect).
         self.process = ServerProcess(self.name, argv, log_path=log_dir / "postgres.log",
-                                     pid_path=run_dir / "postgres.pid", run_as=run_as, death_signal=signal.SIGINT)
+                                     pid_path=run_dir / "postgres.pid", run_as=run_as, stop_signal=signal.SIGINT)
 
     def dsn(self, database: str | None = None) -> str:
         return (f"host=127.0.0.1 port={self.port} dbname={database or self.database} "
@@ -81,8 +82,8 @@ class PostgresServer:
     def start(self, timeout: float = 60.0) -> None:
         if not (self.data_dir / "PG_VERSION").exists():
             self._initdb()
-        self.process.clear_stale_pid_file()
-        # A postmaster.pid left by a killed server is checked by PostgreSQL itself on start.
+        # process.start() removes a stale pid file of ours; a postmaster.pid left by a killed
+        # server is checked by PostgreSQL itself on start.
         self.process.start()
         wait_until(lambda: self._query("select 1", database="postgres"), timeout=timeout,
                    what="PostgreSQL to accept connections", proc=self.process, interval=0.2)
@@ -103,7 +104,3 @@ class PostgresServer:
                     cur.execute(f'create database "{self.database}"')
         finally:
             conn.close()
-
-    def stop(self) -> None:
-        # SIGINT is PostgreSQL's "fast" shutdown: it does not wait for clients to disconnect.
-        self.process.stop(timeout=30, signum=signal.SIGINT)

@@ -2,16 +2,19 @@
 
 Every server runs in its own session (so Ctrl-C reaches only the supervisor, which then stops the
 servers in order), dies with its supervisor (Linux parent-death signal), and leaves a pid file that
-the next start recognises as stale when its process is gone.
+says how to recognise and stop it: the next start recognises it as stale when its process is gone,
+and `python -m stack down|status` act on every pid file they find without a list of names.
 """
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import pwd
 import signal
 import subprocess
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,16 +103,106 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class PidRecord:
+    """What a pid file says: the process, the tokens its command line contains (so a pid reused by
+    an unrelated program after a reboot is never taken for ours), and the signal that stops it."""
+
+    pid: int
+    identity: tuple[str, ...]
+    stop_signal: signal.Signals = signal.SIGTERM
+
+    def is_running(self) -> bool:
+        return runs(self.pid, *self.identity)
+
+    def text(self) -> str:
+        return json.dumps({"pid": self.pid, "identity": list(self.identity),
+                           "stop_signal": self.stop_signal.name}) + "\n"
+
+
+def parse_pid_record(text: str) -> PidRecord | None:
+    """The record in a pid file's text; None for anything else (an old file holding only a number,
+    an empty or garbled one): such a file cannot say whose pid it holds, so it is never acted on."""
+    try:
+        item = json.loads(text)
+        pid, identity, stop_signal = item["pid"], item["identity"], signal.Signals[item["stop_signal"]]
+    except (ValueError, TypeError, KeyError):
+        return None
+    valid = (type(pid) is int and pid > 0 and isinstance(identity, list) and identity
+             and all(isinstance(token, str) and token for token in identity))
+    return PidRecord(pid, tuple(identity), stop_signal) if valid else None
+
+
+def read_pid_file(path: Path) -> PidRecord | None:
+    """The record in pid file `path`, or None when it is missing or unrecognisable."""
+    try:
+        return parse_pid_record(path.read_text())
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def write_pid_file(path: Path, record: PidRecord) -> None:
+    """Write atomically, so a concurrent `down` or `status` never reads half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(record.text())
+    tmp.replace(path)
+
+
+def live_record(path: Path) -> PidRecord | None:
+    """The record in `path` when its process still runs; otherwise the file is stale (its process
+    is gone, or it is unrecognisable) and is removed, so it never blocks a start."""
+    record = read_pid_file(path)
+    if record is not None and record.is_running():
+        return record
+    path.unlink(missing_ok=True)
+    return None
+
+
+def pid_files(run_dir: Path) -> list[Path]:
+    """Every pid file in `run_dir`, oldest first: the order in which their processes started."""
+    return sorted(run_dir.glob("*.pid"), key=_written_at) if run_dir.is_dir() else []
+
+
+def _written_at(path: Path) -> tuple[int, str]:
+    try:
+        return path.stat().st_mtime_ns, path.name
+    except OSError:  # removed meanwhile by the process's own stop
+        return 0, path.name
+
+
+def stop_recorded(paths: Iterable[Path], timeout: float) -> list[str]:
+    """Stop the processes that the pid files `paths` record, each with its recorded signal, and
+    wait up to `timeout` seconds for all of them to exit. Each file is removed; a process whose
+    command line does not match its record is never signalled. Returns the names (file stems) of
+    the processes that were signalled."""
+    signalled: list[tuple[str, PidRecord]] = []
+    for path in paths:
+        record = live_record(path)
+        if record is None:
+            continue
+        try:
+            os.kill(record.pid, record.stop_signal)
+            signalled.append((path.stem, record))
+        except ProcessLookupError:
+            pass
+        path.unlink(missing_ok=True)
+    deadline = time.monotonic() + timeout
+    # is_running, not pid_alive: an exited child not yet reaped by its parent has stopped
+    while any(record.is_running() for _, record in signalled) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return [name for name, _ in signalled]
+
+
 class ServerProcess:
     """One server child process with a pid file and a log file."""
 
     def __init__(self, name: str, argv: list[str], *, log_path: Path, pid_path: Path,
                  run_as: RunAs | None = None, env: dict[str, str] | None = None,
-                 cwd: Path | None = None, death_signal: int = signal.SIGTERM) -> None:
+                 cwd: Path | None = None, stop_signal: signal.Signals = signal.SIGTERM) -> None:
         self.name = name
-        self.death_signal = death_signal
-        self.restarts = 0
-        self.exited_at: float | None = None
+        # how it is stopped: by us, by `stack down` (from the pid file) and when the supervisor dies
+        self.stop_signal = stop_signal
         self.argv = argv
         self.log_path = log_path
         self.pid_path = pid_path
@@ -125,17 +218,11 @@ class ServerProcess:
 
     def clear_stale_pid_file(self) -> None:
         """Remove a pid file left by a crash; refuse to start twice over a live server."""
-        if not self.pid_path.exists():
-            return
-        try:
-            pid = int(self.pid_path.read_text().strip() or 0)
-        except ValueError:
-            pid = 0
-        if pid and runs(pid, *self.identity):
+        record = live_record(self.pid_path)
+        if record is not None:
             raise RuntimeError(
-                f"{self.name} is already running (pid {pid}, pid file {self.pid_path}); "
+                f"{self.name} is already running (pid {record.pid}, pid file {self.pid_path}); "
                 f"stop it first with `make stop`")
-        self.pid_path.unlink(missing_ok=True)
 
     @property
     def identity(self) -> tuple[str, ...]:
@@ -145,17 +232,15 @@ class ServerProcess:
     def start(self) -> None:
         self.clear_stale_pid_file()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")
         kwargs = {}
         if self.run_as is not None:
             kwargs.update(user=self.run_as.uid, group=self.run_as.gid, extra_groups=[])
-        self._proc = subprocess.Popen(
-            self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, preexec_fn=_death_signal_setup(self.death_signal), env=self.env,
-            cwd=self.cwd, **kwargs)
-        log.close()
-        self.pid_path.parent.mkdir(parents=True, exist_ok=True)
-        self.pid_path.write_text(f"{self._proc.pid}\n")
+        with open(self.log_path, "ab") as log:
+            self._proc = subprocess.Popen(
+                self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True, preexec_fn=_death_signal_setup(self.stop_signal), env=self.env,
+                cwd=self.cwd, **kwargs)
+        write_pid_file(self.pid_path, PidRecord(self._proc.pid, self.identity, self.stop_signal))
 
     def exited(self) -> int | None:
         """The exit code if the process has ended, else None."""
@@ -171,24 +256,55 @@ class ServerProcess:
         if self._proc and self._proc.poll() is None:
             os.kill(self._proc.pid, signum)
 
-    def stop(self, timeout: float = 15.0, signum: int = signal.SIGTERM) -> None:
-        """Ask the server to stop; kill it when it does not within `timeout` seconds."""
+    def stop(self, timeout: float = 15.0) -> None:
+        """Ask the server to stop (its stop signal); kill it when it does not within `timeout`
+        seconds."""
         if self._proc is not None and self._proc.poll() is None:
             try:
-                os.kill(self._proc.pid, signum)
+                os.kill(self._proc.pid, self.stop_signal)
                 self._proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 self._proc.kill()
                 self._proc.wait(10)
             except ProcessLookupError:
                 pass
-        self.pid_path.unlink(missing_ok=True)
+        self._remove_own_pid_file()
+
+    def _remove_own_pid_file(self) -> None:
+        """Remove the pid file if it is ours: after a refused start it belongs to another process."""
+        record = read_pid_file(self.pid_path)
+        if self._proc is not None and record is not None and record.pid == self._proc.pid:
+            self.pid_path.unlink(missing_ok=True)
 
     def kill(self) -> None:
         """Simulate a crash: SIGKILL, no clean-up by the server itself (the pid file stays)."""
         if self._proc is not None and self._proc.poll() is None:
             os.kill(self._proc.pid, signal.SIGKILL)
             self._proc.wait(5)
+
+
+class ManagedServer:
+    """A server of the stack (PostgreSQL, Redis, Mosquitto) wrapped around its ServerProcess.
+
+    Subclasses write their configuration and wait for health in start(); everything else the
+    supervisor needs of a part (name, exited, log_tail, stop) is the process's, so a server and an
+    app are restarted through the same path (stack.supervision)."""
+
+    name: str
+    process: ServerProcess
+    stop_timeout = 15.0  # seconds before a server that does not stop is killed
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def exited(self) -> int | None:
+        return self.process.exited()
+
+    def log_tail(self, lines: int = 20) -> str:
+        return self.process.log_tail(lines)
+
+    def stop(self) -> None:
+        self.process.stop(timeout=self.stop_timeout)
 
 
 def wait_until(check, *, timeout: float, what: str, proc: ServerProcess | None = None,

@@ -8,12 +8,12 @@ import redis
 
 from config.settings import REPO_ROOT
 
-from .process import RunAs, ServerProcess, wait_until
+from .process import ManagedServer, RunAs, ServerProcess, wait_until
 
 _TEMPLATE = REPO_ROOT / "config" / "redis.conf.in"
 
 
-class RedisServer:
+class RedisServer(ManagedServer):
     name = "redis"
 
     def __init__(self, data_dir: Path, port: int, password: str, run_as: RunAs | None,
@@ -31,7 +31,10 @@ class RedisServer:
                 f"{_TEMPLATE.read_text()}\n"
                 f"port {self.port}\n"
                 f"dir {self.data_dir}\n"
-                f"requirepass {self.password}\n")
+                f"requirepass {self.password}\n"
+                # Redis rewrites its command line; keeping the config file in it keeps the
+                # identity that its pid file records (process.PidRecord) recognisable
+                f'proc-title-template "{{title}} {{config-file}} {{listen-addr}} {{server-mode}}"\n')
 
     def start(self, timeout: float = 20.0) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -50,6 +53,3 @@ class RedisServer:
             return bool(client.ping())
         finally:
             client.close()
-
-    def stop(self) -> None:
-        self.process.stop()

@@ -20,7 +20,7 @@ from telemetry.topics import AccountKind
 
 from .mosquitto import BrokerAccount, MosquittoServer
 from .postgres import PostgresServer
-from .process import RunAs, reachable_by, running_as_root
+from .process import ManagedServer, RunAs, reachable_by, running_as_root
 from .redis_server import RedisServer
 
 PG_SUPERUSER = "gridcc"
@@ -70,7 +70,7 @@ class LocalStack:
         pg_user = RunAs.for_service("postgres")
         self.mosquitto = MosquittoServer(
             self._service_dir("mosquitto", mosquitto_user), mqtt_port or free_port(),
-            mosquitto_user, self.log_dir, self.run_dir)
+            mosquitto_user, self.log_dir, self.run_dir, health_account=self.accounts["ingest"])
         self.redis = RedisServer(
             self._service_dir("redis", redis_user), redis_port or free_port(),
             self._secrets["redis_password"], redis_user, self.log_dir, self.run_dir)
@@ -147,25 +147,26 @@ class LocalStack:
 
     # --- life cycle ---------------------------------------------------------------------------
     def start(self) -> None:
+        """Start every server in order, each healthy before the next; on a failure stop those
+        started so far (including the one that failed, which may be running but unhealthy)."""
         raise_open_file_limit()
+        self.mosquitto.write_accounts(list(self.accounts.values()))
         try:
-            self.postgres.start()
-            self._started.append(self.postgres)
-            self.redis.start()
-            self._started.append(self.redis)
-            self.mosquitto.write_accounts(list(self.accounts.values()))
-            self.mosquitto.start(health_account=self.accounts["ingest"])
-            self._started.append(self.mosquitto)
+            for server in self.servers():
+                self._started.append(server)
+                server.start()
         except BaseException:
             self.stop()
             raise
         _write_private(self.data_dir / "stack.env", self.env_file_text())
 
     def stop(self) -> None:
+        """Stop the servers in reverse order of starting."""
         while self._started:
             self._started.pop().stop()
 
-    def servers(self) -> list:
+    def servers(self) -> list[ManagedServer]:
+        """The servers in the order they start: each one's clients come later."""
         return [self.postgres, self.redis, self.mosquitto]
 
     def remove_data(self) -> None:

@@ -90,8 +90,10 @@ class IncidentCategory:
 _CATEGORIES = [
     IncidentCategory("exposed_garbage", CategoryKind.EVENT, "Exposed garbage", "暴露垃圾", 24, Severity.LOW),
     IncidentCategory("dirty_road", CategoryKind.EVENT, "Dirty road surface", "道路不洁", 5, Severity.LOW),
-    IncidentCategory("illegal_construction", CategoryKind.EVENT, "Illegal construction", "违法建设", 15 * 24, Severity.MEDIUM),
-    IncidentCategory("street_vending", CategoryKind.EVENT, "Unlicensed street vending", "无照经营游商", 4, Severity.LOW),
+    IncidentCategory("illegal_construction", CategoryKind.EVENT, "Illegal construction", "违法建设",
+                     15 * 24, Severity.MEDIUM),
+    IncidentCategory("street_vending", CategoryKind.EVENT, "Unlicensed street vending", "无照经营游商",
+                     4, Severity.LOW),
     IncidentCategory("illegal_parking", CategoryKind.EVENT, "Illegal parking", "违章停车", 2, Severity.LOW),
     IncidentCategory("blocked_fire_lane", CategoryKind.EVENT, "Blocked fire lane", "占用消防通道", 2, Severity.HIGH),
     IncidentCategory("fire_hazard", CategoryKind.EVENT, "Fire hazard", "消防隐患", 24, Severity.HIGH),
@@ -102,10 +104,12 @@ _CATEGORIES = [
     IncidentCategory("stray_animal", CategoryKind.EVENT, "Stray animal", "流浪动物", 24, Severity.LOW),
     IncidentCategory("flyposting", CategoryKind.EVENT, "Flyposting and graffiti", "乱张贴乱涂写", 24, Severity.LOW),
     IncidentCategory("damaged_road", CategoryKind.COMPONENT, "Damaged road", "道路破损", 72, Severity.MEDIUM),
-    IncidentCategory("manhole_cover", CategoryKind.COMPONENT, "Missing or damaged manhole cover", "井盖缺损", 4, Severity.CRITICAL),
+    IncidentCategory("manhole_cover", CategoryKind.COMPONENT, "Missing or damaged manhole cover", "井盖缺损",
+                     4, Severity.CRITICAL),
     IncidentCategory("street_light", CategoryKind.COMPONENT, "Broken street light", "路灯损坏", 48, Severity.LOW),
     IncidentCategory("elevator", CategoryKind.COMPONENT, "Elevator problem", "电梯故障", 4, Severity.HIGH),
-    IncidentCategory("public_facility", CategoryKind.COMPONENT, "Damaged public facility", "公共设施损坏", 72, Severity.LOW),
+    IncidentCategory("public_facility", CategoryKind.COMPONENT, "Damaged public facility", "公共设施损坏",
+                     72, Severity.LOW),
 ]
 
 INCIDENT_CATEGORIES: dict[str, IncidentCategory] = {c.code: c for c in _CATEGORIES}

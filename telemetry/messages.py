@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import unicodedata
 from datetime import datetime, timedelta, timezone
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 import orjson
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -200,8 +200,8 @@ class RegionTransition(_Message):
     accuracy_m: NonNegative | None = None
 
 
-Message = Union[Fix, TerminalStatus, SensorReading, DeviceAlarm, IncidentReport, TaskAck,
-                GatewayStatus, RegionTransition]
+Message = (Fix | TerminalStatus | SensorReading | DeviceAlarm | IncidentReport | TaskAck | GatewayStatus
+           | RegionTransition)
 
 __all__ = ["DeviceAlarm", "Fix", "GatewayStatus", "IncidentReport", "Message", "RegionTransition",
            "SensorReading", "TaskAck", "TerminalStatus", "is_valid_id", "utc_from_epoch", "ID_MAX_LENGTH",

@@ -75,8 +75,10 @@ def acknowledge(clicks):
         return no_update
     state, alarm_id = app_state(), ctx.triggered_id["alarm"]
     alarm = next((a for a in state.queries.open_alarms(Scope("", "")) if a.alarm_id == alarm_id), None)
-    what = (f"{ALARM_TYPE_LABELS.get(alarm.alarm_type, alarm.alarm_type)} · {state.queries.building_name(alarm.building_id)}"
-            if alarm else alarm_id)
+    what = alarm_id
+    if alarm is not None:
+        kind = ALARM_TYPE_LABELS.get(alarm.alarm_type, alarm.alarm_type)
+        what = f"{kind} · {state.queries.building_name(alarm.building_id)}"
     result = state.commands.execute(current_identity(), AcknowledgeAlarm(alarm_id), request.remote_addr)
     return f"✓ {Label('acknowledged', '已确认')}: {what}" if result.ok else f"✗ {what}: {result.reason}"
 

@@ -108,10 +108,10 @@ def layout(state, scope: Scope, kiosk: bool = False):
                                     {"label": f" {Label('last hour', '近1小时')}", "value": "hour"}]),
         ]),
         html.Div(className="wall-side", children=[
-            html.Div(className="wall-panel", children=[html.H2(str(Label("Open items · by severity and age", "待办队列"))),
-                                                       html.Div(id="wall-queue")]),
-            html.Div(className="wall-panel", children=[html.H2(str(Label("Live · alarms and reports", "实时动态"))),
-                                                       html.Div(id="wall-ticker")]),
+            html.Div(className="wall-panel", children=[
+                html.H2(str(Label("Open items · by severity and age", "待办队列"))), html.Div(id="wall-queue")]),
+            html.Div(className="wall-panel", children=[
+                html.H2(str(Label("Live · alarms and reports", "实时动态"))), html.Div(id="wall-ticker")]),
         ]),
     ])
 

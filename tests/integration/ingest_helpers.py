@@ -64,9 +64,9 @@ class ProcessWorker:
         self.proc = None
 
     def start(self) -> None:
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "ingest", "--index", str(self.index)],
-                                     cwd=REPO_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "ingest", "--index", str(self.index)],
+                                         cwd=REPO_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
 
     def kill9(self) -> None:
         self.proc.kill()

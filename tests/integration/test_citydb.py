@@ -19,7 +19,7 @@ def test_loading_a_city_then_reading_it_back_gives_the_same_city(db, city):
     for attr in ("buildings", "units", "organizations", "gateways", "sensors", "members"):
         assert set(getattr(again, attr)) == set(getattr(city, attr)), attr
     assert [g.code for g in again.grids] == [g.code for g in city.grids]
-    for a, b in zip(again.grids, city.grids):
+    for a, b in zip(again.grids, city.grids, strict=True):
         assert a.boundary.equals_exact(b.boundary, 0) and a.households == b.households
     assert {o.code for o in again.communities} == {o.code for o in city.communities}
 

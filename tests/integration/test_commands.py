@@ -88,7 +88,8 @@ def test_a_refused_command_changes_nothing_and_is_audited_with_the_reason(settin
 def test_an_alarm_that_is_not_open_cannot_be_acknowledged(commands, db):
     result = commands.execute(ANONYMOUS_DEMO, AcknowledgeAlarm("A-NEVER-RAISED"))
     assert not result.ok and "does not exist" in result.reason
-    assert count(db, "select count(*) from audit_log where target = 'alarm:A-NEVER-RAISED' and outcome = 'refused'") >= 1
+    assert count(db, "select count(*) from audit_log where target = 'alarm:A-NEVER-RAISED' "
+                     "and outcome = 'refused'") >= 1
 
 
 def test_the_audit_log_cannot_be_edited_or_emptied(settings, db):

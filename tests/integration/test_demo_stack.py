@@ -14,7 +14,7 @@ import pytest
 
 from config.settings import REPO_ROOT, Settings
 from stack import free_port
-from stack.process import cmdline, pid_alive
+from stack.process import cmdline, pid_alive, read_pid_file
 
 from ..support import wait_for
 
@@ -22,10 +22,16 @@ pytestmark = pytest.mark.slow
 
 
 def _pids(data_dir: Path) -> dict[str, int]:
+    """Part name -> pid, from the pid files the stack leaves in its run dir."""
     run = data_dir / "run"
-    return {p.stem: int(p.read_text()) for p in run.glob("*.pid")} if run.exists() else {}
+    records = {p.stem: read_pid_file(p) for p in run.glob("*.pid")} if run.exists() else {}
+    return {name: record.pid for name, record in records.items() if record is not None}
 
 
+def _stack(command: str, data_dir: Path) -> subprocess.CompletedProcess:
+    """`python -m stack <command>` from another terminal."""
+    return subprocess.run([sys.executable, "-m", "stack", command, "--data-dir", str(data_dir)],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
 
 
 def _still_running(pids: dict[str, int]) -> str:
@@ -41,7 +47,7 @@ class Demo:
     def __init__(self, data_dir: Path, ports: dict[str, int]) -> None:
         env = {**os.environ, "DATA_DIR": str(data_dir),
                **{f"GCC_{k.upper()}_PORT": str(v) for k, v in ports.items()}}
-        self.log = open(data_dir.parent / f"{data_dir.name}-demo.log", "ab+")
+        self.log = open(data_dir.parent / f"{data_dir.name}-demo.log", "ab+")  # noqa: SIM115 - open for the run
         self.proc = subprocess.Popen(["make", "--no-print-directory", "demo"], cwd=REPO_ROOT, env=env,
                                      stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         self.data_dir = data_dir
@@ -124,7 +130,7 @@ def test_a_killed_supervisor_takes_its_servers_with_it_and_the_next_start_works(
     pids = _pids(demo_dir)
     os.kill(pids["stack"], signal.SIGKILL)
     wait_for(lambda: not any(pid_alive(p) for p in pids.values()), 30,
-              "servers to exit after their supervisor was killed", lambda: _still_running(pids))
+              "servers to exit after their supervisor was killed", explain=lambda: _still_running(pids))
     demo.proc.wait(30)
     assert set(_pids(demo_dir)) == set(pids)  # stale pid files are left behind ...
 
@@ -140,7 +146,29 @@ def test_a_crashed_server_is_restarted_by_the_supervisor(demo_dir):
     demo.wait_ready()
     old = _pids(demo_dir)["redis"]
     os.kill(old, signal.SIGKILL)
-    wait_for(lambda: _pids(demo_dir).get("redis", old) != old and pid_alive(_pids(demo_dir)["redis"]),
-              30, "the supervisor to restart Redis")
+
+    def restarted() -> bool:
+        new = _pids(demo_dir).get("redis")
+        return new not in (None, old) and pid_alive(new)
+
+    wait_for(restarted, 30, "the supervisor to restart Redis")
     assert "redis exited with code" in demo.output()
     demo.ctrl_c()
+
+
+def test_status_names_each_running_part_and_down_stops_the_stack_from_another_terminal(demo_dir):
+    ports = {"mqtt": free_port(), "redis": free_port(), "pg": free_port()}
+    demo = Demo(demo_dir, ports)
+    demo.wait_ready()
+    pids = _pids(demo_dir)
+    status = _stack("status", demo_dir)
+    assert status.returncode == 0, status.stdout + status.stderr
+    for name, pid in pids.items():
+        assert f"{name} running, pid {pid}" in " ".join(status.stdout.split()), status.stdout
+
+    down = _stack("down", demo_dir)
+    assert "stopped." in down.stdout, down.stdout + down.stderr
+    assert demo.proc.wait(90) == 0, demo.output()
+    assert not any(pid_alive(p) for p in pids.values()), _still_running(pids)
+    assert _pids(demo_dir) == {}
+    assert _stack("status", demo_dir).returncode == 3

@@ -96,7 +96,8 @@ def test_postgresql_restarted_mid_stream_loses_nothing(stack, settings, city, db
 def test_two_workers_in_one_share_group_store_everything_once(stack, settings, city, db):
     group = f"t{uuid.uuid4().hex[:8]}"
     publishers = [_publisher(stack, city, 22 + i, START) for i in range(4)]
-    with ThreadWorker(settings, index=93, share_group=group) as a, ThreadWorker(settings, index=94, share_group=group) as b:
+    with ThreadWorker(settings, index=93, share_group=group) as a, \
+            ThreadWorker(settings, index=94, share_group=group) as b:
         threads = [threading.Thread(target=p.publish, args=(500,)) for p in publishers]
         for t in threads:
             t.start()

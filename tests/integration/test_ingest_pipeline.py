@@ -41,13 +41,15 @@ def test_a_fix_published_with_paho_lands_in_positions_with_its_grid(stack, city,
     t = _now() - timedelta(seconds=30)
     probe = MqttProbe(stack.mosquitto.port, account.username, account.password)
     try:
-        assert probe.publish(terminal_topic(member.terminal_id, "fix"), fix_payload(t, p.x, p.y, accuracy_m=5.0)) == "Success"
+        assert probe.publish(terminal_topic(member.terminal_id, "fix"),
+                             fix_payload(t, p.x, p.y, accuracy_m=5.0)) == "Success"
     finally:
         probe.close()
     wait_for(lambda: count(db, "select count(*) from positions where terminal_id = %s and time = %s",
                            member.terminal_id, t), 10, "the fix in the database")
     with db.cursor() as cur:
-        cur.execute("select grid_code, member_id, source, accuracy_m from positions where terminal_id = %s and time = %s",
+        cur.execute("select grid_code, member_id, source, accuracy_m from positions "
+                    "where terminal_id = %s and time = %s",
                     (member.terminal_id, t))
         assert cur.fetchone() == (member.grid_code, member.member_id, "gcc", 5.0)
 
@@ -144,7 +146,8 @@ def test_specific_reasons_for_time_place_and_unknown_devices(stack, city, worker
     now = _now()
     probe = MqttProbe(stack.mosquitto.port, account.username, account.password)
     try:
-        for payload in (fix_payload(now + timedelta(hours=2), p.x, p.y), fix_payload(now - timedelta(days=30), p.x, p.y),
+        for payload in (fix_payload(now + timedelta(hours=2), p.x, p.y),
+                        fix_payload(now - timedelta(days=30), p.x, p.y),
                         fix_payload(now, 121.47, 31.23)):
             assert probe.publish(terminal_topic(member.terminal_id, "fix"), payload) == "Success"
     finally:

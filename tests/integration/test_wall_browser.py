@@ -20,14 +20,22 @@ from .screens import SCREENSHOTS, member_fix, now
 pytestmark = pytest.mark.slow
 
 
+WALL = "(window.gcc && window.gcc.live && window.gcc.live.state('wall'))"
+
+
 def _state(page, expression: str):
-    return page.evaluate(f"() => {{ const st = window.gcc && window.gcc.live && window.gcc.live.state('wall'); return st ? ({expression}) : null; }}")
+    return page.evaluate(f"() => {{ const st = {WALL}; return st ? ({expression}) : null; }}")
+
+
+def _member_at(terminal_id: str, lon: float) -> str:
+    """A page function: true once the wall holds this member at this longitude."""
+    return f"() => Math.abs({WALL}.members.get('{terminal_id}').lon - {lon}) < 1e-6"
 
 
 def _open_wall(page, dashboard, scope: str = "", kiosk: bool = False) -> None:
     query = "&".join(p for p in (f"scope={scope}" if scope else "", "kiosk=1" if kiosk else "") if p)
     page.goto(f"{dashboard.url}/wall" + (f"?{query}" if query else ""))
-    page.wait_for_function("() => { const st = window.gcc && window.gcc.live && window.gcc.live.state('wall'); return st && st.scope !== null; }", timeout=20000)
+    page.wait_for_function(f"() => {{ const st = {WALL}; return st && st.scope !== null; }}", timeout=20000)
 
 
 def test_the_wall_loads_with_the_grids_and_members_of_its_scope(stack, city, dashboard, page):
@@ -54,8 +62,7 @@ def test_a_fix_published_over_mqtt_moves_the_member_within_seconds(stack, city, 
     page.wait_for_function(f"() => window.gcc.live.state('wall').members.has('{member.terminal_id}')", timeout=10000)
     published = time.monotonic()
     member_fix(stack, member, end.x, end.y)
-    page.wait_for_function(
-        f"() => Math.abs(window.gcc.live.state('wall').members.get('{member.terminal_id}').lon - {end.x}) < 1e-6", timeout=10000)
+    page.wait_for_function(_member_at(member.terminal_id, end.x), timeout=10000)
     assert time.monotonic() - published < 5
     marker = page.evaluate(f"() => window.gcc.markers.get('{member.terminal_id}').getLatLng()")
     assert abs(marker["lng"] - end.x) < 1e-6 and abs(marker["lat"] - end.y) < 1e-6  # the marker itself moved
@@ -63,7 +70,8 @@ def test_a_fix_published_over_mqtt_moves_the_member_within_seconds(stack, city, 
 
 
 def test_a_gas_alarm_appears_in_the_ticker_and_the_queue(stack, city, dashboard, page):
-    sensor = next(s for s in city.sensors if s.kind.value == "gas_detector" and s.grid_code.startswith(city.communities[1].code))
+    community = city.communities[1]
+    sensor = next(s for s in city.sensors if s.kind.value == "gas_detector" and s.grid_code.startswith(community.code))
     _open_wall(page, dashboard, city.communities[1].code)
     account = stack.account(sensor.gateway_id)
     probe = MqttProbe(stack.mosquitto.port, account.username, account.password)
@@ -78,7 +86,8 @@ def test_a_gas_alarm_appears_in_the_ticker_and_the_queue(stack, city, dashboard,
                            timeout=10000)
     assert "Gas over threshold" in page.inner_text("#wall-queue")
     building = city.building_by_id[sensor.building_id]
-    assert f"{building.name}, {city.grid_by_code[building.grid_code].name}" in page.inner_text("#wall-queue")  # named as people say it
+    named = f"{building.name}, {city.grid_by_code[building.grid_code].name}"  # as people say it
+    assert named in page.inner_text("#wall-queue")
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "wall-community.png"))
 
@@ -102,14 +111,14 @@ def test_switching_org_changes_what_is_shown(stack, city, dashboard, page):
     except AssertionError:
         page.screenshot(path="/tmp/org-options.png")
         search = page.evaluate("() => (document.querySelector('.dash-dropdown-search') || {}).value")
-        raise AssertionError(f"options: {options.all_inner_texts()[:8]} search: {search!r}")
+        raise AssertionError(f"options: {options.all_inner_texts()[:8]} search: {search!r}") from None
     options.filter(has_text=re.compile(rf"· {second.code}$")).click()
     try:
         page.wait_for_function(f"() => window.gcc.live.state('wall').scope === '{second.code}'", timeout=15000)
     except Exception:
         page.screenshot(path="/tmp/org-switch-failure.png")
         raise AssertionError(f"scope is {_state(page, 'st.scope')!r}, url {page.url}, errors {page.errors}, "
-                             f"dropdown {page.inner_text('#shell-org')!r}")
+                             f"dropdown {page.inner_text('#shell-org')!r}") from None
     assert second.name in page.inner_text("#wall-scope-name")
     assert _state(page, "st.memberTotal") == sum(m.grid_code.startswith(second.code) for m in city.members)
     assert _state(page, "st.memberTotal") != total_first
@@ -146,16 +155,16 @@ def test_live_data_is_pushed_not_polled(stack, city, dashboard, page):
 def test_the_page_recovers_by_itself_when_the_web_server_restarts(stack, city, dashboard, page):
     member = city.members[80]
     grid = city.grid_by_code[member.grid_code].boundary
-    member_fix(stack, member, grid.representative_point().x, grid.representative_point().y, now() - timedelta(seconds=8))
+    start = grid.representative_point()
+    member_fix(stack, member, start.x, start.y, now() - timedelta(seconds=8))
     _open_wall(page, dashboard, ancestor(member.grid_code, Level.STREET))
     page.evaluate("() => { window.__notReloaded = true; }")
     dashboard.kill()
-    page.wait_for_function("() => document.querySelector('#wall-conn').innerText.includes('reconnecting')", timeout=15000)
+    page.wait_for_function("() => document.querySelector('#wall-conn').innerText.includes('reconnecting')",
+                           timeout=15000)
     member_fix(stack, member, grid.centroid.x, grid.centroid.y)  # while the screen is cut off
     dashboard.start()
-    page.wait_for_function(
-        f"() => Math.abs(window.gcc.live.state('wall').members.get('{member.terminal_id}').lon - {grid.centroid.x}) < 1e-6",
-        timeout=30000)
+    page.wait_for_function(_member_at(member.terminal_id, grid.centroid.x), timeout=30000)
     assert page.evaluate("() => window.__notReloaded === true")
     page.wait_for_function("() => document.querySelector('#wall-conn').innerText.includes('live')", timeout=10000)
 
@@ -165,14 +174,16 @@ def test_the_server_refuses_a_scope_that_is_not_an_org_of_the_city(dashboard):
 
     client = socketio.Client(reconnection=False)
     with pytest.raises(socketio.exceptions.ConnectionError):
-        client.connect(dashboard.url, namespaces=["/live"], transports=["websocket"], auth={"feed": "wall", "scope": "999999"})
+        client.connect(dashboard.url, namespaces=["/live"], transports=["websocket"],
+                       auth={"feed": "wall", "scope": "999999"})
     client.disconnect()
 
 
 def test_a_lost_frame_is_noticed_and_the_screen_resyncs_from_a_snapshot(stack, city, dashboard, page):
     member = city.members[100]
     grid = city.grid_by_code[member.grid_code].boundary
-    member_fix(stack, member, grid.representative_point().x, grid.representative_point().y, now() - timedelta(seconds=9))
+    start = grid.representative_point()
+    member_fix(stack, member, start.x, start.y, now() - timedelta(seconds=9))
     sockets = []
     page.on("websocket", lambda ws: sockets.append(ws.url))
     _open_wall(page, dashboard, ancestor(member.grid_code, Level.COMMUNITY))
@@ -180,7 +191,5 @@ def test_a_lost_frame_is_noticed_and_the_screen_resyncs_from_a_snapshot(stack, c
     page.evaluate("() => { window.gcc.live.state('wall').seq -= 3; }")  # as if three frames had been lost
     member_fix(stack, member, grid.centroid.x, grid.centroid.y)
     page.wait_for_function("() => window.gcc.live.resyncs('wall') >= 1", timeout=10000)
-    page.wait_for_function(
-        f"() => Math.abs(window.gcc.live.state('wall').members.get('{member.terminal_id}').lon - {grid.centroid.x}) < 1e-6",
-        timeout=10000)
+    page.wait_for_function(_member_at(member.terminal_id, grid.centroid.x), timeout=10000)
     assert len(sockets) >= 2  # it reconnected for the snapshot

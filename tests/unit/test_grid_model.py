@@ -79,7 +79,7 @@ def test_children_tile_their_parent_with_no_gap_and_no_overlap(city, level):
 def test_grids_of_the_whole_district_do_not_overlap(city):
     tree = shapely.STRtree([g.boundary for g in city.grids])
     left, right = tree.query([g.boundary for g in city.grids], predicate="intersects")
-    for i, j in zip(left.tolist(), right.tolist()):
+    for i, j in zip(left.tolist(), right.tolist(), strict=True):
         if i < j:
             assert city.grids[i].boundary.intersection(city.grids[j].boundary).area < AREA_TOLERANCE
 
@@ -159,7 +159,7 @@ def test_grid_vertices_and_random_points_in_the_district_always_find_a_grid(city
     rng = random.Random(3)
     minx, miny, maxx, maxy = district.bounds
     pts = [Point(rng.uniform(minx, maxx), rng.uniform(miny, maxy)) for _ in range(3000)]
-    for p, code in zip(pts, index.locate_many([p.x for p in pts], [p.y for p in pts])):
+    for p, code in zip(pts, index.locate_many([p.x for p in pts], [p.y for p in pts]), strict=True):
         assert (code is not None) == district.contains(p)
         if code is not None:
             assert city.grid_by_code[code].boundary.buffer(1e-9).contains(p)
@@ -177,7 +177,7 @@ def test_locate_many_agrees_with_locate(city, index):
     minx, miny, maxx, maxy = city.districts[0].boundary.bounds
     lons = [rng.uniform(minx - 0.01, maxx + 0.01) for _ in range(2000)]
     lats = [rng.uniform(miny - 0.01, maxy + 0.01) for _ in range(2000)]
-    assert index.locate_many(lons, lats) == [index.locate(x, y) for x, y in zip(lons, lats)]
+    assert index.locate_many(lons, lats) == [index.locate(x, y) for x, y in zip(lons, lats, strict=True)]
 
 
 # --- generator -----------------------------------------------------------------------------------

@@ -22,8 +22,8 @@ T = datetime(2026, 11, 21, 8, 0, tzinfo=timezone.utc)
 
 
 def _fix_change(**over) -> live.FixChange:
-    base = dict(terminal_id="T1", member_id="M1", home_grid_code=GRID, grid_code="350102001002003", t=1.5,
-                lon=119.3, lat=26.1, battery_pct=80)
+    base = {"terminal_id": "T1", "member_id": "M1", "home_grid_code": GRID, "grid_code": "350102001002003", "t": 1.5,
+                "lon": 119.3, "lat": 26.1, "battery_pct": 80}
     return live.FixChange(**(base | over))
 
 
