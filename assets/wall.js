@@ -22,8 +22,13 @@
       const st = {members: new Map(), alarms: new Map(), reports: new Map(), ticker: [], roster: new Map(),
                   dirty: new Set(), layerDrawn: false, items: 0, itemsDrawn: -1,
                   grids: s.grids || [], memberTotal: s.member_total, closuresToday: s.closures_today,
-                  heat: s.heat || null, reportWindowS: s.report_window_s || 86400};
-      s.members.forEach(m => st.members.set(m.terminal_id, m));
+                  heat: s.heat || null, reportWindowS: s.report_window_s};
+      const fields = s.member_fields;   // members travel as arrays of these fields' values
+      s.members.forEach(values => {
+        const m = {};
+        fields.forEach((name, i) => { m[name] = values[i]; });
+        st.members.set(m.terminal_id, m);
+      });
       (s.roster || []).forEach(([id, name, role, grid]) => st.roster.set(id, {name: name, role: role, home_grid_code: grid}));
       s.alarms.forEach(a => st.alarms.set(a.alarm_id, a));
       s.reports.forEach(r => st.reports.set(r.report_id, r));

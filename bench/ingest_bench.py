@@ -28,6 +28,7 @@ from pathlib import Path
 import orjson
 import paho.mqtt.client as mqtt
 import psycopg2
+import redis
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from config.settings import REPO_ROOT
@@ -197,18 +198,34 @@ class Bench:
 
     def run_pipeline(self, per: int) -> float:
         env = {**os.environ, **self.stack.env()}
-        workers = []
+        workers, metric_ports = [], []
         for i in range(1, self.args.workers + 1):
-            env_i = {**env, "GCC_INGEST_HTTP_PORT": str(free_port() - i + 1)}
+            metric_ports.append(free_port())
+            env_i = {**env, "GCC_INGEST_HTTP_PORT": str(metric_ports[-1] - i + 1)}
             workers.append(subprocess.Popen([sys.executable, "-m", "ingest", "--index", str(i)], cwd=REPO_ROOT,
                                             env=env_i, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         time.sleep(4)  # workers load the city and subscribe
+        before = self._redis_writes_to_screens()
         rate, terminals = self._timed(per, lambda total, terminals: self.rows(terminals) >= total)
+        time.sleep(0.5)  # the last batches' live updates
+        self.live_messages = self._redis_writes_to_screens() - before
+        self.batches = sum(_metric(port, "gcc_ingest_batch_size_count") for port in metric_ports)
         for w in workers:
             w.terminate()
             w.wait(20)
         assert self.rows(terminals) == per * self.args.publishers, "pipeline lost or duplicated messages"
         return rate
+
+    def _redis_writes_to_screens(self) -> int:
+        """Messages the workers have put in Redis for the screens: PUBLISH (a message queue) and XADD
+        (a stream) calls, from Redis's own command statistics."""
+        r = redis.Redis(host="127.0.0.1", port=self.stack.redis.port,
+                        password=self.settings.redis_password.get_secret_value())
+        try:
+            stats = r.info("commandstats")
+        finally:
+            r.close()
+        return sum(stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in ("publish", "xadd"))
 
     def run_naive(self, per: int) -> float:
         ingest = self.stack.account("ingest")
@@ -221,6 +238,15 @@ class Bench:
         stop.set()
         sub.join()
         return rate
+
+
+def _metric(port: int, name: str) -> float:
+    """One counter of a worker's /metrics (summed over its label sets)."""
+    import urllib.request
+
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " ")
+               or line.startswith(name + "{"))
 
 
 def main() -> None:
@@ -251,6 +277,9 @@ def main() -> None:
     print(f"{'run':<58}{'messages':>10}{'msg/s':>10}{'vs naive':>10}")
     for name, rate, n in results:
         print(f"{name:<58}{n:>10,}{rate:>10,.0f}{rate / naive:>9.1f}x")
+    if getattr(bench, "batches", 0):
+        print(f"live messages for the screens during the pipeline run: {bench.live_messages:,} for "
+              f"{bench.batches:,.0f} committed batches ({bench.live_messages / bench.batches:.2f} per batch)")
 
 
 if __name__ == "__main__":

@@ -12,21 +12,8 @@ import orjson
 import psycopg2
 from shapely.geometry import mapping, shape
 
+from telemetry import city as model
 from telemetry.catalogue import DeviceKind
-from telemetry.city import (
-    Building,
-    City,
-    Gateway,
-    GatewayKind,
-    Grid,
-    GridKind,
-    Member,
-    Organization,
-    OrgUnit,
-    Role,
-    Sensor,
-    Unit,
-)
 from telemetry.orgcodes import Level, parent_of
 
 _TABLES = ["members", "sensors", "gateways", "organizations", "units", "buildings", "grids",
@@ -46,7 +33,7 @@ def _geojson(geom) -> str:
     return orjson.dumps(mapping(geom)).decode()
 
 
-def load_city(conn, city: City) -> None:
+def load_city(conn, city: model.City) -> None:
     """Replace all reference data with this city's, atomically."""
     with conn, conn.cursor() as cur:
         cur.execute(f"truncate {', '.join(_TABLES)}")
@@ -74,34 +61,34 @@ def load_city(conn, city: City) -> None:
               ((m.member_id, m.name, m.role.value, m.grid_code, m.terminal_id) for m in city.members))
 
 
-def read_city(conn) -> City:
+def read_city(conn) -> model.City:
     """The city as stored, for processes that take reference data from the database."""
     with conn.cursor() as cur:
         cur.execute("select name, seed from city_info")
         row = cur.fetchone()
         if row is None:
             raise LookupError("no city is loaded; run `python -m database.citydb load PATH`")
-        city = City(name=row[0], seed=row[1])
+        city = model.City(name=row[0], seed=row[1])
         cur.execute("select code, level, name, boundary from org_units order by code")
         for code, level, name, boundary in cur.fetchall():
-            unit = OrgUnit(code, name, Level(level), shape(boundary))
+            unit = model.OrgUnit(code, name, Level(level), shape(boundary))
             {"district": city.districts, "street": city.streets, "community": city.communities}[level].append(unit)
         cur.execute("select code, name, kind, households, population, boundary from grids order by code")
-        city.grids = [Grid(c, n, GridKind(k), h, p, shape(b)) for c, n, k, h, p, b in cur.fetchall()]
+        city.grids = [model.Grid(c, n, model.GridKind(k), h, p, shape(b)) for c, n, k, h, p, b in cur.fetchall()]
         cur.execute("select building_id, grid_code, name, lon, lat, floors, households from buildings "
                     "order by building_id")
-        city.buildings = [Building(*r) for r in cur.fetchall()]
+        city.buildings = [model.Building(*r) for r in cur.fetchall()]
         cur.execute("select unit_id, grid_code, name, kind, lon, lat from units order by unit_id")
-        city.units = [Unit(*r) for r in cur.fetchall()]
+        city.units = [model.Unit(*r) for r in cur.fetchall()]
         cur.execute("select org_id, grid_code, name, kind from organizations order by org_id")
-        city.organizations = [Organization(*r) for r in cur.fetchall()]
+        city.organizations = [model.Organization(*r) for r in cur.fetchall()]
         cur.execute("select gateway_id, kind, building_id, grid_code, protocol from gateways order by gateway_id")
-        city.gateways = [Gateway(g, GatewayKind(k), b, c, p) for g, k, b, c, p in cur.fetchall()]
+        city.gateways = [model.Gateway(g, model.GatewayKind(k), b, c, p) for g, k, b, c, p in cur.fetchall()]
         cur.execute("select sensor_id, kind, building_id, gateway_id, grid_code, lon, lat from sensors "
                     "order by sensor_id")
-        city.sensors = [Sensor(s, DeviceKind(k), b, g, c, x, y) for s, k, b, g, c, x, y in cur.fetchall()]
+        city.sensors = [model.Sensor(s, DeviceKind(k), b, g, c, x, y) for s, k, b, g, c, x, y in cur.fetchall()]
         cur.execute("select member_id, name, role, grid_code, terminal_id from members order by member_id")
-        city.members = [Member(m, n, Role(r), g, t) for m, n, r, g, t in cur.fetchall()]
+        city.members = [model.Member(m, n, model.Role(r), g, t) for m, n, r, g, t in cur.fetchall()]
     return city
 
 
@@ -112,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=("load",))
     parser.add_argument("path", type=Path)
     args = parser.parse_args(argv)
-    city = City.load(args.path)
+    city = model.City.load(args.path)
     conn = psycopg2.connect(settings().pg_dsn)
     try:
         load_city(conn, city)

@@ -14,18 +14,7 @@ from typing import Literal
 import orjson
 
 from ingest.model import Enriched
-from telemetry import live
-from telemetry.messages import (
-    DeviceAlarm,
-    Fix,
-    GatewayStatus,
-    IncidentReport,
-    Message,
-    RegionTransition,
-    SensorReading,
-    TaskAck,
-    TerminalStatus,
-)
+from telemetry import live, messages
 
 Sender = Literal["terminal", "sensor", "gateway"]
 
@@ -48,54 +37,54 @@ def _t(item: Enriched) -> float:
 
 
 def _fix_change(item: Enriched) -> live.FixChange:
-    m: Fix = item.message
+    m: messages.Fix = item.message
     return live.FixChange(m.terminal_id, item.member_id, item.home_grid_code, item.grid_code, _t(item), m.lon, m.lat,
                           m.battery_pct, m.speed_mps, m.heading_deg, m.accuracy_m)
 
 
 def _status_change(item: Enriched) -> live.StatusChange:
-    m: TerminalStatus = item.message
+    m: messages.TerminalStatus = item.message
     return live.StatusChange(m.terminal_id, item.member_id, item.home_grid_code, _t(item), m.state, m.battery_pct,
                              m.sos)
 
 
 def _reading_change(item: Enriched) -> live.ReadingChange:
-    m: SensorReading = item.message
+    m: messages.SensorReading = item.message
     return live.ReadingChange(m.sensor_id, item.grid_code, _t(item), m.quantity, m.value, m.value_bool, m.value_text,
                               m.unit)
 
 
 def _alarm_change(item: Enriched) -> live.AlarmChange:
-    m: DeviceAlarm = item.message
+    m: messages.DeviceAlarm = item.message
     lon, lat = item.place or (None, None)
     return live.AlarmChange(m.alarm_id, m.sensor_id, item.building_id, item.grid_code, _t(item), m.alarm_type.value,
                             m.severity, m.state, m.value, lon, lat)
 
 
 def _report_change(item: Enriched) -> live.ReportChange:
-    m: IncidentReport = item.message
+    m: messages.IncidentReport = item.message
     return live.ReportChange(m.report_id, m.terminal_id, item.member_id, item.grid_code, _t(item), m.category,
                              m.severity, m.lon, m.lat, m.address, m.description, m.photo_ref)
 
 
 def _gateway_change(item: Enriched) -> live.GatewayChange:
-    m: GatewayStatus = item.message
+    m: messages.GatewayStatus = item.message
     return live.GatewayChange(m.gateway_id, item.grid_code, _t(item), m.state)
 
 
 def _task_ack_change(item: Enriched) -> live.TaskAckChange:
-    m: TaskAck = item.message
+    m: messages.TaskAck = item.message
     return live.TaskAckChange(m.task_id, m.terminal_id, item.member_id, item.home_grid_code, _t(item), m.action,
                               m.note)
 
 
-def _detail(m: DeviceAlarm) -> str | None:
+def _detail(m: messages.DeviceAlarm) -> str | None:
     return orjson.dumps(m.detail).decode() if m.detail is not None else None
 
 
 KINDS: dict[type, MessageKind] = {k.message: k for k in (
     MessageKind(
-        Fix, "terminal", "positions",
+        messages.Fix, "terminal", "positions",
         ("time", "terminal_id", "member_id", "grid_code", "lat", "lon", "accuracy_m", "speed_mps", "heading_deg",
          "altitude_m", "battery_pct", "source", "received_at"),
         ("terminal_id", "time"),
@@ -104,14 +93,14 @@ KINDS: dict[type, MessageKind] = {k.message: k for k in (
                        e.message.battery_pct, e.message.source, at),
         _fix_change, located=True),
     MessageKind(
-        TerminalStatus, "terminal", "terminal_status",
+        messages.TerminalStatus, "terminal", "terminal_status",
         ("time", "terminal_id", "state", "battery_pct", "sos", "grid_code", "received_at"),
         ("terminal_id", "time"),
         lambda e, at: (e.message.time, e.message.terminal_id, e.message.state, e.message.battery_pct, e.message.sos,
                        e.grid_code, at),
         _status_change),
     MessageKind(
-        SensorReading, "sensor", "sensor_readings",
+        messages.SensorReading, "sensor", "sensor_readings",
         ("time", "sensor_id", "quantity", "value", "value_text", "value_bool", "value_sum", "unit", "gateway_id",
          "building_id", "grid_code", "received_at"),
         ("sensor_id", "quantity", "time"),
@@ -120,7 +109,7 @@ KINDS: dict[type, MessageKind] = {k.message: k for k in (
                        e.building_id, e.grid_code, at),
         _reading_change),
     MessageKind(
-        DeviceAlarm, "sensor", "device_alarms",
+        messages.DeviceAlarm, "sensor", "device_alarms",
         ("time", "alarm_id", "sensor_id", "alarm_type", "severity", "state", "value", "detail", "gateway_id",
          "building_id", "grid_code", "received_at"),
         ("alarm_id", "state", "time"),
@@ -129,7 +118,7 @@ KINDS: dict[type, MessageKind] = {k.message: k for k in (
                        e.message.gateway_id, e.building_id, e.grid_code, at),
         _alarm_change),
     MessageKind(
-        IncidentReport, "terminal", "incident_reports",
+        messages.IncidentReport, "terminal", "incident_reports",
         ("time", "report_id", "terminal_id", "member_id", "category", "severity", "lat", "lon", "address",
          "description", "photo_ref", "grid_code", "received_at"),
         ("report_id", "time"),
@@ -138,19 +127,19 @@ KINDS: dict[type, MessageKind] = {k.message: k for k in (
                        e.message.photo_ref, e.grid_code, at),
         _report_change, located=True),
     MessageKind(
-        TaskAck, "terminal", "task_acks",
+        messages.TaskAck, "terminal", "task_acks",
         ("time", "task_id", "terminal_id", "action", "note", "received_at"),
         ("task_id", "action", "time"),
         lambda e, at: (e.message.time, e.message.task_id, e.message.terminal_id, e.message.action, e.message.note, at),
         _task_ack_change),
     MessageKind(
-        GatewayStatus, "gateway", "gateway_status",
+        messages.GatewayStatus, "gateway", "gateway_status",
         ("time", "gateway_id", "state", "grid_code", "received_at"),
         ("gateway_id", "time"),
         lambda e, at: (e.message.time, e.message.gateway_id, e.message.state, e.grid_code, at),
         _gateway_change),
     MessageKind(
-        RegionTransition, "terminal", "region_transitions",
+        messages.RegionTransition, "terminal", "region_transitions",
         ("time", "terminal_id", "event", "region", "lat", "lon", "accuracy_m", "grid_code", "received_at"),
         ("terminal_id", "event", "time"),
         lambda e, at: (e.message.time, e.message.terminal_id, e.message.event, e.message.region, e.message.lat,
@@ -160,5 +149,5 @@ KINDS: dict[type, MessageKind] = {k.message: k for k in (
 TABLES: dict[str, MessageKind] = {k.table: k for k in KINDS.values()}
 
 
-def kind_of(message: Message) -> MessageKind:
+def kind_of(message: messages.Message) -> MessageKind:
     return KINDS[type(message)]

@@ -41,10 +41,6 @@ class OrgUnit:
     level: Level
     boundary: BaseGeometry
 
-    @property
-    def parent_code(self) -> str | None:
-        return parent_of(self.code)
-
 
 @dataclass(frozen=True)
 class Grid:

@@ -90,9 +90,31 @@ class Keys:
 # own grid, whatever grid they are walking through; everything else to where it happened) and, for
 # the kinds where only the newest matters, the identity under which changes coalesce.
 
+class _Change:
+    """What every change says besides its data: its kind, the field naming the org unit whose
+    screens see it, and the fields under which changes coalesce (none: every change counts)."""
+    __slots__ = ()
+    KIND: ClassVar[str]
+    ROUTE_FIELD: ClassVar[str] = "grid_code"
+    COALESCE_FIELDS: ClassVar[tuple[str, ...]] = ()
+
+    @property
+    def route_code(self) -> str | None:
+        return getattr(self, self.ROUTE_FIELD)
+
+    @property
+    def coalesce_key(self):
+        if not self.COALESCE_FIELDS:
+            return None
+        values = tuple(getattr(self, name) for name in self.COALESCE_FIELDS)
+        return values[0] if len(values) == 1 else values
+
+
 @dataclass(frozen=True, slots=True)
-class FixChange:
-    KIND: ClassVar[str] = "fix"
+class FixChange(_Change):
+    KIND = "fix"
+    ROUTE_FIELD = "home_grid_code"
+    COALESCE_FIELDS = ("terminal_id",)
     terminal_id: str
     member_id: str
     home_grid_code: str
@@ -105,18 +127,12 @@ class FixChange:
     heading_deg: float | None = None
     accuracy_m: float | None = None
 
-    @property
-    def route_code(self) -> str:
-        return self.home_grid_code
-
-    @property
-    def coalesce_key(self) -> str:
-        return self.terminal_id
-
 
 @dataclass(frozen=True, slots=True)
-class StatusChange:
-    KIND: ClassVar[str] = "status"
+class StatusChange(_Change):
+    KIND = "status"
+    ROUTE_FIELD = "home_grid_code"
+    COALESCE_FIELDS = ("terminal_id",)
     terminal_id: str
     member_id: str
     home_grid_code: str
@@ -125,18 +141,11 @@ class StatusChange:
     battery_pct: int | None = None
     sos: bool = False
 
-    @property
-    def route_code(self) -> str:
-        return self.home_grid_code
-
-    @property
-    def coalesce_key(self) -> str:
-        return self.terminal_id
-
 
 @dataclass(frozen=True, slots=True)
-class ReadingChange:
-    KIND: ClassVar[str] = "reading"
+class ReadingChange(_Change):
+    KIND = "reading"
+    COALESCE_FIELDS = ("sensor_id", "quantity")
     sensor_id: str
     grid_code: str
     t: float
@@ -146,18 +155,10 @@ class ReadingChange:
     value_text: str | None = None
     unit: str | None = None
 
-    @property
-    def route_code(self) -> str:
-        return self.grid_code
-
-    @property
-    def coalesce_key(self) -> tuple[str, str]:
-        return self.sensor_id, self.quantity
-
 
 @dataclass(frozen=True, slots=True)
-class AlarmChange:
-    KIND: ClassVar[str] = "alarm"
+class AlarmChange(_Change):
+    KIND = "alarm"
     alarm_id: str
     sensor_id: str
     building_id: str
@@ -172,32 +173,20 @@ class AlarmChange:
     acknowledged_by: str | None = None   # read back from gcc:alarms:acked; never on the ingest's changes
     acknowledged_at: float | None = None
 
-    @property
-    def route_code(self) -> str:
-        return self.grid_code
-
-    coalesce_key = None
-
 
 @dataclass(frozen=True, slots=True)
-class AlarmAckChange:
+class AlarmAckChange(_Change):
     """A person at the command center acknowledged an open alarm."""
-    KIND: ClassVar[str] = "alarm_ack"
+    KIND = "alarm_ack"
     alarm_id: str
     grid_code: str
     t: float
     acknowledged_by: str
 
-    @property
-    def route_code(self) -> str:
-        return self.grid_code
-
-    coalesce_key = None
-
 
 @dataclass(frozen=True, slots=True)
-class ReportChange:
-    KIND: ClassVar[str] = "report"
+class ReportChange(_Change):
+    KIND = "report"
     report_id: str
     terminal_id: str
     member_id: str
@@ -211,33 +200,21 @@ class ReportChange:
     description: str | None = None
     photo_ref: str | None = None
 
-    @property
-    def route_code(self) -> str:
-        return self.grid_code
-
-    coalesce_key = None
-
 
 @dataclass(frozen=True, slots=True)
-class GatewayChange:
-    KIND: ClassVar[str] = "gateway"
+class GatewayChange(_Change):
+    KIND = "gateway"
+    COALESCE_FIELDS = ("gateway_id",)
     gateway_id: str
     grid_code: str
     t: float
     state: str
 
-    @property
-    def route_code(self) -> str:
-        return self.grid_code
-
-    @property
-    def coalesce_key(self) -> str:
-        return self.gateway_id
-
 
 @dataclass(frozen=True, slots=True)
-class TaskAckChange:
-    KIND: ClassVar[str] = "task_ack"
+class TaskAckChange(_Change):
+    KIND = "task_ack"
+    ROUTE_FIELD = "home_grid_code"
     task_id: str
     terminal_id: str
     member_id: str
@@ -245,12 +222,6 @@ class TaskAckChange:
     t: float
     action: str                    # accepted / rejected / arrived / done
     note: str | None = None
-
-    @property
-    def route_code(self) -> str:
-        return self.home_grid_code
-
-    coalesce_key = None
 
 
 Change = (FixChange | StatusChange | ReadingChange | AlarmChange | AlarmAckChange | ReportChange | GatewayChange

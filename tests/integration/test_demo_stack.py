@@ -91,14 +91,20 @@ def demo_dir():
     subprocess.run(["rm", "-rf", str(base)])
 
 
+def _started(demo_dir: Path) -> tuple[Demo, dict[str, int]]:
+    """`make demo` on free ports, reported healthy."""
+    ports = {"mqtt": free_port(), "redis": free_port(), "pg": free_port()}
+    demo = Demo(demo_dir, ports)
+    demo.wait_ready()
+    return demo, ports
+
+
 def _settings_from(data_dir: Path) -> Settings:
     return Settings(_env_file=data_dir / "stack.env")
 
 
 def test_demo_reports_each_service_healthy_and_ctrl_c_stops_everything(demo_dir):
-    ports = {"mqtt": free_port(), "redis": free_port(), "pg": free_port()}
-    demo = Demo(demo_dir, ports)
-    demo.wait_ready()
+    demo, ports = _started(demo_dir)
     out = demo.output()
     for line in ("PostgreSQL 15 + TimescaleDB", "Redis 7", "Mosquitto 2", "ingest-1", "ingest-2", "dashboard"):
         assert any(line in row and "healthy" in row for row in out.splitlines()), out
@@ -124,9 +130,7 @@ def test_demo_reports_each_service_healthy_and_ctrl_c_stops_everything(demo_dir)
 
 
 def test_a_killed_supervisor_takes_its_servers_with_it_and_the_next_start_works(demo_dir):
-    ports = {"mqtt": free_port(), "redis": free_port(), "pg": free_port()}
-    demo = Demo(demo_dir, ports)
-    demo.wait_ready()
+    demo, ports = _started(demo_dir)
     pids = _pids(demo_dir)
     os.kill(pids["stack"], signal.SIGKILL)
     wait_for(lambda: not any(pid_alive(p) for p in pids.values()), 30,
@@ -141,9 +145,7 @@ def test_a_killed_supervisor_takes_its_servers_with_it_and_the_next_start_works(
 
 
 def test_a_crashed_server_is_restarted_by_the_supervisor(demo_dir):
-    ports = {"mqtt": free_port(), "redis": free_port(), "pg": free_port()}
-    demo = Demo(demo_dir, ports)
-    demo.wait_ready()
+    demo, ports = _started(demo_dir)
     old = _pids(demo_dir)["redis"]
     os.kill(old, signal.SIGKILL)
 
@@ -157,9 +159,7 @@ def test_a_crashed_server_is_restarted_by_the_supervisor(demo_dir):
 
 
 def test_status_names_each_running_part_and_down_stops_the_stack_from_another_terminal(demo_dir):
-    ports = {"mqtt": free_port(), "redis": free_port(), "pg": free_port()}
-    demo = Demo(demo_dir, ports)
-    demo.wait_ready()
+    demo, ports = _started(demo_dir)
     pids = _pids(demo_dir)
     status = _stack("status", demo_dir)
     assert status.returncode == 0, status.stdout + status.stderr

@@ -106,13 +106,3 @@ def test_an_org_unit_the_city_does_not_have_gets_a_not_found_page(dashboard, pag
     page.locator("#shell-refusal").wait_for(timeout=10000)
     assert "404" in page.inner_text("#shell-refusal") and "350102099" in page.inner_text("#shell-refusal")
     assert page.locator("#dispatch").count() == 0
-
-
-def test_the_server_refuses_a_socket_for_a_feed_no_page_declares(dashboard):
-    import socketio
-
-    client = socketio.Client(reconnection=False)
-    with pytest.raises(socketio.exceptions.ConnectionError):
-        client.connect(dashboard.url, namespaces=["/live"], transports=["websocket"],
-                       auth={"feed": "everything", "scope": ""})
-    client.disconnect()

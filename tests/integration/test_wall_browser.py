@@ -169,13 +169,15 @@ def test_the_page_recovers_by_itself_when_the_web_server_restarts(stack, city, d
     page.wait_for_function("() => document.querySelector('#wall-conn').innerText.includes('live')", timeout=10000)
 
 
-def test_the_server_refuses_a_scope_that_is_not_an_org_of_the_city(dashboard):
+@pytest.mark.parametrize("auth", [{"feed": "wall", "scope": "999999"},          # not an org unit of the city
+                                  {"feed": "everything", "scope": ""},         # a feed no page declares
+                                  {"scope": ""}, None])                        # no feed at all
+def test_the_server_refuses_a_socket_it_cannot_authorize(dashboard, auth):
     import socketio
 
     client = socketio.Client(reconnection=False)
     with pytest.raises(socketio.exceptions.ConnectionError):
-        client.connect(dashboard.url, namespaces=["/live"], transports=["websocket"],
-                       auth={"feed": "wall", "scope": "999999"})
+        client.connect(dashboard.url, namespaces=["/live"], transports=["websocket"], auth=auth)
     client.disconnect()
 
 
