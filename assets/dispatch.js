@@ -73,7 +73,9 @@
         h("Span", {className: "row-where", children: L.label(st, "role", m.role)}),
         h("Span", {className: "row-time", children: L.label(st, "member_state", m.state)})]}));
     const sosRows = sos.map(m => h("Div", {className: "queue-row sev-4", children: "SOS · " + m.name}));
-    return [h("Div", {className: "dispatch-counts", children: tiles}), ...sosRows, ...silent];
+    const calm = sosRows.length || silent.length ? []
+      : [h("Div", {className: "empty", children: "Every member is reporting 全员在线"})];
+    return [h("Div", {className: "dispatch-counts", children: tiles}), ...sosRows, ...silent, ...calm];
   }
 
   function ackRows(st) {

@@ -22,7 +22,7 @@
       const st = {members: new Map(), alarms: new Map(), reports: new Map(), ticker: [], roster: new Map(),
                   dirty: new Set(), layerDrawn: false, items: 0, itemsDrawn: -1,
                   grids: s.grids || [], memberTotal: s.member_total, closuresToday: s.closures_today,
-                  heat: s.heat || null, reportWindowS: s.report_window_s};
+                  heat: s.heat || null, reportWindowS: s.report_window_s, bounds: s.bounds};
       const fields = s.member_fields;   // members travel as arrays of these fields' values
       s.members.forEach(values => {
         const m = {};
@@ -205,10 +205,15 @@
   window.dash_clientside = Object.assign({}, window.dash_clientside, {
     gcc: Object.assign({}, (window.dash_clientside || {}).gcc, {
       wallLive: function (snapshot, frame, windowName, url) {
+        const noUpdate = window.dash_clientside.no_update;
         const reconnect = gcc.live.receive("wall", snapshot, frame, url);
         const st = gcc.live.state("wall");
-        if (!st) return Array(8).fill(window.dash_clientside.no_update).concat([reconnect]);
-        return render(st, windowName || "today").concat([reconnect]);
+        if (!st) return Array(10).fill(noUpdate).concat([reconnect]);
+        // once per snapshot: let the map measure its final size, then fit it to the scope (the map
+        // was created before the page's layout had settled)
+        const fit = st.fitted ? [noUpdate, noUpdate] : [Date.now(), {bounds: st.bounds, options: {padding: [16, 16]}}];
+        st.fitted = true;
+        return render(st, windowName || "today").concat(fit, [reconnect]);
       },
       wallHeat: function (heat, windowName) {
         const st = gcc.live.state("wall");
