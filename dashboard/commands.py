@@ -83,7 +83,7 @@ class Commands:
         self.city = city
         self.r = redis_client
         self.dsn = dsn
-        self.producer = producer
+        self.bus = live.BusWriter(redis_client, producer)
 
     def execute(self, identity, command: Command, source_address: str | None = None) -> Result:
         scope_code = command.locate(self)
@@ -117,7 +117,7 @@ class Commands:
         try:
             command.live(self, written)
             if written.changes:
-                live.publish(self.r, live.Envelope(self.producer, written.changes))
+                self.bus.publish(written.changes)
         except (redis.RedisError, OSError) as exc:
             log.warning("%s is stored, but the live update failed: %s", command.target, exc)
 

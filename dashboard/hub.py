@@ -8,10 +8,12 @@
 - Frames are numbered per room and the snapshot carries the number it is current to: a screen
   applies each frame once, in order, and asks for a resync (reconnects) when it sees a gap.
 - The hub reads the live bus (telemetry.live: a Redis stream, one envelope per committed batch)
-  from where it left off, routes each change to the rooms whose feed takes that kind and whose
-  scope contains the change's org unit (telemetry.orgcodes.ancestors), merges them (feeds.Frame)
-  and sends at most one `frame` per room every frame interval. When entries it had not read were
-  trimmed (it fell too far behind), every watched room gets a fresh snapshot.
+  from where it left off (a lost Redis connection costs nothing), routes each change to the rooms
+  whose feed takes that kind and whose scope contains the change's org unit
+  (telemetry.orgcodes.ancestors), merges them (feeds.Frame)
+  and sends at most one `frame` per room every frame interval. When a producer's numbering shows
+  that envelopes were missed (trimmed while the hub was far behind, or never written), every
+  watched room gets a fresh snapshot.
 - Feeds with periodic pushes (the wall's heat map) get them for the rooms that have screens.
 """
 from __future__ import annotations
@@ -158,24 +160,30 @@ class LiveHub:
     def _listen(self) -> None:
         while not self.stopping.is_set():
             try:
-                for envelope in self.bus.read():
-                    self._route(envelope)
-            except live.BusGap as gap:
-                log.warning("fell behind the live bus (%s); resynchronising every screen", gap)
-                self._resync_all()
+                items = self.bus.read()
             except (redis.RedisError, OSError) as exc:
                 self.bus_errors += 1
-                self.bus.connection_lost()
                 log.warning("live bus interrupted (%s); reading on from the last entry", exc)
                 self.stopping.wait(1.0)
+                continue
+            try:
+                gaps = []
+                for item in items:
+                    if isinstance(item, live.Envelope):
+                        self._route(item)
+                    elif isinstance(item, live.BusGap):
+                        gaps.append(item)
+                    else:
+                        log.warning("skipped a live bus entry: %s", item)
+                if gaps:
+                    log.warning("missed %d envelopes of %s on the live bus; resynchronising every screen",
+                                sum(g.missed for g in gaps), ", ".join(sorted({g.producer for g in gaps})))
+                    self._resync_all()
             except Exception:  # contained: one bad entry must not stop the live stream
                 log.exception("live bus read failed")
                 self.stopping.wait(1.0)
 
-    def _route(self, envelope: live.Envelope | live.EnvelopeError) -> None:
-        if isinstance(envelope, live.EnvelopeError):
-            log.warning("skipped a live bus entry: %s", envelope)
-            return
+    def _route(self, envelope: live.Envelope) -> None:
         with self.lock:
             route(self._index, envelope.changes, self.pending)
 

@@ -50,6 +50,7 @@ class Worker:
         self.store = store
         self.live = live_state
         self.registry = registry
+        self.bus = live.BusWriter(live_state.r, name)
         self.config = config or WorkerConfig()
         self.metrics = Metrics(name)
         self.stop_event = threading.Event()
@@ -170,7 +171,7 @@ class Worker:
     def _publish(self, changes: list[live.Change]) -> None:
         """One bus entry for the batch's changes (none when nothing changed)."""
         if changes:
-            live.publish(self.live.r, live.Envelope(self.name, tuple(changes)))
+            self.bus.publish(changes)
             self.metrics.events.inc()
 
     def _home_grid_of(self, terminal_id: str) -> str | None:

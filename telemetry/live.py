@@ -23,12 +23,14 @@ Redis keys (namespace `gcc:`)
     gcc:lock:sweep           which worker runs the silence sweep this round
 
 The bus is a Redis stream rather than pub/sub: a reader that lost its connection or fell behind
-reads on from the last entry id it saw, and only when the entries it missed were trimmed away
-(more than STREAM_MAXLEN behind) must its screens resynchronise from a snapshot.
+reads on from the last entry id it saw. Each producer numbers its envelopes, so a reader knows when
+it missed some (trimmed away while it was more than STREAM_MAXLEN behind, or never written because
+Redis failed mid-way): only then must its screens resynchronise from a snapshot.
 """
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import asdict, dataclass, fields, replace
 from typing import ClassVar
 
@@ -259,9 +261,12 @@ class EnvelopeError(ValueError):
 
 @dataclass(frozen=True)
 class Envelope:
-    """One committed batch's changes, as one bus entry."""
+    """One committed batch's changes, as one bus entry. A producer numbers its envelopes (`seq`,
+    from 1 for each `boot` of the producer), so a reader can tell that it missed one."""
     producer: str
     changes: tuple[Change, ...]
+    boot: str = ""
+    seq: int = 0
     sent_at: float = 0.0
     unknown_kinds: int = 0         # changes of kinds this reader does not know (a newer writer)
 
@@ -269,8 +274,8 @@ class Envelope:
         by_kind: dict[str, list[Change]] = {}
         for change in self.changes:
             by_kind.setdefault(change.KIND, []).append(change)
-        return orjson.dumps({"v": VERSION, "producer": self.producer, "sent_at": self.sent_at or time.time(),
-                             "changes": by_kind})
+        return orjson.dumps({"v": VERSION, "producer": self.producer, "boot": self.boot, "seq": self.seq,
+                             "sent_at": self.sent_at or time.time(), "changes": by_kind})
 
     @classmethod
     def decode(cls, raw: bytes) -> Envelope:
@@ -291,78 +296,80 @@ class Envelope:
                 changes.extend(change_from(kind, item) for item in items)
         except (KeyError, TypeError, AttributeError) as exc:
             raise EnvelopeError(f"malformed envelope: {exc!r}") from None
-        return cls(str(data.get("producer", "")), tuple(changes), float(data.get("sent_at") or 0), unknown)
+        return cls(str(data.get("producer", "")), tuple(changes), str(data.get("boot", "")), int(data.get("seq") or 0),
+                   float(data.get("sent_at") or 0), unknown)
 
 
-def publish(r, envelope: Envelope) -> bytes:
-    """Put one envelope on the bus (approximately trimmed to STREAM_MAXLEN); returns its entry id."""
-    return r.xadd(Keys.STREAM, {STREAM_FIELD: envelope.encode()}, maxlen=STREAM_MAXLEN, approximate=True)
+class BusWriter:
+    """One producer's side of the bus: numbers its envelopes and appends them to the stream
+    (approximately trimmed to STREAM_MAXLEN). The number goes up before the write: a write that
+    failed can only make a reader see a gap it need not have (a resync), never hide one."""
+
+    def __init__(self, r, producer: str) -> None:
+        self.r = r
+        self.producer = producer
+        self.boot = uuid.uuid4().hex[:12]
+        self.seq = 0
+
+    def publish(self, changes: tuple[Change, ...] | list[Change], client=None) -> bytes:
+        """Put the changes on the bus as one envelope; `client` may be a pipeline."""
+        self.seq += 1
+        envelope = Envelope(self.producer, tuple(changes), self.boot, self.seq)
+        return (client or self.r).xadd(Keys.STREAM, {STREAM_FIELD: envelope.encode()}, maxlen=STREAM_MAXLEN,
+                                       approximate=True)
 
 
-class BusGap(Exception):
-    """Entries this reader had not read yet were trimmed from the bus: what it shows may be stale
-    and must be rebuilt from the stored live state (a resync)."""
+@dataclass(frozen=True)
+class BusGap:
+    """Envelopes of a producer this reader never got (trimmed while it was behind, or never
+    written): what it shows may be stale and must be rebuilt from the stored state (a resync)."""
+    producer: str
+    missed: int
 
 
 class BusReader:
-    """Reads the bus in order from where it left off, across lost connections: `read()` blocks up
-    to `block_ms` and returns the envelopes that came since the last call; `BusGap` when entries it
-    had not read were trimmed meanwhile (it then goes on from the oldest entry still there)."""
+    """Reads the bus in order from where it left off, across lost connections. `read()` blocks up
+    to `block_ms` and returns what came since the last call, in order: envelopes, entries it could
+    not decode (`EnvelopeError`), and a `BusGap` where a producer's numbering jumped."""
 
     def __init__(self, r, *, block_ms: int = 1000, count: int = 500) -> None:
         self.r = r
         self.block_ms = block_ms
         self.count = count
-        self.last_id: bytes | None = None    # None: not started; reads begin at the newest entry
-        self.needs_check = False
+        self.last_id: bytes | None = None         # None: not started; then it starts at the end
+        self._last_seq: dict[tuple[str, str], int] = {}   # (producer, boot) -> last seq read
 
     def start_at_end(self) -> None:
         """Begin after the newest entry now on the bus (what came before is in the snapshots)."""
         newest = self.r.xrevrange(Keys.STREAM, count=1)
         self.last_id = newest[0][0] if newest else b"0-0"
 
-    def read(self) -> list[Envelope | EnvelopeError]:
+    def read(self) -> list[Envelope | EnvelopeError | BusGap]:
         if self.last_id is None:
             self.start_at_end()
-        if self.needs_check:
-            self._check_trimmed()
         reply = self.r.xread({Keys.STREAM: self.last_id}, count=self.count, block=self.block_ms)
         entries = reply[0][1] if reply else []
-        if entries:
-            self.last_id = entries[-1][0]
-            self.needs_check = len(entries) >= self.count   # behind: make sure nothing was trimmed
-        out: list[Envelope | EnvelopeError] = []
-        for _, values in entries:
+        out: list[Envelope | EnvelopeError | BusGap] = []
+        for entry_id, values in entries:
+            self.last_id = entry_id
             try:
-                out.append(Envelope.decode(values.get(STREAM_FIELD.encode(), b"")))
+                envelope = Envelope.decode(values.get(STREAM_FIELD.encode(), b""))
             except EnvelopeError as exc:
                 out.append(exc)
+                continue
+            gap = self._numbering(envelope)
+            if gap is not None:
+                out.append(gap)
+            out.append(envelope)
         return out
 
-    def connection_lost(self) -> None:
-        """Call after a Redis error: the next read first checks that nothing was trimmed."""
-        self.needs_check = True
-
-    def _check_trimmed(self) -> None:
-        self.needs_check = False
-        info = self.r.xinfo_stream(Keys.STREAM)
-        deleted = info.get("max-deleted-entry-id") or b"0-0"
-        if _entry_id(deleted) > _entry_id(self.last_id):
-            first = info.get("first-entry")
-            self.last_id = _previous(first[0]) if first else info.get("last-generated-id", self.last_id)
-            raise BusGap(f"entries up to {deleted!r} were trimmed before this reader read them")
-
-
-def _entry_id(raw) -> tuple[int, int]:
-    text = raw.decode() if isinstance(raw, bytes) else str(raw)
-    ms, _, seq = text.partition("-")
-    return int(ms), int(seq or 0)
-
-
-def _previous(raw) -> bytes:
-    """The id just before an entry id (so that XREAD from it returns that entry)."""
-    ms, seq = _entry_id(raw)
-    return (f"{ms}-{seq - 1}" if seq else f"{ms - 1}-{2 ** 64 - 1}").encode()
+    def _numbering(self, envelope: Envelope) -> BusGap | None:
+        key = (envelope.producer, envelope.boot)
+        last = self._last_seq.get(key)
+        self._last_seq[key] = max(envelope.seq, last or 0)
+        if last is not None and envelope.seq > last + 1:
+            return BusGap(envelope.producer, envelope.seq - last - 1)
+        return None
 
 
 # --- reading the stored live state back --------------------------------------------------------------

@@ -37,8 +37,8 @@ def test_an_envelope_round_trips_with_every_kind_of_change():
                live.GatewayChange("G1", GRID, 6.0, "online"),
                live.TaskAckChange("K1", "T1", "M1", GRID, 7.0, "accepted"))
     assert {c.KIND for c in changes} == set(live.CHANGE_TYPES)  # every kind is covered here
-    decoded = live.Envelope.decode(live.Envelope("ingest-1", changes).encode())
-    assert decoded.producer == "ingest-1"
+    decoded = live.Envelope.decode(live.Envelope("ingest-1", changes, "b00t", 41).encode())
+    assert (decoded.producer, decoded.boot, decoded.seq) == ("ingest-1", "b00t", 41)
     assert sorted(decoded.changes, key=lambda c: c.t) == list(changes)
 
 
