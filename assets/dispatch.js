@@ -27,7 +27,7 @@
       });
       (changes.status || []).forEach(x => {
         const m = st.members.get(x.terminal_id);
-        if (m) { m.state = x.state; m.sos = x.sos; }
+        if (m && x.t >= (m.state_t || 0)) { m.state = x.state; m.state_t = x.t; m.sos = x.sos; }
       });
       (changes.task_ack || []).forEach(x => {
         if (!st.acks.some(a => a.task_id === x.task_id && a.action === x.action && a.t === x.t)) st.acks.unshift(x);
@@ -50,16 +50,16 @@
       a.acknowledged_by
         ? h("Span", {className: "acked-by", children: "✓ " + a.acknowledged_by})
         : h("Button", {className: "ack-button", id: {type: "dispatch-ack", alarm: a.alarm_id},
-                       children: "Acknowledge 确认", n_clicks: 0}),
+                       children: L.label(st, "action", "alarm.acknowledge"), n_clicks: 0}),
     ]}));
   }
 
   function memberSummary(st) {
     const h = gcc.ui.html, L = gcc.live;
-    const counts = {online: 0, silent: 0, offline: 0, unknown: 0};
+    const counts = {online: 0, silent: 0, offline: 0};
     const sos = [];
     st.members.forEach(m => {
-      counts[m.state || "unknown"] = (counts[m.state || "unknown"] || 0) + 1;
+      if (m.state in counts) counts[m.state] += 1;   // a terminal never heard from is in none of them
       if (m.sos) sos.push(m);
     });
     const tiles = ["online", "silent", "offline"].map(s => h("Div", {className: "dispatch-count", id: "dispatch-count-" + s, children: [

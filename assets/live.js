@@ -10,38 +10,59 @@
  *
  * and its clientside callback calls gcc.live.receive(name, snapshot, frame, url), which returns
  * the socket URL to reconnect to (a resync) or no_update. A renderer's state also carries
- * `scope`, `seq`, `vocabulary` and `frames` (set here). */
+ * `scope`, `boot`, `seq`, `vocabulary` and `frames` (set here).
+ *
+ * Between asking for a snapshot (a gap, a lost connection) and receiving it a feed is "waiting":
+ * frames are kept, not applied, and no second resync is asked for; the snapshot then applies the
+ * kept frames that are newer than it and come from the same start of the server (`boot`). */
 (function () {
   const gcc = window.gcc = window.gcc || {};
   gcc.renderers = gcc.renderers || {};
   const feeds = {};
-  const RECENT_FRAMES = 20;
+  const RECENT_FRAMES = 50;
 
   function feedOf(name) {
-    return feeds[name] = feeds[name] || {name: name, recent: [], resyncs: 0, state: null};
+    return feeds[name] = feeds[name] || {name: name, recent: [], resyncs: 0, state: null, waiting: true};
   }
   function rendererOf(feed) { return gcc.renderers[feed.name]; }
 
   function applySnapshot(feed, s) {
     const st = rendererOf(feed).fresh(s);
     st.scope = s.scope;
+    st.boot = s.boot;
     st.seq = s.seq;
     st.vocabulary = s.vocabulary || {labels: {}, colours: {}};
     st.frames = 0;
     feed.state = st;
-    // frames of this scope that overtook the snapshot on their way here, newer than it: apply them now
-    feed.recent.filter(f => f.scope === st.scope && f.seq > st.seq)
-      .sort((a, b) => a.seq - b.seq).forEach(f => takeFrame(feed, f, false));
+    feed.waiting = false;
+    // frames of this scope and server start that overtook the snapshot on their way here: apply them
+    const kept = feed.recent.filter(f => f.scope === st.scope && f.boot === st.boot && f.seq > st.seq)
+      .sort((a, b) => a.seq - b.seq);
+    feed.recent = [];
+    // a frame missing among the kept ones is a gap again: "gap" asks the caller for another resync
+    return kept.map(f => takeFrame(feed, f)).includes("gap") ? "gap" : "applied";
   }
 
-  /* Frames are numbered per room; the snapshot says which number it is current to. A frame is
-   * applied once and in order; a gap (a frame lost in between) asks for a resync. */
-  function takeFrame(feed, f, remember) {
-    if (remember) feed.recent = feed.recent.concat([f]).slice(-RECENT_FRAMES);
+  function resync(feed, url) {
+    feed.resyncs += 1;   // a new URL makes the component reconnect: the server sends a snapshot
+    return url.replace(/&resync=\d+$/, "") + "&resync=" + feed.resyncs;
+  }
+
+  /* Frames are numbered per room and per server start; the snapshot says which number it is current
+   * to. A frame is applied once and in order; a gap (a frame lost in between) asks for a resync. */
+  function takeFrame(feed, f) {
     const st = feed.state;
-    if (!st || f.scope !== st.scope) return "skip";           // no snapshot yet, or a straggler of the previous scope
-    if (st.seq === null || f.seq <= st.seq) return "skip";   // before the snapshot, or already in it
-    if (f.seq > st.seq + 1) return "gap";
+    if (feed.waiting || !st) {                                 // until the snapshot: keep, do not apply
+      feed.recent = feed.recent.concat([f]).slice(-RECENT_FRAMES);
+      return "kept";
+    }
+    if (f.scope !== st.scope || f.boot !== st.boot) return "skip";   // another scope, another server start
+    if (f.seq <= st.seq) return "skip";                      // before the snapshot, or already in it
+    if (f.seq > st.seq + 1) {
+      feed.waiting = true;
+      feed.recent = [f];
+      return "gap";
+    }
     st.seq = f.seq;
     rendererOf(feed).frame(st, f);
     st.frames += 1;
@@ -52,21 +73,18 @@
   gcc.live = {
     state: function (name) { return feeds[name] ? feeds[name].state : null; },
     resyncs: function (name) { return feeds[name] ? feeds[name].resyncs : 0; },
+    waiting: function (name) { return feedOf(name).waiting; },
     /* What a page's clientside callback hands over; returns the socket URL (changed: resync). */
     receive: function (name, snapshot, frame, url) {
       const feed = feedOf(name);
-      const noUpdate = window.dash_clientside.no_update;
       const trig = (window.dash_clientside.callback_context.triggered || []).map(t => t.prop_id);
-      if (trig.some(p => p.endsWith("data-snapshot")) && snapshot) {
-        applySnapshot(feed, snapshot);
-      } else if (trig.some(p => p.endsWith("data-frame")) && frame) {
-        if (takeFrame(feed, frame, true) === "gap") {
-          feed.resyncs += 1;   // a new URL makes the component reconnect: the server sends a snapshot
-          return url.replace(/&resync=\d+$/, "") + "&resync=" + feed.resyncs;
-        }
-      }
-      return noUpdate;
+      let outcome = null;
+      if (trig.some(p => p.endsWith("data-snapshot")) && snapshot) outcome = applySnapshot(feed, snapshot);
+      else if (trig.some(p => p.endsWith("data-frame")) && frame) outcome = takeFrame(feed, frame);
+      return outcome === "gap" ? resync(feed, url) : window.dash_clientside.no_update;
     },
+    /* The socket went away: every feed waits for the snapshot the server sends on reconnecting. */
+    disconnected: function () { Object.values(feeds).forEach(feed => { feed.waiting = true; }); },
     /* Labels and colours from the snapshot's vocabulary (dashboard/vocabulary.py). */
     label: function (st, group, key) {
       const labels = ((st && st.vocabulary && st.vocabulary.labels) || {})[group] || {};
@@ -93,6 +111,7 @@
   window.dash_clientside = Object.assign({}, window.dash_clientside, {
     gcc: Object.assign({}, (window.dash_clientside || {}).gcc, {
       connection: function (connected) {
+        if (!connected) gcc.live.disconnected();
         return connected ? ["live 实时", "wall-conn live"] : ["reconnecting… 重连中", "wall-conn down"];
       },
     }),

@@ -39,7 +39,7 @@ def shell():
 def header(state: AppState, identity: Identity, current: pages.Page, scope: str):
     nav = [dcc.Link(str(page.label), href=f"{page.path}?{urlencode({'scope': scope})}" if scope else page.path,
                     className="active" if page is current else "")
-           for page in state.pages if identity.roles & page.roles]
+           for page in state.pages if authorize(state.city, identity, page, scope)]
     return html.Div(className="shell-header", id="shell-header", children=[
         html.Div("Grid Command Center 网格化指挥中心", className="shell-title"),
         html.Nav(className="shell-nav", id="shell-nav", children=nav),
@@ -61,12 +61,16 @@ def route(pathname, search):
     state, identity = app_state(), current_identity()
     params = _params(search)
     kiosk = params.get("kiosk") == "1"
-    page = state.page_at(pathname) or state.pages[0]
-    decision = authorize(state.city, identity, page, params.get("scope", ""))
+    page = state.page_at(pathname)
+    if page is None:
+        decision = Decision(False, f"there is no page {pathname}", status=404)
+        page = state.pages[0]   # the header's navigation still shows where one can go
+    else:
+        decision = authorize(state.city, identity, page, params.get("scope", ""))
     body = page.layout(state, decision.scope, kiosk) if decision else refusal(decision)
     children = [html.Div(body, id="shell-page", className="shell-page")]
     if not kiosk:
-        children.insert(0, header(state, identity, page, decision.scope.code if decision else ""))
+        children.insert(0, header(state, identity, page if decision else None, decision.scope.code if decision else ""))
     return children, "kiosk" if kiosk else ""
 
 
@@ -90,7 +94,8 @@ def create_app(settings: Settings) -> tuple[Dash, SocketIO, LiveHub]:
                          password=settings.redis_password.get_secret_value(), socket_timeout=10)
     declared = pages.declared()
     queries = Queries(city, client, settings.pg_dsn)
-    state = AppState(settings, city, queries, Commands(city, client, settings.pg_dsn), declared)
+    commands = Commands(city, client, settings.pg_dsn, place_name=queries.building_name)
+    state = AppState(settings, city, queries, commands, declared)
     app = Dash(__name__, assets_folder=str(REPO_ROOT / "assets"), serve_locally=True, title="Grid Command Center",
                update_title=None, suppress_callback_exceptions=True)
     app.server.extensions[EXTENSION] = state

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
 
-from telemetry.catalogue import Label
 from telemetry.city import City
 from telemetry.orgcodes import contains
 
@@ -27,10 +26,6 @@ class UserRole(str, Enum):
     ADMIN = "admin"
 
 
-USER_ROLE_LABELS: dict[UserRole, Label] = {
-    UserRole.WALL_VIEWER: Label("Wall viewer", "大屏"), UserRole.DISPATCHER: Label("Dispatcher", "调度员"),
-    UserRole.LEADER: Label("Leader", "领导"), UserRole.ADMIN: Label("Administrator", "管理员"),
-}
 EVERYONE = frozenset(UserRole)
 
 

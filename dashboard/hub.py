@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections import defaultdict
 from dataclasses import dataclass
 from functools import lru_cache
@@ -93,7 +94,9 @@ class LiveHub:
         self._index: dict[str, dict[str, list[str]]] = {}   # kind -> scope code -> rooms watching
         self.lock = threading.Lock()
         self.stopping = threading.Event()
-        self.bus_errors = 0
+        # frame numbers start again at every start of this process: snapshots and frames say which
+        # start they belong to, so a screen never mixes the numbers of two
+        self.boot = uuid.uuid4().hex[:12]
         socketio.on_event("connect", self.on_connect, namespace=NAMESPACE)
         socketio.on_event("disconnect", self.on_disconnect, namespace=NAMESPACE)
 
@@ -146,7 +149,7 @@ class LiveHub:
                 delay = min(delay * 2, 10.0)
                 continue
             snapshot = body | {"feed": room.feed.name, "scope": room.scope.code, "scope_name": room.scope.name,
-                               "seq": seq, "vocabulary": for_browser(), "t": time.time()}
+                               "boot": self.boot, "seq": seq, "vocabulary": for_browser(), "t": time.time()}
             self.socketio.emit("snapshot", snapshot, to=to, namespace=NAMESPACE)
             return
 
@@ -162,7 +165,6 @@ class LiveHub:
             try:
                 items = self.bus.read()
             except (redis.RedisError, OSError) as exc:
-                self.bus_errors += 1
                 log.warning("live bus interrupted (%s); reading on from the last entry", exc)
                 self.stopping.wait(1.0)
                 continue
@@ -171,6 +173,9 @@ class LiveHub:
                 for item in items:
                     if isinstance(item, live.Envelope):
                         self._route(item)
+                        if item.unknown_kinds:
+                            log.warning("%s sent %d changes of kinds this dashboard does not know (a newer "
+                                        "version?); they were left out", item.producer, item.unknown_kinds)
                     elif isinstance(item, live.BusGap):
                         gaps.append(item)
                     else:
@@ -198,7 +203,7 @@ class LiveHub:
                         room.seq += 1
                         numbered.append((name, room, room.seq, frame))
                 for name, room, seq, frame in numbered:
-                    payload = frame.encode(room.feed, self.queries, room.scope, seq)
+                    payload = frame.encode(room.feed, self.queries, room.scope, seq) | {"boot": self.boot}
                     self.socketio.emit("frame", payload, to=name, namespace=NAMESPACE)
             except Exception:  # contained: the next frame carries on
                 log.exception("sending frames failed")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import h3
@@ -84,7 +85,15 @@ class Queries:
         return live.read_terminals(self.r, [m.terminal_id for m in members])
 
     def open_alarms(self, scope: Scope) -> list[live.AlarmChange]:
-        return [a for a in live.read_open_alarms(self.r) if scope.covers(a.grid_code)]
+        """The open alarms of the scope, each with who acknowledged it (the database's record)."""
+        alarms = [a for a in live.read_open_alarms(self.r) if scope.covers(a.grid_code)]
+        if not alarms:
+            return []
+        acks = {alarm_id: (actor, at.timestamp()) for alarm_id, actor, at in self._query(
+            "select alarm_id, actor, acknowledged_at from alarm_acknowledgements where alarm_id = any(%s)",
+            ([a.alarm_id for a in alarms],))}
+        return [replace(a, acknowledged_by=acks[a.alarm_id][0], acknowledged_at=acks[a.alarm_id][1])
+                if a.alarm_id in acks else a for a in alarms]
 
     def recent_reports(self, scope: Scope) -> list[live.ReportChange]:
         return [r for r in live.read_recent_reports(self.r) if scope.covers(r.grid_code)]

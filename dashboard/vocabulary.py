@@ -6,13 +6,13 @@ from __future__ import annotations
 from functools import cache
 
 from telemetry.catalogue import (
+    ACTION_LABELS,
     ALARM_TYPE_LABELS,
     INCIDENT_CATEGORIES,
     MEMBER_STATE_LABELS,
     ROLE_LABELS,
     SEVERITY_LABELS,
     TASK_ACTION_LABELS,
-    Label,
     MemberState,
     Role,
     Severity,
@@ -23,11 +23,6 @@ SEVERITY_COLOURS = {Severity.CRITICAL: "#ff3b30", Severity.HIGH: "#ff9500", Seve
                     Severity.LOW: "#64d2ff"}
 ROLE_COLOURS = {Role.GRID_ADMINISTRATOR: "#0a84ff", Role.GRID_COORDINATOR: "#64d2ff",
                 Role.GRID_POLICE_OFFICER: "#f2f2f7", Role.GRID_SUPERVISOR: "#bf5af2"}
-
-
-def category_label(code: str) -> Label:
-    category = INCIDENT_CATEGORIES.get(code)
-    return category.label if category else Label(code.replace("_", " "), "")
 
 
 def legend(*, member_states: bool = True, severities: tuple[Severity, ...] = ()) -> list[tuple[str, str]]:
@@ -50,6 +45,7 @@ def for_browser() -> dict:
             "member_state": text(MEMBER_STATE_LABELS),
             "severity": text(SEVERITY_LABELS),
             "task_action": text(TASK_ACTION_LABELS),
+            "action": text(ACTION_LABELS),
         },
         "colours": {
             "member_state": {_key(k): v for k, v in MEMBER_STATE_COLOURS.items()},

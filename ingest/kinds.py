@@ -51,7 +51,7 @@ def _status_change(item: Enriched) -> live.StatusChange:
 def _reading_change(item: Enriched) -> live.ReadingChange:
     m: messages.SensorReading = item.message
     return live.ReadingChange(m.sensor_id, item.grid_code, _t(item), m.quantity, m.value, m.value_bool, m.value_text,
-                              m.unit)
+                              m.value_sum, m.unit)
 
 
 def _alarm_change(item: Enriched) -> live.AlarmChange:

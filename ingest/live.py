@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from string import Template
 
 import orjson
 import redis
@@ -23,33 +24,36 @@ from telemetry.live import Keys
 log = logging.getLogger(__name__)
 
 _FIX = """
+-- returns {changed, state changed}: a fix also brings a silent terminal back online
 local t = tonumber(ARGV[2])
 redis.call('ZADD', KEYS[3], 'GT', ARGV[11], ARGV[1])
-local cur = tonumber(redis.call('HGET', KEYS[1], 't') or '-1')
-if t <= cur then return 0 end
-redis.call('HSET', KEYS[1], 't', ARGV[2], 'lon', ARGV[3], 'lat', ARGV[4], 'grid_code', ARGV[5],
-           'battery_pct', ARGV[6], 'member_id', ARGV[7], 'speed_mps', ARGV[8], 'heading_deg', ARGV[9],
-           'accuracy_m', ARGV[10], 'seen', ARGV[11])
+local cur = tonumber(redis.call('HGET', KEYS[1], '${TERM_T}') or '-1')
+if t <= cur then return {0, 0} end
+redis.call('HSET', KEYS[1], '${TERM_T}', ARGV[2], '${TERM_LON}', ARGV[3], '${TERM_LAT}', ARGV[4],
+           '${TERM_GRID_CODE}', ARGV[5], '${TERM_BATTERY_PCT}', ARGV[6], '${TERM_MEMBER_ID}', ARGV[7],
+           '${TERM_SPEED_MPS}', ARGV[8], '${TERM_HEADING_DEG}', ARGV[9], '${TERM_ACCURACY_M}', ARGV[10],
+           '${TERM_SEEN}', ARGV[11])
 redis.call('GEOADD', KEYS[2], ARGV[3], ARGV[4], ARGV[1])
-local state_t = tonumber(redis.call('HGET', KEYS[1], 'state_t') or '-1')
-if t > state_t and redis.call('HGET', KEYS[1], 'state') ~= ARGV[12] then
-  redis.call('HSET', KEYS[1], 'state', ARGV[12], 'state_t', ARGV[2])
+local state_t = tonumber(redis.call('HGET', KEYS[1], '${TERM_STATE_T}') or '-1')
+if t > state_t and redis.call('HGET', KEYS[1], '${TERM_STATE}') ~= ARGV[12] then
+  redis.call('HSET', KEYS[1], '${TERM_STATE}', ARGV[12], '${TERM_STATE_T}', ARGV[2])
+  return {1, 1}
 end
-return 1
+return {1, 0}
 """
 
 _STATUS = """
 local t = tonumber(ARGV[2])
 redis.call('ZADD', KEYS[2], 'GT', ARGV[6], ARGV[1])
-local state_t = tonumber(redis.call('HGET', KEYS[1], 'state_t') or '-1')
+local state_t = tonumber(redis.call('HGET', KEYS[1], '${TERM_STATE_T}') or '-1')
 if t < state_t then return 0 end
 local changed = 0
-if redis.call('HGET', KEYS[1], 'state') ~= ARGV[3] or redis.call('HGET', KEYS[1], 'sos') ~= ARGV[5] then
+if redis.call('HGET', KEYS[1], '${TERM_STATE}') ~= ARGV[3] or redis.call('HGET', KEYS[1], '${TERM_SOS}') ~= ARGV[5] then
   changed = 1
 end
-redis.call('HSET', KEYS[1], 'state', ARGV[3], 'state_t', ARGV[2], 'sos', ARGV[5], 'member_id', ARGV[7],
-           'seen', ARGV[6])
-if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'battery_pct', ARGV[4]) end
+redis.call('HSET', KEYS[1], '${TERM_STATE}', ARGV[3], '${TERM_STATE_T}', ARGV[2], '${TERM_SOS}', ARGV[5],
+           '${TERM_MEMBER_ID}', ARGV[7], '${TERM_SEEN}', ARGV[6])
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], '${TERM_BATTERY_PCT}', ARGV[4]) end
 return changed
 """
 
@@ -63,13 +67,12 @@ if bar then
   if string.sub(cur, bar + 1) == ARGV[3] then return 0 end
   return 1
 end
-redis.call('HSET', KEYS[1], ARGV[1], new, 'grid_code', ARGV[4])
+redis.call('HSET', KEYS[1], ARGV[1], new, '${SENSOR_GRID_CODE}', ARGV[4])
 return 1
 """
 
 _ALARM = """
--- KEYS: open alarms hash, this alarm's order key, the (sensor, type) -> open alarm id key,
---       acknowledged alarms hash (an alarm that ends is no longer acknowledged)
+-- KEYS: open alarms hash, this alarm's order key, the (sensor, type) -> open alarm id key
 -- returns {changed, id of an older open alarm of the same sensor and type that this one replaces}
 local prev = redis.call('GET', KEYS[2])
 if prev then
@@ -90,13 +93,11 @@ if ARGV[3] == 'raised' then
       return {0, ''}
     end
     if redis.call('HDEL', KEYS[1], open_id) == 1 then replaced = open_id end
-    redis.call('HDEL', KEYS[4], open_id)
   end
   redis.call('SET', KEYS[3], ARGV[1] .. '|' .. ARGV[2], 'EX', ARGV[5])
   return {redis.call('HSET', KEYS[1], ARGV[1], ARGV[4]), replaced}
 end
 if open_id == ARGV[1] then redis.call('DEL', KEYS[3]) end
-redis.call('HDEL', KEYS[4], ARGV[1])
 return {redis.call('HDEL', KEYS[1], ARGV[1]), ''}
 """
 
@@ -108,25 +109,27 @@ return 1
 
 _SWEEP = """
 -- KEYS[1] last-heard sorted set; ARGV: silent-before time, terminal key prefix, online, silent.
--- Marks online terminals not heard from since then as silent; returns them.
+-- Marks online terminals not heard from since then as silent; returns them (with what the screens
+-- must keep showing: battery, SOS).
 local changed = {}
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], 0, ARGV[1])) do
   local key = ARGV[2] .. id
-  local state, seen = unpack(redis.call('HMGET', key, 'state', 'seen'))
+  local state, seen = unpack(redis.call('HMGET', key, '${TERM_STATE}', '${TERM_SEEN}'))
   if state == ARGV[3] and tonumber(seen or '0') <= tonumber(ARGV[1]) then
-    redis.call('HSET', key, 'state', ARGV[4])
-    local member, battery = unpack(redis.call('HMGET', key, 'member_id', 'battery_pct'))
-    table.insert(changed, {id, member or '', battery or ''})
+    redis.call('HSET', key, '${TERM_STATE}', ARGV[4], '${TERM_STATE_T}', ARGV[1])
+    local member, battery, sos = unpack(redis.call('HMGET', key, '${TERM_MEMBER_ID}', '${TERM_BATTERY_PCT}',
+                                                   '${TERM_SOS}'))
+    table.insert(changed, {id, member or '', battery or '', sos or '0'})
   end
 end
 return changed
 """
 
 _GATEWAY = """
-local cur = tonumber(redis.call('HGET', KEYS[1], 't') or '-1')
+local cur = tonumber(redis.call('HGET', KEYS[1], '${GW_T}') or '-1')
 if tonumber(ARGV[1]) < cur then return 0 end
-local changed = redis.call('HGET', KEYS[1], 'state') ~= ARGV[2] and 1 or 0
-redis.call('HSET', KEYS[1], 'state', ARGV[2], 't', ARGV[1], 'grid_code', ARGV[3])
+local changed = redis.call('HGET', KEYS[1], '${GW_STATE}') ~= ARGV[2] and 1 or 0
+redis.call('HSET', KEYS[1], '${GW_STATE}', ARGV[2], '${GW_T}', ARGV[1], '${GW_GRID_CODE}', ARGV[3])
 return changed
 """
 
@@ -138,7 +141,8 @@ def _s(value) -> str:
 class LiveState:
     def __init__(self, client: redis.Redis) -> None:
         self.r = client
-        self._scripts = {name: client.register_script(src) for name, src in (
+        names = live.lua_names()   # the hash fields, spelled once in the contract
+        self._scripts = {name: client.register_script(Template(src).substitute(names)) for name, src in (
             ("fix", _FIX), ("status", _STATUS), ("reading", _READING), ("alarm", _ALARM), ("gateway", _GATEWAY),
             ("report", _REPORT), ("sweep", _SWEEP))}
         self._writers = {live.FixChange: self._fix, live.StatusChange: self._status,
@@ -147,12 +151,18 @@ class LiveState:
 
     def ensure_schema(self) -> bool:
         """Reset the live state if Redis holds another key layout than telemetry.live's (an upgraded
-        demo: the live state is rebuilt by what arrives next). True when it was reset."""
+        demo: the live state is rebuilt by what arrives next). True when it was reset. Workers that
+        start together take turns (a short lock): the second finds the layout already right."""
+        lock = self.r.lock(Keys.SCHEMA + ":lock", timeout=60, blocking_timeout=60)
+        with lock:
+            return self._reset_if_other_layout()
+
+    def _reset_if_other_layout(self) -> bool:
         if self.r.get(Keys.SCHEMA) == str(live.SCHEMA).encode():
             return False
         removed = 0
         for key in self.r.scan_iter(match=f"{live.NAMESPACE}:*", count=1000):
-            if key != Keys.STREAM.encode():
+            if key not in (Keys.STREAM.encode(), (Keys.SCHEMA + ":lock").encode()):
                 removed += self.r.unlink(key)
         self.r.set(Keys.SCHEMA, live.SCHEMA)
         log.warning("live state in Redis had another layout; reset it (%d keys)", removed)
@@ -180,6 +190,11 @@ class LiveState:
                 changed, replaced = changed
                 if replaced:  # a device cannot have two open alarms of one type: the older one ends
                     changes.append(dataclasses.replace(change, alarm_id=replaced.decode(), state="cleared"))
+            elif isinstance(change, live.FixChange):
+                changed, back_online = changed
+                if back_online:  # the screens that show states (not positions) hear of it too
+                    changes.append(live.StatusChange(change.terminal_id, change.member_id, change.home_grid_code,
+                                                     change.t, MemberState.ONLINE.value, change.battery_pct))
             if changed:
                 changes.append(change)
         return changes
@@ -197,13 +212,14 @@ class LiveState:
                                       _s(c.member_id)], client=pipe)
 
     def _reading(self, pipe, c: live.ReadingChange, now: float) -> None:
-        value = next((v for v in (c.value, c.value_bool, c.value_text) if v is not None), None)
-        self._scripts["reading"](keys=[Keys.sensor(c.sensor_id)], args=[f"q:{c.quantity}", c.t, _s(value),
-                                                                         _s(c.grid_code)], client=pipe)
+        value = next((v for v in (c.value, c.value_bool, c.value_text, c.value_sum) if v is not None), None)
+        self._scripts["reading"](keys=[Keys.sensor(c.sensor_id)],
+                                 args=[live.SensorField.quantity(c.quantity), c.t, _s(value), _s(c.grid_code)],
+                                 client=pipe)
 
     def _alarm(self, pipe, c: live.AlarmChange, now: float) -> None:
         self._scripts["alarm"](keys=[Keys.OPEN_ALARMS, Keys.alarm_order(c.alarm_id),
-                                     Keys.open_alarm_of(c.sensor_id, c.alarm_type), Keys.ACKED_ALARMS],
+                                     Keys.open_alarm_of(c.sensor_id, c.alarm_type)],
                                args=[c.alarm_id, c.t, c.state, orjson.dumps(c), live.ALARM_MEMORY_S], client=pipe)
 
     def _gateway(self, pipe, c: live.GatewayChange, now: float) -> None:
@@ -224,12 +240,13 @@ class LiveState:
                                             MemberState.ONLINE.value, MemberState.SILENT.value])
         self.r.zremrangebyscore(Keys.REPORTS, 0, now - live.REPORT_WINDOW_S)
         changes = []
-        for raw_id, member, battery in rows:
+        for raw_id, member, battery, sos in rows:
             terminal_id = raw_id.decode()
             home = home_grid_of(terminal_id)
             if home is not None:
-                changes.append(live.StatusChange(terminal_id, member.decode(), home, now, MemberState.SILENT.value,
-                                                 int(battery) if battery else None))
+                changes.append(live.StatusChange(terminal_id, member.decode(), home, now - live.SILENT_AFTER_S,
+                                                 MemberState.SILENT.value, int(battery) if battery else None,
+                                                 sos == b"1"))
         return changes
 
 

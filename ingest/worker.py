@@ -9,8 +9,9 @@ The chain, in order (one visible list; the pure per-message stages are in stages
     live bus      one entry per batch on the Redis stream (telemetry.live)
     settle        acknowledge to the broker / answer the waiting HTTP posts
 
-A failing live-state or bus update is contained (logged, counted): the data is already committed
-and the screens resynchronise from Redis and the database.
+A failing live-state or bus update is contained (logged, counted): the data is already committed.
+The bus numbering then skips a number, so the screens see a gap and resynchronise from the stored
+state (see _live).
 """
 from __future__ import annotations
 
@@ -148,22 +149,28 @@ class Worker:
             return False
 
     def _live(self, accepted: list[Enriched], attempts: int = 3) -> None:
-        """Live state and events for a committed batch. Redis being briefly away is retried (the
-        scripts are idempotent); after that the batch is acknowledged anyway, counted, and the
-        screens catch up with the next change of each device."""
+        """Live state and its bus entry for a committed batch. A failure can leave the live state
+        half-updated, and a retry then sees those changes as old news: so every failure uses up a
+        bus number, and readers that see the gap resynchronise from Redis and the database.
+        Redis being briefly away is retried (the scripts are idempotent); after that the batch is
+        acknowledged anyway, and counted."""
         for attempt in range(attempts):
             try:
                 self._live_once(accepted)
                 return
             except (redis.RedisError, OSError) as exc:
-                self.metrics.live_errors.inc()
+                self._live_failed()
                 log.warning("live update failed (data is stored; attempt %d of %d): %s", attempt + 1, attempts, exc)
                 if self.stop_event.wait(0.2 * (attempt + 1)):
                     return
             except Exception:  # a bug here must not stop ingestion: contained, logged, counted
-                self.metrics.live_errors.inc()
+                self._live_failed()
                 log.exception("live update failed (data is stored)")
                 return
+
+    def _live_failed(self) -> None:
+        self.metrics.live_errors.inc()
+        self.bus.skip()
 
     def _live_once(self, accepted: list[Enriched]) -> None:
         self._publish(self.live.apply(accepted))
@@ -190,7 +197,7 @@ class Worker:
                 return
             self._publish(self.live.sweep_silent(self._home_grid_of))
         except (redis.RedisError, OSError) as exc:
-            self.metrics.live_errors.inc()
+            self._live_failed()   # it may have marked terminals silent that no screen heard of
             log.warning("silence sweep failed (next one in %.0f s): %s", self.config.sweep_every_s, exc)
 
     def _ensure_live_schema(self) -> None:

@@ -1,8 +1,8 @@
 """`python -m stack up|down|status`: the local demo stack, supervised.
 
-up      start PostgreSQL+TimescaleDB, Redis and Mosquitto (and, as they land, the ingest workers,
-        the simulator and the dashboard), migrate the schema, report each part healthy, restart a
-        part that crashes, and stop everything on Ctrl-C or SIGTERM.
+up      start PostgreSQL+TimescaleDB, Redis and Mosquitto, migrate the schema, load the demo city,
+        start the ingest workers, the dashboard and the simulator, report each part healthy,
+        restart a part that crashes, and stop everything on Ctrl-C or SIGTERM.
 down    stop a stack that `up` started (from its pid files), e.g. one left in another terminal.
 status  say which parts are running.
 

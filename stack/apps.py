@@ -1,5 +1,5 @@
-"""The demo's own processes on top of the servers: city reference data, then the simulator (and,
-as they land, the ingest workers and the dashboard)."""
+"""The demo's own processes on top of the servers: the city's reference data, then the ingest
+workers, the dashboard and the simulator."""
 from __future__ import annotations
 
 import logging

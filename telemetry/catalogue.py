@@ -62,6 +62,11 @@ MEMBER_STATE_LABELS: dict[MemberState, Label] = {
     MemberState.OFFLINE: Label("offline", "离线"),
 }
 
+# What people do on the screens (dashboard/commands.py), by action key.
+ACTION_LABELS: dict[str, Label] = {
+    "alarm.acknowledge": Label("Acknowledge", "确认"),
+}
+
 TASK_ACTION_LABELS: dict[str, Label] = {
     "accepted": Label("accepted", "已接单"), "rejected": Label("rejected", "已拒绝"),
     "arrived": Label("arrived", "已到达"), "done": Label("done", "已完成"),

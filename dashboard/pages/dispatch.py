@@ -20,7 +20,7 @@ from dashboard.pages import Page
 from dashboard.pages.wall import wire_alarm, wire_alarm_ack, wire_status
 from dashboard.state import app_state
 from telemetry import live
-from telemetry.catalogue import ALARM_TYPE_LABELS, Label
+from telemetry.catalogue import Label
 
 
 def wire_task_ack(q, c: live.TaskAckChange) -> dict:
@@ -32,10 +32,13 @@ def wire_task_ack(q, c: live.TaskAckChange) -> dict:
 def snapshot(q, scope: Scope) -> dict:
     in_scope = q.members(scope)
     states = {m.terminal_id: m for m in q.members_live(in_scope)}
-    members = [{"terminal_id": m.terminal_id, "name": m.name, "role": m.role.value, "home_grid_code": m.grid_code,
-                "state": states[m.terminal_id].state if m.terminal_id in states else None,
-                "sos": states[m.terminal_id].sos if m.terminal_id in states else False} for m in in_scope]
-    return {"members": members, "alarms": [wire_alarm(q, a) for a in q.open_alarms(scope)], "task_acks": []}
+    members = []
+    for m in in_scope:
+        known = states.get(m.terminal_id)   # None: never heard of since the live state began
+        members.append({"terminal_id": m.terminal_id, "name": m.name, "role": m.role.value,
+                        "home_grid_code": m.grid_code, "state": known.state if known else None,
+                        "state_t": known.state_t if known else 0, "sos": known.sos if known else False})
+    return {"members": members, "alarms": [wire_alarm(q, a) for a in q.open_alarms(scope)]}
 
 
 FEED = Feed("dispatch", wire={"status": wire_status, "task_ack": wire_task_ack, "alarm": wire_alarm,
@@ -73,14 +76,10 @@ def acknowledge(clicks):
     """A dispatcher acknowledges an alarm: through the command module, which authorizes and audits."""
     if not ctx.triggered_id or not any(clicks or ()):
         return no_update
-    state, alarm_id = app_state(), ctx.triggered_id["alarm"]
-    alarm = next((a for a in state.queries.open_alarms(Scope("", "")) if a.alarm_id == alarm_id), None)
-    what = alarm_id
-    if alarm is not None:
-        kind = ALARM_TYPE_LABELS.get(alarm.alarm_type, alarm.alarm_type)
-        what = f"{kind} · {state.queries.building_name(alarm.building_id)}"
-    result = state.commands.execute(current_identity(), AcknowledgeAlarm(alarm_id), request.remote_addr)
-    return f"✓ {Label('acknowledged', '已确认')}: {what}" if result.ok else f"✗ {what}: {result.reason}"
+    command = AcknowledgeAlarm(ctx.triggered_id["alarm"])
+    result = app_state().commands.execute(current_identity(), command, request.remote_addr)
+    return (f"✓ {Label('acknowledged', '已确认')}: {result.summary}" if result.ok
+            else f"✗ {result.summary}: {result.reason}")
 
 
 clientside_callback(

@@ -173,7 +173,7 @@ def test_specific_reasons_for_time_place_and_unknown_devices(stack, city, worker
     assert ghost_reason == "unknown_device" and "T-GHOST-1" in ghost_detail
 
 
-def test_a_new_fix_updates_redis_live_state_and_puts_one_typed_change_on_the_bus(stack, settings, city, worker,
+def test_a_new_fix_updates_redis_live_state_and_reaches_the_bus_as_a_typed_change(stack, settings, city, worker,
                                                                                 redis_client):
     member, account, p = _terminal(stack, city, 4)
     bus = live.BusReader(redis_client, block_ms=500)
@@ -199,7 +199,7 @@ def test_a_new_fix_updates_redis_live_state_and_puts_one_typed_change_on_the_bus
             assert isinstance(envelope, live.Envelope), envelope
             ours += [(envelope.producer, c) for c in envelope.changes
                      if isinstance(c, live.FixChange) and c.terminal_id == member.terminal_id]
-    [(producer, change)] = ours  # one change, in one envelope, for the whole batch
+    [(producer, change)] = ours  # once (one envelope per batch: test_worker_live)
     assert producer == worker.worker.name
     assert (change.grid_code, change.home_grid_code, change.member_id) == (member.grid_code, member.grid_code,
                                                                            member.member_id)

@@ -11,7 +11,7 @@ from ingest.model import Enriched
 from telemetry import live as contract
 from telemetry.catalogue import AlarmType
 from telemetry.live import Keys
-from telemetry.messages import DeviceAlarm, Fix, IncidentReport, SensorReading
+from telemetry.messages import DeviceAlarm, Fix, IncidentReport, SensorReading, TerminalStatus
 
 T0 = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=10)
 GRID = "350102001001001"
@@ -62,7 +62,7 @@ def test_an_older_fix_does_not_overwrite_a_newer_one(live, redis_client):
 def test_only_the_newest_fix_of_a_terminal_in_a_batch_is_applied(live):
     tid = f"T-{uuid.uuid4().hex[:6]}"
     changes = live.apply([_fix(tid, 3, lon=119.27), _fix(tid, 9, lon=119.31), _fix(tid, 6, lon=119.29)])
-    assert [f.lon for f in changes] == [119.31]
+    assert [f.lon for f in _of(changes, contract.FixChange)] == [119.31]
 
 
 def test_a_new_alarm_of_the_same_sensor_and_type_replaces_the_open_one(live, redis_client):
@@ -116,13 +116,39 @@ def test_what_the_writer_stores_the_contract_reads_back(live, redis_client):
     assert (terminal.lon, terminal.lat, terminal.grid_code, terminal.state) == (119.301, 26.08, GRID, "online")
     assert terminal.member_id == "M-" + tid and terminal.t == (T0 + timedelta(seconds=30)).timestamp()
     [alarm] = [a for a in contract.read_open_alarms(redis_client) if a.alarm_id == f"A-{uid}"]
-    assert (alarm.sensor_id, alarm.severity, alarm.acknowledged_by) == (sensor, 4, None)
-    assert contract.acknowledge_open_alarm(redis_client, contract.AlarmAckChange(f"A-{uid}", GRID, 1.0, "duty"))
-    [alarm] = [a for a in contract.read_open_alarms(redis_client) if a.alarm_id == f"A-{uid}"]
-    assert alarm.acknowledged_by == "duty"
-    live.apply([_alarm(sensor, f"A-{uid}", "cleared", 32)])  # an alarm that ends is no longer acknowledged
-    assert not redis_client.hexists(Keys.ACKED_ALARMS, f"A-{uid}")
-    assert not contract.acknowledge_open_alarm(redis_client, contract.AlarmAckChange(f"A-{uid}", GRID, 2.0, "duty"))
+    assert (alarm.sensor_id, alarm.severity, alarm.t) == (sensor, 4, (T0 + timedelta(seconds=31)).timestamp())
+
+
+def test_a_silent_member_that_reports_again_comes_back_online_as_a_status_too(live, redis_client):
+    """Screens that show states, not positions (the dispatcher console), must hear of it."""
+    tid = f"T-{uuid.uuid4().hex[:6]}"
+    live.apply([_fix(tid, 1)], now=1000.0)
+    [silent] = [c for c in live.sweep_silent({tid: GRID}.get, now=1000.0 + contract.SILENT_AFTER_S + 1)
+                if c.terminal_id == tid]
+    assert silent.state == "silent"
+    back = live.apply([_fix(tid, 5)], now=1200.0)
+    assert [(c.KIND, getattr(c, "state", None)) for c in back] == [("status", "online"), ("fix", None)]
+    assert not _of(live.apply([_fix(tid, 6)], now=1201.0), contract.StatusChange)   # already online
+
+
+def test_the_sweep_keeps_a_members_sos(live, redis_client):
+    tid = f"T-{uuid.uuid4().hex[:6]}"
+    live.apply([_fix(tid, 1), Enriched(TerminalStatus(terminal_id=tid, time=T0 + timedelta(seconds=2), state="online",
+                                                      sos=True, source="gcc"), GRID, "M-" + tid,
+                                       home_grid_code=GRID)], now=1000.0)
+    [silent] = [c for c in live.sweep_silent({tid: GRID}.get, now=1000.0 + contract.SILENT_AFTER_S + 1)
+                if c.terminal_id == tid]
+    assert silent.sos is True
+
+
+def test_a_reading_that_carries_only_a_sum_keeps_its_value(live, redis_client):
+    sensor = f"S-{uuid.uuid4().hex[:6]}"
+    first = live.apply([Enriched(SensorReading(sensor_id=sensor, time=T0, quantity="volume", value_sum=12.5), GRID)])
+    assert [c.value_sum for c in first] == [12.5]
+    assert redis_client.hget(Keys.sensor(sensor), contract.SensorField.quantity("volume")).endswith(b"|12.5")
+    later = live.apply([Enriched(SensorReading(sensor_id=sensor, time=T0 + timedelta(seconds=60), quantity="volume",
+                                               value_sum=13.0), GRID)])
+    assert [c.value_sum for c in later] == [13.0]   # a new sum is a change
 
 
 def test_a_redis_with_the_old_key_layout_is_reset_once(redis_client):

@@ -194,4 +194,11 @@ def test_a_lost_frame_is_noticed_and_the_screen_resyncs_from_a_snapshot(stack, c
     member_fix(stack, member, grid.centroid.x, grid.centroid.y)
     page.wait_for_function("() => window.gcc.live.resyncs('wall') >= 1", timeout=10000)
     page.wait_for_function(_member_at(member.terminal_id, grid.centroid.x), timeout=10000)
-    assert len(sockets) >= 2  # it reconnected for the snapshot
+    assert len(sockets) == 2  # it reconnected once, for the snapshot
+    frames = page.evaluate("() => window.gcc.live.state('wall').frames")
+    for i in range(3):        # and then follows the frames again: no second resync
+        member_fix(stack, member, start.x, start.y, now() + timedelta(seconds=i + 1))
+        page.wait_for_timeout(700)
+    assert page.evaluate("() => window.gcc.live.state('wall').frames") >= frames + 3
+    assert page.evaluate("() => window.gcc.live.resyncs('wall')") == 1
+    assert not page.evaluate("() => window.gcc.live.waiting('wall')")

@@ -1,0 +1,66 @@
+"""The live-state contract: what the ingest workers write to Redis and the screens read from it.
+
+One owner for every piece of that knowledge, in this package: the Redis key names, hash fields and
+thresholds (`keys`), the typed changes a batch makes (`changes`), the live bus that carries them
+(`bus`), and how the stored live state is read back (`state`). The writer (`ingest.live`) and
+every reader (`dashboard.queries`, `dashboard.hub`) go through here; `from telemetry import live`
+gives all of it.
+
+Redis keys (namespace `gcc:`)
+    gcc:live                 stream: the live bus, one entry per committed batch (`Envelope`)
+    gcc:live:schema          the version of this key layout; a writer finding another one resets
+    gcc:pos                  GEO set of terminal positions (member search by distance)
+    gcc:term:<terminal_id>   hash of a terminal's live state (fields: `TerminalLive`)
+    gcc:term:seen            sorted set terminal_id -> last heard (epoch s), for the silence sweep
+    gcc:sensor:<sensor_id>   hash: q:<quantity> -> "<t>|<value>", grid_code
+    gcc:alarms:open          hash alarm_id -> `AlarmChange` JSON (open device alarms)
+    gcc:alarm:<alarm_id>     "<t>|<state>" for ordering raised/cleared (expires after ALARM_MEMORY_S)
+    gcc:alarm:open:<sensor_id>:<alarm_type>   "<alarm_id>|<t>": the open alarm of that sensor and
+                             type (a new one replaces it: e.g. a device restarted, lost its state)
+    gcc:gw:<gateway_id>      hash: state t grid_code
+    gcc:reports              sorted set report_id -> time; gcc:report:<id> `ReportChange` JSON
+    gcc:lock:sweep           which worker runs the silence sweep this round
+
+The bus is a Redis stream rather than pub/sub: a reader that lost its connection or fell behind
+reads on from the last entry id it saw. Each producer numbers its envelopes, so a reader knows when
+it missed some (trimmed away while it was more than STREAM_MAXLEN behind, or never written because
+Redis failed mid-way): only then must its screens resynchronise from a snapshot.
+"""
+from __future__ import annotations
+
+from telemetry.live.bus import BusGap, BusReader, BusWriter, Envelope, EnvelopeError
+from telemetry.live.changes import (
+    CHANGE_TYPES,
+    AlarmAckChange,
+    AlarmChange,
+    Change,
+    FixChange,
+    GatewayChange,
+    ReadingChange,
+    ReportChange,
+    StatusChange,
+    TaskAckChange,
+    change_from,
+)
+from telemetry.live.keys import (
+    ALARM_MEMORY_S,
+    NAMESPACE,
+    REPORT_WINDOW_S,
+    SCHEMA,
+    SILENT_AFTER_S,
+    STREAM_FIELD,
+    STREAM_MAXLEN,
+    SWEEP_EVERY_S,
+    VERSION,
+    GatewayField,
+    Keys,
+    SensorField,
+    TerminalField,
+    lua_names,
+)
+from telemetry.live.state import (
+    TerminalLive,
+    read_open_alarms,
+    read_recent_reports,
+    read_terminals,
+)
