@@ -73,3 +73,12 @@ class MqttProbe:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+def publish_once(port: int, account, topic: str, payload: bytes | str) -> str:
+    """Connect as `account`, publish once with QoS 1, disconnect: the broker's PUBACK reason."""
+    probe = MqttProbe(port, account.username, account.password)
+    try:
+        return probe.publish(topic, payload)
+    finally:
+        probe.close()

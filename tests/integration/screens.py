@@ -16,7 +16,7 @@ from telemetry.topics import terminal_topic
 
 from ..support import wait_for
 from .ingest_helpers import fix_payload
-from .mqtt_helpers import MqttProbe
+from .mqtt_helpers import publish_once
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -67,12 +67,7 @@ def iso(t: datetime) -> str:
 
 def publish_as(stack, username: str, topic: str, payload: bytes) -> None:
     """Publish as a device, with its own broker account, and insist on the broker's PUBACK."""
-    account = stack.account(username)
-    probe = MqttProbe(stack.mosquitto.port, account.username, account.password)
-    try:
-        assert probe.publish(topic, payload) == "Success"
-    finally:
-        probe.close()
+    assert publish_once(stack.mosquitto.port, stack.account(username), topic, payload) == "Success"
 
 
 def member_fix(stack, member, lon: float, lat: float, t: datetime | None = None) -> None:

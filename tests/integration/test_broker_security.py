@@ -8,7 +8,7 @@ import pytest
 from stack.mosquitto import BrokerAccount, acl_file_text, mqtt_connect_reason
 from telemetry.topics import AccountKind, terminal_topic
 
-from .mqtt_helpers import MqttProbe
+from .mqtt_helpers import publish_once
 
 
 @pytest.fixture(scope="module")
@@ -30,22 +30,14 @@ def test_wrong_password_is_refused(stack, terminals):
 
 def test_terminal_may_publish_a_fix_under_its_own_topic(stack, terminals, ingest_listener):
     t1 = terminals[0]
-    probe = MqttProbe(stack.mosquitto.port, t1.username, t1.password)
-    try:
-        assert probe.publish(terminal_topic(t1.username, "fix"), b'{"own": true}') == "Success"
-    finally:
-        probe.close()
+    assert publish_once(stack.mosquitto.port, t1, terminal_topic(t1.username, "fix"), b'{"own": true}') == "Success"
     got = ingest_listener.received(timeout=5)
     assert [m.topic for m in got] == [terminal_topic(t1.username, "fix")]
 
 
 def test_terminal_cannot_publish_under_another_terminals_topic(stack, terminals, ingest_listener):
     t1, t2 = terminals
-    probe = MqttProbe(stack.mosquitto.port, t1.username, t1.password)
-    try:
-        reason = probe.publish(terminal_topic(t2.username, "fix"), b'{"spoofed": true}')
-    finally:
-        probe.close()
+    reason = publish_once(stack.mosquitto.port, t1, terminal_topic(t2.username, "fix"), b'{"spoofed": true}')
     assert reason == "Not authorized"
     assert ingest_listener.received(timeout=1.5) == []
 
@@ -53,11 +45,7 @@ def test_terminal_cannot_publish_under_another_terminals_topic(stack, terminals,
 def test_terminal_cannot_send_itself_a_task(stack, terminals, ingest_listener):
     """Tasks come from the dispatcher only: the task topic is read-only for the terminal."""
     t1 = terminals[0]
-    probe = MqttProbe(stack.mosquitto.port, t1.username, t1.password)
-    try:
-        assert probe.publish(terminal_topic(t1.username, "task"), b"{}") == "Not authorized"
-    finally:
-        probe.close()
+    assert publish_once(stack.mosquitto.port, t1, terminal_topic(t1.username, "task"), b"{}") == "Not authorized"
 
 
 def test_mosquitto_pub_command_line_client_is_held_to_the_same_acl(stack, terminals, ingest_listener):
