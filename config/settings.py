@@ -41,12 +41,14 @@ class Settings(BaseSettings):
     pg_user: str = "gridcc"
     pg_password: SecretStr = SecretStr("")
 
-    mqtt_password_file: Path | None = Field(None, description="the broker's password file, for the "
-                                            "OwnTracks HTTP endpoint's Basic auth")
+    broker_credentials_file: Path | None = Field(None, description="the broker's accounts (its dynamic security "
+                                                 "file, hashed passwords), for the OwnTracks HTTP endpoint's Basic auth")
 
     ingest_http_host: str = "127.0.0.1"
-    ingest_http_port: int = Field(9108, description="first ingest worker's /metrics and /owntracks port; "
+    ingest_http_port: int = Field(9108, description="first ingest worker's /owntracks port (faces the phones); "
                                   "worker N uses this + N - 1")
+    ingest_metrics_port: int = Field(9128, description="first ingest worker's /metrics and /healthz port "
+                                     "(127.0.0.1 only); worker N uses this + N - 1")
     ingest_batch_size: int = 2000
     ingest_flush_interval_s: float = Field(0.1, description="a batch is committed at latest this long after its "
                                            "first message")
@@ -61,6 +63,26 @@ class Settings(BaseSettings):
     retention_positions_days: int = Field(400, description="GPS fixes kept this long")
     retention_sensor_readings_days: int = Field(400, description="sensor readings kept this long")
     retention_dead_letters_days: int = Field(30, description="dead letters kept this long")
+
+    # --- ingest robustness: stalls, floods, QoS 0, retention of every hypertable (issue 9) ---------
+    # (the ingest worker takes these through ingest.worker.WorkerConfig.from_settings; the
+    # retention ones through database.timescale.retention_from_settings)
+    ingest_stall_after_s: float = Field(30.0, description="/healthz answers 503 when a worker has had messages "
+                                        "waiting this long without committing")
+    ingest_device_rate_per_s: float = Field(50.0, description="messages per second one device may send on "
+                                            "average, per worker (0: no limit); beyond it: dead letter "
+                                            "rate_limited. The simulator's devices send at most 2/s")
+    ingest_device_burst: int = Field(5000, description="messages one device may send at once before its rate "
+                                     "applies: a terminal's 7 hours of fixes, buffered while ingest was down")
+    ingest_qos0_inbox_limit: int = Field(4000, description="a QoS 0 message that arrives while the worker's "
+                                         "inbox holds more than this is dropped and counted (QoS 1: never)")
+    retention_terminal_status_days: int = Field(400, description="terminal status history kept this long")
+    retention_device_alarms_days: int = Field(1825, description="device alarms kept this long")
+    retention_incident_reports_days: int = Field(1825, description="incident reports kept this long")
+    retention_incident_events_days: int = Field(1825, description="the events of a case's life kept this long")
+    retention_task_acks_days: int = Field(1825, description="task acknowledgements kept this long")
+    retention_gateway_status_days: int = Field(400, description="gateway status history kept this long")
+    retention_region_transitions_days: int = Field(400, description="OwnTracks region transitions kept this long")
 
     @property
     def pg_dsn(self) -> str:

@@ -1,30 +1,46 @@
-"""The ingest worker's HTTP side: /metrics (Prometheus), /healthz, and POST /owntracks for the
-OwnTracks app's HTTP mode.
+"""The ingest worker's HTTP sides, on two ports:
 
-An OwnTracks post authenticates with HTTP Basic auth against the broker's own password file (the
-same identity the phone would use over MQTT) and may speak only for that user. It enters the same
-chain as MQTT messages; the answer (200 with an empty JSON list, as the app expects) is sent only
-after the message is committed, so a phone keeps and resends what was not confirmed.
+- the device-facing one: POST /owntracks for the OwnTracks app's HTTP mode;
+- the internal one: GET /metrics (Prometheus) and GET /healthz, never reachable from devices.
+
+An OwnTracks post authenticates with HTTP Basic auth against the broker's own accounts (its dynamic
+security file: the same identity the phone would use over MQTT), only as an OwnTracks or terminal
+account, and may speak only for that user. Checking a password costs the same for an unknown user;
+failed logins are counted and, past a limit per source address, refused for a while. A request
+must say its length (no chunked bodies), within the limit; slow clients time out; the server runs
+at most MAX_HANDLERS requests at once. The post enters the same chain as MQTT messages, and the
+answer (200 with an empty JSON list, as the app expects) is sent only after the commit, so a phone
+keeps and resends what was not confirmed.
 """
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import logging
+import os
 import threading
+import time
+from collections import defaultdict, deque
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+import orjson
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 
 from ingest.model import Delivery, Inbound, Rejection
 from ingest.worker import Worker
-from telemetry.passwords import read_password_file, verify_password
-from telemetry.topics import OWNTRACKS_PREFIX
+from telemetry.topics import OWNTRACKS_PREFIX, AccountKind
 
 log = logging.getLogger(__name__)
 MAX_BODY = 64 * 1024
 REPLY_TIMEOUT_S = 15.0
+READ_TIMEOUT_S = 10.0          # a client that sends its request slower than this is cut off
+MAX_HANDLERS = 64              # requests handled at once; more are answered 503 at once
+FAILURES_ALLOWED = 10          # failed logins per source address ...
+FAILURE_WINDOW_S = 300.0       # ... within this long; then it is refused until the window passes
+HTTP_KINDS = frozenset({AccountKind.OWNTRACKS, AccountKind.TERMINAL})
 
 
 class HttpReply:
@@ -41,94 +57,235 @@ class HttpReply:
         return True
 
 
+class BrokerAccounts:
+    """The broker's accounts as its dynamic security plugin keeps them (PBKDF2-SHA512, salted),
+    read again only when the file changed."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._loaded: tuple[float, dict[str, tuple[AccountKind | None, bytes, bytes, int]]] = (-1.0, {})
+        self._dummy = (None, os.urandom(64), os.urandom(12), 101)
+
+    def _accounts(self) -> dict[str, tuple[AccountKind | None, bytes, bytes, int]]:
+        mtime = self.path.stat().st_mtime
+        if mtime != self._loaded[0]:
+            accounts = {}
+            for client in orjson.loads(self.path.read_bytes()).get("clients", []):
+                if "password" in client:
+                    accounts[client["username"]] = (_kind(client), base64.b64decode(client["password"]),
+                                                    base64.b64decode(client["salt"]), int(client["iterations"]))
+            self._loaded = (mtime, accounts)
+        return self._loaded[1]
+
+    def check(self, username: str, password: str) -> AccountKind | None:
+        """The account's kind when the password is right, else None; the same work either way."""
+        if self.path is None:
+            return None
+        kind, digest, salt, iterations = self._accounts().get(username, self._dummy)
+        tried = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, iterations)
+        return kind if hmac.compare_digest(tried, digest) and kind is not None else None
+
+
+def _kind(client: dict) -> AccountKind | None:
+    try:
+        return AccountKind(client.get("textname", ""))
+    except ValueError:
+        return None
+
+
+class FailedLogins:
+    """Failed logins per source address in a sliding window; a source past the limit is refused."""
+
+    def __init__(self, allowed: int = FAILURES_ALLOWED, window_s: float = FAILURE_WINDOW_S, clock=time.monotonic):
+        self.allowed, self.window_s, self.clock = allowed, window_s, clock
+        self._failures: dict[str, deque] = defaultdict(deque)
+        self._lock = threading.Lock()
+
+    def _recent(self, source: str) -> deque:
+        failures, cutoff = self._failures[source], self.clock() - self.window_s
+        while failures and failures[0] < cutoff:
+            failures.popleft()
+        return failures
+
+    def blocked(self, source: str) -> bool:
+        with self._lock:
+            return len(self._recent(source)) >= self.allowed
+
+    def failed(self, source: str) -> None:
+        with self._lock:
+            self._recent(source).append(self.clock())
+            if len(self._failures) > 100_000:   # bounded: forget the quietest sources
+                for key in [k for k, v in self._failures.items() if not v][:50_000]:
+                    del self._failures[key]
+
+
+def _health(worker: Worker) -> tuple[bool, dict]:
+    if hasattr(worker, "health"):
+        return worker.health()
+    ok = worker.source.connected.is_set()
+    return ok, {"broker": "up" if ok else "down"}
+
+
+class _BoundedServer(ThreadingHTTPServer):
+    """A threading server that runs at most `max_handlers` requests at once."""
+    daemon_threads = True
+
+    def __init__(self, address, handler, max_handlers: int) -> None:
+        super().__init__(address, handler)
+        self._slots = threading.BoundedSemaphore(max_handlers)
+
+    def process_request(self, request, client_address):
+        if not self._slots.acquire(blocking=False):
+            try:
+                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            finally:
+                self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    timeout = READ_TIMEOUT_S
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, fmt, *args):  # quiet: requests are counted, not logged
+        pass
+
+    def send(self, code: int, body: bytes = b"", content_type: str = "application/json", headers=()) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in headers:
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+
 class IngestHTTP:
-    def __init__(self, worker: Worker, host: str, port: int, password_file: Path | None) -> None:
+    def __init__(self, worker: Worker, host: str, port: int, credentials_file: Path | None,
+                 metrics_port: int = 0) -> None:
         self.worker = worker
-        self.password_file = password_file
-        self._passwords: tuple[float, dict[str, str]] = (-1.0, {})  # (mtime, user -> hash)
-        handler = self._handler_class()
-        self.server = ThreadingHTTPServer((host, port), handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, name="ingest-http", daemon=True)
+        self.accounts = BrokerAccounts(credentials_file)
+        self.failed_logins = FailedLogins()
+        registry = worker.metrics.registry
+        self.refused = Counter("gcc_ingest_http_refused", "OwnTracks HTTP requests refused, by reason",
+                               ["worker", "reason"], registry=registry)
+        self.servers = [_BoundedServer((host, port), self._device_handler(), MAX_HANDLERS),
+                        _BoundedServer(("127.0.0.1", metrics_port), self._internal_handler(), 8)]
+        self.threads = [threading.Thread(target=s.serve_forever, name="ingest-http", daemon=True) for s in self.servers]
 
     @property
     def port(self) -> int:
-        return self.server.server_address[1]
+        """The device-facing port (OwnTracks)."""
+        return self.servers[0].server_address[1]
+
+    @property
+    def metrics_port(self) -> int:
+        return self.servers[1].server_address[1]
 
     def start(self) -> None:
-        self.thread.start()
+        for thread in self.threads:
+            thread.start()
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        for server in self.servers:
+            server.shutdown()
+            server.server_close()
 
-    def authenticate(self, header: str | None) -> str | None:
-        if not header or not header.startswith("Basic ") or self.password_file is None:
-            return None
+    def _refuse(self, handler: _Handler, code: int, reason: str, headers=()) -> None:
+        self.refused.labels(worker=self.worker.name, reason=reason).inc()
+        handler.send(code, orjson.dumps({"error": reason}), headers=headers)
+
+    def authenticate(self, header: str | None, source: str) -> tuple[str | None, str]:
+        """(user, "") when the Basic credentials are those of an OwnTracks or terminal account,
+        else (None, why)."""
+        if self.failed_logins.blocked(source):
+            return None, "too_many_failed_logins"
+        if not header or not header.startswith("Basic "):
+            return None, "no_credentials"
         try:
-            user, _, password = base64.b64decode(header[6:]).decode().partition(":")
+            user, _, password = base64.b64decode(header[6:], validate=True).decode().partition(":")
         except (ValueError, UnicodeDecodeError):
-            return None
-        stored = self._password_hashes().get(user)
-        return user if stored and verify_password(stored, password) else None
+            user, password = "", ""
+        kind = self.accounts.check(user, password)
+        if kind is None or kind not in HTTP_KINDS:
+            self.failed_logins.failed(source)
+            return None, "bad_credentials"
+        return user, ""
 
-    def _password_hashes(self) -> dict[str, str]:
-        """The broker's password file, read again only when it changed (accounts come and go)."""
-        mtime = self.password_file.stat().st_mtime
-        if mtime != self._passwords[0]:
-            self._passwords = (mtime, read_password_file(self.password_file))
-        return self._passwords[1]
-
-    def _handler_class(self):
+    def _device_handler(self):
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, fmt, *args):  # quiet: requests are counted, not logged
-                pass
-
-            def _send(self, code: int, body: bytes, content_type: str = "application/json") -> None:
-                self.send_response(code)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
+        class Device(_Handler):
             def do_GET(self):
-                if self.path == "/metrics":
-                    self._send(200, generate_latest(outer.worker.metrics.registry), CONTENT_TYPE_LATEST)
-                elif self.path == "/healthz":
-                    ok = outer.worker.source.connected.is_set()
-                    self._send(200 if ok else 503, b'{"broker": "%s"}' % (b"up" if ok else b"down"))
-                else:
-                    self._send(404, b'{"error": "not found"}')
+                outer._refuse(self, 404, "not_found")
 
             def do_POST(self):
-                if self.path.split("?")[0] != "/owntracks":
-                    return self._send(404, b'{"error": "not found"}')
-                user = outer.authenticate(self.headers.get("Authorization"))
-                if user is None:
-                    self.send_response(401)
-                    self.send_header("WWW-Authenticate", 'Basic realm="owntracks"')
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                claimed = self.headers.get("X-Limit-U")
-                if claimed and claimed != user:
-                    return self._send(403, b'{"error": "X-Limit-U names another user"}')
-                length = int(self.headers.get("Content-Length") or 0)
-                if length > MAX_BODY:
-                    return self._send(413, b'{"error": "payload too large"}')
-                body = self.rfile.read(length)
-                reply = HttpReply()
-                device = self.headers.get("X-Limit-D")
-                inbound = Inbound(f"{OWNTRACKS_PREFIX}/{user}/{device or 'http'}", body, 0, False,
-                                  datetime.now(timezone.utc), http_identity=(user, device))
-                outer.worker.source.inbox.put(Delivery(inbound, reply))
-                if not reply.done.wait(REPLY_TIMEOUT_S):
-                    return self._send(503, b'{"error": "not stored yet; send again"}')
-                if reply.rejection is not None:
-                    detail = f'{{"error": "{reply.rejection.reason}"}}'.encode()
-                    return self._send(400, detail)
-                self._send(200, b"[]")
+                outer.handle_owntracks(self)
 
-        return Handler
+        return Device
+
+    def _internal_handler(self):
+        worker = self.worker
+
+        class Internal(_Handler):
+            def do_GET(self):
+                if self.path == "/metrics":
+                    self.send(200, generate_latest(worker.metrics.registry), CONTENT_TYPE_LATEST)
+                elif self.path == "/healthz":
+                    ok, detail = _health(worker)
+                    self.send(200 if ok else 503, orjson.dumps(detail))
+                else:
+                    self.send(404, b'{"error": "not found"}')
+
+        return Internal
+
+    def _body(self, handler: _Handler) -> bytes | None:
+        """The request body, or None after answering why not."""
+        if "chunked" in (handler.headers.get("Transfer-Encoding") or "").lower():
+            self._refuse(handler, 411, "length_required")
+            return None
+        raw = handler.headers.get("Content-Length")
+        if raw is None or not raw.strip().isdigit():
+            self._refuse(handler, 411 if raw is None else 400, "length_required" if raw is None else "bad_length")
+            return None
+        length = int(raw)
+        if length > MAX_BODY:
+            self._refuse(handler, 413, "payload_too_large")
+            return None
+        body = handler.rfile.read(length)
+        if len(body) != length:
+            self._refuse(handler, 400, "body_shorter_than_its_length")
+            return None
+        return body
+
+    def handle_owntracks(self, handler: _Handler) -> None:
+        if handler.path.split("?")[0] != "/owntracks":
+            return self._refuse(handler, 404, "not_found")
+        user, why = self.authenticate(handler.headers.get("Authorization"), handler.client_address[0])
+        if user is None:
+            code = 429 if why == "too_many_failed_logins" else 401
+            return self._refuse(handler, code, why, headers=[("WWW-Authenticate", 'Basic realm="owntracks"')])
+        claimed = handler.headers.get("X-Limit-U")
+        if claimed and claimed != user:
+            return self._refuse(handler, 403, "other_user")
+        body = self._body(handler)
+        if body is None:
+            return None
+        reply = HttpReply()
+        device = handler.headers.get("X-Limit-D")
+        inbound = Inbound(f"{OWNTRACKS_PREFIX}/{user}/{device or 'http'}", body, 0, False,
+                          datetime.now(timezone.utc), http_identity=(user, device))
+        self.worker.source.inbox.put(Delivery(inbound, reply))
+        if not reply.done.wait(REPLY_TIMEOUT_S):
+            return self._refuse(handler, 503, "not_stored_yet")
+        if reply.rejection is not None:
+            return self._refuse(handler, 400, reply.rejection.reason)
+        handler.send(200, b"[]")
+        return None

@@ -35,10 +35,13 @@ def _load_city(dsn: str, timeout: float = 120.0):
             time.sleep(2)
 
 
-def build_worker(settings, index: int, http_port: int | None = None) -> tuple[Worker, IngestHTTP]:
+def build_worker(settings, index: int, http_port: int | None = None,
+                 metrics_port: int | None = None) -> tuple[Worker, IngestHTTP]:
+    """Worker `index`, logged in to the broker as settings.mqtt_username: each worker has its own
+    account, and the broker lets an account connect only with its own client id (its username)."""
     city = _load_city(settings.pg_dsn)
     source = MqttSource(settings.mqtt_host, settings.mqtt_port, settings.mqtt_username,
-                        settings.mqtt_password.get_secret_value(), f"ingest-{index}",
+                        settings.mqtt_password.get_secret_value(), settings.mqtt_username,
                         receive_maximum=settings.ingest_receive_maximum)
     client = redis.Redis(host=settings.redis_host, port=settings.redis_port,
                          password=settings.redis_password.get_secret_value(), socket_timeout=5)
@@ -46,5 +49,6 @@ def build_worker(settings, index: int, http_port: int | None = None) -> tuple[Wo
                     WorkerConfig(batch_size=settings.ingest_batch_size,
                                  flush_interval_s=settings.ingest_flush_interval_s))
     port = http_port if http_port is not None else settings.ingest_http_port + index - 1
-    http = IngestHTTP(worker, settings.ingest_http_host, port, settings.mqtt_password_file)
+    internal = metrics_port if metrics_port is not None else settings.ingest_metrics_port + index - 1
+    http = IngestHTTP(worker, settings.ingest_http_host, port, settings.broker_credentials_file, internal)
     return worker, http

@@ -45,7 +45,7 @@ class DeviceConnection:
         self.backoff = 1.0
         self.handler = on_message
         self.on_online = on_online
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"sim-{device_id}",
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=username,  # the broker binds it
                              protocol=MQTTProtocolVersion.MQTTv5, reconnect_on_failure=False)
         client.username_pw_set(username, password)
         if will is not None:

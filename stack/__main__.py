@@ -34,9 +34,9 @@ from database import timescale
 from database.migrate import migrate
 from telemetry.lifecycle import STOP_SIGNALS
 
-from .apps import demo_apps, prepare_city, wait_ready
+from .apps import demo_apps, demo_city, load_into_database, wait_ready
 from .process import PidRecord, live_record, pid_files, read_pid_file, stop_recorded, write_pid_file
-from .stack import LocalStack, free_port, port_is_free
+from .stack import INGEST_WORKERS, LocalStack, free_port, port_is_free
 from .supervision import Supervisor
 
 log = logging.getLogger("stack")
@@ -53,6 +53,18 @@ def _pick_port(preferred: int, what: str) -> int:
     return port
 
 
+def _pick_ports(first: int, count: int, what: str) -> int:
+    """The first of `count` consecutive free ports, `first` if they are all free."""
+    if all(port_is_free(first + i) for i in range(count)):
+        return first
+    while True:
+        start = free_port()
+        if all(port_is_free(start + i) for i in range(count)):
+            log.warning("ports %d-%d for %s are taken; using %d-%d", first, first + count - 1, what, start,
+                        start + count - 1)
+            return start
+
+
 def _supervisor_pid_path(data_dir: Path) -> Path:
     return data_dir / "run" / "stack.pid"
 
@@ -62,14 +74,15 @@ def _report(stack: LocalStack, caps: timescale.Capabilities, city, apps) -> None
         ("PostgreSQL 15 + TimescaleDB", f"127.0.0.1:{stack.postgres.port}",
          f"healthy, TimescaleDB {caps.version} ({caps.edition} edition)"),
         ("Redis 7", f"127.0.0.1:{stack.redis.port}", "healthy (PING with password)"),
-        ("Mosquitto 2", f"127.0.0.1:{stack.mosquitto.port}", "healthy (MQTT v5 login as 'ingest')"),
+        ("Mosquitto 2", f"127.0.0.1:{stack.mosquitto.port}",
+         f"healthy ({len(stack.accounts)} accounts, subscriptions checked)"),
     ]
     rows.append(("City reference data", f"{len(city.grids)} grids",
                  f"{city.name}: {len(city.members)} members, {len(city.sensors)} sensors"))
     for app in apps:
         where = urlsplit(app.ready_url).netloc if app.ready_url else f"pid {app.pid}"
         rows.append((app.name, where, ("healthy" if app.ready_url else "running") + f", log {app.log_path.name}" +
-                     (" (/metrics, /owntracks)" if app.name.startswith("ingest-") else "")))
+                     (" (/metrics, /healthz)" if app.name.startswith("ingest-") else "")))
     print("\nGrid Command Center - local stack")
     for name, where, state in rows:
         print(f"  {name:<30} {where:<18} {state}")
@@ -100,15 +113,15 @@ def up(data_dir: Path, once: bool = False) -> int:
     retention = None
     apps = []
     try:
+        city = demo_city(stack)   # its devices' broker accounts go in before the broker starts
         stack.start()
         dsn = stack.settings().pg_dsn
         caps, retention = _prepare_database(dsn, timescale.retention_from_settings(settings))
-        city = prepare_city(stack, dsn)
-        ingest_port = _pick_port(settings.ingest_http_port, "ingest metrics")
-        if not port_is_free(ingest_port + 1):
-            ingest_port = free_port()
+        load_into_database(city, dsn)
+        ingest_port = _pick_ports(settings.ingest_http_port, INGEST_WORKERS, "OwnTracks HTTP")
+        metrics_port = _pick_ports(settings.ingest_metrics_port, INGEST_WORKERS, "ingest metrics")
         dashboard_port = _pick_port(settings.dashboard_port, "the dashboard")
-        apps = demo_apps(stack, ingest_port=ingest_port, dashboard_port=dashboard_port)
+        apps = demo_apps(stack, ingest_port=ingest_port, metrics_port=metrics_port, dashboard_port=dashboard_port)
         for app in apps:
             app.start()
         wait_ready(apps)

@@ -17,21 +17,29 @@ from simulator.citygen import SCALES, generate
 from telemetry.city import City
 
 from .process import ServerProcess, wait_until
-from .stack import LocalStack
+from .stack import INGEST_WORKERS, LocalStack
 
 log = logging.getLogger("stack")
 
 DEFAULT_SIM_ARGS = "--speedup 1 --fault-rate 30 --malformed 0.002"
 
 
-def prepare_city(stack: LocalStack, dsn: str) -> City:
-    """Generate the demo city once, load it into the database when it is not there yet, and give
-    every terminal and gateway its broker account."""
+def demo_city(stack: LocalStack) -> City:
+    """The demo city, generated once into the data dir; every terminal and gateway of it gets its
+    broker account (before the broker starts, all in one go)."""
     path = stack.data_dir / "city.json"
     if not path.exists():
         log.info("generating the demo city into %s", path)
         generate(SCALES["demo"]).save(path)
     city = City.load(path)
+    new = stack.register_devices(city)
+    if new:
+        log.info("created broker accounts for %d terminals and gateways", new)
+    return city
+
+
+def load_into_database(city: City, dsn: str) -> None:
+    """The city's reference data in the database, unless it is there already."""
     conn = psycopg2.connect(dsn)
     try:
         with conn.cursor() as cur:
@@ -42,27 +50,22 @@ def prepare_city(stack: LocalStack, dsn: str) -> City:
             load_city(conn, city)
     finally:
         conn.close()
-    new = stack.register_devices(city)
-    if new:
-        log.info("created broker accounts for %d terminals and gateways", new)
-    return city
 
 
-INGEST_WORKERS = 2
 
 
-def demo_apps(stack: LocalStack, sim_args: str | None = None, ingest_port: int = 9108,
+def demo_apps(stack: LocalStack, sim_args: str | None = None, ingest_port: int = 9108, metrics_port: int = 9128,
               dashboard_port: int = 8050) -> list[ServerProcess]:
     env = {**os.environ, **stack.env(), "PYTHONUNBUFFERED": "1", "GCC_INGEST_HTTP_PORT": str(ingest_port),
-           "GCC_DASHBOARD_PORT": str(dashboard_port)}
+           "GCC_INGEST_METRICS_PORT": str(metrics_port), "GCC_DASHBOARD_PORT": str(dashboard_port)}
     args = shlex.split(sim_args if sim_args is not None else os.environ.get("SIM_ARGS", DEFAULT_SIM_ARGS))
     run = stack.run_dir
     workers = []
     for i in range(1, INGEST_WORKERS + 1):
         worker = ServerProcess(f"ingest-{i}", [sys.executable, "-m", "ingest", "--index", str(i)],
                                log_path=stack.log_dir / f"ingest-{i}.log", pid_path=run / f"ingest-{i}.pid",
-                               env=env, cwd=Path(REPO_ROOT))
-        worker.ready_url = f"http://127.0.0.1:{ingest_port + i - 1}/healthz"
+                               env={**env, **stack.mqtt_env(stack.account(f"ingest-{i}"))}, cwd=Path(REPO_ROOT))
+        worker.ready_url = f"http://127.0.0.1:{metrics_port + i - 1}/healthz"
         workers.append(worker)
     dashboard = ServerProcess("dashboard", [sys.executable, "-m", "dashboard"],
                               log_path=stack.log_dir / "dashboard.log", pid_path=run / "dashboard.pid",

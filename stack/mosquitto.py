@@ -1,9 +1,29 @@
-"""Mosquitto 2 for the local stack: config, password file, ACL, start and health check."""
+"""Mosquitto 2 for the local stack: accounts and access through the dynamic security plugin.
+
+Mosquitto's `acl_file` checks what a client may read only when a message is delivered, never its
+SUBSCRIBE: a device could join the ingest share group and make the broker drop its round-robin
+share of everyone's messages. The dynamic security plugin (shipped with Debian's mosquitto) checks
+subscriptions against roles, binds an account to its client id (nobody can take over another
+account's session) and takes new accounts at run time over $CONTROL.
+
+- Every account gets one role built from `telemetry.topics.topic_rules` (Mosquitto 2.0's plugin
+  has no %u/%c patterns, so a device's role names its own topics), and its client id is bound
+  (`topics.bound_client_id`). Default access: nothing (publish, subscribe, receive).
+- Before the broker starts, the stack writes the plugin's whole configuration from its accounts
+  (`dynsec_config`); while it runs, accounts are added over $CONTROL (`DynsecControl`): the plugin
+  saves its file after every command, so a bulk of accounts goes in by rewriting the file and
+  restarting the broker instead (sessions persist).
+"""
 from __future__ import annotations
 
+import base64
+import glob
+import hashlib
+import json
+import os
+import queue
 import secrets
 import shutil
-import signal
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,10 +32,15 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from config.settings import REPO_ROOT
-from telemetry.passwords import hash_password
-from telemetry.topics import AccountKind, topic_rules
+from telemetry.topics import CONTROL_TOPIC, AccountKind, TopicRule, bound_client_id, topic_rules
 
 from .process import ManagedServer, RunAs, ServerProcess, wait_until
+
+PLUGIN_GLOBS = ("/usr/lib/*/mosquitto_dynamic_security.so", "/usr/lib/mosquitto_dynamic_security.so",
+                "/usr/local/lib/mosquitto_dynamic_security.so")
+DYNSEC_FILE = "dynamic-security.json"
+PBKDF2_ITERATIONS = 101   # the plugin's own default (PW_DEFAULT_ITERATIONS)
+MAX_CONNECTIONS = 30000   # the listener's cap (the big city has ~23,000 devices)
 
 
 @dataclass(frozen=True)
@@ -28,33 +53,89 @@ class BrokerAccount:
     def generate(cls, username: str, kind: AccountKind) -> BrokerAccount:
         return cls(username=username, password=secrets.token_urlsafe(18), kind=kind)
 
+    @property
+    def client_id(self) -> str | None:
+        return bound_client_id(self.kind, self.username)
 
-def password_file_text(accounts: list[BrokerAccount]) -> str:
-    return "".join(f"{a.username}:{hash_password(a.password)}\n" for a in accounts)
+    @property
+    def rolename(self) -> str:
+        return f"{self.kind.value}:{self.username}"
 
 
-def acl_file_text(accounts: list[BrokerAccount]) -> str:
-    """One block per account; nothing for anonymous clients (they are refused anyway)."""
-    blocks = []
-    for account in accounts:
-        lines = [f"user {account.username}"]
-        lines += [f"topic {rule.access} {rule.topic}" for rule in topic_rules(account.kind, account.username)]
-        blocks.append("\n".join(lines))
-    return "\n\n".join(blocks) + "\n"
+def plugin_path() -> str:
+    for pattern in PLUGIN_GLOBS:
+        found = sorted(glob.glob(pattern))
+        if found:
+            return found[0]
+    raise FileNotFoundError("mosquitto_dynamic_security.so not found (Debian's mosquitto package ships it)")
+
+
+def acls(rules: list[TopicRule]) -> list[dict]:
+    """The plugin's ACL entries for an account's topic rules."""
+    out = []
+    for rule in rules:
+        if rule.access == "publish":
+            out.append({"acltype": "publishClientSend", "topic": rule.topic, "allow": True})
+            continue
+        wildcard = any(c in rule.topic for c in "+#")
+        out.append({"acltype": "subscribePattern" if wildcard else "subscribeLiteral", "topic": rule.topic,
+                    "allow": True})
+        if rule.shared:
+            out.append({"acltype": "subscribePattern", "topic": f"$share/+/{rule.topic}", "allow": True})
+        out.append({"acltype": "publishClientReceive", "topic": rule.topic, "allow": True})
+    return out
+
+
+def _password_fields(password: str) -> dict:
+    """The plugin's stored form: PBKDF2-HMAC-SHA512 with a 12-byte salt (as it hashes itself)."""
+    salt = os.urandom(12)
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, PBKDF2_ITERATIONS)
+    return {"password": base64.b64encode(digest).decode(), "salt": base64.b64encode(salt).decode(),
+            "iterations": PBKDF2_ITERATIONS}
+
+
+def _client(account: BrokerAccount) -> dict:
+    client = {"username": account.username, "textname": account.kind.value,
+              "roles": [{"rolename": account.rolename}], **_password_fields(account.password)}
+    if account.client_id:
+        client["clientid"] = account.client_id
+    return client
+
+
+def dynsec_config(accounts: list[BrokerAccount]) -> dict:
+    """The plugin's whole configuration for these accounts: a role each, nothing by default."""
+    return {
+        "clients": [_client(a) for a in accounts],
+        "roles": [{"rolename": a.rolename, "acls": acls(topic_rules(a.kind, a.username))} for a in accounts],
+        "groups": [],
+        "defaultACLAccess": {"publishClientSend": False, "publishClientReceive": False, "subscribe": False,
+                             "unsubscribe": True},
+    }
+
+
+def create_commands(account: BrokerAccount) -> list[dict]:
+    """The $CONTROL commands that add one account to a running broker."""
+    client = {"command": "createClient", "username": account.username, "password": account.password,
+              "textname": account.kind.value, "roles": [{"rolename": account.rolename}]}
+    if account.client_id:
+        client["clientid"] = account.client_id
+    return [{"command": "createRole", "rolename": account.rolename,
+             "acls": acls(topic_rules(account.kind, account.username))}, client]
 
 
 def config_text(*, port: int, data_dir: Path) -> str:
     return f"""# Generated by stack on every start; edit config/mosquitto.conf.in instead.
 {(REPO_ROOT / "config" / "mosquitto.conf.in").read_text()}
 listener {port} 127.0.0.1
+max_connections {MAX_CONNECTIONS}
 persistence_location {data_dir}/
-password_file {data_dir}/passwords
-acl_file {data_dir}/acl
+plugin {plugin_path()}
+plugin_opt_config_file {data_dir}/{DYNSEC_FILE}
 """
 
 
 class MosquittoServer(ManagedServer):
-    """The broker; it is healthy once `health_account` (a service account) can log in."""
+    """The broker; it is healthy once `health_account` can log in."""
 
     name = "mosquitto"
 
@@ -68,21 +149,23 @@ class MosquittoServer(ManagedServer):
             self.name, [shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(data_dir / "mosquitto.conf")],
             log_path=log_dir / "mosquitto.log", pid_path=run_dir / "mosquitto.pid", run_as=run_as)
 
+    @property
+    def running(self) -> bool:
+        return self.process.pid is not None and self.process.exited() is None
+
     def write_accounts(self, accounts: list[BrokerAccount]) -> None:
-        """Write the password file and the ACL; a running broker picks them up on SIGHUP."""
-        for name, text in (("passwords", password_file_text(accounts)), ("acl", acl_file_text(accounts))):
-            path = self.data_dir / name
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(text)
-            tmp.chmod(0o600)
-            if self.run_as:
-                self.run_as.own(tmp)
-            tmp.replace(path)
+        """Write the plugin's configuration (the broker must not be running: it owns the file then)."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        path = self.data_dir / DYNSEC_FILE
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(dynsec_config(accounts), handle)
+        if self.run_as:
+            self.run_as.own(tmp)
+        tmp.replace(path)
 
-    def reload(self) -> None:
-        self.process.send_signal(signal.SIGHUP)
-
-    def start(self, timeout: float = 20.0) -> None:
+    def start(self, timeout: float = 30.0) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         (self.data_dir / "mosquitto.conf").write_text(config_text(port=self.port, data_dir=self.data_dir))
         if self.run_as:
@@ -92,14 +175,54 @@ class MosquittoServer(ManagedServer):
                    timeout=timeout, what="Mosquitto to accept a login", proc=self.process)
 
 
+class DynsecError(RuntimeError):
+    pass
+
+
+class DynsecControl:
+    """The broker admin's side of $CONTROL/dynamic-security/v1: send commands, await the answers."""
+
+    def __init__(self, port: int, admin: BrokerAccount, timeout: float = 10.0) -> None:
+        self.timeout = timeout
+        self.responses: queue.Queue = queue.Queue()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=admin.client_id,
+                                  protocol=MQTTProtocolVersion.MQTTv5)
+        self.client.username_pw_set(admin.username, admin.password)
+        subscribed = threading.Event()
+        self.client.on_subscribe = lambda *args: subscribed.set()
+        self.client.on_message = lambda c, u, msg: self.responses.put(json.loads(msg.payload))
+        self.client.connect("127.0.0.1", port, keepalive=30)
+        self.client.loop_start()
+        self.client.subscribe(CONTROL_TOPIC + "/response", qos=1)
+        if not subscribed.wait(timeout):
+            self.close()
+            raise DynsecError("no SUBACK from the broker's control topic")
+
+    def send(self, commands: list[dict]) -> None:
+        """Send commands in one message; raise DynsecError naming every command that failed."""
+        self.client.publish(CONTROL_TOPIC, json.dumps({"commands": commands}), qos=1)
+        try:
+            answer = self.responses.get(timeout=self.timeout)
+        except queue.Empty:
+            raise DynsecError(f"no answer to {len(commands)} control commands") from None
+        failed = [f"{r.get('command')}: {r['error']}" for r in answer.get("responses", []) if r.get("error")]
+        if failed:
+            raise DynsecError("; ".join(failed))
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
 def mqtt_login_ok(host: str, port: int, account: BrokerAccount | None, timeout: float = 3.0) -> bool:
     """Connect with MQTT v5; True only for a successful CONNACK."""
     return mqtt_connect_reason(host, port, account, timeout) == "Success"
 
 
-def mqtt_connect_reason(host: str, port: int, account: BrokerAccount | None,
-                        timeout: float = 3.0) -> str:
-    """The broker's CONNACK reason for this login, e.g. "Success" or "Not authorized"."""
+def mqtt_connect_reason(host: str, port: int, account: BrokerAccount | None, timeout: float = 3.0,
+                        client_id: str | None = None) -> str:
+    """The broker's CONNACK reason for this login, e.g. "Success" or "Not authorized". The client
+    id is the account's bound one unless given."""
     done = threading.Event()
     result: dict[str, str] = {}
 
@@ -107,8 +230,8 @@ def mqtt_connect_reason(host: str, port: int, account: BrokerAccount | None,
         result["reason"] = str(reason_code)
         done.set()
 
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"health-{secrets.token_hex(4)}",
-                         protocol=MQTTProtocolVersion.MQTTv5)
+    client_id = client_id or (account.client_id if account else None) or f"health-{secrets.token_hex(4)}"
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5)
     if account is not None:
         client.username_pw_set(account.username, account.password)
     client.on_connect = on_connect

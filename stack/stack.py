@@ -18,14 +18,18 @@ from pathlib import Path
 from telemetry.lifecycle import raise_open_file_limit
 from telemetry.topics import AccountKind
 
-from .mosquitto import BrokerAccount, MosquittoServer
+from .mosquitto import DYNSEC_FILE, BrokerAccount, DynsecControl, MosquittoServer, create_commands
 from .postgres import PostgresServer
 from .process import ManagedServer, RunAs, reachable_by, running_as_root
 from .redis_server import RedisServer
 
 PG_SUPERUSER = "gridcc"
 PG_DATABASE = "gridcc"
-SERVICE_ACCOUNTS = (("ingest", AccountKind.INGEST), ("dispatch", AccountKind.DISPATCH))
+INGEST_WORKERS = 2     # the demo's ingest workers: ingest-1, ingest-2, each with its own account
+SERVICE_ACCOUNTS = (("broker-admin", AccountKind.BROKER_ADMIN), ("broker-health", AccountKind.HEALTH),
+                    ("dispatch", AccountKind.DISPATCH),
+                    *((f"ingest-{i}", AccountKind.INGEST) for i in range(1, INGEST_WORKERS + 1)))
+CONTROL_BATCH = 50     # more new accounts than this at once: rewrite the broker's file and restart it
 
 
 def free_port() -> int:
@@ -70,7 +74,7 @@ class LocalStack:
         pg_user = RunAs.for_service("postgres")
         self.mosquitto = MosquittoServer(
             self._service_dir("mosquitto", mosquitto_user), mqtt_port or free_port(),
-            mosquitto_user, self.log_dir, self.run_dir, health_account=self.accounts["ingest"])
+            mosquitto_user, self.log_dir, self.run_dir, health_account=self.accounts["broker-health"])
         self.redis = RedisServer(
             self._service_dir("redis", redis_user), redis_port or free_port(),
             self._secrets["redis_password"], redis_user, self.log_dir, self.run_dir)
@@ -125,12 +129,31 @@ class LocalStack:
         _write_private(self.accounts_path, json.dumps(items, indent=1))
 
     def add_broker_accounts(self, new_accounts: list[BrokerAccount]) -> None:
-        """Register device or service accounts; a running broker reloads them at once."""
+        """Register device or service accounts. A running broker takes a few over $CONTROL at once;
+        a bulk is written to its file and the broker restarted (the plugin rewrites its whole file
+        after every command: thousands of them would take minutes). Not running: at its start."""
+        fresh = [a for a in new_accounts if a.username not in self.accounts]
         for account in new_accounts:
             self.accounts[account.username] = account
         self._save_accounts(self.accounts)
-        self.mosquitto.write_accounts(list(self.accounts.values()))
-        self.mosquitto.reload()
+        if not self.mosquitto.running or not fresh:
+            return
+        if len(fresh) > CONTROL_BATCH:
+            self.mosquitto.stop()
+            self.mosquitto.write_accounts(list(self.accounts.values()))
+            self.mosquitto.start()
+            return
+        control = DynsecControl(self.mosquitto.port, self.accounts["broker-admin"])
+        try:
+            control.send([command for account in fresh for command in create_commands(account)])
+        finally:
+            control.close()
+
+    def service_account(self, kind: AccountKind, username: str) -> BrokerAccount:
+        """A service account of this kind (an extra ingest worker, a test's probe), created if new."""
+        if username not in self.accounts:
+            self.add_broker_accounts([BrokerAccount.generate(username, kind)])
+        return self.accounts[username]
 
     def register_devices(self, city) -> int:
         """Give every terminal and gateway of the city a broker account (existing ones keep their
@@ -178,15 +201,14 @@ class LocalStack:
 
     # --- what clients need ----------------------------------------------------------------------
     def env(self) -> dict[str, str]:
-        """The GCC_* settings that point a process of ours at this stack."""
-        ingest = self.accounts["ingest"]
+        """The GCC_* settings that point a process of ours at this stack (the broker account is
+        the first ingest worker's; `mqtt_env` gives another's)."""
         return {
             "GCC_DATA_DIR": str(self.data_dir),
             "GCC_MQTT_HOST": "127.0.0.1",
             "GCC_MQTT_PORT": str(self.mosquitto.port),
-            "GCC_MQTT_USERNAME": ingest.username,
-            "GCC_MQTT_PASSWORD": ingest.password,
-            "GCC_MQTT_PASSWORD_FILE": str(self.mosquitto.data_dir / "passwords"),
+            **self.mqtt_env(self.accounts["ingest-1"]),
+            "GCC_BROKER_CREDENTIALS_FILE": str(self.mosquitto.data_dir / DYNSEC_FILE),
             "GCC_REDIS_HOST": "127.0.0.1",
             "GCC_REDIS_PORT": str(self.redis.port),
             "GCC_REDIS_PASSWORD": self._secrets["redis_password"],
@@ -196,6 +218,11 @@ class LocalStack:
             "GCC_PG_USER": PG_SUPERUSER,
             "GCC_PG_PASSWORD": self._secrets["pg_password"],
         }
+
+    @staticmethod
+    def mqtt_env(account: BrokerAccount) -> dict[str, str]:
+        """The settings that make a process of ours log in to the broker as `account`."""
+        return {"GCC_MQTT_USERNAME": account.username, "GCC_MQTT_PASSWORD": account.password}
 
     def env_file_text(self) -> str:
         lines = ["# Written by stack for the local demo stack. Demo credentials only."]

@@ -15,7 +15,9 @@ Downlink (command center → device)
     gcc/v1/terminal/{terminal_id}/task       a dispatched task, QoS 1
     gcc/v1/gateway/{gateway_id}/cmd          a command for a gateway
 
-Device ids are the broker usernames: a device's account reaches only its own topics.
+Device ids are the broker usernames: a device's account reaches only its own topics, and connects
+only with its own client id (the broker checks subscriptions too: Mosquitto's dynamic security
+plugin, configured by stack/mosquitto.py from `topic_rules`).
 """
 from __future__ import annotations
 
@@ -42,8 +44,15 @@ class AccountKind(str, Enum):
     TERMINAL = "terminal"      # a grid member's handheld terminal
     GATEWAY = "gateway"        # a building's IoT gateway or an elevator controller
     OWNTRACKS = "owntracks"    # a phone running the OwnTracks app
-    INGEST = "ingest"          # the ingest workers: read every uplink topic
-    DISPATCH = "dispatch"      # the dispatcher service: send tasks, read acknowledgements
+    INGEST = "ingest"          # an ingest worker: reads every uplink topic (in the share group)
+    DISPATCH = "dispatch"      # the dispatcher service: sends tasks, reads acknowledgements
+    BROKER_ADMIN = "broker_admin"  # the stack's own: adds and changes accounts at run time
+    HEALTH = "health"          # may log in, and do nothing else (the broker's health check)
+
+
+DEVICE_KINDS = frozenset({AccountKind.TERMINAL, AccountKind.GATEWAY, AccountKind.OWNTRACKS})
+# Mosquitto's dynamic security plugin takes commands here (the broker admin's only topics).
+CONTROL_TOPIC = "$CONTROL/dynamic-security/v1"
 
 
 def terminal_topic(terminal_id: str, leaf: str) -> str:
@@ -66,31 +75,43 @@ def uplink_filters() -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class TopicRule:
-    access: str  # "read", "write" or "readwrite", as in Mosquitto's ACL file
+    """One thing an account may do: publish to a topic filter, or subscribe to one (and receive
+    what matches it). `shared`: the subscription may also be made in any share group."""
+    access: str                  # "publish" or "subscribe"
     topic: str
+    shared: bool = False
 
 
 def _valid_device_id(device_id: str) -> bool:
-    return bool(device_id) and not any(c in device_id for c in "/+#\0 ") and len(device_id) <= 64
+    return bool(device_id) and not any(c in device_id for c in "/+#\0 $") and len(device_id) <= 64
 
 
 def topic_rules(kind: AccountKind, username: str) -> list[TopicRule]:
-    """The topics an account of this kind may use. Device accounts reach only their own topics."""
-    if kind in (AccountKind.TERMINAL, AccountKind.GATEWAY, AccountKind.OWNTRACKS) \
-            and not _valid_device_id(username):
+    """Everything an account of this kind may do; anything else is refused, subscriptions
+    included. Device accounts reach only their own topics: no wildcards, no share groups."""
+    if kind in DEVICE_KINDS and not _valid_device_id(username):
         raise ValueError(f"invalid device id for a broker account: {username!r}")
     if kind is AccountKind.TERMINAL:
-        return [TopicRule("write", terminal_topic(username, leaf)) for leaf in TERMINAL_UPLINK] + \
-               [TopicRule("read", terminal_topic(username, leaf)) for leaf in TERMINAL_DOWNLINK]
+        return [TopicRule("publish", terminal_topic(username, leaf)) for leaf in TERMINAL_UPLINK] + \
+               [TopicRule("subscribe", terminal_topic(username, leaf)) for leaf in TERMINAL_DOWNLINK]
     if kind is AccountKind.GATEWAY:
-        return [TopicRule("write", gateway_topic(username, leaf)) for leaf in GATEWAY_UPLINK] + \
-               [TopicRule("read", gateway_topic(username, leaf)) for leaf in GATEWAY_DOWNLINK]
+        return [TopicRule("publish", gateway_topic(username, leaf)) for leaf in GATEWAY_UPLINK] + \
+               [TopicRule("subscribe", gateway_topic(username, leaf)) for leaf in GATEWAY_DOWNLINK]
     if kind is AccountKind.OWNTRACKS:
-        return [TopicRule("readwrite", owntracks_filter(username))]
+        return [TopicRule("publish", owntracks_filter(username)), TopicRule("subscribe", owntracks_filter(username))]
     if kind is AccountKind.INGEST:
-        return [TopicRule("read", f) for f in uplink_filters()]
+        return [TopicRule("subscribe", f, shared=True) for f in uplink_filters()]
     if kind is AccountKind.DISPATCH:
-        return [TopicRule("write", terminal_topic("+", TASK)),
-                TopicRule("read", terminal_topic("+", TASK_ACK)),
-                TopicRule("write", gateway_topic("+", CMD))]
+        return [TopicRule("publish", terminal_topic("+", TASK)), TopicRule("publish", gateway_topic("+", CMD)),
+                TopicRule("subscribe", terminal_topic("+", TASK_ACK), shared=True)]
+    if kind is AccountKind.BROKER_ADMIN:
+        return [TopicRule("publish", CONTROL_TOPIC), TopicRule("subscribe", CONTROL_TOPIC + "/response")]
+    if kind is AccountKind.HEALTH:
+        return []
     raise ValueError(f"unknown account kind {kind!r}")
+
+
+def bound_client_id(kind: AccountKind, username: str) -> str | None:
+    """The only client id an account may connect with (its username): nobody can take over another
+    account's session. The health check's account, which may do nothing, is not bound."""
+    return None if kind is AccountKind.HEALTH else username

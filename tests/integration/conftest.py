@@ -1,6 +1,7 @@
 """Session fixtures: the real servers, started once per test session on free ports in temp dirs."""
 from __future__ import annotations
 
+import functools
 import tempfile
 from pathlib import Path
 
@@ -12,6 +13,14 @@ from database.migrate import migrate
 from stack import LocalStack
 
 
+@functools.cache
+def demo_city():
+    """The demo city (seed 7), generated once per test session."""
+    from simulator.citygen import SCALES, generate
+
+    return generate(SCALES["demo"], seed=7)
+
+
 @pytest.fixture(scope="session")
 def stack():
     # tempfile (not pytest's tmp_path) because pytest's temp root is private to root, and the
@@ -19,6 +28,7 @@ def stack():
     data_dir = Path(tempfile.mkdtemp(prefix="gridcc-test-"))
     data_dir.chmod(0o711)
     local = LocalStack(data_dir)
+    local.register_devices(demo_city())   # before the broker starts: all in its file at once
     local.start()
     migrate(local.settings().pg_dsn)
     yield local
@@ -50,9 +60,8 @@ def redis_client(settings):
 def city(stack):
     """The demo city (seed 7) loaded into the database, every device with a broker account."""
     from database.citydb import load_city
-    from simulator.citygen import SCALES, generate
 
-    city = generate(SCALES["demo"], seed=7)
+    city = demo_city()
     conn = psycopg2.connect(stack.settings().pg_dsn)
     try:
         load_city(conn, city)
@@ -65,11 +74,14 @@ def city(stack):
 @pytest.fixture
 def ingest_listener(stack):
     """A probe logged in as the ingest service, subscribed to every uplink topic of ours."""
+    from telemetry.topics import AccountKind, uplink_filters
+
     from .mqtt_helpers import MqttProbe
 
-    ingest = stack.account("ingest")
+    ingest = stack.service_account(AccountKind.INGEST, "ingest-listener")
     probe = MqttProbe(stack.mosquitto.port, ingest.username, ingest.password)
-    probe.subscribe("gcc/v1/#")
+    for topic_filter in uplink_filters():
+        probe.subscribe(topic_filter)
     yield probe
     probe.close()
 
@@ -84,7 +96,7 @@ def dashboard(stack, settings, city, tmp_path_factory):
     from .screens import Dashboard
 
     board = Dashboard(stack, tmp_path_factory.mktemp("dash") / "dashboard.log")
-    with ThreadWorker(settings, index=96, share_group=f"t{uuid.uuid4().hex[:8]}"):
+    with ThreadWorker(stack, index=96, share_group=f"t{uuid.uuid4().hex[:8]}"):
         board.start()
         yield board
         board.stop()

@@ -29,13 +29,23 @@ def count(db, sql: str, *args) -> int:
         return cur.fetchone()[0]
 
 
-class ThreadWorker:
-    """An ingest worker running in this process (for tests that look inside it)."""
+def worker_account(stack, index: int):
+    """Ingest worker `index`'s own broker account (created on first use)."""
+    from telemetry.topics import AccountKind
 
-    def __init__(self, settings, index: int, share_group: str) -> None:
+    return stack.service_account(AccountKind.INGEST, f"ingest-{index}")
+
+
+class ThreadWorker:
+    """An ingest worker running in this process (for tests that look inside it), logged in with
+    its own account."""
+
+    def __init__(self, stack, index: int, share_group: str) -> None:
         from ingest.service import build_worker
 
-        self.worker, self.http = build_worker(settings, index, http_port=free_port())
+        account = worker_account(stack, index)
+        settings = stack.settings(mqtt_username=account.username, mqtt_password=account.password)
+        self.worker, self.http = build_worker(settings, index, http_port=free_port(), metrics_port=free_port())
         self.worker.source.filters = [f.replace("$share/ingest/", f"$share/{share_group}/")
                                       for f in self.worker.source.filters]
         self.thread = threading.Thread(target=self.worker.run, kwargs={"end_session": True}, daemon=True)
@@ -58,7 +68,10 @@ class ProcessWorker:
 
     def __init__(self, stack, index: int, log_path) -> None:
         self.http_port = free_port()
-        self.env = {**os.environ, **stack.env(), "GCC_INGEST_HTTP_PORT": str(self.http_port - index + 1)}
+        self.metrics_port = free_port()
+        self.env = {**os.environ, **stack.env(), **stack.mqtt_env(worker_account(stack, index)),
+                    "GCC_INGEST_HTTP_PORT": str(self.http_port - index + 1),
+                    "GCC_INGEST_METRICS_PORT": str(self.metrics_port - index + 1)}
         self.index = index
         self.log_path = log_path
         self.proc = None

@@ -13,8 +13,9 @@ class MqttProbe:
     def __init__(self, port: int, username: str | None = None, password: str | None = None,
                  client_id: str | None = None, clean_start: bool = True,
                  session_expiry: int = 0) -> None:
+        # the broker lets an account connect only with its own client id: its username
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2,
-                                  client_id=client_id or f"probe-{secrets.token_hex(4)}",
+                                  client_id=client_id or username or f"probe-{secrets.token_hex(4)}",
                                   protocol=MQTTProtocolVersion.MQTTv5)
         if username is not None:
             self.client.username_pw_set(username, password)
@@ -27,7 +28,8 @@ class MqttProbe:
         self.client.on_connect = self._on_connect
         self.client.on_message = lambda c, u, msg: self.messages.put(msg)
         self.client.on_publish = self._on_publish
-        self.client.on_subscribe = lambda c, u, mid, codes, props: self._suback.set()
+        self.suback_codes: list[str] = []
+        self.client.on_subscribe = self._on_subscribe
         props = mqtt.Properties(mqtt.PacketTypes.CONNECT)
         if session_expiry:
             props.SessionExpiryInterval = session_expiry
@@ -36,6 +38,10 @@ class MqttProbe:
         self.client.loop_start()
         if not self._connack.wait(10):
             raise TimeoutError("no CONNACK")
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
+        self.suback_codes = [str(code) for code in reason_codes]
+        self._suback.set()
 
     def _on_connect(self, client, userdata, flags, reason_code, properties):
         self.connect_reason = str(reason_code)
@@ -54,11 +60,13 @@ class MqttProbe:
                 raise TimeoutError(f"no PUBACK for {topic}")
             return self._puback.pop(info.mid)
 
-    def subscribe(self, topic: str, qos: int = 1) -> None:
+    def subscribe(self, topic: str, qos: int = 1) -> str:
+        """Subscribe and return the broker's SUBACK reason (e.g. "Granted QoS 1", "Not authorized")."""
         self._suback.clear()
         self.client.subscribe(topic, qos=qos)
         if not self._suback.wait(10):
             raise TimeoutError("no SUBACK")
+        return self.suback_codes[0]
 
     def received(self, timeout: float) -> list:
         """Messages that arrive within `timeout` seconds."""
@@ -82,3 +90,19 @@ def publish_once(port: int, account, topic: str, payload: bytes | str) -> str:
         return probe.publish(topic, payload)
     finally:
         probe.close()
+
+
+def mosquitto_pub(port: int, account, topic: str, message: str, tmp_dir) -> None:
+    """Publish with Debian's mosquitto_pub as `account`. The password goes in the tool's own config
+    file (mode 0600), never on a command line where `ps` shows it to everyone."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    config = Path(tmp_dir) / ".config" / "mosquitto_pub"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(f"-u {account.username}\n-P {account.password}\n-i {account.username}\n")
+    config.chmod(0o600)
+    subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(port), "-V", "mqttv5", "-q", "1", "-t", topic,
+                    "-m", message], check=True, timeout=20,
+                   env={**os.environ, "HOME": str(tmp_dir), "XDG_CONFIG_HOME": str(Path(tmp_dir) / ".config")})

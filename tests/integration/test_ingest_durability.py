@@ -54,7 +54,7 @@ def test_kill_minus_9_of_a_worker_mid_stream_loses_nothing_and_duplicates_nothin
         wait_for(lambda: len(_stored_times(db, terminal)) >= total, 60, "every acknowledged message stored")
         stored = _stored_times(db, terminal)
         assert stored == sorted(publisher.acked)      # same keys, each exactly once
-        metrics = urllib.request.urlopen(f"http://127.0.0.1:{worker.http_port}/metrics").read().decode()
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{worker.metrics_port}/metrics").read().decode()
         assert "gcc_ingest_received_total" in metrics
     finally:
         publisher.close()
@@ -63,7 +63,7 @@ def test_kill_minus_9_of_a_worker_mid_stream_loses_nothing_and_duplicates_nothin
 
 def _healthy(worker: ProcessWorker) -> bool:
     try:
-        return urllib.request.urlopen(f"http://127.0.0.1:{worker.http_port}/healthz", timeout=1).status == 200
+        return urllib.request.urlopen(f"http://127.0.0.1:{worker.metrics_port}/healthz", timeout=1).status == 200
     except OSError:
         return False
 
@@ -71,7 +71,7 @@ def _healthy(worker: ProcessWorker) -> bool:
 def test_postgresql_restarted_mid_stream_loses_nothing(stack, settings, city, db):
     publisher = _publisher(stack, city, 21, START)
     terminal = publisher.account.username
-    with ThreadWorker(settings, index=92, share_group=f"t{uuid.uuid4().hex[:8]}") as tw:
+    with ThreadWorker(stack, index=92, share_group=f"t{uuid.uuid4().hex[:8]}") as tw:
         total = 2000
         thread = threading.Thread(target=publisher.publish, args=(total,), kwargs={"pause_every": 20, "pause": 0.01})
         thread.start()
@@ -96,8 +96,8 @@ def test_postgresql_restarted_mid_stream_loses_nothing(stack, settings, city, db
 def test_two_workers_in_one_share_group_store_everything_once(stack, settings, city, db):
     group = f"t{uuid.uuid4().hex[:8]}"
     publishers = [_publisher(stack, city, 22 + i, START) for i in range(4)]
-    with ThreadWorker(settings, index=93, share_group=group) as a, \
-            ThreadWorker(settings, index=94, share_group=group) as b:
+    with ThreadWorker(stack, index=93, share_group=group) as a, \
+            ThreadWorker(stack, index=94, share_group=group) as b:
         threads = [threading.Thread(target=p.publish, args=(500,)) for p in publishers]
         for t in threads:
             t.start()

@@ -32,7 +32,7 @@ def phone(stack, settings, city):
     account = BrokerAccount.generate(USER, AccountKind.OWNTRACKS)
     stack.add_broker_accounts([account])
     time.sleep(0.3)
-    with ThreadWorker(settings, index=95, share_group=f"t{uuid.uuid4().hex[:8]}") as worker:
+    with ThreadWorker(stack, index=95, share_group=f"t{uuid.uuid4().hex[:8]}") as worker:
         yield account, city.grid_by_code[member.grid_code], worker
 
 

@@ -2,7 +2,6 @@
 letters with specific reasons, live state and live events."""
 from __future__ import annotations
 
-import subprocess
 import time
 import urllib.request
 import uuid
@@ -16,12 +15,12 @@ from telemetry.topics import gateway_topic, terminal_topic
 
 from ..support import wait_for
 from .ingest_helpers import ThreadWorker, count, fix_payload
-from .mqtt_helpers import MqttProbe
+from .mqtt_helpers import MqttProbe, mosquitto_pub
 
 
 @pytest.fixture(scope="module")
 def worker(stack, settings, city):
-    with ThreadWorker(settings, index=91, share_group=f"t{uuid.uuid4().hex[:8]}") as w:
+    with ThreadWorker(stack, index=91, share_group=f"t{uuid.uuid4().hex[:8]}") as w:
         yield w
 
 
@@ -54,15 +53,13 @@ def test_a_fix_published_with_paho_lands_in_positions_with_its_grid(stack, city,
         assert cur.fetchone() == (member.grid_code, member.member_id, "gcc", 5.0)
 
 
-def test_a_senml_pack_published_with_mosquitto_pub_lands_in_sensor_readings(stack, city, worker, db):
+def test_a_senml_pack_published_with_mosquitto_pub_lands_in_sensor_readings(stack, city, worker, db, tmp_path):
     gateway = next(g for g in city.gateways if g.kind.value == "building_gateway")
     sensor = next(s for s in city.sensors if s.gateway_id == gateway.gateway_id and s.kind.value == "gas_detector")
     account = stack.account(gateway.gateway_id)
     t = _now() - timedelta(seconds=20)
     pack = orjson.dumps([{"bn": f"{sensor.sensor_id}/", "bt": t.timestamp(), "n": "gas_lel", "u": "%", "v": 3.5}])
-    subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(stack.mosquitto.port), "-V", "mqttv5", "-q", "1",
-                    "-u", account.username, "-P", account.password, "-t", gateway_topic(gateway.gateway_id, "senml"),
-                    "-m", pack.decode()], check=True, timeout=20)
+    mosquitto_pub(stack.mosquitto.port, account, gateway_topic(gateway.gateway_id, "senml"), pack.decode(), tmp_path)
     wait_for(lambda: count(db, "select count(*) from sensor_readings where sensor_id = %s and time = %s",
                            sensor.sensor_id, t), 10, "the reading in the database")
     with db.cursor() as cur:
@@ -135,7 +132,7 @@ def test_malformed_payloads_are_dead_lettered_with_specific_reasons_and_the_work
     details = {r: d for r, d, _ in rows}
     assert "lon" in next(d for r, d, p in rows if bytes(p) == MALFORMED[1][1])
     assert "70" in details["payload_too_large"]
-    metrics = urllib.request.urlopen(f"http://127.0.0.1:{worker.http.port}/metrics").read().decode()
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{worker.http.metrics_port}/metrics").read().decode()
     assert any(line.startswith("gcc_ingest_dead_letters_total") and 'reason="invalid_json"' in line
                for line in metrics.splitlines())
 

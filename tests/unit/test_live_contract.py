@@ -130,6 +130,6 @@ def test_downlink_leaves_are_never_decoded(leaf):
 
 
 def test_the_ingest_account_may_read_exactly_what_the_workers_subscribe_to():
-    rules = topics.topic_rules(topics.AccountKind.INGEST, "ingest")
+    rules = topics.topic_rules(topics.AccountKind.INGEST, "ingest-1")
     assert [r.topic for r in rules] == list(topics.uplink_filters())
-    assert all(r.access == "read" for r in rules)
+    assert all(r.access == "subscribe" and r.shared for r in rules)

@@ -1,0 +1,67 @@
+"""What the broker is told (stack/mosquitto.py): one role per account from telemetry.topics, each
+device limited to its own topics with no wildcard and no share group, every account bound to its
+client id, nothing allowed by default."""
+from __future__ import annotations
+
+import base64
+import hashlib
+
+import pytest
+
+from stack.mosquitto import BrokerAccount, acls, create_commands, dynsec_config
+from telemetry.topics import AccountKind, topic_rules
+
+
+def _role(config: dict, rolename: str) -> list[dict]:
+    return next(r["acls"] for r in config["roles"] if r["rolename"] == rolename)
+
+
+def test_a_terminal_role_names_only_its_own_topics_literally():
+    config = dynsec_config([BrokerAccount("T9", "pw", AccountKind.TERMINAL)])
+    entries = _role(config, "terminal:T9")
+    assert all("/terminal/T9/" in e["topic"] for e in entries)
+    assert not any(c in e["topic"] for e in entries for c in "+#$")
+    subscribe = [e for e in entries if e["acltype"].startswith("subscribe")]
+    assert subscribe == [{"acltype": "subscribeLiteral", "topic": "gcc/v1/terminal/T9/task", "allow": True}]
+    assert {e["topic"] for e in entries if e["acltype"] == "publishClientSend"} == {
+        f"gcc/v1/terminal/T9/{leaf}" for leaf in ("fix", "status", "incident", "task/ack")}
+
+
+def test_an_ingest_worker_may_subscribe_in_any_share_group_and_receive_only_uplink():
+    entries = _role(dynsec_config([BrokerAccount("ingest-1", "pw", AccountKind.INGEST)]), "ingest:ingest-1")
+    patterns = {e["topic"] for e in entries if e["acltype"] == "subscribePattern"}
+    assert "$share/+/gcc/v1/terminal/+/fix" in patterns and "gcc/v1/terminal/+/fix" in patterns
+    assert not any(e["acltype"] == "publishClientSend" for e in entries)
+    assert "gcc/v1/terminal/+/task" not in {e["topic"] for e in entries}   # never a downlink topic
+
+
+def test_nothing_is_allowed_by_default_and_every_account_is_bound_to_its_client_id():
+    accounts = [BrokerAccount("T9", "pw", AccountKind.TERMINAL), BrokerAccount("ingest-2", "pw", AccountKind.INGEST),
+                BrokerAccount("broker-health", "pw", AccountKind.HEALTH)]
+    config = dynsec_config(accounts)
+    assert config["defaultACLAccess"] == {"publishClientSend": False, "publishClientReceive": False,
+                                          "subscribe": False, "unsubscribe": True}
+    clients = {c["username"]: c for c in config["clients"]}
+    assert clients["T9"]["clientid"] == "T9" and clients["ingest-2"]["clientid"] == "ingest-2"
+    assert "clientid" not in clients["broker-health"] and _role(config, "health:broker-health") == []
+
+
+def test_passwords_are_stored_as_the_plugin_hashes_them():
+    [client] = dynsec_config([BrokerAccount("T9", "s3cret", AccountKind.TERMINAL)])["clients"]
+    salt = base64.b64decode(client["salt"])
+    expected = hashlib.pbkdf2_hmac("sha512", b"s3cret", salt, client["iterations"])
+    assert len(salt) == 12 and base64.b64decode(client["password"]) == expected and "s3cret" not in str(client)
+
+
+def test_an_account_added_at_run_time_gets_the_same_role():
+    account = BrokerAccount("G7", "pw", AccountKind.GATEWAY)
+    role, client = create_commands(account)
+    assert role["command"] == "createRole" and role["acls"] == acls(topic_rules(AccountKind.GATEWAY, "G7"))
+    assert client["command"] == "createClient" and client["clientid"] == "G7"
+    assert client["roles"] == [{"rolename": "gateway:G7"}]
+
+
+@pytest.mark.parametrize("bad_id", ["", "a/b", "a+b", "#", "x y", "$SYS"])
+def test_device_ids_that_would_escape_their_topic_are_rejected(bad_id):
+    with pytest.raises(ValueError):
+        dynsec_config([BrokerAccount(bad_id, "x", AccountKind.TERMINAL)])
