@@ -10,6 +10,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
+from psycopg2.extensions import make_dsn
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -33,6 +34,7 @@ class Settings(BaseSettings):
 
     redis_host: str = "127.0.0.1"
     redis_port: int = 16379
+    redis_username: str = Field("default", description="the app's own Redis user (the stack gives each app one)")
     redis_password: SecretStr = SecretStr("")
 
     pg_host: str = "127.0.0.1"
@@ -41,8 +43,9 @@ class Settings(BaseSettings):
     pg_user: str = "gridcc"
     pg_password: SecretStr = SecretStr("")
 
-    broker_credentials_file: Path | None = Field(None, description="the broker's accounts (its dynamic security "
-                                                 "file, hashed passwords), for the OwnTracks HTTP endpoint's Basic auth")
+    broker_credentials_file: Path | None = Field(None, description="the broker's accounts (its dynamic "
+                                                 "security file, hashed passwords), for the OwnTracks HTTP "
+                                                 "endpoint's Basic auth")
 
     ingest_http_host: str = "127.0.0.1"
     ingest_http_port: int = Field(9108, description="first ingest worker's /owntracks port (faces the phones); "
@@ -86,13 +89,16 @@ class Settings(BaseSettings):
 
     @property
     def pg_dsn(self) -> str:
-        return (f"host={self.pg_host} port={self.pg_port} dbname={self.pg_database} "
-                f"user={self.pg_user} password={self.pg_password.get_secret_value()}")
+        """libpq's key/value form, each value quoted as libpq needs (a password may hold anything)."""
+        return make_dsn(host=self.pg_host, port=self.pg_port, dbname=self.pg_database, user=self.pg_user,
+                        password=self.pg_password.get_secret_value())
 
-    @property
-    def redis_url(self) -> str:
-        return (f"redis://:{self.redis_password.get_secret_value()}@"
-                f"{self.redis_host}:{self.redis_port}/0")
+    def redis_client(self, **options):
+        """A Redis client logged in as this app's own user."""
+        import redis
+
+        return redis.Redis(host=self.redis_host, port=self.redis_port, username=self.redis_username,
+                           password=self.redis_password.get_secret_value(), **options)
 
 
 def load_settings(**overrides) -> Settings:

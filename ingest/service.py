@@ -6,7 +6,6 @@ import logging
 import time
 
 import psycopg2
-import redis
 
 from database.citydb import read_city
 from ingest.http import IngestHTTP
@@ -43,8 +42,7 @@ def build_worker(settings, index: int, http_port: int | None = None,
     source = MqttSource(settings.mqtt_host, settings.mqtt_port, settings.mqtt_username,
                         settings.mqtt_password.get_secret_value(), settings.mqtt_username,
                         receive_maximum=settings.ingest_receive_maximum)
-    client = redis.Redis(host=settings.redis_host, port=settings.redis_port,
-                         password=settings.redis_password.get_secret_value(), socket_timeout=5)
+    client = settings.redis_client(socket_timeout=5)
     worker = Worker(f"ingest-{index}", source, Store(settings.pg_dsn), LiveState(client), Registry(city),
                     WorkerConfig(batch_size=settings.ingest_batch_size,
                                  flush_interval_s=settings.ingest_flush_interval_s))

@@ -30,12 +30,20 @@ from urllib.parse import urlsplit
 import psycopg2
 
 from config.settings import DEFAULT_DATA_DIR, load_settings
-from database import timescale
+from database import roles, timescale
 from database.migrate import migrate
 from telemetry.lifecycle import STOP_SIGNALS
 
 from .apps import demo_apps, demo_city, load_into_database, wait_ready
-from .process import PidRecord, live_record, pid_files, read_pid_file, stop_recorded, write_pid_file
+from .process import (
+    PRIVATE_UMASK,
+    PidRecord,
+    live_record,
+    pid_files,
+    read_pid_file,
+    stop_recorded,
+    write_pid_file,
+)
 from .stack import INGEST_WORKERS, LocalStack, free_port, port_is_free
 from .supervision import Supervisor
 
@@ -96,6 +104,7 @@ def _report(stack: LocalStack, caps: timescale.Capabilities, city, apps) -> None
 
 
 def up(data_dir: Path, once: bool = False) -> int:
+    os.umask(PRIVATE_UMASK)   # what the stack writes (pid files, logs, configs) is private to it
     settings = load_settings(data_dir=data_dir)
     pid_path = _supervisor_pid_path(data_dir)
     running = live_record(pid_path)
@@ -116,7 +125,7 @@ def up(data_dir: Path, once: bool = False) -> int:
         city = demo_city(stack)   # its devices' broker accounts go in before the broker starts
         stack.start()
         dsn = stack.settings().pg_dsn
-        caps, retention = _prepare_database(dsn, timescale.retention_from_settings(settings))
+        caps, retention = _prepare_database(stack, dsn, timescale.retention_from_settings(settings))
         load_into_database(city, dsn)
         ingest_port = _pick_ports(settings.ingest_http_port, INGEST_WORKERS, "OwnTracks HTTP")
         metrics_port = _pick_ports(settings.ingest_metrics_port, INGEST_WORKERS, "ingest metrics")
@@ -141,10 +150,13 @@ def up(data_dir: Path, once: bool = False) -> int:
     return 0
 
 
-def _prepare_database(dsn: str, keep) -> tuple[timescale.Capabilities, timescale.RetentionJob | None]:
-    """Migrate; install the edition's policies, or start our own retention job (Apache edition)."""
+def _prepare_database(stack: LocalStack, dsn: str, keep) -> tuple[timescale.Capabilities,
+                                                                   timescale.RetentionJob | None]:
+    """Migrate; give each app its role; install the edition's policies, or start our own retention
+    job (Apache edition)."""
     for migration in migrate(dsn):
         log.info("applied migration %04d_%s", migration.version, migration.name)
+    roles.ensure_roles(dsn, stack.pg_app_passwords())
     conn = psycopg2.connect(dsn)
     try:
         caps = timescale.apply_policies(conn, keep)

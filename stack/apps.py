@@ -56,26 +56,29 @@ def load_into_database(city: City, dsn: str) -> None:
 
 def demo_apps(stack: LocalStack, sim_args: str | None = None, ingest_port: int = 9108, metrics_port: int = 9128,
               dashboard_port: int = 8050) -> list[ServerProcess]:
-    env = {**os.environ, **stack.env(), "PYTHONUNBUFFERED": "1", "GCC_INGEST_HTTP_PORT": str(ingest_port),
-           "GCC_INGEST_METRICS_PORT": str(metrics_port), "GCC_DASHBOARD_PORT": str(dashboard_port)}
+    # each app gets where things are and only its own secrets (not the env file's: it has none)
+    base = {**os.environ, "PYTHONUNBUFFERED": "1", "GCC_INGEST_HTTP_PORT": str(ingest_port),
+            "GCC_INGEST_METRICS_PORT": str(metrics_port), "GCC_DASHBOARD_PORT": str(dashboard_port)}
+    base = {k: v for k, v in base.items() if not (k.startswith("GCC_") and k.endswith("PASSWORD"))}
     args = shlex.split(sim_args if sim_args is not None else os.environ.get("SIM_ARGS", DEFAULT_SIM_ARGS))
     run = stack.run_dir
     workers = []
     for i in range(1, INGEST_WORKERS + 1):
         worker = ServerProcess(f"ingest-{i}", [sys.executable, "-m", "ingest", "--index", str(i)],
                                log_path=stack.log_dir / f"ingest-{i}.log", pid_path=run / f"ingest-{i}.pid",
-                               env={**env, **stack.mqtt_env(stack.account(f"ingest-{i}"))}, cwd=Path(REPO_ROOT))
+                               env={**base, **stack.app_env("ingest", stack.account(f"ingest-{i}"))},
+                               cwd=Path(REPO_ROOT))
         worker.ready_url = f"http://127.0.0.1:{metrics_port + i - 1}/healthz"
         workers.append(worker)
     dashboard = ServerProcess("dashboard", [sys.executable, "-m", "dashboard"],
                               log_path=stack.log_dir / "dashboard.log", pid_path=run / "dashboard.pid",
-                              env=env, cwd=Path(REPO_ROOT))
+                              env={**base, **stack.app_env("dashboard")}, cwd=Path(REPO_ROOT))
     dashboard.ready_url = f"http://127.0.0.1:{dashboard_port}/wall"
     return workers + [
         dashboard,
-        ServerProcess("simulator", [sys.executable, "-m", "simulator", *args],
+        ServerProcess("simulator", [sys.executable, "-m", "simulator", *args],   # devices: their own accounts
                       log_path=stack.log_dir / "simulator.log", pid_path=run / "simulator.pid",
-                      env=env, cwd=Path(REPO_ROOT)),
+                      env={**base, **stack.public_env()}, cwd=Path(REPO_ROOT)),
     ]
 
 

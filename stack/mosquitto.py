@@ -34,7 +34,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from config.settings import REPO_ROOT
 from telemetry.topics import CONTROL_TOPIC, AccountKind, TopicRule, bound_client_id, topic_rules
 
-from .process import ManagedServer, RunAs, ServerProcess, wait_until
+from .process import ManagedServer, RunAs, ServerProcess, wait_until, write_private
 
 PLUGIN_GLOBS = ("/usr/lib/*/mosquitto_dynamic_security.so", "/usr/lib/mosquitto_dynamic_security.so",
                 "/usr/local/lib/mosquitto_dynamic_security.so")
@@ -167,7 +167,7 @@ class MosquittoServer(ManagedServer):
 
     def start(self, timeout: float = 30.0) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        (self.data_dir / "mosquitto.conf").write_text(config_text(port=self.port, data_dir=self.data_dir))
+        write_private(self.data_dir / "mosquitto.conf", config_text(port=self.port, data_dir=self.data_dir))
         if self.run_as:
             self.run_as.own(self.data_dir, self.data_dir / "mosquitto.conf")
         self.process.start()

@@ -12,14 +12,16 @@ import subprocess
 from pathlib import Path
 
 import psycopg2
+from psycopg2.extensions import make_dsn
 
-from .process import ManagedServer, RunAs, ServerProcess, wait_until
+from .process import ManagedServer, RunAs, ServerProcess, wait_until, write_private
 
 PG_BINDIR = Path(os.environ.get("GCC_PG_BINDIR", "/usr/lib/postgresql/15/bin"))
 
 # Server settings. synchronous_commit stays on: an acknowledged batch must survive a crash.
 SERVER_SETTINGS = {
     "listen_addresses": "127.0.0.1",
+    "unix_socket_permissions": "0700",
     "shared_preload_libraries": "timescaledb",
     "timescaledb.telemetry_level": "off",
     "max_connections": "200",
@@ -55,15 +57,14 @@ class PostgresServer(ManagedServer):
                                      pid_path=run_dir / "postgres.pid", run_as=run_as, stop_signal=signal.SIGINT)
 
     def dsn(self, database: str | None = None) -> str:
-        return (f"host=127.0.0.1 port={self.port} dbname={database or self.database} "
-                f"user={self.superuser} password={self.password} connect_timeout=3")
+        return make_dsn(host="127.0.0.1", port=self.port, dbname=database or self.database, user=self.superuser,
+                        password=self.password, connect_timeout=3)
 
     def _initdb(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir.chmod(0o700)
         pwfile = self.data_dir.parent / f".{self.data_dir.name}.pw"
-        pwfile.write_text(self.password + "\n")
-        pwfile.chmod(0o600)
+        write_private(pwfile, self.password + "\n")
         if self.run_as:
             self.run_as.own(self.data_dir, pwfile)
         try:

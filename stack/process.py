@@ -76,6 +76,9 @@ def _death_signal_setup(signum: int):
         # the supervisor blocks its stop signals to take them with sigwait; its servers must not
         # inherit that mask, or they could never be stopped
         signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+        # everything a server creates (Redis's append-only files, Mosquitto's persistence, logs of
+        # its own) is private to its account
+        os.umask(PRIVATE_UMASK)
     return setup
 
 
@@ -141,12 +144,23 @@ def read_pid_file(path: Path) -> PidRecord | None:
         return None
 
 
-def write_pid_file(path: Path, record: PidRecord) -> None:
-    """Write atomically, so a concurrent `down` or `status` never reads half a file."""
+PRIVATE_UMASK = 0o077   # what the stack and its servers create is theirs alone
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file only its owner may read (mode 0600, whatever the umask), atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(record.text())
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.chmod(tmp, 0o600)
     tmp.replace(path)
+
+
+def write_pid_file(path: Path, record: PidRecord) -> None:
+    """Write atomically, so a concurrent `down` or `status` never reads half a file."""
+    write_private(path, record.text())
 
 
 def live_record(path: Path) -> PidRecord | None:
@@ -235,7 +249,8 @@ class ServerProcess:
         kwargs = {}
         if self.run_as is not None:
             kwargs.update(user=self.run_as.uid, group=self.run_as.gid, extra_groups=[])
-        with open(self.log_path, "ab") as log:
+        log_fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(log_fd, "ab") as log:
             self._proc = subprocess.Popen(
                 self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True, preexec_fn=_death_signal_setup(self.stop_signal), env=self.env,

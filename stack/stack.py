@@ -6,21 +6,23 @@ data dir (git-ignored, mode 0600) and reused afterwards; nothing secret is in th
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import secrets
 import shutil
 import socket
+import stat
+import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
+from database import roles
 from telemetry.lifecycle import raise_open_file_limit
 from telemetry.topics import AccountKind
 
 from .mosquitto import DYNSEC_FILE, BrokerAccount, DynsecControl, MosquittoServer, create_commands
 from .postgres import PostgresServer
-from .process import ManagedServer, RunAs, reachable_by, running_as_root
+from .process import ManagedServer, RunAs, reachable_by, running_as_root, write_private
 from .redis_server import RedisServer
 
 PG_SUPERUSER = "gridcc"
@@ -30,6 +32,8 @@ SERVICE_ACCOUNTS = (("broker-admin", AccountKind.BROKER_ADMIN), ("broker-health"
                     ("dispatch", AccountKind.DISPATCH),
                     *((f"ingest-{i}", AccountKind.INGEST) for i in range(1, INGEST_WORKERS + 1)))
 CONTROL_BATCH = 50     # more new accounts than this at once: rewrite the broker's file and restart it
+APPS = ("ingest", "dashboard")                 # the apps with a database role and a Redis user of their own
+APP_ROLES = {"ingest": roles.INGEST, "dashboard": roles.DASHBOARD}
 
 
 def free_port() -> int:
@@ -48,13 +52,20 @@ def port_is_free(port: int) -> bool:
         return True
 
 
-def _write_private(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    tmp.replace(path)
+def _still_ours(base: Path, path: Path, run_as: RunAs | None) -> bool:
+    """A recorded /var/tmp directory is reused only if it is a real directory (no symlink) owned
+    by root, not writable by others, and its service directory (if there) belongs to the service:
+    root never chowns through a path someone else could have swapped."""
+    try:
+        base_st = os.lstat(base)
+    except FileNotFoundError:
+        return False
+    if not stat.S_ISDIR(base_st.st_mode) or base_st.st_uid != 0 or base_st.st_mode & 0o022:
+        return False
+    if not os.path.lexists(path):
+        return True
+    st = os.lstat(path)
+    return stat.S_ISDIR(st.st_mode) and (run_as is None or st.st_uid == run_as.uid)
 
 
 class LocalStack:
@@ -66,6 +77,9 @@ class LocalStack:
         self.data_dir.chmod(0o711 if running_as_root() else 0o700)
         self.log_dir = self.data_dir / "logs"
         self.run_dir = self.data_dir / "run"
+        for private in (self.log_dir, self.run_dir):   # logs may say more than they should; pids ours
+            private.mkdir(mode=0o700, exist_ok=True)
+            private.chmod(0o700)
         self._secrets = self._load_or_create_secrets()
         self.accounts = self._load_or_create_accounts()
 
@@ -77,7 +91,8 @@ class LocalStack:
             mosquitto_user, self.log_dir, self.run_dir, health_account=self.accounts["broker-health"])
         self.redis = RedisServer(
             self._service_dir("redis", redis_user), redis_port or free_port(),
-            self._secrets["redis_password"], redis_user, self.log_dir, self.run_dir)
+            self._secrets["redis_password"], redis_user, self.log_dir, self.run_dir,
+            app_users={APP_ROLES[app]: self.app_secret("redis", app) for app in APPS})
         self.postgres = PostgresServer(
             self._service_dir("postgres", pg_user), pg_port or free_port(), PG_SUPERUSER,
             self._secrets["pg_password"], PG_DATABASE, pg_user, self.log_dir, self.run_dir)
@@ -86,28 +101,44 @@ class LocalStack:
     # --- directories and credentials ----------------------------------------------------------
     def _service_dir(self, name: str, run_as: RunAs | None) -> Path:
         """`<data_dir>/<name>`, or when the service account cannot reach the data dir (root's
-        home, pytest's private temp dirs) a directory under /var/tmp keyed by the data dir."""
+        home, pytest's private temp dirs) a private directory that root creates under /var/tmp
+        (mkdtemp: a name nobody could have prepared), recorded in `<name>.location` and reused
+        only while it is still ours (`_still_ours`)."""
         if reachable_by(self.data_dir, run_as):
             path = self.data_dir / name
         else:
-            key = hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:12]
-            base = Path("/var/tmp") / f"gridcc-{key}"
-            base.mkdir(mode=0o711, exist_ok=True)
-            base.chmod(0o711)
-            path = base / name
-            (self.data_dir / f"{name}.location").write_text(f"{path}\n")
-        path.mkdir(parents=True, exist_ok=True)
+            location = self.data_dir / f"{name}.location"
+            recorded = Path(location.read_text().strip()) if location.exists() else None
+            if recorded is not None and _still_ours(recorded.parent, recorded, run_as):
+                path = recorded
+            else:
+                base = Path(tempfile.mkdtemp(prefix="gridcc-", dir="/var/tmp"))
+                base.chmod(0o711)          # the service account passes through to its own dir
+                path = base / name
+                write_private(location, f"{path}\n")
+        path.mkdir(mode=0o700, exist_ok=True)
         if run_as is not None:
             run_as.own(path)
         return path
 
     def _load_or_create_secrets(self) -> dict[str, str]:
+        """The servers' passwords: the owner's (PostgreSQL, Redis's default user) and each app's own
+        role; ones missing from an older data dir are added."""
         path = self.data_dir / "secrets.json"
-        if path.exists():
-            return json.loads(path.read_text())
-        created = {"redis_password": secrets.token_urlsafe(24), "pg_password": secrets.token_urlsafe(24)}
-        _write_private(path, json.dumps(created, indent=2))
+        stored = json.loads(path.read_text()) if path.exists() else {}
+        wanted = ("redis_password", "pg_password", *(f"{server}_{app}_password" for server in ("pg", "redis")
+                                                      for app in APPS))
+        created = {**{name: secrets.token_urlsafe(24) for name in wanted}, **stored}
+        if created != stored:
+            write_private(path, json.dumps(created, indent=2))
         return created
+
+    def app_secret(self, server: str, app: str) -> str:
+        return self._secrets[f"{server}_{app}_password"]
+
+    def pg_app_passwords(self) -> dict[str, str]:
+        """Role name -> password of each app's database role (database.roles)."""
+        return {APP_ROLES[app]: self.app_secret("pg", app) for app in APPS}
 
     @property
     def accounts_path(self) -> Path:
@@ -126,7 +157,7 @@ class LocalStack:
 
     def _save_accounts(self, accounts: dict[str, BrokerAccount]) -> None:
         items = [{**asdict(a), "kind": a.kind.value} for a in accounts.values()]
-        _write_private(self.accounts_path, json.dumps(items, indent=1))
+        write_private(self.accounts_path, json.dumps(items, indent=1))
 
     def add_broker_accounts(self, new_accounts: list[BrokerAccount]) -> None:
         """Register device or service accounts. A running broker takes a few over $CONTROL at once;
@@ -181,7 +212,7 @@ class LocalStack:
         except BaseException:
             self.stop()
             raise
-        _write_private(self.data_dir / "stack.env", self.env_file_text())
+        write_private(self.data_dir / "stack.env", self.env_file_text())
 
     def stop(self) -> None:
         """Stop the servers in reverse order of starting."""
@@ -200,24 +231,33 @@ class LocalStack:
         shutil.rmtree(self.data_dir, ignore_errors=True)
 
     # --- what clients need ----------------------------------------------------------------------
-    def env(self) -> dict[str, str]:
-        """The GCC_* settings that point a process of ours at this stack (the broker account is
-        the first ingest worker's; `mqtt_env` gives another's)."""
+    def public_env(self) -> dict[str, str]:
+        """Where things are: the settings with no secret in them (what stack.env holds)."""
         return {
             "GCC_DATA_DIR": str(self.data_dir),
             "GCC_MQTT_HOST": "127.0.0.1",
             "GCC_MQTT_PORT": str(self.mosquitto.port),
-            **self.mqtt_env(self.accounts["ingest-1"]),
             "GCC_BROKER_CREDENTIALS_FILE": str(self.mosquitto.data_dir / DYNSEC_FILE),
             "GCC_REDIS_HOST": "127.0.0.1",
             "GCC_REDIS_PORT": str(self.redis.port),
-            "GCC_REDIS_PASSWORD": self._secrets["redis_password"],
             "GCC_PG_HOST": "127.0.0.1",
             "GCC_PG_PORT": str(self.postgres.port),
             "GCC_PG_DATABASE": PG_DATABASE,
-            "GCC_PG_USER": PG_SUPERUSER,
-            "GCC_PG_PASSWORD": self._secrets["pg_password"],
         }
+
+    def env(self) -> dict[str, str]:
+        """The settings of the stack's owner: the database owner, Redis's default user, the first
+        ingest worker's broker account (tests and tools; the apps get `app_env`)."""
+        return {**self.public_env(), **self.mqtt_env(self.accounts["ingest-1"]),
+                "GCC_REDIS_USERNAME": "default", "GCC_REDIS_PASSWORD": self._secrets["redis_password"],
+                "GCC_PG_USER": PG_SUPERUSER, "GCC_PG_PASSWORD": self._secrets["pg_password"]}
+
+    def app_env(self, app: str, account: BrokerAccount | None = None) -> dict[str, str]:
+        """What one app needs and nothing more: where things are, and its own database role, Redis
+        user and (if it uses the broker) broker account."""
+        env = {**self.public_env(), "GCC_PG_USER": APP_ROLES[app], "GCC_PG_PASSWORD": self.app_secret("pg", app),
+               "GCC_REDIS_USERNAME": APP_ROLES[app], "GCC_REDIS_PASSWORD": self.app_secret("redis", app)}
+        return {**env, **self.mqtt_env(account)} if account else env
 
     @staticmethod
     def mqtt_env(account: BrokerAccount) -> dict[str, str]:
@@ -225,9 +265,18 @@ class LocalStack:
         return {"GCC_MQTT_USERNAME": account.username, "GCC_MQTT_PASSWORD": account.password}
 
     def env_file_text(self) -> str:
-        lines = ["# Written by stack for the local demo stack. Demo credentials only."]
-        lines += [f"{key}={value}" for key, value in self.env().items()]
+        lines = ["# Written by stack for the local demo stack: where things are. The passwords are in",
+                 "# secrets.json and broker-accounts.json beside it (demo credentials only); each app gets",
+                 "# only its own, in its environment."]
+        lines += [f"{key}={value}" for key, value in self.public_env().items()]
         return "\n".join(lines) + "\n"
+
+    def app_settings(self, app: str, account: BrokerAccount | None = None):
+        """What `app` would read from its environment (its own roles and accounts only)."""
+        from config.settings import Settings
+
+        values = {key[len("GCC_"):].lower(): value for key, value in self.app_env(app, account).items()}
+        return Settings(_env_file=None, **values)
 
     def settings(self, **overrides):
         from config.settings import Settings

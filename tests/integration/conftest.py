@@ -9,6 +9,7 @@ import psycopg2
 import pytest
 import redis
 
+from database import roles
 from database.migrate import migrate
 from stack import LocalStack
 
@@ -31,6 +32,7 @@ def stack():
     local.register_devices(demo_city())   # before the broker starts: all in its file at once
     local.start()
     migrate(local.settings().pg_dsn)
+    roles.ensure_roles(local.settings().pg_dsn, local.pg_app_passwords())
     yield local
     local.stop()
     local.remove_data()

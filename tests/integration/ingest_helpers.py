@@ -43,8 +43,7 @@ class ThreadWorker:
     def __init__(self, stack, index: int, share_group: str) -> None:
         from ingest.service import build_worker
 
-        account = worker_account(stack, index)
-        settings = stack.settings(mqtt_username=account.username, mqtt_password=account.password)
+        settings = stack.app_settings("ingest", worker_account(stack, index))   # least privilege, as deployed
         self.worker, self.http = build_worker(settings, index, http_port=free_port(), metrics_port=free_port())
         self.worker.source.filters = [f.replace("$share/ingest/", f"$share/{share_group}/")
                                       for f in self.worker.source.filters]
@@ -69,7 +68,7 @@ class ProcessWorker:
     def __init__(self, stack, index: int, log_path) -> None:
         self.http_port = free_port()
         self.metrics_port = free_port()
-        self.env = {**os.environ, **stack.env(), **stack.mqtt_env(worker_account(stack, index)),
+        self.env = {**os.environ, **stack.app_env("ingest", worker_account(stack, index)),
                     "GCC_INGEST_HTTP_PORT": str(self.http_port - index + 1),
                     "GCC_INGEST_METRICS_PORT": str(self.metrics_port - index + 1)}
         self.index = index

@@ -27,7 +27,7 @@ SCREENSHOTS = Path(os.environ.get("GCC_SCREENSHOT_DIR", "/tmp/gridcc-screenshots
 class Dashboard:
     def __init__(self, stack, log_path: Path) -> None:
         self.port = free_port()
-        self.env = {**os.environ, **stack.env(), "GCC_DASHBOARD_PORT": str(self.port)}
+        self.env = {**os.environ, **stack.app_env("dashboard"), "GCC_DASHBOARD_PORT": str(self.port)}
         self.log_path = log_path
         self.proc = None
 

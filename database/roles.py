@@ -1,0 +1,65 @@
+"""The database roles our apps log in as: least privilege, applied after every migration.
+
+    owner       runs the migrations and the retention job (the role that owns the tables)
+    gcc_ingest  the ingest workers: insert what devices send, read the reference data
+    gcc_dashboard  the screens: read everything; write only what dashboard/commands.py writes
+
+Grants are listed here table by table and applied again at every start (idempotent), so a table a
+new migration adds is covered once it is named here; `ungranted_tables` says which are not.
+"""
+from __future__ import annotations
+
+import psycopg2
+from psycopg2 import sql
+
+INGEST = "gcc_ingest"
+DASHBOARD = "gcc_dashboard"
+
+REFERENCE_TABLES = ("city_info", "org_units", "grids", "buildings", "units", "organizations", "gateways",
+                    "sensors", "members")
+INGEST_TABLES = ("positions", "terminal_status", "sensor_readings", "device_alarms", "incident_reports",
+                 "task_acks", "gateway_status", "region_transitions", "dead_letters")
+DASHBOARD_WRITES = ("audit_log", "alarm_acknowledgements")
+OTHER_TABLES = ("incident_events", "schema_migrations")
+
+# role -> (privileges, tables)
+GRANTS: dict[str, list[tuple[str, tuple[str, ...]]]] = {
+    INGEST: [("select, insert", INGEST_TABLES), ("select", REFERENCE_TABLES)],
+    DASHBOARD: [("select", REFERENCE_TABLES + INGEST_TABLES + DASHBOARD_WRITES + OTHER_TABLES),
+                ("insert", DASHBOARD_WRITES)],
+}
+
+
+def ensure_roles(owner_dsn: str, passwords: dict[str, str]) -> None:
+    """Create the app roles (login, no superuser, no create) with these passwords, and grant each
+    exactly its tables. Safe to run again."""
+    conn = psycopg2.connect(owner_dsn)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute("select current_database()")
+            database = cur.fetchone()[0]
+            for role, password in passwords.items():
+                cur.execute("select 1 from pg_roles where rolname = %s", (role,))
+                verb = "alter" if cur.fetchone() else "create"
+                cur.execute(sql.SQL("{} role {} login nosuperuser nocreatedb nocreaterole noinherit password %s")
+                            .format(sql.SQL(verb), sql.Identifier(role)), (password,))
+                cur.execute(sql.SQL("grant connect, temporary on database {} to {}")
+                            .format(sql.Identifier(database), sql.Identifier(role)))
+                cur.execute(sql.SQL("grant usage on schema public to {}").format(sql.Identifier(role)))
+                for privileges, tables in GRANTS.get(role, []):
+                    cur.execute(sql.SQL("grant {} on {} to {}").format(
+                        sql.SQL(privileges), sql.SQL(", ").join(map(sql.Identifier, tables)), sql.Identifier(role)))
+    finally:
+        conn.close()
+
+
+def ungranted_tables(owner_dsn: str) -> list[str]:
+    """Tables of the public schema that no list above names (a migration added one)."""
+    named = set(REFERENCE_TABLES + INGEST_TABLES + DASHBOARD_WRITES + OTHER_TABLES)
+    conn = psycopg2.connect(owner_dsn)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("select tablename from pg_tables where schemaname = 'public'")
+            return sorted(t for (t,) in cur.fetchall() if t not in named)
+    finally:
+        conn.close()
