@@ -8,8 +8,15 @@ on the same stack and the same load:
   broker      a subscriber that discards (QoS 1, acked by paho): the broker-only ceiling
   pipeline    our ingest workers (`python -m ingest`) in one share group, until every message is
               in the database exactly once
+  refused     the same pipeline and load with one row in every `--refused-every` messages that the
+              database refuses (a fix with accuracy_m 1e39: a valid number, out of range for
+              PostgreSQL's `real`, SQLSTATE 22003): every such batch is bisected, and the run ends
+              when the others are stored and each refused one is a `db_rejected` dead letter
   naive       one subscriber doing one INSERT + commit per message
-Each load is published by `--publishers` processes, each a real terminal account with QoS 1.
+Each load is published by `--publishers` processes, each a real terminal account with QoS 1. Two
+terminals flood here far beyond any device's rate, so the workers' per-device limit is raised out
+of the way (GCC_INGEST_DEVICE_RATE_PER_S; the limiter still runs). The pipeline runs report their
+commits per batch (gcc_ingest_commits_total / batches).
 """
 from __future__ import annotations
 
@@ -32,9 +39,14 @@ import redis
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from config.settings import REPO_ROOT
+from database import roles
 from database.citydb import load_city
 from simulator.citygen import SCALES, generate
 from stack import LocalStack, free_port
+from telemetry.topics import AccountKind
+
+REFUSED_ACCURACY_M = 1e39     # valid JSON and a valid Fix, out of range for `real`: the database refuses it
+UNLIMITED_RATE = "1000000"    # messages/s per device: the limiter runs, and never refuses here
 
 
 def _client(account, client_id: str, **kw) -> mqtt.Client:
@@ -43,19 +55,30 @@ def _client(account, client_id: str, **kw) -> mqtt.Client:
     return c
 
 
+def _payloads(count: int, start_t: float, lat: float, lon: float, refused_every: int) -> list[bytes]:
+    base = datetime.fromtimestamp(start_t, timezone.utc)
+    out = []
+    for i in range(count):
+        fix = {"ts": (base + timedelta(milliseconds=i)).isoformat().replace("+00:00", "Z"), "lat": lat, "lon": lon,
+               "battery_pct": 80}
+        if refused_every and i % refused_every == refused_every - 1:
+            fix["accuracy_m"] = REFUSED_ACCURACY_M
+        out.append(orjson.dumps(fix))
+    return out
+
+
 def publish_load(port: int, account: tuple[str, str], lon: float, lat: float, count: int, start_t: float,
-                 go: mp.Event, done: mp.Queue) -> None:
-    """One publisher process: `count` QoS 1 fixes as fast as the broker acknowledges them."""
+                 go: mp.Event, done: mp.Queue, refused_every: int = 0) -> None:
+    """One publisher process: `count` QoS 1 fixes as fast as the broker acknowledges them (every
+    `refused_every`-th one a fix the database refuses)."""
     acked = threading.Semaphore(0)
-    c = _client(account, f"bench-pub-{account[0]}")
+    c = _client(account, account[0])      # a device connects with its own id only
     c.max_inflight_messages_set(500)
     c.max_queued_messages_set(0)
     c.on_publish = lambda *a: acked.release()
     c.connect("127.0.0.1", port)
     c.loop_start()
-    base = datetime.fromtimestamp(start_t, timezone.utc)
-    payloads = [orjson.dumps({"ts": (base + timedelta(milliseconds=i)).isoformat().replace("+00:00", "Z"),
-                              "lat": lat, "lon": lon, "battery_pct": 80}) for i in range(count)]
+    payloads = _payloads(count, start_t, lat, lon, refused_every)
     topic = f"gcc/v1/terminal/{account[0]}/fix"
     go.wait()
     began = time.perf_counter()
@@ -81,7 +104,7 @@ def _subscribe_until_stopped(client: mqtt.Client, port: int, share: str, ready: 
 def discard_subscriber(port: int, account: tuple[str, str], index: int, ready: mp.Event, counter,
                        stop: mp.Event) -> None:
     """The broker-only ceiling: count and drop (paho acknowledges after the callback)."""
-    c = _client(account, f"bench-discard-{index}")
+    c = _client(account, account[0])
     c.on_message = lambda *a: counter.__setitem__(index, counter[index] + 1)
     _subscribe_until_stopped(c, port, "benchdiscard", ready, stop)
 
@@ -97,7 +120,7 @@ def naive_subscriber(port: int, account: tuple[str, str], dsn: str, ready: mp.Ev
                         "(%s, %s, %s, %s, %s, 'gcc') on conflict do nothing",
                         (body["ts"], msg.topic.split("/")[3], body["lat"], body["lon"], body["battery_pct"]))
 
-    c = _client(account, "bench-naive")
+    c = _client(account, account[0])
     c.on_message = on_message
     _subscribe_until_stopped(c, port, "benchnaive", ready, stop)
 
@@ -112,6 +135,7 @@ class Bench:
         self.settings = self.stack.settings()
         from database.migrate import migrate
         migrate(self.settings.pg_dsn)
+        roles.ensure_roles(self.settings.pg_dsn, self.stack.pg_app_passwords())
         self.city = generate(SCALES["demo"], seed=3)
         conn = psycopg2.connect(self.settings.pg_dsn)
         load_city(conn, self.city)
@@ -119,6 +143,7 @@ class Bench:
         self.stack.register_devices(self.city)
         self.run_no = 0
         self._counter = None
+        self.commits_per_batch: dict[int, float] = {}   # refused_every -> commits per batch
 
     def close(self) -> None:
         if self._counter is not None:
@@ -136,14 +161,18 @@ class Bench:
         self.run_no += 1
         return out
 
-    def publish(self, per: int) -> tuple[list[mp.Process], mp.Event, mp.Queue, list[str]]:
+    def _service_account(self, name: str) -> tuple[str, str]:
+        account = self.stack.service_account(AccountKind.INGEST, name)
+        return account.username, account.password
+
+    def publish(self, per: int, refused_every: int = 0) -> tuple[list[mp.Process], mp.Event, mp.Queue, list[str]]:
         go, done = mp.Event(), mp.Queue()
         start_t = time.time() - 3600 + self.run_no * 600
         procs, terminals = [], []
         for account, lon, lat in self._accounts():
             terminals.append(account[0])
             procs.append(mp.Process(target=publish_load, args=(self.stack.mosquitto.port, account, lon, lat, per,
-                                                               start_t, go, done)))
+                                                               start_t, go, done, refused_every)))
         for p in procs:
             p.start()
         time.sleep(1.0)  # connected, payloads prepared
@@ -158,10 +187,16 @@ class Bench:
             cur.execute("select count(*) from positions where terminal_id = any(%s)", (terminals,))
             return cur.fetchone()[0]
 
-    def _timed(self, per: int, arrived, limit_s: float = 900) -> tuple[float, list[str]]:
+    def dead_letters(self, terminals: list[str], reason: str) -> int:
+        with self._counter.cursor() as cur:
+            cur.execute("select count(*) from dead_letters where reason = %s and topic = any(%s)",
+                        (reason, [f"gcc/v1/terminal/{t}/fix" for t in terminals]))
+            return cur.fetchone()[0]
+
+    def _timed(self, per: int, arrived, limit_s: float = 900, refused_every: int = 0) -> tuple[float, list[str]]:
         """Publish `per` messages from each publisher; msg/s from the go signal until `arrived(total,
         terminals)` holds."""
-        procs, go, _, terminals = self.publish(per)
+        procs, go, _, terminals = self.publish(per, refused_every)
         total = per * len(procs)
         began = time.perf_counter()
         go.set()
@@ -181,13 +216,12 @@ class Bench:
         return per * len(procs) / max(durations)
 
     def run_broker(self, per: int) -> float:
-        ingest = self.stack.account("ingest")
         stop, counter = mp.Event(), mp.Array("l", self.args.workers)
         subs = []
         for i in range(self.args.workers):
             ready = mp.Event()
             subs.append(mp.Process(target=discard_subscriber, args=(self.stack.mosquitto.port,
-                                   (ingest.username, ingest.password), i, ready, counter, stop)))
+                                   self._service_account(f"bench-discard-{i}"), i, ready, counter, stop)))
             subs[-1].start()
             ready.wait(10)
         rate, _ = self._timed(per, lambda total, _: sum(counter[:]) >= total)
@@ -196,25 +230,46 @@ class Bench:
             p.join()
         return rate
 
-    def run_pipeline(self, per: int) -> float:
-        env = {**os.environ, **self.stack.env()}
+    def _start_workers(self) -> tuple[list[subprocess.Popen], list[int]]:
         workers, metric_ports = [], []
         for i in range(1, self.args.workers + 1):
+            account = self.stack.service_account(AccountKind.INGEST, f"ingest-{i}")
             metric_ports.append(free_port())
-            env_i = {**env, "GCC_INGEST_HTTP_PORT": str(metric_ports[-1] - i + 1)}
+            env = {**os.environ, **self.stack.app_env("ingest", account),
+                   "GCC_INGEST_HTTP_PORT": str(free_port() - i + 1),
+                   "GCC_INGEST_METRICS_PORT": str(metric_ports[-1] - i + 1),
+                   "GCC_INGEST_DEVICE_RATE_PER_S": UNLIMITED_RATE}
             workers.append(subprocess.Popen([sys.executable, "-m", "ingest", "--index", str(i)], cwd=REPO_ROOT,
-                                            env=env_i, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         time.sleep(4)  # workers load the city and subscribe
+        return workers, metric_ports
+
+    def run_pipeline(self, per: int, refused_every: int = 0) -> float:
+        workers, metric_ports = self._start_workers()
         before = self._redis_writes_to_screens()
-        rate, terminals = self._timed(per, lambda total, terminals: self.rows(terminals) >= total)
+        refused = per // refused_every if refused_every else 0
+
+        def arrived(total, terminals):
+            stored = self.rows(terminals) >= total - refused * len(terminals)
+            return stored and (not refused or self.dead_letters(terminals, "db_rejected") >= refused * len(terminals))
+
+        rate, terminals = self._timed(per, arrived, refused_every=refused_every)
         time.sleep(0.5)  # the last batches' live updates
-        self.live_messages = self._redis_writes_to_screens() - before
-        self.batches = sum(_metric(port, "gcc_ingest_batch_size_count") for port in metric_ports)
+        live_messages = self._redis_writes_to_screens() - before
+        batches = sum(_metric(port, "gcc_ingest_batch_size_count") for port in metric_ports)
+        commits = sum(_metric(port, "gcc_ingest_commits_total") for port in metric_ports)
         for w in workers:
             w.terminate()
             w.wait(20)
-        assert self.rows(terminals) == per * self.args.publishers, "pipeline lost or duplicated messages"
+        self.commits_per_batch[refused_every] = commits / batches if batches else 0.0
+        if not refused_every:
+            self.live_messages, self.batches = live_messages, batches
+        assert self.rows(terminals) == (per - refused) * self.args.publishers, "pipeline lost or duplicated messages"
+        assert self.dead_letters(terminals, "db_rejected") == refused * self.args.publishers
         return rate
+
+    def run_refused(self, per: int) -> float:
+        return self.run_pipeline(per, refused_every=self.args.refused_every)
 
     def _redis_writes_to_screens(self) -> int:
         """Messages the workers have put in Redis for the screens: PUBLISH (a message queue) and XADD
@@ -228,9 +283,8 @@ class Bench:
         return sum(stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in ("publish", "xadd"))
 
     def run_naive(self, per: int) -> float:
-        ingest = self.stack.account("ingest")
         stop, ready = mp.Event(), mp.Event()
-        sub = mp.Process(target=naive_subscriber, args=(self.stack.mosquitto.port, (ingest.username, ingest.password),
+        sub = mp.Process(target=naive_subscriber, args=(self.stack.mosquitto.port, self._service_account("bench-naive"),
                                                        self.settings.pg_dsn, ready, stop))
         sub.start()
         ready.wait(10)
@@ -255,6 +309,8 @@ def main() -> None:
     parser.add_argument("--naive-messages", type=int, default=6_000, help="the naive pipeline is slow")
     parser.add_argument("--workers", type=int, default=2, help="ingest workers (and discarding subscribers)")
     parser.add_argument("--publishers", type=int, default=2)
+    parser.add_argument("--refused-every", type=int, default=2000,
+                        help="the refused run: one row the database refuses in this many messages")
     args = parser.parse_args()
     print("starting the stack and loading the city ...", file=sys.stderr, flush=True)
     bench = Bench(args)
@@ -262,6 +318,7 @@ def main() -> None:
     runs = [("load generator alone (no subscriber)", bench.run_generator, per),
             (f"broker-only ceiling ({args.workers} discarding subscribers)", bench.run_broker, per),
             (f"our pipeline ({args.workers} ingest workers, committed)", bench.run_pipeline, per),
+            (f"our pipeline, 1 row in {args.refused_every:,} refused by the database", bench.run_refused, per),
             ("naive pipeline (INSERT + commit per message)", bench.run_naive, naive_per)]
     results = []
     try:
@@ -274,9 +331,12 @@ def main() -> None:
     naive = results[-1][1]
     print(f"\nIngest benchmark, QoS 1, published -> received/committed; {os.cpu_count()} cores, "
           f"{platform.machine()}, Python {platform.python_version()}, {datetime.now():%Y-%m-%d %H:%M}")
-    print(f"{'run':<58}{'messages':>10}{'msg/s':>10}{'vs naive':>10}")
-    for name, rate, n in results:
-        print(f"{name:<58}{n:>10,}{rate:>10,.0f}{rate / naive:>9.1f}x")
+    print(f"{'run':<58}{'messages':>10}{'msg/s':>10}{'vs naive':>10}{'commits/batch':>15}")
+    per_batch = {bench.run_pipeline: bench.commits_per_batch.get(0), bench.run_refused:
+                 bench.commits_per_batch.get(args.refused_every)}
+    for (name, rate, n), (_, run, _) in zip(results, runs, strict=True):
+        commits = per_batch.get(run)
+        print(f"{name:<58}{n:>10,}{rate:>10,.0f}{rate / naive:>9.1f}x" + (f"{commits:>15.2f}" if commits else ""))
     if getattr(bench, "batches", 0):
         print(f"live messages for the screens during the pipeline run: {bench.live_messages:,} for "
               f"{bench.batches:,.0f} committed batches ({bench.live_messages / bench.batches:.2f} per batch)")

@@ -4,6 +4,24 @@ The Apache-2 edition (what Debian builds, and what we test here) has hypertables
 drop_chunks, but no retention or compression policies and no continuous aggregates. The
 community ("timescale") edition has all of them. We use the policies where they exist, and
 otherwise run retention ourselves with drop_chunks on a schedule (`RetentionJob`).
+
+Retention: every hypertable has its own period, a setting (`GCC_RETENTION_<TABLE>_DAYS`), enforced
+by a retention policy on the community edition and by our hourly drop_chunks job on the Apache
+edition. A chunk is dropped once all of it is older than the period, so data lives up to one chunk
+interval (database/migrations/0002, 0004) longer.
+
+| table | setting | default | why |
+|---|---|---|---|
+| `positions` | `GCC_RETENTION_POSITIONS_DAYS` | 400 days | a year of patrols, and the same month a year back |
+| `terminal_status` | `GCC_RETENTION_TERMINAL_STATUS_DAYS` | 400 days | as positions: who was on duty |
+| `sensor_readings` | `GCC_RETENTION_SENSOR_READINGS_DAYS` | 400 days | a year of meters, compared year on year |
+| `gateway_status` | `GCC_RETENTION_GATEWAY_STATUS_DAYS` | 400 days | as the readings it explains (gaps) |
+| `region_transitions` | `GCC_RETENTION_REGION_TRANSITIONS_DAYS` | 400 days | as positions |
+| `device_alarms` | `GCC_RETENTION_DEVICE_ALARMS_DAYS` | 1825 days | case records: audited years later |
+| `incident_reports` | `GCC_RETENTION_INCIDENT_REPORTS_DAYS` | 1825 days | case records |
+| `incident_events` | `GCC_RETENTION_INCIDENT_EVENTS_DAYS` | 1825 days | a case's life, kept as long as the case |
+| `task_acks` | `GCC_RETENTION_TASK_ACKS_DAYS` | 1825 days | how a case was handled, as long as the case |
+| `dead_letters` | `GCC_RETENTION_DEAD_LETTERS_DAYS` | 30 days | for diagnosis only; each keeps at most 8 KB |
 """
 from __future__ import annotations
 
@@ -49,12 +67,13 @@ def detect(conn) -> Capabilities:
     return Capabilities(edition=COMMUNITY if license_ == COMMUNITY else APACHE, version=row[0])
 
 
+# Every hypertable (the table of the module docstring): its retention is settings.retention_<table>_days.
+HYPERTABLES = ("positions", "terminal_status", "sensor_readings", "device_alarms", "incident_reports",
+               "incident_events", "task_acks", "gateway_status", "region_transitions", "dead_letters")
+
+
 def retention_from_settings(settings) -> dict[str, timedelta]:
-    return {
-        "positions": timedelta(days=settings.retention_positions_days),
-        "sensor_readings": timedelta(days=settings.retention_sensor_readings_days),
-        "dead_letters": timedelta(days=settings.retention_dead_letters_days),
-    }
+    return {table: timedelta(days=getattr(settings, f"retention_{table}_days")) for table in HYPERTABLES}
 
 
 def apply_policies(conn, retention: dict[str, timedelta]) -> Capabilities:

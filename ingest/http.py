@@ -119,13 +119,6 @@ class FailedLogins:
                     del self._failures[key]
 
 
-def _health(worker: Worker) -> tuple[bool, dict]:
-    if hasattr(worker, "health"):
-        return worker.health()
-    ok = worker.source.connected.is_set()
-    return ok, {"broker": "up" if ok else "down"}
-
-
 class _BoundedServer(ThreadingHTTPServer):
     """A threading server that runs at most `max_handlers` requests at once."""
     daemon_threads = True
@@ -239,7 +232,7 @@ class IngestHTTP:
                 if self.path == "/metrics":
                     self.send(200, generate_latest(worker.metrics.registry), CONTENT_TYPE_LATEST)
                 elif self.path == "/healthz":
-                    ok, detail = _health(worker)
+                    ok, detail = worker.health()
                     self.send(200 if ok else 503, orjson.dumps(detail))
                 else:
                     self.send(404, b'{"error": "not found"}')
@@ -285,7 +278,8 @@ class IngestHTTP:
         self.worker.source.inbox.put(Delivery(inbound, reply))
         if not reply.done.wait(REPLY_TIMEOUT_S):
             return self._refuse(handler, 503, "not_stored_yet")
-        if reply.rejection is not None:
-            return self._refuse(handler, 400, reply.rejection.reason)
+        if reply.rejection is not None:   # a phone sending too fast is told to slow down, not that it erred
+            code = 429 if reply.rejection.reason == "rate_limited" else 400
+            return self._refuse(handler, code, reply.rejection.reason)
         handler.send(200, b"[]")
         return None

@@ -1,7 +1,61 @@
-"""The ingest worker's Prometheus metrics (served at /metrics by http.py)."""
+"""The ingest worker's Prometheus metrics (served at /metrics by http.py), and its progress: when it
+last committed, for the metrics and for /healthz."""
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Progress:
+    """When the worker last committed a batch, and when it last found nothing to do. A worker
+    with messages waiting that has done neither for a while is stalled. Pure: the clock is
+    injected (monotonic seconds)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.started = clock()
+        self.last_commit: float | None = None
+        self.last_idle: float | None = None
+
+    def committed(self) -> None:
+        self.last_commit = self.clock()
+
+    def idle(self) -> None:
+        self.last_idle = self.clock()
+
+    def since_commit(self) -> float:
+        """Seconds since the last commit (since the start, before the first)."""
+        return self.clock() - (self.last_commit if self.last_commit is not None else self.started)
+
+    def stalled_for(self, pending: int) -> float:
+        """How long the worker has had work and not committed: 0 when nothing is pending; else
+        the seconds since it last committed or was idle (or started)."""
+        if pending <= 0:
+            return 0.0
+        marks = [m for m in (self.started, self.last_commit, self.last_idle) if m is not None]
+        return self.clock() - max(marks)
+
+
+def assess(*, broker_up: bool, pending: int, stalled_for: float, since_commit: float, stall_after_s: float,
+           loop_ended: bool) -> tuple[bool, dict]:
+    """A worker's health: not ok when the broker link is down, when messages have waited more than
+    stall_after_s without a commit (the database not coming back, a stuck batch, a dead loop), or
+    when its loop has ended. (ok, detail): the detail is JSON-ready, with a "reason" when not ok."""
+    reasons = []
+    if not broker_up:
+        reasons.append("the broker link is down")
+    if stalled_for > stall_after_s:
+        reasons.append(f"{pending} messages waiting and no commit for {stalled_for:.0f} s "
+                       f"(more than {stall_after_s:g} s)")
+    if loop_ended:
+        reasons.append("the worker's loop has ended")
+    detail = {"broker": "up" if broker_up else "down", "pending": pending,
+              "seconds_since_commit": round(since_commit, 1), "stall_after_s": stall_after_s}
+    if reasons:
+        detail["reason"] = "; ".join(reasons)
+    return not reasons, detail
 
 
 class Metrics:
@@ -34,7 +88,23 @@ class Metrics:
                                         registry=r).labels(**labels)
         self.in_flight = Gauge("gcc_ingest_in_flight", "messages received and not yet acknowledged",
                                ["worker"], registry=r).labels(**labels)
+        self.commits = Counter("gcc_ingest_commits", "database transactions committed (a clean batch is one)",
+                               ["worker"], registry=r).labels(**labels)
+        self.narrowed = Counter("gcc_ingest_narrowed_batches", "batches the database refused or whose storing "
+                                "raised, narrowed down by bisection", ["worker"], registry=r).labels(**labels)
+        self.exceptions = Counter("gcc_ingest_exceptions", "unexpected exceptions (bugs) contained, by part of the "
+                                  "chain", ["worker", "part"], registry=r)
+        self.qos0_shed = Counter("gcc_ingest_qos0_shed", "QoS 0 messages dropped because the worker's inbox was "
+                                 "full (QoS 1 is never shed)", ["worker"], registry=r).labels(**labels)
+        self.since_commit = Gauge("gcc_ingest_seconds_since_commit", "seconds since the worker last committed "
+                                  "(since its start, before the first commit)", ["worker"], registry=r).labels(**labels)
         self.worker = worker
+
+    def track(self, progress: Progress) -> None:
+        self.since_commit.set_function(progress.since_commit)
+
+    def exception(self, part: str) -> None:
+        self.exceptions.labels(worker=self.worker, part=part).inc()
 
     def stored_rows(self, table: str, count: int) -> None:
         self.stored.labels(worker=self.worker, table=table).inc(count)

@@ -2,8 +2,10 @@
 enriched message, and one message's outcome. Plain immutable values; no I/O."""
 from __future__ import annotations
 
+import traceback
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Protocol
 
 from telemetry.messages import Message
@@ -42,6 +44,24 @@ class Delivery:
 class Rejection:
     reason: str
     detail: str
+
+
+# The pipeline's own reason codes (the decoders' are telemetry.decoders.REASONS; docs/WIRE_FORMAT.md
+# lists both). Each is a dead letter's `reason` and a label of gcc_ingest_dead_letters_total.
+PAYLOAD_TOO_LARGE = "payload_too_large"
+RATE_LIMITED = "rate_limited"       # more than its device's rate allows (stages.RateLimiter)
+DB_REJECTED = "db_rejected"         # the database refused its rows (SQLSTATE class 22 or 23)
+POISON = "poison"                   # processing it raised an unexpected exception (a bug), N times
+_DETAIL_MAX = 500
+
+
+def poison(exc: BaseException, context: str) -> Rejection:
+    """The dead letter's reason for a message that made our own code raise: the exception's type,
+    where it was raised, and its message (shortened)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" at {frames[-1].name} ({Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
+    detail = f"{context}: {type(exc).__name__}{where}: {exc}"
+    return Rejection(POISON, detail if len(detail) <= _DETAIL_MAX else detail[:_DETAIL_MAX - 3] + "...")
 
 
 @dataclass(frozen=True)

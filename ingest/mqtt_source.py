@@ -5,12 +5,19 @@ a shared subscription so workers split the load, and manual acknowledgement: a m
 acknowledged only when the worker says so, after its batch is committed. Receive Maximum bounds the
 messages in flight: the broker sends no more until some are acknowledged. The network thread only
 hands messages over (a queue); it does no processing.
+
+QoS 0 has no such bound (nothing is acknowledged, the broker cannot be told to wait), so it is
+bounded here: a QoS 0 message that arrives while the inbox holds more than `qos0_inbox_limit`
+messages is dropped, counted (`on_shed`) and logged at most every SHED_LOG_EVERY_S. QoS 1 is
+never dropped. "Nothing lost" is a promise for QoS 1 (docs/WIRE_FORMAT.md).
 """
 from __future__ import annotations
 
 import logging
 import queue
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -24,6 +31,7 @@ from telemetry.topics import SHARE_GROUP, uplink_filters
 log = logging.getLogger(__name__)
 
 SESSION_EXPIRY_S = 7 * 86400
+SHED_LOG_EVERY_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,10 @@ class MqttSource:
         self.session_epoch = 0  # bumps on every new connection: older mids must not be acked
         self.redeliveries = 0
         self.received = 0
+        self.qos0_inbox_limit = 4000            # the worker sets its own (WorkerConfig)
+        self.on_shed: Callable[[], None] = lambda: None
+        self.shed = 0
+        self._shed_logged = (0.0, 0)            # (when, self.shed then)
         self._lock = threading.Lock()
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
                              protocol=MQTTProtocolVersion.MQTTv5, manual_ack=True)
@@ -98,10 +110,23 @@ class MqttSource:
 
     def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
         self.received += 1
+        if msg.qos == 0 and self.inbox.qsize() > self.qos0_inbox_limit:
+            self._shed_one()
+            return
         if msg.dup:
             self.redeliveries += 1
         inbound = Inbound(msg.topic, msg.payload, msg.qos, msg.retain, datetime.now(timezone.utc), msg.dup)
         self.inbox.put(Delivery(inbound, MqttReceipt(self, msg.mid, msg.qos, self.session_epoch)))
+
+    def _shed_one(self) -> None:
+        self.shed += 1
+        self.on_shed()
+        now = time.monotonic()
+        logged_at, logged_count = self._shed_logged
+        if now - logged_at >= SHED_LOG_EVERY_S:
+            log.warning("inbox full (more than %d messages): dropped %d QoS 0 messages since the last report "
+                        "(QoS 1 is never dropped)", self.qos0_inbox_limit, self.shed - logged_count)
+            self._shed_logged = (now, self.shed)
 
     def ack_one(self, mid: int, qos: int, epoch: int) -> bool:
         """Acknowledge a message of the current connection. One from an earlier connection is not

@@ -44,8 +44,7 @@ def build_worker(settings, index: int, http_port: int | None = None,
                         receive_maximum=settings.ingest_receive_maximum)
     client = settings.redis_client(socket_timeout=5)
     worker = Worker(f"ingest-{index}", source, Store(settings.pg_dsn), LiveState(client), Registry(city),
-                    WorkerConfig(batch_size=settings.ingest_batch_size,
-                                 flush_interval_s=settings.ingest_flush_interval_s))
+                    WorkerConfig.from_settings(settings))
     port = http_port if http_port is not None else settings.ingest_http_port + index - 1
     internal = metrics_port if metrics_port is not None else settings.ingest_metrics_port + index - 1
     http = IngestHTTP(worker, settings.ingest_http_host, port, settings.broker_credentials_file, internal)

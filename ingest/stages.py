@@ -1,23 +1,29 @@
 """The ingest chain's pure stages. Per message, in order:
 
-    check_size → decode → check_time → check_device   (VALIDATION, each may stop it)
+    check_rate → check_size → decode → check_time → check_device   (VALIDATION, each may stop it)
     → enrich (grid from the position, one vectorised lookup per batch; member, building, home grid)
 
 A stage passes the message on or stops it with a `Rejection` (a reason code and a specific
 detail) that becomes a dead letter. What each message type needs (sender, position, table) comes
 from its entry in `ingest.kinds`. Storing, live state, the live bus and the acknowledgement come
 after, per batch (worker.py).
+
+A stage that raises (a bug, not bad input) is contained: that message alone becomes a dead letter
+with the reason `poison` (the exception's type, place and message); the rest of the batch goes on.
+`check_rate` is the one stage with state: the worker's `RateLimiter`, a token bucket per sending
+device, fed with each message's own reception time (no clock of its own).
 """
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
 from ingest.kinds import kind_of
-from ingest.model import Enriched, Inbound, Outcome, Rejection
+from ingest.model import PAYLOAD_TOO_LARGE, RATE_LIMITED, Enriched, Inbound, Outcome, Rejection, poison
 from telemetry.city import City
 from telemetry.decoders import DecodeError, decode, owntracks
 from telemetry.gridindex import GridIndex
 from telemetry.messages import Message
+from telemetry.topics import OWNTRACKS_PREFIX, PREFIX
 
 MAX_PAYLOAD_BYTES = 64 * 1024
 MAX_FUTURE = timedelta(minutes=5)     # device clocks drift; more than this is a broken clock
@@ -35,15 +41,75 @@ class Registry:
         self.gateways = city.gateway_by_id
 
 
+class RateLimiter:
+    """A token bucket per sending device: `rate_per_s` messages a second on average, bursts of up
+    to `burst`. Pure: no clock of its own (`allow` is told the time), no I/O. Devices whose bucket
+    has filled up again are forgotten now and then, so memory follows the devices that are busy."""
+
+    PRUNE_EVERY_S = 60.0
+
+    def __init__(self, rate_per_s: float, burst: float) -> None:
+        if rate_per_s <= 0 or burst < 1:
+            raise ValueError(f"a rate limit needs rate_per_s > 0 and burst >= 1, got {rate_per_s}, {burst}")
+        self.rate_per_s, self.burst = rate_per_s, burst
+        self._buckets: dict[str, tuple[float, float]] = {}   # device -> (tokens, at)
+        self._pruned_at: float | None = None
+
+    def allow(self, device: str, now: float) -> bool:
+        """Take one token from the device's bucket at time `now` (seconds); False when it is empty.
+        A clock that went back refills nothing."""
+        tokens, at = self._buckets.get(device, (self.burst, now))
+        tokens = min(self.burst, tokens + max(0.0, now - at) * self.rate_per_s)
+        allowed = tokens >= 1
+        self._buckets[device] = (tokens - 1 if allowed else tokens, max(at, now))
+        self._prune(now)
+        return allowed
+
+    def _prune(self, now: float) -> None:
+        if self._pruned_at is None:
+            self._pruned_at = now
+        if now - self._pruned_at < self.PRUNE_EVERY_S:
+            return
+        self._pruned_at = now
+        full = [d for d, (tokens, at) in self._buckets.items() if tokens + (now - at) * self.rate_per_s >= self.burst]
+        for device in full:
+            del self._buckets[device]
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+
+def sending_device(inbound: Inbound) -> str | None:
+    """The device a message comes from, from what the broker (or the HTTP login) authenticated:
+    the terminal or gateway id of our topics, the OwnTracks user. None for any other topic."""
+    if inbound.http_identity is not None:
+        return inbound.http_identity[0]
+    parts = inbound.topic.split("/", 4)
+    if parts[0] == OWNTRACKS_PREFIX:
+        return parts[1] if len(parts) > 2 and parts[1] else None
+    if len(parts) > 4 and f"{parts[0]}/{parts[1]}" == PREFIX and parts[3]:
+        return parts[3]
+    return None
+
+
 class _Stop(Exception):
     def __init__(self, rejection: Rejection) -> None:
         self.rejection = rejection
 
 
+def check_rate(inbound: Inbound, limiter: RateLimiter | None) -> None:
+    if limiter is None:
+        return
+    device = sending_device(inbound)
+    if device is not None and not limiter.allow(device, inbound.received_at.timestamp()):
+        raise _Stop(Rejection(RATE_LIMITED, f"device {device!r} sends faster than {limiter.rate_per_s:g} "
+                                            f"messages/s (bursts of {limiter.burst:g})"))
+
+
 def check_size(inbound: Inbound) -> None:
     if len(inbound.payload) > MAX_PAYLOAD_BYTES:
-        raise _Stop(Rejection("payload_too_large", f"{len(inbound.payload)} bytes, more than the limit of "
-                                                   f"{MAX_PAYLOAD_BYTES}"))
+        raise _Stop(Rejection(PAYLOAD_TOO_LARGE, f"{len(inbound.payload)} bytes, more than the limit of "
+                                                 f"{MAX_PAYLOAD_BYTES}"))
 
 
 def decode_inbound(inbound: Inbound) -> list[Message]:
@@ -79,11 +145,12 @@ def check_device(msg: Message, reg: Registry) -> None:
         raise _Stop(Rejection("unknown_device", f"gateway {msg.gateway_id!r} is not registered"))
 
 
-def validate(inbound: Inbound, reg: Registry) -> tuple[Outcome, list[Message]]:
+def validate(inbound: Inbound, reg: Registry, limiter: RateLimiter | None = None) -> tuple[Outcome, list[Message]]:
     """The VALIDATION stages for one message: the messages to enrich, or a rejection. One bad
     record refuses the whole message, as it was sent."""
     outcome = Outcome(inbound)
     try:
+        check_rate(inbound, limiter)
         check_size(inbound)
         messages = decode_inbound(inbound)
         for msg in messages:
@@ -91,6 +158,9 @@ def validate(inbound: Inbound, reg: Registry) -> tuple[Outcome, list[Message]]:
             check_device(msg, reg)
     except _Stop as stop:
         outcome.rejection = stop.rejection
+        return outcome, []
+    except Exception as exc:  # a bug, not bad input: this message alone is dead-lettered
+        outcome.rejection = poison(exc, "validation")
         return outcome, []
     return outcome, messages
 
@@ -129,7 +199,10 @@ def enrich(msg: Message, reg: Registry, grid=_UNSET) -> Enriched | Rejection:
 
 def _finish(outcome: Outcome, messages: list[Message], reg: Registry, grids: list) -> Outcome:
     for msg, grid in zip(messages, grids, strict=True):
-        result = enrich(msg, reg, grid)
+        try:
+            result = enrich(msg, reg, grid)
+        except Exception as exc:  # a bug: contained, as in validate
+            result = poison(exc, "enrich")
         if isinstance(result, Rejection):
             outcome.accepted.clear()
             outcome.rejection = result
@@ -138,20 +211,29 @@ def _finish(outcome: Outcome, messages: list[Message], reg: Registry, grids: lis
     return outcome
 
 
-def process(inbound: Inbound, reg: Registry) -> Outcome:
-    """Run one message through the chain. Never raises for bad input: it is a Rejection."""
-    outcome, messages = validate(inbound, reg)
+def process(inbound: Inbound, reg: Registry, limiter: RateLimiter | None = None) -> Outcome:
+    """Run one message through the chain. Never raises: bad input is a Rejection, and so is a
+    message our own code fails on (`poison`)."""
+    outcome, messages = validate(inbound, reg, limiter)
     return _finish(outcome, messages, reg, [_UNSET] * len(messages))
 
 
-def process_batch(inbounds: list[Inbound], reg: Registry) -> list[Outcome]:
-    """The same chain for a batch, with one vectorised point → grid lookup for all positions."""
-    validated = [validate(inbound, reg) for inbound in inbounds]
-    positions = [p for _, messages in validated for m in messages if (p := _position(m)) is not None]
-    located = iter(reg.grids.locate_many([p[0] for p in positions], [p[1] for p in positions])
-                   if positions else [])
-    outcomes = []
-    for outcome, messages in validated:
-        grids = [next(located) if _position(m) is not None else _UNSET for m in messages]
-        outcomes.append(_finish(outcome, messages, reg, grids))
-    return outcomes
+def _locate_all(validated: list[tuple[Outcome, list[Message]]], reg: Registry) -> list[list]:
+    """The grid of every positioned message of the batch, in one vectorised lookup. Should that
+    raise, every message is located on its own in enrich (where a failure is its own)."""
+    try:
+        positions = [p for _, messages in validated for m in messages if (p := _position(m)) is not None]
+        located = iter(reg.grids.locate_many([p[0] for p in positions], [p[1] for p in positions])
+                       if positions else [])
+        return [[next(located) if _position(m) is not None else _UNSET for m in messages]
+                for _, messages in validated]
+    except Exception:
+        return [[_UNSET] * len(messages) for _, messages in validated]
+
+
+def process_batch(inbounds: list[Inbound], reg: Registry, limiter: RateLimiter | None = None) -> list[Outcome]:
+    """The same chain for a batch, with one vectorised point → grid lookup for all positions.
+    The rate limiter sees the messages in the order they arrived."""
+    validated = [validate(inbound, reg, limiter) for inbound in inbounds]
+    return [_finish(outcome, messages, reg, grids)
+            for (outcome, messages), grids in zip(validated, _locate_all(validated, reg), strict=True)]

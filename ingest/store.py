@@ -6,13 +6,18 @@ and moved with `insert ... on conflict do nothing` against the table's natural k
 message never becomes a second row. Errors are sorted: temporary ones (connection lost, server
 shutting down, serialization failure, out of resources) raise `TemporaryStoreError` and the whole
 batch is retried later, unacknowledged; permanent ones (the data itself is refused) are narrowed
-down to the offending messages, which become dead letters with the server's reason.
+down to the offending messages, which become dead letters with the server's reason (the worker
+bisects: see worker.py).
+
+A dead letter keeps at most the first DEAD_LETTER_PAYLOAD_MAX bytes of its payload, with the whole
+payload's size and SHA-256.
 """
 from __future__ import annotations
 
 import hashlib
 import io
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -24,7 +29,8 @@ from ingest.model import Enriched, Inbound, Rejection
 
 log = logging.getLogger(__name__)
 
-DEAD_LETTER_COLUMNS = ("time", "topic", "payload", "payload_sha256", "reason", "detail", "worker")
+DEAD_LETTER_COLUMNS = ("time", "topic", "payload", "payload_size", "payload_sha256", "reason", "detail", "worker")
+DEAD_LETTER_PAYLOAD_MAX = 8 * 1024
 
 # SQLSTATE classes that say "this data is refused" (22 data exception, 23 integrity violation).
 # Anything else (connection, shutdown, resources, locks, permissions, a missing table after a
@@ -48,8 +54,11 @@ def _printable(text: str) -> str:
 
 
 def dead_letter_row(inbound: Inbound, rejection: Rejection, worker: str) -> tuple:
-    return (inbound.received_at, _printable(inbound.topic), inbound.payload,
-            hashlib.sha256(inbound.payload).digest(), rejection.reason, _printable(rejection.detail), worker)
+    """The first DEAD_LETTER_PAYLOAD_MAX bytes of the payload, its full size and the SHA-256 of all
+    of it, and why it was refused."""
+    payload = inbound.payload
+    return (inbound.received_at, _printable(inbound.topic), payload[:DEAD_LETTER_PAYLOAD_MAX], len(payload),
+            hashlib.sha256(payload).digest(), rejection.reason, _printable(rejection.detail), worker)
 
 
 def _csv_field(value) -> str:
@@ -82,11 +91,16 @@ class Batch:
         self.rows.setdefault(table, []).append(row)
         self.origins.setdefault(table, []).append(origin)
 
-    def only(self, origin: int) -> Batch:
-        part = Batch()
+    def message_indexes(self) -> list[int]:
+        """The messages that have rows here, in order."""
+        return sorted({o for per_table in self.origins.values() for o in per_table})
+
+    def subset(self, origins: list[int]) -> Batch:
+        """Only the rows of these messages (no dead letters)."""
+        wanted, part = set(origins), Batch()
         for table, rows in self.rows.items():
             for row, o in zip(rows, self.origins[table], strict=True):
-                if o == origin:
+                if o in wanted:
                     part.add(table, row, o)
         return part
 
@@ -156,3 +170,27 @@ class Store:
 def is_temporary(exc: psycopg2.Error) -> bool:
     code = getattr(exc, "pgcode", None) or ""
     return code[:2] not in _PERMANENT_CLASSES
+
+
+def bisect_failures(group: list[int], failure: BaseException, attempt: Callable[[list[int]], BaseException | None],
+                    tries_alone: Callable[[BaseException], int]) -> list[tuple[int, BaseException]]:
+    """`group` was attempted as a whole and failed with `failure`: attempt each half, and the
+    halves of a half that fails, until every failure is down to one item alone. An item that fails
+    alone is tried again until it has failed `tries_alone(failure)` times alone (1: a
+    deterministic refusal is not retried). Returns the items that still fail, with their last
+    failure; everything else was attempted successfully. One bad item among n costs about
+    2·log2(n) attempts, half of them successful."""
+    if len(group) == 1:
+        for _ in range(tries_alone(failure) - 1):
+            again = attempt(group)
+            if again is None:
+                return []
+            failure = again
+        return [(group[0], failure)]
+    half = len(group) // 2
+    failed = []
+    for part in (group[:half], group[half:]):
+        part_failure = attempt(part)
+        if part_failure is not None:
+            failed += bisect_failures(part, part_failure, attempt, tries_alone)
+    return failed

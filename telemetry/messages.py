@@ -7,6 +7,11 @@ a naive datetime is refused, any other offset is converted to UTC. Floats must b
 Ids (terminal, sensor, gateway, alarm, task, report) are 1..64 characters with no whitespace, no
 control characters and none of the MQTT topic characters '/', '+', '#'. Everything else is allowed,
 notably ':' '.' '-' '_' (SenML sensor names are often URNs such as ``urn:dev:ow:10e2073a01080063``).
+
+Free text (an address, a description, a note, a reading's text value or unit, a region, a category,
+and every string inside an alarm's ``detail``, its keys included) may hold anything but NUL
+(U+0000): PostgreSQL cannot store it in ``text`` or ``jsonb``, so it is refused here, with the
+error type INVALID_TEXT, and never reaches the database.
 """
 from __future__ import annotations
 
@@ -17,12 +22,15 @@ from typing import Annotated, Any, Literal
 
 import orjson
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from telemetry.catalogue import INCIDENT_CATEGORIES, AlarmType
 
 ID_MAX_LENGTH = 64
 DETAIL_MAX_BYTES = 4096
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+INVALID_TEXT = "invalid_text"  # the validation error type of a NUL in free text (a decoder's reason code too)
+_NUL = "\x00"
 
 
 def _check_id(value: str) -> str:
@@ -52,9 +60,42 @@ def _to_utc(value: datetime) -> datetime:
         raise ValueError(f"{value.isoformat()} is out of range in UTC") from None
 
 
+def _refuse_nul(where: str) -> PydanticCustomError:
+    return PydanticCustomError(INVALID_TEXT, "must not contain NUL (\\u0000){where}: PostgreSQL cannot store it",
+                               {"where": where})
+
+
+def _check_text(value: str) -> str:
+    if _NUL in value:
+        raise _refuse_nul("")
+    return value
+
+
+def _nul_in(value: Any, path: str) -> str | None:
+    """The path of the first string (key or value) holding a NUL inside a JSON value, else None."""
+    if isinstance(value, str):
+        return path if _NUL in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(key, str) and _NUL in key:
+                return f"{path}, in the key {key!r}"
+            found = _nul_in(item, f"{path}[{key!r}]")
+            if found:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _nul_in(item, f"{path}[{index}]")
+            if found:
+                return found
+    return None
+
+
 def _check_detail(value: dict[str, Any] | None) -> dict[str, Any] | None:
     if value is None:
         return None
+    where = _nul_in(value, "detail")
+    if where:
+        raise _refuse_nul(f", found at {where}")
     try:
         size = len(orjson.dumps(value))
     except (TypeError, orjson.JSONEncodeError) as exc:
@@ -65,6 +106,7 @@ def _check_detail(value: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 Id = Annotated[str, Field(min_length=1, max_length=ID_MAX_LENGTH), AfterValidator(_check_id)]
+Text = Annotated[str, AfterValidator(_check_text)]   # free text: anything but NUL
 UtcTime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
 Latitude = Annotated[float, Field(ge=-90, le=90)]
 Longitude = Annotated[float, Field(ge=-180, le=180)]
@@ -125,10 +167,10 @@ class SensorReading(_Message):
     time: UtcTime
     quantity: Id
     value: float | None = None
-    value_text: str | None = None
+    value_text: Text | None = None
     value_bool: bool | None = None
     value_sum: float | None = None
-    unit: str | None = None
+    unit: Text | None = None
     gateway_id: Id | None = None
 
     @model_validator(mode="after")
@@ -158,13 +200,13 @@ class IncidentReport(_Message):
     report_id: Id
     terminal_id: Id
     time: UtcTime
-    category: str
+    category: Text
     severity: SeverityLevel
     lat: Latitude
     lon: Longitude
-    address: Annotated[str, Field(max_length=200)] | None = None
-    description: Annotated[str, Field(max_length=2000)] | None = None
-    photo_ref: Annotated[str, Field(max_length=512)] | None = None
+    address: Annotated[Text, Field(max_length=200)] | None = None
+    description: Annotated[Text, Field(max_length=2000)] | None = None
+    photo_ref: Annotated[Text, Field(max_length=512)] | None = None
 
     @field_validator("category")
     @classmethod
@@ -180,7 +222,7 @@ class TaskAck(_Message):
     terminal_id: Id
     time: UtcTime
     action: Literal["accepted", "rejected", "arrived", "done"]
-    note: Annotated[str, Field(max_length=500)] | None = None
+    note: Annotated[Text, Field(max_length=500)] | None = None
 
 
 class GatewayStatus(_Message):
@@ -194,7 +236,7 @@ class RegionTransition(_Message):
     terminal_id: Id
     time: UtcTime
     event: Literal["enter", "leave"]
-    region: str | None = None
+    region: Text | None = None
     lat: Latitude | None = None
     lon: Longitude | None = None
     accuracy_m: NonNegative | None = None
@@ -205,4 +247,4 @@ Message = (Fix | TerminalStatus | SensorReading | DeviceAlarm | IncidentReport |
 
 __all__ = ["DeviceAlarm", "Fix", "GatewayStatus", "IncidentReport", "Message", "RegionTransition",
            "SensorReading", "TaskAck", "TerminalStatus", "is_valid_id", "utc_from_epoch", "ID_MAX_LENGTH",
-           "DETAIL_MAX_BYTES"]
+           "DETAIL_MAX_BYTES", "INVALID_TEXT", "Text"]

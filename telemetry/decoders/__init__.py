@@ -19,6 +19,7 @@ from telemetry.decoders import gcc_json, owntracks, senml
 from telemetry.decoders.errors import (
     INVALID_JSON,
     INVALID_SENML,
+    INVALID_TEXT,
     REASONS,
     SCHEMA_VIOLATION,
     UNSUPPORTED_TYPE,
@@ -29,7 +30,7 @@ from telemetry.messages import Message, is_valid_id
 from telemetry.topics import PREFIX
 
 __all__ = ["DecodeError", "decode", "REASONS", "INVALID_JSON", "SCHEMA_VIOLATION", "WRONG_TOPIC",
-           "UNSUPPORTED_TYPE", "INVALID_SENML"]
+           "UNSUPPORTED_TYPE", "INVALID_SENML", "INVALID_TEXT"]
 
 _PREFIX_PARTS = PREFIX.split("/")  # ["gcc", "v1"]
 

@@ -6,13 +6,17 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
+from telemetry.messages import INVALID_TEXT
+
 # The stable reason codes a decoder may give (the pipeline stores them in dead_letters.reason).
 INVALID_JSON = "invalid_json"
 SCHEMA_VIOLATION = "schema_violation"
 WRONG_TOPIC = "wrong_topic"
 UNSUPPORTED_TYPE = "unsupported_type"
 INVALID_SENML = "invalid_senml"
-REASONS = frozenset({INVALID_JSON, SCHEMA_VIOLATION, WRONG_TOPIC, UNSUPPORTED_TYPE, INVALID_SENML})
+# INVALID_TEXT ("invalid_text", spelled in telemetry.messages, whose validators raise it): free text
+# holding a NUL, which PostgreSQL cannot store
+REASONS = frozenset({INVALID_JSON, SCHEMA_VIOLATION, WRONG_TOPIC, UNSUPPORTED_TYPE, INVALID_SENML, INVALID_TEXT})
 
 _MAX_SHOWN = 80  # characters of an offending value quoted in a detail
 
@@ -63,6 +67,8 @@ def describe_validation(exc: ValidationError, rename: dict[str, str] | None = No
     return "; ".join(parts)
 
 
-def schema_violation(exc: ValidationError, rename: dict[str, str] | None = None,
-                     prefix: str = "") -> DecodeError:
-    return DecodeError(SCHEMA_VIOLATION, describe_validation(exc, rename, prefix))
+def refused(exc: ValidationError, rename: dict[str, str] | None = None, prefix: str = "") -> DecodeError:
+    """The DecodeError for a message the types refused: invalid_text when some free text holds a
+    NUL (the database could never store it), else schema_violation; the detail names every field."""
+    nul = any(error["type"] == INVALID_TEXT for error in exc.errors(include_url=False))
+    return DecodeError(INVALID_TEXT if nul else SCHEMA_VIOLATION, describe_validation(exc, rename, prefix))

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from telemetry import topics
-from telemetry.decoders.errors import SCHEMA_VIOLATION, WRONG_TOPIC, DecodeError, load_json, schema_violation, shown
+from telemetry.decoders.errors import SCHEMA_VIOLATION, WRONG_TOPIC, DecodeError, load_json, refused, shown
 from telemetry.messages import (
     DeviceAlarm,
     Fix,
@@ -141,4 +141,4 @@ def _build(model: type[BaseModel], fields: frozenset[str], obj: dict[str, Any],
     try:
         return model(**values, **fixed, time=time)
     except ValidationError as exc:
-        raise schema_violation(exc, {"time": "ts"}, prefix) from None
+        raise refused(exc, {"time": "ts"}, prefix) from None

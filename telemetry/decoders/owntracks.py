@@ -27,7 +27,7 @@ from telemetry.decoders.errors import (
     WRONG_TOPIC,
     DecodeError,
     load_json,
-    schema_violation,
+    refused,
     shown,
 )
 from telemetry.messages import Fix, Message, RegionTransition, TerminalStatus, is_valid_id, utc_from_epoch
@@ -129,7 +129,7 @@ def _validated(model: type, **values: Any) -> Any:
     try:
         return model(**values)
     except ValidationError as exc:
-        raise schema_violation(exc, _WIRE_NAMES) from None
+        raise refused(exc, _WIRE_NAMES) from None
 
 
 def _present(obj: dict[str, Any], **names: str) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from telemetry.decoders.errors import INVALID_SENML, DecodeError, load_json, schema_violation, shown
+from telemetry.decoders.errors import INVALID_SENML, DecodeError, load_json, refused, shown
 from telemetry.messages import Message, SensorReading, utc_from_epoch
 
 SENML_VERSION = 10
@@ -115,7 +115,7 @@ def _reading(gateway_id: str, record: ResolvedRecord) -> SensorReading:
                              value_bool=record.value_bool, value_sum=record.value_sum,
                              unit=record.unit, gateway_id=gateway_id)
     except ValidationError as exc:
-        raise schema_violation(exc, prefix=f"name {record.name!r}: ") from None
+        raise refused(exc, prefix=f"name {record.name!r}: ") from None
 
 
 def _check_labels(record: dict[str, Any], where: str) -> None:

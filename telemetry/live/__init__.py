@@ -20,6 +20,8 @@ Redis keys (namespace `gcc:`)
     gcc:gw:<gateway_id>      hash: state t grid_code
     gcc:reports              sorted set report_id -> time; gcc:report:<id> `ReportChange` JSON
     gcc:lock:sweep           which worker runs the silence sweep this round
+    gcc:ingest:begun:<sha256 of topic and payload>   how often a redelivered message's processing
+                             began without an acknowledgement (crash-loop protection; a day)
 
 The bus is a Redis stream rather than pub/sub: a reader that lost its connection or fell behind
 reads on from the last entry id it saw. Each producer numbers its envelopes, so a reader knows when

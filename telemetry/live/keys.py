@@ -48,6 +48,11 @@ class Keys:
     def report(report_id: str) -> str:
         return f"{NAMESPACE}:report:{report_id}"
 
+    @staticmethod
+    def redelivery_begun(message_digest: str) -> str:
+        """How often the processing of a redelivered message began (ingest.redeliveries)."""
+        return f"{NAMESPACE}:ingest:begun:{message_digest}"
+
 
 class TerminalField:
     """The fields of a terminal's hash, gcc:term:<terminal_id> (written by the ingest's Lua)."""

@@ -2,6 +2,7 @@
 recovers from a supervisor killed outright."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -100,7 +101,10 @@ def _started(demo_dir: Path) -> tuple[Demo, dict[str, int]]:
 
 
 def _settings_from(data_dir: Path) -> Settings:
-    return Settings(_env_file=data_dir / "stack.env")
+    """Where the demo's servers are (stack.env, which holds no password) as the database owner
+    (secrets.json beside it)."""
+    secrets = json.loads((data_dir / "secrets.json").read_text())
+    return Settings(_env_file=data_dir / "stack.env", pg_password=secrets["pg_password"])
 
 
 def test_demo_reports_each_service_healthy_and_ctrl_c_stops_everything(demo_dir):

@@ -28,7 +28,7 @@ class Receipt:
 
 @pytest.fixture
 def worker(settings, city):
-    worker, _ = build_worker(settings, 150, http_port=free_port())   # not started: driven by handle()
+    worker, _ = build_worker(settings, 150, http_port=free_port(), metrics_port=free_port())   # driven by handle()
     worker.live.ensure_schema()
     yield worker
     worker.store.close()

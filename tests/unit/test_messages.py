@@ -267,5 +267,5 @@ def test_decode_error_carries_reason_and_detail():
 
 def test_decode_error_reasons_are_the_documented_codes():
     assert {"invalid_json", "schema_violation", "wrong_topic", "unsupported_type",
-                       "invalid_senml"} == REASONS
+                       "invalid_senml", "invalid_text"} == REASONS
 
