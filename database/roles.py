@@ -18,7 +18,7 @@ DASHBOARD = "gcc_dashboard"
 REFERENCE_TABLES = ("city_info", "org_units", "grids", "buildings", "units", "organizations", "gateways",
                     "sensors", "members")
 INGEST_TABLES = ("positions", "terminal_status", "sensor_readings", "device_alarms", "incident_reports",
-                 "task_acks", "gateway_status", "region_transitions", "dead_letters")
+                 "task_acks", "gateway_status", "region_transitions", "dead_letters", "message_ids")
 DASHBOARD_WRITES = ("audit_log", "alarm_acknowledgements")
 OTHER_TABLES = ("incident_events", "schema_migrations")
 

@@ -72,32 +72,31 @@ return 1
 """
 
 _ALARM = """
--- KEYS: open alarms hash, this alarm's order key, the (sensor, type) -> open alarm id key
--- returns {changed, id of an older open alarm of the same sensor and type that this one replaces}
+-- KEYS: open alarms hash, this alarm's order key, the hash of the open alarm of this sensor and
+--       type (field: its open-alarms field, t: its time)
+-- ARGV: this alarm's open-alarms field (<sensor>/<alarm id>), t, state, JSON, memory (s)
+-- returns {changed, the field of an older open alarm of the same sensor and type it replaces}
 local prev = redis.call('GET', KEYS[2])
 if prev then
   local bar = string.find(prev, '|', 1, true)
   if tonumber(string.sub(prev, 1, bar - 1)) > tonumber(ARGV[2]) then return {0, ''} end
 end
 redis.call('SET', KEYS[2], ARGV[2] .. '|' .. ARGV[3], 'EX', ARGV[5])
-local open = redis.call('GET', KEYS[3])      -- "<alarm id>|<t>" of the sensor's open alarm of this type
-local open_id, open_t = '', -1
-if open then
-  local bar = string.find(open, '|', 1, true)
-  open_id, open_t = string.sub(open, 1, bar - 1), tonumber(string.sub(open, bar + 1))
-end
+local open_field, open_t = unpack(redis.call('HMGET', KEYS[3], 'field', 't'))
+open_field, open_t = open_field or '', tonumber(open_t or '-1')
 if ARGV[3] == 'raised' then
   local replaced = ''
-  if open_id ~= '' and open_id ~= ARGV[1] then
+  if open_field ~= '' and open_field ~= ARGV[1] then
     if open_t > tonumber(ARGV[2]) then        -- a newer alarm is already open: this one is history
       return {0, ''}
     end
-    if redis.call('HDEL', KEYS[1], open_id) == 1 then replaced = open_id end
+    if redis.call('HDEL', KEYS[1], open_field) == 1 then replaced = open_field end
   end
-  redis.call('SET', KEYS[3], ARGV[1] .. '|' .. ARGV[2], 'EX', ARGV[5])
+  redis.call('HSET', KEYS[3], 'field', ARGV[1], 't', ARGV[2])
+  redis.call('EXPIRE', KEYS[3], ARGV[5])
   return {redis.call('HSET', KEYS[1], ARGV[1], ARGV[4]), replaced}
 end
-if open_id == ARGV[1] then redis.call('DEL', KEYS[3]) end
+if open_field == ARGV[1] then redis.call('DEL', KEYS[3]) end
 return {redis.call('HDEL', KEYS[1], ARGV[1]), ''}
 """
 
@@ -189,7 +188,8 @@ class LiveState:
             if isinstance(change, live.AlarmChange):
                 changed, replaced = changed
                 if replaced:  # a device cannot have two open alarms of one type: the older one ends
-                    changes.append(dataclasses.replace(change, alarm_id=replaced.decode(), state="cleared"))
+                    _, alarm_id = Keys.alarm_of_field(replaced.decode())
+                    changes.append(dataclasses.replace(change, alarm_id=alarm_id, state="cleared"))
             elif isinstance(change, live.FixChange):
                 changed, back_online = changed
                 if back_online:  # the screens that show states (not positions) hear of it too
@@ -218,17 +218,19 @@ class LiveState:
                                  client=pipe)
 
     def _alarm(self, pipe, c: live.AlarmChange, now: float) -> None:
-        self._scripts["alarm"](keys=[Keys.OPEN_ALARMS, Keys.alarm_order(c.alarm_id),
+        self._scripts["alarm"](keys=[Keys.OPEN_ALARMS, Keys.alarm_order(c.sensor_id, c.alarm_id),
                                      Keys.open_alarm_of(c.sensor_id, c.alarm_type)],
-                               args=[c.alarm_id, c.t, c.state, orjson.dumps(c), live.ALARM_MEMORY_S], client=pipe)
+                               args=[Keys.alarm_field(c.sensor_id, c.alarm_id), c.t, c.state, orjson.dumps(c),
+                                     live.ALARM_MEMORY_S], client=pipe)
 
     def _gateway(self, pipe, c: live.GatewayChange, now: float) -> None:
         self._scripts["gateway"](keys=[Keys.gateway(c.gateway_id)], args=[c.t, c.state, _s(c.grid_code)],
                                  client=pipe)
 
     def _report(self, pipe, c: live.ReportChange, now: float) -> None:
-        self._scripts["report"](keys=[Keys.REPORTS, Keys.report(c.report_id)],
-                                args=[c.report_id, c.t, orjson.dumps(c), live.REPORT_WINDOW_S], client=pipe)
+        member = Keys.report_member(c.terminal_id, c.report_id)
+        self._scripts["report"](keys=[Keys.REPORTS, Keys.report(member)],
+                                args=[member, c.t, orjson.dumps(c), live.REPORT_WINDOW_S], client=pipe)
 
     def sweep_silent(self, home_grid_of, now: float | None = None) -> list[live.StatusChange]:
         """Mark terminals not heard from for SILENT_AFTER_S as silent (atomically, in Redis) and

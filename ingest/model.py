@@ -52,6 +52,7 @@ PAYLOAD_TOO_LARGE = "payload_too_large"
 RATE_LIMITED = "rate_limited"       # more than its device's rate allows (stages.RateLimiter)
 DB_REJECTED = "db_rejected"         # the database refused its rows (SQLSTATE class 22 or 23)
 POISON = "poison"                   # processing it raised an unexpected exception (a bug), N times
+FOREIGN_ID = "foreign_id"           # its alarm/report/task id belongs to another device (store.claim_ids)
 _DETAIL_MAX = 500
 
 
@@ -73,6 +74,7 @@ class Enriched:
     building_id: str | None = None
     home_grid_code: str | None = None          # a member's own grid (a fix may lie elsewhere)
     place: tuple[float, float] | None = None   # a sensor's (lon, lat), from the reference data
+    received_at: datetime | None = None        # when its message arrived (orders the live state)
 
 
 @dataclass

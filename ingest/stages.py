@@ -18,11 +18,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from ingest.kinds import kind_of
-from ingest.model import PAYLOAD_TOO_LARGE, RATE_LIMITED, Enriched, Inbound, Outcome, Rejection, poison
+from ingest.model import FOREIGN_ID, PAYLOAD_TOO_LARGE, RATE_LIMITED, Enriched, Inbound, Outcome, Rejection, poison
 from telemetry.city import City
 from telemetry.decoders import DecodeError, decode, owntracks
 from telemetry.gridindex import GridIndex
-from telemetry.messages import Message
+from telemetry.messages import Message, TerminalStatus
 from telemetry.topics import OWNTRACKS_PREFIX, PREFIX
 
 MAX_PAYLOAD_BYTES = 64 * 1024
@@ -117,9 +117,19 @@ def decode_inbound(inbound: Inbound) -> list[Message]:
         if inbound.http_identity is not None:
             user, device = inbound.http_identity
             return owntracks.decode_http(inbound.payload, user, device, inbound.received_at)
-        return decode(inbound.topic, inbound.payload, inbound.received_at)
+        return [stamp_will(m, inbound) for m in decode(inbound.topic, inbound.payload, inbound.received_at)]
     except DecodeError as exc:
         raise _Stop(Rejection(exc.reason, exc.detail)) from None
+
+
+def stamp_will(msg: Message, inbound: Inbound) -> Message:
+    """A last will is written when its terminal connects and published by the broker when the
+    connection dies: its own time says when the terminal connected, not when it went offline. So
+    it is timed at receipt (as OwnTracks' lwt is), unless the broker delivers it as a retained
+    message (an old one, on subscribing: then its own time, so a redelivery is not news)."""
+    if isinstance(msg, TerminalStatus) and msg.will and not inbound.retain:
+        return msg.model_copy(update={"time": inbound.received_at})
+    return msg
 
 
 def check_time(msg: Message, received_at: datetime) -> None:
@@ -174,7 +184,7 @@ def _position(msg: Message) -> tuple[float, float] | None:
     return None
 
 
-def enrich(msg: Message, reg: Registry, grid=_UNSET) -> Enriched | Rejection:
+def enrich(msg: Message, reg: Registry, grid=_UNSET, received_at: datetime | None = None) -> Enriched | Rejection:
     """Tag a message with its grid (from its own position, or from its device's registration),
     member, building and the member's own grid. `grid` is the already-located grid of a
     positioned message (batch lookups), if known."""
@@ -189,18 +199,19 @@ def enrich(msg: Message, reg: Registry, grid=_UNSET) -> Enriched | Rejection:
                 grid = reg.grids.locate(*position) if position else None
             if grid is None and position is not None and not kind.outside_city_ok:
                 return Rejection("outside_city", f"position lat={msg.lat} lon={msg.lon} lies outside every grid")
-        return Enriched(msg, grid, member.member_id, home_grid_code=member.grid_code)
+        return Enriched(msg, grid, member.member_id, home_grid_code=member.grid_code, received_at=received_at)
     if kind.sender == "sensor":
         sensor = reg.sensors[msg.sensor_id]
-        return Enriched(msg, sensor.grid_code, building_id=sensor.building_id, place=(sensor.lon, sensor.lat))
+        return Enriched(msg, sensor.grid_code, building_id=sensor.building_id, place=(sensor.lon, sensor.lat),
+                        received_at=received_at)
     gateway = reg.gateways[msg.gateway_id]
-    return Enriched(msg, gateway.grid_code, building_id=gateway.building_id)
+    return Enriched(msg, gateway.grid_code, building_id=gateway.building_id, received_at=received_at)
 
 
 def _finish(outcome: Outcome, messages: list[Message], reg: Registry, grids: list) -> Outcome:
     for msg, grid in zip(messages, grids, strict=True):
         try:
-            result = enrich(msg, reg, grid)
+            result = enrich(msg, reg, grid, outcome.inbound.received_at)
         except Exception as exc:  # a bug: contained, as in validate
             result = poison(exc, "enrich")
         if isinstance(result, Rejection):
@@ -237,3 +248,35 @@ def process_batch(inbounds: list[Inbound], reg: Registry, limiter: RateLimiter |
     validated = [validate(inbound, reg, limiter) for inbound in inbounds]
     return [_finish(outcome, messages, reg, grids)
             for (outcome, messages), grids in zip(validated, _locate_all(validated, reg), strict=True)]
+
+
+# --- ids belong to their sender: the claim is the database's (store.claim_ids); these are pure ----
+_ID_OWNER_WORD = {"alarm": "sensor", "report": "terminal", "task": "terminal"}
+
+
+def id_claims(outcomes: list[Outcome]) -> list[tuple[int, tuple[str, str, str]]]:
+    """(index of the outcome, (kind, id, device)) for every accepted message whose id must belong
+    to its sender."""
+    claims = []
+    for index, outcome in enumerate(outcomes):
+        for enriched in outcome.accepted:
+            owned = kind_of(enriched.message).owned_id
+            if owned is not None:
+                claims.append((index, owned(enriched.message)))
+    return claims
+
+
+def refuse_foreign_ids(outcomes: list[Outcome], claims: list[tuple[int, tuple[str, str, str]]],
+                       owners: dict[tuple[str, str], str]) -> int:
+    """Refuse each message whose id another device owns (foreign_id, naming both); returns how many."""
+    refused = 0
+    for index, (kind, id_, device) in claims:
+        owner = owners.get((kind, id_), device)
+        outcome = outcomes[index]
+        if owner != device and outcome.rejection is None:
+            word = _ID_OWNER_WORD[kind]
+            outcome.accepted.clear()
+            outcome.rejection = Rejection(FOREIGN_ID, f"{kind} id {id_!r} belongs to {word} {owner!r}, "
+                                                      f"not to {word} {device!r} that sent it")
+            refused += 1
+    return refused

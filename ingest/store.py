@@ -150,6 +150,28 @@ class Store:
                 self._copy(cur, "dead_letters", DEAD_LETTER_COLUMNS, batch.dead_letters)
         return WriteResult(inserted, duplicates)
 
+    def claim_ids(self, claims: list[tuple[str, str, str]]) -> dict[tuple[str, str], str]:
+        """Claim each (kind, id) for its device unless a device has it already, in one transaction
+        of its own; returns the owner of every claimed id. Raises TemporaryStoreError like write.
+        (A crash after the claim and before the batch's commit leaves a claim its own device will
+        match when the message comes again.)"""
+        if not claims:
+            return {}
+        kinds, ids, devices = (list(column) for column in zip(*claims, strict=True))
+        try:
+            conn = self._connect()
+            with conn, conn.cursor() as cur:
+                cur.execute("insert into message_ids (kind, id, device) select * from unnest(%s::text[], %s::text[], "
+                            "%s::text[]) on conflict do nothing", (kinds, ids, devices))
+                cur.execute("select m.kind, m.id, m.device from message_ids m join unnest(%s::text[], %s::text[]) "
+                            "as c(kind, id) on m.kind = c.kind and m.id = c.id", (kinds, ids))
+                return {(kind, id_): device for kind, id_, device in cur.fetchall()}
+        except psycopg2.Error as exc:
+            if is_temporary(exc):
+                self._reset()
+                raise TemporaryStoreError(str(exc).strip()) from exc
+            raise
+
     def write(self, batch: Batch) -> WriteResult:
         """Commit the batch, or raise TemporaryStoreError (nothing committed)."""
         try:

@@ -5,6 +5,7 @@ The chain, in order (one visible list; the pure per-message stages are in stages
     collect       a batch of deliveries, by size or time (QoS 0 is shed at a full inbox: mqtt_source)
     process       check_rate → check_size → decode → check_time → check_device → enrich
                   (stages.process_batch; a stage that raises costs only its message: `poison`)
+    claim ids     an alarm/report/task id belongs to its first sender; others' are `foreign_id`
     rows          each accepted message's rows, each refused message's dead letter
     store         one transaction; temporary errors: retry, keep unacknowledged; a batch the
                   database refuses, or whose storing raises, is bisected (see _store)
@@ -35,7 +36,7 @@ from ingest.metrics import Metrics, Progress, assess
 from ingest.model import DB_REJECTED, POISON, Delivery, Outcome, Rejection, poison
 from ingest.mqtt_source import MqttSource
 from ingest.redeliveries import Redeliveries
-from ingest.stages import RateLimiter, Registry, process_batch
+from ingest.stages import RateLimiter, Registry, id_claims, process_batch, refuse_foreign_ids
 from ingest.store import Batch, Store, TemporaryStoreError, bisect_failures, dead_letter_row, row_for
 from telemetry import live
 
@@ -161,6 +162,8 @@ class Worker:
         if not deliveries:
             return
         outcomes = self._process(deliveries, doomed)
+        if not self._claim_ids(outcomes):
+            return  # stopping: unacked
         if not self._store(self._rows(outcomes), outcomes):
             return  # stopping with the batch unwritten: unacked, the broker delivers it again
         self._count_dead_letters(outcomes)
@@ -168,6 +171,27 @@ class Worker:
         settled = sum(d.receipt.settle(o.rejection) for d, o in zip(deliveries, outcomes, strict=True))
         self.metrics.acked.inc(settled)
         self.metrics.batch_size.observe(len(deliveries))
+
+    def _claim_ids(self, outcomes: list[Outcome]) -> bool:
+        """Alarm, report and task ids belong to the device that first used them: claim them (the
+        database decides, for every worker alike) and refuse the messages of other devices.
+        False when asked to stop while the database was away."""
+        claims = id_claims(outcomes)
+        if not claims:
+            return True
+        delay = 0.2
+        while True:
+            try:
+                owners = self.store.claim_ids([claim for _, claim in claims])
+                break
+            except TemporaryStoreError as exc:
+                self.metrics.db_retries.inc()
+                log.warning("database unavailable (%s); retrying the id claims in %.1f s", exc, delay)
+                if self.stop_event.wait(delay):
+                    return False
+                delay = min(delay * 2, self.config.retry_max_s)
+        refuse_foreign_ids(outcomes, claims, owners)
+        return True
 
     def _count_dead_letters(self, outcomes: list[Outcome]) -> None:
         for outcome in outcomes:

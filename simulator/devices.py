@@ -69,7 +69,8 @@ class TerminalSim:
         self.send(*payloads.status(self.terminal_id, now, state, round(self.patrol.battery_pct)))
 
     def will(self, now: datetime) -> payloads.Publication:
-        return payloads.status(self.terminal_id, now, "offline")
+        """The last will, set at connect: marked as one, so the ingest times it when it arrives."""
+        return payloads.status(self.terminal_id, now, "offline", will=True)
 
     # --- behaviour ------------------------------------------------------------------------------
     def wants_to_go_offline(self, dt: float) -> bool:

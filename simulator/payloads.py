@@ -31,9 +31,9 @@ def fix(terminal_id: str, now: datetime, lon: float, lat: float, accuracy_m: flo
 
 
 def status(terminal_id: str, now: datetime, state: str, battery_pct: int | None = None,
-           sos: bool | None = None) -> Publication:
+           sos: bool | None = None, will: bool | None = None) -> Publication:
     return terminal_topic(terminal_id, "status"), _dumps(
-        {"ts": _ts(now), "state": state, "battery_pct": battery_pct, "sos": sos})
+        {"ts": _ts(now), "state": state, "battery_pct": battery_pct, "sos": sos, "will": will})
 
 
 def incident(terminal_id: str, now: datetime, report_id: str, category: str, severity: int,

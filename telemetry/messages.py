@@ -158,6 +158,7 @@ class TerminalStatus(_Message):
     state: OnlineState
     battery_pct: BatteryPct | None = None
     sos: bool = False
+    will: bool = False   # the broker published it: the terminal's last will (its time is set at connect)
     source: FixSource
 
 

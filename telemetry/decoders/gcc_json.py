@@ -32,7 +32,7 @@ MAX_READINGS = 1000
 _TERMINAL_LEAVES: dict[str, tuple[type[BaseModel], frozenset[str], dict[str, Any]]] = {
     topics.FIX: (Fix, frozenset({"lat", "lon", "accuracy_m", "speed_mps", "heading_deg",
                             "altitude_m", "battery_pct"}), {"source": "gcc"}),
-    topics.STATUS: (TerminalStatus, frozenset({"state", "battery_pct", "sos"}), {"source": "gcc"}),
+    topics.STATUS: (TerminalStatus, frozenset({"state", "battery_pct", "sos", "will"}), {"source": "gcc"}),
     topics.INCIDENT: (IncidentReport, frozenset({"report_id", "category", "severity", "lat", "lon",
                                             "address", "description", "photo_ref"}), {}),
     topics.TASK_ACK: (TaskAck, frozenset({"task_id", "action", "note"}), {}),

@@ -13,12 +13,15 @@ Redis keys (namespace `gcc:`)
     gcc:term:<terminal_id>   hash of a terminal's live state (fields: `TerminalLive`)
     gcc:term:seen            sorted set terminal_id -> last heard (epoch s), for the silence sweep
     gcc:sensor:<sensor_id>   hash: q:<quantity> -> "<t>|<value>", grid_code
-    gcc:alarms:open          hash alarm_id -> `AlarmChange` JSON (open device alarms)
-    gcc:alarm:<alarm_id>     "<t>|<state>" for ordering raised/cleared (expires after ALARM_MEMORY_S)
-    gcc:alarm:open:<sensor_id>:<alarm_type>   "<alarm_id>|<t>": the open alarm of that sensor and
-                             type (a new one replaces it: e.g. a device restarted, lost its state)
+    gcc:alarms:open          hash <sensor_id>/<alarm_id> -> `AlarmChange` JSON (open device alarms)
+    gcc:alarm:order:<sensor_id>/<alarm_id>   "<t>|<state>" for ordering raised/cleared (expires
+                             after ALARM_MEMORY_S)
+    gcc:alarm:open:<sensor_id>/<alarm_type>  hash field, t: the open alarm of that sensor and type
+                             (a new one replaces it: e.g. a device restarted, lost its state)
     gcc:gw:<gateway_id>      hash: state t grid_code
-    gcc:reports              sorted set report_id -> time; gcc:report:<id> `ReportChange` JSON
+    gcc:reports              sorted set <terminal_id>/<report_id> -> time; gcc:report:<that>
+                             `ReportChange` JSON
+    (every key or field naming an alarm or a report names its device too: an id is its sender's)
     gcc:lock:sweep           which worker runs the silence sweep this round
     gcc:ingest:begun:<sha256 of topic and payload>   how often a redelivered message's processing
                              began without an acknowledgement (crash-loop protection; a day)

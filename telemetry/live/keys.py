@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 NAMESPACE = "gcc"
-SCHEMA = 2                   # the key layout above; 1 was the layout before this module
+SCHEMA = 3                   # the key layout (telemetry.live); 3: alarms and reports keyed by their device
 VERSION = 1                  # the bus envelope's format
 
 SILENT_AFTER_S = 120         # a terminal not heard from for this long is silent
@@ -32,21 +32,39 @@ class Keys:
     def sensor(sensor_id: str) -> str:
         return f"{NAMESPACE}:sensor:{sensor_id}"
 
+    # An alarm or report is its device's: every key and field that names one names the device too
+    # (ids cannot hold "/", so "<device>/<id>" splits back unambiguously).
     @staticmethod
-    def alarm_order(alarm_id: str) -> str:
-        return f"{NAMESPACE}:alarm:{alarm_id}"
+    def alarm_field(sensor_id: str, alarm_id: str) -> str:
+        """The alarm's field in OPEN_ALARMS."""
+        return f"{sensor_id}/{alarm_id}"
+
+    @staticmethod
+    def alarm_of_field(field: str) -> tuple[str, str]:
+        sensor_id, _, alarm_id = field.partition("/")
+        return sensor_id, alarm_id
+
+    @staticmethod
+    def alarm_order(sensor_id: str, alarm_id: str) -> str:
+        return f"{NAMESPACE}:alarm:order:{sensor_id}/{alarm_id}"
 
     @staticmethod
     def open_alarm_of(sensor_id: str, alarm_type: str) -> str:
-        return f"{NAMESPACE}:alarm:open:{sensor_id}:{alarm_type}"
+        return f"{NAMESPACE}:alarm:open:{sensor_id}/{alarm_type}"
 
     @staticmethod
     def gateway(gateway_id: str) -> str:
         return f"{NAMESPACE}:gw:{gateway_id}"
 
     @staticmethod
-    def report(report_id: str) -> str:
-        return f"{NAMESPACE}:report:{report_id}"
+    def report_member(terminal_id: str, report_id: str) -> str:
+        """The report's member in REPORTS."""
+        return f"{terminal_id}/{report_id}"
+
+    @staticmethod
+    def report(member: str) -> str:
+        """The report's JSON, by its member in REPORTS."""
+        return f"{NAMESPACE}:report:{member}"
 
     @staticmethod
     def redelivery_begun(message_digest: str) -> str:

@@ -70,25 +70,25 @@ def test_a_new_alarm_of_the_same_sensor_and_type_replaces_the_open_one(live, red
     live.apply([_alarm(sensor, f"A1-{uid}", "raised", 1)])
     changes = live.apply([_alarm(sensor, f"A2-{uid}", "raised", 2)])
     assert sorted((a.alarm_id, a.state) for a in changes) == [(f"A1-{uid}", "cleared"), (f"A2-{uid}", "raised")]
-    assert redis_client.hexists(Keys.OPEN_ALARMS, f"A2-{uid}")
-    assert not redis_client.hexists(Keys.OPEN_ALARMS, f"A1-{uid}")
+    assert redis_client.hexists(Keys.OPEN_ALARMS, Keys.alarm_field(sensor, f"A2-{uid}"))
+    assert not redis_client.hexists(Keys.OPEN_ALARMS, Keys.alarm_field(sensor, f"A1-{uid}"))
     assert [a.state for a in live.apply([_alarm(sensor, f"A2-{uid}", "cleared", 3)])] == ["cleared"]
-    assert not redis_client.hexists(Keys.OPEN_ALARMS, f"A2-{uid}")
+    assert not redis_client.hexists(Keys.OPEN_ALARMS, Keys.alarm_field(sensor, f"A2-{uid}"))
 
 
 def test_a_clear_that_arrives_before_its_raise_keeps_the_alarm_closed(live, redis_client):
     sensor, alarm_id = f"S-{uuid.uuid4().hex[:6]}", f"A-{uuid.uuid4().hex[:6]}"
     live.apply([_alarm(sensor, alarm_id, "cleared", 5)])
     assert not live.apply([_alarm(sensor, alarm_id, "raised", 1)])
-    assert not redis_client.hexists(Keys.OPEN_ALARMS, alarm_id)
+    assert not redis_client.hexists(Keys.OPEN_ALARMS, Keys.alarm_field(sensor, alarm_id))
 
 
 def test_an_older_alarm_arriving_after_a_newer_one_does_not_close_it(live, redis_client):
     sensor, uid = f"S-{uuid.uuid4().hex[:6]}", uuid.uuid4().hex[:6]
     live.apply([_alarm(sensor, f"NEW-{uid}", "raised", 30)])
     assert not live.apply([_alarm(sensor, f"OLD-{uid}", "raised", 10)])
-    assert redis_client.hexists(Keys.OPEN_ALARMS, f"NEW-{uid}")
-    assert not redis_client.hexists(Keys.OPEN_ALARMS, f"OLD-{uid}")
+    assert redis_client.hexists(Keys.OPEN_ALARMS, Keys.alarm_field(sensor, f"NEW-{uid}"))
+    assert not redis_client.hexists(Keys.OPEN_ALARMS, Keys.alarm_field(sensor, f"OLD-{uid}"))
 
 
 def test_a_quantity_named_like_a_hash_field_is_kept_apart(live, redis_client):
@@ -158,3 +158,27 @@ def test_a_redis_with_the_old_key_layout_is_reset_once(redis_client):
     assert writer.ensure_schema()
     assert not redis_client.exists(Keys.terminal("T-OLD-LAYOUT"))
     assert not writer.ensure_schema()
+
+
+def test_two_sensors_using_the_same_alarm_id_keep_their_own_alarms(live, redis_client):
+    """Live keys name the device: one sensor's clear cannot close another's alarm of the same id
+    (the ingest refuses such a message before, as foreign_id; this is the second line)."""
+    a, b, alarm_id = f"S-{uuid.uuid4().hex[:6]}", f"S-{uuid.uuid4().hex[:6]}", f"A-{uuid.uuid4().hex[:6]}"
+    live.apply([_alarm(a, alarm_id, "raised", 1), _alarm(b, alarm_id, "raised", 1)])
+    live.apply([_alarm(a, alarm_id, "cleared", 200)])          # far ahead: would have poisoned b's order
+    assert redis_client.hexists(Keys.OPEN_ALARMS, Keys.alarm_field(b, alarm_id))
+    assert not redis_client.hexists(Keys.OPEN_ALARMS, Keys.alarm_field(a, alarm_id))
+    assert [c.state for c in live.apply([_alarm(b, alarm_id, "cleared", 3)])] == ["cleared"]
+
+
+def test_a_clock_ahead_within_the_allowed_skew_cannot_hold_back_the_next_fixes(live, redis_client):
+    tid = f"T-{uuid.uuid4().hex[:6]}"
+    received = T0 + timedelta(seconds=100)
+    ahead = Enriched(Fix(terminal_id=tid, time=received + timedelta(minutes=4), lat=26.1, lon=119.30, source="gcc"),
+                     GRID, "M-" + tid, home_grid_code=GRID, received_at=received)
+    live.apply([ahead])
+    later = received + timedelta(seconds=5)
+    right = Enriched(Fix(terminal_id=tid, time=later, lat=26.1, lon=119.31, source="gcc"), GRID, "M-" + tid,
+                     home_grid_code=GRID, received_at=later)
+    assert _of(live.apply([right]), contract.FixChange)   # taken: the fake future time counted as its arrival
+    assert redis_client.hget(Keys.terminal(tid), "lon") == b"119.31"

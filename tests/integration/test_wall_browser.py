@@ -11,9 +11,10 @@ import orjson
 import pytest
 
 from telemetry.orgcodes import Level, ancestor
-from telemetry.topics import gateway_topic
+from telemetry.topics import gateway_topic, terminal_topic
 
 from ..support import wait_for
+from .ingest_helpers import fix_payload
 from .mqtt_helpers import MqttProbe
 from .screens import SCREENSHOTS, member_fix, now
 
@@ -202,3 +203,36 @@ def test_a_lost_frame_is_noticed_and_the_screen_resyncs_from_a_snapshot(stack, c
     assert page.evaluate("() => window.gcc.live.state('wall').frames") >= frames + 3
     assert page.evaluate("() => window.gcc.live.resyncs('wall')") == 1
     assert not page.evaluate("() => window.gcc.live.waiting('wall')")
+
+
+def test_a_terminal_whose_connection_dies_goes_offline_on_the_wall_by_its_last_will(stack, city, dashboard, page):
+    """The broker publishes the will when the connection dies; its payload was written at connect,
+    so the ingest times it at receipt: the wall shows the member offline within a frame or two."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+    from simulator import payloads
+
+    member = city.members[140]
+    grid = city.grid_by_code[member.grid_code].boundary
+    account = stack.account(member.terminal_id)
+    connected_at = now() - timedelta(days=8)   # a will written long ago: older than any time check allows
+    topic, will = payloads.status(member.terminal_id, connected_at, "offline", will=True)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=account.username, protocol=MQTTProtocolVersion.MQTTv5)
+    client.username_pw_set(account.username, account.password)
+    client.will_set(topic, will, qos=1, retain=True)
+    client.connect("127.0.0.1", stack.mosquitto.port, keepalive=30)
+    client.loop_start()
+    try:
+        p = grid.representative_point()
+        sent = client.publish(terminal_topic(member.terminal_id, "fix"), fix_payload(now(), p.x, p.y), qos=1)
+        sent.wait_for_publish(5)
+        _open_wall(page, dashboard, ancestor(member.grid_code, Level.COMMUNITY))
+        page.wait_for_function(f"() => ({WALL}.members.get('{member.terminal_id}') || {{}}).state === 'online'",
+                               timeout=10000)
+        client.socket().close()            # the connection dies: no DISCONNECT, the broker sends the will
+        page.wait_for_function(f"() => {WALL}.members.get('{member.terminal_id}').state === 'offline'",
+                               timeout=10000)
+        assert _state(page, f"st.members.get('{member.terminal_id}').state") == "offline"
+    finally:
+        client.loop_stop()
