@@ -150,6 +150,22 @@
            (m.battery_pct != null ? " · " + m.battery_pct + "%" : "");
   }
 
+  /* Leaflet takes a tooltip's string as HTML: what a tooltip shows (names, labels: data that came
+   * from elsewhere) goes in as a text node, so markup in it is shown, never run, on a wall nobody watches. */
+  function textTooltip(text) {
+    const el = document.createElement("span");
+    el.textContent = text;
+    return el;
+  }
+  function setTooltipText(marker, text) {
+    const tooltip = marker.getTooltip();
+    const el = tooltip && tooltip.getContent();
+    if (!(el instanceof HTMLElement)) { marker.setTooltipContent(textTooltip(text)); return; }
+    if (el.textContent === text) return;
+    el.textContent = text;
+    if (tooltip.isOpen()) tooltip.update();
+  }
+
   /* Members: the GeoJSON layer is rebuilt only when members appear on the map; otherwise the markers
    * that changed are moved and restyled in place (thousands of markers, two frames a second). */
   function membersLayer(st) {
@@ -167,7 +183,7 @@
       if (!marker || !m) return;
       marker.setLatLng([m.lat, m.lon]);
       marker.setStyle({fillColor: colour("member_state", m.state)});
-      marker.setTooltipContent(memberTooltip(m));
+      setTooltipText(marker, memberTooltip(m));
     });
     st.dirty.clear();
     return window.dash_clientside.no_update;
@@ -238,8 +254,8 @@
       const p = feature.properties;
       const marker = L.circleMarker(latlng, {radius: 5, weight: 2, color: colour("role", p.role, "#fff"),
                                              fillColor: colour("member_state", p.state), fillOpacity: 0.95});
-      marker.bindTooltip(memberTooltip({terminal_id: p.id, name: p.name, role: p.role, state: p.state,
-                                        battery_pct: p.battery_pct}));
+      marker.bindTooltip(textTooltip(memberTooltip({terminal_id: p.id, name: p.name, role: p.role, state: p.state,
+                                                    battery_pct: p.battery_pct})));
       (gcc.markers = gcc.markers || new Map()).set(p.id, marker);
       return marker;
     },
@@ -248,12 +264,12 @@
       const ageH = Math.max(0, (Date.now() / 1000 - p.t) / 3600);
       return L.circleMarker(latlng, {radius: 4 + 2 * p.severity, weight: 1, color: "#000",
                                      fillColor: p.colour, fillOpacity: Math.max(0.35, 0.95 - ageH / 24)})
-        .bindTooltip(p.label);
+        .bindTooltip(textTooltip(p.label));
     },
     alarmMarker: function (feature, latlng) {
       const p = feature.properties;
       const icon = L.divIcon({className: "alarm-icon sev-" + p.severity, html: "<span></span>", iconSize: [22, 22]});
-      return L.marker(latlng, {icon: icon}).bindTooltip(p.label);
+      return L.marker(latlng, {icon: icon}).bindTooltip(textTooltip(p.label));
     },
   };
 })();

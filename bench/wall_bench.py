@@ -94,6 +94,7 @@ def main() -> None:
         writer.apply(items)
 
         env = {**os.environ, **stack.env(), "GCC_INGEST_HTTP_PORT": str(free_port()),
+               "GCC_INGEST_METRICS_PORT": str(free_port()),
                "GCC_DASHBOARD_PORT": str(free_port()),
                "GCC_FRAME_INTERVAL_S": str(args.frame_interval)}
         with open(data / "apps.log", "ab") as log:
@@ -103,7 +104,7 @@ def main() -> None:
                                           stdout=log, stderr=subprocess.STDOUT))
         url = f"http://127.0.0.1:{env['GCC_DASHBOARD_PORT']}/wall?kiosk=1"
         _wait_http(url)
-        _wait_http(f"http://127.0.0.1:{env['GCC_INGEST_HTTP_PORT']}/healthz")
+        _wait_http(f"http://127.0.0.1:{env['GCC_INGEST_METRICS_PORT']}/healthz")
 
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)

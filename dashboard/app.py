@@ -13,7 +13,6 @@ from __future__ import annotations
 from urllib.parse import parse_qs, urlencode
 
 import psycopg2
-import redis
 from dash import Dash, Input, Output, State, callback, dcc, html, no_update
 from flask_socketio import SocketIO
 
@@ -25,6 +24,11 @@ from dashboard.hub import LiveHub
 from dashboard.queries import Queries
 from dashboard.state import EXTENSION, AppState, app_state
 from database.citydb import read_city
+
+# What a client may send (dashboard/server.py serves these limits; gunicorn bounds request lines and headers):
+REQUEST_BODY_MAX_BYTES = 1024 * 1024      # a callback's inputs (Flask answers 413 beyond)
+SOCKET_MESSAGE_MAX_BYTES = 64 * 1024      # one Socket.IO message; a screen only sends its connect and pongs
+SOCKET_PING_S = 10                        # a socket that answers no ping for twice this is closed
 
 
 def _params(search: str | None) -> dict[str, str]:
@@ -90,8 +94,7 @@ def create_app(settings: Settings) -> tuple[Dash, SocketIO, LiveHub]:
         city = read_city(conn)
     finally:
         conn.close()
-    client = redis.Redis(host=settings.redis_host, port=settings.redis_port,
-                         password=settings.redis_password.get_secret_value(), socket_timeout=10)
+    client = settings.redis_client(socket_timeout=10)   # the dashboard's own Redis user
     declared = pages.declared()
     queries = Queries(city, client, settings.pg_dsn)
     commands = Commands(city, client, settings.pg_dsn, place_name=queries.building_name)
@@ -99,7 +102,12 @@ def create_app(settings: Settings) -> tuple[Dash, SocketIO, LiveHub]:
     app = Dash(__name__, assets_folder=str(REPO_ROOT / "assets"), serve_locally=True, title="Grid Command Center",
                update_title=None, suppress_callback_exceptions=True)
     app.server.extensions[EXTENSION] = state
+    app.server.config["MAX_CONTENT_LENGTH"] = REQUEST_BODY_MAX_BYTES
     app.layout = shell
-    socketio = SocketIO(app.server, async_mode="threading")  # same-origin sockets only
+    # same-origin sockets only; WebSocket only (the screens never poll), so a screen's socket is
+    # the TCP connection it came on, which the hub can cut off when the screen stops reading
+    socketio = SocketIO(app.server, async_mode="threading", transports=["websocket"],
+                        max_http_buffer_size=SOCKET_MESSAGE_MAX_BYTES, ping_interval=SOCKET_PING_S,
+                        ping_timeout=SOCKET_PING_S)
     hub = LiveHub(socketio, city, queries, declared, client, settings.frame_interval_s)
     return app, socketio, hub

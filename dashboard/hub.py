@@ -2,9 +2,13 @@
 
 - A screen connects to namespace /live with the feed and the scope it wants in `auth`. The server
   asks the one authorization point (authz.authorize) whether the identity may see the page that
-  declares that feed at that scope, and puts the socket into the room of (feed, scope); a client
-  never names a room. It then sends a full snapshot (retried until it can be built). A reconnect
-  gets a fresh snapshot: that is the resync.
+  declares that feed at that scope; the room of (feed, scope) is decided by the server, never named
+  by a client. The screen then gets a snapshot (retried until it can be built), the frames sent
+  to the room since that snapshot was built, and only then joins the room: it sees every frame
+  after its snapshot once, in order. A reconnect gets a snapshot again: that is the resync.
+- Snapshots are built once per room and serve every screen that connects within SNAPSHOT_FRESH_S
+  (one build at a time per room; the others wait for it): a reconnect storm of a hundred screens
+  on one scope costs the database one snapshot, not a hundred.
 - Frames are numbered per room and the snapshot carries the number it is current to: a screen
   applies each frame once, in order, and asks for a resync (reconnects) when it sees a gap.
 - The hub reads the live bus (telemetry.live: a Redis stream, one envelope per committed batch)
@@ -14,21 +18,30 @@
   and sends at most one `frame` per room every frame interval. When a producer's numbering shows
   that envelopes were missed (trimmed while the hub was far behind, or never written), every
   watched room gets a fresh snapshot.
+- A screen that stops reading is cut off: what is sent to a screen waits in its engine.io queue
+  until the socket's writer thread hands it to the kernel, whose send buffer is kept small
+  (SEND_BUFFER_BYTES). Before each round of frames the hub looks at every screen's queue; one that
+  holds more than BACKLOG_LIMIT packets, or whose oldest packet has not moved for STALL_LIMIT_S,
+  gets its TCP connection aborted. The browser reconnects by itself and resyncs once it reads again.
 - Feeds with periodic pushes (the wall's heat map) get them for the rooms that have screens.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import socket
+import struct
 import threading
 import time
 import uuid
-from collections import defaultdict
-from dataclasses import dataclass
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import redis
 from flask import request
-from flask_socketio import SocketIO, join_room
+from flask_socketio import SocketIO
 
 from dashboard.authz import Scope, authorize, current_identity
 from dashboard.feeds import Feed, Frame
@@ -38,6 +51,19 @@ from telemetry import live, orgcodes
 log = logging.getLogger(__name__)
 
 NAMESPACE = "/live"
+SNAPSHOT_FRESH_S = 2.0      # a snapshot serves every screen that connects to its room this long
+REPLAY_FRAMES = 32          # frames kept per room to bring a snapshot up to date (16 s at 2 frames/s)
+BACKLOG_LIMIT = 64          # packets waiting for one screen: beyond this it is cut off
+STALL_LIMIT_S = 10.0        # ... and when its oldest waiting packet has not moved for this long
+SEND_BUFFER_BYTES = 256 * 1024   # the kernel's send buffer per screen (instead of autotuning up to 4 MB)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    seq: int                       # the number of the room's last frame sent when the build began
+    generation: int                # the hub's resync generation it was built in
+    built_at: float                # time.monotonic() when the build began
+    payload: dict
 
 
 @dataclass
@@ -46,6 +72,27 @@ class Room:
     scope: Scope
     viewers: int = 0
     seq: int = 0                   # the number of the last frame sent
+    recent: deque = field(default_factory=lambda: deque(maxlen=REPLAY_FRAMES))   # (seq, payload) sent last
+    snapshot: Snapshot | None = None
+    failure: tuple[float, Exception] | None = None   # the last build's failure, if it failed
+    building: threading.Lock = field(default_factory=threading.Lock)
+
+    def frames_after(self, seq: int) -> list[dict] | None:
+        """The frames sent after frame `seq`, in order; None when some of them are no longer kept."""
+        wanted = self.seq - seq
+        kept = [payload for s, payload in self.recent if s > seq]
+        return kept if len(kept) == wanted else None
+
+
+@dataclass
+class Screen:
+    """One connected screen: its room, its engine.io session and its TCP connection."""
+    room: str
+    eio_sid: str | None
+    connection: socket.socket | None
+    head: object = None            # the oldest packet waiting for it when last looked at ...
+    head_since: float = 0.0        # ... since then
+    cut_off: bool = False
 
 
 @lru_cache(maxsize=65536)
@@ -79,6 +126,22 @@ def route(index: dict[str, dict[str, list[str]]], changes, pending: dict[str, Fr
                 pending[room].add(change)
 
 
+def connection_of(environ: dict) -> socket.socket | None:
+    """The TCP connection of a request, where the WSGI server puts it (gunicorn; Werkzeug)."""
+    return environ.get("gunicorn.socket") or environ.get("werkzeug.socket")
+
+
+def abort_connection(connection: socket.socket | None) -> None:
+    """Cut a TCP connection off now, from any thread: threads blocked sending to it or reading
+    from it wake up with an error, and the close that follows resets it (what the kernel still
+    buffers for it is dropped) instead of waiting for a peer that does not read."""
+    if connection is None:
+        return
+    with contextlib.suppress(OSError):   # closed already
+        connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        connection.shutdown(socket.SHUT_RDWR)
+
+
 class LiveHub:
     def __init__(self, socketio: SocketIO, city, queries, pages, bus_client: redis.Redis,
                  frame_interval_s: float = 0.5) -> None:
@@ -90,9 +153,14 @@ class LiveHub:
         self.bus = live.BusReader(bus_client)
         self.rooms: dict[str, Room] = {}
         self.pending: dict[str, Frame] = defaultdict(Frame)
-        self.sid_room: dict[str, str] = {}
+        self.screens: dict[str, Screen] = {}
         self._index: dict[str, dict[str, list[str]]] = {}   # kind -> scope code -> rooms watching
+        # Lock order: a room's `building`, then `sending`, then `lock`. `sending` orders the frames'
+        # numbers, their emits, the frames kept for replay and the screens joining their rooms;
+        # `lock` guards rooms, screens and the pending frames.
         self.lock = threading.Lock()
+        self.sending = threading.Lock()
+        self.generation = 0            # goes up at every resync of all rooms: older snapshots are stale
         self.stopping = threading.Event()
         # frame numbers start again at every start of this process: snapshots and frames say which
         # start they belong to, so a screen never mixes the numbers of two
@@ -112,52 +180,129 @@ class LiveHub:
             log.warning("refused a %s screen: %s", page.feed.name, decision.reason)
             return False
         room = page.feed.room(decision.scope)
-        join_room(room)
+        connection = connection_of(request.environ)
+        eio_sid = self.socketio.server.manager.eio_sid_from_sid(request.sid, NAMESPACE)
         with self.lock:
             entry = self.rooms.setdefault(room, Room(page.feed, decision.scope))
             entry.viewers += 1
-            self.sid_room[request.sid] = room
+            self.screens[request.sid] = Screen(room, eio_sid, connection)
             self._reindex()
+        if connection is not None:
+            with contextlib.suppress(OSError):
+                connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
         self.socketio.start_background_task(self._send_snapshot, request.sid, room)
         return True
 
     def on_disconnect(self, *args):
         with self.lock:
-            room = self.sid_room.pop(request.sid, None)
-            if room is not None:
-                self.rooms[room].viewers -= 1
+            screen = self.screens.pop(request.sid, None)
+            if screen is not None:
+                room = self.rooms[screen.room]
+                room.viewers -= 1
+                if room.viewers == 0:
+                    room.snapshot = None    # nobody left to serve it to
                 self._reindex()
 
     def _reindex(self) -> None:
         self._index = watch_index(self.rooms)
 
-    def _send_snapshot(self, to: str, room_name: str, room_wide: bool = False) -> None:
-        """Build and send a snapshot; if the database or Redis is away, keep trying while the
-        screen is connected (it shows "connecting" meanwhile)."""
-        delay = 0.5
-        while not self.stopping.is_set():
-            with self.lock:
-                if not room_wide and to not in self.sid_room:
-                    return  # the screen went away
-                room = self.rooms[room_name]
-                seq = room.seq
+    def _snapshot(self, name: str, fresh: bool = False) -> Snapshot:
+        """The room's snapshot: the one built last if it is recent and no resync came since (unless
+        `fresh`), else a new one. One build per room at a time: the others wait for it."""
+        room = self.rooms[name]
+        with room.building:
+            now = time.monotonic()
+            snapshot, failure = room.snapshot, room.failure
+            if not fresh and snapshot is not None and snapshot.generation == self.generation \
+                    and now - snapshot.built_at < SNAPSHOT_FRESH_S:
+                return snapshot
+            if not fresh and failure is not None and now - failure[0] < SNAPSHOT_FRESH_S:
+                raise failure[1]    # it has just failed: the waiting screens do not all try again
+            with self.sending:
+                seq, generation = room.seq, self.generation
             try:
                 body = room.feed.snapshot(self.queries, room.scope)
+            except Exception as exc:
+                room.failure = (time.monotonic(), exc)
+                raise
+            payload = body | {"feed": room.feed.name, "scope": room.scope.code, "scope_name": room.scope.name,
+                              "boot": self.boot, "seq": seq, "vocabulary": for_browser(), "t": time.time()}
+            room.snapshot, room.failure = Snapshot(seq, generation, now, payload), None
+            log.info("built the snapshot of %s in %.0f ms", name, (time.monotonic() - now) * 1000)
+            return room.snapshot
+
+    def _send_snapshot(self, to: str, room_name: str, room_wide: bool = False) -> None:
+        """Send a snapshot and the frames sent since it was built, then let the screen join its
+        room (all while no frame can go out); if the database or Redis is away, keep trying while
+        the screen is connected (it shows "connecting" meanwhile). `room_wide`: a resync of the
+        whole room, from a snapshot built for it."""
+        delay, fresh = 0.5, room_wide
+        while not self.stopping.is_set():
+            if not room_wide and to not in self.screens:
+                return  # the screen went away
+            try:
+                snapshot = self._snapshot(room_name, fresh=fresh)
             except Exception as exc:  # contained: retried
                 log.warning("snapshot for %s failed (%s); retrying in %.1f s", room_name, exc, delay)
                 self.stopping.wait(delay)
                 delay = min(delay * 2, 10.0)
                 continue
-            snapshot = body | {"feed": room.feed.name, "scope": room.scope.code, "scope_name": room.scope.name,
-                               "boot": self.boot, "seq": seq, "vocabulary": for_browser(), "t": time.time()}
-            self.socketio.emit("snapshot", snapshot, to=to, namespace=NAMESPACE)
+            with self.sending:
+                room = self.rooms[room_name]
+                since = room.frames_after(snapshot.seq) if snapshot.generation == self.generation else None
+                if since is None:   # built before a resync, or older than the frames kept: build anew
+                    fresh = True
+                    continue
+                self.socketio.emit("snapshot", snapshot.payload, to=to, namespace=NAMESPACE)
+                for frame in since:
+                    self.socketio.emit("frame", frame, to=to, namespace=NAMESPACE)
+                if not room_wide:
+                    with self.lock:
+                        if to in self.screens:
+                            self.socketio.server.enter_room(to, room_name, namespace=NAMESPACE)
             return
 
     def _resync_all(self) -> None:
+        with self.sending:
+            self.generation += 1
         with self.lock:
             watched = [name for name, room in self.rooms.items() if room.viewers > 0]
         for name in watched:
             self.socketio.start_background_task(self._send_snapshot, name, name, True)
+
+    def _backlog(self, screen: Screen) -> tuple[int, float]:
+        """How many packets wait for this screen, and for how long the oldest has (engine.io keeps
+        a queue per connection, which its writer thread empties into the socket)."""
+        eio_socket = self.socketio.server.eio.sockets.get(screen.eio_sid)
+        queue = getattr(eio_socket, "queue", None)
+        waiting = getattr(queue, "queue", None)   # the queue.Queue's deque
+        if not waiting:
+            screen.head = None
+            return 0, 0.0
+        try:
+            head = waiting[0]
+        except IndexError:
+            return 0, 0.0
+        now = time.monotonic()
+        if head is not screen.head:
+            screen.head, screen.head_since = head, now
+        return len(waiting), now - screen.head_since
+
+    def _cut_off_stalled(self) -> None:
+        """Abort the connection of every screen that stopped reading (see the module's docstring)."""
+        with self.lock:
+            screens = [s for s in self.screens.values() if not s.cut_off]
+        for screen in screens:
+            waiting, stuck_s = self._backlog(screen)
+            if waiting > BACKLOG_LIMIT or stuck_s > STALL_LIMIT_S:
+                screen.cut_off = True
+                log.warning("cut off a screen of %s that stopped reading: %d packets waiting, the oldest for %.0f s",
+                            screen.room, waiting, stuck_s)
+                abort_connection(screen.connection)
+
+    def connections(self) -> list[socket.socket]:
+        with self.lock:
+            return [s.connection for s in self.screens.values() if s.connection is not None]
 
     # --- the live bus ---------------------------------------------------------------------------
     def _listen(self) -> None:
@@ -195,16 +340,16 @@ class LiveHub:
     def _flush(self) -> None:
         while not self.stopping.wait(self.frame_interval_s):
             try:
-                with self.lock:
-                    frames, self.pending = self.pending, defaultdict(Frame)
-                    numbered = []
+                self._cut_off_stalled()
+                with self.sending:
+                    with self.lock:
+                        frames, self.pending = self.pending, defaultdict(Frame)
                     for name, frame in frames.items():
                         room = self.rooms[name]
                         room.seq += 1
-                        numbered.append((name, room, room.seq, frame))
-                for name, room, seq, frame in numbered:
-                    payload = frame.encode(room.feed, self.queries, room.scope, seq) | {"boot": self.boot}
-                    self.socketio.emit("frame", payload, to=name, namespace=NAMESPACE)
+                        payload = frame.encode(room.feed, self.queries, room.scope, room.seq) | {"boot": self.boot}
+                        room.recent.append((room.seq, payload))
+                        self.socketio.emit("frame", payload, to=name, namespace=NAMESPACE)
             except Exception:  # contained: the next frame carries on
                 log.exception("sending frames failed")
 
@@ -230,6 +375,11 @@ class LiveHub:
         for target, name in ((self._listen, "live-bus"), (self._flush, "live-frames"),
                              (self._periodic, "live-periodic")):
             threading.Thread(target=target, name=name, daemon=True).start()
+        log.info("live hub started in process %d", os.getpid())
 
     def stop(self) -> None:
+        """Stop the hub's threads and cut every screen off (safe in a signal handler: it takes no
+        lock that the interrupted main thread of a server could hold)."""
         self.stopping.set()
+        for connection in self.connections():
+            abort_connection(connection)

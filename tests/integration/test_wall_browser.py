@@ -170,18 +170,6 @@ def test_the_page_recovers_by_itself_when_the_web_server_restarts(stack, city, d
     page.wait_for_function("() => document.querySelector('#wall-conn').innerText.includes('live')", timeout=10000)
 
 
-@pytest.mark.parametrize("auth", [{"feed": "wall", "scope": "999999"},          # not an org unit of the city
-                                  {"feed": "everything", "scope": ""},         # a feed no page declares
-                                  {"scope": ""}, None])                        # no feed at all
-def test_the_server_refuses_a_socket_it_cannot_authorize(dashboard, auth):
-    import socketio
-
-    client = socketio.Client(reconnection=False)
-    with pytest.raises(socketio.exceptions.ConnectionError):
-        client.connect(dashboard.url, namespaces=["/live"], transports=["websocket"], auth=auth)
-    client.disconnect()
-
-
 def test_a_lost_frame_is_noticed_and_the_screen_resyncs_from_a_snapshot(stack, city, dashboard, page):
     member = city.members[100]
     grid = city.grid_by_code[member.grid_code].boundary
