@@ -22,7 +22,8 @@
       const st = {members: new Map(), alarms: new Map(), reports: new Map(), ticker: [], roster: new Map(),
                   dirty: new Set(), layerDrawn: false, items: 0, itemsDrawn: -1,
                   grids: s.grids || [], memberTotal: s.member_total, closuresToday: s.closures_today,
-                  heat: s.heat || null, reportWindowS: s.report_window_s, bounds: s.bounds};
+                  heat: s.heat || null, reportWindowS: s.report_window_s, bounds: s.bounds,
+                  reportsMax: s.reports_max, reportsTruncated: s.reports_total > s.reports.length};
       const fields = s.member_fields;   // members travel as arrays of these fields' values
       s.members.forEach(values => {
         const m = {};
@@ -78,8 +79,18 @@
       (changes.report || []).forEach(r => { st.items += 1; st.reports.set(r.report_id, r); tick(st, {kind: "report", item: r}); });
       const cutoff = Date.now() / 1000 - st.reportWindowS;
       st.reports.forEach((r, id) => { if (r.t < cutoff) { st.reports.delete(id); st.items += 1; } });
+      if (st.reports.size > st.reportsMax) dropLeastSevere(st);
     },
   };
+
+  /* Past reportsMax the wall keeps the most severe and newest reports (like the snapshot does) and
+   * says in its counter that it holds fewer than came. */
+  function dropLeastSevere(st) {
+    const ranked = [...st.reports.values()].sort((a, b) => (b.severity - a.severity) || (b.t - a.t));
+    ranked.slice(st.reportsMax).forEach(r => st.reports.delete(r.report_id));
+    st.reportsTruncated = true;
+    st.items += 1;
+  }
 
   function point(id, lon, lat, props) {
     return {type: "Feature", geometry: {type: "Point", coordinates: [lon, lat]}, properties: Object.assign({id: id}, props)};
@@ -116,7 +127,7 @@
     }
     return [
       tile("wall-count-online", "members online 在线", online, "of " + st.memberTotal + " · on the map " + onMap),
-      tile("wall-count-reports", "reports · 24 h 上报", st.reports.size,
+      tile("wall-count-reports", "reports · 24 h 上报", st.reports.size + (st.reportsTruncated ? "+" : ""),
            [4, 3, 2, 1].map(s => label("severity", s) + " " + bySeverity[s]).join(" · "),
            bySeverity[4] ? "wall-tile-alert" : ""),
       tile("wall-count-alarms", "active alarms 告警", st.alarms.size, critical + " " + label("severity", 4),

@@ -20,18 +20,23 @@
   watched room gets a fresh snapshot.
 - A screen that stops reading is cut off: what is sent to a screen waits in its engine.io queue
   until the socket's writer thread hands it to the kernel, whose send buffer is kept small
-  (SEND_BUFFER_BYTES). Before each round of frames the hub looks at every screen's queue; one that
-  holds more than BACKLOG_LIMIT packets, or whose oldest packet has not moved for STALL_LIMIT_S,
+  (SEND_BUFFER_BYTES). Before each round of frames the hub looks at every screen: one whose queue
+  holds more than BACKLOG_LIMIT packets (it reads, but slower than its frames come), or that has
+  something waiting (in that queue or in the kernel) while its peer has acknowledged no byte for
+  STALL_LIMIT_S (TCP_INFO's bytes_acked: progress measured in bytes, so a big snapshot going out
+  slowly to a screen that reads is not taken for a stall, and one that stopped mid-packet is),
   gets its TCP connection aborted. The browser reconnects by itself and resyncs once it reads again.
 - Feeds with periodic pushes (the wall's heat map) get them for the rooms that have screens.
 """
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import socket
 import struct
+import termios
 import threading
 import time
 import uuid
@@ -54,7 +59,7 @@ NAMESPACE = "/live"
 SNAPSHOT_FRESH_S = 2.0      # a snapshot serves every screen that connects to its room this long
 REPLAY_FRAMES = 32          # frames kept per room to bring a snapshot up to date (16 s at 2 frames/s)
 BACKLOG_LIMIT = 64          # packets waiting for one screen: beyond this it is cut off
-STALL_LIMIT_S = 10.0        # ... and when its oldest waiting packet has not moved for this long
+STALL_LIMIT_S = 10.0        # ... and when its peer has taken no byte of what waits for this long
 SEND_BUFFER_BYTES = 256 * 1024   # the kernel's send buffer per screen (instead of autotuning up to 4 MB)
 
 
@@ -90,8 +95,8 @@ class Screen:
     room: str
     eio_sid: str | None
     connection: socket.socket | None
-    head: object = None            # the oldest packet waiting for it when last looked at ...
-    head_since: float = 0.0        # ... since then
+    acked: int = -1                # the bytes its peer had acknowledged when last looked at ...
+    progress_at: float = 0.0       # ... and since when (or since when nothing has waited for it)
     cut_off: bool = False
 
 
@@ -129,6 +134,24 @@ def route(index: dict[str, dict[str, list[str]]], changes, pending: dict[str, Fr
 def connection_of(environ: dict) -> socket.socket | None:
     """The TCP connection of a request, where the WSGI server puts it (gunicorn; Werkzeug)."""
     return environ.get("gunicorn.socket") or environ.get("werkzeug.socket")
+
+
+_TCPI_BYTES_ACKED = 120     # offset of tcpi_bytes_acked in Linux's struct tcp_info (since 4.2)
+
+
+def tcp_progress(connection: socket.socket | None) -> tuple[int, int] | None:
+    """(bytes the kernel still holds for the peer: unsent or unacknowledged, bytes the peer has
+    acknowledged so far) of a TCP connection; None when it cannot tell (closed, not TCP)."""
+    if connection is None:
+        return None
+    try:
+        info = connection.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
+        held = struct.unpack("i", fcntl.ioctl(connection.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0]
+    except (OSError, ValueError):
+        return None
+    if len(info) < _TCPI_BYTES_ACKED + 8:
+        return None
+    return held, struct.unpack_from("Q", info, _TCPI_BYTES_ACKED)[0]
 
 
 def abort_connection(connection: socket.socket | None) -> None:
@@ -271,22 +294,20 @@ class LiveHub:
             self.socketio.start_background_task(self._send_snapshot, name, name, True)
 
     def _backlog(self, screen: Screen) -> tuple[int, float]:
-        """How many packets wait for this screen, and for how long the oldest has (engine.io keeps
-        a queue per connection, which its writer thread empties into the socket)."""
+        """How many packets wait for this screen (engine.io keeps a queue per connection, which its
+        writer thread empties into the socket), and for how long something has waited for it while
+        its peer acknowledged no byte."""
         eio_socket = self.socketio.server.eio.sockets.get(screen.eio_sid)
         queue = getattr(eio_socket, "queue", None)
-        waiting = getattr(queue, "queue", None)   # the queue.Queue's deque
-        if not waiting:
-            screen.head = None
-            return 0, 0.0
-        try:
-            head = waiting[0]
-        except IndexError:
-            return 0, 0.0
+        waiting = len(getattr(queue, "queue", ()))   # the queue.Queue's deque
         now = time.monotonic()
-        if head is not screen.head:
-            screen.head, screen.head_since = head, now
-        return len(waiting), now - screen.head_since
+        progress = tcp_progress(screen.connection)
+        if progress is None:
+            return waiting, 0.0
+        held, acked = progress
+        if acked != screen.acked or not (waiting or held):
+            screen.acked, screen.progress_at = acked, now
+        return waiting, now - screen.progress_at
 
     def _cut_off_stalled(self) -> None:
         """Abort the connection of every screen that stopped reading (see the module's docstring)."""
@@ -296,7 +317,7 @@ class LiveHub:
             waiting, stuck_s = self._backlog(screen)
             if waiting > BACKLOG_LIMIT or stuck_s > STALL_LIMIT_S:
                 screen.cut_off = True
-                log.warning("cut off a screen of %s that stopped reading: %d packets waiting, the oldest for %.0f s",
+                log.warning("cut off a screen of %s that stopped reading: %d packets waiting, no byte taken for %.0f s",
                             screen.room, waiting, stuck_s)
                 abort_connection(screen.connection)
 
@@ -311,6 +332,11 @@ class LiveHub:
                 items = self.bus.read()
             except (redis.RedisError, OSError) as exc:
                 log.warning("live bus interrupted (%s); reading on from the last entry", exc)
+                self.stopping.wait(1.0)
+                continue
+            except Exception:  # contained: the reader is past the entry it could not take
+                log.exception("reading the live bus failed; resynchronising every screen, then reading on")
+                self._resync_all()   # what that read had taken is lost: rebuild from the stored state
                 self.stopping.wait(1.0)
                 continue
             try:

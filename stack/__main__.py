@@ -5,6 +5,9 @@ up      start PostgreSQL+TimescaleDB, Redis and Mosquitto, migrate the schema, l
         restart a part that crashes, and stop everything on Ctrl-C or SIGTERM.
 down    stop a stack that `up` started (from its pid files), e.g. one left in another terminal.
 status  say which parts are running.
+disable-account NAME / enable-account NAME
+        revoke a broker account (a lost or stolen handset) or restore it, on the running stack
+        at once (its connection is dropped) and in the data dir for every later start.
 
 Every process of the stack (the supervisor too) leaves a pid file in `<data dir>/run/` that says
 how to recognise and stop it (stack.process.PidRecord); `down` and `status` act on whatever pid
@@ -34,7 +37,7 @@ from database import roles, timescale
 from database.migrate import migrate
 from telemetry.lifecycle import STOP_SIGNALS
 
-from .apps import demo_apps, demo_city, load_into_database, wait_ready
+from .apps import app_healthy, demo_apps, demo_city, load_into_database, wait_ready
 from .process import (
     PRIVATE_UMASK,
     PidRecord,
@@ -135,8 +138,9 @@ def up(data_dir: Path, once: bool = False) -> int:
             app.start()
         wait_ready(apps)
         _report(stack, caps, city, apps)
-        supervisor = Supervisor([*stack.servers(), *apps])
+        supervisor = Supervisor([*stack.servers(), *apps], probe=app_healthy)
         while not once and signal.sigtimedwait(STOP_SIGNALS, 1.0) is None:
+            supervisor.stop_unhealthy(time.monotonic())
             supervisor.restart_crashed(time.monotonic())
     finally:
         print("stopping ...", flush=True)
@@ -198,10 +202,25 @@ def status(data_dir: Path) -> int:
     return 0 if running else 3
 
 
+def set_account_disabled(data_dir: Path, username: str, disabled: bool) -> int:
+    """Revoke or restore `username` on the stack in `data_dir` (running or not)."""
+    env_file = data_dir / "stack.env"
+    written = dict(line.split("=", 1) for line in env_file.read_text().splitlines()
+                   if "=" in line and not line.startswith("#")) if env_file.exists() else {}
+    stack = LocalStack(data_dir, mqtt_port=int(written.get("GCC_MQTT_PORT", 0)) or None)
+    if username not in stack.accounts:
+        print(f"no broker account {username!r} in {data_dir}", file=sys.stderr)
+        return 2
+    stack.set_account_disabled(username, disabled)
+    print(f"{username}: {'disabled' if disabled else 'enabled'}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m stack", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=("up", "down", "status"))
+    parser.add_argument("command", choices=("up", "down", "status", "disable-account", "enable-account"))
+    parser.add_argument("username", nargs="?", help="the broker account (disable-account, enable-account)")
     parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("GCC_DATA_DIR", DEFAULT_DATA_DIR)))
     parser.add_argument("--once", action="store_true", help="start, report, then stop (a smoke test)")
     args = parser.parse_args(argv)
@@ -211,6 +230,10 @@ def main(argv: list[str] | None = None) -> int:
         return up(data_dir, once=args.once)
     if args.command == "down":
         return down(data_dir)
+    if args.command in ("disable-account", "enable-account"):
+        if not args.username:
+            parser.error(f"{args.command} needs the account's username")
+        return set_account_disabled(data_dir, args.username, args.command == "disable-account")
     return status(data_dir)
 
 

@@ -90,6 +90,13 @@ def _answers(url: str) -> bool:
         return False
 
 
+def app_healthy(part) -> bool | None:
+    """Whether an app answers its health URL (the supervisor's probe); None for a part without one
+    (the servers, whose own checks run at their start, and the simulator)."""
+    url = getattr(part, "ready_url", None)
+    return _answers(url) if url else None
+
+
 def wait_ready(apps: list[ServerProcess], timeout: float = 120.0) -> None:
     """Wait until every app that has a health URL answers 200 (fail early if one exits)."""
     for app in apps:

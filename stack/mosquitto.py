@@ -48,13 +48,14 @@ class BrokerAccount:
     username: str
     password: str
     kind: AccountKind
+    disabled: bool = False     # revoked (a lost handset): the broker refuses its logins
 
     @classmethod
     def generate(cls, username: str, kind: AccountKind) -> BrokerAccount:
         return cls(username=username, password=secrets.token_urlsafe(18), kind=kind)
 
     @property
-    def client_id(self) -> str | None:
+    def client_id(self) -> str:
         return bound_client_id(self.kind, self.username)
 
     @property
@@ -95,11 +96,9 @@ def _password_fields(password: str) -> dict:
 
 
 def _client(account: BrokerAccount) -> dict:
-    client = {"username": account.username, "textname": account.kind.value,
-              "roles": [{"rolename": account.rolename}], **_password_fields(account.password)}
-    if account.client_id:
-        client["clientid"] = account.client_id
-    return client
+    return {"username": account.username, "clientid": account.client_id, "textname": account.kind.value,
+            "roles": [{"rolename": account.rolename}], "disabled": account.disabled,
+            **_password_fields(account.password)}
 
 
 def dynsec_config(accounts: list[BrokerAccount]) -> dict:
@@ -115,12 +114,12 @@ def dynsec_config(accounts: list[BrokerAccount]) -> dict:
 
 def create_commands(account: BrokerAccount) -> list[dict]:
     """The $CONTROL commands that add one account to a running broker."""
-    client = {"command": "createClient", "username": account.username, "password": account.password,
-              "textname": account.kind.value, "roles": [{"rolename": account.rolename}]}
-    if account.client_id:
-        client["clientid"] = account.client_id
+    client = {"command": "createClient", "username": account.username, "clientid": account.client_id,
+              "password": account.password, "textname": account.kind.value,
+              "roles": [{"rolename": account.rolename}]}
+    disable = [{"command": "disableClient", "username": account.username}] if account.disabled else []
     return [{"command": "createRole", "rolename": account.rolename,
-             "acls": acls(topic_rules(account.kind, account.username))}, client]
+             "acls": acls(topic_rules(account.kind, account.username))}, client, *disable]
 
 
 def config_text(*, port: int, data_dir: Path) -> str:
@@ -153,23 +152,21 @@ class MosquittoServer(ManagedServer):
     def running(self) -> bool:
         return self.process.pid is not None and self.process.exited() is None
 
+    def answering(self) -> bool:
+        """True when a broker (this one, or one another process started) takes logins on our port."""
+        try:
+            return mqtt_login_ok("127.0.0.1", self.port, self.health_account)
+        except (OSError, TimeoutError):
+            return False
+
     def write_accounts(self, accounts: list[BrokerAccount]) -> None:
         """Write the plugin's configuration (the broker must not be running: it owns the file then)."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        path = self.data_dir / DYNSEC_FILE
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(dynsec_config(accounts), handle)
-        if self.run_as:
-            self.run_as.own(tmp)
-        tmp.replace(path)
+        write_private(self.data_dir / DYNSEC_FILE, json.dumps(dynsec_config(accounts)), owner=self.run_as)
 
     def start(self, timeout: float = 30.0) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        write_private(self.data_dir / "mosquitto.conf", config_text(port=self.port, data_dir=self.data_dir))
-        if self.run_as:
-            self.run_as.own(self.data_dir, self.data_dir / "mosquitto.conf")
+        write_private(self.data_dir / "mosquitto.conf", config_text(port=self.port, data_dir=self.data_dir),
+                      owner=self.run_as)
         self.process.start()
         wait_until(lambda: mqtt_login_ok("127.0.0.1", self.port, self.health_account),
                    timeout=timeout, what="Mosquitto to accept a login", proc=self.process)

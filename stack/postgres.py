@@ -64,9 +64,9 @@ class PostgresServer(ManagedServer):
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir.chmod(0o700)
         pwfile = self.data_dir.parent / f".{self.data_dir.name}.pw"
-        write_private(pwfile, self.password + "\n")
+        write_private(pwfile, self.password + "\n", owner=self.run_as)
         if self.run_as:
-            self.run_as.own(self.data_dir, pwfile)
+            self.run_as.own_dir(self.data_dir)
         try:
             argv = [str(PG_BINDIR / "initdb"), "-D", str(self.data_dir), "-U", self.superuser,
                     f"--pwfile={pwfile}", "--auth=scram-sha-256", "--encoding=UTF8",

@@ -7,12 +7,15 @@ and `python -m stack down|status` act on every pid file they find without a list
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
 import pwd
 import signal
+import stat
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -43,9 +46,15 @@ class RunAs:
         entry = pwd.getpwnam(user)
         return cls(user=user, uid=entry.pw_uid, gid=entry.pw_gid)
 
-    def own(self, *paths: Path) -> None:
-        for path in paths:
-            os.chown(path, self.uid, self.gid)
+    def own_dir(self, path: Path) -> None:
+        """Hand directory `path` to this account, never through a link: it is opened without
+        following one (a link or a file put in its place makes this fail) and changed through the
+        descriptor."""
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:
+            os.fchown(fd, self.uid, self.gid)
+        finally:
+            os.close(fd)
 
 
 def reachable_by(path: Path, run_as: RunAs | None) -> bool:
@@ -147,15 +156,44 @@ def read_pid_file(path: Path) -> PidRecord | None:
 PRIVATE_UMASK = 0o077   # what the stack and its servers create is theirs alone
 
 
-def write_private(path: Path, text: str) -> None:
-    """Write a file only its owner may read (mode 0600, whatever the umask), atomically."""
+def write_private(path: Path, text: str, owner: RunAs | None = None) -> None:
+    """Write a file only its owner (`owner`, else us) may read, atomically, and safely in a
+    directory that a service account can write to: the temporary file gets a name nobody could
+    have prepared and is created with O_EXCL|O_NOFOLLOW (mkstemp), its mode and owner are set
+    through its descriptor, and the rename replaces whatever sits at `path` (a link included)
+    instead of following it. Root never writes or chowns through a link a service planted."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.chmod(tmp, 0o600)
-    tmp.replace(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            os.fchmod(handle.fileno(), 0o600)
+            if owner is not None:
+                os.fchown(handle.fileno(), owner.uid, owner.gid)
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def untrusted_reason(directory: Path) -> str | None:
+    """Why `directory` (resolved) cannot hold the stack's data, or None when it can: it and every
+    directory above it must belong to root or to us, and none may let others rename what is in it
+    (writable by group or others without the sticky bit, as /tmp has). Otherwise whoever owns or
+    can write to it could swap a directory that root later hands to a service for a link."""
+    me = os.geteuid()
+    for place in [directory, *directory.parents]:
+        st = os.lstat(place)
+        if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+            return f"{place} is not a directory"
+        if st.st_uid not in (0, me):
+            return f"{place} belongs to uid {st.st_uid}, neither root nor us (uid {me})"
+        if place == directory and st.st_mode & 0o022:
+            return f"{place} is writable by others (mode {stat.S_IMODE(st.st_mode):o})"
+        if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
+            return f"{place} is writable by others without the sticky bit (mode {stat.S_IMODE(st.st_mode):o})"
+    return None
 
 
 def write_pid_file(path: Path, record: PidRecord) -> None:

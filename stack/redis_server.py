@@ -17,8 +17,11 @@ _TEMPLATE = REPO_ROOT / "config" / "redis.conf.in"
 # bus; the ingest may change the live state, the dashboard may read it and put commands' changes
 # on the bus; neither may run the dangerous or administrative commands (CONFIG, FLUSHALL, KEYS ...).
 APP_ACL = {
-    roles.INGEST: "~gcc:* resetchannels +@all -@admin -@dangerous",
-    roles.DASHBOARD: "~gcc:* resetchannels +@read +@connection +xadd -@dangerous",
+    # the ingest writes the live state (Lua scripts included) but may not store functions, empty the
+    # script cache others rely on, or move to another database
+    roles.INGEST: "~gcc:* resetchannels +@all -@admin -@dangerous -function -select -script|flush -script|kill",
+    # the screens read the live state; their one write is their commands' envelopes on the live bus
+    roles.DASHBOARD: "%R~gcc:* %W~gcc:live resetchannels +@read +@connection +xadd -@dangerous",
 }
 
 
@@ -52,9 +55,7 @@ class RedisServer(ManagedServer):
     def start(self, timeout: float = 20.0) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         conf = self.data_dir / "redis.conf"
-        write_private(conf, self._config_text())
-        if self.run_as:
-            self.run_as.own(self.data_dir, conf)
+        write_private(conf, self._config_text(), owner=self.run_as)
         self.process.start()
         wait_until(self.ping, timeout=timeout, what="Redis to answer PING", proc=self.process)
 

@@ -13,7 +13,7 @@ import shutil
 import socket
 import stat
 import tempfile
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from database import roles
@@ -22,7 +22,7 @@ from telemetry.topics import AccountKind
 
 from .mosquitto import DYNSEC_FILE, BrokerAccount, DynsecControl, MosquittoServer, create_commands
 from .postgres import PostgresServer
-from .process import ManagedServer, RunAs, reachable_by, running_as_root, write_private
+from .process import ManagedServer, RunAs, reachable_by, running_as_root, untrusted_reason, write_private
 from .redis_server import RedisServer
 
 PG_SUPERUSER = "gridcc"
@@ -52,6 +52,10 @@ def port_is_free(port: int) -> bool:
         return True
 
 
+class UntrustedDataDir(RuntimeError):
+    """The data dir, or a directory above it, is not ours alone (process.untrusted_reason)."""
+
+
 def _still_ours(base: Path, path: Path, run_as: RunAs | None) -> bool:
     """A recorded /var/tmp directory is reused only if it is a real directory (no symlink) owned
     by root, not writable by others, and its service directory (if there) belongs to the service:
@@ -73,6 +77,9 @@ class LocalStack:
                  redis_port: int | None = None, pg_port: int | None = None) -> None:
         self.data_dir = data_dir.resolve()
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        reason = untrusted_reason(self.data_dir)
+        if reason is not None:
+            raise UntrustedDataDir(f"refusing data dir {self.data_dir}: {reason}")
         # private to us; when root, the service accounts may pass through to their own dirs
         self.data_dir.chmod(0o711 if running_as_root() else 0o700)
         self.log_dir = self.data_dir / "logs"
@@ -118,7 +125,7 @@ class LocalStack:
                 write_private(location, f"{path}\n")
         path.mkdir(mode=0o700, exist_ok=True)
         if run_as is not None:
-            run_as.own(path)
+            run_as.own_dir(path)
         return path
 
     def _load_or_create_secrets(self) -> dict[str, str]:
@@ -148,7 +155,8 @@ class LocalStack:
         accounts: dict[str, BrokerAccount] = {}
         if self.accounts_path.exists():
             for item in json.loads(self.accounts_path.read_text()):
-                account = BrokerAccount(item["username"], item["password"], AccountKind(item["kind"]))
+                account = BrokerAccount(item["username"], item["password"], AccountKind(item["kind"]),
+                                        disabled=item.get("disabled", False))
                 accounts[account.username] = account
         for username, kind in SERVICE_ACCOUNTS:
             accounts.setdefault(username, BrokerAccount.generate(username, kind))
@@ -163,6 +171,7 @@ class LocalStack:
         """Register device or service accounts. A running broker takes a few over $CONTROL at once;
         a bulk is written to its file and the broker restarted (the plugin rewrites its whole file
         after every command: thousands of them would take minutes). Not running: at its start."""
+        self.accounts = self._load_or_create_accounts()   # the file may have changed (disable-account)
         fresh = [a for a in new_accounts if a.username not in self.accounts]
         for account in new_accounts:
             self.accounts[account.username] = account
@@ -177,6 +186,23 @@ class LocalStack:
         control = DynsecControl(self.mosquitto.port, self.accounts["broker-admin"])
         try:
             control.send([command for account in fresh for command in create_commands(account)])
+        finally:
+            control.close()
+
+    def set_account_disabled(self, username: str, disabled: bool = True) -> None:
+        """Revoke an account (a lost or stolen handset, a retired gateway) or restore it. A running
+        broker refuses its logins at once and drops its connection ($CONTROL disableClient); the
+        account stays refused across restarts (broker-accounts.json and the plugin's file record
+        it), and the OwnTracks HTTP endpoint, which checks the plugin's file, refuses it as well.
+        Works on a broker another process started (`python -m stack disable-account`)."""
+        self.accounts = self._load_or_create_accounts()
+        self.accounts[username] = replace(self.accounts[username], disabled=disabled)
+        self._save_accounts(self.accounts)
+        if not (self.mosquitto.running or self.mosquitto.answering()):
+            return
+        control = DynsecControl(self.mosquitto.port, self.accounts["broker-admin"])
+        try:
+            control.send([{"command": "disableClient" if disabled else "enableClient", "username": username}])
         finally:
             control.close()
 

@@ -5,11 +5,15 @@ end of its log: the servers (stack.process.ManagedServer) and the apps (stack.pr
 both are. Whether a crashed part is restarted now is a pure function of its restart state, its exit
 code and the time (`restart_step`), so the supervisor loop never sleeps to back off and tests need
 no real clock: a part still backing off is simply looked at again on the next tick.
+
+A part that runs but stopped answering its health URL (an app deadlocked, or one whose /healthz
+says it is stuck) for UNHEALTHY_LIMIT seconds is stopped, with its log tail, and from there takes
+the same path as one that crashed (`health_step`).
 """
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Protocol
@@ -18,6 +22,8 @@ log = logging.getLogger("stack")
 
 MAX_BACKOFF = 30.0   # seconds: the longest wait before restarting a part that keeps crashing
 STABLE_AFTER = 60.0  # seconds: a part running this long since its restart is forgiven its crashes
+HEALTH_EVERY = 5.0       # seconds between two looks at a part's health URL
+UNHEALTHY_LIMIT = 60.0   # seconds a running part may fail its health check before it is stopped
 
 
 class Part(Protocol):
@@ -71,12 +77,51 @@ def restart_step(state: RestartState, exit_code: int | None, now: float) -> tupl
     return state, Step.WAITING
 
 
-class Supervisor:
-    """Watches started parts and restarts those that crash, each with its own back-off."""
+def health_step(failing_since: float | None, healthy: bool, now: float) -> tuple[float | None, bool]:
+    """When a running part started failing its health check (None: it passes) and whether it has
+    failed for UNHEALTHY_LIMIT seconds now, and must be stopped."""
+    if healthy:
+        return None, False
+    since = failing_since if failing_since is not None else now
+    return since, now - since >= UNHEALTHY_LIMIT
 
-    def __init__(self, parts: Sequence[Part]) -> None:
+
+class Supervisor:
+    """Watches started parts and restarts those that crash, each with its own back-off; stops (and
+    so restarts) those that run but fail their health check for too long. `probe(part)` says
+    whether a part is healthy, None for a part without a health check."""
+
+    def __init__(self, parts: Sequence[Part], probe: Callable[[Part], bool | None] | None = None) -> None:
         self.parts = list(parts)
         self.states = {part.name: RestartState() for part in self.parts}
+        self.probe = probe or (lambda part: None)
+        self.failing_since: dict[str, float | None] = {}
+        self._next_health_look = 0.0
+
+    def stop_unhealthy(self, now: float) -> list[str]:
+        """Every HEALTH_EVERY seconds, ask each running part with a health check whether it is
+        healthy; stop one that has failed for UNHEALTHY_LIMIT seconds (its exit is then seen by
+        `restart_crashed`, which restarts it with its back-off). Returns the names stopped."""
+        if now < self._next_health_look:
+            return []
+        self._next_health_look = now + HEALTH_EVERY
+        stopped = []
+        for part in self.parts:
+            if part.exited() is not None:
+                self.failing_since.pop(part.name, None)
+                continue
+            healthy = self.probe(part)
+            if healthy is None:
+                continue
+            since, stop = health_step(self.failing_since.get(part.name), healthy, now)
+            self.failing_since[part.name] = since
+            if stop:
+                log.error("%s has failed its health check for %.0f s; stopping it to restart it. Log tail:\n%s",
+                          part.name, now - since, part.log_tail(10))
+                part.stop()
+                self.failing_since.pop(part.name, None)
+                stopped.append(part.name)
+        return stopped
 
     def restart_crashed(self, now: float) -> list[str]:
         """Look at every part once at time `now`: report a part seen to have exited, restart one

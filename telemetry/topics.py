@@ -67,6 +67,11 @@ def owntracks_filter(user: str = "+") -> str:
     return f"{OWNTRACKS_PREFIX}/{user}/#"
 
 
+def owntracks_device_topic(user: str, leaf: str | None = None, device: str = "+") -> str:
+    """owntracks/<user>/<device>[/<leaf>]: where the app publishes (any device name by default)."""
+    return f"{OWNTRACKS_PREFIX}/{user}/{device}" + (f"/{leaf}" if leaf else "")
+
+
 def uplink_filters() -> tuple[str, ...]:
     """Every uplink topic, as subscription filters (the ingest workers subscribe to these)."""
     return (*(terminal_topic("+", leaf) for leaf in TERMINAL_UPLINK),
@@ -98,7 +103,11 @@ def topic_rules(kind: AccountKind, username: str) -> list[TopicRule]:
         return [TopicRule("publish", gateway_topic(username, leaf)) for leaf in GATEWAY_UPLINK] + \
                [TopicRule("subscribe", gateway_topic(username, leaf)) for leaf in GATEWAY_DOWNLINK]
     if kind is AccountKind.OWNTRACKS:
-        return [TopicRule("publish", owntracks_filter(username)), TopicRule("subscribe", owntracks_filter(username))]
+        # publish: only the topics the app publishes (the decoder's routing), so a phone cannot
+        # flood the ingest with topics it would only dead-letter; subscribe: its own, for its cmd
+        return [TopicRule("publish", owntracks_device_topic(username)),
+                *(TopicRule("publish", owntracks_device_topic(username, leaf)) for leaf in OWNTRACKS_UPLINK),
+                TopicRule("subscribe", owntracks_filter(username))]
     if kind is AccountKind.INGEST:
         return [TopicRule("subscribe", f, shared=True) for f in uplink_filters()]
     if kind is AccountKind.DISPATCH:
@@ -111,7 +120,8 @@ def topic_rules(kind: AccountKind, username: str) -> list[TopicRule]:
     raise ValueError(f"unknown account kind {kind!r}")
 
 
-def bound_client_id(kind: AccountKind, username: str) -> str | None:
-    """The only client id an account may connect with (its username): nobody can take over another
-    account's session. The health check's account, which may do nothing, is not bound."""
-    return None if kind is AccountKind.HEALTH else username
+def bound_client_id(kind: AccountKind, username: str) -> str:
+    """The only client id an account may connect with: its username, for every kind (the health
+    check's account included, which may do nothing else: unbound, it could connect with an
+    ingest worker's client id and take over that worker's session and its queued messages)."""
+    return username

@@ -21,6 +21,10 @@ from telemetry.catalogue import Label, Severity
 ns = Namespace("gcc", "wall")
 EMPTY = {"type": "FeatureCollection", "features": []}
 HEAT_EVERY_S = 60.0
+# Reports the wall holds at most (the snapshot's and the browser's): the most severe, newest first.
+# A day of a big city's reports fits many times over; a flood of them (handsets gone rogue) cannot
+# make snapshots and browsers grow without bound, nor push the severe ones off the wall.
+WALL_REPORTS_MAX = 1000
 
 
 # --- the feed: what the wall receives, in the form it draws --------------------------------------------
@@ -60,6 +64,15 @@ def wall_member(q, m) -> list:
             round(m.lat, 6), m.t, m.state, m.state_t, m.battery_pct, m.sos]
 
 
+def wall_reports(q, scope: Scope) -> dict:
+    """The reports of the day in scope, at most WALL_REPORTS_MAX of them (the most severe, newest
+    first), and how many there are in all (the wall says when it shows fewer)."""
+    recent = q.recent_reports(scope)
+    kept = sorted(recent, key=lambda r: (r.severity, r.t), reverse=True)[:WALL_REPORTS_MAX]
+    return {"reports": [wire_report(q, r) for r in kept], "reports_total": len(recent),
+            "reports_max": WALL_REPORTS_MAX, "report_window_s": live.REPORT_WINDOW_S}
+
+
 def snapshot(q, scope: Scope) -> dict:
     """Everything the wall needs to (re)draw its scope from scratch."""
     in_scope = q.members(scope)
@@ -70,8 +83,7 @@ def snapshot(q, scope: Scope) -> dict:
                        if m.terminal_id not in on_map],
             "grids": q.grid_codes(scope), "bounds": q.bounds(scope), "member_total": len(in_scope),
             "alarms": [wire_alarm(q, a) for a in q.open_alarms(scope)],
-            "reports": [wire_report(q, r) for r in q.recent_reports(scope)],
-            "report_window_s": live.REPORT_WINDOW_S,
+            **wall_reports(q, scope),
             "closures_today": q.closures_today(scope), "heat": q.heat_all(scope)}
 
 

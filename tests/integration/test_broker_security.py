@@ -3,14 +3,24 @@ topics, connects only with its own client id, and cannot join the ingest's share
 attacks a stolen handset's password allowed (issue 9), tried against the real broker."""
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 import uuid
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
-from stack.mosquitto import BrokerAccount, mqtt_connect_reason
+from config.settings import REPO_ROOT
+from stack.mosquitto import DYNSEC_FILE, BrokerAccount, MosquittoServer, mqtt_connect_reason
+from stack.process import RunAs
+from stack.stack import free_port
 from telemetry.topics import AccountKind, gateway_topic, terminal_topic
 
 from ..support import wait_for
@@ -98,14 +108,19 @@ def test_a_device_trying_to_join_the_share_group_takes_nothing_from_it(stack, se
             thief.close()
 
 
-def test_a_device_cannot_take_over_a_workers_session(stack, city, terminals):
+def test_no_account_can_take_over_a_workers_session(stack, city, terminals):
     """The reproduced attack: a terminal connecting with client id ingest-N and clean_start=false
-    was handed the worker's persistent session. The broker binds each account to its client id."""
-    thief = terminals[0]
+    was handed the worker's persistent session. The broker binds every account, of every kind (the
+    health check's one too, which may do nothing else), to its own client id."""
+    thieves = [terminals[0], stack.account(city.gateways[0].gateway_id), stack.account("broker-health"),
+               stack.account("dispatch"), stack.account("broker-admin"), stack.account("ingest-2")]
+    assert {t.kind for t in thieves} == {AccountKind.TERMINAL, AccountKind.GATEWAY, AccountKind.HEALTH,
+                                         AccountKind.DISPATCH, AccountKind.BROKER_ADMIN, AccountKind.INGEST}
     with ThreadWorker(stack, index=98, share_group=f"t{uuid.uuid4().hex[:8]}") as tw:
         epoch_before = tw.worker.source.session_epoch  # moves on every connect and disconnect
-        reason = mqtt_connect_reason("127.0.0.1", stack.mosquitto.port, thief, client_id="ingest-98")
-        assert reason == REFUSED
+        reasons = {t.username: mqtt_connect_reason("127.0.0.1", stack.mosquitto.port, t, client_id="ingest-98")
+                   for t in thieves}
+        assert reasons == {t.username: REFUSED for t in thieves}
         time.sleep(1.0)
         assert tw.worker.source.connected.is_set()
         assert tw.worker.source.session_epoch == epoch_before   # the worker was never kicked off
@@ -122,3 +137,63 @@ def test_an_account_added_while_the_broker_runs_works_at_once(stack):
     stack.add_broker_accounts([late])
     reason = publish_once(stack.mosquitto.port, late, terminal_topic(late.username, "fix"), b"{}")
     assert reason in ("Success", "No matching subscribers")   # taken, not refused
+
+
+def test_a_revoked_account_is_dropped_at_once_and_refused_from_then_on(stack):
+    lost = BrokerAccount.generate(f"T-LOST-{uuid.uuid4().hex[:6]}", AccountKind.TERMINAL)
+    stack.add_broker_accounts([lost])
+    handset = MqttProbe(stack.mosquitto.port, lost.username, lost.password)
+    try:
+        assert handset.connect_reason == "Success"
+        # the operator's command, from another process's view of the same data dir
+        subprocess.run([sys.executable, "-m", "stack", "disable-account", lost.username,
+                        "--data-dir", str(stack.data_dir)], check=True, cwd=REPO_ROOT, capture_output=True)
+        wait_for(lambda: not handset.client.is_connected(), 10, "the broker to drop the revoked handset")
+    finally:
+        handset.close()
+    assert mqtt_connect_reason("127.0.0.1", stack.mosquitto.port, lost) == REFUSED
+    saved = json.loads((stack.mosquitto.data_dir / DYNSEC_FILE).read_text())      # what a restart loads
+    assert next(c for c in saved["clients"] if c["username"] == lost.username)["disabled"] is True
+    recorded = json.loads(stack.accounts_path.read_text())                          # what the next start writes
+    assert next(a for a in recorded if a["username"] == lost.username)["disabled"] is True
+
+    stack.set_account_disabled(lost.username, False)
+    assert mqtt_connect_reason("127.0.0.1", stack.mosquitto.port, lost) == "Success"
+
+
+def test_a_broker_started_from_a_file_with_a_revoked_account_refuses_it():
+    """The plugin honours "disabled" when it loads its file: a revocation outlives a restart."""
+    active, lost = (BrokerAccount.generate(f"T-{uuid.uuid4().hex[:6]}", AccountKind.TERMINAL) for _ in range(2))
+    health = BrokerAccount.generate("broker-health", AccountKind.HEALTH)
+    run_as = RunAs.for_service("mosquitto")
+    base = Path(tempfile.mkdtemp(prefix="gridcc-test-", dir="/var/tmp"))
+    base.chmod(0o711)
+    broker_dir = base / "mosquitto"
+    broker_dir.mkdir(mode=0o700)
+    if run_as is not None:
+        run_as.own_dir(broker_dir)
+    broker = MosquittoServer(broker_dir, free_port(), run_as, base, base, health_account=health)
+    broker.write_accounts([health, active, replace(lost, disabled=True)])
+    broker.start()
+    try:
+        assert mqtt_connect_reason("127.0.0.1", broker.port, active) == "Success"
+        assert mqtt_connect_reason("127.0.0.1", broker.port, lost) == REFUSED
+    finally:
+        broker.stop()
+        shutil.rmtree(base)
+
+
+def test_a_phone_is_refused_topics_the_app_never_uses_and_oversized_packets(stack):
+    phone = BrokerAccount.generate(f"ot-{uuid.uuid4().hex[:6]}", AccountKind.OWNTRACKS)
+    stack.add_broker_accounts([phone])
+    probe = MqttProbe(stack.mosquitto.port, phone.username, phone.password)
+    try:
+        assert probe.publish(f"owntracks/{phone.username}/phone", b"{}") in ("Success", "No matching subscribers")
+        assert probe.publish(f"owntracks/{phone.username}/phone/event", b"{}") in ("Success",
+                                                                                   "No matching subscribers")
+        assert probe.publish(f"owntracks/{phone.username}/phone/x/y/z", b"{}") == REFUSED
+        assert probe.publish(f"owntracks/{phone.username}/phone/nonsense", b"{}") == REFUSED
+        probe.client.publish(f"owntracks/{phone.username}/phone", b"x" * 200_000, qos=1)   # over 128 KiB
+        wait_for(lambda: not probe.client.is_connected(), 10, "the broker to cut off the oversized packet")
+    finally:
+        probe.close()

@@ -43,8 +43,12 @@ def test_the_apps_database_roles_are_not_superusers_and_cannot_create_anything(s
         conn = _connect(stack, app)
         try:
             assert _refused(conn, "create table public.evil (x int)")
+            assert _refused(conn, "create temporary table evil (x int)")     # nowhere to fill the disk
         finally:
             conn.close()
+        for maintenance in ("postgres", "template1"):                          # our database only
+            with pytest.raises(psycopg2.OperationalError, match="permission denied"):
+                psycopg2.connect(stack.app_settings(app).pg_dsn, dbname=maintenance).close()
 
 
 def test_the_ingest_role_may_insert_what_devices_send_and_nothing_more(stack, city):
@@ -82,8 +86,10 @@ def test_each_apps_redis_user_stays_within_its_keys_and_commands(stack):
         ingest.set("gcc:test:ingest", "1")
         assert dashboard.get("gcc:test:ingest") == b"1"
         for client, command in ((ingest, ("FLUSHALL",)), (ingest, ("CONFIG", "GET", "*")), (ingest, ("KEYS", "*")),
-                                (ingest, ("SET", "other:key", "1")), (dashboard, ("SET", "gcc:test:x", "1")),
-                                (dashboard, ("HSET", "gcc:term:T1", "lon", "1")), (dashboard, ("DEL", "gcc:pos"))):
+                                (ingest, ("SET", "other:key", "1")), (ingest, ("FUNCTION", "LIST")),
+                                (ingest, ("SCRIPT", "FLUSH")), (ingest, ("SELECT", "1")),
+                                (dashboard, ("SET", "gcc:test:x", "1")), (dashboard, ("HSET", "gcc:term:T1", "lon", "1")),
+                                (dashboard, ("DEL", "gcc:pos")), (dashboard, ("XADD", "gcc:test:s", "*", "f", "v"))):
             with pytest.raises(redis.exceptions.NoPermissionError):
                 client.execute_command(*command)
         dashboard.xadd("gcc:live", {"envelope": b"{}"}, maxlen=10_000, approximate=True)   # its commands' bus
@@ -117,7 +123,7 @@ def test_root_reuses_a_var_tmp_directory_only_while_it_is_still_its_own():
         service = base / "redis"
         assert _still_ours(base, service, run_as)              # fresh: root's, not writable by others
         service.mkdir()
-        run_as.own(service)
+        run_as.own_dir(service)
         assert _still_ours(base, service, run_as)
         os.chown(service, 12345, 12345)                         # someone else's now: never chown through it
         assert not _still_ours(base, service, run_as)

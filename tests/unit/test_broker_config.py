@@ -9,7 +9,7 @@ import hashlib
 import pytest
 
 from stack.mosquitto import BrokerAccount, acls, create_commands, dynsec_config
-from telemetry.topics import AccountKind, topic_rules
+from telemetry.topics import OWNTRACKS_UPLINK, AccountKind, topic_rules
 
 
 def _role(config: dict, rolename: str) -> list[dict]:
@@ -43,7 +43,8 @@ def test_nothing_is_allowed_by_default_and_every_account_is_bound_to_its_client_
                                           "subscribe": False, "unsubscribe": True}
     clients = {c["username"]: c for c in config["clients"]}
     assert clients["T9"]["clientid"] == "T9" and clients["ingest-2"]["clientid"] == "ingest-2"
-    assert "clientid" not in clients["broker-health"] and _role(config, "health:broker-health") == []
+    assert clients["broker-health"]["clientid"] == "broker-health" and _role(config, "health:broker-health") == []
+    assert all(client["clientid"] == client["username"] for client in clients.values())
 
 
 def test_passwords_are_stored_as_the_plugin_hashes_them():
@@ -65,3 +66,10 @@ def test_an_account_added_at_run_time_gets_the_same_role():
 def test_device_ids_that_would_escape_their_topic_are_rejected(bad_id):
     with pytest.raises(ValueError):
         dynsec_config([BrokerAccount(bad_id, "x", AccountKind.TERMINAL)])
+
+
+def test_an_owntracks_phone_may_publish_only_the_topics_the_app_uses():
+    published = {r.topic for r in topic_rules(AccountKind.OWNTRACKS, "alice") if r.access == "publish"}
+    assert "owntracks/alice/+" in published and "owntracks/alice/+/event" in published
+    assert published == {"owntracks/alice/+", *(f"owntracks/alice/+/{leaf}" for leaf in OWNTRACKS_UPLINK)}
+    assert not any("#" in topic for topic in published)        # no endless supply of topics to dead-letter

@@ -13,6 +13,7 @@ from dashboard.hub import Room, route, scopes_seeing, watch_index
 from dashboard.pages import declared
 from dashboard.pages.dispatch import FEED as DISPATCH
 from dashboard.pages.wall import FEED as WALL
+from dashboard.pages.wall import WALL_REPORTS_MAX, wall_reports
 from dashboard.vocabulary import MEMBER_STATE_COLOURS, ROLE_COLOURS, SEVERITY_COLOURS, for_browser
 from simulator.citygen import SCALES, generate
 from telemetry import live
@@ -99,6 +100,23 @@ def test_the_wall_feed_carries_no_report_text_photo_or_terminal_id():
     wired = WALL.wire["report"](Names(), report)
     assert "T-SECRET" not in str(wired) and "neighbour" not in str(wired) and "secret.jpg" not in str(wired)
     assert wired["where"] == "Gate 2"
+
+
+def test_a_flood_of_reports_leaves_the_wall_its_most_severe_and_newest_ones():
+    flood = [live.ReportChange(f"R{i}", "T1", "M1", GRID, float(i), "noise", 1, 119.3, 26.1) for i in range(5000)]
+    severe = [live.ReportChange(f"S{i}", "T2", "M2", GRID, float(i), "fire", 4, 119.3, 26.1) for i in range(3)]
+
+    class Reports:
+        def recent_reports(self, scope):
+            return flood + severe
+
+        def org_name(self, code):
+            return code
+
+    wired = wall_reports(Reports(), Scope("", "city"))
+    assert wired["reports_total"] == 5003 and len(wired["reports"]) == WALL_REPORTS_MAX == wired["reports_max"]
+    kept = [r["report_id"] for r in wired["reports"]]
+    assert kept[:3] == ["S2", "S1", "S0"] and kept[3] == "R4999" and "R0" not in kept
 
 
 def test_pages_declare_unique_paths_and_feeds():

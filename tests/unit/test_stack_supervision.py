@@ -19,7 +19,18 @@ from stack.process import (
     stop_recorded,
     write_pid_file,
 )
-from stack.supervision import MAX_BACKOFF, STABLE_AFTER, RestartState, Step, Supervisor, backoff, restart_step
+from stack.supervision import (
+    HEALTH_EVERY,
+    MAX_BACKOFF,
+    STABLE_AFTER,
+    UNHEALTHY_LIMIT,
+    RestartState,
+    Step,
+    Supervisor,
+    backoff,
+    health_step,
+    restart_step,
+)
 
 from ..support import wait_for
 
@@ -141,6 +152,44 @@ def test_a_part_that_crashes_soon_after_its_restart_keeps_its_count():
 
 def test_the_back_off_is_capped():
     assert [backoff(n) for n in range(8)] == [1, 2, 4, 8, 16, MAX_BACKOFF, MAX_BACKOFF, MAX_BACKOFF]
+
+
+def test_a_part_that_runs_but_fails_its_health_check_for_a_minute_is_stopped_and_restarted(tmp_path, parts):
+    hung = _part(tmp_path, "hung", "sleep", "600")       # running, but (the probe says) answering nothing
+    parts.append(hung)
+    hung.start()
+    first_pid = hung.pid
+    healthy = {"hung": False}
+    supervisor = Supervisor([hung], probe=lambda part: healthy[part.name])
+
+    now, stopped_at = 0.0, None
+    while stopped_at is None and now < 2 * UNHEALTHY_LIMIT:
+        now += 1.0
+        if supervisor.stop_unhealthy(now) == ["hung"]:
+            stopped_at = now
+        supervisor.restart_crashed(now)
+    assert stopped_at is not None and UNHEALTHY_LIMIT <= stopped_at - 1.0 < UNHEALTHY_LIMIT + HEALTH_EVERY
+    _exited(hung)
+    while supervisor.restart_crashed(now) != ["hung"]:       # the crash path: reported, backed off, restarted
+        now += 0.5
+    assert hung.exited() is None and hung.pid != first_pid
+
+
+def test_a_part_that_recovers_before_the_limit_is_left_running():
+    since, stop = health_step(None, False, now=10.0)
+    since, stop = health_step(since, False, now=10.0 + UNHEALTHY_LIMIT - 1)
+    assert (since, stop) == (10.0, False)
+    assert health_step(since, True, now=10.0 + UNHEALTHY_LIMIT) == (None, False)
+    assert health_step(10.0, False, now=10.0 + UNHEALTHY_LIMIT) == (10.0, True)
+
+
+def test_parts_without_a_health_check_are_never_stopped_for_it(tmp_path, parts):
+    steady = _part(tmp_path, "steady", "sleep", "60")
+    parts.append(steady)
+    steady.start()
+    supervisor = Supervisor([steady])                       # no probe: nothing to check
+    assert [supervisor.stop_unhealthy(now) for now in (0.0, 100.0, 1000.0)] == [[], [], []]
+    assert steady.exited() is None
 
 
 # --- pid files -------------------------------------------------------------------------------
