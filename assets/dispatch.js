@@ -10,7 +10,7 @@
   gcc.renderers.dispatch = {
     fresh: function (s) {
       const st = {alarms: new Map(), members: new Map(), acks: [], alarmsVersion: 0, alarmsDrawn: -1};
-      s.alarms.forEach(a => st.alarms.set(a.alarm_id, a));
+      s.alarms.forEach(a => st.alarms.set(a.key, a));   // an alarm is (sensor, alarm id)
       s.members.forEach(m => st.members.set(m.terminal_id, m));
       return st;
     },
@@ -18,11 +18,11 @@
       const changes = f.changes || {};
       (changes.alarm || []).forEach(a => {
         st.alarmsVersion += 1;
-        if (a.state === "cleared") st.alarms.delete(a.alarm_id);
-        else st.alarms.set(a.alarm_id, Object.assign({}, st.alarms.get(a.alarm_id), a));
+        if (a.state === "cleared") st.alarms.delete(a.key);
+        else st.alarms.set(a.key, Object.assign({}, st.alarms.get(a.key), a));
       });
       (changes.alarm_ack || []).forEach(x => {
-        const a = st.alarms.get(x.alarm_id);
+        const a = st.alarms.get(x.key);
         if (a) { a.acknowledged_by = x.acknowledged_by; st.alarmsVersion += 1; }
       });
       (changes.status || []).forEach(x => {
@@ -42,14 +42,14 @@
     st.alarmsDrawn = st.alarmsVersion;
     const alarms = [...st.alarms.values()].sort((a, b) => (b.severity - a.severity) || (a.t - b.t));
     if (!alarms.length) return [h("Div", {className: "empty", children: "No open alarms 暂无告警"})];
-    return alarms.map(a => h("Div", {className: "queue-row sev-" + a.severity, id: "dispatch-alarm-" + a.alarm_id, children: [
+    return alarms.map(a => h("Div", {className: "queue-row sev-" + a.severity, id: "dispatch-alarm-" + a.key, children: [
       h("Span", {className: "sev-dot", style: {background: L.colour(st, "severity", a.severity)}}),
       h("Span", {className: "row-title", children: L.label(st, "alarm_type", a.alarm_type)}),
       h("Span", {className: "row-where", children: a.where || a.grid_code}),
       h("Span", {className: "row-time", children: gcc.ui.age(a.t)}),
       a.acknowledged_by
         ? h("Span", {className: "acked-by", children: "✓ " + a.acknowledged_by})
-        : h("Button", {className: "ack-button", id: {type: "dispatch-ack", alarm: a.alarm_id},
+        : h("Button", {className: "ack-button", id: {type: "dispatch-ack", alarm: a.alarm_id, sensor: a.sensor_id},
                        children: L.label(st, "action", "alarm.acknowledge"), n_clicks: 0}),
     ]}));
   }

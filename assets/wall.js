@@ -12,8 +12,8 @@
   function colour(group, key, fallback) { return gcc.live.colour(wallState(), group, key, fallback); }
 
   function tick(st, entry) {
-    const id = entry.kind + ":" + (entry.item.alarm_id || entry.item.report_id);
-    st.ticker = [entry].concat(st.ticker.filter(e => e.kind + ":" + (e.item.alarm_id || e.item.report_id) !== id))
+    const id = entry.kind + ":" + entry.item.key;
+    st.ticker = [entry].concat(st.ticker.filter(e => e.kind + ":" + e.item.key !== id))
       .slice(0, TICKER_LENGTH);
   }
 
@@ -31,8 +31,9 @@
         st.members.set(m.terminal_id, m);
       });
       (s.roster || []).forEach(([id, name, role, grid]) => st.roster.set(id, {name: name, role: role, home_grid_code: grid}));
-      s.alarms.forEach(a => st.alarms.set(a.alarm_id, a));
-      s.reports.forEach(r => st.reports.set(r.report_id, r));
+      // keyed as the live state keys them: an alarm by (sensor, alarm id), a report by (terminal, report id)
+      s.alarms.forEach(a => st.alarms.set(a.key, a));
+      s.reports.forEach(r => st.reports.set(r.key, r));
       st.ticker = [...s.alarms.map(a => ({kind: "alarm", item: a})), ...s.reports.map(r => ({kind: "report", item: r}))]
         .sort((a, b) => b.item.t - a.item.t).slice(0, TICKER_LENGTH);
       return st;
@@ -68,15 +69,15 @@
       });
       (changes.alarm || []).forEach(a => {
         st.items += 1;
-        if (a.state === "cleared") { st.alarms.delete(a.alarm_id); return; }
-        st.alarms.set(a.alarm_id, Object.assign({}, st.alarms.get(a.alarm_id), a));
-        tick(st, {kind: "alarm", item: st.alarms.get(a.alarm_id)});
+        if (a.state === "cleared") { st.alarms.delete(a.key); return; }
+        st.alarms.set(a.key, Object.assign({}, st.alarms.get(a.key), a));
+        tick(st, {kind: "alarm", item: st.alarms.get(a.key)});
       });
       (changes.alarm_ack || []).forEach(x => {
-        const a = st.alarms.get(x.alarm_id);
+        const a = st.alarms.get(x.key);
         if (a) { a.acknowledged_by = x.acknowledged_by; st.items += 1; }
       });
-      (changes.report || []).forEach(r => { st.items += 1; st.reports.set(r.report_id, r); tick(st, {kind: "report", item: r}); });
+      (changes.report || []).forEach(r => { st.items += 1; st.reports.set(r.key, r); tick(st, {kind: "report", item: r}); });
       const cutoff = Date.now() / 1000 - st.reportWindowS;
       st.reports.forEach((r, id) => { if (r.t < cutoff) { st.reports.delete(id); st.items += 1; } });
       if (st.reports.size > st.reportsMax) dropLeastSevere(st);
@@ -87,7 +88,7 @@
    * says in its counter that it holds fewer than came. */
   function dropLeastSevere(st) {
     const ranked = [...st.reports.values()].sort((a, b) => (b.severity - a.severity) || (b.t - a.t));
-    ranked.slice(st.reportsMax).forEach(r => st.reports.delete(r.report_id));
+    ranked.slice(st.reportsMax).forEach(r => st.reports.delete(r.key));
     st.reportsTruncated = true;
     st.items += 1;
   }
@@ -207,9 +208,9 @@
     if (st.itemsDrawn === st.items) return [noUpdate, noUpdate, noUpdate];
     st.itemsDrawn = st.items;
     const alarms = [], reports = [];
-    st.alarms.forEach(a => { if (a.lon != null) alarms.push(point(a.alarm_id, a.lon, a.lat,
+    st.alarms.forEach(a => { if (a.lon != null) alarms.push(point(a.key, a.lon, a.lat,
       {severity: a.severity, label: label("alarm_type", a.alarm_type)})); });
-    st.reports.forEach(r => reports.push(point(r.report_id, r.lon, r.lat,
+    st.reports.forEach(r => reports.push(point(r.key, r.lon, r.lat,
       {severity: r.severity, label: label("category", r.category), t: r.t, colour: colour("severity", r.severity)})));
     return [collection(alarms), collection(reports), {counts: gridCounts(st)}];
   }

@@ -100,6 +100,23 @@ class Settings(BaseSettings):
         return redis.Redis(host=self.redis_host, port=self.redis_port, username=self.redis_username,
                            password=self.redis_password.get_secret_value(), **options)
 
+    # --- ingest hardening after the security review of issue 9: budgets per kind, refusals,
+    # live health, the OwnTracks endpoint behind a proxy (WorkerConfig.from_settings, ingest.http) ---
+    ingest_report_rate_per_min: float = Field(10.0, description="incident reports one terminal may send a minute "
+                                              "on average, per worker (0: no budget); beyond it: rate_limited. "
+                                              "The simulator's terminals send about 0.3 an hour")
+    ingest_report_burst: int = Field(30, description="incident reports one terminal may send at once")
+    ingest_alarm_rate_per_min: float = Field(120.0, description="alarms one gateway may send a minute on average, "
+                                             "per worker (0: no budget); beyond it: rate_limited")
+    ingest_alarm_burst: int = Field(300, description="alarms one gateway may send at once")
+    ingest_refusal_window_s: float = Field(60.0, description="per device, the first rate_limited message in this "
+                                           "long is a dead letter; the later ones are acknowledged and counted")
+    ingest_live_unhealthy_after_s: float = Field(30.0, description="/healthz answers 503 when every live update "
+                                                 "has failed for this long (at once when Redis answers OOM)")
+    ingest_http_trusted_proxies: tuple[str, ...] = Field((), description="addresses or networks (JSON list, e.g. "
+                                                         '["10.0.0.5", "10.1.0.0/16"]) of reverse proxies whose '
+                                                         "X-Forwarded-For the OwnTracks endpoint believes")
+
 
 def load_settings(**overrides) -> Settings:
     """Settings from the environment and the env file; keyword overrides win (used by tests)."""

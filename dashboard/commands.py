@@ -50,7 +50,7 @@ ACKNOWLEDGE_ALARM = Action("alarm.acknowledge", frozenset({UserRole.DISPATCHER, 
 @dataclass(frozen=True)
 class Target:
     """What a command is about, as found when it is executed."""
-    key: str                       # e.g. "alarm:GAS-1f2e" (the audit log's target)
+    key: str                       # e.g. "alarm:gas-0101/GAS-1f2e" (the audit log's target)
     scope_code: str                # the org unit it belongs to (authorization)
     summary: str                   # what a person calls it ("Gas over threshold · Building 3, …")
     subject: Any = None            # the thing itself, for the write
@@ -165,17 +165,19 @@ def _json(value: Any) -> str | None:
 @dataclass(frozen=True)
 class AcknowledgeAlarm:
     """A person has seen an open device alarm and takes it on. It stays open until the device
-    clears it; an alarm is acknowledged once (the database decides who was first)."""
+    clears it; an alarm is acknowledged once (the database decides who was first). An alarm is
+    one sensor's: (sensor_id, alarm_id), as everywhere (two sensors may use the same alarm id)."""
     action: ClassVar[Action] = ACKNOWLEDGE_ALARM
+    sensor_id: str
     alarm_id: str
     note: str | None = None
 
     @property
     def target_key(self) -> str:
-        return f"alarm:{self.alarm_id}"
+        return f"alarm:{live.Keys.alarm_field(self.sensor_id, self.alarm_id)}"
 
     def locate(self, ctx: Commands) -> Target | None:
-        alarm = next((a for a in live.read_open_alarms(ctx.r) if a.alarm_id == self.alarm_id), None)
+        alarm = live.read_open_alarm(ctx.r, self.sensor_id, self.alarm_id)
         if alarm is None:
             return None
         kind = ALARM_TYPE_LABELS.get(alarm.alarm_type, alarm.alarm_type)
@@ -186,10 +188,11 @@ class AcknowledgeAlarm:
             raise Refused("a note has at most 500 characters")
         alarm: live.AlarmChange = target.subject
         cur.execute("insert into alarm_acknowledgements (alarm_id, sensor_id, acknowledged_at, actor, note) "
-                    "values (%s, %s, %s, %s, %s) on conflict (alarm_id) do nothing",
+                    "values (%s, %s, %s, %s, %s) on conflict (sensor_id, alarm_id) do nothing",
                     (self.alarm_id, alarm.sensor_id, now, actor, self.note))
         if cur.rowcount == 0:
-            cur.execute("select actor from alarm_acknowledgements where alarm_id = %s", (self.alarm_id,))
+            cur.execute("select actor from alarm_acknowledgements where sensor_id = %s and alarm_id = %s",
+                        (alarm.sensor_id, self.alarm_id))
             raise Refused(f"already acknowledged by {cur.fetchone()[0]}")
-        ack = live.AlarmAckChange(self.alarm_id, alarm.grid_code, now.timestamp(), actor)
+        ack = live.AlarmAckChange(self.alarm_id, alarm.grid_code, now.timestamp(), actor, alarm.sensor_id)
         return Written({"acknowledged": False}, {"acknowledged": True, "by": actor, "note": self.note}, (ack,))

@@ -89,11 +89,12 @@ class Queries:
         alarms = [a for a in live.read_open_alarms(self.r) if scope.covers(a.grid_code)]
         if not alarms:
             return []
-        acks = {alarm_id: (actor, at.timestamp()) for alarm_id, actor, at in self._query(
-            "select alarm_id, actor, acknowledged_at from alarm_acknowledgements where alarm_id = any(%s)",
-            ([a.alarm_id for a in alarms],))}
-        return [replace(a, acknowledged_by=acks[a.alarm_id][0], acknowledged_at=acks[a.alarm_id][1])
-                if a.alarm_id in acks else a for a in alarms]
+        acks = {(sensor_id, alarm_id): (actor, at.timestamp()) for sensor_id, alarm_id, actor, at in self._query(
+            "select a.sensor_id, a.alarm_id, a.actor, a.acknowledged_at from alarm_acknowledgements a "
+            "join unnest(%s::text[], %s::text[]) as o(sensor_id, alarm_id) using (sensor_id, alarm_id)",
+            ([a.sensor_id for a in alarms], [a.alarm_id for a in alarms]))}
+        return [replace(a, acknowledged_by=ack[0], acknowledged_at=ack[1])
+                if (ack := acks.get((a.sensor_id, a.alarm_id))) else a for a in alarms]
 
     def recent_reports(self, scope: Scope) -> list[live.ReportChange]:
         return [r for r in live.read_recent_reports(self.r) if scope.covers(r.grid_code)]

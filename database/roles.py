@@ -6,6 +6,11 @@
 
 Grants are listed here table by table and applied again at every start (idempotent), so a table a
 new migration adds is covered once it is named here; `ungranted_tables` says which are not.
+
+What PostgreSQL grants to PUBLIC by default is taken back: connecting to the maintenance databases
+(postgres, template1) and creating temporary tables in ours. Each app role may connect to our
+database only; temporary tables only the ingest, which stages every batch in them (COPY, then
+insert ... on conflict).
 """
 from __future__ import annotations
 
@@ -18,9 +23,11 @@ DASHBOARD = "gcc_dashboard"
 REFERENCE_TABLES = ("city_info", "org_units", "grids", "buildings", "units", "organizations", "gateways",
                     "sensors", "members")
 INGEST_TABLES = ("positions", "terminal_status", "sensor_readings", "device_alarms", "incident_reports",
-                 "task_acks", "gateway_status", "region_transitions", "dead_letters", "message_ids")
+                 "task_acks", "gateway_status", "region_transitions", "dead_letters")
 DASHBOARD_WRITES = ("audit_log", "alarm_acknowledgements")
 OTHER_TABLES = ("incident_events", "schema_migrations")
+
+TEMP_TABLES = {INGEST}        # the roles that may create temporary tables (the ingest's staging)
 
 # role -> (privileges, tables)
 GRANTS: dict[str, list[tuple[str, tuple[str, ...]]]] = {
@@ -38,13 +45,19 @@ def ensure_roles(owner_dsn: str, passwords: dict[str, str]) -> None:
         with conn, conn.cursor() as cur:
             cur.execute("select current_database()")
             database = cur.fetchone()[0]
+            cur.execute(sql.SQL("revoke connect, temporary on database postgres, template1 from public"))
+            cur.execute(sql.SQL("revoke temporary on database {} from public").format(sql.Identifier(database)))
             for role, password in passwords.items():
                 cur.execute("select 1 from pg_roles where rolname = %s", (role,))
                 verb = "alter" if cur.fetchone() else "create"
                 cur.execute(sql.SQL("{} role {} login nosuperuser nocreatedb nocreaterole noinherit password %s")
                             .format(sql.SQL(verb), sql.Identifier(role)), (password,))
-                cur.execute(sql.SQL("grant connect, temporary on database {} to {}")
-                            .format(sql.Identifier(database), sql.Identifier(role)))
+                on_database = (sql.Identifier(database), sql.Identifier(role))
+                cur.execute(sql.SQL("grant connect on database {} to {}").format(*on_database))
+                if role in TEMP_TABLES:
+                    cur.execute(sql.SQL("grant temporary on database {} to {}").format(*on_database))
+                else:
+                    cur.execute(sql.SQL("revoke temporary on database {} from {}").format(*on_database))
                 cur.execute(sql.SQL("grant usage on schema public to {}").format(sql.Identifier(role)))
                 for privileges, tables in GRANTS.get(role, []):
                     cur.execute(sql.SQL("grant {} on {} to {}").format(

@@ -30,9 +30,10 @@ def main(argv: list[str] | None = None) -> int:
     settings = load_settings()
     worker, http = build_worker(settings, args.index)
     http.start()
-    log.info("ingest-%d: %d grids, %d terminals, %d sensors; metrics on http://%s:%d/metrics",
-             args.index, len(worker.registry.city.grids), len(worker.registry.members),
-             len(worker.registry.sensors), settings.ingest_http_host, http.port)
+    log.info("ingest-%d: %d grids, %d terminals, %d sensors; metrics on http://127.0.0.1:%d/metrics, "
+             "OwnTracks HTTP on http://%s:%d/owntracks", args.index, len(worker.registry.city.grids),
+             len(worker.registry.members), len(worker.registry.sensors), http.metrics_port,
+             settings.ingest_http_host, http.port)
     try:
         return run_until_signalled(worker.run, worker.stop_event)
     finally:

@@ -4,23 +4,31 @@
 - the internal one: GET /metrics (Prometheus) and GET /healthz, never reachable from devices.
 
 An OwnTracks post authenticates with HTTP Basic auth against the broker's own accounts (its dynamic
-security file: the same identity the phone would use over MQTT), only as an OwnTracks or terminal
-account, and may speak only for that user. Checking a password costs the same for an unknown user;
-failed logins are counted and, past a limit per source address, refused for a while. A request
-must say its length (no chunked bodies), within the limit; slow clients time out; the server runs
-at most MAX_HANDLERS requests at once. The post enters the same chain as MQTT messages, and the
-answer (200 with an empty JSON list, as the app expects) is sent only after the commit, so a phone
-keeps and resends what was not confirmed.
+security file: the same identity the phone would use over MQTT), only as an enabled OwnTracks or
+terminal account, and may speak only for that user. Checking a password costs the same for an
+unknown user; failed logins are counted and, past a limit, refused for a while: per source address
+(behind a trusted reverse proxy, the address it forwards for) and per username, whatever the
+source. A request must say its length in ASCII digits (no chunked bodies), within the limit; it
+must have arrived whole REQUEST_DEADLINE_S after its connection was accepted (then the socket is
+shut), each read within READ_TIMEOUT_S; one connection is one request; the server runs at most
+MAX_HANDLERS requests at once, at most CONNECTIONS_PER_SOURCE from one address (a trusted proxy's
+are not capped here: the proxy must cap its own clients). The post enters the same chain as MQTT
+messages, and the answer (200 with an empty JSON list, as the app expects) is sent only after the
+commit, so a phone keeps and resends what was not confirmed.
 """
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
+import ipaddress
 import logging
 import os
+import socket
 import threading
 import time
+from collections import Counter as Tally
 from collections import defaultdict, deque
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -36,10 +44,13 @@ from telemetry.topics import OWNTRACKS_PREFIX, AccountKind
 log = logging.getLogger(__name__)
 MAX_BODY = 64 * 1024
 REPLY_TIMEOUT_S = 15.0
-READ_TIMEOUT_S = 10.0          # a client that sends its request slower than this is cut off
+READ_TIMEOUT_S = 10.0          # a client that sends nothing for this long is cut off ...
+REQUEST_DEADLINE_S = 15.0      # ... and one whose request has not arrived whole this long after accept
 MAX_HANDLERS = 64              # requests handled at once; more are answered 503 at once
-FAILURES_ALLOWED = 10          # failed logins per source address ...
+CONNECTIONS_PER_SOURCE = 8     # connections at once from one address; more are answered 429 at once
+FAILURES_ALLOWED = 10          # failed logins per source address, and per username, ...
 FAILURE_WINDOW_S = 300.0       # ... within this long; then it is refused until the window passes
+MAX_LENGTH_DIGITS = 9          # a Content-Length longer than this is too large anyway
 HTTP_KINDS = frozenset({AccountKind.OWNTRACKS, AccountKind.TERMINAL})
 
 
@@ -71,7 +82,7 @@ class BrokerAccounts:
         if mtime != self._loaded[0]:
             accounts = {}
             for client in orjson.loads(self.path.read_bytes()).get("clients", []):
-                if "password" in client:
+                if "password" in client and not client.get("disabled", False):   # disabled: unknown
                     accounts[client["username"]] = (_kind(client), base64.b64decode(client["password"]),
                                                     base64.b64decode(client["salt"]), int(client["iterations"]))
             self._loaded = (mtime, accounts)
@@ -119,41 +130,127 @@ class FailedLogins:
                     del self._failures[key]
 
 
-class _BoundedServer(ThreadingHTTPServer):
-    """A threading server that runs at most `max_handlers` requests at once."""
-    daemon_threads = True
+class Sources:
+    """Who a request comes from: the socket's address, or, when that is a trusted reverse proxy,
+    the last address in X-Forwarded-For that is not itself a trusted proxy (what the proxy saw;
+    what a client wrote before it is not believed)."""
 
-    def __init__(self, address, handler, max_handlers: int) -> None:
+    def __init__(self, trusted: tuple[str, ...] = ()) -> None:
+        self.networks = [ipaddress.ip_network(t, strict=False) for t in trusted]
+
+    def trusted(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in self.networks)
+
+    def source(self, address: str, forwarded_for: list[str] | None) -> str:
+        if not forwarded_for or not self.trusted(address):
+            return address
+        hops = [hop.strip() for line in forwarded_for for hop in line.split(",") if hop.strip()]
+        return next((hop for hop in reversed(hops) if not self.trusted(hop)), hops[0] if hops else address)
+
+
+class _BoundedServer(ThreadingHTTPServer):
+    """A threading server that runs at most `max_handlers` requests at once, at most
+    `per_source` from one address (except from `unbounded` ones: trusted proxies)."""
+    daemon_threads = True
+    deadline_s = REQUEST_DEADLINE_S
+
+    def __init__(self, address, handler, max_handlers: int, per_source: int | None = None,
+                 unbounded=lambda address: False) -> None:
         super().__init__(address, handler)
         self._slots = threading.BoundedSemaphore(max_handlers)
+        self.per_source, self.unbounded = per_source, unbounded
+        self._open: Tally[str] = Tally()
+        self._open_lock = threading.Lock()
+
+    def _turn_away(self, request, status: bytes) -> None:
+        try:
+            request.sendall(b"HTTP/1.1 " + status + b"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        except OSError:
+            pass
+        finally:
+            self.shutdown_request(request)
+
+    def _take_source(self, source: str) -> bool:
+        if self.per_source is None or self.unbounded(source):
+            return True
+        with self._open_lock:
+            if self._open[source] >= self.per_source:
+                return False
+            self._open[source] += 1
+            return True
+
+    def _release_source(self, source: str) -> None:
+        if self.per_source is None or self.unbounded(source):
+            return
+        with self._open_lock:
+            self._open[source] -= 1
+            if self._open[source] <= 0:
+                del self._open[source]
 
     def process_request(self, request, client_address):
         if not self._slots.acquire(blocking=False):
-            try:
-                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-            finally:
-                self.shutdown_request(request)
-            return
-        super().process_request(request, client_address)
+            return self._turn_away(request, b"503 Service Unavailable")
+        if not self._take_source(client_address[0]):
+            self._slots.release()
+            return self._turn_away(request, b"429 Too Many Requests")
+        try:
+            super().process_request(request, client_address)
+        except Exception:   # the thread did not start: give the slots back
+            self._release_source(client_address[0])
+            self._slots.release()
+            raise
+        return None
 
     def process_request_thread(self, request, client_address):
         try:
             super().process_request_thread(request, client_address)
         finally:
+            self._release_source(client_address[0])
             self._slots.release()
+
+    def handle_error(self, request, client_address):
+        """A client that went away, or was cut off, mid-request: not worth a traceback."""
+        log.debug("HTTP request from %s failed", client_address[0], exc_info=True)
 
 
 class _Handler(BaseHTTPRequestHandler):
+    """One request per connection, which must have arrived whole within the server's deadline_s
+    of the accept (a timer shuts the socket: the read timeout alone is per read, so a client
+    trickling a byte every few seconds would hold its thread for ever)."""
     timeout = READ_TIMEOUT_S
     protocol_version = "HTTP/1.1"
+
+    def setup(self):
+        super().setup()
+        self.deadline = threading.Timer(self.server.deadline_s, self._cut)
+        self.deadline.daemon = True
+        self.deadline.start()
+
+    def _cut(self) -> None:
+        with contextlib.suppress(OSError):   # already closed
+            self.request.shutdown(socket.SHUT_RDWR)
+
+    def arrived(self) -> None:
+        """The whole request is in: what remains (waiting for the commit) has its own bound."""
+        self.deadline.cancel()
+
+    def finish(self):
+        self.deadline.cancel()
+        super().finish()
 
     def log_message(self, fmt, *args):  # quiet: requests are counted, not logged
         pass
 
     def send(self, code: int, body: bytes = b"", content_type: str = "application/json", headers=()) -> None:
+        self.close_connection = True
         self.send_response(code)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
+        self.send_header("Connection", "close")
         for name, value in headers:
             self.send_header(name, value)
         self.end_headers()
@@ -162,14 +259,17 @@ class _Handler(BaseHTTPRequestHandler):
 
 class IngestHTTP:
     def __init__(self, worker: Worker, host: str, port: int, credentials_file: Path | None,
-                 metrics_port: int = 0) -> None:
+                 metrics_port: int = 0, trusted_proxies: tuple[str, ...] = ()) -> None:
         self.worker = worker
         self.accounts = BrokerAccounts(credentials_file)
-        self.failed_logins = FailedLogins()
+        self.sources = Sources(trusted_proxies)
+        self.failed_logins = FailedLogins()      # per source
+        self.failed_users = FailedLogins()       # per username, whatever the source
         registry = worker.metrics.registry
         self.refused = Counter("gcc_ingest_http_refused", "OwnTracks HTTP requests refused, by reason",
                                ["worker", "reason"], registry=registry)
-        self.servers = [_BoundedServer((host, port), self._device_handler(), MAX_HANDLERS),
+        self.servers = [_BoundedServer((host, port), self._device_handler(), MAX_HANDLERS, CONNECTIONS_PER_SOURCE,
+                                       self.sources.trusted),
                         _BoundedServer(("127.0.0.1", metrics_port), self._internal_handler(), 8)]
         self.threads = [threading.Thread(target=s.serve_forever, name="ingest-http", daemon=True) for s in self.servers]
 
@@ -196,8 +296,8 @@ class IngestHTTP:
         handler.send(code, orjson.dumps({"error": reason}), headers=headers)
 
     def authenticate(self, header: str | None, source: str) -> tuple[str | None, str]:
-        """(user, "") when the Basic credentials are those of an OwnTracks or terminal account,
-        else (None, why)."""
+        """(user, "") when the Basic credentials are those of an enabled OwnTracks or terminal
+        account, else (None, why). A source or a username past the failure limit is refused."""
         if self.failed_logins.blocked(source):
             return None, "too_many_failed_logins"
         if not header or not header.startswith("Basic "):
@@ -206,11 +306,17 @@ class IngestHTTP:
             user, _, password = base64.b64decode(header[6:], validate=True).decode().partition(":")
         except (ValueError, UnicodeDecodeError):
             user, password = "", ""
+        if self.failed_users.blocked(user[:128]):
+            return None, "too_many_failed_logins"
         kind = self.accounts.check(user, password)
         if kind is None or kind not in HTTP_KINDS:
             self.failed_logins.failed(source)
+            self.failed_users.failed(user[:128])
             return None, "bad_credentials"
         return user, ""
+
+    def source_of(self, handler: _Handler) -> str:
+        return self.sources.source(handler.client_address[0], handler.headers.get_all("X-Forwarded-For"))
 
     def _device_handler(self):
         outer = self
@@ -245,13 +351,14 @@ class IngestHTTP:
             self._refuse(handler, 411, "length_required")
             return None
         raw = handler.headers.get("Content-Length")
-        if raw is None or not raw.strip().isdigit():
+        digits = raw.strip() if raw is not None else None
+        if digits is None or not (digits.isascii() and digits.isdigit()):   # "²".isdigit() is True
             self._refuse(handler, 411 if raw is None else 400, "length_required" if raw is None else "bad_length")
             return None
-        length = int(raw)
-        if length > MAX_BODY:
+        if len(digits) > MAX_LENGTH_DIGITS or int(digits) > MAX_BODY:
             self._refuse(handler, 413, "payload_too_large")
             return None
+        length = int(digits)
         body = handler.rfile.read(length)
         if len(body) != length:
             self._refuse(handler, 400, "body_shorter_than_its_length")
@@ -261,7 +368,7 @@ class IngestHTTP:
     def handle_owntracks(self, handler: _Handler) -> None:
         if handler.path.split("?")[0] != "/owntracks":
             return self._refuse(handler, 404, "not_found")
-        user, why = self.authenticate(handler.headers.get("Authorization"), handler.client_address[0])
+        user, why = self.authenticate(handler.headers.get("Authorization"), self.source_of(handler))
         if user is None:
             code = 429 if why == "too_many_failed_logins" else 401
             return self._refuse(handler, code, why, headers=[("WWW-Authenticate", 'Basic realm="owntracks"')])
@@ -271,6 +378,7 @@ class IngestHTTP:
         body = self._body(handler)
         if body is None:
             return None
+        handler.arrived()
         reply = HttpReply()
         device = handler.headers.get("X-Limit-D")
         inbound = Inbound(f"{OWNTRACKS_PREFIX}/{user}/{device or 'http'}", body, 0, False,

@@ -30,8 +30,6 @@ class MessageKind:
     change: Callable[[Enriched], live.Change] | None = None   # the live change; None: not live
     located: bool = False            # carries its own position: its grid is looked up from it
     outside_city_ok: bool = False    # a position outside every grid is still accepted
-    # (kind of id, the id, the device it must belong to): an id is valid only for its first sender
-    owned_id: Callable[[messages.Message], tuple[str, str, str]] | None = None
 
 
 def _t(item: Enriched) -> float:
@@ -122,7 +120,7 @@ KINDS: dict[type, MessageKind] = {k.message: k for k in (
         lambda e, at: (e.message.time, e.message.alarm_id, e.message.sensor_id, e.message.alarm_type.value,
                        e.message.severity, e.message.state, e.message.value, _detail(e.message),
                        e.message.gateway_id, e.building_id, e.grid_code, at),
-        _alarm_change, owned_id=lambda m: ("alarm", m.alarm_id, m.sensor_id)),
+        _alarm_change),
     MessageKind(
         messages.IncidentReport, "terminal", "incident_reports",
         ("time", "report_id", "terminal_id", "member_id", "category", "severity", "lat", "lon", "address",
@@ -131,13 +129,13 @@ KINDS: dict[type, MessageKind] = {k.message: k for k in (
         lambda e, at: (e.message.time, e.message.report_id, e.message.terminal_id, e.member_id, e.message.category,
                        e.message.severity, e.message.lat, e.message.lon, e.message.address, e.message.description,
                        e.message.photo_ref, e.grid_code, at),
-        _report_change, located=True, owned_id=lambda m: ("report", m.report_id, m.terminal_id)),
+        _report_change, located=True),
     MessageKind(
         messages.TaskAck, "terminal", "task_acks",
         ("time", "task_id", "terminal_id", "action", "note", "received_at"),
         ("terminal_id", "task_id", "action", "time"),
         lambda e, at: (e.message.time, e.message.task_id, e.message.terminal_id, e.message.action, e.message.note, at),
-        _task_ack_change, owned_id=lambda m: ("task", m.task_id, m.terminal_id)),
+        _task_ack_change),
     MessageKind(
         messages.GatewayStatus, "gateway", "gateway_status",
         ("time", "gateway_id", "state", "grid_code", "received_at"),

@@ -101,9 +101,26 @@ return {redis.call('HDEL', KEYS[1], ARGV[1]), ''}
 """
 
 _REPORT = """
+-- KEYS: all reports (sorted set), this report's JSON, this terminal's reports (sorted set)
+-- ARGV: member, t, JSON, window (s), most kept per terminal, oldest time in the window
+-- returns 1 when the report is new and stays in the live view. A terminal keeps at most ARGV[5]
+-- reports in the window: its oldest leave (they stay in the database), so no terminal can fill Redis
 if redis.call('ZADD', KEYS[1], 'NX', ARGV[2], ARGV[1]) == 0 then return 0 end
 redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4])
-return 1
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. ARGV[6])
+redis.call('EXPIRE', KEYS[3], ARGV[4])
+local excess = redis.call('ZCARD', KEYS[3]) - tonumber(ARGV[5])
+local kept = 1
+if excess > 0 then
+  for _, old in ipairs(redis.call('ZRANGE', KEYS[3], 0, excess - 1)) do
+    redis.call('ZREM', KEYS[3], old)
+    redis.call('ZREM', KEYS[1], old)
+    redis.call('DEL', '${REPORT_PREFIX}' .. old)
+    if old == ARGV[1] then kept = 0 end
+  end
+end
+return kept
 """
 
 _SWEEP = """
@@ -140,7 +157,7 @@ def _s(value) -> str:
 class LiveState:
     def __init__(self, client: redis.Redis) -> None:
         self.r = client
-        names = live.lua_names()   # the hash fields, spelled once in the contract
+        names = live.lua_names() | {"REPORT_PREFIX": Keys.REPORT_PREFIX}   # spelled once, in the contract
         self._scripts = {name: client.register_script(Template(src).substitute(names)) for name, src in (
             ("fix", _FIX), ("status", _STATUS), ("reading", _READING), ("alarm", _ALARM), ("gateway", _GATEWAY),
             ("report", _REPORT), ("sweep", _SWEEP))}
@@ -228,9 +245,13 @@ class LiveState:
                                  client=pipe)
 
     def _report(self, pipe, c: live.ReportChange, now: float) -> None:
+        """Kept without its free text (the bus carries it, the database keeps it): what Redis holds
+        of a report stays small, whatever its description."""
         member = Keys.report_member(c.terminal_id, c.report_id)
-        self._scripts["report"](keys=[Keys.REPORTS, Keys.report(member)],
-                                args=[member, c.t, orjson.dumps(c), live.REPORT_WINDOW_S], client=pipe)
+        kept = dataclasses.replace(c, description=None, photo_ref=None)
+        self._scripts["report"](keys=[Keys.REPORTS, Keys.report(member), Keys.reports_of(c.terminal_id)],
+                                args=[member, c.t, orjson.dumps(kept), live.REPORT_WINDOW_S,
+                                      live.REPORTS_PER_TERMINAL, now - live.REPORT_WINDOW_S], client=pipe)
 
     def sweep_silent(self, home_grid_of, now: float | None = None) -> list[live.StatusChange]:
         """Mark terminals not heard from for SILENT_AFTER_S as silent (atomically, in Redis) and

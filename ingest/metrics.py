@@ -1,10 +1,12 @@
-"""The ingest worker's Prometheus metrics (served at /metrics by http.py), and its progress: when it
-last committed, for the metrics and for /healthz."""
+"""The ingest worker's Prometheus metrics (served at /metrics by http.py), its progress (when it last
+committed, batches abandoned since) and the live state's health, for the metrics and for /healthz."""
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
+import redis
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
@@ -18,9 +20,14 @@ class Progress:
         self.started = clock()
         self.last_commit: float | None = None
         self.last_idle: float | None = None
+        self.abandoned_since_commit = 0   # batches given up because an exception escaped the chain
 
     def committed(self) -> None:
         self.last_commit = self.clock()
+        self.abandoned_since_commit = 0
+
+    def abandoned(self) -> None:
+        self.abandoned_since_commit += 1
 
     def idle(self) -> None:
         self.last_idle = self.clock()
@@ -38,21 +45,81 @@ class Progress:
         return self.clock() - max(marks)
 
 
-def assess(*, broker_up: bool, pending: int, stalled_for: float, since_commit: float, stall_after_s: float,
-           loop_ended: bool) -> tuple[bool, dict]:
-    """A worker's health: not ok when the broker link is down, when messages have waited more than
-    stall_after_s without a commit (the database not coming back, a stuck batch, a dead loop), or
-    when its loop has ended. (ok, detail): the detail is JSON-ready, with a "reason" when not ok."""
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Redis refused a write because it is full (maxmemory with noeviction): it will not pass by
+    itself, someone must act."""
+    return isinstance(exc, redis.exceptions.OutOfMemoryError) or "OOM command not allowed" in str(exc)
+
+
+class LiveHealth:
+    """Whether the live state keeps failing: since when every live update has failed (None while
+    the last one worked) and whether Redis said it is out of memory. Pure: the clock is injected."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.failing_since: float | None = None
+        self.out_of_memory = False
+
+    def ok(self) -> None:
+        self.failing_since, self.out_of_memory = None, False
+
+    def failed(self, exc: BaseException) -> None:
+        if self.failing_since is None:
+            self.failing_since = self.clock()
+        self.out_of_memory = is_out_of_memory(exc)
+
+    def failing_for(self) -> float:
+        return 0.0 if self.failing_since is None else self.clock() - self.failing_since
+
+
+@dataclass(frozen=True)
+class Health:
+    """What /healthz judges a worker by (see assess)."""
+    broker_up: bool
+    pending: int
+    stalled_for: float
+    since_commit: float
+    stall_after_s: float
+    loop_ended: bool = False
+    live_failing_for: float = 0.0
+    live_out_of_memory: bool = False
+    live_unhealthy_after_s: float = 30.0
+    abandoned: int = 0
+
+
+def _reasons(h: Health) -> list[str]:
     reasons = []
-    if not broker_up:
+    if not h.broker_up:
         reasons.append("the broker link is down")
-    if stalled_for > stall_after_s:
-        reasons.append(f"{pending} messages waiting and no commit for {stalled_for:.0f} s "
-                       f"(more than {stall_after_s:g} s)")
-    if loop_ended:
+    if h.stalled_for > h.stall_after_s:
+        reasons.append(f"{h.pending} messages waiting and no commit for {h.stalled_for:.0f} s "
+                       f"(more than {h.stall_after_s:g} s)")
+    if h.loop_ended:
         reasons.append("the worker's loop has ended")
-    detail = {"broker": "up" if broker_up else "down", "pending": pending,
-              "seconds_since_commit": round(since_commit, 1), "stall_after_s": stall_after_s}
+    if h.live_out_of_memory:
+        reasons.append("Redis is out of memory: live updates are refused (OOM), the screens do not change")
+    elif h.live_failing_for > h.live_unhealthy_after_s:
+        reasons.append(f"every live update has failed for {h.live_failing_for:.0f} s (more than "
+                       f"{h.live_unhealthy_after_s:g} s): the screens do not change")
+    if h.abandoned:
+        reasons.append(f"{h.abandoned} batch(es) abandoned since the last commit (an exception escaped the chain; "
+                       "reconnected to the broker so that it delivers them again)")
+    return reasons
+
+
+def assess(health: Health | None = None, **values) -> tuple[bool, dict]:
+    """A worker's health: not ok when the broker link is down, when messages have waited more than
+    stall_after_s without a commit (the database not coming back, a stuck batch, a dead loop), when
+    its loop has ended, while the live state keeps failing (Redis full, or every update failed for
+    live_unhealthy_after_s), or when a batch was abandoned and nothing committed since.
+    (ok, detail): the detail is JSON-ready, with a "reason" when not ok."""
+    h = health or Health(**values)
+    reasons = _reasons(h)
+    detail = {"broker": "up" if h.broker_up else "down", "pending": h.pending,
+              "seconds_since_commit": round(h.since_commit, 1), "stall_after_s": h.stall_after_s,
+              "live": "out of memory" if h.live_out_of_memory else "failing" if h.live_failing_for else "ok"}
+    if h.abandoned:
+        detail["abandoned_batches"] = h.abandoned
     if reasons:
         detail["reason"] = "; ".join(reasons)
     return not reasons, detail
@@ -98,6 +165,12 @@ class Metrics:
                                  "full (QoS 1 is never shed)", ["worker"], registry=r).labels(**labels)
         self.since_commit = Gauge("gcc_ingest_seconds_since_commit", "seconds since the worker last committed "
                                   "(since its start, before the first commit)", ["worker"], registry=r).labels(**labels)
+        self.counted_only = Counter("gcc_ingest_refusals_counted_only", "refused messages acknowledged and "
+                                    "counted without a dead letter of their own (a device's later refusals in a "
+                                    "window), by reason", ["worker", "reason"], registry=r)
+        self.abandoned = Counter("gcc_ingest_abandoned_batches", "batches given up unacknowledged because an "
+                                 "exception escaped the chain (the worker then reconnects to the broker, which "
+                                 "delivers them again)", ["worker"], registry=r).labels(**labels)
         self.worker = worker
 
     def track(self, progress: Progress) -> None:
@@ -111,3 +184,6 @@ class Metrics:
 
     def dead_letter(self, reason: str) -> None:
         self.dead_letters.labels(worker=self.worker, reason=reason).inc()
+
+    def refusal_counted_only(self, reason: str) -> None:
+        self.counted_only.labels(worker=self.worker, reason=reason).inc()

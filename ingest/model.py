@@ -49,10 +49,10 @@ class Rejection:
 # The pipeline's own reason codes (the decoders' are telemetry.decoders.REASONS; docs/WIRE_FORMAT.md
 # lists both). Each is a dead letter's `reason` and a label of gcc_ingest_dead_letters_total.
 PAYLOAD_TOO_LARGE = "payload_too_large"
-RATE_LIMITED = "rate_limited"       # more than its device's rate allows (stages.RateLimiter)
+RATE_LIMITED = "rate_limited"       # more than its device's rate or budget allows (ingest.limits)
 DB_REJECTED = "db_rejected"         # the database refused its rows (SQLSTATE class 22 or 23)
 POISON = "poison"                   # processing it raised an unexpected exception (a bug), N times
-FOREIGN_ID = "foreign_id"           # its alarm/report/task id belongs to another device (store.claim_ids)
+FOREIGN_ID = "foreign_id"           # a clear of an alarm id its sensor never raised, another did (stages)
 _DETAIL_MAX = 500
 
 
@@ -82,3 +82,4 @@ class Outcome:
     inbound: Inbound
     accepted: list[Enriched] = field(default_factory=list)
     rejection: Rejection | None = None
+    counted_only: bool = False     # refused, acknowledged and counted without a dead letter of its own

@@ -59,6 +59,7 @@ class MqttSource:
         self.session_epoch = 0  # bumps on every new connection: older mids must not be acked
         self.redeliveries = 0
         self.received = 0
+        self.reconnects = 0                     # asked for by the worker (an abandoned batch)
         self.qos0_inbox_limit = 4000            # the worker sets its own (WorkerConfig)
         self.on_shed: Callable[[], None] = lambda: None
         self.shed = 0
@@ -80,6 +81,19 @@ class MqttSource:
         props.ReceiveMaximum = self.receive_maximum
         self.client.connect_async(self.host, self.port, keepalive=30, clean_start=False, properties=props)
         self.client.loop_start()
+
+    def reconnect(self) -> None:
+        """Drop the connection and connect again to the same persistent session: the broker then
+        delivers every message it holds unacknowledged for us again (marked DUP). Messages of the
+        old connection still in the inbox can no longer be acknowledged (see ack_one): they come
+        again, and the store skips what it has."""
+        with self._lock:
+            self.session_epoch += 1
+            self.connected.clear()
+        self.client.disconnect()
+        self.client.loop_stop()
+        self.reconnects += 1
+        self.start()
 
     def stop(self, end_session: bool = False) -> None:
         """Disconnect. end_session=True also discards the broker-side session (MQTT v5: session

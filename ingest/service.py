@@ -47,5 +47,6 @@ def build_worker(settings, index: int, http_port: int | None = None,
                     WorkerConfig.from_settings(settings))
     port = http_port if http_port is not None else settings.ingest_http_port + index - 1
     internal = metrics_port if metrics_port is not None else settings.ingest_metrics_port + index - 1
-    http = IngestHTTP(worker, settings.ingest_http_host, port, settings.broker_credentials_file, internal)
+    http = IngestHTTP(worker, settings.ingest_http_host, port, settings.broker_credentials_file, internal,
+                      trusted_proxies=settings.ingest_http_trusted_proxies)
     return worker, http

@@ -11,18 +11,24 @@ after, per batch (worker.py).
 A stage that raises (a bug, not bad input) is contained: that message alone becomes a dead letter
 with the reason `poison` (the exception's type, place and message); the rest of the batch goes on.
 `check_rate` is the one stage with state: the worker's `RateLimiter`, a token bucket per sending
-device, fed with each message's own reception time (no clock of its own).
+device, and its `Budgets`, tighter buckets per device for incident reports and alarms (ingest.limits),
+fed with each message's own reception time (no clock of their own).
+
+After them, per batch: `refuse_forged_clears`, the one check that looks across devices (an alarm
+`cleared` by a sensor that never raised that id, while another sensor did), told by the worker what
+the database knows.
 """
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
 from ingest.kinds import kind_of
+from ingest.limits import Budgets, RateLimiter, RefusalDigest
 from ingest.model import FOREIGN_ID, PAYLOAD_TOO_LARGE, RATE_LIMITED, Enriched, Inbound, Outcome, Rejection, poison
 from telemetry.city import City
 from telemetry.decoders import DecodeError, decode, owntracks
 from telemetry.gridindex import GridIndex
-from telemetry.messages import Message, TerminalStatus
+from telemetry.messages import DeviceAlarm, GatewayStatus, Message, TerminalStatus
 from telemetry.topics import OWNTRACKS_PREFIX, PREFIX
 
 MAX_PAYLOAD_BYTES = 64 * 1024
@@ -39,44 +45,6 @@ class Registry:
         self.members = city.member_by_terminal
         self.sensors = city.sensor_by_id
         self.gateways = city.gateway_by_id
-
-
-class RateLimiter:
-    """A token bucket per sending device: `rate_per_s` messages a second on average, bursts of up
-    to `burst`. Pure: no clock of its own (`allow` is told the time), no I/O. Devices whose bucket
-    has filled up again are forgotten now and then, so memory follows the devices that are busy."""
-
-    PRUNE_EVERY_S = 60.0
-
-    def __init__(self, rate_per_s: float, burst: float) -> None:
-        if rate_per_s <= 0 or burst < 1:
-            raise ValueError(f"a rate limit needs rate_per_s > 0 and burst >= 1, got {rate_per_s}, {burst}")
-        self.rate_per_s, self.burst = rate_per_s, burst
-        self._buckets: dict[str, tuple[float, float]] = {}   # device -> (tokens, at)
-        self._pruned_at: float | None = None
-
-    def allow(self, device: str, now: float) -> bool:
-        """Take one token from the device's bucket at time `now` (seconds); False when it is empty.
-        A clock that went back refills nothing."""
-        tokens, at = self._buckets.get(device, (self.burst, now))
-        tokens = min(self.burst, tokens + max(0.0, now - at) * self.rate_per_s)
-        allowed = tokens >= 1
-        self._buckets[device] = (tokens - 1 if allowed else tokens, max(at, now))
-        self._prune(now)
-        return allowed
-
-    def _prune(self, now: float) -> None:
-        if self._pruned_at is None:
-            self._pruned_at = now
-        if now - self._pruned_at < self.PRUNE_EVERY_S:
-            return
-        self._pruned_at = now
-        full = [d for d, (tokens, at) in self._buckets.items() if tokens + (now - at) * self.rate_per_s >= self.burst]
-        for device in full:
-            del self._buckets[device]
-
-    def __len__(self) -> int:
-        return len(self._buckets)
 
 
 def sending_device(inbound: Inbound) -> str | None:
@@ -97,13 +65,26 @@ class _Stop(Exception):
         self.rejection = rejection
 
 
-def check_rate(inbound: Inbound, limiter: RateLimiter | None) -> None:
-    if limiter is None:
-        return
+def topic_leaf(inbound: Inbound) -> tuple[str, str] | None:
+    """(sender kind, leaf) of one of our uplink topics, e.g. ("terminal", "incident"); else None."""
+    parts = inbound.topic.split("/", 4)
+    if inbound.http_identity is None and len(parts) > 4 and f"{parts[0]}/{parts[1]}" == PREFIX:
+        return parts[2], parts[4]
+    return None
+
+
+def check_rate(inbound: Inbound, limiter: RateLimiter | None, budgets: Budgets | None = None) -> None:
     device = sending_device(inbound)
-    if device is not None and not limiter.allow(device, inbound.received_at.timestamp()):
+    if device is None:
+        return
+    now = inbound.received_at.timestamp()
+    if limiter is not None and not limiter.allow(device, now):
         raise _Stop(Rejection(RATE_LIMITED, f"device {device!r} sends faster than {limiter.rate_per_s:g} "
                                             f"messages/s (bursts of {limiter.burst:g})"))
+    leaf = topic_leaf(inbound)
+    why = budgets.refusal(*leaf, device, now) if budgets is not None and leaf is not None else None
+    if why is not None:
+        raise _Stop(Rejection(RATE_LIMITED, why))
 
 
 def check_size(inbound: Inbound) -> None:
@@ -123,11 +104,11 @@ def decode_inbound(inbound: Inbound) -> list[Message]:
 
 
 def stamp_will(msg: Message, inbound: Inbound) -> Message:
-    """A last will is written when its terminal connects and published by the broker when the
-    connection dies: its own time says when the terminal connected, not when it went offline. So
-    it is timed at receipt (as OwnTracks' lwt is), unless the broker delivers it as a retained
-    message (an old one, on subscribing: then its own time, so a redelivery is not news)."""
-    if isinstance(msg, TerminalStatus) and msg.will and not inbound.retain:
+    """A last will is written when its terminal or gateway connects and published by the broker
+    when the connection dies: its own time says when the device connected, not when it went
+    offline. So it is timed at receipt (as OwnTracks' lwt is), unless the broker delivers it as a
+    retained message (an old one, on subscribing: then its own time, so a redelivery is not news)."""
+    if isinstance(msg, (TerminalStatus, GatewayStatus)) and msg.will and not inbound.retain:
         return msg.model_copy(update={"time": inbound.received_at})
     return msg
 
@@ -155,12 +136,13 @@ def check_device(msg: Message, reg: Registry) -> None:
         raise _Stop(Rejection("unknown_device", f"gateway {msg.gateway_id!r} is not registered"))
 
 
-def validate(inbound: Inbound, reg: Registry, limiter: RateLimiter | None = None) -> tuple[Outcome, list[Message]]:
+def validate(inbound: Inbound, reg: Registry, limiter: RateLimiter | None = None,
+             budgets: Budgets | None = None) -> tuple[Outcome, list[Message]]:
     """The VALIDATION stages for one message: the messages to enrich, or a rejection. One bad
     record refuses the whole message, as it was sent."""
     outcome = Outcome(inbound)
     try:
-        check_rate(inbound, limiter)
+        check_rate(inbound, limiter, budgets)
         check_size(inbound)
         messages = decode_inbound(inbound)
         for msg in messages:
@@ -242,41 +224,63 @@ def _locate_all(validated: list[tuple[Outcome, list[Message]]], reg: Registry) -
         return [[_UNSET] * len(messages) for _, messages in validated]
 
 
-def process_batch(inbounds: list[Inbound], reg: Registry, limiter: RateLimiter | None = None) -> list[Outcome]:
+def process_batch(inbounds: list[Inbound], reg: Registry, limiter: RateLimiter | None = None,
+                  budgets: Budgets | None = None) -> list[Outcome]:
     """The same chain for a batch, with one vectorised point → grid lookup for all positions.
-    The rate limiter sees the messages in the order they arrived."""
-    validated = [validate(inbound, reg, limiter) for inbound in inbounds]
+    The rate limits see the messages in the order they arrived."""
+    validated = [validate(inbound, reg, limiter, budgets) for inbound in inbounds]
     return [_finish(outcome, messages, reg, grids)
             for (outcome, messages), grids in zip(validated, _locate_all(validated, reg), strict=True)]
 
 
-# --- ids belong to their sender: the claim is the database's (store.claim_ids); these are pure ----
-_ID_OWNER_WORD = {"alarm": "sensor", "report": "terminal", "task": "terminal"}
+# --- forged clears: the one check across devices (the worker asks the database, Store.raised_by) ----
+def clears(outcomes: list[Outcome]) -> set[str]:
+    """The alarm ids of the batch's accepted `cleared` alarms: those the database is asked about."""
+    return {e.message.alarm_id for o in outcomes for e in o.accepted
+            if isinstance(e.message, DeviceAlarm) and e.message.state == "cleared"}
 
 
-def id_claims(outcomes: list[Outcome]) -> list[tuple[int, tuple[str, str, str]]]:
-    """(index of the outcome, (kind, id, device)) for every accepted message whose id must belong
-    to its sender."""
-    claims = []
-    for index, outcome in enumerate(outcomes):
-        for enriched in outcome.accepted:
-            owned = kind_of(enriched.message).owned_id
-            if owned is not None:
-                claims.append((index, owned(enriched.message)))
-    return claims
-
-
-def refuse_foreign_ids(outcomes: list[Outcome], claims: list[tuple[int, tuple[str, str, str]]],
-                       owners: dict[tuple[str, str], str]) -> int:
-    """Refuse each message whose id another device owns (foreign_id, naming both); returns how many."""
+def refuse_forged_clears(outcomes: list[Outcome], raised_by: dict[str, set[str]]) -> int:
+    """Refuse (foreign_id, naming both sensors) each `cleared` alarm whose own sensor never raised
+    that alarm id, neither before (`raised_by`: alarm id -> the sensors with a stored raise) nor
+    earlier in this batch, while another sensor has raised it: a gateway clearing another
+    building's alarm. Nothing else is refused for an id another device uses too (identity is
+    (device, id) everywhere, so that could hide nothing). Returns how many were refused."""
+    raised_here: dict[str, set[str]] = {}
     refused = 0
-    for index, (kind, id_, device) in claims:
-        owner = owners.get((kind, id_), device)
-        outcome = outcomes[index]
-        if owner != device and outcome.rejection is None:
-            word = _ID_OWNER_WORD[kind]
-            outcome.accepted.clear()
-            outcome.rejection = Rejection(FOREIGN_ID, f"{kind} id {id_!r} belongs to {word} {owner!r}, "
-                                                      f"not to {word} {device!r} that sent it")
-            refused += 1
+    for outcome in outcomes:
+        for enriched in list(outcome.accepted):
+            alarm = enriched.message
+            if not isinstance(alarm, DeviceAlarm):
+                continue
+            raisers = raised_by.get(alarm.alarm_id, set()) | raised_here.get(alarm.alarm_id, set())
+            if alarm.state == "raised":
+                raised_here.setdefault(alarm.alarm_id, set()).add(alarm.sensor_id)
+            elif raisers and alarm.sensor_id not in raisers:
+                others = ", ".join(repr(s) for s in sorted(raisers))
+                outcome.accepted.clear()
+                outcome.rejection = Rejection(FOREIGN_ID, f"alarm {alarm.alarm_id!r} cleared by sensor "
+                                                          f"{alarm.sensor_id!r}, which never raised it; it was "
+                                                          f"raised by sensor {others}")
+                refused += 1
+                break
     return refused
+
+
+def digest_refusals(outcomes: list[Outcome], digest: RefusalDigest) -> int:
+    """Per device, only the first `rate_limited` refusal of a window becomes a dead letter (with
+    the count of the previous window's others in its detail); the rest are acknowledged and only
+    counted (`counted_only`). Returns how many were counted only."""
+    quiet = 0
+    for outcome in outcomes:
+        rejection = outcome.rejection
+        if rejection is None or rejection.reason != RATE_LIMITED:
+            continue
+        device = sending_device(outcome.inbound) or outcome.inbound.topic
+        admitted = digest.admit(device, rejection, outcome.inbound.received_at.timestamp())
+        if admitted is None:
+            outcome.counted_only = True
+            quiet += 1
+        else:
+            outcome.rejection = admitted
+    return quiet

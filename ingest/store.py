@@ -10,7 +10,8 @@ down to the offending messages, which become dead letters with the server's reas
 bisects: see worker.py).
 
 A dead letter keeps at most the first DEAD_LETTER_PAYLOAD_MAX bytes of its payload, with the whole
-payload's size and SHA-256.
+payload's size and SHA-256, and at most DEAD_LETTER_TOPIC_MAX bytes of its topic and
+DEAD_LETTER_DETAIL_MAX characters of its detail (MQTT topics may be 64 KB long).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import hashlib
 import io
 import logging
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -31,6 +33,8 @@ log = logging.getLogger(__name__)
 
 DEAD_LETTER_COLUMNS = ("time", "topic", "payload", "payload_size", "payload_sha256", "reason", "detail", "worker")
 DEAD_LETTER_PAYLOAD_MAX = 8 * 1024
+DEAD_LETTER_TOPIC_MAX = 512          # bytes of UTF-8
+DEAD_LETTER_DETAIL_MAX = 1024        # characters
 
 # SQLSTATE classes that say "this data is refused" (22 data exception, 23 integrity violation).
 # Anything else (connection, shutdown, resources, locks, permissions, a missing table after a
@@ -53,12 +57,27 @@ def _printable(text: str) -> str:
     return text.replace("\x00", "\\x00")
 
 
+def _capped_topic(topic: str) -> str:
+    """At most DEAD_LETTER_TOPIC_MAX bytes of UTF-8, cut at a character boundary."""
+    raw = topic.encode()
+    if len(raw) <= DEAD_LETTER_TOPIC_MAX:
+        return topic
+    return raw[:DEAD_LETTER_TOPIC_MAX - 3].decode(errors="ignore") + "..."
+
+
+def _capped_detail(detail: str) -> str:
+    if len(detail) <= DEAD_LETTER_DETAIL_MAX:
+        return detail
+    return detail[:DEAD_LETTER_DETAIL_MAX - 3] + "..."
+
+
 def dead_letter_row(inbound: Inbound, rejection: Rejection, worker: str) -> tuple:
     """The first DEAD_LETTER_PAYLOAD_MAX bytes of the payload, its full size and the SHA-256 of all
-    of it, and why it was refused."""
+    of it, and why it was refused; topic and detail capped too (see the module)."""
     payload = inbound.payload
-    return (inbound.received_at, _printable(inbound.topic), payload[:DEAD_LETTER_PAYLOAD_MAX], len(payload),
-            hashlib.sha256(payload).digest(), rejection.reason, _printable(rejection.detail), worker)
+    return (inbound.received_at, _printable(_capped_topic(inbound.topic)), payload[:DEAD_LETTER_PAYLOAD_MAX],
+            len(payload), hashlib.sha256(payload).digest(), rejection.reason,
+            _printable(_capped_detail(rejection.detail)), worker)
 
 
 def _csv_field(value) -> str:
@@ -150,32 +169,32 @@ class Store:
                 self._copy(cur, "dead_letters", DEAD_LETTER_COLUMNS, batch.dead_letters)
         return WriteResult(inserted, duplicates)
 
-    def claim_ids(self, claims: list[tuple[str, str, str]]) -> dict[tuple[str, str], str]:
-        """Claim each (kind, id) for its device unless a device has it already, in one transaction
-        of its own; returns the owner of every claimed id. Raises TemporaryStoreError like write.
-        (A crash after the claim and before the batch's commit leaves a claim its own device will
-        match when the message comes again.)"""
-        if not claims:
+    def raised_by(self, alarm_ids: list[str]) -> dict[str, set[str]]:
+        """The sensors that have a stored `raised` row for each of these alarm ids (index
+        device_alarms_alarm_id), for the forged-clear check. Raises TemporaryStoreError like write."""
+        if not alarm_ids:
             return {}
-        kinds, ids, devices = (list(column) for column in zip(*claims, strict=True))
-        try:
+        with self._sorted_errors():
             conn = self._connect()
             with conn, conn.cursor() as cur:
-                cur.execute("insert into message_ids (kind, id, device) select * from unnest(%s::text[], %s::text[], "
-                            "%s::text[]) on conflict do nothing", (kinds, ids, devices))
-                cur.execute("select m.kind, m.id, m.device from message_ids m join unnest(%s::text[], %s::text[]) "
-                            "as c(kind, id) on m.kind = c.kind and m.id = c.id", (kinds, ids))
-                return {(kind, id_): device for kind, id_, device in cur.fetchall()}
-        except psycopg2.Error as exc:
-            if is_temporary(exc):
-                self._reset()
-                raise TemporaryStoreError(str(exc).strip()) from exc
-            raise
+                cur.execute("select distinct alarm_id, sensor_id from device_alarms "
+                            "where alarm_id = any(%s) and state = 'raised'", (list(alarm_ids),))
+                raised: dict[str, set[str]] = {}
+                for alarm_id, sensor_id in cur.fetchall():
+                    raised.setdefault(alarm_id, set()).add(sensor_id)
+                return raised
 
     def write(self, batch: Batch) -> WriteResult:
         """Commit the batch, or raise TemporaryStoreError (nothing committed)."""
-        try:
+        with self._sorted_errors():
             return self._write_once(batch)
+
+    @contextmanager
+    def _sorted_errors(self):
+        """A temporary database error becomes TemporaryStoreError (and a fresh connection next
+        time); a permanent one is raised as it is."""
+        try:
+            yield
         except psycopg2.Error as exc:
             if is_temporary(exc):
                 self._reset()

@@ -5,19 +5,24 @@ The chain, in order (one visible list; the pure per-message stages are in stages
     collect       a batch of deliveries, by size or time (QoS 0 is shed at a full inbox: mqtt_source)
     process       check_rate → check_size → decode → check_time → check_device → enrich
                   (stages.process_batch; a stage that raises costs only its message: `poison`)
-    claim ids     an alarm/report/task id belongs to its first sender; others' are `foreign_id`
+    digest        per device, one `rate_limited` dead letter a window; later ones only counted
+    check clears  an alarm `cleared` by a sensor that never raised that id, while another sensor
+                  did, is `foreign_id` (the database is asked; identity is (device, id) elsewhere)
     rows          each accepted message's rows, each refused message's dead letter
     store         one transaction; temporary errors: retry, keep unacknowledged; a batch the
                   database refuses, or whose storing raises, is bisected (see _store)
-    live state    Redis, only what changed (live.LiveState)
+    live state    Redis, only what changed (live_updates.LiveUpdates → live.LiveState)
     live bus      one entry per batch on the Redis stream (telemetry.live)
     settle        acknowledge to the broker / answer the waiting HTTP posts
 
 A failing live-state or bus update is contained (logged, counted): the data is already committed.
 The bus numbering then skips a number, so the screens see a gap and resynchronise from the stored
-state (see _live). An unexpected exception anywhere is contained, counted
+state (see ingest.live_updates). An unexpected exception anywhere is contained, counted
 (gcc_ingest_exceptions_total) and costs at most the one message that causes it, as a `poison`
-dead letter: the worker keeps going. `health()` says whether it is doing its job (/healthz).
+dead letter: the worker keeps going. An exception that escapes all of that abandons its batch
+unacknowledged: the worker reconnects to the broker, which then delivers the batch again (and the
+crash-loop protection, ingest.redeliveries, takes over). `health()` says whether it is doing its
+job (/healthz).
 """
 from __future__ import annotations
 
@@ -28,15 +33,16 @@ import time
 from dataclasses import dataclass
 
 import psycopg2
-import redis
 
 from config.settings import Settings
+from ingest.limits import Budgets, RateLimiter, RefusalDigest
 from ingest.live import LiveState
-from ingest.metrics import Metrics, Progress, assess
+from ingest.live_updates import LiveUpdates
+from ingest.metrics import Health, Metrics, Progress, assess
 from ingest.model import DB_REJECTED, POISON, Delivery, Outcome, Rejection, poison
 from ingest.mqtt_source import MqttSource
 from ingest.redeliveries import Redeliveries
-from ingest.stages import RateLimiter, Registry, id_claims, process_batch, refuse_foreign_ids
+from ingest.stages import Registry, clears, digest_refusals, process_batch, refuse_forged_clears
 from ingest.store import Batch, Store, TemporaryStoreError, bisect_failures, dead_letter_row, row_for
 from telemetry import live
 
@@ -59,12 +65,22 @@ class WorkerConfig:
     device_burst: int = _default("ingest_device_burst")
     qos0_inbox_limit: int = _default("ingest_qos0_inbox_limit")
     poison_attempts: int = 3   # N: tries alone (store, live) or processings begun (redeliveries) before `poison`
+    report_rate_per_min: float = _default("ingest_report_rate_per_min")   # per terminal; 0: no budget
+    report_burst: int = _default("ingest_report_burst")
+    alarm_rate_per_min: float = _default("ingest_alarm_rate_per_min")     # per gateway; 0: no budget
+    alarm_burst: int = _default("ingest_alarm_burst")
+    refusal_window_s: float = _default("ingest_refusal_window_s")
+    live_unhealthy_after_s: float = _default("ingest_live_unhealthy_after_s")
 
     @classmethod
     def from_settings(cls, settings) -> WorkerConfig:
         return cls(batch_size=settings.ingest_batch_size, flush_interval_s=settings.ingest_flush_interval_s,
                    stall_after_s=settings.ingest_stall_after_s, device_rate_per_s=settings.ingest_device_rate_per_s,
-                   device_burst=settings.ingest_device_burst, qos0_inbox_limit=settings.ingest_qos0_inbox_limit)
+                   device_burst=settings.ingest_device_burst, qos0_inbox_limit=settings.ingest_qos0_inbox_limit,
+                   report_rate_per_min=settings.ingest_report_rate_per_min, report_burst=settings.ingest_report_burst,
+                   alarm_rate_per_min=settings.ingest_alarm_rate_per_min, alarm_burst=settings.ingest_alarm_burst,
+                   refusal_window_s=settings.ingest_refusal_window_s,
+                   live_unhealthy_after_s=settings.ingest_live_unhealthy_after_s)
 
 
 class _Stopping(Exception):
@@ -94,13 +110,16 @@ class Worker:
         self.store = store
         self.live = live_state
         self.registry = registry
-        self.bus = live.BusWriter(live_state.r, name)
         self.config = config or WorkerConfig()
         self.metrics = Metrics(name)
         self.stop_event = threading.Event()
-        self._last_sweep = 0.0
         cfg = self.config
+        self.live_updates = LiveUpdates(name, live_state, self.metrics, self.stop_event, cfg.poison_attempts,
+                                        self._home_grid_of)
+        self.bus = self.live_updates.bus
         self.limiter = RateLimiter(cfg.device_rate_per_s, cfg.device_burst) if cfg.device_rate_per_s > 0 else None
+        self.budgets = Budgets.of(cfg.report_rate_per_min, cfg.report_burst, cfg.alarm_rate_per_min, cfg.alarm_burst)
+        self.refusals = RefusalDigest(cfg.refusal_window_s)
         self.progress = Progress()
         self.metrics.track(self.progress)
         self.redeliveries = Redeliveries(cfg.poison_attempts)
@@ -151,9 +170,10 @@ class Worker:
     def _process(self, deliveries: list[Delivery], doomed: dict[int, Rejection]) -> list[Outcome]:
         """The pure stages for the deliveries not doomed; the doomed ones keep their rejection."""
         rest = [d.inbound for i, d in enumerate(deliveries) if i not in doomed]
-        processed = iter(process_batch(rest, self.registry, self.limiter))
+        processed = iter(process_batch(rest, self.registry, self.limiter, self.budgets))
         outcomes = [Outcome(d.inbound, rejection=doomed[i]) if i in doomed else next(processed)
                     for i, d in enumerate(deliveries)]
+        digest_refusals(outcomes, self.refusals)
         self.metrics.exceptions.labels(worker=self.name, part="stage").inc(
             sum(o.rejection is not None and o.rejection.reason == POISON for o in outcomes) - len(doomed))
         return outcomes
@@ -162,7 +182,7 @@ class Worker:
         if not deliveries:
             return
         outcomes = self._process(deliveries, doomed)
-        if not self._claim_ids(outcomes):
+        if not self._check_clears(outcomes):
             return  # stopping: unacked
         if not self._store(self._rows(outcomes), outcomes):
             return  # stopping with the batch unwritten: unacked, the broker delivers it again
@@ -172,30 +192,44 @@ class Worker:
         self.metrics.acked.inc(settled)
         self.metrics.batch_size.observe(len(deliveries))
 
-    def _claim_ids(self, outcomes: list[Outcome]) -> bool:
-        """Alarm, report and task ids belong to the device that first used them: claim them (the
-        database decides, for every worker alike) and refuse the messages of other devices.
-        False when asked to stop while the database was away."""
-        claims = id_claims(outcomes)
-        if not claims:
+    def _check_clears(self, outcomes: list[Outcome]) -> bool:
+        """Refuse forged clears (stages.refuse_forged_clears), asking the database which sensors
+        raised the cleared ids. False when asked to stop while the database was away. Should the
+        check itself fail otherwise, the clears pass: it guards nobody's data (an alarm is its
+        sensor's everywhere), it only names the forger."""
+        alarm_ids = clears(outcomes)
+        if not alarm_ids:
             return True
+        try:
+            raised = self._retrying(lambda: self.store.raised_by(sorted(alarm_ids)), "the check of alarm clears")
+        except _Stopping:
+            return False
+        except Exception:
+            self.metrics.exception("clears")
+            log.exception("could not check %d alarm clears; letting them pass", len(alarm_ids))
+            return True
+        refuse_forged_clears(outcomes, raised)
+        return True
+
+    def _retrying(self, call, what: str):
+        """call(), with temporary database errors retried with backoff; _Stopping when asked to
+        stop meanwhile. Anything else is raised to the caller."""
         delay = 0.2
         while True:
             try:
-                owners = self.store.claim_ids([claim for _, claim in claims])
-                break
+                return call()
             except TemporaryStoreError as exc:
                 self.metrics.db_retries.inc()
-                log.warning("database unavailable (%s); retrying the id claims in %.1f s", exc, delay)
+                log.warning("database unavailable (%s); retrying %s in %.1f s", exc, what, delay)
                 if self.stop_event.wait(delay):
-                    return False
+                    raise _Stopping from None
                 delay = min(delay * 2, self.config.retry_max_s)
-        refuse_foreign_ids(outcomes, claims, owners)
-        return True
 
     def _count_dead_letters(self, outcomes: list[Outcome]) -> None:
         for outcome in outcomes:
-            if outcome.rejection is not None:
+            if outcome.rejection is not None and outcome.counted_only:
+                self.metrics.refusal_counted_only(outcome.rejection.reason)
+            elif outcome.rejection is not None:
                 self.metrics.dead_letter(outcome.rejection.reason)
                 if outcome.rejection.reason == POISON:
                     log.error("poison message on %s dead-lettered: %s", outcome.inbound.topic, outcome.rejection.detail)
@@ -209,47 +243,36 @@ class Worker:
                 self.metrics.exception("rows")
                 _refuse(outcome, poison(exc, "rows"))
             if outcome.rejection is not None:
-                batch.dead_letters.append(dead_letter_row(outcome.inbound, outcome.rejection, self.name))
+                if not outcome.counted_only:
+                    batch.dead_letters.append(dead_letter_row(outcome.inbound, outcome.rejection, self.name))
                 continue
             for table, row in rows:
                 batch.add(table, row, index)
         return batch
 
-    def _write_with_retry(self, batch: Batch):
-        """Commit, retrying temporary errors with backoff. None when asked to stop meanwhile;
-        a permanent psycopg2.Error (or any other exception) is raised to the caller."""
-        delay = 0.2
-        while True:
-            started = time.monotonic()
-            try:
-                result = self.store.write(batch)
-            except TemporaryStoreError as exc:
-                self.metrics.db_retries.inc()
-                log.warning("database unavailable (%s); retrying the batch in %.1f s", exc, delay)
-                if self.stop_event.wait(delay):
-                    return None
-                delay = min(delay * 2, self.config.retry_max_s)
-                continue
-            self.metrics.commit_seconds.observe(time.monotonic() - started)
-            self.metrics.commits.inc()
-            self.progress.committed()
-            for table, count in result.inserted.items():
-                self.metrics.stored_rows(table, count)
-            self.metrics.duplicates.inc(result.duplicates)
-            return result
+    def _write_timed(self, batch: Batch):
+        started = time.monotonic()
+        result = self.store.write(batch)
+        self.metrics.commit_seconds.observe(time.monotonic() - started)
+        self.metrics.commits.inc()
+        self.progress.committed()
+        for table, count in result.inserted.items():
+            self.metrics.stored_rows(table, count)
+        self.metrics.duplicates.inc(result.duplicates)
+        return result
 
     def _attempt(self, batch: Batch) -> BaseException | None:
         """Commit `batch` (temporary errors retried): None when committed, else why not: the
         database's refusal (a psycopg2.Error) or what storing raised. Raises _Stopping."""
         try:
-            result = self._write_with_retry(batch)
+            self._retrying(lambda: self._write_timed(batch), "the batch")
+        except _Stopping:
+            raise
         except psycopg2.Error as exc:
             return exc
         except Exception as exc:  # a bug in storing: contained; the caller narrows it down
             self.metrics.exception("store")
             return exc
-        if result is None:
-            raise _Stopping
         return None
 
     def _tries_alone(self, failure: BaseException) -> int:
@@ -292,102 +315,35 @@ class Worker:
         return failure is None
 
     def _live(self, outcomes: list[Outcome]) -> None:
-        """Live state and its bus entry for a committed batch. When the update raises (a bug, not
-        Redis being away), the batch is bisected like a refused store: the parts that work are
-        applied, and a message that makes it raise poison_attempts times alone is dead-lettered
-        as `poison` (it stays stored and acknowledged)."""
-        origins = [i for i, o in enumerate(outcomes) if o.accepted]
-        if not origins:
-            return
-
-        def attempt(part: list[int]) -> BaseException | None:
-            return self._live_attempt([e for i in part for e in outcomes[i].accepted])
-
-        failure = attempt(origins)
-        if failure is None:
-            return
-        log.error("live update raised (data is stored); narrowing it down", exc_info=failure)
-        failed = bisect_failures(origins, failure, attempt, lambda _: self.config.poison_attempts)
+        """The live state and bus (live_updates.LiveUpdates); a message that makes the update
+        raise (a bug) is dead-lettered as `poison` (it stays stored and acknowledged)."""
         rows = []
-        for origin, exc in failed:
+        for origin, exc in self.live_updates.apply(outcomes):
             rejection = poison(exc, "live update (the message is stored)")
             self.metrics.dead_letter(POISON)
             log.error("poison message on %s dead-lettered: %s", outcomes[origin].inbound.topic, rejection.detail)
             rows.append(dead_letter_row(outcomes[origin].inbound, rejection, self.name))
         self._write_dead_letters(rows)
 
-    def _live_attempt(self, accepted: list, attempts: int = 3) -> BaseException | None:
-        """One live update. A failure can leave the live state half-updated, and a retry then sees
-        those changes as old news: so every failure uses up a bus number, and readers that see the
-        gap resynchronise from Redis and the database. Redis being briefly away is retried (the
-        scripts are idempotent); after that the batch is acknowledged anyway, and counted (None).
-        An exception of any other kind is returned, for the caller to narrow down."""
-        for attempt in range(attempts):
-            try:
-                self._live_once(accepted)
-                return None
-            except (redis.RedisError, OSError) as exc:
-                self._live_failed()
-                log.warning("live update failed (data is stored; attempt %d of %d): %s", attempt + 1, attempts, exc)
-                if self.stop_event.wait(0.2 * (attempt + 1)):
-                    return None
-            except Exception as exc:  # a bug here must not stop ingestion: contained, counted, narrowed
-                self._live_failed()
-                self.metrics.exception("live")
-                return exc
-        return None
-
-    def _live_failed(self) -> None:
-        self.metrics.live_errors.inc()
-        self.bus.skip()
-
-    def _live_once(self, accepted: list) -> None:
-        self._publish(self.live.apply(accepted))
-
-    def _publish(self, changes: list[live.Change]) -> None:
-        """One bus entry for the batch's changes (none when nothing changed)."""
-        if changes:
-            self.bus.publish(changes)
-            self.metrics.events.inc()
-
     def _home_grid_of(self, terminal_id: str) -> str | None:
         member = self.registry.members.get(terminal_id)
         return member.grid_code if member else None
-
-    def _sweep_when_due(self) -> None:
-        """Every sweep_every_s one worker (a Redis lock decides which) marks silent terminals
-        silent and tells the screens of each member's own grid."""
-        now = time.monotonic()
-        if now - self._last_sweep < self.config.sweep_every_s:
-            return
-        self._last_sweep = now
-        try:
-            if not self.live.r.set(live.Keys.SWEEP_LOCK, self.name, nx=True, ex=int(self.config.sweep_every_s)):
-                return
-            self._publish(self.live.sweep_silent(self._home_grid_of))
-        except (redis.RedisError, OSError) as exc:
-            self._live_failed()   # it may have marked terminals silent that no screen heard of
-            log.warning("silence sweep failed (next one in %.0f s): %s", self.config.sweep_every_s, exc)
-
-    def _ensure_live_schema(self) -> None:
-        try:
-            self.live.ensure_schema()
-        except (redis.RedisError, OSError) as exc:  # Redis away: the data path does not wait for it
-            self.metrics.live_errors.inc()
-            log.warning("could not check the live state's layout (%s); going on", exc)
 
     # --- health ---------------------------------------------------------------------------------
     def health(self) -> tuple[bool, dict]:
         """Whether this worker is doing its job, for /healthz: (ok, a JSON-ready detail that says
         why not under "reason"); see metrics.assess."""
-        pending = self.source.inbox.qsize() + self.in_hand
-        return assess(broker_up=self.source.connected.is_set(), pending=pending,
-                      stalled_for=self.progress.stalled_for(pending), since_commit=self.progress.since_commit(),
-                      stall_after_s=self.config.stall_after_s, loop_ended=self.loop_ended)
+        pending, cfg = self.source.inbox.qsize() + self.in_hand, self.config
+        return assess(Health(
+            broker_up=self.source.connected.is_set(), pending=pending, stalled_for=self.progress.stalled_for(pending),
+            since_commit=self.progress.since_commit(), stall_after_s=cfg.stall_after_s, loop_ended=self.loop_ended,
+            live_failing_for=self.live_updates.health.failing_for(),
+            live_out_of_memory=self.live_updates.health.out_of_memory,
+            live_unhealthy_after_s=cfg.live_unhealthy_after_s, abandoned=self.progress.abandoned_since_commit))
 
     # --- running --------------------------------------------------------------------------------
     def run(self, end_session: bool = False) -> None:
-        self._ensure_live_schema()
+        self.live_updates.ensure_schema()
         self.source.start()
         try:
             while not self.stop_event.is_set():
@@ -399,16 +355,33 @@ class Worker:
 
     def _step(self) -> None:
         """One turn of the loop. An exception that escapes the chain (a bug outside the contained
-        parts) is logged and counted, and the loop goes on; its batch stays unacknowledged (the
-        broker delivers it again after a reconnect)."""
+        parts) is logged and counted, and the loop goes on; a batch it interrupted is abandoned
+        (see _abandon)."""
+        items: list[Delivery] = []
         try:
             items = self._collect()
             if items:
                 self.handle(items)
             else:
                 self.progress.idle()
-            self._sweep_when_due()
+            items = []
+            self.live_updates.sweep_when_due(self.config.sweep_every_s)
         except Exception:
             self.metrics.exception("loop")
             log.exception("unexpected error in the worker loop; going on")
+            if items:
+                self._abandon(len(items))
             self.stop_event.wait(1.0)
+
+    def _abandon(self, count: int) -> None:
+        """A batch left unacknowledged: the broker delivers unacknowledged messages again only on a
+        new connection (and until then they fill the in-flight window), so reconnect (the same
+        persistent session). Counted, and seen by health() until the next commit."""
+        self.metrics.abandoned.inc()
+        self.progress.abandoned()
+        log.error("abandoned a batch of %d messages unacknowledged; reconnecting so that the broker delivers "
+                  "them again", count)
+        try:
+            self.source.reconnect()
+        except Exception:  # the client's own reconnect loop goes on trying
+            log.exception("reconnecting to the broker failed")

@@ -164,6 +164,10 @@ class GatewaySim:
         self.alarm_seq = 0
         self.connection = None  # set by the simulator that owns this gateway
 
+    def will(self, now: datetime) -> payloads.Publication:
+        """The last will, set at connect: marked as one, so the ingest times it when it arrives."""
+        return payloads.gateway_status(self.gateway.gateway_id, now, "offline", will=True)
+
     def _model(self, sensor: Sensor, building: Building):
         fr = self.cfg.fault_rate
         if sensor.kind is DeviceKind.ELEVATOR:

@@ -49,8 +49,8 @@ def task_ack(terminal_id: str, now: datetime, task_id: str, action: str, note: s
         {"ts": _ts(now), "task_id": task_id, "action": action, "note": note})
 
 
-def gateway_status(gateway_id: str, now: datetime, state: str) -> Publication:
-    return gateway_topic(gateway_id, "status"), _dumps({"ts": _ts(now), "state": state})
+def gateway_status(gateway_id: str, now: datetime, state: str, will: bool | None = None) -> Publication:
+    return gateway_topic(gateway_id, "status"), _dumps({"ts": _ts(now), "state": state, "will": will})
 
 
 def readings_json(gateway_id: str, now: datetime,

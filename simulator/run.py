@@ -72,9 +72,8 @@ class Simulator:
             return
         sim = GatewaySim(gateway, city.building_by_id[gateway.building_id], sensors, self.cfg,
                          random.Random(rng.getrandbits(64)), lambda t, p: sim.connection.publish(t, p))
-        will = payloads.gateway_status(gateway.gateway_id, datetime.now(timezone.utc), "offline")
         conn = DeviceConnection(self.mux, gateway.gateway_id, gateway.gateway_id,
-                                passwords[gateway.gateway_id], will=will,
+                                passwords[gateway.gateway_id], will=sim.will(datetime.now(timezone.utc)),
                                 on_online=lambda c: c.publish(*payloads.gateway_status(
                                     gateway.gateway_id, datetime.now(timezone.utc), "online")))
         sim.connection = conn

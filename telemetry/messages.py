@@ -230,6 +230,7 @@ class GatewayStatus(_Message):
     gateway_id: Id
     time: UtcTime
     state: OnlineState
+    will: bool = False   # the broker published it: the gateway's last will (its time is set at connect)
 
 
 class RegionTransition(_Message):

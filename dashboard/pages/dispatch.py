@@ -70,13 +70,13 @@ def layout(state, scope: Scope, kiosk: bool = False):
 PAGE = Page("/dispatch", Label("Dispatch", "调度"), frozenset({UserRole.DISPATCHER, UserRole.ADMIN}), layout, FEED)
 
 
-@callback(Output("dispatch-result", "children"), Input({"type": "dispatch-ack", "alarm": ALL}, "n_clicks"),
-          prevent_initial_call=True)
+@callback(Output("dispatch-result", "children"),
+          Input({"type": "dispatch-ack", "alarm": ALL, "sensor": ALL}, "n_clicks"), prevent_initial_call=True)
 def acknowledge(clicks):
     """A dispatcher acknowledges an alarm: through the command module, which authorizes and audits."""
     if not ctx.triggered_id or not any(clicks or ()):
         return no_update
-    command = AcknowledgeAlarm(ctx.triggered_id["alarm"])
+    command = AcknowledgeAlarm(ctx.triggered_id["sensor"], ctx.triggered_id["alarm"])
     result = app_state().commands.execute(current_identity(), command, request.remote_addr)
     return (f"✓ {Label('acknowledged', '已确认')}: {result.summary}" if result.ok
             else f"✗ {result.summary}: {result.reason}")

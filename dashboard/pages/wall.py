@@ -6,6 +6,10 @@ reports; each travels with only the fields the wall draws (no report text, photo
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
+import os
+
 import dash_leaflet as dl
 from dash import ClientsideFunction, Input, Output, State, clientside_callback, dcc, html
 from dash_extensions.javascript import Namespace
@@ -21,6 +25,7 @@ from telemetry.catalogue import Label, Severity
 ns = Namespace("gcc", "wall")
 EMPTY = {"type": "FeatureCollection", "features": []}
 HEAT_EVERY_S = 60.0
+_REPORT_KEY_SECRET = os.urandom(16)   # this process's: see report_key
 # Reports the wall holds at most (the snapshot's and the browser's): the most severe, newest first.
 # A day of a big city's reports fits many times over; a flood of them (handsets gone rogue) cannot
 # make snapshots and browsers grow without bound, nor push the severe ones off the wall.
@@ -37,19 +42,31 @@ def wire_status(q, c: live.StatusChange) -> dict:
     return {"terminal_id": c.terminal_id, "state": c.state, "t": c.t, "battery_pct": c.battery_pct, "sos": c.sos}
 
 
+def report_key(c: live.ReportChange) -> str:
+    """What the screens key a report by: it is (terminal, report id), as in the live state, but the
+    wall must not learn the terminal, so the key is a keyed hash of both (its key is this process's:
+    a restarted server's screens resync, and take the new keys with their snapshot)."""
+    member = live.Keys.report_member(c.terminal_id, c.report_id)
+    return hmac.new(_REPORT_KEY_SECRET, member.encode(), hashlib.sha256).hexdigest()[:20]
+
+
 def wire_alarm(q, c: live.AlarmChange) -> dict:
-    return {"alarm_id": c.alarm_id, "alarm_type": c.alarm_type, "severity": c.severity, "state": c.state, "t": c.t,
+    # an alarm is (sensor, alarm id): two sensors may use the same id, neither hides the other
+    return {"key": live.Keys.alarm_field(c.sensor_id, c.alarm_id), "alarm_id": c.alarm_id, "sensor_id": c.sensor_id,
+            "alarm_type": c.alarm_type, "severity": c.severity, "state": c.state, "t": c.t,
             "grid_code": c.grid_code, "lon": c.lon, "lat": c.lat, "where": q.building_name(c.building_id),
             "acknowledged_by": c.acknowledged_by}
 
 
 def wire_alarm_ack(q, c: live.AlarmAckChange) -> dict:
-    return {"alarm_id": c.alarm_id, "t": c.t, "acknowledged_by": c.acknowledged_by}
+    return {"key": live.Keys.alarm_field(c.sensor_id, c.alarm_id), "alarm_id": c.alarm_id, "sensor_id": c.sensor_id,
+            "t": c.t, "acknowledged_by": c.acknowledged_by}
 
 
 def wire_report(q, c: live.ReportChange) -> dict:
-    return {"report_id": c.report_id, "category": c.category, "severity": c.severity, "t": c.t, "lon": c.lon,
-            "lat": c.lat, "grid_code": c.grid_code, "where": c.address or q.org_name(c.grid_code)}
+    return {"key": report_key(c), "report_id": c.report_id, "category": c.category, "severity": c.severity,
+            "t": c.t, "lon": c.lon, "lat": c.lat, "grid_code": c.grid_code,
+            "where": c.address or q.org_name(c.grid_code)}
 
 
 MEMBER_FIELDS = ("terminal_id", "name", "role", "home_grid_code", "grid_code", "lon", "lat", "t", "state", "state_t",

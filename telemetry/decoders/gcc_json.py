@@ -89,7 +89,7 @@ def decode_gateway(gateway_id: str, leaf: str, payload: bytes,
     fixed = {"gateway_id": gateway_id}
     if leaf == topics.ALARM:
         return [_build(DeviceAlarm, _ALARM_FIELDS, obj, fixed, _required_ts(obj))]
-    return [_build(GatewayStatus, frozenset({"state"}), obj, fixed, _required_ts(obj))]
+    return [_build(GatewayStatus, frozenset({"state", "will"}), obj, fixed, _required_ts(obj))]
 
 
 def _readings(gateway_id: str, obj: dict[str, Any], received_at: datetime) -> list[Message]:

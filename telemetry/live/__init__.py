@@ -20,7 +20,10 @@ Redis keys (namespace `gcc:`)
                              (a new one replaces it: e.g. a device restarted, lost its state)
     gcc:gw:<gateway_id>      hash: state t grid_code
     gcc:reports              sorted set <terminal_id>/<report_id> -> time; gcc:report:<that>
-                             `ReportChange` JSON
+                             `ReportChange` JSON without its description and photo reference
+                             (the bus carries them; the database keeps them)
+    gcc:reports:of:<terminal_id>  that terminal's members of gcc:reports in the window, at most
+                             REPORTS_PER_TERMINAL (its oldest leave the live view)
     (every key or field naming an alarm or a report names its device too: an id is its sender's)
     gcc:lock:sweep           which worker runs the silence sweep this round
     gcc:ingest:begun:<sha256 of topic and payload>   how often a redelivered message's processing
@@ -51,6 +54,7 @@ from telemetry.live.keys import (
     ALARM_MEMORY_S,
     NAMESPACE,
     REPORT_WINDOW_S,
+    REPORTS_PER_TERMINAL,
     SCHEMA,
     SILENT_AFTER_S,
     STREAM_FIELD,
@@ -65,6 +69,7 @@ from telemetry.live.keys import (
 )
 from telemetry.live.state import (
     TerminalLive,
+    read_open_alarm,
     read_open_alarms,
     read_recent_reports,
     read_terminals,

@@ -52,10 +52,10 @@ class Envelope:
                     unknown += len(items)
                     continue
                 changes.extend(change_from(kind, item) for item in items)
-        except (KeyError, TypeError, AttributeError) as exc:
+            seq, sent_at = int(data.get("seq") or 0), float(data.get("sent_at") or 0)
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
             raise EnvelopeError(f"malformed envelope: {exc!r}") from None
-        return cls(str(data.get("producer", "")), tuple(changes), str(data.get("boot", "")), int(data.get("seq") or 0),
-                   float(data.get("sent_at") or 0), unknown)
+        return cls(str(data.get("producer", "")), tuple(changes), str(data.get("boot", "")), seq, sent_at, unknown)
 
 
 class BusWriter:

@@ -96,16 +96,20 @@ class AlarmChange(_Change):
 
 @dataclass(frozen=True, slots=True)
 class AlarmAckChange(_Change):
-    """A person at the command center acknowledged an open alarm."""
+    """A person at the command center acknowledged an open alarm: one sensor's (an alarm is
+    (sensor_id, alarm_id); two sensors may use the same alarm id)."""
     KIND = "alarm_ack"
     alarm_id: str
     grid_code: str
     t: float
     acknowledged_by: str
+    sensor_id: str
 
 
 @dataclass(frozen=True, slots=True)
 class ReportChange(_Change):
+    """An incident report. The bus carries its text; the live state keeps it without description
+    and photo reference (ingest.live), so a snapshot's reports have them as None."""
     KIND = "report"
     report_id: str
     terminal_id: str

@@ -2,13 +2,17 @@
 from __future__ import annotations
 
 NAMESPACE = "gcc"
-SCHEMA = 3                   # the key layout (telemetry.live); 3: alarms and reports keyed by their device
+SCHEMA = 4                   # the key layout (telemetry.live); 3: alarms and reports keyed by their device;
+                             # 4: reports bounded per terminal, kept without their text
+
 VERSION = 1                  # the bus envelope's format
 
 SILENT_AFTER_S = 120         # a terminal not heard from for this long is silent
 SWEEP_EVERY_S = 10.0         # how often one worker looks for silent terminals
 ALARM_MEMORY_S = 7 * 86400   # how long an alarm id's order is remembered
 REPORT_WINDOW_S = 86400      # reports stay on the screens for a day
+REPORTS_PER_TERMINAL = 50    # ... at most this many of one terminal: its older ones leave the live view
+                             # (they stay in the database), so no terminal can fill Redis with reports
 STREAM_MAXLEN = 1200         # about a minute of batches at the demo's load (two workers)
 STREAM_FIELD = "envelope"    # the one field of a bus entry
 
@@ -61,10 +65,17 @@ class Keys:
         """The report's member in REPORTS."""
         return f"{terminal_id}/{report_id}"
 
+    REPORT_PREFIX = f"{NAMESPACE}:report:"
+
     @staticmethod
     def report(member: str) -> str:
         """The report's JSON, by its member in REPORTS."""
-        return f"{NAMESPACE}:report:{member}"
+        return Keys.REPORT_PREFIX + member
+
+    @staticmethod
+    def reports_of(terminal_id: str) -> str:
+        """One terminal's reports in the window (members of REPORTS -> time), to bound them."""
+        return f"{NAMESPACE}:reports:of:{terminal_id}"
 
     @staticmethod
     def redelivery_begun(message_digest: str) -> str:

@@ -54,6 +54,12 @@ def read_open_alarms(r) -> list[AlarmChange]:
     return [change_from(AlarmChange.KIND, orjson.loads(raw)) for raw in r.hvals(Keys.OPEN_ALARMS)]
 
 
+def read_open_alarm(r, sensor_id: str, alarm_id: str) -> AlarmChange | None:
+    """One sensor's open alarm, or None when it is not open."""
+    raw = r.hget(Keys.OPEN_ALARMS, Keys.alarm_field(sensor_id, alarm_id))
+    return change_from(AlarmChange.KIND, orjson.loads(raw)) if raw else None
+
+
 def read_recent_reports(r, now: float | None = None) -> list[ReportChange]:
     now = now if now is not None else time.time()
     ids = r.zrangebyscore(Keys.REPORTS, now - REPORT_WINDOW_S, "+inf")

@@ -106,3 +106,14 @@ def mosquitto_pub(port: int, account, topic: str, message: str, tmp_dir) -> None
     subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(port), "-V", "mqttv5", "-q", "1", "-t", topic,
                     "-m", message], check=True, timeout=20,
                    env={**os.environ, "HOME": str(tmp_dir), "XDG_CONFIG_HOME": str(Path(tmp_dir) / ".config")})
+
+
+def device_with_will(port: int, account, topic: str, will: bytes, retain: bool) -> mqtt.Client:
+    """A device's own connection (its account, its client id) that leaves a last will, connected
+    and looping. Close its socket (`client.socket().close()`) to make the broker send the will."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=account.username, protocol=MQTTProtocolVersion.MQTTv5)
+    client.username_pw_set(account.username, account.password)
+    client.will_set(topic, will, qos=1, retain=retain)
+    client.connect("127.0.0.1", port, keepalive=30)
+    client.loop_start()
+    return client

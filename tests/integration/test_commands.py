@@ -26,10 +26,10 @@ def commands(settings, city, redis_client):
     return Commands(city, redis_client, settings.pg_dsn, producer="test-commands")
 
 
-def _open_alarm(settings, city, redis_client) -> tuple[str, object]:
+def _open_alarm(settings, city, redis_client, sensor=None, alarm_id: str | None = None) -> tuple[str, object]:
     """A raised gas alarm, stored and live, as the ingest would leave it."""
-    sensor = next(s for s in city.sensors if s.kind.value == "gas_detector")
-    alarm = DeviceAlarm(alarm_id=f"A-{uuid.uuid4().hex[:8]}", sensor_id=sensor.sensor_id,
+    sensor = sensor or next(s for s in city.sensors if s.kind.value == "gas_detector")
+    alarm = DeviceAlarm(alarm_id=alarm_id or f"A-{uuid.uuid4().hex[:8]}", sensor_id=sensor.sensor_id,
                         time=datetime.now(timezone.utc) - timedelta(seconds=5),
                         alarm_type=AlarmType.GAS_OVER_THRESHOLD, severity=4, state="raised")
     item = Enriched(alarm, sensor.grid_code, building_id=sensor.building_id, place=(sensor.lon, sensor.lat))
@@ -49,13 +49,14 @@ def test_a_command_is_written_audited_and_told_to_the_live_state_and_the_bus(set
     alarm_id, sensor = _open_alarm(settings, city, redis_client)
     bus = live.BusReader(redis_client, block_ms=200)
     bus.start_at_end()
-    result = commands.execute(ANONYMOUS_DEMO, AcknowledgeAlarm(alarm_id, note="crew on the way"), "10.0.0.9")
+    result = commands.execute(ANONYMOUS_DEMO, AcknowledgeAlarm(sensor.sensor_id, alarm_id, note="crew on the way"),
+                              "10.0.0.9")
     assert result.ok, result.reason
     assert count(db, "select count(*) from alarm_acknowledgements where alarm_id = %s and note = %s", alarm_id,
                  "crew on the way") == 1
     with db.cursor() as cur:
         cur.execute("select actor, roles, outcome, scope_code, after->>'by', source_address from audit_log "
-                    "where target = %s", (f"alarm:{alarm_id}",))
+                    "where target = %s", (f"alarm:{sensor.sensor_id}/{alarm_id}",))
         [(actor, roles, outcome, scope_code, by, source)] = cur.fetchall()
     assert (actor, outcome, scope_code, by, source) == ("demo", "done", sensor.grid_code, "demo", "10.0.0.9")
     assert "dispatcher" in roles
@@ -68,26 +69,26 @@ def test_a_command_is_written_audited_and_told_to_the_live_state_and_the_bus(set
 def test_a_refused_command_changes_nothing_and_is_audited_with_the_reason(settings, city, redis_client, commands, db):
     alarm_id, sensor = _open_alarm(settings, city, redis_client)
     viewer = Identity("wall-7", frozenset({UserRole.WALL_VIEWER}), "")
-    result = commands.execute(viewer, AcknowledgeAlarm(alarm_id))
+    result = commands.execute(viewer, AcknowledgeAlarm(sensor.sensor_id, alarm_id))
     assert not result.ok and "roles" in result.reason
     other_street = next(s for s in city.streets if not sensor.grid_code.startswith(s.code))
     elsewhere = Identity("disp-9", frozenset({UserRole.DISPATCHER}), other_street.code)
-    result = commands.execute(elsewhere, AcknowledgeAlarm(alarm_id))
+    result = commands.execute(elsewhere, AcknowledgeAlarm(sensor.sensor_id, alarm_id))
     assert not result.ok and "outside" in result.reason
     assert count(db, "select count(*) from alarm_acknowledgements where alarm_id = %s", alarm_id) == 0
     assert count(db, "select count(*) from audit_log where target = %s and outcome = 'refused'",
-                 f"alarm:{alarm_id}") >= 1
+                 f"alarm:{sensor.sensor_id}/{alarm_id}") >= 1
     # twice: the second is refused (already acknowledged), audited, and writes nothing more
-    assert commands.execute(ANONYMOUS_DEMO, AcknowledgeAlarm(alarm_id)).ok
-    again = commands.execute(ANONYMOUS_DEMO, AcknowledgeAlarm(alarm_id))
+    assert commands.execute(ANONYMOUS_DEMO, AcknowledgeAlarm(sensor.sensor_id, alarm_id)).ok
+    again = commands.execute(ANONYMOUS_DEMO, AcknowledgeAlarm(sensor.sensor_id, alarm_id))
     assert not again.ok and "already acknowledged by demo" in again.reason
     assert count(db, "select count(*) from alarm_acknowledgements where alarm_id = %s", alarm_id) == 1
 
 
 def test_an_alarm_that_is_not_open_cannot_be_acknowledged(commands, db):
-    result = commands.execute(ANONYMOUS_DEMO, AcknowledgeAlarm("A-NEVER-RAISED"))
+    result = commands.execute(ANONYMOUS_DEMO, AcknowledgeAlarm("S-NONE", "A-NEVER-RAISED"))
     assert not result.ok and "does not exist" in result.reason
-    assert count(db, "select count(*) from audit_log where target = 'alarm:A-NEVER-RAISED' "
+    assert count(db, "select count(*) from audit_log where target = 'alarm:S-NONE/A-NEVER-RAISED' "
                      "and outcome = 'refused'") >= 1
 
 
@@ -110,11 +111,11 @@ def test_the_screens_read_who_acknowledged_an_alarm_from_the_database(settings, 
     from dashboard.authz import Scope
     from dashboard.queries import Queries
 
-    alarm_id, _ = _open_alarm(settings, city, redis_client)
+    alarm_id, sensor = _open_alarm(settings, city, redis_client)
     queries = Queries(city, redis_client, settings.pg_dsn)
     whole_city = Scope("", city.name)
     assert [a.acknowledged_by for a in queries.open_alarms(whole_city) if a.alarm_id == alarm_id] == [None]
-    assert commands.execute(ANONYMOUS_DEMO, AcknowledgeAlarm(alarm_id)).ok
+    assert commands.execute(ANONYMOUS_DEMO, AcknowledgeAlarm(sensor.sensor_id, alarm_id)).ok
     [alarm] = [a for a in queries.open_alarms(whole_city) if a.alarm_id == alarm_id]
     assert alarm.acknowledged_by == "demo" and alarm.acknowledged_at is not None
 
@@ -123,13 +124,13 @@ def test_two_dispatchers_acknowledging_at_once_one_wins_and_the_other_is_told_wh
                                                                                  commands, db):
     import threading
 
-    alarm_id, _ = _open_alarm(settings, city, redis_client)
+    alarm_id, sensor = _open_alarm(settings, city, redis_client)
     results, start = [], threading.Barrier(2)
 
     def acknowledge(user: str) -> None:
         start.wait()
         results.append(commands.execute(Identity(user, frozenset({UserRole.DISPATCHER}), ""),
-                                        AcknowledgeAlarm(alarm_id)))
+                                        AcknowledgeAlarm(sensor.sensor_id, alarm_id)))
 
     threads = [threading.Thread(target=acknowledge, args=(user,)) for user in ("disp-a", "disp-b")]
     for t in threads:
@@ -140,3 +141,25 @@ def test_two_dispatchers_acknowledging_at_once_one_wins_and_the_other_is_told_wh
     [refused] = [r for r in results if not r.ok]
     assert refused.reason.startswith("already acknowledged by disp-")
     assert count(db, "select count(*) from alarm_acknowledgements where alarm_id = %s", alarm_id) == 1
+
+
+def test_two_sensors_alarms_of_the_same_id_are_acknowledged_each_on_its_own(settings, city, redis_client, commands,
+                                                                           db):
+    from dashboard.authz import Scope
+    from dashboard.queries import Queries
+
+    first, second = [s for s in city.sensors if s.kind.value == "gas_detector"][:2]
+    alarm_id, _ = _open_alarm(settings, city, redis_client, first)
+    _open_alarm(settings, city, redis_client, second, alarm_id)
+    bus = live.BusReader(redis_client, block_ms=200)
+    bus.start_at_end()
+    assert commands.execute(ANONYMOUS_DEMO, AcknowledgeAlarm(second.sensor_id, alarm_id)).ok
+    assert count(db, "select count(*) from alarm_acknowledgements where alarm_id = %s and sensor_id = %s", alarm_id,
+                 second.sensor_id) == 1
+    told = [(c.sensor_id, c.alarm_id) for e in bus.read() if isinstance(e, live.Envelope) for c in e.changes
+            if isinstance(c, live.AlarmAckChange)]
+    assert told == [(second.sensor_id, alarm_id)]
+    shown = {a.sensor_id: a.acknowledged_by for a in Queries(city, redis_client, settings.pg_dsn)
+             .open_alarms(Scope("", city.name)) if a.alarm_id == alarm_id}
+    assert shown == {first.sensor_id: None, second.sensor_id: "demo"}
+    assert commands.execute(ANONYMOUS_DEMO, AcknowledgeAlarm(first.sensor_id, alarm_id)).ok   # not "already"

@@ -83,17 +83,18 @@ def test_acknowledging_an_alarm_is_written_audited_and_shown_on_the_wall(stack, 
     _open(wall, dashboard, "/wall", "wall", community.code)
     _open(page, dashboard, "/dispatch", "dispatch", community.code)
     alarm_id = _raise_gas_alarm(stack, sensor)
-    button = page.locator(f'[id="dispatch-alarm-{alarm_id}"] .ack-button')
+    button = page.locator(f'[id="dispatch-alarm-{sensor.sensor_id}/{alarm_id}"] .ack-button')
     button.wait_for(timeout=10000)
     button.click()
     page.wait_for_function("() => document.querySelector('#dispatch-result').innerText.includes('acknowledged')",
                            timeout=10000)
     assert "Gas over threshold" in page.inner_text("#dispatch-result")
-    page.locator(f'[id="dispatch-alarm-{alarm_id}"] .acked-by').wait_for(timeout=10000)
+    page.locator(f'[id="dispatch-alarm-{sensor.sensor_id}/{alarm_id}"] .acked-by').wait_for(timeout=10000)
     assert count(db, "select count(*) from alarm_acknowledgements where alarm_id = %s and actor = 'demo'",
                  alarm_id) == 1
     assert count(db, "select count(*) from audit_log where target = %s and action = 'alarm.acknowledge' "
-                     "and outcome = 'done' and scope_code = %s", f"alarm:{alarm_id}", sensor.grid_code) == 1
+                     "and outcome = 'done' and scope_code = %s", f"alarm:{sensor.sensor_id}/{alarm_id}",
+                 sensor.grid_code) == 1
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "dispatch.png"))
 
@@ -107,7 +108,7 @@ def test_acknowledging_an_alarm_is_written_audited_and_shown_on_the_wall(stack, 
     # after a reload (a fresh snapshot) the acknowledged alarm offers no second acknowledgement
     page.reload()
     _open(page, dashboard, "/dispatch", "dispatch", community.code)
-    assert page.locator(f'[id="dispatch-alarm-{alarm_id}"] .ack-button').count() == 0
+    assert page.locator(f'[id="dispatch-alarm-{sensor.sensor_id}/{alarm_id}"] .ack-button').count() == 0
 
 
 def test_an_org_unit_the_city_does_not_have_gets_a_not_found_page(dashboard, page):

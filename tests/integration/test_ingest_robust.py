@@ -13,8 +13,10 @@ from datetime import datetime, timedelta, timezone
 
 import orjson
 import pytest
+import redis
 
 from database import timescale
+from ingest.limits import RefusalDigest
 from ingest.model import Delivery, Inbound
 from ingest.service import build_worker
 from ingest.stages import RateLimiter
@@ -77,9 +79,11 @@ def _fixes(city, n: int, t0: datetime, **extra_at) -> list[Delivery]:
     return out
 
 
-def _stored(db, t0: datetime, n: int) -> int:
-    return count(db, "select count(*) from positions where time >= %s and time < %s", t0,
-                 t0 + timedelta(milliseconds=n))
+def _stored(db, city, t0: datetime, n: int) -> int:
+    """How many of the n fixes from t0 on (`_fixes`) are stored: only the pool's terminals count (a
+    fix of another test's terminal may fall in the same milliseconds)."""
+    return count(db, "select count(*) from positions where time >= %s and time < %s and terminal_id = any(%s)", t0,
+                 t0 + timedelta(milliseconds=n), [_member(city, i).terminal_id for i in range(len(POOL))])
 
 
 def _dead_letters(db, worker_name: str, reason: str) -> list[tuple]:
@@ -103,7 +107,7 @@ def test_one_row_the_database_refuses_among_2000_costs_one_dead_letter_and_a_few
     commits_before = _value(driven, "gcc_ingest_commits_total")
     driven.handle(deliveries)
     commits = _value(driven, "gcc_ingest_commits_total") - commits_before
-    assert _stored(db, t0, 2000) == 1999
+    assert _stored(db, city, t0, 2000) == 1999
     [(topic, detail, _)] = _dead_letters(db, driven.name, "db_rejected")
     assert topic == deliveries[bad].inbound.topic and detail.startswith("22003")
     assert commits <= math.ceil(math.log2(2000)) + 2          # ~12 commits, not 2,000
@@ -118,7 +122,7 @@ def test_a_clean_batch_is_one_commit(driven, city, db):
     before = _value(driven, "gcc_ingest_commits_total")
     driven.handle(_fixes(city, 500, t0))
     assert _value(driven, "gcc_ingest_commits_total") - before == 1
-    assert _stored(db, t0, 500) == 500
+    assert _stored(db, city, t0, 500) == 500
 
 
 # --- an unexpected exception (a bug) -------------------------------------------------------------------
@@ -139,7 +143,7 @@ def test_a_message_that_makes_storing_raise_is_dead_lettered_as_poison_after_3_t
 
     driven.store.write = write
     driven.handle(deliveries)
-    assert _stored(db, t0, 40) == 39
+    assert _stored(db, city, t0, 40) == 39
     [(topic, detail, _)] = _dead_letters(db, driven.name, "poison")
     assert bad_terminal in topic and detail.startswith("store: TypeError") and "a bug" in detail
     assert alone.count(True) == 3
@@ -147,7 +151,7 @@ def test_a_message_that_makes_storing_raise_is_dead_lettered_as_poison_after_3_t
     driven.store.write = real_write
     t1 = t0 + timedelta(minutes=1)
     driven.handle(_fixes(city, 10, t1))      # and the worker goes on
-    assert _stored(db, t1, 10) == 10
+    assert _stored(db, city, t1, 10) == 10
 
 
 def test_a_message_that_makes_the_live_update_raise_is_stored_acknowledged_and_dead_lettered(driven, city, db,
@@ -165,7 +169,7 @@ def test_a_message_that_makes_the_live_update_raise_is_stored_acknowledged_and_d
     driven.live.apply = apply
     driven.handle(deliveries)
     driven.live.apply = real_apply
-    assert _stored(db, t0, 20) == 20
+    assert _stored(db, city, t0, 20) == 20
     [(topic, detail, _)] = _dead_letters(db, driven.name, "poison")
     assert bad_terminal in topic and detail.startswith("live update (the message is stored): KeyError")
     assert all(d.receipt.settled == [None] for d in deliveries)
@@ -185,7 +189,7 @@ def test_a_stage_that_raises_costs_only_its_message(driven, city, db):
 
     driven.registry.members = Members(driven.registry.members)
     driven.handle(_fixes(city, 5, t0))
-    assert _stored(db, t0, 5) == 4
+    assert _stored(db, city, t0, 5) == 4
     [(topic, detail, _)] = _dead_letters(db, driven.name, "poison")
     assert bad_terminal in topic and detail.startswith("enrich: AttributeError")
 
@@ -231,29 +235,102 @@ def test_a_dead_letter_keeps_the_first_8_kb_of_a_payload_with_its_size_and_full_
     assert bytes(sha) == hashlib.sha256(payload).digest()
 
 
-def test_a_device_beyond_its_rate_is_acknowledged_and_dead_lettered_never_silently_dropped(stack, city, running,
-                                                                                           db):
+def test_a_device_beyond_its_rate_is_acknowledged_and_dead_lettered_once_a_window_never_silently_dropped(
+        stack, city, running, db):
+    """30,000 refusals must not be 30,000 dead letters: the first of a window is one, the others are
+    acknowledged and counted, and the device's next dead letter says how many."""
     member = city.members[591]
     p = city.grid_by_code[member.grid_code].boundary.representative_point()
     t0 = _now() - timedelta(minutes=30)
-    worker, limiter = running.worker, running.worker.limiter
-    worker.limiter = RateLimiter(rate_per_s=0.001, burst=5)
+    worker, limiter, refusals = running.worker, running.worker.limiter, running.worker.refusals
+    worker.limiter, worker.refusals = RateLimiter(rate_per_s=0.001, burst=5), RefusalDigest(window_s=600)
     acked_before = _value(worker, "gcc_ingest_acked_total")
+    probe = MqttProbe(stack.mosquitto.port, *_login(stack, member.terminal_id))
     try:
-        probe = MqttProbe(stack.mosquitto.port, *_login(stack, member.terminal_id))
-        try:
-            acks = [probe.publish(terminal_topic(member.terminal_id, "fix"), fix_payload(t0 + timedelta(seconds=i),
-                                                                                        p.x, p.y)) for i in range(12)]
-        finally:
-            probe.close()
-        wait_for(lambda: len(_dead_letters(db, worker.name, "rate_limited")) == 7, 10, "7 dead letters")
+        acks = [probe.publish(terminal_topic(member.terminal_id, "fix"), fix_payload(t0 + timedelta(seconds=i),
+                                                                                    p.x, p.y)) for i in range(12)]
+        wait_for(lambda: _value(worker, "gcc_ingest_refusals_counted_only_total", reason="rate_limited") == 6, 10,
+                 "6 refusals counted only")
+        [(_, first, _)] = _dead_letters(db, worker.name, "rate_limited")
+        worker.refusals.window_s = 0.0                      # the window is over: the next one tells
+        acks.append(probe.publish(terminal_topic(member.terminal_id, "fix"),
+                                  fix_payload(t0 + timedelta(seconds=12), p.x, p.y)))
+        wait_for(lambda: len(_dead_letters(db, worker.name, "rate_limited")) == 2, 10, "the second dead letter")
     finally:
-        worker.limiter = limiter
-    assert acks == ["Success"] * 12
+        probe.close()
+        worker.limiter, worker.refusals = limiter, refusals
+    assert acks == ["Success"] * 13
     assert count(db, "select count(*) from positions where terminal_id = %s and time >= %s",
                  member.terminal_id, t0) == 5
-    assert _value(worker, "gcc_ingest_dead_letters_total", reason="rate_limited") == 7
-    wait_for(lambda: _value(worker, "gcc_ingest_acked_total") - acked_before >= 12, 5, "every message acknowledged")
+    assert "6 more since" not in first
+    assert any("(6 more since " in detail for _, detail, _ in _dead_letters(db, worker.name, "rate_limited"))
+    assert _value(worker, "gcc_ingest_dead_letters_total", reason="rate_limited") == 2
+    wait_for(lambda: _value(worker, "gcc_ingest_acked_total") - acked_before >= 13, 5, "every message acknowledged")
+
+
+# --- a live state that keeps failing is seen by /healthz ---------------------------------------------------
+
+def test_healthz_says_when_redis_is_full_and_the_live_updates_are_not_retried(driven, city, redis_client):
+    try:
+        original = redis_client.config_get("maxmemory")["maxmemory"]
+    except redis.ResponseError:
+        pytest.skip("CONFIG is not allowed on this Redis")
+    redis_client.config_set("maxmemory", 1)                  # every write now answers OOM
+    try:
+        driven.handle(_fixes(city, 3, _now() - timedelta(seconds=20)))
+    finally:
+        redis_client.config_set("maxmemory", original)
+    _, detail = driven.health()
+    assert detail["live"] == "out of memory" and "Redis is out of memory" in detail["reason"]
+    assert _value(driven, "gcc_ingest_live_errors_total") == 1            # tried once, not three times
+    driven.handle(_fixes(city, 3, _now() - timedelta(seconds=10)))
+    assert driven.health()[1]["live"] == "ok" and "Redis" not in driven.health()[1].get("reason", "")
+
+
+def test_healthz_turns_unhealthy_when_every_live_update_keeps_failing(driven, city):
+    driven.config.live_unhealthy_after_s = 0.5
+    real_apply = driven.live.apply
+
+    def apply(items, now=None):
+        raise redis.ConnectionError("Redis is away (in this test)")
+
+    driven.live.apply = apply
+    try:
+        driven.handle(_fixes(city, 2, _now() - timedelta(seconds=20)))     # 3 tries, 1.2 s of pauses
+    finally:
+        driven.live.apply = real_apply
+    _, detail = driven.health()
+    assert detail["live"] == "failing" and "every live update has failed for" in detail["reason"]
+    driven.handle(_fixes(city, 2, _now() - timedelta(seconds=10)))
+    assert driven.health()[1]["live"] == "ok"
+
+
+# --- an exception that escapes the chain -------------------------------------------------------------------
+
+def test_a_batch_abandoned_by_an_escaped_exception_comes_again_after_a_reconnect_and_is_stored(stack, city, db):
+    member = city.members[594]
+    p = city.grid_by_code[member.grid_code].boundary.representative_point()
+    tw = ThreadWorker(stack, index=102, share_group=f"t{uuid.uuid4().hex[:8]}")
+    worker, real_chain, calls = tw.worker, tw.worker._chain, []
+
+    def chain(deliveries, doomed):
+        calls.append(len(deliveries))
+        if len(calls) == 1:
+            raise RuntimeError("a bug outside the contained parts (in this test)")
+        return real_chain(deliveries, doomed)
+
+    worker._chain = chain
+    t = _now() - timedelta(seconds=15)
+    with tw:
+        probe = MqttProbe(stack.mosquitto.port, *_login(stack, member.terminal_id))
+        try:
+            assert probe.publish(terminal_topic(member.terminal_id, "fix"), fix_payload(t, p.x, p.y)) == "Success"
+        finally:
+            probe.close()
+        wait_for(lambda: count(db, "select count(*) from positions where terminal_id = %s and time = %s",
+                               member.terminal_id, t) == 1, 20, "the redelivered fix stored")
+        assert worker.source.reconnects == 1 and _value(worker, "gcc_ingest_abandoned_batches_total") == 1
+        wait_for(lambda: worker.health()[0], 10, "healthy again after the commit")
 
 
 def _login(stack, username: str) -> tuple[str, str]:

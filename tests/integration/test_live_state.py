@@ -162,7 +162,8 @@ def test_a_redis_with_the_old_key_layout_is_reset_once(redis_client):
 
 def test_two_sensors_using_the_same_alarm_id_keep_their_own_alarms(live, redis_client):
     """Live keys name the device: one sensor's clear cannot close another's alarm of the same id
-    (the ingest refuses such a message before, as foreign_id; this is the second line)."""
+    (identity is (sensor, alarm id) in every key: the ingest refuses only a clear by a sensor that
+    never raised the id, as foreign_id, to name the forger)."""
     a, b, alarm_id = f"S-{uuid.uuid4().hex[:6]}", f"S-{uuid.uuid4().hex[:6]}", f"A-{uuid.uuid4().hex[:6]}"
     live.apply([_alarm(a, alarm_id, "raised", 1), _alarm(b, alarm_id, "raised", 1)])
     live.apply([_alarm(a, alarm_id, "cleared", 200)])          # far ahead: would have poisoned b's order
@@ -182,3 +183,37 @@ def test_a_clock_ahead_within_the_allowed_skew_cannot_hold_back_the_next_fixes(l
                      home_grid_code=GRID, received_at=later)
     assert _of(live.apply([right]), contract.FixChange)   # taken: the fake future time counted as its arrival
     assert redis_client.hget(Keys.terminal(tid), "lon") == b"119.31"
+
+
+def _report(tid: str, n: int, seconds: float, description: str | None = None) -> Enriched:
+    return Enriched(IncidentReport(report_id=f"R-{n}", terminal_id=tid, time=T0 + timedelta(seconds=seconds),
+                                   category="noise", severity=1, lat=26.1, lon=119.29, description=description,
+                                   photo_ref="photos/x.jpg"), GRID, "M-" + tid, home_grid_code=GRID)
+
+
+def test_a_terminal_keeps_at_most_its_newest_reports_in_the_live_view(live, redis_client):
+    """A flooding terminal cannot fill Redis: past REPORTS_PER_TERMINAL its oldest leave the live
+    view (the database keeps them), atomically in the writer's script; other terminals keep theirs."""
+    flooder, neighbour = f"T-{uuid.uuid4().hex[:6]}", f"T-{uuid.uuid4().hex[:6]}"
+    live.apply([_report(neighbour, 0, 1)])
+    cap = contract.REPORTS_PER_TERMINAL
+    for start in range(0, cap + 20, 25):                  # in several batches, newest last
+        live.apply([_report(flooder, n, 10 + n) for n in range(start, min(start + 25, cap + 20))])
+    mine = [r for r in contract.read_recent_reports(redis_client) if r.terminal_id == flooder]
+    assert sorted(int(r.report_id[2:]) for r in mine) == list(range(20, cap + 20))
+    assert redis_client.zcard(Keys.reports_of(flooder)) == cap
+    assert not redis_client.exists(Keys.report(Keys.report_member(flooder, "R-0")))     # its JSON is gone too
+    assert [r.terminal_id for r in contract.read_recent_reports(redis_client) if r.terminal_id == neighbour] == \
+        [neighbour]
+    assert not live.apply([_report(flooder, 999, 5)])     # older than all it keeps: not news, not kept
+
+
+def test_the_live_state_keeps_a_report_without_its_description_and_photo_but_the_bus_change_has_them(
+        live, redis_client):
+    tid = f"T-{uuid.uuid4().hex[:6]}"
+    [change] = live.apply([_report(tid, 1, 3, description="x" * 2000)])
+    assert change.description == "x" * 2000 and change.photo_ref == "photos/x.jpg"   # what the bus carries
+    stored = redis_client.get(Keys.report(Keys.report_member(tid, "R-1")))
+    assert len(stored) < 600 and b"xxxx" not in stored
+    [kept] = [r for r in contract.read_recent_reports(redis_client) if r.terminal_id == tid]
+    assert (kept.description, kept.photo_ref, kept.category) == (None, None, "noise")

@@ -15,7 +15,7 @@ from telemetry.topics import gateway_topic, terminal_topic
 
 from ..support import wait_for
 from .ingest_helpers import fix_payload
-from .mqtt_helpers import MqttProbe
+from .mqtt_helpers import MqttProbe, device_with_will
 from .screens import SCREENSHOTS, member_fix, now
 
 pytestmark = pytest.mark.slow
@@ -196,9 +196,6 @@ def test_a_lost_frame_is_noticed_and_the_screen_resyncs_from_a_snapshot(stack, c
 def test_a_terminal_whose_connection_dies_goes_offline_on_the_wall_by_its_last_will(stack, city, dashboard, page):
     """The broker publishes the will when the connection dies; its payload was written at connect,
     so the ingest times it at receipt: the wall shows the member offline within a frame or two."""
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-
     from simulator import payloads
 
     member = city.members[140]
@@ -206,11 +203,7 @@ def test_a_terminal_whose_connection_dies_goes_offline_on_the_wall_by_its_last_w
     account = stack.account(member.terminal_id)
     connected_at = now() - timedelta(days=8)   # a will written long ago: older than any time check allows
     topic, will = payloads.status(member.terminal_id, connected_at, "offline", will=True)
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=account.username, protocol=MQTTProtocolVersion.MQTTv5)
-    client.username_pw_set(account.username, account.password)
-    client.will_set(topic, will, qos=1, retain=True)
-    client.connect("127.0.0.1", stack.mosquitto.port, keepalive=30)
-    client.loop_start()
+    client = device_with_will(stack.mosquitto.port, account, topic, will, retain=True)
     try:
         p = grid.representative_point()
         sent = client.publish(terminal_topic(member.terminal_id, "fix"), fix_payload(now(), p.x, p.y), qos=1)

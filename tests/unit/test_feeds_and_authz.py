@@ -102,6 +102,23 @@ def test_the_wall_feed_carries_no_report_text_photo_or_terminal_id():
     assert wired["where"] == "Gate 2"
 
 
+def test_a_decoy_with_anothers_report_or_alarm_id_is_a_different_item_on_the_screens():
+    class Names:
+        def org_name(self, code):
+            return code
+
+        def building_name(self, building_id):
+            return building_id
+
+    victim = live.ReportChange("R1", "T-VICTIM", "M1", GRID, 1.0, "fire", 4, 119.3, 26.1)
+    decoy = live.ReportChange("R1", "T-DECOY", "M2", GRID, 2.0, "noise", 1, 119.3, 26.1)
+    keys = [WALL.wire["report"](Names(), r)["key"] for r in (victim, decoy, victim)]
+    assert keys[0] != keys[1] and keys[0] == keys[2]
+    alarms = [live.AlarmChange("A1", sensor, "B1", GRID, 4.0, "gas_over_threshold", 4, "raised", 1.0, 119.3, 26.1)
+              for sensor in ("S-VICTIM", "S-DECOY")]
+    assert [WALL.wire["alarm"](Names(), a)["key"] for a in alarms] == ["S-VICTIM/A1", "S-DECOY/A1"]
+
+
 def test_a_flood_of_reports_leaves_the_wall_its_most_severe_and_newest_ones():
     flood = [live.ReportChange(f"R{i}", "T1", "M1", GRID, float(i), "noise", 1, 119.3, 26.1) for i in range(5000)]
     severe = [live.ReportChange(f"S{i}", "T2", "M2", GRID, float(i), "fire", 4, 119.3, 26.1) for i in range(3)]

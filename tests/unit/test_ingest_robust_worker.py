@@ -112,7 +112,8 @@ def _assess(**changes):
 
 def test_a_working_worker_is_healthy_and_says_how_long_since_it_committed():
     ok, detail = _assess(since_commit=0.46)
-    assert ok and detail == {"broker": "up", "pending": 0, "seconds_since_commit": 0.5, "stall_after_s": 30.0}
+    assert ok and detail == {"broker": "up", "pending": 0, "seconds_since_commit": 0.5, "stall_after_s": 30.0,
+                             "live": "ok"}
 
 
 def test_an_idle_worker_is_healthy_however_long_ago_it_committed():

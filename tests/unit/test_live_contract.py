@@ -33,7 +33,7 @@ def test_an_envelope_round_trips_with_every_kind_of_change():
                live.StatusChange("T1", "M1", GRID, 2.0, "offline", 40, True),
                live.ReadingChange("S1", GRID, 3.0, "gas_lel", 1.5, unit="%"),
                live.AlarmChange("A1", "S1", "B1", GRID, 4.0, "gas_over_threshold", 4, "raised", 27.5, 119.3, 26.1),
-               live.AlarmAckChange("A1", GRID, 4.5, "duty"),
+               live.AlarmAckChange("A1", GRID, 4.5, "duty", "S1"),
                live.ReportChange("R1", "T1", "M1", GRID, 5.0, "noise", 1, 119.3, 26.1, "Gate 2", "loud", "p.jpg"),
                live.GatewayChange("G1", GRID, 6.0, "online"),
                live.TaskAckChange("K1", "T1", "M1", GRID, 7.0, "accepted"))
@@ -48,6 +48,13 @@ def test_an_envelope_of_another_version_is_refused_with_the_reason():
         live.Envelope.decode(orjson.dumps({"v": 2, "producer": "x", "changes": {}}))
     with pytest.raises(live.EnvelopeError, match="not JSON"):
         live.Envelope.decode(b"{")
+
+
+@pytest.mark.parametrize("field", [{"seq": "abc"}, {"sent_at": "soon"}, {"seq": [1]}])
+def test_an_envelope_with_numbers_that_are_not_numbers_is_refused_not_raised(field):
+    """What the hub's bus reader gets for it is an EnvelopeError to skip, never an exception."""
+    with pytest.raises(live.EnvelopeError, match="malformed"):
+        live.Envelope.decode(orjson.dumps({"v": live.VERSION, "producer": "x", "changes": {}} | field))
 
 
 def test_kinds_and_fields_from_a_newer_writer_are_skipped_and_counted():
