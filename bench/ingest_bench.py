@@ -247,6 +247,7 @@ class Bench:
     def run_pipeline(self, per: int, refused_every: int = 0) -> float:
         workers, metric_ports = self._start_workers()
         before = self._redis_writes_to_screens()
+        cpu_before = sum(_cpu_s(w.pid) for w in workers)
         refused = per // refused_every if refused_every else 0
 
         def arrived(total, terminals):
@@ -258,12 +259,14 @@ class Bench:
         live_messages = self._redis_writes_to_screens() - before
         batches = sum(_metric(port, "gcc_ingest_batch_size_count") for port in metric_ports)
         commits = sum(_metric(port, "gcc_ingest_commits_total") for port in metric_ports)
+        cpu_ms_per_1000 = (sum(_cpu_s(w.pid) for w in workers) - cpu_before) * 1e6 / (per * len(terminals))
         for w in workers:
             w.terminate()
             w.wait(20)
         self.commits_per_batch[refused_every] = commits / batches if batches else 0.0
         if not refused_every:
             self.live_messages, self.batches = live_messages, batches
+            self.worker_cpu_ms_per_1000 = cpu_ms_per_1000
         assert self.rows(terminals) == (per - refused) * self.args.publishers, "pipeline lost or duplicated messages"
         assert self.dead_letters(terminals, "db_rejected") == refused * self.args.publishers
         return rate
@@ -292,6 +295,13 @@ class Bench:
         stop.set()
         sub.join()
         return rate
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (/proc/<pid>/stat, fields 14 and 15)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _metric(port: int, name: str) -> float:
@@ -340,6 +350,8 @@ def main() -> None:
     if getattr(bench, "batches", 0):
         print(f"live messages for the screens during the pipeline run: {bench.live_messages:,} for "
               f"{bench.batches:,.0f} committed batches ({bench.live_messages / bench.batches:.2f} per batch)")
+        print(f"ingest workers' CPU during the pipeline run: {bench.worker_cpu_ms_per_1000:.0f} ms per 1,000 messages "
+              "(user + system, all workers)")
 
 
 if __name__ == "__main__":

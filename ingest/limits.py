@@ -17,18 +17,22 @@ from ingest.model import Rejection
 
 
 class _Every:
-    """Due once every `seconds` of the caller's clock (its first look starts it)."""
+    """Due once every `seconds` of the caller's clock (its first look starts it). `next_at` is
+    when it is next due, for a caller that looks at every message: a comparison, not a call."""
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         self._last: float | None = None
+        self.next_at = float("-inf")
 
     def due(self, now: float) -> bool:
         if self._last is None:
             self._last = now
         if now - self._last < self.seconds:
+            self.next_at = self._last + self.seconds
             return False
         self._last = now
+        self.next_at = now + self.seconds
         return True
 
 
@@ -53,7 +57,8 @@ class RateLimiter:
         tokens = min(self.burst, tokens + max(0.0, now - at) * self.rate_per_s)
         allowed = tokens >= 1
         self._buckets[device] = (tokens - 1 if allowed else tokens, max(at, now))
-        self._prune(now)
+        if now >= self._prune_clock.next_at:
+            self._prune(now)
         return allowed
 
     def _prune(self, now: float) -> None:

@@ -34,6 +34,7 @@ from telemetry.topics import OWNTRACKS_PREFIX, PREFIX
 MAX_PAYLOAD_BYTES = 64 * 1024
 MAX_FUTURE = timedelta(minutes=5)     # device clocks drift; more than this is a broken clock
 MAX_PAST = timedelta(days=7)          # terminals buffer offline; older than this is refused
+_PREFIX_ROOT, _PREFIX_VERSION = PREFIX.split("/")
 
 
 class Registry:
@@ -47,17 +48,22 @@ class Registry:
         self.gateways = city.gateway_by_id
 
 
+def _sender(inbound: Inbound) -> tuple[str | None, tuple[str, str] | None]:
+    """(sending device, (sender kind, leaf) of one of our uplink topics), from one split."""
+    if inbound.http_identity is not None:
+        return inbound.http_identity[0], None
+    parts = inbound.topic.split("/", 4)
+    if parts[0] == OWNTRACKS_PREFIX:
+        return (parts[1] if len(parts) > 2 and parts[1] else None), None
+    if len(parts) > 4 and parts[0] == _PREFIX_ROOT and parts[1] == _PREFIX_VERSION:
+        return (parts[3] or None), (parts[2], parts[4])
+    return None, None
+
+
 def sending_device(inbound: Inbound) -> str | None:
     """The device a message comes from, from what the broker (or the HTTP login) authenticated:
     the terminal or gateway id of our topics, the OwnTracks user. None for any other topic."""
-    if inbound.http_identity is not None:
-        return inbound.http_identity[0]
-    parts = inbound.topic.split("/", 4)
-    if parts[0] == OWNTRACKS_PREFIX:
-        return parts[1] if len(parts) > 2 and parts[1] else None
-    if len(parts) > 4 and f"{parts[0]}/{parts[1]}" == PREFIX and parts[3]:
-        return parts[3]
-    return None
+    return _sender(inbound)[0]
 
 
 class _Stop(Exception):
@@ -65,23 +71,14 @@ class _Stop(Exception):
         self.rejection = rejection
 
 
-def topic_leaf(inbound: Inbound) -> tuple[str, str] | None:
-    """(sender kind, leaf) of one of our uplink topics, e.g. ("terminal", "incident"); else None."""
-    parts = inbound.topic.split("/", 4)
-    if inbound.http_identity is None and len(parts) > 4 and f"{parts[0]}/{parts[1]}" == PREFIX:
-        return parts[2], parts[4]
-    return None
-
-
 def check_rate(inbound: Inbound, limiter: RateLimiter | None, budgets: Budgets | None = None) -> None:
-    device = sending_device(inbound)
+    device, leaf = _sender(inbound)
     if device is None:
         return
     now = inbound.received_at.timestamp()
     if limiter is not None and not limiter.allow(device, now):
         raise _Stop(Rejection(RATE_LIMITED, f"device {device!r} sends faster than {limiter.rate_per_s:g} "
                                             f"messages/s (bursts of {limiter.burst:g})"))
-    leaf = topic_leaf(inbound)
     why = budgets.refusal(*leaf, device, now) if budgets is not None and leaf is not None else None
     if why is not None:
         raise _Stop(Rejection(RATE_LIMITED, why))
