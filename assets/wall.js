@@ -28,7 +28,7 @@
       s.members.forEach(values => {
         const m = {};
         fields.forEach((name, i) => { m[name] = values[i]; });
-        st.members.set(m.terminal_id, m);
+        st.members.set(m.member, m);
       });
       (s.roster || []).forEach(([id, name, role, grid]) => st.roster.set(id, {name: name, role: role, home_grid_code: grid}));
       // keyed as the live state keys them: an alarm by (sensor, alarm id), a report by (terminal, report id)
@@ -45,12 +45,12 @@
         (changes.fix || []).forEach(x => gcc.measure.latencies.push(now - x[3]));
         gcc.measure.frameBytes.push(JSON.stringify(f).length);
       }
-      // a fix travels compact: [terminal_id, lon, lat, t, battery_pct, grid_code]
+      // a fix travels compact: [member key, lon, lat, t, battery_pct, grid_code]
       (changes.fix || []).forEach(([id, lon, lat, t, battery, grid]) => {
         let m = st.members.get(id);
         if (!m) {
           const known = st.roster.get(id) || {};
-          m = {terminal_id: id, state: "online", name: known.name, role: known.role, home_grid_code: known.home_grid_code};
+          m = {member: id, state: "online", name: known.name, role: known.role, home_grid_code: known.home_grid_code};
           st.layerDrawn = false;  // a member new to the map: the layer is rebuilt once
         }
         if ((m.t || 0) > t) return;
@@ -60,11 +60,11 @@
         st.dirty.add(id);
       });
       (changes.status || []).forEach(x => {
-        const m = st.members.get(x.terminal_id);
+        const m = st.members.get(x.member);
         if (m && x.t >= (m.state_t || 0)) {
           m.state = x.state; m.state_t = x.t; m.sos = x.sos;
           if (x.battery_pct != null) m.battery_pct = x.battery_pct;
-          st.dirty.add(x.terminal_id);
+          st.dirty.add(x.member);
         }
       });
       (changes.alarm || []).forEach(a => {
@@ -158,7 +158,7 @@
   }
 
   function memberTooltip(m) {
-    return (m.name || m.terminal_id) + " · " + label("role", m.role) + " · " + label("member_state", m.state) +
+    return (m.name || "?") + " · " + label("role", m.role) + " · " + label("member_state", m.state) +
            (m.battery_pct != null ? " · " + m.battery_pct + "%" : "");
   }
 
@@ -186,7 +186,7 @@
       st.layerDrawn = true;
       st.dirty.clear();
       const features = [];
-      st.members.forEach(m => features.push(point(m.terminal_id, m.lon, m.lat,
+      st.members.forEach(m => features.push(point(m.member, m.lon, m.lat,
         {state: m.state, role: m.role, name: m.name, battery_pct: m.battery_pct})));
       return collection(features);
     }
@@ -266,7 +266,7 @@
       const p = feature.properties;
       const marker = L.circleMarker(latlng, {radius: 5, weight: 2, color: colour("role", p.role, "#fff"),
                                              fillColor: colour("member_state", p.state), fillOpacity: 0.95});
-      marker.bindTooltip(textTooltip(memberTooltip({terminal_id: p.id, name: p.name, role: p.role, state: p.state,
+      marker.bindTooltip(textTooltip(memberTooltip({member: p.id, name: p.name, role: p.role, state: p.state,
                                                     battery_pct: p.battery_pct})));
       (gcc.markers = gcc.markers || new Map()).set(p.id, marker);
       return marker;

@@ -59,6 +59,11 @@ class Settings(BaseSettings):
 
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = 8050
+    dashboard_secret_key: SecretStr = Field(SecretStr(""), description="signs the session cookies; empty: a "
+                                            "random key per start (everyone signs in again after a restart)")
+    dashboard_secure_cookies: bool = Field(False, description="cookies only over HTTPS: set behind TLS")
+    dashboard_session_idle_min: float = Field(30.0, description="a person's session ends unused this long")
+    dashboard_session_hours: float = Field(12.0, description="a person's session ends this long after sign-in")
     frame_interval_s: float = Field(0.5, description="the wall's live frames: at most one per room this often")
     tile_url: str | None = Field(None, description="an internal tile server, e.g. "
                                  "http://tiles.local/{z}/{x}/{y}.png; none: vector grids only (offline)")

@@ -10,20 +10,31 @@ GCC_TILE_URL names an internal tile server.
 """
 from __future__ import annotations
 
+import logging
+import secrets
+from datetime import timedelta
 from urllib.parse import parse_qs, urlencode
 
 import psycopg2
 from dash import Dash, Input, Output, State, callback, dcc, html, no_update
+from flask import request
 from flask_socketio import SocketIO
+from flask_wtf.csrf import generate_csrf
 
 from config.settings import REPO_ROOT, Settings
-from dashboard import pages
+from dashboard import auth, pages
+from dashboard.accounts import Accounts, Policy
 from dashboard.authz import Decision, Identity, authorize, current_identity
 from dashboard.commands import Commands
 from dashboard.hub import LiveHub
+from dashboard.pages import wall
 from dashboard.queries import Queries
 from dashboard.state import EXTENSION, AppState, app_state
+from dashboard.vocabulary import USER_ROLE_LABELS
 from database.citydb import read_city
+from telemetry.catalogue import Label
+
+log = logging.getLogger(__name__)
 
 # What a client may send (dashboard/server.py serves these limits; gunicorn bounds request lines and headers):
 REQUEST_BODY_MAX_BYTES = 1024 * 1024      # a callback's inputs (Flask answers 413 beyond)
@@ -49,6 +60,23 @@ def header(state: AppState, identity: Identity, current: pages.Page, scope: str)
         html.Nav(className="shell-nav", id="shell-nav", children=nav),
         dcc.Dropdown(id="shell-org", className="shell-org", options=state.queries.org_options(identity.scope_code),
                      value=scope, clearable=False, searchable=True),
+        who_am_i(state, identity),
+    ])
+
+
+def who_am_i(state: AppState, identity: Identity):
+    """Who is signed in, in which role and over which org unit, and the way out."""
+    role = USER_ROLE_LABELS.get(identity.role) if identity.role else None
+    where = state.city.org_name(identity.scope_code) if identity.scope_code else state.city.name
+    return html.Div(className="shell-who", id="shell-who", children=[
+        html.Div(className="shell-who-text", children=[
+            html.Span(identity.display_name or identity.user, className="shell-who-name", id="shell-who-name"),
+            html.Span(f"{role} · {where}", className="shell-who-role", id="shell-who-role"),
+        ]),
+        html.Form(method="post", action="/logout", className="shell-logout", children=[
+            dcc.Input(type="hidden", name="csrf_token", value=generate_csrf()),
+            html.Button(str(Label("Sign out", "退出")), type="submit", id="shell-logout"),
+        ]),
     ])
 
 
@@ -71,6 +99,11 @@ def route(pathname, search):
         page = state.pages[0]   # the header's navigation still shows where one can go
     else:
         decision = authorize(state.city, identity, page, params.get("scope", ""))
+        if not decision:
+            state.commands.record(identity, "page.open", "refused", decision.reason,
+                                  f"page:{page.path}?scope={params.get('scope', '')}", request.remote_addr)
+    if identity is None:          # the gate lets nobody unsigned this far; should it, nothing is shown
+        return refusal(decision), ""
     body = page.layout(state, decision.scope, kiosk) if decision else refusal(decision)
     children = [html.Div(body, id="shell-page", className="shell-page")]
     if not kiosk:
@@ -103,11 +136,23 @@ def create_app(settings: Settings) -> tuple[Dash, SocketIO, LiveHub]:
                update_title=None, suppress_callback_exceptions=True)
     app.server.extensions[EXTENSION] = state
     app.server.config["MAX_CONTENT_LENGTH"] = REQUEST_BODY_MAX_BYTES
+    secret_key = settings.dashboard_secret_key.get_secret_value()
+    if not secret_key:
+        log.warning("GCC_DASHBOARD_SECRET_KEY is not set: a random key for this start (sessions end at restart)")
+        secret_key = secrets.token_urlsafe(32)
+    wall.use_key_secret(secret_key)
+    policy = Policy(idle=timedelta(minutes=settings.dashboard_session_idle_min),
+                    absolute=timedelta(hours=settings.dashboard_session_hours))
+    accounts = Accounts(settings.pg_dsn, policy)
+    app.server.extensions["gcc.accounts"] = accounts
+    auth.install(app.server, accounts, commands.record, secret_key, settings.dashboard_secure_cookies,
+                 policy.wall_absolute)
     app.layout = shell
     # same-origin sockets only; WebSocket only (the screens never poll), so a screen's socket is
     # the TCP connection it came on, which the hub can cut off when the screen stops reading
     socketio = SocketIO(app.server, async_mode="threading", transports=["websocket"],
                         max_http_buffer_size=SOCKET_MESSAGE_MAX_BYTES, ping_interval=SOCKET_PING_S,
                         ping_timeout=SOCKET_PING_S)
-    hub = LiveHub(socketio, city, queries, declared, client, settings.frame_interval_s)
+    hub = LiveHub(socketio, city, queries, declared, client, settings.frame_interval_s, accounts=accounts,
+                  audit=commands.record)
     return app, socketio, hub

@@ -5,8 +5,8 @@ handler) and for an action (every command that changes data) alike: the identity
 the roles the page or action names, and the scope must be an org unit of the city inside the
 identity's own subtree. Nothing else decides; the browser is never trusted to hide anything.
 
-Until logins exist every request is the anonymous demo identity (`current_identity`), which holds
-every role over the whole city; the logins issue replaces only `current_identity`.
+`current_identity` is who signed in (dashboard.auth: a person's or a wall screen's session), or
+None; a request without one never reaches a page or a callback (the gate in dashboard.auth).
 """
 from __future__ import annotations
 
@@ -31,17 +31,25 @@ EVERYONE = frozenset(UserRole)
 
 @dataclass(frozen=True)
 class Identity:
-    user: str
+    user: str                      # a username, or "wall:<token name>" for a wall screen
     roles: frozenset[UserRole]
     scope_code: str = ""           # the org unit this identity belongs to; "" is the whole city
+    display_name: str = ""
+
+    @property
+    def role(self) -> UserRole | None:
+        """The one role a login holds (users have one)."""
+        return next(iter(sorted(self.roles, key=lambda r: r.value)), None)
 
 
-ANONYMOUS_DEMO = Identity("demo", EVERYONE, "")
+def current_identity() -> Identity | None:
+    """Who is asking (in a request or a socket handler): the signed-in session's identity, or None."""
+    from flask_login import current_user
 
-
-def current_identity() -> Identity:
-    """Who is asking (in a request or a socket handler). No logins yet: the demo identity."""
-    return ANONYMOUS_DEMO
+    user = current_user
+    if user is None or not getattr(user, "is_authenticated", False):
+        return None
+    return user.identity
 
 
 class Guarded(Protocol):
@@ -82,8 +90,10 @@ def scope_of(city: City, code: str | None) -> Scope | None:
     return None
 
 
-def authorize(city: City, identity: Identity, guarded: Guarded, scope_code: str | None) -> Decision:
+def authorize(city: City, identity: Identity | None, guarded: Guarded, scope_code: str | None) -> Decision:
     """May `identity` use `guarded` (a page or an action) at `scope_code`?"""
+    if identity is None:
+        return Decision(False, "nobody has signed in", status=401)
     if not identity.roles & guarded.roles:
         return Decision(False, f"{identity.user} holds none of the roles that {guarded.name} needs", status=403)
     scope = scope_of(city, scope_code)

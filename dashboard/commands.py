@@ -121,6 +121,22 @@ class Commands:
         self._tell(command, written)
         return Result(True, "done", target.summary)
 
+    def record(self, identity, action: str, outcome: str, reason: str | None, target: str | None = None,
+               source_address: str | None = None, scope_code: str | None = None) -> None:
+        """An audit row for what is not a command: a login, a logout, a token used, a refusal at
+        the gate or of a scope. Contained: a failure is logged (the refusal itself stands)."""
+        try:
+            conn = psycopg2.connect(self.dsn, connect_timeout=5, application_name="gcc-dashboard")
+            try:
+                with conn, conn.cursor() as cur:
+                    write_audit(cur, identity, action, target, scope_code if scope_code is not None
+                                else getattr(identity, "scope_code", None), outcome, reason,
+                                source_address=source_address)
+            finally:
+                conn.close()
+        except psycopg2.Error as exc:
+            log.error("could not audit %s %s (%s): %s", action, outcome, reason, exc)
+
     def _tell(self, command: Command, written: Written) -> None:
         """The live bus after the commit. Contained: the change is stored and audited, and a
         snapshot reads it from the database; a failed write leaves a gap in the bus numbering, so
@@ -149,11 +165,17 @@ class Commands:
 
 def _audit(cur, identity, command: Command, target: Target | None, outcome, reason, before, after,
            source_address) -> None:
+    write_audit(cur, identity, command.action.key, command.target_key, target.scope_code if target else None,
+                outcome, reason, before, after, source_address)
+
+
+def write_audit(cur, identity, action: str, target: str | None, scope_code: str | None, outcome: str,
+                reason: str | None, before=None, after=None, source_address: str | None = None) -> None:
+    """One row of the audit trail (append-only: the database refuses updates and deletes)."""
     cur.execute("insert into audit_log (actor, roles, action, target, scope_code, outcome, reason, before, after, "
                 "source_address) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                (identity.user, sorted(r.value for r in identity.roles), command.action.key, command.target_key,
-                 target.scope_code if target else None, outcome, reason, _json(before), _json(after),
-                 source_address))
+                (identity.user if identity else "?", sorted(r.value for r in identity.roles) if identity else [],
+                 action, target, scope_code, outcome, reason, _json(before), _json(after), source_address))
 
 
 def _json(value: Any) -> str | None:

@@ -42,10 +42,12 @@ import time
 import uuid
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from functools import lru_cache
 
 import redis
 from flask import request
+from flask_login import current_user
 from flask_socketio import SocketIO
 
 from dashboard.authz import Scope, authorize, current_identity
@@ -61,6 +63,7 @@ REPLAY_FRAMES = 32          # frames kept per room to bring a snapshot up to dat
 BACKLOG_LIMIT = 64          # packets waiting for one screen: beyond this it is cut off
 STALL_LIMIT_S = 10.0        # ... and when its peer has taken no byte of what waits for this long
 SEND_BUFFER_BYTES = 256 * 1024   # the kernel's send buffer per screen (instead of autotuning up to 4 MB)
+SESSION_CHECK_S = 2.0       # the sessions of the open screens are checked this often: an ended one is closed
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,7 @@ class Screen:
     acked: int = -1                # the bytes its peer had acknowledged when last looked at ...
     progress_at: float = 0.0       # ... and since when (or since when nothing has waited for it)
     cut_off: bool = False
+    session: str | None = None     # the hash of the session it connected with (dashboard.accounts)
 
 
 @lru_cache(maxsize=65536)
@@ -167,8 +171,10 @@ def abort_connection(connection: socket.socket | None) -> None:
 
 class LiveHub:
     def __init__(self, socketio: SocketIO, city, queries, pages, bus_client: redis.Redis,
-                 frame_interval_s: float = 0.5) -> None:
+                 frame_interval_s: float = 0.5, accounts=None, audit=None) -> None:
         self.socketio = socketio
+        self.accounts = accounts       # dashboard.accounts.Accounts: which sessions are still live
+        self.audit = audit or (lambda *args: None)
         self.city = city
         self.queries = queries
         self.pages_by_feed = {p.feed.name: p for p in pages if p.feed is not None}
@@ -198,17 +204,22 @@ class LiveHub:
         if page is None:
             log.warning("refused a screen asking for unknown feed %r", wanted.get("feed"))
             return False
-        decision = authorize(self.city, current_identity(), page, str(wanted.get("scope", "")))
+        identity = current_identity()
+        decision = authorize(self.city, identity, page, str(wanted.get("scope", "")))
         if not decision:
             log.warning("refused a %s screen: %s", page.feed.name, decision.reason)
+            self.audit(identity, "screen.connect", "refused", decision.reason,
+                       f"feed:{page.feed.name}?scope={wanted.get('scope', '')}", request.remote_addr)
             return False
+        user = current_user
+        session_hash = user.found.id_hash if getattr(user, "is_authenticated", False) else None
         room = page.feed.room(decision.scope)
         connection = connection_of(request.environ)
         eio_sid = self.socketio.server.manager.eio_sid_from_sid(request.sid, NAMESPACE)
         with self.lock:
             entry = self.rooms.setdefault(room, Room(page.feed, decision.scope))
             entry.viewers += 1
-            self.screens[request.sid] = Screen(room, eio_sid, connection)
+            self.screens[request.sid] = Screen(room, eio_sid, connection, session=session_hash)
             self._reindex()
         if connection is not None:
             with contextlib.suppress(OSError):
@@ -379,10 +390,34 @@ class LiveHub:
             except Exception:  # contained: the next frame carries on
                 log.exception("sending frames failed")
 
+    def _close_ended_sessions(self) -> None:
+        """Close the screens whose session has ended (logout, expiry, a disabled user, a revoked
+        wall token): the socket is closed from here, and its TCP connection with it."""
+        with self.lock:
+            open_screens = {sid: s for sid, s in self.screens.items() if s.session is not None and not s.cut_off}
+        if self.accounts is None or not open_screens:
+            return
+        live_ones = self.accounts.live_sessions(sorted({s.session for s in open_screens.values()}),
+                                                datetime.now(timezone.utc))
+        for sid, screen in open_screens.items():
+            if screen.session not in live_ones:
+                screen.cut_off = True
+                log.info("closed a screen of %s: its session has ended", screen.room)
+                with contextlib.suppress(Exception):
+                    self.socketio.server.disconnect(sid, namespace=NAMESPACE)
+                abort_connection(screen.connection)
+
     def _periodic(self) -> None:
         due: dict[tuple[str, str], float] = {}
+        sessions_due = 0.0
         while not self.stopping.wait(1.0):
             now = time.monotonic()
+            if now >= sessions_due:
+                sessions_due = now + SESSION_CHECK_S
+                try:
+                    self._close_ended_sessions()
+                except Exception:  # contained: the next round tries again
+                    log.exception("checking the screens' sessions failed")
             with self.lock:
                 watched = [(name, room) for name, room in self.rooms.items() if room.viewers > 0]
             for name, room in watched:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from functools import cache
 
+from dashboard.authz import UserRole
 from telemetry.catalogue import (
     ACTION_LABELS,
     ALARM_TYPE_LABELS,
@@ -13,10 +14,18 @@ from telemetry.catalogue import (
     ROLE_LABELS,
     SEVERITY_LABELS,
     TASK_ACTION_LABELS,
+    Label,
     MemberState,
     Role,
     Severity,
 )
+
+USER_ROLE_LABELS = {UserRole.WALL_VIEWER: Label("Wall viewer", "大屏查看"),
+                    UserRole.DISPATCHER: Label("Dispatcher", "调度员"),
+                    UserRole.LEADER: Label("Leader", "领导"), UserRole.ADMIN: Label("Administrator", "管理员")}
+# one answer for every failed login (wrong name, wrong password, locked out): it tells nobody who exists
+LOGIN_FAILED = Label("Wrong username or password, or too many attempts: wait and try again",
+                     "用户名或密码错误，或尝试次数过多，请稍后再试")
 
 MEMBER_STATE_COLOURS = {MemberState.ONLINE: "#30d158", MemberState.SILENT: "#ff9f0a", MemberState.OFFLINE: "#8e8e93"}
 SEVERITY_COLOURS = {Severity.CRITICAL: "#ff3b30", Severity.HIGH: "#ff9500", Severity.MEDIUM: "#ffd60a",

@@ -2,7 +2,8 @@
 
     owner       runs the migrations and the retention job (the role that owns the tables)
     gcc_ingest  the ingest workers: insert what devices send, read the reference data
-    gcc_dashboard  the screens: read everything; write only what dashboard/commands.py writes
+    gcc_dashboard  the screens: read everything; write only what dashboard/commands.py writes, and
+                   the logins (users, sessions, wall tokens, the login throttle)
 
 Grants are listed here table by table and applied again at every start (idempotent), so a table a
 new migration adds is covered once it is named here; `ungranted_tables` says which are not.
@@ -25,6 +26,7 @@ REFERENCE_TABLES = ("city_info", "org_units", "grids", "buildings", "units", "or
 INGEST_TABLES = ("positions", "terminal_status", "sensor_readings", "device_alarms", "incident_reports",
                  "task_acks", "gateway_status", "region_transitions", "dead_letters")
 DASHBOARD_WRITES = ("audit_log", "alarm_acknowledgements")
+LOGIN_TABLES = ("users", "wall_tokens", "sessions", "login_throttle")   # the dashboard's logins (dashboard/accounts.py)
 OTHER_TABLES = ("incident_events", "schema_migrations")
 
 TEMP_TABLES = {INGEST}        # the roles that may create temporary tables (the ingest's staging)
@@ -33,7 +35,8 @@ TEMP_TABLES = {INGEST}        # the roles that may create temporary tables (the 
 GRANTS: dict[str, list[tuple[str, tuple[str, ...]]]] = {
     INGEST: [("select, insert", INGEST_TABLES), ("select", REFERENCE_TABLES)],
     DASHBOARD: [("select", REFERENCE_TABLES + INGEST_TABLES + DASHBOARD_WRITES + OTHER_TABLES),
-                ("insert", DASHBOARD_WRITES)],
+                ("insert", DASHBOARD_WRITES),
+                ("select, insert, update", LOGIN_TABLES)],
 }
 
 
@@ -68,7 +71,7 @@ def ensure_roles(owner_dsn: str, passwords: dict[str, str]) -> None:
 
 def ungranted_tables(owner_dsn: str) -> list[str]:
     """Tables of the public schema that no list above names (a migration added one)."""
-    named = set(REFERENCE_TABLES + INGEST_TABLES + DASHBOARD_WRITES + OTHER_TABLES)
+    named = set(REFERENCE_TABLES + INGEST_TABLES + DASHBOARD_WRITES + LOGIN_TABLES + OTHER_TABLES)
     conn = psycopg2.connect(owner_dsn)
     try:
         with conn.cursor() as cur:

@@ -8,6 +8,9 @@ status  say which parts are running.
 disable-account NAME / enable-account NAME
         revoke a broker account (a lost or stolen handset) or restore it, on the running stack
         at once (its connection is dropped) and in the data dir for every later start.
+users ...
+        the screens' logins and wall tokens (dashboard.users) on this stack's database, e.g.
+        `users add ana --role dispatcher --scope 350102002`, `users token-create lobby`.
 
 Every process of the stack (the supervisor too) leaves a pid file in `<data dir>/run/` that says
 how to recognise and stop it (stack.process.PidRecord); `down` and `status` act on whatever pid
@@ -37,7 +40,7 @@ from database import roles, timescale
 from database.migrate import migrate
 from telemetry.lifecycle import STOP_SIGNALS
 
-from .apps import app_healthy, demo_apps, demo_city, load_into_database, wait_ready
+from .apps import app_healthy, demo_apps, demo_city, demo_logins, load_into_database, wait_ready
 from .process import (
     PRIVATE_UMASK,
     PidRecord,
@@ -80,7 +83,7 @@ def _supervisor_pid_path(data_dir: Path) -> Path:
     return data_dir / "run" / "stack.pid"
 
 
-def _report(stack: LocalStack, caps: timescale.Capabilities, city, apps) -> None:
+def _report(stack: LocalStack, caps: timescale.Capabilities, city, apps, logins) -> None:
     rows = [
         ("PostgreSQL 15 + TimescaleDB", f"127.0.0.1:{stack.postgres.port}",
          f"healthy, TimescaleDB {caps.version} ({caps.edition} edition)"),
@@ -99,8 +102,13 @@ def _report(stack: LocalStack, caps: timescale.Capabilities, city, apps) -> None
         print(f"  {name:<30} {where:<18} {state}")
     dashboard = next((a for a in apps if a.name == "dashboard"), None)
     if dashboard is not None:
-        print(f"\n  Open the wall display:  {dashboard.ready_url}"
-              f"\n  kiosk (no controls):    {dashboard.ready_url}?kiosk=1")
+        users, token = logins
+        base = dashboard.ready_url.removesuffix("/healthz")
+        print(f"\n  Open the dashboard:     {base}/wall   (sign in with a demo login below)"
+              f"\n  kiosk wall (no login):  {base}/wall?kiosk=1&token={token}"
+              "\n  demo logins (local demo only; `python -m stack users` manages them):")
+        for username, role, scope, password in users:
+            print(f"    {username:<22} {password:<18} {role:<12} {scope}")
     print(f"\n  settings for clients: {stack.data_dir / 'stack.env'}  (demo credentials only)")
     print(f"  logs:                 {stack.log_dir}")
     print("\nPress Ctrl-C to stop everything.\n", flush=True)
@@ -130,6 +138,7 @@ def up(data_dir: Path, once: bool = False) -> int:
         dsn = stack.settings().pg_dsn
         caps, retention = _prepare_database(stack, dsn, timescale.retention_from_settings(settings))
         load_into_database(city, dsn)
+        logins = demo_logins(stack, city, dsn)
         ingest_port = _pick_ports(settings.ingest_http_port, INGEST_WORKERS, "OwnTracks HTTP")
         metrics_port = _pick_ports(settings.ingest_metrics_port, INGEST_WORKERS, "ingest metrics")
         dashboard_port = _pick_port(settings.dashboard_port, "the dashboard")
@@ -137,7 +146,7 @@ def up(data_dir: Path, once: bool = False) -> int:
         for app in apps:
             app.start()
         wait_ready(apps)
-        _report(stack, caps, city, apps)
+        _report(stack, caps, city, apps, logins)
         supervisor = Supervisor([*stack.servers(), *apps], probe=app_healthy)
         while not once and signal.sigtimedwait(STOP_SIGNALS, 1.0) is None:
             supervisor.stop_unhealthy(time.monotonic())
@@ -204,9 +213,7 @@ def status(data_dir: Path) -> int:
 
 def set_account_disabled(data_dir: Path, username: str, disabled: bool) -> int:
     """Revoke or restore `username` on the stack in `data_dir` (running or not)."""
-    env_file = data_dir / "stack.env"
-    written = dict(line.split("=", 1) for line in env_file.read_text().splitlines()
-                   if "=" in line and not line.startswith("#")) if env_file.exists() else {}
+    written = _written_env(data_dir)
     stack = LocalStack(data_dir, mqtt_port=int(written.get("GCC_MQTT_PORT", 0)) or None)
     if username not in stack.accounts:
         print(f"no broker account {username!r} in {data_dir}", file=sys.stderr)
@@ -216,7 +223,27 @@ def set_account_disabled(data_dir: Path, username: str, disabled: bool) -> int:
     return 0
 
 
+def _written_env(data_dir: Path) -> dict[str, str]:
+    env_file = data_dir / "stack.env"
+    return dict(line.split("=", 1) for line in env_file.read_text().splitlines()
+                if "=" in line and not line.startswith("#")) if env_file.exists() else {}
+
+
+def users(data_dir: Path, argv: list[str]) -> int:
+    """dashboard.users against this stack's database, as its owner."""
+    written = _written_env(data_dir)
+    stack = LocalStack(data_dir, pg_port=int(written.get("GCC_PG_PORT", 0)) or None)
+    os.environ.update(stack.env())
+    from dashboard.users import main as users_main
+
+    return users_main(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "users":
+        data_dir = Path(os.environ.get("GCC_DATA_DIR", DEFAULT_DATA_DIR)).resolve()
+        return users(data_dir, argv[1:])
     parser = argparse.ArgumentParser(prog="python -m stack", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=("up", "down", "status", "disable-account", "enable-account"))

@@ -7,6 +7,7 @@ import os
 import shlex
 import sys
 import urllib.request
+from datetime import datetime, timezone
 from pathlib import Path
 
 import psycopg2
@@ -54,12 +55,48 @@ def load_into_database(city: City, dsn: str) -> None:
 
 
 
+DEMO_WALL_TOKEN = "demo wall (make demo)"
+
+
+def demo_logins(stack: LocalStack, city: City, dsn: str) -> tuple[list[tuple[str, str, str, str]], str]:
+    """The local demo's logins (created once, with generated passwords kept in the data dir) and a
+    fresh wall token for the kiosk (the previous demo token is revoked): ([(username, role, scope
+    name, password)], token). Demo credentials only: a real deployment creates its own users."""
+    from dashboard.accounts import Accounts
+    from dashboard.authz import UserRole
+
+    street = city.streets[0]
+    wanted = [("admin", "Administrator 管理员", UserRole.ADMIN, ""),
+              ("dispatcher", "Dispatcher 调度员", UserRole.DISPATCHER, ""),
+              ("leader", "Leader 领导", UserRole.LEADER, ""),
+              ("viewer", "Wall viewer 大屏", UserRole.WALL_VIEWER, ""),
+              (f"dispatcher-{street.code}", f"{street.name} dispatcher 街道调度员", UserRole.DISPATCHER, street.code)]
+    accounts = Accounts(dsn, pool_size=1)
+    try:
+        existing = {u["username"] for u in accounts.users()}
+        logins = []
+        for username, display, role, scope in wanted:
+            password = stack.demo_password(username)
+            if username not in existing:
+                accounts.add_user(username, display, role, scope, password, created_by="make demo")
+            logins.append((username, role.value, city.org_name(scope) if scope else city.name, password))
+        now = datetime.now(timezone.utc)
+        for token in accounts.wall_tokens():
+            if token["name"] == DEMO_WALL_TOKEN and token["revoked_at"] is None:
+                accounts.revoke_wall_token(token["id"], "make demo", now)
+        _, token = accounts.create_wall_token(DEMO_WALL_TOKEN, "", created_by="make demo")
+    finally:
+        accounts.close()
+    return logins, token
+
+
 def demo_apps(stack: LocalStack, sim_args: str | None = None, ingest_port: int = 9108, metrics_port: int = 9128,
               dashboard_port: int = 8050) -> list[ServerProcess]:
     # each app gets where things are and only its own secrets (not the env file's: it has none)
     base = {**os.environ, "PYTHONUNBUFFERED": "1", "GCC_INGEST_HTTP_PORT": str(ingest_port),
             "GCC_INGEST_METRICS_PORT": str(metrics_port), "GCC_DASHBOARD_PORT": str(dashboard_port)}
-    base = {k: v for k, v in base.items() if not (k.startswith("GCC_") and k.endswith("PASSWORD"))}
+    base = {k: v for k, v in base.items()
+            if not (k.startswith("GCC_") and (k.endswith("PASSWORD") or k.endswith("SECRET_KEY")))}
     args = shlex.split(sim_args if sim_args is not None else os.environ.get("SIM_ARGS", DEFAULT_SIM_ARGS))
     run = stack.run_dir
     workers = []
@@ -73,7 +110,7 @@ def demo_apps(stack: LocalStack, sim_args: str | None = None, ingest_port: int =
     dashboard = ServerProcess("dashboard", [sys.executable, "-m", "dashboard"],
                               log_path=stack.log_dir / "dashboard.log", pid_path=run / "dashboard.pid",
                               env={**base, **stack.app_env("dashboard")}, cwd=Path(REPO_ROOT))
-    dashboard.ready_url = f"http://127.0.0.1:{dashboard_port}/wall"
+    dashboard.ready_url = f"http://127.0.0.1:{dashboard_port}/healthz"
     return workers + [
         dashboard,
         ServerProcess("simulator", [sys.executable, "-m", "simulator", *args],   # devices: their own accounts

@@ -133,8 +133,8 @@ class LocalStack:
         role; ones missing from an older data dir are added."""
         path = self.data_dir / "secrets.json"
         stored = json.loads(path.read_text()) if path.exists() else {}
-        wanted = ("redis_password", "pg_password", *(f"{server}_{app}_password" for server in ("pg", "redis")
-                                                      for app in APPS))
+        wanted = ("redis_password", "pg_password", "dashboard_session_key",
+                  *(f"{server}_{app}_password" for server in ("pg", "redis") for app in APPS))
         created = {**{name: secrets.token_urlsafe(24) for name in wanted}, **stored}
         if created != stored:
             write_private(path, json.dumps(created, indent=2))
@@ -142,6 +142,14 @@ class LocalStack:
 
     def app_secret(self, server: str, app: str) -> str:
         return self._secrets[f"{server}_{app}_password"]
+
+    def demo_password(self, username: str) -> str:
+        """The local demo's password of one of its demo logins (generated once, kept in secrets.json)."""
+        key = f"demo_login_{username}"
+        if key not in self._secrets:
+            self._secrets[key] = secrets.token_urlsafe(12)
+            write_private(self.data_dir / "secrets.json", json.dumps(self._secrets, indent=2))
+        return self._secrets[key]
 
     def pg_app_passwords(self) -> dict[str, str]:
         """Role name -> password of each app's database role (database.roles)."""
@@ -283,6 +291,8 @@ class LocalStack:
         user and (if it uses the broker) broker account."""
         env = {**self.public_env(), "GCC_PG_USER": APP_ROLES[app], "GCC_PG_PASSWORD": self.app_secret("pg", app),
                "GCC_REDIS_USERNAME": APP_ROLES[app], "GCC_REDIS_PASSWORD": self.app_secret("redis", app)}
+        if app == "dashboard":
+            env["GCC_DASHBOARD_SECRET_KEY"] = self._secrets["dashboard_session_key"]
         return {**env, **self.mqtt_env(account)} if account else env
 
     @staticmethod

@@ -2,7 +2,8 @@
 reports over the grids, a heatmap, headline counters, a ticker and the queue of open items.
 
 Its feed takes members' fixes and statuses, device alarms (and their acknowledgements) and
-reports; each travels with only the fields the wall draws (no report text, photo or terminal id).
+reports; each travels with only the fields the wall draws (no report text, photo or terminal id:
+members and reports are keyed by keyed hashes). Every role that may open the wall gets the same.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from telemetry.catalogue import Label, Severity
 ns = Namespace("gcc", "wall")
 EMPTY = {"type": "FeatureCollection", "features": []}
 HEAT_EVERY_S = 60.0
-_REPORT_KEY_SECRET = os.urandom(16)   # this process's: see report_key
+_KEY_SECRET = {"secret": os.urandom(32)}   # see use_key_secret
 # Reports the wall holds at most (the snapshot's and the browser's): the most severe, newest first.
 # A day of a big city's reports fits many times over; a flood of them (handsets gone rogue) cannot
 # make snapshots and browsers grow without bound, nor push the severe ones off the wall.
@@ -33,21 +34,41 @@ WALL_REPORTS_MAX = 1000
 
 
 # --- the feed: what the wall receives, in the form it draws --------------------------------------------
+def member_key(terminal_id: str) -> str:
+    """What the wall keys a member by: a keyed hash of the terminal id (the wall shows names and
+    roles, never terminal ids; see report_key for the key's lifetime)."""
+    return _keyed("member:" + terminal_id, 16)
+
+
 def wire_fix(q, c: live.FixChange) -> list:
     """Compact, two frames a second for thousands of members: names and roles come with the snapshot."""
-    return [c.terminal_id, round(c.lon, 6), round(c.lat, 6), c.t, c.battery_pct, c.grid_code]
+    return [member_key(c.terminal_id), round(c.lon, 6), round(c.lat, 6), c.t, c.battery_pct, c.grid_code]
 
 
 def wire_status(q, c: live.StatusChange) -> dict:
+    """A member's status, for screens that know terminals (the dispatcher console)."""
     return {"terminal_id": c.terminal_id, "state": c.state, "t": c.t, "battery_pct": c.battery_pct, "sos": c.sos}
+
+
+def wall_status(q, c: live.StatusChange) -> dict:
+    return {"member": member_key(c.terminal_id), "state": c.state, "t": c.t, "battery_pct": c.battery_pct,
+            "sos": c.sos}
+
+
+def use_key_secret(dashboard_secret: str) -> None:
+    """Key the wall's hashes from the deployment's secret (create_app): stable across restarts, and
+    known to nobody outside the server. Without one, a random key per process."""
+    _KEY_SECRET["secret"] = hmac.new(dashboard_secret.encode(), b"wall keys", hashlib.sha256).digest()
+
+
+def _keyed(text: str, length: int) -> str:
+    return hmac.new(_KEY_SECRET["secret"], text.encode(), hashlib.sha256).hexdigest()[:length]
 
 
 def report_key(c: live.ReportChange) -> str:
     """What the screens key a report by: it is (terminal, report id), as in the live state, but the
-    wall must not learn the terminal, so the key is a keyed hash of both (its key is this process's:
-    a restarted server's screens resync, and take the new keys with their snapshot)."""
-    member = live.Keys.report_member(c.terminal_id, c.report_id)
-    return hmac.new(_REPORT_KEY_SECRET, member.encode(), hashlib.sha256).hexdigest()[:20]
+    wall must not learn the terminal, so the key is a keyed hash of both."""
+    return _keyed(live.Keys.report_member(c.terminal_id, c.report_id), 20)
 
 
 def wire_alarm(q, c: live.AlarmChange) -> dict:
@@ -69,7 +90,7 @@ def wire_report(q, c: live.ReportChange) -> dict:
             "where": c.address or q.org_name(c.grid_code)}
 
 
-MEMBER_FIELDS = ("terminal_id", "name", "role", "home_grid_code", "grid_code", "lon", "lat", "t", "state", "state_t",
+MEMBER_FIELDS = ("member", "name", "role", "home_grid_code", "grid_code", "lon", "lat", "t", "state", "state_t",
                  "battery_pct", "sos")
 
 
@@ -77,7 +98,7 @@ def wall_member(q, m) -> list:
     """A member on the map (snapshot), compact like the fixes: the values of MEMBER_FIELDS (the
     snapshot names them once, for 10,000 members)."""
     member = q.member(m.terminal_id)
-    return [m.terminal_id, member.name, member.role.value, member.grid_code, m.grid_code, round(m.lon, 6),
+    return [member_key(m.terminal_id), member.name, member.role.value, member.grid_code, m.grid_code, round(m.lon, 6),
             round(m.lat, 6), m.t, m.state, m.state_t, m.battery_pct, m.sos]
 
 
@@ -93,10 +114,10 @@ def wall_reports(q, scope: Scope) -> dict:
 def snapshot(q, scope: Scope) -> dict:
     """Everything the wall needs to (re)draw its scope from scratch."""
     in_scope = q.members(scope)
-    placed = [wall_member(q, m) for m in q.members_live(in_scope)]
-    on_map = {m[0] for m in placed}
-    return {"member_fields": MEMBER_FIELDS, "members": placed,
-            "roster": [[m.terminal_id, m.name, m.role.value, m.grid_code] for m in in_scope
+    live_members = q.members_live(in_scope)
+    on_map = {m.terminal_id for m in live_members}
+    return {"member_fields": MEMBER_FIELDS, "members": [wall_member(q, m) for m in live_members],
+            "roster": [[member_key(m.terminal_id), m.name, m.role.value, m.grid_code] for m in in_scope
                        if m.terminal_id not in on_map],
             "grids": q.grid_codes(scope), "bounds": q.bounds(scope), "member_total": len(in_scope),
             "alarms": [wire_alarm(q, a) for a in q.open_alarms(scope)],
@@ -104,7 +125,7 @@ def snapshot(q, scope: Scope) -> dict:
             "closures_today": q.closures_today(scope), "heat": q.heat_all(scope)}
 
 
-FEED = Feed("wall", wire={"fix": wire_fix, "status": wire_status, "alarm": wire_alarm, "alarm_ack": wire_alarm_ack,
+FEED = Feed("wall", wire={"fix": wire_fix, "status": wall_status, "alarm": wire_alarm, "alarm_ack": wire_alarm_ack,
                           "report": wire_report},
             snapshot=snapshot, periodic=(Periodic("heat", HEAT_EVERY_S, lambda q, scope: q.heat_all(scope)),))
 

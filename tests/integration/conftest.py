@@ -92,16 +92,11 @@ def ingest_listener(stack):
 @pytest.fixture(scope="module")
 def dashboard(stack, settings, city, tmp_path_factory):
     """The dashboard as its own process, with an ingest worker feeding the live bus."""
-    import uuid
-
-    from .ingest_helpers import ThreadWorker
+    from .ingest_helpers import fed_by_a_worker
     from .screens import Dashboard
 
-    board = Dashboard(stack, tmp_path_factory.mktemp("dash") / "dashboard.log")
-    with ThreadWorker(stack, index=96, share_group=f"t{uuid.uuid4().hex[:8]}"):
-        board.start()
+    with fed_by_a_worker(stack, Dashboard(stack, tmp_path_factory.mktemp("dash") / "dashboard.log"), 96) as board:
         yield board
-        board.stop()
 
 
 @pytest.fixture(scope="module")

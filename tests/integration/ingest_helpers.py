@@ -6,6 +6,8 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 
 import orjson
@@ -116,3 +118,26 @@ class FixPublisher:
 
 def utc(*args) -> datetime:
     return datetime(*args, tzinfo=timezone.utc)
+
+
+class RecordingReceipt:
+    """A delivery's receipt that records how it was settled (None: taken; else the rejection)."""
+
+    def __init__(self) -> None:
+        self.settled: list = []
+
+    def settle(self, rejection) -> bool:
+        self.settled.append(rejection)
+        return True
+
+
+@contextmanager
+def fed_by_a_worker(stack, board, index: int):
+    """`board` (a dashboard process) started, fed by an ingest worker of its own in a fresh share
+    group; stopped afterwards."""
+    with ThreadWorker(stack, index=index, share_group=f"t{uuid.uuid4().hex[:8]}"):
+        board.start()
+        try:
+            yield board
+        finally:
+            board.stop()

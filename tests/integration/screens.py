@@ -2,10 +2,14 @@
 driven by Playwright: no browser download), and publishing as a real device."""
 from __future__ import annotations
 
+import http.cookiejar
 import os
+import re
+import secrets
 import signal
 import subprocess
 import sys
+import urllib.parse
 import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,16 +28,68 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 SCREENSHOTS = Path(os.environ.get("GCC_SCREENSHOT_DIR", "/tmp/gridcc-screenshots"))
 
 
+TEST_PASSWORD = secrets.token_urlsafe(12)     # every test login's, this run
+# (username, role, scope): the logins the screen tests sign in with ("" is the whole city)
+TEST_LOGINS = {"t-admin": ("admin", ""), "t-dispatcher": ("dispatcher", ""), "t-leader": ("leader", ""),
+               "t-viewer": ("wall_viewer", "")}
+
+
+def ensure_logins(owner_dsn: str, logins: dict[str, tuple[str, str]] = TEST_LOGINS) -> None:
+    """The test logins in the database (created once per database, each with TEST_PASSWORD)."""
+    from dashboard.accounts import Accounts
+
+    accounts = Accounts(owner_dsn, pool_size=1)
+    try:
+        existing = {u["username"] for u in accounts.users()}
+        for username, (role, scope) in logins.items():
+            if username not in existing:
+                accounts.add_user(username, username, role, scope, TEST_PASSWORD, created_by="tests")
+            else:
+                accounts.set_password(username, TEST_PASSWORD, datetime.now(timezone.utc))
+    finally:
+        accounts.close()
+
+
+def sign_in(page, base_url: str, username: str = "t-admin", password: str = TEST_PASSWORD) -> None:
+    """Sign the browser in through the login form, as a person would."""
+    page.goto(f"{base_url}/login")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(lambda url: "/login" not in url, timeout=15000)
+
+
+def session_cookie(base_url: str, username: str = "t-admin", password: str = TEST_PASSWORD) -> str:
+    """A signed-in session's cookie ("gcc_session=…"), through the login form over plain HTTP."""
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    form = opener.open(f"{base_url}/login", timeout=10).read().decode()
+    token = re.search(r"name='csrf_token' value='([^']+)'", form).group(1)
+    body = urllib.parse.urlencode({"csrf_token": token, "username": username, "password": password,
+                                   "next": "/healthz"}).encode()
+    opener.open(urllib.request.Request(f"{base_url}/login", data=body, headers={"Origin": base_url}), timeout=10)
+    cookie = next(c for c in jar if c.name == "gcc_session")
+    return f"{cookie.name}={cookie.value}"
+
+
 class Dashboard:
     def __init__(self, stack, log_path: Path) -> None:
         self.port = free_port()
         self.env = {**os.environ, **stack.app_env("dashboard"), "GCC_DASHBOARD_PORT": str(self.port)}
         self.log_path = log_path
         self.proc = None
+        ensure_logins(stack.settings().pg_dsn)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def cookie(self) -> str:
+        """An admin's session cookie on this dashboard (signed in once, kept)."""
+        if getattr(self, "_cookie", None) is None:
+            self._cookie = session_cookie(self.url)
+        return self._cookie
 
     def start(self) -> None:
         with open(self.log_path, "ab") as log:
@@ -43,7 +99,7 @@ class Dashboard:
 
     def _up(self) -> bool:
         try:
-            return urllib.request.urlopen(self.url + "/wall", timeout=2).status == 200
+            return urllib.request.urlopen(self.url + "/healthz", timeout=2).status == 200
         except OSError:
             return False
 
@@ -73,3 +129,17 @@ def publish_as(stack, username: str, topic: str, payload: bytes) -> None:
 def member_fix(stack, member, lon: float, lat: float, t: datetime | None = None) -> None:
     publish_as(stack, member.terminal_id, terminal_topic(member.terminal_id, "fix"),
                fix_payload(t or now(), lon, lat, battery_pct=71))
+
+
+def ensure_signed_in(page, base_url: str, username: str = "t-admin") -> None:
+    """Sign in unless this browser context holds a session already."""
+    if not any(c["name"] == "gcc_session" for c in page.context.cookies()):
+        sign_in(page, base_url, username)
+
+
+def wall_key(stack, terminal_id: str) -> str:
+    """The key the wall knows a member by (a keyed hash: the wall never learns terminal ids)."""
+    from dashboard.pages import wall
+
+    wall.use_key_secret(stack.app_env("dashboard")["GCC_DASHBOARD_SECRET_KEY"])
+    return wall.member_key(terminal_id)

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 import psycopg2
 import pytest
 
-from dashboard.authz import ANONYMOUS_DEMO, Identity, UserRole
+from dashboard.authz import EVERYONE, Identity, UserRole
 from dashboard.commands import AcknowledgeAlarm, Commands
 from ingest.live import LiveState
 from ingest.model import Enriched
@@ -19,6 +19,8 @@ from telemetry.catalogue import AlarmType
 from telemetry.messages import DeviceAlarm
 
 from .ingest_helpers import count
+
+EVERY_ROLE = Identity("demo", EVERYONE)     # every role over the whole city
 
 
 @pytest.fixture
@@ -49,7 +51,7 @@ def test_a_command_is_written_audited_and_told_to_the_live_state_and_the_bus(set
     alarm_id, sensor = _open_alarm(settings, city, redis_client)
     bus = live.BusReader(redis_client, block_ms=200)
     bus.start_at_end()
-    result = commands.execute(ANONYMOUS_DEMO, AcknowledgeAlarm(sensor.sensor_id, alarm_id, note="crew on the way"),
+    result = commands.execute(EVERY_ROLE, AcknowledgeAlarm(sensor.sensor_id, alarm_id, note="crew on the way"),
                               "10.0.0.9")
     assert result.ok, result.reason
     assert count(db, "select count(*) from alarm_acknowledgements where alarm_id = %s and note = %s", alarm_id,
@@ -79,14 +81,14 @@ def test_a_refused_command_changes_nothing_and_is_audited_with_the_reason(settin
     assert count(db, "select count(*) from audit_log where target = %s and outcome = 'refused'",
                  f"alarm:{sensor.sensor_id}/{alarm_id}") >= 1
     # twice: the second is refused (already acknowledged), audited, and writes nothing more
-    assert commands.execute(ANONYMOUS_DEMO, AcknowledgeAlarm(sensor.sensor_id, alarm_id)).ok
-    again = commands.execute(ANONYMOUS_DEMO, AcknowledgeAlarm(sensor.sensor_id, alarm_id))
+    assert commands.execute(EVERY_ROLE, AcknowledgeAlarm(sensor.sensor_id, alarm_id)).ok
+    again = commands.execute(EVERY_ROLE, AcknowledgeAlarm(sensor.sensor_id, alarm_id))
     assert not again.ok and "already acknowledged by demo" in again.reason
     assert count(db, "select count(*) from alarm_acknowledgements where alarm_id = %s", alarm_id) == 1
 
 
 def test_an_alarm_that_is_not_open_cannot_be_acknowledged(commands, db):
-    result = commands.execute(ANONYMOUS_DEMO, AcknowledgeAlarm("S-NONE", "A-NEVER-RAISED"))
+    result = commands.execute(EVERY_ROLE, AcknowledgeAlarm("S-NONE", "A-NEVER-RAISED"))
     assert not result.ok and "does not exist" in result.reason
     assert count(db, "select count(*) from audit_log where target = 'alarm:S-NONE/A-NEVER-RAISED' "
                      "and outcome = 'refused'") >= 1
@@ -115,7 +117,7 @@ def test_the_screens_read_who_acknowledged_an_alarm_from_the_database(settings, 
     queries = Queries(city, redis_client, settings.pg_dsn)
     whole_city = Scope("", city.name)
     assert [a.acknowledged_by for a in queries.open_alarms(whole_city) if a.alarm_id == alarm_id] == [None]
-    assert commands.execute(ANONYMOUS_DEMO, AcknowledgeAlarm(sensor.sensor_id, alarm_id)).ok
+    assert commands.execute(EVERY_ROLE, AcknowledgeAlarm(sensor.sensor_id, alarm_id)).ok
     [alarm] = [a for a in queries.open_alarms(whole_city) if a.alarm_id == alarm_id]
     assert alarm.acknowledged_by == "demo" and alarm.acknowledged_at is not None
 
@@ -153,7 +155,7 @@ def test_two_sensors_alarms_of_the_same_id_are_acknowledged_each_on_its_own(sett
     _open_alarm(settings, city, redis_client, second, alarm_id)
     bus = live.BusReader(redis_client, block_ms=200)
     bus.start_at_end()
-    assert commands.execute(ANONYMOUS_DEMO, AcknowledgeAlarm(second.sensor_id, alarm_id)).ok
+    assert commands.execute(EVERY_ROLE, AcknowledgeAlarm(second.sensor_id, alarm_id)).ok
     assert count(db, "select count(*) from alarm_acknowledgements where alarm_id = %s and sensor_id = %s", alarm_id,
                  second.sensor_id) == 1
     told = [(c.sensor_id, c.alarm_id) for e in bus.read() if isinstance(e, live.Envelope) for c in e.changes
@@ -162,4 +164,4 @@ def test_two_sensors_alarms_of_the_same_id_are_acknowledged_each_on_its_own(sett
     shown = {a.sensor_id: a.acknowledged_by for a in Queries(city, redis_client, settings.pg_dsn)
              .open_alarms(Scope("", city.name)) if a.alarm_id == alarm_id}
     assert shown == {first.sensor_id: None, second.sensor_id: "demo"}
-    assert commands.execute(ANONYMOUS_DEMO, AcknowledgeAlarm(first.sensor_id, alarm_id)).ok   # not "already"
+    assert commands.execute(EVERY_ROLE, AcknowledgeAlarm(first.sensor_id, alarm_id)).ok   # not "already"

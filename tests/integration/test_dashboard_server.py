@@ -33,7 +33,7 @@ from telemetry.live.changes import FixChange
 from telemetry.orgcodes import Level, ancestor
 
 from ..support import wait_for
-from .screens import Dashboard, member_fix, now
+from .screens import Dashboard, ensure_signed_in, member_fix, now, wall_key
 
 pytestmark = pytest.mark.slow
 
@@ -46,7 +46,7 @@ HOSTILE_NAME = 'Mallory <img src=x onerror="window.__injected = true"> 王'
 class WireScreen:
     """A screen's Socket.IO connection at the wire level: nothing is read unless the test asks."""
 
-    def __init__(self, port: int, receive_buffer: int | None = None) -> None:
+    def __init__(self, port: int, receive_buffer: int | None = None, cookie: str | None = None) -> None:
         self.sock = socket.socket()
         if receive_buffer:   # before connecting: the window the server sees stays this small
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
@@ -55,7 +55,8 @@ class WireScreen:
         self.messages: list[str] = []
         self._partial = ""
         self.accepted, self.rejected, self.closed, self.close_code = False, None, False, None
-        self.sock.sendall(self.ws.send(Request(host=f"127.0.0.1:{port}", target=SOCKET_PATH)))
+        headers = [(b"cookie", cookie.encode())] if cookie else []
+        self.sock.sendall(self.ws.send(Request(host=f"127.0.0.1:{port}", target=SOCKET_PATH, extra_headers=headers)))
         deadline = time.monotonic() + 10
         while not (self.accepted or self.rejected or self.closed) and time.monotonic() < deadline:
             self._read(1.0)
@@ -127,7 +128,7 @@ class WireScreen:
 
 
 def _joined(board, feed: str, scope: str) -> tuple[WireScreen, dict]:
-    screen = WireScreen(board.port)
+    screen = WireScreen(board.port, cookie=board.cookie)
     screen.join(feed, scope)
     snapshot = screen.event("snapshot")
     assert snapshot is not None, board.log()
@@ -165,13 +166,10 @@ def hostile_member(city, settings):
 @pytest.fixture(scope="module")
 def board(stack, city, hostile_member, tmp_path_factory):
     """A dashboard of this module's own (its log is read), fed by an ingest worker of its own."""
-    from .ingest_helpers import ThreadWorker
+    from .ingest_helpers import fed_by_a_worker
 
-    board = Board(stack, tmp_path_factory.mktemp("dash-server") / "dashboard.log")
-    with ThreadWorker(stack, index=95, share_group=f"t{uuid.uuid4().hex[:8]}"):
-        board.start()
+    with fed_by_a_worker(stack, Board(stack, tmp_path_factory.mktemp("dash-server") / "dashboard.log"), 95) as board:
         yield board
-        board.stop()
 
 
 def test_the_dashboard_runs_on_gunicorn_with_one_threaded_worker_and_one_live_hub(board):
@@ -190,7 +188,7 @@ def test_sigterm_stops_the_dashboard_within_seconds_with_screens_connected(stack
     board.start()
     try:
         screens = [_joined(board, "wall", "")[0] for _ in range(3)]
-        bare = WireScreen(board.port)     # a WebSocket that never joins a feed
+        bare = WireScreen(board.port, cookie=board.cookie)     # a WebSocket that never joins a feed
         assert bare.accepted
         worker = _workers(board.proc.pid)[0]
         started = time.monotonic()
@@ -208,7 +206,7 @@ def test_sigterm_stops_the_dashboard_within_seconds_with_screens_connected(stack
                                   '{"feed": "everything", "scope": ""}',   # a feed no page declares
                                   '{"scope": ""}', ""])                     # no feed at all
 def test_a_screen_the_server_cannot_authorize_is_refused_and_gets_nothing(board, auth):
-    screen = WireScreen(board.port)
+    screen = WireScreen(board.port, cookie=board.cookie)
     screen.send("40/live," + auth)
     answer = screen.message("4", 10)
     assert answer is not None and answer.startswith("44/live,"), answer   # CONNECT_ERROR, not CONNECT
@@ -228,7 +226,8 @@ def _http(board, raw: bytes) -> bytes:
 def test_oversized_bodies_request_lines_and_headers_are_refused(board):
     body = b"{" + b" " * (2 * 1024 * 1024) + b"}"
     request = urllib.request.Request(board.url + "/_dash-update-component", data=body, method="POST",
-                                     headers={"Content-Type": "application/json"})
+                                     headers={"Content-Type": "application/json", "Origin": board.url,
+                                              "Cookie": board.cookie})
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=10)
     assert refused.value.code == 413
@@ -241,7 +240,7 @@ def test_oversized_bodies_request_lines_and_headers_are_refused(board):
 
 
 def test_an_endless_websocket_message_is_cut_off_before_it_is_buffered(board):
-    screen = WireScreen(board.port)
+    screen = WireScreen(board.port, cookie=board.cookie)
     assert screen.accepted
     sent = 0
     with pytest.raises(OSError):   # the server closes the connection long before 64 MB
@@ -281,7 +280,7 @@ def test_a_screen_that_stops_reading_is_cut_off_while_the_others_keep_their_fram
     try:
         worker = _workers(board.proc.pid)[0]
         rss_before = _rss_kb(worker)
-        stalled = WireScreen(board.port, receive_buffer=4096)
+        stalled = WireScreen(board.port, receive_buffer=4096, cookie=board.cookie)
         stalled.join("wall", "")                    # ... and never reads again
         started = time.monotonic()
         wait_for(lambda: stalled.tcp_state() != TCP_ESTABLISHED, 20 + STALL_LIMIT_S,
@@ -307,7 +306,7 @@ def test_a_screen_that_stops_reading_is_cut_off_while_the_others_keep_their_fram
 
 
 def test_a_socket_that_answers_no_ping_is_closed_with_its_tcp_connection(board):
-    silent = WireScreen(board.port)     # opens its session, then neither reads nor answers
+    silent = WireScreen(board.port, cookie=board.cookie)     # opens its session, then neither reads nor answers
     assert silent.accepted
     started = time.monotonic()
     wait_for(lambda: silent.tcp_state() != TCP_ESTABLISHED, 4 * SOCKET_PING_S,
@@ -320,7 +319,7 @@ def test_a_reconnect_storm_on_one_scope_builds_its_snapshot_once(board, city, re
     street = city.streets[1].code
     members = [m for m in city.members if m.grid_code.startswith(street)]
     writer = BusWriter(redis_client, f"test-{uuid.uuid4().hex[:6]}")
-    screens = [WireScreen(board.port) for _ in range(100)]   # the engine.io sessions first ...
+    screens = [WireScreen(board.port, cookie=board.cookie) for _ in range(100)]   # the engine.io sessions first ...
     assert all(s.accepted for s in screens)
     builds_before = board.log().count(f"built the snapshot of wall@{street} ")
     for screen in screens:                                  # ... then all ask for the street at once
@@ -343,7 +342,7 @@ def test_websockets_beyond_the_limit_are_refused_and_pages_still_load(board):
     opened: list[WireScreen] = []
     try:
         for _ in range(SCREENS_MAX + 1):
-            screen = WireScreen(board.port)
+            screen = WireScreen(board.port, cookie=board.cookie)
             if not screen.accepted:
                 assert screen.rejected == 503
                 break
@@ -357,7 +356,7 @@ def test_websockets_beyond_the_limit_are_refused_and_pages_still_load(board):
 
 
 def _admitted(board) -> bool:
-    screen = WireScreen(board.port)
+    screen = WireScreen(board.port, cookie=board.cookie)
     screen.close()
     return screen.accepted
 
@@ -366,8 +365,9 @@ def test_a_member_name_holding_html_is_text_in_the_wall_tooltip(board, stack, ci
     grid = city.grid_by_code[hostile_member.grid_code].boundary
     start, end = grid.representative_point(), grid.centroid
     member_fix(stack, hostile_member, start.x, start.y, now() - timedelta(seconds=5))
+    ensure_signed_in(page, board.url)
     page.goto(f"{board.url}/wall?scope={ancestor(hostile_member.grid_code, Level.COMMUNITY)}")
-    terminal = hostile_member.terminal_id
+    terminal = wall_key(stack, hostile_member.terminal_id)
     page.wait_for_function(f"() => {{ const st = window.gcc && window.gcc.live && window.gcc.live.state('wall');"
                            f" return st && st.members.has('{terminal}') && window.gcc.markers.has('{terminal}'); }}",
                            timeout=20000)

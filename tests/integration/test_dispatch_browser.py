@@ -14,12 +14,13 @@ from telemetry.topics import gateway_topic, terminal_topic
 
 from ..support import wait_for
 from .ingest_helpers import count
-from .screens import SCREENSHOTS, iso, member_fix, now, publish_as
+from .screens import SCREENSHOTS, ensure_signed_in, iso, member_fix, now, publish_as
 
 pytestmark = pytest.mark.slow
 
 
 def _open(page, dashboard, path: str, feed: str, scope: str = "") -> None:
+    ensure_signed_in(page, dashboard.url)
     page.goto(f"{dashboard.url}{path}" + (f"?scope={scope}" if scope else ""))
     page.wait_for_function(f"() => {{ const st = window.gcc && window.gcc.live && window.gcc.live.state('{feed}');"
                            f" return st && st.scope !== null; }}", timeout=20000)
@@ -90,11 +91,11 @@ def test_acknowledging_an_alarm_is_written_audited_and_shown_on_the_wall(stack, 
                            timeout=10000)
     assert "Gas over threshold" in page.inner_text("#dispatch-result")
     page.locator(f'[id="dispatch-alarm-{sensor.sensor_id}/{alarm_id}"] .acked-by').wait_for(timeout=10000)
-    assert count(db, "select count(*) from alarm_acknowledgements where alarm_id = %s and actor = 'demo'",
-                 alarm_id) == 1
+    assert count(db, "select count(*) from alarm_acknowledgements where alarm_id = %s and actor = 't-admin'",
+                 alarm_id) == 1                    # who signed in, not a demo actor
     assert count(db, "select count(*) from audit_log where target = %s and action = 'alarm.acknowledge' "
-                     "and outcome = 'done' and scope_code = %s", f"alarm:{sensor.sensor_id}/{alarm_id}",
-                 sensor.grid_code) == 1
+                     "and outcome = 'done' and scope_code = %s and actor = 't-admin' and roles = '{admin}'",
+                 f"alarm:{sensor.sensor_id}/{alarm_id}", sensor.grid_code) == 1
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "dispatch.png"))
 
@@ -112,6 +113,7 @@ def test_acknowledging_an_alarm_is_written_audited_and_shown_on_the_wall(stack, 
 
 
 def test_an_org_unit_the_city_does_not_have_gets_a_not_found_page(dashboard, page):
+    ensure_signed_in(page, dashboard.url)
     page.goto(f"{dashboard.url}/dispatch?scope=350102099")
     page.locator("#shell-refusal").wait_for(timeout=10000)
     assert "404" in page.inner_text("#shell-refusal") and "350102099" in page.inner_text("#shell-refusal")

@@ -25,22 +25,13 @@ from stack import free_port
 from telemetry.topics import gateway_topic, terminal_topic
 
 from ..support import wait_for
-from .ingest_helpers import ThreadWorker, count, fix_payload
+from .ingest_helpers import RecordingReceipt, ThreadWorker, count, fix_payload
 from .mqtt_helpers import MqttProbe
 
 pytestmark = pytest.mark.slow
 
 POOL = range(550, 590)     # the members whose terminals these tests use (other tests use lower ones)
 _INDEXES = itertools.count(160)
-
-
-class Receipt:
-    def __init__(self) -> None:
-        self.settled: list = []
-
-    def settle(self, rejection) -> bool:
-        self.settled.append(rejection)
-        return True
 
 
 @pytest.fixture
@@ -75,7 +66,7 @@ def _fixes(city, n: int, t0: datetime, **extra_at) -> list[Delivery]:
         p = city.grid_by_code[member.grid_code].boundary.representative_point()
         body = fix_payload(t0 + timedelta(milliseconds=i), p.x, p.y, **extra_at.get(f"f{i}", {}))
         inbound = Inbound(terminal_topic(member.terminal_id, "fix"), body, 1, False, datetime.now(timezone.utc))
-        out.append(Delivery(inbound, Receipt()))
+        out.append(Delivery(inbound, RecordingReceipt()))
     return out
 
 

@@ -21,7 +21,7 @@ from stack import free_port
 from telemetry.topics import terminal_topic
 
 from ..support import wait_for
-from .ingest_helpers import count, fix_payload, worker_account
+from .ingest_helpers import RecordingReceipt, count, fix_payload, worker_account
 from .mqtt_helpers import MqttProbe
 
 pytestmark = pytest.mark.slow
@@ -49,15 +49,6 @@ worker.run()
 """
 
 
-class Receipt:
-    def __init__(self) -> None:
-        self.settled: list = []
-
-    def settle(self, rejection) -> bool:
-        self.settled.append(rejection)
-        return True
-
-
 def _now() -> datetime:
     return datetime.now(timezone.utc).replace(microsecond=0)
 
@@ -67,7 +58,7 @@ def _fix(city, n: int, t: datetime, dup: bool) -> Delivery:
     p = city.grid_by_code[member.grid_code].boundary.representative_point()
     inbound = Inbound(terminal_topic(member.terminal_id, "fix"), fix_payload(t, p.x, p.y), 1, False,
                       datetime.now(timezone.utc), dup=dup)
-    return Delivery(inbound, Receipt())
+    return Delivery(inbound, RecordingReceipt())
 
 
 def test_redeliveries_are_processed_together_then_alone_then_dead_lettered_unprocessed(settings, city, db,

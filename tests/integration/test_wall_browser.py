@@ -16,7 +16,7 @@ from telemetry.topics import gateway_topic, terminal_topic
 from ..support import wait_for
 from .ingest_helpers import fix_payload
 from .mqtt_helpers import MqttProbe, device_with_will
-from .screens import SCREENSHOTS, member_fix, now
+from .screens import SCREENSHOTS, ensure_signed_in, member_fix, now, wall_key
 
 pytestmark = pytest.mark.slow
 
@@ -28,13 +28,14 @@ def _state(page, expression: str):
     return page.evaluate(f"() => {{ const st = {WALL}; return st ? ({expression}) : null; }}")
 
 
-def _member_at(terminal_id: str, lon: float) -> str:
+def _member_at(key: str, lon: float) -> str:
     """A page function: true once the wall holds this member at this longitude."""
-    return f"() => Math.abs({WALL}.members.get('{terminal_id}').lon - {lon}) < 1e-6"
+    return f"() => Math.abs({WALL}.members.get('{key}').lon - {lon}) < 1e-6"
 
 
 def _open_wall(page, dashboard, scope: str = "", kiosk: bool = False) -> None:
     query = "&".join(p for p in (f"scope={scope}" if scope else "", "kiosk=1" if kiosk else "") if p)
+    ensure_signed_in(page, dashboard.url)
     page.goto(f"{dashboard.url}/wall" + (f"?{query}" if query else ""))
     page.wait_for_function(f"() => {{ const st = {WALL}; return st && st.scope !== null; }}", timeout=20000)
 
@@ -48,7 +49,7 @@ def test_the_wall_loads_with_the_grids_and_members_of_its_scope(stack, city, das
     _open_wall(page, dashboard, community.code)
     grids = _state(page, "st.grids")
     assert sorted(grids) == sorted(g.code for g in city.grids if g.code.startswith(community.code))
-    assert _state(page, f"st.members.has('{member.terminal_id}')")
+    assert _state(page, f"st.members.has('{wall_key(stack, member.terminal_id)}')")
     assert community.name in page.inner_text("#wall-scope-name")
     assert page.locator(".leaflet-container").count() == 1
     assert page.errors == []
@@ -60,12 +61,13 @@ def test_a_fix_published_over_mqtt_moves_the_member_within_seconds(stack, city, 
     start, end = grid.representative_point(), grid.centroid
     member_fix(stack, member, start.x, start.y, now() - timedelta(seconds=5))
     _open_wall(page, dashboard, ancestor(member.grid_code, Level.COMMUNITY))
-    page.wait_for_function(f"() => window.gcc.live.state('wall').members.has('{member.terminal_id}')", timeout=10000)
+    key = wall_key(stack, member.terminal_id)
+    page.wait_for_function(f"() => window.gcc.live.state('wall').members.has('{key}')", timeout=10000)
     published = time.monotonic()
     member_fix(stack, member, end.x, end.y)
-    page.wait_for_function(_member_at(member.terminal_id, end.x), timeout=10000)
+    page.wait_for_function(_member_at(wall_key(stack, member.terminal_id), end.x), timeout=10000)
     assert time.monotonic() - published < 5
-    marker = page.evaluate(f"() => window.gcc.markers.get('{member.terminal_id}').getLatLng()")
+    marker = page.evaluate(f"() => window.gcc.markers.get('{wall_key(stack, member.terminal_id)}').getLatLng()")
     assert abs(marker["lng"] - end.x) < 1e-6 and abs(marker["lat"] - end.y) < 1e-6  # the marker itself moved
     assert _state(page, "st.frames") >= 1
 
@@ -165,7 +167,7 @@ def test_the_page_recovers_by_itself_when_the_web_server_restarts(stack, city, d
                            timeout=15000)
     member_fix(stack, member, grid.centroid.x, grid.centroid.y)  # while the screen is cut off
     dashboard.start()
-    page.wait_for_function(_member_at(member.terminal_id, grid.centroid.x), timeout=30000)
+    page.wait_for_function(_member_at(wall_key(stack, member.terminal_id), grid.centroid.x), timeout=30000)
     assert page.evaluate("() => window.__notReloaded === true")
     page.wait_for_function("() => document.querySelector('#wall-conn').innerText.includes('live')", timeout=10000)
 
@@ -178,11 +180,12 @@ def test_a_lost_frame_is_noticed_and_the_screen_resyncs_from_a_snapshot(stack, c
     sockets = []
     page.on("websocket", lambda ws: sockets.append(ws.url))
     _open_wall(page, dashboard, ancestor(member.grid_code, Level.COMMUNITY))
-    page.wait_for_function(f"() => window.gcc.live.state('wall').members.has('{member.terminal_id}')", timeout=10000)
+    key = wall_key(stack, member.terminal_id)
+    page.wait_for_function(f"() => window.gcc.live.state('wall').members.has('{key}')", timeout=10000)
     page.evaluate("() => { window.gcc.live.state('wall').seq -= 3; }")  # as if three frames had been lost
     member_fix(stack, member, grid.centroid.x, grid.centroid.y)
     page.wait_for_function("() => window.gcc.live.resyncs('wall') >= 1", timeout=10000)
-    page.wait_for_function(_member_at(member.terminal_id, grid.centroid.x), timeout=10000)
+    page.wait_for_function(_member_at(wall_key(stack, member.terminal_id), grid.centroid.x), timeout=10000)
     assert len(sockets) == 2  # it reconnected once, for the snapshot
     frames = page.evaluate("() => window.gcc.live.state('wall').frames")
     for i in range(3):        # and then follows the frames again: no second resync
@@ -209,11 +212,12 @@ def test_a_terminal_whose_connection_dies_goes_offline_on_the_wall_by_its_last_w
         sent = client.publish(terminal_topic(member.terminal_id, "fix"), fix_payload(now(), p.x, p.y), qos=1)
         sent.wait_for_publish(5)
         _open_wall(page, dashboard, ancestor(member.grid_code, Level.COMMUNITY))
-        page.wait_for_function(f"() => ({WALL}.members.get('{member.terminal_id}') || {{}}).state === 'online'",
+        key = wall_key(stack, member.terminal_id)
+        page.wait_for_function(f"() => ({WALL}.members.get('{key}') || {{}}).state === 'online'",
                                timeout=10000)
         client.socket().close()            # the connection dies: no DISCONNECT, the broker sends the will
-        page.wait_for_function(f"() => {WALL}.members.get('{member.terminal_id}').state === 'offline'",
+        page.wait_for_function(f"() => {WALL}.members.get('{wall_key(stack, member.terminal_id)}').state === 'offline'",
                                timeout=10000)
-        assert _state(page, f"st.members.get('{member.terminal_id}').state") == "offline"
+        assert _state(page, f"st.members.get('{wall_key(stack, member.terminal_id)}').state") == "offline"
     finally:
         client.loop_stop()

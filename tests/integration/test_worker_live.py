@@ -14,16 +14,7 @@ from stack import free_port
 from telemetry import live
 from telemetry.topics import terminal_topic
 
-from .ingest_helpers import fix_payload
-
-
-class Receipt:
-    def __init__(self) -> None:
-        self.settled: list = []
-
-    def settle(self, rejection) -> bool:
-        self.settled.append(rejection)
-        return True
+from .ingest_helpers import RecordingReceipt, fix_payload
 
 
 @pytest.fixture
@@ -41,7 +32,7 @@ def _fixes(city, members: range, t: datetime) -> list[Delivery]:
         p = city.grid_by_code[member.grid_code].boundary.representative_point()
         inbound = Inbound(terminal_topic(member.terminal_id, "fix"), fix_payload(t, p.x, p.y), 1, False,
                           datetime.now(timezone.utc))
-        out.append(Delivery(inbound, Receipt()))
+        out.append(Delivery(inbound, RecordingReceipt()))
     return out
 
 

@@ -6,18 +6,20 @@ from collections import defaultdict
 
 import pytest
 
-from dashboard.authz import ANONYMOUS_DEMO, Identity, Scope, UserRole, authorize, scope_of
+from dashboard.authz import EVERYONE, Identity, Scope, UserRole, authorize, scope_of
 from dashboard.commands import ACKNOWLEDGE_ALARM
 from dashboard.feeds import Frame
 from dashboard.hub import Room, route, scopes_seeing, watch_index
 from dashboard.pages import declared
 from dashboard.pages.dispatch import FEED as DISPATCH
 from dashboard.pages.wall import FEED as WALL
-from dashboard.pages.wall import WALL_REPORTS_MAX, wall_reports
+from dashboard.pages.wall import WALL_REPORTS_MAX, member_key, wall_reports
 from dashboard.vocabulary import MEMBER_STATE_COLOURS, ROLE_COLOURS, SEVERITY_COLOURS, for_browser
 from simulator.citygen import SCALES, generate
 from telemetry import live
 from telemetry.catalogue import AlarmType, MemberState, Role, Severity
+
+EVERY_ROLE = Identity("demo", EVERYONE)     # every role over the whole city
 
 GRID = "350102001001001"
 OTHER_STREET_GRID = "350102002001001"
@@ -84,7 +86,7 @@ def test_a_frame_keeps_the_newest_fix_of_a_terminal_and_every_alarm_in_order():
 
     body = frame.encode(WALL, Names(), Scope("", "city"), seq=7)
     assert body["seq"] == 7 and body["feed"] == "wall"
-    assert [(f[0], f[3]) for f in body["changes"]["fix"]] == [("T1", 9.0), ("T2", 1.0)]
+    assert [(f[0], f[3]) for f in body["changes"]["fix"]] == [(member_key("T1"), 9.0), (member_key("T2"), 1.0)]
     assert [a["state"] for a in body["changes"]["alarm"]] == ["raised", "cleared"]
     assert body["changes"]["alarm"][0]["where"] == "Building B1"
 
@@ -100,6 +102,14 @@ def test_the_wall_feed_carries_no_report_text_photo_or_terminal_id():
     wired = WALL.wire["report"](Names(), report)
     assert "T-SECRET" not in str(wired) and "neighbour" not in str(wired) and "secret.jpg" not in str(wired)
     assert wired["where"] == "Gate 2"
+
+
+def test_the_wall_feed_carries_no_terminal_id_in_fixes_or_statuses_and_the_console_does():
+    fix, status = _fix("T-SECRET", 1.0), live.StatusChange("T-SECRET", "M1", GRID, 5.0, "offline")
+    wall = [WALL.wire["fix"](None, fix), WALL.wire["status"](None, status)]
+    assert "T-SECRET" not in str(wall)
+    assert wall[0][0] == wall[1]["member"] == member_key("T-SECRET") != member_key("T-OTHER")
+    assert DISPATCH.wire["status"](None, status)["terminal_id"] == "T-SECRET"   # dispatchers' screen only
 
 
 def test_a_decoy_with_anothers_report_or_alarm_id_is_a_different_item_on_the_screens():
@@ -148,12 +158,12 @@ def test_pages_declare_unique_paths_and_feeds():
 def test_the_demo_identity_may_open_every_page_anywhere_in_the_city(city):
     for page in declared():
         for code in ("", city.districts[0].code, city.communities[3].code, city.grids[5].code):
-            decision = authorize(city, ANONYMOUS_DEMO, page, code)
+            decision = authorize(city, EVERY_ROLE, page, code)
             assert decision and decision.scope.code == code
 
 
 def test_an_org_code_the_city_does_not_have_is_not_found(city):
-    decision = authorize(city, ANONYMOUS_DEMO, declared()[0], "350102099")
+    decision = authorize(city, EVERY_ROLE, declared()[0], "350102099")
     assert not decision and decision.status == 404 and "350102099" in decision.reason
 
 

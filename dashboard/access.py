@@ -1,0 +1,82 @@
+"""Who may reach what: every Flask route and every Dash callback of the app, in two tables.
+
+`dashboard.auth` enforces both tables before any view runs, and refuses (403) what they do not
+name. A test walks the app's registered routes and callbacks and fails when one is missing here,
+so a new page cannot forget to say who may use it.
+
+- A route is PUBLIC (no login: the login page, static assets, the health check) or SIGNED_IN
+  (any role; the page routes then ask authz.authorize for the page and the scope), or names the
+  roles it needs.
+- A callback is keyed by the id of its first output. `changes` names the action it performs
+  (dashboard/commands.py authorizes and audits it again for its target's scope); `clientside`
+  callbacks run in the browser and never reach the server, but are listed all the same.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dashboard.authz import EVERYONE, UserRole
+from dashboard.commands import ACKNOWLEDGE_ALARM, Action
+
+
+@dataclass(frozen=True)
+class Route:
+    roles: frozenset[UserRole] | None      # None: public
+    why: str
+
+    @property
+    def public(self) -> bool:
+        return self.roles is None
+
+
+@dataclass(frozen=True)
+class Callback:
+    roles: frozenset[UserRole]
+    why: str
+    changes: Action | None = None          # the data-changing action it performs
+    clientside: bool = False
+
+
+def _public(why: str) -> Route:
+    return Route(None, why)
+
+
+def _signed_in(why: str) -> Route:
+    return Route(EVERYONE, why)
+
+
+ROUTES: dict[str, Route] = {
+    "/login": _public("the login form (GET) and a login (POST, CSRF token)"),
+    "/logout": _signed_in("logout of this session, or of all of them (POST, CSRF token)"),
+    "/healthz": _public("the process answers (no data)"),
+    "/assets/<path:filename>": _public("our stylesheets and scripts (no data; the login page's style)"),
+    "/static/<path:filename>": _public("Flask's static folder (unused, nothing in it)"),
+    "/_favicon.ico": _public("the icon"),
+    "/_dash-component-suites/<string:package_name>/<path:fingerprinted_path>": _signed_in("Dash's scripts"),
+    "/_dash-layout": _signed_in("the shell's layout (no data: the pages come from route())"),
+    "/_dash-dependencies": _signed_in("the callback graph"),
+    "/_dash-update-component": _signed_in("every server callback; each is checked against CALLBACKS"),
+    "/_reload-hash": _signed_in("Dash's hot reload (off in production)"),
+    "/": _signed_in("the shell; route() authorizes the page and the scope"),
+    "/<path:path>": _signed_in("the shell; route() authorizes the page and the scope"),
+}
+
+CALLBACKS: dict[str, Callback] = {
+    "shell-page-root": Callback(EVERYONE, "the router: header and page from the URL (authorizes the page and scope)"),
+    "shell-url": Callback(EVERYONE, "the org selector writes the scope into the URL (route() checks it)"),
+    "dispatch-result": Callback(ACKNOWLEDGE_ALARM.roles, "the Acknowledge buttons", changes=ACKNOWLEDGE_ALARM),
+    "dispatch-alarms": Callback(frozenset({UserRole.DISPATCHER, UserRole.ADMIN}), "the console's live lists",
+                                clientside=True),
+    "dispatch-conn": Callback(frozenset({UserRole.DISPATCHER, UserRole.ADMIN}), "connection state", clientside=True),
+    "wall-members": Callback(EVERYONE, "the wall's live layers and lists", clientside=True),
+    "wall-conn": Callback(EVERYONE, "connection state", clientside=True),
+    "wall-heat": Callback(EVERYONE, "the heat map's periodic push", clientside=True),
+}
+
+
+def callback_output_ids(key: str) -> list[str]:
+    """The component ids of a callback's outputs, from Dash's callback map key
+    ("..a.children...b.className.." or "a.children"; "a.data@<hash>" for an output that another
+    callback shares; pattern ids are JSON)."""
+    parts = [p for p in key.strip(".").split("...") if p]
+    return [p.split("@", 1)[0].rsplit(".", 1)[0] for p in parts]

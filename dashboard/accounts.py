@@ -1,0 +1,353 @@
+"""The people who use the screens, their sessions, and the wall screens' tokens: all in PostgreSQL
+(database/migrations/0008_logins.sql), nothing secret in the clear.
+
+- Passwords: argon2id (argon2-cffi's defaults, RFC 9106's second recommended option); a hash made
+  with older parameters is replaced at the next successful login. An unknown username costs the
+  same work as a known one (a dummy hash is verified), and both get the same answer.
+- Throttle: failed logins are counted per username (whether or not it exists: a lock-out must not
+  tell who exists) and per source address, in a window; past the limit the key is locked out for
+  a while, and every attempt meanwhile is refused without looking at the password.
+- Sessions: a random 256-bit id in the cookie, its SHA-256 here; a new one at every login (no
+  fixation). A session ends at logout, after `idle` without use, at its absolute end, when its
+  user is disabled or its wall token revoked; `session()` checks all of that on every request.
+- Wall tokens: random 256-bit, shown once, stored as SHA-256 (a token has all the entropy a hash
+  needs; argon2 is for what people choose), revocable; a token opens a long session for its scope.
+
+Every function takes the time it acts at (`now`), so tests need no clock of their own.
+"""
+from __future__ import annotations
+
+import hashlib
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from psycopg2.pool import ThreadedConnectionPool
+
+from dashboard.authz import Identity, UserRole
+
+_hasher = PasswordHasher()
+_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))   # verified for unknown users: the same work
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How long sessions live and how many failed logins are allowed."""
+    idle: timedelta = timedelta(minutes=30)             # a person's session ends unused this long
+    absolute: timedelta = timedelta(hours=12)           # and in any case after this
+    wall_idle: timedelta = timedelta(days=2)            # a wall screen is always on; switched off, it signs in again
+    wall_absolute: timedelta = timedelta(days=90)
+    failures_per_user: int = 5                          # within `failure_window`, then locked out
+    failures_per_address: int = 20
+    failure_window: timedelta = timedelta(minutes=15)
+    lockout: timedelta = timedelta(minutes=15)
+    password_min_length: int = 12
+
+
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+@dataclass(frozen=True)
+class Login:
+    """The outcome of a login attempt: a new session id (`ok`), or why not (said to the log and
+    the audit trail; the person sees one message for every failure)."""
+    ok: bool
+    reason: str
+    session_id: str | None = None
+    identity: Identity | None = None
+
+
+@dataclass(frozen=True)
+class Session:
+    """A live session, as `session()` found it."""
+    id_hash: str
+    identity: Identity
+    wall_token_id: int | None
+    expires_at: datetime
+
+
+class Accounts:
+    CHECK_EVERY_S = 2.0      # a session found live is believed this long (one dashboard process: its own
+    TOUCH_EVERY_S = 60.0     # logouts act at once; a revocation by another process within this)
+
+    def __init__(self, dsn: str, policy: Policy | None = None, pool_size: int = 8) -> None:
+        self.dsn = dsn
+        self.policy = policy or Policy()
+        self._pool = ThreadedConnectionPool(0, pool_size, dsn, connect_timeout=5,
+                                            application_name="gcc-dashboard-accounts")
+        self._free = threading.BoundedSemaphore(pool_size)   # psycopg2's pool refuses when empty: wait instead
+        self._cache: dict[str, tuple[Session, float, float]] = {}   # id hash -> (session, checked, touched)
+        self._cache_lock = threading.Lock()
+
+    def close(self) -> None:
+        self._pool.closeall()
+
+    # --- users ---------------------------------------------------------------------------------
+    def add_user(self, username: str, display_name: str, role: UserRole, scope_code: str, password: str,
+                 created_by: str) -> None:
+        self._check_password(password)
+        with self._connection() as cur:
+            cur.execute("insert into users (username, display_name, role, scope_code, password_hash, created_by) "
+                        "values (%s, %s, %s, %s, %s, %s)",
+                        (username, display_name, UserRole(role).value, scope_code, hash_password(password), created_by))
+
+    def set_password(self, username: str, password: str, now: datetime) -> bool:
+        """A new password; every session of the user ends."""
+        self._check_password(password)
+        with self._connection() as cur:
+            cur.execute("update users set password_hash = %s, password_changed_at = %s where username = %s",
+                        (hash_password(password), now, username))
+            found = cur.rowcount == 1
+            self._end_sessions(cur, "username", username, now, "password changed")
+        self._forget()
+        return found
+
+    def set_disabled(self, username: str, disabled: bool, now: datetime) -> bool:
+        with self._connection() as cur:
+            cur.execute("update users set disabled = %s where username = %s", (disabled, username))
+            found = cur.rowcount == 1
+            if disabled:
+                self._end_sessions(cur, "username", username, now, "user disabled")
+        self._forget()
+        return found
+
+    def users(self) -> list[dict]:
+        with self._connection() as cur:
+            cur.execute("select username, display_name, role, scope_code, disabled, last_login_at from users "
+                        "order by username")
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+    def _check_password(self, password: str) -> None:
+        if len(password) < self.policy.password_min_length:
+            raise ValueError(f"a password has at least {self.policy.password_min_length} characters")
+
+    # --- logging in ----------------------------------------------------------------------------
+    def login(self, username: str, password: str, source_address: str | None, user_agent: str | None,
+              now: datetime) -> Login:
+        username = username.strip().lower()[:64]
+        keys = [f"user:{username}", f"addr:{source_address or '?'}"]
+        with self._connection() as cur:
+            locked = self._locked(cur, keys, now)
+            if locked:   # answered at once: a lock-out applies to any username alike, so it tells nothing
+                return Login(False, f"locked out ({locked})")
+            cur.execute("select display_name, role, scope_code, password_hash, disabled from users where username = %s",
+                        (username,))
+            row = cur.fetchone()
+            stored = row[3] if row else _DUMMY_HASH
+            try:
+                good = _hasher.verify(stored, password)
+            except (VerificationError, InvalidHashError):
+                good = False
+            if not good or row is None or row[4]:
+                why = "wrong password" if row and not row[4] else ("user disabled" if row else "no such user")
+                self._count_failure(cur, keys, now)
+                return Login(False, why)
+            if _hasher.check_needs_rehash(stored):
+                cur.execute("update users set password_hash = %s where username = %s",
+                            (hash_password(password), username))
+            cur.execute("update users set last_login_at = %s where username = %s", (now, username))
+            cur.execute("update login_throttle set failures = 0, locked_until = null where key = %s", (keys[0],))
+            identity = Identity(username, frozenset({UserRole(row[1])}), row[2], display_name=row[0])
+            session_id = self._new_session(cur, "username", username, now, self.policy.idle, self.policy.absolute,
+                                           source_address, user_agent)
+        return Login(True, "signed in", session_id, identity)
+
+    def _locked(self, cur, keys: list[str], now: datetime) -> str | None:
+        cur.execute("select key from login_throttle where key = any(%s) and locked_until > %s", (keys, now))
+        row = cur.fetchone()
+        return row[0].split(":", 1)[0] if row else None
+
+    def _count_failure(self, cur, keys: list[str], now: datetime) -> None:
+        window_from = now - self.policy.failure_window
+        for key, limit in zip(keys, (self.policy.failures_per_user, self.policy.failures_per_address), strict=True):
+            cur.execute(
+                "insert into login_throttle (key, failures, window_start) values (%s, 1, %s) "
+                "on conflict (key) do update set "
+                "  failures = case when login_throttle.window_start < %s then 1 else login_throttle.failures + 1 end,"
+                "  window_start = case when login_throttle.window_start < %s then %s "
+                "                      else login_throttle.window_start end "
+                "returning failures", (key, now, window_from, window_from, now))
+            if cur.fetchone()[0] >= limit:
+                cur.execute("update login_throttle set locked_until = %s, failures = 0, window_start = %s "
+                            "where key = %s", (now + self.policy.lockout, now, key))
+
+    # --- sessions ------------------------------------------------------------------------------
+    def _new_session(self, cur, column: str, owner, now: datetime, idle: timedelta, absolute: timedelta,
+                     source_address: str | None, user_agent: str | None) -> str:
+        session_id = secrets.token_urlsafe(32)
+        cur.execute(f"insert into sessions (id_hash, {column}, created_at, last_seen_at, expires_at, idle_s, "
+                    "source_address, user_agent) values (%s, %s, %s, %s, %s, %s, %s, %s)",
+                    (_digest(session_id), owner, now, now, now + absolute, int(idle.total_seconds()),
+                     source_address, (user_agent or "")[:300]))
+        return session_id
+
+    def session(self, session_id: str, now: datetime, touch: bool = True) -> Session | None:
+        """The live session with this id, or None (unknown, ended, expired, its user disabled or
+        its token revoked). `touch`: it was used now (idle time starts again)."""
+        id_hash = _digest(session_id)
+        clock = time.monotonic()
+        with self._cache_lock:
+            cached = self._cache.get(id_hash)
+        fresh = cached is not None and clock - cached[1] < self.CHECK_EVERY_S and now < cached[0].expires_at
+        if fresh and (not touch or clock - cached[2] < self.TOUCH_EVERY_S):
+            return cached[0]
+        found = self._look_up(id_hash, now, touch)
+        with self._cache_lock:
+            if found is None:
+                self._cache.pop(id_hash, None)
+            else:
+                touched = clock if touch or cached is None else cached[2]
+                self._cache[id_hash] = (found, clock, touched)
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+        return found
+
+    def _forget(self, id_hash: str | None = None) -> None:
+        with self._cache_lock:
+            if id_hash is None:
+                self._cache.clear()
+            else:
+                self._cache.pop(id_hash, None)
+
+    def _look_up(self, id_hash: str, now: datetime, touch: bool) -> Session | None:
+        with self._connection() as cur:
+            cur.execute(
+                "select s.username, s.wall_token_id, s.expires_at, s.last_seen_at, s.idle_s, u.display_name, u.role,"
+                "       u.scope_code, u.disabled, t.name, t.scope_code, t.revoked_at "
+                "from sessions s left join users u on u.username = s.username "
+                "left join wall_tokens t on t.id = s.wall_token_id "
+                "where s.id_hash = %s and s.ended_at is null", (id_hash,))
+            row = cur.fetchone()
+            if row is None:
+                return None
+            (username, token_id, expires_at, last_seen, idle_s, display, role, scope, disabled, token_name,
+             token_scope, revoked_at) = row
+            why = ("expired" if now >= expires_at else "idle" if now - last_seen >= timedelta(seconds=idle_s)
+                   else "user disabled" if username and disabled else "token revoked" if token_id and revoked_at
+                   else None)
+            if why is not None:
+                cur.execute("update sessions set ended_at = %s, ended_why = %s where id_hash = %s", (now, why, id_hash))
+                return None
+            if touch:
+                cur.execute("update sessions set last_seen_at = %s where id_hash = %s", (now, id_hash))
+                if token_id:
+                    cur.execute("update wall_tokens set last_seen_at = %s where id = %s", (now, token_id))
+        if username:
+            identity = Identity(username, frozenset({UserRole(role)}), scope, display_name=display)
+        else:
+            identity = Identity(f"wall:{token_name}", frozenset({UserRole.WALL_VIEWER}), token_scope,
+                                display_name=token_name)
+        return Session(id_hash, identity, token_id, expires_at)
+
+    def live_sessions(self, id_hashes: list[str], now: datetime) -> set[str]:
+        """Which of these sessions (by hash) are still live (for the screens that are open)."""
+        if not id_hashes:
+            return set()
+        with self._connection() as cur:
+            cur.execute(
+                "select s.id_hash from sessions s left join users u on u.username = s.username "
+                "left join wall_tokens t on t.id = s.wall_token_id "
+                "where s.id_hash = any(%s) and s.ended_at is null and s.expires_at > %s "
+                "and s.last_seen_at + make_interval(secs => s.idle_s) > %s "
+                "and coalesce(not u.disabled, true) and t.revoked_at is null", (id_hashes, now, now))
+            return {r[0] for r in cur.fetchall()}
+
+    def logout(self, session_id: str, now: datetime, everywhere: bool = False) -> Session | None:
+        """End this session (or every session of its user or wall token); the session that was."""
+        found = self.session(session_id, now, touch=False)
+        self._forget()     # this process's sessions are looked up again (all of them: `everywhere`)
+        with self._connection() as cur:
+            cur.execute("update sessions set ended_at = %s, ended_why = 'logout' "
+                        "where id_hash = %s and ended_at is null", (now, _digest(session_id)))
+            if everywhere and found is not None and found.wall_token_id is None:
+                self._end_sessions(cur, "username", found.identity.user, now, "logout everywhere")
+        return found
+
+    @staticmethod
+    def _end_sessions(cur, column: str, owner, now: datetime, why: str) -> None:
+        cur.execute(f"update sessions set ended_at = %s, ended_why = %s where {column} = %s and ended_at is null",
+                    (now, why, owner))
+
+    # --- wall tokens ---------------------------------------------------------------------------
+    def create_wall_token(self, name: str, scope_code: str, created_by: str) -> tuple[int, str]:
+        """(id, the token): the token is shown this once and never stored."""
+        token = secrets.token_urlsafe(32)
+        with self._connection() as cur:
+            cur.execute("insert into wall_tokens (name, scope_code, token_hash, created_by) values (%s, %s, %s, %s) "
+                        "returning id", (name, scope_code, _digest(token), created_by))
+            return cur.fetchone()[0], token
+
+    def revoke_wall_token(self, token_id: int, revoked_by: str, now: datetime) -> bool:
+        with self._connection() as cur:
+            cur.execute("update wall_tokens set revoked_at = %s, revoked_by = %s where id = %s and revoked_at is null",
+                        (now, revoked_by, token_id))
+            found = cur.rowcount == 1
+            self._end_sessions(cur, "wall_token_id", token_id, now, "token revoked")
+        self._forget()
+        return found
+
+    def wall_tokens(self) -> list[dict]:
+        with self._connection() as cur:
+            cur.execute("select id, name, scope_code, created_at, created_by, revoked_at, last_seen_at "
+                        "from wall_tokens order by id")
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+    def open_with_token(self, token: str, source_address: str | None, user_agent: str | None,
+                        now: datetime) -> Login:
+        """A wall screen's token: a new long session for its scope, or why not."""
+        with self._connection() as cur:
+            cur.execute("select id, name, scope_code, revoked_at from wall_tokens where token_hash = %s",
+                        (_digest(token),))
+            row = cur.fetchone()
+            if row is None or row[3] is not None:
+                return Login(False, "revoked token" if row else "unknown token")
+            cur.execute("update wall_tokens set last_seen_at = %s where id = %s", (now, row[0]))
+            session_id = self._new_session(cur, "wall_token_id", row[0], now, self.policy.wall_idle,
+                                           self.policy.wall_absolute, source_address, user_agent)
+        identity = Identity(f"wall:{row[1]}", frozenset({UserRole.WALL_VIEWER}), row[2], display_name=row[1])
+        return Login(True, "wall token", session_id, identity)
+
+    # --- plumbing ------------------------------------------------------------------------------
+    class _Tx:
+        def __init__(self, accounts: Accounts) -> None:
+            self.pool, self.free = accounts._pool, accounts._free
+            if not self.free.acquire(timeout=30):
+                raise TimeoutError("no database connection for the logins within 30 s")
+            try:
+                self.conn = self.pool.getconn()
+            except Exception:
+                self.free.release()
+                raise
+
+        def __enter__(self):
+            self.cur = self.conn.cursor()
+            return self.cur
+
+        def __exit__(self, exc_type, exc, tb) -> None:
+            broken = False
+            try:
+                if exc_type is None:
+                    self.conn.commit()
+                else:
+                    self.conn.rollback()
+            except Exception:
+                broken = True
+                raise
+            finally:
+                self.pool.putconn(self.conn, close=broken or self.conn.closed != 0)
+                self.free.release()
+
+    def _connection(self) -> Accounts._Tx:
+        """One transaction on a connection of its own (committed unless the block raised)."""
+        return Accounts._Tx(self)

@@ -1,0 +1,223 @@
+"""Logins on the dashboard's Flask server: who is asking, on every request, before any view runs.
+
+- Sessions: Flask-Login keeps the session id (dashboard.accounts) in Flask's signed cookie
+  (`HttpOnly`, `SameSite=Strict`, `Secure` behind TLS: GCC_DASHBOARD_SECURE_COOKIES); the id
+  is looked up on every request, so a logout, an expiry, a disabled user or a revoked token ends
+  it at once. A login clears the old cookie and starts a new session (no fixation).
+- The gate (`before_request`): every route must be in dashboard.access.ROUTES (else 403); a
+  non-public one without a session goes to the login page (a page) or gets 401 (anything else);
+  every Dash callback must be in access.CALLBACKS and the caller must hold one of its roles; a
+  request that changes something must come from our own origin (Origin, else Referer), and the
+  login and logout forms carry a CSRF token (Flask-WTF). Dash's callbacks carry none: they are
+  same-origin fetches with a `SameSite=Strict` cookie, checked by origin.
+- Wall screens: `/wall?token=…` once; the token opens a long session for its scope, and the
+  browser is sent on to the same URL without the token.
+- Every login, failed login, logout, token use and refusal is a row of the audit trail.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta, timezone
+from html import escape
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from flask import Flask, abort, redirect, request, session
+from flask_login import LoginManager, current_user, login_user, logout_user
+from flask_wtf.csrf import CSRFError, CSRFProtect, generate_csrf
+
+from dashboard.access import CALLBACKS, ROUTES
+from dashboard.accounts import Accounts, Session
+from dashboard.authz import Identity
+from dashboard.authz import current_identity as signed_in_identity
+from dashboard.vocabulary import LOGIN_FAILED
+
+log = logging.getLogger(__name__)
+_UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+class SignedIn:
+    """Flask-Login's user: one live session."""
+    is_authenticated = True
+    is_active = True
+    is_anonymous = False
+
+    def __init__(self, session_id: str, found: Session) -> None:
+        self.session_id = session_id
+        self.found = found
+
+    @property
+    def identity(self) -> Identity:
+        return self.found.identity
+
+    def get_id(self) -> str:
+        return self.session_id
+
+
+def install(server: Flask, accounts: Accounts, audit, secret_key: str, secure_cookies: bool,
+            absolute: timedelta) -> None:
+    """Logins on `server`: cookie settings, Flask-Login, CSRF, the gate, /login, /logout.
+    `audit(identity_or_None, action, outcome, reason, target, source_address)` writes a row."""
+    server.config.update(SECRET_KEY=secret_key, SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Strict",
+                         SESSION_COOKIE_SECURE=secure_cookies, SESSION_COOKIE_NAME="gcc_session",
+                         PERMANENT_SESSION_LIFETIME=absolute, REMEMBER_COOKIE_DURATION=timedelta(0),
+                         WTF_CSRF_TIME_LIMIT=None, WTF_CSRF_CHECK_DEFAULT=False)
+    manager = LoginManager(server)
+    manager.session_protection = None     # our own sessions end server-side; no remember-me cookie
+
+    @manager.user_loader
+    def load(session_id: str):
+        found = accounts.session(session_id, _now())
+        return SignedIn(session_id, found) if found is not None else None
+
+    csrf = CSRFProtect(server)
+
+    @server.errorhandler(CSRFError)
+    def refused_csrf(error):
+        audit(signed_in_identity(), "auth.csrf", "refused", error.description, request.path, _address())
+        body = f"<p>{escape(error.description)}</p><p><a href='/login'>Sign in 登录</a></p>"
+        return _page("Refused 已拒绝", body), 400
+
+    @server.before_request
+    def gate():
+        rule = request.url_rule.rule if request.url_rule is not None else None
+        route = ROUTES.get(rule) if rule else None
+        if rule is None:
+            return None                      # 404 follows
+        if route is None:
+            log.error("refused %s: the route %s is not in dashboard.access.ROUTES", request.path, rule)
+            abort(403)
+        if request.method in _UNSAFE and not _same_origin():
+            audit(signed_in_identity(), "auth.origin", "refused", "cross-origin request", request.path, _address())
+            abort(403)
+        if route.public:
+            return None
+        token = request.args.get("token")
+        if token and request.method == "GET":
+            return _open_with_token(accounts, audit, token)
+        identity = signed_in_identity()
+        if identity is None:
+            if request.method == "GET" and rule in ("/", "/<path:path>"):
+                return redirect("/login?" + urlencode({"next": _here()}))
+            abort(401)
+        if not identity.roles & route.roles:
+            audit(identity, "auth.route", "refused", f"{rule} needs one of {sorted(r.value for r in route.roles)}",
+                  request.path, _address())
+            abort(403)
+        if rule == "/_dash-update-component":
+            return _check_callback(identity, audit)
+        return None
+
+    @server.route("/login", methods=["GET", "POST"])
+    def login_page():
+        target = _safe_next(request.values.get("next"))
+        if request.method == "GET":
+            return _login_form(target, "")
+        csrf.protect()
+        username = request.form.get("username", "")
+        outcome = accounts.login(username, request.form.get("password", ""), _address(),
+                                 request.headers.get("User-Agent"), _now())
+        if not outcome.ok:
+            audit(Identity(username.strip().lower()[:64] or "?", frozenset()), "auth.login", "refused",
+                  outcome.reason, f"user:{username[:64]}", _address())
+            return _login_form(target, str(LOGIN_FAILED)), 401
+        _start(outcome.session_id, accounts)
+        audit(outcome.identity, "auth.login", "done", None, f"user:{outcome.identity.user}", _address())
+        return redirect(target)
+
+    @server.route("/logout", methods=["POST"])
+    def logout_page():
+        csrf.protect()
+        identity = signed_in_identity()
+        if identity is not None:
+            everywhere = request.form.get("everywhere") == "1"
+            accounts.logout(current_user.session_id, _now(), everywhere=everywhere)
+            audit(identity, "auth.logout", "done", "everywhere" if everywhere else None, f"user:{identity.user}",
+                  _address())
+        logout_user()
+        session.clear()
+        return redirect("/login")
+
+    @server.route("/healthz")
+    def healthz():
+        return "ok\n"
+
+    server.jinja_env.globals["csrf_token"] = generate_csrf
+
+
+def _start(session_id: str, accounts: Accounts) -> None:
+    session.clear()                          # nothing of the session before the login survives
+    session.permanent = True
+    found = accounts.session(session_id, _now(), touch=False)
+    login_user(SignedIn(session_id, found))
+
+
+def _open_with_token(accounts: Accounts, audit, token: str):
+    """A wall screen's first visit: its token opens a session; the URL drops the token."""
+    outcome = accounts.open_with_token(token, _address(), request.headers.get("User-Agent"), _now())
+    if not outcome.ok:
+        audit(Identity("wall:?", frozenset()), "auth.token", "refused", outcome.reason, request.path, _address())
+        return _page("Refused 已拒绝", "<p>This wall token is not valid (any more). 此大屏令牌无效。</p>"), 403
+    _start(outcome.session_id, accounts)
+    audit(outcome.identity, "auth.token", "done", None, f"wall_token:{outcome.identity.display_name}", _address())
+    query = urlencode([(k, v) for k, v in parse_qsl(request.query_string.decode()) if k != "token"])
+    return redirect(request.path + (f"?{query}" if query else ""))
+
+
+def _check_callback(identity: Identity, audit):
+    body = request.get_json(silent=True) or {}
+    outputs = body.get("outputs")
+    first = outputs[0] if isinstance(outputs, list) and outputs else outputs
+    output_id = first.get("id") if isinstance(first, dict) else None
+    entry = CALLBACKS.get(output_id) if isinstance(output_id, str) else None
+    if entry is None or entry.clientside:
+        log.error("refused a callback for %r: not a server callback in dashboard.access.CALLBACKS", output_id)
+        abort(403)
+    if not identity.roles & entry.roles:
+        audit(identity, "auth.callback", "refused", f"{output_id} needs one of {sorted(r.value for r in entry.roles)}",
+              output_id, _address())
+        abort(403)
+    return None
+
+
+def _same_origin() -> bool:
+    source = request.headers.get("Origin") or request.headers.get("Referer")
+    return bool(source) and urlsplit(source).netloc == request.host
+
+
+def _safe_next(value: str | None) -> str:
+    """Only a path of ours (no scheme, no host, no //evil)."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return "/wall"
+    return value
+
+
+def _here() -> str:
+    return request.full_path.rstrip("?")
+
+
+def _address() -> str | None:
+    return request.remote_addr
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _page(title: str, body: str) -> str:
+    return ("<!doctype html><html lang='zh-CN'><head><meta charset='utf-8'><title>Grid Command Center</title>"
+            "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+            "<link rel='stylesheet' href='/assets/wall.css'></head><body class='login-body'>"
+            f"<main class='login'><h1>Grid Command Center 网格化指挥中心</h1><h2>{escape(title)}</h2>{body}</main>"
+            "</body></html>")
+
+
+def _login_form(target: str, message: str) -> str:
+    error = f"<p class='login-error' role='alert'>{escape(message)}</p>" if message else ""
+    return _page("Sign in 登录", f"""{error}
+<form method='post' action='/login' class='login-form'>
+  <input type='hidden' name='csrf_token' value='{escape(generate_csrf())}'>
+  <input type='hidden' name='next' value='{escape(target)}'>
+  <label>Username 用户名 <input name='username' autocomplete='username' required autofocus></label>
+  <label>Password 密码 <input name='password' type='password' autocomplete='current-password' required></label>
+  <button type='submit'>Sign in 登录</button>
+</form>""")
