@@ -3,6 +3,7 @@ has run for a minute in another terminal, so the simulator has filled the screen
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 from playwright.sync_api import sync_playwright
 
 CHROMIUM = "/usr/bin/chromium"
-SHOTS = [("wall.png", "/wall?kiosk=1"), ("wall-street.png", "/wall?scope=350102002"),
+SHOTS = [("login.png", "/login"), ("wall.png", "/wall?kiosk=1"), ("wall-street.png", "/wall?scope=350102002"),
          ("dispatch.png", "/dispatch")]
 
 
@@ -18,7 +19,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--url", default="http://127.0.0.1:8050")
     parser.add_argument("--out", type=Path, default=Path("docs/screenshots"))
+    parser.add_argument("--data-dir", type=Path, default=Path(".data"), help="the demo's (its admin login)")
     args = parser.parse_args()
+    password = json.loads((args.data_dir / "secrets.json").read_text())["demo_login_admin"]
     args.out.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=[
@@ -26,6 +29,11 @@ def main() -> int:
             "--disable-sync", "--no-first-run"])
         page = browser.new_page(viewport={"width": 1920, "height": 1080})
         for name, path in SHOTS:
+            if name != "login.png" and "/login" in page.url:      # signed in after the login page's shot
+                page.fill("input[name=username]", "admin")
+                page.fill("input[name=password]", password)
+                page.click("button[type=submit]")
+                page.wait_for_url(lambda url: "/login" not in url)
             page.goto(args.url + path)
             time.sleep(6)  # snapshot, a few frames, the heat map
             page.screenshot(path=str(args.out / name))
