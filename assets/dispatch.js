@@ -73,9 +73,12 @@
         h("Span", {className: "row-where", children: L.label(st, "role", m.role)}),
         h("Span", {className: "row-time", children: L.label(st, "member_state", m.state)})]}));
     const sosRows = sos.map(m => h("Div", {className: "queue-row sev-4", children: "SOS · " + m.name}));
-    const calm = sosRows.length || silent.length ? []
+    const unheard = st.members.size - counts.online - counts.silent - counts.offline;
+    const notes = unheard ? [h("Div", {className: "empty", id: "dispatch-unheard",
+                                       children: unheard + " not heard from yet 尚未上线"})]
+      : sosRows.length || silent.length ? []
       : [h("Div", {className: "empty", children: "Every member is reporting 全员在线"})];
-    return [h("Div", {className: "dispatch-counts", children: tiles}), ...sosRows, ...silent, ...calm];
+    return [h("Div", {className: "dispatch-counts", children: tiles}), ...sosRows, ...silent, ...notes];
   }
 
   function ackRows(st) {

@@ -97,6 +97,22 @@
   };
 
   /* Small helpers the renderers share. */
+  // A lost connection may be a session that ended (logout elsewhere, expiry, a revoked wall
+  // token): the server then refuses every reconnect, so say so instead of "reconnecting" forever.
+  // One request per lost connection, never a poll.
+  gcc.live.checkSession = function () {
+    fetch("/_dash-layout", {method: "HEAD", credentials: "same-origin", cache: "no-store"}).then(r => {
+      if (r.status !== 401) return;
+      const kiosk = document.querySelector(".kiosk") !== null;
+      document.querySelectorAll(".wall-conn").forEach(el => {
+        el.className = "wall-conn down";
+        el.textContent = kiosk ? "signed out: open this screen's wall link again 已退出：请重新打开大屏链接"
+                               : "signed out 已退出";
+      });
+      if (!kiosk) window.location.assign("/login?next=" + encodeURIComponent(location.pathname + location.search));
+    }).catch(() => {});
+  };
+
   gcc.ui = {
     html: function (type, props) { return {namespace: "dash_html_components", type: type, props: props}; },
     age: function (t) {
@@ -111,7 +127,10 @@
   window.dash_clientside = Object.assign({}, window.dash_clientside, {
     gcc: Object.assign({}, (window.dash_clientside || {}).gcc, {
       connection: function (connected) {
-        if (!connected) gcc.live.disconnected();
+        if (!connected) {
+          gcc.live.disconnected();
+          gcc.live.checkSession();
+        }
         return connected ? ["live 实时", "wall-conn live"] : ["reconnecting… 重连中", "wall-conn down"];
       },
     }),

@@ -230,6 +230,8 @@
             heatFor(st, windowName)];
   }
 
+  let fittedFor = {el: null, scope: null};   // the map element and scope the map was last fitted to
+
   window.dash_clientside = Object.assign({}, window.dash_clientside, {
     gcc: Object.assign({}, (window.dash_clientside || {}).gcc, {
       wallLive: function (snapshot, frame, windowName, url) {
@@ -237,10 +239,13 @@
         const reconnect = gcc.live.receive("wall", snapshot, frame, url);
         const st = gcc.live.state("wall");
         if (!st) return Array(10).fill(noUpdate).concat([reconnect]);
-        // once per snapshot: let the map measure its final size, then fit it to the scope (the map
-        // was created before the page's layout had settled)
-        const fit = st.fitted ? [noUpdate, noUpdate] : [Date.now(), {bounds: st.bounds, options: {padding: [16, 16]}}];
-        st.fitted = true;
+        // once per map and scope: let the map measure its final size, then fit it to the scope (the
+        // map was created before the page's layout had settled); a resync of the same scope keeps
+        // whatever pan and zoom someone chose
+        const mapEl = document.getElementById("wall-map");
+        const fitted = fittedFor.el === mapEl && fittedFor.scope === st.scope;
+        const fit = fitted ? [noUpdate, noUpdate] : [Date.now(), {bounds: st.bounds, options: {padding: [16, 16]}}];
+        fittedFor = {el: mapEl, scope: st.scope};
         return render(st, windowName || "today").concat(fit, [reconnect]);
       },
       wallHeat: function (heat, windowName) {

@@ -21,6 +21,7 @@ import hashlib
 import secrets
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -56,23 +57,49 @@ def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
 
-@dataclass(frozen=True)
-class Login:
-    """The outcome of a login attempt: a new session id (`ok`), or why not (said to the log and
-    the audit trail; the person sees one message for every failure)."""
-    ok: bool
-    reason: str
-    session_id: str | None = None
-    identity: Identity | None = None
+def normalize_username(username: str) -> str:
+    """What a typed username is looked up, throttled and audited as."""
+    return username.strip().lower()[:64]
+
+
+def _identity(username: str | None, role: str | None, scope: str | None, display: str | None,
+              token_name: str | None, token_scope: str | None) -> Identity:
+    """A person's identity (their user row), or a wall screen's (its token's row)."""
+    if username:
+        return Identity(username, frozenset({UserRole(role)}), scope, display_name=display)
+    return Identity(f"wall:{token_name}", frozenset({UserRole.WALL_VIEWER}), token_scope, display_name=token_name)
+
+
+# Why a session (s) of a user (u) or a wall token (t) is over at %(now)s, or NULL while it is live:
+# the one rule, for the lookup of one session and the keep-alive of the open screens.
+_ENDED_WHY = ("case when s.expires_at <= %(now)s then 'expired' "
+              "     when s.last_seen_at + make_interval(secs => s.idle_s) <= %(now)s then 'idle' "
+              "     when u.disabled then 'user disabled' when t.revoked_at is not null then 'token revoked' end")
+_SESSION_JOINS = ("from sessions s left join users u on u.username = s.username "
+                  "left join wall_tokens t on t.id = s.wall_token_id ")
 
 
 @dataclass(frozen=True)
 class Session:
-    """A live session, as `session()` found it."""
+    """A live session."""
     id_hash: str
     identity: Identity
     wall_token_id: int | None
     expires_at: datetime
+
+
+@dataclass(frozen=True)
+class Login:
+    """The outcome of a login attempt: a new session (`ok`: its id for the cookie), or why not
+    (said to the log and the audit trail; the person sees one message for every failure)."""
+    ok: bool
+    reason: str
+    session_id: str | None = None
+    session: Session | None = None
+
+    @property
+    def identity(self) -> Identity | None:
+        return self.session.identity if self.session else None
 
 
 class Accounts:
@@ -103,27 +130,31 @@ class Accounts:
     def set_password(self, username: str, password: str, now: datetime) -> bool:
         """A new password; every session of the user ends."""
         self._check_password(password)
-        with self._connection() as cur:
-            cur.execute("update users set password_hash = %s, password_changed_at = %s where username = %s",
-                        (hash_password(password), now, username))
-            found = cur.rowcount == 1
-            self._end_sessions(cur, "username", username, now, "password changed")
-        self._forget()
-        return found
+        return self._change("update users set password_hash = %s, password_changed_at = %s where username = %s",
+                            (hash_password(password), now, username), ("username", username, "password changed"), now)
 
     def set_disabled(self, username: str, disabled: bool, now: datetime) -> bool:
+        return self._change("update users set disabled = %s where username = %s", (disabled, username),
+                            ("username", username, "user disabled") if disabled else None, now)
+
+    def _change(self, statement: str, args: tuple, ending: tuple[str, object, str] | None, now: datetime) -> bool:
+        """One row changed (False: no such row), and the sessions `ending` names ended with it:
+        (column, owner, why)."""
         with self._connection() as cur:
-            cur.execute("update users set disabled = %s where username = %s", (disabled, username))
+            cur.execute(statement, args)
             found = cur.rowcount == 1
-            if disabled:
-                self._end_sessions(cur, "username", username, now, "user disabled")
+            if ending is not None:
+                self._end_sessions(cur, ending[0], ending[1], now, ending[2])
         self._forget()
         return found
 
     def users(self) -> list[dict]:
+        return self._rows("select username, display_name, role, scope_code, disabled, last_login_at from users "
+                          "order by username")
+
+    def _rows(self, query: str) -> list[dict]:
         with self._connection() as cur:
-            cur.execute("select username, display_name, role, scope_code, disabled, last_login_at from users "
-                        "order by username")
+            cur.execute(query)
             names = [d[0] for d in cur.description]
             return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
@@ -134,7 +165,7 @@ class Accounts:
     # --- logging in ----------------------------------------------------------------------------
     def login(self, username: str, password: str, source_address: str | None, user_agent: str | None,
               now: datetime) -> Login:
-        username = username.strip().lower()[:64]
+        username = normalize_username(username)
         keys = [f"user:{username}", f"addr:{source_address or '?'}"]
         with self._connection() as cur:
             locked = self._locked(cur, keys, now)
@@ -157,10 +188,10 @@ class Accounts:
                             (hash_password(password), username))
             cur.execute("update users set last_login_at = %s where username = %s", (now, username))
             cur.execute("update login_throttle set failures = 0, locked_until = null where key = %s", (keys[0],))
-            identity = Identity(username, frozenset({UserRole(row[1])}), row[2], display_name=row[0])
-            session_id = self._new_session(cur, "username", username, now, self.policy.idle, self.policy.absolute,
-                                           source_address, user_agent)
-        return Login(True, "signed in", session_id, identity)
+            identity = _identity(username, row[1], row[2], row[0], None, None)
+            session_id, session = self._new_session(cur, identity, "username", username, now, self.policy.idle,
+                                                    self.policy.absolute, source_address, user_agent)
+        return Login(True, "signed in", session_id, session)
 
     def _locked(self, cur, keys: list[str], now: datetime) -> str | None:
         cur.execute("select key from login_throttle where key = any(%s) and locked_until > %s", (keys, now))
@@ -182,14 +213,17 @@ class Accounts:
                             "where key = %s", (now + self.policy.lockout, now, key))
 
     # --- sessions ------------------------------------------------------------------------------
-    def _new_session(self, cur, column: str, owner, now: datetime, idle: timedelta, absolute: timedelta,
-                     source_address: str | None, user_agent: str | None) -> str:
+    @staticmethod
+    def _new_session(cur, identity: Identity, column: str, owner, now: datetime, idle: timedelta,
+                     absolute: timedelta, source_address: str | None, user_agent: str | None) -> tuple[str, Session]:
+        """(the id for the cookie, the session)."""
         session_id = secrets.token_urlsafe(32)
         cur.execute(f"insert into sessions (id_hash, {column}, created_at, last_seen_at, expires_at, idle_s, "
                     "source_address, user_agent) values (%s, %s, %s, %s, %s, %s, %s, %s)",
                     (_digest(session_id), owner, now, now, now + absolute, int(idle.total_seconds()),
                      source_address, (user_agent or "")[:300]))
-        return session_id
+        wall_token_id = owner if column == "wall_token_id" else None
+        return session_id, Session(_digest(session_id), identity, wall_token_id, now + absolute)
 
     def session(self, session_id: str, now: datetime, touch: bool = True) -> Session | None:
         """The live session with this id, or None (unknown, ended, expired, its user disabled or
@@ -221,20 +255,13 @@ class Accounts:
 
     def _look_up(self, id_hash: str, now: datetime, touch: bool) -> Session | None:
         with self._connection() as cur:
-            cur.execute(
-                "select s.username, s.wall_token_id, s.expires_at, s.last_seen_at, s.idle_s, u.display_name, u.role,"
-                "       u.scope_code, u.disabled, t.name, t.scope_code, t.revoked_at "
-                "from sessions s left join users u on u.username = s.username "
-                "left join wall_tokens t on t.id = s.wall_token_id "
-                "where s.id_hash = %s and s.ended_at is null", (id_hash,))
+            cur.execute("select s.username, u.role, u.scope_code, u.display_name, t.name, t.scope_code, "
+                        f"s.wall_token_id, s.expires_at, {_ENDED_WHY} " + _SESSION_JOINS +
+                        "where s.id_hash = %(id)s and s.ended_at is null", {"id": id_hash, "now": now})
             row = cur.fetchone()
             if row is None:
                 return None
-            (username, token_id, expires_at, last_seen, idle_s, display, role, scope, disabled, token_name,
-             token_scope, revoked_at) = row
-            why = ("expired" if now >= expires_at else "idle" if now - last_seen >= timedelta(seconds=idle_s)
-                   else "user disabled" if username and disabled else "token revoked" if token_id and revoked_at
-                   else None)
+            token_id, expires_at, why = row[6:]
             if why is not None:
                 cur.execute("update sessions set ended_at = %s, ended_why = %s where id_hash = %s", (now, why, id_hash))
                 return None
@@ -242,25 +269,22 @@ class Accounts:
                 cur.execute("update sessions set last_seen_at = %s where id_hash = %s", (now, id_hash))
                 if token_id:
                     cur.execute("update wall_tokens set last_seen_at = %s where id = %s", (now, token_id))
-        if username:
-            identity = Identity(username, frozenset({UserRole(role)}), scope, display_name=display)
-        else:
-            identity = Identity(f"wall:{token_name}", frozenset({UserRole.WALL_VIEWER}), token_scope,
-                                display_name=token_name)
-        return Session(id_hash, identity, token_id, expires_at)
+        return Session(id_hash, _identity(*row[:6]), token_id, expires_at)
 
-    def live_sessions(self, id_hashes: list[str], now: datetime) -> set[str]:
-        """Which of these sessions (by hash) are still live (for the screens that are open)."""
+    def keep_alive(self, id_hashes: list[str], now: datetime) -> set[str]:
+        """The open screens' sessions (by hash): an open screen is in use, so each live one is
+        touched (its idle time starts again, and its wall token's last-seen time); the live ones."""
         if not id_hashes:
             return set()
         with self._connection() as cur:
-            cur.execute(
-                "select s.id_hash from sessions s left join users u on u.username = s.username "
-                "left join wall_tokens t on t.id = s.wall_token_id "
-                "where s.id_hash = any(%s) and s.ended_at is null and s.expires_at > %s "
-                "and s.last_seen_at + make_interval(secs => s.idle_s) > %s "
-                "and coalesce(not u.disabled, true) and t.revoked_at is null", (id_hashes, now, now))
-            return {r[0] for r in cur.fetchall()}
+            cur.execute("select s.id_hash, s.wall_token_id " + _SESSION_JOINS +
+                        f"where s.id_hash = any(%(ids)s) and s.ended_at is null and {_ENDED_WHY} is null",
+                        {"ids": id_hashes, "now": now})
+            live = cur.fetchall()
+            cur.execute("update sessions set last_seen_at = %s where id_hash = any(%s)", (now, [r[0] for r in live]))
+            cur.execute("update wall_tokens set last_seen_at = %s where id = any(%s)",
+                        (now, sorted({r[1] for r in live if r[1]})))
+        return {r[0] for r in live}
 
     def logout(self, session_id: str, now: datetime, everywhere: bool = False) -> Session | None:
         """End this session (or every session of its user or wall token); the session that was."""
@@ -288,20 +312,13 @@ class Accounts:
             return cur.fetchone()[0], token
 
     def revoke_wall_token(self, token_id: int, revoked_by: str, now: datetime) -> bool:
-        with self._connection() as cur:
-            cur.execute("update wall_tokens set revoked_at = %s, revoked_by = %s where id = %s and revoked_at is null",
-                        (now, revoked_by, token_id))
-            found = cur.rowcount == 1
-            self._end_sessions(cur, "wall_token_id", token_id, now, "token revoked")
-        self._forget()
-        return found
+        return self._change("update wall_tokens set revoked_at = %s, revoked_by = %s "
+                            "where id = %s and revoked_at is null", (now, revoked_by, token_id),
+                            ("wall_token_id", token_id, "token revoked"), now)
 
     def wall_tokens(self) -> list[dict]:
-        with self._connection() as cur:
-            cur.execute("select id, name, scope_code, created_at, created_by, revoked_at, last_seen_at "
-                        "from wall_tokens order by id")
-            names = [d[0] for d in cur.description]
-            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        return self._rows("select id, name, scope_code, created_at, created_by, revoked_at, last_seen_at "
+                          "from wall_tokens order by id")
 
     def open_with_token(self, token: str, source_address: str | None, user_agent: str | None,
                         now: datetime) -> Login:
@@ -313,41 +330,27 @@ class Accounts:
             if row is None or row[3] is not None:
                 return Login(False, "revoked token" if row else "unknown token")
             cur.execute("update wall_tokens set last_seen_at = %s where id = %s", (now, row[0]))
-            session_id = self._new_session(cur, "wall_token_id", row[0], now, self.policy.wall_idle,
-                                           self.policy.wall_absolute, source_address, user_agent)
-        identity = Identity(f"wall:{row[1]}", frozenset({UserRole.WALL_VIEWER}), row[2], display_name=row[1])
-        return Login(True, "wall token", session_id, identity)
+            session_id, session = self._new_session(cur, _identity(None, None, None, None, row[1], row[2]),
+                                                    "wall_token_id", row[0], now, self.policy.wall_idle,
+                                                    self.policy.wall_absolute, source_address, user_agent)
+        return Login(True, "wall token", session_id, session)
 
     # --- plumbing ------------------------------------------------------------------------------
-    class _Tx:
-        def __init__(self, accounts: Accounts) -> None:
-            self.pool, self.free = accounts._pool, accounts._free
-            if not self.free.acquire(timeout=30):
-                raise TimeoutError("no database connection for the logins within 30 s")
-            try:
-                self.conn = self.pool.getconn()
-            except Exception:
-                self.free.release()
-                raise
-
-        def __enter__(self):
-            self.cur = self.conn.cursor()
-            return self.cur
-
-        def __exit__(self, exc_type, exc, tb) -> None:
-            broken = False
-            try:
-                if exc_type is None:
-                    self.conn.commit()
-                else:
-                    self.conn.rollback()
-            except Exception:
-                broken = True
-                raise
-            finally:
-                self.pool.putconn(self.conn, close=broken or self.conn.closed != 0)
-                self.free.release()
-
-    def _connection(self) -> Accounts._Tx:
-        """One transaction on a connection of its own (committed unless the block raised)."""
-        return Accounts._Tx(self)
+    @contextmanager
+    def _connection(self):
+        """A cursor in one transaction on a pooled connection (committed unless the block raised);
+        waits for a free connection (psycopg2's pool refuses when it is empty)."""
+        if not self._free.acquire(timeout=30):
+            raise TimeoutError("no database connection for the logins within 30 s")
+        conn, broken = None, False
+        try:
+            conn = self._pool.getconn()
+            with conn, conn.cursor() as cur:     # commit, or roll back on an exception
+                yield cur
+        except Exception:
+            broken = conn is not None and conn.closed != 0
+            raise
+        finally:
+            if conn is not None:
+                self._pool.putconn(conn, close=broken)
+            self._free.release()

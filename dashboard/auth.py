@@ -26,13 +26,14 @@ from flask_login import LoginManager, current_user, login_user, logout_user
 from flask_wtf.csrf import CSRFError, CSRFProtect, generate_csrf
 
 from dashboard.access import CALLBACKS, ROUTES
-from dashboard.accounts import Accounts, Session
+from dashboard.accounts import Accounts, Login, Session, normalize_username
 from dashboard.authz import Identity
 from dashboard.authz import current_identity as signed_in_identity
 from dashboard.vocabulary import LOGIN_FAILED
 
 log = logging.getLogger(__name__)
 _UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
+_PAGE_RULES = ("/", "/<path:path>")        # the shell's pages: where a browser is sent to sign in
 
 
 class SignedIn:
@@ -91,12 +92,13 @@ def install(server: Flask, accounts: Accounts, audit, secret_key: str, secure_co
             abort(403)
         if route.public:
             return None
+        page = request.method == "GET" and rule in _PAGE_RULES
         token = request.args.get("token")
-        if token and request.method == "GET":
+        if token and page:
             return _open_with_token(accounts, audit, token)
         identity = signed_in_identity()
         if identity is None:
-            if request.method == "GET" and rule in ("/", "/<path:path>"):
+            if page:
                 return redirect("/login?" + urlencode({"next": _here()}))
             abort(401)
         if not identity.roles & route.roles:
@@ -117,10 +119,11 @@ def install(server: Flask, accounts: Accounts, audit, secret_key: str, secure_co
         outcome = accounts.login(username, request.form.get("password", ""), _address(),
                                  request.headers.get("User-Agent"), _now())
         if not outcome.ok:
-            audit(Identity(username.strip().lower()[:64] or "?", frozenset()), "auth.login", "refused",
-                  outcome.reason, f"user:{username[:64]}", _address())
+            attempted = normalize_username(username) or "?"
+            audit(Identity(attempted, frozenset()), "auth.login", "refused", outcome.reason, f"user:{attempted}",
+                  _address())
             return _login_form(target, str(LOGIN_FAILED)), 401
-        _start(outcome.session_id, accounts)
+        _start(outcome)
         audit(outcome.identity, "auth.login", "done", None, f"user:{outcome.identity.user}", _address())
         return redirect(target)
 
@@ -141,14 +144,11 @@ def install(server: Flask, accounts: Accounts, audit, secret_key: str, secure_co
     def healthz():
         return "ok\n"
 
-    server.jinja_env.globals["csrf_token"] = generate_csrf
 
-
-def _start(session_id: str, accounts: Accounts) -> None:
+def _start(outcome: Login) -> None:
     session.clear()                          # nothing of the session before the login survives
     session.permanent = True
-    found = accounts.session(session_id, _now(), touch=False)
-    login_user(SignedIn(session_id, found))
+    login_user(SignedIn(outcome.session_id, outcome.session))
 
 
 def _open_with_token(accounts: Accounts, audit, token: str):
@@ -157,7 +157,7 @@ def _open_with_token(accounts: Accounts, audit, token: str):
     if not outcome.ok:
         audit(Identity("wall:?", frozenset()), "auth.token", "refused", outcome.reason, request.path, _address())
         return _page("Refused 已拒绝", "<p>This wall token is not valid (any more). 此大屏令牌无效。</p>"), 403
-    _start(outcome.session_id, accounts)
+    _start(outcome)
     audit(outcome.identity, "auth.token", "done", None, f"wall_token:{outcome.identity.display_name}", _address())
     query = urlencode([(k, v) for k, v in parse_qsl(request.query_string.decode()) if k != "token"])
     return redirect(request.path + (f"?{query}" if query else ""))

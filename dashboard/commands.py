@@ -112,8 +112,8 @@ class Commands:
             try:
                 with conn, conn.cursor() as cur:
                     written = command.write(cur, identity.user, now, target)
-                    _audit(cur, identity, command, target, "done", None, written.before, written.after,
-                           source_address)
+                    write_audit(cur, identity, command.action.key, command.target_key, target.scope_code, "done",
+                                None, written.before, written.after, source_address)
             finally:
                 conn.close()
         except Refused as refused:
@@ -150,23 +150,11 @@ class Commands:
 
     def _refuse(self, identity, command: Command, target: Target | None, reason: str,
                 source_address: str | None) -> Result:
-        log.info("refused %s on %s for %s: %s", command.action.key, command.target_key, identity.user, reason)
-        try:
-            conn = psycopg2.connect(self.dsn, connect_timeout=5, application_name="gcc-dashboard")
-            try:
-                with conn, conn.cursor() as cur:
-                    _audit(cur, identity, command, target, "refused", reason, None, None, source_address)
-            finally:
-                conn.close()
-        except psycopg2.Error as exc:
-            log.error("could not audit a refusal (%s): %s", reason, exc)
+        log.info("refused %s on %s for %s: %s", command.action.key, command.target_key,
+                 identity.user if identity else "nobody", reason)
+        self.record(identity, command.action.key, "refused", reason, command.target_key, source_address,
+                    target.scope_code if target else None)
         return Result(False, reason, target.summary if target else command.target_key)
-
-
-def _audit(cur, identity, command: Command, target: Target | None, outcome, reason, before, after,
-           source_address) -> None:
-    write_audit(cur, identity, command.action.key, command.target_key, target.scope_code if target else None,
-                outcome, reason, before, after, source_address)
 
 
 def write_audit(cur, identity, action: str, target: str | None, scope_code: str | None, outcome: str,

@@ -284,17 +284,23 @@ class LiveHub:
             with self.sending:
                 room = self.rooms[room_name]
                 since = room.frames_after(snapshot.seq) if snapshot.generation == self.generation else None
-                if since is None:   # built before a resync, or older than the frames kept: build anew
-                    fresh = True
-                    continue
-                self.socketio.emit("snapshot", snapshot.payload, to=to, namespace=NAMESPACE)
-                for frame in since:
-                    self.socketio.emit("frame", frame, to=to, namespace=NAMESPACE)
-                if not room_wide:
-                    with self.lock:
-                        if to in self.screens:
-                            self.socketio.server.enter_room(to, room_name, namespace=NAMESPACE)
-            return
+                if since is not None:
+                    self.socketio.emit("snapshot", snapshot.payload, to=to, namespace=NAMESPACE)
+                    for frame in since:
+                        self.socketio.emit("frame", frame, to=to, namespace=NAMESPACE)
+                    if not room_wide:
+                        with self.lock:
+                            if to in self.screens:
+                                self.socketio.server.enter_room(to, room_name, namespace=NAMESPACE)
+            if since is not None:
+                return
+            # built before a resync, or older than the frames kept: build anew (and if a fresh one
+            # was stale already, its build outlasts the frames kept or resyncs keep coming: back off)
+            if fresh:
+                log.warning("the snapshot of %s was stale when built; building again in %.1f s", room_name, delay)
+                self.stopping.wait(delay)
+                delay = min(delay * 2, 10.0)
+            fresh = True
 
     def _resync_all(self) -> None:
         with self.sending:
@@ -391,21 +397,28 @@ class LiveHub:
                 log.exception("sending frames failed")
 
     def _close_ended_sessions(self) -> None:
-        """Close the screens whose session has ended (logout, expiry, a disabled user, a revoked
-        wall token): the socket is closed from here, and its TCP connection with it."""
+        """Keep the open screens' sessions alive (an open screen is in use) and close the screens
+        whose session has ended (logout, expiry, a disabled user, a revoked wall token): the socket
+        is closed from here, and its TCP connection with it."""
+        if self.accounts is None:
+            return
         with self.lock:
             open_screens = {sid: s for sid, s in self.screens.items() if s.session is not None and not s.cut_off}
-        if self.accounts is None or not open_screens:
+        if not open_screens:
             return
-        live_ones = self.accounts.live_sessions(sorted({s.session for s in open_screens.values()}),
-                                                datetime.now(timezone.utc))
+        live_ones = self.accounts.keep_alive(list({s.session for s in open_screens.values()}),
+                                             datetime.now(timezone.utc))
         for sid, screen in open_screens.items():
-            if screen.session not in live_ones:
+            if screen.session in live_ones:
+                continue
+            log.info("closing a screen of %s: its session has ended", screen.room)
+            try:
+                self.socketio.server.disconnect(sid, namespace=NAMESPACE)
+            except Exception:  # contained: the TCP connection is cut below all the same
+                log.exception("could not close the socket of a screen whose session ended")
+            abort_connection(screen.connection)
+            with self.lock:
                 screen.cut_off = True
-                log.info("closed a screen of %s: its session has ended", screen.room)
-                with contextlib.suppress(Exception):
-                    self.socketio.server.disconnect(sid, namespace=NAMESPACE)
-                abort_connection(screen.connection)
 
     def _periodic(self) -> None:
         due: dict[tuple[str, str], float] = {}

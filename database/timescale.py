@@ -32,6 +32,8 @@ from datetime import timedelta
 
 import psycopg2
 
+from database.roles import INGEST_TABLES
+
 log = logging.getLogger(__name__)
 
 APACHE = "apache"
@@ -68,8 +70,7 @@ def detect(conn) -> Capabilities:
 
 
 # Every hypertable (the table of the module docstring): its retention is settings.retention_<table>_days.
-HYPERTABLES = ("positions", "terminal_status", "sensor_readings", "device_alarms", "incident_reports",
-               "incident_events", "task_acks", "gateway_status", "region_transitions", "dead_letters")
+HYPERTABLES = (*INGEST_TABLES, "incident_events")   # every time series: what the ingest writes, and the cases
 
 
 def retention_from_settings(settings) -> dict[str, timedelta]:

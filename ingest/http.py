@@ -37,9 +37,9 @@ from pathlib import Path
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 
-from ingest.model import Delivery, Inbound, Rejection
+from ingest.model import RATE_LIMITED, Delivery, Inbound, Rejection
 from ingest.worker import Worker
-from telemetry.topics import OWNTRACKS_PREFIX, AccountKind
+from telemetry.topics import AccountKind, owntracks_device_topic
 
 log = logging.getLogger(__name__)
 MAX_BODY = 64 * 1024
@@ -125,9 +125,14 @@ class FailedLogins:
     def failed(self, source: str) -> None:
         with self._lock:
             self._recent(source).append(self.clock())
-            if len(self._failures) > 100_000:   # bounded: forget the quietest sources
-                for key in [k for k, v in self._failures.items() if not v][:50_000]:
+            if len(self._failures) > 100_000:   # bounded: forget the sources with no failure in the window,
+                cutoff = self.clock() - self.window_s   # and if that is not enough, the ones quiet longest
+                for key in [k for k, v in self._failures.items() if not v or v[-1] < cutoff]:
                     del self._failures[key]
+                if len(self._failures) > 50_000:         # (so the next scan is 50,000 failures away)
+                    by_last = sorted(self._failures, key=lambda k: self._failures[k][-1])
+                    for key in by_last[:len(by_last) - 50_000]:
+                        del self._failures[key]
 
 
 class Sources:
@@ -381,13 +386,14 @@ class IngestHTTP:
         handler.arrived()
         reply = HttpReply()
         device = handler.headers.get("X-Limit-D")
-        inbound = Inbound(f"{OWNTRACKS_PREFIX}/{user}/{device or 'http'}", body, 0, False,
+        inbound = Inbound(owntracks_device_topic(user, device=device or "http"), body, 0, False,
                           datetime.now(timezone.utc), http_identity=(user, device))
         self.worker.source.inbox.put(Delivery(inbound, reply))
         if not reply.done.wait(REPLY_TIMEOUT_S):
             return self._refuse(handler, 503, "not_stored_yet")
         if reply.rejection is not None:   # a phone sending too fast is told to slow down, not that it erred
-            code = 429 if reply.rejection.reason == "rate_limited" else 400
-            return self._refuse(handler, code, reply.rejection.reason)
+            if reply.rejection.reason == RATE_LIMITED:
+                return self._refuse(handler, 429, RATE_LIMITED, headers=(("Retry-After", "10"),))
+            return self._refuse(handler, 400, reply.rejection.reason)
         handler.send(200, b"[]")
         return None

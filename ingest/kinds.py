@@ -54,8 +54,8 @@ def _status_change(item: Enriched) -> live.StatusChange:
 
 def _reading_change(item: Enriched) -> live.ReadingChange:
     m: messages.SensorReading = item.message
-    return live.ReadingChange(m.sensor_id, item.grid_code, _t(item), m.quantity, m.value, m.value_bool, m.value_text,
-                              m.value_sum, m.unit)
+    return live.ReadingChange(m.sensor_id, item.grid_code, _t(item), m.quantity, value=m.value,
+                              value_bool=m.value_bool, value_text=m.value_text, value_sum=m.value_sum, unit=m.unit)
 
 
 def _alarm_change(item: Enriched) -> live.AlarmChange:

@@ -80,11 +80,12 @@ class Budget:
     leaf: str
     what: str
     limiter: RateLimiter
+    settings: str = ""             # the settings that set it, for whoever reads the dead letter
 
     def describe(self, device: str) -> str:
         per_min = self.limiter.rate_per_s * 60
         return (f"{self.sender} {device!r} sends {self.what} faster than {per_min:g} a minute "
-                f"(bursts of {self.limiter.burst:g})")
+                f"(bursts of {self.limiter.burst:g})" + (f", set by {self.settings}" if self.settings else ""))
 
 
 class Budgets:
@@ -99,9 +100,11 @@ class Budgets:
         budgets = []
         if reports_per_min > 0:
             budgets.append(Budget("terminal", "incident", "incident reports",
-                                  RateLimiter(reports_per_min / 60, report_burst)))
+                                  RateLimiter(reports_per_min / 60, report_burst),
+                                  "GCC_INGEST_REPORT_RATE_PER_MIN and GCC_INGEST_REPORT_BURST"))
         if alarms_per_min > 0:
-            budgets.append(Budget("gateway", "alarm", "alarms", RateLimiter(alarms_per_min / 60, alarm_burst)))
+            budgets.append(Budget("gateway", "alarm", "alarms", RateLimiter(alarms_per_min / 60, alarm_burst),
+                                  "GCC_INGEST_ALARM_RATE_PER_MIN and GCC_INGEST_ALARM_BURST"))
         return cls(budgets)
 
     def refusal(self, sender: str, leaf: str, device: str, now: float) -> str | None:

@@ -78,7 +78,8 @@ def check_rate(inbound: Inbound, limiter: RateLimiter | None, budgets: Budgets |
     now = inbound.received_at.timestamp()
     if limiter is not None and not limiter.allow(device, now):
         raise _Stop(Rejection(RATE_LIMITED, f"device {device!r} sends faster than {limiter.rate_per_s:g} "
-                                            f"messages/s (bursts of {limiter.burst:g})"))
+                                            f"messages/s (bursts of {limiter.burst:g}), set by "
+                                            "GCC_INGEST_DEVICE_RATE_PER_S and GCC_INGEST_DEVICE_BURST"))
     why = budgets.refusal(*leaf, device, now) if budgets is not None and leaf is not None else None
     if why is not None:
         raise _Stop(Rejection(RATE_LIMITED, why))
@@ -201,11 +202,11 @@ def _finish(outcome: Outcome, messages: list[Message], reg: Registry, grids: lis
     return outcome
 
 
-def process(inbound: Inbound, reg: Registry, limiter: RateLimiter | None = None) -> Outcome:
-    """Run one message through the chain. Never raises: bad input is a Rejection, and so is a
-    message our own code fails on (`poison`)."""
-    outcome, messages = validate(inbound, reg, limiter)
-    return _finish(outcome, messages, reg, [_UNSET] * len(messages))
+def process(inbound: Inbound, reg: Registry, limiter: RateLimiter | None = None,
+            budgets: Budgets | None = None) -> Outcome:
+    """Run one message through the chain (a batch of one). Never raises: bad input is a
+    Rejection, and so is a message our own code fails on (`poison`)."""
+    return process_batch([inbound], reg, limiter, budgets)[0]
 
 
 def _locate_all(validated: list[tuple[Outcome, list[Message]]], reg: Registry) -> list[list]:

@@ -89,7 +89,7 @@ def _report(stack: LocalStack, caps: timescale.Capabilities, city, apps, logins)
          f"healthy, TimescaleDB {caps.version} ({caps.edition} edition)"),
         ("Redis 7", f"127.0.0.1:{stack.redis.port}", "healthy (PING with password)"),
         ("Mosquitto 2", f"127.0.0.1:{stack.mosquitto.port}",
-         f"healthy ({len(stack.accounts)} accounts, subscriptions checked)"),
+         f"healthy ({len(stack.accounts)} accounts; subscription ACLs enforced)"),
     ]
     rows.append(("City reference data", f"{len(city.grids)} grids",
                  f"{city.name}: {len(city.members)} members, {len(city.sensors)} sensors"))
@@ -106,7 +106,7 @@ def _report(stack: LocalStack, caps: timescale.Capabilities, city, apps, logins)
         base = dashboard.ready_url.removesuffix("/healthz")
         print(f"\n  Open the dashboard:     {base}/wall   (sign in with a demo login below)"
               f"\n  kiosk wall (no login):  {base}/wall?kiosk=1&token={token}"
-              "\n  demo logins (local demo only; `python -m stack users` manages them):")
+              "\n  demo logins, passwords as first set (local demo only; `python -m stack users` manages them):")
         for username, role, scope, password in users:
             print(f"    {username:<22} {password:<18} {role:<12} {scope}")
     print(f"\n  settings for clients: {stack.data_dir / 'stack.env'}  (demo credentials only)")
@@ -230,7 +230,11 @@ def _written_env(data_dir: Path) -> dict[str, str]:
 
 
 def users(data_dir: Path, argv: list[str]) -> int:
-    """dashboard.users against this stack's database, as its owner."""
+    """dashboard.users against this stack's database, as its owner (the stack must be running)."""
+    if live_record(_supervisor_pid_path(data_dir)) is None:
+        print(f"no demo stack is running in {data_dir}: start it with `make demo` (another data dir: set "
+              "GCC_DATA_DIR)", file=sys.stderr)
+        return 2
     written = _written_env(data_dir)
     stack = LocalStack(data_dir, pg_port=int(written.get("GCC_PG_PORT", 0)) or None)
     os.environ.update(stack.env())

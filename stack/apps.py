@@ -74,9 +74,10 @@ def demo_logins(stack: LocalStack, city: City, dsn: str) -> tuple[list[tuple[str
     accounts = Accounts(dsn, pool_size=1)
     try:
         existing = {u["username"] for u in accounts.users()}
+        passwords = stack.demo_passwords([w[0] for w in wanted])
         logins = []
         for username, display, role, scope in wanted:
-            password = stack.demo_password(username)
+            password = passwords[username]
             if username not in existing:
                 accounts.add_user(username, display, role, scope, password, created_by="make demo")
             logins.append((username, role.value, city.org_name(scope) if scope else city.name, password))

@@ -137,19 +137,23 @@ class LocalStack:
                   *(f"{server}_{app}_password" for server in ("pg", "redis") for app in APPS))
         created = {**{name: secrets.token_urlsafe(24) for name in wanted}, **stored}
         if created != stored:
-            write_private(path, json.dumps(created, indent=2))
+            self._save_secrets(created)
         return created
+
+    def _save_secrets(self, values: dict[str, str] | None = None) -> None:
+        write_private(self.data_dir / "secrets.json", json.dumps(values or self._secrets, indent=2))
 
     def app_secret(self, server: str, app: str) -> str:
         return self._secrets[f"{server}_{app}_password"]
 
-    def demo_password(self, username: str) -> str:
-        """The local demo's password of one of its demo logins (generated once, kept in secrets.json)."""
-        key = f"demo_login_{username}"
-        if key not in self._secrets:
-            self._secrets[key] = secrets.token_urlsafe(12)
-            write_private(self.data_dir / "secrets.json", json.dumps(self._secrets, indent=2))
-        return self._secrets[key]
+    def demo_passwords(self, usernames: list[str]) -> dict[str, str]:
+        """The local demo's passwords of its demo logins (generated once, kept in secrets.json)."""
+        keys = {name: f"demo_login_{name}" for name in usernames}
+        missing = [key for key in keys.values() if key not in self._secrets]
+        if missing:
+            self._secrets.update({key: secrets.token_urlsafe(12) for key in missing})
+            self._save_secrets()
+        return {name: self._secrets[key] for name, key in keys.items()}
 
     def pg_app_passwords(self) -> dict[str, str]:
         """Role name -> password of each app's database role (database.roles)."""

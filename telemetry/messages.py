@@ -99,15 +99,15 @@ def _nul_in(value: Any, path: str) -> str | None:
 def _check_detail(value: dict[str, Any] | None) -> dict[str, Any] | None:
     if value is None:
         return None
-    where = _nul_in(value, "detail")
-    if where:
-        raise _refuse_nul(f", found at {where}")
     try:
-        size = len(orjson.dumps(value))
+        raw = orjson.dumps(value)       # first: it stops at 255 levels, so the walk below stays shallow
     except (TypeError, orjson.JSONEncodeError) as exc:
         raise ValueError(f"must be a JSON object: {exc}") from None
-    if size > DETAIL_MAX_BYTES:
-        raise ValueError(f"is {size} bytes as JSON, more than {DETAIL_MAX_BYTES}")
+    if len(raw) > DETAIL_MAX_BYTES:
+        raise ValueError(f"is {len(raw)} bytes as JSON, more than {DETAIL_MAX_BYTES}")
+    where = _nul_in(value, "detail") if b"\\u0000" in raw else None   # walked only to name the place
+    if where:
+        raise _refuse_nul(f", found at {where}")
     return value
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+from functools import lru_cache
 
 import dash_leaflet as dl
 from dash import ClientsideFunction, Input, Output, State, clientside_callback, dcc, html
@@ -34,6 +35,7 @@ WALL_REPORTS_MAX = 1000
 
 
 # --- the feed: what the wall receives, in the form it draws --------------------------------------------
+@lru_cache(maxsize=65536)   # every fix of every frame: one HMAC per member, not per fix
 def member_key(terminal_id: str) -> str:
     """What the wall keys a member by: a keyed hash of the terminal id (the wall shows names and
     roles, never terminal ids; see report_key for the key's lifetime)."""
@@ -51,14 +53,16 @@ def wire_status(q, c: live.StatusChange) -> dict:
 
 
 def wall_status(q, c: live.StatusChange) -> dict:
-    return {"member": member_key(c.terminal_id), "state": c.state, "t": c.t, "battery_pct": c.battery_pct,
-            "sos": c.sos}
+    """The same, keyed as the wall keys members (no terminal id)."""
+    status = wire_status(q, c)
+    return {"member": member_key(status.pop("terminal_id")), **status}
 
 
 def use_key_secret(dashboard_secret: str) -> None:
     """Key the wall's hashes from the deployment's secret (create_app): stable across restarts, and
     known to nobody outside the server. Without one, a random key per process."""
     _KEY_SECRET["secret"] = hmac.new(dashboard_secret.encode(), b"wall keys", hashlib.sha256).digest()
+    member_key.cache_clear()
 
 
 def _keyed(text: str, length: int) -> str:
@@ -85,7 +89,7 @@ def wire_alarm_ack(q, c: live.AlarmAckChange) -> dict:
 
 
 def wire_report(q, c: live.ReportChange) -> dict:
-    return {"key": report_key(c), "report_id": c.report_id, "category": c.category, "severity": c.severity,
+    return {"key": report_key(c), "category": c.category, "severity": c.severity,
             "t": c.t, "lon": c.lon, "lat": c.lat, "grid_code": c.grid_code,
             "where": c.address or q.org_name(c.grid_code)}
 

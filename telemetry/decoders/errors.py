@@ -1,6 +1,7 @@
 """DecodeError and the small helpers every decoder shares (JSON parsing, validation messages)."""
 from __future__ import annotations
 
+import reprlib
 from typing import Any
 
 import orjson
@@ -19,6 +20,9 @@ INVALID_SENML = "invalid_senml"
 REASONS = frozenset({INVALID_JSON, SCHEMA_VIOLATION, WRONG_TOPIC, UNSUPPORTED_TYPE, INVALID_SENML, INVALID_TEXT})
 
 _MAX_SHOWN = 80  # characters of an offending value quoted in a detail
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxdict, _REPR.maxlist = 3, 6, 6
+_REPR.maxstring = _REPR.maxlong = _REPR.maxother = _MAX_SHOWN
 
 
 class DecodeError(Exception):
@@ -35,8 +39,9 @@ class DecodeError(Exception):
 
 
 def shown(value: Any) -> str:
-    """A short repr of an offending value, for a detail message."""
-    text = repr(value)
+    """A short repr of an offending value, for a detail message: bounded in depth and size before
+    it is built (a device's value may be nested 1,000 deep, or 64 KB long)."""
+    text = _REPR.repr(value)
     return text if len(text) <= _MAX_SHOWN else text[:_MAX_SHOWN - 3] + "..."
 
 

@@ -245,3 +245,24 @@ def test_the_audit_trail_cannot_be_changed_by_the_dashboard(stack, settings):
             cur.execute("update audit_log set reason = 'nothing happened'")
     finally:
         conn.close()
+
+
+def test_an_open_screen_keeps_its_session_alive_and_a_closed_one_ends_when_idle(stack):
+    from datetime import timedelta
+
+    from dashboard.accounts import Policy
+
+    ensure_logins(stack.settings().pg_dsn, {"t-watcher": ("dispatcher", "")})
+    accounts = Accounts(stack.settings().pg_dsn, Policy(idle=timedelta(minutes=30)), pool_size=1)
+    try:
+        start = datetime.now(timezone.utc)
+        watching = accounts.login("t-watcher", TEST_PASSWORD, "10.0.0.1", "test", start)
+        walked_away = accounts.login("t-watcher", TEST_PASSWORD, "10.0.0.1", "test", start)
+        open_hash = watching.session.id_hash
+        for minutes in (20, 40, 60):            # the hub's keep-alive of the open screens, now and then
+            assert accounts.keep_alive([open_hash], start + timedelta(minutes=minutes)) == {open_hash}
+        assert accounts.keep_alive([walked_away.session.id_hash], start + timedelta(minutes=61)) == set()
+        assert accounts.session(watching.session_id, start + timedelta(minutes=80)) is not None
+        assert accounts.session(walked_away.session_id, start + timedelta(minutes=80)) is None
+    finally:
+        accounts.close()

@@ -13,7 +13,7 @@ from dashboard.hub import Room, route, scopes_seeing, watch_index
 from dashboard.pages import declared
 from dashboard.pages.dispatch import FEED as DISPATCH
 from dashboard.pages.wall import FEED as WALL
-from dashboard.pages.wall import WALL_REPORTS_MAX, member_key, wall_reports
+from dashboard.pages.wall import WALL_REPORTS_MAX, member_key, report_key, wall_reports
 from dashboard.vocabulary import MEMBER_STATE_COLOURS, ROLE_COLOURS, SEVERITY_COLOURS, for_browser
 from simulator.citygen import SCALES, generate
 from telemetry import live
@@ -142,8 +142,9 @@ def test_a_flood_of_reports_leaves_the_wall_its_most_severe_and_newest_ones():
 
     wired = wall_reports(Reports(), Scope("", "city"))
     assert wired["reports_total"] == 5003 and len(wired["reports"]) == WALL_REPORTS_MAX == wired["reports_max"]
-    kept = [r["report_id"] for r in wired["reports"]]
-    assert kept[:3] == ["S2", "S1", "S0"] and kept[3] == "R4999" and "R0" not in kept
+    kept = [r["key"] for r in wired["reports"]]
+    assert kept[:3] == [report_key(severe[i]) for i in (2, 1, 0)] and kept[3] == report_key(flood[4999])
+    assert report_key(flood[0]) not in kept
 
 
 def test_pages_declare_unique_paths_and_feeds():

@@ -57,6 +57,15 @@ def test_a_nul_in_a_key_of_an_alarm_detail_is_refused_too():
     assert "in the key" in error.detail
 
 
+def test_an_alarm_detail_nested_deeper_than_json_allows_is_a_schema_violation_not_our_bug():
+    nested = b'{"x":' * 1000 + b"{}" + b"}" * 1000          # orjson reads 1,024 levels, writes 255
+    payload = orjson.dumps({**ALARM, "detail": None}).replace(b'"detail":null', b'"detail":' + nested)
+    with pytest.raises(DecodeError) as caught:
+        decode("gcc/v1/gateway/G1/alarm", payload, NOW)
+    assert caught.value.reason in REASONS
+    assert "detail" in caught.value.detail and "Recursion limit" in caught.value.detail
+
+
 def test_a_nul_in_owntracks_http_mode_is_refused_too():
     body = {"_type": "transition", "tst": int(NOW.timestamp()), "event": "leave", "desc": "\u0000"}
     with pytest.raises(DecodeError) as caught:
