@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     dashboard_secure_cookies: bool = Field(False, description="cookies only over HTTPS: set behind TLS")
     dashboard_session_idle_min: float = Field(30.0, description="a person's session ends unused this long")
     dashboard_session_hours: float = Field(12.0, description="a person's session ends this long after sign-in")
+    dashboard_proxy_hops: int = Field(0, ge=0, le=5, description="reverse proxies in front of the dashboard whose "
+                                      "X-Forwarded-For/-Proto/-Host it believes (0: none; behind one nginx: 1). "
+                                      "The login throttle and the audit trail need the real source address")
     frame_interval_s: float = Field(0.5, description="the wall's live frames: at most one per room this often")
     tile_url: str | None = Field(None, description="an internal tile server, e.g. "
                                  "http://tiles.local/{z}/{x}/{y}.png; none: vector grids only (offline)")

@@ -6,8 +6,8 @@ so a new page cannot forget to say who may use it.
 
 - A route is PUBLIC (no login: the login page, static assets, the health check) or SIGNED_IN
   (any role; the page routes then ask authz.authorize for the page and the scope), or names the
-  roles it needs.
-- A callback is keyed by the id of its first output. `changes` names the action it performs
+  roles it needs (and the view asks authz for the scope).
+- A callback is keyed by the id of its first output. `changes` names the actions it performs
   (dashboard/commands.py authorizes and audits it again for its target's scope); `clientside`
   callbacks run in the browser and never reach the server, but are listed all the same.
 """
@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from dashboard.authz import EVERYONE, UserRole
 from dashboard.commands import ACKNOWLEDGE_ALARM, Action
+from dashboard.pages import admin, audit
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ class Route:
 class Callback:
     roles: frozenset[UserRole]
     why: str
-    changes: Action | None = None          # the data-changing action it performs
+    changes: tuple[Action, ...] = ()       # the data-changing actions it may perform
     clientside: bool = False
 
 
@@ -57,6 +58,7 @@ ROUTES: dict[str, Route] = {
     "/_dash-dependencies": _signed_in("the callback graph"),
     "/_dash-update-component": _signed_in("every server callback; each is checked against CALLBACKS"),
     "/_reload-hash": _signed_in("Dash's hot reload (off in production)"),
+    audit.EXPORT_PATH: Route(audit.PAGE.roles, "the audit trail as CSV (authorizes the scope; audited)"),
     "/": _signed_in("the shell; route() authorizes the page and the scope"),
     "/<path:path>": _signed_in("the shell; route() authorizes the page and the scope"),
 }
@@ -64,7 +66,11 @@ ROUTES: dict[str, Route] = {
 CALLBACKS: dict[str, Callback] = {
     "shell-page-root": Callback(EVERYONE, "the router: header and page from the URL (authorizes the page and scope)"),
     "shell-url": Callback(EVERYONE, "the org selector writes the scope into the URL (route() checks it)"),
-    "dispatch-result": Callback(ACKNOWLEDGE_ALARM.roles, "the Acknowledge buttons", changes=ACKNOWLEDGE_ALARM),
+    "dispatch-result": Callback(ACKNOWLEDGE_ALARM.roles, "the Acknowledge buttons", changes=(ACKNOWLEDGE_ALARM,)),
+    "audit-rows": Callback(audit.PAGE.roles, "the audit trail's rows for the filter (authorizes the scope)"),
+    "admin-user-result": Callback(admin.PAGE.roles, "add a user, new password, disable, enable",
+                                  changes=admin.USER_ACTIONS),
+    "admin-token-result": Callback(admin.PAGE.roles, "create or revoke a wall token", changes=admin.TOKEN_ACTIONS),
     "dispatch-alarms": Callback(frozenset({UserRole.DISPATCHER, UserRole.ADMIN}), "the console's live lists",
                                 clientside=True),
     "dispatch-conn": Callback(frozenset({UserRole.DISPATCHER, UserRole.ADMIN}), "connection state", clientside=True),

@@ -18,6 +18,7 @@ Every function takes the time it acts at (`now`), so tests need no clock of thei
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import threading
 import time
@@ -119,38 +120,33 @@ class Accounts:
         self._pool.closeall()
 
     # --- users ---------------------------------------------------------------------------------
+    # Each change is one of the cursor-level functions below, in a transaction of its own here;
+    # dashboard.commands runs the same functions in the transaction of its audit row.
     def add_user(self, username: str, display_name: str, role: UserRole, scope_code: str, password: str,
                  created_by: str) -> None:
         self._check_password(password)
         with self._connection() as cur:
-            cur.execute("insert into users (username, display_name, role, scope_code, password_hash, created_by) "
-                        "values (%s, %s, %s, %s, %s, %s)",
-                        (username, display_name, UserRole(role).value, scope_code, hash_password(password), created_by))
+            if not insert_user(cur, username, display_name, role, scope_code, hash_password(password), created_by):
+                raise ValueError(f"there is already a user {username}")
 
     def set_password(self, username: str, password: str, now: datetime) -> bool:
         """A new password; every session of the user ends."""
         self._check_password(password)
-        return self._change("update users set password_hash = %s, password_changed_at = %s where username = %s",
-                            (hash_password(password), now, username), ("username", username, "password changed"), now)
+        with self._connection() as cur:
+            found = update_password(cur, username, hash_password(password), now)
+        self.forget()
+        return found
 
     def set_disabled(self, username: str, disabled: bool, now: datetime) -> bool:
-        return self._change("update users set disabled = %s where username = %s", (disabled, username),
-                            ("username", username, "user disabled") if disabled else None, now)
-
-    def _change(self, statement: str, args: tuple, ending: tuple[str, object, str] | None, now: datetime) -> bool:
-        """One row changed (False: no such row), and the sessions `ending` names ended with it:
-        (column, owner, why)."""
         with self._connection() as cur:
-            cur.execute(statement, args)
-            found = cur.rowcount == 1
-            if ending is not None:
-                self._end_sessions(cur, ending[0], ending[1], now, ending[2])
-        self._forget()
+            found = update_disabled(cur, username, disabled, now)
+        self.forget()
         return found
 
     def users(self) -> list[dict]:
-        return self._rows("select username, display_name, role, scope_code, disabled, last_login_at from users "
-                          "order by username")
+        return self._rows("select username, display_name, role, scope_code, disabled, created_at, created_by, "
+                          "last_login_at, (select count(*) from sessions s where s.username = users.username "
+                          "and s.ended_at is null and s.expires_at > now()) as sessions from users order by username")
 
     def _rows(self, query: str) -> list[dict]:
         with self._connection() as cur:
@@ -246,7 +242,7 @@ class Accounts:
                 self._cache.clear()
         return found
 
-    def _forget(self, id_hash: str | None = None) -> None:
+    def forget(self, id_hash: str | None = None) -> None:
         with self._cache_lock:
             if id_hash is None:
                 self._cache.clear()
@@ -289,36 +285,30 @@ class Accounts:
     def logout(self, session_id: str, now: datetime, everywhere: bool = False) -> Session | None:
         """End this session (or every session of its user or wall token); the session that was."""
         found = self.session(session_id, now, touch=False)
-        self._forget()     # this process's sessions are looked up again (all of them: `everywhere`)
+        self.forget()     # this process's sessions are looked up again (all of them: `everywhere`)
         with self._connection() as cur:
             cur.execute("update sessions set ended_at = %s, ended_why = 'logout' "
                         "where id_hash = %s and ended_at is null", (now, _digest(session_id)))
             if everywhere and found is not None and found.wall_token_id is None:
-                self._end_sessions(cur, "username", found.identity.user, now, "logout everywhere")
+                end_sessions(cur, "username", found.identity.user, now, "logout everywhere")
         return found
 
-    @staticmethod
-    def _end_sessions(cur, column: str, owner, now: datetime, why: str) -> None:
-        cur.execute(f"update sessions set ended_at = %s, ended_why = %s where {column} = %s and ended_at is null",
-                    (now, why, owner))
 
     # --- wall tokens ---------------------------------------------------------------------------
     def create_wall_token(self, name: str, scope_code: str, created_by: str) -> tuple[int, str]:
         """(id, the token): the token is shown this once and never stored."""
-        token = secrets.token_urlsafe(32)
         with self._connection() as cur:
-            cur.execute("insert into wall_tokens (name, scope_code, token_hash, created_by) values (%s, %s, %s, %s) "
-                        "returning id", (name, scope_code, _digest(token), created_by))
-            return cur.fetchone()[0], token
+            return insert_wall_token(cur, name, scope_code, created_by)
 
     def revoke_wall_token(self, token_id: int, revoked_by: str, now: datetime) -> bool:
-        return self._change("update wall_tokens set revoked_at = %s, revoked_by = %s "
-                            "where id = %s and revoked_at is null", (now, revoked_by, token_id),
-                            ("wall_token_id", token_id, "token revoked"), now)
+        with self._connection() as cur:
+            found = update_revoked(cur, token_id, revoked_by, now)
+        self.forget()
+        return found
 
     def wall_tokens(self) -> list[dict]:
-        return self._rows("select id, name, scope_code, created_at, created_by, revoked_at, last_seen_at "
-                          "from wall_tokens order by id")
+        return self._rows("select id, name, scope_code, created_at, created_by, revoked_at, revoked_by, "
+                          "last_seen_at from wall_tokens order by id")
 
     def open_with_token(self, token: str, source_address: str | None, user_agent: str | None,
                         now: datetime) -> Login:
@@ -354,3 +344,58 @@ class Accounts:
             if conn is not None:
                 self._pool.putconn(conn, close=broken)
             self._free.release()
+
+
+# --- the changes, each on a cursor in the caller's transaction ---------------------------------------
+USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,39}$")     # as the users table checks it
+
+
+def insert_user(cur, username: str, display_name: str, role: UserRole, scope_code: str, password_hash: str,
+                created_by: str) -> bool:
+    """A new user (False: the username is taken)."""
+    if not USERNAME.match(username):
+        raise ValueError(f"{username!r} is not a username (2-40 of a-z 0-9 . _ -, starting with a letter or digit)")
+    cur.execute("insert into users (username, display_name, role, scope_code, password_hash, created_by) "
+                "values (%s, %s, %s, %s, %s, %s) on conflict (username) do nothing",
+                (username, display_name, UserRole(role).value, scope_code, password_hash, created_by))
+    return cur.rowcount == 1
+
+
+def update_password(cur, username: str, password_hash: str, now: datetime) -> bool:
+    """A new password hash; every session of the user ends (False: no such user)."""
+    cur.execute("update users set password_hash = %s, password_changed_at = %s where username = %s",
+                (password_hash, now, username))
+    found = cur.rowcount == 1
+    end_sessions(cur, "username", username, now, "password changed")
+    return found
+
+
+def update_disabled(cur, username: str, disabled: bool, now: datetime) -> bool:
+    """Disable (every session ends) or enable a user (False: no such user)."""
+    cur.execute("update users set disabled = %s where username = %s", (disabled, username))
+    found = cur.rowcount == 1
+    if disabled:
+        end_sessions(cur, "username", username, now, "user disabled")
+    return found
+
+
+def insert_wall_token(cur, name: str, scope_code: str, created_by: str) -> tuple[int, str]:
+    """(id, the token): the token is shown this once and never stored."""
+    token = secrets.token_urlsafe(32)
+    cur.execute("insert into wall_tokens (name, scope_code, token_hash, created_by) values (%s, %s, %s, %s) "
+                "returning id", (name, scope_code, _digest(token), created_by))
+    return cur.fetchone()[0], token
+
+
+def update_revoked(cur, token_id: int, revoked_by: str, now: datetime) -> bool:
+    """Revoke a live token; its screens' sessions end (False: no such live token)."""
+    cur.execute("update wall_tokens set revoked_at = %s, revoked_by = %s where id = %s and revoked_at is null",
+                (now, revoked_by, token_id))
+    found = cur.rowcount == 1
+    end_sessions(cur, "wall_token_id", token_id, now, "token revoked")
+    return found
+
+
+def end_sessions(cur, column: str, owner, now: datetime, why: str) -> None:
+    cur.execute(f"update sessions set ended_at = %s, ended_why = %s where {column} = %s and ended_at is null",
+                (now, why, owner))

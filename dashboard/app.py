@@ -24,10 +24,10 @@ from flask_wtf.csrf import generate_csrf
 from config.settings import REPO_ROOT, Settings
 from dashboard import auth, pages
 from dashboard.accounts import Accounts, Policy
-from dashboard.authz import Decision, Identity, authorize, current_identity
+from dashboard.authz import Decision, Identity, asked_scope, authorize, current_identity
 from dashboard.commands import Commands
 from dashboard.hub import LiveHub
-from dashboard.pages import wall
+from dashboard.pages import audit, wall
 from dashboard.queries import Queries
 from dashboard.state import EXTENSION, AppState, app_state
 from dashboard.vocabulary import USER_ROLE_LABELS
@@ -56,7 +56,8 @@ def header(state: AppState, identity: Identity, current: pages.Page, scope: str)
                     className="active" if page is current else "")
            for page in state.pages if authorize(state.city, identity, page, scope)]
     return html.Div(className="shell-header", id="shell-header", children=[
-        html.Div("Grid Command Center 网格化指挥中心", className="shell-title"),
+        html.Div(className="shell-title", children=[html.Span("Grid Command Center ", className="shell-title-en"),
+                                                    html.Span("网格化指挥中心")]),
         html.Nav(className="shell-nav", id="shell-nav", children=nav),
         dcc.Dropdown(id="shell-org", className="shell-org", options=state.queries.org_options(identity.scope_code),
                      value=scope, clearable=False, searchable=True),
@@ -98,16 +99,18 @@ def route(pathname, search):
         decision = Decision(False, f"there is no page {pathname}", status=404)
         page = state.pages[0]   # the header's navigation still shows where one can go
     else:
-        decision = authorize(state.city, identity, page, params.get("scope", ""))
+        scope_code = asked_scope(identity, params)
+        decision = authorize(state.city, identity, page, scope_code)
         if not decision:
             state.commands.record(identity, "page.open", "refused", decision.reason,
-                                  f"page:{page.path}?scope={params.get('scope', '')}", request.remote_addr)
+                                  f"page:{page.path}?scope={scope_code}", request.remote_addr)
     if identity is None:          # the gate lets nobody unsigned this far; should it, nothing is shown
         return refusal(decision), ""
     body = page.layout(state, decision.scope, kiosk) if decision else refusal(decision)
     children = [html.Div(body, id="shell-page", className="shell-page")]
-    if not kiosk:
-        children.insert(0, header(state, identity, page if decision else None, decision.scope.code if decision else ""))
+    if not kiosk:   # refused: the selector shows the identity's own unit, never the refused one
+        scope = decision.scope.code if decision else identity.scope_code
+        children.insert(0, header(state, identity, page if decision else None, scope))
     return children, "kiosk" if kiosk else ""
 
 
@@ -130,8 +133,11 @@ def create_app(settings: Settings) -> tuple[Dash, SocketIO, LiveHub]:
     client = settings.redis_client(socket_timeout=10)   # the dashboard's own Redis user
     declared = pages.declared()
     queries = Queries(city, client, settings.pg_dsn)
-    commands = Commands(city, client, settings.pg_dsn, place_name=queries.building_name)
-    state = AppState(settings, city, queries, commands, declared)
+    policy = Policy(idle=timedelta(minutes=settings.dashboard_session_idle_min),
+                    absolute=timedelta(hours=settings.dashboard_session_hours))
+    accounts = Accounts(settings.pg_dsn, policy)
+    commands = Commands(city, client, settings.pg_dsn, place_name=queries.building_name, accounts=accounts)
+    state = AppState(settings, city, queries, commands, declared, accounts)
     app = Dash(__name__, assets_folder=str(REPO_ROOT / "assets"), serve_locally=True, title="Grid Command Center",
                update_title=None, suppress_callback_exceptions=True)
     app.server.extensions[EXTENSION] = state
@@ -141,12 +147,10 @@ def create_app(settings: Settings) -> tuple[Dash, SocketIO, LiveHub]:
         log.warning("GCC_DASHBOARD_SECRET_KEY is not set: a random key for this start (sessions end at restart)")
         secret_key = secrets.token_urlsafe(32)
     wall.use_key_secret(secret_key)
-    policy = Policy(idle=timedelta(minutes=settings.dashboard_session_idle_min),
-                    absolute=timedelta(hours=settings.dashboard_session_hours))
-    accounts = Accounts(settings.pg_dsn, policy)
-    app.server.extensions["gcc.accounts"] = accounts
     auth.install(app.server, accounts, commands.record, secret_key, settings.dashboard_secure_cookies,
                  policy.wall_absolute)
+    auth.trust_proxies(app.server, settings.dashboard_proxy_hops)
+    app.server.add_url_rule(audit.EXPORT_PATH, view_func=audit.export_csv)
     app.layout = shell
     # same-origin sockets only; WebSocket only (the screens never poll), so a screen's socket is
     # the TCP connection it came on, which the hub can cut off when the screen stops reading

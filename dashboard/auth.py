@@ -24,6 +24,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 from flask import Flask, abort, redirect, request, session
 from flask_login import LoginManager, current_user, login_user, logout_user
 from flask_wtf.csrf import CSRFError, CSRFProtect, generate_csrf
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from dashboard.access import CALLBACKS, ROUTES
 from dashboard.accounts import Accounts, Login, Session, normalize_username
@@ -145,6 +146,14 @@ def install(server: Flask, accounts: Accounts, audit, secret_key: str, secure_co
         return "ok\n"
 
 
+def trust_proxies(server: Flask, hops: int) -> None:
+    """Believe the X-Forwarded-* headers of `hops` reverse proxies (and no more: a client could
+    write them itself): the source address the throttle and the audit trail see, the scheme and
+    host the same-origin check compares."""
+    if hops:
+        server.wsgi_app = ProxyFix(server.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
+
+
 def _start(outcome: Login) -> None:
     session.clear()                          # nothing of the session before the login survives
     session.permanent = True
@@ -158,7 +167,7 @@ def _open_with_token(accounts: Accounts, audit, token: str):
         audit(Identity("wall:?", frozenset()), "auth.token", "refused", outcome.reason, request.path, _address())
         return _page("Refused 已拒绝", "<p>This wall token is not valid (any more). 此大屏令牌无效。</p>"), 403
     _start(outcome)
-    audit(outcome.identity, "auth.token", "done", None, f"wall_token:{outcome.identity.display_name}", _address())
+    audit(outcome.identity, "auth.token", "done", None, f"wall_token:{outcome.session.wall_token_id}", _address())
     query = urlencode([(k, v) for k, v in parse_qsl(request.query_string.decode()) if k != "token"])
     return redirect(request.path + (f"?{query}" if query else ""))
 

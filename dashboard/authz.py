@@ -90,6 +90,15 @@ def scope_of(city: City, code: str | None) -> Scope | None:
     return None
 
 
+def asked_scope(identity: Identity | None, params) -> str:
+    """The scope a request asks for: its `scope` parameter, or, without one (or an empty one), the
+    identity's own org unit: a street's dispatcher opening /wall sees their street, never more."""
+    asked = params.get("scope")
+    if asked:
+        return str(asked)
+    return identity.scope_code if identity is not None else ""
+
+
 def authorize(city: City, identity: Identity | None, guarded: Guarded, scope_code: str | None) -> Decision:
     """May `identity` use `guarded` (a page or an action) at `scope_code`?"""
     if identity is None:

@@ -13,6 +13,7 @@ read-only.
 from __future__ import annotations
 
 import logging
+import secrets
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, ClassVar, Protocol
@@ -21,7 +22,9 @@ import orjson
 import psycopg2
 import redis
 
+from dashboard import accounts as logins
 from dashboard.authz import UserRole, authorize
+from dashboard.vocabulary import USER_ROLE_LABELS
 from telemetry import live
 from telemetry.catalogue import ACTION_LABELS, ALARM_TYPE_LABELS, Label
 from telemetry.city import City
@@ -45,6 +48,13 @@ class Action:
 
 
 ACKNOWLEDGE_ALARM = Action("alarm.acknowledge", frozenset({UserRole.DISPATCHER, UserRole.ADMIN}))
+_ADMIN = frozenset({UserRole.ADMIN})
+ADD_USER = Action("user.add", _ADMIN)
+NEW_PASSWORD = Action("user.password", _ADMIN)
+DISABLE_USER = Action("user.disable", _ADMIN)
+ENABLE_USER = Action("user.enable", _ADMIN)
+CREATE_WALL_TOKEN = Action("wall_token.create", _ADMIN)
+REVOKE_WALL_TOKEN = Action("wall_token.revoke", _ADMIN)
 
 
 @dataclass(frozen=True)
@@ -62,6 +72,8 @@ class Written:
     before: dict | None
     after: dict | None
     changes: tuple[live.Change, ...] = ()
+    reply: str | None = None       # shown once to the person who did it, never stored (a password, a token)
+    sessions_ended: bool = False   # the session cache must look again (dashboard.accounts)
 
 
 class Refused(Exception):
@@ -87,16 +99,37 @@ class Result:
     ok: bool
     reason: str
     summary: str                   # what the command was about, in words
+    reply: str | None = None       # Written.reply
 
 
 class Commands:
-    def __init__(self, city: City, redis_client: redis.Redis, dsn: str, producer: str = "dashboard",
-                 place_name=None) -> None:
+    def __init__(self, city: City, redis_client: redis.Redis | None, dsn: str, producer: str = "dashboard",
+                 place_name=None, accounts=None) -> None:
         self.city = city
-        self.r = redis_client
+        self.r = redis_client          # None: a command line that changes nothing live
         self.dsn = dsn
         self.bus = live.BusWriter(redis_client, producer)
         self.place_name = place_name or (lambda building_id: building_id)
+        self.accounts = accounts       # dashboard.accounts.Accounts: its session cache looks again after a change
+
+    def where(self, scope_code: str | None) -> str:
+        """An org unit's name for a summary (the city for ""; the code itself if there is no such unit:
+        authorize says so)."""
+        if not scope_code:
+            return self.city.name
+        known = scope_code in self.city.org_by_code or scope_code in self.city.grid_by_code
+        return self.city.org_name(scope_code) if known else scope_code
+
+    def one(self, query: str, args: tuple) -> dict | None:
+        """One row as a dict, or None (a command's locate reads with this)."""
+        conn = psycopg2.connect(self.dsn, connect_timeout=5, application_name="gcc-dashboard")
+        try:
+            with conn, conn.cursor() as cur:
+                cur.execute(query, args)
+                row = cur.fetchone()
+                return dict(zip([d[0] for d in cur.description], row, strict=True)) if row else None
+        finally:
+            conn.close()
 
     def execute(self, identity, command: Command, source_address: str | None = None) -> Result:
         target = command.locate(self)
@@ -118,8 +151,10 @@ class Commands:
                 conn.close()
         except Refused as refused:
             return self._refuse(identity, command, target, str(refused), source_address)
+        if written.sessions_ended and self.accounts is not None:
+            self.accounts.forget()
         self._tell(command, written)
-        return Result(True, "done", target.summary)
+        return Result(True, "done", target.summary, written.reply)
 
     def record(self, identity, action: str, outcome: str, reason: str | None, target: str | None = None,
                source_address: str | None = None, scope_code: str | None = None) -> None:
@@ -141,7 +176,7 @@ class Commands:
         """The live bus after the commit. Contained: the change is stored and audited, and a
         snapshot reads it from the database; a failed write leaves a gap in the bus numbering, so
         the screens resync."""
-        if not written.changes:
+        if not written.changes or self.r is None:
             return
         try:
             self.bus.publish(written.changes)
@@ -206,3 +241,145 @@ class AcknowledgeAlarm:
             raise Refused(f"already acknowledged by {cur.fetchone()[0]}")
         ack = live.AlarmAckChange(self.alarm_id, alarm.grid_code, now.timestamp(), actor, alarm.sensor_id)
         return Written({"acknowledged": False}, {"acknowledged": True, "by": actor, "note": self.note}, (ack,))
+
+
+# --- people and wall screens (dashboard.accounts does the SQL, here in the audit row's transaction) ----
+
+def _generated_password() -> str:
+    return secrets.token_urlsafe(12)      # 16 characters, 96 bits; shown once
+
+
+def _user_summary(ctx: Commands, username: str, role: str, scope_code: str) -> str:
+    role_label = USER_ROLE_LABELS.get(role, role)   # a str-valued enum: the value finds it
+    return f"{username} · {role_label} · {ctx.where(scope_code)}"
+
+
+def _locate_user(ctx: Commands, key: str, username: str) -> Target | None:
+    row = ctx.one("select username, role, scope_code, disabled from users where username = %s", (username,))
+    if row is None:
+        return None
+    return Target(key, row["scope_code"], _user_summary(ctx, username, row["role"], row["scope_code"]), row)
+
+
+@dataclass(frozen=True)
+class AddUser:
+    """A new login with one role over one org unit; its password is generated and shown once."""
+    action: ClassVar[Action] = ADD_USER
+    username: str
+    display_name: str
+    role: str
+    scope_code: str = ""
+
+    @property
+    def target_key(self) -> str:
+        return f"user:{self.username}"
+
+    def locate(self, ctx: Commands) -> Target | None:
+        # the scope is the target's: authorize refuses one outside the admin's subtree, or none at all
+        return Target(self.target_key, self.scope_code, _user_summary(ctx, self.username, self.role, self.scope_code))
+
+    def write(self, cur, actor: str, now: datetime, target: Target) -> Written:
+        display = self.display_name.strip() or self.username
+        if len(display) > 80:
+            raise Refused("a display name has at most 80 characters")
+        password = _generated_password()
+        try:
+            added = logins.insert_user(cur, self.username, display, UserRole(self.role), self.scope_code,
+                                logins.hash_password(password), actor)
+        except ValueError as bad:
+            raise Refused(str(bad)) from None
+        if not added:
+            raise Refused(f"there is already a user {self.username}")
+        after = {"display_name": display, "role": self.role, "scope_code": self.scope_code}
+        return Written(None, after, reply=password)
+
+
+@dataclass(frozen=True)
+class NewPassword:
+    """A new generated password, shown once; every session of the user ends."""
+    action: ClassVar[Action] = NEW_PASSWORD
+    username: str
+
+    @property
+    def target_key(self) -> str:
+        return f"user:{self.username}"
+
+    def locate(self, ctx: Commands) -> Target | None:
+        return _locate_user(ctx, self.target_key, self.username)
+
+    def write(self, cur, actor: str, now: datetime, target: Target) -> Written:
+        password = _generated_password()
+        if not logins.update_password(cur, self.username, logins.hash_password(password), now):
+            raise Refused(f"there is no user {self.username} (any more)")
+        return Written(None, {"password_changed_at": now.isoformat()}, reply=password, sessions_ended=True)
+
+
+@dataclass(frozen=True)
+class SetUserDisabled:
+    """Disable a login (every session of it ends at once) or enable it again."""
+    username: str
+    disabled: bool
+
+    @property
+    def action(self) -> Action:
+        return DISABLE_USER if self.disabled else ENABLE_USER
+
+    @property
+    def target_key(self) -> str:
+        return f"user:{self.username}"
+
+    def locate(self, ctx: Commands) -> Target | None:
+        return _locate_user(ctx, self.target_key, self.username)
+
+    def write(self, cur, actor: str, now: datetime, target: Target) -> Written:
+        if self.disabled and self.username == actor:
+            raise Refused("nobody disables their own login (another admin can)")
+        if target.subject["disabled"] == self.disabled:
+            raise Refused(f"{self.username} is already {'disabled' if self.disabled else 'enabled'}")
+        logins.update_disabled(cur, self.username, self.disabled, now)
+        return Written({"disabled": target.subject["disabled"]}, {"disabled": self.disabled},
+                       sessions_ended=self.disabled)
+
+
+@dataclass(frozen=True)
+class CreateWallToken:
+    """A named token for a wall screen of one scope; the token is shown once, stored hashed."""
+    action: ClassVar[Action] = CREATE_WALL_TOKEN
+    name: str
+    scope_code: str = ""
+
+    @property
+    def target_key(self) -> str:
+        return f"wall_token:{self.name}"
+
+    def locate(self, ctx: Commands) -> Target | None:
+        return Target(self.target_key, self.scope_code, f"{self.name} · {ctx.where(self.scope_code)}")
+
+    def write(self, cur, actor: str, now: datetime, target: Target) -> Written:
+        name = self.name.strip()
+        if not 2 <= len(name) <= 60:
+            raise Refused("a wall token's name has 2 to 60 characters (say where the screen hangs)")
+        token_id, token = logins.insert_wall_token(cur, name, self.scope_code, actor)
+        return Written(None, {"id": token_id, "name": name, "scope_code": self.scope_code}, reply=token)
+
+
+@dataclass(frozen=True)
+class RevokeWallToken:
+    """Revoke a wall screen's token: its screens are disconnected within seconds."""
+    action: ClassVar[Action] = REVOKE_WALL_TOKEN
+    token_id: int
+
+    @property
+    def target_key(self) -> str:
+        return f"wall_token:{self.token_id}"
+
+    def locate(self, ctx: Commands) -> Target | None:
+        row = ctx.one("select id, name, scope_code, revoked_at from wall_tokens where id = %s", (self.token_id,))
+        if row is None:
+            return None
+        return Target(self.target_key, row["scope_code"], f"{row['name']} · {ctx.where(row['scope_code'])}", row)
+
+    def write(self, cur, actor: str, now: datetime, target: Target) -> Written:
+        if not logins.update_revoked(cur, self.token_id, actor, now):
+            raise Refused(f"wall token {self.token_id} is already revoked")
+        return Written({"revoked": False}, {"revoked": True}, sessions_ended=True)

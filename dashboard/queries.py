@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from dataclasses import dataclass, replace
+from datetime import date, datetime, timedelta, timezone
+from typing import ClassVar
 
 import h3
 import psycopg2
@@ -130,6 +131,112 @@ class Queries:
         located = [(h3.latlng_to_cell(lat, lon, HEX_RESOLUTION), t) for lat, lon, t in rows if lat is not None]
         return {window: _hexbins(Counter(cell for cell, t in located if t >= start), window)
                 for window, start in since.items()}
+
+
+    # --- the audit trail (leaders and admins; dashboard/pages/audit.py) ------------------------------
+    AUDIT_COLUMNS = ("time", "actor", "roles", "action", "target", "scope_code", "outcome", "reason", "before",
+                     "after", "source_address")
+
+    def audit(self, scope: Scope, wanted: AuditFilter, limit: int) -> tuple[list[dict], int]:
+        """The newest `limit` rows of the audit trail that match, within the scope, and how many
+        match in all. A row belongs to the org unit of its target (or of the person, for logins);
+        rows of no org unit (a failed login of an unknown name) only at the city's scope."""
+        where, args = _audit_where(scope, wanted)
+        rows = self._query(f"select {', '.join(self.AUDIT_COLUMNS)} from audit_log where {where} "
+                           "order by time desc, id desc limit %s", (*args, limit))
+        total = self._query(f"select count(*) from audit_log where {where}", args)[0][0]
+        return [dict(zip(self.AUDIT_COLUMNS, row, strict=True)) for row in rows], total
+
+    def audit_export(self, scope: Scope, wanted: AuditFilter, batch: int = 2000):
+        """Every matching row, oldest first, read in batches (a server-side cursor: an export of a
+        year is not held in memory)."""
+        where, args = _audit_where(scope, wanted)
+        conn = self.db.getconn()
+        broken = False
+        try:
+            with conn, conn.cursor(name="audit_export") as cur:
+                cur.itersize = batch
+                cur.execute(f"select {', '.join(self.AUDIT_COLUMNS)} from audit_log where {where} "
+                            "order by time, id", args)
+                for row in cur:
+                    yield dict(zip(self.AUDIT_COLUMNS, row, strict=True))
+        except psycopg2.OperationalError:
+            broken = True
+            raise
+        finally:
+            self.db.putconn(conn, close=broken or conn.closed)
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    """What of the audit trail a leader asks for: a period of local days, and optionally one
+    action, one outcome, and a part of the actor's name."""
+    first_day: date
+    last_day: date                 # inclusive
+    action: str | None = None
+    outcome: str | None = None     # 'done' or 'refused'
+    actor: str | None = None
+
+    DEFAULT_DAYS: ClassVar[int] = 7
+    MAX_DAYS: ClassVar[int] = 400
+
+    @classmethod
+    def from_params(cls, params: dict, today: date | None = None) -> AuditFilter:
+        """From a page's controls or an export's query string; ValueError says what is wrong."""
+        today = today or datetime.now(CITY_TZ).date()
+        last = _day(params.get("to")) or today
+        first = _day(params.get("from")) or last - timedelta(days=cls.DEFAULT_DAYS - 1)
+        if first > last:
+            raise ValueError(f"the period starts ({first}) after it ends ({last})")
+        if (last - first).days >= cls.MAX_DAYS:
+            raise ValueError(f"a period has at most {cls.MAX_DAYS} days")
+        outcome = params.get("outcome") or None
+        if outcome not in (None, "done", "refused"):
+            raise ValueError(f"{outcome!r} is not an outcome (done or refused)")
+        actor = (params.get("actor") or "").strip()[:64] or None
+        return cls(first, last, params.get("action") or None, outcome, actor)
+
+    def params(self) -> dict[str, str]:
+        """As a query string's parameters (the export link)."""
+        named = {"from": self.first_day.isoformat(), "to": self.last_day.isoformat(), "action": self.action,
+                 "outcome": self.outcome, "actor": self.actor}
+        return {k: v for k, v in named.items() if v}
+
+
+def _day(value) -> date | None:
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(str(value)[:10])
+    except ValueError:
+        raise ValueError(f"{value!r} is not a day (YYYY-MM-DD)") from None
+
+
+def _audit_where(scope: Scope, wanted: AuditFilter) -> tuple[str, tuple]:
+    start = datetime.combine(wanted.first_day, datetime.min.time(), CITY_TZ)
+    end = datetime.combine(wanted.last_day + timedelta(days=1), datetime.min.time(), CITY_TZ)
+    clauses, args = ["time >= %s", "time < %s"], [start, end]
+    if scope.code:
+        clauses.append("scope_code like %s")
+        args.append(_like_prefix(scope.code))
+    if wanted.action:
+        clauses.append("action = %s")
+        args.append(wanted.action)
+    if wanted.outcome:
+        clauses.append("outcome = %s")
+        args.append(wanted.outcome)
+    if wanted.actor:
+        clauses.append("actor ilike %s")
+        args.append("%" + _like_escape(wanted.actor) + "%")
+    return " and ".join(clauses), tuple(args)
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _like_prefix(code: str) -> str:
+    return _like_escape(code) + "%"
 
 
 def _hexbins(cells: Counter, window: str) -> dict:

@@ -12,6 +12,7 @@ from config.settings import Settings
 from telemetry.city import City
 
 if TYPE_CHECKING:
+    from dashboard.accounts import Accounts
     from dashboard.commands import Commands
     from dashboard.pages import Page
     from dashboard.queries import Queries
@@ -26,6 +27,7 @@ class AppState:
     queries: Queries
     commands: Commands
     pages: tuple[Page, ...]
+    accounts: Accounts
 
     @property
     def tile_url(self) -> str | None:

@@ -16,17 +16,18 @@ the local demo stack). Roles: wall_viewer, dispatcher, leader, admin. A scope is
 from __future__ import annotations
 
 import argparse
-import secrets
 import sys
-from datetime import datetime, timezone
 
 import psycopg2
 
 from config.settings import load_settings
 from dashboard.accounts import Accounts
-from dashboard.authz import UserRole
+from dashboard.authz import Identity, UserRole
+from dashboard.commands import AddUser, Commands, CreateWallToken, NewPassword, RevokeWallToken, SetUserDisabled
+from database.citydb import read_city
 
-ACTOR = "cli"
+# Who the audit trail says did it: whoever holds the database's credentials on this machine.
+CLI = Identity("cli", frozenset({UserRole.ADMIN}))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,34 +50,40 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = load_settings()
     accounts = Accounts(settings.pg_dsn, pool_size=1)
-    now = datetime.now(timezone.utc)
     try:
+        conn = psycopg2.connect(settings.pg_dsn, connect_timeout=5)
+        try:
+            city = read_city(conn)
+        finally:
+            conn.close()
+        commands = Commands(city, None, settings.pg_dsn, producer="cli", accounts=accounts)   # audited, as on the page
+
+        def run(command) -> str | None:
+            result = commands.execute(CLI, command)
+            if not result.ok:
+                raise ValueError(result.reason)
+            return result.reply
+
         if args.command == "add":
-            password = secrets.token_urlsafe(12)
-            accounts.add_user(args.name, args.display or args.name, UserRole(args.role), args.scope, password, ACTOR)
+            password = run(AddUser(args.name, args.display or args.name, args.role, args.scope))
             print(f"added {args.name} ({args.role}, scope {args.scope or 'the whole city'}); password, shown once: "
                   f"{password}")
         elif args.command == "passwd":
-            password = secrets.token_urlsafe(12)
-            if not accounts.set_password(args.name, password, now):
-                return _unknown(args.name)
+            password = run(NewPassword(args.name))
             print(f"new password for {args.name}, shown once: {password} (every session of {args.name} has ended)")
         elif args.command in ("disable", "enable"):
-            if not accounts.set_disabled(args.name, args.command == "disable", now):
-                return _unknown(args.name)
+            run(SetUserDisabled(args.name, args.command == "disable"))
             print(f"{args.name}: {args.command}d")
         elif args.command == "list":
             for user in accounts.users():
                 print(f"{user['username']:<24} {user['role']:<12} {user['scope_code'] or '(city)':<16} "
                       f"{'disabled' if user['disabled'] else 'active':<9} last login {user['last_login_at'] or '-'}")
         elif args.command == "token-create":
-            token_id, token = accounts.create_wall_token(args.name, args.scope, ACTOR)
-            print(f"wall token {token_id} ({args.name}); open once on the screen, shown once:\n"
+            token = run(CreateWallToken(args.name, args.scope))
+            print(f"wall token {args.name}; open once on the screen, shown once:\n"
                   f"  http://{settings.dashboard_host}:{settings.dashboard_port}/wall?kiosk=1&token={token}")
         elif args.command == "token-revoke":
-            if not accounts.revoke_wall_token(args.id, ACTOR, now):
-                print(f"no live wall token {args.id}", file=sys.stderr)
-                return 1
+            run(RevokeWallToken(args.id))
             print(f"wall token {args.id} revoked; its screens are disconnected")
         elif args.command == "token-list":
             for token in accounts.wall_tokens():
@@ -89,11 +96,6 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         accounts.close()
     return 0
-
-
-def _unknown(name: str) -> int:
-    print(f"no user {name}", file=sys.stderr)
-    return 1
 
 
 if __name__ == "__main__":

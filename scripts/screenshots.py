@@ -11,8 +11,10 @@ from pathlib import Path
 from playwright.sync_api import sync_playwright
 
 CHROMIUM = "/usr/bin/chromium"
-SHOTS = [("login.png", "/login"), ("wall.png", "/wall?kiosk=1"), ("wall-street.png", "/wall?scope=350102002"),
-         ("dispatch.png", "/dispatch")]
+WALL, LAPTOP = (1920, 1080), (1366, 768)
+SHOTS = [("login.png", "/login", WALL), ("wall.png", "/wall?kiosk=1", WALL),
+         ("wall-street.png", "/wall?scope=350102002", WALL), ("dispatch.png", "/dispatch", WALL),
+         ("audit.png", "/audit", WALL), ("admin-laptop.png", "/admin", LAPTOP)]
 
 
 def main() -> int:
@@ -28,7 +30,8 @@ def main() -> int:
             "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
             "--disable-sync", "--no-first-run"])
         page = browser.new_page(viewport={"width": 1920, "height": 1080})
-        for name, path in SHOTS:
+        for name, path, (width, height) in SHOTS:
+            page.set_viewport_size({"width": width, "height": height})
             if name != "login.png" and "/login" in page.url:      # signed in after the login page's shot
                 page.fill("input[name=username]", "admin")
                 page.fill("input[name=password]", password)

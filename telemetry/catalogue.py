@@ -63,8 +63,24 @@ MEMBER_STATE_LABELS: dict[MemberState, Label] = {
 }
 
 # What people do on the screens (dashboard/commands.py), by action key.
-ACTION_LABELS: dict[str, Label] = {
+ACTION_LABELS: dict[str, Label] = {      # what the audit trail records, by its action key
     "alarm.acknowledge": Label("Acknowledge", "确认"),
+    "user.add": Label("Add user", "新增用户"),
+    "user.password": Label("New password", "重置密码"),
+    "user.disable": Label("Disable user", "停用用户"),
+    "user.enable": Label("Enable user", "启用用户"),
+    "wall_token.create": Label("Create wall token", "创建大屏令牌"),
+    "wall_token.revoke": Label("Revoke wall token", "吊销大屏令牌"),
+    "auth.login": Label("Sign in", "登录"),
+    "auth.logout": Label("Sign out", "退出"),
+    "auth.token": Label("Wall token used", "大屏令牌登录"),
+    "auth.csrf": Label("CSRF refused", "CSRF 拒绝"),
+    "auth.origin": Label("Cross-origin refused", "跨域拒绝"),
+    "auth.route": Label("Route refused", "路由拒绝"),
+    "auth.callback": Label("Callback refused", "回调拒绝"),
+    "page.open": Label("Page scope refused", "页面范围拒绝"),
+    "screen.connect": Label("Live connection", "实时连接"),
+    "audit.export": Label("Audit export", "审计导出"),
 }
 
 TASK_ACTION_LABELS: dict[str, Label] = {

@@ -29,6 +29,6 @@ class Page:
 
 def declared() -> tuple[Page, ...]:
     """Every page, in navigation order."""
-    from dashboard.pages import dispatch, kpis, wall
+    from dashboard.pages import admin, audit, dispatch, kpis, wall
 
-    return wall.PAGE, dispatch.PAGE, kpis.PAGE
+    return wall.PAGE, dispatch.PAGE, kpis.PAGE, audit.PAGE, admin.PAGE

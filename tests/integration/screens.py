@@ -131,6 +131,13 @@ def member_fix(stack, member, lon: float, lat: float, t: datetime | None = None)
                fix_payload(t or now(), lon, lat, battery_pct=71))
 
 
+def wait_wall_connection(page, live: bool = True, timeout_ms: int = 20000) -> None:
+    """Until the wall's connection badge says live (or, `live=False`, no longer does)."""
+    test = "" if live else "!"
+    page.wait_for_function(f"() => {{ const c = document.querySelector('#wall-conn');"
+                           f" return c && {test}c.innerText.includes('live'); }}", timeout=timeout_ms)
+
+
 def ensure_signed_in(page, base_url: str, username: str = "t-admin") -> None:
     """Sign in unless this browser context holds a session already."""
     if not any(c["name"] == "gcc_session" for c in page.context.cookies()):

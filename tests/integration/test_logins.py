@@ -18,7 +18,7 @@ from dashboard.accounts import Accounts
 
 from ..support import wait_for
 from .ingest_helpers import count
-from .screens import TEST_PASSWORD, ensure_logins, session_cookie, sign_in
+from .screens import TEST_PASSWORD, ensure_logins, session_cookie, sign_in, wait_wall_connection
 from .test_dashboard_server import WireScreen
 
 pytestmark = pytest.mark.slow
@@ -206,10 +206,9 @@ def test_a_wall_token_opens_the_kiosk_without_a_keyboard_and_revoking_it_closes_
                                " return st && st.scope !== null; }", timeout=20000)
         assert "token" not in page.url and "kiosk=1" in page.url          # the token left the address bar
         assert page.locator("#shell-header").count() == 0
-        page.wait_for_function("() => document.querySelector('#wall-conn').innerText.includes('live')", timeout=10000)
+        wait_wall_connection(page, timeout_ms=10000)
         accounts.revoke_wall_token(token_id, "tests", datetime.now(timezone.utc))
-        page.wait_for_function("() => !document.querySelector('#wall-conn').innerText.includes('live')",
-                               timeout=10000)                              # closed from the server
+        wait_wall_connection(page, live=False, timeout_ms=10000)            # closed from the server
         cookie = _cookie_of(page)
         wait_for(lambda: _get(dashboard, "/_dash-layout", cookie).status == 401, 5, "the revoked session to end")
     finally:
@@ -234,6 +233,12 @@ def test_every_route_and_callback_of_the_app_is_in_the_access_tables(stack, dash
     missing = {key for key, ids in outputs.items() if ids[0] not in CALLBACKS}
     assert missing == set(), "callbacks nobody said who may use"
     assert set(CALLBACKS) <= {ids[0] for ids in outputs.values()}, "entries for callbacks that do not exist"
+    # a callback that changes data is open to no role its actions refuse (the commands check again)
+    wider = {key: sorted(r.value for r in entry.roles - action.roles)
+             for key, entry in CALLBACKS.items() for action in entry.changes if entry.roles - action.roles}
+    assert wider == {}
+    assert {a.key for entry in CALLBACKS.values() for a in entry.changes} >= {"alarm.acknowledge", "user.add",
+                                                                              "wall_token.revoke"}
 
 
 def test_the_audit_trail_cannot_be_changed_by_the_dashboard(stack, settings):
@@ -247,13 +252,14 @@ def test_the_audit_trail_cannot_be_changed_by_the_dashboard(stack, settings):
         conn.close()
 
 
-def test_an_open_screen_keeps_its_session_alive_and_a_closed_one_ends_when_idle(stack):
+def test_an_open_screen_keeps_its_session_alive_a_closed_one_ends_when_idle_and_both_at_the_absolute_end(stack):
     from datetime import timedelta
 
     from dashboard.accounts import Policy
 
     ensure_logins(stack.settings().pg_dsn, {"t-watcher": ("dispatcher", "")})
-    accounts = Accounts(stack.settings().pg_dsn, Policy(idle=timedelta(minutes=30)), pool_size=1)
+    accounts = Accounts(stack.settings().pg_dsn, Policy(idle=timedelta(minutes=30), absolute=timedelta(hours=2)),
+                        pool_size=1)
     try:
         start = datetime.now(timezone.utc)
         watching = accounts.login("t-watcher", TEST_PASSWORD, "10.0.0.1", "test", start)
@@ -264,5 +270,10 @@ def test_an_open_screen_keeps_its_session_alive_and_a_closed_one_ends_when_idle(
         assert accounts.keep_alive([walked_away.session.id_hash], start + timedelta(minutes=61)) == set()
         assert accounts.session(watching.session_id, start + timedelta(minutes=80)) is not None
         assert accounts.session(walked_away.session_id, start + timedelta(minutes=80)) is None
+        # kept alive or not, a session ends at its absolute end: the person signs in again
+        for minutes in (85, 105, 119):
+            assert accounts.keep_alive([open_hash], start + timedelta(minutes=minutes)) == {open_hash}
+        assert accounts.keep_alive([open_hash], start + timedelta(minutes=121)) == set()
+        assert accounts.session(watching.session_id, start + timedelta(minutes=122)) is None
     finally:
         accounts.close()

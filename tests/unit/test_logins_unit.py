@@ -1,0 +1,63 @@
+"""Pieces of the logins that need no servers: the scope a request asks for, the audit trail's
+filter and export cells, the proxies the dashboard believes."""
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+from flask import Flask, request
+
+from dashboard.auth import trust_proxies
+from dashboard.authz import EVERYONE, Identity, asked_scope
+from dashboard.pages.audit import _cell, _change
+from dashboard.queries import AuditFilter
+
+STREET = Identity("ana", EVERYONE, "350102001")
+
+
+def test_no_scope_asked_is_the_identitys_own_and_an_asked_one_is_taken_as_asked():
+    assert asked_scope(STREET, {}) == "350102001"
+    assert asked_scope(STREET, {"scope": ""}) == "350102001"        # never the whole city by omission
+    assert asked_scope(STREET, {"scope": "350102002"}) == "350102002"   # authorize refuses it, visibly
+    assert asked_scope(Identity("city", EVERYONE), {}) == ""
+    assert asked_scope(None, {}) == ""
+
+
+def test_the_audit_filter_defaults_to_the_last_seven_days_and_says_what_is_wrong():
+    today = date(2026, 12, 1)
+    wanted = AuditFilter.from_params({}, today)
+    assert (wanted.first_day, wanted.last_day) == (date(2026, 11, 25), today)
+    assert AuditFilter.from_params({"from": "2026-11-01", "to": "2026-11-03", "outcome": "refused",
+                                    "actor": "  ana "}, today).params() == \
+        {"from": "2026-11-01", "to": "2026-11-03", "outcome": "refused", "actor": "ana"}
+    for params, said in [({"from": "yesterday"}, "is not a day"), ({"from": "2026-11-05", "to": "2026-11-01"},
+                                                                   "starts"),
+                         ({"from": "2024-01-01"}, "at most"), ({"outcome": "maybe"}, "not an outcome")]:
+        with pytest.raises(ValueError, match=said):
+            AuditFilter.from_params(params, today)
+
+
+def test_an_exported_cell_never_runs_as_a_spreadsheet_formula():
+    assert _cell("=HYPERLINK(\"http://x\")") == "'=HYPERLINK(\"http://x\")"
+    assert [_cell(v) for v in ("+1", "-1", "@SUM(A1)", "ana", None, ["dispatcher"])] == \
+        ["'+1", "'-1", "'@SUM(A1)", "ana", "", '["dispatcher"]']
+
+
+def test_a_change_reads_field_old_to_new():
+    assert _change({"disabled": False}, {"disabled": True}) == "disabled: false → true"
+    assert _change(None, {"role": "leader", "scope_code": ""}) == "role: leader; scope_code: "
+    assert _change(None, None) == ""
+
+
+@pytest.mark.parametrize("hops, forwarded, seen", [(0, "203.0.113.7", "127.0.0.1"), (1, "203.0.113.7", "203.0.113.7"),
+                                                   (1, "198.51.100.1, 203.0.113.7", "203.0.113.7")])
+def test_the_dashboard_believes_as_many_proxies_as_it_is_told_and_no_more(hops, forwarded, seen):
+    server = Flask(__name__)
+    server.add_url_rule("/who", view_func=lambda: f"{request.remote_addr} {request.scheme} {request.host}")
+    trust_proxies(server, hops)
+    answer = server.test_client().get("/who", headers={"X-Forwarded-For": forwarded, "X-Forwarded-Proto": "https",
+                                                       "X-Forwarded-Host": "cc.example"},
+                                      environ_base={"REMOTE_ADDR": "127.0.0.1"}).get_data(as_text=True)
+    address, scheme, host = answer.split()
+    assert address == seen
+    assert (scheme, host) == (("https", "cc.example") if hops else ("http", "localhost"))
