@@ -96,11 +96,11 @@ class CategoryKind(str, Enum):
 
 @dataclass(frozen=True)
 class IncidentCategory:
+    """A kind of incident a member reports (its time limits: cases/limits.py)."""
     code: str
     kind: CategoryKind
     name_en: str
     name_zh: str
-    time_limit_hours: float   # from registration to closure
     default_severity: Severity
 
     @property
@@ -109,28 +109,26 @@ class IncidentCategory:
 
 
 _CATEGORIES = [
-    IncidentCategory("exposed_garbage", CategoryKind.EVENT, "Exposed garbage", "暴露垃圾", 24, Severity.LOW),
-    IncidentCategory("dirty_road", CategoryKind.EVENT, "Dirty road surface", "道路不洁", 5, Severity.LOW),
-    IncidentCategory("illegal_construction", CategoryKind.EVENT, "Illegal construction", "违法建设",
-                     15 * 24, Severity.MEDIUM),
-    IncidentCategory("street_vending", CategoryKind.EVENT, "Unlicensed street vending", "无照经营游商",
-                     4, Severity.LOW),
-    IncidentCategory("illegal_parking", CategoryKind.EVENT, "Illegal parking", "违章停车", 2, Severity.LOW),
-    IncidentCategory("blocked_fire_lane", CategoryKind.EVENT, "Blocked fire lane", "占用消防通道", 2, Severity.HIGH),
-    IncidentCategory("fire_hazard", CategoryKind.EVENT, "Fire hazard", "消防隐患", 24, Severity.HIGH),
-    IncidentCategory("safety_hazard", CategoryKind.EVENT, "Safety hazard", "安全隐患", 24, Severity.HIGH),
-    IncidentCategory("water_leak", CategoryKind.EVENT, "Water leak", "漏水", 8, Severity.MEDIUM),
-    IncidentCategory("neighbour_dispute", CategoryKind.EVENT, "Neighbour dispute", "邻里纠纷", 72, Severity.MEDIUM),
-    IncidentCategory("noise", CategoryKind.EVENT, "Noise nuisance", "噪声扰民", 24, Severity.LOW),
-    IncidentCategory("stray_animal", CategoryKind.EVENT, "Stray animal", "流浪动物", 24, Severity.LOW),
-    IncidentCategory("flyposting", CategoryKind.EVENT, "Flyposting and graffiti", "乱张贴乱涂写", 24, Severity.LOW),
-    IncidentCategory("damaged_road", CategoryKind.COMPONENT, "Damaged road", "道路破损", 72, Severity.MEDIUM),
+    IncidentCategory("exposed_garbage", CategoryKind.EVENT, "Exposed garbage", "暴露垃圾", Severity.LOW),
+    IncidentCategory("dirty_road", CategoryKind.EVENT, "Dirty road surface", "道路不洁", Severity.LOW),
+    IncidentCategory("illegal_construction", CategoryKind.EVENT, "Illegal construction", "违法建设", Severity.MEDIUM),
+    IncidentCategory("street_vending", CategoryKind.EVENT, "Unlicensed street vending", "无照经营游商", Severity.LOW),
+    IncidentCategory("illegal_parking", CategoryKind.EVENT, "Illegal parking", "违章停车", Severity.LOW),
+    IncidentCategory("blocked_fire_lane", CategoryKind.EVENT, "Blocked fire lane", "占用消防通道", Severity.HIGH),
+    IncidentCategory("fire_hazard", CategoryKind.EVENT, "Fire hazard", "消防隐患", Severity.HIGH),
+    IncidentCategory("safety_hazard", CategoryKind.EVENT, "Safety hazard", "安全隐患", Severity.HIGH),
+    IncidentCategory("water_leak", CategoryKind.EVENT, "Water leak", "漏水", Severity.MEDIUM),
+    IncidentCategory("neighbour_dispute", CategoryKind.EVENT, "Neighbour dispute", "邻里纠纷", Severity.MEDIUM),
+    IncidentCategory("noise", CategoryKind.EVENT, "Noise nuisance", "噪声扰民", Severity.LOW),
+    IncidentCategory("stray_animal", CategoryKind.EVENT, "Stray animal", "流浪动物", Severity.LOW),
+    IncidentCategory("flyposting", CategoryKind.EVENT, "Flyposting and graffiti", "乱张贴乱涂写", Severity.LOW),
+    IncidentCategory("damaged_road", CategoryKind.COMPONENT, "Damaged road", "道路破损", Severity.MEDIUM),
     IncidentCategory("manhole_cover", CategoryKind.COMPONENT, "Missing or damaged manhole cover", "井盖缺损",
-                     4, Severity.CRITICAL),
-    IncidentCategory("street_light", CategoryKind.COMPONENT, "Broken street light", "路灯损坏", 48, Severity.LOW),
-    IncidentCategory("elevator", CategoryKind.COMPONENT, "Elevator problem", "电梯故障", 4, Severity.HIGH),
+                     Severity.CRITICAL),
+    IncidentCategory("street_light", CategoryKind.COMPONENT, "Broken street light", "路灯损坏", Severity.LOW),
+    IncidentCategory("elevator", CategoryKind.COMPONENT, "Elevator problem", "电梯故障", Severity.HIGH),
     IncidentCategory("public_facility", CategoryKind.COMPONENT, "Damaged public facility", "公共设施损坏",
-                     72, Severity.LOW),
+                     Severity.LOW),
 ]
 
 INCIDENT_CATEGORIES: dict[str, IncidentCategory] = {c.code: c for c in _CATEGORIES}
