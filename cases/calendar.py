@@ -148,3 +148,14 @@ class WorkCalendar:
 
 def _minutes(t: time) -> int:
     return t.hour * 60 + t.minute
+
+
+@dataclass(frozen=True)
+class ScaledCalendar(WorkCalendar):
+    """A demo's or a test's clock: every limit runs as clock time, `time_scale` times as long (1/60:
+    an hour in a minute, a working day in 7.5 minutes). The screens say so when it is on."""
+    time_scale: float = 1.0
+
+    def add(self, start: datetime, limit: Limit) -> datetime:
+        minutes = limit.amount if limit.unit is Unit.MINUTES else limit.working_minutes(self.minutes_per_day)
+        return start + timedelta(minutes=minutes * self.time_scale)

@@ -110,7 +110,7 @@ def due(case: Case, ladder: Ladder, position: Position | None, now: datetime, ca
             if org is not None:
                 firings.append(Firing(case.stage_seq, step, repeat, ladder[step].level, org, at))
         if ladder[step].repeat is not None:
-            every = timedelta(minutes=ladder[step].repeat.amount)
+            every = _add(calendar, at, ladder[step].repeat) - at
             missed = max(0, int((now - at) / every))       # after downtime: one firing for the gap
             repeat += missed + 1
             next_at = _due_at(case, ladder[step], repeat, calendar)
@@ -121,18 +121,20 @@ def due(case: Case, ladder: Ladder, position: Position | None, now: datetime, ca
 
 def _due_at(case: Case, step: Step, repeat: int, calendar) -> datetime:
     base = case.warn_at if step.anchor is Anchor.WARNING and case.warn_at is not None else case.deadline
-    at = base
-    if step.after is not None:
-        at = calendar.add(at, step.after) if calendar is not None else at + timedelta(minutes=_clock(step.after))
+    at = base if step.after is None else _add(calendar, base, step.after)
     if step.repeat is not None and repeat:
-        at += timedelta(minutes=step.repeat.amount * repeat)
+        at = _add(calendar, at, step.repeat.scaled(repeat))
     return at
 
 
-def _clock(limit: Limit) -> float:
+def _add(calendar, start: datetime, limit: Limit) -> datetime:
+    """`limit` after `start` (by the calendar, which may run a demo's scaled clock; without one,
+    clock minutes only)."""
+    if calendar is not None:
+        return calendar.add(start, limit)
     if limit.unit is not Unit.MINUTES:
         raise ValueError("without a calendar, a step's delay is in clock minutes")
-    return limit.amount
+    return start + timedelta(minutes=limit.amount)
 
 
 def _holds(condition: Condition, case: Case) -> bool:

@@ -167,7 +167,7 @@ RULES: dict[type, tuple[frozenset[State], Check]] = {
 
 def open_case(case_id: str, category: str, urgency: Urgency, source: Source, grid_code: str | None,
               org_code: str, actor: Actor, now: datetime, rules: Rules, title: str = "", place: str = "",
-              detail: dict | None = None) -> Outcome:
+              detail: dict | None = None, lat: float | None = None, lon: float | None = None) -> Outcome:
     """A new case. Reports and alarms arrive `reported` (someone registers them); an SOS and a case a
     dispatcher enters are registered at once (a dispatcher is looking at it, or must be now)."""
     try:
@@ -183,7 +183,7 @@ def open_case(case_id: str, category: str, urgency: Urgency, source: Source, gri
             return Refusal("actor", refused)
     case = Case(case_id, category, urgency, source, grid_code, org_code,
                 State.REGISTERED if registered else State.REPORTED, now, title=title[:200], place=place[:200],
-                limits_version=rules.current_version)
+                lat=lat, lon=lon, limits_version=rules.current_version)
     case = _enter_stage(case, now, rules)
     return Applied(case, (Event(case_id, now, "open", actor, None, case.state, None,
                                 {"source": source.value, "category": category, "urgency": urgency.value,

@@ -81,6 +81,8 @@ class Case:
     opened_at: datetime
     title: str = ""
     place: str = ""                 # as people say it: building, community, grid
+    lat: float | None = None        # where it is, when known (the map)
+    lon: float | None = None
     limits_version: int = 1
     stage_seq: int = 0              # +1 each time a stage clock starts (the escalation ladder's key)
     stage_started_at: datetime | None = None

@@ -59,6 +59,16 @@ class Settings(BaseSettings):
 
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = 8050
+    cases_metrics_port: int = Field(9148, description="the cases engine's /metrics and /healthz (internal)")
+    cases_alarm_min_severity: int = Field(3, ge=1, le=4, description="device alarms at or above this severity "
+                                          "(1 low ... 4 critical) become cases; the others stay on the wall")
+    cases_merge_metres: float = Field(50.0, ge=0, description="a report this close to an open case of its "
+                                      "category (and within cases_merge_minutes) merges into it")
+    cases_merge_minutes: float = Field(30.0, ge=0, description="see cases_merge_metres")
+    cases_warn_fraction: float = Field(0.8, gt=0, lt=1, description="a stage turns amber at this share of its limit")
+    cases_time_scale: float = Field(1.0, gt=0, le=1, description="demo and tests only: every time limit and "
+                                    "escalation delay as clock time times this (1/60: an hour in a minute); "
+                                    "the screens say so when it is not 1")
     dashboard_secret_key: SecretStr = Field(SecretStr(""), description="signs the session cookies; empty: a "
                                             "random key per start (everyone signs in again after a restart)")
     dashboard_secure_cookies: bool = Field(False, description="cookies only over HTTPS: set behind TLS")
@@ -90,7 +100,6 @@ class Settings(BaseSettings):
     retention_terminal_status_days: int = Field(400, description="terminal status history kept this long")
     retention_device_alarms_days: int = Field(1825, description="device alarms kept this long")
     retention_incident_reports_days: int = Field(1825, description="incident reports kept this long")
-    retention_incident_events_days: int = Field(1825, description="the events of a case's life kept this long")
     retention_task_acks_days: int = Field(1825, description="task acknowledgements kept this long")
     retention_gateway_status_days: int = Field(400, description="gateway status history kept this long")
     retention_region_transitions_days: int = Field(400, description="OwnTracks region transitions kept this long")

@@ -115,8 +115,8 @@ class Queries:
             self.db.putconn(conn, close=broken or conn.closed)
 
     def closures_today(self, scope: Scope) -> int:
-        rows = self._query("select count(*) from incident_events where event = 'closed' and time >= %s "
-                           "and coalesce(org_code, '') like %s", (start_of_local_day(), scope.code + "%"))
+        rows = self._query("select count(*) from case_events e join cases c using (case_id) where e.command = 'close' "
+                           "and e.time >= %s and c.org_code like %s", (start_of_local_day(), scope.code + "%"))
         return rows[0][0]
 
     def heat_all(self, scope: Scope) -> dict:

@@ -4,6 +4,8 @@
     gcc_ingest  the ingest workers: insert what devices send, read the reference data
     gcc_dashboard  the screens: read everything; write only what dashboard/commands.py writes, and
                    the logins (users, sessions, wall tokens, the login throttle)
+    gcc_cases   the cases engine (intake and escalation): read what the ingest stored, write the
+                cases, their events and escalation steps, take the inbox's rows off
 
 Grants are listed here table by table and applied again at every start (idempotent), so a table a
 new migration adds is covered once it is named here; `ungranted_tables` says which are not.
@@ -20,6 +22,7 @@ from psycopg2 import sql
 
 INGEST = "gcc_ingest"
 DASHBOARD = "gcc_dashboard"
+CASES = "gcc_cases"
 
 REFERENCE_TABLES = ("city_info", "org_units", "grids", "buildings", "units", "organizations", "gateways",
                     "sensors", "members")
@@ -27,17 +30,27 @@ INGEST_TABLES = ("positions", "terminal_status", "sensor_readings", "device_alar
                  "task_acks", "gateway_status", "region_transitions", "dead_letters")
 DASHBOARD_WRITES = ("audit_log", "alarm_acknowledgements")
 LOGIN_TABLES = ("users", "wall_tokens", "sessions", "login_throttle")   # the dashboard's logins (dashboard/accounts.py)
-OTHER_TABLES = ("incident_events", "schema_migrations")
+CASE_TABLES = ("cases", "case_sources", "case_events", "case_escalations")   # what the cases engine writes
+CASE_RULES = ("time_limits", "work_calendar")                                 # the rules it decides by
+CASE_INBOX = ("case_inbox",)        # filled by triggers on the ingest's tables, emptied by the intake
+OTHER_TABLES = ("schema_migrations",)
 
 TEMP_TABLES = {INGEST}        # the roles that may create temporary tables (the ingest's staging)
 
 # role -> (privileges, tables)
 GRANTS: dict[str, list[tuple[str, tuple[str, ...]]]] = {
     INGEST: [("select, insert", INGEST_TABLES), ("select", REFERENCE_TABLES)],
-    DASHBOARD: [("select", REFERENCE_TABLES + INGEST_TABLES + DASHBOARD_WRITES + OTHER_TABLES),
+    DASHBOARD: [("select", REFERENCE_TABLES + INGEST_TABLES + DASHBOARD_WRITES + OTHER_TABLES + CASE_TABLES
+                 + CASE_RULES),
                 ("insert", DASHBOARD_WRITES),
                 ("select, insert, update", LOGIN_TABLES)],
+    CASES: [("select", REFERENCE_TABLES + INGEST_TABLES),
+            ("select, insert, update", ("cases",)),
+            ("select, insert", CASE_TABLES[1:]),      # sources, events, escalation steps: only added
+            ("select, insert", CASE_RULES),           # it seeds the defaults and the calendar's next years
+            ("select, update, delete", CASE_INBOX)],
 }
+SEQUENCES = {CASES: ("case_numbers",)}    # role -> sequences it draws from
 
 
 def ensure_roles(owner_dsn: str, passwords: dict[str, str]) -> None:
@@ -65,13 +78,17 @@ def ensure_roles(owner_dsn: str, passwords: dict[str, str]) -> None:
                 for privileges, tables in GRANTS.get(role, []):
                     cur.execute(sql.SQL("grant {} on {} to {}").format(
                         sql.SQL(privileges), sql.SQL(", ").join(map(sql.Identifier, tables)), sql.Identifier(role)))
+                for sequence in SEQUENCES.get(role, ()):
+                    cur.execute(sql.SQL("grant usage on sequence {} to {}").format(
+                        sql.Identifier(sequence), sql.Identifier(role)))
     finally:
         conn.close()
 
 
 def ungranted_tables(owner_dsn: str) -> list[str]:
     """Tables of the public schema that no list above names (a migration added one)."""
-    named = set(REFERENCE_TABLES + INGEST_TABLES + DASHBOARD_WRITES + LOGIN_TABLES + OTHER_TABLES)
+    named = set(REFERENCE_TABLES + INGEST_TABLES + DASHBOARD_WRITES + LOGIN_TABLES + OTHER_TABLES + CASE_TABLES
+                + CASE_RULES + CASE_INBOX)
     conn = psycopg2.connect(owner_dsn)
     try:
         with conn.cursor() as cur:

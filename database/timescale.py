@@ -19,7 +19,6 @@ interval (database/migrations/0002, 0004) longer.
 | `region_transitions` | `GCC_RETENTION_REGION_TRANSITIONS_DAYS` | 400 days | as positions |
 | `device_alarms` | `GCC_RETENTION_DEVICE_ALARMS_DAYS` | 1825 days | case records: audited years later |
 | `incident_reports` | `GCC_RETENTION_INCIDENT_REPORTS_DAYS` | 1825 days | case records |
-| `incident_events` | `GCC_RETENTION_INCIDENT_EVENTS_DAYS` | 1825 days | a case's life, kept as long as the case |
 | `task_acks` | `GCC_RETENTION_TASK_ACKS_DAYS` | 1825 days | how a case was handled, as long as the case |
 | `dead_letters` | `GCC_RETENTION_DEAD_LETTERS_DAYS` | 30 days | for diagnosis only; each keeps at most 8 KB |
 """
@@ -70,7 +69,7 @@ def detect(conn) -> Capabilities:
 
 
 # Every hypertable (the table of the module docstring): its retention is settings.retention_<table>_days.
-HYPERTABLES = (*INGEST_TABLES, "incident_events")   # every time series: what the ingest writes, and the cases
+HYPERTABLES = INGEST_TABLES      # every time series: what the ingest writes (cases and their events are kept)
 
 
 def retention_from_settings(settings) -> dict[str, timedelta]:

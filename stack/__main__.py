@@ -96,7 +96,7 @@ def _report(stack: LocalStack, caps: timescale.Capabilities, city, apps, logins)
     for app in apps:
         where = urlsplit(app.ready_url).netloc if app.ready_url else f"pid {app.pid}"
         rows.append((app.name, where, ("healthy" if app.ready_url else "running") + f", log {app.log_path.name}" +
-                     (" (/metrics, /healthz)" if app.name.startswith("ingest-") else "")))
+                     (" (/metrics, /healthz)" if app.name.startswith("ingest-") or app.name == "cases" else "")))
     print("\nGrid Command Center - local stack")
     for name, where, state in rows:
         print(f"  {name:<30} {where:<18} {state}")
@@ -142,7 +142,9 @@ def up(data_dir: Path, once: bool = False) -> int:
         ingest_port = _pick_ports(settings.ingest_http_port, INGEST_WORKERS, "OwnTracks HTTP")
         metrics_port = _pick_ports(settings.ingest_metrics_port, INGEST_WORKERS, "ingest metrics")
         dashboard_port = _pick_port(settings.dashboard_port, "the dashboard")
-        apps = demo_apps(stack, ingest_port=ingest_port, metrics_port=metrics_port, dashboard_port=dashboard_port)
+        cases_port = _pick_port(settings.cases_metrics_port, "the cases engine's health")
+        apps = demo_apps(stack, ingest_port=ingest_port, metrics_port=metrics_port, dashboard_port=dashboard_port,
+                         cases_port=cases_port)
         for app in apps:
             app.start()
         wait_ready(apps)

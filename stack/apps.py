@@ -92,7 +92,7 @@ def demo_logins(stack: LocalStack, city: City, dsn: str) -> tuple[list[tuple[str
 
 
 def demo_apps(stack: LocalStack, sim_args: str | None = None, ingest_port: int = 9108, metrics_port: int = 9128,
-              dashboard_port: int = 8050) -> list[ServerProcess]:
+              dashboard_port: int = 8050, cases_port: int = 9148) -> list[ServerProcess]:
     # each app gets where things are and only its own secrets (not the env file's: it has none)
     base = {**os.environ, "PYTHONUNBUFFERED": "1", "GCC_INGEST_HTTP_PORT": str(ingest_port),
             "GCC_INGEST_METRICS_PORT": str(metrics_port), "GCC_DASHBOARD_PORT": str(dashboard_port)}
@@ -112,8 +112,13 @@ def demo_apps(stack: LocalStack, sim_args: str | None = None, ingest_port: int =
                               log_path=stack.log_dir / "dashboard.log", pid_path=run / "dashboard.pid",
                               env={**base, **stack.app_env("dashboard")}, cwd=Path(REPO_ROOT))
     dashboard.ready_url = f"http://127.0.0.1:{dashboard_port}/healthz"
+    cases = ServerProcess("cases", [sys.executable, "-m", "cases"], log_path=stack.log_dir / "cases.log",
+                          pid_path=run / "cases.pid", cwd=Path(REPO_ROOT),
+                          env={**base, **stack.app_env("cases"), "GCC_CASES_METRICS_PORT": str(cases_port)})
+    cases.ready_url = f"http://127.0.0.1:{cases_port}/healthz"
     return workers + [
         dashboard,
+        cases,
         ServerProcess("simulator", [sys.executable, "-m", "simulator", *args],   # devices: their own accounts
                       log_path=stack.log_dir / "simulator.log", pid_path=run / "simulator.pid",
                       env={**base, **stack.public_env()}, cwd=Path(REPO_ROOT)),

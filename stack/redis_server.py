@@ -22,6 +22,8 @@ APP_ACL = {
     roles.INGEST: "~gcc:* resetchannels +@all -@admin -@dangerous -function -select -script|flush -script|kill",
     # the screens read the live state; their one write is their commands' envelopes on the live bus
     roles.DASHBOARD: "%R~gcc:* %W~gcc:live resetchannels +@read +@connection +xadd -@dangerous",
+    # the cases engine: like the screens, it reads and puts its changes on the bus
+    roles.CASES: "%R~gcc:* %W~gcc:live resetchannels +@read +@connection +xadd -@dangerous",
 }
 
 

@@ -32,8 +32,8 @@ SERVICE_ACCOUNTS = (("broker-admin", AccountKind.BROKER_ADMIN), ("broker-health"
                     ("dispatch", AccountKind.DISPATCH),
                     *((f"ingest-{i}", AccountKind.INGEST) for i in range(1, INGEST_WORKERS + 1)))
 CONTROL_BATCH = 50     # more new accounts than this at once: rewrite the broker's file and restart it
-APPS = ("ingest", "dashboard")                 # the apps with a database role and a Redis user of their own
-APP_ROLES = {"ingest": roles.INGEST, "dashboard": roles.DASHBOARD}
+APPS = ("ingest", "dashboard", "cases")        # the apps with a database role and a Redis user of their own
+APP_ROLES = {"ingest": roles.INGEST, "dashboard": roles.DASHBOARD, "cases": roles.CASES}
 
 
 def free_port() -> int:

@@ -10,7 +10,7 @@ from database import timescale
 from database.migrate import MigrationError, discover, migrate
 
 HYPERTABLES = {"positions", "terminal_status", "sensor_readings", "device_alarms",
-               "incident_reports", "incident_events", "dead_letters"}
+               "incident_reports", "dead_letters"}
 
 
 def test_timescaledb_extension_is_installed(db):

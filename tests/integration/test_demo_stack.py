@@ -111,17 +111,18 @@ def _settings_from(data_dir: Path) -> Settings:
 def test_demo_reports_each_service_healthy_and_ctrl_c_stops_everything(demo_dir):
     demo, ports = _started(demo_dir)
     out = demo.output()
-    for line in ("PostgreSQL 15 + TimescaleDB", "Redis 7", "Mosquitto 2", "ingest-1", "ingest-2", "dashboard"):
+    for line in ("PostgreSQL 15 + TimescaleDB", "Redis 7", "Mosquitto 2", "ingest-1", "ingest-2", "dashboard", "cases"):
         assert any(line in row and "healthy" in row for row in out.splitlines()), out
     assert "Open the dashboard:     http://127.0.0.1:" in out
     assert re.search(r"kiosk wall \(no login\):  http://127\.0\.0\.1:\d+/wall\?kiosk=1&token=[\w-]{40,}", out), out
     assert re.search(r"^    admin +\S{12,} +admin ", out, re.MULTILINE), out     # a demo login, its password
     servers = _pids(demo_dir)
-    assert set(servers) == {"stack", "postgres", "redis", "mosquitto", "simulator", "ingest-1", "ingest-2", "dashboard"}
+    assert set(servers) == {"stack", "postgres", "redis", "mosquitto", "simulator", "ingest-1", "ingest-2", "dashboard",
+                            "cases"}
     settings = _settings_from(demo_dir)
     assert settings.pg_port == ports["pg"]
     with psycopg2.connect(settings.pg_dsn) as conn, conn.cursor() as cur:
-        cur.execute("insert into incident_events (time, incident_id, event) values (now(), 'I-1', 'registered')")
+        cur.execute("insert into audit_log (actor, roles, action, outcome) values ('t', '{}', 'test.kept', 'done')")
 
     demo.ctrl_c()
     wait_for(lambda: not any(pid_alive(p) for p in servers.values()), 30, "every server to exit")
@@ -131,7 +132,7 @@ def test_demo_reports_each_service_healthy_and_ctrl_c_stops_everything(demo_dir)
     again = Demo(demo_dir, ports)
     again.wait_ready()
     with psycopg2.connect(_settings_from(demo_dir).pg_dsn) as conn, conn.cursor() as cur:
-        cur.execute("select count(*) from incident_events where incident_id = 'I-1'")
+        cur.execute("select count(*) from audit_log where action = 'test.kept'")
         assert cur.fetchone()[0] == 1
     again.ctrl_c()
 

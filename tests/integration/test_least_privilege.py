@@ -37,9 +37,10 @@ def _refused(conn, statement: str, args=()) -> bool:
 def test_the_apps_database_roles_are_not_superusers_and_cannot_create_anything(stack, settings):
     with psycopg2.connect(settings.pg_dsn) as conn, conn.cursor() as cur:
         cur.execute("select rolname, rolsuper, rolcreatedb, rolcreaterole from pg_roles where rolname = any(%s)",
-                    ([roles.INGEST, roles.DASHBOARD],))
-        assert sorted(cur.fetchall()) == [(roles.DASHBOARD, False, False, False), (roles.INGEST, False, False, False)]
-    for app in ("ingest", "dashboard"):
+                    ([roles.INGEST, roles.DASHBOARD, roles.CASES],))
+        assert sorted(cur.fetchall()) == [(roles.CASES, False, False, False), (roles.DASHBOARD, False, False, False),
+                                          (roles.INGEST, False, False, False)]
+    for app in ("ingest", "dashboard", "cases"):
         conn = _connect(stack, app)
         try:
             assert _refused(conn, "create table public.evil (x int)")
@@ -72,6 +73,21 @@ def test_the_dashboard_role_reads_and_writes_only_what_its_commands_write(stack,
                               "values (now(), 'T', 1, 1, 'gcc')")
         assert _refused(conn, "update audit_log set actor = 'x'")
         assert _refused(conn, "delete from alarm_acknowledgements")
+    finally:
+        conn.close()
+
+
+def test_the_cases_role_writes_cases_and_takes_the_inbox_but_never_what_devices_sent(stack, city):
+    conn = _connect(stack, "cases")
+    try:
+        assert not _refused(conn, "select count(*) from device_alarms")
+        assert not _refused(conn, "delete from case_inbox where false")
+        assert _refused(conn, "delete from device_alarms")
+        assert _refused(conn, "insert into positions (time, terminal_id, lat, lon, source) "
+                              "values (now(), 'T', 1, 1, 'gcc')")
+        assert _refused(conn, "update case_events set reason = 'x'")          # append-only, for everyone
+        assert _refused(conn, "select * from users")
+        assert _refused(conn, "select * from audit_log")
     finally:
         conn.close()
 

@@ -1,0 +1,124 @@
+"""`python -m cases`: the cases engine (intake and escalation); `python -m cases seed`: the default
+time limits and the working calendar's days (this year, the one before and the next), if missing.
+
+The engine seeds what is missing at its start too, and serves `/healthz` (200 while its loop runs)
+and `/metrics` on GCC_CASES_METRICS_PORT (internal: never expose it). Database settings as every
+app reads them (GCC_PG_*), as the role gcc_cases.
+"""
+from __future__ import annotations
+
+from telemetry.lifecycle import block_stop_signals
+
+block_stop_signals()      # before any thread starts (telemetry.lifecycle)
+
+import argparse
+import logging
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import psycopg2
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from cases import store
+from cases.engine import MAX_SLEEP_S, Engine
+from cases.intake import Intake, IntakeSettings
+from config.settings import Settings, load_settings
+from database.citydb import read_city
+from telemetry.lifecycle import run_until_signalled
+
+log = logging.getLogger("cases")
+
+
+def seed(dsn: str, actor: str) -> tuple[int, int]:
+    year = datetime.now(timezone.utc).year
+    conn = psycopg2.connect(dsn)
+    try:
+        with conn, conn.cursor() as cur:
+            return store.seed(cur, [year - 1, year, year + 1], actor)
+    finally:
+        conn.close()
+
+
+def build(settings: Settings) -> Engine:
+    conn = psycopg2.connect(settings.pg_dsn)
+    try:
+        city = read_city(conn)
+    finally:
+        conn.close()
+    intake = Intake(city, IntakeSettings(settings.cases_alarm_min_severity, settings.cases_merge_metres,
+                                         settings.cases_merge_minutes))
+    return Engine(settings.pg_dsn, intake, lambda cur: store.load_rules(
+        cur, warn_fraction=settings.cases_warn_fraction, time_scale=settings.cases_time_scale))
+
+
+class _Collector:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def collect(self):
+        counts = CounterMetricFamily("gcc_cases_intake", "inbox rows by outcome", labels=["outcome"])
+        for name in ("opened", "merged", "skipped", "failed", "held"):
+            counts.add_metric([name], self.engine.counts[name])
+        yield counts
+        yield CounterMetricFamily("gcc_cases_escalations", "escalation steps fired",
+                                  value=self.engine.counts["escalations"])
+        lags = sorted(self.engine.lags)
+        p99 = lags[int(0.99 * (len(lags) - 1))] if lags else 0.0
+        yield GaugeMetricFamily("gcc_cases_escalation_lag_p99_seconds", "p99 of how late steps fired", value=p99)
+
+
+def serve(engine: Engine, port: int) -> ThreadingHTTPServer:
+    registry = CollectorRegistry()
+    registry.register(_Collector(engine))
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            if self.path == "/healthz":
+                fresh = time.monotonic() - engine.heartbeat < 2 * MAX_SLEEP_S + 10
+                body, code = (b"ok\n", 200) if fresh else (b"the loop has not run for a while\n", 503)
+            elif self.path == "/metrics":
+                body, code = generate_latest(registry), 200
+            else:
+                body, code = b"not found\n", 404
+            self.send_response(code)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, fmt, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    threading.Thread(target=server.serve_forever, name="cases-http", daemon=True).start()
+    return server
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m cases", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", nargs="?", default="engine", choices=["engine", "seed"])
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = load_settings()
+    limits, days = seed(settings.pg_dsn, "cases engine" if args.command == "engine" else "cli")
+    if limits or days:
+        log.info("seeded %d time-limit rows and %d calendar days", limits, days)
+    if args.command == "seed":
+        return 0
+    if settings.cases_time_scale != 1.0:
+        log.warning("time scale %.4g: every limit and escalation delay runs as clock time, scaled (demo only)",
+                    settings.cases_time_scale)
+    engine = build(settings)
+    server = serve(engine, settings.cases_metrics_port)
+    try:
+        return run_until_signalled(engine.run, engine.stop_event)
+    finally:
+        server.shutdown()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

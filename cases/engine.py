@@ -1,0 +1,172 @@
+"""The cases engine (`python -m cases`): the intake, and the escalation ladder of every open case.
+
+One loop: take the inbox (cases.intake); fire the ladder steps that are due; sleep until the next
+stored `next_escalation_at`, or until PostgreSQL says something changed (LISTEN `case_inbox`,
+`case_changed`), at most `MAX_SLEEP_S`. All its state is in PostgreSQL, so it may be killed at any
+moment and restarted (it catches up: each step that fell due meanwhile fires once), and two engines
+may run at once: due cases are taken with `FOR UPDATE SKIP LOCKED`, and a step fired is a row whose
+key is the step itself (`case_escalations`), so none fires twice.
+"""
+from __future__ import annotations
+
+import logging
+import select
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import psycopg2
+import psycopg2.extensions
+
+from cases import store
+from cases.escalation import Firing, Position, due
+from cases.intake import Intake
+from cases.machine import Applied, Refusal, Rules, apply
+from cases.model import Actor, Escalate
+
+log = logging.getLogger(__name__)
+ESCALATION = Actor.system("escalation")
+MAX_SLEEP_S = 30.0          # even with nothing due, look again this often (a lost notification costs this)
+RULES_EVERY_S = 60.0        # the time limits and the calendar are read again this often
+BATCH = 500
+RETRY_S = 5.0
+
+
+@dataclass
+class Fired:
+    rows: int = 0                                      # due cases looked at
+    changed: list[Applied] = field(default_factory=list)
+    firings: list[tuple[str, Firing]] = field(default_factory=list)
+    lag_s: list[float] = field(default_factory=list)   # how late each step fired after it fell due
+
+
+def escalate_due(conn, rules: Rules, now: datetime, limit: int = BATCH) -> Fired:
+    """One transaction: the cases whose next step is due, each step fired once."""
+    fired = Fired()
+    with conn, conn.cursor() as cur:
+        cur.execute(f"select {', '.join(store.CASE_COLUMNS)}, ladder_seq, ladder_step, ladder_repeat from cases "
+                    "where next_escalation_at <= %s order by next_escalation_at limit %s for update skip locked",
+                    (now, limit))
+        rows = cur.fetchall()
+        fired.rows = len(rows)
+        for row in rows:
+            case = store.from_row(row[:len(store.CASE_COLUMNS)])
+            position = Position(*row[len(store.CASE_COLUMNS):])
+            ladder = store.ladder_for(case)
+            result = due(case, ladder or (), position, now, rules.calendar)
+            events = []
+            for firing in result.firings:
+                cur.execute("insert into case_escalations (case_id, stage_seq, step, repeat, stage, level, org_code, "
+                            "due_at, fired_at) values (%s, %s, %s, %s, %s, %s, %s, %s, %s) on conflict do nothing",
+                            (case.case_id, firing.stage_seq, firing.step, firing.repeat, case.stage.value,
+                             firing.level.value, firing.org_code, firing.due_at, now))
+                if cur.rowcount == 0:
+                    continue                          # fired before (another engine, or before a crash)
+                outcome = apply(case, Escalate(firing.stage_seq, firing.step, firing.repeat, firing.level.value,
+                                               firing.org_code), ESCALATION, now, rules)
+                if isinstance(outcome, Refusal):
+                    log.error("escalation of %s refused: %s", case.case_id, outcome.reason)
+                    continue
+                case = outcome.case
+                events.extend(outcome.events)
+                fired.firings.append((case.case_id, firing))
+                fired.lag_s.append((now - firing.due_at).total_seconds())
+            store.add_events(cur, events)
+            store.save(cur, case, rules, result.position)
+            if events:
+                fired.changed.append(Applied(case, tuple(events)))
+    return fired
+
+
+def next_due(conn) -> datetime | None:
+    with conn, conn.cursor() as cur:
+        cur.execute("select min(next_escalation_at) from cases where next_escalation_at is not null")
+        return cur.fetchone()[0]
+
+
+class Engine:
+    def __init__(self, dsn: str, intake: Intake, load_rules: Callable[[object], Rules],
+                 on_change: Callable[[list[Applied]], None] = lambda changed: None,
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
+        self.dsn = dsn
+        self.intake = intake
+        self.load_rules = load_rules
+        self.on_change = on_change          # after each commit: the live bus, the terminals
+        self.clock = clock
+        self.stop_event = threading.Event()
+        self.counts = {"opened": 0, "merged": 0, "skipped": 0, "failed": 0, "held": 0, "escalations": 0}
+        self.lags: list[float] = []
+        self._rules: Rules | None = None
+        self._rules_at = 0.0
+        self.heartbeat = time.monotonic()     # the loop was here (the health check's)
+
+    def rules(self, conn) -> Rules:
+        if self._rules is None or time.monotonic() - self._rules_at > RULES_EVERY_S:
+            with conn, conn.cursor() as cur:
+                self._rules = self.load_rules(cur)
+            self._rules_at = time.monotonic()
+        return self._rules
+
+    def run(self) -> None:
+        """Until stopped. A failure (the database restarting, a bug) is logged and the loop starts
+        again on fresh connections after a pause: nothing is lost, the state is all in PostgreSQL."""
+        log.info("cases engine started")
+        while not self.stop_event.is_set():
+            try:
+                self._loop()
+            except Exception:
+                log.exception("the cases engine's loop failed; starting again in %.0f s", RETRY_S)
+                self.stop_event.wait(RETRY_S)
+
+    def _loop(self) -> None:
+        conn = psycopg2.connect(self.dsn, application_name="gcc-cases")
+        listener = psycopg2.connect(self.dsn, application_name="gcc-cases-listen")
+        try:
+            listener.set_isolation_level(psycopg2.extensions.ISOLATION_LEVEL_AUTOCOMMIT)
+            with listener.cursor() as cur:
+                cur.execute("listen case_inbox; listen case_changed")
+            while not self.stop_event.is_set():
+                self.once(conn)
+                self._sleep(listener, next_due(conn))
+        finally:
+            conn.close()
+            listener.close()
+
+    def once(self, conn) -> None:
+        """Everything there is to do now: the inbox until it is empty, then the due steps."""
+        self.heartbeat = time.monotonic()
+        rules = self.rules(conn)
+        while True:
+            taken = self.intake.take(conn, rules, self.clock())
+            for name in ("opened", "merged", "skipped", "failed", "held"):
+                self.counts[name] += getattr(taken, name)
+            if taken.changed:
+                self.on_change(taken.changed)
+            if taken.rows - taken.failed == 0:
+                break
+        while True:
+            fired = escalate_due(conn, rules, self.clock())
+            self.counts["escalations"] += len(fired.firings)
+            self.lags = (self.lags + fired.lag_s)[-10_000:]
+            for case_id, firing in fired.firings:
+                log.info("%s escalated to the %s %s (step %d, repeat %d, due %s)", case_id, firing.level.value,
+                         firing.org_code, firing.step, firing.repeat, firing.due_at.isoformat())
+            if fired.changed:
+                self.on_change(fired.changed)
+            if fired.rows < BATCH:
+                break
+
+    def _sleep(self, listener, next_at: datetime | None) -> None:
+        """Until the next step is due, or PostgreSQL notifies a change, or we are asked to stop."""
+        wait = MAX_SLEEP_S
+        if next_at is not None:
+            wait = min(wait, max(0.0, (next_at - self.clock()).total_seconds()))
+        until = time.monotonic() + wait
+        while not self.stop_event.is_set() and (left := until - time.monotonic()) > 0:
+            if select.select([listener], [], [], min(left, 0.5))[0]:
+                listener.poll()
+                listener.notifies.clear()
+                return
+        self.heartbeat = time.monotonic()
