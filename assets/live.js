@@ -122,6 +122,13 @@
       return (s / 3600).toFixed(1) + " h";
     },
     clock: function (t) { return new Date(t * 1000).toLocaleTimeString("en-GB", {hour12: false}); },
+    /* How long a span of seconds is, as a countdown reads it: 4:05, 1 h 20 min, 2 d 3 h. */
+    span: function (s) {
+      s = Math.max(0, Math.round(s));
+      if (s < 3600) return Math.floor(s / 60) + ":" + String(s % 60).padStart(2, "0");
+      if (s < 86400) return Math.floor(s / 3600) + " h " + Math.floor((s % 3600) / 60) + " min";
+      return Math.floor(s / 86400) + " d " + Math.floor((s % 86400) / 3600) + " h";
+    },
   };
 
   window.dash_clientside = Object.assign({}, window.dash_clientside, {

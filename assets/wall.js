@@ -6,6 +6,7 @@
   const gcc = window.gcc = window.gcc || {};
   gcc.renderers = gcc.renderers || {};
   const TICKER_LENGTH = 14;
+  const FINISHED = new Set(["closed", "evaluated", "refused"]);
 
   function wallState(st) { return st || gcc.live.state("wall"); }
   function label(group, key) { return gcc.live.label(wallState(), group, key); }
@@ -23,7 +24,9 @@
                   dirty: new Set(), layerDrawn: false, items: 0, itemsDrawn: -1,
                   grids: s.grids || [], memberTotal: s.member_total, closuresToday: s.closures_today,
                   heat: s.heat || null, reportWindowS: s.report_window_s, bounds: s.bounds,
-                  reportsMax: s.reports_max, reportsTruncated: s.reports_total > s.reports.length};
+                  reportsMax: s.reports_max, reportsTruncated: s.reports_total > s.reports.length,
+                  cases: new Map((s.cases || []).map(c => [c.key, c])), casesDrawn: null, closedSeen: new Set(),
+                  dayStart: s.day_start, timeScale: s.time_scale || 1};
       const fields = s.member_fields;   // members travel as arrays of these fields' values
       s.members.forEach(values => {
         const m = {};
@@ -78,6 +81,13 @@
         if (a) { a.acknowledged_by = x.acknowledged_by; st.items += 1; }
       });
       (changes.report || []).forEach(r => { st.items += 1; st.reports.set(r.key, r); tick(st, {kind: "report", item: r}); });
+      (changes.case || []).forEach(c => {
+        if (c.state === "closed" && c.closed_at >= st.dayStart && !st.closedSeen.has(c.key + "@" + c.closed_at)) {
+          st.closedSeen.add(c.key + "@" + c.closed_at);
+          st.closuresToday += 1;
+        }
+        if (FINISHED.has(c.state)) st.cases.delete(c.key); else st.cases.set(c.key, c);
+      });
       const cutoff = Date.now() / 1000 - st.reportWindowS;
       st.reports.forEach((r, id) => { if (r.t < cutoff) { st.reports.delete(id); st.items += 1; } });
       if (st.reports.size > st.reportsMax) dropLeastSevere(st);
@@ -98,12 +108,22 @@
   }
   function collection(features) { return {type: "FeatureCollection", features: features}; }
 
-  function openItems(st) {
-    const items = [];
-    st.alarms.forEach(a => items.push({kind: "alarm", item: a}));
-    st.reports.forEach(r => items.push({kind: "report", item: r}));
-    items.sort((a, b) => (b.item.severity - a.item.severity) || (a.item.t - b.item.t));
-    return items;
+  /* The escalation queue: an SOS nobody has acknowledged first, then what is overdue (the longest
+   * overdue first), then urgent before normal, each by the time it has left. */
+  function phase(c, now) {
+    if (c.deadline == null) return "none";
+    return now >= c.deadline ? "overdue" : (c.warn_at != null && now >= c.warn_at) ? "warning" : "ok";
+  }
+  function escalationQueue(st, now) {
+    const rank = c => (c.source === "sos" && !c.acknowledged ? 0 : 4) + (phase(c, now) === "overdue" ? 0 : 2) +
+                      (c.urgency === "urgent" ? 0 : 1);
+    return [...st.cases.values()].sort((a, b) => (rank(a) - rank(b)) ||
+                                                 ((a.deadline || Infinity) - (b.deadline || Infinity)));
+  }
+  function countdown(c, now) {
+    if (c.deadline == null) return label("case_state", c.state);
+    const left = c.deadline - now;
+    return left >= 0 ? gcc.ui.span(left) : "+" + gcc.ui.span(-left) + " 超期";
   }
 
   function describe(kind, it) {
@@ -118,8 +138,10 @@
     st.members.forEach(m => { onMap += 1; if (m.state === "online") online += 1; });
     const bySeverity = {4: 0, 3: 0, 2: 0, 1: 0};
     st.reports.forEach(r => { bySeverity[r.severity] = (bySeverity[r.severity] || 0) + 1; });
-    let critical = 0;
+    let critical = 0, overdue = 0;
     st.alarms.forEach(a => { if (a.severity >= 4) critical += 1; });
+    const now = Date.now() / 1000;
+    st.cases.forEach(c => { if (c.deadline != null && now >= c.deadline) overdue += 1; });
     function tile(id, text, value, sub, cls) {
       return h("Div", {className: "wall-tile " + (cls || ""), id: id, children: [
         h("Div", {className: "wall-tile-value", children: String(value)}),
@@ -133,6 +155,8 @@
            bySeverity[4] ? "wall-tile-alert" : ""),
       tile("wall-count-alarms", "active alarms 告警", st.alarms.size, critical + " " + label("severity", 4),
            critical ? "wall-tile-alert" : ""),
+      tile("wall-count-overdue", "overdue now 超期", overdue, st.cases.size + " open cases 在办",
+           overdue ? "wall-tile-alert" : ""),
       tile("wall-count-closed", "closed today 今日结案", st.closuresToday, "cases closed since 00:00"),
     ];
   }
@@ -148,6 +172,32 @@
       h("Span", {className: "row-title", children: title + (acked ? " ✓" : "")}),
       h("Span", {className: "row-where", children: where || ""}),
       h("Span", {className: "row-time", children: cls === "queue-row" ? gcc.ui.age(it.t) : gcc.ui.clock(it.t)})]});
+  }
+
+  function caseRow(c, now) {
+    const h = gcc.ui.html;
+    const ph = phase(c, now);
+    const sos = c.source === "sos" && !c.acknowledged;
+    const climbed = c.level && c.level !== "grid";
+    return h("Div", {className: "queue-row case-row " + ph + (sos ? " sos" : ""), id: "wall-case-" + c.key, children: [
+      h("Span", {className: "sev-dot", style: {background: colour("urgency", c.urgency)}}),
+      h("Span", {className: "row-kind", children: [label("case_stage", c.stage || c.state),
+        climbed ? h("Span", {className: "row-level", children: "↑ " + label("org_level", c.level)}) : null]}),
+      h("Span", {className: "row-title", children: c.title || label("category", c.category)}),
+      h("Span", {className: "row-where", children: (c.where || "") + " · " + (c.handler || "unassigned 未派遣")}),
+      h("Span", {className: "row-time countdown " + ph, children: countdown(c, now)})]});
+  }
+
+  /* Open cases on the map (those with a place): the overdue pulse. Redrawn when a case comes, goes
+   * or changes phase. */
+  function casesLayer(st, now) {
+    const features = [];
+    st.cases.forEach(c => { if (c.lon != null) features.push(point(c.key, c.lon, c.lat,
+      {phase: phase(c, now), label: (c.title || "") + " · " + countdown(c, now)})); });
+    const drawn = features.map(f => f.properties.id + ":" + f.properties.phase).join(",");
+    if (drawn === st.casesDrawn) return window.dash_clientside.no_update;
+    st.casesDrawn = drawn;
+    return collection(features);
   }
 
   function gridCounts(st) {
@@ -222,10 +272,11 @@
 
   function render(st, windowName) {
     const h = gcc.ui.html;
-    const queue = openItems(st).slice(0, TICKER_LENGTH);
-    return [membersLayer(st), ...itemLayers(st),
+    const now = Date.now() / 1000;
+    const queue = escalationQueue(st, now).slice(0, TICKER_LENGTH);
+    return [membersLayer(st), ...itemLayers(st), casesLayer(st, now),
             counters(st),
-            queue.length ? queue.map(q => row(q, "queue-row")) : [h("Div", {className: "empty", children: "Nothing open 暂无待办"})],
+            queue.length ? queue.map(c => caseRow(c, now)) : [h("Div", {className: "empty", children: "No open case 暂无在办案件"})],
             st.ticker.length ? st.ticker.map(t => row(t, "ticker-row")) : [h("Div", {className: "empty", children: "Quiet 平稳"})],
             heatFor(st, windowName)];
   }
@@ -234,11 +285,11 @@
 
   window.dash_clientside = Object.assign({}, window.dash_clientside, {
     gcc: Object.assign({}, (window.dash_clientside || {}).gcc, {
-      wallLive: function (snapshot, frame, windowName, url) {
+      wallLive: function (snapshot, frame, ticks, windowName, url) {
         const noUpdate = window.dash_clientside.no_update;
         const reconnect = gcc.live.receive("wall", snapshot, frame, url);
         const st = gcc.live.state("wall");
-        if (!st) return Array(10).fill(noUpdate).concat([reconnect]);
+        if (!st) return Array(11).fill(noUpdate).concat([reconnect]);
         // once per map and scope: let the map measure its final size, then fit it to the scope (the
         // map was created before the page's layout had settled); a resync of the same scope keeps
         // whatever pan and zoom someone chose
@@ -282,6 +333,11 @@
       return L.circleMarker(latlng, {radius: 4 + 2 * p.severity, weight: 1, color: "#000",
                                      fillColor: p.colour, fillOpacity: Math.max(0.35, 0.95 - ageH / 24)})
         .bindTooltip(textTooltip(p.label));
+    },
+    caseMarker: function (feature, latlng) {
+      const p = feature.properties;
+      const icon = L.divIcon({className: "case-icon " + p.phase, html: "<span></span>", iconSize: [26, 26]});
+      return L.marker(latlng, {icon: icon, interactive: true}).bindTooltip(textTooltip(p.label));
     },
     alarmMarker: function (feature, latlng) {
       const p = feature.properties;

@@ -26,6 +26,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from cases import store
 from cases.engine import MAX_SLEEP_S, Engine
 from cases.intake import Intake, IntakeSettings
+from cases.tell import Teller
 from config.settings import Settings, load_settings
 from database.citydb import read_city
 from telemetry.lifecycle import run_until_signalled
@@ -52,7 +53,8 @@ def build(settings: Settings) -> Engine:
     intake = Intake(city, IntakeSettings(settings.cases_alarm_min_severity, settings.cases_merge_metres,
                                          settings.cases_merge_minutes))
     return Engine(settings.pg_dsn, intake, lambda cur: store.load_rules(
-        cur, warn_fraction=settings.cases_warn_fraction, time_scale=settings.cases_time_scale))
+        cur, warn_fraction=settings.cases_warn_fraction, time_scale=settings.cases_time_scale),
+        on_change=Teller(settings.redis_client(socket_timeout=10), city))
 
 
 class _Collector:

@@ -16,6 +16,8 @@ import redis
 from psycopg2.pool import ThreadedConnectionPool
 from shapely.geometry import mapping
 
+from cases import store as case_store
+from cases.tell import case_change
 from dashboard.authz import Scope
 from telemetry import live
 from telemetry.city import CITY_TZ, City, Member
@@ -27,8 +29,9 @@ _INDENT = {Level.DISTRICT: "", Level.STREET: "  ", Level.COMMUNITY: "    "}
 
 
 class Queries:
-    def __init__(self, city: City, redis_client: redis.Redis, dsn: str) -> None:
+    def __init__(self, city: City, redis_client: redis.Redis, dsn: str, case_time_scale: float = 1.0) -> None:
         self.city = city
+        self.case_time_scale = case_time_scale      # the cases engine's (a demo's shortened limits)
         self.r = redis_client
         self.db = ThreadedConnectionPool(0, 4, dsn, connect_timeout=5)  # snapshots and heat maps, any thread
         self._grid_features = {g.code: {"type": "Feature", "geometry": mapping(g.boundary),
@@ -113,6 +116,15 @@ class Queries:
             raise
         finally:
             self.db.putconn(conn, close=broken or conn.closed)
+
+    def open_cases(self, scope: Scope, limit: int = 500) -> list[live.CaseChange]:
+        """The open cases of the scope, as the bus carries them: SOS first, then urgent, then the
+        nearest deadline (overdue first)."""
+        rows = self._query(f"select {', '.join(case_store.CASE_COLUMNS)} from cases "
+                           "where state not in ('refused', 'closed', 'evaluated') and org_code like %s "
+                           "order by source = 'sos' desc, urgency = 'urgent' desc, deadline nulls last limit %s",
+                           (_like_prefix(scope.code), limit))
+        return [case_change(case_store.from_row(row), self.city) for row in rows]
 
     def closures_today(self, scope: Scope) -> int:
         rows = self._query("select count(*) from case_events e join cases c using (case_id) where e.command = 'close' "

@@ -9,11 +9,16 @@ from dashboard.authz import UserRole
 from telemetry.catalogue import (
     ACTION_LABELS,
     ALARM_TYPE_LABELS,
+    CASE_SOURCE_LABELS,
+    CASE_STAGE_LABELS,
+    CASE_STATE_LABELS,
     INCIDENT_CATEGORIES,
     MEMBER_STATE_LABELS,
+    ORG_LEVEL_LABELS,
     ROLE_LABELS,
     SEVERITY_LABELS,
     TASK_ACTION_LABELS,
+    URGENCY_LABELS,
     Label,
     MemberState,
     Role,
@@ -30,6 +35,7 @@ LOGIN_FAILED = Label("Wrong username or password, or too many attempts: wait and
 MEMBER_STATE_COLOURS = {MemberState.ONLINE: "#30d158", MemberState.SILENT: "#ff9f0a", MemberState.OFFLINE: "#8e8e93"}
 SEVERITY_COLOURS = {Severity.CRITICAL: "#ff3b30", Severity.HIGH: "#ff9500", Severity.MEDIUM: "#ffd60a",
                     Severity.LOW: "#64d2ff"}
+URGENCY_COLOURS = {"urgent": "#ff3b30", "normal": "#64d2ff"}
 ROLE_COLOURS = {Role.GRID_ADMINISTRATOR: "#0a84ff", Role.GRID_COORDINATOR: "#64d2ff",
                 Role.GRID_POLICE_OFFICER: "#f2f2f7", Role.GRID_SUPERVISOR: "#bf5af2"}
 
@@ -48,18 +54,25 @@ def for_browser() -> dict:
 
     return {
         "labels": {
-            "category": {code: str(c.label) for code, c in INCIDENT_CATEGORIES.items()},
+            "category": {**{code: str(c.label) for code, c in INCIDENT_CATEGORIES.items()},
+                         **text(ALARM_TYPE_LABELS), "sos": str(CASE_SOURCE_LABELS["sos"])},   # a case's category
             "alarm_type": text(ALARM_TYPE_LABELS),
             "role": text(ROLE_LABELS),
             "member_state": text(MEMBER_STATE_LABELS),
             "severity": text(SEVERITY_LABELS),
             "task_action": text(TASK_ACTION_LABELS),
             "action": text(ACTION_LABELS),
+            "case_state": text(CASE_STATE_LABELS),
+            "case_stage": text(CASE_STAGE_LABELS),
+            "urgency": text(URGENCY_LABELS),
+            "org_level": text(ORG_LEVEL_LABELS),
+            "case_source": text(CASE_SOURCE_LABELS),
         },
         "colours": {
             "member_state": {_key(k): v for k, v in MEMBER_STATE_COLOURS.items()},
             "severity": {_key(k): v for k, v in SEVERITY_COLOURS.items()},
             "role": {_key(k): v for k, v in ROLE_COLOURS.items()},
+            "urgency": dict(URGENCY_COLOURS),
         },
     }
 

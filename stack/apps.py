@@ -23,6 +23,7 @@ from .stack import INGEST_WORKERS, LocalStack
 log = logging.getLogger("stack")
 
 DEFAULT_SIM_ARGS = "--speedup 1 --fault-rate 30 --malformed 0.002"
+DEMO_TIME_SCALE = "0.1"
 
 
 def demo_city(stack: LocalStack) -> City:
@@ -98,6 +99,8 @@ def demo_apps(stack: LocalStack, sim_args: str | None = None, ingest_port: int =
             "GCC_INGEST_METRICS_PORT": str(metrics_port), "GCC_DASHBOARD_PORT": str(dashboard_port)}
     base = {k: v for k, v in base.items()
             if not (k.startswith("GCC_") and (k.endswith("PASSWORD") or k.endswith("SECRET_KEY")))}
+    # the demo's case clocks run ten times fast (nobody plays the handlers yet), and the wall says so
+    base.setdefault("GCC_CASES_TIME_SCALE", DEMO_TIME_SCALE)
     args = shlex.split(sim_args if sim_args is not None else os.environ.get("SIM_ARGS", DEFAULT_SIM_ARGS))
     run = stack.run_dir
     workers = []

@@ -83,6 +83,30 @@ ACTION_LABELS: dict[str, Label] = {      # what the audit trail records, by its 
     "audit.export": Label("Audit export", "审计导出"),
 }
 
+# Cases (cases/model.py's values; the words of DOMAIN.md)
+CASE_STATE_LABELS: dict[str, Label] = {
+    "reported": Label("reported", "上报"), "registered": Label("registered", "已立案"),
+    "refused": Label("refused", "不予立案"), "dispatched": Label("dispatched", "已派遣"),
+    "accepted": Label("accepted", "已接单"), "handling": Label("handling", "处置中"),
+    "handled": Label("handled", "已处置"), "verified": Label("verified", "核查通过"),
+    "closed": Label("closed", "已结案"), "evaluated": Label("evaluated", "已评价"),
+    "suspended": Label("suspended", "缓办"),
+}
+CASE_STAGE_LABELS: dict[str, Label] = {      # what the case waits for: the clock that runs
+    "register": Label("to register", "待立案"), "dispatch": Label("to dispatch", "待派遣"),
+    "accept": Label("to accept", "待接单"), "handle": Label("to handle", "待处置"),
+    "verify": Label("to verify", "待核查"), "close": Label("to close", "待结案"),
+}
+URGENCY_LABELS: dict[str, Label] = {"urgent": Label("urgent", "紧急"), "normal": Label("normal", "一般")}
+ORG_LEVEL_LABELS: dict[str, Label] = {
+    "grid": Label("grid", "网格"), "community": Label("community", "社区"), "street": Label("street", "街道"),
+    "district": Label("district", "区"),
+}
+CASE_SOURCE_LABELS: dict[str, Label] = {
+    "report": Label("report", "上报"), "alarm": Label("alarm", "告警"), "sos": Label("SOS", "紧急求助"),
+    "hotline": Label("hotline", "热线"),
+}
+
 TASK_ACTION_LABELS: dict[str, Label] = {
     "accepted": Label("accepted", "已接单"), "rejected": Label("rejected", "已拒绝"),
     "arrived": Label("arrived", "已到达"), "done": Label("done", "已完成"),

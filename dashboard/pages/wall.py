@@ -20,6 +20,7 @@ from dash_socketio import DashSocketIO
 from dashboard.authz import EVERYONE, Scope
 from dashboard.feeds import Feed, Periodic
 from dashboard.pages import Page
+from dashboard.queries import start_of_local_day
 from dashboard.vocabulary import legend
 from telemetry import live
 from telemetry.catalogue import Label, Severity
@@ -94,6 +95,15 @@ def wire_report(q, c: live.ReportChange) -> dict:
             "where": c.address or q.org_name(c.grid_code)}
 
 
+def wire_case(q, c: live.CaseChange) -> dict:
+    """A case in the escalation queue: what it is, where, whose, and its clock (the browser counts down)."""
+    return {"key": c.case_id, "state": c.state, "category": c.category, "urgency": c.urgency, "source": c.source,
+            "title": c.title, "where": c.place or q.org_name(c.grid_code or c.org_code), "stage": c.stage,
+            "deadline": c.deadline, "warn_at": c.warn_at, "level": c.escalation_level, "handler": c.handler_name,
+            "acknowledged": c.acknowledged, "closed_at": c.closed_at, "t": c.t, "grid_code": c.grid_code,
+            "lon": c.lon, "lat": c.lat}
+
+
 MEMBER_FIELDS = ("member", "name", "role", "home_grid_code", "grid_code", "lon", "lat", "t", "state", "state_t",
                  "battery_pct", "sos")
 
@@ -126,27 +136,37 @@ def snapshot(q, scope: Scope) -> dict:
             "grids": q.grid_codes(scope), "bounds": q.bounds(scope), "member_total": len(in_scope),
             "alarms": [wire_alarm(q, a) for a in q.open_alarms(scope)],
             **wall_reports(q, scope),
+            "cases": [wire_case(q, c) for c in q.open_cases(scope)], "day_start": start_of_local_day().timestamp(),
+            "time_scale": q.case_time_scale,
             "closures_today": q.closures_today(scope), "heat": q.heat_all(scope)}
 
 
 FEED = Feed("wall", wire={"fix": wire_fix, "status": wall_status, "alarm": wire_alarm, "alarm_ack": wire_alarm_ack,
-                          "report": wire_report},
+                          "report": wire_report, "case": wire_case},
             snapshot=snapshot, periodic=(Periodic("heat", HEAT_EVERY_S, lambda q, scope: q.heat_all(scope)),))
 
 
 # --- the screen ------------------------------------------------------------------------------------------
+def _time_scale_note(state) -> str:
+    """Said on the wall whenever case clocks do not run in real time (a demo's shortened limits)."""
+    scale = state.queries.case_time_scale
+    return "" if scale == 1 else str(Label(f"demo clock: case limits ×{scale:.3g}", "演示时钟：时限已缩短"))
+
+
 def layout(state, scope: Scope, kiosk: bool = False):
     q = state.queries
     layers = [dl.GeoJSON(id="wall-grids", data=q.grids_geojson(scope), style=ns("gridStyle"), hideout={"counts": {}}),
               dl.GeoJSON(id="wall-heat", data=EMPTY, style=ns("heatStyle"), interactive=False),
               dl.GeoJSON(id="wall-reports", data=EMPTY, pointToLayer=ns("reportMarker")),
               dl.GeoJSON(id="wall-members", data=EMPTY, pointToLayer=ns("memberMarker")),
-              dl.GeoJSON(id="wall-alarms", data=EMPTY, pointToLayer=ns("alarmMarker"))]
+              dl.GeoJSON(id="wall-alarms", data=EMPTY, pointToLayer=ns("alarmMarker")),
+              dl.GeoJSON(id="wall-cases", data=EMPTY, pointToLayer=ns("caseMarker"))]
     if state.tile_url:
         layers.insert(0, dl.TileLayer(url=state.tile_url))
     legend_entries = legend(severities=(Severity.CRITICAL, Severity.HIGH, Severity.MEDIUM))
     return html.Div(className="wall", id="wall", children=[
         # the scope in the URL too: a new scope means a new URL, so the component opens a new socket
+        dcc.Interval(id="wall-clock", interval=1000),        # countdowns and overdue marks move on between frames
         DashSocketIO(id="wall-socket", url=f"/live?feed=wall&scope={scope.code}",
                      eventNames=["snapshot", "frame", "heat"],
                      options={"transports": ["websocket"], "auth": {"feed": "wall", "scope": scope.code}}),
@@ -154,6 +174,7 @@ def layout(state, scope: Scope, kiosk: bool = False):
             html.Div(id="wall-counters", style={"display": "contents"}),
             html.Div(className="wall-scope", children=[
                 html.Div(scope.name, id="wall-scope-name"),
+                html.Div(_time_scale_note(state), className="wall-time-scale", id="wall-time-scale"),
                 html.Span("connecting…", id="wall-conn", className="wall-conn down")]),
         ]),
         html.Div(className="wall-map-pane", children=[
@@ -167,7 +188,8 @@ def layout(state, scope: Scope, kiosk: bool = False):
         ]),
         html.Div(className="wall-side", children=[
             html.Div(className="wall-panel", children=[
-                html.H2(str(Label("Open items · by severity and age", "待办队列"))), html.Div(id="wall-queue")]),
+                html.H2(str(Label("Cases · overdue first", "督办队列"))),
+                html.Div(id="wall-queue")]),
             html.Div(className="wall-panel", children=[
                 html.H2(str(Label("Live · alarms and reports", "实时动态"))), html.Div(id="wall-ticker")]),
         ]),
@@ -179,11 +201,12 @@ PAGE = Page("/wall", Label("Wall", "大屏"), EVERYONE, layout, FEED, aliases=("
 clientside_callback(
     ClientsideFunction(namespace="gcc", function_name="wallLive"),
     Output("wall-members", "data"), Output("wall-alarms", "data"), Output("wall-reports", "data"),
-    Output("wall-grids", "hideout"), Output("wall-counters", "children"), Output("wall-queue", "children"),
+    Output("wall-grids", "hideout"), Output("wall-cases", "data"), Output("wall-counters", "children"),
+    Output("wall-queue", "children"),
     Output("wall-ticker", "children"), Output("wall-heat", "data"), Output("wall-map", "invalidateSize"),
     Output("wall-map", "viewport"),
     Output("wall-socket", "url"),
-    Input("wall-socket", "data-snapshot"), Input("wall-socket", "data-frame"),
+    Input("wall-socket", "data-snapshot"), Input("wall-socket", "data-frame"), Input("wall-clock", "n_intervals"),
     State("wall-window", "value"), State("wall-socket", "url"),
     prevent_initial_call=True,
 )

@@ -41,6 +41,7 @@ from telemetry.live.changes import (
     CHANGE_TYPES,
     AlarmAckChange,
     AlarmChange,
+    CaseChange,
     Change,
     FixChange,
     GatewayChange,

@@ -148,10 +148,39 @@ class TaskAckChange(_Change):
     note: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class CaseChange(_Change):
+    """A case as it is after a change (cases.tell): what the screens draw of it. Routed by the org
+    unit responsible (its grid, or the level a case is held at); only the newest state counts."""
+    KIND = "case"
+    ROUTE_FIELD = "org_code"
+    COALESCE_FIELDS = ("case_id",)
+    case_id: str
+    grid_code: str | None
+    org_code: str
+    t: float                       # when it opened
+    state: str                     # a cases.model.State value
+    category: str
+    urgency: str
+    source: str
+    title: str
+    place: str
+    stage: str | None              # the clock that runs (None: none)
+    deadline: float | None
+    warn_at: float | None
+    escalation_level: str | None   # the highest org level told for this stage
+    handler_name: str | None       # the member it is dispatched to, by name
+    acknowledged: bool = False
+    closed_at: float | None = None
+    lon: float | None = None
+    lat: float | None = None
+
+
 Change = (FixChange | StatusChange | ReadingChange | AlarmChange | AlarmAckChange | ReportChange | GatewayChange
-          | TaskAckChange)
+          | TaskAckChange | CaseChange)
 CHANGE_TYPES: dict[str, type] = {c.KIND: c for c in (FixChange, StatusChange, ReadingChange, AlarmChange,
-                                                     AlarmAckChange, ReportChange, GatewayChange, TaskAckChange)}
+                                                     AlarmAckChange, ReportChange, GatewayChange, TaskAckChange,
+                                                     CaseChange)}
 
 
 def change_from(kind: str, data: dict) -> Change:

@@ -100,7 +100,7 @@ def test_acknowledging_an_alarm_is_written_audited_and_shown_on_the_wall(stack, 
     page.screenshot(path=str(SCREENSHOTS / "dispatch.png"))
 
     try:   # the open wall marks it live, without a reload
-        row = wall.locator("#wall-queue .queue-row.acked", has_text="Gas over threshold")
+        row = wall.locator("#wall-ticker .ticker-row.acked", has_text="Gas over threshold")
         row.wait_for(timeout=10000)
         assert "✓" in row.inner_text()
         assert wall.evaluate("() => window.gcc.live.resyncs('wall')") == 0

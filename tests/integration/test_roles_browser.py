@@ -19,7 +19,7 @@ from dashboard.accounts import Accounts
 from dashboard.users import main as users_cli
 
 from ..support import wait_for
-from .screens import ensure_logins, session_cookie, sign_in, wait_wall_connection
+from .screens import TEST_PASSWORD, ensure_logins, session_cookie, sign_in, wait_wall_connection
 
 pytestmark = pytest.mark.slow
 
@@ -55,6 +55,17 @@ def _org_choices(page) -> list[str]:
 
 def _codes(choices: list[str]) -> set[str]:
     return {m.group(1) for text in choices if (m := re.search(r"· (\d+)\s*$", text))}
+
+
+def test_an_anonymous_browser_is_sent_to_the_login_page_and_back_after_signing_in(dashboard, page):
+    page.goto(f"{dashboard.url}/audit?scope=350102")
+    page.wait_for_url(re.compile(r"/login\?next=%2Faudit%3Fscope%3D350102$"))
+    assert page.locator("#shell").count() == 0 and page.locator("input[name=password]").count() == 1
+    page.fill("input[name=username]", "t-leader")
+    page.fill("input[name=password]", TEST_PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r"/audit\?scope=350102$"))          # where it was going
+    page.locator("#audit").wait_for()
 
 
 @pytest.mark.parametrize("username, role", [("t-viewer", "wall_viewer"), ("t-dispatcher", "dispatcher"),

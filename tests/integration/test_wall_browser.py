@@ -72,7 +72,7 @@ def test_a_fix_published_over_mqtt_moves_the_member_within_seconds(stack, city, 
     assert _state(page, "st.frames") >= 1
 
 
-def test_a_gas_alarm_appears_in_the_ticker_and_the_queue(stack, city, dashboard, page):
+def test_a_gas_alarm_appears_in_the_ticker_and_on_the_map(stack, city, dashboard, page):
     community = city.communities[1]
     sensor = next(s for s in city.sensors if s.kind.value == "gas_detector" and s.grid_code.startswith(community.code))
     _open_wall(page, dashboard, city.communities[1].code)
@@ -87,10 +87,11 @@ def test_a_gas_alarm_appears_in_the_ticker_and_the_queue(stack, city, dashboard,
         probe.close()
     page.wait_for_function("() => document.querySelector('#wall-ticker').innerText.includes('Gas over threshold')",
                            timeout=10000)
-    assert "Gas over threshold" in page.inner_text("#wall-queue")
     building = city.building_by_id[sensor.building_id]
     named = f"{building.name}, {city.grid_by_code[building.grid_code].name}"  # as people say it
-    assert named in page.inner_text("#wall-queue")
+    assert named in page.inner_text("#wall-ticker")
+    page.wait_for_function("() => document.querySelectorAll('.alarm-icon').length > 0", timeout=10000)
+    # (its case, and the escalation queue, need the cases engine: tests/integration/test_cases_wall.py)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "wall-community.png"))
 

@@ -293,3 +293,18 @@ def test_a_street_held_case_does_not_escalate_to_a_community():
     case = replace(_unaccepted(), grid_code=None, org_code=STREET)
     result = due(case, DEFAULT_LADDERS[Stage.REGISTER], None, NOW + timedelta(hours=3))
     assert [f.level for f in result.firings] == [Level.DISTRICT]
+
+
+def test_every_state_stage_urgency_level_and_source_has_a_bilingual_label_for_the_screens():
+    from cases.model import Source as CaseSource
+    from dashboard.vocabulary import for_browser
+
+    labels = for_browser()["labels"]
+    assert set(labels["case_state"]) == {s.value for s in State}
+    assert set(labels["case_stage"]) == {s.value for s in Stage}
+    assert set(labels["urgency"]) == {u.value for u in Urgency} == set(for_browser()["colours"]["urgency"])
+    assert set(labels["org_level"]) == {lv.value for lv in Level}
+    assert set(labels["case_source"]) == {s.value for s in CaseSource}
+    from cases.limits import categories
+    assert set(categories()) <= set(labels["category"])       # every case's category has a name
+    assert all(" " in text for group in ("case_state", "case_stage", "urgency") for text in labels[group].values())
