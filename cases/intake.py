@@ -9,7 +9,10 @@ row) and, in the same transaction, opens the case, links the source and writes t
 - a raised alarm at or above `alarm_min_severity` opens a case, one open case per device and alarm
   type (ThingsBoard's rule): a raise while it is open is linked to it; a clear is an event on the
   case, which stays open until a person verifies the work;
-- an SOS opens an urgent case at once (registered), one open per terminal.
+- an SOS opens an urgent case at once (registered), one open per terminal;
+- a terminal's case update (accept, feedback, verification, …) is applied as that member, or
+  refused with the reason in the audit trail (not the handler, not a supervisor of the grid, the
+  wrong state): it changes nothing then.
 A row that fails is kept with its error and tried again, at most `MAX_ATTEMPTS` times; then it stays
 as evidence and is counted (`held`), never silently dropped.
 """
@@ -20,9 +23,22 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from cases import store
-from cases.limits import SOS_CATEGORY, Urgency
-from cases.machine import Applied, Refusal, Rules, open_case
-from cases.model import OPEN, Actor, Event, Source
+from cases.limits import SOS_CATEGORY, Limit, Urgency
+from cases.machine import Applied, Refusal, Rules, apply, open_case
+from cases.model import (
+    OPEN,
+    Accept,
+    Actor,
+    ActorKind,
+    Command,
+    Event,
+    Feedback,
+    Reject,
+    RequestExtension,
+    Source,
+    Start,
+    Verify,
+)
 from telemetry.catalogue import ALARM_TYPE_LABELS, INCIDENT_CATEGORIES, ROLE_LABELS, Severity
 from telemetry.city import City
 
@@ -47,6 +63,8 @@ class Taken:
     opened: int = 0
     merged: int = 0
     skipped: int = 0                 # below the alarm severity, or a clear of no open case
+    applied: int = 0                 # terminals' case updates applied
+    refused: int = 0                 # ... refused (audited)
     failed: int = 0
     held: int = 0                    # failed MAX_ATTEMPTS times: kept, not tried again
 
@@ -94,6 +112,8 @@ class Intake:
         taken.opened += what == "opened"
         taken.merged += what in ("merged", "linked")
         taken.skipped += what == "skipped"
+        taken.applied += what == "applied"
+        taken.refused += what == "refused"
 
     # --- the kinds ----------------------------------------------------------------------------------
     def _report(self, cur, key: str, at: datetime, now: datetime, rules: Rules):
@@ -164,6 +184,31 @@ class Intake:
                           self.city.org_name(grid_code) if grid_code else "", ("sos", link_key, source_key),
                           *position, {"terminal_id": terminal_id, "at": at.isoformat()})
 
+    def _update(self, cur, key: str, at: datetime, now: datetime, rules: Rules):
+        """A terminal's work on a case: applied as that member, or refused with the reason (audited)."""
+        terminal_id, case_id, action = key.split("/")
+        cur.execute("select note, reason, photo_refs, extension from case_updates where terminal_id = %s and "
+                    "case_id = %s and action = %s and time = %s", (terminal_id, case_id, action, at))
+        row = cur.fetchone()
+        if row is None:
+            raise LookupError(f"no case update {key} at {at}")
+        note, reason, photos, extension = row
+        member = self.city.member_by_terminal.get(terminal_id)
+        actor = Actor(ActorKind.TERMINAL, terminal_id, frozenset({member.role.value}) if member else frozenset(),
+                      member.grid_code if member else "")
+        command = _command(action, note or "", reason or "", tuple(photos or ()), extension)
+        case = store.load(cur, case_id)
+        outcome = (apply(case, command, actor, now, rules) if case is not None
+                   else Refusal("invalid", f"there is no case {case_id}"))
+        if isinstance(outcome, Refusal):
+            log.info("refused %s of %s by terminal %s: %s", command.name, case_id, terminal_id, outcome.reason)
+            store.audit_refusal(cur, terminal_id, sorted(actor.roles), f"case.{command.name}", f"case:{case_id}",
+                                case.org_code if case else actor.scope_code, outcome.reason)
+            return "refused", None
+        store.save(cur, outcome.case, rules)
+        store.add_events(cur, outcome.events)
+        return "applied", outcome
+
     # --- shared -------------------------------------------------------------------------------------
     def _open(self, cur, now, rules, category, urgency, source, grid_code, title, place, link, lat, lon, detail):
         if grid_code is None:
@@ -198,3 +243,18 @@ class Intake:
             return f"{building.name}, {self.city.org_name(building.grid_code)}"
         return self.city.org_name(grid_code) if grid_code else (building_id or "")
 
+
+
+def _command(action: str, note: str, reason: str, photos: tuple[str, ...], extension: str | None) -> Command:
+    """A terminal's case update as the command it asks for (the message's action, checked at decode)."""
+    if action == "accept":
+        return Accept()
+    if action == "reject":
+        return Reject(reason)
+    if action == "start":
+        return Start()
+    if action == "feedback":
+        return Feedback(note, photos)
+    if action in ("verify_pass", "verify_fail"):
+        return Verify(action == "verify_pass", reason, photos)
+    return RequestExtension(Limit.parse(extension or ""), reason)

@@ -137,6 +137,14 @@ def add_events(cur, events: tuple[Event, ...] | list[Event]) -> None:
                      orjson.dumps(e.detail, default=str).decode()))
 
 
+def audit_refusal(cur, actor_name: str, roles: list[str], action: str, target: str, scope_code: str | None,
+                  reason: str) -> None:
+    """A refused command from outside the screens (a terminal's case update): an audit-trail row,
+    as dashboard/commands.py writes them."""
+    cur.execute("insert into audit_log (actor, roles, action, target, scope_code, outcome, reason) "
+                "values (%s, %s, %s, %s, %s, 'refused', %s)", (actor_name, roles, action, target, scope_code, reason))
+
+
 def link_source(cur, kind: str, key: str, case_id: str, at: datetime, linked: str) -> bool:
     """Record that a report, alarm or SOS went into a case (False: it had been linked already)."""
     cur.execute("insert into case_sources (kind, key, case_id, time, linked) values (%s, %s, %s, %s, %s) "

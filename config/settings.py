@@ -100,6 +100,7 @@ class Settings(BaseSettings):
     retention_terminal_status_days: int = Field(400, description="terminal status history kept this long")
     retention_device_alarms_days: int = Field(1825, description="device alarms kept this long")
     retention_incident_reports_days: int = Field(1825, description="incident reports kept this long")
+    retention_case_updates_days: int = Field(1825, description="terminals' case updates kept this long")
     retention_task_acks_days: int = Field(1825, description="task acknowledgements kept this long")
     retention_gateway_status_days: int = Field(400, description="gateway status history kept this long")
     retention_region_transitions_days: int = Field(400, description="OwnTracks region transitions kept this long")

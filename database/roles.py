@@ -27,7 +27,7 @@ CASES = "gcc_cases"
 REFERENCE_TABLES = ("city_info", "org_units", "grids", "buildings", "units", "organizations", "gateways",
                     "sensors", "members")
 INGEST_TABLES = ("positions", "terminal_status", "sensor_readings", "device_alarms", "incident_reports",
-                 "task_acks", "gateway_status", "region_transitions", "dead_letters")
+                 "task_acks", "case_updates", "gateway_status", "region_transitions", "dead_letters")
 DASHBOARD_WRITES = ("audit_log", "alarm_acknowledgements")
 LOGIN_TABLES = ("users", "wall_tokens", "sessions", "login_throttle")   # the dashboard's logins (dashboard/accounts.py)
 CASE_TABLES = ("cases", "case_sources", "case_events", "case_escalations")   # what the cases engine writes
@@ -45,6 +45,7 @@ GRANTS: dict[str, list[tuple[str, tuple[str, ...]]]] = {
                 ("insert", DASHBOARD_WRITES),
                 ("select, insert, update", LOGIN_TABLES)],
     CASES: [("select", REFERENCE_TABLES + INGEST_TABLES),
+            ("insert", ("audit_log",)),               # a terminal's refused case update is audited
             ("select, insert, update", ("cases",)),
             ("select, insert", CASE_TABLES[1:]),      # sources, events, escalation steps: only added
             ("select, insert", CASE_RULES),           # it seeds the defaults and the calendar's next years

@@ -137,6 +137,12 @@ KINDS: dict[type, MessageKind] = {k.message: k for k in (
         lambda e, at: (e.message.time, e.message.task_id, e.message.terminal_id, e.message.action, e.message.note, at),
         _task_ack_change),
     MessageKind(
+        messages.CaseUpdate, "terminal", "case_updates",
+        ("time", "case_id", "terminal_id", "action", "note", "reason", "photo_refs", "extension", "received_at"),
+        ("terminal_id", "case_id", "action", "time"),
+        lambda e, at: (e.message.time, e.message.case_id, e.message.terminal_id, e.message.action, e.message.note,
+                       e.message.reason, orjson.dumps(e.message.photo_refs).decode(), e.message.extension, at)),
+    MessageKind(
         messages.GatewayStatus, "gateway", "gateway_status",
         ("time", "gateway_id", "state", "grid_code", "received_at"),
         ("gateway_id", "time"),

@@ -232,6 +232,20 @@ class TaskAck(_Message):
     note: Annotated[Text, Field(max_length=500)] | None = None
 
 
+class CaseUpdate(_Message):
+    """A member's work on a case, from their terminal (the handheld's incident handling and
+    verification). Whether this terminal may do it to this case is the cases engine's to decide:
+    a refusal is audited and changes nothing."""
+    case_id: Id
+    terminal_id: Id
+    time: UtcTime
+    action: Literal["accept", "reject", "start", "feedback", "verify_pass", "verify_fail", "extension"]
+    note: Annotated[Text, Field(max_length=2000)] | None = None
+    reason: Annotated[Text, Field(max_length=500)] | None = None
+    photo_refs: Annotated[list[Annotated[Text, Field(min_length=1, max_length=200)]], Field(max_length=10)] = []
+    extension: Annotated[str, Field(pattern=r"^\d+(\.\d+)?(m|h|wh|wd)$")] | None = None   # e.g. "1wd"
+
+
 class GatewayStatus(_Message):
     gateway_id: Id
     time: UtcTime
@@ -250,9 +264,9 @@ class RegionTransition(_Message):
     accuracy_m: NonNegative | None = None
 
 
-Message = (Fix | TerminalStatus | SensorReading | DeviceAlarm | IncidentReport | TaskAck | GatewayStatus
+Message = (Fix | TerminalStatus | SensorReading | DeviceAlarm | IncidentReport | TaskAck | CaseUpdate | GatewayStatus
            | RegionTransition)
 
-__all__ = ["DeviceAlarm", "Fix", "GatewayStatus", "IncidentReport", "Message", "RegionTransition",
+__all__ = ["CaseUpdate", "DeviceAlarm", "Fix", "GatewayStatus", "IncidentReport", "Message", "RegionTransition",
            "SensorReading", "TaskAck", "TerminalStatus", "is_valid_id", "utc_from_epoch", "ID_MAX_LENGTH",
            "DETAIL_MAX_BYTES", "INVALID_TEXT", "Text"]

@@ -5,6 +5,7 @@ Uplink (device → command center)
     gcc/v1/terminal/{terminal_id}/status     online/offline, battery, SOS; retained; the last will
     gcc/v1/terminal/{terminal_id}/incident   incident report (category, severity, place, text, photo)
     gcc/v1/terminal/{terminal_id}/task/ack   the terminal's answer to a dispatched task
+    gcc/v1/terminal/{terminal_id}/case       the terminal's work on a case: accept, feedback, verify, …
     gcc/v1/gateway/{gateway_id}/senml        SenML pack (RFC 8428) from a building gateway
     gcc/v1/gateway/{gateway_id}/reading      sensor readings in our JSON, via a gateway
     gcc/v1/gateway/{gateway_id}/alarm        device alarms in our JSON, via a gateway
@@ -30,9 +31,9 @@ OWNTRACKS_PREFIX = "owntracks"
 
 # The leaves under a device's own topic, by direction: one list for the ACL, the ingest
 # subscription and the decoders' routing alike.
-FIX, STATUS, INCIDENT, TASK, TASK_ACK = "fix", "status", "incident", "task", "task/ack"
+FIX, STATUS, INCIDENT, TASK, TASK_ACK, CASE = "fix", "status", "incident", "task", "task/ack", "case"
 SENML, READING, ALARM, CMD = "senml", "reading", "alarm", "cmd"
-TERMINAL_UPLINK = (FIX, STATUS, INCIDENT, TASK_ACK)
+TERMINAL_UPLINK = (FIX, STATUS, INCIDENT, TASK_ACK, CASE)
 TERMINAL_DOWNLINK = (TASK,)
 GATEWAY_UPLINK = (SENML, READING, ALARM, STATUS)
 GATEWAY_DOWNLINK = (CMD,)

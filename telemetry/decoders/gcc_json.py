@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 from telemetry import topics
 from telemetry.decoders.errors import SCHEMA_VIOLATION, WRONG_TOPIC, DecodeError, load_json, refused, shown
 from telemetry.messages import (
+    CaseUpdate,
     DeviceAlarm,
     Fix,
     GatewayStatus,
@@ -36,6 +37,7 @@ _TERMINAL_LEAVES: dict[str, tuple[type[BaseModel], frozenset[str], dict[str, Any
     topics.INCIDENT: (IncidentReport, frozenset({"report_id", "category", "severity", "lat", "lon",
                                             "address", "description", "photo_ref"}), {}),
     topics.TASK_ACK: (TaskAck, frozenset({"task_id", "action", "note"}), {}),
+    topics.CASE: (CaseUpdate, frozenset({"case_id", "action", "note", "reason", "photo_refs", "extension"}), {}),
 }
 _ALARM_FIELDS = frozenset({"alarm_id", "sensor_id", "alarm_type", "severity", "state", "value",
                            "detail"})
@@ -69,7 +71,7 @@ def parse_ts(value: Any, field: str = "ts") -> datetime:
 
 def decode_terminal(terminal_id: str, leaf: str, payload: bytes,
                     received_at: datetime) -> list[Message]:
-    """gcc/v1/terminal/{terminal_id}/{leaf} for leaf in fix, status, incident, task/ack."""
+    """gcc/v1/terminal/{terminal_id}/{leaf} for leaf in fix, status, incident, task/ack, case."""
     if leaf not in _TERMINAL_LEAVES:
         raise DecodeError(WRONG_TOPIC, f"no uplink leaf {leaf!r} for a terminal")
     model, fields, fixed = _TERMINAL_LEAVES[leaf]

@@ -276,3 +276,71 @@ def test_killing_the_engine_in_the_middle_fires_each_step_exactly_once(stack, ci
     escalate_events = _rows(stack, "select count(*) from case_events where case_id = %s and command = 'escalate'",
                             case_id)[0][0]
     assert escalate_events == len(steps)                               # an event for each step, no more
+
+
+def _dispatched_case(cases_settings, city, handler, grid_code: str) -> str:
+    """A case of `grid_code`, registered and dispatched to `handler` by a dispatcher (as the screens will)."""
+    from cases.limits import Urgency
+    from cases.machine import apply, open_case
+    from cases.model import Actor, ActorKind, Dispatch, Register, Source
+
+    dispatcher = Actor(ActorKind.USER, "t-dispatcher", frozenset({"dispatcher"}), "")
+    conn = psycopg2.connect(cases_settings.pg_dsn)
+    try:
+        with conn, conn.cursor() as cur:
+            rules = store.load_rules(cur)
+            at = datetime.now(timezone.utc)
+            opened = open_case(store.next_case_id(cur, at), "manhole_cover", Urgency.URGENT, Source.REPORT, grid_code,
+                               grid_code, Actor.system("tests"), at, rules, title="Missing manhole cover")
+            registered = apply(opened.case, Register(), dispatcher, at, rules)
+            dispatched = apply(registered.case, Dispatch(handler.terminal_id, grid_code), dispatcher, at, rules)
+            store.insert(cur, dispatched.case, rules)
+            store.add_events(cur, [*opened.events, *registered.events, *dispatched.events])
+            return dispatched.case.case_id
+    finally:
+        conn.close()
+
+
+def _work(stack, member, case_id: str, action: str, **fields) -> None:
+    publish_as(stack, member.terminal_id, f"gcc/v1/terminal/{member.terminal_id}/case", orjson.dumps(
+        {"ts": iso(now()), "case_id": case_id, "action": action, **fields}))
+
+
+def test_a_terminal_works_its_own_case_and_others_are_refused_with_the_reason_in_the_audit_trail(
+        stack, city, worker, cases_settings):
+    grid = city.grids[30].code
+    in_grid = [m for m in city.members if m.grid_code == grid]
+    handler = next(m for m in in_grid if m.role.value == "grid_administrator")
+    supervisor = next(m for m in in_grid if m.role.value == "grid_supervisor")
+    stranger = next(m for m in city.members if m.grid_code != grid and m.role.value == "grid_supervisor")
+    case_id = _dispatched_case(cases_settings, city, handler, grid)
+
+    def state():
+        return _rows(stack, "select state from cases where case_id = %s", case_id)[0][0]
+
+    def refusals():
+        return _rows(stack, "select actor, action, reason, scope_code from audit_log where target = %s "
+                            "and outcome = 'refused' order by id", f"case:{case_id}")
+
+    with Running(_engine(cases_settings, city, scale=1.0)):
+        _work(stack, handler, case_id, "accept")
+        wait_for(lambda: state() == "accepted", 10, "accepted by its handler")
+        _work(stack, stranger, case_id, "feedback", note="I fixed it")            # not the handler
+        wait_for(lambda: len(refusals()) == 1, 10, "the stranger's feedback refused")
+        _work(stack, handler, case_id, "feedback", note="新井盖已装好", photo_refs=["photos/after.jpg"])
+        wait_for(lambda: state() == "handled", 10, "the handler's feedback")
+        _work(stack, stranger, case_id, "verify_pass")                           # a supervisor, of another grid
+        wait_for(lambda: len(refusals()) == 2, 10, "the other grid's verification refused")
+        _work(stack, supervisor, case_id, "verify_pass")
+        wait_for(lambda: state() == "verified", 10, "verified by the grid's supervisor")
+    first, second = refusals()
+    assert (first[0], first[1], first[3].strip()) == (stranger.terminal_id, "case.feedback", grid)
+    assert "only the terminal it is dispatched to" in first[2]
+    assert second[1] == "case.verify" and "not a member of the case's grid" in second[2]
+    events = _rows(stack, "select command, actor_kind, actor, to_state, detail->'photo_refs' from case_events "
+                          "where case_id = %s order by id", case_id)
+    assert [(c, k, a, s) for c, k, a, s, _ in events[-3:]] == [
+        ("accept", "terminal", handler.terminal_id, "accepted"),
+        ("feedback", "terminal", handler.terminal_id, "handled"),
+        ("verify", "terminal", supervisor.terminal_id, "verified")]
+    assert events[-2][4] == ["photos/after.jpg"]

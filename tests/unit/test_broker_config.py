@@ -24,7 +24,7 @@ def test_a_terminal_role_names_only_its_own_topics_literally():
     subscribe = [e for e in entries if e["acltype"].startswith("subscribe")]
     assert subscribe == [{"acltype": "subscribeLiteral", "topic": "gcc/v1/terminal/T9/task", "allow": True}]
     assert {e["topic"] for e in entries if e["acltype"] == "publishClientSend"} == {
-        f"gcc/v1/terminal/T9/{leaf}" for leaf in ("fix", "status", "incident", "task/ack")}
+        f"gcc/v1/terminal/T9/{leaf}" for leaf in ("fix", "status", "incident", "task/ack", "case")}
 
 
 def test_an_ingest_worker_may_subscribe_in_any_share_group_and_receive_only_uplink():

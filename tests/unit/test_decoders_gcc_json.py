@@ -9,7 +9,16 @@ import pytest
 
 from telemetry.catalogue import AlarmType
 from telemetry.decoders import DecodeError, decode
-from telemetry.messages import DeviceAlarm, Fix, GatewayStatus, IncidentReport, SensorReading, TaskAck, TerminalStatus
+from telemetry.messages import (
+    CaseUpdate,
+    DeviceAlarm,
+    Fix,
+    GatewayStatus,
+    IncidentReport,
+    SensorReading,
+    TaskAck,
+    TerminalStatus,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "payloads" / "gcc"
 RECEIVED_AT = datetime(2024, 5, 1, 8, 5, 0, tzinfo=timezone.utc)
@@ -162,6 +171,28 @@ def test_task_ack_equals_expected_model():
         TaskAck(task_id="task-20240501-42", terminal_id="T0001",
                 time=datetime(2024, 5, 1, 8, 1, 40, 250000, tzinfo=UTC), action="arrived",
                 note="已到达现场")
+
+
+def test_a_case_update_decodes_with_its_photos_and_extension():
+    payload = orjson.dumps({"ts": "2024-05-01T08:30:00Z", "case_id": "C20240501-000042", "action": "extension",
+                            "reason": "零件待到货", "extension": "1wd"})
+    assert decode_one("gcc/v1/terminal/T0001/case", payload) == CaseUpdate(
+        case_id="C20240501-000042", terminal_id="T0001", time=datetime(2024, 5, 1, 8, 30, tzinfo=UTC),
+        action="extension", reason="零件待到货", extension="1wd")
+    feedback = decode_one("gcc/v1/terminal/T0001/case", orjson.dumps({
+        "ts": 1714552200, "case_id": "C1", "action": "feedback", "note": "已更换井盖", "photo_refs": ["p/1.jpg"]}))
+    assert feedback.photo_refs == ["p/1.jpg"] and feedback.note == "已更换井盖"
+
+
+@pytest.mark.parametrize("change, field", [({"action": "close"}, "action"), ({"extension": "2 weeks"}, "extension"),
+                                           ({"photo_refs": [""]}, "photo_refs"),
+                                           ({"photo_refs": [f"p{i}" for i in range(11)]}, "photo_refs"),
+                                           ({"case_id": "C 1"}, "case_id"), ({"cover": "x"}, "cover")])
+def test_a_case_update_out_of_bounds_is_refused_naming_the_field(change, field):
+    payload = {"ts": 1714552200, "case_id": "C1", "action": "feedback", "note": "done", **change}
+    with pytest.raises(DecodeError) as refused:
+        decode_one("gcc/v1/terminal/T0001/case", orjson.dumps(payload))
+    assert field in refused.value.detail
 
 
 # --- gateway reading, alarm, status --------------------------------------------------------------

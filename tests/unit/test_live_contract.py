@@ -16,7 +16,7 @@ from ingest.model import Enriched
 from telemetry import live, topics
 from telemetry.catalogue import AlarmType
 from telemetry.decoders import DecodeError, decode
-from telemetry.messages import DeviceAlarm, Fix, TaskAck
+from telemetry.messages import CaseUpdate, DeviceAlarm, Fix, TaskAck
 
 GRID = "350102001001001"
 T = datetime(2026, 11, 21, 8, 0, tzinfo=timezone.utc)
@@ -105,7 +105,9 @@ def test_every_message_type_has_one_kind_entry_whose_row_matches_its_columns():
     samples = {Fix: Fix(terminal_id="T1", time=T, lat=26.1, lon=119.3, source="gcc"),
                DeviceAlarm: DeviceAlarm(alarm_id="A", sensor_id="S", time=T, alarm_type=AlarmType.TAMPER,
                                         severity=3, state="raised"),
-               TaskAck: TaskAck(task_id="K", terminal_id="T1", time=T, action="done")}
+               TaskAck: TaskAck(task_id="K", terminal_id="T1", time=T, action="done"),
+               CaseUpdate: CaseUpdate(case_id="C1", terminal_id="T1", time=T, action="feedback", note="done",
+                                      photo_refs=["p.jpg"])}
     for message_type, kind in KINDS.items():
         assert set(kind.natural_key) <= set(kind.columns), kind.table
         assert kind.columns[0] == "time" and "received_at" in kind.columns

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from telemetry.catalogue import AlarmType, Severity
 from telemetry.decoders import REASONS, DecodeError
 from telemetry.messages import (
+    CaseUpdate,
     DeviceAlarm,
     Fix,
     GatewayStatus,
@@ -255,7 +256,7 @@ def test_region_transition_event():
 
 def test_message_union_holds_every_type():
     assert set(typing.get_args(Message)) == {Fix, TerminalStatus, SensorReading, DeviceAlarm,
-                                             IncidentReport, TaskAck, GatewayStatus,
+                                             IncidentReport, TaskAck, CaseUpdate, GatewayStatus,
                                              RegionTransition}
 
 
