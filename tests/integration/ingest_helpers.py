@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 
 import orjson
+import psycopg2
 
 from config.settings import REPO_ROOT
 from stack import free_port
@@ -29,6 +30,17 @@ def count(db, sql: str, *args) -> int:
     with db.cursor() as cur:
         cur.execute(sql, args)
         return cur.fetchone()[0]
+
+
+def owner_rows(stack, query: str, *args) -> list[tuple]:
+    """The rows of a query, read as the database's owner (what a test checks; no app role reads all)."""
+    conn = psycopg2.connect(stack.settings().pg_dsn)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(query, args)
+            return cur.fetchall()
+    finally:
+        conn.close()
 
 
 def worker_account(stack, index: int):

@@ -26,22 +26,29 @@ from stack import free_port
 from stack.apps import _answers as answers
 
 from ..support import wait_for
-from .ingest_helpers import ThreadWorker
+from .ingest_helpers import ThreadWorker, owner_rows
 from .screens import iso, now, publish_as
 
 pytestmark = pytest.mark.slow
 SCALE = 1 / 600
 
 
-@pytest.fixture(scope="module")
-def cases_settings(stack, city):
-    settings = stack.app_settings("cases")            # the engine's own role: least privilege, as deployed
+def seeded(stack):
+    """The cases engine's settings (its own role: least privilege, as deployed), with the default
+    time limits and the calendar's days seeded as the engine seeds them."""
+    settings = stack.app_settings("cases")
     conn = psycopg2.connect(settings.pg_dsn)
     try:
         with conn, conn.cursor() as cur:
             store.seed(cur, [2026, 2027], "tests")
     finally:
         conn.close()
+    return settings
+
+
+@pytest.fixture(scope="module")
+def cases_settings(stack, city):
+    settings = seeded(stack)
     owner = psycopg2.connect(stack.settings().pg_dsn)
     try:
         with owner, owner.cursor() as cur:
@@ -87,14 +94,7 @@ def _once(engine: Engine, settings) -> None:
         conn.close()
 
 
-def _rows(stack, query: str, *args) -> list[tuple]:
-    conn = psycopg2.connect(stack.settings().pg_dsn)
-    try:
-        with conn, conn.cursor() as cur:
-            cur.execute(query, args)
-            return cur.fetchall()
-    finally:
-        conn.close()
+_rows = owner_rows
 
 
 def _gas(city, n: int):

@@ -9,7 +9,6 @@ import threading
 import uuid
 
 import orjson
-import psycopg2
 import pytest
 
 from cases import store
@@ -18,6 +17,7 @@ from cases.intake import Intake
 from cases.tell import Teller
 
 from .screens import ensure_signed_in, iso, now, publish_as
+from .test_cases_engine import seeded
 
 pytestmark = pytest.mark.slow
 SCALE = 1 / 60
@@ -25,13 +25,7 @@ SCALE = 1 / 60
 
 @pytest.fixture(scope="module")
 def engine(stack, city):
-    settings = stack.app_settings("cases")
-    conn = psycopg2.connect(settings.pg_dsn)
-    try:
-        with conn, conn.cursor() as cur:
-            store.seed(cur, [2026, 2027], "tests")
-    finally:
-        conn.close()
+    settings = seeded(stack)
     running = Engine(settings.pg_dsn, Intake(city), lambda cur: store.load_rules(cur, time_scale=SCALE),
                      on_change=Teller(settings.redis_client(), city, producer=f"cases-{uuid.uuid4().hex[:4]}"))
     thread = threading.Thread(target=running.run, daemon=True)

@@ -19,6 +19,7 @@ from dashboard.accounts import Accounts
 from dashboard.users import main as users_cli
 
 from ..support import wait_for
+from .ingest_helpers import owner_rows
 from .screens import TEST_PASSWORD, ensure_logins, session_cookie, sign_in, wait_wall_connection
 
 pytestmark = pytest.mark.slow
@@ -265,13 +266,7 @@ def _fetch(url: str, cookie: str) -> bytes:
 
 
 def _audit(stack, query: str, args: tuple) -> list[tuple]:
-    conn = psycopg2.connect(stack.settings().pg_dsn)
-    try:
-        with conn, conn.cursor() as cur:
-            cur.execute(query, args)
-            return cur.fetchall()
-    finally:
-        conn.close()
+    return owner_rows(stack, query, *args)
 
 
 def _choose(page, dropdown: str, text: str) -> None:
