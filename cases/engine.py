@@ -122,9 +122,10 @@ class Engine:
                 self.stop_event.wait(RETRY_S)
 
     def _loop(self) -> None:
-        conn = psycopg2.connect(self.dsn, application_name="gcc-cases")
-        listener = psycopg2.connect(self.dsn, application_name="gcc-cases-listen")
+        conn = listener = None
         try:
+            conn = psycopg2.connect(self.dsn, application_name="gcc-cases")
+            listener = psycopg2.connect(self.dsn, application_name="gcc-cases-listen")
             listener.set_isolation_level(psycopg2.extensions.ISOLATION_LEVEL_AUTOCOMMIT)
             with listener.cursor() as cur:
                 cur.execute("listen case_inbox; listen case_changed")
@@ -132,8 +133,9 @@ class Engine:
                 self.once(conn)
                 self._sleep(listener, next_due(conn))
         finally:
-            conn.close()
-            listener.close()
+            for connection in (conn, listener):
+                if connection is not None:
+                    connection.close()
 
     def once(self, conn) -> None:
         """Everything there is to do now: the inbox until it is empty, then the due steps."""
