@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 
 import psycopg2
 import psycopg2.extensions
+from psycopg2.extras import execute_values
 
 from cases import store
 from cases.escalation import Firing, Position, due
@@ -51,33 +52,47 @@ def escalate_due(conn, rules: Rules, now: datetime, limit: int = BATCH) -> Fired
                     (now, limit))
         rows = cur.fetchall()
         fired.rows = len(rows)
+        planned = []
         for row in rows:
             case = store.from_row(row[:len(store.CASE_COLUMNS)])
             position = Position(*row[len(store.CASE_COLUMNS):])
-            ladder = store.ladder_for(case)
-            result = due(case, ladder or (), position, now, rules.calendar)
-            events = []
+            planned.append((case, due(case, store.ladder_for(case) or (), position, now, rules.calendar)))
+        # every step of the batch in one statement; the key is the step itself, so what another
+        # engine (or this one, before a crash) fired already comes back as not new
+        new = _insert_steps(cur, [(case, f) for case, result in planned for f in result.firings], now)
+        events = []
+        for case, result in planned:
+            mine = []
             for firing in result.firings:
-                cur.execute("insert into case_escalations (case_id, stage_seq, step, repeat, stage, level, org_code, "
-                            "due_at, fired_at) values (%s, %s, %s, %s, %s, %s, %s, %s, %s) on conflict do nothing",
-                            (case.case_id, firing.stage_seq, firing.step, firing.repeat, case.stage.value,
-                             firing.level.value, firing.org_code, firing.due_at, now))
-                if cur.rowcount == 0:
-                    continue                          # fired before (another engine, or before a crash)
+                if (case.case_id, firing.stage_seq, firing.step, firing.repeat) not in new:
+                    continue
                 outcome = apply(case, Escalate(firing.stage_seq, firing.step, firing.repeat, firing.level.value,
                                                firing.org_code), ESCALATION, now, rules)
                 if isinstance(outcome, Refusal):
                     log.error("escalation of %s refused: %s", case.case_id, outcome.reason)
                     continue
                 case = outcome.case
-                events.extend(outcome.events)
+                mine.extend(outcome.events)
                 fired.firings.append((case.case_id, firing))
                 fired.lag_s.append((now - firing.due_at).total_seconds())
-            store.add_events(cur, events)
-            store.save(cur, case, rules, result.position)
-            if events:
-                fired.changed.append(Applied(case, tuple(events)))
+            store.save(cur, case, rules, result.position, notify=False)   # not a change to wake ourselves for
+            events.extend(mine)
+            if mine:
+                fired.changed.append(Applied(case, tuple(mine)))
+        store.add_events(cur, events)
     return fired
+
+
+def _insert_steps(cur, steps: list, now: datetime) -> set[tuple]:
+    """The escalation rows of the steps, in one statement; the keys of those that were new."""
+    if not steps:
+        return set()
+    rows = execute_values(
+        cur, "insert into case_escalations (case_id, stage_seq, step, repeat, stage, level, org_code, due_at, "
+             "fired_at) values %s on conflict do nothing returning case_id, stage_seq, step, repeat",
+        [(case.case_id, f.stage_seq, f.step, f.repeat, case.stage.value, f.level.value, f.org_code, f.due_at, now)
+         for case, f in steps], fetch=True, page_size=len(steps))
+    return {tuple(r) for r in rows}
 
 
 def next_due(conn) -> datetime | None:

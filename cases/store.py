@@ -7,6 +7,7 @@ from datetime import date, datetime, time
 from typing import Any
 
 import orjson
+from psycopg2.extras import execute_values
 
 from cases import calendar as work_calendar
 from cases.calendar import WorkCalendar
@@ -92,7 +93,7 @@ def insert(cur, case: Case, rules: Rules, source_key: str | None = None) -> None
     cur.execute("select pg_notify('case_changed', '')")
 
 
-def save(cur, case: Case, rules: Rules, position: Position | None = None) -> None:
+def save(cur, case: Case, rules: Rules, position: Position | None = None, notify: bool = True) -> None:
     """Write the case's changed state back (the row was loaded `for update` in this transaction),
     and where its escalation ladder goes on: from `position` (the engine's), or where it was, or
     from the first step when a new stage clock started."""
@@ -104,7 +105,8 @@ def save(cur, case: Case, rules: Rules, position: Position | None = None) -> Non
     cur.execute(f"update cases set {', '.join(f'{n} = %s' for n in names)}, ladder_seq = %s, ladder_step = %s, "
                 "ladder_repeat = %s, next_escalation_at = %s, updated_at = now() where case_id = %s",
                 (*to_row(case)[1:], *_ladder(position), next_escalation(case, position, rules), case.case_id))
-    cur.execute("select pg_notify('case_changed', '')")
+    if notify:                  # the engine: its next step may now be earlier (the engine's own saves need not)
+        cur.execute("select pg_notify('case_changed', '')")
 
 
 def ladder_position(cur, case_id: str) -> Position:
@@ -129,12 +131,14 @@ def _ladder(position: Position) -> tuple[int, int, int]:
 
 
 def add_events(cur, events: tuple[Event, ...] | list[Event]) -> None:
-    for e in events:
-        cur.execute("insert into case_events (case_id, time, command, actor_kind, actor, roles, from_state, "
-                    "to_state, reason, detail) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                    (e.case_id, e.at, e.command, e.actor.kind.value, e.actor.name, sorted(e.actor.roles),
+    """The events, in one statement."""
+    if not events:
+        return
+    execute_values(cur, "insert into case_events (case_id, time, command, actor_kind, actor, roles, from_state, "
+                        "to_state, reason, detail) values %s",
+                   [(e.case_id, e.at, e.command, e.actor.kind.value, e.actor.name, sorted(e.actor.roles),
                      e.from_state.value if e.from_state else None, e.to_state.value, e.reason,
-                     orjson.dumps(e.detail, default=str).decode()))
+                     orjson.dumps(e.detail, default=str).decode()) for e in events], page_size=1000)
 
 
 def audit_refusal(cur, actor_name: str, roles: list[str], action: str, target: str, scope_code: str | None,
