@@ -63,7 +63,7 @@ class _Collector:
 
     def collect(self):
         counts = CounterMetricFamily("gcc_cases_intake", "inbox rows by outcome", labels=["outcome"])
-        for name in ("opened", "merged", "skipped", "failed", "held", "applied", "refused"):
+        for name in ("opened", "merged", "linked", "skipped", "failed", "held", "applied", "refused"):
             counts.add_metric([name], self.engine.counts[name])
         yield counts
         yield CounterMetricFamily("gcc_cases_escalations", "escalation steps fired",

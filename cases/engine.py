@@ -111,8 +111,8 @@ class Engine:
         self.on_change = on_change          # after each commit: the live bus, the terminals
         self.clock = clock
         self.stop_event = threading.Event()
-        self.counts = {"opened": 0, "merged": 0, "skipped": 0, "failed": 0, "held": 0, "applied": 0, "refused": 0,
-                       "escalations": 0}
+        self.counts = dict.fromkeys(("opened", "merged", "linked", "skipped", "failed", "held", "applied", "refused",
+                                     "escalations"), 0)
         self.lags: list[float] = []
         self._rules: Rules | None = None
         self._rules_at = 0.0
@@ -158,7 +158,7 @@ class Engine:
         rules = self.rules(conn)
         while True:
             taken = self.intake.take(conn, rules, self.clock())
-            for name in ("opened", "merged", "skipped", "failed", "held", "applied", "refused"):
+            for name in ("opened", "merged", "linked", "skipped", "failed", "held", "applied", "refused"):
                 self.counts[name] += getattr(taken, name)
             if taken.changed:
                 self.on_change(taken.changed)

@@ -94,6 +94,10 @@ def validate(ladder: Ladder) -> None:
             raise ValueError("a repeat is in clock minutes")
 
 
+for _ladder_of_stage in DEFAULT_LADDERS.values():     # the defaults obey the rules they state
+    validate(_ladder_of_stage)
+
+
 def due(case: Case, ladder: Ladder, position: Position | None, now: datetime, calendar=None) -> Due:
     """The steps due at `now` for the case's current stage clock, from `position` on."""
     if position is None or position.stage_seq != case.stage_seq:

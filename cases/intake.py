@@ -61,7 +61,8 @@ class Taken:
     changed: list[Applied] = field(default_factory=list)
     rows: int = 0
     opened: int = 0
-    merged: int = 0
+    merged: int = 0                  # reports merged into an open case nearby
+    linked: int = 0                  # an alarm raised again or cleared, an SOS again: on its open case
     skipped: int = 0                 # below the alarm severity, or a clear of no open case
     applied: int = 0                 # terminals' case updates applied
     refused: int = 0                 # ... refused (audited)
@@ -110,7 +111,8 @@ class Intake:
         if applied is not None:
             taken.changed.append(applied)
         taken.opened += what == "opened"
-        taken.merged += what in ("merged", "linked")
+        taken.merged += what == "merged"
+        taken.linked += what == "linked"
         taken.skipped += what == "skipped"
         taken.applied += what == "applied"
         taken.refused += what == "refused"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import secrets
 from datetime import timedelta
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import urlencode
 
 import psycopg2
 from dash import Dash, Input, Output, State, callback, dcc, html, no_update
@@ -40,10 +40,6 @@ log = logging.getLogger(__name__)
 REQUEST_BODY_MAX_BYTES = 1024 * 1024      # a callback's inputs (Flask answers 413 beyond)
 SOCKET_MESSAGE_MAX_BYTES = 64 * 1024      # one Socket.IO message; a screen only sends its connect and pongs
 SOCKET_PING_S = 10                        # a socket that answers no ping for twice this is closed
-
-
-def _params(search: str | None) -> dict[str, str]:
-    return {k: v[0] for k, v in parse_qs((search or "").lstrip("?")).items()}
 
 
 def shell():
@@ -92,7 +88,7 @@ def refusal(decision: Decision):
 def route(pathname, search):
     """The header (with the org selector showing the scope) and the page, both from the URL alone."""
     state, identity = app_state(), current_identity()
-    params = _params(search)
+    params = pages.query_params(search)
     kiosk = params.get("kiosk") == "1"
     page = state.page_at(pathname)
     if page is None:
@@ -117,7 +113,7 @@ def route(pathname, search):
 @callback(Output("shell-url", "search"), Input("shell-org", "value"), State("shell-url", "search"),
           prevent_initial_call=True)
 def choose_org(code, search):
-    params = _params(search)
+    params = pages.query_params(search)
     if params.get("scope", "") == (code or ""):
         return no_update
     params["scope"] = code or ""

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qs
 
 from dashboard.authz import UserRole
 from dashboard.feeds import Feed
@@ -25,6 +26,11 @@ class Page:
     @property
     def name(self) -> str:
         return f"the page {self.path}"
+
+
+def query_params(search: str | None) -> dict[str, str]:
+    """A URL's query string (dcc.Location's `search`) as a dict, the first value of each key."""
+    return {k: v[0] for k, v in parse_qs((search or "").lstrip("?")).items()}
 
 
 def declared() -> tuple[Page, ...]:

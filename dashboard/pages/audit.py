@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import csv
 import io
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import urlencode
 
 import orjson
 from dash import Input, Output, State, callback, dcc, html
 from flask import Response, abort, request, stream_with_context
 
 from dashboard.authz import Scope, UserRole, asked_scope, authorize, current_identity
-from dashboard.pages import Page
+from dashboard.pages import Page, query_params
 from dashboard.queries import AuditFilter
 from dashboard.state import app_state
 from dashboard.vocabulary import USER_ROLE_LABELS
@@ -69,7 +69,7 @@ def show(first, last, action, outcome, actor, search):
     """The rows for the scope of the URL (authorized again here: a callback is a request of its own)."""
     state = app_state()
     identity = current_identity()
-    decision = authorize(state.city, identity, PAGE, asked_scope(identity, dict(_pairs(search))))
+    decision = authorize(state.city, identity, PAGE, asked_scope(identity, query_params(search)))
     if not decision:
         return html.P(decision.reason, className="refusal"), "", EXPORT_PATH
     try:
@@ -125,10 +125,6 @@ def _change(before, after) -> str:
 
 def _text(value) -> str:
     return "–" if value is None else value if isinstance(value, str) else orjson.dumps(value).decode()
-
-
-def _pairs(search: str | None):
-    return parse_qsl((search or "").lstrip("?"))
 
 
 # --- the export -------------------------------------------------------------------------------------

@@ -21,6 +21,9 @@ import pytest
 from cases import store
 from cases.engine import Engine
 from cases.intake import Intake, IntakeSettings
+from cases.limits import Urgency
+from cases.machine import apply, open_case
+from cases.model import Actor, ActorKind, Dispatch, Register, Source
 from config.settings import REPO_ROOT
 from stack import free_port
 from stack.apps import _answers as answers
@@ -280,10 +283,6 @@ def test_killing_the_engine_in_the_middle_fires_each_step_exactly_once(stack, ci
 
 def _dispatched_case(cases_settings, city, handler, grid_code: str) -> str:
     """A case of `grid_code`, registered and dispatched to `handler` by a dispatcher (as the screens will)."""
-    from cases.limits import Urgency
-    from cases.machine import apply, open_case
-    from cases.model import Actor, ActorKind, Dispatch, Register, Source
-
     dispatcher = Actor(ActorKind.USER, "t-dispatcher", frozenset({"dispatcher"}), "")
     conn = psycopg2.connect(cases_settings.pg_dsn)
     try:
