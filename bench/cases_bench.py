@@ -35,9 +35,11 @@ from cases.escalation import Position, due
 from cases.limits import LimitTable, Urgency
 from cases.machine import Rules, apply, open_case
 from cases.model import Actor, ActorKind, Register, Source
+from cases.notices import Recipients
 from database import roles
 from database.migrate import migrate
 from stack import LocalStack
+from telemetry.city import City
 
 GRIDS = [f"350102{s:03d}{c:03d}{g:03d}" for s in (1, 2) for c in (1, 2, 3) for g in range(1, 11)]
 DISPATCHER = Actor(ActorKind.USER, "bench", frozenset({"dispatcher"}), "")
@@ -73,10 +75,11 @@ def _fill(dsn: str, n: int, spread_s: float) -> datetime:
 def run_engine(dsn: str, rules: Rules, until: datetime) -> dict:
     conn = psycopg2.connect(dsn)
     lags, wakeups, looked, took = [], 0, [], []
+    recipients = Recipients(City("bench", 0))    # synthetic grids: no supervisors, nobody to tell
     try:
         while datetime.now(timezone.utc) < until:
             t0 = time.perf_counter()
-            fired = escalate_due(conn, rules, datetime.now(timezone.utc))
+            fired = escalate_due(conn, rules, datetime.now(timezone.utc), recipients)
             if fired.rows:
                 wakeups += 1
                 looked.append(fired.rows)

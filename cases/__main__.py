@@ -1,9 +1,11 @@
-"""`python -m cases`: the cases engine (intake and escalation); `python -m cases seed`: the default
-time limits and the working calendar's days (this year, the one before and the next), if missing.
+"""`python -m cases`: the cases engine (intake, escalation, and the case notices to terminals);
+`python -m cases seed`: the default time limits and the working calendar's days (this year, the one
+before and the next), if missing.
 
 The engine seeds what is missing at its start too, and serves `/healthz` (200 while its loop runs)
 and `/metrics` on GCC_CASES_METRICS_PORT (internal: never expose it). Database settings as every
-app reads them (GCC_PG_*), as the role gcc_cases.
+app reads them (GCC_PG_*), as the role gcc_cases; the broker as GCC_MQTT_* (the account `cases`,
+which may only publish case notices).
 """
 from __future__ import annotations
 
@@ -24,8 +26,10 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from cases import store
+from cases.desk import Desk
 from cases.engine import MAX_SLEEP_S, Engine
 from cases.intake import Intake, IntakeSettings
+from cases.notifier import Notifier
 from cases.tell import Teller
 from config.settings import Settings, load_settings
 from database.citydb import read_city
@@ -58,8 +62,9 @@ def build(settings: Settings) -> Engine:
 
 
 class _Collector:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, notifier: Notifier) -> None:
         self.engine = engine
+        self.notifier = notifier
 
     def collect(self):
         counts = CounterMetricFamily("gcc_cases_intake", "inbox rows by outcome", labels=["outcome"])
@@ -71,11 +76,15 @@ class _Collector:
         lags = sorted(self.engine.lags)
         p99 = lags[int(0.99 * (len(lags) - 1))] if lags else 0.0
         yield GaugeMetricFamily("gcc_cases_escalation_lag_p99_seconds", "p99 of how late steps fired", value=p99)
+        notices = CounterMetricFamily("gcc_cases_notices", "case notices to terminals by outcome", labels=["outcome"])
+        for name, value in self.notifier.counts.items():
+            notices.add_metric([name], value)
+        yield notices
 
 
-def serve(engine: Engine, port: int) -> ThreadingHTTPServer:
+def serve(engine: Engine, notifier: Notifier, port: int) -> ThreadingHTTPServer:
     registry = CollectorRegistry()
-    registry.register(_Collector(engine))
+    registry.register(_Collector(engine, notifier))
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):
@@ -115,11 +124,19 @@ def main(argv: list[str] | None = None) -> int:
         log.warning("time scale %.4g: every limit and escalation delay runs as clock time, scaled (demo only)",
                     settings.cases_time_scale)
     engine = build(settings)
-    server = serve(engine, settings.cases_metrics_port)
+    notifier = Notifier(settings.pg_dsn, settings.mqtt_host, settings.mqtt_port, settings.mqtt_username,
+                        settings.mqtt_password.get_secret_value(), engine.stop_event)
+    sender = threading.Thread(target=notifier.run, name="case-notices", daemon=True)
+    sender.start()
+    if settings.cases_demo_desk:
+        desk = Desk(settings.pg_dsn, engine.intake.city, engine.rules_for, engine.on_change, engine.stop_event)
+        threading.Thread(target=desk.run, name="demo-desk", daemon=True).start()
+    server = serve(engine, notifier, settings.cases_metrics_port)
     try:
         return run_until_signalled(engine.run, engine.stop_event)
     finally:
         server.shutdown()
+        sender.join(10)
 
 
 if __name__ == "__main__":

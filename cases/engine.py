@@ -26,6 +26,7 @@ from cases.escalation import Firing, Position, due
 from cases.intake import Intake
 from cases.machine import Applied, Refusal, Rules, apply
 from cases.model import Actor, Escalate
+from cases.notices import Recipients
 
 log = logging.getLogger(__name__)
 ESCALATION = Actor.system("escalation")
@@ -43,8 +44,9 @@ class Fired:
     lag_s: list[float] = field(default_factory=list)   # how late each step fired after it fell due
 
 
-def escalate_due(conn, rules: Rules, now: datetime, limit: int = BATCH) -> Fired:
-    """One transaction: the cases whose next step is due, each step fired once."""
+def escalate_due(conn, rules: Rules, now: datetime, recipients: Recipients, limit: int = BATCH) -> Fired:
+    """One transaction: the cases whose next step is due, each step fired once, and the terminals
+    told (the outbox)."""
     fired = Fired()
     with conn, conn.cursor() as cur:
         cur.execute(f"select {', '.join(store.CASE_COLUMNS)}, ladder_seq, ladder_step, ladder_repeat from cases "
@@ -60,7 +62,6 @@ def escalate_due(conn, rules: Rules, now: datetime, limit: int = BATCH) -> Fired
         # every step of the batch in one statement; the key is the step itself, so what another
         # engine (or this one, before a crash) fired already comes back as not new
         new = _insert_steps(cur, [(case, f) for case, result in planned for f in result.firings], now)
-        events = []
         for case, result in planned:
             mine = []
             for firing in result.firings:
@@ -76,10 +77,9 @@ def escalate_due(conn, rules: Rules, now: datetime, limit: int = BATCH) -> Fired
                 fired.firings.append((case.case_id, firing))
                 fired.lag_s.append((now - firing.due_at).total_seconds())
             store.save(cur, case, rules, result.position, notify=False)   # not a change to wake ourselves for
-            events.extend(mine)
             if mine:
                 fired.changed.append(Applied(case, tuple(mine)))
-        store.add_events(cur, events)
+        store.record(cur, fired.changed, recipients)
     return fired
 
 
@@ -116,14 +116,20 @@ class Engine:
         self.lags: list[float] = []
         self._rules: Rules | None = None
         self._rules_at = 0.0
+        self._rules_lock = threading.Lock()
         self.heartbeat = time.monotonic()     # the loop was here (the health check's)
 
     def rules(self, conn) -> Rules:
-        if self._rules is None or time.monotonic() - self._rules_at > RULES_EVERY_S:
-            with conn, conn.cursor() as cur:
+        with conn, conn.cursor() as cur:
+            return self.rules_for(cur)
+
+    def rules_for(self, cur) -> Rules:
+        """The rules, read again on this cursor when RULES_EVERY_S has passed (any thread)."""
+        with self._rules_lock:
+            if self._rules is None or time.monotonic() - self._rules_at > RULES_EVERY_S:
                 self._rules = self.load_rules(cur)
-            self._rules_at = time.monotonic()
-        return self._rules
+                self._rules_at = time.monotonic()
+            return self._rules
 
     def run(self) -> None:
         """Until stopped. A failure (the database restarting, a bug) is logged and the loop starts
@@ -165,7 +171,7 @@ class Engine:
             if taken.rows - taken.failed == 0:
                 break
         while True:
-            fired = escalate_due(conn, rules, self.clock())
+            fired = escalate_due(conn, rules, self.clock(), self.intake.recipients)
             self.counts["escalations"] += len(fired.firings)
             self.lags = (self.lags + fired.lag_s)[-10_000:]
             for case_id, firing in fired.firings:

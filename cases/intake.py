@@ -39,6 +39,7 @@ from cases.model import (
     Start,
     Verify,
 )
+from cases.notices import Recipients
 from telemetry.catalogue import ALARM_TYPE_LABELS, INCIDENT_CATEGORIES, ROLE_LABELS, Severity
 from telemetry.city import City
 
@@ -74,6 +75,7 @@ class Intake:
     def __init__(self, city: City, settings: IntakeSettings | None = None) -> None:
         self.city = city
         self.settings = settings or IntakeSettings()
+        self.recipients = Recipients(city)        # who hears of a change (cases.notices)
 
     def take(self, conn, rules: Rules, now: datetime, limit: int = 200) -> Taken:
         """One transaction: up to `limit` inbox rows, each in a savepoint of its own."""
@@ -208,7 +210,7 @@ class Intake:
                                 case.org_code if case else actor.scope_code, outcome.reason)
             return "refused", None
         store.save(cur, outcome.case, rules)
-        store.add_events(cur, outcome.events)
+        store.record(cur, [outcome], self.recipients)
         return "applied", outcome
 
     # --- shared -------------------------------------------------------------------------------------

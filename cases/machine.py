@@ -140,25 +140,32 @@ def _any(*checks: Check) -> Check:
     return check
 
 
+# who at the screens may give each command, by login role (dashboard/commands.py's actions are these)
+SCREEN_ROLES: dict[type, frozenset[str]] = {
+    Register: DISPATCHERS, Refuse: DISPATCHERS, Dispatch: DISPATCHERS, Verify: DISPATCHERS, Close: DISPATCHERS,
+    Evaluate: STAFF, Return: DISPATCHERS, RequestExtension: DISPATCHERS, DecideExtension: LEADERS, Suspend: STAFF,
+    Resume: STAFF, Reopen: STAFF, Acknowledge: DISPATCHERS,
+}
 _STAGED = frozenset(s for s in OPEN if s is not State.SUSPENDED)
+_S = {c: _staff(roles) for c, roles in SCREEN_ROLES.items()}
 RULES: dict[type, tuple[frozenset[State], Check]] = {
-    Register: (frozenset({State.REPORTED}), _staff(DISPATCHERS)),
-    Refuse: (frozenset({State.REPORTED, State.REGISTERED}), _staff(DISPATCHERS)),
-    Dispatch: (frozenset({State.REGISTERED}), _staff(DISPATCHERS)),
+    Register: (frozenset({State.REPORTED}), _S[Register]),
+    Refuse: (frozenset({State.REPORTED, State.REGISTERED}), _S[Refuse]),
+    Dispatch: (frozenset({State.REGISTERED}), _S[Dispatch]),
     Accept: (frozenset({State.DISPATCHED}), _handler),
     Reject: (frozenset({State.DISPATCHED}), _handler),
     Start: (frozenset({State.ACCEPTED}), _handler),
     Feedback: (frozenset({State.ACCEPTED, State.HANDLING}), _handler),
-    Verify: (frozenset({State.HANDLED}), _any(_staff(DISPATCHERS), _grid_verifier)),
-    Close: (frozenset({State.VERIFIED}), _staff(DISPATCHERS)),
-    Evaluate: (frozenset({State.CLOSED}), _staff(STAFF)),
-    Return: (frozenset({State.DISPATCHED, State.ACCEPTED, State.HANDLING}), _any(_staff(DISPATCHERS), _handler)),
-    RequestExtension: (frozenset({State.ACCEPTED, State.HANDLING}), _any(_handler, _staff(DISPATCHERS))),
-    DecideExtension: (frozenset({State.ACCEPTED, State.HANDLING}), _staff(LEADERS)),
-    Suspend: (_STAGED, _staff(STAFF)),
-    Resume: (frozenset({State.SUSPENDED}), _staff(STAFF)),
-    Reopen: (frozenset({State.CLOSED, State.EVALUATED}), _staff(STAFF)),
-    Acknowledge: (OPEN, _staff(DISPATCHERS)),
+    Verify: (frozenset({State.HANDLED}), _any(_S[Verify], _grid_verifier)),
+    Close: (frozenset({State.VERIFIED}), _S[Close]),
+    Evaluate: (frozenset({State.CLOSED}), _S[Evaluate]),
+    Return: (frozenset({State.DISPATCHED, State.ACCEPTED, State.HANDLING}), _any(_S[Return], _handler)),
+    RequestExtension: (frozenset({State.ACCEPTED, State.HANDLING}), _any(_handler, _S[RequestExtension])),
+    DecideExtension: (frozenset({State.ACCEPTED, State.HANDLING}), _S[DecideExtension]),
+    Suspend: (_STAGED, _S[Suspend]),
+    Resume: (frozenset({State.SUSPENDED}), _S[Resume]),
+    Reopen: (frozenset({State.CLOSED, State.EVALUATED}), _S[Reopen]),
+    Acknowledge: (OPEN, _S[Acknowledge]),
     Escalate: (_STAGED, _system),
 }
 
@@ -208,6 +215,12 @@ def apply(case: Case, command: Command, actor: Actor, now: datetime, rules: Rule
     changed, reason, detail = _STEPS[type(command)](case, command, now, rules, actor)
     event = Event(case.case_id, now, command.name, actor, case.state, changed.state, reason, detail)
     return Applied(changed, (event,))
+
+
+def allowed(case: Case, actor: Actor) -> list[type]:
+    """The commands `actor` may give `case` now, by its state and who the actor is (the values a
+    command carries are checked when it is given): what a screen offers."""
+    return [command for command, (starts, who) in RULES.items() if case.state in starts and who(actor, case) is None]
 
 
 def _invalid(command: Command, case: Case, rules: Rules) -> str | None:

@@ -13,8 +13,9 @@ from cases import calendar as work_calendar
 from cases.calendar import WorkCalendar
 from cases.escalation import DEFAULT_LADDERS, Position, due
 from cases.limits import Limit, LimitRow, LimitTable, Stage, Unit, Urgency, default_rows
-from cases.machine import Rules
+from cases.machine import Applied, Rules
 from cases.model import Case, Event, Extension, Source, State
+from cases.notices import NoticeRow, Recipients, notices_for
 
 CASE_COLUMNS = ("case_id", "category", "urgency", "source", "grid_code", "org_code", "state", "opened_at", "title",
                 "place", "lat", "lon", "limits_version", "stage_seq", "stage_started_at", "deadline_original",
@@ -139,6 +140,21 @@ def add_events(cur, events: tuple[Event, ...] | list[Event]) -> None:
                    [(e.case_id, e.at, e.command, e.actor.kind.value, e.actor.name, sorted(e.actor.roles),
                      e.from_state.value if e.from_state else None, e.to_state.value, e.reason,
                      orjson.dumps(e.detail, default=str).decode()) for e in events], page_size=1000)
+
+
+def add_notices(cur, rows: list[NoticeRow]) -> None:
+    """The case notices to send (the outbox: cases/notifier.py publishes them), in one statement."""
+    if rows:
+        execute_values(cur, "insert into case_notices (case_id, terminal_id, kind, time, body) values %s",
+                       [(n.case_id, n.terminal_id, n.kind.value, n.time, n.body.decode()) for n in rows],
+                       page_size=1000)
+
+
+def record(cur, changed: list[Applied] | tuple[Applied, ...], recipients: Recipients) -> None:
+    """The events of the changed cases and the notices they bring to terminals, in the caller's
+    transaction (the case rows are saved already)."""
+    add_events(cur, [e for a in changed for e in a.events])
+    add_notices(cur, [n for a in changed for n in notices_for(a.case, a.events, recipients)])
 
 
 def audit_refusal(cur, actor_name: str, roles: list[str], action: str, target: str, scope_code: str | None,

@@ -69,6 +69,8 @@ class Settings(BaseSettings):
     cases_time_scale: float = Field(1.0, gt=0, le=1, description="demo and tests only: every time limit and "
                                     "escalation delay as clock time times this (1/60: an hour in a minute); "
                                     "the screens say so when it is not 1")
+    cases_demo_desk: bool = Field(False, description="demo only: a simulated dispatch desk registers, dispatches "
+                                  "and closes cases (cases/desk.py); make demo turns it on")
     dashboard_secret_key: SecretStr = Field(SecretStr(""), description="signs the session cookies; empty: a "
                                             "random key per start (everyone signs in again after a restart)")
     dashboard_secure_cookies: bool = Field(False, description="cookies only over HTTPS: set behind TLS")

@@ -16,8 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dashboard.authz import EVERYONE, UserRole
+from dashboard.case_actions import CASE_ACTIONS, OPEN_CASE
 from dashboard.commands import ACKNOWLEDGE_ALARM, Action
-from dashboard.pages import admin, audit
+from dashboard.pages import admin, audit, case, cases
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ ROUTES: dict[str, Route] = {
     "/_dash-update-component": _signed_in("every server callback; each is checked against CALLBACKS"),
     "/_reload-hash": _signed_in("Dash's hot reload (off in production)"),
     audit.EXPORT_PATH: Route(audit.PAGE.roles, "the audit trail as CSV (authorizes the scope; audited)"),
+    cases.EXPORT_PATH: Route(cases.PAGE.roles, "the case list as CSV (authorizes the scope; audited)"),
     "/": _signed_in("the shell; route() authorizes the page and the scope"),
     "/<path:path>": _signed_in("the shell; route() authorizes the page and the scope"),
 }
@@ -68,6 +70,14 @@ CALLBACKS: dict[str, Callback] = {
     "shell-url": Callback(EVERYONE, "the org selector writes the scope into the URL (route() checks it)"),
     "dispatch-result": Callback(ACKNOWLEDGE_ALARM.roles, "the Acknowledge buttons", changes=(ACKNOWLEDGE_ALARM,)),
     "audit-rows": Callback(audit.PAGE.roles, "the audit trail's rows for the filter (authorizes the scope)"),
+    "cases-rows": Callback(cases.PAGE.roles, "the case list's rows for the filter (authorizes the scope)"),
+    "cases-new-result": Callback(OPEN_CASE.roles, "enter a case by hand (authorized for its org unit)",
+                                 changes=(OPEN_CASE,)),
+    "case-head": Callback(case.PAGE.roles, "a case's page, refreshed (authorizes the case's org unit)"),
+    "case-map-box": Callback(case.PAGE.roles, "a case's small map (authorizes the case's org unit)"),
+    "case-actions": Callback(case.PAGE.roles, "the actions offered (authorizes the case's org unit)"),
+    "case-result": Callback(case.PAGE.roles, "a case action (each authorized for the case's org unit)",
+                            changes=tuple(CASE_ACTIONS.values())),
     "admin-user-result": Callback(admin.PAGE.roles, "add a user, new password, disable, enable",
                                   changes=admin.USER_ACTIONS),
     "admin-token-result": Callback(admin.PAGE.roles, "create or revoke a wall token", changes=admin.TOKEN_ACTIONS),

@@ -25,9 +25,10 @@ from config.settings import REPO_ROOT, Settings
 from dashboard import auth, pages
 from dashboard.accounts import Accounts, Policy
 from dashboard.authz import Decision, Identity, asked_scope, authorize, current_identity
+from dashboard.case_actions import CaseRules
 from dashboard.commands import Commands
 from dashboard.hub import LiveHub
-from dashboard.pages import audit, wall
+from dashboard.pages import audit, cases, wall
 from dashboard.queries import Queries
 from dashboard.state import EXTENSION, AppState, app_state
 from dashboard.vocabulary import USER_ROLE_LABELS
@@ -50,7 +51,7 @@ def shell():
 def header(state: AppState, identity: Identity, current: pages.Page, scope: str):
     nav = [dcc.Link(str(page.label), href=f"{page.path}?{urlencode({'scope': scope})}" if scope else page.path,
                     className="active" if page is current else "")
-           for page in state.pages if authorize(state.city, identity, page, scope)]
+           for page in state.pages if page.nav and authorize(state.city, identity, page, scope)]
     return html.Div(className="shell-header", id="shell-header", children=[
         html.Div(className="shell-title", children=[html.Span("Grid Command Center ", className="shell-title-en"),
                                                     html.Span("网格化指挥中心")]),
@@ -133,7 +134,8 @@ def create_app(settings: Settings) -> tuple[Dash, SocketIO, LiveHub]:
                     absolute=timedelta(hours=settings.dashboard_session_hours))
     accounts = Accounts(settings.pg_dsn, policy)
     commands = Commands(city, client, settings.pg_dsn, place_name=queries.building_name, accounts=accounts)
-    state = AppState(settings, city, queries, commands, declared, accounts)
+    case_rules = CaseRules(commands, settings.cases_time_scale, settings.cases_warn_fraction)
+    state = AppState(settings, city, queries, commands, declared, accounts, case_rules)
     app = Dash(__name__, assets_folder=str(REPO_ROOT / "assets"), serve_locally=True, title="Grid Command Center",
                update_title=None, suppress_callback_exceptions=True)
     app.server.extensions[EXTENSION] = state
@@ -146,7 +148,8 @@ def create_app(settings: Settings) -> tuple[Dash, SocketIO, LiveHub]:
     auth.install(app.server, accounts, commands.record, secret_key, settings.dashboard_secure_cookies,
                  policy.wall_absolute)
     auth.trust_proxies(app.server, settings.dashboard_proxy_hops)
-    app.server.add_url_rule(audit.EXPORT_PATH, view_func=audit.export_csv)
+    app.server.add_url_rule(audit.EXPORT_PATH, "audit_export", view_func=audit.export_csv)
+    app.server.add_url_rule(cases.EXPORT_PATH, "cases_export", view_func=cases.export_csv)
     app.layout = shell
     # same-origin sockets only; WebSocket only (the screens never poll), so a screen's socket is
     # the TCP connection it came on, which the hub can cut off when the screen stops reading

@@ -22,8 +22,9 @@ import orjson
 import psycopg2
 import redis
 
+from cases import store as case_store
 from dashboard import accounts as logins
-from dashboard.authz import UserRole, authorize
+from dashboard.authz import Identity, UserRole, authorize
 from dashboard.vocabulary import USER_ROLE_LABELS
 from telemetry import live
 from telemetry.catalogue import ACTION_LABELS, ALARM_TYPE_LABELS, Label
@@ -90,8 +91,8 @@ class Command(Protocol):
     def locate(self, ctx: Commands) -> Target | None:
         """The target now (None: there is no such target, or no longer)."""
 
-    def write(self, cur, actor: str, now: datetime, target: Target) -> Written:
-        """The change, inside the command's transaction; raise Refused to refuse."""
+    def write(self, cur, who: Identity, now: datetime, target: Target) -> Written:
+        """The change by `who`, inside the command's transaction; raise Refused to refuse."""
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,15 @@ class Commands:
         finally:
             conn.close()
 
+    def case(self, case_id: str):
+        """The case as stored now (cases.model.Case, not locked), or None."""
+        conn = psycopg2.connect(self.dsn, connect_timeout=5, application_name="gcc-dashboard")
+        try:
+            with conn, conn.cursor() as cur:
+                return case_store.load(cur, case_id, lock=False)
+        finally:
+            conn.close()
+
     def execute(self, identity, command: Command, source_address: str | None = None) -> Result:
         target = command.locate(self)
         if target is None:
@@ -144,7 +154,7 @@ class Commands:
             conn = psycopg2.connect(self.dsn, connect_timeout=5, application_name="gcc-dashboard")
             try:
                 with conn, conn.cursor() as cur:
-                    written = command.write(cur, identity.user, now, target)
+                    written = command.write(cur, identity, now, target)
                     write_audit(cur, identity, command.action.key, command.target_key, target.scope_code, "done",
                                 None, written.before, written.after, source_address)
             finally:
@@ -228,19 +238,19 @@ class AcknowledgeAlarm:
         kind = ALARM_TYPE_LABELS.get(alarm.alarm_type, alarm.alarm_type)
         return Target(self.target_key, alarm.grid_code, f"{kind} · {ctx.place_name(alarm.building_id)}", alarm)
 
-    def write(self, cur, actor: str, now: datetime, target: Target) -> Written:
+    def write(self, cur, who: Identity, now: datetime, target: Target) -> Written:
         if self.note is not None and len(self.note) > 500:
             raise Refused("a note has at most 500 characters")
         alarm: live.AlarmChange = target.subject
         cur.execute("insert into alarm_acknowledgements (alarm_id, sensor_id, acknowledged_at, actor, note) "
                     "values (%s, %s, %s, %s, %s) on conflict (sensor_id, alarm_id) do nothing",
-                    (self.alarm_id, alarm.sensor_id, now, actor, self.note))
+                    (self.alarm_id, alarm.sensor_id, now, who.user, self.note))
         if cur.rowcount == 0:
             cur.execute("select actor from alarm_acknowledgements where sensor_id = %s and alarm_id = %s",
                         (alarm.sensor_id, self.alarm_id))
             raise Refused(f"already acknowledged by {cur.fetchone()[0]}")
-        ack = live.AlarmAckChange(self.alarm_id, alarm.grid_code, now.timestamp(), actor, alarm.sensor_id)
-        return Written({"acknowledged": False}, {"acknowledged": True, "by": actor, "note": self.note}, (ack,))
+        ack = live.AlarmAckChange(self.alarm_id, alarm.grid_code, now.timestamp(), who.user, alarm.sensor_id)
+        return Written({"acknowledged": False}, {"acknowledged": True, "by": who.user, "note": self.note}, (ack,))
 
 
 # --- people and wall screens (dashboard.accounts does the SQL, here in the audit row's transaction) ----
@@ -278,14 +288,14 @@ class AddUser:
         # the scope is the target's: authorize refuses one outside the admin's subtree, or none at all
         return Target(self.target_key, self.scope_code, _user_summary(ctx, self.username, self.role, self.scope_code))
 
-    def write(self, cur, actor: str, now: datetime, target: Target) -> Written:
+    def write(self, cur, who: Identity, now: datetime, target: Target) -> Written:
         display = self.display_name.strip() or self.username
         if len(display) > 80:
             raise Refused("a display name has at most 80 characters")
         password = _generated_password()
         try:
             added = logins.insert_user(cur, self.username, display, UserRole(self.role), self.scope_code,
-                                logins.hash_password(password), actor)
+                                logins.hash_password(password), who.user)
         except ValueError as bad:
             raise Refused(str(bad)) from None
         if not added:
@@ -307,7 +317,7 @@ class NewPassword:
     def locate(self, ctx: Commands) -> Target | None:
         return _locate_user(ctx, self.target_key, self.username)
 
-    def write(self, cur, actor: str, now: datetime, target: Target) -> Written:
+    def write(self, cur, who: Identity, now: datetime, target: Target) -> Written:
         password = _generated_password()
         if not logins.update_password(cur, self.username, logins.hash_password(password), now):
             raise Refused(f"there is no user {self.username} (any more)")
@@ -331,8 +341,8 @@ class SetUserDisabled:
     def locate(self, ctx: Commands) -> Target | None:
         return _locate_user(ctx, self.target_key, self.username)
 
-    def write(self, cur, actor: str, now: datetime, target: Target) -> Written:
-        if self.disabled and self.username == actor:
+    def write(self, cur, who: Identity, now: datetime, target: Target) -> Written:
+        if self.disabled and self.username == who.user:
             raise Refused("nobody disables their own login (another admin can)")
         if target.subject["disabled"] == self.disabled:
             raise Refused(f"{self.username} is already {'disabled' if self.disabled else 'enabled'}")
@@ -355,11 +365,11 @@ class CreateWallToken:
     def locate(self, ctx: Commands) -> Target | None:
         return Target(self.target_key, self.scope_code, f"{self.name} · {ctx.where(self.scope_code)}")
 
-    def write(self, cur, actor: str, now: datetime, target: Target) -> Written:
+    def write(self, cur, who: Identity, now: datetime, target: Target) -> Written:
         name = self.name.strip()
         if not 2 <= len(name) <= 60:
             raise Refused("a wall token's name has 2 to 60 characters (say where the screen hangs)")
-        token_id, token = logins.insert_wall_token(cur, name, self.scope_code, actor)
+        token_id, token = logins.insert_wall_token(cur, name, self.scope_code, who.user)
         return Written(None, {"id": token_id, "name": name, "scope_code": self.scope_code}, reply=token)
 
 
@@ -379,7 +389,7 @@ class RevokeWallToken:
             return None
         return Target(self.target_key, row["scope_code"], f"{row['name']} · {ctx.where(row['scope_code'])}", row)
 
-    def write(self, cur, actor: str, now: datetime, target: Target) -> Written:
-        if not logins.update_revoked(cur, self.token_id, actor, now):
+    def write(self, cur, who: Identity, now: datetime, target: Target) -> Written:
+        if not logins.update_revoked(cur, self.token_id, who.user, now):
             raise Refused(f"wall token {self.token_id} is already revoked")
         return Written({"revoked": False}, {"revoked": True}, sessions_ended=True)

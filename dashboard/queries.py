@@ -17,6 +17,7 @@ from psycopg2.pool import ThreadedConnectionPool
 from shapely.geometry import mapping
 
 from cases import store as case_store
+from cases.model import FINISHED, Case, State
 from cases.tell import case_change
 from dashboard.authz import Scope
 from telemetry import live
@@ -159,24 +160,156 @@ class Queries:
         total = self._query(f"select count(*) from audit_log where {where}", args)[0][0]
         return [dict(zip(self.AUDIT_COLUMNS, row, strict=True)) for row in rows], total
 
-    def audit_export(self, scope: Scope, wanted: AuditFilter, batch: int = 2000):
-        """Every matching row, oldest first, read in batches (a server-side cursor: an export of a
-        year is not held in memory)."""
+    def audit_export(self, scope: Scope, wanted: AuditFilter):
+        """Every matching row, oldest first (streamed: an export of a year is not held in memory)."""
         where, args = _audit_where(scope, wanted)
+        yield from self._stream(f"select {', '.join(self.AUDIT_COLUMNS)} from audit_log where {where} "
+                                "order by time, id", args, self.AUDIT_COLUMNS)
+
+    def _stream(self, query: str, args: tuple, columns, batch: int = 2000):
+        """The rows of a query as dicts, read in batches through a server-side cursor."""
         conn = self.db.getconn()
         broken = False
         try:
-            with conn, conn.cursor(name="audit_export") as cur:
+            with conn, conn.cursor(name="export") as cur:
                 cur.itersize = batch
-                cur.execute(f"select {', '.join(self.AUDIT_COLUMNS)} from audit_log where {where} "
-                            "order by time, id", args)
+                cur.execute(query, args)
                 for row in cur:
-                    yield dict(zip(self.AUDIT_COLUMNS, row, strict=True))
+                    yield dict(zip(columns, row, strict=True))
         except psycopg2.OperationalError:
             broken = True
             raise
         finally:
             self.db.putconn(conn, close=broken or conn.closed)
+
+    # --- cases ----------------------------------------------------------------------------------
+    def cases(self, scope: Scope, wanted: CaseFilter, limit: int) -> tuple[list[Case], int]:
+        """The cases of the scope that match, in the order asked for, and how many match in all."""
+        where, args = _case_where(scope, wanted)
+        rows = self._query(f"{_CASES} where {where} order by {wanted.order_by} limit %s", (*args, limit))
+        total = self._query(f"select count(*) from cases where {where}", args)[0][0]
+        return [case_store.from_row(row) for row in rows], total
+
+    def cases_export(self, scope: Scope, wanted: CaseFilter):
+        where, args = _case_where(scope, wanted)
+        for row in self._stream(f"{_CASES} where {where} order by {wanted.order_by}", args, case_store.CASE_COLUMNS):
+            yield case_store.from_row(tuple(row.values()))
+
+    def case_history(self, case_id: str) -> dict:
+        """A case's events (oldest first), escalation steps, sources (the reports and alarms it was
+        made of, with their photos) and the notices sent to terminals about it."""
+        events = self._query("select time, command, actor_kind, actor, roles, from_state, to_state, reason, detail "
+                             "from case_events where case_id = %s order by id", (case_id,))
+        steps = self._query("select stage, level, org_code, step, repeat, due_at, fired_at from case_escalations "
+                            "where case_id = %s order by fired_at, step, repeat", (case_id,))
+        sources = self._query(
+            "select s.kind, s.key, s.linked, r.time, r.description, r.photo_ref, r.address from case_sources s "
+            "left join incident_reports r on s.kind = 'report' and r.terminal_id = split_part(s.key, '/', 1) "
+            "and r.report_id = substr(s.key, length(split_part(s.key, '/', 1)) + 2) where s.case_id = %s "
+            "order by s.time", (case_id,))
+        notices = self._query("select terminal_id, kind, time, sent_at from case_notices where case_id = %s "
+                              "order by id", (case_id,))
+        names = ("time", "command", "actor_kind", "actor", "roles", "from_state", "to_state", "reason", "detail")
+        return {"events": [dict(zip(names, e, strict=True)) for e in events],
+                "escalations": [dict(zip(("stage", "level", "org_code", "step", "repeat", "due_at", "fired_at"), r,
+                                         strict=True)) for r in steps],
+                "sources": [dict(zip(("kind", "key", "linked", "time", "description", "photo_ref", "address"), r,
+                                     strict=True)) for r in sources],
+                "notices": [dict(zip(("terminal_id", "kind", "time", "sent_at"), r, strict=True)) for r in notices]}
+
+
+_CASES = f"select {', '.join(case_store.CASE_COLUMNS)} from cases"
+CASE_STATUSES = ("open", "overdue", "escalated", "unacknowledged", "finished", "all")   # or one state's value
+CASE_SORTS = {
+    "deadline": "deadline nulls last, opened_at",
+    "urgency": "source = 'sos' desc, urgency = 'urgent' desc, deadline nulls last",
+    "opened": "opened_at desc",
+    "escalation": "array_position(array['district', 'street', 'community', 'grid'], escalation_level) nulls last, "
+                  "deadline nulls last",
+    "state": "state, deadline nulls last",
+    "category": "category, deadline nulls last",
+}
+
+
+@dataclass(frozen=True)
+class CaseFilter:
+    """What of the cases a dispatcher or leader asks for: open ones (or overdue, escalated, …, or
+    those finished in the period), of a category and a source, matching a text, sorted."""
+    status: str = "open"
+    category: str | None = None
+    source: str | None = None
+    text: str | None = None        # a case number, or part of its title or place
+    sort: str = "deadline"
+    days: int = 30                 # finished / all: opened in the last `days` days
+
+    MAX_DAYS: ClassVar[int] = 400
+
+    @classmethod
+    def from_params(cls, params: dict) -> CaseFilter:
+        """From the page's controls or an export's query string; ValueError says what is wrong."""
+        states = {s.value for s in State}
+        status = params.get("status") or "open"
+        if status not in CASE_STATUSES and status not in states:
+            raise ValueError(f"{status!r} is not a status ({', '.join(CASE_STATUSES)}, or a state)")
+        sort = params.get("sort") or "deadline"
+        if sort not in CASE_SORTS:
+            raise ValueError(f"{sort!r} is not a sort order ({', '.join(CASE_SORTS)})")
+        try:
+            days = int(params.get("days") or 30)
+        except ValueError:
+            raise ValueError(f"{params.get('days')!r} is not a number of days") from None
+        if not 1 <= days <= cls.MAX_DAYS:
+            raise ValueError(f"a period has 1 to {cls.MAX_DAYS} days")
+        text = (params.get("text") or "").strip()[:64] or None
+        return cls(status, params.get("category") or None, params.get("source") or None, text, sort, days)
+
+    @property
+    def order_by(self) -> str:
+        return CASE_SORTS[self.sort]
+
+    def params(self) -> dict[str, str]:
+        named = {"status": self.status, "category": self.category, "source": self.source, "text": self.text,
+                 "sort": self.sort, "days": str(self.days) if self.days != 30 else None}
+        return {k: v for k, v in named.items() if v}
+
+
+_FINISHED = tuple(sorted(s.value for s in FINISHED))
+
+
+def _case_where(scope: Scope, wanted: CaseFilter) -> tuple[str, tuple]:
+    clauses, args = [], []
+    if scope.code:
+        clauses.append("org_code like %s")
+        args.append(_like_prefix(scope.code))
+    status = wanted.status
+    if status in ("open", "overdue", "escalated", "unacknowledged"):
+        clauses.append("state <> all(%s)")
+        args.append(list(_FINISHED))
+        if status == "overdue":
+            clauses.append("deadline < now()")
+        elif status == "escalated":
+            clauses.append("escalation_level is not null and escalation_level <> 'grid'")
+        elif status == "unacknowledged":
+            clauses.append("source = 'sos' and acknowledged_by is null")
+    else:
+        clauses.append("opened_at >= now() - %s * interval '1 day'")
+        args.append(wanted.days)
+        if status == "finished":
+            clauses.append("state = any(%s)")
+            args.append(list(_FINISHED))
+        elif status != "all":
+            clauses.append("state = %s")
+            args.append(status)
+    if wanted.category:
+        clauses.append("category = %s")
+        args.append(wanted.category)
+    if wanted.source:
+        clauses.append("source = %s")
+        args.append(wanted.source)
+    if wanted.text:
+        clauses.append("(case_id ilike %s or title ilike %s or place ilike %s)")
+        args.extend([_like_escape(wanted.text) + "%"] + ["%" + _like_escape(wanted.text) + "%"] * 2)
+    return " and ".join(clauses) or "true", tuple(args)
 
 
 @dataclass(frozen=True)

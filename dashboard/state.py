@@ -13,6 +13,7 @@ from telemetry.city import City
 
 if TYPE_CHECKING:
     from dashboard.accounts import Accounts
+    from dashboard.case_actions import CaseRules
     from dashboard.commands import Commands
     from dashboard.pages import Page
     from dashboard.queries import Queries
@@ -28,6 +29,7 @@ class AppState:
     commands: Commands
     pages: tuple[Page, ...]
     accounts: Accounts
+    case_rules: CaseRules
 
     @property
     def tile_url(self) -> str | None:
@@ -35,7 +37,7 @@ class AppState:
 
     def page_at(self, path: str | None) -> Page | None:
         for page in self.pages:
-            if path == page.path or path in page.aliases:
+            if page.serves(path):
                 return page
         return None
 

@@ -9,10 +9,10 @@ from dashboard.authz import UserRole
 from telemetry.catalogue import (
     ACTION_LABELS,
     ALARM_TYPE_LABELS,
+    CASE_CATEGORY_LABELS,
     CASE_SOURCE_LABELS,
     CASE_STAGE_LABELS,
     CASE_STATE_LABELS,
-    INCIDENT_CATEGORIES,
     MEMBER_STATE_LABELS,
     ORG_LEVEL_LABELS,
     ROLE_LABELS,
@@ -54,8 +54,7 @@ def for_browser() -> dict:
 
     return {
         "labels": {
-            "category": {**{code: str(c.label) for code, c in INCIDENT_CATEGORIES.items()},
-                         **text(ALARM_TYPE_LABELS), "sos": str(CASE_SOURCE_LABELS["sos"])},   # a case's category
+            "category": text(CASE_CATEGORY_LABELS),           # a case's category
             "alarm_type": text(ALARM_TYPE_LABELS),
             "role": text(ROLE_LABELS),
             "member_state": text(MEMBER_STATE_LABELS),

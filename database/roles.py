@@ -2,8 +2,9 @@
 
     owner       runs the migrations and the retention job (the role that owns the tables)
     gcc_ingest  the ingest workers: insert what devices send, read the reference data
-    gcc_dashboard  the screens: read everything; write only what dashboard/commands.py writes, and
-                   the logins (users, sessions, wall tokens, the login throttle)
+    gcc_dashboard  the screens: read everything; write only what dashboard/commands.py writes (a
+                   person's work on a case among it), and the logins (users, sessions, wall
+                   tokens, the login throttle)
     gcc_cases   the cases engine (intake and escalation): read what the ingest stored, write the
                 cases, their events and escalation steps, take the inbox's rows off
 
@@ -30,7 +31,7 @@ INGEST_TABLES = ("positions", "terminal_status", "sensor_readings", "device_alar
                  "task_acks", "case_updates", "gateway_status", "region_transitions", "dead_letters")
 DASHBOARD_WRITES = ("audit_log", "alarm_acknowledgements")
 LOGIN_TABLES = ("users", "wall_tokens", "sessions", "login_throttle")   # the dashboard's logins (dashboard/accounts.py)
-CASE_TABLES = ("cases", "case_sources", "case_events", "case_escalations")   # what the cases engine writes
+CASE_TABLES = ("cases", "case_sources", "case_events", "case_escalations", "case_notices")   # the cases engine writes
 CASE_RULES = ("time_limits", "work_calendar")                                 # the rules it decides by
 CASE_INBOX = ("case_inbox",)        # filled by triggers on the ingest's tables, emptied by the intake
 OTHER_TABLES = ("schema_migrations",)
@@ -43,15 +44,21 @@ GRANTS: dict[str, list[tuple[str, tuple[str, ...]]]] = {
     DASHBOARD: [("select", REFERENCE_TABLES + INGEST_TABLES + DASHBOARD_WRITES + OTHER_TABLES + CASE_TABLES
                  + CASE_RULES),
                 ("insert", DASHBOARD_WRITES),
+                ("update", ("cases",)),                   # a person's work on a case (cases.machine decides)
+                ("insert", ("case_events", "case_notices")),
+                ("insert", ("time_limits",)),             # an admin's new version of the time limits
+                ("insert, update", ("work_calendar",)),   # an admin's calendar overrides
                 ("select, insert, update", LOGIN_TABLES)],
     CASES: [("select", REFERENCE_TABLES + INGEST_TABLES),
             ("insert", ("audit_log",)),               # a terminal's refused case update is audited
             ("select, insert, update", ("cases",)),
-            ("select, insert", CASE_TABLES[1:]),      # sources, events, escalation steps: only added
+            ("select, insert", CASE_TABLES[1:]),      # sources, events, escalation steps, notices: added
+            ("update", ("case_notices",)),            # … and a notice marked sent
             ("select, insert", CASE_RULES),           # it seeds the defaults and the calendar's next years
             ("select, update, delete", CASE_INBOX)],
 }
-SEQUENCES = {CASES: ("case_numbers",)}    # role -> sequences it draws from
+# role -> sequences it draws from (the dashboard: a dispatcher enters a hotline case)
+SEQUENCES = {CASES: ("case_numbers",), DASHBOARD: ("case_numbers",)}
 
 
 def ensure_roles(owner_dsn: str, passwords: dict[str, str]) -> None:

@@ -42,6 +42,14 @@ def _parse(argv):
     p.add_argument("--malformed", type=float, default=0.0, help="fraction of malformed publications")
     p.add_argument("--fault-rate", type=float, default=1.0, help="multiplies every device fault rate")
     p.add_argument("--incident-rate", type=float, default=0.3, help="reports per member per hour")
+    p.add_argument("--case-reject", type=float, default=SimConfig.case_reject_fraction,
+                   help="fraction of dispatched cases a terminal rejects")
+    p.add_argument("--case-extension", type=float, default=SimConfig.case_extension_fraction,
+                   help="fraction of handled cases with an extension asked")
+    p.add_argument("--case-late", type=float, default=SimConfig.case_late_fraction,
+                   help="fraction of handled cases fed back after their deadline")
+    p.add_argument("--verify-fail", type=float, default=SimConfig.verify_fail_fraction,
+                   help="fraction of verifications a grid supervisor fails (rework)")
     p.add_argument("--duration", type=float, default=None, help="stop after this many real seconds")
     p.add_argument("--processes", type=int, default=1, help="split the fleet over this many processes")
     p.add_argument("--seed", type=int, default=1)
@@ -53,7 +61,9 @@ def run_shard(args, shard: tuple[int, int]) -> int:
     city = City.load(args.city)
     passwords = {a["username"]: a["password"] for a in orjson.loads(args.accounts.read_bytes())}
     cfg = SimConfig(speedup=args.speedup, fix_interval_s=args.fix_interval, malformed=args.malformed,
-                    fault_rate=args.fault_rate, incidents_per_member_hour=args.incident_rate)
+                    fault_rate=args.fault_rate, incidents_per_member_hour=args.incident_rate,
+                    case_reject_fraction=args.case_reject, case_extension_fraction=args.case_extension,
+                    case_late_fraction=args.case_late, verify_fail_fraction=args.verify_fail)
     sim = Simulator(city, passwords, args.host, args.port, cfg, seed=args.seed + shard[0],
                     max_members=args.members, max_gateways=args.gateways, shard=shard)
     if sim.missing_accounts:

@@ -2,7 +2,7 @@
 
 Each model is advanced by `step(dt, hour)` (dt in simulated seconds, hour = local hour of day) and
 says what it would report. Randomness comes from the `random.Random` handed in, so a seeded run
-repeats itself.
+repeats itself. A member's case work is in simulator/cases.py.
 """
 from __future__ import annotations
 

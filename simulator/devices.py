@@ -14,8 +14,10 @@ import orjson
 
 from simulator import payloads
 from simulator.behaviour import AlarmEvent, Elevator, GasDetector, Meter, Patrol
-from telemetry.catalogue import ALARM_DEFAULT_SEVERITY, DEVICE_QUANTITIES, INCIDENT_CATEGORIES, DeviceKind
+from simulator.cases import BUSY_WITH_CASE, CaseAnswer, CaseWork
+from telemetry.catalogue import ALARM_DEFAULT_SEVERITY, DEVICE_QUANTITIES, INCIDENT_CATEGORIES, DeviceKind, Role
 from telemetry.city import CITY_TZ, Building, Gateway, Grid, Member, Sensor
+from telemetry.topics import NOTICE, TASK, terminal_topic
 
 Send = Callable[[str, bytes], bool]
 
@@ -32,6 +34,12 @@ class SimConfig:
     fault_rate: float = 1.0               # multiplies every device fault rate
     malformed: float = 0.0                # fraction of publications replaced by malformed ones
     task_reject_fraction: float = 0.05
+    # cases (simulator.cases.CaseWork): answers are timed as shares of the time left to the notice's deadline
+    case_reject_fraction: float = 0.03     # dispatches rejected (not for this grid, needs specialists)
+    case_extension_fraction: float = 0.1   # handled cases with one extension asked on site
+    case_late_fraction: float = 0.15       # handled cases fed back at 110-160 % of the time left
+    verify_fail_fraction: float = 0.2      # verifications failed (rework) by a grid supervisor
+    case_no_deadline_s: float = 1800.0     # simulated seconds to plan for when a notice has no deadline
 
 
 def local_hour(now: datetime) -> float:
@@ -40,7 +48,9 @@ def local_hour(now: datetime) -> float:
 
 
 class TerminalSim:
-    """A grid member's handheld terminal: patrols, reports incidents, handles tasks."""
+    """A grid member's handheld terminal: patrols, reports incidents, handles dispatcher tasks and
+    plays its member's part in cases (simulator.cases.CaseWork). One job at a time: a terminal on a task
+    rejects a dispatched case, one on a case rejects a task; see CaseWork for queued case work."""
 
     def __init__(self, member: Member, grid: Grid, cfg: SimConfig, rng: random.Random, send: Send,
                  addresses: list[str], malformed_gateway: str = "GW-unknown") -> None:
@@ -57,6 +67,13 @@ class TerminalSim:
         self.offline_for_s = 0.0
         self.connection = None  # set by the simulator that owns this terminal
         self.malformed_gateway = malformed_gateway
+        self.cases = CaseWork(self.terminal_id, self.patrol, rng, verifier=member.role is Role.GRID_SUPERVISOR,
+                              reject_fraction=cfg.case_reject_fraction,
+                              extension_fraction=cfg.case_extension_fraction, late_fraction=cfg.case_late_fraction,
+                              verify_fail_fraction=cfg.verify_fail_fraction, no_deadline_s=cfg.case_no_deadline_s,
+                              speedup=cfg.speedup)
+        self._notice_topic = terminal_topic(self.terminal_id, NOTICE)
+        self._task_topic = terminal_topic(self.terminal_id, TASK)
 
     # --- publishing -----------------------------------------------------------------------------
     def _publish(self, publication: payloads.Publication, now: datetime) -> None:
@@ -85,6 +102,7 @@ class TerminalSim:
     def step(self, now: datetime, dt: float) -> None:
         self.patrol.step(dt)
         self._advance_task(now, dt)
+        self._answer_cases(self.cases.step(now, free=self.task is None), now)
         self.until_fix -= dt
         if self.until_fix <= 0:
             self.until_fix += self.cfg.fix_interval_s * self.rng.uniform(0.9, 1.1)
@@ -106,6 +124,23 @@ class TerminalSim:
             self.patrol.lat, self.rng.choice(self.addresses),
             f"{category.name_en} ({category.name_zh}) found on patrol", photo), now)
 
+    # --- what the command center sends ---------------------------------------------------------------
+    def on_downlink(self, topic: str, payload: bytes, now: datetime) -> None:
+        """A message on one of the terminal's subscriptions (its task and notice topics)."""
+        if topic == self._notice_topic:
+            self.on_notice(payload, now)
+        elif topic == self._task_topic:
+            self.on_task(payload, now)
+
+    def on_notice(self, payload: bytes, now: datetime) -> None:
+        """A case notice; unreadable and duplicate ones are ignored and counted (self.cases)."""
+        self._answer_cases(self.cases.receive(payload, now, free=self.task is None), now)
+
+    def _answer_cases(self, answers: list[CaseAnswer], now: datetime) -> None:
+        for a in answers:
+            self.send(*payloads.case_update(self.terminal_id, now, a.case_id, a.action, a.note, a.reason,
+                                            a.photo_refs, a.extension))
+
     # --- tasks from the dispatcher ---------------------------------------------------------------
     def on_task(self, payload: bytes, now: datetime) -> None:
         try:
@@ -113,9 +148,9 @@ class TerminalSim:
             task_id, lon, lat = str(task["task_id"]), float(task["lon"]), float(task["lat"])
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             return  # a terminal ignores what it cannot read; the dispatcher times out and moves on
-        if self.task is not None or self.rng.random() < self.cfg.task_reject_fraction:
-            self.send(*payloads.task_ack(self.terminal_id, now, task_id, "rejected",
-                                         "busy with another task" if self.task else "cannot go now"))
+        if self.task is not None or self.cases.busy or self.rng.random() < self.cfg.task_reject_fraction:
+            why = "busy with another task" if self.task else BUSY_WITH_CASE if self.cases.busy else "cannot go now"
+            self.send(*payloads.task_ack(self.terminal_id, now, task_id, "rejected", why))
             return
         self.task = {"id": task_id, "phase": "accepting", "wait": self.rng.uniform(5, 40),
                      "place": (lon, lat)}

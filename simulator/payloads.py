@@ -9,7 +9,7 @@ from datetime import datetime
 
 import orjson
 
-from telemetry.topics import gateway_topic, terminal_topic
+from telemetry.topics import CASE, gateway_topic, terminal_topic
 
 Publication = tuple[str, bytes]
 
@@ -47,6 +47,16 @@ def incident(terminal_id: str, now: datetime, report_id: str, category: str, sev
 def task_ack(terminal_id: str, now: datetime, task_id: str, action: str, note: str | None = None) -> Publication:
     return terminal_topic(terminal_id, "task/ack"), _dumps(
         {"ts": _ts(now), "task_id": task_id, "action": action, "note": note})
+
+
+def case_update(terminal_id: str, now: datetime, case_id: str, action: str, note: str | None = None,
+                reason: str | None = None, photo_refs: list[str] | tuple[str, ...] = (),
+                extension: str | None = None) -> Publication:
+    """A member's work on a case (accept, reject, start, feedback, verify_pass, verify_fail,
+    extension); fields left out when empty, as the decoder's defaults are."""
+    return terminal_topic(terminal_id, CASE), _dumps({
+        "ts": _ts(now), "case_id": case_id, "action": action, "note": note, "reason": reason,
+        "photo_refs": list(photo_refs) or None, "extension": extension})
 
 
 def gateway_status(gateway_id: str, now: datetime, state: str, will: bool | None = None) -> Publication:

@@ -7,14 +7,14 @@ import random
 import sys
 import time
 import zlib
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import datetime, timezone
 
 from simulator import payloads
 from simulator.devices import GatewaySim, SimConfig, TerminalSim
 from simulator.mqttmux import DeviceConnection, Mux
 from telemetry.city import City
-from telemetry.topics import terminal_topic
+from telemetry.topics import NOTICE, TASK, terminal_topic
 
 log = logging.getLogger(__name__)
 TICK_S = 0.5  # real seconds between behaviour steps
@@ -56,10 +56,13 @@ class Simulator:
         sim = TerminalSim(member, city.grid_by_code[member.grid_code], self.cfg,
                           random.Random(rng.getrandbits(64)), lambda t, p: sim.connection.publish(t, p),
                           addresses)
+        # tasks and case notices in one persistent session: QoS 1 waits at the broker for an hour
+        # while the terminal is offline (a notice's own message expiry is a day)
+        downlink = tuple(terminal_topic(member.terminal_id, leaf) for leaf in (TASK, NOTICE))
         conn = DeviceConnection(
             self.mux, member.terminal_id, member.terminal_id, passwords[member.terminal_id],
-            will=sim.will(datetime.now(timezone.utc)), subscriptions=(terminal_topic(member.terminal_id, "task"),),
-            on_message=lambda c, msg: sim.on_task(msg.payload, datetime.now(timezone.utc)),
+            will=sim.will(datetime.now(timezone.utc)), subscriptions=downlink,
+            on_message=lambda c, msg: sim.on_downlink(msg.topic, msg.payload, datetime.now(timezone.utc)),
             on_online=lambda c: sim.publish_status(datetime.now(timezone.utc)),
             session_expiry_s=3600)
         sim.connection = conn
@@ -120,6 +123,18 @@ class Simulator:
         online_g = self.mux.online - online_t
         tasks = sum(t.task is not None for t in self.terminals)
         print(f"simulator: {rate:7.0f} msg/s | terminals online {online_t}/{len(self.terminals)} | "
-              f"gateways online {online_g}/{len(self.gateways)} | tasks {tasks} | "
+              f"gateways online {online_g}/{len(self.gateways)} | tasks {tasks} | {self.case_status()} | "
               f"published {self.mux.published} | unsent (offline) {self.mux.unsent} | "
               f"refused logins {self.mux.refused}", file=sys.stderr, flush=True)
+
+    def case_status(self) -> str:
+        """Case work over the fleet: jobs in hand, notices taken and ignored, updates by action."""
+        ignored, answered = Counter(), Counter()
+        for t in self.terminals:
+            ignored.update(t.cases.ignored)
+            answered.update(t.cases.answered)
+        busy = sum(t.cases.busy for t in self.terminals)
+        actions = ", ".join(f"{a} {n}" for a, n in sorted(answered.items())) or "none"
+        received = sum(t.cases.received for t in self.terminals)
+        return (f"cases {busy} | notices {received} (ignored {ignored.total()}) | "
+                f"case updates {answered.total()} ({actions})")

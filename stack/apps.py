@@ -99,8 +99,10 @@ def demo_apps(stack: LocalStack, sim_args: str | None = None, ingest_port: int =
             "GCC_INGEST_METRICS_PORT": str(metrics_port), "GCC_DASHBOARD_PORT": str(dashboard_port)}
     base = {k: v for k, v in base.items()
             if not (k.startswith("GCC_") and (k.endswith("PASSWORD") or k.endswith("SECRET_KEY")))}
-    # the demo's case clocks run ten times fast (nobody plays the handlers yet), and the wall says so
+    # the demo's case clocks run ten times fast (the screens say so), and a simulated desk plays the
+    # command center's staff (cases/desk.py) while the simulator plays the members
     base.setdefault("GCC_CASES_TIME_SCALE", DEMO_TIME_SCALE)
+    base.setdefault("GCC_CASES_DEMO_DESK", "1")
     args = shlex.split(sim_args if sim_args is not None else os.environ.get("SIM_ARGS", DEFAULT_SIM_ARGS))
     run = stack.run_dir
     workers = []
@@ -117,7 +119,8 @@ def demo_apps(stack: LocalStack, sim_args: str | None = None, ingest_port: int =
     dashboard.ready_url = f"http://127.0.0.1:{dashboard_port}/healthz"
     cases = ServerProcess("cases", [sys.executable, "-m", "cases"], log_path=stack.log_dir / "cases.log",
                           pid_path=run / "cases.pid", cwd=Path(REPO_ROOT),
-                          env={**base, **stack.app_env("cases"), "GCC_CASES_METRICS_PORT": str(cases_port)})
+                          env={**base, **stack.app_env("cases", stack.account("cases")),
+                               "GCC_CASES_METRICS_PORT": str(cases_port)})
     cases.ready_url = f"http://127.0.0.1:{cases_port}/healthz"
     return workers + [
         dashboard,

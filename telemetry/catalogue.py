@@ -81,6 +81,27 @@ ACTION_LABELS: dict[str, Label] = {      # what the audit trail records, by its 
     "page.open": Label("Page scope refused", "页面范围拒绝"),
     "screen.connect": Label("Live connection", "实时连接"),
     "audit.export": Label("Audit export", "审计导出"),
+    "case.open": Label("Enter a case", "录入案件"),
+    "case.register": Label("Register case", "立案"),
+    "case.refuse": Label("Refuse case", "不予立案"),
+    "case.dispatch": Label("Dispatch case", "派遣"),
+    "case.accept": Label("Accept case", "接单"),
+    "case.reject": Label("Reject case", "拒绝接单"),
+    "case.start": Label("Start handling", "开始处置"),
+    "case.feedback": Label("Handling feedback", "处置反馈"),
+    "case.verify": Label("Verify case", "核查"),
+    "case.close": Label("Close case", "结案"),
+    "case.evaluate": Label("Evaluate case", "评价"),
+    "case.return": Label("Return case", "回退"),
+    "case.request_extension": Label("Ask for an extension", "申请延期"),
+    "case.decide_extension": Label("Decide an extension", "审批延期"),
+    "case.suspend": Label("Suspend case", "缓办"),
+    "case.resume": Label("Resume case", "恢复办理"),
+    "case.reopen": Label("Reopen case", "重新办理"),
+    "case.acknowledge": Label("Acknowledge case", "确认知悉"),
+    "case.export": Label("Case list export", "案件导出"),
+    "time_limits.version": Label("New time limits", "新版时限"),
+    "calendar.day": Label("Calendar day", "工作日历"),
 }
 
 # Cases (cases/model.py's values; the words of DOMAIN.md)
@@ -182,6 +203,11 @@ ALARM_TYPE_LABELS: dict[AlarmType, Label] = {
     AlarmType.LOW_BATTERY: Label("Low battery", "电量低"),
     AlarmType.TAMPER: Label("Tamper", "防拆"),
 }
+
+# a case's category: an incident category, an alarm type, or an SOS
+CASE_CATEGORY_LABELS: dict[str, Label] = {**{code: c.label for code, c in INCIDENT_CATEGORIES.items()},
+                                          **{a.value: label for a, label in ALARM_TYPE_LABELS.items()},
+                                          "sos": CASE_SOURCE_LABELS["sos"]}
 
 ALARM_DEFAULT_SEVERITY: dict[AlarmType, Severity] = {
     AlarmType.ELEVATOR_FAULT: Severity.MEDIUM,

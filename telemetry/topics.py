@@ -14,6 +14,7 @@ Uplink (device → command center)
 
 Downlink (command center → device)
     gcc/v1/terminal/{terminal_id}/task       a dispatched task, QoS 1
+    gcc/v1/terminal/{terminal_id}/notice     a case notice: dispatched to you, verify, rework, escalated…
     gcc/v1/gateway/{gateway_id}/cmd          a command for a gateway
 
 Device ids are the broker usernames: a device's account reaches only its own topics, and connects
@@ -31,10 +32,10 @@ OWNTRACKS_PREFIX = "owntracks"
 
 # The leaves under a device's own topic, by direction: one list for the ACL, the ingest
 # subscription and the decoders' routing alike.
-FIX, STATUS, INCIDENT, TASK, TASK_ACK, CASE = "fix", "status", "incident", "task", "task/ack", "case"
+FIX, STATUS, INCIDENT, TASK, TASK_ACK, CASE, NOTICE = "fix", "status", "incident", "task", "task/ack", "case", "notice"
 SENML, READING, ALARM, CMD = "senml", "reading", "alarm", "cmd"
 TERMINAL_UPLINK = (FIX, STATUS, INCIDENT, TASK_ACK, CASE)
-TERMINAL_DOWNLINK = (TASK,)
+TERMINAL_DOWNLINK = (TASK, NOTICE)
 GATEWAY_UPLINK = (SENML, READING, ALARM, STATUS)
 GATEWAY_DOWNLINK = (CMD,)
 # Sub-topics the OwnTracks apps publish under owntracks/<user>/<device>/ (the booklet's "Topics").
@@ -47,6 +48,7 @@ class AccountKind(str, Enum):
     OWNTRACKS = "owntracks"    # a phone running the OwnTracks app
     INGEST = "ingest"          # an ingest worker: reads every uplink topic (in the share group)
     DISPATCH = "dispatch"      # the dispatcher service: sends tasks, reads acknowledgements
+    CASES = "cases"            # the cases engine: sends case notices to terminals (nothing else)
     BROKER_ADMIN = "broker_admin"  # the stack's own: adds and changes accounts at run time
     HEALTH = "health"          # may log in, and do nothing else (the broker's health check)
 
@@ -114,6 +116,8 @@ def topic_rules(kind: AccountKind, username: str) -> list[TopicRule]:
     if kind is AccountKind.DISPATCH:
         return [TopicRule("publish", terminal_topic("+", TASK)), TopicRule("publish", gateway_topic("+", CMD)),
                 TopicRule("subscribe", terminal_topic("+", TASK_ACK), shared=True)]
+    if kind is AccountKind.CASES:
+        return [TopicRule("publish", terminal_topic("+", NOTICE))]
     if kind is AccountKind.BROKER_ADMIN:
         return [TopicRule("publish", CONTROL_TOPIC), TopicRule("subscribe", CONTROL_TOPIC + "/response")]
     if kind is AccountKind.HEALTH:

@@ -22,6 +22,12 @@ class Page:
     layout: Callable[..., Any]     # (app state, scope, kiosk) -> Dash component
     feed: Feed | None = None       # what it receives live; None: nothing
     aliases: tuple[str, ...] = ()
+    nav: bool = True               # in the header's navigation (a case's page is reached from a list)
+    subpaths: bool = False         # also serves path/<anything> (the case page: /case/<number>)
+
+    def serves(self, path: str | None) -> bool:
+        return path == self.path or path in self.aliases or (
+            self.subpaths and path is not None and path.startswith(self.path + "/"))
 
     @property
     def name(self) -> str:
@@ -35,6 +41,6 @@ def query_params(search: str | None) -> dict[str, str]:
 
 def declared() -> tuple[Page, ...]:
     """Every page, in navigation order."""
-    from dashboard.pages import admin, audit, dispatch, kpis, wall
+    from dashboard.pages import admin, audit, case, cases, dispatch, kpis, wall
 
-    return wall.PAGE, dispatch.PAGE, kpis.PAGE, audit.PAGE, admin.PAGE
+    return wall.PAGE, dispatch.PAGE, cases.PAGE, kpis.PAGE, audit.PAGE, admin.PAGE, case.PAGE

@@ -8,16 +8,15 @@ identity and scope on every request: a leader of one street sees that street's r
 """
 from __future__ import annotations
 
-import csv
-import io
 from urllib.parse import urlencode
 
 import orjson
 from dash import Input, Output, State, callback, dcc, html
-from flask import Response, abort, request, stream_with_context
+from flask import Response, abort, request
 
 from dashboard.authz import Scope, UserRole, asked_scope, authorize, current_identity
 from dashboard.pages import Page, query_params
+from dashboard.pages.export import csv_response
 from dashboard.queries import AuditFilter
 from dashboard.state import app_state
 from dashboard.vocabulary import USER_ROLE_LABELS
@@ -128,14 +127,6 @@ def _text(value) -> str:
 
 
 # --- the export -------------------------------------------------------------------------------------
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")     # a spreadsheet would run these as formulas
-
-
-def _cell(value) -> str:
-    text = "" if value is None else value if isinstance(value, str) else orjson.dumps(value).decode()
-    return "'" + text if text.startswith(_FORMULA_START) else text
-
-
 def export_csv():
     """`/audit.csv?scope=…&from=…&to=…&action=…&outcome=…&actor=…`: the selection as CSV (UTF-8
     with a byte-order mark, which Excel and WPS need to read Chinese), streamed; audited."""
@@ -152,22 +143,11 @@ def export_csv():
     state.commands.record(identity, "audit.export", "done", None, target, request.remote_addr, decision.scope.code)
     columns = list(state.queries.AUDIT_COLUMNS)
 
-    def lines():
-        out = io.StringIO()
-        writer = csv.writer(out)
-        out.write("\ufeff")
-        writer.writerow(columns)
-        for n, row in enumerate(state.queries.audit_export(decision.scope, wanted), 1):
+    def rows():
+        for row in state.queries.audit_export(decision.scope, wanted):
             row["time"] = row["time"].astimezone(CITY_TZ).isoformat()
             row["roles"] = " ".join(row["roles"] or ())
-            writer.writerow([_cell(row[c]) for c in columns])
-            if n % 500 == 0:
-                yield out.getvalue()
-                out.seek(0)
-                out.truncate()
-        yield out.getvalue()
+            yield [row[c] for c in columns]
 
-    name = f"audit-{decision.scope.code or 'city'}-{wanted.first_day}-{wanted.last_day}.csv"
-    return Response(stream_with_context(lines()), mimetype="text/csv",
-                    headers={"Content-Disposition": f"attachment; filename={name}", "Cache-Control": "no-store"})
-
+    return csv_response(f"audit-{decision.scope.code or 'city'}-{wanted.first_day}-{wanted.last_day}.csv", columns,
+                        rows())

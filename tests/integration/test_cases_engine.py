@@ -239,7 +239,7 @@ def test_an_inbox_row_that_fails_is_kept_with_its_error_and_the_others_go_on(sta
 def test_killing_the_engine_in_the_middle_fires_each_step_exactly_once(stack, city, worker, cases_settings, tmp_path):
     sensor = _gas(city, 6)
     port = free_port()
-    env = {**os.environ, **stack.app_env("cases"), "GCC_CASES_TIME_SCALE": str(SCALE),
+    env = {**os.environ, **stack.app_env("cases", stack.account("cases")), "GCC_CASES_TIME_SCALE": str(SCALE),
            "GCC_CASES_METRICS_PORT": str(port)}
     log = open(tmp_path / "cases.log", "ab")  # noqa: SIM115 - the processes' log
 

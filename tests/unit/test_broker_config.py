@@ -22,7 +22,8 @@ def test_a_terminal_role_names_only_its_own_topics_literally():
     assert all("/terminal/T9/" in e["topic"] for e in entries)
     assert not any(c in e["topic"] for e in entries for c in "+#$")
     subscribe = [e for e in entries if e["acltype"].startswith("subscribe")]
-    assert subscribe == [{"acltype": "subscribeLiteral", "topic": "gcc/v1/terminal/T9/task", "allow": True}]
+    assert subscribe == [{"acltype": "subscribeLiteral", "topic": f"gcc/v1/terminal/T9/{leaf}", "allow": True}
+                         for leaf in ("task", "notice")]
     assert {e["topic"] for e in entries if e["acltype"] == "publishClientSend"} == {
         f"gcc/v1/terminal/T9/{leaf}" for leaf in ("fix", "status", "incident", "task/ack", "case")}
 

@@ -9,7 +9,8 @@ from flask import Flask, request
 
 from dashboard.auth import trust_proxies
 from dashboard.authz import EVERYONE, Identity, asked_scope
-from dashboard.pages.audit import _cell, _change
+from dashboard.pages.audit import _change
+from dashboard.pages.export import cell as _cell
 from dashboard.queries import AuditFilter
 
 STREET = Identity("ana", EVERYONE, "350102001")

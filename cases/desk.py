@@ -1,0 +1,159 @@
+"""The demo's simulated dispatch desk (GCC_CASES_DEMO_DESK=1: `make demo` only, never production).
+
+A demo has nobody at the screens, so without this every case would wait at registration and climb
+the whole escalation ladder. The desk plays the command center's staff, through the same machine,
+store and outbox as a person (its events say `demo desk`): it registers reports (a few it refuses),
+dispatches to a member of the case's grid, acknowledges SOS and alarm cases, approves most
+extensions, closes verified cases and evaluates some. Each decision falls at a share of the
+stage's limit drawn from the case number, so it is steady across passes: most on time, some late
+(amber), a few very late (they escalate to the community and the street before someone acts).
+The simulator plays the members (simulator/devices.py): accepting, handling, feedback, verification.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime, timezone
+
+import psycopg2
+
+from cases import store
+from cases.machine import Applied, Refusal, Rules, apply
+from cases.model import (
+    Acknowledge,
+    Actor,
+    ActorKind,
+    Case,
+    Close,
+    Command,
+    DecideExtension,
+    Dispatch,
+    Evaluate,
+    Refuse,
+    Register,
+    State,
+)
+from cases.notices import Recipients
+from telemetry.catalogue import Role
+from telemetry.city import City
+
+log = logging.getLogger(__name__)
+DESK = Actor(ActorKind.USER, "demo desk", frozenset({"dispatcher", "leader"}), "")
+EVERY_S = 2.0
+REFUSE_SHARE = 0.05
+REFUSE_REASONS = ("duplicate of an earlier report", "not the city's responsibility: passed to the property company",
+                  "nothing found on site by the caller's description")
+HANDLERS = (Role.GRID_ADMINISTRATOR, Role.GRID_COORDINATOR, Role.GRID_POLICE_OFFICER)
+
+
+def share(case_id: str, what: str) -> float:
+    """A number in [0, 1) fixed by the case and the decision (the same on every pass)."""
+    digest = hashlib.blake2b(f"{case_id}/{what}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2 ** 64
+
+
+def when(case_id: str, what: str) -> float:
+    """When in its stage the desk acts, as a share of the limit: mostly within it, 15 % late, 8 %
+    very late (past the community's and the street's escalation steps)."""
+    u = share(case_id, what + "/when")
+    if u < 0.08:
+        return 2.5 + 10 * u                     # 2.5–3.3: escalated to the street first
+    if u < 0.23:
+        return 1.05 + 2 * (u - 0.08)            # 1.05–1.35: overdue, escalated to the community
+    return 0.15 + 0.75 * (u - 0.23) / 0.77      # 0.15–0.9: on time (some amber)
+
+
+def elapsed(case: Case, now: datetime) -> float | None:
+    if case.stage_started_at is None or case.deadline_original is None:
+        return None
+    length = (case.deadline_original - case.stage_started_at).total_seconds()
+    return (now - case.stage_started_at).total_seconds() / length if length > 0 else 1.0
+
+
+class Desk:
+    def __init__(self, dsn: str, city: City, rules: Callable[[object], Rules],
+                 on_change: Callable[[list[Applied]], None], stop_event: threading.Event) -> None:
+        self.dsn = dsn
+        self.city = city
+        self.rules = rules
+        self.on_change = on_change
+        self.stop_event = stop_event
+        self.recipients = Recipients(city)
+        self.counts: dict[str, int] = {}
+        self._handlers: dict[str, list[str]] = {}
+        for member in city.members:
+            if member.role in HANDLERS:
+                self._handlers.setdefault(member.grid_code, []).append(member.terminal_id)
+
+    def run(self) -> None:
+        log.warning("the demo dispatch desk is on: it registers, dispatches and closes cases (demo only)")
+        conn = None
+        while not self.stop_event.wait(EVERY_S):
+            try:
+                if conn is None or conn.closed:
+                    conn = psycopg2.connect(self.dsn, application_name="gcc-cases-desk")
+                self.once(conn, datetime.now(timezone.utc))
+            except Exception:
+                log.exception("the demo desk's pass failed")
+                if conn is not None:
+                    conn.close()
+                conn = None
+        if conn is not None:
+            conn.close()
+
+    def once(self, conn, now: datetime) -> list[Applied]:
+        """One transaction: every open case the desk would act on now (locked, skipping those
+        someone else holds), decided and written."""
+        changed: list[Applied] = []
+        with conn, conn.cursor() as cur:
+            rules = self.rules(cur)
+            cur.execute(f"select {', '.join(store.CASE_COLUMNS)} from cases where state in "
+                        "('reported', 'registered', 'verified', 'closed', 'accepted', 'handling') "
+                        "and opened_at > now() - interval '2 days' order by opened_at limit 500 "
+                        "for update skip locked")
+            for row in cur.fetchall():
+                case = store.from_row(row)
+                command = self.decide(case, now)
+                if command is None:
+                    continue
+                outcome = apply(case, command, DESK, now, rules)
+                if isinstance(outcome, Refusal):
+                    log.info("the desk's %s of %s was refused: %s", command.name, case.case_id, outcome.reason)
+                    continue
+                store.save(cur, outcome.case, rules)
+                changed.append(outcome)
+                self.counts[command.name] = self.counts.get(command.name, 0) + 1
+            store.record(cur, changed, self.recipients)
+        if changed:
+            self.on_change(changed)
+        return changed
+
+    def decide(self, case: Case, now: datetime) -> Command | None:
+        if case.source.value in ("sos", "alarm") and case.acknowledged_by is None and \
+                (now - case.opened_at).total_seconds() > 20 + 60 * share(case.case_id, "ack"):
+            return Acknowledge()
+        if case.pending_extension is not None:
+            approve = share(case.case_id, f"ext{case.extension_count}") < 0.8
+            return DecideExtension(approve, "" if approve else "the limit stands: ask the property company to help")
+        progress = elapsed(case, now)
+        if case.state is State.CLOSED:
+            if share(case.case_id, "rate") < 0.5 and (now - (case.closed_at or now)).total_seconds() > 30:
+                return Evaluate(3 + int(3 * share(case.case_id, "stars")), "rated by the demo desk")
+            return None
+        if progress is None or progress < when(case.case_id, f"{case.state.value}{case.stage_seq}"):
+            return None
+        if case.state is State.REPORTED:
+            if share(case.case_id, "refuse") < REFUSE_SHARE:
+                return Refuse(REFUSE_REASONS[int(share(case.case_id, "why") * len(REFUSE_REASONS))])
+            return Register()
+        if case.state is State.REGISTERED:
+            handlers = self._handlers.get(case.grid_code or "")
+            if not handlers:
+                return None
+            pick = handlers[int(share(case.case_id, f"who{case.stage_seq}") * len(handlers))]
+            return Dispatch(pick, case.grid_code)
+        if case.state is State.VERIFIED:
+            return Close()
+        return None

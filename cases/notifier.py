@@ -1,0 +1,133 @@
+"""Case notices to terminals: the outbox (`case_notices`) published over MQTT, QoS 1.
+
+A notice is written in the transaction of its case change (cases/notices.py), so it exists exactly
+when the change does. This loop takes the unsent ones in order (`FOR UPDATE SKIP LOCKED`: two
+engines never send the same batch), publishes each to `gcc/v1/terminal/<id>/notice` with a message
+expiry (a terminal's persistent session keeps it while the terminal is briefly offline), waits for
+the broker's PUBACK, and only then marks it sent. A crash between the two sends it again: at least
+once, with the notice id for the terminal to see it twice. The broker down: nothing is marked,
+the batch is tried again (the attempts are counted), nothing is lost.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import select
+import threading
+import time
+from datetime import datetime, timezone
+
+import orjson
+import paho.mqtt.client as mqtt
+import psycopg2
+import psycopg2.extensions
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from telemetry.notices import NOTICE_EXPIRY_S
+from telemetry.topics import NOTICE, terminal_topic
+
+log = logging.getLogger(__name__)
+BATCH = 200
+PUBACK_TIMEOUT_S = 10.0
+IDLE_S = 30.0           # with nothing to send, look again this often (a lost NOTIFY costs this)
+RETRY_S = 5.0
+
+
+class Notifier:
+    def __init__(self, dsn: str, host: str, port: int, username: str, password: str,
+                 stop_event: threading.Event | None = None) -> None:
+        self.dsn = dsn
+        self.stop_event = stop_event or threading.Event()
+        self.counts = {"sent": 0, "failed": 0}
+        self.connected = threading.Event()
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=username, protocol=MQTTProtocolVersion.MQTTv5)
+        client.username_pw_set(username, password)
+        client.on_connect = lambda c, u, f, reason, p: self._on_connect(reason)
+        client.on_disconnect = lambda c, u, f, reason, p: self.connected.clear()
+        client.reconnect_delay_set(1, 30)
+        self.client = client
+        self.host, self.port = host, port
+
+    def _on_connect(self, reason) -> None:
+        if reason.is_failure:
+            log.error("the broker refused the cases engine's account: %s", reason)
+            return
+        self.connected.set()
+
+    def run(self) -> None:
+        self.client.connect_async(self.host, self.port, keepalive=30)
+        self.client.loop_start()
+        try:
+            while not self.stop_event.is_set():
+                try:
+                    self._loop()
+                except Exception:
+                    log.exception("the case notifier failed; starting again in %.0f s", RETRY_S)
+                    self.stop_event.wait(RETRY_S)
+        finally:
+            self.client.loop_stop()
+            self.client.disconnect()
+
+    def _loop(self) -> None:
+        conn = listener = None
+        try:
+            conn = psycopg2.connect(self.dsn, application_name="gcc-cases-notify")
+            listener = psycopg2.connect(self.dsn, application_name="gcc-cases-notify-listen")
+            listener.set_isolation_level(psycopg2.extensions.ISOLATION_LEVEL_AUTOCOMMIT)
+            with listener.cursor() as cur:
+                cur.execute("listen case_notice")
+            while not self.stop_event.is_set():
+                if not self.connected.wait(1.0):
+                    continue
+                sent, left = self.send_batch(conn)
+                if not left:
+                    self._sleep(listener)
+        finally:
+            for connection in (conn, listener):
+                if connection is not None:
+                    connection.close()
+
+    def send_batch(self, conn) -> tuple[int, bool]:
+        """One transaction: up to BATCH unsent notices published and, those the broker took, marked
+        sent. Returns (sent, whether there may be more)."""
+        with conn, conn.cursor() as cur:
+            cur.execute("select id, terminal_id, body from case_notices where sent_at is null order by id "
+                        "limit %s for update skip locked", (BATCH,))
+            rows = cur.fetchall()
+            if not rows:
+                return 0, False
+            props = Properties(PacketTypes.PUBLISH)
+            props.MessageExpiryInterval = NOTICE_EXPIRY_S
+            pending = []
+            for notice_id, terminal_id, body in rows:
+                payload = orjson.dumps({"notice_id": notice_id, **body})
+                pending.append((notice_id, self.client.publish(terminal_topic(terminal_id, NOTICE), payload,
+                                                               qos=1, properties=props)))
+            done, deadline = [], time.monotonic() + PUBACK_TIMEOUT_S
+            for notice_id, info in pending:
+                with contextlib.suppress(RuntimeError, ValueError):    # not queued (disconnected): stays unsent
+                    info.wait_for_publish(max(0.0, deadline - time.monotonic()))
+                if info.is_published():
+                    done.append(notice_id)
+            now = datetime.now(timezone.utc)
+            cur.execute("update case_notices set sent_at = %s, attempts = attempts + 1 where id = any(%s)",
+                        (now, done))
+            failed = [n for n, _ in pending if n not in set(done)]
+            if failed:
+                cur.execute("update case_notices set attempts = attempts + 1 where id = any(%s)", (failed,))
+                log.warning("%d case notices not acknowledged by the broker; they stay in the outbox", len(failed))
+        self.counts["sent"] += len(done)
+        self.counts["failed"] += len(failed)
+        if failed:
+            self.stop_event.wait(RETRY_S)
+        return len(done), len(rows) == BATCH
+
+    def _sleep(self, listener) -> None:
+        until = time.monotonic() + IDLE_S
+        while not self.stop_event.is_set() and (left := until - time.monotonic()) > 0:
+            if select.select([listener], [], [], min(left, 0.5))[0]:
+                listener.poll()
+                listener.notifies.clear()
+                return
