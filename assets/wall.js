@@ -188,13 +188,20 @@
       h("Span", {className: "row-time countdown " + ph, children: countdown(c, now)})]});
   }
 
-  /* Open cases on the map (those with a place): the overdue pulse. Redrawn when a case comes, goes
-   * or changes phase. */
+  /* Open cases on the map (those with a place): the overdue pulse; an SOS nobody has acknowledged
+   * pulses red where its member is now (their live position), until a person acknowledges it.
+   * Redrawn when a case comes, goes or changes phase, or an SOS member moves. */
   function casesLayer(st, now) {
     const features = [];
-    st.cases.forEach(c => { if (c.lon != null) features.push(point(c.key, c.lon, c.lat,
-      {phase: phase(c, now), label: (c.title || "") + " · " + countdown(c, now)})); });
-    const drawn = features.map(f => f.properties.id + ":" + f.properties.phase).join(",");
+    st.cases.forEach(c => {
+      const sos = c.source === "sos" && !c.acknowledged;
+      const m = sos && c.sos_member ? st.members.get(c.sos_member) : null;
+      const lon = m && m.lon != null ? m.lon : c.lon, lat = m && m.lat != null ? m.lat : c.lat;
+      if (lon != null) features.push(point(c.key, lon, lat, {phase: sos ? "sos" : phase(c, now),
+        label: (c.title || "") + " · " + (sos ? "SOS, not acknowledged 未确认" : countdown(c, now)),
+        at: sos ? lon.toFixed(5) + "," + lat.toFixed(5) : ""}));
+    });
+    const drawn = features.map(f => f.properties.id + ":" + f.properties.phase + f.properties.at).join(",");
     if (drawn === st.casesDrawn) return window.dash_clientside.no_update;
     st.casesDrawn = drawn;
     return collection(features);
@@ -336,8 +343,9 @@
     },
     caseMarker: function (feature, latlng) {
       const p = feature.properties;
-      const icon = L.divIcon({className: "case-icon " + p.phase, html: "<span></span>", iconSize: [26, 26]});
-      return L.marker(latlng, {icon: icon, interactive: true}).bindTooltip(textTooltip(p.label));
+      const sos = p.phase === "sos";
+      const icon = L.divIcon({className: "case-icon " + p.phase, html: "<span></span>", iconSize: sos ? [34, 34] : [26, 26]});
+      return L.marker(latlng, {icon: icon, interactive: true, zIndexOffset: sos ? 1000 : 0}).bindTooltip(textTooltip(p.label));
     },
     alarmMarker: function (feature, latlng) {
       const p = feature.properties;

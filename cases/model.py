@@ -100,6 +100,7 @@ class Case:
     acknowledged_by: str | None = None          # a person has seen it (an SOS pulses until then)
     rating: int | None = None
     closed_at: datetime | None = None
+    source_key: str | None = None   # what it is made of, one open case each: "alarm:<sensor>/<type>", "sos:<terminal>"
 
     @property
     def stage(self) -> Stage | None:

@@ -3,6 +3,7 @@ read (locked) and written back with its events, each on the caller's cursor, in 
 transaction, so a change and its event row commit together or not at all."""
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, datetime, time
 from typing import Any
 
@@ -21,7 +22,7 @@ CASE_COLUMNS = ("case_id", "category", "urgency", "source", "grid_code", "org_co
                 "place", "lat", "lon", "limits_version", "stage_seq", "stage_started_at", "deadline_original",
                 "deadline", "warn_at", "handler", "suspended_from", "pending_extension", "rework_count",
                 "return_count", "extension_count", "reopen_count", "escalation_level", "acknowledged_by", "rating",
-                "closed_at")
+                "closed_at", "source_key")
 _SELECT = f"select {', '.join(CASE_COLUMNS)} from cases"
 
 
@@ -88,9 +89,11 @@ def open_for_source(cur, source_key: str, lock: bool = True) -> Case | None:
 def insert(cur, case: Case, rules: Rules, source_key: str | None = None) -> None:
     """A new case, with the first step of its escalation ladder scheduled."""
     position = Position(case.stage_seq)
-    columns = [*CASE_COLUMNS, "source_key", "ladder_seq", "ladder_step", "ladder_repeat", "next_escalation_at"]
+    if source_key is not None:
+        case = replace(case, source_key=source_key)
+    columns = [*CASE_COLUMNS, "ladder_seq", "ladder_step", "ladder_repeat", "next_escalation_at"]
     cur.execute(f"insert into cases ({', '.join(columns)}) values ({', '.join(['%s'] * len(columns))})",
-                (*to_row(case), source_key, *_ladder(position), next_escalation(case, position, rules)))
+                (*to_row(case), *_ladder(position), next_escalation(case, position, rules)))
     cur.execute("select pg_notify('case_changed', '')")
 
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dashboard.authz import EVERYONE, UserRole
-from dashboard.case_actions import CASE_ACTIONS, OPEN_CASE
+from dashboard.case_actions import CASE_ACTIONS, NEW_LIMITS, OPEN_CASE, SET_CALENDAR_DAY
 from dashboard.commands import ACKNOWLEDGE_ALARM, Action
-from dashboard.pages import admin, audit, case, cases
+from dashboard.pages import admin, audit, case, cases, rules
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,9 @@ CALLBACKS: dict[str, Callback] = {
     "admin-user-result": Callback(admin.PAGE.roles, "add a user, new password, disable, enable",
                                   changes=admin.USER_ACTIONS),
     "admin-token-result": Callback(admin.PAGE.roles, "create or revoke a wall token", changes=admin.TOKEN_ACTIONS),
+    "rules-limits": Callback(rules.PAGE.roles, "the time limits, the calendar, the held intake rows"),
+    "rules-limits-result": Callback(NEW_LIMITS.roles, "a new version of the time limits", changes=(NEW_LIMITS,)),
+    "rules-calendar-result": Callback(SET_CALENDAR_DAY.roles, "an admin's calendar day", changes=(SET_CALENDAR_DAY,)),
     "dispatch-alarms": Callback(frozenset({UserRole.DISPATCHER, UserRole.ADMIN}), "the console's live lists",
                                 clientside=True),
     "dispatch-conn": Callback(frozenset({UserRole.DISPATCHER, UserRole.ADMIN}), "connection state", clientside=True),

@@ -12,11 +12,11 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import ClassVar
 
 from cases import store
-from cases.limits import Urgency
+from cases.limits import ANY, Limit, Stage, Unit, Urgency, categories
 from cases.machine import SCREEN_ROLES, Refusal, Rules, allowed, apply, open_case
 from cases.model import Actor, ActorKind, Case, Command, Dispatch, Source
 from cases.notices import Recipients
@@ -166,3 +166,101 @@ class OpenHotlineCase:
         store.record(cur, [outcome], self.rules.recipients)
         return Written(None, {**_facts(outcome.case), "category": self.category, "org_code": self.org_code},
                        (case_change(outcome.case, ctx.city),), reply=case_id)
+
+
+# --- the rules: time limits and the working calendar (admins of the whole city) ------------------------
+
+NEW_LIMITS = Action("time_limits.version", frozenset({UserRole.ADMIN}))
+SET_CALENDAR_DAY = Action("calendar.day", frozenset({UserRole.ADMIN}))
+
+
+def limit_spec(limit: Limit) -> str:
+    """A limit as an admin types it: 30m, 2h, 5wh, 1wd."""
+    if limit.unit is Unit.MINUTES:
+        return f"{limit.amount / 60:g}h" if limit.amount % 60 == 0 else f"{limit.amount:g}m"
+    return f"{limit.amount:g}{'wh' if limit.unit is Unit.WORKING_HOURS else 'wd'}"
+
+
+@dataclass(frozen=True)
+class NewLimitsVersion:
+    """A new version of the time limits: the current one with one row changed (or added). Cases
+    that started under an older version keep theirs; new stage clocks of new cases use this one."""
+    action: ClassVar[Action] = NEW_LIMITS
+    category: str                 # a category, or "*" for any
+    stage: str
+    urgency: str                  # urgent, normal, or "*"
+    spec: str                     # 30m, 2h, 5wh, 1wd
+    rules: CaseRules
+
+    @property
+    def target_key(self) -> str:
+        return f"time_limits:{self.category}/{self.stage}/{self.urgency}"
+
+    def locate(self, ctx: Commands) -> Target | None:
+        label = CASE_CATEGORY_LABELS.get(self.category, self.category)
+        return Target(self.target_key, "", f"{label} · {self.stage} · {self.urgency} → {self.spec}")
+
+    def write(self, cur, who: Identity, now: datetime, target: Target) -> Written:
+        try:
+            limit = Limit.parse(self.spec)
+            stage = Stage(self.stage)
+        except ValueError as bad:
+            raise Refused(str(bad)) from None
+        if self.category != ANY and self.category not in categories():
+            raise Refused(f"{self.category!r} is not a category")
+        if self.urgency not in (ANY, *(u.value for u in Urgency)):
+            raise Refused(f"urgency is urgent, normal or *, not {self.urgency!r}")
+        cur.execute("lock table time_limits in share row exclusive mode")     # one new version at a time
+        cur.execute("select max(version) from time_limits")
+        current = cur.fetchone()[0]
+        cur.execute("select amount, unit from time_limits where version = %s and category = %s and stage = %s "
+                    "and urgency = %s", (current, self.category, stage.value, self.urgency))
+        before = cur.fetchone()
+        if before is not None and Limit(before[0], Unit(before[1])) == limit:
+            raise Refused(f"version {current} has that limit already")
+        cur.execute("insert into time_limits (version, category, stage, urgency, amount, unit, created_by) "
+                    "select %s, category, stage, urgency, amount, unit, %s from time_limits where version = %s "
+                    "and not (category = %s and stage = %s and urgency = %s)",
+                    (current + 1, who.user, current, self.category, stage.value, self.urgency))
+        cur.execute("insert into time_limits (version, category, stage, urgency, amount, unit, created_by) "
+                    "values (%s, %s, %s, %s, %s, %s, %s)", (current + 1, self.category, stage.value, self.urgency,
+                                                            limit.amount, limit.unit.value, who.user))
+        self.rules.forget()
+        old = limit_spec(Limit(before[0], Unit(before[1]))) if before else None
+        return Written({"version": current, "limit": old}, {"version": current + 1, "limit": limit_spec(limit)},
+                       reply=str(current + 1))
+
+
+@dataclass(frozen=True)
+class SetCalendarDay:
+    """An admin's word on one day: a workday or not (a make-up working Saturday, a holiday the
+    library does not know yet, a local day off), with its name."""
+    action: ClassVar[Action] = SET_CALENDAR_DAY
+    day: date
+    workday: bool
+    name: str
+    rules: CaseRules
+
+    @property
+    def target_key(self) -> str:
+        return f"calendar:{self.day.isoformat()}"
+
+    def locate(self, ctx: Commands) -> Target | None:
+        kind = "workday" if self.workday else "day off"
+        return Target(self.target_key, "", f"{self.day.isoformat()} · {kind} · {self.name or '–'}")
+
+    def write(self, cur, who: Identity, now: datetime, target: Target) -> Written:
+        name = self.name.strip()
+        if len(name) > 60:
+            raise Refused("a day's name has at most 60 characters")
+        cur.execute("select workday, name, source from work_calendar where day = %s for update", (self.day,))
+        before = cur.fetchone()
+        if before is not None and before[0] == self.workday and before[1] == name and before[2] == "admin":
+            raise Refused(f"{self.day.isoformat()} is set so already")
+        cur.execute("insert into work_calendar (day, workday, name, source, updated_at, updated_by) "
+                    "values (%s, %s, %s, 'admin', %s, %s) on conflict (day) do update set workday = excluded.workday, "
+                    "name = excluded.name, source = 'admin', updated_at = excluded.updated_at, "
+                    "updated_by = excluded.updated_by", (self.day, self.workday, name, now, who.user))
+        self.rules.forget()
+        return Written(None if before is None else {"workday": before[0], "name": before[1], "source": before[2]},
+                       {"workday": self.workday, "name": name, "source": "admin"})

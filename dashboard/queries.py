@@ -17,6 +17,7 @@ from psycopg2.pool import ThreadedConnectionPool
 from shapely.geometry import mapping
 
 from cases import store as case_store
+from cases.intake import MAX_ATTEMPTS
 from cases.model import FINISHED, Case, State
 from cases.tell import case_change
 from dashboard.authz import Scope
@@ -216,6 +217,41 @@ class Queries:
                 "sources": [dict(zip(("kind", "key", "linked", "time", "description", "photo_ref", "address"), r,
                                      strict=True)) for r in sources],
                 "notices": [dict(zip(("terminal_id", "kind", "time", "sent_at"), r, strict=True)) for r in notices]}
+
+
+    # --- the rules (the rules page) -----------------------------------------------------------------
+    def limit_versions(self) -> list[dict]:
+        rows = self._query("select version, min(created_at), min(created_by), count(*) from time_limits "
+                           "group by version order by version desc", ())
+        return [dict(zip(("version", "created_at", "created_by", "rows"), r, strict=True)) for r in rows]
+
+    def limit_rows(self, version: int) -> list[tuple[str, str, str, float, str]]:
+        """(category, stage, urgency, amount, unit) of one version."""
+        return self._query("select category, stage, urgency, amount, unit from time_limits where version = %s",
+                           (version,))
+
+    def calendar_sources(self, years: list[int]) -> dict[int, dict[str, int]]:
+        rows = self._query("select extract(year from day)::int, source, count(*) from work_calendar "
+                           "where extract(year from day)::int = any(%s) group by 1, 2", (years,))
+        out: dict[int, dict[str, int]] = {y: {} for y in years}
+        for year, source, n in rows:
+            out[year][source] = n
+        return out
+
+    def calendar_exceptions(self, first: date, last: date) -> list[dict]:
+        """The days that are not what the weekday says (holidays on weekdays, make-up working
+        weekends) and every admin override, in the period."""
+        rows = self._query("select day, workday, name, source, updated_by, updated_at from work_calendar "
+                           "where day between %s and %s and (source = 'admin' or workday <> "
+                           "(extract(isodow from day) < 6)) order by day", (first, last))
+        return [dict(zip(("day", "workday", "name", "source", "updated_by", "updated_at"), r, strict=True))
+                for r in rows]
+
+    def held_inbox(self, limit: int = 100) -> list[dict]:
+        """The cases engine's inbox rows it gave up on (cases.intake.MAX_ATTEMPTS), kept as evidence."""
+        rows = self._query("select id, kind, key, time, attempts, last_error from case_inbox where attempts >= %s "
+                           "order by id desc limit %s", (MAX_ATTEMPTS, limit))
+        return [dict(zip(("id", "kind", "key", "time", "attempts", "last_error"), r, strict=True)) for r in rows]
 
 
 _CASES = f"select {', '.join(case_store.CASE_COLUMNS)} from cases"

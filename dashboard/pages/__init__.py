@@ -41,6 +41,6 @@ def query_params(search: str | None) -> dict[str, str]:
 
 def declared() -> tuple[Page, ...]:
     """Every page, in navigation order."""
-    from dashboard.pages import admin, audit, case, cases, dispatch, kpis, wall
+    from dashboard.pages import admin, audit, case, cases, dispatch, kpis, rules, wall
 
-    return wall.PAGE, dispatch.PAGE, cases.PAGE, kpis.PAGE, audit.PAGE, admin.PAGE, case.PAGE
+    return wall.PAGE, dispatch.PAGE, cases.PAGE, kpis.PAGE, audit.PAGE, admin.PAGE, case.PAGE, rules.PAGE

@@ -48,6 +48,8 @@ def layout(state, scope: Scope, kiosk: bool = False):
             html.H1(str(Label("People and wall screens", "用户与大屏"))),
             html.Div(str(Label("passwords and tokens are shown once, then only their hashes are kept",
                                "密码与令牌只显示一次，仅保存其哈希")), className="dispatch-scope"),
+            dcc.Link(str(Label("Time limits and calendar →", "办理时限与工作日历 →")), href="/rules",
+                     className="button small", id="admin-rules-link"),
         ]),
         html.Div(className="admin-columns", children=[
             html.Section(className="wall-panel", children=[

@@ -174,6 +174,7 @@ class CaseChange(_Change):
     closed_at: float | None = None
     lon: float | None = None
     lat: float | None = None
+    sos_member: str | None = None  # an SOS: the member's terminal (their marker pulses until acknowledged)
 
 
 Change = (FixChange | StatusChange | ReadingChange | AlarmChange | AlarmAckChange | ReportChange | GatewayChange
