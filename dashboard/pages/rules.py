@@ -118,7 +118,8 @@ def _limits(q, versions: list[dict]):
                                f"{v['created_at'].astimezone(CITY_TZ):%Y-%m-%d %H:%M} · {v['rows']} rows")
                        for v in versions[:10]], className="case-notices", id="rules-versions")
     return [html.P(f"Version {current} (current). Cells: any urgency, or urgent / normal; a category's own row "
-                   "overrides the * row (· : the * row applies). m = clock minutes, h = clock hours, wh = working hours, wd = working days.",
+                   "overrides the * row (· : the * row applies). m = clock minutes, h = clock hours, "
+                   "wh = working hours, wd = working days.",
                    className="audit-dim", id="rules-current"),
             html.Div(html.Table(className="data-table", id="rules-table", children=[head, html.Tbody(rows)]),
                      className="audit-rows"),
