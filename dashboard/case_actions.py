@@ -210,7 +210,7 @@ class NewLimitsVersion:
             raise Refused(f"{self.category!r} is not a category")
         if self.urgency not in (ANY, *(u.value for u in Urgency)):
             raise Refused(f"urgency is urgent, normal or *, not {self.urgency!r}")
-        cur.execute("lock table time_limits in share row exclusive mode")     # one new version at a time
+        cur.execute("select pg_advisory_xact_lock(hashtext('time_limits'))")  # one new version at a time
         cur.execute("select max(version) from time_limits")
         current = cur.fetchone()[0]
         cur.execute("select amount, unit from time_limits where version = %s and category = %s and stage = %s "
