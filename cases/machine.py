@@ -194,7 +194,7 @@ def open_case(case_id: str, category: str, urgency: Urgency, source: Source, gri
     case = _enter_stage(case, now, rules)
     return Applied(case, (Event(case_id, now, "open", actor, None, case.state, None,
                                 {"source": source.value, "category": category, "urgency": urgency.value,
-                                 "deadline": _iso(case.deadline), **(detail or {})}),))
+                                 "stage": case.stage.value, "deadline": _iso(case.deadline), **(detail or {})}),))
 
 
 def apply(case: Case, command: Command, actor: Actor, now: datetime, rules: Rules) -> Outcome:
@@ -213,6 +213,8 @@ def apply(case: Case, command: Command, actor: Actor, now: datetime, rules: Rule
     if invalid:
         return Refusal("invalid", invalid)
     changed, reason, detail = _STEPS[type(command)](case, command, now, rules, actor)
+    if changed.stage_seq != case.stage_seq:     # a stage clock started: the event says which, until when
+        detail = {**detail, "stage": changed.stage.value, "deadline": _iso(changed.deadline)}
     event = Event(case.case_id, now, command.name, actor, case.state, changed.state, reason, detail)
     return Applied(changed, (event,))
 

@@ -11,10 +11,12 @@ from pathlib import Path
 from playwright.sync_api import sync_playwright
 
 CHROMIUM = "/usr/bin/chromium"
+FIRST_CASE = "first case"     # the page of the case the list shows first (the one nearest its deadline)
 WALL, LAPTOP = (1920, 1080), (1366, 768)
 SHOTS = [("login.png", "/login", WALL), ("wall.png", "/wall?kiosk=1", WALL),
          ("wall-street.png", "/wall?scope=350102002", WALL), ("dispatch.png", "/dispatch", WALL),
-         ("audit.png", "/audit", WALL), ("admin-laptop.png", "/admin", LAPTOP)]
+         ("cases.png", "/cases", WALL), ("case.png", FIRST_CASE, WALL), ("case-laptop.png", FIRST_CASE, LAPTOP),
+         ("rules.png", "/rules", WALL), ("audit.png", "/audit", WALL), ("admin-laptop.png", "/admin", LAPTOP)]
 
 
 def main() -> int:
@@ -37,6 +39,9 @@ def main() -> int:
                 page.fill("input[name=password]", password)
                 page.click("button[type=submit]")
                 page.wait_for_url(lambda url: "/login" not in url)
+            if path == FIRST_CASE:
+                page.goto(args.url + "/cases")
+                path = page.locator("#cases-table .case-link").first.get_attribute("href")
             page.goto(args.url + path)
             time.sleep(6)  # snapshot, a few frames, the heat map
             page.screenshot(path=str(args.out / name))

@@ -134,7 +134,8 @@ def show(pathname, _tick, _done):
     now = datetime.now(timezone.utc)
     history = state.queries.case_history(case.case_id)
     return (_head(state, case), _clock(case, now),
-            [_section(Label("Timeline", "办理过程"), _timeline(state, history["events"])),
+            [_section(Label("Stages and their deadlines", "各环节时限"), _stages(case, history["events"], now)),
+             _section(Label("Timeline", "办理过程"), _timeline(state, history["events"])),
              _section(Label("Escalation steps", "升级督办"), _escalations(state, history["escalations"]))],
             [_facts(state, case), _section(Label("Sources and photos", "来源与照片"), _sources(history)),
              _section(Label("Sent to terminals", "推送终端"), _notices(state, history["notices"]))])
@@ -247,9 +248,10 @@ def _map(state, case: Case):
 
 def _buttons(case: Case, identity) -> list[tuple[str, Label, tuple[str, ...]]]:
     """The machine's offer, less what makes no sense to show: deciding an extension nobody asked
-    for, acknowledging what is not an SOS or an alarm (those wait for a person to see them)."""
+    for, acknowledging what is not an SOS or an alarm (those wait for a person to see them) or was
+    acknowledged already."""
     possible = set(offered(case, identity))
-    if case.source.value not in ("sos", "alarm"):
+    if case.source.value not in ("sos", "alarm") or case.acknowledged_by is not None:
         possible.discard(Acknowledge)
     return [(key, label, needs) for key, label, command, needs in BUTTONS if command in possible
             and (command is not DecideExtension or case.pending_extension is not None)]
@@ -394,6 +396,58 @@ def _timeline(state, events: list[dict]):
                  html.Div(_detail(state, e["command"], e["detail"]), className="audit-dim")]),
     ]) for e in events]
     return html.Table(className="data-table", id="case-timeline", children=[head, html.Tbody(rows)])
+
+
+def stage_rows(events: list[dict], now: datetime) -> list[dict]:
+    """Each stage clock the case ran: when it started, its deadline (as first computed and as
+    extended), when it ended (the next stage's start, or the case's end) and whether in time."""
+    rows: list[dict] = []
+    for e in events:
+        detail = e["detail"] or {}
+        if rows and rows[-1]["ended"] is None and (detail.get("stage") or e["to_state"] in _ENDS):
+            rows[-1]["ended"] = e["time"]
+        if e["command"] == "decide_extension" and detail.get("approved") and rows:
+            rows[-1]["deadline"] = datetime.fromisoformat(detail["deadline"])
+        if detail.get("stage") and detail.get("deadline"):
+            deadline = datetime.fromisoformat(detail["deadline"])
+            rows.append({"stage": detail["stage"], "started": e["time"], "first": deadline, "deadline": deadline,
+                         "ended": None})
+    for row in rows:
+        end = row["ended"] or now
+        row["late_s"] = (end - row["deadline"]).total_seconds()
+    return rows
+
+
+_ENDS = frozenset({"refused", "closed", "evaluated", "suspended"})
+
+
+def _stages(case: Case, events: list[dict], now: datetime):
+    rows = stage_rows(events, now)
+    if not rows:
+        return html.P("–", className="audit-dim")
+    head = html.Thead(html.Tr([html.Th(str(h)) for h in (Label("Stage", "环节"), Label("Started", "开始"),
+                                                         Label("Deadline", "时限"), Label("Ended", "完成"),
+                                                         Label("In time?", "是否按期"))]))
+    body = []
+    for r in rows:
+        extended = r["deadline"] != r["first"]
+        if r["ended"] is None:
+            verdict = (f"{Label('running', '进行中')} · {duration(-r['late_s'])} {Label('left', '剩余')}"
+                       if r["late_s"] < 0 else f"{Label('overdue', '超时')} {duration(r['late_s'])}")
+        else:
+            verdict = (str(Label("in time", "按期")) if r["late_s"] <= 0
+                       else f"{Label('late by', '超时')} {duration(r['late_s'])}")
+        late = r["late_s"] > 0
+        body.append(html.Tr(className="case-stage-late" if late else "", children=[
+            html.Td(str(CASE_STAGE_LABELS.get(r["stage"], r["stage"]))),
+            html.Td(local(r["started"]), className="audit-time"),
+            html.Td([local(r["deadline"]), html.Div(f"{Label('first', '原')} {local(r['first'])}",
+                                                    className="audit-dim") if extended else None],
+                    className="audit-time"),
+            html.Td(local(r["ended"]), className="audit-time"),
+            html.Td(verdict, className="case-stage-verdict"),
+        ]))
+    return html.Table(className="data-table", id="case-stages", children=[head, html.Tbody(body)])
 
 
 def _states(event: dict) -> str:

@@ -32,6 +32,7 @@ from cases.model import (
 )
 from cases.notices import MAX_ESCALATED, Recipients, notices_for
 from dashboard.case_actions import CASE_ACTIONS, limit_spec
+from dashboard.pages.case import stage_rows
 from dashboard.pages.cases import SORT_LABELS, time_class, time_left
 from dashboard.queries import CASE_SORTS, CaseFilter
 from simulator.citygen import SCALES, generate
@@ -208,3 +209,24 @@ def test_the_desk_registers_a_report_once_its_moment_has_come_and_dispatches_to_
     dispatched = desk.decide(registered, NOW + timedelta(hours=3))
     handler = city.member_by_terminal[dispatched.handler]
     assert handler.grid_code == grid.code and handler.role is not Role.GRID_SUPERVISOR
+
+
+def test_a_case_page_lists_each_stage_clock_with_its_deadline_and_whether_it_was_kept():
+    case = replace(case_in(State.REPORTED), stage_started_at=NOW)
+    events = []
+    steps = [(Register(), DISPATCHER, 5), (Dispatch(HANDLER.name), DISPATCHER, 25), (Accept(), HANDLER, 60)]
+    at = NOW
+    for command, actor, minutes in steps:
+        at = NOW + timedelta(minutes=minutes)
+        outcome = apply(case, command, actor, at, RULES_)
+        case = outcome.case
+        events += [{"time": e.at, "command": e.command, "to_state": e.to_state.value, "detail": e.detail}
+                   for e in outcome.events]
+    opened = {"time": NOW, "command": "open", "to_state": "reported",
+              "detail": {"stage": "register", "deadline": (NOW + timedelta(minutes=10)).isoformat()}}
+    rows = stage_rows([opened, *events], at + timedelta(minutes=1))
+    assert [r["stage"] for r in rows] == ["register", "dispatch", "accept", "handle"]
+    register, dispatch, accept, handle = rows
+    assert register["late_s"] < 0                                   # registered after 5 of its 10 minutes
+    assert dispatch["started"] == NOW + timedelta(minutes=5) and dispatch["late_s"] > 0   # urgent: 10 min, took 20
+    assert accept["late_s"] > 0 and handle["ended"] is None and handle["deadline"] == case.deadline
