@@ -6,7 +6,9 @@ store and outbox as a person (its events say `demo desk`): it registers reports 
 dispatches to a member of the case's grid, acknowledges SOS and alarm cases, approves most
 extensions, closes verified cases and evaluates some. Each decision falls at a share of the
 stage's limit drawn from the case number, so it is steady across passes: most on time, some late
-(amber), a few very late (they escalate to the community and the street before someone acts).
+(amber), a few very late (they escalate to the community and the street before someone acts). A
+case whose handler has been silent for four of its limits (a terminal that lost its work) is
+returned and dispatched again.
 The simulator plays the members (simulator/devices.py): accepting, handling, feedback, verification.
 """
 from __future__ import annotations
@@ -33,6 +35,7 @@ from cases.model import (
     Evaluate,
     Refuse,
     Register,
+    Return,
     State,
 )
 from cases.notices import Recipients
@@ -46,6 +49,8 @@ REFUSE_SHARE = 0.05
 REFUSE_REASONS = ("duplicate of an earlier report", "not the city's responsibility: passed to the property company",
                   "nothing found on site by the caller's description")
 HANDLERS = (Role.GRID_ADMINISTRATOR, Role.GRID_COORDINATOR, Role.GRID_POLICE_OFFICER)
+STALE = 4.0     # a handler silent this many limits long (a terminal that lost its work): returned, dispatched again
+_WITH_HANDLER = frozenset({State.DISPATCHED, State.ACCEPTED, State.HANDLING})
 
 
 def share(case_id: str, what: str) -> float:
@@ -110,7 +115,7 @@ class Desk:
         with conn, conn.cursor() as cur:
             rules = self.rules(cur)
             cur.execute(f"select {', '.join(store.CASE_COLUMNS)} from cases where state in "
-                        "('reported', 'registered', 'verified', 'closed', 'accepted', 'handling') "
+                        "('reported', 'registered', 'dispatched', 'verified', 'closed', 'accepted', 'handling') "
                         "and opened_at > now() - interval '2 days' order by opened_at limit 500 "
                         "for update skip locked")
             for row in cur.fetchall():
@@ -138,6 +143,8 @@ class Desk:
             approve = share(case.case_id, f"ext{case.extension_count}") < 0.8
             return DecideExtension(approve, "" if approve else "the limit stands: ask the property company to help")
         progress = elapsed(case, now)
+        if case.state in _WITH_HANDLER and progress is not None and progress > STALE:
+            return Return("no word from the handler long past the deadline: to be dispatched again")
         if case.state is State.CLOSED:
             if share(case.case_id, "rate") < 0.5 and (now - (case.closed_at or now)).total_seconds() > 30:
                 return Evaluate(3 + int(3 * share(case.case_id, "stars")), "rated by the demo desk")

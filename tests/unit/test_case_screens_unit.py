@@ -230,3 +230,11 @@ def test_a_case_page_lists_each_stage_clock_with_its_deadline_and_whether_it_was
     assert register["late_s"] < 0                                   # registered after 5 of its 10 minutes
     assert dispatch["started"] == NOW + timedelta(minutes=5) and dispatch["late_s"] > 0   # urgent: 10 min, took 20
     assert accept["late_s"] > 0 and handle["ended"] is None and handle["deadline"] == case.deadline
+
+
+def test_the_desk_returns_a_case_whose_handler_has_been_silent_for_four_limits(city):
+    desk = Desk("", city, lambda cur: RULES_, lambda changed: None, None)
+    case, _, _ = _grid_case(city, State.ACCEPTED)
+    case = replace(case, pending_extension=None, stage_started_at=NOW, deadline_original=NOW + timedelta(hours=1))
+    assert desk.decide(case, NOW + timedelta(hours=3)) is None
+    assert isinstance(desk.decide(case, NOW + timedelta(hours=4, minutes=1)), Return)
