@@ -126,12 +126,12 @@ def main(argv: list[str] | None = None) -> int:
     engine = build(settings)
     notifier = Notifier(settings.pg_dsn, settings.mqtt_host, settings.mqtt_port, settings.mqtt_username,
                         settings.mqtt_password.get_secret_value(), engine.stop_event)
+    server = serve(engine, notifier, settings.cases_metrics_port)   # its port first: it was chosen free
     sender = threading.Thread(target=notifier.run, name="case-notices", daemon=True)
     sender.start()
     if settings.cases_demo_desk:
         desk = Desk(settings.pg_dsn, engine.intake.city, engine.rules_for, engine.on_change, engine.stop_event)
         threading.Thread(target=desk.run, name="demo-desk", daemon=True).start()
-    server = serve(engine, notifier, settings.cases_metrics_port)
     try:
         return run_until_signalled(engine.run, engine.stop_event)
     finally:

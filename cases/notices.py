@@ -12,7 +12,9 @@ publishes them. Who hears what:
     escalate                the handler, and the supervisors    escalated (the level reached)
                             of the grids of the org unit
                             notified (the case's grid first,
-                            at most MAX_ESCALATED of them)
+                            at most MAX_ESCALATED of them);
+                            a repeat of a step: the handler
+                            and the case's grid's supervisor
     return, refuse,         the handler it had                  withdrawn (not yours any more)
       suspend
     resume, reopen          the handler                         resumed / reopened
@@ -100,8 +102,9 @@ def _told(case: Case, event: Event, recipients: Recipients) -> list[tuple[str, N
     if command == "escalate":
         level = event.detail.get("level")
         told = [handler] if handler else []
-        told += [t for t in recipients.supervisors_within(event.detail.get("org_code", case.org_code), case.grid_code)
-                 if t != handler]
+        supervisors = (recipients.supervisors_within(event.detail.get("org_code", case.org_code), case.grid_code)
+                       if not event.detail.get("repeat") else recipients.supervisors_of_grid(case.grid_code))
+        told += [t for t in supervisors if t != handler]
         return [(t, NoticeKind.ESCALATED, level) for t in told]
     if command == "return" and before:
         return [(before, NoticeKind.WITHDRAWN, None)]

@@ -238,3 +238,11 @@ def test_the_desk_returns_a_case_whose_handler_has_been_silent_for_four_limits(c
     case = replace(case, pending_extension=None, stage_started_at=NOW, deadline_original=NOW + timedelta(hours=1))
     assert desk.decide(case, NOW + timedelta(hours=3)) is None
     assert isinstance(desk.decide(case, NOW + timedelta(hours=4, minutes=1)), Return)
+
+
+def test_a_repeated_escalation_step_tells_only_the_handler_and_the_cases_own_grid(city):
+    case, grid, handler = _grid_case(city, State.DISPATCHED)
+    outcome = apply(case, Escalate(case.stage_seq, 3, 2, "district", grid.code[:6]), ENGINE, NOW, RULES_)
+    told = {n.terminal_id for n in notices_for(outcome.case, outcome.events, Recipients(city))}
+    own = {m.terminal_id for m in city.members if m.grid_code == grid.code and m.role is Role.GRID_SUPERVISOR}
+    assert told == {handler.terminal_id} | own
