@@ -1,16 +1,21 @@
-/* The dispatcher console's renderer (feed "dispatch", see dashboard/pages/dispatch.py): open alarms
- * with their Acknowledge buttons, members by status, task acknowledgements as they arrive. State
+/* The dispatcher console's renderer (feed "dispatch", see dashboard/pages/dispatch.py): the dispatch
+ * queue (cases to register, to dispatch, offered), open alarms with their Acknowledge buttons,
+ * members by status, task acknowledgements as they arrive; the keyboard (↑↓ Enter 1–9 Esc). State
  * through the shared sync module (live.js); gcc.live.state("dispatch") is what the tests read. */
 (function () {
   const gcc = window.gcc = window.gcc || {};
   gcc.renderers = gcc.renderers || {};
   const ACKS_SHOWN = 30;
   const STATE_ORDER = {offline: 2, silent: 1, online: 0};
+  const QUEUED = new Set(["reported", "registered", "dispatched"]);   // what waits for a dispatcher
+  const WAITS = {reported: "to register 待立案", registered: "to dispatch 待派遣", dispatched: "offered 待接单"};
 
   gcc.renderers.dispatch = {
     fresh: function (s) {
-      const st = {alarms: new Map(), members: new Map(), acks: [], alarmsVersion: 0, alarmsDrawn: -1};
+      const st = {alarms: new Map(), members: new Map(), acks: [], alarmsVersion: 0, alarmsDrawn: -1,
+                  cases: new Map(), order: []};
       s.alarms.forEach(a => st.alarms.set(a.key, a));   // an alarm is (sensor, alarm id)
+      (s.cases || []).forEach(c => { if (QUEUED.has(c.state)) st.cases.set(c.key, c); });
       s.members.forEach(m => st.members.set(m.terminal_id, m));
       return st;
     },
@@ -28,6 +33,9 @@
       (changes.status || []).forEach(x => {
         const m = st.members.get(x.terminal_id);
         if (m && x.t >= (m.state_t || 0)) { m.state = x.state; m.state_t = x.t; m.sos = x.sos; }
+      });
+      (changes.case || []).forEach(c => {
+        if (QUEUED.has(c.state)) st.cases.set(c.key, c); else st.cases.delete(c.key);
       });
       (changes.task_ack || []).forEach(x => {
         if (!st.acks.some(a => a.task_id === x.task_id && a.action === x.action && a.t === x.t)) st.acks.unshift(x);
@@ -81,6 +89,37 @@
     return [h("Div", {className: "dispatch-counts", children: tiles}), ...sosRows, ...silent, ...notes];
   }
 
+  /* The queue: unassigned (offers ran out) and SOS first, then overdue, urgent, by time left. */
+  function queueOrder(st, now) {
+    const rank = c => (c.unassigned ? 0 : 8) + (c.source === "sos" ? 0 : 4) +
+                      (c.deadline != null && now >= c.deadline ? 0 : 2) + (c.urgency === "urgent" ? 0 : 1);
+    return [...st.cases.values()].sort((a, b) => (rank(a) - rank(b)) || ((a.deadline || 9e12) - (b.deadline || 9e12)));
+  }
+
+  function queueRows(st, selected) {
+    const h = gcc.ui.html, L = gcc.live;
+    const now = Date.now() / 1000;
+    const cases = queueOrder(st, now);
+    st.order = cases.map(c => c.key);
+    if (!cases.length) return [h("Div", {className: "empty", children: "Nothing to dispatch 暂无待派遣"})];
+    return cases.map(c => {
+      const left = c.deadline == null ? "" : c.deadline >= now ? gcc.ui.span(c.deadline - now)
+                                                                : "+" + gcc.ui.span(now - c.deadline) + " 超期";
+      const phase = c.deadline != null && now >= c.deadline ? " overdue" : c.warn_at != null && now >= c.warn_at
+        ? " warning" : "";
+      const waits = c.unassigned ? "unassigned 未派出" : c.state === "dispatched"
+        ? "offered to " + (c.handler || "?") + " 待接单" : WAITS[c.state];
+      return h("Button", {className: "dispatch-case queue-row" + (c.key === selected ? " selected" : "") +
+                                     (c.unassigned ? " unassigned" : "") + (c.source === "sos" ? " sos" : "") + phase,
+                          id: {type: "dispatch-case", case: c.key}, n_clicks: 0, children: [
+        h("Span", {className: "row-kind", children: c.urgency === "urgent" || c.source === "sos"
+          ? (c.source === "sos" ? "SOS" : "urgent 紧急") : ""}),
+        h("Span", {className: "row-title", children: c.title || L.label(st, "category", c.category)}),
+        h("Span", {className: "row-where", children: (c.where || "") + " · " + waits}),
+        h("Span", {className: "row-time countdown" + phase, children: left})]});
+    });
+  }
+
   function ackRows(st) {
     const h = gcc.ui.html, L = gcc.live;
     if (!st.acks.length) return [h("Div", {className: "empty", children: "No acknowledgements yet 暂无回执"})];
@@ -91,13 +130,64 @@
       h("Span", {className: "row-time", children: gcc.ui.clock(a.t)})]}));
   }
 
+  /* The keyboard: ↑/↓ choose a case in the queue, Enter offers it to candidate 1, a digit to
+   * candidate N (their buttons, so the server decides as for a click), Esc lets go. Not while typing. */
+  document.addEventListener("keydown", e => {
+    if (!document.getElementById("dispatch") || /INPUT|TEXTAREA|SELECT/.test((e.target || {}).tagName || "")) return;
+    const st = gcc.live.state("dispatch");
+    if (!st) return;
+    const set = value => window.dash_clientside.set_props("dispatch-selected", {data: value});
+    if (e.key === "ArrowDown" || e.key === "ArrowUp") {
+      if (!st.order.length) return;
+      const at = st.order.indexOf(st.selected);
+      const next = at < 0 ? 0 : Math.max(0, Math.min(st.order.length - 1, at + (e.key === "ArrowDown" ? 1 : -1)));
+      set(st.order[next]);
+      e.preventDefault();
+    } else if (e.key === "Escape") {
+      set(null);
+    } else if (e.key === "Enter" || /^[1-9]$/.test(e.key)) {
+      const n = e.key === "Enter" ? 1 : Number(e.key);
+      const button = document.querySelector("#dispatch-cand-" + n + " .dispatch-offer-button") ||
+                     (n === 1 ? document.querySelector(".dispatch-register") : null);
+      if (button && !button.disabled) { button.click(); e.preventDefault(); }
+    }
+  });
+
+  /* dash-leaflet functions, referenced from Python as Namespace("gcc", "dispatch") */
+  const STATUS_COLOURS = {available: "#30d158", requested: "#ffd60a", en_route: "#ff9f0a", on_scene: "#bf5af2"};
+  gcc.dispatch = {
+    gridStyle: function () { return {color: "#4a6a8a", weight: 1, fillColor: "#1c2a3a", fillOpacity: 0.3}; },
+    candidateMarker: function (feature, latlng) {
+      const p = feature.properties;
+      if (p.kind === "case") {
+        const icon = L.divIcon({className: "case-icon overdue", html: "<span></span>", iconSize: [28, 28]});
+        return L.marker(latlng, {icon: icon, zIndexOffset: 1000}).bindTooltip(p.label || "");
+      }
+      const icon = L.divIcon({className: "cand-icon", iconSize: [24, 24],
+                              html: "<span style='background:" + (STATUS_COLOURS[p.kind] || "#8b9bb0") + "'>" + p.n + "</span>"});
+      const marker = L.marker(latlng, {icon: icon});
+      const tip = document.createElement("span");
+      tip.textContent = p.label;
+      return marker.bindTooltip(tip);
+    },
+  };
+
   window.dash_clientside = Object.assign({}, window.dash_clientside, {
     gcc: Object.assign({}, (window.dash_clientside || {}).gcc, {
-      dispatchLive: function (snapshot, frame, url) {
-        const reconnect = gcc.live.receive("dispatch", snapshot, frame, url);
+      dispatchLive: function (snapshot, frame, ticks, selected, url) {
+        const trigger = (window.dash_clientside.callback_context.triggered || [])[0] || {};
+        const onlyTime = trigger.prop_id === "dispatch-clock.n_intervals";
+        const reconnect = onlyTime ? window.dash_clientside.no_update : gcc.live.receive("dispatch", snapshot, frame, url);
         const st = gcc.live.state("dispatch");
-        if (!st) return Array(3).fill(window.dash_clientside.no_update).concat([reconnect]);
-        return [alarmRows(st), memberSummary(st), ackRows(st), reconnect];
+        const noUpdate = window.dash_clientside.no_update;
+        if (!st) return Array(4).fill(noUpdate).concat([reconnect]);
+        st.selected = selected;
+        if (onlyTime) return [noUpdate, noUpdate, noUpdate, queueRows(st, selected), noUpdate];
+        return [alarmRows(st), memberSummary(st), ackRows(st), queueRows(st, selected), reconnect];
+      },
+      dispatchChoose: function (clicks) {
+        const id = window.dash_clientside.callback_context.triggered_id;
+        return id && (clicks || []).some(n => n) ? id.case : window.dash_clientside.no_update;
       },
     }),
   });

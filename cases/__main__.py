@@ -33,6 +33,7 @@ from cases.notifier import Notifier
 from cases.tell import Teller
 from config.settings import Settings, load_settings
 from database.citydb import read_city
+from dispatch.candidates import first_available
 from telemetry.lifecycle import run_until_signalled
 
 log = logging.getLogger("cases")
@@ -56,9 +57,12 @@ def build(settings: Settings) -> Engine:
         conn.close()
     intake = Intake(city, IntakeSettings(settings.cases_alarm_min_severity, settings.cases_merge_metres,
                                          settings.cases_merge_minutes))
+    r = settings.redis_client(socket_timeout=10)
+    looking = settings.candidate_settings()
     return Engine(settings.pg_dsn, intake, lambda cur: store.load_rules(
         cur, warn_fraction=settings.cases_warn_fraction, time_scale=settings.cases_time_scale),
-        on_change=Teller(settings.redis_client(socket_timeout=10), city))
+        on_change=Teller(r, city), policy=settings.offer_policy(),
+        pick=lambda cur, case, offered: first_available(r, city, cur, case, offered, time.time(), looking))
 
 
 class _Collector:
@@ -71,6 +75,10 @@ class _Collector:
         for name in ("opened", "merged", "linked", "skipped", "failed", "held", "applied", "refused"):
             counts.add_metric([name], self.engine.counts[name])
         yield counts
+        offers = CounterMetricFamily("gcc_cases_offers", "offers expired, and followed by the next", labels=["what"])
+        for name in ("offers_expired", "offers_followed"):
+            offers.add_metric([name.removeprefix("offers_")], self.engine.counts[name])
+        yield offers
         yield CounterMetricFamily("gcc_cases_escalations", "escalation steps fired",
                                   value=self.engine.counts["escalations"])
         lags = sorted(self.engine.lags)
@@ -130,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     sender = threading.Thread(target=notifier.run, name="case-notices", daemon=True)
     sender.start()
     if settings.cases_demo_desk:
-        desk = Desk(settings.pg_dsn, engine.intake.city, engine.rules_for, engine.on_change, engine.stop_event)
+        desk = Desk(settings.pg_dsn, engine.intake.city, engine.rules_for, engine.on_change, engine.stop_event,
+                    settings.offer_policy())
         threading.Thread(target=desk.run, name="demo-desk", daemon=True).start()
     try:
         return run_until_signalled(engine.run, engine.stop_event)

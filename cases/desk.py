@@ -39,6 +39,7 @@ from cases.model import (
     State,
 )
 from cases.notices import Recipients
+from cases.offers import OfferPolicy
 from telemetry.catalogue import Role
 from telemetry.city import City
 
@@ -79,12 +80,14 @@ def elapsed(case: Case, now: datetime) -> float | None:
 
 class Desk:
     def __init__(self, dsn: str, city: City, rules: Callable[[object], Rules],
-                 on_change: Callable[[list[Applied]], None], stop_event: threading.Event) -> None:
+                 on_change: Callable[[list[Applied]], None], stop_event: threading.Event,
+                 policy: OfferPolicy = OfferPolicy()) -> None:
         self.dsn = dsn
         self.city = city
         self.rules = rules
         self.on_change = on_change
         self.stop_event = stop_event
+        self.policy = policy
         self.recipients = Recipients(city)
         self.counts: dict[str, int] = {}
         self._handlers: dict[str, list[str]] = {}
@@ -130,7 +133,7 @@ class Desk:
                 store.save(cur, outcome.case, rules)
                 changed.append(outcome)
                 self.counts[command.name] = self.counts.get(command.name, 0) + 1
-            store.record(cur, changed, self.recipients)
+            store.record(cur, changed, self.recipients, self.policy)
         if changed:
             self.on_change(changed)
         return changed

@@ -14,7 +14,7 @@ import select
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
 import psycopg2
@@ -25,11 +25,13 @@ from cases import store
 from cases.escalation import Firing, Position, due
 from cases.intake import Intake
 from cases.machine import Applied, Refusal, Rules, apply
-from cases.model import Actor, Escalate
+from cases.model import Actor, Case, Dispatch, Escalate, Event, OfferExpired, State
 from cases.notices import Recipients
+from cases.offers import OfferPolicy
 
 log = logging.getLogger(__name__)
 ESCALATION = Actor.system("escalation")
+OFFERS = Actor.system("automatic dispatch")
 MAX_SLEEP_S = 30.0          # even with nothing due, look again this often (a lost notification costs this)
 RULES_EVERY_S = 60.0        # the time limits and the calendar are read again this often
 BATCH = 500
@@ -95,24 +97,93 @@ def _insert_steps(cur, steps: list, now: datetime) -> set[tuple]:
     return {tuple(r) for r in rows}
 
 
-def next_due(conn) -> datetime | None:
+def expire_offers(conn, rules: Rules, now: datetime, recipients: Recipients, policy: OfferPolicy,
+                  limit: int = 200) -> list[Applied]:
+    """One transaction: the offers not accepted in time expire (the case goes back to registration)."""
+    changed: list[Applied] = []
     with conn, conn.cursor() as cur:
-        cur.execute("select min(next_escalation_at) from cases where next_escalation_at is not null")
+        cur.execute("select id, case_id, terminal_id, offered_at from case_offers where outcome is null "
+                    "and expires_at <= %s order by expires_at limit %s for update skip locked", (now, limit))
+        for offer_id, case_id, terminal_id, offered_at in cur.fetchall():
+            case = store.load(cur, case_id)
+            if case is None or case.state is not State.DISPATCHED or case.handler != terminal_id:
+                cur.execute("update case_offers set outcome = 'withdrawn', decided_at = %s where id = %s",
+                            (now, offer_id))
+                continue
+            waited = (now - offered_at).total_seconds() / 60
+            outcome = apply(case, OfferExpired(f"not accepted within {waited:.0f} min of the offer"), OFFERS, now,
+                            rules)
+            if isinstance(outcome, Refusal):
+                log.error("expiring the offer of %s refused: %s", case_id, outcome.reason)
+                continue
+            store.save(cur, outcome.case, rules)
+            changed.append(outcome)
+        store.record(cur, changed, recipients, policy)
+    return changed
+
+
+def follow_offers(conn, rules: Rules, now: datetime, recipients: Recipients, policy: OfferPolicy,
+                  pick: Callable[[object, Case, frozenset[str]], object | None], limit: int = 100) -> list[Applied]:
+    """One transaction: each rejected or expired offer followed by an offer to the next available
+    candidate (`pick(cur, case, offered)`), or, the tries spent or nobody there, the case flagged
+    unassigned for a dispatcher."""
+    changed: list[Applied] = []
+    with conn, conn.cursor() as cur:
+        cur.execute("select id, case_id from case_offers where outcome in ('rejected', 'expired') and not followed "
+                    "order by decided_at limit %s for update skip locked", (limit,))
+        for offer_id, case_id in cur.fetchall():
+            cur.execute("update case_offers set followed = true where id = %s", (offer_id,))
+            case = store.load(cur, case_id)
+            if case is None or case.state is not State.REGISTERED:
+                continue                    # someone acted meanwhile
+            cur.execute("select terminal_id from case_offers where case_id = %s", (case_id,))
+            offered = [t for (t,) in cur.fetchall()]
+            candidate = pick(cur, case, frozenset(offered)) if len(offered) < policy.tries else None
+            if candidate is None:
+                why = (f"{len(offered)} offers, none accepted" if len(offered) >= policy.tries
+                       else "no available member near it")
+                flagged = Applied(replace(case, unassigned=True),
+                                  (Event(case_id, now, "unassigned", OFFERS, case.state, case.state, why,
+                                         {"offers": len(offered)}),))
+                store.save(cur, flagged.case, rules)
+                store.add_events(cur, flagged.events)
+                changed.append(flagged)
+                continue
+            outcome = apply(case, Dispatch(candidate.terminal_id, candidate.grid_code, rank=len(offered) + 1,
+                                           why=candidate.reason), OFFERS, now, rules)
+            if isinstance(outcome, Refusal):
+                log.error("the next offer of %s refused: %s", case_id, outcome.reason)
+                continue
+            store.save(cur, outcome.case, rules)
+            store.record(cur, [outcome], recipients, policy)
+            changed.append(outcome)
+    return changed
+
+
+def next_due(conn) -> datetime | None:
+    """The next stored time the engine has something to do: an escalation step, an offer's expiry."""
+    with conn, conn.cursor() as cur:
+        cur.execute("select least((select min(next_escalation_at) from cases where next_escalation_at is not null), "
+                    "(select min(expires_at) from case_offers where outcome is null))")
         return cur.fetchone()[0]
 
 
 class Engine:
     def __init__(self, dsn: str, intake: Intake, load_rules: Callable[[object], Rules],
                  on_change: Callable[[list[Applied]], None] = lambda changed: None,
-                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+                 policy: OfferPolicy = OfferPolicy(),
+                 pick: Callable[[object, Case, frozenset[str]], object | None] | None = None) -> None:
         self.dsn = dsn
         self.intake = intake
         self.load_rules = load_rules
         self.on_change = on_change          # after each commit: the live bus, the terminals
         self.clock = clock
+        self.policy = policy                # offers: their timeouts and tries (cases.offers)
+        self.pick = pick                    # the next candidate for a case (dispatch.candidates); None: nobody
         self.stop_event = threading.Event()
         self.counts = dict.fromkeys(("opened", "merged", "linked", "skipped", "failed", "held", "applied", "refused",
-                                     "escalations"), 0)
+                                     "escalations", "offers_expired", "offers_followed"), 0)
         self.lags: list[float] = []
         self._rules: Rules | None = None
         self._rules_at = 0.0
@@ -181,6 +252,13 @@ class Engine:
                 self.on_change(fired.changed)
             if fired.rows < BATCH:
                 break
+        expired = expire_offers(conn, rules, self.clock(), self.intake.recipients, self.policy)
+        self.counts["offers_expired"] += len(expired)
+        followed = follow_offers(conn, rules, self.clock(), self.intake.recipients, self.policy,
+                                 self.pick or (lambda cur, case, offered: None))
+        self.counts["offers_followed"] += len(followed)
+        if expired or followed:
+            self.on_change(expired + followed)
 
     def _sleep(self, listener, next_at: datetime | None) -> None:
         """Until the next step is due, or PostgreSQL notifies a change, or we are asked to stop."""

@@ -35,6 +35,7 @@ from cases.model import (
     Event,
     Extension,
     Feedback,
+    OfferExpired,
     Refuse,
     Register,
     Reject,
@@ -130,7 +131,7 @@ def _grid_verifier(actor: Actor, case: Case) -> str | None:
 
 
 def _system(actor: Actor, case: Case) -> str | None:
-    return None if actor.kind is ActorKind.SYSTEM else "only the escalation engine escalates"
+    return None if actor.kind is ActorKind.SYSTEM else "only the cases engine may"
 
 
 def _any(*checks: Check) -> Check:
@@ -151,7 +152,7 @@ _S = {c: _staff(roles) for c, roles in SCREEN_ROLES.items()}
 RULES: dict[type, tuple[frozenset[State], Check]] = {
     Register: (frozenset({State.REPORTED}), _S[Register]),
     Refuse: (frozenset({State.REPORTED, State.REGISTERED}), _S[Refuse]),
-    Dispatch: (frozenset({State.REGISTERED}), _S[Dispatch]),
+    Dispatch: (frozenset({State.REGISTERED}), _any(_S[Dispatch], _system)),   # the engine: the next candidate
     Accept: (frozenset({State.DISPATCHED}), _handler),
     Reject: (frozenset({State.DISPATCHED}), _handler),
     Start: (frozenset({State.ACCEPTED}), _handler),
@@ -167,6 +168,7 @@ RULES: dict[type, tuple[frozenset[State], Check]] = {
     Reopen: (frozenset({State.CLOSED, State.EVALUATED}), _S[Reopen]),
     Acknowledge: (OPEN, _S[Acknowledge]),
     Escalate: (_STAGED, _system),
+    OfferExpired: (frozenset({State.DISPATCHED}), _system),
 }
 
 
@@ -231,7 +233,7 @@ def _invalid(command: Command, case: Case, rules: Rules) -> str | None:
         limit = MAX_NOTE if name == "note" else MAX_REASON
         if value is not None and len(value) > limit:
             return f"a {name} has at most {limit} characters"
-    needs_reason = (Refuse, Reject, Return, Suspend, Reopen, RequestExtension)
+    needs_reason = (Refuse, Reject, Return, Suspend, Reopen, RequestExtension, OfferExpired)
     if isinstance(command, needs_reason) and not command.reason.strip():
         return f"{command.name} needs a reason"
     if isinstance(command, Verify) and not command.passed and not command.reason.strip():
@@ -278,8 +280,11 @@ def _refuse(case, c, now, rules, actor):
 
 
 def _dispatch(case, c, now, rules, actor):
-    moved = replace(case, state=State.DISPATCHED, handler=c.handler)
-    return _enter_stage(moved, now, rules), None, {"handler": c.handler, "handler_grid": c.handler_grid}
+    moved = replace(case, state=State.DISPATCHED, handler=c.handler, unassigned=False)
+    detail = {"handler": c.handler, "handler_grid": c.handler_grid}
+    if c.rank is not None:
+        detail.update(rank=c.rank, why=c.why[:300])
+    return _enter_stage(moved, now, rules), None, detail
 
 
 def _accept(case, c, now, rules, actor):
@@ -352,6 +357,11 @@ def _reopen(case, c, now, rules, actor):
     return _enter_stage(again, now, rules), c.reason, {"reopened": again.reopen_count}
 
 
+def _offer_expired(case, c, now, rules, actor):
+    back = replace(case, state=State.REGISTERED, handler=None)
+    return _enter_stage(back, now, rules), c.reason, {"handler": case.handler}
+
+
 def _acknowledge(case, c, now, rules, actor):
     return replace(case, acknowledged_by=actor.name), None, {}
 
@@ -365,7 +375,8 @@ def _escalate(case, c, now, rules, actor):
 _STEPS = {Register: _register, Refuse: _refuse, Dispatch: _dispatch, Accept: _accept, Reject: _reject,
           Start: _start, Feedback: _feedback, Verify: _verify, Close: _close, Evaluate: _evaluate,
           Return: _return, RequestExtension: _request_extension, DecideExtension: _decide_extension,
-          Suspend: _suspend, Resume: _resume, Reopen: _reopen, Acknowledge: _acknowledge, Escalate: _escalate}
+          Suspend: _suspend, Resume: _resume, Reopen: _reopen, Acknowledge: _acknowledge, Escalate: _escalate,
+          OfferExpired: _offer_expired}
 
 
 def _enter_stage(case: Case, now: datetime, rules: Rules) -> Case:

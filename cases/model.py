@@ -101,6 +101,7 @@ class Case:
     rating: int | None = None
     closed_at: datetime | None = None
     source_key: str | None = None   # what it is made of, one open case each: "alarm:<sensor>/<type>", "sos:<terminal>"
+    unassigned: bool = False        # its offers ran out (cases.offers): it waits for a dispatcher
 
     @property
     def stage(self) -> Stage | None:
@@ -146,6 +147,8 @@ class Refuse(Command):
 class Dispatch(Command):
     handler: str                    # a terminal id (the caller checks it names a member)
     handler_grid: str | None = None
+    rank: int | None = None         # its place among the candidates (None: chosen by hand)
+    why: str = ""                   # why it ranked there (dispatch.candidates)
     name: ClassVar[str] = "dispatch"
 
 
@@ -232,6 +235,13 @@ class Reopen(Command):
 @dataclass(frozen=True)
 class Acknowledge(Command):
     name: ClassVar[str] = "acknowledge"
+
+
+@dataclass(frozen=True)
+class OfferExpired(Command):
+    """The engine: the member it was offered to did not accept in time (back to registration)."""
+    reason: str
+    name: ClassVar[str] = "offer_expired"
 
 
 @dataclass(frozen=True)

@@ -17,12 +17,13 @@ from cases.limits import Limit, LimitRow, LimitTable, Stage, Unit, Urgency, defa
 from cases.machine import Applied, Rules
 from cases.model import Case, Event, Extension, Source, State
 from cases.notices import NoticeRow, Recipients, notices_for
+from cases.offers import OfferPolicy, bookkeep
 
 CASE_COLUMNS = ("case_id", "category", "urgency", "source", "grid_code", "org_code", "state", "opened_at", "title",
                 "place", "lat", "lon", "limits_version", "stage_seq", "stage_started_at", "deadline_original",
                 "deadline", "warn_at", "handler", "suspended_from", "pending_extension", "rework_count",
                 "return_count", "extension_count", "reopen_count", "escalation_level", "acknowledged_by", "rating",
-                "closed_at", "source_key")
+                "closed_at", "source_key", "unassigned")
 _SELECT = f"select {', '.join(CASE_COLUMNS)} from cases"
 
 
@@ -153,11 +154,14 @@ def add_notices(cur, rows: list[NoticeRow]) -> None:
                        page_size=1000)
 
 
-def record(cur, changed: list[Applied] | tuple[Applied, ...], recipients: Recipients) -> None:
-    """The events of the changed cases and the notices they bring to terminals, in the caller's
-    transaction (the case rows are saved already)."""
+def record(cur, changed: list[Applied] | tuple[Applied, ...], recipients: Recipients,
+           policy: OfferPolicy = OfferPolicy()) -> None:
+    """The events of the changed cases, the notices they bring to terminals and the offers they
+    open or decide, in the caller's transaction (the case rows are saved already)."""
     add_events(cur, [e for a in changed for e in a.events])
     add_notices(cur, [n for a in changed for n in notices_for(a.case, a.events, recipients)])
+    for a in changed:
+        bookkeep(cur, a.case.urgency.value, a.case.stage_seq, a.events, policy)
 
 
 def audit_refusal(cur, actor_name: str, roles: list[str], action: str, target: str, scope_code: str | None,

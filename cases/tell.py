@@ -23,7 +23,8 @@ def case_change(case: Case, city: City) -> live.CaseChange:
         deadline=_t(case.deadline), warn_at=_t(case.warn_at), escalation_level=case.escalation_level,
         handler_name=member.name if member else None, acknowledged=case.acknowledged_by is not None,
         closed_at=_t(case.closed_at), lon=case.lon, lat=case.lat,
-        sos_member=case.source_key.removeprefix("sos:") if case.source_key and case.source.value == "sos" else None)
+        sos_member=case.source_key.removeprefix("sos:") if case.source_key and case.source.value == "sos" else None,
+        unassigned=case.unassigned)
 
 
 class Teller:

@@ -69,6 +69,13 @@ class Settings(BaseSettings):
     cases_time_scale: float = Field(1.0, gt=0, le=1, description="demo and tests only: every time limit and "
                                     "escalation delay as clock time times this (1/60: an hour in a minute); "
                                     "the screens say so when it is not 1")
+    dispatch_offer_timeout_s: float = Field(180.0, gt=0, description="an offer of a normal case not accepted "
+                                            "this long expires and goes to the next candidate")
+    dispatch_offer_timeout_urgent_s: float = Field(120.0, gt=0, description="the same for an urgent case")
+    dispatch_offer_tries: int = Field(3, ge=1, description="offers of one case before it is flagged unassigned")
+    dispatch_radius_m: float = Field(3000.0, gt=0, description="how far to look for candidates")
+    dispatch_walk_mps: float = Field(1.2, gt=0, description="walking speed for the ETA")
+    dispatch_detour: float = Field(1.3, ge=1, description="street distance over straight-line distance (ETA)")
     cases_demo_desk: bool = Field(False, description="demo only: a simulated dispatch desk registers, dispatches "
                                   "and closes cases (cases/desk.py); make demo turns it on")
     dashboard_secret_key: SecretStr = Field(SecretStr(""), description="signs the session cookies; empty: a "
@@ -112,6 +119,20 @@ class Settings(BaseSettings):
         """libpq's key/value form, each value quoted as libpq needs (a password may hold anything)."""
         return make_dsn(host=self.pg_host, port=self.pg_port, dbname=self.pg_database, user=self.pg_user,
                         password=self.pg_password.get_secret_value())
+
+    def offer_policy(self):
+        """How offers of a case to members' terminals time out (cases.offers)."""
+        from cases.offers import OfferPolicy
+
+        return OfferPolicy({"urgent": self.dispatch_offer_timeout_urgent_s, "normal": self.dispatch_offer_timeout_s},
+                           self.dispatch_offer_tries)
+
+    def candidate_settings(self):
+        """How the nearest available members are looked for (dispatch.candidates)."""
+        from dispatch.candidates import Settings as CandidateSettings
+
+        return CandidateSettings(radius_m=self.dispatch_radius_m, detour=self.dispatch_detour,
+                                 walk_mps=self.dispatch_walk_mps)
 
     def redis_client(self, **options):
         """A Redis client logged in as this app's own user."""

@@ -134,7 +134,7 @@ def create_app(settings: Settings) -> tuple[Dash, SocketIO, LiveHub]:
                     absolute=timedelta(hours=settings.dashboard_session_hours))
     accounts = Accounts(settings.pg_dsn, policy)
     commands = Commands(city, client, settings.pg_dsn, place_name=queries.building_name, accounts=accounts)
-    case_rules = CaseRules(commands, settings.cases_time_scale, settings.cases_warn_fraction)
+    case_rules = CaseRules(commands, settings.cases_time_scale, settings.cases_warn_fraction, settings.offer_policy())
     state = AppState(settings, city, queries, commands, declared, accounts, case_rules)
     app = Dash(__name__, assets_folder=str(REPO_ROOT / "assets"), serve_locally=True, title="Grid Command Center",
                update_title=None, suppress_callback_exceptions=True)

@@ -20,6 +20,7 @@ from cases.limits import ANY, Limit, Stage, Unit, Urgency, categories
 from cases.machine import SCREEN_ROLES, Refusal, Rules, allowed, apply, open_case
 from cases.model import Actor, ActorKind, Case, Command, Dispatch, Source
 from cases.notices import Recipients
+from cases.offers import OfferPolicy
 from cases.tell import case_change
 from dashboard.authz import Identity, UserRole
 from dashboard.commands import Action, Commands, Refused, Target, Written
@@ -36,8 +37,10 @@ class CaseRules:
     """The rules (cases.store.load_rules), read at most every RULES_EVERY_S, and who hears of a
     change (cases.notices.Recipients)."""
 
-    def __init__(self, ctx: Commands, time_scale: float = 1.0, warn_fraction: float = 0.8) -> None:
+    def __init__(self, ctx: Commands, time_scale: float = 1.0, warn_fraction: float = 0.8,
+                 policy: OfferPolicy = OfferPolicy()) -> None:
         self.ctx = ctx
+        self.policy = policy            # how a dispatch's offer times out (cases.offers)
         self.time_scale = time_scale
         self.warn_fraction = warn_fraction
         self.recipients = Recipients(ctx.city)
@@ -101,7 +104,7 @@ class CaseAction:
         if isinstance(outcome, Refusal):
             raise Refused(outcome.reason)
         store.save(cur, outcome.case, rules)
-        store.record(cur, [outcome], self.rules.recipients)
+        store.record(cur, [outcome], self.rules.recipients, self.rules.policy)
         changed = outcome.case
         return Written(_facts(case), {**_facts(changed), **{k: v for k, v in outcome.events[0].detail.items()
                                                             if isinstance(v, (str, int, float, bool))}},

@@ -21,6 +21,7 @@ from cases.intake import MAX_ATTEMPTS
 from cases.model import FINISHED, Case, State
 from cases.tell import case_change
 from dashboard.authz import Scope
+from dispatch.candidates import OPEN_WORK
 from telemetry import live
 from telemetry.city import CITY_TZ, City, Member
 from telemetry.orgcodes import Level, contains
@@ -218,6 +219,10 @@ class Queries:
                                      strict=True)) for r in sources],
                 "notices": [dict(zip(("terminal_id", "kind", "time", "sent_at"), r, strict=True)) for r in notices]}
 
+
+    def open_work(self) -> dict[str, list[str]]:
+        """Every terminal's open case work (dispatch.candidates.OPEN_WORK): the states of its cases."""
+        return dict(self._query(OPEN_WORK, ()))
 
     # --- the rules (the rules page) -----------------------------------------------------------------
     def limit_versions(self) -> list[dict]:

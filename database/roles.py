@@ -31,7 +31,8 @@ INGEST_TABLES = ("positions", "terminal_status", "sensor_readings", "device_alar
                  "task_acks", "case_updates", "gateway_status", "region_transitions", "dead_letters")
 DASHBOARD_WRITES = ("audit_log", "alarm_acknowledgements")
 LOGIN_TABLES = ("users", "wall_tokens", "sessions", "login_throttle")   # the dashboard's logins (dashboard/accounts.py)
-CASE_TABLES = ("cases", "case_sources", "case_events", "case_escalations", "case_notices")   # the cases engine writes
+CASE_TABLES = ("cases", "case_sources", "case_events", "case_escalations", "case_notices",   # the cases engine writes
+               "case_offers")
 CASE_RULES = ("time_limits", "work_calendar")                                 # the rules it decides by
 CASE_INBOX = ("case_inbox",)        # filled by triggers on the ingest's tables, emptied by the intake
 OTHER_TABLES = ("schema_migrations",)
@@ -45,7 +46,8 @@ GRANTS: dict[str, list[tuple[str, tuple[str, ...]]]] = {
                  + CASE_RULES + CASE_INBOX),                # the inbox: its held rows, on the rules page
                 ("insert", DASHBOARD_WRITES),
                 ("update", ("cases",)),                   # a person's work on a case (cases.machine decides)
-                ("insert", ("case_events", "case_notices")),
+                ("insert", ("case_events", "case_notices", "case_offers")),
+                ("update", ("case_offers",)),             # an offer withdrawn (returned, reassigned)
                 ("insert", ("time_limits",)),             # an admin's new version of the time limits
                 ("insert, update", ("work_calendar",)),   # an admin's calendar overrides
                 ("select, insert, update", LOGIN_TABLES)],
@@ -53,7 +55,7 @@ GRANTS: dict[str, list[tuple[str, tuple[str, ...]]]] = {
             ("insert", ("audit_log",)),               # a terminal's refused case update is audited
             ("select, insert, update", ("cases",)),
             ("select, insert", CASE_TABLES[1:]),      # sources, events, escalation steps, notices: added
-            ("update", ("case_notices",)),            # … and a notice marked sent
+            ("update", ("case_notices", "case_offers")),   # … a notice marked sent, an offer decided
             ("select, insert", CASE_RULES),           # it seeds the defaults and the calendar's next years
             ("select, update, delete", CASE_INBOX)],
 }

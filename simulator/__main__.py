@@ -44,6 +44,8 @@ def _parse(argv):
     p.add_argument("--incident-rate", type=float, default=0.3, help="reports per member per hour")
     p.add_argument("--case-reject", type=float, default=SimConfig.case_reject_fraction,
                    help="fraction of dispatched cases a terminal rejects")
+    p.add_argument("--case-silent", type=float, default=SimConfig.case_silent_fraction,
+                   help="fraction of dispatched cases a terminal never answers (the offer expires)")
     p.add_argument("--case-extension", type=float, default=SimConfig.case_extension_fraction,
                    help="fraction of handled cases with an extension asked")
     p.add_argument("--case-late", type=float, default=SimConfig.case_late_fraction,
@@ -62,7 +64,8 @@ def run_shard(args, shard: tuple[int, int]) -> int:
     passwords = {a["username"]: a["password"] for a in orjson.loads(args.accounts.read_bytes())}
     cfg = SimConfig(speedup=args.speedup, fix_interval_s=args.fix_interval, malformed=args.malformed,
                     fault_rate=args.fault_rate, incidents_per_member_hour=args.incident_rate,
-                    case_reject_fraction=args.case_reject, case_extension_fraction=args.case_extension,
+                    case_reject_fraction=args.case_reject, case_silent_fraction=args.case_silent,
+                    case_extension_fraction=args.case_extension,
                     case_late_fraction=args.case_late, verify_fail_fraction=args.verify_fail)
     sim = Simulator(city, passwords, args.host, args.port, cfg, seed=args.seed + shard[0],
                     max_members=args.members, max_gateways=args.gateways, shard=shard)

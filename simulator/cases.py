@@ -107,10 +107,12 @@ class CaseWork:
 
     def __init__(self, terminal_id: str, patrol: Patrol, rng: random.Random, *, verifier: bool,
                  reject_fraction: float, extension_fraction: float, late_fraction: float,
-                 verify_fail_fraction: float, no_deadline_s: float, speedup: float = 1.0) -> None:
+                 verify_fail_fraction: float, no_deadline_s: float, speedup: float = 1.0,
+                 silent_fraction: float = 0.0) -> None:
         self.terminal_id, self.patrol, self.rng, self.verifier = terminal_id, patrol, rng, verifier
         self.reject_fraction, self.extension_fraction = reject_fraction, extension_fraction
         self.late_fraction, self.verify_fail_fraction = late_fraction, verify_fail_fraction
+        self.silent_fraction = silent_fraction    # dispatches never answered (the offer times out)
         self.no_deadline = timedelta(seconds=no_deadline_s / speedup)
         self.sim_second = timedelta(seconds=1 / speedup)
         self.current: _CaseJob | None = None
@@ -178,6 +180,9 @@ class CaseWork:
         if self.busy or not free:
             busy_with = BUSY_WITH_CASE if self.busy else BUSY_WITH_TASK
             return [self._answer(CaseAnswer(n.case_id, "reject", reason=busy_with))]
+        if self.rng.random() < self.silent_fraction:
+            self.ignored["silent"] += 1           # never heard: the offer expires, the next member gets it
+            return []
         job = self._job(n, phase="accepting")
         job.dispatched_at = n.time
         job.act_at = self._share(now, job.deadline, 0.1, 0.6)

@@ -36,6 +36,7 @@ class SimConfig:
     task_reject_fraction: float = 0.05
     # cases (simulator.cases.CaseWork): answers are timed as shares of the time left to the notice's deadline
     case_reject_fraction: float = 0.03     # dispatches rejected (not for this grid, needs specialists)
+    case_silent_fraction: float = 0.05     # dispatches never answered (the offer expires)
     case_extension_fraction: float = 0.1   # handled cases with one extension asked on site
     case_late_fraction: float = 0.15       # handled cases fed back at 110-160 % of the time left
     verify_fail_fraction: float = 0.2      # verifications failed (rework) by a grid supervisor
@@ -71,7 +72,7 @@ class TerminalSim:
                               reject_fraction=cfg.case_reject_fraction,
                               extension_fraction=cfg.case_extension_fraction, late_fraction=cfg.case_late_fraction,
                               verify_fail_fraction=cfg.verify_fail_fraction, no_deadline_s=cfg.case_no_deadline_s,
-                              speedup=cfg.speedup)
+                              speedup=cfg.speedup, silent_fraction=cfg.case_silent_fraction)
         self._notice_topic = terminal_topic(self.terminal_id, NOTICE)
         self._task_topic = terminal_topic(self.terminal_id, TASK)
 

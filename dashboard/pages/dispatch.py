@@ -1,26 +1,61 @@
-"""The dispatcher console, first part: what a dispatcher must see and act on now, live.
+"""The dispatcher console: the cases to dispatch, the nearest available members for the one chosen,
+and the offers in progress; beside them the open device alarms, the members by status and the
+terminals' task acknowledgements. Live (its feed: cases, statuses, task acknowledgements, alarms,
+never the 2 Hz fixes).
 
-- open device alarms of the scope, most severe first, each with "Acknowledge" (the first command
-  through dashboard/commands.py: authorized, written and audited);
-- members by status (online / silent / offline, SOS first);
-- task acknowledgements from the terminals as they arrive.
-Its feed takes statuses, task acknowledgements and alarms, never the 2 Hz fixes. Picking the
-nearest available member and sending tasks arrive with the dispatch issue.
+- **The dispatch queue** (left): the cases of the scope that wait for a dispatcher — to register,
+  to dispatch (an unassigned one first: its offers ran out), offered and not yet accepted — SOS
+  first, then overdue, urgent, by time left; a live countdown each.
+- **Candidates** (right) for the case chosen: dispatch.candidates ranks the members near it
+  (available first, the role that fits, its grid, then its community, then beyond, workload,
+  distance), each with its ETA and why it ranks there; **Offer** sends the case to that member's
+  terminal (an offer that expires if not accepted, then goes to the next candidate: cases.offers).
+  The map (centre) shows the case and its candidates, numbered.
+- Keyboard first: ↑/↓ move through the queue, Enter offers to candidate 1, a digit to candidate N,
+  Esc lets go of the case.
+
+Every action goes through dashboard/commands.py (authorized for the case's org unit, audited).
 """
 from __future__ import annotations
 
-from dash import ALL, ClientsideFunction, Input, Output, State, callback, clientside_callback, ctx, html, no_update
+import math
+import time
+
+import dash_leaflet as dl
+from dash import (
+    ALL,
+    ClientsideFunction,
+    Input,
+    Output,
+    State,
+    callback,
+    clientside_callback,
+    ctx,
+    dcc,
+    html,
+    no_update,
+)
+from dash_extensions.javascript import Namespace
 from dash_socketio import DashSocketIO
 from flask import request
 
-from dashboard.authz import Scope, UserRole, current_identity
+from cases.model import Dispatch, Register
+from cases.model import State as CaseState
+from dashboard.authz import Scope, UserRole, authorize, current_identity
+from dashboard.case_actions import CaseAction
 from dashboard.commands import AcknowledgeAlarm
 from dashboard.feeds import Feed
 from dashboard.pages import Page
-from dashboard.pages.wall import wire_alarm, wire_alarm_ack, wire_status
+from dashboard.pages.wall import wire_alarm, wire_alarm_ack, wire_case, wire_status
 from dashboard.state import app_state
+from dispatch.candidates import find
+from dispatch.status import STATUS_LABELS
 from telemetry import live
-from telemetry.catalogue import Label
+from telemetry.catalogue import CASE_CATEGORY_LABELS, ROLE_LABELS, Label
+
+CANDIDATES_SHOWN = 9            # a digit key picks one
+CANDIDATES_EVERY_MS = 5000      # the candidates of the case chosen are looked for again this often
+EMPTY = {"type": "FeatureCollection", "features": []}
 
 
 def wire_task_ack(q, c: live.TaskAckChange) -> dict:
@@ -38,31 +73,54 @@ def snapshot(q, scope: Scope) -> dict:
         members.append({"terminal_id": m.terminal_id, "name": m.name, "role": m.role.value,
                         "home_grid_code": m.grid_code, "state": known.state if known else None,
                         "state_t": known.state_t if known else 0, "sos": known.sos if known else False})
-    return {"members": members, "alarms": [wire_alarm(q, a) for a in q.open_alarms(scope)]}
+    return {"members": members, "alarms": [wire_alarm(q, a) for a in q.open_alarms(scope)],
+            "cases": [wire_case(q, c) for c in q.open_cases(scope)]}
 
 
 FEED = Feed("dispatch", wire={"status": wire_status, "task_ack": wire_task_ack, "alarm": wire_alarm,
-                              "alarm_ack": wire_alarm_ack}, snapshot=snapshot)
+                              "alarm_ack": wire_alarm_ack, "case": wire_case}, snapshot=snapshot)
 
 
 def layout(state, scope: Scope, kiosk: bool = False):
+    ns = Namespace("gcc", "dispatch")
+    q = state.queries
+    layers = [dl.GeoJSON(id="dispatch-grids", data=q.grids_geojson(scope), style=ns("gridStyle")),
+              dl.GeoJSON(id="dispatch-cand-layer", data=EMPTY, pointToLayer=ns("candidateMarker"))]
+    if state.tile_url:
+        layers.insert(0, dl.TileLayer(url=state.tile_url))
     return html.Div(className="dispatch", id="dispatch", children=[
         DashSocketIO(id="dispatch-socket", url=f"/live?feed=dispatch&scope={scope.code}",
                      eventNames=["snapshot", "frame"],
                      options={"transports": ["websocket"], "auth": {"feed": "dispatch", "scope": scope.code}}),
+        dcc.Store(id="dispatch-selected"),
+        dcc.Interval(id="dispatch-clock", interval=1000),
+        dcc.Interval(id="dispatch-cand-tick", interval=CANDIDATES_EVERY_MS),
         html.Div(className="dispatch-head", children=[
             html.H1(str(Label("Dispatcher console", "调度台"))),
             html.Div(scope.name, id="dispatch-scope-name", className="dispatch-scope"),
             html.Span("connecting…", id="dispatch-conn", className="wall-conn down"),
+            html.Span("↑↓ case · Enter offer to #1 · 1–9 offer to #N · Esc", className="dispatch-keys"),
             html.Div(id="dispatch-result", className="dispatch-result", role="status"),
         ]),
         html.Div(className="dispatch-columns", children=[
-            html.Section(className="wall-panel", children=[html.H2(str(Label("Open alarms", "告警"))),
-                                                           html.Div(id="dispatch-alarms")]),
-            html.Section(className="wall-panel", children=[html.H2(str(Label("Members", "人员状态"))),
-                                                           html.Div(id="dispatch-members")]),
-            html.Section(className="wall-panel", children=[html.H2(str(Label("Task acknowledgements", "任务回执"))),
-                                                           html.Div(id="dispatch-acks")]),
+            html.Section(className="wall-panel dispatch-queue-panel", children=[
+                html.H2(str(Label("Dispatch queue", "派遣队列"))), html.Div(id="dispatch-queue")]),
+            html.Div(className="dispatch-centre", children=[
+                dl.Map(id="dispatch-map", className="dispatch-map", preferCanvas=True, bounds=q.bounds(scope),
+                       trackViewport=False, zoomControl=True, attributionControl=False, children=layers),
+                html.Section(className="wall-panel", children=[html.H2(str(Label("Open alarms", "告警"))),
+                                                               html.Div(id="dispatch-alarms")]),
+            ]),
+            html.Div(className="dispatch-right", children=[
+                html.Section(className="wall-panel dispatch-cand-panel", children=[
+                    html.H2(str(Label("Candidates", "候选人员"))), html.Div(id="dispatch-candidates", children=[
+                        html.Div(str(Label("Choose a case in the queue (↑↓).", "请在队列中选择案件。")),
+                                 className="empty")])]),
+                html.Section(className="wall-panel", children=[html.H2(str(Label("Members", "人员状态"))),
+                                                               html.Div(id="dispatch-members")]),
+                html.Section(className="wall-panel", children=[
+                    html.H2(str(Label("Task acknowledgements", "任务回执"))), html.Div(id="dispatch-acks")]),
+            ]),
         ]),
     ])
 
@@ -85,11 +143,131 @@ def acknowledge(clicks):
 clientside_callback(
     ClientsideFunction(namespace="gcc", function_name="dispatchLive"),
     Output("dispatch-alarms", "children"), Output("dispatch-members", "children"), Output("dispatch-acks", "children"),
-    Output("dispatch-socket", "url"),
+    Output("dispatch-queue", "children"), Output("dispatch-socket", "url"),
     Input("dispatch-socket", "data-snapshot"), Input("dispatch-socket", "data-frame"),
+    Input("dispatch-clock", "n_intervals"), Input("dispatch-selected", "data"),
     State("dispatch-socket", "url"),
     prevent_initial_call=True,
 )
+
+clientside_callback(
+    ClientsideFunction(namespace="gcc", function_name="dispatchChoose"),
+    Output("dispatch-selected", "data"),
+    Input({"type": "dispatch-case", "case": ALL}, "n_clicks"),
+    prevent_initial_call=True,
+)
+
+
+# --- the case chosen: its candidates, and offering it -------------------------------------------------
+
+def _case_in_scope(case_id: str | None):
+    state, identity = app_state(), current_identity()
+    case = state.commands.case(case_id) if case_id else None
+    if case is None:
+        return state, None, None
+    return state, case, authorize(state.city, identity, PAGE, case.org_code)
+
+
+@callback(Output("dispatch-candidates", "children"), Output("dispatch-cand-layer", "data"),
+          Output("dispatch-map", "viewport"),
+          Input("dispatch-selected", "data"), Input("dispatch-result", "children"),
+          Input("dispatch-cand-tick", "n_intervals"))
+def candidates(case_id, _done, _tick):
+    """The candidates for the case chosen (authorized for the case's org unit)."""
+    state, case, decision = _case_in_scope(case_id)
+    if case is None:
+        hint = html.Div(str(Label("Choose a case in the queue (↑↓).", "请在队列中选择案件。")), className="empty")
+        return hint, EMPTY, no_update
+    if not decision:
+        return html.P(decision.reason, className="refusal"), EMPTY, no_update
+    head = html.Div(className="dispatch-cand-case", id="dispatch-cand-case", children=[
+        html.Strong(f"{CASE_CATEGORY_LABELS.get(case.category, case.category)}"), " · ", case.place or case.title,
+        " · ", dcc.Link(case.case_id, href=f"/case/{case.case_id}")])
+    features = []
+    if case.lat is not None:
+        features.append(_point(case.lon, case.lat, {"kind": "case", "label": case.title}))
+    if case.state is CaseState.REPORTED:
+        body = [html.Button(str(Label("Register", "立案")), id={"type": "dispatch-register", "case": case.case_id},
+                            className="button dispatch-register", n_clicks=0)]
+        return [head, html.P(str(Label("Reported: register it first (or refuse it on its page).",
+                                       "待立案：请先立案。")), className="audit-dim"), *body], \
+            {"type": "FeatureCollection", "features": features}, _view(case)
+    if case.state is not CaseState.REGISTERED:
+        who = state.city.member_by_terminal.get(case.handler or "")
+        text = (f"Offered to {who.name if who else case.handler}: waiting for the acceptance"
+                if case.state is CaseState.DISPATCHED else f"{case.state.value}")
+        return [head, html.P(text, className="audit-dim", id="dispatch-cand-state")], \
+            {"type": "FeatureCollection", "features": features}, _view(case)
+    if case.lat is None:
+        return [head, html.P("The case has no place: dispatch it from its page.", className="audit-dim")], EMPTY, \
+            no_update
+    work = state.queries.open_work()
+    search = find(state.queries.r, state.city, case.category, case.grid_code, case.lat, case.lon,
+                  lambda t: work.get(t, []), time.time(), state.settings.candidate_settings(),
+                  exclude=frozenset())
+    shown = search.candidates[:CANDIDATES_SHOWN]
+    rows = []
+    for n, c in enumerate(shown, 1):
+        rows.append(html.Div(className="dispatch-cand" + ("" if c.available else " busy"), id=f"dispatch-cand-{n}",
+                             children=[
+            html.Span(str(n), className="dispatch-cand-n"),
+            html.Div(className="dispatch-cand-who", children=[
+                html.Div([html.Strong(c.name), f" · {ROLE_LABELS[c.role]}"]),
+                html.Div(f"{STATUS_LABELS[c.status.status]} · {c.distance_m:.0f} m · ~{math.ceil(c.eta_s / 60)} min "
+                         f"on foot · {c.status.workload} open", className="dispatch-cand-facts"),
+                html.Div(c.reason, className="audit-dim dispatch-cand-why")]),
+            html.Button(str(Label("Offer", "派遣")), className="button dispatch-offer-button",
+                        id={"type": "dispatch-offer", "terminal": c.terminal_id, "rank": n}, n_clicks=0,
+                        disabled=not c.available),
+        ]))
+        features.append(_point(c.lon, c.lat, {"kind": c.status.status.value, "n": n,
+                                              "label": f"{n} · {c.name} · {c.distance_m:.0f} m"}))
+    left = ", ".join(f"{n} {why}" for why, n in sorted(search.left_out.items()))
+    foot = html.Div(f"looked at {search.looked_at} terminals within {state.settings.dispatch_radius_m:.0f} m"
+                    + (f"; left out: {left}" if left else "") + ". ETA: straight line × "
+                    f"{state.settings.dispatch_detour:g} at {state.settings.dispatch_walk_mps:g} m/s.",
+                    className="audit-dim", id="dispatch-cand-foot")
+    none = [html.Div("Nobody available near it.", className="empty")] if not rows else []
+    view = _view(case) if ctx.triggered_id != "dispatch-cand-tick" else no_update   # a refresh keeps the map
+    return [head, *rows, *none, foot], {"type": "FeatureCollection", "features": features}, view
+
+
+def _point(lon, lat, props):
+    return {"type": "Feature", "geometry": {"type": "Point", "coordinates": [lon, lat]}, "properties": props}
+
+
+def _view(case):
+    if case.lat is None:
+        return no_update
+    return {"center": [case.lat, case.lon], "zoom": 16, "transition": "flyTo"}
+
+
+@callback(Output("dispatch-result", "children", allow_duplicate=True),
+          Input({"type": "dispatch-offer", "terminal": ALL, "rank": ALL}, "n_clicks"),
+          Input({"type": "dispatch-register", "case": ALL}, "n_clicks"),
+          State("dispatch-selected", "data"), prevent_initial_call=True)
+def offer(clicks, register_clicks, case_id):
+    """Offer the case to the candidate chosen (or register it): through the command module."""
+    trigger = ctx.triggered_id
+    if trigger is None or not case_id:
+        return no_update
+    state = app_state()
+    if trigger["type"] == "dispatch-register":
+        if not any(register_clicks or ()):
+            return no_update
+        command = Register()
+    else:
+        if not any(clicks or ()):
+            return no_update
+        member = state.city.member_by_terminal.get(trigger["terminal"])
+        if member is None:
+            return "✗ not a member"
+        command = Dispatch(member.terminal_id, member.grid_code, rank=trigger["rank"],
+                           why=f"offered by hand from the console, candidate #{trigger['rank']}")
+    result = state.commands.execute(current_identity(), CaseAction(case_id, command, state.case_rules),
+                                    request.remote_addr)
+    verb = "registered" if isinstance(command, Register) else "offered"
+    return f"✓ {result.summary}: {verb}" if result.ok else f"✗ {result.summary}: {result.reason}"
 
 clientside_callback(
     ClientsideFunction(namespace="gcc", function_name="connection"),

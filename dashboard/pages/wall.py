@@ -101,7 +101,9 @@ def wire_case(q, c: live.CaseChange) -> dict:
             "title": c.title, "where": c.place or q.org_name(c.grid_code or c.org_code), "stage": c.stage,
             "deadline": c.deadline, "warn_at": c.warn_at, "level": c.escalation_level, "handler": c.handler_name,
             "acknowledged": c.acknowledged, "closed_at": c.closed_at, "t": c.t, "grid_code": c.grid_code,
-            "lon": c.lon, "lat": c.lat}
+            "lon": c.lon, "lat": c.lat, "unassigned": c.unassigned,
+            # an SOS: its member as the wall keys members (no terminal id), so its marker can pulse there
+            "sos_member": member_key(c.sos_member) if c.sos_member else None}
 
 
 MEMBER_FIELDS = ("member", "name", "role", "home_grid_code", "grid_code", "lon", "lat", "t", "state", "state_t",

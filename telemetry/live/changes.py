@@ -175,6 +175,7 @@ class CaseChange(_Change):
     lon: float | None = None
     lat: float | None = None
     sos_member: str | None = None  # an SOS: the member's terminal (their marker pulses until acknowledged)
+    unassigned: bool = False       # its offers ran out: it waits in the dispatch queue for a person
 
 
 Change = (FixChange | StatusChange | ReadingChange | AlarmChange | AlarmAckChange | ReportChange | GatewayChange

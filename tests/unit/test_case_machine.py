@@ -24,6 +24,7 @@ from cases.model import (
     Evaluate,
     Extension,
     Feedback,
+    OfferExpired,
     Refuse,
     Register,
     Reject,
@@ -77,6 +78,7 @@ COMMANDS = [
     (Reopen("came back the next day"), LEADER, State.HANDLING),
     (Acknowledge(), DISPATCHER, None),
     (Escalate(1, 1, 0, "community", GRID[:12]), ENGINE, None),
+    (OfferExpired("not accepted within 3 min"), ENGINE, State.REGISTERED),
 ]
 
 

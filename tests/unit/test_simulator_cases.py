@@ -26,8 +26,8 @@ T0 = datetime(2026, 11, 24, 2, 0, tzinfo=timezone.utc)          # a Tuesday, 10:
 ACCEPT_LIMIT = timedelta(minutes=3)             # 30 min at the demo's scale (x 1/10)
 HANDLE_LIMIT = timedelta(minutes=45)            # exposed garbage: 1 working day (7.5 h), x 1/10
 PHOTO_REF = re.compile(r"^photos/\d{4}/\d{2}/\d{2}/[^/\s]+\.jpg$")
-CALM = SimConfig(case_reject_fraction=0, case_extension_fraction=0, case_late_fraction=0, verify_fail_fraction=0,
-                 task_reject_fraction=0, incidents_per_member_hour=0, fix_interval_s=60)
+CALM = SimConfig(case_reject_fraction=0, case_silent_fraction=0, case_extension_fraction=0, case_late_fraction=0,
+                 verify_fail_fraction=0, task_reject_fraction=0, incidents_per_member_hour=0, fix_interval_s=60)
 
 
 @pytest.fixture(scope="module")
@@ -326,3 +326,10 @@ def test_the_simulator_subscribes_terminals_to_notices_in_a_persistent_session_a
         assert "cases 1 | notices 2 (ignored 1) | case updates 0 (none)" in capsys.readouterr().err
     finally:
         sim.mux.close()
+
+
+def test_a_silent_terminal_never_answers_a_dispatch_and_stays_free(city, grid):
+    t = Terminal(city, grid, cfg=replace(CALM, case_silent_fraction=1))
+    t.notice(NoticeKind.DISPATCHED, place=t.near())
+    t.run(3600)
+    assert t.actions() == [] and not t.sim.cases.busy and t.sim.cases.ignored["silent"] == 1

@@ -1,0 +1,166 @@
+"""The nearest available member for a case: who could go, ranked, and why each is where they are.
+
+Candidates come from Redis (`GEOSEARCH … BYRADIUS … ASC` over the live positions, telemetry.live
+Keys.POSITIONS), nearest first, each with its live state read in one pipeline; then ranked:
+
+    1. available (on duty, online, a fix of the last FRESH_S) before anyone busy;
+    2. a role that fits the category (ROLES_FOR: the police officer for public-order matters, the
+       administrator or coordinator for city management; any member otherwise);
+    3. the case's own grid, then its community, then beyond;
+    4. fewer open cases (workload);
+    5. nearer.
+
+Offline members and those with no recent position are left out (the dispatcher cannot send them,
+and the reason is counted). The ETA says what it is: straight-line distance × a detour factor at
+walking speed; a road network, if one is ever loaded, would give routed times through the same
+`eta_s`.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from dispatch.status import FRESH_S, DispatchStatus, Status, status_of
+from telemetry.catalogue import ROLE_LABELS, Role
+from telemetry.city import City
+from telemetry.live import Keys, TerminalLive, read_terminals
+
+# who fits which kind of case (a category not named: any member)
+PUBLIC_ORDER = ("neighbour_dispute", "noise", "street_vending", "illegal_parking", "blocked_fire_lane")
+CITY_MANAGEMENT = ("exposed_garbage", "dirty_road", "flyposting", "illegal_construction", "damaged_road",
+                   "manhole_cover", "street_light", "public_facility", "stray_animal")
+ROLES_FOR: dict[str, tuple[Role, ...]] = {
+    **dict.fromkeys(PUBLIC_ORDER, (Role.GRID_POLICE_OFFICER, Role.GRID_ADMINISTRATOR)),
+    **dict.fromkeys(CITY_MANAGEMENT, (Role.GRID_ADMINISTRATOR, Role.GRID_COORDINATOR)),
+}
+HANDLING_ROLES = (Role.GRID_ADMINISTRATOR, Role.GRID_COORDINATOR, Role.GRID_POLICE_OFFICER)   # supervisors verify
+
+
+@dataclass(frozen=True)
+class Settings:
+    radius_m: float = 3000.0        # how far to look
+    look_at: int = 200              # at most this many nearest terminals are looked at
+    fresh_s: float = FRESH_S
+    detour: float = 1.3             # street distance ÷ straight-line distance (a grid of city blocks)
+    walk_mps: float = 1.2           # a member on foot
+
+
+@dataclass(frozen=True)
+class Candidate:
+    terminal_id: str
+    name: str
+    role: Role
+    grid_code: str                  # the member's home grid
+    lon: float                      # where they are now (their last fix)
+    lat: float
+    distance_m: float
+    eta_s: float
+    status: Status
+    tier: int                       # 0 the case's grid, 1 its community, 2 beyond
+    role_fits: bool
+    reason: str                     # the rank, in words
+
+    @property
+    def available(self) -> bool:
+        return self.status.status is DispatchStatus.AVAILABLE
+
+
+@dataclass
+class Search:
+    candidates: list[Candidate]
+    looked_at: int = 0
+    left_out: dict[str, int] = field(default_factory=dict)   # why some were not candidates: how many
+
+
+def eta_s(distance_m: float, settings: Settings) -> float:
+    return distance_m * settings.detour / settings.walk_mps
+
+
+def _tier(case_grid: str | None, member_grid: str) -> int:
+    if case_grid and member_grid == case_grid:
+        return 0
+    if case_grid and member_grid[:12] == case_grid[:12]:
+        return 1
+    return 2
+
+
+_TIER_WORDS = ("same grid", "same community", "another community")
+
+
+def rank(candidates: list[Candidate]) -> list[Candidate]:
+    return sorted(candidates, key=lambda c: (not c.available, not c.role_fits, c.tier, c.status.workload,
+                                             c.distance_m))
+
+
+def find(r, city: City, category: str, case_grid: str | None, lat: float, lon: float,
+         work: Callable[[str], list[str]], now: float, settings: Settings = Settings(),
+         exclude: frozenset[str] = frozenset()) -> Search:
+    """The ranked candidates for a case at (lat, lon). `work(terminal_id)` gives the states of the
+    open cases dispatched to that terminal; `exclude`: terminals already offered this case."""
+    hits = r.geosearch(Keys.POSITIONS, longitude=lon, latitude=lat, radius=settings.radius_m, unit="m",
+                       sort="ASC", count=settings.look_at, withdist=True)
+    ids = [h[0].decode() if isinstance(h[0], bytes) else h[0] for h in hits]
+    lives = {t.terminal_id: t for t in read_terminals(r, ids, now)}
+    fits = ROLES_FOR.get(category)
+    search = Search([], looked_at=len(ids))
+    for terminal_id, (_, distance) in zip(ids, hits, strict=True):
+        member = city.member_by_terminal.get(terminal_id)
+        why_not = _left_out(member, terminal_id, exclude)
+        status = status_of(lives.get(terminal_id), work(terminal_id), now, settings.fresh_s)
+        if why_not is None and status.status in (DispatchStatus.OFFLINE, DispatchStatus.UNAVAILABLE):
+            why_not = status.status.value
+        if why_not is not None:
+            search.left_out[why_not] = search.left_out.get(why_not, 0) + 1
+            continue
+        tier = _tier(case_grid, member.grid_code)
+        role_fits = fits is None or member.role in fits
+        here = lives[terminal_id]
+        search.candidates.append(Candidate(terminal_id, member.name, member.role, member.grid_code, here.lon, here.lat,
+                                           float(distance), eta_s(float(distance), settings), status, tier, role_fits,
+                                           ""))
+    ranked = rank(search.candidates)
+    search.candidates = [_explained(c, n) for n, c in enumerate(ranked, 1)]
+    return search
+
+
+def _left_out(member, terminal_id: str, exclude: frozenset[str]) -> str | None:
+    if member is None:
+        return "not a member"
+    if member.role not in HANDLING_ROLES:
+        return "supervisor (verifies, does not handle)"
+    if terminal_id in exclude:
+        return "offered already"
+    return None
+
+
+def _explained(c: Candidate, n: int) -> Candidate:
+    parts = [c.status.status.value if not c.available else "available",
+             ROLE_LABELS[c.role].en + (" fits the category" if c.role_fits else " (not the usual role for it)"),
+             _TIER_WORDS[c.tier], f"{c.status.workload} open", f"{c.distance_m:.0f} m"]
+    return Candidate(**{**c.__dict__, "reason": f"#{n}: " + " · ".join(parts)})
+
+
+def live_of(r, terminal_id: str, now: float) -> TerminalLive | None:
+    found = read_terminals(r, [terminal_id], now)
+    return found[0] if found else None
+
+
+OPEN_WORK = ("select handler, array_agg(state) from cases where handler is not null "
+             "and state in ('dispatched', 'accepted', 'handling') group by handler")
+
+
+def open_work(cur) -> dict[str, list[str]]:
+    """Every terminal's open case work: the states of the cases dispatched to it."""
+    cur.execute(OPEN_WORK)
+    return dict(cur.fetchall())
+
+
+def first_available(r, city: City, cur, case, exclude: frozenset[str], now: float,
+                    settings: Settings = Settings()) -> Candidate | None:
+    """The top available candidate for a case with a place, not one of `exclude` (None: nobody)."""
+    if case.lat is None or case.lon is None:
+        return None
+    work = open_work(cur)
+    search = find(r, city, case.category, case.grid_code, case.lat, case.lon, lambda t: work.get(t, []), now,
+                  settings, exclude)
+    return next((c for c in search.candidates if c.available), None)

@@ -1,0 +1,207 @@
+"""Offers against the real stack: the candidates of a case come from the live positions in Redis
+(GEOSEARCH), nearest available first; a dispatch from the screens' command path is an offer that
+expires when nobody accepts it, and the cases engine offers the case to the next candidate; a
+rejected offer too; when the tries run out the case waits flagged unassigned."""
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+
+import psycopg2
+import pytest
+
+from cases import store
+from cases.engine import Engine
+from cases.intake import Intake
+from cases.machine import apply
+from cases.model import Actor, ActorKind, Dispatch, Register, Reject
+from cases.offers import OfferPolicy
+from dashboard.authz import Identity, UserRole
+from dashboard.case_actions import CaseAction, CaseRules
+from dashboard.commands import Commands
+from dispatch.candidates import Settings, find, first_available
+from ingest.live import LiveState
+from ingest.model import Enriched
+from telemetry.catalogue import Role
+from telemetry.messages import Fix
+
+from ..support import wait_for
+from .ingest_helpers import owner_rows
+from .test_case_notices import _reported_case
+from .test_cases_engine import seeded
+
+pytestmark = pytest.mark.slow
+DISPATCHER = Identity("disp-offers", frozenset({UserRole.DISPATCHER}), "")
+POLICY = OfferPolicy({"urgent": 1.0, "normal": 1.0}, tries=3)
+LOOK = Settings(radius_m=400)
+METRE = 1 / 111_320
+
+
+@pytest.fixture(scope="module")
+def cases_settings(stack, city):
+    return seeded(stack)
+
+
+@pytest.fixture(scope="module")
+def placed(stack, city, redis_client_module):
+    """A grid, a point in it, and three of its members standing 20, 60 and 110 m north of it, online."""
+    grid = city.grids[123]
+    point = grid.boundary.representative_point()
+    lon, lat = point.x + 5 * METRE, point.y - 7 * METRE         # not where other tests put members
+    members = [m for m in city.members if m.grid_code == grid.code and m.role is not Role.GRID_SUPERVISOR][:3]
+    writer = LiveState(redis_client_module)
+    writer.ensure_schema()
+    now = datetime.now(timezone.utc)
+    writer.apply([Enriched(Fix(terminal_id=m.terminal_id, time=now, lat=lat + d * METRE, lon=lon, source="gcc"),
+                           grid.code, member_id=m.member_id, home_grid_code=m.grid_code, received_at=now)
+                  for m, d in zip(members, (20, 60, 110), strict=True)])
+    return grid, lat, lon, members
+
+
+@pytest.fixture(scope="module")
+def redis_client_module(settings):
+    client = settings.redis_client()
+    yield client
+    client.close()
+
+
+def _case_at(stack, cases_settings, grid, lat, lon) -> str:
+    case_id = _reported_case(stack, cases_settings, grid.code)
+    conn = psycopg2.connect(stack.settings().pg_dsn)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute("update cases set lat = %s, lon = %s, category = 'exposed_garbage' where case_id = %s",
+                        (lat, lon, case_id))
+    finally:
+        conn.close()
+    return case_id
+
+
+def _engine(stack, cases_settings, city, r) -> Engine:
+    return Engine(cases_settings.pg_dsn, Intake(city), lambda cur: store.load_rules(cur), policy=POLICY,
+                  pick=lambda cur, case, offered: first_available(r, city, cur, case, offered, time.time(), LOOK))
+
+
+def _once(engine, settings) -> None:
+    conn = psycopg2.connect(settings.pg_dsn)
+    try:
+        engine.once(conn)
+    finally:
+        conn.close()
+
+
+def test_the_candidates_are_the_nearest_available_members_from_the_live_positions(stack, city, placed,
+                                                                                  redis_client_module):
+    grid, lat, lon, members = placed
+    search = find(redis_client_module, city, "exposed_garbage", grid.code, lat, lon, lambda t: [], time.time(), LOOK)
+    ours = [c.terminal_id for c in search.candidates if c.terminal_id in {m.terminal_id for m in members}]
+    assert ours == [m.terminal_id for m in members]              # nearest first, all of the same grid
+    first = next(c for c in search.candidates if c.terminal_id == members[0].terminal_id)
+    assert first.available and first.tier == 0 and 15 < first.distance_m < 25
+    busy = find(redis_client_module, city, "exposed_garbage", grid.code, lat, lon,
+                lambda t: ["accepted"] if t == members[0].terminal_id else [], time.time(), LOOK)
+    ranked = [c.terminal_id for c in busy.candidates if c.terminal_id in {m.terminal_id for m in members}]
+    assert ranked == [members[1].terminal_id, members[2].terminal_id, members[0].terminal_id]   # busy goes last
+
+
+def test_an_offer_nobody_accepts_goes_to_the_next_and_then_the_case_waits_unassigned(stack, city, placed,
+                                                                                    cases_settings,
+                                                                                    redis_client_module):
+    grid, lat, lon, members = placed
+    settings = stack.app_settings("dashboard")
+    client = settings.redis_client(socket_timeout=5)
+    ctx = Commands(city, client, settings.pg_dsn, producer="test-offers")
+    rules = CaseRules(ctx, policy=POLICY)
+    case_id = _case_at(stack, cases_settings, grid, lat, lon)
+    try:
+        assert ctx.execute(DISPATCHER, CaseAction(case_id, Register(), rules)).ok
+        first = members[0]
+        assert ctx.execute(DISPATCHER, CaseAction(case_id, Dispatch(first.terminal_id, first.grid_code, rank=1,
+                                                                    why="#1"), rules)).ok
+    finally:
+        client.close()
+    [(terminal, by, outcome)] = owner_rows(stack, "select terminal_id, offered_by, outcome from case_offers "
+                                                  "where case_id = %s", case_id)
+    assert (terminal, by, outcome) == (first.terminal_id, DISPATCHER.user, None)
+    engine = _engine(stack, cases_settings, city, redis_client_module)
+    time.sleep(1.2)                                              # the offer's second passes
+    _once(engine, cases_settings)
+    offers = owner_rows(stack, "select terminal_id, offered_by, outcome, followed from case_offers where case_id = %s "
+                               "order by id", case_id)
+    assert offers[0] == (first.terminal_id, DISPATCHER.user, "expired", True)
+    assert offers[1][1:] == ("automatic dispatch", None, False)
+    second = offers[1][0]
+    assert second != first.terminal_id
+    assert owner_rows(stack, "select state, handler from cases where case_id = %s", case_id) == [("dispatched",
+                                                                                                  second)]
+    # the second member rejects it (from their terminal, as the intake applies it): the third is offered
+    conn = psycopg2.connect(cases_settings.pg_dsn)
+    try:
+        with conn, conn.cursor() as cur:
+            case = store.load(cur, case_id)
+            member = city.member_by_terminal[second]
+            actor = Actor(ActorKind.TERMINAL, second, frozenset({member.role.value}), member.grid_code)
+            outcome = apply(case, Reject("on another job"), actor, datetime.now(timezone.utc), store.load_rules(cur))
+            store.save(cur, outcome.case, store.load_rules(cur))
+            store.record(cur, [outcome], engine.intake.recipients, POLICY)
+    finally:
+        conn.close()
+    _once(engine, cases_settings)
+    outcomes = owner_rows(stack, "select outcome from case_offers where case_id = %s order by id", case_id)
+    assert [o for (o,) in outcomes] == ["expired", "rejected", None]
+    time.sleep(1.2)
+    _once(engine, cases_settings)                                  # the third expires: three tries, no more
+    [(state, unassigned, handler)] = owner_rows(stack, "select state, unassigned, handler from cases "
+                                                       "where case_id = %s", case_id)
+    assert (state, unassigned, handler) == ("registered", True, None)
+    assert owner_rows(stack, "select reason from case_events where case_id = %s and command = 'unassigned'",
+                      case_id) == [("3 offers, none accepted",)]
+    assert owner_rows(stack, "select count(*) from case_offers where case_id = %s", case_id) == [(3,)]
+    wait_for(lambda: owner_rows(stack, "select count(*) from case_notices where case_id = %s and kind = 'dispatched'",
+                                case_id) == [(3,)], 5, "each offer told to its terminal")
+
+
+def test_the_console_offers_the_chosen_case_to_candidate_one_with_the_enter_key(stack, city, placed, cases_settings,
+                                                                               dashboard, page,
+                                                                               redis_client_module):
+    from .screens import SCREENSHOTS, ensure_logins, sign_in
+
+    grid, lat, lon, members = placed
+    now = datetime.now(timezone.utc)                      # fresh fixes: available means located just now
+    LiveState(redis_client_module).apply([
+        Enriched(Fix(terminal_id=m.terminal_id, time=now, lat=lat + d * METRE, lon=lon, source="gcc"), grid.code,
+                 member_id=m.member_id, home_grid_code=m.grid_code, received_at=now)
+        for m, d in zip(members, (20, 60, 110), strict=True)])
+    case_id = _case_at(stack, cases_settings, grid, lat, lon)
+    conn = psycopg2.connect(cases_settings.pg_dsn)
+    try:
+        with conn, conn.cursor() as cur:                  # registered, as a dispatcher would have
+            case = store.load(cur, case_id)
+            rules = store.load_rules(cur)
+            outcome = apply(case, Register(), Actor(ActorKind.USER, "t-dispatcher", frozenset({"dispatcher"}), ""),
+                            now, rules)
+            store.save(cur, outcome.case, rules)
+            store.add_events(cur, outcome.events)
+    finally:
+        conn.close()
+    ensure_logins(stack.settings().pg_dsn)
+    sign_in(page, dashboard.url, "t-dispatcher")
+    page.goto(f"{dashboard.url}/dispatch")
+    row = page.locator(f"[id*='{case_id}']")
+    row.wait_for()
+    assert "to dispatch" in row.inner_text()
+    row.click()
+    page.wait_for_selector("#dispatch-cand-1 .dispatch-offer-button")
+    first = page.inner_text("#dispatch-cand-1")
+    assert members[0].name in first and "same grid" in first
+    page.keyboard.press("Enter")
+    wait_for(lambda: "offered" in page.inner_text("#dispatch-result"), 10, "the offer confirmed in place",
+             explain=lambda: page.inner_text("#dispatch-result"))
+    assert owner_rows(stack, "select state, handler from cases where case_id = %s", case_id) == [
+        ("dispatched", members[0].terminal_id)]
+    assert owner_rows(stack, "select offered_by, rank from case_offers where case_id = %s", case_id) == [
+        ("t-dispatcher", 1)]
+    wait_for(lambda: "offered to" in row.inner_text(), 10, "the queue shows the offer live")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "dispatch-console.png"))
+    assert page.errors == []

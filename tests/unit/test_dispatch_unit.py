@@ -1,0 +1,59 @@
+"""A member's dispatch status and the candidates' ranking, without servers: status from the live
+state and the member's open cases; the rank by availability, role, grid, workload and distance on
+a crafted set."""
+from __future__ import annotations
+
+from dispatch.candidates import ROLES_FOR, Candidate, Settings, _explained, eta_s, rank
+from dispatch.status import DispatchStatus, Status, status_of
+from telemetry.catalogue import Role
+from telemetry.live import TerminalLive
+
+NOW = 1_800_000_000.0
+
+
+def _live(state: str = "online", fix_age: float = 10.0) -> TerminalLive:
+    return TerminalLive("T1", "M1", "350102001001001", 119.3, 26.08, NOW - fix_age, state, NOW - 600)
+
+
+def test_status_follows_the_terminal_then_the_work_then_the_fix():
+    assert status_of(None, [], NOW).status is DispatchStatus.OFFLINE
+    assert status_of(_live("offline"), [], NOW).status is DispatchStatus.OFFLINE
+    assert status_of(_live(), ["handling", "dispatched"], NOW).status is DispatchStatus.ON_SCENE
+    assert status_of(_live(), ["accepted"], NOW).status is DispatchStatus.EN_ROUTE
+    requested = status_of(_live(), ["dispatched"], NOW)
+    assert requested.status is DispatchStatus.REQUESTED and requested.workload == 1
+    stale = status_of(_live(fix_age=300), [], NOW)
+    assert stale.status is DispatchStatus.UNAVAILABLE and "5 min" in stale.cause
+    assert status_of(_live(), ["handled", "closed"], NOW) == Status(DispatchStatus.AVAILABLE, "free, located", 0)
+
+
+def _candidate(name, *, available=True, fits=True, tier=0, workload=0, distance=100.0) -> Candidate:
+    status = Status(DispatchStatus.AVAILABLE if available else DispatchStatus.EN_ROUTE, "", workload)
+    return Candidate(f"T-{name}", name, Role.GRID_ADMINISTRATOR, "350102001001001", 119.3, 26.08, distance,
+                     eta_s(distance, Settings()), status, tier, fits, "")
+
+
+def test_the_rank_puts_available_before_busy_then_role_then_grid_then_workload_then_distance():
+    crafted = [
+        _candidate("busy-near", available=False, distance=10),
+        _candidate("misfit-same-grid", fits=False, distance=20),
+        _candidate("other-community", tier=2, distance=30),
+        _candidate("community", tier=1, distance=900),
+        _candidate("loaded", workload=2, distance=40),
+        _candidate("far-same-grid", distance=800),
+        _candidate("near-same-grid", distance=300),
+    ]
+    assert [c.name for c in rank(crafted)] == ["near-same-grid", "far-same-grid", "loaded", "community",
+                                               "other-community", "misfit-same-grid", "busy-near"]
+
+
+def test_every_candidate_says_why_it_ranks_where_it_does():
+    explained = _explained(_candidate("x", fits=False, tier=1, workload=1, distance=420), 3)
+    assert explained.reason.startswith("#3: ") and "not the usual role" in explained.reason
+    assert "same community" in explained.reason and "1 open" in explained.reason and "420 m" in explained.reason
+
+
+def test_the_eta_is_straight_line_times_the_detour_at_walking_speed():
+    assert eta_s(120, Settings(detour=1.5, walk_mps=1.0)) == 180
+    assert ROLES_FOR["noise"][0] is Role.GRID_POLICE_OFFICER
+    assert ROLES_FOR["exposed_garbage"][0] is Role.GRID_ADMINISTRATOR
