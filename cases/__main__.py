@@ -133,13 +133,13 @@ def main(argv: list[str] | None = None) -> int:
                     settings.cases_time_scale)
     engine = build(settings)
     notifier = Notifier(settings.pg_dsn, settings.mqtt_host, settings.mqtt_port, settings.mqtt_username,
-                        settings.mqtt_password.get_secret_value(), engine.stop_event)
+                        settings.mqtt_password.get_secret_value(), engine.stop_event, settings.offer_policy())
     server = serve(engine, notifier, settings.cases_metrics_port)   # its port first: it was chosen free
     sender = threading.Thread(target=notifier.run, name="case-notices", daemon=True)
     sender.start()
     if settings.cases_demo_desk:
         desk = Desk(settings.pg_dsn, engine.intake.city, engine.rules_for, engine.on_change, engine.stop_event,
-                    settings.offer_policy())
+                    settings.offer_policy(), engine.pick)
         threading.Thread(target=desk.run, name="demo-desk", daemon=True).start()
     try:
         return run_until_signalled(engine.run, engine.stop_event)

@@ -3,7 +3,8 @@
 A demo has nobody at the screens, so without this every case would wait at registration and climb
 the whole escalation ladder. The desk plays the command center's staff, through the same machine,
 store and outbox as a person (its events say `demo desk`): it registers reports (a few it refuses),
-dispatches to a member of the case's grid, acknowledges SOS and alarm cases, approves most
+dispatches to the nearest available member (candidate 1, as a dispatcher's Enter would; a member
+of the case's grid when nobody is located), acknowledges SOS and alarm cases, approves most
 extensions, closes verified cases and evaluates some. Each decision falls at a share of the
 stage's limit drawn from the case number, so it is steady across passes: most on time, some late
 (amber), a few very late (they escalate to the community and the street before someone acts). A
@@ -81,13 +82,15 @@ def elapsed(case: Case, now: datetime) -> float | None:
 class Desk:
     def __init__(self, dsn: str, city: City, rules: Callable[[object], Rules],
                  on_change: Callable[[list[Applied]], None], stop_event: threading.Event,
-                 policy: OfferPolicy = OfferPolicy()) -> None:
+                 policy: OfferPolicy = OfferPolicy(),
+                 pick: Callable[[object, Case, frozenset[str]], object | None] | None = None) -> None:
         self.dsn = dsn
         self.city = city
         self.rules = rules
         self.on_change = on_change
         self.stop_event = stop_event
         self.policy = policy
+        self.pick = pick                # the nearest available member (dispatch.candidates), as a dispatcher would
         self.recipients = Recipients(city)
         self.counts: dict[str, int] = {}
         self._handlers: dict[str, list[str]] = {}
@@ -124,6 +127,10 @@ class Desk:
             for row in cur.fetchall():
                 case = store.from_row(row)
                 command = self.decide(case, now)
+                if isinstance(command, Dispatch) and self.pick is not None:
+                    nearest = self.pick(cur, case, frozenset())
+                    if nearest is not None:          # one-key dispatch: candidate 1
+                        command = Dispatch(nearest.terminal_id, nearest.grid_code, rank=1, why=nearest.reason)
                 if command is None:
                     continue
                 outcome = apply(case, command, DESK, now, rules)

@@ -3,7 +3,8 @@
 A notice is written in the transaction of its case change (cases/notices.py), so it exists exactly
 when the change does. This loop takes the unsent ones in order (`FOR UPDATE SKIP LOCKED`: two
 engines never send the same batch), publishes each to `gcc/v1/terminal/<id>/notice` with a message
-expiry (a terminal's persistent session keeps it while the terminal is briefly offline), waits for
+expiry (a terminal's persistent session keeps it while the terminal is briefly offline; an offer
+only until it expires), waits for
 the broker's PUBACK, and only then marks it sent. A crash between the two sends it again: at least
 once, with the notice id for the terminal to see it twice. The broker down: nothing is marked,
 the batch is tried again (the attempts are counted), nothing is lost.
@@ -25,7 +26,8 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from telemetry.notices import NOTICE_EXPIRY_S
+from cases.offers import OfferPolicy
+from telemetry.notices import NOTICE_EXPIRY_S, NoticeKind
 from telemetry.topics import NOTICE, terminal_topic
 
 log = logging.getLogger(__name__)
@@ -37,8 +39,9 @@ RETRY_S = 5.0
 
 class Notifier:
     def __init__(self, dsn: str, host: str, port: int, username: str, password: str,
-                 stop_event: threading.Event | None = None) -> None:
+                 stop_event: threading.Event | None = None, policy: OfferPolicy = OfferPolicy()) -> None:
         self.dsn = dsn
+        self.policy = policy            # a dispatched notice is an offer: it expires with the offer
         self.stop_event = stop_event or threading.Event()
         self.counts = {"sent": 0, "failed": 0}
         self.connected = threading.Event()
@@ -93,15 +96,20 @@ class Notifier:
         """One transaction: up to BATCH unsent notices published and, those the broker took, marked
         sent. Returns (sent, whether there may be more)."""
         with conn, conn.cursor() as cur:
-            cur.execute("select id, terminal_id, body from case_notices where sent_at is null order by id "
+            cur.execute("select id, terminal_id, kind, time, body from case_notices where sent_at is null order by id "
                         "limit %s for update skip locked", (BATCH,))
             rows = cur.fetchall()
             if not rows:
                 return 0, False
-            props = Properties(PacketTypes.PUBLISH)
-            props.MessageExpiryInterval = NOTICE_EXPIRY_S
             pending = []
-            for notice_id, terminal_id, body in rows:
+            now = datetime.now(timezone.utc)
+            for notice_id, terminal_id, kind, at, body in rows:
+                expiry = self._expiry_s(kind, body, at, now)
+                if expiry <= 0:                 # an offer that has run out meanwhile: nothing to deliver
+                    cur.execute("update case_notices set sent_at = %s where id = %s", (now, notice_id))
+                    continue
+                props = Properties(PacketTypes.PUBLISH)
+                props.MessageExpiryInterval = expiry
                 payload = orjson.dumps({"notice_id": notice_id, **body})
                 pending.append((notice_id, self.client.publish(terminal_topic(terminal_id, NOTICE), payload,
                                                                qos=1, properties=props)))
@@ -123,6 +131,14 @@ class Notifier:
         if failed:
             self.stop_event.wait(RETRY_S)
         return len(done), len(rows) == BATCH
+
+    def _expiry_s(self, kind: str, body: dict, at: datetime, now: datetime) -> int:
+        """How long the broker may keep the notice for an offline terminal: a dispatched case (an
+        offer) until the offer expires, anything else a day."""
+        if kind != NoticeKind.DISPATCHED.value:
+            return NOTICE_EXPIRY_S
+        left = (self.policy.expires(body.get("urgency", "normal"), at) - now).total_seconds()
+        return int(left) if left >= 1 else 0
 
     def _sleep(self, listener) -> None:
         until = time.monotonic() + IDLE_S

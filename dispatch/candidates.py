@@ -1,7 +1,8 @@
 """The nearest available member for a case: who could go, ranked, and why each is where they are.
 
-Candidates come from Redis (`GEOSEARCH … BYRADIUS … ASC` over the live positions, telemetry.live
-Keys.POSITIONS), nearest first, each with its live state read in one pipeline; then ranked:
+Candidates come from Redis (`GEOSEARCH … BYRADIUS … ASC COUNT` over the live positions, telemetry.live
+Keys.POSITIONS: a quarter of the radius first, the whole radius when that holds too few), nearest
+first, each with its live state read in one pipeline; then ranked:
 
     1. available (on duty, online, a fix of the last FRESH_S) before anyone busy;
     2. a role that fits the category (ROLES_FOR: the police officer for public-order matters, the
@@ -39,7 +40,7 @@ HANDLING_ROLES = (Role.GRID_ADMINISTRATOR, Role.GRID_COORDINATOR, Role.GRID_POLI
 @dataclass(frozen=True)
 class Settings:
     radius_m: float = 3000.0        # how far to look
-    look_at: int = 200              # at most this many nearest terminals are looked at
+    look_at: int = 60               # at most this many nearest terminals are looked at (10 % available: ~6)
     fresh_s: float = FRESH_S
     detour: float = 1.3             # street distance ÷ straight-line distance (a grid of city blocks)
     walk_mps: float = 1.2           # a member on foot
@@ -97,8 +98,12 @@ def find(r, city: City, category: str, case_grid: str | None, lat: float, lon: f
          exclude: frozenset[str] = frozenset()) -> Search:
     """The ranked candidates for a case at (lat, lon). `work(terminal_id)` gives the states of the
     open cases dispatched to that terminal; `exclude`: terminals already offered this case."""
-    hits = r.geosearch(Keys.POSITIONS, longitude=lon, latitude=lat, radius=settings.radius_m, unit="m",
-                       sort="ASC", count=settings.look_at, withdist=True)
+    # near first (a small circle is cheap for Redis to sort), the whole radius only when few are near
+    for radius in (settings.radius_m / 4, settings.radius_m):
+        hits = r.geosearch(Keys.POSITIONS, longitude=lon, latitude=lat, radius=radius, unit="m", sort="ASC",
+                           count=settings.look_at, withdist=True)
+        if len(hits) >= settings.look_at:
+            break
     ids = [h[0].decode() if isinstance(h[0], bytes) else h[0] for h in hits]
     lives = {t.terminal_id: t for t in read_terminals(r, ids, now)}
     fits = ROLES_FOR.get(category)

@@ -4,6 +4,7 @@ expires when nobody accepts it, and the cases engine offers the case to the next
 rejected offer too; when the tries run out the case waits flagged unassigned."""
 from __future__ import annotations
 
+import threading
 import time
 from datetime import datetime, timezone
 
@@ -14,7 +15,8 @@ from cases import store
 from cases.engine import Engine
 from cases.intake import Intake
 from cases.machine import apply
-from cases.model import Actor, ActorKind, Dispatch, Register, Reject
+from cases.model import Actor, ActorKind, Dispatch, Register, Reject, Return
+from cases.notifier import Notifier
 from cases.offers import OfferPolicy
 from dashboard.authz import Identity, UserRole
 from dashboard.case_actions import CaseAction, CaseRules
@@ -24,9 +26,13 @@ from ingest.live import LiveState
 from ingest.model import Enriched
 from telemetry.catalogue import Role
 from telemetry.messages import Fix
+from telemetry.notices import CaseNotice, NoticeKind
+from telemetry.topics import NOTICE, terminal_topic
 
 from ..support import wait_for
 from .ingest_helpers import owner_rows
+from .mqtt_helpers import MqttProbe
+from .screens import SCREENSHOTS, ensure_logins, sign_in
 from .test_case_notices import _reported_case
 from .test_cases_engine import seeded
 
@@ -164,8 +170,6 @@ def test_an_offer_nobody_accepts_goes_to_the_next_and_then_the_case_waits_unassi
 def test_the_console_offers_the_chosen_case_to_candidate_one_with_the_enter_key(stack, city, placed, cases_settings,
                                                                                dashboard, page,
                                                                                redis_client_module):
-    from .screens import SCREENSHOTS, ensure_logins, sign_in
-
     grid, lat, lon, members = placed
     now = datetime.now(timezone.utc)                      # fresh fixes: available means located just now
     LiveState(redis_client_module).apply([
@@ -205,3 +209,43 @@ def test_the_console_offers_the_chosen_case_to_candidate_one_with_the_enter_key(
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "dispatch-console.png"))
     assert page.errors == []
+
+
+def test_an_offer_to_a_terminal_offline_expires_at_the_broker_with_the_offer(stack, city, cases_settings):
+    policy = OfferPolicy({"urgent": 3.0, "normal": 3.0})
+    grid = city.grids[124]
+    handler = next(m for m in city.members if m.grid_code == grid.code and m.role is Role.GRID_COORDINATOR)
+    account = stack.account(handler.terminal_id)
+    away = MqttProbe(stack.mosquitto.port, account.username, account.password, session_expiry=3600)
+    assert away.subscribe(terminal_topic(handler.terminal_id, NOTICE)) == "Granted QoS 1"
+    away.close()                                          # offline; the broker keeps its session
+    settings = stack.app_settings("dashboard")
+    client = settings.redis_client(socket_timeout=5)
+    ctx = Commands(city, client, settings.pg_dsn, producer="test-offers-expiry")
+    rules = CaseRules(ctx, policy=policy)
+    case_id = _reported_case(stack, cases_settings, grid.code)
+    sender_account = stack.account("cases")
+    sender = Notifier(cases_settings.pg_dsn, "127.0.0.1", stack.mosquitto.port, sender_account.username,
+                      sender_account.password, policy=policy)
+    thread = threading.Thread(target=sender.run, daemon=True)
+    thread.start()
+    try:
+        assert ctx.execute(DISPATCHER, CaseAction(case_id, Register(), rules)).ok
+        assert ctx.execute(DISPATCHER, CaseAction(case_id, Dispatch(handler.terminal_id, grid.code), rules)).ok
+        wait_for(lambda: owner_rows(stack, "select count(*) from case_notices where case_id = %s and sent_at is not "
+                                           "null", case_id) == [(1,)], 3, "the offer handed to the broker")
+        time.sleep(3.5)                                   # the offer (and its message) has expired
+        assert ctx.execute(DISPATCHER, CaseAction(case_id, Return("dispatched by mistake"), rules)).ok
+        wait_for(lambda: owner_rows(stack, "select count(*) from case_notices where case_id = %s and sent_at is not "
+                                           "null", case_id) == [(2,)], 5, "the withdrawal handed to the broker")
+        back = MqttProbe(stack.mosquitto.port, account.username, account.password, clean_start=False,
+                         session_expiry=3600)
+        try:
+            got = [CaseNotice.parse(handler.terminal_id, m.payload) for m in back.received(5)]
+        finally:
+            back.close()
+    finally:
+        sender.stop_event.set()
+        thread.join(15)
+        client.close()
+    assert [(n.kind, n.case_id) for n in got] == [(NoticeKind.WITHDRAWN, case_id)]   # the expired offer never came
