@@ -9,7 +9,7 @@ extensions, closes verified cases and evaluates some. Each decision falls at a s
 stage's limit drawn from the case number, so it is steady across passes: most on time, some late
 (amber), a few very late (they escalate to the community and the street before someone acts). A
 case whose handler has been silent for four of its limits (a terminal that lost its work) is
-returned and dispatched again.
+returned and dispatched again; one whose verification nobody came to do, verified from its photos.
 The simulator plays the members (simulator/devices.py): accepting, handling, feedback, verification.
 """
 from __future__ import annotations
@@ -38,6 +38,7 @@ from cases.model import (
     Register,
     Return,
     State,
+    Verify,
 )
 from cases.notices import Recipients
 from cases.offers import OfferPolicy
@@ -121,7 +122,8 @@ class Desk:
         with conn, conn.cursor() as cur:
             rules = self.rules(cur)
             cur.execute(f"select {', '.join(store.CASE_COLUMNS)} from cases where state in "
-                        "('reported', 'registered', 'dispatched', 'verified', 'closed', 'accepted', 'handling') "
+                        "('reported', 'registered', 'dispatched', 'verified', 'closed', 'accepted', 'handling', "
+                        "'handled') "
                         "and opened_at > now() - interval '2 days' order by opened_at limit 500 "
                         "for update skip locked")
             for row in cur.fetchall():
@@ -155,6 +157,8 @@ class Desk:
         progress = elapsed(case, now)
         if case.state in _WITH_HANDLER and progress is not None and progress > STALE:
             return Return("no word from the handler long past the deadline: to be dispatched again")
+        if case.state is State.HANDLED and progress is not None and progress > STALE:
+            return Verify(True, "", ())           # no supervisor came: the desk checked the photos itself
         if case.state is State.CLOSED:
             if share(case.case_id, "rate") < 0.5 and (now - (case.closed_at or now)).total_seconds() > 30:
                 return Evaluate(3 + int(3 * share(case.case_id, "stars")), "rated by the demo desk")

@@ -12,9 +12,10 @@ from playwright.sync_api import sync_playwright
 
 CHROMIUM = "/usr/bin/chromium"
 FIRST_CASE = "first case"     # the page of the case the list shows first (the one nearest its deadline)
+CONSOLE = "console"           # the dispatcher console with a case to dispatch chosen (its candidates shown)
 WALL, LAPTOP = (1920, 1080), (1366, 768)
 SHOTS = [("login.png", "/login", WALL), ("wall.png", "/wall?kiosk=1", WALL),
-         ("wall-street.png", "/wall?scope=350102002", WALL), ("dispatch.png", "/dispatch", WALL),
+         ("wall-street.png", "/wall?scope=350102002", WALL), ("dispatch.png", CONSOLE, WALL),
          ("cases.png", "/cases", WALL), ("case.png", FIRST_CASE, WALL), ("case-laptop.png", FIRST_CASE, LAPTOP),
          ("rules.png", "/rules", WALL), ("audit.png", "/audit", WALL), ("admin-laptop.png", "/admin", LAPTOP)]
 
@@ -31,18 +32,28 @@ def main() -> int:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=[
             "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
             "--disable-sync", "--no-first-run"])
-        page = browser.new_page(viewport={"width": 1920, "height": 1080})
+        context = browser.new_context(viewport={"width": 1920, "height": 1080})
+        page = context.new_page()
         for name, path, (width, height) in SHOTS:
-            page.set_viewport_size({"width": width, "height": height})
             if name != "login.png" and "/login" in page.url:      # signed in after the login page's shot
                 page.fill("input[name=username]", "admin")
                 page.fill("input[name=password]", password)
                 page.click("button[type=submit]")
                 page.wait_for_url(lambda url: "/login" not in url)
+            if name != "login.png":            # each screen on a page of its own (the session is the context's)
+                page.close()
+                page = context.new_page()
+            page.set_viewport_size({"width": width, "height": height})
             if path == FIRST_CASE:
                 page.goto(args.url + "/cases")
                 path = page.locator("#cases-table .case-link").first.get_attribute("href")
-            page.goto(args.url + path)
+            if path == CONSOLE:
+                page.goto(args.url + "/dispatch")
+                page.locator(".dispatch-case").first.wait_for()
+                waiting = page.locator(".dispatch-case", has_text="to dispatch")
+                (waiting.first if waiting.count() else page.locator(".dispatch-case").first).click()
+            else:
+                page.goto(args.url + path)
             time.sleep(6)  # snapshot, a few frames, the heat map
             page.screenshot(path=str(args.out / name))
             print(args.out / name)

@@ -23,7 +23,7 @@ from dashboard.vocabulary import USER_ROLE_LABELS
 from telemetry.catalogue import ACTION_LABELS, Label
 from telemetry.city import CITY_TZ
 
-SHOWN_ROWS = 500                    # on the page; the export has them all
+SHOWN_ROWS = 150                    # on the page (Dash redraws many components slowly); the export has them all
 EXPORT_PATH = "/audit.csv"
 OUTCOME_LABELS = {"done": Label("done", "完成"), "refused": Label("refused", "拒绝")}
 HEADINGS = [Label("Time", "时间"), Label("Who", "操作人"), Label("Action", "操作"), Label("Target", "对象"),

@@ -214,7 +214,7 @@ def candidates(case_id, _done, _tick):
             html.Div(className="dispatch-cand-who", children=[
                 html.Div([html.Strong(c.name), f" · {ROLE_LABELS[c.role]}"]),
                 html.Div(f"{STATUS_LABELS[c.status.status]} · {c.distance_m:.0f} m · ~{math.ceil(c.eta_s / 60)} min "
-                         f"on foot · {c.status.workload} open", className="dispatch-cand-facts"),
+                         "on foot", className="dispatch-cand-facts"),
                 html.Div(c.reason, className="audit-dim dispatch-cand-why")]),
             html.Button(str(Label("Offer", "派遣")), className="button dispatch-offer-button",
                         id={"type": "dispatch-offer", "terminal": c.terminal_id, "rank": n}, n_clicks=0,
