@@ -10,18 +10,15 @@ key is the step itself (`case_escalations`), so none fires twice.
 from __future__ import annotations
 
 import logging
-import select
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
-import psycopg2
-import psycopg2.extensions
 from psycopg2.extras import execute_values
 
-from cases import store
+from cases import listening, store
 from cases.escalation import Firing, Position, due
 from cases.intake import Intake
 from cases.machine import Applied, Refusal, Rules, apply
@@ -35,7 +32,6 @@ OFFERS = Actor.system("automatic dispatch")
 MAX_SLEEP_S = 30.0          # even with nothing due, look again this often (a lost notification costs this)
 RULES_EVERY_S = 60.0        # the time limits and the calendar are read again this often
 BATCH = 500
-RETRY_S = 5.0
 
 
 @dataclass
@@ -203,31 +199,15 @@ class Engine:
             return self._rules
 
     def run(self) -> None:
-        """Until stopped. A failure (the database restarting, a bug) is logged and the loop starts
-        again on fresh connections after a pause: nothing is lost, the state is all in PostgreSQL."""
+        """Until stopped (a failure: logged, and the loop starts again on fresh connections)."""
         log.info("cases engine started")
-        while not self.stop_event.is_set():
-            try:
-                self._loop()
-            except Exception:
-                log.exception("the cases engine's loop failed; starting again in %.0f s", RETRY_S)
-                self.stop_event.wait(RETRY_S)
+        listening.keep_running(self._loop, self.stop_event, "the cases engine's loop")
 
     def _loop(self) -> None:
-        conn = listener = None
-        try:
-            conn = psycopg2.connect(self.dsn, application_name="gcc-cases")
-            listener = psycopg2.connect(self.dsn, application_name="gcc-cases-listen")
-            listener.set_isolation_level(psycopg2.extensions.ISOLATION_LEVEL_AUTOCOMMIT)
-            with listener.cursor() as cur:
-                cur.execute("listen case_inbox; listen case_changed")
+        with listening.work_and_listen(self.dsn, "gcc-cases", ("case_inbox", "case_changed")) as (conn, listener):
             while not self.stop_event.is_set():
                 self.once(conn)
                 self._sleep(listener, next_due(conn))
-        finally:
-            for connection in (conn, listener):
-                if connection is not None:
-                    connection.close()
 
     def once(self, conn) -> None:
         """Everything there is to do now: the inbox until it is empty, then the due steps."""
@@ -265,10 +245,5 @@ class Engine:
         wait = MAX_SLEEP_S
         if next_at is not None:
             wait = min(wait, max(0.0, (next_at - self.clock()).total_seconds()))
-        until = time.monotonic() + wait
-        while not self.stop_event.is_set() and (left := until - time.monotonic()) > 0:
-            if select.select([listener], [], [], min(left, 0.5))[0]:
-                listener.poll()
-                listener.notifies.clear()
-                return
-        self.heartbeat = time.monotonic()
+        if not listening.sleep(listener, wait, self.stop_event):
+            self.heartbeat = time.monotonic()

@@ -13,19 +13,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import select
 import threading
 import time
 from datetime import datetime, timezone
 
 import orjson
 import paho.mqtt.client as mqtt
-import psycopg2
-import psycopg2.extensions
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from cases import listening
 from cases.offers import OfferPolicy
 from telemetry.notices import NOTICE_EXPIRY_S, NoticeKind
 from telemetry.topics import NOTICE, terminal_topic
@@ -34,7 +32,6 @@ log = logging.getLogger(__name__)
 BATCH = 200
 PUBACK_TIMEOUT_S = 10.0
 IDLE_S = 30.0           # with nothing to send, look again this often (a lost NOTIFY costs this)
-RETRY_S = 5.0
 
 
 class Notifier:
@@ -63,34 +60,19 @@ class Notifier:
         self.client.connect_async(self.host, self.port, keepalive=30)
         self.client.loop_start()
         try:
-            while not self.stop_event.is_set():
-                try:
-                    self._loop()
-                except Exception:
-                    log.exception("the case notifier failed; starting again in %.0f s", RETRY_S)
-                    self.stop_event.wait(RETRY_S)
+            listening.keep_running(self._loop, self.stop_event, "the case notifier")
         finally:
             self.client.loop_stop()
             self.client.disconnect()
 
     def _loop(self) -> None:
-        conn = listener = None
-        try:
-            conn = psycopg2.connect(self.dsn, application_name="gcc-cases-notify")
-            listener = psycopg2.connect(self.dsn, application_name="gcc-cases-notify-listen")
-            listener.set_isolation_level(psycopg2.extensions.ISOLATION_LEVEL_AUTOCOMMIT)
-            with listener.cursor() as cur:
-                cur.execute("listen case_notice")
+        with listening.work_and_listen(self.dsn, "gcc-cases-notify", ("case_notice",)) as (conn, listener):
             while not self.stop_event.is_set():
                 if not self.connected.wait(1.0):
                     continue
                 sent, left = self.send_batch(conn)
                 if not left:
-                    self._sleep(listener)
-        finally:
-            for connection in (conn, listener):
-                if connection is not None:
-                    connection.close()
+                    listening.sleep(listener, IDLE_S, self.stop_event)
 
     def send_batch(self, conn) -> tuple[int, bool]:
         """One transaction: up to BATCH unsent notices published and, those the broker took, marked
@@ -129,7 +111,7 @@ class Notifier:
         self.counts["sent"] += len(done)
         self.counts["failed"] += len(failed)
         if failed:
-            self.stop_event.wait(RETRY_S)
+            self.stop_event.wait(listening.RETRY_S)
         return len(done), len(rows) == BATCH
 
     def _expiry_s(self, kind: str, body: dict, at: datetime, now: datetime) -> int:
@@ -139,11 +121,3 @@ class Notifier:
             return NOTICE_EXPIRY_S
         left = (self.policy.expires(body.get("urgency", "normal"), at) - now).total_seconds()
         return int(left) if left >= 1 else 0
-
-    def _sleep(self, listener) -> None:
-        until = time.monotonic() + IDLE_S
-        while not self.stop_event.is_set() and (left := until - time.monotonic()) > 0:
-            if select.select([listener], [], [], min(left, 0.5))[0]:
-                listener.poll()
-                listener.notifies.clear()
-                return

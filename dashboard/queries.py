@@ -341,12 +341,7 @@ def _case_where(scope: Scope, wanted: CaseFilter) -> tuple[str, tuple]:
         elif status != "all":
             clauses.append("state = %s")
             args.append(status)
-    if wanted.category:
-        clauses.append("category = %s")
-        args.append(wanted.category)
-    if wanted.source:
-        clauses.append("source = %s")
-        args.append(wanted.source)
+    _equal(clauses, args, category=wanted.category, source=wanted.source)
     if wanted.text:
         clauses.append("(case_id ilike %s or title ilike %s or place ilike %s)")
         args.extend([_like_escape(wanted.text) + "%"] + ["%" + _like_escape(wanted.text) + "%"] * 2)
@@ -405,16 +400,19 @@ def _audit_where(scope: Scope, wanted: AuditFilter) -> tuple[str, tuple]:
     if scope.code:
         clauses.append("scope_code like %s")
         args.append(_like_prefix(scope.code))
-    if wanted.action:
-        clauses.append("action = %s")
-        args.append(wanted.action)
-    if wanted.outcome:
-        clauses.append("outcome = %s")
-        args.append(wanted.outcome)
+    _equal(clauses, args, action=wanted.action, outcome=wanted.outcome)
     if wanted.actor:
         clauses.append("actor ilike %s")
         args.append("%" + _like_escape(wanted.actor) + "%")
     return " and ".join(clauses), tuple(args)
+
+
+def _equal(clauses: list[str], args: list, **columns) -> None:
+    """`column = value` for each column given a value (the filters' plain choices)."""
+    for column, value in columns.items():
+        if value:
+            clauses.append(f"{column} = %s")
+            args.append(value)
 
 
 def _like_escape(text: str) -> str:

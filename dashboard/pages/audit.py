@@ -12,11 +12,11 @@ from urllib.parse import urlencode
 
 import orjson
 from dash import Input, Output, State, callback, dcc, html
-from flask import Response, abort, request
+from flask import Response
 
 from dashboard.authz import Scope, UserRole, asked_scope, authorize, current_identity
 from dashboard.pages import Page, query_params
-from dashboard.pages.export import csv_response
+from dashboard.pages.export import authorized_export, csv_response
 from dashboard.queries import AuditFilter
 from dashboard.state import app_state
 from dashboard.vocabulary import USER_ROLE_LABELS
@@ -130,24 +130,17 @@ def _text(value) -> str:
 def export_csv():
     """`/audit.csv?scope=…&from=…&to=…&action=…&outcome=…&actor=…`: the selection as CSV (UTF-8
     with a byte-order mark, which Excel and WPS need to read Chinese), streamed; audited."""
-    state, identity = app_state(), current_identity()
-    decision = authorize(state.city, identity, PAGE, asked_scope(identity, request.args))
-    target = f"{EXPORT_PATH}?{request.query_string.decode()[:300]}"
-    if not decision:
-        state.commands.record(identity, "audit.export", "refused", decision.reason, target, request.remote_addr)
-        abort(decision.status)
-    try:
-        wanted = AuditFilter.from_params(request.args)
-    except ValueError as bad:
-        return Response(f"{bad}\n", status=400, mimetype="text/plain")
-    state.commands.record(identity, "audit.export", "done", None, target, request.remote_addr, decision.scope.code)
+    asked = authorized_export(PAGE, "audit.export", EXPORT_PATH, AuditFilter.from_params)
+    if isinstance(asked, Response):
+        return asked
+    state, scope, wanted = asked
     columns = list(state.queries.AUDIT_COLUMNS)
 
     def rows():
-        for row in state.queries.audit_export(decision.scope, wanted):
+        for row in state.queries.audit_export(scope, wanted):
             row["time"] = row["time"].astimezone(CITY_TZ).isoformat()
             row["roles"] = " ".join(row["roles"] or ())
             yield [row[c] for c in columns]
 
-    return csv_response(f"audit-{decision.scope.code or 'city'}-{wanted.first_day}-{wanted.last_day}.csv", columns,
+    return csv_response(f"audit-{scope.code or 'city'}-{wanted.first_day}-{wanted.last_day}.csv", columns,
                         rows())

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from urllib.parse import urlencode
 
 from dash import Input, Output, State, callback, dcc, html
-from flask import abort, request
+from flask import Response, request
 
 from cases.limits import categories
 from cases.model import Case
@@ -20,7 +20,7 @@ from cases.model import State as CaseState
 from dashboard.authz import Scope, UserRole, asked_scope, authorize, current_identity
 from dashboard.case_actions import OPEN_CASE, OpenHotlineCase
 from dashboard.pages import Page, query_params
-from dashboard.pages.export import csv_response
+from dashboard.pages.export import authorized_export, csv_response
 from dashboard.queries import CaseFilter
 from dashboard.state import app_state
 from telemetry.catalogue import (
@@ -245,21 +245,14 @@ def enter_case(_clicks, category, urgency, org_code, title, place, note):
 def export_csv():
     """`/cases.csv?scope=…&status=…&category=…&source=…&text=…&sort=…&days=…`: the selection as
     CSV; audited."""
-    state, identity = app_state(), current_identity()
-    decision = authorize(state.city, identity, PAGE, asked_scope(identity, request.args))
-    target = f"{EXPORT_PATH}?{request.query_string.decode()[:300]}"
-    if not decision:
-        state.commands.record(identity, "case.export", "refused", decision.reason, target, request.remote_addr)
-        abort(decision.status)
-    try:
-        wanted = CaseFilter.from_params(request.args)
-    except ValueError as bad:
-        return f"{bad}\n", 400, {"Content-Type": "text/plain; charset=utf-8"}
-    state.commands.record(identity, "case.export", "done", None, target, request.remote_addr, decision.scope.code)
+    asked = authorized_export(PAGE, "case.export", EXPORT_PATH, CaseFilter.from_params)
+    if isinstance(asked, Response):
+        return asked
+    state, scope, wanted = asked
     now = datetime.now(timezone.utc)
 
     def rows():
-        for c in state.queries.cases_export(decision.scope, wanted):
+        for c in state.queries.cases_export(scope, wanted):
             member = state.city.member_by_terminal.get(c.handler or "")
             values = {**c.__dict__, "urgency": c.urgency.value, "source": c.source.value, "state": c.state.value,
                       "stage": c.stage.value if c.stage else None, "org_name": state.city.org_name(c.org_code),
@@ -267,7 +260,7 @@ def export_csv():
                       "overdue": c.deadline is not None and c.deadline < now}
             yield [_iso(values[k]) for k in EXPORT_COLUMNS]
 
-    name = f"cases-{decision.scope.code or 'city'}-{wanted.status}-{now.astimezone(CITY_TZ):%Y%m%d-%H%M}.csv"
+    name = f"cases-{scope.code or 'city'}-{wanted.status}-{now.astimezone(CITY_TZ):%Y%m%d-%H%M}.csv"
     return csv_response(name, list(EXPORT_COLUMNS), rows())
 
 

@@ -7,7 +7,10 @@ import io
 from collections.abc import Iterable
 
 import orjson
-from flask import Response, stream_with_context
+from flask import Response, abort, request, stream_with_context
+
+from dashboard.authz import asked_scope, authorize, current_identity
+from dashboard.state import app_state
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")     # a spreadsheet would run these as formulas
 
@@ -33,3 +36,21 @@ def csv_response(filename: str, header: list[str], rows: Iterable[list]) -> Resp
 
     return Response(stream_with_context(lines()), mimetype="text/csv",
                     headers={"Content-Disposition": f"attachment; filename={filename}", "Cache-Control": "no-store"})
+
+
+def authorized_export(page, action: str, path: str, parse):
+    """An export request: authorized for the page at the asked scope (refused: audited, 403/404),
+    its selection parsed (`parse(request.args)`, ValueError: 400), the export audited. Returns
+    (state, scope, selection), or a Response to send instead."""
+    state, identity = app_state(), current_identity()
+    decision = authorize(state.city, identity, page, asked_scope(identity, request.args))
+    target = f"{path}?{request.query_string.decode()[:300]}"
+    if not decision:
+        state.commands.record(identity, action, "refused", decision.reason, target, request.remote_addr)
+        abort(decision.status)
+    try:
+        wanted = parse(request.args)
+    except ValueError as bad:
+        return Response(f"{bad}\n", status=400, mimetype="text/plain")
+    state.commands.record(identity, action, "done", None, target, request.remote_addr, decision.scope.code)
+    return state, decision.scope, wanted
