@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from dispatch.status import FRESH_S, DispatchStatus, Status, status_of
 from telemetry.catalogue import ROLE_LABELS, Role
 from telemetry.city import City
-from telemetry.live import Keys, TerminalLive, read_terminals
+from telemetry.live import Keys, TerminalLive, read_terminals, read_whereabouts
 
 # who fits which kind of case (a category not named: any member)
 PUBLIC_ORDER = ("neighbour_dispute", "noise", "street_vending", "illegal_parking", "blocked_fire_lane")
@@ -105,7 +105,7 @@ def find(r, city: City, category: str, case_grid: str | None, lat: float, lon: f
         if len(hits) >= settings.look_at:
             break
     ids = [h[0].decode() if isinstance(h[0], bytes) else h[0] for h in hits]
-    lives = {t.terminal_id: t for t in read_terminals(r, ids, now)}
+    lives = {t.terminal_id: t for t in read_whereabouts(r, ids, now)}
     fits = ROLES_FOR.get(category)
     search = Search([], looked_at=len(ids))
     for terminal_id, (_, distance) in zip(ids, hits, strict=True):

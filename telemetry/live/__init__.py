@@ -74,4 +74,5 @@ from telemetry.live.state import (
     read_open_alarms,
     read_recent_reports,
     read_terminals,
+    read_whereabouts,
 )

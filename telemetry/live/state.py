@@ -49,6 +49,30 @@ def read_terminals(r, terminal_ids: list[str], now: float | None = None) -> list
     return out
 
 
+_WHEREABOUTS = (TerminalField.LON, TerminalField.LAT, TerminalField.T, TerminalField.STATE, TerminalField.STATE_T,
+                TerminalField.SEEN, TerminalField.GRID_CODE)
+
+
+def read_whereabouts(r, terminal_ids: list[str], now: float | None = None) -> list[TerminalLive]:
+    """Where these terminals are and whether they are online, for many at once (the dispatch
+    candidates): `read_terminals` with only the fields that says (no member id, battery or SOS)."""
+    now = now if now is not None else time.time()
+    pipe = r.pipeline(transaction=False)
+    for terminal_id in terminal_ids:
+        pipe.hmget(Keys.terminal(terminal_id), _WHEREABOUTS)
+    out = []
+    for terminal_id, values in zip(terminal_ids, pipe.execute(), strict=True):
+        lon, lat, t, state, state_t, seen, grid_code = (v.decode() if v is not None else None for v in values)
+        if lon is None:
+            continue
+        state = state or MemberState.SILENT.value
+        if state == MemberState.ONLINE.value and now - float(seen or now) > SILENT_AFTER_S:
+            state = MemberState.SILENT.value
+        out.append(TerminalLive(terminal_id, None, grid_code or None, float(lon), float(lat), float(t or 0), state,
+                                float(state_t or 0)))
+    return out
+
+
 def read_open_alarms(r) -> list[AlarmChange]:
     """The open device alarms (who acknowledged one is the database's: dashboard.queries)."""
     return [change_from(AlarmChange.KIND, orjson.loads(raw)) for raw in r.hvals(Keys.OPEN_ALARMS)]
