@@ -12,7 +12,8 @@ never the 2 Hz fixes).
   terminal (an offer that expires if not accepted, then goes to the next candidate: cases.offers).
   The map (centre) shows the case and its candidates, numbered.
 - Keyboard first: ↑/↓ move through the queue, Enter offers to candidate 1, a digit to candidate N,
-  Esc lets go of the case.
+  Esc lets go of the case. An offer not yet accepted can be withdrawn (back to the queue, to be
+  offered to someone else).
 
 Every action goes through dashboard/commands.py (authorized for the case's org unit, audited).
 """
@@ -39,7 +40,7 @@ from dash_extensions.javascript import Namespace
 from dash_socketio import DashSocketIO
 from flask import request
 
-from cases.model import Dispatch, Register
+from cases.model import Dispatch, Register, Return
 from cases.model import State as CaseState
 from dashboard.authz import Scope, UserRole, authorize, current_identity
 from dashboard.case_actions import CaseAction
@@ -196,7 +197,10 @@ def candidates(case_id, _done, _tick):
         who = state.city.member_by_terminal.get(case.handler or "")
         text = (f"Offered to {who.name if who else case.handler}: waiting for the acceptance"
                 if case.state is CaseState.DISPATCHED else f"{case.state.value}")
-        return [head, html.P(text, className="audit-dim", id="dispatch-cand-state")], \
+        withdraw = [html.Button(str(Label("Withdraw the offer", "撤回派遣")), className="button dispatch-withdraw",
+                                id={"type": "dispatch-withdraw", "case": case.case_id}, n_clicks=0)] \
+            if case.state is CaseState.DISPATCHED else []
+        return [head, html.P(text, className="audit-dim", id="dispatch-cand-state"), *withdraw], \
             {"type": "FeatureCollection", "features": features}, _view(case)
     if case.lat is None:
         return [head, html.P("The case has no place: dispatch it from its page.", className="audit-dim")], EMPTY, \
@@ -245,8 +249,9 @@ def _view(case):
 @callback(Output("dispatch-result", "children", allow_duplicate=True),
           Input({"type": "dispatch-offer", "terminal": ALL, "rank": ALL}, "n_clicks"),
           Input({"type": "dispatch-register", "case": ALL}, "n_clicks"),
+          Input({"type": "dispatch-withdraw", "case": ALL}, "n_clicks"),
           State("dispatch-selected", "data"), prevent_initial_call=True)
-def offer(clicks, register_clicks, case_id):
+def offer(clicks, register_clicks, withdraw_clicks, case_id):
     """Offer the case to the candidate chosen (or register it): through the command module."""
     trigger = ctx.triggered_id
     if trigger is None or not case_id:
@@ -256,6 +261,10 @@ def offer(clicks, register_clicks, case_id):
         if not any(register_clicks or ()):
             return no_update
         command = Register()
+    elif trigger["type"] == "dispatch-withdraw":
+        if not any(withdraw_clicks or ()):
+            return no_update
+        command = Return("offer withdrawn by the dispatcher (to offer it to someone else)")
     else:
         if not any(clicks or ()):
             return no_update
@@ -266,7 +275,7 @@ def offer(clicks, register_clicks, case_id):
                            why=f"offered by hand from the console, candidate #{trigger['rank']}")
     result = state.commands.execute(current_identity(), CaseAction(case_id, command, state.case_rules),
                                     request.remote_addr)
-    verb = "registered" if isinstance(command, Register) else "offered"
+    verb = {Register: "registered", Return: "offer withdrawn"}.get(type(command), "offered")
     return f"✓ {result.summary}: {verb}" if result.ok else f"✗ {result.summary}: {result.reason}"
 
 clientside_callback(

@@ -1,7 +1,8 @@
 """Offers against the real stack: the candidates of a case come from the live positions in Redis
 (GEOSEARCH), nearest available first; a dispatch from the screens' command path is an offer that
 expires when nobody accepts it, and the cases engine offers the case to the next candidate; a
-rejected offer too; when the tries run out the case waits flagged unassigned."""
+rejected offer too; when the tries run out the case waits flagged unassigned; the console offers
+with the Enter key and withdraws an offer in place."""
 from __future__ import annotations
 
 import threading
@@ -191,7 +192,7 @@ def test_the_console_offers_the_chosen_case_to_candidate_one_with_the_enter_key(
     ensure_logins(stack.settings().pg_dsn)
     sign_in(page, dashboard.url, "t-dispatcher")
     page.goto(f"{dashboard.url}/dispatch")
-    row = page.locator(f"[id*='{case_id}']")
+    row = page.locator(f".dispatch-case[id*='{case_id}']")
     row.wait_for()
     assert "to dispatch" in row.inner_text()
     row.click()
@@ -206,6 +207,12 @@ def test_the_console_offers_the_chosen_case_to_candidate_one_with_the_enter_key(
     assert owner_rows(stack, "select offered_by, rank from case_offers where case_id = %s", case_id) == [
         ("t-dispatcher", 1)]
     wait_for(lambda: "offered to" in row.inner_text(), 10, "the queue shows the offer live")
+    page.locator(".dispatch-withdraw").wait_for()               # the panel follows: the offer can be withdrawn
+    page.click(".dispatch-withdraw")
+    wait_for(lambda: owner_rows(stack, "select state, handler from cases where case_id = %s", case_id)
+             == [("registered", None)], 10, "the offer withdrawn")
+    assert owner_rows(stack, "select outcome from case_offers where case_id = %s", case_id) == [("withdrawn",)]
+    wait_for(lambda: "to dispatch" in row.inner_text(), 10, "back in the queue, live")
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "dispatch-console.png"))
     assert page.errors == []
