@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 
 import psycopg2
 
-from cases import store
+from cases import listening, store
 from cases.machine import Applied, Refusal, Rules, apply
 from cases.model import (
     Acknowledge,
@@ -101,18 +101,14 @@ class Desk:
 
     def run(self) -> None:
         log.warning("the demo dispatch desk is on: it registers, dispatches and closes cases (demo only)")
-        conn = None
-        while not self.stop_event.wait(EVERY_S):
-            try:
-                if conn is None or conn.closed:
-                    conn = psycopg2.connect(self.dsn, application_name="gcc-cases-desk")
+        listening.keep_running(self._loop, self.stop_event, "the demo desk's pass")
+
+    def _loop(self) -> None:
+        conn = psycopg2.connect(self.dsn, application_name="gcc-cases-desk")
+        try:
+            while not self.stop_event.wait(EVERY_S):
                 self.once(conn, datetime.now(timezone.utc))
-            except Exception:
-                log.exception("the demo desk's pass failed")
-                if conn is not None:
-                    conn.close()
-                conn = None
-        if conn is not None:
+        finally:
             conn.close()
 
     def once(self, conn, now: datetime) -> list[Applied]:

@@ -25,6 +25,7 @@ from dispatch.status import FRESH_S, DispatchStatus, Status, status_of
 from telemetry.catalogue import ROLE_LABELS, Role
 from telemetry.city import City
 from telemetry.live import Keys, TerminalLive, read_terminals, read_whereabouts
+from telemetry.orgcodes import Level, ancestor
 
 # who fits which kind of case (a category not named: any member)
 PUBLIC_ORDER = ("neighbour_dispute", "noise", "street_vending", "illegal_parking", "blocked_fire_lane")
@@ -80,7 +81,7 @@ def eta_s(distance_m: float, settings: Settings) -> float:
 def _tier(case_grid: str | None, member_grid: str) -> int:
     if case_grid and member_grid == case_grid:
         return 0
-    if case_grid and member_grid[:12] == case_grid[:12]:
+    if case_grid and ancestor(member_grid, Level.COMMUNITY) == ancestor(case_grid, Level.COMMUNITY):
         return 1
     return 2
 

@@ -49,7 +49,7 @@ from telemetry.catalogue import (
     ROLE_LABELS,
     Label,
 )
-from telemetry.orgcodes import contains
+from telemetry.orgcodes import Level, ancestor, contains
 
 REFRESH_MS = 5000
 PATH = "/case"
@@ -289,7 +289,7 @@ def _handlers(state, case: Case, identity) -> list[dict]:
     """Members to dispatch to: the case's grid first, then the rest of its community, within the
     dispatcher's scope. (The dispatch console ranks the nearest available: the dispatch issue.)"""
     grid = case.grid_code or ""
-    community = grid[:-3] if len(grid) == 15 else case.org_code
+    community = ancestor(grid, Level.COMMUNITY) if grid else case.org_code
     members = [m for m in state.city.members
                if (m.grid_code == grid or contains(community, m.grid_code))
                and (not identity.scope_code or contains(identity.scope_code, m.grid_code))]
