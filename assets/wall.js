@@ -31,6 +31,7 @@
       s.members.forEach(values => {
         const m = {};
         fields.forEach((name, i) => { m[name] = values[i]; });
+        m.out_of_area = m.lon != null && !m.grid_code;
         st.members.set(m.member, m);
       });
       (s.roster || []).forEach(([id, name, role, grid]) => st.roster.set(id, {name: name, role: role, home_grid_code: grid}));
@@ -57,7 +58,7 @@
           st.layerDrawn = false;  // a member new to the map: the layer is rebuilt once
         }
         if ((m.t || 0) > t) return;
-        Object.assign(m, {lon: lon, lat: lat, t: t, grid_code: grid, battery_pct: battery});
+        Object.assign(m, {lon: lon, lat: lat, t: t, grid_code: grid, out_of_area: !grid, battery_pct: battery});
         if (m.state !== "offline" || t > (m.state_t || 0)) m.state = "online";
         st.members.set(id, m);
         st.dirty.add(id);
@@ -214,9 +215,11 @@
     return counts;
   }
 
+  /* A fix outside every grid is stored with no grid (members near the city's edge, GPS noise):
+   * the member is where the fix says, "out of area". */
   function memberTooltip(m) {
     return (m.name || "?") + " · " + label("role", m.role) + " · " + label("member_state", m.state) +
-           (m.battery_pct != null ? " · " + m.battery_pct + "%" : "");
+           (m.out_of_area ? " · out of area 区域外" : "") + (m.battery_pct != null ? " · " + m.battery_pct + "%" : "");
   }
 
   /* Leaflet takes a tooltip's string as HTML: what a tooltip shows (names, labels: data that came
@@ -244,7 +247,7 @@
       st.dirty.clear();
       const features = [];
       st.members.forEach(m => features.push(point(m.member, m.lon, m.lat,
-        {state: m.state, role: m.role, name: m.name, battery_pct: m.battery_pct})));
+        {state: m.state, role: m.role, name: m.name, battery_pct: m.battery_pct, out_of_area: m.out_of_area})));
       return collection(features);
     }
     st.dirty.forEach(id => {
@@ -330,7 +333,7 @@
       const marker = L.circleMarker(latlng, {radius: 5, weight: 2, color: colour("role", p.role, "#fff"),
                                              fillColor: colour("member_state", p.state), fillOpacity: 0.95});
       marker.bindTooltip(textTooltip(memberTooltip({member: p.id, name: p.name, role: p.role, state: p.state,
-                                                    battery_pct: p.battery_pct})));
+                                                    battery_pct: p.battery_pct, out_of_area: p.out_of_area})));
       (gcc.markers = gcc.markers || new Map()).set(p.id, marker);
       return marker;
     },

@@ -6,7 +6,8 @@ know to send them somewhere, and why it is so.
     requested    a case is offered to them and not yet accepted
     en_route     they accepted a case and are on their way
     on_scene     they are handling a case on site
-    available    none of the above: on duty, located, free
+    available    none of the above: on duty, located, free ("out of area" when the last fix lies
+                 outside every grid: it is stored with no grid, and the member is where it says)
 
 Derived from the live state (telemetry.live.TerminalLive: status, last fix) and the member's open
 case work (cases dispatched to them, by state). A pure function: the caller reads both.
@@ -63,6 +64,8 @@ def status_of(live: TerminalLive | None, work: list[str], now: float, fresh_s: f
             return Status(status, f"{workload} open case{'s' if workload != 1 else ''}", workload)
     if now - live.t > fresh_s:
         return Status(DispatchStatus.UNAVAILABLE, f"no fix for {_ago(now - live.t)}", workload)
+    if live.grid_code is None:                  # the last fix lies outside every grid (near the edge)
+        return Status(DispatchStatus.AVAILABLE, "free, out of area", workload)
     return Status(DispatchStatus.AVAILABLE, "free, located", workload)
 
 

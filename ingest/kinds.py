@@ -95,7 +95,7 @@ KINDS: dict[type, MessageKind] = {k.message: k for k in (
         lambda e, at: (e.message.time, e.message.terminal_id, e.member_id, e.grid_code, e.message.lat, e.message.lon,
                        e.message.accuracy_m, e.message.speed_mps, e.message.heading_deg, e.message.altitude_m,
                        e.message.battery_pct, e.message.source, at),
-        _fix_change, located=True),
+        _fix_change, located=True, outside_city_ok=True),       # a member near the edge: "out of area"
     MessageKind(
         messages.TerminalStatus, "terminal", "terminal_status",
         ("time", "terminal_id", "state", "battery_pct", "sos", "grid_code", "received_at"),

@@ -137,16 +137,21 @@ def test_malformed_payloads_are_dead_lettered_with_specific_reasons_and_the_work
                for line in metrics.splitlines())
 
 
-def test_specific_reasons_for_time_place_and_unknown_devices(stack, city, worker, db):
-    """Well-formed fixes that the validation stages refuse, each with its own reason."""
+def test_specific_reasons_for_time_place_and_unknown_devices(stack, city, worker, db, redis_client):
+    """Well-formed messages that the validation stages refuse, each with its own reason; a fix
+    outside every grid is not refused: the member is there, out of area (stored with no grid)."""
     member, account, p = _terminal(stack, city, 3)
     now = _now()
+    outside = (121.47, 31.23)
+    report = orjson.dumps({"ts": now.isoformat(), "report_id": "R-OUTSIDE-1", "category": "exposed_garbage",
+                           "severity": 2, "lon": outside[0], "lat": outside[1]})
     probe = MqttProbe(stack.mosquitto.port, account.username, account.password)
     try:
         for payload in (fix_payload(now + timedelta(hours=2), p.x, p.y),
                         fix_payload(now - timedelta(days=30), p.x, p.y),
-                        fix_payload(now, 121.47, 31.23)):
+                        fix_payload(now, *outside)):
             assert probe.publish(terminal_topic(member.terminal_id, "fix"), payload) == "Success"
+        assert probe.publish(terminal_topic(member.terminal_id, "incident"), report) == "Success"
     finally:
         probe.close()
     from stack.mosquitto import BrokerAccount
@@ -166,8 +171,14 @@ def test_specific_reasons_for_time_place_and_unknown_devices(stack, city, worker
         reasons = sorted(r for (r,) in cur.fetchall())
         cur.execute("select reason, detail from dead_letters where topic like '%%T-GHOST-1%%'")
         ghost_reason, ghost_detail = cur.fetchone()
-    assert reasons == ["outside_city", "timestamp_future", "timestamp_past"]
+    assert reasons == ["outside_city", "timestamp_future", "timestamp_past"]      # the report outside stays refused
     assert ghost_reason == "unknown_device" and "T-GHOST-1" in ghost_detail
+    assert count(db, "select count(*) from positions where terminal_id = %s and time = %s and grid_code is null "
+                     "and member_id is not null", member.terminal_id, now) == 1
+    key = live.Keys.terminal(member.terminal_id)
+    wait_for(lambda: abs(float(redis_client.hget(key, live.TerminalField.LON) or 0) - outside[0]) < 1e-6, 5,
+             "the live position follows the member out of area", explain=lambda: redis_client.hgetall(key))
+    assert redis_client.hget(key, live.TerminalField.GRID_CODE) in (None, b"")
 
 
 def test_a_new_fix_updates_redis_live_state_and_reaches_the_bus_as_a_typed_change(stack, settings, city, worker,

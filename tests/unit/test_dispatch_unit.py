@@ -11,8 +11,8 @@ from telemetry.live import TerminalLive
 NOW = 1_800_000_000.0
 
 
-def _live(state: str = "online", fix_age: float = 10.0) -> TerminalLive:
-    return TerminalLive("T1", "M1", "350102001001001", 119.3, 26.08, NOW - fix_age, state, NOW - 600)
+def _live(state: str = "online", fix_age: float = 10.0, grid: str | None = "350102001001001") -> TerminalLive:
+    return TerminalLive("T1", "M1", grid, 119.3, 26.08, NOW - fix_age, state, NOW - 600)
 
 
 def test_status_follows_the_terminal_then_the_work_then_the_fix():
@@ -25,6 +25,7 @@ def test_status_follows_the_terminal_then_the_work_then_the_fix():
     stale = status_of(_live(fix_age=300), [], NOW)
     assert stale.status is DispatchStatus.UNAVAILABLE and "5 min" in stale.cause
     assert status_of(_live(), ["handled", "closed"], NOW) == Status(DispatchStatus.AVAILABLE, "free, located", 0)
+    assert status_of(_live(grid=None), [], NOW) == Status(DispatchStatus.AVAILABLE, "free, out of area", 0)
 
 
 def _candidate(name, *, available=True, fits=True, tier=0, workload=0, distance=100.0) -> Candidate:

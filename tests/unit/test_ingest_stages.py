@@ -33,6 +33,10 @@ def test_batch_processing_gives_the_same_outcomes_as_one_at_a_time(registry):
         member = rng.choice(city.members)
         inbounds.append(_fix(member.terminal_id, rng.uniform(minx - 0.01, maxx + 0.01),
                              rng.uniform(miny - 0.01, maxy + 0.01), seconds=i))
+    report = {"ts": NOW.isoformat(), "report_id": "R1", "category": "exposed_garbage", "severity": 2,
+              "lon": minx - 0.5, "lat": miny - 0.5}                  # a report outside every grid is refused
+    inbounds.append(Inbound(f"gcc/v1/terminal/{city.members[0].terminal_id}/incident", orjson.dumps(report), 1,
+                            False, NOW))
     inbounds.append(Inbound("gcc/v1/terminal/T-NOBODY/fix", inbounds[0].payload, 1, False, NOW))
     inbounds.append(Inbound(inbounds[0].topic, b"{", 1, False, NOW))
     one = [process(i, registry) for i in inbounds]
@@ -42,6 +46,8 @@ def test_batch_processing_gives_the_same_outcomes_as_one_at_a_time(registry):
     reasons = {o.rejection.reason for o in one if o.rejection}
     assert {"outside_city", "unknown_device", "invalid_json"} <= reasons
     assert any(o.accepted for o in one)
+    outside = [e for o in one for e in o.accepted if e.grid_code is None]
+    assert outside and all(type(e.message).__name__ == "Fix" for e in outside)   # fixes out of area: kept
 
 
 def test_a_fix_is_tagged_with_its_grid_and_member(registry):
