@@ -1,11 +1,14 @@
-"""Case notices to terminals: the outbox (`case_notices`) published over MQTT, QoS 1.
+"""What the command center tells terminals, from two outboxes published over MQTT, QoS 1:
 
-A notice is written in the transaction of its case change (cases/notices.py), so it exists exactly
-when the change does. This loop takes the unsent ones in order (`FOR UPDATE SKIP LOCKED`: two
-engines never send the same batch), publishes each to `gcc/v1/terminal/<id>/notice` with a message
-expiry (a terminal's persistent session keeps it while the terminal is briefly offline; an offer
-only until it expires), waits for
-the broker's PUBACK, and only then marks it sent. A crash between the two sends it again: at least
+- case notices (`case_notices`) to `gcc/v1/terminal/<id>/notice`, written in the transaction of
+  their case change (cases/notices.py), so a notice exists exactly when the change does;
+- announcements (`announcements`, written by the screens: dashboard/announcements.py) to
+  `gcc/v1/org/<code>/announcement`, read by every terminal of that org unit's grids.
+
+This loop takes the unsent rows in order (`FOR UPDATE SKIP LOCKED`: two engines never send the
+same batch), publishes each with a message expiry (a terminal's persistent session keeps it while
+the terminal is briefly offline; an offer only until it expires, an announcement until it does),
+waits for the broker's PUBACK, and only then marks it sent. A crash between the two sends it again: at least
 once, with the notice id for the terminal to see it twice. The broker down: nothing is marked,
 the batch is tried again (the attempts are counted), nothing is lost.
 """
@@ -15,6 +18,8 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import orjson
@@ -25,13 +30,22 @@ from paho.mqtt.properties import Properties
 
 from cases import listening
 from cases.offers import OfferPolicy
-from telemetry.notices import NOTICE_EXPIRY_S, NoticeKind
-from telemetry.topics import NOTICE, terminal_topic
+from telemetry.notices import NOTICE_EXPIRY_S, Announcement, NoticeKind
+from telemetry.topics import NOTICE, org_topic, terminal_topic
 
 log = logging.getLogger(__name__)
 BATCH = 200
 PUBACK_TIMEOUT_S = 10.0
 IDLE_S = 30.0           # with nothing to send, look again this often (a lost NOTIFY costs this)
+
+
+@dataclass(frozen=True)
+class Outbox:
+    """A table of messages to send: its unsent rows (id first), and what each becomes: (topic,
+    payload, seconds the broker may keep it), or None when it has nothing left to deliver."""
+    table: str
+    columns: str
+    message: Callable[[tuple, datetime], tuple[str, bytes, int] | None]
 
 
 class Notifier:
@@ -66,7 +80,8 @@ class Notifier:
             self.client.disconnect()
 
     def _loop(self) -> None:
-        with listening.work_and_listen(self.dsn, "gcc-cases-notify", ("case_notice",)) as (conn, listener):
+        with listening.work_and_listen(self.dsn, "gcc-cases-notify", ("case_notice", "announcement")) as (conn,
+                                                                                                        listener):
             while not self.stop_event.is_set():
                 if not self.connected.wait(1.0):
                     continue
@@ -74,45 +89,66 @@ class Notifier:
                 if not left:
                     listening.sleep(listener, IDLE_S, self.stop_event)
 
+    @property
+    def outboxes(self) -> tuple[Outbox, ...]:
+        return (Outbox("case_notices", "id, terminal_id, kind, time, body", self._notice),
+                Outbox("announcements", "id, org_code, org_name, sender, created_at, expires_at, title, body",
+                       _announcement))
+
     def send_batch(self, conn) -> tuple[int, bool]:
-        """One transaction: up to BATCH unsent notices published and, those the broker took, marked
+        """Each outbox in turn; (sent, whether there may be more)."""
+        sent, more = 0, False
+        for outbox in self.outboxes:
+            n, left = self.send_outbox(conn, outbox)
+            sent, more = sent + n, more or left
+        return sent, more
+
+    def send_outbox(self, conn, outbox: Outbox) -> tuple[int, bool]:
+        """One transaction: up to BATCH unsent rows published and, those the broker took, marked
         sent. Returns (sent, whether there may be more)."""
         with conn, conn.cursor() as cur:
-            cur.execute("select id, terminal_id, kind, time, body from case_notices where sent_at is null order by id "
+            cur.execute(f"select {outbox.columns} from {outbox.table} where sent_at is null order by id "
                         "limit %s for update skip locked", (BATCH,))
             rows = cur.fetchall()
             if not rows:
                 return 0, False
             pending = []
             now = datetime.now(timezone.utc)
-            for notice_id, terminal_id, kind, at, body in rows:
-                expiry = self._expiry_s(kind, body, at, now)
-                if expiry <= 0:                 # an offer that has run out meanwhile: nothing to deliver
-                    cur.execute("update case_notices set sent_at = %s where id = %s", (now, notice_id))
+            for row in rows:
+                message = outbox.message(row, now)
+                if message is None:             # e.g. an offer that has run out meanwhile: nothing to deliver
+                    cur.execute(f"update {outbox.table} set sent_at = %s where id = %s", (now, row[0]))
                     continue
+                topic, payload, expiry = message
                 props = Properties(PacketTypes.PUBLISH)
                 props.MessageExpiryInterval = expiry
-                payload = orjson.dumps({"notice_id": notice_id, **body})
-                pending.append((notice_id, self.client.publish(terminal_topic(terminal_id, NOTICE), payload,
-                                                               qos=1, properties=props)))
+                pending.append((row[0], self.client.publish(topic, payload, qos=1, properties=props)))
             done, deadline = [], time.monotonic() + PUBACK_TIMEOUT_S
-            for notice_id, info in pending:
+            for row_id, info in pending:
                 with contextlib.suppress(RuntimeError, ValueError):    # not queued (disconnected): stays unsent
                     info.wait_for_publish(max(0.0, deadline - time.monotonic()))
                 if info.is_published():
-                    done.append(notice_id)
+                    done.append(row_id)
             now = datetime.now(timezone.utc)
-            cur.execute("update case_notices set sent_at = %s, attempts = attempts + 1 where id = any(%s)",
+            cur.execute(f"update {outbox.table} set sent_at = %s, attempts = attempts + 1 where id = any(%s)",
                         (now, done))
             failed = [n for n, _ in pending if n not in set(done)]
             if failed:
-                cur.execute("update case_notices set attempts = attempts + 1 where id = any(%s)", (failed,))
-                log.warning("%d case notices not acknowledged by the broker; they stay in the outbox", len(failed))
+                cur.execute(f"update {outbox.table} set attempts = attempts + 1 where id = any(%s)", (failed,))
+                log.warning("%d of %s not acknowledged by the broker; they stay in the outbox", len(failed),
+                            outbox.table)
         self.counts["sent"] += len(done)
         self.counts["failed"] += len(failed)
         if failed:
             self.stop_event.wait(listening.RETRY_S)
         return len(done), len(rows) == BATCH
+
+    def _notice(self, row: tuple, now: datetime) -> tuple[str, bytes, int] | None:
+        notice_id, terminal_id, kind, at, body = row
+        expiry = self._expiry_s(kind, body, at, now)
+        if expiry <= 0:
+            return None
+        return terminal_topic(terminal_id, NOTICE), orjson.dumps({"notice_id": notice_id, **body}), expiry
 
     def _expiry_s(self, kind: str, body: dict, at: datetime, now: datetime) -> int:
         """How long the broker may keep the notice for an offline terminal: a dispatched case (an
@@ -121,3 +157,12 @@ class Notifier:
             return NOTICE_EXPIRY_S
         left = (self.policy.expires(body.get("urgency", "normal"), at) - now).total_seconds()
         return int(left) if left >= 1 else 0
+
+
+def _announcement(row: tuple, now: datetime) -> tuple[str, bytes, int] | None:
+    announcement_id, org_code, org_name, sender, at, expires, title, body = row
+    left = int((expires - now).total_seconds())
+    if left < 1:
+        return None
+    message = Announcement(announcement_id, org_code, org_name, at, expires, title, body, sender)
+    return org_topic(org_code), message.payload(), left

@@ -16,10 +16,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cases.model import Dispatch, Register, Return
+from dashboard.announcements import ANNOUNCE
 from dashboard.authz import EVERYONE, UserRole
 from dashboard.case_actions import CASE_ACTIONS, NEW_LIMITS, OPEN_CASE, SET_CALENDAR_DAY
 from dashboard.commands import ACKNOWLEDGE_ALARM, Action
-from dashboard.pages import admin, audit, case, cases, rules
+from dashboard.pages import admin, announcements, audit, case, cases, rules
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,12 @@ CALLBACKS: dict[str, Callback] = {
     "rules-limits": Callback(rules.PAGE.roles, "the time limits, the calendar, the held intake rows"),
     "rules-limits-result": Callback(NEW_LIMITS.roles, "a new version of the time limits", changes=(NEW_LIMITS,)),
     "rules-calendar-result": Callback(SET_CALENDAR_DAY.roles, "an admin's calendar day", changes=(SET_CALENDAR_DAY,)),
+    "ann-result": Callback(ANNOUNCE.roles, "send an announcement (authorized for the org unit chosen)",
+                           changes=(ANNOUNCE,)),
+    "ann-list": Callback(announcements.PAGE.roles, "the announcements sent in the scope, with their read counts "
+                                                   "(authorizes the scope)"),
+    "ann-reads": Callback(announcements.PAGE.roles, "the page's live receipts", clientside=True),
+    "ann-conn": Callback(announcements.PAGE.roles, "connection state", clientside=True),
     "dispatch-alarms": Callback(frozenset({UserRole.DISPATCHER, UserRole.ADMIN}), "the console's live lists",
                                 clientside=True),
     "dispatch-conn": Callback(frozenset({UserRole.DISPATCHER, UserRole.ADMIN}), "connection state", clientside=True),

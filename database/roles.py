@@ -28,13 +28,15 @@ CASES = "gcc_cases"
 REFERENCE_TABLES = ("city_info", "org_units", "grids", "buildings", "units", "organizations", "gateways",
                     "sensors", "members")
 INGEST_TABLES = ("positions", "terminal_status", "sensor_readings", "device_alarms", "incident_reports",
-                 "task_acks", "case_updates", "gateway_status", "region_transitions", "dead_letters")
+                 "task_acks", "case_updates", "gateway_status", "region_transitions", "announcement_reads",
+                 "dead_letters")
 DASHBOARD_WRITES = ("audit_log", "alarm_acknowledgements")
 LOGIN_TABLES = ("users", "wall_tokens", "sessions", "login_throttle")   # the dashboard's logins (dashboard/accounts.py)
 CASE_TABLES = ("cases", "case_sources", "case_events", "case_escalations", "case_notices",   # the cases engine writes
                "case_offers")
 CASE_RULES = ("time_limits", "work_calendar")                                 # the rules it decides by
 CASE_INBOX = ("case_inbox",)        # filled by triggers on the ingest's tables, emptied by the intake
+ANNOUNCEMENTS = ("announcements", "announcement_recipients")   # written by the screens, sent by the engine
 OTHER_TABLES = ("schema_migrations",)
 
 TEMP_TABLES = {INGEST}        # the roles that may create temporary tables (the ingest's staging)
@@ -43,8 +45,8 @@ TEMP_TABLES = {INGEST}        # the roles that may create temporary tables (the 
 GRANTS: dict[str, list[tuple[str, tuple[str, ...]]]] = {
     INGEST: [("select, insert", INGEST_TABLES), ("select", REFERENCE_TABLES)],
     DASHBOARD: [("select", REFERENCE_TABLES + INGEST_TABLES + DASHBOARD_WRITES + OTHER_TABLES + CASE_TABLES
-                 + CASE_RULES + CASE_INBOX),                # the inbox: its held rows, on the rules page
-                ("insert", DASHBOARD_WRITES),
+                 + CASE_RULES + CASE_INBOX + ANNOUNCEMENTS),   # the inbox: its held rows, on the rules page
+                ("insert", DASHBOARD_WRITES + ANNOUNCEMENTS),
                 ("update", ("cases",)),                   # a person's work on a case (cases.machine decides)
                 ("insert", ("case_events", "case_notices", "case_offers")),
                 ("update", ("case_offers",)),             # an offer withdrawn (returned, reassigned)
@@ -57,7 +59,8 @@ GRANTS: dict[str, list[tuple[str, tuple[str, ...]]]] = {
             ("select, insert", CASE_TABLES[1:]),      # sources, events, escalation steps, notices: added
             ("update", ("case_notices", "case_offers")),   # … a notice marked sent, an offer decided
             ("select, insert", CASE_RULES),           # it seeds the defaults and the calendar's next years
-            ("select, update, delete", CASE_INBOX)],
+            ("select, update, delete", CASE_INBOX),
+            ("select, update", ("announcements",))],   # it publishes them and marks them sent
 }
 # role -> sequences it draws from (the dashboard: a dispatcher enters a hotline case)
 SEQUENCES = {CASES: ("case_numbers",), DASHBOARD: ("case_numbers",)}
@@ -98,7 +101,7 @@ def ensure_roles(owner_dsn: str, passwords: dict[str, str]) -> None:
 def ungranted_tables(owner_dsn: str) -> list[str]:
     """Tables of the public schema that no list above names (a migration added one)."""
     named = set(REFERENCE_TABLES + INGEST_TABLES + DASHBOARD_WRITES + LOGIN_TABLES + OTHER_TABLES + CASE_TABLES
-                + CASE_RULES + CASE_INBOX)
+                + CASE_RULES + CASE_INBOX + ANNOUNCEMENTS)
     conn = psycopg2.connect(owner_dsn)
     try:
         with conn.cursor() as cur:

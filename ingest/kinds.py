@@ -76,6 +76,11 @@ def _gateway_change(item: Enriched) -> live.GatewayChange:
     return live.GatewayChange(m.gateway_id, item.grid_code, _t(item), m.state)
 
 
+def _read_change(item: Enriched) -> live.ReadChange:
+    m: messages.AnnouncementRead = item.message
+    return live.ReadChange(m.announcement_id, m.terminal_id, item.home_grid_code, _t(item))
+
+
 def _task_ack_change(item: Enriched) -> live.TaskAckChange:
     m: messages.TaskAck = item.message
     return live.TaskAckChange(m.task_id, m.terminal_id, item.member_id, item.home_grid_code, _t(item), m.action,
@@ -142,6 +147,12 @@ KINDS: dict[type, MessageKind] = {k.message: k for k in (
         ("terminal_id", "case_id", "action", "time"),
         lambda e, at: (e.message.time, e.message.case_id, e.message.terminal_id, e.message.action, e.message.note,
                        e.message.reason, orjson.dumps(e.message.photo_refs).decode(), e.message.extension, at)),
+    MessageKind(
+        messages.AnnouncementRead, "terminal", "announcement_reads",
+        ("time", "announcement_id", "terminal_id", "received_at"),
+        ("terminal_id", "announcement_id"),           # read once: a second receipt is a duplicate
+        lambda e, at: (e.message.time, e.message.announcement_id, e.message.terminal_id, at),
+        _read_change),
     MessageKind(
         messages.GatewayStatus, "gateway", "gateway_status",
         ("time", "gateway_id", "state", "grid_code", "received_at"),

@@ -13,11 +13,14 @@ from playwright.sync_api import sync_playwright
 CHROMIUM = "/usr/bin/chromium"
 FIRST_CASE = "first case"     # the page of the case the list shows first (the one nearest its deadline)
 CONSOLE = "console"           # the dispatcher console with a case to dispatch chosen (its candidates shown)
+ANNOUNCE = "announce"         # sends an announcement to a street (its read count grows while the others are taken)
 WALL, LAPTOP = (1920, 1080), (1366, 768)
-SHOTS = [("login.png", "/login", WALL), ("wall.png", "/wall?kiosk=1", WALL),
+ANNOUNCED = "/announcements?scope=350102002"
+SHOTS = [("login.png", "/login", WALL), (None, ANNOUNCE, WALL), ("wall.png", "/wall?kiosk=1", WALL),
          ("wall-street.png", "/wall?scope=350102002", WALL), ("dispatch.png", CONSOLE, WALL),
          ("cases.png", "/cases", WALL), ("case.png", FIRST_CASE, WALL), ("case-laptop.png", FIRST_CASE, LAPTOP),
-         ("rules.png", "/rules", WALL), ("audit.png", "/audit", WALL), ("admin-laptop.png", "/admin", LAPTOP)]
+         ("rules.png", "/rules", WALL), ("audit.png", "/audit", WALL), ("admin-laptop.png", "/admin", LAPTOP),
+         ("announcements.png", ANNOUNCED, WALL)]
 
 
 def main() -> int:
@@ -47,6 +50,14 @@ def main() -> int:
             if path == FIRST_CASE:
                 page.goto(args.url + "/cases")
                 path = page.locator("#cases-table .case-link").first.get_attribute("href")
+            if path == ANNOUNCE:
+                page.goto(args.url + ANNOUNCED)
+                page.fill("#ann-title", "Typhoon warning 台风预警")
+                page.fill("#ann-body", "Typhoon expected tonight: check the drains and loose signs of every building "
+                                       "in your grid before 18:00. 今晚台风过境，请于18:00前检查辖区排水和招牌。")
+                page.click("#ann-send")
+                page.get_by_text("Sent").wait_for()
+                continue
             if path == CONSOLE:
                 page.goto(args.url + "/dispatch")
                 page.locator(".dispatch-case").first.wait_for()

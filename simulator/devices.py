@@ -17,7 +17,9 @@ from simulator.behaviour import AlarmEvent, Elevator, GasDetector, Meter, Patrol
 from simulator.cases import BUSY_WITH_CASE, CaseAnswer, CaseWork
 from telemetry.catalogue import ALARM_DEFAULT_SEVERITY, DEVICE_QUANTITIES, INCIDENT_CATEGORIES, DeviceKind, Role
 from telemetry.city import CITY_TZ, Building, Gateway, Grid, Member, Sensor
-from telemetry.topics import NOTICE, TASK, terminal_topic
+from telemetry.notices import Announcement
+from telemetry.orgcodes import ancestors
+from telemetry.topics import NOTICE, TASK, org_topic, terminal_topic
 
 Send = Callable[[str, bytes], bool]
 
@@ -40,6 +42,8 @@ class SimConfig:
     case_extension_fraction: float = 0.1   # handled cases with one extension asked on site
     case_late_fraction: float = 0.15       # handled cases fed back at 110-160 % of the time left
     verify_fail_fraction: float = 0.2      # verifications failed (rework) by a grid supervisor
+    announcement_unread_fraction: float = 0.08   # announcements a member never opens
+    announcement_read_mean_s: float = 600.0      # simulated seconds until a member reads one (exponential)
     case_no_deadline_s: float = 1800.0     # simulated seconds to plan for when a notice has no deadline
 
 
@@ -75,6 +79,9 @@ class TerminalSim:
                               speedup=cfg.speedup, silent_fraction=cfg.case_silent_fraction)
         self._notice_topic = terminal_topic(self.terminal_id, NOTICE)
         self._task_topic = terminal_topic(self.terminal_id, TASK)
+        self.announcement_topics = tuple(org_topic(code) for code in ancestors(member.grid_code))
+        self.to_read: dict[int, float] = {}    # announcement id -> simulated seconds until it is read
+        self.seen: set[int] = set()            # delivered at least once: a repeat is not read twice
 
     # --- publishing -----------------------------------------------------------------------------
     def _publish(self, publication: payloads.Publication, now: datetime) -> None:
@@ -104,6 +111,7 @@ class TerminalSim:
         self.patrol.step(dt)
         self._advance_task(now, dt)
         self._answer_cases(self.cases.step(now, free=self.task is None), now)
+        self._read_announcements(now, dt)
         self.until_fix -= dt
         if self.until_fix <= 0:
             self.until_fix += self.cfg.fix_interval_s * self.rng.uniform(0.9, 1.1)
@@ -132,6 +140,27 @@ class TerminalSim:
             self.on_notice(payload, now)
         elif topic == self._task_topic:
             self.on_task(payload, now)
+        elif topic in self.announcement_topics:
+            self.on_announcement(payload)
+
+    def on_announcement(self, payload: bytes) -> None:
+        """An announcement: most members read it some minutes later; a repeat delivery is ignored."""
+        try:
+            announcement_id = Announcement.parse(payload).announcement_id
+        except (ValueError, KeyError, TypeError):
+            return
+        if announcement_id in self.seen:
+            return
+        self.seen.add(announcement_id)
+        if self.rng.random() >= self.cfg.announcement_unread_fraction:
+            self.to_read[announcement_id] = self.rng.expovariate(1 / self.cfg.announcement_read_mean_s)
+
+    def _read_announcements(self, now: datetime, dt: float) -> None:
+        for announcement_id in list(self.to_read):
+            self.to_read[announcement_id] -= dt
+            if self.to_read[announcement_id] <= 0:
+                del self.to_read[announcement_id]
+                self.send(*payloads.announcement_read(self.terminal_id, now, announcement_id))
 
     def on_notice(self, payload: bytes, now: datetime) -> None:
         """A case notice; unreadable and duplicate ones are ignored and counted (self.cases)."""

@@ -9,7 +9,7 @@ from datetime import datetime
 
 import orjson
 
-from telemetry.topics import CASE, gateway_topic, terminal_topic
+from telemetry.topics import CASE, READ, gateway_topic, terminal_topic
 
 Publication = tuple[str, bytes]
 
@@ -47,6 +47,11 @@ def incident(terminal_id: str, now: datetime, report_id: str, category: str, sev
 def task_ack(terminal_id: str, now: datetime, task_id: str, action: str, note: str | None = None) -> Publication:
     return terminal_topic(terminal_id, "task/ack"), _dumps(
         {"ts": _ts(now), "task_id": task_id, "action": action, "note": note})
+
+
+def announcement_read(terminal_id: str, now: datetime, announcement_id: int) -> Publication:
+    """The receipt a terminal sends once its member has read an announcement."""
+    return terminal_topic(terminal_id, READ), _dumps({"ts": _ts(now), "announcement_id": announcement_id})
 
 
 def case_update(terminal_id: str, now: datetime, case_id: str, action: str, note: str | None = None,

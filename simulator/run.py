@@ -56,9 +56,10 @@ class Simulator:
         sim = TerminalSim(member, city.grid_by_code[member.grid_code], self.cfg,
                           random.Random(rng.getrandbits(64)), lambda t, p: sim.connection.publish(t, p),
                           addresses)
-        # tasks and case notices in one persistent session: QoS 1 waits at the broker for an hour
-        # while the terminal is offline (a notice's own message expiry is a day)
-        downlink = tuple(terminal_topic(member.terminal_id, leaf) for leaf in (TASK, NOTICE))
+        # tasks, case notices and the announcements of its grid and above in one persistent session:
+        # QoS 1 waits at the broker for an hour while the terminal is offline (a notice's own
+        # message expiry is a day, an announcement's its own)
+        downlink = tuple(terminal_topic(member.terminal_id, leaf) for leaf in (TASK, NOTICE)) + sim.announcement_topics
         conn = DeviceConnection(
             self.mux, member.terminal_id, member.terminal_id, passwords[member.terminal_id],
             will=sim.will(datetime.now(timezone.utc)), subscriptions=downlink,

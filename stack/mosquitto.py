@@ -49,10 +49,15 @@ class BrokerAccount:
     password: str
     kind: AccountKind
     disabled: bool = False     # revoked (a lost handset): the broker refuses its logins
+    org: str = ""              # a terminal's grid: it may read the announcements of the grid and above
 
     @classmethod
-    def generate(cls, username: str, kind: AccountKind) -> BrokerAccount:
-        return cls(username=username, password=secrets.token_urlsafe(18), kind=kind)
+    def generate(cls, username: str, kind: AccountKind, org: str = "") -> BrokerAccount:
+        return cls(username=username, password=secrets.token_urlsafe(18), kind=kind, org=org)
+
+    @property
+    def rules(self) -> list[TopicRule]:
+        return topic_rules(self.kind, self.username, self.org)
 
     @property
     def client_id(self) -> str:
@@ -105,7 +110,7 @@ def dynsec_config(accounts: list[BrokerAccount]) -> dict:
     """The plugin's whole configuration for these accounts: a role each, nothing by default."""
     return {
         "clients": [_client(a) for a in accounts],
-        "roles": [{"rolename": a.rolename, "acls": acls(topic_rules(a.kind, a.username))} for a in accounts],
+        "roles": [{"rolename": a.rolename, "acls": acls(a.rules)} for a in accounts],
         "groups": [],
         "defaultACLAccess": {"publishClientSend": False, "publishClientReceive": False, "subscribe": False,
                              "unsubscribe": True},
@@ -118,8 +123,15 @@ def create_commands(account: BrokerAccount) -> list[dict]:
               "password": account.password, "textname": account.kind.value,
               "roles": [{"rolename": account.rolename}]}
     disable = [{"command": "disableClient", "username": account.username}] if account.disabled else []
-    return [{"command": "createRole", "rolename": account.rolename,
-             "acls": acls(topic_rules(account.kind, account.username))}, client, *disable]
+    return [{"command": "createRole", "rolename": account.rolename, "acls": acls(account.rules)}, client, *disable]
+
+
+def role_commands(account: BrokerAccount) -> list[dict]:
+    """The $CONTROL commands that give a running broker's account its rules anew (a terminal whose
+    member moved to another grid reads that grid's announcements from now on)."""
+    return [{"command": "deleteRole", "rolename": account.rolename},
+            {"command": "createRole", "rolename": account.rolename, "acls": acls(account.rules)},
+            {"command": "addClientRole", "username": account.username, "rolename": account.rolename}]
 
 
 def config_text(*, port: int, data_dir: Path) -> str:

@@ -20,7 +20,7 @@ from database import roles
 from telemetry.lifecycle import raise_open_file_limit
 from telemetry.topics import AccountKind
 
-from .mosquitto import DYNSEC_FILE, BrokerAccount, DynsecControl, MosquittoServer, create_commands
+from .mosquitto import DYNSEC_FILE, BrokerAccount, DynsecControl, MosquittoServer, create_commands, role_commands
 from .postgres import PostgresServer
 from .process import ManagedServer, RunAs, reachable_by, running_as_root, untrusted_reason, write_private
 from .redis_server import RedisServer
@@ -168,7 +168,7 @@ class LocalStack:
         if self.accounts_path.exists():
             for item in json.loads(self.accounts_path.read_text()):
                 account = BrokerAccount(item["username"], item["password"], AccountKind(item["kind"]),
-                                        disabled=item.get("disabled", False))
+                                        disabled=item.get("disabled", False), org=item.get("org", ""))
                 accounts[account.username] = account
         for username, kind in SERVICE_ACCOUNTS:
             accounts.setdefault(username, BrokerAccount.generate(username, kind))
@@ -180,26 +180,13 @@ class LocalStack:
         write_private(self.accounts_path, json.dumps(items, indent=1))
 
     def add_broker_accounts(self, new_accounts: list[BrokerAccount]) -> None:
-        """Register device or service accounts. A running broker takes a few over $CONTROL at once;
-        a bulk is written to its file and the broker restarted (the plugin rewrites its whole file
-        after every command: thousands of them would take minutes). Not running: at its start."""
+        """Register device or service accounts (saved, and given to the broker)."""
         self.accounts = self._load_or_create_accounts()   # the file may have changed (disable-account)
         fresh = [a for a in new_accounts if a.username not in self.accounts]
         for account in new_accounts:
             self.accounts[account.username] = account
         self._save_accounts(self.accounts)
-        if not self.mosquitto.running or not fresh:
-            return
-        if len(fresh) > CONTROL_BATCH:
-            self.mosquitto.stop()
-            self.mosquitto.write_accounts(list(self.accounts.values()))
-            self.mosquitto.start()
-            return
-        control = DynsecControl(self.mosquitto.port, self.accounts["broker-admin"])
-        try:
-            control.send([command for account in fresh for command in create_commands(account)])
-        finally:
-            control.close()
+        self._to_running_broker(fresh, create_commands)
 
     def set_account_disabled(self, username: str, disabled: bool = True) -> None:
         """Revoke an account (a lost or stolen handset, a retired gateway) or restore it. A running
@@ -227,12 +214,42 @@ class LocalStack:
     def register_devices(self, city) -> int:
         """Give every terminal and gateway of the city a broker account (existing ones keep their
         password); returns how many were new."""
-        wanted = [(m.terminal_id, AccountKind.TERMINAL) for m in city.members] + \
-                 [(g.gateway_id, AccountKind.GATEWAY) for g in city.gateways]
-        new = [BrokerAccount.generate(name, kind) for name, kind in wanted if name not in self.accounts]
+        wanted = [(m.terminal_id, AccountKind.TERMINAL, m.grid_code) for m in city.members] + \
+                 [(g.gateway_id, AccountKind.GATEWAY, "") for g in city.gateways]
+        new = [BrokerAccount.generate(name, kind, org) for name, kind, org in wanted if name not in self.accounts]
+        moved = [replace(self.accounts[name], org=org) for name, _, org in wanted
+                 if name in self.accounts and self.accounts[name].org != org]
         if new:
             self.add_broker_accounts(new)
+        if moved:
+            self.change_broker_accounts(moved)
         return len(new)
+
+    def change_broker_accounts(self, changed: list[BrokerAccount]) -> None:
+        """Accounts whose rules changed (a terminal's grid): saved, and a running broker's roles
+        rewritten (over $CONTROL for a few; a bulk by rewriting its file and restarting it)."""
+        self.accounts = self._load_or_create_accounts()
+        for account in changed:
+            self.accounts[account.username] = account
+        self._save_accounts(self.accounts)
+        self._to_running_broker(changed, role_commands)
+
+    def _to_running_broker(self, accounts: list[BrokerAccount], commands) -> None:
+        """A running broker takes a few accounts' `commands` over $CONTROL at once; a bulk goes in by
+        rewriting its file and restarting it (the plugin rewrites its whole file after every
+        command: thousands of them would take minutes). Not running: it reads them at its start."""
+        if not self.mosquitto.running or not accounts:
+            return
+        if len(accounts) > CONTROL_BATCH:
+            self.mosquitto.stop()
+            self.mosquitto.write_accounts(list(self.accounts.values()))
+            self.mosquitto.start()
+            return
+        control = DynsecControl(self.mosquitto.port, self.accounts["broker-admin"])
+        try:
+            control.send([command for account in accounts for command in commands(account)])
+        finally:
+            control.close()
 
     def account(self, username: str) -> BrokerAccount:
         return self.accounts[username]

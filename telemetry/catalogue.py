@@ -102,6 +102,7 @@ ACTION_LABELS: dict[str, Label] = {      # what the audit trail records, by its 
     "case.export": Label("Case list export", "案件导出"),
     "time_limits.version": Label("New time limits", "新版时限"),
     "calendar.day": Label("Calendar day", "工作日历"),
+    "announcement.send": Label("Send an announcement", "发布通知公告"),
 }
 
 # Cases (cases/model.py's values; the words of DOMAIN.md)

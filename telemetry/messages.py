@@ -246,6 +246,13 @@ class CaseUpdate(_Message):
     extension: Annotated[str, Field(pattern=r"^\d+(\.\d+)?(m|h|wh|wd)$")] | None = None   # e.g. "1wd"
 
 
+class AnnouncementRead(_Message):
+    """A member has read an announcement (the receipt their terminal sends once it is shown)."""
+    announcement_id: Annotated[int, Field(gt=0, lt=2**63)]
+    terminal_id: Id
+    time: UtcTime
+
+
 class GatewayStatus(_Message):
     gateway_id: Id
     time: UtcTime
@@ -265,8 +272,8 @@ class RegionTransition(_Message):
 
 
 Message = (Fix | TerminalStatus | SensorReading | DeviceAlarm | IncidentReport | TaskAck | CaseUpdate | GatewayStatus
-           | RegionTransition)
+           | RegionTransition | AnnouncementRead)
 
-__all__ = ["CaseUpdate", "DeviceAlarm", "Fix", "GatewayStatus", "IncidentReport", "Message", "RegionTransition",
-           "SensorReading", "TaskAck", "TerminalStatus", "is_valid_id", "utc_from_epoch", "ID_MAX_LENGTH",
-           "DETAIL_MAX_BYTES", "INVALID_TEXT", "Text"]
+__all__ = ["AnnouncementRead", "CaseUpdate", "DeviceAlarm", "Fix", "GatewayStatus", "IncidentReport", "Message",
+           "RegionTransition", "SensorReading", "TaskAck", "TerminalStatus", "is_valid_id", "utc_from_epoch",
+           "ID_MAX_LENGTH", "DETAIL_MAX_BYTES", "INVALID_TEXT", "Text"]

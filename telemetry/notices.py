@@ -1,4 +1,4 @@
-"""Case notices: what the command center tells a member's terminal about a case (downlink).
+"""Case notices and announcements: what the command center tells members' terminals (downlink).
 
     gcc/v1/terminal/{terminal_id}/notice     QoS 1, MQTT v5 message expiry (a day), one JSON object
 
@@ -73,3 +73,38 @@ class CaseNotice:
                    place=str(body.get("place") or ""), lat=body.get("lat"), lon=body.get("lon"),
                    deadline=datetime.fromisoformat(deadline) if deadline else None,
                    reason=body.get("reason"), level=body.get("level"))
+
+
+ANNOUNCEMENT_DAYS = (1, 3, 7, 30)              # how long an announcement may stay (the sender picks)
+
+
+@dataclass(frozen=True)
+class Announcement:
+    """An announcement (通知公告) to every terminal of an org unit, on
+    gcc/v1/org/{org_code}/announcement (QoS 1, MQTT v5 message expiry until `expires`). A terminal
+    shows it once per `announcement_id` and sends a receipt on its `…/announcement/read` topic."""
+    announcement_id: int
+    org_code: str                              # the org unit it goes to (the topic's code)
+    org_name: str
+    time: datetime                             # when it was sent
+    expires: datetime
+    title: str
+    body: str
+    sender: str                                # who sent it, as the member reads it (a name and a role)
+
+    def payload(self) -> bytes:
+        body = asdict(self)
+        body["ts"] = body.pop("time").isoformat()
+        body["expires"] = self.expires.isoformat()
+        return orjson.dumps(body)
+
+    @classmethod
+    def parse(cls, payload: bytes) -> Announcement:
+        """An announcement as a terminal reads it (ValueError, KeyError or TypeError if it is not one)."""
+        body = orjson.loads(payload)
+        if not isinstance(body, dict):
+            raise ValueError("an announcement is a JSON object")
+        return cls(announcement_id=int(body["announcement_id"]), org_code=str(body["org_code"]),
+                   org_name=str(body.get("org_name") or ""), time=datetime.fromisoformat(body["ts"]),
+                   expires=datetime.fromisoformat(body["expires"]), title=str(body["title"]),
+                   body=str(body["body"]), sender=str(body.get("sender") or ""))

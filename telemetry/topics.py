@@ -6,6 +6,7 @@ Uplink (device → command center)
     gcc/v1/terminal/{terminal_id}/incident   incident report (category, severity, place, text, photo)
     gcc/v1/terminal/{terminal_id}/task/ack   the terminal's answer to a dispatched task
     gcc/v1/terminal/{terminal_id}/case       the terminal's work on a case: accept, feedback, verify, …
+    gcc/v1/terminal/{terminal_id}/announcement/read   the member has read an announcement (receipt)
     gcc/v1/gateway/{gateway_id}/senml        SenML pack (RFC 8428) from a building gateway
     gcc/v1/gateway/{gateway_id}/reading      sensor readings in our JSON, via a gateway
     gcc/v1/gateway/{gateway_id}/alarm        device alarms in our JSON, via a gateway
@@ -16,6 +17,9 @@ Downlink (command center → device)
     gcc/v1/terminal/{terminal_id}/task       a dispatched task, QoS 1
     gcc/v1/terminal/{terminal_id}/notice     a case notice: dispatched to you, verify, rework, escalated…
     gcc/v1/gateway/{gateway_id}/cmd          a command for a gateway
+    gcc/v1/org/{org_code}/announcement       an announcement (通知公告) to every terminal of an org
+                                             unit; a terminal may read those of its own grid and
+                                             of every org unit above it, no other
 
 Device ids are the broker usernames: a device's account reaches only its own topics, and connects
 only with its own client id (the broker checks subscriptions too: Mosquitto's dynamic security
@@ -26,6 +30,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from telemetry.orgcodes import ancestors
+
 PREFIX = "gcc/v1"
 SHARE_GROUP = "ingest"
 OWNTRACKS_PREFIX = "owntracks"
@@ -33,8 +39,10 @@ OWNTRACKS_PREFIX = "owntracks"
 # The leaves under a device's own topic, by direction: one list for the ACL, the ingest
 # subscription and the decoders' routing alike.
 FIX, STATUS, INCIDENT, TASK, TASK_ACK, CASE, NOTICE = "fix", "status", "incident", "task", "task/ack", "case", "notice"
+READ = "announcement/read"
 SENML, READING, ALARM, CMD = "senml", "reading", "alarm", "cmd"
-TERMINAL_UPLINK = (FIX, STATUS, INCIDENT, TASK_ACK, CASE)
+ANNOUNCEMENT = "announcement"                    # under an org unit's topic
+TERMINAL_UPLINK = (FIX, STATUS, INCIDENT, TASK_ACK, CASE, READ)
 TERMINAL_DOWNLINK = (TASK, NOTICE)
 GATEWAY_UPLINK = (SENML, READING, ALARM, STATUS)
 GATEWAY_DOWNLINK = (CMD,)
@@ -48,7 +56,7 @@ class AccountKind(str, Enum):
     OWNTRACKS = "owntracks"    # a phone running the OwnTracks app
     INGEST = "ingest"          # an ingest worker: reads every uplink topic (in the share group)
     DISPATCH = "dispatch"      # the dispatcher service: sends tasks, reads acknowledgements
-    CASES = "cases"            # the cases engine: sends case notices to terminals (nothing else)
+    CASES = "cases"            # the cases engine: sends case notices and announcements (nothing else)
     BROKER_ADMIN = "broker_admin"  # the stack's own: adds and changes accounts at run time
     HEALTH = "health"          # may log in, and do nothing else (the broker's health check)
 
@@ -64,6 +72,10 @@ def terminal_topic(terminal_id: str, leaf: str) -> str:
 
 def gateway_topic(gateway_id: str, leaf: str) -> str:
     return f"{PREFIX}/gateway/{gateway_id}/{leaf}"
+
+
+def org_topic(org_code: str, leaf: str = ANNOUNCEMENT) -> str:
+    return f"{PREFIX}/org/{org_code}/{leaf}"
 
 
 def owntracks_filter(user: str = "+") -> str:
@@ -94,14 +106,17 @@ def _valid_device_id(device_id: str) -> bool:
     return bool(device_id) and not any(c in device_id for c in "/+#\0 $") and len(device_id) <= 64
 
 
-def topic_rules(kind: AccountKind, username: str) -> list[TopicRule]:
+def topic_rules(kind: AccountKind, username: str, org: str = "") -> list[TopicRule]:
     """Everything an account of this kind may do; anything else is refused, subscriptions
-    included. Device accounts reach only their own topics: no wildcards, no share groups."""
+    included. Device accounts reach only their own topics: no wildcards, no share groups. A
+    terminal's `org` is its member's grid: it may read the announcements of that grid and of
+    every org unit above it (community, street, district)."""
     if kind in DEVICE_KINDS and not _valid_device_id(username):
         raise ValueError(f"invalid device id for a broker account: {username!r}")
     if kind is AccountKind.TERMINAL:
         return [TopicRule("publish", terminal_topic(username, leaf)) for leaf in TERMINAL_UPLINK] + \
-               [TopicRule("subscribe", terminal_topic(username, leaf)) for leaf in TERMINAL_DOWNLINK]
+               [TopicRule("subscribe", terminal_topic(username, leaf)) for leaf in TERMINAL_DOWNLINK] + \
+               [TopicRule("subscribe", org_topic(code)) for code in (ancestors(org) if org else [])]
     if kind is AccountKind.GATEWAY:
         return [TopicRule("publish", gateway_topic(username, leaf)) for leaf in GATEWAY_UPLINK] + \
                [TopicRule("subscribe", gateway_topic(username, leaf)) for leaf in GATEWAY_DOWNLINK]
@@ -117,7 +132,7 @@ def topic_rules(kind: AccountKind, username: str) -> list[TopicRule]:
         return [TopicRule("publish", terminal_topic("+", TASK)), TopicRule("publish", gateway_topic("+", CMD)),
                 TopicRule("subscribe", terminal_topic("+", TASK_ACK), shared=True)]
     if kind is AccountKind.CASES:
-        return [TopicRule("publish", terminal_topic("+", NOTICE))]
+        return [TopicRule("publish", terminal_topic("+", NOTICE)), TopicRule("publish", org_topic("+"))]
     if kind is AccountKind.BROKER_ADMIN:
         return [TopicRule("publish", CONTROL_TOPIC), TopicRule("subscribe", CONTROL_TOPIC + "/response")]
     if kind is AccountKind.HEALTH:

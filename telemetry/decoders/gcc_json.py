@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 from telemetry import topics
 from telemetry.decoders.errors import SCHEMA_VIOLATION, WRONG_TOPIC, DecodeError, load_json, refused, shown
 from telemetry.messages import (
+    AnnouncementRead,
     CaseUpdate,
     DeviceAlarm,
     Fix,
@@ -38,6 +39,7 @@ _TERMINAL_LEAVES: dict[str, tuple[type[BaseModel], frozenset[str], dict[str, Any
                                             "address", "description", "photo_ref"}), {}),
     topics.TASK_ACK: (TaskAck, frozenset({"task_id", "action", "note"}), {}),
     topics.CASE: (CaseUpdate, frozenset({"case_id", "action", "note", "reason", "photo_refs", "extension"}), {}),
+    topics.READ: (AnnouncementRead, frozenset({"announcement_id"}), {}),
 }
 _ALARM_FIELDS = frozenset({"alarm_id", "sensor_id", "alarm_type", "severity", "state", "value",
                            "detail"})
@@ -71,7 +73,8 @@ def parse_ts(value: Any, field: str = "ts") -> datetime:
 
 def decode_terminal(terminal_id: str, leaf: str, payload: bytes,
                     received_at: datetime) -> list[Message]:
-    """gcc/v1/terminal/{terminal_id}/{leaf} for leaf in fix, status, incident, task/ack, case."""
+    """gcc/v1/terminal/{terminal_id}/{leaf} for leaf in fix, status, incident, task/ack, case,
+    announcement/read."""
     if leaf not in _TERMINAL_LEAVES:
         raise DecodeError(WRONG_TOPIC, f"no uplink leaf {leaf!r} for a terminal")
     model, fields, fixed = _TERMINAL_LEAVES[leaf]

@@ -45,6 +45,7 @@ from telemetry.live.changes import (
     Change,
     FixChange,
     GatewayChange,
+    ReadChange,
     ReadingChange,
     ReportChange,
     StatusChange,

@@ -149,6 +149,18 @@ class TaskAckChange(_Change):
 
 
 @dataclass(frozen=True, slots=True)
+class ReadChange(_Change):
+    """A member has read an announcement (their terminal's receipt): the announcement pages count
+    it (from the database: only a recipient's receipt counts)."""
+    KIND = "read"
+    ROUTE_FIELD = "home_grid_code"
+    announcement_id: int
+    terminal_id: str
+    home_grid_code: str
+    t: float
+
+
+@dataclass(frozen=True, slots=True)
 class CaseChange(_Change):
     """A case as it is after a change (cases.tell): what the screens draw of it. Routed by the org
     unit responsible (its grid, or the level a case is held at); only the newest state counts."""
@@ -179,10 +191,10 @@ class CaseChange(_Change):
 
 
 Change = (FixChange | StatusChange | ReadingChange | AlarmChange | AlarmAckChange | ReportChange | GatewayChange
-          | TaskAckChange | CaseChange)
+          | TaskAckChange | ReadChange | CaseChange)
 CHANGE_TYPES: dict[str, type] = {c.KIND: c for c in (FixChange, StatusChange, ReadingChange, AlarmChange,
                                                      AlarmAckChange, ReportChange, GatewayChange, TaskAckChange,
-                                                     CaseChange)}
+                                                     ReadChange, CaseChange)}
 
 
 def change_from(kind: str, data: dict) -> Change:

@@ -8,7 +8,7 @@ import hashlib
 
 import pytest
 
-from stack.mosquitto import BrokerAccount, acls, create_commands, dynsec_config
+from stack.mosquitto import BrokerAccount, acls, create_commands, dynsec_config, role_commands
 from telemetry.topics import OWNTRACKS_UPLINK, AccountKind, topic_rules
 
 
@@ -19,13 +19,28 @@ def _role(config: dict, rolename: str) -> list[dict]:
 def test_a_terminal_role_names_only_its_own_topics_literally():
     config = dynsec_config([BrokerAccount("T9", "pw", AccountKind.TERMINAL)])
     entries = _role(config, "terminal:T9")
-    assert all("/terminal/T9/" in e["topic"] for e in entries)
+    assert all("/terminal/T9/" in e["topic"] for e in entries)      # no grid: no announcements either
     assert not any(c in e["topic"] for e in entries for c in "+#$")
     subscribe = [e for e in entries if e["acltype"].startswith("subscribe")]
     assert subscribe == [{"acltype": "subscribeLiteral", "topic": f"gcc/v1/terminal/T9/{leaf}", "allow": True}
                          for leaf in ("task", "notice")]
     assert {e["topic"] for e in entries if e["acltype"] == "publishClientSend"} == {
-        f"gcc/v1/terminal/T9/{leaf}" for leaf in ("fix", "status", "incident", "task/ack", "case")}
+        f"gcc/v1/terminal/T9/{leaf}" for leaf in ("fix", "status", "incident", "task/ack", "case",
+                                                  "announcement/read")}
+
+
+def test_a_terminal_reads_the_announcements_of_its_grid_and_every_org_unit_above_it_and_no_other():
+    grid = "350102001002003"
+    entries = _role(dynsec_config([BrokerAccount("T9", "pw", AccountKind.TERMINAL, org=grid)]), "terminal:T9")
+    orgs = [e["topic"] for e in entries if e["acltype"] == "subscribeLiteral" and "/org/" in e["topic"]]
+    assert orgs == [f"gcc/v1/org/{code}/announcement" for code in ("350102", "350102001", "350102001002", grid)]
+    received = {e["topic"] for e in entries if e["acltype"] == "publishClientReceive"}
+    assert set(orgs) <= received
+    assert not any(e["acltype"] == "publishClientSend" and "/org/" in e["topic"] for e in entries)
+    moved = role_commands(BrokerAccount("T9", "pw", AccountKind.TERMINAL, org="350102002001001"))
+    assert [c["command"] for c in moved] == ["deleteRole", "createRole", "addClientRole"]
+    assert "gcc/v1/org/350102002/announcement" in {a["topic"] for a in moved[1]["acls"]}
+    assert "gcc/v1/org/350102001/announcement" not in {a["topic"] for a in moved[1]["acls"]}
 
 
 def test_an_ingest_worker_may_subscribe_in_any_share_group_and_receive_only_uplink():

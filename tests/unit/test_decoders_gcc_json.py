@@ -10,6 +10,7 @@ import pytest
 from telemetry.catalogue import AlarmType
 from telemetry.decoders import DecodeError, decode
 from telemetry.messages import (
+    AnnouncementRead,
     CaseUpdate,
     DeviceAlarm,
     Fix,
@@ -173,6 +174,12 @@ def test_task_ack_equals_expected_model():
                 note="已到达现场")
 
 
+def test_an_announcement_read_receipt_decodes():
+    assert decode_one("gcc/v1/terminal/T0001/announcement/read",
+                      b'{"ts": "2024-05-01T08:30:00Z", "announcement_id": 17}') == \
+        AnnouncementRead(announcement_id=17, terminal_id="T0001", time=datetime(2024, 5, 1, 8, 30, tzinfo=UTC))
+
+
 def test_a_case_update_decodes_with_its_photos_and_extension():
     payload = orjson.dumps({"ts": "2024-05-01T08:30:00Z", "case_id": "C20240501-000042", "action": "extension",
                             "reason": "零件待到货", "extension": "1wd"})
@@ -268,6 +275,8 @@ def test_gateway_status_equals_expected_model():
      b' "lon": 121}', "severity"),
     ("gcc/v1/terminal/T1/task/ack",
      b'{"ts": 1714550400, "task_id": "k1", "action": "maybe"}', "action"),
+    ("gcc/v1/terminal/T1/announcement/read", b'{"ts": 1714550400, "announcement_id": "17"}', "announcement_id"),
+    ("gcc/v1/terminal/T1/announcement/read", b'{"ts": 1714550400, "announcement_id": 0}', "announcement_id"),
     ("gcc/v1/gateway/G1/alarm",
      b'{"ts": 1714550400, "alarm_id": "a1", "sensor_id": "s1", "alarm_type": "ghost",'
      b' "severity": 2, "state": "raised"}', "alarm_type"),

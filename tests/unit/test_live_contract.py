@@ -36,7 +36,7 @@ def test_an_envelope_round_trips_with_every_kind_of_change():
                live.AlarmAckChange("A1", GRID, 4.5, "duty", "S1"),
                live.ReportChange("R1", "T1", "M1", GRID, 5.0, "noise", 1, 119.3, 26.1, "Gate 2", "loud", "p.jpg"),
                live.GatewayChange("G1", GRID, 6.0, "online"),
-               live.TaskAckChange("K1", "T1", "M1", GRID, 7.0, "accepted"),
+               live.TaskAckChange("K1", "T1", "M1", GRID, 7.0, "accepted"), live.ReadChange(12, "T1", GRID, 7.5),
                live.CaseChange("C20261201-000001", GRID, GRID, 8.0, "reported", "noise", "normal", "report",
                                "Noise nuisance", "Gate 2", "register", 9.0, 8.8, "community", None))
     assert {c.KIND for c in changes} == set(live.CHANGE_TYPES)  # every kind is covered here

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from telemetry.catalogue import AlarmType, Severity
 from telemetry.decoders import REASONS, DecodeError
 from telemetry.messages import (
+    AnnouncementRead,
     CaseUpdate,
     DeviceAlarm,
     Fix,
@@ -257,7 +258,7 @@ def test_region_transition_event():
 def test_message_union_holds_every_type():
     assert set(typing.get_args(Message)) == {Fix, TerminalStatus, SensorReading, DeviceAlarm,
                                              IncidentReport, TaskAck, CaseUpdate, GatewayStatus,
-                                             RegionTransition}
+                                             RegionTransition, AnnouncementRead}
 
 
 def test_decode_error_carries_reason_and_detail():

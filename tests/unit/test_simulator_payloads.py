@@ -6,6 +6,7 @@ import random
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 
+import orjson
 import pytest
 
 from simulator import payloads
@@ -13,6 +14,7 @@ from simulator.citygen import SCALES, generate
 from simulator.devices import GatewaySim, SimConfig, TerminalSim
 from telemetry import messages
 from telemetry.decoders import REASONS, DecodeError, decode
+from telemetry.notices import Announcement
 
 T0 = datetime(2026, 11, 21, 16, 0, tzinfo=timezone.utc)  # midnight in Fuzhou: meters see the night
 
@@ -91,3 +93,25 @@ def test_a_malformed_fraction_of_publications_is_refused_and_the_rest_decode(cit
         except DecodeError:
             refused += 1
     assert 0.05 < refused / len(sent) < 0.4
+
+
+def test_a_terminal_reads_an_announcement_of_its_grid_once_and_sends_its_receipt(city):
+    sent: list[tuple[str, bytes]] = []
+    member = city.members[0]
+    cfg = SimConfig(announcement_unread_fraction=0.0, announcement_read_mean_s=30.0)
+    sim = TerminalSim(member, city.grid_by_code[member.grid_code], cfg, random.Random(3),
+                      lambda topic, payload: sent.append((topic, payload)) or True, [])
+    street = member.grid_code[:9]
+    assert f"gcc/v1/org/{street}/announcement" in sim.announcement_topics
+    now = datetime(2026, 12, 2, 9, 0, tzinfo=timezone.utc)
+    body = Announcement(41, street, "Street", now, now, "Typhoon", "Check the drains", "d1").payload()
+    sim.on_downlink(f"gcc/v1/org/{street}/announcement", body, now)
+    sim.on_downlink(f"gcc/v1/org/{street}/announcement", body, now)          # delivered twice: read once
+    sim.on_downlink(f"gcc/v1/org/{street}/announcement", b"{", now)          # unreadable: ignored
+    for _ in range(600):
+        sim._read_announcements(now, 1.0)
+    assert [orjson.loads(p)["announcement_id"] for t, p in sent if t.endswith("/announcement/read")] == [41]
+    [(topic, payload)] = [(t, p) for t, p in sent if t.endswith("/announcement/read")]
+    assert topic == f"gcc/v1/terminal/{member.terminal_id}/announcement/read"
+    [message] = decode(topic, payload, now)
+    assert isinstance(message, messages.AnnouncementRead) and message.announcement_id == 41
