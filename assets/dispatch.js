@@ -1,6 +1,7 @@
 /* The dispatcher console's renderer (feed "dispatch", see dashboard/pages/dispatch.py): the dispatch
- * queue (cases to register, to dispatch, offered), open alarms with their Acknowledge buttons,
- * members by status, task acknowledgements as they arrive; the keyboard (↑↓ Enter 1–9 Esc). State
+ * queue (cases to register, to dispatch, offered), the tasks in progress (offered → en route → on
+ * scene → done), open alarms with their Acknowledge buttons, members by status, answers on the
+ * generic task channel as they arrive; the keyboard (↑↓ Enter 1–9 Esc). State
  * through the shared sync module (live.js); gcc.live.state("dispatch") is what the tests read. */
 (function () {
   const gcc = window.gcc = window.gcc || {};
@@ -9,13 +10,18 @@
   const STATE_ORDER = {offline: 2, silent: 1, online: 0};
   const QUEUED = new Set(["reported", "registered", "dispatched"]);   // what waits for a dispatcher
   const WAITS = {reported: "to register 待立案", registered: "to dispatch 待派遣", dispatched: "offered 待接单"};
+  // the tasks in progress: a case from its offer to its handler's feedback (then it awaits verification)
+  const TASK_STEPS = [["dispatched", "offered 已派遣"], ["accepted", "en route 前往中"], ["handling", "on scene 处置中"],
+                      ["handled", "done 已处置"]];
+  const IN_PROGRESS = new Set(TASK_STEPS.map(s => s[0]));
+  const TASKS_SHOWN = 40;
 
   gcc.renderers.dispatch = {
     fresh: function (s) {
       const st = {alarms: new Map(), members: new Map(), acks: [], alarmsVersion: 0, alarmsDrawn: -1,
-                  cases: new Map(), order: []};
+                  cases: new Map(), order: [], tasks: new Map()};
       s.alarms.forEach(a => st.alarms.set(a.key, a));   // an alarm is (sensor, alarm id)
-      (s.cases || []).forEach(c => { if (QUEUED.has(c.state)) st.cases.set(c.key, c); });
+      (s.cases || []).forEach(c => track(st, c, null));
       s.members.forEach(m => st.members.set(m.terminal_id, m));
       return st;
     },
@@ -34,15 +40,46 @@
         const m = st.members.get(x.terminal_id);
         if (m && x.t >= (m.state_t || 0)) { m.state = x.state; m.state_t = x.t; m.sos = x.sos; }
       });
-      (changes.case || []).forEach(c => {
-        if (QUEUED.has(c.state)) st.cases.set(c.key, c); else st.cases.delete(c.key);
-      });
+      (changes.case || []).forEach(c => track(st, c, Date.now() / 1000));
       (changes.task_ack || []).forEach(x => {
         if (!st.acks.some(a => a.task_id === x.task_id && a.action === x.action && a.t === x.t)) st.acks.unshift(x);
       });
       st.acks.length = Math.min(st.acks.length, ACKS_SHOWN);
     },
   };
+
+  /* A case's place in the queue and among the tasks in progress; `seen`: when its state changed
+   * (null for a snapshot: not known here; the countdown is the stage's deadline either way). */
+  function track(st, c, seen) {
+    if (QUEUED.has(c.state)) st.cases.set(c.key, c); else st.cases.delete(c.key);
+    if (!IN_PROGRESS.has(c.state)) { st.tasks.delete(c.key); return; }
+    const before = st.tasks.get(c.key);
+    const since = before && before.state === c.state ? before.since : seen;
+    st.tasks.set(c.key, Object.assign({}, c, {since: since}));
+  }
+
+  function taskRows(st, selected) {
+    const h = gcc.ui.html, L = gcc.live;
+    const now = Date.now() / 1000;
+    const tasks = [...st.tasks.values()].sort((a, b) => (a.deadline || 9e12) - (b.deadline || 9e12))
+      .slice(0, TASKS_SHOWN);
+    if (!tasks.length) return [h("Div", {className: "empty", children: "No tasks in progress 暂无进行中任务"})];
+    return tasks.map(c => {
+      const at = TASK_STEPS.findIndex(s => s[0] === c.state);
+      const overdue = c.deadline != null && now >= c.deadline;
+      const left = c.state === "handled" ? "to verify 待核查" : c.deadline == null ? ""
+        : overdue ? "+" + gcc.ui.span(now - c.deadline) + " 超期" : gcc.ui.span(c.deadline - now);
+      return h("Button", {className: "dispatch-task queue-row" + (c.key === selected ? " selected" : "") +
+                                     (overdue && c.state !== "handled" ? " overdue" : ""),
+                          id: {type: "dispatch-task", case: c.key}, n_clicks: 0, children: [
+        h("Span", {className: "row-title", children: (c.handler || "?") + " · " +
+                                                     (c.title || L.label(st, "category", c.category))}),
+        h("Span", {className: "task-steps", children: TASK_STEPS.map((s, i) => h("Span", {
+          className: "task-step" + (i < at ? " done" : i === at ? " now" : ""), children: s[1]}))}),
+        h("Span", {className: "row-time countdown" + (overdue ? " overdue" : ""),
+                   children: left + (c.since ? " · " + gcc.ui.age(c.since) : "")})]});
+    });
+  }
 
   function alarmRows(st) {
     const h = gcc.ui.html, L = gcc.live;
@@ -120,9 +157,10 @@
     });
   }
 
+  /* Answers on the terminals' generic task channel (…/task/ack; a case's offer is answered on …/case). */
   function ackRows(st) {
     const h = gcc.ui.html, L = gcc.live;
-    if (!st.acks.length) return [h("Div", {className: "empty", children: "No acknowledgements yet 暂无回执"})];
+    if (!st.acks.length) return [];
     return st.acks.map(a => h("Div", {className: "ticker-row", children: [
       h("Span", {className: "row-kind", children: L.label(st, "task_action", a.action)}),
       h("Span", {className: "row-title", children: a.name}),
@@ -154,7 +192,8 @@
   });
 
   /* dash-leaflet functions, referenced from Python as Namespace("gcc", "dispatch") */
-  const STATUS_COLOURS = {available: "#30d158", requested: "#ffd60a", en_route: "#ff9f0a", on_scene: "#bf5af2"};
+  const STATUS_COLOURS = {available: "#30d158", requested: "#ffd60a", en_route: "#ff9f0a", on_scene: "#bf5af2",
+                          handler: "#64d2ff"};   // the chosen case's handler, on the way or on scene
   gcc.dispatch = {
     gridStyle: function () { return {color: "#4a6a8a", weight: 1, fillColor: "#1c2a3a", fillOpacity: 0.3}; },
     candidateMarker: function (feature, latlng) {
@@ -180,14 +219,16 @@
         const reconnect = onlyTime ? window.dash_clientside.no_update : gcc.live.receive("dispatch", snapshot, frame, url);
         const st = gcc.live.state("dispatch");
         const noUpdate = window.dash_clientside.no_update;
-        if (!st) return Array(4).fill(noUpdate).concat([reconnect]);
+        if (!st) return Array(5).fill(noUpdate).concat([reconnect]);
         st.selected = selected;
-        if (onlyTime) return [noUpdate, noUpdate, noUpdate, queueRows(st, selected), noUpdate];
-        return [alarmRows(st), memberSummary(st), ackRows(st), queueRows(st, selected), reconnect];
+        if (onlyTime) return [noUpdate, noUpdate, noUpdate, queueRows(st, selected), taskRows(st, selected), noUpdate];
+        return [alarmRows(st), memberSummary(st), ackRows(st), queueRows(st, selected), taskRows(st, selected),
+                reconnect];
       },
-      dispatchChoose: function (clicks) {
+      dispatchChoose: function (clicks, taskClicks) {
         const id = window.dash_clientside.callback_context.triggered_id;
-        return id && (clicks || []).some(n => n) ? id.case : window.dash_clientside.no_update;
+        const any = (clicks || []).concat(taskClicks || []).some(n => n);
+        return id && any ? id.case : window.dash_clientside.no_update;
       },
     }),
   });

@@ -18,6 +18,7 @@ walking speed; a road network, if one is ever loaded, would give routed times th
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -144,6 +145,16 @@ def _explained(c: Candidate, n: int) -> Candidate:
              ROLE_LABELS[c.role].en + (" fits the category" if c.role_fits else " (not the usual role for it)"),
              _TIER_WORDS[c.tier], f"{c.status.workload} open", f"{c.distance_m:.0f} m"]
     return Candidate(**{**c.__dict__, "reason": f"#{n}: " + " · ".join(parts)})
+
+
+EARTH_RADIUS_M = 6_371_008.8
+
+
+def distance_m(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
+    """Great-circle distance (haversine), as Redis's GEO commands measure it."""
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    a = math.sin((p2 - p1) / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(math.radians(lon2 - lon1) / 2) ** 2
+    return 2 * EARTH_RADIUS_M * math.asin(math.sqrt(a))
 
 
 def live_of(r, terminal_id: str, now: float) -> TerminalLive | None:

@@ -49,7 +49,7 @@ from dashboard.feeds import Feed
 from dashboard.pages import Page
 from dashboard.pages.wall import wire_alarm, wire_alarm_ack, wire_case, wire_status
 from dashboard.state import app_state
-from dispatch.candidates import find
+from dispatch.candidates import distance_m, find, live_of
 from dispatch.status import STATUS_LABELS
 from telemetry import live
 from telemetry.catalogue import CASE_CATEGORY_LABELS, ROLE_LABELS, Label
@@ -57,6 +57,8 @@ from telemetry.catalogue import CASE_CATEGORY_LABELS, ROLE_LABELS, Label
 CANDIDATES_SHOWN = 9            # a digit key picks one
 CANDIDATES_EVERY_MS = 5000      # the candidates of the case chosen are looked for again this often
 EMPTY = {"type": "FeatureCollection", "features": []}
+TASK_WORDS = {CaseState.ACCEPTED: "accepted, on the way", CaseState.HANDLING: "on scene, handling",
+              CaseState.HANDLED: "done, awaiting verification"}
 
 
 def wire_task_ack(q, c: live.TaskAckChange) -> dict:
@@ -117,10 +119,11 @@ def layout(state, scope: Scope, kiosk: bool = False):
                     html.H2(str(Label("Candidates", "候选人员"))), html.Div(id="dispatch-candidates", children=[
                         html.Div(str(Label("Choose a case in the queue (↑↓).", "请在队列中选择案件。")),
                                  className="empty")])]),
+                html.Section(className="wall-panel dispatch-tasks-panel", children=[
+                    html.H2(str(Label("Tasks in progress", "进行中任务"))), html.Div(id="dispatch-tasks"),
+                    html.Div(id="dispatch-acks")]),
                 html.Section(className="wall-panel", children=[html.H2(str(Label("Members", "人员状态"))),
                                                                html.Div(id="dispatch-members")]),
-                html.Section(className="wall-panel", children=[
-                    html.H2(str(Label("Task acknowledgements", "任务回执"))), html.Div(id="dispatch-acks")]),
             ]),
         ]),
     ])
@@ -144,7 +147,7 @@ def acknowledge(clicks):
 clientside_callback(
     ClientsideFunction(namespace="gcc", function_name="dispatchLive"),
     Output("dispatch-alarms", "children"), Output("dispatch-members", "children"), Output("dispatch-acks", "children"),
-    Output("dispatch-queue", "children"), Output("dispatch-socket", "url"),
+    Output("dispatch-queue", "children"), Output("dispatch-tasks", "children"), Output("dispatch-socket", "url"),
     Input("dispatch-socket", "data-snapshot"), Input("dispatch-socket", "data-frame"),
     Input("dispatch-clock", "n_intervals"), Input("dispatch-selected", "data"),
     State("dispatch-socket", "url"),
@@ -155,6 +158,7 @@ clientside_callback(
     ClientsideFunction(namespace="gcc", function_name="dispatchChoose"),
     Output("dispatch-selected", "data"),
     Input({"type": "dispatch-case", "case": ALL}, "n_clicks"),
+    Input({"type": "dispatch-task", "case": ALL}, "n_clicks"),
     prevent_initial_call=True,
 )
 
@@ -195,13 +199,17 @@ def candidates(case_id, _done, _tick):
             {"type": "FeatureCollection", "features": features}, _view(case)
     if case.state is not CaseState.REGISTERED:
         who = state.city.member_by_terminal.get(case.handler or "")
-        text = (f"Offered to {who.name if who else case.handler}: waiting for the acceptance"
-                if case.state is CaseState.DISPATCHED else f"{case.state.value}")
+        name = who.name if who else case.handler
+        text = (f"Offered to {name}: waiting for the acceptance" if case.state is CaseState.DISPATCHED
+                else f"{name}: {TASK_WORDS.get(case.state, case.state.value)}")
+        where = _handler_at(state, case, features) if case.handler else None
         withdraw = [html.Button(str(Label("Withdraw the offer", "撤回派遣")), className="button dispatch-withdraw",
                                 id={"type": "dispatch-withdraw", "case": case.case_id}, n_clicks=0)] \
             if case.state is CaseState.DISPATCHED else []
-        return [head, html.P(text, className="audit-dim", id="dispatch-cand-state"), *withdraw], \
-            {"type": "FeatureCollection", "features": features}, _view(case)
+        view = _view(case) if ctx.triggered_id != "dispatch-cand-tick" else no_update   # a refresh keeps the map
+        return [head, html.P(text, className="audit-dim", id="dispatch-cand-state"),
+                html.P(where, className="dispatch-handler-at", id="dispatch-handler-at") if where else None,
+                *withdraw], {"type": "FeatureCollection", "features": features}, view
     if case.lat is None:
         return [head, html.P("The case has no place: dispatch it from its page.", className="audit-dim")], EMPTY, \
             no_update
@@ -234,6 +242,22 @@ def candidates(case_id, _done, _tick):
     none = [html.Div("Nobody available near it.", className="empty")] if not rows else []
     view = _view(case) if ctx.triggered_id != "dispatch-cand-tick" else no_update   # a refresh keeps the map
     return [head, *rows, *none, foot], {"type": "FeatureCollection", "features": features}, view
+
+
+def _handler_at(state, case, features: list) -> str | None:
+    """Where the case's handler is now (their marker added to `features`), in words: how far from
+    the case, as of which fix."""
+    now = time.time()
+    live_now = live_of(state.queries.r, case.handler, now)
+    if live_now is None or not live_now.t:
+        return "no position from their terminal yet"
+    member = state.city.member_by_terminal.get(case.handler)
+    features.append(_point(live_now.lon, live_now.lat, {"kind": "handler", "n": "▶",
+                                                        "label": member.name if member else case.handler}))
+    age = f"fix {max(0, now - live_now.t):.0f} s ago"
+    if case.lat is None:
+        return age
+    return f"{distance_m(live_now.lon, live_now.lat, case.lon, case.lat):.0f} m from the place · {age}"
 
 
 def _point(lon, lat, props):
