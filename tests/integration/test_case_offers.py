@@ -256,3 +256,45 @@ def test_an_offer_to_a_terminal_offline_expires_at_the_broker_with_the_offer(sta
         thread.join(15)
         client.close()
     assert [(n.kind, n.case_id) for n in got] == [(NoticeKind.WITHDRAWN, case_id)]   # the expired offer never came
+
+
+def test_an_offer_to_a_terminal_briefly_offline_reaches_it_when_it_comes_back_within_the_offer(stack, city,
+                                                                                                cases_settings):
+    policy = OfferPolicy({"urgent": 60.0, "normal": 60.0})
+    grid = city.grids[125]
+    handler = next(m for m in city.members if m.grid_code == grid.code and m.role is Role.GRID_ADMINISTRATOR)
+    account = stack.account(handler.terminal_id)
+    away = MqttProbe(stack.mosquitto.port, account.username, account.password, session_expiry=3600)
+    assert away.subscribe(terminal_topic(handler.terminal_id, NOTICE)) == "Granted QoS 1"
+    away.close()                                          # in a lift, out of signal: the broker keeps its session
+    settings = stack.app_settings("dashboard")
+    client = settings.redis_client(socket_timeout=5)
+    ctx = Commands(city, client, settings.pg_dsn, producer="test-offers-back")
+    rules = CaseRules(ctx, policy=policy)
+    case_id = _reported_case(stack, cases_settings, grid.code)
+    sender_account = stack.account("cases")
+    sender = Notifier(cases_settings.pg_dsn, "127.0.0.1", stack.mosquitto.port, sender_account.username,
+                      sender_account.password, policy=policy)
+    thread = threading.Thread(target=sender.run, daemon=True)
+    thread.start()
+    try:
+        assert ctx.execute(DISPATCHER, CaseAction(case_id, Register(), rules)).ok
+        assert ctx.execute(DISPATCHER, CaseAction(case_id, Dispatch(handler.terminal_id, grid.code), rules)).ok
+        wait_for(lambda: owner_rows(stack, "select count(*) from case_notices where case_id = %s and sent_at is not "
+                                           "null", case_id) == [(1,)], 5, "the offer handed to the broker")
+        time.sleep(2.0)                                   # offline a while, well within the offer's minute
+        back = MqttProbe(stack.mosquitto.port, account.username, account.password, clean_start=False,
+                         session_expiry=3600)
+        try:
+            got = [CaseNotice.parse(handler.terminal_id, m.payload) for m in back.received(5)
+                   if m.topic == terminal_topic(handler.terminal_id, NOTICE)]
+        finally:
+            back.close()
+    finally:
+        sender.stop_event.set()
+        thread.join(15)
+        client.close()
+    assert [(n.kind, n.case_id) for n in got] == [(NoticeKind.DISPATCHED, case_id)]
+    [notice] = got
+    [(expires,)] = owner_rows(stack, "select expires_at from case_offers where case_id = %s", case_id)
+    assert notice.deadline is not None and notice.state == "dispatched" and expires > datetime.now(timezone.utc)
