@@ -298,3 +298,23 @@ def test_an_offer_to_a_terminal_briefly_offline_reaches_it_when_it_comes_back_wi
     [notice] = got
     [(expires,)] = owner_rows(stack, "select expires_at from case_offers where case_id = %s", case_id)
     assert notice.deadline is not None and notice.state == "dispatched" and expires > datetime.now(timezone.utc)
+
+
+def test_a_dispatcher_of_another_street_cannot_offer_this_streets_case(stack, city, placed, cases_settings):
+    grid, lat, lon, members = placed
+    settings = stack.app_settings("dashboard")
+    ctx = Commands(city, None, settings.pg_dsn, producer="test-offers-scope")
+    rules = CaseRules(ctx, policy=POLICY)
+    case_id = _case_at(stack, cases_settings, grid, lat, lon)
+    assert ctx.execute(DISPATCHER, CaseAction(case_id, Register(), rules)).ok
+    here = grid.code[:9]
+    far = next(s for s in city.streets if s.code != here)
+    stranger = Identity("disp-far-street", frozenset({UserRole.DISPATCHER}), far.code)
+    result = ctx.execute(stranger, CaseAction(case_id, Dispatch(members[0].terminal_id, grid.code, rank=1), rules))
+    assert not result.ok and f"outside disp-far-street's scope {far.code}" in result.reason
+    assert owner_rows(stack, "select outcome, target from audit_log where actor = %s and action = 'case.dispatch'",
+                      stranger.user) == [("refused", f"case:{case_id}")]
+    assert owner_rows(stack, "select state, handler from cases where case_id = %s", case_id) == [("registered", None)]
+    assert owner_rows(stack, "select count(*) from case_offers where case_id = %s", case_id) == [(0,)]
+    own = Identity("disp-this-street", frozenset({UserRole.DISPATCHER}), here)     # the street's own may
+    assert ctx.execute(own, CaseAction(case_id, Dispatch(members[0].terminal_id, grid.code, rank=1), rules)).ok
