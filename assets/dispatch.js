@@ -15,11 +15,13 @@
                       ["handled", "done 已处置"]];
   const IN_PROGRESS = new Set(TASK_STEPS.map(s => s[0]));
   const TASKS_SHOWN = 40;
+  const QUEUE_SHOWN = 60;
+  const ALARMS_SHOWN = 40;
 
   gcc.renderers.dispatch = {
     fresh: function (s) {
       const st = {alarms: new Map(), members: new Map(), acks: [], alarmsVersion: 0, alarmsDrawn: -1,
-                  cases: new Map(), order: [], tasks: new Map()};
+                  cases: new Map(), order: [], tasks: new Map(), automatic: new Set(s.automatic || [])};
       s.alarms.forEach(a => st.alarms.set(a.key, a));   // an alarm is (sensor, alarm id)
       (s.cases || []).forEach(c => track(st, c, null));
       s.members.forEach(m => st.members.set(m.terminal_id, m));
@@ -85,8 +87,12 @@
     const h = gcc.ui.html, L = gcc.live;
     if (st.alarmsDrawn === st.alarmsVersion) return window.dash_clientside.no_update;
     st.alarmsDrawn = st.alarmsVersion;
-    const alarms = [...st.alarms.values()].sort((a, b) => (b.severity - a.severity) || (a.t - b.t));
-    if (!alarms.length) return [h("Div", {className: "empty", children: "No open alarms 暂无告警"})];
+    const all = [...st.alarms.values()].sort((a, b) => (b.severity - a.severity) || (a.t - b.t));
+    if (!all.length) return [h("Div", {className: "empty", children: "No open alarms 暂无告警"})];
+    const alarms = all.slice(0, ALARMS_SHOWN);     // the most severe, oldest first: a screenful, redrawn cheaply
+    const more = all.length - alarms.length;
+    const tail = more > 0 ? [h("Div", {className: "empty", id: "dispatch-alarms-more",
+                                        children: "+" + more + " more open alarms 另有 " + more + " 条告警"})] : [];
     return alarms.map(a => h("Div", {className: "queue-row sev-" + a.severity, id: "dispatch-alarm-" + a.key, children: [
       h("Span", {className: "sev-dot", style: {background: L.colour(st, "severity", a.severity)}}),
       h("Span", {className: "row-title", children: L.label(st, "alarm_type", a.alarm_type)}),
@@ -96,7 +102,7 @@
         ? h("Span", {className: "acked-by", children: "✓ " + a.acknowledged_by})
         : h("Button", {className: "ack-button", id: {type: "dispatch-ack", alarm: a.alarm_id, sensor: a.sensor_id},
                        children: L.label(st, "action", "alarm.acknowledge"), n_clicks: 0}),
-    ]}));
+    ]})).concat(tail);
   }
 
   function memberSummary(st) {
@@ -136,16 +142,24 @@
   function queueRows(st, selected) {
     const h = gcc.ui.html, L = gcc.live;
     const now = Date.now() / 1000;
-    const cases = queueOrder(st, now);
+    const all = queueOrder(st, now);
+    // the most pressing first, a screenful of them: hundreds of rows redrawn every second would
+    // make the whole console slow; the chosen case stays listed wherever it ranks
+    const cases = all.slice(0, QUEUE_SHOWN);
+    const chosen = all.find(c => c.key === selected);
+    if (chosen && !cases.includes(chosen)) cases.push(chosen);
     st.order = cases.map(c => c.key);
     if (!cases.length) return [h("Div", {className: "empty", children: "Nothing to dispatch 暂无待派遣"})];
+    const more = all.length - cases.length;
     return cases.map(c => {
       const left = c.deadline == null ? "" : c.deadline >= now ? gcc.ui.span(c.deadline - now)
                                                                 : "+" + gcc.ui.span(now - c.deadline) + " 超期";
       const phase = c.deadline != null && now >= c.deadline ? " overdue" : c.warn_at != null && now >= c.warn_at
         ? " warning" : "";
+      const auto = st.automatic.has(c.category) && !c.unassigned;
       const waits = c.unassigned ? "unassigned 未派出" : c.state === "dispatched"
-        ? "offered to " + (c.handler || "?") + " 待接单" : WAITS[c.state];
+        ? "offered to " + (c.handler || "?") + " 待接单"
+        : c.state === "registered" && auto ? "automatic 自动派遣中" : WAITS[c.state];
       return h("Button", {className: "dispatch-case queue-row" + (c.key === selected ? " selected" : "") +
                                      (c.unassigned ? " unassigned" : "") + (c.source === "sos" ? " sos" : "") + phase,
                           id: {type: "dispatch-case", case: c.key}, n_clicks: 0, children: [
@@ -154,7 +168,8 @@
         h("Span", {className: "row-title", children: c.title || L.label(st, "category", c.category)}),
         h("Span", {className: "row-where", children: (c.where || "") + " · " + waits}),
         h("Span", {className: "row-time countdown" + phase, children: left})]});
-    });
+    }).concat(more > 0 ? [h("Div", {className: "empty", id: "dispatch-queue-more",
+                                   children: "+" + more + " more waiting, less pressing 另有 " + more + " 件"})] : []);
   }
 
   /* Answers on the terminals' generic task channel (…/task/ack; a case's offer is answered on …/case). */

@@ -1,11 +1,12 @@
-"""`python -m cases`: the cases engine (intake, escalation, and the case notices to terminals);
+"""`python -m cases`: the cases engine (intake, escalation, offers, the case notices and announcements
+to terminals, and the members' dispatch status history);
 `python -m cases seed`: the default time limits and the working calendar's days (this year, the one
 before and the next), if missing.
 
 The engine seeds what is missing at its start too, and serves `/healthz` (200 while its loop runs)
 and `/metrics` on GCC_CASES_METRICS_PORT (internal: never expose it). Database settings as every
 app reads them (GCC_PG_*), as the role gcc_cases; the broker as GCC_MQTT_* (the account `cases`,
-which may only publish case notices).
+which may only publish case notices and announcements).
 """
 from __future__ import annotations
 
@@ -34,6 +35,8 @@ from cases.tell import Teller
 from config.settings import Settings, load_settings
 from database.citydb import read_city
 from dispatch.candidates import first_available
+from dispatch.history import StatusRecorder
+from dispatch.roster import RosterCache
 from telemetry.lifecycle import run_until_signalled
 
 log = logging.getLogger("cases")
@@ -59,10 +62,12 @@ def build(settings: Settings) -> Engine:
                                          settings.cases_merge_minutes))
     r = settings.redis_client(socket_timeout=10)
     looking = settings.candidate_settings()
+    roster = RosterCache()
     return Engine(settings.pg_dsn, intake, lambda cur: store.load_rules(
         cur, warn_fraction=settings.cases_warn_fraction, time_scale=settings.cases_time_scale),
         on_change=Teller(r, city), policy=settings.offer_policy(),
-        pick=lambda cur, case, offered: first_available(r, city, cur, case, offered, time.time(), looking))
+        pick=lambda cur, case, offered: first_available(r, city, cur, case, offered, time.time(), looking, roster),
+        automatic=settings.automatic_categories())
 
 
 class _Collector:
@@ -75,8 +80,9 @@ class _Collector:
         for name in ("opened", "merged", "linked", "skipped", "failed", "held", "applied", "refused"):
             counts.add_metric([name], self.engine.counts[name])
         yield counts
-        offers = CounterMetricFamily("gcc_cases_offers", "offers expired, and followed by the next", labels=["what"])
-        for name in ("offers_expired", "offers_followed"):
+        offers = CounterMetricFamily("gcc_cases_offers", "offers expired, followed by the next, made in automatic "
+                                     "mode", labels=["what"])
+        for name in ("offers_expired", "offers_followed", "offers_automatic"):
             offers.add_metric([name.removeprefix("offers_")], self.engine.counts[name])
         yield offers
         yield CounterMetricFamily("gcc_cases_escalations", "escalation steps fired",
@@ -137,9 +143,12 @@ def main(argv: list[str] | None = None) -> int:
     server = serve(engine, notifier, settings.cases_metrics_port)   # its port first: it was chosen free
     sender = threading.Thread(target=notifier.run, name="case-notices", daemon=True)
     sender.start()
+    recorder = StatusRecorder(settings.pg_dsn, settings.redis_client(socket_timeout=10), engine.intake.city,
+                              engine.stop_event)
+    threading.Thread(target=recorder.run, name="member-status", daemon=True).start()
     if settings.cases_demo_desk:
         desk = Desk(settings.pg_dsn, engine.intake.city, engine.rules_for, engine.on_change, engine.stop_event,
-                    settings.offer_policy(), engine.pick)
+                    settings.offer_policy(), engine.pick, engine.automatic)
         threading.Thread(target=desk.run, name="demo-desk", daemon=True).start()
     try:
         return run_until_signalled(engine.run, engine.stop_event)

@@ -84,9 +84,11 @@ class Desk:
     def __init__(self, dsn: str, city: City, rules: Callable[[object], Rules],
                  on_change: Callable[[list[Applied]], None], stop_event: threading.Event,
                  policy: OfferPolicy = OfferPolicy(),
-                 pick: Callable[[object, Case, frozenset[str]], object | None] | None = None) -> None:
+                 pick: Callable[[object, Case, frozenset[str]], object | None] | None = None,
+                 automatic: frozenset[str] = frozenset()) -> None:
         self.dsn = dsn
         self.city = city
+        self.automatic = automatic      # the categories the engine dispatches itself: the desk leaves them
         self.rules = rules
         self.on_change = on_change
         self.stop_event = stop_event
@@ -166,6 +168,8 @@ class Desk:
                 return Refuse(REFUSE_REASONS[int(share(case.case_id, "why") * len(REFUSE_REASONS))])
             return Register()
         if case.state is State.REGISTERED:
+            if case.category in self.automatic and not case.unassigned:
+                return None                       # automatic mode: the engine offers it
             handlers = self._handlers.get(case.grid_code or "")
             if not handlers:
                 return None

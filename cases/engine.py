@@ -118,6 +118,43 @@ def expire_offers(conn, rules: Rules, now: datetime, recipients: Recipients, pol
     return changed
 
 
+def dispatch_automatic(conn, rules: Rules, now: datetime, recipients: Recipients, policy: OfferPolicy,
+                       pick: Callable[[object, Case, frozenset[str]], object | None], categories: frozenset[str],
+                       limit: int = 100) -> list[Applied]:
+    """One transaction: the registered cases of the categories in automatic mode that were never
+    offered, each offered to its first available candidate (the expiries and rejections then go on
+    as for every offer: follow_offers), or, nobody near, flagged unassigned for a dispatcher."""
+    changed: list[Applied] = []
+    if not categories:
+        return changed
+    with conn, conn.cursor() as cur:
+        cur.execute(f"select {', '.join(store.CASE_COLUMNS)} from cases where state = 'registered' and not unassigned "
+                    "and category = any(%s) and not exists (select 1 from case_offers o where o.case_id = "
+                    "cases.case_id) order by opened_at limit %s for update skip locked", (sorted(categories), limit))
+        for row in cur.fetchall():
+            case = store.from_row(row)
+            candidate = pick(cur, case, frozenset()) if case.lat is not None else None
+            if candidate is None:
+                why = "automatic mode: no available member near it" if case.lat is not None else \
+                    "automatic mode: the case has no place"
+                flagged = Applied(replace(case, unassigned=True),
+                                  (Event(case.case_id, now, "unassigned", OFFERS, case.state, case.state, why,
+                                         {"offers": 0}),))
+                store.save(cur, flagged.case, rules)
+                store.add_events(cur, flagged.events)
+                changed.append(flagged)
+                continue
+            outcome = apply(case, Dispatch(candidate.terminal_id, candidate.grid_code, rank=1,
+                                           why=f"automatic mode, {candidate.reason}"), OFFERS, now, rules)
+            if isinstance(outcome, Refusal):
+                log.error("the automatic offer of %s refused: %s", case.case_id, outcome.reason)
+                continue
+            store.save(cur, outcome.case, rules)
+            store.record(cur, [outcome], recipients, policy)
+            changed.append(outcome)
+    return changed
+
+
 def follow_offers(conn, rules: Rules, now: datetime, recipients: Recipients, policy: OfferPolicy,
                   pick: Callable[[object, Case, frozenset[str]], object | None], limit: int = 100) -> list[Applied]:
     """One transaction: each rejected or expired offer followed by an offer to the next available
@@ -169,7 +206,8 @@ class Engine:
                  on_change: Callable[[list[Applied]], None] = lambda changed: None,
                  clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
                  policy: OfferPolicy = OfferPolicy(),
-                 pick: Callable[[object, Case, frozenset[str]], object | None] | None = None) -> None:
+                 pick: Callable[[object, Case, frozenset[str]], object | None] | None = None,
+                 automatic: frozenset[str] = frozenset()) -> None:
         self.dsn = dsn
         self.intake = intake
         self.load_rules = load_rules
@@ -177,9 +215,10 @@ class Engine:
         self.clock = clock
         self.policy = policy                # offers: their timeouts and tries (cases.offers)
         self.pick = pick                    # the next candidate for a case (dispatch.candidates); None: nobody
+        self.automatic = automatic          # the categories it dispatches itself once registered
         self.stop_event = threading.Event()
         self.counts = dict.fromkeys(("opened", "merged", "linked", "skipped", "failed", "held", "applied", "refused",
-                                     "escalations", "offers_expired", "offers_followed"), 0)
+                                     "escalations", "offers_expired", "offers_followed", "offers_automatic"), 0)
         self.lags: list[float] = []
         self._rules: Rules | None = None
         self._rules_at = 0.0
@@ -237,8 +276,11 @@ class Engine:
         followed = follow_offers(conn, rules, self.clock(), self.intake.recipients, self.policy,
                                  self.pick or (lambda cur, case, offered: None))
         self.counts["offers_followed"] += len(followed)
-        if expired or followed:
-            self.on_change(expired + followed)
+        automatic = dispatch_automatic(conn, rules, self.clock(), self.intake.recipients, self.policy,
+                                       self.pick or (lambda cur, case, offered: None), self.automatic)
+        self.counts["offers_automatic"] += sum(1 for a in automatic if not a.case.unassigned)
+        if expired or followed or automatic:
+            self.on_change(expired + followed + automatic)
 
     def _sleep(self, listener, next_at: datetime | None) -> None:
         """Until the next step is due, or PostgreSQL notifies a change, or we are asked to stop."""

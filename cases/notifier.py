@@ -46,6 +46,7 @@ class Outbox:
     table: str
     columns: str
     message: Callable[[tuple, datetime], tuple[str, bytes, int] | None]
+    order: str = "id"                   # which unsent rows go first
 
 
 class Notifier:
@@ -91,7 +92,9 @@ class Notifier:
 
     @property
     def outboxes(self) -> tuple[Outbox, ...]:
-        return (Outbox("case_notices", "id, terminal_id, kind, time, body", self._notice),
+        # an offer first: it expires, and an escalation's fifty notices must not hold it back
+        return (Outbox("case_notices", "id, terminal_id, kind, time, body", self._notice,
+                       order="kind <> 'dispatched', id"),
                 Outbox("announcements", "id, org_code, org_name, sender, created_at, expires_at, title, body",
                        _announcement))
 
@@ -107,7 +110,7 @@ class Notifier:
         """One transaction: up to BATCH unsent rows published and, those the broker took, marked
         sent. Returns (sent, whether there may be more)."""
         with conn, conn.cursor() as cur:
-            cur.execute(f"select {outbox.columns} from {outbox.table} where sent_at is null order by id "
+            cur.execute(f"select {outbox.columns} from {outbox.table} where sent_at is null order by {outbox.order} "
                         "limit %s for update skip locked", (BATCH,))
             rows = cur.fetchall()
             if not rows:

@@ -76,6 +76,10 @@ class Settings(BaseSettings):
     dispatch_radius_m: float = Field(3000.0, gt=0, description="how far to look for candidates")
     dispatch_walk_mps: float = Field(1.2, gt=0, description="walking speed for the ETA")
     dispatch_detour: float = Field(1.3, ge=1, description="street distance over straight-line distance (ETA)")
+    dispatch_automatic: str = Field("", description="the categories in automatic mode, comma-separated: once "
+                                    "registered, the cases engine offers them to the nearest available member "
+                                    "itself (the dispatcher watches); every other category is dispatched by a "
+                                    "person, by hand or with one key")
     cases_demo_desk: bool = Field(False, description="demo only: a simulated dispatch desk registers, dispatches "
                                   "and closes cases (cases/desk.py); make demo turns it on")
     dashboard_secret_key: SecretStr = Field(SecretStr(""), description="signs the session cookies; empty: a "
@@ -113,6 +117,8 @@ class Settings(BaseSettings):
     retention_task_acks_days: int = Field(1825, description="task acknowledgements kept this long")
     retention_gateway_status_days: int = Field(400, description="gateway status history kept this long")
     retention_region_transitions_days: int = Field(400, description="OwnTracks region transitions kept this long")
+    retention_announcement_reads_days: int = Field(400, description="announcement read receipts kept this long")
+    retention_member_status_days: int = Field(400, description="members' dispatch status history kept this long")
 
     @property
     def pg_dsn(self) -> str:
@@ -126,6 +132,10 @@ class Settings(BaseSettings):
 
         return OfferPolicy({"urgent": self.dispatch_offer_timeout_urgent_s, "normal": self.dispatch_offer_timeout_s},
                            self.dispatch_offer_tries)
+
+    def automatic_categories(self) -> frozenset[str]:
+        """The categories the cases engine dispatches itself (automatic mode)."""
+        return frozenset(c.strip() for c in self.dispatch_automatic.split(",") if c.strip())
 
     def candidate_settings(self):
         """How the nearest available members are looked for (dispatch.candidates)."""

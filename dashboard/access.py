@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from cases.model import Dispatch, Register, Return
 from dashboard.announcements import ANNOUNCE
 from dashboard.authz import EVERYONE, UserRole
-from dashboard.case_actions import CASE_ACTIONS, NEW_LIMITS, OPEN_CASE, SET_CALENDAR_DAY
+from dashboard.case_actions import CASE_ACTIONS, NEW_LIMITS, OPEN_CASE, REASSIGN, SET_CALENDAR_DAY
 from dashboard.commands import ACKNOWLEDGE_ALARM, Action
 from dashboard.pages import admin, announcements, audit, case, cases, rules
 
@@ -71,9 +71,10 @@ CALLBACKS: dict[str, Callback] = {
     "shell-page-root": Callback(EVERYONE, "the router: header and page from the URL (authorizes the page and scope)"),
     "shell-url": Callback(EVERYONE, "the org selector writes the scope into the URL (route() checks it)"),
     "dispatch-result": Callback(ACKNOWLEDGE_ALARM.roles,
-                                "the Acknowledge buttons; offering a case, registering it, withdrawing an offer",
+                                "the Acknowledge buttons; offering a case, registering it, withdrawing an offer, "
+                                "reassigning it",
                                 changes=(ACKNOWLEDGE_ALARM, CASE_ACTIONS[Dispatch], CASE_ACTIONS[Register],
-                                         CASE_ACTIONS[Return])),
+                                         CASE_ACTIONS[Return], REASSIGN)),
     "dispatch-candidates": Callback(frozenset({UserRole.DISPATCHER, UserRole.ADMIN}),
                                     "the candidates for the case chosen (authorizes the case's org unit)"),
     "dispatch-selected": Callback(frozenset({UserRole.DISPATCHER, UserRole.ADMIN}), "the case chosen",

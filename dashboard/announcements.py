@@ -94,7 +94,7 @@ def sent_in(dsn: str, scope_code: str, limit: int = 20) -> list[Sent]:
     try:
         with conn, conn.cursor() as cur:
             cur.execute("select a.id, a.org_code, a.org_name, a.title, a.body, a.sender, a.created_at, a.expires_at, "
-                        "a.sent_at, a.recipients, (select count(*) from announcement_reads r "
+                        "a.sent_at, a.recipients, (select count(distinct r.terminal_id) from announcement_reads r "
                         "join announcement_recipients x on x.announcement_id = r.announcement_id "
                         "and x.terminal_id = r.terminal_id where r.announcement_id = a.id) "
                         "from announcements a where a.org_code like %s order by a.id desc limit %s",

@@ -129,7 +129,7 @@ def create_app(settings: Settings) -> tuple[Dash, SocketIO, LiveHub]:
         conn.close()
     client = settings.redis_client(socket_timeout=10)   # the dashboard's own Redis user
     declared = pages.declared()
-    queries = Queries(city, client, settings.pg_dsn, settings.cases_time_scale)
+    queries = Queries(city, client, settings.pg_dsn, settings.cases_time_scale, settings.automatic_categories())
     policy = Policy(idle=timedelta(minutes=settings.dashboard_session_idle_min),
                     absolute=timedelta(hours=settings.dashboard_session_hours))
     accounts = Accounts(settings.pg_dsn, policy)

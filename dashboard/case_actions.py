@@ -18,7 +18,7 @@ from typing import ClassVar
 from cases import store
 from cases.limits import ANY, Limit, Stage, Unit, Urgency, categories
 from cases.machine import SCREEN_ROLES, Refusal, Rules, allowed, apply, open_case
-from cases.model import Actor, ActorKind, Case, Command, Dispatch, Source
+from cases.model import Actor, ActorKind, Case, Command, Dispatch, Return, Source
 from cases.notices import Recipients
 from cases.offers import OfferPolicy
 from cases.tell import case_change
@@ -30,6 +30,8 @@ from telemetry.orgcodes import contains
 CASE_ACTIONS: dict[type, Action] = {command: Action(f"case.{command.name}", frozenset(UserRole(r) for r in roles))
                                     for command, roles in SCREEN_ROLES.items()}
 OPEN_CASE = Action("case.open", frozenset({UserRole.DISPATCHER, UserRole.ADMIN}))
+# a return and a dispatch in one step (one transaction): who may do both
+REASSIGN = Action("case.reassign", CASE_ACTIONS[Return].roles & CASE_ACTIONS[Dispatch].roles)
 RULES_EVERY_S = 30.0        # the time limits and the calendar are read again this often
 
 
@@ -92,23 +94,56 @@ class CaseAction:
         case = ctx.case(self.case_id)
         return None if case is None else Target(self.target_key, case.org_code, case_summary(case), ctx)
 
+    @property
+    def steps(self) -> tuple[Command, ...]:
+        return (self.command,)
+
+    def check(self, case: Case) -> None:
+        """What the command itself cannot know: raise Refused."""
+
     def write(self, cur, who: Identity, now: datetime, target: Target) -> Written:
         ctx: Commands = target.subject
         case = store.load(cur, self.case_id)          # locked until the commit
         if case is None:
             raise Refused(f"there is no case {self.case_id}")
-        if isinstance(self.command, Dispatch):
-            _check_handler(ctx, who, self.command.handler)
+        self.check(case)
         rules = self.rules.rules(cur)
-        outcome = apply(case, self.command, actor_of(who), now, rules)
-        if isinstance(outcome, Refusal):
-            raise Refused(outcome.reason)
-        store.save(cur, outcome.case, rules)
-        store.record(cur, [outcome], self.rules.recipients, self.rules.policy)
-        changed = outcome.case
-        return Written(_facts(case), {**_facts(changed), **{k: v for k, v in outcome.events[0].detail.items()
-                                                            if isinstance(v, (str, int, float, bool))}},
-                       (case_change(changed, ctx.city),), reply=changed.case_id)
+        changed, outcomes = case, []
+        for step in self.steps:                       # each decided on the case as the one before left it
+            if isinstance(step, Dispatch):
+                _check_handler(ctx, who, step.handler)
+            outcome = apply(changed, step, actor_of(who), now, rules)
+            if isinstance(outcome, Refusal):
+                raise Refused(outcome.reason)
+            changed = outcome.case
+            outcomes.append(outcome)
+        store.save(cur, changed, rules)
+        store.record(cur, outcomes, self.rules.recipients, self.rules.policy)
+        detail = {k: v for o in outcomes for k, v in o.events[0].detail.items()
+                  if isinstance(v, (str, int, float, bool))}
+        return Written(_facts(case), {**_facts(changed), **detail}, (case_change(changed, ctx.city),),
+                       reply=changed.case_id)
+
+
+@dataclass(frozen=True)
+class Reassign(CaseAction):
+    """Take a case from its handler and offer it to another member, in one step (one transaction:
+    the old handler is told it is withdrawn, the new one is offered it)."""
+    reason: str = "reassigned by the dispatcher"
+
+    @property
+    def action(self) -> Action:
+        return REASSIGN
+
+    @property
+    def steps(self) -> tuple[Command, ...]:
+        return (Return(self.reason), self.command)
+
+    def check(self, case: Case) -> None:
+        if not isinstance(self.command, Dispatch):
+            raise Refused("a reassignment is a dispatch to another member")
+        if case.handler == self.command.handler:
+            raise Refused("the case is already theirs")
 
 
 def _check_handler(ctx: Commands, who: Identity, terminal_id: str) -> None:

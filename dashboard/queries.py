@@ -21,7 +21,9 @@ from cases.intake import MAX_ATTEMPTS
 from cases.model import FINISHED, Case, State
 from cases.tell import case_change
 from dashboard.authz import Scope
+from dispatch import roster
 from dispatch.candidates import OPEN_WORK
+from dispatch.roster import RosterCache, RosterDay
 from telemetry import live
 from telemetry.city import CITY_TZ, City, Member
 from telemetry.orgcodes import Level, contains
@@ -32,9 +34,12 @@ _INDENT = {Level.DISTRICT: "", Level.STREET: "  ", Level.COMMUNITY: "    "}
 
 
 class Queries:
-    def __init__(self, city: City, redis_client: redis.Redis, dsn: str, case_time_scale: float = 1.0) -> None:
+    def __init__(self, city: City, redis_client: redis.Redis, dsn: str, case_time_scale: float = 1.0,
+                 automatic: frozenset[str] = frozenset()) -> None:
         self.city = city
         self.case_time_scale = case_time_scale      # the cases engine's (a demo's shortened limits)
+        self._roster = RosterCache()
+        self.automatic = automatic                  # the categories the cases engine dispatches itself
         self.r = redis_client
         self.db = ThreadedConnectionPool(0, 4, dsn, connect_timeout=5)  # snapshots and heat maps, any thread
         self._grid_features = {g.code: {"type": "Feature", "geometry": mapping(g.boundary),
@@ -219,6 +224,11 @@ class Queries:
                                      strict=True)) for r in sources],
                 "notices": [dict(zip(("terminal_id", "kind", "time", "sent_at"), r, strict=True)) for r in notices]}
 
+
+    def roster_today(self, now: datetime | None = None) -> RosterDay:
+        """Today's duty roster (dispatch.roster), read again once a minute at most."""
+        return self._roster.today(now or datetime.now(timezone.utc),
+                                  lambda day: roster.day_of(day, self._query(roster.ROSTER_SQL, (day,))))
 
     def open_work(self) -> dict[str, list[str]]:
         """Every terminal's open case work (dispatch.candidates.OPEN_WORK): the states of its cases."""

@@ -37,6 +37,8 @@ CASE_TABLES = ("cases", "case_sources", "case_events", "case_escalations", "case
 CASE_RULES = ("time_limits", "work_calendar")                                 # the rules it decides by
 CASE_INBOX = ("case_inbox",)        # filled by triggers on the ingest's tables, emptied by the intake
 ANNOUNCEMENTS = ("announcements", "announcement_recipients")   # written by the screens, sent by the engine
+DUTY = ("duty_roster",)             # who is on duty when (the demo writes its own; an admin loads the real one)
+STATUS_HISTORY = ("member_status",)  # the members' dispatch status over time, recorded by the cases engine
 OTHER_TABLES = ("schema_migrations",)
 
 TEMP_TABLES = {INGEST}        # the roles that may create temporary tables (the ingest's staging)
@@ -45,7 +47,7 @@ TEMP_TABLES = {INGEST}        # the roles that may create temporary tables (the 
 GRANTS: dict[str, list[tuple[str, tuple[str, ...]]]] = {
     INGEST: [("select, insert", INGEST_TABLES), ("select", REFERENCE_TABLES)],
     DASHBOARD: [("select", REFERENCE_TABLES + INGEST_TABLES + DASHBOARD_WRITES + OTHER_TABLES + CASE_TABLES
-                 + CASE_RULES + CASE_INBOX + ANNOUNCEMENTS),   # the inbox: its held rows, on the rules page
+                 + CASE_RULES + CASE_INBOX + ANNOUNCEMENTS + DUTY + STATUS_HISTORY),   # the inbox: on the rules page
                 ("insert", DASHBOARD_WRITES + ANNOUNCEMENTS),
                 ("update", ("cases",)),                   # a person's work on a case (cases.machine decides)
                 ("insert", ("case_events", "case_notices", "case_offers")),
@@ -60,7 +62,9 @@ GRANTS: dict[str, list[tuple[str, tuple[str, ...]]]] = {
             ("update", ("case_notices", "case_offers")),   # … a notice marked sent, an offer decided
             ("select, insert", CASE_RULES),           # it seeds the defaults and the calendar's next years
             ("select, update, delete", CASE_INBOX),
-            ("select, update", ("announcements",))],   # it publishes them and marks them sent
+            ("select, update", ("announcements",)),   # it publishes them and marks them sent
+            ("select", DUTY),
+            ("select, insert", STATUS_HISTORY)],
 }
 # role -> sequences it draws from (the dashboard: a dispatcher enters a hotline case)
 SEQUENCES = {CASES: ("case_numbers",), DASHBOARD: ("case_numbers",)}
@@ -101,7 +105,7 @@ def ensure_roles(owner_dsn: str, passwords: dict[str, str]) -> None:
 def ungranted_tables(owner_dsn: str) -> list[str]:
     """Tables of the public schema that no list above names (a migration added one)."""
     named = set(REFERENCE_TABLES + INGEST_TABLES + DASHBOARD_WRITES + LOGIN_TABLES + OTHER_TABLES + CASE_TABLES
-                + CASE_RULES + CASE_INBOX + ANNOUNCEMENTS)
+                + CASE_RULES + CASE_INBOX + ANNOUNCEMENTS + DUTY + STATUS_HISTORY)
     conn = psycopg2.connect(owner_dsn)
     try:
         with conn.cursor() as cur:

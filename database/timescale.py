@@ -20,6 +20,8 @@ interval (database/migrations/0002, 0004) longer.
 | `device_alarms` | `GCC_RETENTION_DEVICE_ALARMS_DAYS` | 1825 days | case records: audited years later |
 | `incident_reports` | `GCC_RETENTION_INCIDENT_REPORTS_DAYS` | 1825 days | case records |
 | `task_acks` | `GCC_RETENTION_TASK_ACKS_DAYS` | 1825 days | how a case was handled, as long as the case |
+| `announcement_reads` | `GCC_RETENTION_ANNOUNCEMENT_READS_DAYS` | 400 days | a year of who read what |
+| `member_status` | `GCC_RETENTION_MEMBER_STATUS_DAYS` | 400 days | a year of who was available when |
 | `dead_letters` | `GCC_RETENTION_DEAD_LETTERS_DAYS` | 30 days | for diagnosis only; each keeps at most 8 KB |
 """
 from __future__ import annotations
@@ -69,7 +71,8 @@ def detect(conn) -> Capabilities:
 
 
 # Every hypertable (the table of the module docstring): its retention is settings.retention_<table>_days.
-HYPERTABLES = INGEST_TABLES      # every time series: what the ingest writes (cases and their events are kept)
+HYPERTABLES = (*INGEST_TABLES, "member_status")   # every time series: what the ingest writes, and the status
+                                                  # history (cases and their events are kept)
 
 
 def retention_from_settings(settings) -> dict[str, timedelta]:

@@ -11,17 +11,20 @@ first, each with its live state read in one pipeline; then ranked:
     4. fewer open cases (workload);
     5. nearer.
 
-Offline members and those with no recent position are left out (the dispatcher cannot send them,
-and the reason is counted). The ETA says what it is: straight-line distance × a detour factor at
-walking speed; a road network, if one is ever loaded, would give routed times through the same
-`eta_s`.
+Off-duty members (the roster), offline ones and those with no recent position are left out (the
+dispatcher cannot send them, and the reason is counted). The ETA says what it is: straight-line
+distance × a detour factor at walking speed; a road network, if one is ever loaded, would give
+routed times through the same `eta_s`.
 """
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
+from dispatch.roster import RosterCache
+from dispatch.roster import load as load_roster
 from dispatch.status import FRESH_S, DispatchStatus, Status, status_of
 from telemetry.catalogue import ROLE_LABELS, Role
 from telemetry.city import City
@@ -97,9 +100,10 @@ def rank(candidates: list[Candidate]) -> list[Candidate]:
 
 def find(r, city: City, category: str, case_grid: str | None, lat: float, lon: float,
          work: Callable[[str], list[str]], now: float, settings: Settings = Settings(),
-         exclude: frozenset[str] = frozenset()) -> Search:
+         exclude: frozenset[str] = frozenset(), on_duty: Callable[[str], bool] = lambda t: True) -> Search:
     """The ranked candidates for a case at (lat, lon). `work(terminal_id)` gives the states of the
-    open cases dispatched to that terminal; `exclude`: terminals already offered this case."""
+    open cases dispatched to that terminal; `exclude`: terminals already offered this case;
+    `on_duty(terminal_id)`: the duty roster's word."""
     # near first (a small circle is cheap for Redis to sort), the whole radius only when few are near
     for radius in (settings.radius_m / 4, settings.radius_m):
         hits = r.geosearch(Keys.POSITIONS, longitude=lon, latitude=lat, radius=radius, unit="m", sort="ASC",
@@ -113,8 +117,9 @@ def find(r, city: City, category: str, case_grid: str | None, lat: float, lon: f
     for terminal_id, (_, distance) in zip(ids, hits, strict=True):
         member = city.member_by_terminal.get(terminal_id)
         why_not = _left_out(member, terminal_id, exclude)
-        status = status_of(lives.get(terminal_id), work(terminal_id), now, settings.fresh_s)
-        if why_not is None and status.status in (DispatchStatus.OFFLINE, DispatchStatus.UNAVAILABLE):
+        status = status_of(lives.get(terminal_id), work(terminal_id), now, settings.fresh_s, on_duty(terminal_id))
+        if why_not is None and status.status in (DispatchStatus.OFF_DUTY, DispatchStatus.OFFLINE,
+                                                 DispatchStatus.UNAVAILABLE):
             why_not = status.status.value
         if why_not is not None:
             search.left_out[why_not] = search.left_out.get(why_not, 0) + 1
@@ -173,11 +178,13 @@ def open_work(cur) -> dict[str, list[str]]:
 
 
 def first_available(r, city: City, cur, case, exclude: frozenset[str], now: float,
-                    settings: Settings = Settings()) -> Candidate | None:
+                    settings: Settings = Settings(), roster: RosterCache | None = None) -> Candidate | None:
     """The top available candidate for a case with a place, not one of `exclude` (None: nobody)."""
     if case.lat is None or case.lon is None:
         return None
     work = open_work(cur)
+    at = datetime.fromtimestamp(now, timezone.utc)
+    today = roster.today(at, lambda day: load_roster(cur, day)) if roster is not None else None
     search = find(r, city, case.category, case.grid_code, case.lat, case.lon, lambda t: work.get(t, []), now,
-                  settings, exclude)
+                  settings, exclude, (lambda t: today.on_duty(t, at)) if today is not None else (lambda t: True))
     return next((c for c in search.candidates if c.available), None)

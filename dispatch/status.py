@@ -1,6 +1,7 @@
 """A member's dispatch status, in the spirit of computer-aided dispatch: what a dispatcher needs to
 know to send them somewhere, and why it is so.
 
+    off_duty     not on today's duty roster, or outside their shift (dispatch/roster.py)
     offline      the terminal said so (or its last will did), or it has never been heard
     unavailable  online, but no fix for `fresh_s` (we do not know where they are)
     requested    a case is offered to them and not yet accepted
@@ -24,6 +25,7 @@ FRESH_S = 120.0             # a fix older than this: we do not know where the me
 
 
 class DispatchStatus(str, Enum):
+    OFF_DUTY = "off_duty"
     OFFLINE = "offline"
     UNAVAILABLE = "unavailable"
     REQUESTED = "requested"
@@ -33,7 +35,8 @@ class DispatchStatus(str, Enum):
 
 
 STATUS_LABELS: dict[DispatchStatus, Label] = {
-    DispatchStatus.OFFLINE: Label("offline", "离线"), DispatchStatus.UNAVAILABLE: Label("no position", "无定位"),
+    DispatchStatus.OFF_DUTY: Label("off duty", "休息"), DispatchStatus.OFFLINE: Label("offline", "离线"),
+    DispatchStatus.UNAVAILABLE: Label("no position", "无定位"),
     DispatchStatus.REQUESTED: Label("requested", "待接单"), DispatchStatus.EN_ROUTE: Label("en route", "前往中"),
     DispatchStatus.ON_SCENE: Label("on scene", "处置中"), DispatchStatus.AVAILABLE: Label("available", "空闲"),
 }
@@ -50,10 +53,14 @@ class Status:
     workload: int                   # open cases dispatched to them (offered, accepted, handling)
 
 
-def status_of(live: TerminalLive | None, work: list[str], now: float, fresh_s: float = FRESH_S) -> Status:
-    """The member's status from their terminal's live state and the states of the cases that are
-    theirs (`work`: e.g. ["accepted", "dispatched"])."""
+def status_of(live: TerminalLive | None, work: list[str], now: float, fresh_s: float = FRESH_S,
+              on_duty: bool = True) -> Status:
+    """The member's status from their terminal's live state, the states of the cases that are
+    theirs (`work`: e.g. ["accepted", "dispatched"]) and the duty roster (work in hand comes first:
+    a member finishing a case past the end of their shift is still on it)."""
     workload = sum(1 for state in work if state in _WORK)
+    if not on_duty and workload == 0:
+        return Status(DispatchStatus.OFF_DUTY, "not on duty now (roster)", workload)
     if live is None:
         return Status(DispatchStatus.OFFLINE, "never heard from", workload)
     if live.state == MemberState.OFFLINE.value:

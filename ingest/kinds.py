@@ -150,7 +150,7 @@ KINDS: dict[type, MessageKind] = {k.message: k for k in (
     MessageKind(
         messages.AnnouncementRead, "terminal", "announcement_reads",
         ("time", "announcement_id", "terminal_id", "received_at"),
-        ("terminal_id", "announcement_id"),           # read once: a second receipt is a duplicate
+        ("terminal_id", "announcement_id", "time"),
         lambda e, at: (e.message.time, e.message.announcement_id, e.message.terminal_id, at),
         _read_change),
     MessageKind(

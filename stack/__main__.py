@@ -40,7 +40,7 @@ from database import roles, timescale
 from database.migrate import migrate
 from telemetry.lifecycle import STOP_SIGNALS
 
-from .apps import app_healthy, demo_apps, demo_city, demo_logins, load_into_database, wait_ready
+from .apps import app_healthy, demo_apps, demo_city, demo_logins, demo_roster, load_into_database, wait_ready
 from .process import (
     PRIVATE_UMASK,
     PidRecord,
@@ -139,6 +139,7 @@ def up(data_dir: Path, once: bool = False) -> int:
         caps, retention = _prepare_database(stack, dsn, timescale.retention_from_settings(settings))
         load_into_database(city, dsn)
         logins = demo_logins(stack, city, dsn)
+        demo_roster(city, dsn)
         ingest_port = _pick_ports(settings.ingest_http_port, INGEST_WORKERS, "OwnTracks HTTP")
         metrics_port = _pick_ports(settings.ingest_metrics_port, INGEST_WORKERS, "ingest metrics")
         dashboard_port = _pick_port(settings.dashboard_port, "the dashboard")

@@ -7,7 +7,7 @@ import os
 import shlex
 import sys
 import urllib.request
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import psycopg2
@@ -24,6 +24,8 @@ log = logging.getLogger("stack")
 
 DEFAULT_SIM_ARGS = "--speedup 1 --fault-rate 30 --malformed 0.002"
 DEMO_TIME_SCALE = "0.1"
+# the demo's categories in automatic mode: the engine offers them at once (people trapped, gas, SOS)
+DEMO_AUTOMATIC = "elevator_entrapment,gas_over_threshold,sos"
 
 
 def demo_city(stack: LocalStack) -> City:
@@ -54,6 +56,27 @@ def load_into_database(city: City, dsn: str) -> None:
         conn.close()
 
 
+
+
+def demo_roster(city: City, dsn: str, days: int = 8) -> int:
+    """The demo's duty roster from yesterday on (dispatch.roster.demo_rows), where a day has none
+    yet; how many rows were added."""
+    from psycopg2.extras import execute_values
+
+    from dispatch.roster import city_day, demo_rows
+
+    first = city_day(datetime.now(timezone.utc)) - timedelta(days=1)
+    conn = psycopg2.connect(dsn)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute("select distinct day from duty_roster where day >= %s", (first,))
+            have = {d for (d,) in cur.fetchall()}
+            rows = [r for r in demo_rows(city, first, days) if r[0] not in have]
+            execute_values(cur, "insert into duty_roster (day, terminal_id, starts, ends, note) values %s "
+                                "on conflict do nothing", rows, page_size=2000)
+            return len(rows)
+    finally:
+        conn.close()
 
 
 DEMO_WALL_TOKEN = "demo wall (make demo)"
@@ -103,6 +126,7 @@ def demo_apps(stack: LocalStack, sim_args: str | None = None, ingest_port: int =
     # command center's staff (cases/desk.py) while the simulator plays the members
     base.setdefault("GCC_CASES_TIME_SCALE", DEMO_TIME_SCALE)
     base.setdefault("GCC_CASES_DEMO_DESK", "1")
+    base.setdefault("GCC_DISPATCH_AUTOMATIC", DEMO_AUTOMATIC)
     args = shlex.split(sim_args if sim_args is not None else os.environ.get("SIM_ARGS", DEFAULT_SIM_ARGS))
     run = stack.run_dir
     workers = []

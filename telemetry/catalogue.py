@@ -100,6 +100,7 @@ ACTION_LABELS: dict[str, Label] = {      # what the audit trail records, by its 
     "case.reopen": Label("Reopen case", "重新办理"),
     "case.acknowledge": Label("Acknowledge case", "确认知悉"),
     "case.export": Label("Case list export", "案件导出"),
+    "case.reassign": Label("Reassign case", "改派"),
     "time_limits.version": Label("New time limits", "新版时限"),
     "calendar.day": Label("Calendar day", "工作日历"),
     "announcement.send": Label("Send an announcement", "发布通知公告"),

@@ -11,9 +11,14 @@ never the 2 Hz fixes).
   distance), each with its ETA and why it ranks there; **Offer** sends the case to that member's
   terminal (an offer that expires if not accepted, then goes to the next candidate: cases.offers).
   The map (centre) shows the case and its candidates, numbered.
-- Keyboard first: ↑/↓ move through the queue, Enter offers to candidate 1, a digit to candidate N,
-  Esc lets go of the case. An offer not yet accepted can be withdrawn (back to the queue, to be
-  offered to someone else).
+- Keyboard first: ↑/↓ move through the queue, Enter registers a reported case and offers a
+  registered one to candidate 1, a digit to candidate N, Esc lets go of the case.
+- **Tasks in progress** (right): the cases offered, en route, on scene and done (awaiting
+  verification), live; chosen, a case in progress shows where its handler is (their marker on the
+  map, how far from the place), can be withdrawn while offered, and reassigned to one of the next
+  candidates in one step (dashboard.case_actions.Reassign).
+- A category in automatic mode (GCC_DISPATCH_AUTOMATIC) is offered by the cases engine itself once
+  registered; the console says so. Off-duty members (the duty roster) are never candidates.
 
 Every action goes through dashboard/commands.py (authorized for the case's org unit, audited).
 """
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import math
 import time
+from datetime import datetime, timezone
 
 import dash_leaflet as dl
 from dash import (
@@ -43,7 +49,7 @@ from flask import request
 from cases.model import Dispatch, Register, Return
 from cases.model import State as CaseState
 from dashboard.authz import Scope, UserRole, authorize, current_identity
-from dashboard.case_actions import CaseAction
+from dashboard.case_actions import CaseAction, Reassign
 from dashboard.commands import AcknowledgeAlarm
 from dashboard.feeds import Feed
 from dashboard.pages import Page
@@ -57,6 +63,8 @@ from telemetry.catalogue import CASE_CATEGORY_LABELS, ROLE_LABELS, Label
 CANDIDATES_SHOWN = 9            # a digit key picks one
 CANDIDATES_EVERY_MS = 5000      # the candidates of the case chosen are looked for again this often
 EMPTY = {"type": "FeatureCollection", "features": []}
+REASSIGNABLE = frozenset({CaseState.DISPATCHED, CaseState.ACCEPTED, CaseState.HANDLING})
+REASSIGN_SHOWN = 5              # someone else for a case in progress
 TASK_WORDS = {CaseState.ACCEPTED: "accepted, on the way", CaseState.HANDLING: "on scene, handling",
               CaseState.HANDLED: "done, awaiting verification"}
 
@@ -77,7 +85,8 @@ def snapshot(q, scope: Scope) -> dict:
                         "home_grid_code": m.grid_code, "state": known.state if known else None,
                         "state_t": known.state_t if known else 0, "sos": known.sos if known else False})
     return {"members": members, "alarms": [wire_alarm(q, a) for a in q.open_alarms(scope)],
-            "cases": [wire_case(q, c) for c in q.open_cases(scope)]}
+            "cases": [wire_case(q, c) for c in q.open_cases(scope)],
+            "automatic": sorted(q.automatic)}
 
 
 FEED = Feed("dispatch", wire={"status": wire_status, "task_ack": wire_task_ack, "alarm": wire_alarm,
@@ -206,21 +215,56 @@ def candidates(case_id, _done, _tick):
         withdraw = [html.Button(str(Label("Withdraw the offer", "撤回派遣")), className="button dispatch-withdraw",
                                 id={"type": "dispatch-withdraw", "case": case.case_id}, n_clicks=0)] \
             if case.state is CaseState.DISPATCHED else []
+        others = []
+        if case.state in REASSIGNABLE and case.lat is not None:     # someone else instead, in one step
+            search, today = _search(state, case, frozenset({case.handler}))
+            others = [html.H3(str(Label("Reassign to", "改派给")), className="dispatch-alt-head"),
+                      *_rows(search.candidates[:REASSIGN_SHOWN], "dispatch-reassign", "dispatch-alt",
+                             Label("Reassign", "改派"), features)]
         view = _view(case) if ctx.triggered_id != "dispatch-cand-tick" else no_update   # a refresh keeps the map
         return [head, html.P(text, className="audit-dim", id="dispatch-cand-state"),
                 html.P(where, className="dispatch-handler-at", id="dispatch-handler-at") if where else None,
-                *withdraw], {"type": "FeatureCollection", "features": features}, view
+                *withdraw, *others], {"type": "FeatureCollection", "features": features}, view
     if case.lat is None:
         return [head, html.P("The case has no place: dispatch it from its page.", className="audit-dim")], EMPTY, \
             no_update
+    automatic = case.category in state.queries.automatic and not case.unassigned
+    mode = html.P(str(Label("Automatic mode: the cases engine offers it to candidate 1 itself.",
+                            "自动派遣：系统自动派给第一候选人。")), className="dispatch-mode",
+                  id="dispatch-cand-mode") if automatic else None
+    search, today = _search(state, case, frozenset())
+    rows = _rows(search.candidates[:CANDIDATES_SHOWN], "dispatch-offer", "dispatch-cand", Label("Offer", "派遣"),
+                 features)
+    left = ", ".join(f"{n} {why}" for why, n in sorted(search.left_out.items()))
+    foot = html.Div(f"looked at {search.looked_at} terminals within {state.settings.dispatch_radius_m:.0f} m"
+                    + (f"; left out: {left}" if left else "")
+                    + ("" if today.loaded else "; no duty roster today: everyone counts as on duty")
+                    + ". ETA: straight line × "
+                    f"{state.settings.dispatch_detour:g} at {state.settings.dispatch_walk_mps:g} m/s.",
+                    className="audit-dim", id="dispatch-cand-foot")
+    none = [html.Div("Nobody available near it.", className="empty")] if not rows else []
+    view = _view(case) if ctx.triggered_id != "dispatch-cand-tick" else no_update   # a refresh keeps the map
+    return [head, mode, *rows, *none, foot], {"type": "FeatureCollection", "features": features}, view
+
+
+def _search(state, case, exclude: frozenset[str]):
+    """The ranked candidates for the case (dispatch.candidates), with today's duty roster."""
     work = state.queries.open_work()
+    now = time.time()
+    at = datetime.fromtimestamp(now, timezone.utc)
+    today = state.queries.roster_today(at)
     search = find(state.queries.r, state.city, case.category, case.grid_code, case.lat, case.lon,
-                  lambda t: work.get(t, []), time.time(), state.settings.candidate_settings(),
-                  exclude=frozenset())
-    shown = search.candidates[:CANDIDATES_SHOWN]
+                  lambda t: work.get(t, []), now, state.settings.candidate_settings(),
+                  exclude=exclude, on_duty=lambda t: today.on_duty(t, at))
+    return search, today
+
+
+def _rows(shown, button_type: str, row_id: str, verb: Label, features: list) -> list:
+    """A row per candidate (name, role, status, distance, ETA, why) with its button, and their
+    numbered markers added to `features`."""
     rows = []
     for n, c in enumerate(shown, 1):
-        rows.append(html.Div(className="dispatch-cand" + ("" if c.available else " busy"), id=f"dispatch-cand-{n}",
+        rows.append(html.Div(className="dispatch-cand" + ("" if c.available else " busy"), id=f"{row_id}-{n}",
                              children=[
             html.Span(str(n), className="dispatch-cand-n"),
             html.Div(className="dispatch-cand-who", children=[
@@ -228,20 +272,13 @@ def candidates(case_id, _done, _tick):
                 html.Div(f"{STATUS_LABELS[c.status.status]} · {c.distance_m:.0f} m · ~{math.ceil(c.eta_s / 60)} min "
                          "on foot", className="dispatch-cand-facts"),
                 html.Div(c.reason, className="audit-dim dispatch-cand-why")]),
-            html.Button(str(Label("Offer", "派遣")), className="button dispatch-offer-button",
-                        id={"type": "dispatch-offer", "terminal": c.terminal_id, "rank": n}, n_clicks=0,
+            html.Button(str(verb), className=f"button {button_type}-button",
+                        id={"type": button_type, "terminal": c.terminal_id, "rank": n}, n_clicks=0,
                         disabled=not c.available),
         ]))
         features.append(_point(c.lon, c.lat, {"kind": c.status.status.value, "n": n,
                                               "label": f"{n} · {c.name} · {c.distance_m:.0f} m"}))
-    left = ", ".join(f"{n} {why}" for why, n in sorted(search.left_out.items()))
-    foot = html.Div(f"looked at {search.looked_at} terminals within {state.settings.dispatch_radius_m:.0f} m"
-                    + (f"; left out: {left}" if left else "") + ". ETA: straight line × "
-                    f"{state.settings.dispatch_detour:g} at {state.settings.dispatch_walk_mps:g} m/s.",
-                    className="audit-dim", id="dispatch-cand-foot")
-    none = [html.Div("Nobody available near it.", className="empty")] if not rows else []
-    view = _view(case) if ctx.triggered_id != "dispatch-cand-tick" else no_update   # a refresh keeps the map
-    return [head, *rows, *none, foot], {"type": "FeatureCollection", "features": features}, view
+    return rows
 
 
 def _handler_at(state, case, features: list) -> str | None:
@@ -274,8 +311,9 @@ def _view(case):
           Input({"type": "dispatch-offer", "terminal": ALL, "rank": ALL}, "n_clicks"),
           Input({"type": "dispatch-register", "case": ALL}, "n_clicks"),
           Input({"type": "dispatch-withdraw", "case": ALL}, "n_clicks"),
+          Input({"type": "dispatch-reassign", "terminal": ALL, "rank": ALL}, "n_clicks"),
           State("dispatch-selected", "data"), prevent_initial_call=True)
-def offer(clicks, register_clicks, withdraw_clicks, case_id):
+def offer(clicks, register_clicks, withdraw_clicks, reassign_clicks, case_id):
     """Offer the case to the candidate chosen (or register it): through the command module."""
     trigger = ctx.triggered_id
     if trigger is None or not case_id:
@@ -290,11 +328,19 @@ def offer(clicks, register_clicks, withdraw_clicks, case_id):
             return no_update
         command = Return("offer withdrawn by the dispatcher (to offer it to someone else)")
     else:
-        if not any(clicks or ()):
+        if not any((clicks if trigger["type"] == "dispatch-offer" else reassign_clicks) or ()):
             return no_update
         member = state.city.member_by_terminal.get(trigger["terminal"])
         if member is None:
             return "✗ not a member"
+        if trigger["type"] == "dispatch-reassign":
+            command = Dispatch(member.terminal_id, member.grid_code, rank=trigger["rank"],
+                               why=f"reassigned from the console, candidate #{trigger['rank']}")
+            result = state.commands.execute(current_identity(), Reassign(
+                case_id, command, state.case_rules, reason=f"reassigned by the dispatcher to {member.name}"),
+                request.remote_addr)
+            return f"✓ {result.summary}: reassigned to {member.name}" if result.ok else \
+                f"✗ {result.summary}: {result.reason}"
         command = Dispatch(member.terminal_id, member.grid_code, rank=trigger["rank"],
                            why=f"offered by hand from the console, candidate #{trigger['rank']}")
     result = state.commands.execute(current_identity(), CaseAction(case_id, command, state.case_rules),

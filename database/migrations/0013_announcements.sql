@@ -28,15 +28,17 @@ create table announcement_recipients (
     primary key (announcement_id, terminal_id)
 );
 
--- what terminals send (the ingest writes it): one receipt per terminal and announcement
+-- what terminals send (the ingest writes it, a time series like everything it writes): a receipt
+-- read again later is a second row; the pages count terminals, once each
 create table announcement_reads (
     time             timestamptz not null,
     announcement_id  bigint      not null,
     terminal_id      text        not null,
     received_at      timestamptz not null default now(),
-    constraint announcement_reads_key unique (terminal_id, announcement_id)
+    constraint announcement_reads_key unique (terminal_id, announcement_id, time)
 );
-create index announcement_reads_announcement on announcement_reads (announcement_id);
+select create_hypertable('announcement_reads', by_range('time', interval '30 days'));
+create index announcement_reads_announcement on announcement_reads (announcement_id, terminal_id);
 
 create function announcements_wake() returns trigger language plpgsql as $$
 begin

@@ -9,6 +9,7 @@ import threading
 import time
 from datetime import datetime, timezone
 
+import orjson
 import psycopg2
 import pytest
 
@@ -20,7 +21,7 @@ from cases.model import Actor, ActorKind, Dispatch, Register, Reject, Return
 from cases.notifier import Notifier
 from cases.offers import OfferPolicy
 from dashboard.authz import Identity, UserRole
-from dashboard.case_actions import CaseAction, CaseRules
+from dashboard.case_actions import CaseAction, CaseRules, Reassign
 from dashboard.commands import Commands
 from dispatch.candidates import Settings, find, first_available
 from ingest.live import LiveState
@@ -318,3 +319,95 @@ def test_a_dispatcher_of_another_street_cannot_offer_this_streets_case(stack, ci
     assert owner_rows(stack, "select count(*) from case_offers where case_id = %s", case_id) == [(0,)]
     own = Identity("disp-this-street", frozenset({UserRole.DISPATCHER}), here)     # the street's own may
     assert ctx.execute(own, CaseAction(case_id, Dispatch(members[0].terminal_id, grid.code, rank=1), rules)).ok
+
+
+def test_in_automatic_mode_the_engine_offers_a_registered_case_itself_and_leaves_the_other_categories(
+        stack, city, placed, cases_settings, redis_client_module):
+    grid, lat, lon, members = placed
+    now = datetime.now(timezone.utc)                      # fresh fixes: available means located just now
+    LiveState(redis_client_module).apply([
+        Enriched(Fix(terminal_id=m.terminal_id, time=now, lat=lat + d * METRE, lon=lon, source="gcc"), grid.code,
+                 member_id=m.member_id, home_grid_code=m.grid_code, received_at=now)
+        for m, d in zip(members, (20, 60, 110), strict=True)])
+    settings = stack.app_settings("dashboard")
+    ctx = Commands(city, None, settings.pg_dsn, producer="test-offers-auto")
+    rules = CaseRules(ctx, policy=POLICY)
+    automatic, manual = _case_at(stack, cases_settings, grid, lat, lon), _case_at(stack, cases_settings, grid, lat, lon)
+    owner_rows(stack, "update cases set category = 'dirty_road' where case_id = %s returning 1", manual)
+    for case_id in (automatic, manual):
+        assert ctx.execute(DISPATCHER, CaseAction(case_id, Register(), rules)).ok
+    engine = Engine(cases_settings.pg_dsn, Intake(city), lambda cur: store.load_rules(cur), policy=POLICY,
+                    pick=lambda cur, case, offered: first_available(redis_client_module, city, cur, case, offered,
+                                                                    time.time(), LOOK),
+                    automatic=frozenset({"exposed_garbage"}))
+    _once(engine, cases_settings)
+    [(terminal, by, rank, reason)] = owner_rows(stack, "select terminal_id, offered_by, rank, reason from case_offers "
+                                                       "where case_id = %s", automatic)
+    assert terminal in {m.terminal_id for m in members} and (by, rank) == ("automatic dispatch", 1)
+    assert reason.startswith("automatic mode, #1: available")
+    assert owner_rows(stack, "select state, handler from cases where case_id = %s", automatic) == [("dispatched",
+                                                                                                    terminal)]
+    assert owner_rows(stack, "select state from cases where case_id = %s", manual) == [("registered",)]
+    assert owner_rows(stack, "select count(*) from case_offers where case_id = %s", manual) == [(0,)]
+    assert engine.counts["offers_automatic"] >= 1         # (and any other registered case of that category)
+
+
+def test_a_case_in_progress_is_reassigned_in_one_step_and_both_terminals_are_told(stack, city, placed,
+                                                                                  cases_settings):
+    grid, lat, lon, members = placed
+    first, second = members[1], members[2]
+    settings = stack.app_settings("dashboard")
+    ctx = Commands(city, None, settings.pg_dsn, producer="test-offers-reassign")
+    rules = CaseRules(ctx, policy=POLICY)
+    case_id = _case_at(stack, cases_settings, grid, lat, lon)
+    assert ctx.execute(DISPATCHER, CaseAction(case_id, Register(), rules)).ok
+    assert ctx.execute(DISPATCHER, CaseAction(case_id, Dispatch(first.terminal_id, grid.code), rules)).ok
+    same = ctx.execute(DISPATCHER, Reassign(case_id, Dispatch(first.terminal_id, grid.code), rules))
+    assert not same.ok and "already theirs" in same.reason
+    done = ctx.execute(DISPATCHER, Reassign(case_id, Dispatch(second.terminal_id, grid.code, rank=2), rules,
+                                            reason="closer to the next job"))
+    assert done.ok, done.reason
+    assert owner_rows(stack, "select state, handler from cases where case_id = %s", case_id) == [
+        ("dispatched", second.terminal_id)]
+    assert owner_rows(stack, "select terminal_id, outcome from case_offers where case_id = %s order by id",
+                      case_id) == [(first.terminal_id, "withdrawn"), (second.terminal_id, None)]
+    assert [c for (c,) in owner_rows(stack, "select command from case_events where case_id = %s order by id",
+                                     case_id)][-2:] == ["return", "dispatch"]
+    assert owner_rows(stack, "select terminal_id, kind from case_notices where case_id = %s order by id",
+                      case_id)[-2:] == [(first.terminal_id, "withdrawn"), (second.terminal_id, "dispatched")]
+    assert owner_rows(stack, "select outcome from audit_log where actor = %s and action = 'case.reassign' "
+                             "and target = %s order by id", DISPATCHER.user, f"case:{case_id}") == [
+        ("refused",), ("done",)]
+
+
+def test_the_notifier_sends_an_offer_before_a_backlog_of_other_notices(stack, city, cases_settings):
+    grid = city.grids[126]
+    case_id = _reported_case(stack, cases_settings, grid.code)
+    now = datetime.now(timezone.utc)
+    def body(kind: str) -> str:
+        return orjson.dumps({"case_id": case_id, "kind": kind, "urgency": "normal", "state": "dispatched"}).decode()
+    owner_rows(stack, "insert into case_notices (case_id, terminal_id, kind, time, body) select %s, 'T-NOBODY-' || n, "
+                      "'escalated', %s, (%s)::jsonb from generate_series(1, 250) n returning 1",
+               case_id, now, body("escalated"))                      # an escalation's notices, a big one
+    [(offer,)] = owner_rows(stack, "insert into case_notices (case_id, terminal_id, kind, time, body) values "
+                                   "(%s, 'T-NOBODY-X', 'dispatched', %s, %s) returning id", case_id, now,
+                            body("dispatched"))
+    account = stack.account("cases")
+    sender = Notifier(cases_settings.pg_dsn, "127.0.0.1", stack.mosquitto.port, account.username, account.password)
+    sender.client.connect("127.0.0.1", stack.mosquitto.port)
+    sender.client.loop_start()
+    conn = psycopg2.connect(cases_settings.pg_dsn)
+    try:
+        assert sender.connected.wait(10)
+        sent, more = sender.send_outbox(conn, sender.outboxes[0])       # one batch of 200
+        assert (sent, more) == (200, True)
+        assert owner_rows(stack, "select sent_at is not null from case_notices where id = %s", offer) == [(True,)]
+        [(left,)] = owner_rows(stack, "select count(*) from case_notices where case_id = %s and sent_at is null",
+                               case_id)
+        assert left >= 51                     # older notices wait (with any other test's still unsent)
+    finally:
+        owner_rows(stack, "update case_notices set sent_at = now() where case_id = %s and sent_at is null "
+                          "returning 1", case_id)
+        conn.close()
+        sender.client.loop_stop()
+        sender.client.disconnect()

@@ -3,8 +3,12 @@ state and the member's open cases; the rank by availability, role, grid, workloa
 a crafted set."""
 from __future__ import annotations
 
+from datetime import date, datetime, time, timezone
+
 from dispatch.candidates import ROLES_FOR, Candidate, Settings, _explained, eta_s, rank
+from dispatch.roster import ALL_DAY, RosterDay, demo_rows
 from dispatch.status import DispatchStatus, Status, status_of
+from simulator.citygen import SCALES, generate
 from telemetry.catalogue import Role
 from telemetry.live import TerminalLive
 
@@ -58,3 +62,34 @@ def test_the_eta_is_straight_line_times_the_detour_at_walking_speed():
     assert eta_s(120, Settings(detour=1.5, walk_mps=1.0)) == 180
     assert ROLES_FOR["noise"][0] is Role.GRID_POLICE_OFFICER
     assert ROLES_FOR["exposed_garbage"][0] is Role.GRID_ADMINISTRATOR
+
+
+def test_off_duty_by_the_roster_unless_work_is_in_hand():
+    assert status_of(_live(), [], NOW, on_duty=False).status is DispatchStatus.OFF_DUTY
+    assert status_of(None, [], NOW, on_duty=False).status is DispatchStatus.OFF_DUTY        # rather than "offline"
+    assert status_of(_live(), ["handling"], NOW, on_duty=False).status is DispatchStatus.ON_SCENE   # finishing it
+
+
+def test_a_roster_day_puts_members_on_duty_within_their_shift_and_the_others_off():
+    day = date(2026, 12, 2)
+    roster = RosterDay(day, {"T1": (time(8, 0), time(20, 0)), "T2": ALL_DAY})
+    morning = datetime(2026, 12, 2, 1, 0, tzinfo=timezone.utc)           # 09:00 in Fuzhou
+    night = datetime(2026, 12, 2, 13, 30, tzinfo=timezone.utc)           # 21:30 in Fuzhou
+    assert roster.on_duty("T1", morning) and not roster.on_duty("T1", night)
+    assert roster.on_duty("T2", night) and not roster.on_duty("T3", morning)   # not on the roster: off
+    assert RosterDay(day, None).on_duty("T3", night) and not RosterDay(day, None).loaded   # no roster: everyone
+
+
+def test_the_demo_roster_rests_each_handler_one_day_a_week_never_two_of_a_grid_on_one_day():
+    city = generate(SCALES["demo"], seed=7)
+    rows = demo_rows(city, date(2026, 11, 30), 7)                         # a Monday, and the week
+    on = {(d, t) for d, t, *_ in rows}
+    handlers = [m for m in city.members if m.role is not Role.GRID_SUPERVISOR]
+    rests = {m.terminal_id: [d for d in {d for d, _ in on} if (d, m.terminal_id) not in on] for m in handlers}
+    assert all(len(days) == 1 for days in rests.values())
+    for grid in city.grids[:20]:
+        days = [rests[m.terminal_id][0] for m in handlers if m.grid_code == grid.code]
+        assert len(days) == len(set(days)) == 3
+    supervisors = [m for m in city.members if m.role is Role.GRID_SUPERVISOR]
+    assert all(sum((d, m.terminal_id) in on for d in {d for d, _ in on}) == 7 for m in supervisors)
+
