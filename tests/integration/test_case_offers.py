@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import contextmanager
 from datetime import datetime, timezone
 
 import orjson
@@ -219,58 +220,19 @@ def test_the_console_offers_the_chosen_case_to_candidate_one_with_the_enter_key(
     assert page.errors == []
 
 
-def test_an_offer_to_a_terminal_offline_expires_at_the_broker_with_the_offer(stack, city, cases_settings):
-    policy = OfferPolicy({"urgent": 3.0, "normal": 3.0})
-    grid = city.grids[124]
-    handler = next(m for m in city.members if m.grid_code == grid.code and m.role is Role.GRID_COORDINATOR)
+@contextmanager
+def _offered_while_away(stack, city, cases_settings, grid, role: Role, policy: OfferPolicy):
+    """A terminal that subscribed to its notices and went offline (the broker keeps its session),
+    a registered case of its grid offered to it through the screens' command path, with a notifier
+    running: yields (commands, rules, case_id, handler) once the offer is handed to the broker."""
+    handler = next(m for m in city.members if m.grid_code == grid.code and m.role is role)
     account = stack.account(handler.terminal_id)
     away = MqttProbe(stack.mosquitto.port, account.username, account.password, session_expiry=3600)
     assert away.subscribe(terminal_topic(handler.terminal_id, NOTICE)) == "Granted QoS 1"
-    away.close()                                          # offline; the broker keeps its session
+    away.close()                                          # in a lift, out of signal
     settings = stack.app_settings("dashboard")
     client = settings.redis_client(socket_timeout=5)
-    ctx = Commands(city, client, settings.pg_dsn, producer="test-offers-expiry")
-    rules = CaseRules(ctx, policy=policy)
-    case_id = _reported_case(stack, cases_settings, grid.code)
-    sender_account = stack.account("cases")
-    sender = Notifier(cases_settings.pg_dsn, "127.0.0.1", stack.mosquitto.port, sender_account.username,
-                      sender_account.password, policy=policy)
-    thread = threading.Thread(target=sender.run, daemon=True)
-    thread.start()
-    try:
-        assert ctx.execute(DISPATCHER, CaseAction(case_id, Register(), rules)).ok
-        assert ctx.execute(DISPATCHER, CaseAction(case_id, Dispatch(handler.terminal_id, grid.code), rules)).ok
-        wait_for(lambda: owner_rows(stack, "select count(*) from case_notices where case_id = %s and sent_at is not "
-                                           "null", case_id) == [(1,)], 3, "the offer handed to the broker")
-        time.sleep(3.5)                                   # the offer (and its message) has expired
-        assert ctx.execute(DISPATCHER, CaseAction(case_id, Return("dispatched by mistake"), rules)).ok
-        wait_for(lambda: owner_rows(stack, "select count(*) from case_notices where case_id = %s and sent_at is not "
-                                           "null", case_id) == [(2,)], 5, "the withdrawal handed to the broker")
-        back = MqttProbe(stack.mosquitto.port, account.username, account.password, clean_start=False,
-                         session_expiry=3600)
-        try:
-            got = [CaseNotice.parse(handler.terminal_id, m.payload) for m in back.received(5)]
-        finally:
-            back.close()
-    finally:
-        sender.stop_event.set()
-        thread.join(15)
-        client.close()
-    assert [(n.kind, n.case_id) for n in got] == [(NoticeKind.WITHDRAWN, case_id)]   # the expired offer never came
-
-
-def test_an_offer_to_a_terminal_briefly_offline_reaches_it_when_it_comes_back_within_the_offer(stack, city,
-                                                                                                cases_settings):
-    policy = OfferPolicy({"urgent": 60.0, "normal": 60.0})
-    grid = city.grids[125]
-    handler = next(m for m in city.members if m.grid_code == grid.code and m.role is Role.GRID_ADMINISTRATOR)
-    account = stack.account(handler.terminal_id)
-    away = MqttProbe(stack.mosquitto.port, account.username, account.password, session_expiry=3600)
-    assert away.subscribe(terminal_topic(handler.terminal_id, NOTICE)) == "Granted QoS 1"
-    away.close()                                          # in a lift, out of signal: the broker keeps its session
-    settings = stack.app_settings("dashboard")
-    client = settings.redis_client(socket_timeout=5)
-    ctx = Commands(city, client, settings.pg_dsn, producer="test-offers-back")
+    ctx = Commands(city, client, settings.pg_dsn, producer="test-offers-away")
     rules = CaseRules(ctx, policy=policy)
     case_id = _reported_case(stack, cases_settings, grid.code)
     sender_account = stack.account("cases")
@@ -283,18 +245,42 @@ def test_an_offer_to_a_terminal_briefly_offline_reaches_it_when_it_comes_back_wi
         assert ctx.execute(DISPATCHER, CaseAction(case_id, Dispatch(handler.terminal_id, grid.code), rules)).ok
         wait_for(lambda: owner_rows(stack, "select count(*) from case_notices where case_id = %s and sent_at is not "
                                            "null", case_id) == [(1,)], 5, "the offer handed to the broker")
-        time.sleep(2.0)                                   # offline a while, well within the offer's minute
-        back = MqttProbe(stack.mosquitto.port, account.username, account.password, clean_start=False,
-                         session_expiry=3600)
-        try:
-            got = [CaseNotice.parse(handler.terminal_id, m.payload) for m in back.received(5)
-                   if m.topic == terminal_topic(handler.terminal_id, NOTICE)]
-        finally:
-            back.close()
+        yield ctx, rules, case_id, handler
     finally:
         sender.stop_event.set()
         thread.join(15)
         client.close()
+
+
+def _back(stack, handler) -> list[CaseNotice]:
+    """The terminal back online (its session resumed): the notices waiting for it."""
+    account = stack.account(handler.terminal_id)
+    back = MqttProbe(stack.mosquitto.port, account.username, account.password, clean_start=False,
+                     session_expiry=3600)
+    try:
+        return [CaseNotice.parse(handler.terminal_id, m.payload) for m in back.received(5)
+                if m.topic == terminal_topic(handler.terminal_id, NOTICE)]
+    finally:
+        back.close()
+
+
+def test_an_offer_to_a_terminal_offline_expires_at_the_broker_with_the_offer(stack, city, cases_settings):
+    with _offered_while_away(stack, city, cases_settings, city.grids[124], Role.GRID_COORDINATOR,
+                             OfferPolicy({"urgent": 3.0, "normal": 3.0})) as (ctx, rules, case_id, handler):
+        time.sleep(3.5)                                   # the offer (and its message) has expired
+        assert ctx.execute(DISPATCHER, CaseAction(case_id, Return("dispatched by mistake"), rules)).ok
+        wait_for(lambda: owner_rows(stack, "select count(*) from case_notices where case_id = %s and sent_at is not "
+                                           "null", case_id) == [(2,)], 5, "the withdrawal handed to the broker")
+        got = _back(stack, handler)
+    assert [(n.kind, n.case_id) for n in got] == [(NoticeKind.WITHDRAWN, case_id)]   # the expired offer never came
+
+
+def test_an_offer_to_a_terminal_briefly_offline_reaches_it_when_it_comes_back_within_the_offer(stack, city,
+                                                                                                cases_settings):
+    with _offered_while_away(stack, city, cases_settings, city.grids[125], Role.GRID_ADMINISTRATOR,
+                             OfferPolicy({"urgent": 60.0, "normal": 60.0})) as (ctx, rules, case_id, handler):
+        time.sleep(2.0)                                   # offline a while, well within the offer's minute
+        got = _back(stack, handler)
     assert [(n.kind, n.case_id) for n in got] == [(NoticeKind.DISPATCHED, case_id)]
     [notice] = got
     [(expires,)] = owner_rows(stack, "select expires_at from case_offers where case_id = %s", case_id)
