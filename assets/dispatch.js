@@ -65,12 +65,17 @@
     const now = Date.now() / 1000;
     const tasks = [...st.tasks.values()].sort((a, b) => (a.deadline || 9e12) - (b.deadline || 9e12))
       .slice(0, TASKS_SHOWN);
-    if (!tasks.length) return [h("Div", {className: "empty", children: "No tasks in progress 暂无进行中任务"})];
+    if (!tasks.length) {
+      return changed(st, "tasksDrawn", "none") ? [h("Div", {className: "empty", children: "No tasks in progress 暂无进行中任务"})]
+        : window.dash_clientside.no_update;
+    }
+    const minute = Math.floor(now / 60);          // overdue turns red within a minute of its deadline
+    if (!changed(st, "tasksDrawn", JSON.stringify([selected, minute, tasks.map(c => [c.key, c.state, c.handler])]))) {
+      return window.dash_clientside.no_update;
+    }
     return tasks.map(c => {
       const at = TASK_STEPS.findIndex(s => s[0] === c.state);
       const overdue = c.deadline != null && now >= c.deadline;
-      const left = c.state === "handled" ? "to verify 待核查" : c.deadline == null ? ""
-        : overdue ? "+" + gcc.ui.span(now - c.deadline) + " 超期" : gcc.ui.span(c.deadline - now);
       return h("Button", {className: "dispatch-task queue-row" + (c.key === selected ? " selected" : "") +
                                      (overdue && c.state !== "handled" ? " overdue" : ""),
                           id: {type: "dispatch-task", case: c.key}, n_clicks: 0, children: [
@@ -78,8 +83,39 @@
                                                      (c.title || L.label(st, "category", c.category))}),
         h("Span", {className: "task-steps", children: TASK_STEPS.map((s, i) => h("Span", {
           className: "task-step" + (i < at ? " done" : i === at ? " now" : ""), children: s[1]}))}),
-        h("Span", {className: "row-time countdown" + (overdue ? " overdue" : ""),
-                   children: left + (c.since ? " · " + gcc.ui.age(c.since) : "")})]});
+        h("Span", {className: "row-time countdown" + (overdue ? " overdue" : ""), id: "dispatch-task-left-" + c.key,
+                   children: taskLeft(c, now)})]});
+    });
+  }
+
+  function taskLeft(c, now) {
+    const left = c.state === "handled" ? "to verify 待核查" : c.deadline == null ? ""
+      : now >= c.deadline ? "+" + gcc.ui.span(now - c.deadline) + " 超期" : gcc.ui.span(c.deadline - now);
+    return left + (c.since ? " · " + gcc.ui.age(c.since) : "");
+  }
+
+  function queueLeft(c, now) {
+    return c.deadline == null ? "" : c.deadline >= now ? gcc.ui.span(c.deadline - now)
+                                                       : "+" + gcc.ui.span(now - c.deadline) + " 超期";
+  }
+
+  /* Redrawn rows are new DOM nodes (Dash remounts them), and a click half-way through a redraw is
+   * lost: the lists are redrawn only when what they show changes; the clocks tick in place. */
+  function changed(st, name, signature) {
+    if (st[name] === signature) return false;
+    st[name] = signature;
+    return true;
+  }
+
+  function tickClocks(st) {
+    const now = Date.now() / 1000;
+    st.order.forEach(key => {
+      const c = st.cases.get(key), el = document.getElementById("dispatch-left-" + key);
+      if (c && el) el.textContent = queueLeft(c, now);
+    });
+    st.tasks.forEach((c, key) => {
+      const el = document.getElementById("dispatch-task-left-" + key);
+      if (el) el.textContent = taskLeft(c, now);
     });
   }
 
@@ -149,11 +185,18 @@
     const chosen = all.find(c => c.key === selected);
     if (chosen && !cases.includes(chosen)) cases.push(chosen);
     st.order = cases.map(c => c.key);
-    if (!cases.length) return [h("Div", {className: "empty", children: "Nothing to dispatch 暂无待派遣"})];
+    if (!cases.length) {
+      return changed(st, "queueDrawn", "none") ? [h("Div", {className: "empty", children: "Nothing to dispatch 暂无待派遣"})]
+        : window.dash_clientside.no_update;
+    }
     const more = all.length - cases.length;
+    const minute = Math.floor(now / 60);
+    if (!changed(st, "queueDrawn", JSON.stringify([selected, more, minute, cases.map(c => [c.key, c.state, c.handler,
+                                                                                           c.unassigned])]))) {
+      return window.dash_clientside.no_update;
+    }
     return cases.map(c => {
-      const left = c.deadline == null ? "" : c.deadline >= now ? gcc.ui.span(c.deadline - now)
-                                                                : "+" + gcc.ui.span(now - c.deadline) + " 超期";
+      const left = queueLeft(c, now);
       const phase = c.deadline != null && now >= c.deadline ? " overdue" : c.warn_at != null && now >= c.warn_at
         ? " warning" : "";
       const auto = st.automatic.has(c.category) && !c.unassigned;
@@ -167,7 +210,7 @@
           ? (c.source === "sos" ? "SOS" : "urgent 紧急") : ""}),
         h("Span", {className: "row-title", children: c.title || L.label(st, "category", c.category)}),
         h("Span", {className: "row-where", children: (c.where || "") + " · " + waits}),
-        h("Span", {className: "row-time countdown" + phase, children: left})]});
+        h("Span", {className: "row-time countdown" + phase, id: "dispatch-left-" + c.key, children: left})]});
     }).concat(more > 0 ? [h("Div", {className: "empty", id: "dispatch-queue-more",
                                    children: "+" + more + " more waiting, less pressing 另有 " + more + " 件"})] : []);
   }
@@ -236,7 +279,11 @@
         const noUpdate = window.dash_clientside.no_update;
         if (!st) return Array(5).fill(noUpdate).concat([reconnect]);
         st.selected = selected;
-        if (onlyTime) return [noUpdate, noUpdate, noUpdate, queueRows(st, selected), taskRows(st, selected), noUpdate];
+        if (onlyTime) {
+          const out = [noUpdate, noUpdate, noUpdate, queueRows(st, selected), taskRows(st, selected), noUpdate];
+          tickClocks(st);                              // the rows not redrawn: their clocks in place
+          return out;
+        }
         return [alarmRows(st), memberSummary(st), ackRows(st), queueRows(st, selected), taskRows(st, selected),
                 reconnect];
       },

@@ -121,30 +121,38 @@ def expire_offers(conn, rules: Rules, now: datetime, recipients: Recipients, pol
 def dispatch_automatic(conn, rules: Rules, now: datetime, recipients: Recipients, policy: OfferPolicy,
                        pick: Callable[[object, Case, frozenset[str]], object | None], categories: frozenset[str],
                        limit: int = 100) -> list[Applied]:
-    """One transaction: the registered cases of the categories in automatic mode that were never
-    offered, each offered to its first available candidate (the expiries and rejections then go on
-    as for every offer: follow_offers), or, nobody near, flagged unassigned for a dispatcher."""
+    """One transaction: the registered cases of the categories in automatic mode that wait for an
+    offer (never offered, or returned: no offer open or waiting to be followed), each offered to
+    its first available candidate not offered it before (the expiries and rejections then go on as
+    for every offer: follow_offers), or, the tries spent or nobody near, flagged unassigned for a
+    dispatcher."""
     changed: list[Applied] = []
     if not categories:
         return changed
     with conn, conn.cursor() as cur:
         cur.execute(f"select {', '.join(store.CASE_COLUMNS)} from cases where state = 'registered' and not unassigned "
-                    "and category = any(%s) and not exists (select 1 from case_offers o where o.case_id = "
-                    "cases.case_id) order by opened_at limit %s for update skip locked", (sorted(categories), limit))
+                    "and category = any(%s) and not exists (select 1 from case_offers o "
+                    "where o.case_id = cases.case_id and (o.outcome is null "
+                    "or (o.outcome in ('rejected', 'expired') and not o.followed))) "
+                    "order by opened_at limit %s for update skip locked", (sorted(categories), limit))
         for row in cur.fetchall():
             case = store.from_row(row)
-            candidate = pick(cur, case, frozenset()) if case.lat is not None else None
+            cur.execute("select terminal_id from case_offers where case_id = %s", (case.case_id,))
+            offered = frozenset(t for (t,) in cur.fetchall())
+            spent = len(offered) >= policy.tries
+            candidate = pick(cur, case, offered) if case.lat is not None and not spent else None
             if candidate is None:
-                why = "automatic mode: no available member near it" if case.lat is not None else \
-                    "automatic mode: the case has no place"
+                why = (f"automatic mode: {len(offered)} offers, none kept" if spent
+                       else "automatic mode: no available member near it" if case.lat is not None
+                       else "automatic mode: the case has no place")
                 flagged = Applied(replace(case, unassigned=True),
                                   (Event(case.case_id, now, "unassigned", OFFERS, case.state, case.state, why,
-                                         {"offers": 0}),))
+                                         {"offers": len(offered)}),))
                 store.save(cur, flagged.case, rules)
                 store.add_events(cur, flagged.events)
                 changed.append(flagged)
                 continue
-            outcome = apply(case, Dispatch(candidate.terminal_id, candidate.grid_code, rank=1,
+            outcome = apply(case, Dispatch(candidate.terminal_id, candidate.grid_code, rank=len(offered) + 1,
                                            why=f"automatic mode, {candidate.reason}"), OFFERS, now, rules)
             if isinstance(outcome, Refusal):
                 log.error("the automatic offer of %s refused: %s", case.case_id, outcome.reason)

@@ -56,7 +56,7 @@ def main() -> int:
                 page.fill("#ann-body", "Typhoon expected tonight: check the drains and loose signs of every building "
                                        "in your grid before 18:00. 今晚台风过境，请于18:00前检查辖区排水和招牌。")
                 page.click("#ann-send")
-                page.get_by_text("Sent").wait_for()
+                page.locator("#ann-result .admin-done").wait_for()
                 continue
             if path == CONSOLE:
                 page.goto(args.url + "/dispatch")

@@ -336,6 +336,12 @@ def test_in_automatic_mode_the_engine_offers_a_registered_case_itself_and_leaves
     assert owner_rows(stack, "select state from cases where case_id = %s", manual) == [("registered",)]
     assert owner_rows(stack, "select count(*) from case_offers where case_id = %s", manual) == [(0,)]
     assert engine.counts["offers_automatic"] >= 1         # (and any other registered case of that category)
+    # returned by a dispatcher (the handler silent): the engine offers it again, to someone else
+    assert ctx.execute(DISPATCHER, CaseAction(automatic, Return("the handler does not answer"), rules)).ok
+    _once(engine, cases_settings)
+    offers = owner_rows(stack, "select terminal_id, outcome, rank from case_offers where case_id = %s order by id",
+                        automatic)
+    assert [o[1:] for o in offers] == [("withdrawn", 1), (None, 2)] and offers[1][0] != terminal
 
 
 def test_a_case_in_progress_is_reassigned_in_one_step_and_both_terminals_are_told(stack, city, placed,
