@@ -208,7 +208,9 @@ def test_a_report_is_offered_accepted_walked_to_and_handled_and_an_ignored_offer
         wait_for(handled, 90, "the officer's feedback: the case handled", interval=0.5)
         wait_for(lambda: "done, awaiting verification" in page.inner_text("#dispatch-candidates"), 15,
                  "the console shows it done")
-        assert "to verify" in page.locator(f".dispatch-task[id*='{case_id}']").inner_text()
+        row1 = page.locator(f".dispatch-task[id*='{case_id}']")
+        wait_for(lambda: "to verify" in row1.inner_text(), 10, "the task row says it waits for verification",
+                 explain=lambda: row1.inner_text())
         events = [c for (c,) in owner_rows(stack, "select command from case_events where case_id = %s order by id",
                                            case_id)]
         assert events[:5] == ["open", "register", "dispatch", "accept", "start"] and "feedback" in events
