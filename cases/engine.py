@@ -118,6 +118,15 @@ def expire_offers(conn, rules: Rules, now: datetime, recipients: Recipients, pol
     return changed
 
 
+def _unassigned(cur, case: Case, now: datetime, why: str, offers: int, rules: Rules) -> Applied:
+    """The case flagged unassigned (its offers ran out, or nobody can take it): a dispatcher's now."""
+    flagged = Applied(replace(case, unassigned=True), (Event(case.case_id, now, "unassigned", OFFERS, case.state,
+                                                             case.state, why, {"offers": offers}),))
+    store.save(cur, flagged.case, rules)
+    store.add_events(cur, flagged.events)
+    return flagged
+
+
 def dispatch_automatic(conn, rules: Rules, now: datetime, recipients: Recipients, policy: OfferPolicy,
                        pick: Callable[[object, Case, frozenset[str]], object | None], categories: frozenset[str],
                        limit: int = 100) -> list[Applied]:
@@ -145,12 +154,7 @@ def dispatch_automatic(conn, rules: Rules, now: datetime, recipients: Recipients
                 why = (f"automatic mode: {len(offered)} offers, none kept" if spent
                        else "automatic mode: no available member near it" if case.lat is not None
                        else "automatic mode: the case has no place")
-                flagged = Applied(replace(case, unassigned=True),
-                                  (Event(case.case_id, now, "unassigned", OFFERS, case.state, case.state, why,
-                                         {"offers": len(offered)}),))
-                store.save(cur, flagged.case, rules)
-                store.add_events(cur, flagged.events)
-                changed.append(flagged)
+                changed.append(_unassigned(cur, case, now, why, len(offered), rules))
                 continue
             outcome = apply(case, Dispatch(candidate.terminal_id, candidate.grid_code, rank=len(offered) + 1,
                                            why=f"automatic mode, {candidate.reason}"), OFFERS, now, rules)
@@ -183,12 +187,7 @@ def follow_offers(conn, rules: Rules, now: datetime, recipients: Recipients, pol
             if candidate is None:
                 why = (f"{len(offered)} offers, none accepted" if len(offered) >= policy.tries
                        else "no available member near it")
-                flagged = Applied(replace(case, unassigned=True),
-                                  (Event(case_id, now, "unassigned", OFFERS, case.state, case.state, why,
-                                         {"offers": len(offered)}),))
-                store.save(cur, flagged.case, rules)
-                store.add_events(cur, flagged.events)
-                changed.append(flagged)
+                changed.append(_unassigned(cur, case, now, why, len(offered), rules))
                 continue
             outcome = apply(case, Dispatch(candidate.terminal_id, candidate.grid_code, rank=len(offered) + 1,
                                            why=candidate.reason), OFFERS, now, rules)

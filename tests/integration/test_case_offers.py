@@ -58,13 +58,17 @@ def placed(stack, city, redis_client_module):
     point = grid.boundary.representative_point()
     lon, lat = point.x + 5 * METRE, point.y - 7 * METRE         # not where other tests put members
     members = [m for m in city.members if m.grid_code == grid.code and m.role is not Role.GRID_SUPERVISOR][:3]
-    writer = LiveState(redis_client_module)
-    writer.ensure_schema()
-    now = datetime.now(timezone.utc)
-    writer.apply([Enriched(Fix(terminal_id=m.terminal_id, time=now, lat=lat + d * METRE, lon=lon, source="gcc"),
-                           grid.code, member_id=m.member_id, home_grid_code=m.grid_code, received_at=now)
-                  for m, d in zip(members, (20, 60, 110), strict=True)])
+    LiveState(redis_client_module).ensure_schema()
+    _stand(redis_client_module, grid, lat, lon, members)
     return grid, lat, lon, members
+
+
+def _stand(r, grid, lat, lon, members) -> None:
+    """The members located now 20, 60 and 110 m north of (lat, lon), online (as the ingest writes it)."""
+    now = datetime.now(timezone.utc)
+    LiveState(r).apply([Enriched(Fix(terminal_id=m.terminal_id, time=now, lat=lat + d * METRE, lon=lon, source="gcc"),
+                                 grid.code, member_id=m.member_id, home_grid_code=m.grid_code, received_at=now)
+                        for m, d in zip(members, (20, 60, 110), strict=True)])
 
 
 @pytest.fixture(scope="module")
@@ -174,11 +178,7 @@ def test_the_console_offers_the_chosen_case_to_candidate_one_with_the_enter_key(
                                                                                dashboard, page,
                                                                                redis_client_module):
     grid, lat, lon, members = placed
-    now = datetime.now(timezone.utc)                      # fresh fixes: available means located just now
-    LiveState(redis_client_module).apply([
-        Enriched(Fix(terminal_id=m.terminal_id, time=now, lat=lat + d * METRE, lon=lon, source="gcc"), grid.code,
-                 member_id=m.member_id, home_grid_code=m.grid_code, received_at=now)
-        for m, d in zip(members, (20, 60, 110), strict=True)])
+    _stand(redis_client_module, grid, lat, lon, members)  # fresh fixes: available means located just now
     case_id = _case_at(stack, cases_settings, grid, lat, lon)
     conn = psycopg2.connect(cases_settings.pg_dsn)
     try:
@@ -186,7 +186,7 @@ def test_the_console_offers_the_chosen_case_to_candidate_one_with_the_enter_key(
             case = store.load(cur, case_id)
             rules = store.load_rules(cur)
             outcome = apply(case, Register(), Actor(ActorKind.USER, "t-dispatcher", frozenset({"dispatcher"}), ""),
-                            now, rules)
+                            datetime.now(timezone.utc), rules)
             store.save(cur, outcome.case, rules)
             store.add_events(cur, outcome.events)
     finally:
@@ -310,11 +310,7 @@ def test_a_dispatcher_of_another_street_cannot_offer_this_streets_case(stack, ci
 def test_in_automatic_mode_the_engine_offers_a_registered_case_itself_and_leaves_the_other_categories(
         stack, city, placed, cases_settings, redis_client_module):
     grid, lat, lon, members = placed
-    now = datetime.now(timezone.utc)                      # fresh fixes: available means located just now
-    LiveState(redis_client_module).apply([
-        Enriched(Fix(terminal_id=m.terminal_id, time=now, lat=lat + d * METRE, lon=lon, source="gcc"), grid.code,
-                 member_id=m.member_id, home_grid_code=m.grid_code, received_at=now)
-        for m, d in zip(members, (20, 60, 110), strict=True)])
+    _stand(redis_client_module, grid, lat, lon, members)  # fresh fixes: available means located just now
     settings = stack.app_settings("dashboard")
     ctx = Commands(city, None, settings.pg_dsn, producer="test-offers-auto")
     rules = CaseRules(ctx, policy=POLICY)
