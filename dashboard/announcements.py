@@ -10,6 +10,7 @@ grids may read (the broker's roles: telemetry.topics). Terminals send a read rec
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import ClassVar
@@ -87,36 +88,29 @@ class Sent:
     read: int                          # recipients who have read it
 
 
-def _rows(dsn: str, query: str, args: tuple) -> list[tuple]:
-    conn = psycopg2.connect(dsn, connect_timeout=5, application_name="gcc-dashboard")
-    try:
-        with conn, conn.cursor() as cur:
-            cur.execute(query, args)
-            return cur.fetchall()
-    finally:
-        conn.close()
+Rows = Callable[[str, tuple], list[tuple]]    # a query's rows (dashboard.queries.Queries.rows: its pool)
 
 
-def sent_in(dsn: str, scope_code: str, limit: int = 20) -> list[Sent]:
+def sent_in(rows: Rows, scope_code: str, limit: int = 20) -> list[Sent]:
     """The latest announcements to org units within `scope_code` ("" the whole city), newest
     first, each with how many of its recipients have read it."""
-    return [Sent(*row) for row in _rows(
-        dsn, "select a.id, a.org_code, a.org_name, a.title, a.body, a.sender, a.created_at, a.expires_at, a.sent_at, "
-             "a.recipients, (select count(distinct r.terminal_id) from announcement_reads r "
-             "join announcement_recipients x on x.announcement_id = r.announcement_id "
-             "and x.terminal_id = r.terminal_id where r.announcement_id = a.id) "
-             "from announcements a where a.org_code like %s order by a.id desc limit %s", (scope_code + "%", limit))]
+    return [Sent(*row) for row in rows(
+        "select a.id, a.org_code, a.org_name, a.title, a.body, a.sender, a.created_at, a.expires_at, a.sent_at, "
+        "a.recipients, (select count(distinct r.terminal_id) from announcement_reads r "
+        "join announcement_recipients x on x.announcement_id = r.announcement_id "
+        "and x.terminal_id = r.terminal_id where r.announcement_id = a.id) "
+        "from announcements a where a.org_code like %s order by a.id desc limit %s", (scope_code + "%", limit))]
 
 
-def unread_by_announcement(dsn: str, announcement_ids: list[int], per: int = 30) -> dict[int, list[str]]:
+def unread_by_announcement(rows: Rows, announcement_ids: list[int], per: int = 30) -> dict[int, list[str]]:
     """For each announcement, up to `per` of its recipients' terminals that have not read it yet."""
     out: dict[int, list[str]] = {}
-    for announcement_id, terminal_id in _rows(
-            dsn, "select announcement_id, terminal_id from (select x.announcement_id, x.terminal_id, "
-                 "row_number() over (partition by x.announcement_id order by x.terminal_id) as n "
-                 "from announcement_recipients x left join announcement_reads r "
-                 "on r.announcement_id = x.announcement_id and r.terminal_id = x.terminal_id "
-                 "where x.announcement_id = any(%s) and r.terminal_id is null) u where n <= %s",
+    for announcement_id, terminal_id in rows(
+            "select announcement_id, terminal_id from (select x.announcement_id, x.terminal_id, "
+            "row_number() over (partition by x.announcement_id order by x.terminal_id) as n "
+            "from announcement_recipients x left join announcement_reads r "
+            "on r.announcement_id = x.announcement_id and r.terminal_id = x.terminal_id "
+            "where x.announcement_id = any(%s) and r.terminal_id is null) u where n <= %s",
             (announcement_ids, per)):
         out.setdefault(announcement_id, []).append(terminal_id)
     return out

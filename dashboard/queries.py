@@ -101,7 +101,7 @@ class Queries:
         alarms = [a for a in live.read_open_alarms(self.r) if scope.covers(a.grid_code)]
         if not alarms:
             return []
-        acks = {(sensor_id, alarm_id): (actor, at.timestamp()) for sensor_id, alarm_id, actor, at in self._query(
+        acks = {(sensor_id, alarm_id): (actor, at.timestamp()) for sensor_id, alarm_id, actor, at in self.rows(
             "select a.sensor_id, a.alarm_id, a.actor, a.acknowledged_at from alarm_acknowledgements a "
             "join unnest(%s::text[], %s::text[]) as o(sensor_id, alarm_id) using (sensor_id, alarm_id)",
             ([a.sensor_id for a in alarms], [a.alarm_id for a in alarms]))}
@@ -112,7 +112,8 @@ class Queries:
         return [r for r in live.read_recent_reports(self.r) if scope.covers(r.grid_code)]
 
     # --- history ------------------------------------------------------------------------------------
-    def _query(self, sql: str, args: tuple) -> list[tuple]:
+    def rows(self, sql: str, args: tuple) -> list[tuple]:
+        """A query's rows, on a connection of the dashboard's pool."""
         conn = self.db.getconn()
         broken = False
         try:
@@ -128,14 +129,14 @@ class Queries:
     def open_cases(self, scope: Scope, limit: int = 500) -> list[live.CaseChange]:
         """The open cases of the scope, as the bus carries them: SOS first, then urgent, then the
         nearest deadline (overdue first)."""
-        rows = self._query(f"select {', '.join(case_store.CASE_COLUMNS)} from cases "
+        rows = self.rows(f"select {', '.join(case_store.CASE_COLUMNS)} from cases "
                            "where state not in ('refused', 'closed', 'evaluated') and org_code like %s "
                            "order by source = 'sos' desc, urgency = 'urgent' desc, deadline nulls last limit %s",
                            (_like_prefix(scope.code), limit))
         return [case_change(case_store.from_row(row), self.city) for row in rows]
 
     def closures_today(self, scope: Scope) -> int:
-        rows = self._query("select count(*) from case_events e join cases c using (case_id) where e.command = 'close' "
+        rows = self.rows("select count(*) from case_events e join cases c using (case_id) where e.command = 'close' "
                            "and e.time >= %s and c.org_code like %s", (start_of_local_day(), scope.code + "%"))
         return rows[0][0]
 
@@ -143,7 +144,7 @@ class Queries:
         """H3 hexbins of incident reports and raised device alarms, for every window (one query)."""
         now = datetime.now(timezone.utc)
         since = {window: now - delta if delta else start_of_local_day() for window, delta in WINDOWS.items()}
-        rows = self._query(
+        rows = self.rows(
             "select lat, lon, time from incident_reports where time >= %s and grid_code like %s "
             "union all select s.lat, s.lon, a.time from device_alarms a join sensors s using (sensor_id) "
             "where a.time >= %s and a.state = 'raised' and a.grid_code like %s",
@@ -162,9 +163,9 @@ class Queries:
         match in all. A row belongs to the org unit of its target (or of the person, for logins);
         rows of no org unit (a failed login of an unknown name) only at the city's scope."""
         where, args = _audit_where(scope, wanted)
-        rows = self._query(f"select {', '.join(self.AUDIT_COLUMNS)} from audit_log where {where} "
+        rows = self.rows(f"select {', '.join(self.AUDIT_COLUMNS)} from audit_log where {where} "
                            "order by time desc, id desc limit %s", (*args, limit))
-        total = self._query(f"select count(*) from audit_log where {where}", args)[0][0]
+        total = self.rows(f"select count(*) from audit_log where {where}", args)[0][0]
         return [dict(zip(self.AUDIT_COLUMNS, row, strict=True)) for row in rows], total
 
     def audit_export(self, scope: Scope, wanted: AuditFilter):
@@ -193,8 +194,8 @@ class Queries:
     def cases(self, scope: Scope, wanted: CaseFilter, limit: int) -> tuple[list[Case], int]:
         """The cases of the scope that match, in the order asked for, and how many match in all."""
         where, args = _case_where(scope, wanted)
-        rows = self._query(f"{_CASES} where {where} order by {wanted.order_by} limit %s", (*args, limit))
-        total = self._query(f"select count(*) from cases where {where}", args)[0][0]
+        rows = self.rows(f"{_CASES} where {where} order by {wanted.order_by} limit %s", (*args, limit))
+        total = self.rows(f"select count(*) from cases where {where}", args)[0][0]
         return [case_store.from_row(row) for row in rows], total
 
     def cases_export(self, scope: Scope, wanted: CaseFilter):
@@ -205,16 +206,16 @@ class Queries:
     def case_history(self, case_id: str) -> dict:
         """A case's events (oldest first), escalation steps, sources (the reports and alarms it was
         made of, with their photos) and the notices sent to terminals about it."""
-        events = self._query("select time, command, actor_kind, actor, roles, from_state, to_state, reason, detail "
+        events = self.rows("select time, command, actor_kind, actor, roles, from_state, to_state, reason, detail "
                              "from case_events where case_id = %s order by id", (case_id,))
-        steps = self._query("select stage, level, org_code, step, repeat, due_at, fired_at from case_escalations "
+        steps = self.rows("select stage, level, org_code, step, repeat, due_at, fired_at from case_escalations "
                             "where case_id = %s order by fired_at, step, repeat", (case_id,))
-        sources = self._query(
+        sources = self.rows(
             "select s.kind, s.key, s.linked, r.time, r.description, r.photo_ref, r.address from case_sources s "
             "left join incident_reports r on s.kind = 'report' and r.terminal_id = split_part(s.key, '/', 1) "
             "and r.report_id = substr(s.key, length(split_part(s.key, '/', 1)) + 2) where s.case_id = %s "
             "order by s.time", (case_id,))
-        notices = self._query("select terminal_id, kind, time, sent_at from case_notices where case_id = %s "
+        notices = self.rows("select terminal_id, kind, time, sent_at from case_notices where case_id = %s "
                               "order by id", (case_id,))
         names = ("time", "command", "actor_kind", "actor", "roles", "from_state", "to_state", "reason", "detail")
         return {"events": [dict(zip(names, e, strict=True)) for e in events],
@@ -228,25 +229,25 @@ class Queries:
     def roster_today(self, now: datetime | None = None) -> RosterDay:
         """Today's duty roster (dispatch.roster), read again once a minute at most."""
         return self._roster.today(now or datetime.now(timezone.utc),
-                                  lambda day: roster.day_of(day, self._query(roster.ROSTER_SQL, (day,))))
+                                  lambda day: roster.day_of(day, self.rows(roster.ROSTER_SQL, (day,))))
 
     def open_work(self) -> dict[str, list[str]]:
         """Every terminal's open case work (dispatch.candidates.OPEN_WORK): the states of its cases."""
-        return dict(self._query(OPEN_WORK, ()))
+        return dict(self.rows(OPEN_WORK, ()))
 
     # --- the rules (the rules page) -----------------------------------------------------------------
     def limit_versions(self) -> list[dict]:
-        rows = self._query("select version, min(created_at), min(created_by), count(*) from time_limits "
+        rows = self.rows("select version, min(created_at), min(created_by), count(*) from time_limits "
                            "group by version order by version desc", ())
         return [dict(zip(("version", "created_at", "created_by", "rows"), r, strict=True)) for r in rows]
 
     def limit_rows(self, version: int) -> list[tuple[str, str, str, float, str]]:
         """(category, stage, urgency, amount, unit) of one version."""
-        return self._query("select category, stage, urgency, amount, unit from time_limits where version = %s",
+        return self.rows("select category, stage, urgency, amount, unit from time_limits where version = %s",
                            (version,))
 
     def calendar_sources(self, years: list[int]) -> dict[int, dict[str, int]]:
-        rows = self._query("select extract(year from day)::int, source, count(*) from work_calendar "
+        rows = self.rows("select extract(year from day)::int, source, count(*) from work_calendar "
                            "where extract(year from day)::int = any(%s) group by 1, 2", (years,))
         out: dict[int, dict[str, int]] = {y: {} for y in years}
         for year, source, n in rows:
@@ -256,7 +257,7 @@ class Queries:
     def calendar_exceptions(self, first: date, last: date) -> list[dict]:
         """The days that are not what the weekday says (holidays on weekdays, make-up working
         weekends) and every admin override, in the period."""
-        rows = self._query("select day, workday, name, source, updated_by, updated_at from work_calendar "
+        rows = self.rows("select day, workday, name, source, updated_by, updated_at from work_calendar "
                            "where day between %s and %s and (source = 'admin' or workday <> "
                            "(extract(isodow from day) < 6)) order by day", (first, last))
         return [dict(zip(("day", "workday", "name", "source", "updated_by", "updated_at"), r, strict=True))
@@ -264,7 +265,7 @@ class Queries:
 
     def held_inbox(self, limit: int = 100) -> list[dict]:
         """The cases engine's inbox rows it gave up on (cases.intake.MAX_ATTEMPTS), kept as evidence."""
-        rows = self._query("select id, kind, key, time, attempts, last_error from case_inbox where attempts >= %s "
+        rows = self.rows("select id, kind, key, time, attempts, last_error from case_inbox where attempts >= %s "
                            "order by id desc limit %s", (MAX_ATTEMPTS, limit))
         return [dict(zip(("id", "kind", "key", "time", "attempts", "last_error"), r, strict=True)) for r in rows]
 

@@ -106,10 +106,10 @@ def show(_reads, _sent, scope_code):
     decision = authorize(state.city, current_identity(), PAGE, scope_code or "")
     if not decision:
         return html.P(decision.reason, className="refusal")
-    sent = sent_in(state.settings.pg_dsn, decision.scope.code, SHOWN)
+    sent = sent_in(state.queries.rows, decision.scope.code, SHOWN)
     if not sent:
         return html.P(str(Label("Nothing sent in this scope yet.", "本范围内尚无通知。")), className="empty")
-    unread = unread_by_announcement(state.settings.pg_dsn, [a.announcement_id for a in sent], UNREAD_SHOWN)
+    unread = unread_by_announcement(state.queries.rows, [a.announcement_id for a in sent], UNREAD_SHOWN)
     return [_item(state, a, unread.get(a.announcement_id, [])) for a in sent]
 
 
