@@ -1,0 +1,1 @@
+"""The leaders' assessment: facts folded from the case events, rollups, indicators, reports."""
