@@ -6,7 +6,8 @@
                    person's work on a case among it), and the logins (users, sessions, wall
                    tokens, the login throttle)
     gcc_cases   the cases engine (intake and escalation): read what the ingest stored, write the
-                cases, their events and escalation steps, take the inbox's rows off
+                cases, their events and escalation steps, take the inbox's rows off; maintain the
+                assessment's facts and rollups
 
 Grants are listed here table by table and applied again at every start (idempotent), so a table a
 new migration adds is covered once it is named here; `ungranted_tables` says which are not.
@@ -39,6 +40,8 @@ CASE_INBOX = ("case_inbox",)        # filled by triggers on the ingest's tables,
 ANNOUNCEMENTS = ("announcements", "announcement_recipients")   # written by the screens, sent by the engine
 DUTY = ("duty_roster",)             # who is on duty when (the demo writes its own; an admin loads the real one)
 STATUS_HISTORY = ("member_status",)  # the members' dispatch status over time, recorded by the cases engine
+KPI_TABLES = ("case_facts", "case_stage_facts", "kpi_daily", "kpi_durations")   # the assessment's facts and rollups
+KPI_DIRTY = ("kpi_dirty",)          # filled by a trigger on case_events, emptied by the rollup maintainer
 OTHER_TABLES = ("schema_migrations",)
 
 TEMP_TABLES = {INGEST}        # the roles that may create temporary tables (the ingest's staging)
@@ -47,7 +50,7 @@ TEMP_TABLES = {INGEST}        # the roles that may create temporary tables (the 
 GRANTS: dict[str, list[tuple[str, tuple[str, ...]]]] = {
     INGEST: [("select, insert", INGEST_TABLES), ("select", REFERENCE_TABLES)],
     DASHBOARD: [("select", REFERENCE_TABLES + INGEST_TABLES + DASHBOARD_WRITES + OTHER_TABLES + CASE_TABLES
-                 + CASE_RULES + CASE_INBOX + ANNOUNCEMENTS + DUTY + STATUS_HISTORY),   # the inbox: on the rules page
+                 + CASE_RULES + CASE_INBOX + ANNOUNCEMENTS + DUTY + STATUS_HISTORY + KPI_TABLES),   # the inbox: rules page
                 ("insert", DASHBOARD_WRITES + ANNOUNCEMENTS),
                 ("update", ("cases",)),                   # a person's work on a case (cases.machine decides)
                 ("insert", ("case_events", "case_notices", "case_offers")),
@@ -64,7 +67,9 @@ GRANTS: dict[str, list[tuple[str, tuple[str, ...]]]] = {
             ("select, update, delete", CASE_INBOX),
             ("select, update", ("announcements",)),   # it publishes them and marks them sent
             ("select", DUTY),
-            ("select, insert", STATUS_HISTORY)],
+            ("select, insert", STATUS_HISTORY),
+            ("select, insert, update", KPI_TABLES),  # it maintains the assessment's rollups (kpis/rollup.py)
+            ("select, delete", KPI_DIRTY)],
 }
 # role -> sequences it draws from (the dashboard: a dispatcher enters a hotline case)
 SEQUENCES = {CASES: ("case_numbers",), DASHBOARD: ("case_numbers",)}
@@ -105,7 +110,7 @@ def ensure_roles(owner_dsn: str, passwords: dict[str, str]) -> None:
 def ungranted_tables(owner_dsn: str) -> list[str]:
     """Tables of the public schema that no list above names (a migration added one)."""
     named = set(REFERENCE_TABLES + INGEST_TABLES + DASHBOARD_WRITES + LOGIN_TABLES + OTHER_TABLES + CASE_TABLES
-                + CASE_RULES + CASE_INBOX + ANNOUNCEMENTS + DUTY + STATUS_HISTORY)
+                + CASE_RULES + CASE_INBOX + ANNOUNCEMENTS + DUTY + STATUS_HISTORY + KPI_TABLES + KPI_DIRTY)
     conn = psycopg2.connect(owner_dsn)
     try:
         with conn.cursor() as cur:

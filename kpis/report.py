@@ -1,0 +1,172 @@
+"""What the KPI page shows for an org unit and a period, read from the rollups in two statements
+(counters, durations), each one scan with grouping sets: the scope's totals for the period and the
+one before it (for the change ▲▼), each child unit's (the ranking), each category's and each day's.
+
+`rank` scores every child unit with the configured formula, grades it and places it, next to its
+place in the previous period.
+"""
+from __future__ import annotations
+
+import calendar
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+from kpis.indicators import Assessment, Totals
+from kpis.rollup import COLUMNS
+from telemetry.orgcodes import Level, level_of
+
+Rows = Callable[[str, tuple], list[tuple]]
+PERIOD_KINDS = ("day", "week", "month", "custom")
+MAX_DAYS = 400
+
+
+@dataclass(frozen=True)
+class Period:
+    kind: str                   # day, week (Monday to Sunday), month, custom
+    first: date
+    last: date                  # inclusive
+
+    @classmethod
+    def of(cls, kind: str, anchor: date, last: date | None = None) -> Period:
+        """The day, week or month that holds `anchor`; custom: `anchor` to `last`."""
+        if kind == "day":
+            return cls(kind, anchor, anchor)
+        if kind == "week":
+            first = anchor - timedelta(days=anchor.weekday())
+            return cls(kind, first, first + timedelta(days=6))
+        if kind == "month":
+            return cls(kind, anchor.replace(day=1),
+                       anchor.replace(day=calendar.monthrange(anchor.year, anchor.month)[1]))
+        if kind == "custom":
+            if last is None or last < anchor:
+                raise ValueError("a custom period needs a last day on or after its first")
+            if (last - anchor).days >= MAX_DAYS:
+                raise ValueError(f"a custom period is at most {MAX_DAYS} days")
+            return cls(kind, anchor, last)
+        raise ValueError(f"a period is one of {', '.join(PERIOD_KINDS)}, not {kind!r}")
+
+    @property
+    def days(self) -> int:
+        return (self.last - self.first).days + 1
+
+    def previous(self) -> Period:
+        """The period just before, of the same kind (a month: the calendar month before)."""
+        if self.kind == "month":
+            return Period.of("month", self.first - timedelta(days=1))
+        return Period(self.kind, self.first - timedelta(days=self.days), self.first - timedelta(days=1))
+
+    def label(self) -> str:
+        if self.kind == "day":
+            return self.first.isoformat()
+        if self.kind == "month":
+            return f"{self.first:%Y-%m}"
+        return f"{self.first.isoformat()} – {self.last.isoformat()}"
+
+
+def child_length(scope_code: str) -> int | None:
+    """The code length of the scope's children (the units ranked), None for a grid."""
+    if not scope_code:
+        return Level.DISTRICT.code_length
+    child = level_of(scope_code).child
+    return child.code_length if child else None
+
+
+@dataclass
+class Report:
+    scope_code: str
+    period: Period
+    total: Totals = field(default_factory=Totals)
+    previous: Totals = field(default_factory=Totals)
+    units: dict[str, Totals] = field(default_factory=dict)           # child code -> this period
+    units_previous: dict[str, Totals] = field(default_factory=dict)
+    categories: dict[str, Totals] = field(default_factory=dict)      # this period
+    days: dict[date, Totals] = field(default_factory=dict)           # this period, per day
+
+
+_SUMS = ", ".join(f"sum({c})" for c in COLUMNS.values())
+
+
+def read(rows: Rows, scope_code: str, period: Period) -> Report:
+    """The report of `scope_code` ("" the city) for `period`: two statements over the rollups."""
+    report = Report(scope_code, period)
+    before = period.previous()
+    n = child_length(scope_code) or len(scope_code)
+    args = (period.first, n, n, f"{scope_code}%", before.first, period.last)
+    for cur, g_unit, g_category, g_day, unit, category, day, *sums in rows(
+            "select day >= %s as cur, grouping(unit), grouping(category), grouping(day), unit, category, day, "
+            f"{_SUMS} from (select *, case when length(org_code) >= %s then left(org_code, %s) end as unit "
+            "from kpi_daily where org_code like %s and day between %s and %s) r "
+            "group by grouping sets ((cur), (cur, unit), (cur, category), (cur, day))", args):
+        totals = _totals(sums)
+        if not (g_unit or unit is None):
+            (report.units if cur else report.units_previous)[unit] = totals
+        elif not g_category:
+            if cur:
+                report.categories[category] = totals
+        elif not g_day:
+            if cur:
+                report.days[day] = totals
+        elif g_unit and g_category and g_day:
+            if cur:
+                report.total = totals
+            else:
+                report.previous = totals
+    for cur, g_unit, unit, measure, bin_, count, total_s in rows(
+            "select day >= %s as cur, grouping(unit), unit, measure, bin, sum(n), sum(total_s) "
+            "from (select *, case when length(org_code) >= %s then left(org_code, %s) end as unit "
+            "from kpi_durations where org_code like %s and day between %s and %s) r "
+            "group by grouping sets ((cur, measure, bin), (cur, unit, measure, bin))", args):
+        if not cur:
+            continue
+        if g_unit:
+            report.total.add_duration(measure, bin_, int(count), float(total_s))
+        elif unit is not None:
+            report.units.setdefault(unit, Totals()).add_duration(measure, bin_, int(count), float(total_s))
+    return report
+
+
+def _totals(sums) -> Totals:
+    t = Totals()
+    for counter, n in zip(COLUMNS, sums, strict=True):
+        if n:
+            t.add(counter, int(n))
+    return t
+
+
+@dataclass(frozen=True)
+class Ranked:
+    code: str
+    totals: Totals
+    score: float | None
+    grade: str | None
+    place: int | None           # 1 = best; None: no score (nothing due)
+    previous_place: int | None
+    previous_score: float | None
+
+    @property
+    def moved(self) -> int | None:
+        """Places gained since the previous period (negative: lost), None if either is unknown."""
+        if self.place is None or self.previous_place is None:
+            return None
+        return self.previous_place - self.place
+
+
+def rank(report: Report, codes: list[str], assessment: Assessment) -> list[Ranked]:
+    """Every child unit (`codes`, in their own order for ties and for those without a score),
+    best score first, with its place in the previous period."""
+    def places(by_unit: dict[str, Totals]) -> tuple[dict[str, int], dict[str, float | None]]:
+        scores = {c: assessment.formula.score(by_unit.get(c, Totals())) for c in codes}
+        order = sorted((c for c in codes if scores[c] is not None), key=lambda c: -scores[c])
+        placed, last_score, last_place = {}, None, 0
+        for i, c in enumerate(order, 1):       # equal scores share a place
+            if scores[c] != last_score:
+                last_place, last_score = i, scores[c]
+            placed[c] = last_place
+        return placed, scores
+
+    now, now_scores = places(report.units)
+    before, before_scores = places(report.units_previous)
+    ranked = [Ranked(c, report.units.get(c, Totals()), now_scores[c], assessment.grades.grade(now_scores[c]),
+                     now.get(c), before.get(c), before_scores[c]) for c in codes]
+    return sorted(ranked, key=lambda r: (r.place is None, r.place or 0))
