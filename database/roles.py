@@ -50,7 +50,7 @@ TEMP_TABLES = {INGEST}        # the roles that may create temporary tables (the 
 GRANTS: dict[str, list[tuple[str, tuple[str, ...]]]] = {
     INGEST: [("select, insert", INGEST_TABLES), ("select", REFERENCE_TABLES)],
     DASHBOARD: [("select", REFERENCE_TABLES + INGEST_TABLES + DASHBOARD_WRITES + OTHER_TABLES + CASE_TABLES
-                 + CASE_RULES + CASE_INBOX + ANNOUNCEMENTS + DUTY + STATUS_HISTORY + KPI_TABLES),   # the inbox: rules page
+                 + CASE_RULES + CASE_INBOX + ANNOUNCEMENTS + DUTY + STATUS_HISTORY + KPI_TABLES),   # inbox: rules page
                 ("insert", DASHBOARD_WRITES + ANNOUNCEMENTS),
                 ("update", ("cases",)),                   # a person's work on a case (cases.machine decides)
                 ("insert", ("case_events", "case_notices", "case_offers")),

@@ -148,7 +148,8 @@ def case_story(rng: random.Random, rules: Rules, case_id: str, category: str, ur
     for _ in range(40):                         # a case's steps (a bound; no story is this long)
         s = case.state
         if s is State.REPORTED:
-            ok = step(Refuse("duplicate of an open case") if rng.random() < 0.03 else Register(), STAFF, later(0.3 * pace))
+            refuse = rng.random() < 0.03
+            ok = step(Refuse("duplicate of an open case") if refuse else Register(), STAFF, later(0.3 * pace))
         elif s is State.REGISTERED:
             if handler is None:
                 break
@@ -271,7 +272,7 @@ def write_fixes(conn, city: City, plan: Plan, end: datetime, progress: bool = Tr
         day = first_day + timedelta(days=day_index + 1)
         day_start = datetime.combine(day, datetime.min.time(), CITY_TZ)
 
-        def rows():
+        def rows(day_start=day_start):
             for m in city.members:
                 grid = grids[m.grid_code]
                 minx, miny, maxx, maxy = grid.boundary.bounds
