@@ -12,8 +12,8 @@ help:  ## list the targets
 setup:  ## install what is missing (Debian packages, TimescaleDB, .venv)
 	@bash scripts/install.sh
 
-demo: setup  ## start the local stack (and everything on it); Ctrl-C stops it all
-	@$(PY) -m stack up --data-dir $(DATA_DIR)
+demo: setup  ## start the local stack (and everything on it); Ctrl-C stops it all; HISTORY_DAYS=30 adds history
+	@$(PY) -m stack up --data-dir $(DATA_DIR) $(if $(HISTORY_DAYS),--history-days $(HISTORY_DAYS))
 
 test: setup  ## the whole test suite: unit tests, then integration tests against real servers
 	@$(PY) -m pytest $(PYTEST_ARGS)

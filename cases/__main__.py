@@ -1,5 +1,5 @@
 """`python -m cases`: the cases engine (intake, escalation, offers, the case notices and announcements
-to terminals, and the members' dispatch status history);
+to terminals, the members' dispatch status history, and the assessment's rollups: kpis/rollup.py);
 `python -m cases seed`: the default time limits and the working calendar's days (this year, the one
 before and the next), if missing.
 
@@ -37,6 +37,7 @@ from database.citydb import read_city
 from dispatch.candidates import first_available
 from dispatch.history import StatusRecorder
 from dispatch.roster import RosterCache
+from kpis.rollup import RollupMaintainer
 from telemetry.lifecycle import run_until_signalled
 
 log = logging.getLogger("cases")
@@ -71,9 +72,10 @@ def build(settings: Settings) -> Engine:
 
 
 class _Collector:
-    def __init__(self, engine: Engine, notifier: Notifier) -> None:
+    def __init__(self, engine: Engine, notifier: Notifier, rollups: RollupMaintainer) -> None:
         self.engine = engine
         self.notifier = notifier
+        self.rollups = rollups
 
     def collect(self):
         counts = CounterMetricFamily("gcc_cases_intake", "inbox rows by outcome", labels=["outcome"])
@@ -94,11 +96,13 @@ class _Collector:
         for name, value in self.notifier.counts.items():
             notices.add_metric([name], value)
         yield notices
+        yield CounterMetricFamily("gcc_cases_kpi_folded", "cases folded into the assessment's rollups",
+                                  value=self.rollups.folded)
 
 
-def serve(engine: Engine, notifier: Notifier, port: int) -> ThreadingHTTPServer:
+def serve(engine: Engine, notifier: Notifier, rollups: RollupMaintainer, port: int) -> ThreadingHTTPServer:
     registry = CollectorRegistry()
-    registry.register(_Collector(engine, notifier))
+    registry.register(_Collector(engine, notifier, rollups))
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):
@@ -140,12 +144,14 @@ def main(argv: list[str] | None = None) -> int:
     engine = build(settings)
     notifier = Notifier(settings.pg_dsn, settings.mqtt_host, settings.mqtt_port, settings.mqtt_username,
                         settings.mqtt_password.get_secret_value(), engine.stop_event, settings.offer_policy())
-    server = serve(engine, notifier, settings.cases_metrics_port)   # its port first: it was chosen free
+    rollups = RollupMaintainer(settings.pg_dsn, engine.stop_event)
+    server = serve(engine, notifier, rollups, settings.cases_metrics_port)   # its port first: it was chosen free
     sender = threading.Thread(target=notifier.run, name="case-notices", daemon=True)
     sender.start()
     recorder = StatusRecorder(settings.pg_dsn, settings.redis_client(socket_timeout=10), engine.intake.city,
                               engine.stop_event)
     threading.Thread(target=recorder.run, name="member-status", daemon=True).start()
+    threading.Thread(target=rollups.run, name="kpi-rollups", daemon=True).start()
     if settings.cases_demo_desk:
         desk = Desk(settings.pg_dsn, engine.intake.city, engine.rules_for, engine.on_change, engine.stop_event,
                     settings.offer_policy(), engine.pick, engine.automatic)

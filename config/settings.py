@@ -80,6 +80,10 @@ class Settings(BaseSettings):
                                     "registered, the cases engine offers them to the nearest available member "
                                     "itself (the dispatcher watches); every other category is dispatched by a "
                                     "person, by hand or with one key")
+    kpi_score: str = Field("", description="the composite score's formula over the rates (fractions 0-1), e.g. "
+                           "'on_time_handling * 60 + closure * 30 + (1 - rework) * 10 - 10 * overdue' (the default)")
+    kpi_grades: str = Field("", description="grades by score, letter:minimum, comma-separated (default "
+                            "'A:90,B:75,C:60,D:40,E:0')")
     cases_demo_desk: bool = Field(False, description="demo only: a simulated dispatch desk registers, dispatches "
                                   "and closes cases (cases/desk.py); make demo turns it on")
     dashboard_secret_key: SecretStr = Field(SecretStr(""), description="signs the session cookies; empty: a "

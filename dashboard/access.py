@@ -20,7 +20,7 @@ from dashboard.announcements import ANNOUNCE
 from dashboard.authz import EVERYONE, UserRole
 from dashboard.case_actions import CASE_ACTIONS, NEW_LIMITS, OPEN_CASE, REASSIGN, SET_CALENDAR_DAY
 from dashboard.commands import ACKNOWLEDGE_ALARM, Action
-from dashboard.pages import admin, announcements, audit, case, cases, rules
+from dashboard.pages import admin, announcements, audit, case, cases, kpis, rules
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,7 @@ ROUTES: dict[str, Route] = {
     "/_reload-hash": _signed_in("Dash's hot reload (off in production)"),
     audit.EXPORT_PATH: Route(audit.PAGE.roles, "the audit trail as CSV (authorizes the scope; audited)"),
     cases.EXPORT_PATH: Route(cases.PAGE.roles, "the case list as CSV (authorizes the scope; audited)"),
+    kpis.EXPORT_PATH: Route(kpis.PAGE.roles, "a KPI table as CSV (authorizes the scope; audited)"),
     "/": _signed_in("the shell; route() authorizes the page and the scope"),
     "/<path:path>": _signed_in("the shell; route() authorizes the page and the scope"),
 }
@@ -94,6 +95,9 @@ CALLBACKS: dict[str, Callback] = {
     "rules-limits": Callback(rules.PAGE.roles, "the time limits, the calendar, the held intake rows"),
     "rules-limits-result": Callback(NEW_LIMITS.roles, "a new version of the time limits", changes=(NEW_LIMITS,)),
     "rules-calendar-result": Callback(SET_CALENDAR_DAY.roles, "an admin's calendar day", changes=(SET_CALENDAR_DAY,)),
+    "kpis-error": Callback(kpis.PAGE.roles, "the KPIs of the scope and period: cards, ranking, charts, lists "
+                                            "(authorizes the scope)"),
+    "kpis-sort": Callback(kpis.PAGE.roles, "the ranking's sort column (no data)"),
     "ann-result": Callback(ANNOUNCE.roles, "send an announcement (authorized for the org unit chosen)",
                            changes=(ANNOUNCE,)),
     "ann-list": Callback(announcements.PAGE.roles, "the announcements sent in the scope, with their read counts "

@@ -28,11 +28,12 @@ from dashboard.authz import Decision, Identity, asked_scope, authorize, current_
 from dashboard.case_actions import CaseRules
 from dashboard.commands import Commands
 from dashboard.hub import LiveHub
-from dashboard.pages import audit, cases, wall
+from dashboard.pages import audit, cases, kpis, wall
 from dashboard.queries import Queries
 from dashboard.state import EXTENSION, AppState, app_state
 from dashboard.vocabulary import USER_ROLE_LABELS
 from database.citydb import read_city
+from kpis.indicators import Assessment
 from telemetry.catalogue import Label
 
 log = logging.getLogger(__name__)
@@ -103,7 +104,8 @@ def route(pathname, search):
                                   f"page:{page.path}?scope={scope_code}", request.remote_addr)
     if identity is None:          # the gate lets nobody unsigned this far; should it, nothing is shown
         return refusal(decision), ""
-    body = page.layout(state, decision.scope, kiosk) if decision else refusal(decision)
+    extra = {"params": params} if page.takes_params else {}
+    body = page.layout(state, decision.scope, kiosk, **extra) if decision else refusal(decision)
     children = [html.Div(body, id="shell-page", className="shell-page")]
     if not kiosk:   # refused: the selector shows the identity's own unit, never the refused one
         scope = decision.scope.code if decision else identity.scope_code
@@ -135,7 +137,8 @@ def create_app(settings: Settings) -> tuple[Dash, SocketIO, LiveHub]:
     accounts = Accounts(settings.pg_dsn, policy)
     commands = Commands(city, client, settings.pg_dsn, place_name=queries.building_name, accounts=accounts)
     case_rules = CaseRules(commands, settings.cases_time_scale, settings.cases_warn_fraction, settings.offer_policy())
-    state = AppState(settings, city, queries, commands, declared, accounts, case_rules)
+    assessment = Assessment.configured(settings.kpi_score, settings.kpi_grades)   # a bad formula stops the start
+    state = AppState(settings, city, queries, commands, declared, accounts, case_rules, assessment)
     app = Dash(__name__, assets_folder=str(REPO_ROOT / "assets"), serve_locally=True, title="Grid Command Center",
                update_title=None, suppress_callback_exceptions=True)
     app.server.extensions[EXTENSION] = state
@@ -150,6 +153,7 @@ def create_app(settings: Settings) -> tuple[Dash, SocketIO, LiveHub]:
     auth.trust_proxies(app.server, settings.dashboard_proxy_hops)
     app.server.add_url_rule(audit.EXPORT_PATH, "audit_export", view_func=audit.export_csv)
     app.server.add_url_rule(cases.EXPORT_PATH, "cases_export", view_func=cases.export_csv)
+    app.server.add_url_rule(kpis.EXPORT_PATH, "kpis_export", view_func=kpis.export_csv)
     app.layout = shell
     # same-origin sockets only; WebSocket only (the screens never poll), so a screen's socket is
     # the TCP connection it came on, which the hub can cut off when the screen stops reading

@@ -24,6 +24,8 @@ from dashboard.authz import Scope
 from dispatch import roster
 from dispatch.candidates import OPEN_WORK
 from dispatch.roster import RosterCache, RosterDay
+from kpis import report as kpi_report
+from kpis.report import Period, Report
 from telemetry import live
 from telemetry.city import CITY_TZ, City, Member
 from telemetry.orgcodes import Level, contains
@@ -189,6 +191,34 @@ class Queries:
             raise
         finally:
             self.db.putconn(conn, close=broken or conn.closed)
+
+    # --- the assessment (leaders; dashboard/pages/kpis.py) ----------------------------------------
+    def kpi_report(self, scope: Scope, period: Period) -> Report:
+        """The scope's indicators for the period and the one before, per child unit, category and day."""
+        return kpi_report.read(self.rows, scope.code, period)
+
+    def overdue_now(self, scope: Scope, limit: int = 50) -> tuple[list[Case], int]:
+        """The open cases of the scope past their stage's deadline, the longest overdue first, and how many."""
+        now = datetime.now(timezone.utc)
+        where = "deadline < %s and state not in ('refused', 'closed', 'evaluated') and org_code like %s"
+        args = (now, _like_prefix(scope.code))
+        rows = self.rows(f"{_CASES} where {where} order by deadline limit %s", (*args, limit))
+        return [case_store.from_row(row) for row in rows], self.rows(f"select count(*) from cases where {where}",
+                                                                     args)[0][0]
+
+    def reworked(self, scope: Scope, period: Period, limit: int = 50) -> list[tuple[Case, int, datetime]]:
+        """The cases of the scope whose work failed verification in the period: each with how many
+        times, and the latest; the latest first."""
+        start, end = period_bounds(period)
+        found = self.rows("select e.case_id, count(*), max(e.time) from case_events e join cases c using (case_id) "
+                          "where e.command = 'verify' and e.to_state = 'handling' and e.time >= %s and e.time < %s "
+                          "and c.org_code like %s group by e.case_id order by max(e.time) desc limit %s",
+                          (start, end, _like_prefix(scope.code), limit))
+        if not found:
+            return []
+        cases = {row[0]: case_store.from_row(row) for row in self.rows(f"{_CASES} where case_id = any(%s)",
+                                                                      ([f[0] for f in found],))}
+        return [(cases[case_id], n, last) for case_id, n, last in found if case_id in cases]
 
     # --- cases ----------------------------------------------------------------------------------
     def cases(self, scope: Scope, wanted: CaseFilter, limit: int) -> tuple[list[Case], int]:
@@ -447,3 +477,9 @@ def _hexbins(cells: Counter, window: str) -> dict:
 def start_of_local_day(now: float | None = None) -> datetime:
     local = datetime.fromtimestamp(now if now is not None else time.time(), CITY_TZ)
     return local.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def period_bounds(period: Period) -> tuple[datetime, datetime]:
+    """The period's first and last day as instants: [its first day's start, the day after its last), city time."""
+    start = datetime.combine(period.first, datetime.min.time(), CITY_TZ)
+    return start, datetime.combine(period.last + timedelta(days=1), datetime.min.time(), CITY_TZ)

@@ -3,12 +3,13 @@ app (`extensions["gcc"]`) and read by callbacks and handlers through `app_state(
 globals."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from flask import current_app
 
 from config.settings import Settings
+from kpis.indicators import Assessment
 from telemetry.city import City
 
 if TYPE_CHECKING:
@@ -30,6 +31,7 @@ class AppState:
     pages: tuple[Page, ...]
     accounts: Accounts
     case_rules: CaseRules
+    assessment: Assessment = field(default_factory=Assessment)    # the KPI score and grades (configured)
 
     @property
     def tile_url(self) -> str | None:

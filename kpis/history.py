@@ -99,7 +99,7 @@ class GridWork:
     limit) and the odds of rework, extension, suspension and refusal."""
 
     def __init__(self, rng: random.Random, days: int) -> None:
-        self.start = rng.uniform(0.35, 1.25)            # a share of the limit a stage takes
+        self.start = rng.uniform(0.25, 1.5)             # a share of the limit a stage takes
         self.drift = rng.uniform(-0.5, 0.4) / max(days, 1)
         self.rework = rng.uniform(0.02, 0.2)
 
@@ -133,16 +133,17 @@ def case_story(rng: random.Random, rules: Rules, case_id: str, category: str, ur
         if at > end:
             return False
         outcome = apply(case, command, actor, at, rules)
-        if not isinstance(outcome, Applied):
-            return False
+        if not isinstance(outcome, Applied):        # a story the machine refuses is a bug here: say so
+            raise RuntimeError(f"history: {command.name} refused for {case_id} in {case.state.value}: {outcome.reason}")
         case, now = outcome.case, at
         events.extend(outcome.events)
         return True
 
     def later(share: float | None = None) -> datetime:
-        """When the next step comes: a share of the time left on the stage clock (pace: how well)."""
+        """When the next step comes: a share of the time left on the stage clock, scattered (pace:
+        how well the grid works; past 1, late)."""
         left = (case.deadline - now).total_seconds() if case.deadline else 3600.0
-        factor = share if share is not None else rng.lognormvariate(math.log(pace), 0.45)
+        factor = rng.lognormvariate(math.log(share if share is not None else pace), 0.6)
         return now + timedelta(seconds=max(20.0, left * factor))
 
     for _ in range(40):                         # a case's steps (a bound; no story is this long)
@@ -159,8 +160,8 @@ def case_story(rng: random.Random, rules: Rules, case_id: str, category: str, ur
         elif s in (State.ACCEPTED, State.HANDLING):
             roll = rng.random()
             if case.pending_extension is not None:
-                ok = step(DecideExtension(rng.random() < 0.8, "" if rng.random() < 0.8 else "not justified"),
-                          LEADER, later(0.2))
+                approve = rng.random() < 0.8
+                ok = step(DecideExtension(approve, "" if approve else "not justified"), LEADER, later(0.2))
             elif roll < 0.02 and case.extension_count == 0:
                 ok = step(RequestExtension(EXTENSION, "waiting for a part"), handler, later(0.3))
             elif roll < 0.04:
@@ -341,9 +342,18 @@ def generate(dsn: str, plan: Plan, progress: bool = True, what: frozenset[str] =
     conn = psycopg2.connect(dsn, application_name="gcc-history")
     try:
         city = read_city(conn)
-        with conn, conn.cursor() as cur:
+        with conn, conn.cursor() as cur:       # the engine's defaults, if it has not started yet
+            store.seed(cur, sorted({end.year - 1, end.year, end.year + 1, (end - timedelta(days=plan.days)).year}),
+                       "history")
             rules = store.load_rules(cur)
         written = Written()
+        with conn.cursor() as cur:
+            cur.execute("select exists (select 1 from cases where case_id like 'C%%-H%%')")
+            loaded = cur.fetchone()[0]
+        conn.commit()
+        if loaded:
+            log.info("a history is loaded already: nothing added (--clear replaces it)")
+            return written
         if "cases" in what:
             w = write_cases(conn, city, rules, plan, end, progress)
             written.cases, written.events = w.cases, w.events

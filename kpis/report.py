@@ -28,16 +28,14 @@ class Period:
     last: date                  # inclusive
 
     @classmethod
-    def of(cls, kind: str, anchor: date, last: date | None = None) -> Period:
-        """The day, week or month that holds `anchor`; custom: `anchor` to `last`."""
-        if kind == "day":
-            return cls(kind, anchor, anchor)
-        if kind == "week":
-            first = anchor - timedelta(days=anchor.weekday())
-            return cls(kind, first, first + timedelta(days=6))
-        if kind == "month":
-            return cls(kind, anchor.replace(day=1),
-                       anchor.replace(day=calendar.monthrange(anchor.year, anchor.month)[1]))
+    def of(cls, kind: str, anchor: date, last: date | None = None, today: date | None = None) -> Period:
+        """The day, week or month that holds `anchor` (to `today` at most: this month so far);
+        custom: `anchor` to `last`."""
+        if kind in ("day", "week", "month"):
+            first = anchor if kind == "day" else anchor - timedelta(days=anchor.weekday()) if kind == "week" \
+                else anchor.replace(day=1)
+            end = first if kind == "day" else first + timedelta(days=6) if kind == "week" else _month_end(first)
+            return cls(kind, first, max(first, min(end, today)) if today else end)
         if kind == "custom":
             if last is None or last < anchor:
                 raise ValueError("a custom period needs a last day on or after its first")
@@ -51,16 +49,26 @@ class Period:
         return (self.last - self.first).days + 1
 
     def previous(self) -> Period:
-        """The period just before, of the same kind (a month: the calendar month before)."""
+        """The same span of the period before: the month before (as many days of it as this one
+        has so far), the week before (the same weekdays), the day or range just before."""
         if self.kind == "month":
-            return Period.of("month", self.first - timedelta(days=1))
-        return Period(self.kind, self.first - timedelta(days=self.days), self.first - timedelta(days=1))
+            first = (self.first - timedelta(days=1)).replace(day=1)
+            return Period("month", first, min(_month_end(first), first + timedelta(days=self.days - 1)))
+        first = self.first - timedelta(days=7 if self.kind == "week" else self.days)
+        return Period(self.kind, first, first + timedelta(days=self.days - 1))
+
+    @property
+    def whole(self) -> bool:
+        """Whether it is the whole day, week or month (not one so far)."""
+        if self.kind == "month":
+            return self.last == _month_end(self.first)
+        return self.kind != "week" or self.days == 7
 
     def label(self) -> str:
         if self.kind == "day":
             return self.first.isoformat()
         if self.kind == "month":
-            return f"{self.first:%Y-%m}"
+            return f"{self.first:%Y-%m}" + ("" if self.whole else f" (1–{self.last.day})")
         return f"{self.first.isoformat()} – {self.last.isoformat()}"
 
 
@@ -170,3 +178,7 @@ def rank(report: Report, codes: list[str], assessment: Assessment) -> list[Ranke
     ranked = [Ranked(c, report.units.get(c, Totals()), now_scores[c], assessment.grades.grade(now_scores[c]),
                      now.get(c), before.get(c), before_scores[c]) for c in codes]
     return sorted(ranked, key=lambda r: (r.place is None, r.place or 0))
+
+
+def _month_end(first: date) -> date:
+    return first.replace(day=calendar.monthrange(first.year, first.month)[1])

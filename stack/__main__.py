@@ -1,7 +1,8 @@
 """`python -m stack up|down|status`: the local demo stack, supervised.
 
 up      start PostgreSQL+TimescaleDB, Redis and Mosquitto, migrate the schema, load the demo city,
-        start the ingest workers, the dashboard and the simulator, report each part healthy,
+        (with --history-days N: N days of history for the KPIs, kpis/history.py, once), start the
+        ingest workers, the dashboard and the simulator, report each part healthy,
         restart a part that crashes, and stop everything on Ctrl-C or SIGTERM.
 down    stop a stack that `up` started (from its pid files), e.g. one left in another terminal.
 status  say which parts are running.
@@ -114,7 +115,7 @@ def _report(stack: LocalStack, caps: timescale.Capabilities, city, apps, logins)
     print("\nPress Ctrl-C to stop everything.\n", flush=True)
 
 
-def up(data_dir: Path, once: bool = False) -> int:
+def up(data_dir: Path, once: bool = False, history_days: int = 0) -> int:
     os.umask(PRIVATE_UMASK)   # what the stack writes (pid files, logs, configs) is private to it
     settings = load_settings(data_dir=data_dir)
     pid_path = _supervisor_pid_path(data_dir)
@@ -140,6 +141,12 @@ def up(data_dir: Path, once: bool = False) -> int:
         load_into_database(city, dsn)
         logins = demo_logins(stack, city, dsn)
         demo_roster(city, dsn)
+        if history_days:
+            from kpis import history
+
+            written = history.generate(dsn, history.Plan(days=history_days))
+            log.info("history: %d cases, %d events, %d fixes, %d alarms", written.cases, written.events,
+                     written.fixes, written.alarms)
         ingest_port = _pick_ports(settings.ingest_http_port, INGEST_WORKERS, "OwnTracks HTTP")
         metrics_port = _pick_ports(settings.ingest_metrics_port, INGEST_WORKERS, "ingest metrics")
         dashboard_port = _pick_port(settings.dashboard_port, "the dashboard")
@@ -257,11 +264,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("username", nargs="?", help="the broker account (disable-account, enable-account)")
     parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("GCC_DATA_DIR", DEFAULT_DATA_DIR)))
     parser.add_argument("--once", action="store_true", help="start, report, then stop (a smoke test)")
+    parser.add_argument("--history-days", type=int, default=0, help="load this many days of history for the KPIs "
+                        "(once: a later start with a history loaded adds none)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     data_dir = args.data_dir.resolve()
     if args.command == "up":
-        return up(data_dir, once=args.once)
+        return up(data_dir, once=args.once, history_days=args.history_days)
     if args.command == "down":
         return down(data_dir)
     if args.command in ("disable-account", "enable-account"):

@@ -24,6 +24,7 @@ class Page:
     aliases: tuple[str, ...] = ()
     nav: bool = True               # in the header's navigation (a case's page is reached from a list)
     subpaths: bool = False         # also serves path/<anything> (the case page: /case/<number>)
+    takes_params: bool = False     # its layout takes the URL's query parameters (`params=`): its initial choices
 
     def serves(self, path: str | None) -> bool:
         return path == self.path or path in self.aliases or (
