@@ -12,11 +12,7 @@ from datetime import datetime, timedelta, timezone
 
 import psycopg2
 import pytest
-from psycopg2.extensions import make_dsn, parse_dsn
 
-from cases import store
-from database.citydb import load_city
-from database.migrate import migrate
 from kpis import history, rollup
 from kpis.facts import CaseEvent, CaseFacts, city_day, fold_all
 from kpis.indicators import Assessment
@@ -24,6 +20,7 @@ from kpis.report import Period, rank, read
 from kpis.rollup import COLUMNS, GRACE_S, fold_pass
 
 from .conftest import demo_city
+from .kpi_helpers import own_database
 
 pytestmark = pytest.mark.slow
 END = datetime(2026, 11, 20, 14, 0, tzinfo=timezone.utc)
@@ -33,27 +30,8 @@ PLAN = history.Plan(days=4, seed=11, cases_per_grid_day=0.8, fix_every_s=300, pa
 
 @pytest.fixture(scope="module")
 def kpi_dsn(stack):
-    """A fresh database on the test server: migrated, the demo city loaded, the rules seeded."""
-    owner = parse_dsn(stack.settings().pg_dsn)
-    name = "gcc_kpis_test"
-    admin = psycopg2.connect(make_dsn(**{**owner, "dbname": "postgres"}))
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f"drop database if exists {name}")
-        cur.execute(f"create database {name}")
-    dsn = make_dsn(**{**owner, "dbname": name})
-    migrate(dsn)
-    conn = psycopg2.connect(dsn)
-    try:
-        load_city(conn, demo_city())
-        with conn, conn.cursor() as cur:
-            store.seed(cur, [2026, 2027], "tests")
-    finally:
-        conn.close()
-    yield dsn
-    with admin.cursor() as cur:
-        cur.execute(f"drop database if exists {name} with (force)")
-    admin.close()
+    with own_database(stack, "gcc_kpis_test") as dsn:
+        yield dsn
 
 
 def _rows(dsn, sql, args=()):

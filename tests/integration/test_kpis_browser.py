@@ -1,0 +1,125 @@
+"""The leaders' KPI page in Chromium, on a database of its own holding 40 days of history up to now:
+a street's leader sees their street's ranking and nothing beside it (the page, the callbacks and the
+CSV refuse another street), a click on a row drills down one level keeping the period, the headers
+sort, every number says what it is on hover, and the CSV holds what the page shows."""
+from __future__ import annotations
+
+import csv
+import io
+import re
+import urllib.error
+import urllib.request
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from kpis import history
+
+from .conftest import demo_city
+from .kpi_helpers import own_database
+from .screens import SCREENSHOTS, Dashboard, ensure_logins, session_cookie, sign_in
+
+pytestmark = pytest.mark.slow
+DATABASE = "gcc_kpis_screens"
+
+
+@pytest.fixture(scope="module")
+def kpi_board(stack, tmp_path_factory):
+    city = demo_city()
+    street, other = city.streets[1], city.streets[2]
+    with own_database(stack, DATABASE) as dsn:
+        history.generate(dsn, history.Plan(days=40, seed=5, cases_per_grid_day=1.0, fix_every_s=600,
+                                           patrol_min=10, alarms_per_sensor_day=0.0005,
+                                           end=datetime.now(timezone.utc)), progress=False)
+        ensure_logins(dsn, {"t-kpi-leader": ("leader", street.code), "t-kpi-admin": ("admin", "")})
+        board = Dashboard(stack, tmp_path_factory.mktemp("kpis") / "dashboard.log")
+        board.env["GCC_PG_DATABASE"] = DATABASE
+        board.start()
+        try:
+            yield board, street, other
+        finally:
+            board.stop()
+
+
+def _rows(page) -> list[str]:
+    page.locator("#kpis-table").wait_for()
+    return [i.removeprefix("kpis-row-") for i in page.locator("#kpis-table tbody tr").evaluate_all(
+        "rows => rows.map(r => r.id)")]
+
+
+def _shot(page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / name))
+
+
+def test_a_streets_leader_sees_the_ranking_of_their_street_only_and_drills_down_a_level(kpi_board, page):
+    board, street, other = kpi_board
+    city = demo_city()
+    sign_in(page, board.url, "t-kpi-leader")
+    page.goto(f"{board.url}/kpis")
+    assert page.locator("#kpis-scope-name").inner_text() == street.name
+    communities = [c.code for c in city.communities if c.code.startswith(street.code)]
+    assert sorted(_rows(page)) == sorted(communities)
+    page.locator("#kpis-card-closure").wait_for()
+    _shot(page, "kpis-street.png")
+    # another street: the page is refused, and so is its CSV (the server decides, not the links)
+    page.goto(f"{board.url}/kpis?scope={other.code}")
+    page.locator("#shell-refusal").wait_for()
+    assert "outside" in page.locator("#shell-refusal").inner_text()
+    cookie = session_cookie(board.url, "t-kpi-leader")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(urllib.request.Request(f"{board.url}/kpis.csv?scope={other.code}&table=ranking",
+                                                      headers={"Cookie": cookie}), timeout=10)
+    assert refused.value.code == 403
+    # back, a week: a click on a row (not on its link) opens that community with the same period
+    page.goto(f"{board.url}/kpis?period=week")
+    first = _rows(page)[0]
+    page.locator(f"#kpis-row-{first} td").nth(4).click()
+    page.wait_for_url(re.compile(rf"scope={first}&period=week&day=\d{{4}}-\d\d-\d\d"))
+    grids = [g.code for g in city.grids if g.code.startswith(first)]
+    page.wait_for_function(f"document.querySelector('#kpis-scope-name')?.innerText.includes({city.org_name(first)!r})")
+    assert sorted(_rows(page)) == sorted(grids)
+    assert page.locator("#kpis-period input[value=week]").is_checked()
+
+
+def test_the_headers_sort_and_every_number_explains_itself(kpi_board, page):
+    board, street, _ = kpi_board
+    sign_in(page, board.url, "t-kpi-admin")
+    page.goto(f"{board.url}/kpis?scope={street.code[:6]}&period=month")
+    _rows(page)
+    page.click("#kpis-table th button:has-text('返工率')")        # rework rate: first click sorts highest first
+    page.wait_for_function("document.querySelector('#kpis-table th button.kpis-sort')?.closest('tr')"
+                           ".innerText.includes('返工率 ▼')")
+    rework = [float(t.strip(" %")) for t in page.locator("#kpis-table tbody tr td:nth-child(9)").all_inner_texts()
+              if t != "–"]
+    assert rework == sorted(rework, reverse=True) and len(rework) >= 2
+    title = page.locator("#kpis-card-closure").get_attribute("title")
+    assert re.search(r"Closure rate 结案率: cases due to close .*\n[\d,]+ / [\d,]+ = [\d.]+ %", title)
+    cell = page.locator("#kpis-table tbody tr td:nth-child(6)").first.get_attribute("title")
+    assert "On-time closure" in cell and " / " in cell
+    _shot(page, "kpis.png")
+    page.set_viewport_size({"width": 1366, "height": 768})
+    page.wait_for_timeout(500)
+    _shot(page, "kpis-laptop.png")
+
+
+def test_the_csv_download_holds_the_ranking_the_page_shows(kpi_board, page):
+    board, street, _ = kpi_board
+    sign_in(page, board.url, "t-kpi-leader")
+    page.goto(f"{board.url}/kpis?period=month")
+    shown = _rows(page)
+    registered = int(page.locator("#kpis-card-registered .wall-tile-value").inner_text().replace(",", ""))
+    with page.expect_download() as download:
+        page.click("#kpis-export-ranking")
+    text = Path(download.value.path()).read_text(encoding="utf-8-sig")
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert [r["org_code"] for r in rows] == shown
+    assert all(r["org_code"].startswith(street.code) for r in rows)
+    # the street's cases are all placed in its grids: the communities' sum is the card's number
+    assert sum(int(r["registered"]) for r in rows) == registered > 0
+    for r in rows:
+        if r["closure_denominator"] != "0":
+            assert float(r["closure"]) == pytest.approx(int(r["closure_numerator"]) / int(r["closure_denominator"]),
+                                                        abs=1e-4)
+    assert page.errors == []
