@@ -64,6 +64,7 @@ ROUTES: dict[str, Route] = {
     audit.EXPORT_PATH: Route(audit.PAGE.roles, "the audit trail as CSV (authorizes the scope; audited)"),
     cases.EXPORT_PATH: Route(cases.PAGE.roles, "the case list as CSV (authorizes the scope; audited)"),
     kpis.EXPORT_PATH: Route(kpis.PAGE.roles, "a KPI table as CSV (authorizes the scope; audited)"),
+    kpis.REPORT_PATH: Route(kpis.PAGE.roles, "the assessment report as PDF (authorizes the scope; audited)"),
     "/": _signed_in("the shell; route() authorizes the page and the scope"),
     "/<path:path>": _signed_in("the shell; route() authorizes the page and the scope"),
 }

@@ -154,6 +154,7 @@ def create_app(settings: Settings) -> tuple[Dash, SocketIO, LiveHub]:
     app.server.add_url_rule(audit.EXPORT_PATH, "audit_export", view_func=audit.export_csv)
     app.server.add_url_rule(cases.EXPORT_PATH, "cases_export", view_func=cases.export_csv)
     app.server.add_url_rule(kpis.EXPORT_PATH, "kpis_export", view_func=kpis.export_csv)
+    app.server.add_url_rule(kpis.REPORT_PATH, "kpis_report", view_func=kpis.export_pdf)
     app.layout = shell
     # same-origin sockets only; WebSocket only (the screens never poll), so a screen's socket is
     # the TCP connection it came on, which the hub can cut off when the screen stops reading

@@ -34,6 +34,7 @@ APT_PACKAGES=(
     build-essential cmake dpkg-dev
     python3-venv
     chromium fonts-noto-cjk
+    libpango-1.0-0 libpangoft2-1.0-0 poppler-utils
     ca-certificates
 )
 

@@ -22,6 +22,7 @@ from dashboard.pages import Page, query_params
 from dashboard.pages.cases import local
 from dashboard.pages.export import authorized_export, csv_response
 from dashboard.state import app_state
+from kpis import pdf
 from kpis.indicators import COUNT_BY_KEY, RATE_BY_KEY, RATES, Totals
 from kpis.report import Period, Ranked, child_length, rank
 from telemetry.catalogue import CASE_CATEGORY_LABELS, CASE_STATE_LABELS, ORG_LEVEL_LABELS, Label
@@ -29,6 +30,7 @@ from telemetry.city import CITY_TZ
 from telemetry.orgcodes import LENGTHS
 
 EXPORT_PATH = "/kpis.csv"
+REPORT_PATH = "/kpis.pdf"
 TABLES = ("ranking", "categories", "days", "overdue", "rework")
 PERIOD_LABELS = {"day": Label("Day", "日"), "week": Label("Week", "周"), "month": Label("Month", "月"),
                  "custom": Label("Range", "自定义")}
@@ -347,7 +349,9 @@ def _exports(scope: Scope, period: Period):
     base = {"scope": scope.code, **period_params(period)}
     names = {"ranking": Label("ranking", "排名"), "categories": Label("categories", "分类"),
              "days": Label("per day", "每日"), "overdue": Label("overdue", "超期"), "rework": Label("rework", "返工")}
-    return [html.Span("CSV:", className="kpis-exports-label")] + [
+    return [html.A(str(Label("Report PDF", "考核报告 PDF")), href=f"{REPORT_PATH}?{urlencode(base)}",
+                   className="button", id="kpis-export-pdf"),
+            html.Span("CSV:", className="kpis-exports-label")] + [
         html.A(str(label), href=f"{EXPORT_PATH}?{urlencode({**base, 'table': table})}", className="button",
                id=f"kpis-export-{table}") for table, label in names.items()]
 
@@ -406,3 +410,18 @@ def export_csv():
                  last.astimezone(CITY_TZ).isoformat()] for c, n, last in state.queries.reworked(scope, period, 100_000))
     return csv_response(f"kpis-{table}-{stamp}.csv", header, rows)
 
+
+def export_pdf():
+    """`/kpis.pdf?scope=…&period=month&day=…`: the assessment report of the scope and period (audited)."""
+    asked = authorized_export(PAGE, "kpi.report", REPORT_PATH, period_from)
+    if isinstance(asked, Response):
+        return asked
+    state, scope, period = asked
+    report = state.queries.kpi_report(scope, period)
+    identity = current_identity()
+    body = pdf.render(report, _ranked(state, scope, report), state.assessment, scope.name,
+                      lambda code: _short(state, code), identity.display_name or identity.user,
+                      datetime.now(timezone.utc))
+    name = f"kpis-report-{scope.code or 'city'}-{period.first:%Y%m%d}-{period.last:%Y%m%d}.pdf"
+    return Response(body, mimetype="application/pdf",
+                    headers={"Content-Disposition": f"attachment; filename={name}", "Cache-Control": "no-store"})

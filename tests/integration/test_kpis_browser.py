@@ -1,12 +1,15 @@
 """The leaders' KPI page in Chromium, on a database of its own holding 40 days of history up to now:
 a street's leader sees their street's ranking and nothing beside it (the page, the callbacks and the
 CSV refuse another street), a click on a row drills down one level keeping the period, the headers
-sort, every number says what it is on hover, and the CSV holds what the page shows."""
+sort, every number says what it is on hover, the CSV holds what the page shows, and the assessment report
+downloads as a PDF whose pages render (pdftoppm) with its Chinese text in an embedded font."""
 from __future__ import annotations
 
 import csv
 import io
 import re
+import struct
+import subprocess
 import urllib.error
 import urllib.request
 from datetime import datetime, timezone
@@ -123,3 +126,36 @@ def test_the_csv_download_holds_the_ranking_the_page_shows(kpi_board, page):
             assert float(r["closure"]) == pytest.approx(int(r["closure_numerator"]) / int(r["closure_denominator"]),
                                                         abs=1e-4)
     assert page.errors == []
+
+
+def test_the_assessment_report_downloads_as_a_pdf_with_the_ranking_charts_and_definitions_in_chinese(
+        kpi_board, page, tmp_path):
+    board, street, _ = kpi_board
+    city = demo_city()
+    sign_in(page, board.url, "t-kpi-leader")
+    page.goto(f"{board.url}/kpis?period=month")
+    page.locator("#kpis-export-pdf").wait_for()
+    with page.expect_download() as download:
+        page.click("#kpis-export-pdf")
+    path = tmp_path / "report.pdf"
+    download.value.save_as(path)
+    assert path.read_bytes()[:5] == b"%PDF-"
+    text = subprocess.run(["pdftotext", "-layout", str(path), "-"], capture_output=True, text=True, check=True).stdout
+    assert f"{street.name} · 月度考核报告" in text
+    for community in (c for c in city.communities if c.code.startswith(street.code)):
+        assert community.name in text                                       # every unit of the ranking
+    for words in ("结案率", "按期结案率", "按期处置率", "返工率", "综合得分 Score = on_time_handling * 60", "A ≥ 90"):
+        assert words in text
+    fonts = subprocess.run(["pdffonts", str(path)], capture_output=True, text=True, check=True).stdout
+    embedded = [line.split()[0] for line in fonts.splitlines()[2:] if " yes yes " in line]
+    assert embedded and all("Noto-Sans-CJK-SC" in name for name in embedded), fonts   # it reads anywhere
+    subprocess.run(["pdftoppm", "-r", "50", "-png", str(path), str(tmp_path / "page")], check=True)
+    pages = sorted(tmp_path.glob("page-*.png"))
+    assert len(pages) >= 2
+    for png in pages:
+        width, height = struct.unpack(">II", png.read_bytes()[16:24])
+        assert abs(width - 413) <= 1 and abs(height - 585) <= 1             # A4 at 50 dpi
+        assert png.stat().st_size > 8_000                                   # drawn on, not blank
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["pdftoppm", "-r", "80", "-png", "-f", "1", "-l", "2", str(path), str(SCREENSHOTS / "kpis-report")],
+                   check=True)
