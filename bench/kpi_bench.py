@@ -22,7 +22,7 @@ import argparse
 import platform
 import statistics
 import time
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import psycopg2
@@ -133,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=Path("/var/tmp/gridcc-kpi-bench"))
     parser.add_argument("--days", type=int, default=90)
     parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--refold", action="store_true", help="fold the kept history into the rollups again first")
     args = parser.parse_args(argv)
     args.data_dir.mkdir(parents=True, exist_ok=True)
     args.data_dir.chmod(0o711)
@@ -140,6 +141,10 @@ def main(argv: list[str] | None = None) -> int:
     stack.start()
     try:
         prepare(stack, args.days)
+        if args.refold:
+            conn = psycopg2.connect(stack.settings().pg_dsn)
+            history.refold(conn, datetime.now(timezone.utc))
+            conn.close()
         dsn = stack.settings().pg_dsn
         conn = psycopg2.connect(dsn)
         with conn.cursor() as cur:

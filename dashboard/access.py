@@ -20,7 +20,7 @@ from dashboard.announcements import ANNOUNCE
 from dashboard.authz import EVERYONE, UserRole
 from dashboard.case_actions import CASE_ACTIONS, NEW_LIMITS, OPEN_CASE, REASSIGN, SET_CALENDAR_DAY
 from dashboard.commands import ACKNOWLEDGE_ALARM, Action
-from dashboard.pages import admin, announcements, audit, case, cases, kpis, rules
+from dashboard.pages import admin, announcements, audit, case, cases, kpis, replay, rules
 
 
 @dataclass(frozen=True)
@@ -99,6 +99,10 @@ CALLBACKS: dict[str, Callback] = {
     "kpis-error": Callback(kpis.PAGE.roles, "the KPIs of the scope and period: cards, ranking, charts, lists "
                                             "(authorizes the scope)"),
     "kpis-sort": Callback(kpis.PAGE.roles, "the ranking's sort column (no data)"),
+    "replay-track": Callback(replay.PAGE.roles, "a member's track, stops, events and coverage (authorizes the "
+                                                "member's org unit)"),
+    "replay-who": Callback(replay.PAGE.roles, "who was where at a moment (authorizes the scope)"),
+    "replay-marker": Callback(replay.PAGE.roles, "the player", clientside=True),
     "ann-result": Callback(ANNOUNCE.roles, "send an announcement (authorized for the org unit chosen)",
                            changes=(ANNOUNCE,)),
     "ann-list": Callback(announcements.PAGE.roles, "the announcements sent in the scope, with their read counts "

@@ -26,6 +26,7 @@ from dispatch.candidates import OPEN_WORK
 from dispatch.roster import RosterCache, RosterDay
 from kpis import report as kpi_report
 from kpis.report import Period, Report
+from kpis.tracks import Fix
 from telemetry import live
 from telemetry.city import CITY_TZ, City, Member
 from telemetry.orgcodes import Level, contains
@@ -219,6 +220,28 @@ class Queries:
         cases = {row[0]: case_store.from_row(row) for row in self.rows(f"{_CASES} where case_id = any(%s)",
                                                                       ([f[0] for f in found],))}
         return [(cases[case_id], n, last) for case_id, n, last in found if case_id in cases]
+
+    # --- tracks (the replay: dashboard/pages/replay.py) -------------------------------------------
+    def track(self, terminal_id: str, start: datetime, end: datetime) -> list[Fix]:
+        """A terminal's stored fixes from start to end, in time order (the positions' key index)."""
+        return [Fix(t, lat, lon) for t, lat, lon in self.rows(
+            "select time, lat, lon from positions where terminal_id = %s and time >= %s and time < %s order by time",
+            (terminal_id, start, end))]
+
+    def track_events(self, terminal_id: str, start: datetime, end: datetime) -> list[tuple[datetime, str, str, str]]:
+        """What the member did meanwhile: (time, kind, case or report id, what) of its case work and reports."""
+        return self.rows(
+            "select time, 'case', case_id, command from case_events where actor_kind = 'terminal' and actor = %s "
+            "and time >= %s and time < %s union all select time, 'report', report_id, category from incident_reports "
+            "where terminal_id = %s and time >= %s and time < %s order by 1 limit 500",
+            (terminal_id, start, end, terminal_id, start, end))
+
+    def whereabouts_at(self, terminals: list[str], at: datetime, window: timedelta) -> dict[str, tuple]:
+        """Where each terminal was at `at`: its last fix in the window before (terminal -> (time, lat, lon))."""
+        rows = self.rows("select t.id, p.time, p.lat, p.lon from unnest(%s::text[]) as t(id) cross join lateral "
+                         "(select time, lat, lon from positions where terminal_id = t.id and time <= %s and time > %s "
+                         "order by time desc limit 1) p", (terminals, at, at - window))
+        return {terminal: (t, lat, lon) for terminal, t, lat, lon in rows}
 
     # --- cases ----------------------------------------------------------------------------------
     def cases(self, scope: Scope, wanted: CaseFilter, limit: int) -> tuple[list[Case], int]:

@@ -130,6 +130,7 @@ class StageDone:
     ended_at: datetime | None   # None: its deadline passed, it is still open
     ended_by: str | None
     on_time: bool | None        # None: ended another way, never late (not counted)
+    counted_at: datetime | None = None   # when it counted: its end (on time), its deadline then (late); None: not now
 
 
 @dataclass(frozen=True)
@@ -159,7 +160,8 @@ def deadline_passed(facts: CaseFacts, now: datetime) -> Folded:
     if facts.stage != "register" and after.due_day is None:
         after = replace(after, due_day=day)
     counts.extend(_cohort_change(facts, after))
-    done = StageDone(facts.case_id, facts.stage_seq, facts.stage, facts.stage_started_at or at, at, None, None, False)
+    done = StageDone(facts.case_id, facts.stage_seq, facts.stage, facts.stage_started_at or at, at, None, None, False,
+                     counted_at=at)
     return Folded(after, tuple(counts), (), (done,))
 
 
@@ -184,7 +186,7 @@ def fold(facts: CaseFacts, event: CaseEvent) -> Folded:
         if on_time:
             counts += [Count(day, stage_counter(before.stage, w)) for w in ("due", "on_time")]
         stages.append(StageDone(f.case_id, before.stage_seq, before.stage, before.stage_started_at or now,
-                                before.stage_deadline, now, command, on_time))
+                                before.stage_deadline, now, command, on_time, counted_at=now if on_time else None))
         f = replace(f, stage=None, stage_started_at=None, stage_deadline=None, stage_late=False)
     if new_stage is not None:
         f = replace(f, stage=new_stage, stage_seq=before.stage_seq + 1, stage_started_at=now,

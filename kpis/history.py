@@ -336,6 +336,14 @@ def clear(conn) -> None:
         cur.execute("delete from device_alarms where alarm_id like 'hist-%%'")
 
 
+def refold(conn, now: datetime, progress: bool = True) -> int:
+    """Fold every case's events into the rollups again, from nothing (after a change of kpis/facts.py)."""
+    with conn, conn.cursor() as cur:
+        cur.execute("truncate kpi_daily, kpi_durations, case_stage_facts, case_facts")
+        cur.execute("insert into kpi_dirty (case_id) select case_id from cases on conflict do nothing")
+    return fold_everything(conn, now, progress)
+
+
 def generate(dsn: str, plan: Plan, progress: bool = True, what: frozenset[str] = frozenset({"cases", "fixes",
                                                                                              "alarms"})) -> Written:
     end = plan.end or datetime.now(timezone.utc)
@@ -390,10 +398,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--patrol-min", type=float, default=Plan.patrol_min)
     parser.add_argument("--only", default="cases,fixes,alarms", help="what to write, comma-separated")
     parser.add_argument("--clear", action="store_true", help="remove an earlier history first")
+    parser.add_argument("--refold", action="store_true", help="only fold every case into the rollups again")
     parser.add_argument("--dsn", help="the database (default: the configured one, as its owner)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     dsn = args.dsn or load_settings().pg_dsn
+    if args.refold:
+        conn = psycopg2.connect(dsn)
+        try:
+            print(f"{refold(conn, datetime.now(timezone.utc)):,} cases folded")
+        finally:
+            conn.close()
+        return 0
     if args.clear:
         conn = psycopg2.connect(dsn)
         try:

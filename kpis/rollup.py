@@ -102,11 +102,11 @@ def write(cur, folded: Iterable[Folded]) -> int:
             slot = durations[(d.day, f.org_code, f.category, d.measure, duration_bin(d.seconds))]
             slot[0] += 1
             slot[1] += d.seconds
-        for s in fo.stages:         # the later row of a stage (it ended after going late) wins
-            counted = s.deadline if s.on_time is False else s.ended_at if s.on_time else None
-            stages[(s.case_id, s.stage_seq)] = (s.case_id, s.stage_seq, s.stage, f.org_code, f.category, s.started_at,
-                                               s.deadline, s.ended_at, s.ended_by, s.on_time,
-                                               city_day(counted) if counted else None)
+        for s in fo.stages:         # the later row of a stage (it ended after going late) wins, but the day
+            key = (s.case_id, s.stage_seq)   # it counted on is the first row's (its deadline, before any extension)
+            counted = city_day(s.counted_at) if s.counted_at else stages[key][-1] if key in stages else None
+            stages[key] = (s.case_id, s.stage_seq, s.stage, f.org_code, f.category, s.started_at, s.deadline,
+                           s.ended_at, s.ended_by, s.on_time, counted)
     if folded:
         cols = ", ".join(FACT_COLUMNS)
         execute_values(cur, f"insert into case_facts ({cols}) values %s on conflict (case_id) do update set "

@@ -101,6 +101,16 @@ def test_the_rollups_agree_with_the_raw_stage_facts(kpi_dsn, generated):
     sums = _rows(kpi_dsn, "select sum(dispatch_due), sum(dispatch_on_time), sum(handle_due), sum(handle_on_time) "
                           "from kpi_daily")[0]
     assert sums == (by_stage["dispatch"], on_time["dispatch"], by_stage["handle"], on_time["handle"])
+    # and day by day (a stage late before its extension counts on its first deadline's day in both)
+    per_day = _rows(kpi_dsn, "select day, sum(handle_due), sum(handle_on_time), sum(went_overdue) from kpi_daily "
+                             "group by day order by day")
+    raw = _rows(kpi_dsn, "select d, sum(due), sum(on_time), sum(first) from ("
+                         "  select counted_day as d, count(*) as due, count(*) filter (where on_time) as on_time, "
+                         "         0 as first from case_stage_facts where stage = 'handle' and on_time is not null "
+                         "  group by 1 union all select f, 0, 0, count(*) from (select min(counted_day) as f "
+                         "  from case_stage_facts where on_time = false group by case_id) l group by 1) u "
+                         "group by d order by d")
+    assert per_day == raw
 
 
 def test_a_pass_that_fails_before_its_commit_changes_nothing_and_two_maintainers_count_each_case_once(

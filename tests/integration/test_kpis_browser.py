@@ -12,12 +12,15 @@ import struct
 import subprocess
 import urllib.error
 import urllib.request
-from datetime import datetime, timezone
+from datetime import datetime, time, timedelta, timezone
 from pathlib import Path
 
+import psycopg2
 import pytest
+from psycopg2.extensions import make_dsn, parse_dsn
 
 from kpis import history
+from telemetry.city import CITY_TZ
 
 from .conftest import demo_city
 from .kpi_helpers import own_database
@@ -159,3 +162,76 @@ def test_the_assessment_report_downloads_as_a_pdf_with_the_ranking_charts_and_de
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     subprocess.run(["pdftoppm", "-r", "80", "-png", "-f", "1", "-l", "2", str(path), str(SCREENSHOTS / "kpis-report")],
                    check=True)
+
+
+def _walk(grid, start: datetime, minutes: int, every_s: int = 5, stop_at_min: int = 60, stop_min: int = 10):
+    """A member's walk inside the grid: a fix every `every_s`, standing still for `stop_min` minutes
+    from `stop_at_min`."""
+    import math
+    import random
+
+    from shapely.geometry import Point
+
+    rng = random.Random(3)
+    minx, miny, maxx, maxy = grid.boundary.bounds
+    p = grid.boundary.representative_point()
+    x, y, heading, rows = p.x, p.y, 0.0, []
+    for i in range(minutes * 60 // every_s):
+        t = start + timedelta(seconds=i * every_s)
+        standing = stop_at_min * 60 <= i * every_s < (stop_at_min + stop_min) * 60
+        if not standing:                     # straight on, turning a little; back from the grid's edge
+            heading += rng.gauss(0, 0.15)
+            nx, ny = x + 6 / 111_320 * math.cos(heading), y + 6 / 111_320 * math.sin(heading)
+            if not grid.boundary.contains(Point(nx, ny)):
+                heading += math.pi
+                nx, ny = x + 6 / 111_320 * math.cos(heading), y + 6 / 111_320 * math.sin(heading)
+            x, y = nx, ny
+        rows.append((t, x, y))
+    return rows
+
+
+def test_the_replay_plays_a_members_track_and_the_speed_control_changes_the_pace(kpi_board, page, stack):
+    board, street, _ = kpi_board
+    city = demo_city()
+    grid = next(g for g in city.grids if g.code.startswith(street.code))
+    member = next(m for m in city.members if m.grid_code == grid.code)
+    today = datetime.now(CITY_TZ).date()
+    start = datetime.combine(today, time(0, 10), CITY_TZ)
+    fixes = _walk(grid, start, 90)
+    dsn = make_dsn(**{**parse_dsn(stack.settings().pg_dsn), "dbname": DATABASE})
+    conn = psycopg2.connect(dsn)
+    with conn, conn.cursor() as cur:
+        cur.execute("delete from positions where terminal_id = %s and time >= %s", (member.terminal_id, start))
+        cur.executemany("insert into positions (time, terminal_id, member_id, grid_code, lat, lon, source) "
+                        "values (%s, %s, %s, %s, %s, %s, 'gcc')",
+                        [(t, member.terminal_id, member.member_id, grid.code, lat, lon) for t, lon, lat in fixes])
+    conn.close()
+    sign_in(page, board.url, "t-kpi-leader")
+    page.goto(f"{board.url}/replay?member={member.terminal_id}&day={today.isoformat()}")
+    page.click("#replay-load")
+    page.wait_for_function("!document.querySelector('#replay-play').disabled", timeout=20000)
+    assert f"{len(fixes):,} fixes" in page.locator("#replay-status").inner_text()
+    stopped = page.locator("#replay-fact-stopped").inner_text()
+    assert re.search(r"\b1[01] min · 1 stops", stopped), stopped     # the 10 minutes still, and the metres around
+    assert re.search(r"\d+ % \(\d+/\d+ cells", page.locator("#replay-fact-coverage").inner_text())
+    assert "yes" in page.locator("#replay-fact-inspected").inner_text()
+
+    def progress(speed: int, seconds: float) -> float:
+        page.click("#replay-speed")
+        page.click(f"[role=option]:has-text('{speed}×')")
+        before = float(page.locator("#replay-slider [role=slider]").get_attribute("aria-valuenow"))
+        page.click("#replay-play")                                                   # play
+        page.wait_for_timeout(seconds * 1000)
+        page.click("#replay-play")                                                   # pause
+        return float(page.locator("#replay-slider [role=slider]").get_attribute("aria-valuenow")) - before
+
+    slow, fast = progress(1, 2.0), progress(20, 2.0)
+    assert 0.5 <= slow <= 6 and fast >= 8 * slow, (slow, fast)                    # ~2 s of track, then ~40 s
+    assert page.locator("#replay-time").inner_text().startswith("00:1")
+    _shot(page, "replay.png")
+    # who was where at 00:40: this member, from the stored fixes
+    page.fill("#replay-at", f"{today.isoformat()}T00:40")
+    page.click("#replay-who-show")
+    page.locator("#replay-who-count").wait_for()
+    assert member.name in page.locator("#replay-who-list").inner_text()
+    assert page.errors == []

@@ -127,6 +127,16 @@ def test_an_open_stage_goes_late_when_now_passes_its_deadline_and_only_once():
     assert again.counts == () and again.facts == late.facts
 
 
+def test_a_stage_late_before_its_extension_counts_on_its_first_deadlines_day():
+    # accepted 10:25, due 11:25 (passes); 60 min more approved at 12:00 (due 12:25); feedback 12:10
+    fo = folded(story([(10, "register"), (20, "dispatch"), (25, "accept"), (90, "ask"), (120, "approve"),
+                       (130, "feedback")]))
+    handle = [s for s in fo.stages if s.stage == "handle"]
+    assert [(s.on_time, s.counted_at) for s in handle] == [(False, T0 + timedelta(minutes=85)), (False, None)]
+    c = counts(fo)
+    assert c[(DAY, "stage:handle:due")] == 1 and c[(DAY, "stage:handle:on_time")] == 0
+
+
 def test_an_approved_extension_moves_the_deadline_and_takes_the_case_out_of_the_on_time_closure_denominator():
     # accepted 10:25 (due 11:25); extension of 60 min approved at 11:00: due 12:25; feedback 12:00 is on time
     fo = folded(story([(10, "register"), (20, "dispatch"), (25, "accept"), (40, "ask"), (60, "approve"),
