@@ -37,6 +37,7 @@ from database.citydb import read_city
 from dispatch.candidates import first_available
 from dispatch.history import StatusRecorder
 from dispatch.roster import RosterCache
+from kpis.patrol import PatrolMaintainer
 from kpis.rollup import RollupMaintainer
 from telemetry.lifecycle import run_until_signalled
 
@@ -152,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
                               engine.stop_event)
     threading.Thread(target=recorder.run, name="member-status", daemon=True).start()
     threading.Thread(target=rollups.run, name="kpi-rollups", daemon=True).start()
+    patrols = PatrolMaintainer(settings.pg_dsn, engine.intake.city, engine.stop_event)
+    threading.Thread(target=patrols.run, name="kpi-patrols", daemon=True).start()
     if settings.cases_demo_desk:
         desk = Desk(settings.pg_dsn, engine.intake.city, engine.rules_for, engine.on_change, engine.stop_event,
                     settings.offer_policy(), engine.pick, engine.automatic)

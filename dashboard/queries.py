@@ -196,7 +196,28 @@ class Queries:
     # --- the assessment (leaders; dashboard/pages/kpis.py) ----------------------------------------
     def kpi_report(self, scope: Scope, period: Period) -> Report:
         """The scope's indicators for the period and the one before, per child unit, category and day."""
-        return kpi_report.read(self.rows, scope.code, period)
+        return kpi_report.read(self.rows, scope.code, period, self.city)
+
+    def field_indicators(self, scope: Scope, period: Period) -> dict:
+        """Devices and announcements in the period: alarms raised, per 1,000 devices of the scope, the
+        mean time to acknowledge one; announcements' recipients and how many of them read it."""
+        start, end = period_bounds(period)
+        prefix = _like_prefix(scope.code)
+        raised, acked, ack_s = self.rows(
+            "select count(*), count(k.alarm_id), avg(extract(epoch from k.acknowledged_at - a.time)) "
+            "from device_alarms a left join alarm_acknowledgements k on k.alarm_id = a.alarm_id "
+            "and k.sensor_id = a.sensor_id where a.state = 'raised' and a.time >= %s and a.time < %s "
+            "and a.grid_code like %s", (start, end, prefix))[0]
+        recipients, read = self.rows(
+            "select (select coalesce(sum(recipients), 0) from announcements where created_at >= %s and created_at < %s "
+            "and org_code like %s), (select count(distinct (r.announcement_id, r.terminal_id)) "
+            "from announcement_reads r join announcement_recipients p using (announcement_id, terminal_id) "
+            "join announcements a on a.id = r.announcement_id where a.created_at >= %s and a.created_at < %s "
+            "and a.org_code like %s)",
+            (start, end, prefix, start, end, prefix))[0]
+        devices = sum(1 for s in self.city.sensors if scope.covers(s.grid_code))
+        return {"alarms": raised, "devices": devices, "acknowledged": acked,
+                "ack_s": float(ack_s) if ack_s is not None else None, "recipients": int(recipients), "read": read}
 
     def overdue_now(self, scope: Scope, limit: int = 50) -> tuple[list[Case], int]:
         """The open cases of the scope past their stage's deadline, the longest overdue first, and how many."""

@@ -60,6 +60,7 @@ from cases.model import (
 )
 from config.settings import load_settings
 from database.citydb import read_city
+from kpis.patrol import Patrols
 from kpis.rollup import fold_pass
 from telemetry.catalogue import INCIDENT_CATEGORIES, Role
 from telemetry.city import CITY_TZ, City, Grid
@@ -336,6 +337,16 @@ def clear(conn) -> None:
         cur.execute("delete from device_alarms where alarm_id like 'hist-%%'")
 
 
+def fold_patrols(conn, city: City, start: datetime, end: datetime, progress: bool = True) -> int:
+    """The patrol rows of the fixes from start to end, a day at a time (what the engine does as they come)."""
+    patrols, folded = Patrols(city), 0
+    first = start.astimezone(CITY_TZ).date()
+    days = (end.astimezone(CITY_TZ).date() - first).days + 1
+    for i in tqdm(range(days), desc="patrols", unit="day", disable=not progress):
+        folded += patrols.refold_day(conn, first + timedelta(days=i))
+    return folded
+
+
 def refold(conn, now: datetime, progress: bool = True) -> int:
     """Fold every case's events into the rollups again, from nothing (after a change of kpis/facts.py)."""
     with conn, conn.cursor() as cur:
@@ -368,6 +379,7 @@ def generate(dsn: str, plan: Plan, progress: bool = True, what: frozenset[str] =
             fold_everything(conn, end, progress)
         if "fixes" in what:
             written.fixes = write_fixes(conn, city, plan, end, progress)
+            fold_patrols(conn, city, end - timedelta(days=plan.days + 1), end, progress)
         if "alarms" in what:
             written.alarms = write_alarms(conn, city, plan, end, progress)
         return written

@@ -13,7 +13,7 @@ import operator
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from kpis.facts import COUNTERS, MEASURES, STAGES, bin_upper, stage_counter
+from kpis.facts import MEASURES, bin_upper, stage_counter
 from telemetry.catalogue import Label
 
 DEFAULT_SCORE = "on_time_handling * 60 + closure * 30 + (1 - rework) * 10 - 10 * overdue"
@@ -56,6 +56,11 @@ RATES: tuple[Rate, ...] = (
          "failed verifications, of feedbacks given in the period", empty=0.0, higher_is_better=False),
     Rate("extension", Label("Extension rate", "延期率"), "due_extended", "due",
          "cases due in the period that had an extension approved", empty=0.0, higher_is_better=False),
+    Rate("inspection", Label("Inspection rate", "巡查率"), "grid_days_inspected", "grid_days",
+         "grid-days with a member's fix inside the grid (patrolled at least once that day), of the grids' days",
+         empty=None),
+    Rate("active", Label("Members active", "在岗率"), "member_days_active", "member_days",
+         "member-days with at least one fix stored, of the members' days", empty=None),
     Rate("overdue", Label("Overdue rate", "超期率"), "went_overdue", "due",
          "cases that first went past a deadline in the period, of the cases due in it", empty=0.0,
          higher_is_better=False),
@@ -263,13 +268,6 @@ class Assessment:
     @classmethod
     def configured(cls, score: str, grades: str) -> Assessment:
         return cls(Formula(score or DEFAULT_SCORE), Grades.parse(grades or DEFAULT_GRADES))
-
-
-def known_counter(name: str) -> bool:
-    if name in COUNTERS:
-        return True
-    parts = name.split(":")
-    return len(parts) == 3 and parts[0] == "stage" and parts[1] in STAGES and parts[2] in ("due", "on_time")
 
 
 assert set(MEASURE_LABELS) == set(MEASURES)

@@ -95,8 +95,9 @@ class Report:
 _SUMS = ", ".join(f"sum({c})" for c in COLUMNS.values())
 
 
-def read(rows: Rows, scope_code: str, period: Period) -> Report:
-    """The report of `scope_code` ("" the city) for `period`: two statements over the rollups."""
+def read(rows: Rows, scope_code: str, period: Period, city=None) -> Report:
+    """The report of `scope_code` ("" the city) for `period`: two statements over the rollups, and
+    with `city` (its grids and members, the patrol rates' denominators) a third over patrol_daily."""
     report = Report(scope_code, period)
     before = period.previous()
     n = child_length(scope_code) or len(scope_code)
@@ -131,7 +132,38 @@ def read(rows: Rows, scope_code: str, period: Period) -> Report:
             report.total.add_duration(measure, bin_, int(count), float(total_s))
         elif unit is not None:
             report.units.setdefault(unit, Totals()).add_duration(measure, bin_, int(count), float(total_s))
+    if city is not None:
+        _patrols(rows, report, city, n, before, args)
     return report
+
+
+def _patrols(rows: Rows, report: Report, city, n: int, before: Period, args: tuple) -> None:
+    """The inspection and active rates: grid-days patrolled and member-days with fixes, over the
+    grids' and members' days (the period so far)."""
+    prefix = report.scope_code
+    grids = [g.code for g in city.grids if g.code.startswith(prefix)]
+    members = [m.grid_code for m in city.members if m.grid_code.startswith(prefix)]
+    for cur, totals, days in ((True, report.total, report.period.days), (False, report.previous, before.days)):
+        totals.add("grid_days", len(grids) * days)
+        totals.add("member_days", len(members) * days)
+        by_unit = report.units if cur else report.units_previous
+        for unit in {g[:n] for g in grids if len(g) >= n}:
+            t = by_unit.setdefault(unit, Totals())
+            t.add("grid_days", sum(1 for g in grids if g.startswith(unit)) * days)
+            t.add("member_days", sum(1 for m in members if m.startswith(unit)) * days)
+    for cur, g_unit, unit, inspected, active in rows(
+            "select day >= %s as cur, grouping(unit), unit, count(distinct (grid_code, day)) filter "
+            "(where fixes_in_grid > 0), count(*) filter (where fixes > 0) from (select *, case when "
+            "length(grid_code) >= %s then left(grid_code, %s) end as unit from patrol_daily where grid_code like %s "
+            "and day between %s and %s) p group by grouping sets ((cur), (cur, unit))", args):
+        if g_unit:
+            totals = report.total if cur else report.previous
+        elif unit is not None:
+            totals = (report.units if cur else report.units_previous).setdefault(unit, Totals())
+        else:
+            continue
+        totals.add("grid_days_inspected", int(inspected))
+        totals.add("member_days_active", int(active))
 
 
 def _totals(sums) -> Totals:

@@ -142,3 +142,42 @@ def coverage(fixes: list[Fix], boundary: BaseGeometry, cells: set[str] | None = 
         if a_in and b_in and 0 < gap <= MAX_GAP_S:
             seconds += gap
     return Coverage(len(cells), len(visited), seconds, sum(inside)), visited
+
+
+# --- a member's patrol of a day, folded window by window (kpis/patrol.py) ------------------------------
+
+@dataclass(frozen=True)
+class PatrolDay:
+    """One member's day so far: what a patrol_daily row holds."""
+    fixes: int = 0
+    fixes_in_grid: int = 0
+    cells: frozenset[str] = frozenset()         # the home grid's cells visited
+    distance_m: float = 0.0
+    seconds_in_grid: float = 0.0
+    last: Fix | None = None                     # where the next window goes on from
+    last_in_grid: bool = False
+
+
+def extend(day: PatrolDay, fixes: list[Fix], in_grid: list[bool], grid_cells_: set[str],
+           resolution: int = COVERAGE_RESOLUTION) -> PatrolDay:
+    """The day after more fixes of it (in time order, all after `day.last`): the same sums as
+    `summary` and `coverage` over the whole day, whatever the windows."""
+    distance, seconds = day.distance_m, day.seconds_in_grid
+    prev, prev_in = day.last, day.last_in_grid
+    visited = set(day.cells)
+    for f, inside in zip(fixes, in_grid, strict=True):
+        if prev is not None:
+            gap = (f.time - prev.time).total_seconds()
+            if 0 < gap <= MAX_GAP_S:
+                d = metres(prev.lat, prev.lon, f.lat, f.lon)
+                if d / gap <= MAX_SPEED_MPS:
+                    distance += d
+                if inside and prev_in:
+                    seconds += gap
+        if inside:
+            cell = h3.latlng_to_cell(f.lat, f.lon, resolution)
+            if cell in grid_cells_:
+                visited.add(cell)
+        prev, prev_in = f, inside
+    return PatrolDay(day.fixes + len(fixes), day.fixes_in_grid + sum(in_grid), frozenset(visited), distance, seconds,
+                     prev, prev_in)

@@ -36,7 +36,8 @@ PERIOD_LABELS = {"day": Label("Day", "日"), "week": Label("Week", "周"), "mont
                  "custom": Label("Range", "自定义")}
 CARDS = (("count", "registered"), ("count", "closed"), ("rate", "closure"), ("rate", "on_time_closure"),
          ("rate", "on_time_dispatch"), ("rate", "on_time_handling"), ("rate", "rework"), ("rate", "extension"),
-         ("overdue_now", ""), ("count", "went_overdue"), ("duration", "accept"), ("duration", "close"))
+         ("overdue_now", ""), ("count", "went_overdue"), ("duration", "accept"), ("duration", "close"),
+         ("rate", "inspection"), ("rate", "active"), ("field", "alarms"), ("field", "ack"), ("field", "read"))
 # the ranking's columns: key, heading, what kind of value
 RANK_COLUMNS = (("place", Label("Place", "名次"), "place"), ("name", Label("Unit", "单位"), "name"),
                 ("score", Label("Score", "得分"), "score"), ("grade", Label("Grade", "等级"), "grade"),
@@ -149,9 +150,10 @@ def show(kind, day, first, last, sort, search):
     scope = decision.scope
     report = state.queries.kpi_report(scope, period)
     overdue, overdue_count = state.queries.overdue_now(scope, LIST_ROWS)
+    field = state.queries.field_indicators(scope, period)
     ranked = _ranked(state, scope, report)
     custom = kind == "custom"
-    return ("", _cards(report, overdue_count), _rank_title(scope), _formula(state),
+    return ("", _cards(report, overdue_count, field), _rank_title(scope), _formula(state),
             _ranking(state, ranked, sort or {}, period),
             fig.by_unit(ranked, lambda c: _short(state, c)), fig.trend(report), fig.by_category(report),
             fig.due_outcomes(report), fig.by_stage(report), fig.durations(report),
@@ -198,7 +200,25 @@ def _card(label: str, value: str, title: str, delta, key: str) -> html.Div:
         html.Div(value, className="wall-tile-value"), html.Div(label, className="wall-tile-label"), delta])
 
 
-def _cards(report, overdue_now: int) -> list:
+def _field_card(key: str, field: dict) -> html.Div:
+    """Devices and announcements: alarms per 1,000 devices, time to acknowledge, announcements read."""
+    if key == "alarms":
+        value = f"{1000 * field['alarms'] / field['devices']:.1f}" if field["devices"] else "–"
+        return _card(str(Label("Alarms per 1,000 devices", "每千台设备告警")), value,
+                     f"device alarms raised in the period per 1,000 devices of the scope: {field['alarms']:,} alarms, "
+                     f"{field['devices']:,} devices", html.Span(className="kpis-delta"), "alarms")
+    if key == "ack":
+        return _card(str(Label("Time to acknowledge", "告警确认用时")), fig.hours(field["ack_s"]),
+                     f"mean time from an alarm raised in the period to a person acknowledging it: "
+                     f"{field['acknowledged']:,} of {field['alarms']:,} acknowledged",
+                     html.Span(className="kpis-delta"), "ack")
+    share = field["read"] / field["recipients"] if field["recipients"] else None
+    return _card(str(Label("Announcements read", "通知阅读率")), fig.percent(share),
+                 f"recipients of the announcements sent in the scope in the period who read them: {field['read']:,} / "
+                 f"{field['recipients']:,}", html.Span(className="kpis-delta"), "read")
+
+
+def _cards(report, overdue_now: int, field: dict) -> list:
     now, before = report.total, report.previous
     cards = []
     for kind, key in CARDS:
@@ -220,6 +240,8 @@ def _cards(report, overdue_now: int) -> list:
                                   children=[html.Div(f"{overdue_now:,}", className="wall-tile-value"),
                                             html.Div(str(Label("Overdue now", "当前超期")),
                                                      className="wall-tile-label")]))
+        elif kind == "field":
+            cards.append(_field_card(key, field))
         else:
             label, mean, p90, title = fig.duration_cell(now, key)
             before_mean = before.histogram(key).mean_s

@@ -285,3 +285,49 @@ def test_p90_from_the_log_histogram_is_within_its_bin_of_the_true_value():
         h.add(duration_bin(s), 1, s)
     assert h.mean_s == pytest.approx(sum(seconds) / 100)
     assert 90 * 60 <= h.quantile_s(0.9) <= 90 * 60 * 1.1
+
+
+# --- tracks and patrols -----------------------------------------------------------------------------
+
+def _track(n: int, every_s: int = 5) -> list:
+    """A walk east along the equator-ish latitude of the city at 1.2 m/s, standing still for 5 minutes
+    in the middle."""
+    from kpis.tracks import Fix
+
+    fixes, lon = [], 119.30
+    for i in range(n):
+        if not n // 2 <= i < n // 2 + 60:
+            lon += 6 / 100_000
+        fixes.append(Fix(T0 + timedelta(seconds=every_s * i), 26.08, lon))
+    return fixes
+
+
+def test_a_track_has_its_stop_distance_and_times():
+    from kpis.tracks import summary
+
+    s = summary(_track(360), min_stop_s=180, radius_m=30)    # 30 min at 5 s; 5 min still from minute 15
+    # the 60 fixes standing, and the 5 walking up within 30 m of where the stop began (6 m a fix): 65 × 5 s
+    assert len(s.stops) == 1 and s.stops[0].seconds == 325 and s.stops[0].fixes == 66
+    assert s.distance_m == pytest.approx(299 * 6 / 100_000 * 111_320 * 0.8983, rel=0.02)   # cos(26.08°)
+    assert s.moving_s + s.stopped_s == pytest.approx(359 * 5)
+
+
+def test_a_patrol_folded_window_by_window_equals_the_whole_day_at_once():
+    from shapely.geometry import box
+
+    from kpis.tracks import PatrolDay, coverage, extend, grid_cells, summary
+
+    fixes = _track(720)
+    grid = box(119.30, 26.075, 119.315, 26.085)               # the walk leaves it after ~1.4 km
+    cells = grid_cells(grid)
+    inside = [grid.contains(__import__("shapely").geometry.Point(f.lon, f.lat)) for f in fixes]
+    whole = extend(PatrolDay(), fixes, inside, cells)
+    day = PatrolDay()
+    for a in range(0, 720, 97):                               # windows of odd sizes
+        day = extend(day, fixes[a:a + 97], inside[a:a + 97], cells)
+    assert day == whole
+    covered, visited = coverage(fixes, grid, cells)
+    assert whole.cells == frozenset(visited) and len(visited) == covered.visited > 0
+    assert whole.seconds_in_grid == pytest.approx(covered.seconds_in_grid)
+    assert whole.distance_m == pytest.approx(summary(fixes).distance_m)
+    assert 0 < covered.share < 1 and covered.inspected and whole.fixes_in_grid == sum(inside) < len(fixes)
