@@ -1,7 +1,7 @@
 """The queries behind the KPI page over 30 days of the big city's history, from the rollups and,
 side by side in the same run, the same numbers from the raw facts (no rollups).
 
-    .venv/bin/python -m bench.kpi_bench [--data-dir /var/tmp/gridcc-kpi-bench] [--days 90] [--runs 30]
+    .venv/bin/python -m bench.kpi_bench [--data-dir /var/tmp/gcc-bench-kpis] [--days 90] [--runs 30]
 
 Starts a local stack in `--data-dir` (kept: the history is generated once, ~10 minutes, and reused
 by every later run), loads the big city (`simulator.citygen --scale big`: 2,000 grids, 8,000
@@ -130,7 +130,7 @@ def _p(values: list[float], q: float) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", type=Path, default=Path("/var/tmp/gridcc-kpi-bench"))
+    parser.add_argument("--data-dir", type=Path, default=Path("/var/tmp/gcc-bench-kpis"))
     parser.add_argument("--days", type=int, default=90)
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--refold", action="store_true", help="fold the kept history into the rollups again first")

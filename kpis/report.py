@@ -101,11 +101,12 @@ def read(rows: Rows, scope_code: str, period: Period, city=None) -> Report:
     report = Report(scope_code, period)
     before = period.previous()
     n = child_length(scope_code) or len(scope_code)
-    args = (period.first, n, n, f"{scope_code}%", before.first, period.last)
+    # this period's days and the one before's (which need not touch: a month so far, the same days of the last)
+    args = (period.first, n, n, f"{scope_code}%", period.first, period.last, before.first, before.last)
     for cur, g_unit, g_category, g_day, unit, category, day, *sums in rows(
             "select day >= %s as cur, grouping(unit), grouping(category), grouping(day), unit, category, day, "
             f"{_SUMS} from (select *, case when length(org_code) >= %s then left(org_code, %s) end as unit "
-            "from kpi_daily where org_code like %s and day between %s and %s) r "
+            "from kpi_daily where org_code like %s and (day between %s and %s or day between %s and %s)) r "
             "group by grouping sets ((cur), (cur, unit), (cur, category), (cur, day))", args):
         totals = _totals(sums)
         if not (g_unit or unit is None):
@@ -124,7 +125,7 @@ def read(rows: Rows, scope_code: str, period: Period, city=None) -> Report:
     for cur, g_unit, unit, measure, bin_, count, total_s in rows(
             "select day >= %s as cur, grouping(unit), unit, measure, bin, sum(n), sum(total_s) "
             "from (select *, case when length(org_code) >= %s then left(org_code, %s) end as unit "
-            "from kpi_durations where org_code like %s and day between %s and %s) r "
+            "from kpi_durations where org_code like %s and (day between %s and %s or day between %s and %s)) r "
             "group by grouping sets ((cur, measure, bin), (cur, unit, measure, bin))", args):
         if not cur:
             continue
@@ -155,7 +156,8 @@ def _patrols(rows: Rows, report: Report, city, n: int, before: Period, args: tup
             "select day >= %s as cur, grouping(unit), unit, count(distinct (grid_code, day)) filter "
             "(where fixes_in_grid > 0), count(*) filter (where fixes > 0) from (select *, case when "
             "length(grid_code) >= %s then left(grid_code, %s) end as unit from patrol_daily where grid_code like %s "
-            "and day between %s and %s) p group by grouping sets ((cur), (cur, unit))", args):
+            "and (day between %s and %s or day between %s and %s)) p group by grouping sets ((cur), (cur, unit))",
+            args):
         if g_unit:
             totals = report.total if cur else report.previous
         elif unit is not None:

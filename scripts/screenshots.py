@@ -14,13 +14,15 @@ CHROMIUM = "/usr/bin/chromium"
 FIRST_CASE = "first case"     # the page of the case the list shows first (the one nearest its deadline)
 CONSOLE = "console"           # the dispatcher console with a case to dispatch chosen (its candidates shown)
 ANNOUNCE = "announce"         # sends an announcement to a street (its read count grows while the others are taken)
+REPLAY = "replay"             # a member's track today, loaded and played for a few seconds
 WALL, LAPTOP = (1920, 1080), (1366, 768)
 ANNOUNCED = "/announcements?scope=350102002"
 SHOTS = [("login.png", "/login", WALL), (None, ANNOUNCE, WALL), ("wall.png", "/wall?kiosk=1", WALL),
          ("wall-street.png", "/wall?scope=350102002", WALL), ("dispatch.png", CONSOLE, WALL),
          ("cases.png", "/cases", WALL), ("case.png", FIRST_CASE, WALL), ("case-laptop.png", FIRST_CASE, LAPTOP),
          ("rules.png", "/rules", WALL), ("audit.png", "/audit", WALL), ("admin-laptop.png", "/admin", LAPTOP),
-         ("announcements.png", ANNOUNCED, WALL)]
+         ("announcements.png", ANNOUNCED, WALL), ("kpis.png", "/kpis?scope=350102&period=month", WALL),
+         ("kpis-laptop.png", "/kpis?scope=350102002&period=week", LAPTOP), ("replay.png", REPLAY, WALL)]
 
 
 def main() -> int:
@@ -57,6 +59,19 @@ def main() -> int:
                                        "in your grid before 18:00. 今晚台风过境，请于18:00前检查辖区排水和招牌。")
                 page.click("#ann-send")
                 page.locator("#ann-result .admin-done").wait_for()
+                continue
+            if path == REPLAY:
+                page.goto(args.url + "/replay?scope=350102002")
+                page.click("#replay-member")
+                page.locator("[role=option]").first.click()
+                page.click("#replay-load")
+                page.wait_for_function("!document.querySelector('#replay-play').disabled", timeout=30000)
+                page.click("#replay-speed")
+                page.click("[role=option]:has-text('20×')")
+                page.click("#replay-play")
+                time.sleep(4)
+                page.screenshot(path=str(args.out / name))
+                print(args.out / name)
                 continue
             if path == CONSOLE:
                 page.goto(args.url + "/dispatch")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter, defaultdict
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 
 import psycopg2
 import pytest
@@ -206,3 +206,20 @@ def test_the_same_seed_gives_the_same_history(kpi_dsn, generated):
     assert _rows(kpi_dsn, "select count(*) from cases") == [(0,)]
     again = history.generate(kpi_dsn, PLAN, progress=False, what=frozenset({"cases"}))
     assert again.cases == generated.cases and fingerprint() == first
+
+
+def test_the_period_before_counts_its_own_days_only_not_the_days_between(kpi_dsn, generated):
+    # a week so far (Thursday and Friday, as if the week had begun on Thursday): the one before is
+    # the same two days a week earlier; the days between (with history) belong to neither
+    period = Period("week", date(2026, 11, 19), date(2026, 11, 20))
+    before = period.previous()
+    assert (before.first, before.last) == (date(2026, 11, 12), date(2026, 11, 13))
+    report = read(lambda sql, args: _rows(kpi_dsn, sql, args), "", period)
+
+    def registered(first, last):
+        return _rows(kpi_dsn, "select coalesce(sum(registered), 0) from kpi_daily where day between %s and %s",
+                     (first, last))[0][0]
+
+    assert registered(date(2026, 11, 14), date(2026, 11, 18)) > 0          # the days between have cases
+    assert report.total.count("registered") == registered(period.first, period.last) > 0
+    assert report.previous.count("registered") == registered(before.first, before.last)

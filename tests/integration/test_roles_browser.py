@@ -25,11 +25,11 @@ from .screens import TEST_PASSWORD, ensure_logins, session_cookie, sign_in, wait
 pytestmark = pytest.mark.slow
 
 # what each role's navigation offers, by label (every page is in exactly the sets that may open it)
-PAGES = {"wall_viewer": ["Wall"], "dispatcher": ["Wall", "Dispatch", "Cases", "Announcements"],
-         "leader": ["Wall", "Cases", "Announcements", "KPIs", "Audit"],
-         "admin": ["Wall", "Dispatch", "Cases", "Announcements", "KPIs", "Audit", "Admin"]}
+PAGES = {"wall_viewer": ["Wall"], "dispatcher": ["Wall", "Dispatch", "Cases", "Announcements", "Replay"],
+         "leader": ["Wall", "Cases", "Announcements", "KPIs", "Replay", "Audit"],
+         "admin": ["Wall", "Dispatch", "Cases", "Announcements", "KPIs", "Replay", "Audit", "Admin"]}
 ALL_PATHS = {"Wall": "/wall", "Dispatch": "/dispatch", "Cases": "/cases", "Announcements": "/announcements",
-             "KPIs": "/kpis", "Audit": "/audit", "Admin": "/admin"}
+             "KPIs": "/kpis", "Replay": "/replay", "Audit": "/audit", "Admin": "/admin"}
 
 
 @pytest.fixture(scope="module")

@@ -331,3 +331,25 @@ def test_a_patrol_folded_window_by_window_equals_the_whole_day_at_once():
     assert whole.seconds_in_grid == pytest.approx(covered.seconds_in_grid)
     assert whole.distance_m == pytest.approx(summary(fixes).distance_m)
     assert 0 < covered.share < 1 and covered.inspected and whole.fixes_in_grid == sum(inside) < len(fixes)
+
+
+# --- periods --------------------------------------------------------------------------------------------
+
+def test_periods_so_far_are_compared_with_the_same_span_before():
+    from kpis.report import Period
+
+    today = date(2026, 12, 3)
+    month = Period.of("month", today, today=today)
+    assert (month.first, month.last, month.whole) == (date(2026, 12, 1), today, False)
+    assert (month.previous().first, month.previous().last) == (date(2026, 11, 1), date(2026, 11, 3))
+    assert Period.of("month", date(2026, 3, 31)).previous().last == date(2026, 2, 28)   # whole month: whole before
+    week = Period.of("week", today, today=today)                                          # Thursday
+    assert (week.first, week.last) == (date(2026, 11, 30), today)
+    assert (week.previous().first, week.previous().last) == (date(2026, 11, 23), date(2026, 11, 26))
+    assert Period.of("day", today).previous().first == date(2026, 12, 2)
+    custom = Period.of("custom", date(2026, 11, 10), date(2026, 11, 19))
+    assert (custom.previous().first, custom.previous().last) == (date(2026, 10, 31), date(2026, 11, 9))
+    for bad in (("custom", date(2026, 11, 10), date(2026, 11, 9)), ("custom", date(2025, 1, 1), date(2026, 6, 1)),
+                ("year", today, None)):
+        with pytest.raises(ValueError):
+            Period.of(*bad)
