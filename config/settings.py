@@ -122,6 +122,7 @@ class Settings(BaseSettings):
     retention_gateway_status_days: int = Field(400, description="gateway status history kept this long")
     retention_region_transitions_days: int = Field(400, description="OwnTracks region transitions kept this long")
     retention_announcement_reads_days: int = Field(400, description="announcement read receipts kept this long")
+    retention_diary_entries_days: int = Field(1825, description="people's-feelings diary entries kept this long")
     retention_member_status_days: int = Field(400, description="members' dispatch status history kept this long")
 
     @property

@@ -20,6 +20,7 @@ from dashboard.announcements import ANNOUNCE
 from dashboard.authz import EVERYONE, UserRole
 from dashboard.case_actions import CASE_ACTIONS, NEW_LIMITS, OPEN_CASE, REASSIGN, SET_CALENDAR_DAY
 from dashboard.commands import ACKNOWLEDGE_ALARM, Action
+from dashboard.kpis_diary import RATE_DIARY
 from dashboard.pages import admin, announcements, audit, case, cases, kpis, replay, rules
 
 
@@ -99,6 +100,8 @@ CALLBACKS: dict[str, Callback] = {
     "kpis-error": Callback(kpis.PAGE.roles, "the KPIs of the scope and period: cards, ranking, charts, lists "
                                             "(authorizes the scope)"),
     "kpis-sort": Callback(kpis.PAGE.roles, "the ranking's sort column (no data)"),
+    "kpis-diary-result": Callback(RATE_DIARY.roles, "a leader rates a diary entry (authorized for its grid)",
+                                  changes=(RATE_DIARY,)),
     "replay-track": Callback(replay.PAGE.roles, "a member's track, stops, events and coverage (authorizes the "
                                                 "member's org unit)"),
     "replay-who": Callback(replay.PAGE.roles, "who was where at a moment (authorizes the scope)"),

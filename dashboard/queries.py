@@ -219,6 +219,14 @@ class Queries:
         return {"alarms": raised, "devices": devices, "acknowledged": acked,
                 "ack_s": float(ack_s) if ack_s is not None else None, "recipients": int(recipients), "read": read}
 
+    def diary(self, scope: Scope, period: Period, limit: int = 30) -> list[tuple]:
+        """The newest diary entries of the scope in the period: (time, terminal, entry, category, text, rating)."""
+        start, end = period_bounds(period)
+        return self.rows("select e.time, e.terminal_id, e.entry_id, e.category, e.text, r.rating from diary_entries e "
+                         "left join diary_ratings r using (terminal_id, entry_id) where e.time >= %s and e.time < %s "
+                         "and e.grid_code like %s order by e.time desc limit %s",
+                         (start, end, _like_prefix(scope.code), limit))
+
     def overdue_now(self, scope: Scope, limit: int = 50) -> tuple[list[Case], int]:
         """The open cases of the scope past their stage's deadline, the longest overdue first, and how many."""
         now = datetime.now(timezone.utc)

@@ -30,8 +30,8 @@ REFERENCE_TABLES = ("city_info", "org_units", "grids", "buildings", "units", "or
                     "sensors", "members")
 INGEST_TABLES = ("positions", "terminal_status", "sensor_readings", "device_alarms", "incident_reports",
                  "task_acks", "case_updates", "gateway_status", "region_transitions", "announcement_reads",
-                 "dead_letters")
-DASHBOARD_WRITES = ("audit_log", "alarm_acknowledgements")
+                 "diary_entries", "dead_letters")
+DASHBOARD_WRITES = ("audit_log", "alarm_acknowledgements", "diary_ratings")
 LOGIN_TABLES = ("users", "wall_tokens", "sessions", "login_throttle")   # the dashboard's logins (dashboard/accounts.py)
 CASE_TABLES = ("cases", "case_sources", "case_events", "case_escalations", "case_notices",   # the cases engine writes
                "case_offers")
@@ -54,6 +54,7 @@ GRANTS: dict[str, list[tuple[str, tuple[str, ...]]]] = {
                  + CASE_RULES + CASE_INBOX + ANNOUNCEMENTS + DUTY + STATUS_HISTORY + KPI_TABLES),   # inbox: rules page
                 ("insert", DASHBOARD_WRITES + ANNOUNCEMENTS),
                 ("update", ("cases",)),                   # a person's work on a case (cases.machine decides)
+                ("update", ("diary_ratings",)),           # a leader rates a diary entry again
                 ("insert", ("case_events", "case_notices", "case_offers")),
                 ("update", ("case_offers",)),             # an offer withdrawn (returned, reassigned)
                 ("insert", ("time_limits",)),             # an admin's new version of the time limits

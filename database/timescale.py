@@ -21,6 +21,7 @@ interval (database/migrations/0002, 0004) longer.
 | `incident_reports` | `GCC_RETENTION_INCIDENT_REPORTS_DAYS` | 1825 days | case records |
 | `task_acks` | `GCC_RETENTION_TASK_ACKS_DAYS` | 1825 days | how a case was handled, as long as the case |
 | `announcement_reads` | `GCC_RETENTION_ANNOUNCEMENT_READS_DAYS` | 400 days | a year of who read what |
+| `diary_entries` | `GCC_RETENTION_DIARY_ENTRIES_DAYS` | 1825 days | assessed, like the cases |
 | `member_status` | `GCC_RETENTION_MEMBER_STATUS_DAYS` | 400 days | a year of who was available when |
 | `dead_letters` | `GCC_RETENTION_DEAD_LETTERS_DAYS` | 30 days | for diagnosis only; each keeps at most 8 KB |
 """

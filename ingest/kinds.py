@@ -154,6 +154,12 @@ KINDS: dict[type, MessageKind] = {k.message: k for k in (
         lambda e, at: (e.message.time, e.message.announcement_id, e.message.terminal_id, at),
         _read_change),
     MessageKind(
+        messages.DiaryEntry, "terminal", "diary_entries",
+        ("time", "entry_id", "terminal_id", "member_id", "grid_code", "category", "text", "received_at"),
+        ("terminal_id", "entry_id", "time"),
+        lambda e, at: (e.message.time, e.message.entry_id, e.message.terminal_id, e.member_id, e.home_grid_code,
+                       e.message.category, e.message.text, at)),
+    MessageKind(
         messages.GatewayStatus, "gateway", "gateway_status",
         ("time", "gateway_id", "state", "grid_code", "received_at"),
         ("gateway_id", "time"),

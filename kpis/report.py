@@ -10,7 +10,7 @@ from __future__ import annotations
 import calendar
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 from kpis.indicators import Assessment, Totals
 from kpis.rollup import COLUMNS
@@ -135,7 +135,31 @@ def read(rows: Rows, scope_code: str, period: Period, city=None) -> Report:
             report.units.setdefault(unit, Totals()).add_duration(measure, bin_, int(count), float(total_s))
     if city is not None:
         _patrols(rows, report, city, n, before, args)
+        _diary(rows, report, n, (period.first, period.last + timedelta(days=1)), city)
     return report
+
+
+def _diary(rows: Rows, report: Report, n: int, days: tuple[date, date], city) -> None:
+    """People's-feelings diary entries of the period: how many, per member, and their rated quality."""
+    from telemetry.city import CITY_TZ
+
+    start, end = (datetime.combine(d, datetime.min.time(), CITY_TZ) for d in days)
+    prefix = report.scope_code
+    members = [m.grid_code for m in city.members if m.grid_code.startswith(prefix)]
+    report.total.add("members", len(members))
+    for unit, t in report.units.items():
+        t.add("members", sum(1 for m in members if m.startswith(unit)))
+    for g_unit, unit, entries, rated, rating_sum in rows(
+            "select grouping(unit), unit, count(*), count(r.rating), coalesce(sum(r.rating), 0) from "
+            "(select *, case when length(grid_code) >= %s then left(grid_code, %s) end as unit from diary_entries "
+            "where time >= %s and time < %s and grid_code like %s) d left join diary_ratings r "
+            "using (terminal_id, entry_id) group by grouping sets ((), (unit))", (n, n, start, end, f"{prefix}%")):
+        totals = report.total if g_unit else report.units.get(unit) if unit is not None else None
+        if totals is None:
+            continue
+        totals.add("diary_entries", int(entries))
+        totals.add("diary_rated", int(rated))
+        totals.add("diary_rating_sum", int(rating_sum))
 
 
 def _patrols(rows: Rows, report: Report, city, n: int, before: Period, args: tuple) -> None:

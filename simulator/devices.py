@@ -44,6 +44,7 @@ class SimConfig:
     verify_fail_fraction: float = 0.2      # verifications failed (rework) by a grid supervisor
     announcement_unread_fraction: float = 0.08   # announcements a member never opens
     announcement_read_mean_s: float = 600.0      # simulated seconds until a member reads one (exponential)
+    diary_per_member_hour: float = 0.25          # people's-feelings diary entries (民情日记) a member writes
     case_no_deadline_s: float = 1800.0     # simulated seconds to plan for when a notice has no deadline
 
 
@@ -121,6 +122,11 @@ class TerminalSim:
                                        self.patrol.heading_deg, round(self.patrol.battery_pct)), now)
         if self.rng.random() < dt * self.cfg.incidents_per_member_hour / 3600:
             self._report_incident(now)
+        if self.rng.random() < dt * self.cfg.diary_per_member_hour / 3600:
+            self.reports += 1
+            category = self.rng.choice(list(payloads.DIARY_NOTES))
+            self._publish(payloads.diary_entry(self.terminal_id, now, f"{self.terminal_id}-d{self.reports}", category,
+                                               payloads.DIARY_NOTES[category]), now)
 
     def _report_incident(self, now: datetime) -> None:
         category = self.rng.choice(list(INCIDENT_CATEGORIES.values()))

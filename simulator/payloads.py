@@ -44,6 +44,22 @@ def incident(terminal_id: str, now: datetime, report_id: str, category: str, sev
         "photo_ref": photo_ref})
 
 
+DIARY_NOTES = {   # what members hear on patrol, by category (the people's-feelings diary)
+    "livelihood": "居民反映电梯维修后仍有异响，希望尽快复查",
+    "safety": "夜间小区东门路灯不亮，老人出行不便",
+    "environment": "垃圾分类点周末清运不及时，有异味",
+    "dispute": "两户居民因楼道堆物发生争执，已初步调解",
+    "suggestion": "居民建议在广场增设健身器材",
+    "other": "独居老人近况良好，已上门走访",
+}
+
+
+def diary_entry(terminal_id: str, now: datetime, entry_id: str, category: str, text: str) -> Publication:
+    """A people's-feelings diary entry (民情日记)."""
+    return terminal_topic(terminal_id, "diary"), _dumps(
+        {"ts": _ts(now), "entry_id": entry_id, "category": category, "text": text})
+
+
 def task_ack(terminal_id: str, now: datetime, task_id: str, action: str, note: str | None = None) -> Publication:
     return terminal_topic(terminal_id, "task/ack"), _dumps(
         {"ts": _ts(now), "task_id": task_id, "action": action, "note": note})

@@ -63,8 +63,16 @@ MEMBER_STATE_LABELS: dict[MemberState, Label] = {
 }
 
 # What people do on the screens (dashboard/commands.py), by action key.
+# what a people's-feelings diary entry (民情日记) is about: what a member heard from residents on patrol
+DIARY_CATEGORIES: dict[str, Label] = {
+    "livelihood": Label("livelihood", "民生"), "safety": Label("safety", "治安"),
+    "environment": Label("environment", "环境"), "dispute": Label("dispute", "矛盾纠纷"),
+    "suggestion": Label("suggestion", "意见建议"), "other": Label("other", "其他"),
+}
+
 ACTION_LABELS: dict[str, Label] = {      # what the audit trail records, by its action key
     "alarm.acknowledge": Label("Acknowledge", "确认"),
+    "diary.rate": Label("Rate a diary entry", "民情日记评分"),
     "user.add": Label("Add user", "新增用户"),
     "user.password": Label("New password", "重置密码"),
     "user.disable": Label("Disable user", "停用用户"),

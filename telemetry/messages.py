@@ -253,6 +253,17 @@ class AnnouncementRead(_Message):
     time: UtcTime
 
 
+class DiaryEntry(_Message):
+    """A people's-feelings diary entry (民情日记): what a member heard from residents on patrol, in a
+    few sentences, with what it is about (telemetry.catalogue.DIARY_CATEGORIES). Counted in the
+    assessment; a leader may rate its quality."""
+    entry_id: Id
+    terminal_id: Id
+    time: UtcTime
+    category: Literal["livelihood", "safety", "environment", "dispute", "suggestion", "other"]
+    text: Annotated[Text, Field(min_length=1, max_length=500)]
+
+
 class GatewayStatus(_Message):
     gateway_id: Id
     time: UtcTime
@@ -272,8 +283,8 @@ class RegionTransition(_Message):
 
 
 Message = (Fix | TerminalStatus | SensorReading | DeviceAlarm | IncidentReport | TaskAck | CaseUpdate | GatewayStatus
-           | RegionTransition | AnnouncementRead)
+           | RegionTransition | AnnouncementRead | DiaryEntry)
 
-__all__ = ["AnnouncementRead", "CaseUpdate", "DeviceAlarm", "Fix", "GatewayStatus", "IncidentReport", "Message",
-           "RegionTransition", "SensorReading", "TaskAck", "TerminalStatus", "is_valid_id", "utc_from_epoch",
+__all__ = ["AnnouncementRead", "CaseUpdate", "DeviceAlarm", "DiaryEntry", "Fix", "GatewayStatus", "IncidentReport",
+           "Message", "RegionTransition", "SensorReading", "TaskAck", "TerminalStatus", "is_valid_id", "utc_from_epoch",
            "ID_MAX_LENGTH", "DETAIL_MAX_BYTES", "INVALID_TEXT", "Text"]

@@ -7,6 +7,7 @@ Uplink (device → command center)
     gcc/v1/terminal/{terminal_id}/task/ack   the terminal's answer to a dispatched task
     gcc/v1/terminal/{terminal_id}/case       the terminal's work on a case: accept, feedback, verify, …
     gcc/v1/terminal/{terminal_id}/announcement/read   the member has read an announcement (receipt)
+    gcc/v1/terminal/{terminal_id}/diary      a people's-feelings diary entry (民情日记)
     gcc/v1/gateway/{gateway_id}/senml        SenML pack (RFC 8428) from a building gateway
     gcc/v1/gateway/{gateway_id}/reading      sensor readings in our JSON, via a gateway
     gcc/v1/gateway/{gateway_id}/alarm        device alarms in our JSON, via a gateway
@@ -40,9 +41,10 @@ OWNTRACKS_PREFIX = "owntracks"
 # subscription and the decoders' routing alike.
 FIX, STATUS, INCIDENT, TASK, TASK_ACK, CASE, NOTICE = "fix", "status", "incident", "task", "task/ack", "case", "notice"
 READ = "announcement/read"
+DIARY = "diary"
 SENML, READING, ALARM, CMD = "senml", "reading", "alarm", "cmd"
 ANNOUNCEMENT = "announcement"                    # under an org unit's topic
-TERMINAL_UPLINK = (FIX, STATUS, INCIDENT, TASK_ACK, CASE, READ)
+TERMINAL_UPLINK = (FIX, STATUS, INCIDENT, TASK_ACK, CASE, READ, DIARY)
 TERMINAL_DOWNLINK = (TASK, NOTICE)
 GATEWAY_UPLINK = (SENML, READING, ALARM, STATUS)
 GATEWAY_DOWNLINK = (CMD,)

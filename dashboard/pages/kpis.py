@@ -14,10 +14,11 @@ from datetime import date, datetime, timezone
 from urllib.parse import urlencode
 
 from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
-from flask import Response
+from flask import Response, request
 
 from dashboard import kpi_figures as fig
 from dashboard.authz import Scope, UserRole, asked_scope, authorize, current_identity
+from dashboard.kpis_diary import RateDiary
 from dashboard.pages import Page, query_params
 from dashboard.pages.cases import local
 from dashboard.pages.export import authorized_export, csv_response
@@ -25,7 +26,7 @@ from dashboard.state import app_state
 from kpis import pdf
 from kpis.indicators import COUNT_BY_KEY, RATE_BY_KEY, RATES, Totals
 from kpis.report import Period, Ranked, child_length, rank
-from telemetry.catalogue import CASE_CATEGORY_LABELS, CASE_STATE_LABELS, ORG_LEVEL_LABELS, Label
+from telemetry.catalogue import CASE_CATEGORY_LABELS, CASE_STATE_LABELS, DIARY_CATEGORIES, ORG_LEVEL_LABELS, Label
 from telemetry.city import CITY_TZ
 from telemetry.orgcodes import LENGTHS
 
@@ -37,14 +38,16 @@ PERIOD_LABELS = {"day": Label("Day", "日"), "week": Label("Week", "周"), "mont
 CARDS = (("count", "registered"), ("count", "closed"), ("rate", "closure"), ("rate", "on_time_closure"),
          ("rate", "on_time_dispatch"), ("rate", "on_time_handling"), ("rate", "rework"), ("rate", "extension"),
          ("overdue_now", ""), ("count", "went_overdue"), ("duration", "accept"), ("duration", "close"),
-         ("rate", "inspection"), ("rate", "active"), ("field", "alarms"), ("field", "ack"), ("field", "read"))
+         ("rate", "inspection"), ("rate", "active"), ("field", "alarms"), ("field", "ack"), ("field", "read"),
+         ("diary", "per_member"), ("diary", "rating"))
 # the ranking's columns: key, heading, what kind of value
 RANK_COLUMNS = (("place", Label("Place", "名次"), "place"), ("name", Label("Unit", "单位"), "name"),
                 ("score", Label("Score", "得分"), "score"), ("grade", Label("Grade", "等级"), "grade"),
                 *((r.key, r.label, "rate") for r in RATES if r.key != "overdue"),
                 ("registered", COUNT_BY_KEY["registered"].label, "count"), ("due", COUNT_BY_KEY["due"].label, "count"),
                 ("went_overdue", COUNT_BY_KEY["went_overdue"].label, "count"),
-                ("close_p90", Label("Close p90", "结案用时p90"), "duration"))
+                ("close_p90", Label("Close p90", "结案用时p90"), "duration"),
+                ("diary", Label("Diary / member", "人均民情日记"), "diary"))
 LIST_ROWS = 50
 
 
@@ -110,6 +113,10 @@ def layout(state, scope: Scope, kiosk: bool = False, params: dict | None = None)
                                                        html.Div(id="kpis-overdue")]),
             html.Div(className="wall-panel", children=[html.H2(str(Label("Reworked in the period", "期内返工"))),
                                                        html.Div(id="kpis-rework")]),
+            html.Div(className="wall-panel", children=[
+                html.H2(str(Label("People's diary", "民情日记"))),
+                html.Div(id="kpis-diary-result", className="admin-result", role="status"),
+                html.Div(id="kpis-diary")]),
         ]),
     ])
 
@@ -131,7 +138,7 @@ def sort_by(clicks, current):
           Output("kpis-chart-units", "figure"), Output("kpis-chart-trend", "figure"),
           Output("kpis-chart-categories", "figure"), Output("kpis-chart-outcomes", "figure"),
           Output("kpis-chart-stages", "figure"), Output("kpis-chart-durations", "figure"),
-          Output("kpis-overdue", "children"), Output("kpis-rework", "children"),
+          Output("kpis-overdue", "children"), Output("kpis-diary", "children"), Output("kpis-rework", "children"),
           Output("kpis-exports", "children"), Output("kpis-period-label", "children"),
           Output("kpis-day", "style"), Output("kpis-range", "style"),
           Input("kpis-period", "value"), Input("kpis-day", "date"), Input("kpis-range", "start_date"),
@@ -139,7 +146,7 @@ def sort_by(clicks, current):
 def show(kind, day, first, last, sort, search):
     state, identity = app_state(), current_identity()
     decision = authorize(state.city, identity, PAGE, asked_scope(identity, query_params(search)))
-    nothing = (no_update,) * 16
+    nothing = (no_update,) * 17
     if not decision:
         return (html.P(decision.reason, className="refusal"), *nothing)
     try:
@@ -157,7 +164,7 @@ def show(kind, day, first, last, sort, search):
             _ranking(state, ranked, sort or {}, period),
             fig.by_unit(ranked, lambda c: _short(state, c)), fig.trend(report), fig.by_category(report),
             fig.due_outcomes(report), fig.by_stage(report), fig.durations(report),
-            _overdue_list(state, overdue, overdue_count),
+            _overdue_list(state, overdue, overdue_count), _diary_list(state, state.queries.diary(scope, period)),
             _rework_list(state, state.queries.reworked(scope, period, LIST_ROWS)), _exports(scope, period),
             f"{period.label()} · {Label('compared with', '对比')} {period.previous().label()}",
             {"display": "none"} if custom else {}, {} if custom else {"display": "none"})
@@ -198,6 +205,24 @@ def _change(now: float | None, before: float | None, better_up: bool | None, as_
 def _card(label: str, value: str, title: str, delta, key: str) -> html.Div:
     return html.Div(className="wall-tile kpis-card", id=f"kpis-card-{key}", title=title, children=[
         html.Div(value, className="wall-tile-value"), html.Div(label, className="wall-tile-label"), delta])
+
+
+def diary_per_member(t: Totals) -> float | None:
+    return t.count("diary_entries") / t.count("members") if t.count("members") else None
+
+
+def _diary_card(key: str, now: Totals) -> html.Div:
+    if key == "per_member":
+        per = diary_per_member(now)
+        return _card(str(Label("Diary entries per member", "人均民情日记")), "–" if per is None else f"{per:.1f}",
+                     f"people's-feelings diary entries written in the period per member of the scope: "
+                     f"{now.count('diary_entries'):,} / {now.count('members'):,}", html.Span(className="kpis-delta"),
+                     "diary")
+    rated = now.count("diary_rated")
+    mean = now.count("diary_rating_sum") / rated if rated else None
+    return _card(str(Label("Diary quality", "日记质量")), "–" if mean is None else f"{mean:.1f} / 5",
+                 f"mean of the leaders' ratings (1-5) of the period's entries: {rated:,} of "
+                 f"{now.count('diary_entries'):,} rated", html.Span(className="kpis-delta"), "diary-rating")
 
 
 def _field_card(key: str, field: dict) -> html.Div:
@@ -242,6 +267,8 @@ def _cards(report, overdue_now: int, field: dict) -> list:
                                                      className="wall-tile-label")]))
         elif kind == "field":
             cards.append(_field_card(key, field))
+        elif kind == "diary":
+            cards.append(_diary_card(key, now))
         else:
             label, mean, p90, title = fig.duration_cell(now, key)
             before_mean = before.histogram(key).mean_s
@@ -281,6 +308,8 @@ def _value(state, r: Ranked, key: str, kind: str):
         return r.totals.rate(key).value
     if kind == "count":
         return r.totals.count(key)
+    if kind == "diary":
+        return diary_per_member(r.totals)
     return r.totals.histogram("close").quantile_s(0.9)
 
 
@@ -317,6 +346,11 @@ def _cell(state, r: Ranked, key: str, kind: str, drill: str):
         return html.Td(fig.percent(r.totals.rate(key).value), title=fig.rate_title(key, r.totals))
     if kind == "count":
         return html.Td(f"{r.totals.count(key):,}", title=fig.count_title(key))
+    if kind == "diary":
+        per = diary_per_member(r.totals)
+        return html.Td("–" if per is None else f"{per:.1f}",
+                       title=f"people's-feelings diary entries in the period per member: "
+                             f"{r.totals.count('diary_entries'):,} / {r.totals.count('members'):,}")
     h = r.totals.histogram("close")
     return html.Td(fig.hours(h.quantile_s(0.9)), title=f"time to close, p90 of {h.n:,}")
 
@@ -359,6 +393,40 @@ def _overdue_list(state, cases, total: int):
     more = [html.P(f"{len(cases)} of {total:,}: the export has them all", className="empty")] \
         if total > len(cases) else []
     return shown + more
+
+
+def _diary_list(state, entries):
+    if not entries:
+        return html.P(str(Label("No diary entries in the period.", "期内无民情日记。")), className="empty")
+    options = [{"label": f"{n} ★", "value": n} for n in range(1, 6)]
+    rows = []
+    for at, terminal_id, entry_id, category, text, rating in entries:
+        member = state.city.member_by_terminal.get(terminal_id)
+        rows.append(html.Div(className="queue-row kpis-diary-row", children=[
+            html.Span(local(at), className="row-time"),
+            html.Span(f"{member.name if member else terminal_id} · {DIARY_CATEGORIES.get(category, category).zh}",
+                      className="row-where"),
+            html.Span(text, className="row-title"),
+            dcc.Dropdown(id={"type": "kpis-diary-rate", "t": terminal_id, "e": entry_id, "r": rating or 0},
+                         options=options, value=rating, placeholder=str(Label("rate", "评分")), clearable=False,
+                         className="kpis-diary-rate"),
+        ]))
+    return rows
+
+
+@callback(Output("kpis-diary-result", "children"), Input({"type": "kpis-diary-rate", "t": ALL, "e": ALL, "r": ALL},
+                                                         "value"), prevent_initial_call=True)
+def rate_diary(_values):
+    """A leader's rating of a diary entry (dashboard/commands.py: authorized for its grid, audited)."""
+    trigger = ctx.triggered_id
+    value = ctx.triggered[0]["value"] if ctx.triggered else None
+    if not trigger or value is None or value == trigger["r"]:
+        return no_update            # drawn, not chosen
+    state, identity = app_state(), current_identity()
+    result = state.commands.execute(identity, RateDiary(trigger["t"], trigger["e"], int(value)), request.remote_addr)
+    if not result.ok:
+        return html.Span(f"{Label('Refused', '已拒绝')}: {result.reason}", className="admin-refused")
+    return html.Span(f"{Label('Rated', '已评分')} {value} ★ · {result.summary}", className="admin-done")
 
 
 def _rework_list(state, reworked):

@@ -18,6 +18,7 @@ from telemetry.messages import (
     AnnouncementRead,
     CaseUpdate,
     DeviceAlarm,
+    DiaryEntry,
     Fix,
     GatewayStatus,
     IncidentReport,
@@ -40,6 +41,7 @@ _TERMINAL_LEAVES: dict[str, tuple[type[BaseModel], frozenset[str], dict[str, Any
     topics.TASK_ACK: (TaskAck, frozenset({"task_id", "action", "note"}), {}),
     topics.CASE: (CaseUpdate, frozenset({"case_id", "action", "note", "reason", "photo_refs", "extension"}), {}),
     topics.READ: (AnnouncementRead, frozenset({"announcement_id"}), {}),
+    topics.DIARY: (DiaryEntry, frozenset({"entry_id", "category", "text"}), {}),
 }
 _ALARM_FIELDS = frozenset({"alarm_id", "sensor_id", "alarm_type", "severity", "state", "value",
                            "detail"})
@@ -74,7 +76,7 @@ def parse_ts(value: Any, field: str = "ts") -> datetime:
 def decode_terminal(terminal_id: str, leaf: str, payload: bytes,
                     received_at: datetime) -> list[Message]:
     """gcc/v1/terminal/{terminal_id}/{leaf} for leaf in fix, status, incident, task/ack, case,
-    announcement/read."""
+    announcement/read, diary."""
     if leaf not in _TERMINAL_LEAVES:
         raise DecodeError(WRONG_TOPIC, f"no uplink leaf {leaf!r} for a terminal")
     model, fields, fixed = _TERMINAL_LEAVES[leaf]

@@ -26,7 +26,7 @@ def test_a_terminal_role_names_only_its_own_topics_literally():
                          for leaf in ("task", "notice")]
     assert {e["topic"] for e in entries if e["acltype"] == "publishClientSend"} == {
         f"gcc/v1/terminal/T9/{leaf}" for leaf in ("fix", "status", "incident", "task/ack", "case",
-                                                  "announcement/read")}
+                                                  "announcement/read", "diary")}
 
 
 def test_a_terminal_reads_the_announcements_of_its_grid_and_every_org_unit_above_it_and_no_other():

@@ -13,6 +13,7 @@ from telemetry.messages import (
     AnnouncementRead,
     CaseUpdate,
     DeviceAlarm,
+    DiaryEntry,
     Fix,
     GatewayStatus,
     IncidentReport,
@@ -178,6 +179,22 @@ def test_an_announcement_read_receipt_decodes():
     assert decode_one("gcc/v1/terminal/T0001/announcement/read",
                       b'{"ts": "2024-05-01T08:30:00Z", "announcement_id": 17}') == \
         AnnouncementRead(announcement_id=17, terminal_id="T0001", time=datetime(2024, 5, 1, 8, 30, tzinfo=UTC))
+
+
+def test_a_diary_entry_decodes_with_its_category_and_text():
+    assert decode_one("gcc/v1/terminal/T0001/diary", orjson.dumps({
+        "ts": "2024-05-01T08:30:00Z", "entry_id": "d-17", "category": "livelihood",
+        "text": "3号楼居民反映电梯维修后仍有异响"})) == DiaryEntry(
+        entry_id="d-17", terminal_id="T0001", time=datetime(2024, 5, 1, 8, 30, tzinfo=UTC), category="livelihood",
+        text="3号楼居民反映电梯维修后仍有异响")
+
+
+@pytest.mark.parametrize("change", [{"category": "gossip"}, {"text": ""}, {"text": "很" * 501}, {"entry_id": None}])
+def test_a_diary_entry_out_of_bounds_is_refused_with_the_field_named(change):
+    payload = {"ts": "2024-05-01T08:30:00Z", "entry_id": "d-17", "category": "safety", "text": "夜间路灯不亮", **change}
+    error = decode_error("gcc/v1/terminal/T0001/diary", orjson.dumps({k: v for k, v in payload.items()
+                                                                        if v is not None}))
+    assert error.reason == "schema_violation" and next(iter(change)) in error.detail
 
 
 def test_a_case_update_decodes_with_its_photos_and_extension():

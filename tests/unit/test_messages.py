@@ -14,6 +14,7 @@ from telemetry.messages import (
     AnnouncementRead,
     CaseUpdate,
     DeviceAlarm,
+    DiaryEntry,
     Fix,
     GatewayStatus,
     IncidentReport,
@@ -258,7 +259,7 @@ def test_region_transition_event():
 def test_message_union_holds_every_type():
     assert set(typing.get_args(Message)) == {Fix, TerminalStatus, SensorReading, DeviceAlarm,
                                              IncidentReport, TaskAck, CaseUpdate, GatewayStatus,
-                                             RegionTransition, AnnouncementRead}
+                                             RegionTransition, AnnouncementRead, DiaryEntry}
 
 
 def test_decode_error_carries_reason_and_detail():
