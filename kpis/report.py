@@ -96,46 +96,49 @@ _SUMS = ", ".join(f"sum({c})" for c in COLUMNS.values())
 
 
 def read(rows: Rows, scope_code: str, period: Period, city=None) -> Report:
-    """The report of `scope_code` ("" the city) for `period`: two statements over the rollups, and
-    with `city` (its grids and members, the patrol rates' denominators) a third over patrol_daily."""
+    """The report of `scope_code` ("" the city) for `period` and the one before, from the rollups:
+    the scope's own rows (the city's: its districts') for its totals, categories and days, its
+    children's for the ranking, each a few rows a day (kpis/rollup.py keeps every level); with
+    `city` (its grids and members, the patrol rates' denominators) also patrols and the diary."""
     report = Report(scope_code, period)
     before = period.previous()
-    n = child_length(scope_code) or len(scope_code)
+    n = child_length(scope_code)
     # this period's days and the one before's (which need not touch: a month so far, the same days of the last)
-    args = (period.first, n, n, f"{scope_code}%", period.first, period.last, before.first, before.last)
-    for cur, g_unit, g_category, g_day, unit, category, day, *sums in rows(
-            "select day >= %s as cur, grouping(unit), grouping(category), grouping(day), unit, category, day, "
-            f"{_SUMS} from (select *, case when length(org_code) >= %s then left(org_code, %s) end as unit "
-            "from kpi_daily where org_code like %s and (day between %s and %s or day between %s and %s)) r "
-            "group by grouping sets ((cur), (cur, unit), (cur, category), (cur, day))", args):
+    days = "(day between %s and %s or day between %s and %s)"
+    spans = (period.first, period.last, before.first, before.last)
+    own = (len(scope_code) or 6, f"{scope_code}%")
+    for cur, g_category, g_day, category, day, *sums in rows(
+            f"select day >= %s as cur, grouping(category), grouping(day), category, day, {_SUMS} from kpi_daily "
+            f"where level = %s and org_code like %s and {days} "
+            "group by grouping sets ((cur), (cur, category), (cur, day))", (period.first, *own, *spans)):
         totals = _totals(sums)
-        if not (g_unit or unit is None):
-            (report.units if cur else report.units_previous)[unit] = totals
-        elif not g_category:
+        if not g_category:
             if cur:
                 report.categories[category] = totals
         elif not g_day:
             if cur:
                 report.days[day] = totals
-        elif g_unit and g_category and g_day:
-            if cur:
-                report.total = totals
-            else:
-                report.previous = totals
-    for cur, g_unit, unit, measure, bin_, count, total_s in rows(
-            "select day >= %s as cur, grouping(unit), unit, measure, bin, sum(n), sum(total_s) "
-            "from (select *, case when length(org_code) >= %s then left(org_code, %s) end as unit "
-            "from kpi_durations where org_code like %s and (day between %s and %s or day between %s and %s)) r "
-            "group by grouping sets ((cur, measure, bin), (cur, unit, measure, bin))", args):
-        if not cur:
-            continue
-        if g_unit:
+        elif cur:
+            report.total = totals
+        else:
+            report.previous = totals
+    if n is not None:
+        for cur, unit, *sums in rows(
+                f"select day >= %s as cur, org_code, {_SUMS} from kpi_daily where level = %s and org_code like %s "
+                f"and {days} group by cur, org_code", (period.first, n, f"{scope_code}%", *spans)):
+            (report.units if cur else report.units_previous)[unit] = _totals(sums)
+    for level, unit, measure, bin_, count, total_s in rows(
+            "select level, org_code, measure, bin, sum(n), sum(total_s) from kpi_durations "
+            "where day between %s and %s and level in (%s, %s) and org_code like %s group by 1, 2, 3, 4",
+            (period.first, period.last, own[0], n or own[0], f"{scope_code}%")):
+        if level == own[0]:                 # the scope's own (the city: each district's, summed)
             report.total.add_duration(measure, bin_, int(count), float(total_s))
-        elif unit is not None:
+        if level == n:
             report.units.setdefault(unit, Totals()).add_duration(measure, bin_, int(count), float(total_s))
     if city is not None:
-        _patrols(rows, report, city, n, before, args)
-        _diary(rows, report, n, (period.first, period.last + timedelta(days=1)), city)
+        pn = n or len(scope_code)
+        _patrols(rows, report, city, pn, before, (period.first, pn, pn, f"{scope_code}%", *spans))
+        _diary(rows, report, pn, (period.first, period.last + timedelta(days=1)), city)
     return report
 
 

@@ -6,8 +6,9 @@ running stage went past its deadline; fold each one's new events (kpis/facts.py)
 facts stand (`last_event_id`: a replay after a crash folds nothing twice); write the facts, the
 stage facts and the sums into the daily rollups (`insert … on conflict do update set n = n + …`).
 The facts and the rollups commit together or not at all, so the rollups are always the sum of
-the facts. Two engines may run at once: the dirty rows and the facts rows are taken with
-`FOR UPDATE SKIP LOCKED`.
+the facts. Each sum goes to the case's own org unit and to every unit above it, so that a
+scope's totals and its children's are a few rows each. Two engines may run at once: the dirty
+rows and the facts rows are taken with `FOR UPDATE SKIP LOCKED`.
 
 A deadline counts as passed `GRACE_S` after it (an event written just before it, committed just
 after, still counts on time).
@@ -56,6 +57,12 @@ class Pass:
     rows: int = 0                # rollup rows written
 
 
+def levels(org_code: str) -> list[str]:
+    """The org unit and every unit above it (a grid's community, street and district): the rollup
+    rows a case's sums go into."""
+    return [org_code[:n] for n in (6, 9, 12, 15) if n <= len(org_code)]
+
+
 def fact_row(f: CaseFacts) -> tuple:
     return tuple(getattr(f, c) for c in FACT_COLUMNS)
 
@@ -96,12 +103,15 @@ def write(cur, folded: Iterable[Folded]) -> int:
     stages: dict[tuple, tuple] = {}
     for fo in folded:
         f = fo.facts
+        units = levels(f.org_code)
         for c in fo.counts:
-            daily[(c.day, f.org_code, f.category)][c.counter] += c.n
+            for unit in units:
+                daily[(c.day, unit, f.category)][c.counter] += c.n
         for d in fo.durations:
-            slot = durations[(d.day, f.org_code, f.category, d.measure, duration_bin(d.seconds))]
-            slot[0] += 1
-            slot[1] += d.seconds
+            for unit in units:
+                slot = durations[(d.day, unit, f.category, d.measure, duration_bin(d.seconds))]
+                slot[0] += 1
+                slot[1] += d.seconds
         for s in fo.stages:         # the later row of a stage (it ended after going late) wins, but the day
             key = (s.case_id, s.stage_seq)   # it counted on is the first row's (its deadline, before any extension)
             counted = city_day(s.counted_at) if s.counted_at else stages[key][-1] if key in stages else None

@@ -17,7 +17,7 @@ from kpis import history, rollup
 from kpis.facts import CaseEvent, CaseFacts, city_day, fold_all
 from kpis.indicators import Assessment
 from kpis.report import Period, rank, read
-from kpis.rollup import COLUMNS, GRACE_S, fold_pass
+from kpis.rollup import COLUMNS, GRACE_S, fold_pass, levels
 
 from .conftest import demo_city
 from .kpi_helpers import own_database
@@ -67,7 +67,8 @@ def _pure(dsn, now) -> Counter:
     for case_id, (org, cat, opened) in cases.items():
         folded = fold_all(CaseFacts(case_id, org, cat, opened), events[case_id], now=now)
         for c in folded.counts:
-            out[(c.day, org, cat, c.counter)] += c.n
+            for unit in levels(org):            # every level's rows: the grid's, its community's, …
+                out[(c.day, unit, cat, c.counter)] += c.n
     return +out
 
 
@@ -99,11 +100,11 @@ def test_the_rollups_agree_with_the_raw_stage_facts(kpi_dsn, generated):
                                    "group by stage"))
     on_time = dict(_rows(kpi_dsn, "select stage, count(*) filter (where on_time) from case_stage_facts group by stage"))
     sums = _rows(kpi_dsn, "select sum(dispatch_due), sum(dispatch_on_time), sum(handle_due), sum(handle_on_time) "
-                          "from kpi_daily")[0]
+                          "from kpi_daily where level = 6")[0]           # the districts' rows hold every case
     assert sums == (by_stage["dispatch"], on_time["dispatch"], by_stage["handle"], on_time["handle"])
     # and day by day (a stage late before its extension counts on its first deadline's day in both)
     per_day = _rows(kpi_dsn, "select day, sum(handle_due), sum(handle_on_time), sum(went_overdue) from kpi_daily "
-                             "group by day order by day")
+                             "where level = 6 group by day order by day")
     raw = _rows(kpi_dsn, "select d, sum(due), sum(on_time), sum(first) from ("
                          "  select counted_day as d, count(*) as due, count(*) filter (where on_time) as on_time, "
                          "         0 as first from case_stage_facts where stage = 'handle' and on_time is not null "
@@ -157,14 +158,14 @@ def test_a_deadline_that_passes_later_is_counted_by_a_later_pass(kpi_dsn, genera
     waiting = _rows(kpi_dsn, "select count(*) from case_facts where stage is not null and not stage_late "
                              "and stage_deadline < %s", (later - timedelta(seconds=GRACE_S),))[0][0]
     assert waiting > 0                      # open cases whose clock runs past the history's end
-    overdue_before = _rows(kpi_dsn, "select sum(went_overdue) from kpi_daily")[0][0]
+    overdue_before = _rows(kpi_dsn, "select sum(went_overdue) from kpi_daily where level = 6")[0][0]
     conn = psycopg2.connect(kpi_dsn)
     try:
         while fold_pass(conn, later).cases:
             pass
     finally:
         conn.close()
-    newly = _rows(kpi_dsn, "select sum(went_overdue) from kpi_daily")[0][0] - overdue_before
+    newly = _rows(kpi_dsn, "select sum(went_overdue) from kpi_daily where level = 6")[0][0] - overdue_before
     assert 0 < newly <= waiting
     assert _rollups(kpi_dsn) == _pure(kpi_dsn, later - timedelta(seconds=GRACE_S))
 
@@ -176,8 +177,8 @@ def test_the_report_of_a_street_sums_its_communities_and_ranks_every_one(kpi_dsn
     period = Period("custom", city_day(END) - timedelta(days=3), city_day(END))
     report = read(lambda sql, args: _rows(kpi_dsn, sql, args), street.code, period)
     direct = dict(_rows(kpi_dsn, "select left(org_code, 12), sum(due_closed)::int from kpi_daily "
-                                 "where org_code like %s and day between %s and %s group by 1",
-                        (street.code + "%", period.first, period.last)))
+                                 "where level = 15 and org_code like %s and day between %s and %s group by 1",
+                        (street.code + "%", period.first, period.last)))       # from the grids' rows
     assert {c: t.count("due_closed") for c, t in report.units.items() if t.count("due_closed")} == \
            {c: n for c, n in direct.items() if n}
     assert report.total.count("due") == sum(t.count("due") for t in report.units.values())
@@ -217,8 +218,8 @@ def test_the_period_before_counts_its_own_days_only_not_the_days_between(kpi_dsn
     report = read(lambda sql, args: _rows(kpi_dsn, sql, args), "", period)
 
     def registered(first, last):
-        return _rows(kpi_dsn, "select coalesce(sum(registered), 0) from kpi_daily where day between %s and %s",
-                     (first, last))[0][0]
+        return _rows(kpi_dsn, "select coalesce(sum(registered), 0) from kpi_daily where level = 6 "
+                     "and day between %s and %s", (first, last))[0][0]
 
     assert registered(date(2026, 11, 14), date(2026, 11, 18)) > 0          # the days between have cases
     assert report.total.count("registered") == registered(period.first, period.last) > 0
