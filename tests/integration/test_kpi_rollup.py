@@ -224,3 +224,69 @@ def test_the_period_before_counts_its_own_days_only_not_the_days_between(kpi_dsn
     assert registered(date(2026, 11, 14), date(2026, 11, 18)) > 0          # the days between have cases
     assert report.total.count("registered") == registered(period.first, period.last) > 0
     assert report.previous.count("registered") == registered(before.first, before.last)
+
+
+def test_the_field_indicators_on_crafted_rows_match_the_hand_counted_values(kpi_dsn, generated, stack):
+    """Patrol, diary, alarms and announcements of one community for one day, written by hand:
+    grid A patrolled by two of its members, grid B by nobody; three diary entries, two rated 4 and 5;
+    two alarms raised, one acknowledged after 10 minutes; an announcement to 4 terminals, 3 read."""
+    from dashboard.queries import Queries
+
+    city = demo_city()
+    community = city.communities[3]
+    grids = [g for g in city.grids if g.code.startswith(community.code)]
+    a, b = grids[0], grids[1]
+    members_a = [m for m in city.members if m.grid_code == a.code]
+    day = date(2026, 10, 7)                                   # before the history: nothing else that day
+    noon = datetime(2026, 10, 7, 12, 0, tzinfo=timezone.utc)
+    sensors = [s for s in city.sensors if s.grid_code.startswith(community.code)][:2]
+    conn = psycopg2.connect(kpi_dsn)
+    with conn, conn.cursor() as cur:
+        for m, fixes in ((members_a[0], 30), (members_a[1], 0)):    # the second's fixes all outside the grid
+            cur.execute("insert into patrol_daily (day, terminal_id, grid_code, fixes, fixes_in_grid, cells, "
+                        "cells_total, distance_m, seconds_in_grid) values (%s, %s, %s, %s, %s, '{}', 10, 100, 60)",
+                        (day, m.terminal_id, a.code, 40, fixes))
+        for i, rating in enumerate((4, 5, None)):
+            cur.execute("insert into diary_entries (time, entry_id, terminal_id, grid_code, category, text) "
+                        "values (%s, %s, %s, %s, 'safety', 'x')", (noon, f"d{i}", members_a[0].terminal_id, a.code))
+            if rating:
+                cur.execute("insert into diary_ratings values (%s, %s, %s, 'lei', %s)",
+                            (members_a[0].terminal_id, f"d{i}", rating, noon))
+        for i, s in enumerate(sensors):
+            cur.execute("insert into device_alarms (time, alarm_id, sensor_id, alarm_type, severity, state, "
+                        "grid_code) values (%s, %s, %s, 'elevator_fault', 2, 'raised', %s)",
+                        (noon, f"craft-{i}", s.sensor_id, s.grid_code))
+        cur.execute("delete from case_inbox where key like '%%/craft-%%'")
+        cur.execute("insert into alarm_acknowledgements values ('craft-0', %s, %s, 'ana', null)",
+                    (sensors[0].sensor_id, noon + timedelta(minutes=10)))
+        cur.execute("insert into announcements (org_code, org_name, title, body, sent_by, sender, created_at, "
+                    "expires_at, recipients) values (%s, 'c', 't', 'b', 'ana', 'Ana', %s, %s, 4) returning id",
+                    (community.code, noon, noon + timedelta(days=1)))
+        announcement = cur.fetchone()[0]
+        terminals = [m.terminal_id for m in city.members if m.grid_code.startswith(community.code)][:4]
+        for t in terminals:
+            cur.execute("insert into announcement_recipients values (%s, %s)", (announcement, t))
+        for i, t in enumerate(terminals[:3] + terminals[:1]):     # the first reads it twice: counted once
+            cur.execute("insert into announcement_reads (time, announcement_id, terminal_id) values (%s, %s, %s)",
+                        (noon + timedelta(minutes=i + 1), announcement, t))
+    conn.close()
+    period = Period("day", day, day)
+    report = read(lambda sql, args: _rows(kpi_dsn, sql, args), community.code, period, city)
+    t = report.total
+    members = sum(1 for m in city.members if m.grid_code.startswith(community.code))
+    assert (t.count("grid_days_inspected"), t.count("grid_days")) == (1, len(grids))          # A, not B
+    assert (t.count("member_days_active"), t.count("member_days")) == (2, members)            # both had fixes
+    assert t.rate("inspection").value == pytest.approx(1 / len(grids))
+    assert report.units[a.code].rate("inspection").value == 1.0
+    assert report.units[b.code].rate("inspection").value == 0.0
+    assert (t.count("diary_entries"), t.count("diary_rated"), t.count("diary_rating_sum")) == (3, 2, 9)
+    queries = Queries(city, stack.settings().redis_client(), kpi_dsn)
+    try:
+        from dashboard.authz import Scope
+
+        field = queries.field_indicators(Scope(community.code, community.name), period)
+    finally:
+        queries.db.closeall()
+    assert (field["alarms"], field["acknowledged"]) == (2, 1) and field["ack_s"] == pytest.approx(600)
+    assert field["devices"] == sum(1 for s in city.sensors if s.grid_code.startswith(community.code))
+    assert (field["recipients"], field["read"]) == (4, 3)
