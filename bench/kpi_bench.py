@@ -8,7 +8,7 @@ by every later run), loads the big city (`simulator.citygen --scale big`: 2,000 
 members, ~200,000 sensors), backfills `--days` days of history (kpis/history.py: cases through the
 real machine, their rollups folded by the maintainer's own pass, members' patrols, alarms), then
 times, for the city, a district, a street and a community, over the last 30 whole days:
-  report     kpis.report.read: the two grouping-set statements over kpi_daily and kpi_durations
+  report     kpis.report.read: its statements over kpi_daily and kpi_durations (the scope's rows, its children's)
              (cards, ranking, categories, days)
   raw        the ranking's counters computed from case_events, case_stage_facts and case_facts
              directly, checked equal to the rollups' for every unit

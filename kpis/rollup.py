@@ -109,7 +109,7 @@ def write(cur, folded: Iterable[Folded]) -> int:
                 daily[(c.day, unit, f.category)][c.counter] += c.n
         for d in fo.durations:
             for unit in units:
-                slot = durations[(d.day, unit, f.category, d.measure, duration_bin(d.seconds))]
+                slot = durations[(d.day, unit, d.measure, duration_bin(d.seconds))]
                 slot[0] += 1
                 slot[1] += d.seconds
         for s in fo.stages:         # the later row of a stage (it ended after going late) wins, but the day
@@ -138,8 +138,8 @@ def write(cur, folded: Iterable[Folded]) -> int:
                             + ", ".join(f"{c} = kpi_daily.{c} + excluded.{c}" for c in COLUMNS.values()),
                        rows, page_size=1000)
     if durations:
-        execute_values(cur, "insert into kpi_durations (day, org_code, category, measure, bin, n, total_s) values %s "
-                            "on conflict (day, org_code, category, measure, bin) do update set "
+        execute_values(cur, "insert into kpi_durations (day, org_code, measure, bin, n, total_s) values %s "
+                            "on conflict (day, org_code, measure, bin) do update set "
                             "n = kpi_durations.n + excluded.n, total_s = kpi_durations.total_s + excluded.total_s",
                        [(*key, n, total) for key, (n, total) in durations.items()], page_size=1000)
     return len(rows) + len(durations)
