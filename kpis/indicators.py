@@ -139,6 +139,15 @@ class Totals:
     def add_duration(self, measure: str, bin_: int, n: int, total_s: float) -> None:
         self.durations.setdefault(measure, Histogram()).add(bin_, n, total_s)
 
+    def add_histogram(self, measure: str, n: int, total_s: float, bins: list[int]) -> None:
+        """A rollup row's histogram: how many, their sum, and the count in each bin (index = bin)."""
+        h = self.durations.setdefault(measure, Histogram())
+        h.n += n
+        h.total_s += total_s
+        for k, c in enumerate(bins):
+            if c:
+                h.bins[k] = h.bins.get(k, 0) + c
+
     def count(self, key: str) -> int:
         return self.counts.get(key, 0)
 

@@ -127,14 +127,14 @@ def read(rows: Rows, scope_code: str, period: Period, city=None) -> Report:
                 f"select day >= %s as cur, org_code, {_SUMS} from kpi_daily where level = %s and org_code like %s "
                 f"and {days} group by cur, org_code", (period.first, n, f"{scope_code}%", *spans)):
             (report.units if cur else report.units_previous)[unit] = _totals(sums)
-    for level, unit, measure, bin_, count, total_s in rows(
-            "select level, org_code, measure, bin, sum(n), sum(total_s) from kpi_durations "
-            "where day between %s and %s and level in (%s, %s) and org_code like %s group by 1, 2, 3, 4",
+    for level, unit, measure, count, total_s, bins in rows(
+            "select level, org_code, measure, n, total_s, bins from kpi_durations "
+            "where day between %s and %s and level in (%s, %s) and org_code like %s",
             (period.first, period.last, own[0], n or own[0], f"{scope_code}%")):
-        if level == own[0]:                 # the scope's own (the city: each district's, summed)
-            report.total.add_duration(measure, bin_, int(count), float(total_s))
-        if level == n:
-            report.units.setdefault(unit, Totals()).add_duration(measure, bin_, int(count), float(total_s))
+        targets = ([report.total] if level == own[0] else []) + \
+                  ([report.units.setdefault(unit, Totals())] if level == n else [])   # the city: both
+        for target in targets:              # (the scope's own rows: the city's are its districts')
+            target.add_histogram(measure, int(count), float(total_s), bins)
     if city is not None:
         pn = n or len(scope_code)
         _patrols(rows, report, city, pn, before, (period.first, pn, pn, f"{scope_code}%", *spans))

@@ -99,7 +99,7 @@ def write(cur, folded: Iterable[Folded]) -> int:
     the rollup rows written."""
     folded = list(folded)
     daily: dict[tuple, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    durations: dict[tuple, list[float]] = defaultdict(lambda: [0, 0.0])
+    durations: dict[tuple, list] = defaultdict(lambda: [0, 0.0, defaultdict(int)])
     stages: dict[tuple, tuple] = {}
     for fo in folded:
         f = fo.facts
@@ -109,9 +109,10 @@ def write(cur, folded: Iterable[Folded]) -> int:
                 daily[(c.day, unit, f.category)][c.counter] += c.n
         for d in fo.durations:
             for unit in units:
-                slot = durations[(d.day, unit, d.measure, duration_bin(d.seconds))]
+                slot = durations[(d.day, unit, d.measure)]
                 slot[0] += 1
                 slot[1] += d.seconds
+                slot[2][duration_bin(d.seconds)] += 1
         for s in fo.stages:         # the later row of a stage (it ended after going late) wins, but the day
             key = (s.case_id, s.stage_seq)   # it counted on is the first row's (its deadline, before any extension)
             counted = city_day(s.counted_at) if s.counted_at else stages[key][-1] if key in stages else None
@@ -138,10 +139,12 @@ def write(cur, folded: Iterable[Folded]) -> int:
                             + ", ".join(f"{c} = kpi_daily.{c} + excluded.{c}" for c in COLUMNS.values()),
                        rows, page_size=1000)
     if durations:
-        execute_values(cur, "insert into kpi_durations (day, org_code, measure, bin, n, total_s) values %s "
-                            "on conflict (day, org_code, measure, bin) do update set "
-                            "n = kpi_durations.n + excluded.n, total_s = kpi_durations.total_s + excluded.total_s",
-                       [(*key, n, total) for key, (n, total) in durations.items()], page_size=1000)
+        execute_values(cur, "insert into kpi_durations (day, org_code, measure, n, total_s, bins) values %s "
+                            "on conflict (day, org_code, measure) do update set n = kpi_durations.n + excluded.n, "
+                            "total_s = kpi_durations.total_s + excluded.total_s, "
+                            "bins = kpi_add_bins(kpi_durations.bins, excluded.bins)",
+                       [(*key, n, total, [bins.get(k, 0) for k in range(max(bins) + 1)])
+                        for key, (n, total, bins) in durations.items()], page_size=1000)
     return len(rows) + len(durations)
 
 

@@ -290,3 +290,26 @@ def test_the_field_indicators_on_crafted_rows_match_the_hand_counted_values(kpi_
     assert (field["alarms"], field["acknowledged"]) == (2, 1) and field["ack_s"] == pytest.approx(600)
     assert field["devices"] == sum(1 for s in city.sensors if s.grid_code.startswith(community.code))
     assert (field["recipients"], field["read"]) == (4, 3)
+
+
+def test_the_duration_histograms_hold_every_duration_of_the_pure_fold_in_its_bin(kpi_dsn, generated):
+    from kpis.facts import duration_bin
+
+    cases = {c: (org, cat, opened) for c, org, cat, opened in _rows(
+        kpi_dsn, "select case_id, org_code, category, opened_at from cases")}
+    events = defaultdict(list)
+    for row in _rows(kpi_dsn, "select id, case_id, time, command, from_state, to_state, detail from case_events "
+                              "order by case_id, id"):
+        events[row[1]].append(CaseEvent(*row))
+    want: Counter = Counter()
+    for case_id, (org, cat, opened) in cases.items():
+        for d in fold_all(CaseFacts(case_id, org, cat, opened), events[case_id]).durations:
+            want[(d.day, org[:6], d.measure, duration_bin(d.seconds))] += 1
+    got: Counter = Counter()
+    for day, org, measure, n, bins in _rows(kpi_dsn, "select day, org_code, measure, n, bins from kpi_durations "
+                                                     "where level = 6"):
+        assert n == sum(bins)
+        for k, count in enumerate(bins):
+            if count:
+                got[(day, org, measure, k)] += count
+    assert got == want and sum(got.values()) > 1000
