@@ -14,6 +14,9 @@ times, for the city, a district, a street and a community, over the last 30 whol
              directly, checked equal to the rollups' for every unit
   overdue    the overdue list and its count (cases, an indexed comparison)
   rework     the rework list (case_events of the period)
+  +patrols   the report with the patrol and diary rates as the page reads it (patrol_daily, diary_entries)
+  field      alarms per 1,000 devices, time to acknowledge, announcements read
+  diary      the diary list
 Reported: p50 and p95 of each, and raw / report.
 """
 from __future__ import annotations
@@ -186,8 +189,12 @@ def main(argv: list[str] | None = None) -> int:
             scope = Scope(code, name)
             overdue_ms, _ = _timed(lambda scope=scope: queries.overdue_now(scope, 50), args.runs)
             rework_ms, _ = _timed(lambda scope=scope: queries.reworked(scope, period, 50), args.runs)
+            patrol_ms, _ = _timed(lambda code=code: read(queries.rows, code, period, city), args.runs)
+            field_ms, _ = _timed(lambda scope=scope: queries.field_indicators(scope, period), args.runs)
+            diary_ms, _ = _timed(lambda scope=scope: queries.diary(scope, period), args.runs)
             for label, values in (("report", report_ms), ("raw", raw_ms), ("overdue", overdue_ms),
-                                  ("rework", rework_ms)):
+                                  ("rework", rework_ms), ("+patrols", patrol_ms), ("field", field_ms),
+                                  ("diary", diary_ms)):
                 ratio = f"   {statistics.median(raw_ms) / statistics.median(report_ms):.1f}×" if label == "raw" else ""
                 print(f"{name:<10} {label:<8} {_p(values, 0.5):>8.1f} {_p(values, 0.95):>8.1f}{ratio}")
         print(f"\nthe raw facts gave the rollups' numbers for every unit ({len(RAW_COUNTERS)} counters each)")
