@@ -41,7 +41,7 @@ ANNOUNCEMENTS = ("announcements", "announcement_recipients")   # written by the 
 DUTY = ("duty_roster",)             # who is on duty when (the demo writes its own; an admin loads the real one)
 STATUS_HISTORY = ("member_status",)  # the members' dispatch status over time, recorded by the cases engine
 KPI_TABLES = ("case_facts", "case_stage_facts", "kpi_daily", "kpi_durations",    # the assessment's facts and rollups
-              "patrol_daily", "patrol_watermark")
+              "patrol_daily", "patrol_watermark", "patrol_units_daily")
 KPI_DIRTY = ("kpi_dirty",)          # filled by a trigger on case_events, emptied by the rollup maintainer
 OTHER_TABLES = ("schema_migrations",)
 

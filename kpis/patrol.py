@@ -3,7 +3,9 @@ each pass takes the fixes stored with a time in [watermark, now − LATENESS), a
 member's into their day's row (kpis.tracks.extend): fixes, fixes in their home grid, the grid's H3
 cells visited, distance walked, time in the grid. The rows and the watermark commit together.
 
-A fix that arrives later than LATENESS after its own time (a terminal that was offline and sends
+Each grid-day first inspected and each member-day first active also counts, once, in
+patrol_units_daily for the grid and every unit above it (the KPI page's inspection and active
+rates). A fix that arrives later than LATENESS after its own time (a terminal that was offline and sends
 its buffer) is stored as ever but not counted here; `python -m kpis.patrol --day YYYY-MM-DD` folds a
 day again from all its stored fixes.
 """
@@ -21,6 +23,7 @@ from psycopg2.extras import execute_values
 
 from cases import listening
 from kpis.facts import city_day
+from kpis.rollup import levels
 from kpis.tracks import Fix, PatrolDay, extend, grid_cells
 from telemetry.city import CITY_TZ, City
 
@@ -58,18 +61,43 @@ class Patrols:
         cur.execute(f"select {', '.join(COLUMNS)} from patrol_daily join unnest(%s::date[], %s::text[]) as k(d, t) "
                     "on day = k.d and terminal_id = k.t for update", ([k[0] for k in keys], [k[1] for k in keys]))
         stored = {(row[0], row[1]): row for row in cur.fetchall()}
+        homes = {(day, self.city.member_by_terminal[t].grid_code) for day, t in keys}
+        cur.execute("select distinct day, grid_code from patrol_daily join unnest(%s::date[], %s::text[]) as k(d, g) "
+                    "on day = k.d and grid_code = k.g where fixes_in_grid > 0",
+                    ([d for d, _ in homes], [g for _, g in homes]))
+        inspected_before = {(d, g.strip()) for d, g in cur.fetchall()}
+        newly_active: dict[tuple[date, str], int] = defaultdict(int)
+        newly_inspected: set[tuple[date, str]] = set()
         rows = []
         for (day, terminal_id), fixes in by_day.items():
             home = self.city.member_by_terminal[terminal_id].grid_code
             cells = self.cells_of(home)
             before = _day(stored.get((day, terminal_id)))
             after = extend(before, [f for f, _ in fixes], [g == home for _, g in fixes], cells)
+            if before.fixes == 0:
+                newly_active[(day, home)] += 1
+            if after.fixes_in_grid and (day, home) not in inspected_before:
+                newly_inspected.add((day, home))
             rows.append((day, terminal_id, home, after.fixes, after.fixes_in_grid, sorted(after.cells), len(cells),
                          after.distance_m, after.seconds_in_grid, after.last.time, after.last.lat, after.last.lon,
                          after.last_in_grid))
         execute_values(cur, f"insert into patrol_daily ({', '.join(COLUMNS)}) values %s on conflict (day, terminal_id) "
                             "do update set " + ", ".join(f"{c} = excluded.{c}" for c in COLUMNS[2:]), rows,
                        page_size=1000)
+        units: dict[tuple[date, str], list[int]] = defaultdict(lambda: [0, 0])
+        for (day, grid), count in newly_active.items():
+            for unit in levels(grid):
+                units[(day, unit)][1] += count
+        for day, grid in newly_inspected:
+            for unit in levels(grid):
+                units[(day, unit)][0] += 1
+        if units:
+            execute_values(cur, "insert into patrol_units_daily (day, org_code, grid_days_inspected, "
+                                "member_days_active) values %s on conflict (day, org_code) do update set "
+                                "grid_days_inspected = patrol_units_daily.grid_days_inspected + "
+                                "excluded.grid_days_inspected, member_days_active = "
+                                "patrol_units_daily.member_days_active + excluded.member_days_active",
+                           [(d, u, i, a) for (d, u), (i, a) in units.items()], page_size=1000)
         return n
 
     def fold_pass(self, conn, now: datetime) -> int:
@@ -91,6 +119,7 @@ class Patrols:
         start = datetime.combine(day, datetime.min.time(), CITY_TZ)
         with conn, conn.cursor() as cur:
             cur.execute("delete from patrol_daily where day = %s", (day,))
+            cur.execute("delete from patrol_units_daily where day = %s", (day,))
             return self.fold(cur, start, start + timedelta(days=1))
 
 

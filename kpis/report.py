@@ -179,20 +179,19 @@ def _patrols(rows: Rows, report: Report, city, n: int, before: Period, args: tup
             t = by_unit.setdefault(unit, Totals())
             t.add("grid_days", sum(1 for g in grids if g.startswith(unit)) * days)
             t.add("member_days", sum(1 for m in members if m.startswith(unit)) * days)
-    for cur, g_unit, unit, inspected, active in rows(
-            "select day >= %s as cur, grouping(unit), unit, count(distinct (grid_code, day)) filter "
-            "(where fixes_in_grid > 0), count(*) filter (where fixes > 0) from (select *, case when "
-            "length(grid_code) >= %s then left(grid_code, %s) end as unit from patrol_daily where grid_code like %s "
-            "and (day between %s and %s or day between %s and %s)) p group by grouping sets ((cur), (cur, unit))",
-            args):
-        if g_unit:
-            totals = report.total if cur else report.previous
-        elif unit is not None:
-            totals = (report.units if cur else report.units_previous).setdefault(unit, Totals())
-        else:
-            continue
-        totals.add("grid_days_inspected", int(inspected))
-        totals.add("member_days_active", int(active))
+    first, n_, _, like, *spans = args
+    own = len(prefix) or 6
+    for cur, level, unit, inspected, active in rows(
+            "select day >= %s as cur, level, org_code, sum(grid_days_inspected), sum(member_days_active) "
+            "from patrol_units_daily where level in (%s, %s) and org_code like %s "
+            "and (day between %s and %s or day between %s and %s) group by 1, 2, 3",
+            (first, own, n, like, *spans)):
+        targets = ([report.total if cur else report.previous] if level == own else []) + \
+                  ([(report.units if cur else report.units_previous).setdefault(unit, Totals())]
+                   if level == n and len(prefix) < n else [])
+        for totals in targets:
+            totals.add("grid_days_inspected", int(inspected))
+            totals.add("member_days_active", int(active))
 
 
 def _totals(sums) -> Totals:

@@ -231,6 +231,7 @@ def test_the_field_indicators_on_crafted_rows_match_the_hand_counted_values(kpi_
     grid A patrolled by two of its members, grid B by nobody; three diary entries, two rated 4 and 5;
     two alarms raised, one acknowledged after 10 minutes; an announcement to 4 terminals, 3 read."""
     from dashboard.queries import Queries
+    from kpis.patrol import Patrols
 
     city = demo_city()
     community = city.communities[3]
@@ -242,10 +243,13 @@ def test_the_field_indicators_on_crafted_rows_match_the_hand_counted_values(kpi_
     sensors = [s for s in city.sensors if s.grid_code.startswith(community.code)][:2]
     conn = psycopg2.connect(kpi_dsn)
     with conn, conn.cursor() as cur:
-        for m, fixes in ((members_a[0], 30), (members_a[1], 0)):    # the second's fixes all outside the grid
-            cur.execute("insert into patrol_daily (day, terminal_id, grid_code, fixes, fixes_in_grid, cells, "
-                        "cells_total, distance_m, seconds_in_grid) values (%s, %s, %s, %s, %s, '{}', 10, 100, 60)",
-                        (day, m.terminal_id, a.code, 40, fixes))
+        inside = a.boundary.representative_point()
+        for m, grid_code in ((members_a[0], a.code), (members_a[1], None)):   # the second's fixes all outside
+            for i in range(3):
+                cur.execute("insert into positions (time, terminal_id, member_id, grid_code, lat, lon, source) "
+                            "values (%s, %s, %s, %s, %s, %s, 'gcc')", (noon + timedelta(seconds=10 * i),
+                                                                       m.terminal_id, m.member_id, grid_code,
+                                                                       inside.y, inside.x))
         for i, rating in enumerate((4, 5, None)):
             cur.execute("insert into diary_entries (time, entry_id, terminal_id, grid_code, category, text) "
                         "values (%s, %s, %s, %s, 'safety', 'x')", (noon, f"d{i}", members_a[0].terminal_id, a.code))
@@ -269,6 +273,7 @@ def test_the_field_indicators_on_crafted_rows_match_the_hand_counted_values(kpi_
         for i, t in enumerate(terminals[:3] + terminals[:1]):     # the first reads it twice: counted once
             cur.execute("insert into announcement_reads (time, announcement_id, terminal_id) values (%s, %s, %s)",
                         (noon + timedelta(minutes=i + 1), announcement, t))
+    Patrols(city).refold_day(conn, day)              # as the engine folds them (kpis/patrol.py)
     conn.close()
     period = Period("day", day, day)
     report = read(lambda sql, args: _rows(kpi_dsn, sql, args), community.code, period, city)
