@@ -38,7 +38,8 @@
         const now = performance.now();
         clock = Object.assign({t: 0, playing: false, speed: 1}, clock || {});
         if (!track || !track.ts || !track.ts.length) {
-          return [no, 0, 0, "–", {t: 0, playing: false, speed: speed || 1}, PLAY, true, no];
+          return [no, 0, 0, "–", {t: 0, playing: false, speed: speed || 1}, PLAY, true, no,
+                  trig.startsWith("replay-track.") ? [] : no];
         }
         const end = track.ts[track.ts.length - 1];
         let fromSlider = false;
@@ -62,9 +63,13 @@
         const at = where(track, clock.t);
         const followOn = (follow || []).indexOf("on") >= 0;
         let view = followOn && (clock.playing || fromSlider) ? {center: at, transition: "panTo"} : no;
-        if (trig.startsWith("replay-track.")) view = {bounds: extent(track), transition: "fitBounds"};
+        let line = no;
+        if (trig.startsWith("replay-track.")) {
+          view = {bounds: extent(track), transition: "fitBounds"};
+          line = track.lat.map(function (lat, i) { return [lat, track.lon[i]]; });   // drawn once, here
+        }
         return [at, 1, fromSlider ? no : Math.round(clock.t), clockText(track, clock.t), clock,
-                clock.playing ? PAUSE : PLAY, !clock.playing, view];
+                clock.playing ? PAUSE : PLAY, !clock.playing, view, line];
       },
     }),
   });

@@ -4,8 +4,8 @@ with play / pause, speed 1×–20×, a slider and follow mode; stops found with 
 coverage that day as an overlay (H3 cells walked); distance, time moving, time stopped.
 "Who was where at T": every member of the scope at a moment, from the stored fixes.
 
-The server sends the track once, compactly (offsets and coordinates as arrays); playing it is a
-clientside callback (assets/replay.js) that moves the marker along it. Every callback asks authz
+The server sends the track once, compactly (offsets and coordinates as arrays); drawing its line and
+playing it is a clientside callback (assets/replay.js) that moves the marker along it. Every callback asks authz
 for the scope, and a member outside it is refused.
 """
 from __future__ import annotations
@@ -125,9 +125,8 @@ def _moment(day: str | None, hhmm: str | None, fallback: time) -> datetime:
     return datetime.combine(d, t, CITY_TZ)
 
 
-@callback(Output("replay-track", "data"), Output("replay-status", "children"), Output("replay-line", "positions"),
-          Output("replay-stops", "children"), Output("replay-events", "children"), Output("replay-walked", "data"),
-          Output("replay-missed", "data"),
+@callback(Output("replay-track", "data"), Output("replay-status", "children"), Output("replay-stops", "children"),
+          Output("replay-events", "children"), Output("replay-walked", "data"), Output("replay-missed", "data"),
           Output("replay-summary", "children"), Output("replay-slider", "max"), Output("replay-play", "disabled"),
           Input("replay-load", "n_clicks"), State("replay-member", "value"), State("replay-day", "date"),
           State("replay-from", "value"), State("replay-to", "value"), State("replay-stop-min", "value"),
@@ -135,7 +134,7 @@ def _moment(day: str | None, hhmm: str | None, fallback: time) -> datetime:
 def load(_clicks, terminal_id, day, start_hhmm, end_hhmm, stop_min, stop_radius, search):
     """The member's track for the range, its stops, events and coverage (authorized for the scope)."""
     state, decision = _authorized(search)
-    keep = (no_update,) * 8
+    keep = (no_update,) * 7
     if not decision:
         return None, decision.reason, *keep
     member = state.queries.member(terminal_id or "")
@@ -148,7 +147,7 @@ def load(_clicks, terminal_id, day, start_hhmm, end_hhmm, stop_min, stop_radius,
         return None, str(Label("Choose a day.", "请选择日期。")), *keep
     fixes = state.queries.track(terminal_id, start.astimezone(timezone.utc), end.astimezone(timezone.utc))
     if not fixes:
-        return None, f"{member.name}: {Label('no fixes stored in this range', '该时段无定位记录')}", [], [], [], None, \
+        return None, f"{member.name}: {Label('no fixes stored in this range', '该时段无定位记录')}", [], [], None, \
             None, "", 1, True
     stop_s = max(1.0, float(stop_min or 3)) * 60
     radius = max(5.0, float(stop_radius or 30))
@@ -159,7 +158,6 @@ def load(_clicks, terminal_id, day, start_hhmm, end_hhmm, stop_min, stop_radius,
     t0 = fixes[0].time
     data = {"t0": t0.timestamp() * 1000, "ts": [round((f.time - t0).total_seconds(), 1) for f in fixes],
             "lat": [f.lat for f in fixes], "lon": [f.lon for f in fixes]}
-    line = [[f.lat, f.lon] for f in fixes]
     stop_markers = [dl.CircleMarker(center=[s.lat, s.lon], radius=7, color="#ff9f0a", fillOpacity=0.6, children=[
         dl.Tooltip(f"{Label('stop', '停留')} {s.start.astimezone(CITY_TZ):%H:%M}–{s.end.astimezone(CITY_TZ):%H:%M} "
                    f"({s.seconds / 60:.0f} min)")]) for s in summary.stops]
@@ -170,7 +168,7 @@ def load(_clicks, terminal_id, day, start_hhmm, end_hhmm, stop_min, stop_radius,
                    f"{EVENT_LABELS.get(what, what)}")]) for t, kind, ref, what in events]
     status = f"{member.name} · {len(fixes):,} {Label('fixes', '个定位点')} · " \
              f"{t0.astimezone(CITY_TZ):%H:%M}–{fixes[-1].time.astimezone(CITY_TZ):%H:%M}"
-    return (data, status, line, stop_markers, event_markers, _cells_geojson(visited), _cells_geojson(cells - visited),
+    return (data, status, stop_markers, event_markers, _cells_geojson(visited), _cells_geojson(cells - visited),
             _summary(state, member, grid, summary, covered, events), data["ts"][-1] or 1, False)
 
 
@@ -249,6 +247,7 @@ clientside_callback(ClientsideFunction("gcc", "replayTick"),
                     Output("replay-slider", "value"), Output("replay-time", "children"),
                     Output("replay-clock", "data"), Output("replay-play", "children"),
                     Output("replay-tick", "disabled"), Output("replay-map", "viewport"),
+                    Output("replay-line", "positions"),
                     Input("replay-tick", "n_intervals"), Input("replay-play", "n_clicks"),
                     Input("replay-speed", "value"), Input("replay-slider", "value"), Input("replay-track", "data"),
                     State("replay-clock", "data"), State("replay-follow", "value"))
