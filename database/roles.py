@@ -71,7 +71,7 @@ GRANTS: dict[str, list[tuple[str, tuple[str, ...]]]] = {
             ("select", DUTY),
             ("select, insert", STATUS_HISTORY),
             ("select, insert, update", KPI_TABLES),  # it maintains the assessment's rollups (kpis/rollup.py)
-            ("select, delete", KPI_DIRTY)],
+            ("select, update, delete", KPI_DIRTY)],   # taken FOR UPDATE SKIP LOCKED (needs update)
 }
 # role -> sequences it draws from (the dashboard: a dispatcher enters a hotline case)
 SEQUENCES = {CASES: ("case_numbers",), DASHBOARD: ("case_numbers",)}

@@ -318,3 +318,24 @@ def test_the_duration_histograms_hold_every_duration_of_the_pure_fold_in_its_bin
             if count:
                 got[(day, org, measure, k)] += count
     assert got == want and sum(got.values()) > 1000
+
+
+
+def test_the_maintainers_work_as_the_cases_engines_own_role(kpi_dsn, generated, stack):
+    """The engine runs them as gcc_cases (least privilege): taking dirty rows FOR UPDATE, the facts,
+    the rollups, the patrol rows and their watermark must all be granted to it."""
+    from psycopg2.extensions import make_dsn, parse_dsn
+
+    from kpis.patrol import Patrols
+
+    engine = make_dsn(**{**parse_dsn(stack.app_settings("cases").pg_dsn), "dbname": parse_dsn(kpi_dsn)["dbname"]})
+    owner = psycopg2.connect(kpi_dsn)
+    with owner, owner.cursor() as cur:
+        cur.execute("insert into kpi_dirty select case_id from cases limit 20 on conflict do nothing")
+    owner.close()
+    conn = psycopg2.connect(engine)
+    try:
+        assert fold_pass(conn, END).cases >= 20
+        Patrols(demo_city()).fold_pass(conn, END)
+    finally:
+        conn.close()
