@@ -249,7 +249,7 @@ def write_cases(conn, city: City, rules: Rules, plan: Plan, end: datetime, progr
 def fold_everything(conn, end: datetime, progress: bool = True, batch: int = 2000) -> int:
     """Fold every dirty case into the rollups (what the cases engine does as they come)."""
     with conn.cursor() as cur:
-        cur.execute("select count(*) from kpi_dirty")
+        cur.execute("select count(distinct case_id) from kpi_dirty")
         todo = cur.fetchone()[0]
     conn.commit()
     done = 0

@@ -1,7 +1,8 @@
 """The assessment's rollups, maintained incrementally (a thread of the cases engine).
 
-Each pass, in one transaction: take the cases whose events are not folded yet (`kpi_dirty`, filled
-by a trigger in the transaction that wrote the event, so none is missed) and the cases whose
+Each pass, in one transaction: take the cases whose events are not folded yet (`kpi_dirty`, a log
+filled by a trigger in the transaction that wrote the event, so none is missed, and never waited
+on: it has no unique key) and the cases whose
 running stage went past its deadline; fold each one's new events (kpis/facts.py) from where its
 facts stand (`last_event_id`: a replay after a crash folds nothing twice); write the facts, the
 stage facts and the sums into the daily rollups (`insert … on conflict do update set n = n + …`).
@@ -154,7 +155,7 @@ def fold_pass(conn, now: datetime, batch: int = BATCH) -> Pass:
     done = Pass()
     cutoff = now - timedelta(seconds=GRACE_S)
     with conn, conn.cursor() as cur:
-        cur.execute("delete from kpi_dirty where case_id in (select case_id from kpi_dirty limit %s "
+        cur.execute("delete from kpi_dirty where id in (select id from kpi_dirty order by id limit %s "
                     "for update skip locked) returning case_id", (batch,))
         ids = {row[0] for row in cur.fetchall()}
         cur.execute("select case_id from case_facts where stage is not null and not stage_late and stage_deadline < %s "

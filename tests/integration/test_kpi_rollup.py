@@ -121,7 +121,7 @@ def test_a_pass_that_fails_before_its_commit_changes_nothing_and_two_maintainers
     conn = psycopg2.connect(kpi_dsn)
     with conn, conn.cursor() as cur:
         cur.execute("truncate kpi_daily, kpi_durations, case_stage_facts, case_facts")
-        cur.execute("insert into kpi_dirty select case_id from cases on conflict do nothing")
+        cur.execute("insert into kpi_dirty (case_id) select case_id from cases on conflict do nothing")
 
     real_write = rollup.write
 
@@ -331,7 +331,7 @@ def test_the_maintainers_work_as_the_cases_engines_own_role(kpi_dsn, generated, 
     engine = make_dsn(**{**parse_dsn(stack.app_settings("cases").pg_dsn), "dbname": parse_dsn(kpi_dsn)["dbname"]})
     owner = psycopg2.connect(kpi_dsn)
     with owner, owner.cursor() as cur:
-        cur.execute("insert into kpi_dirty select case_id from cases limit 20 on conflict do nothing")
+        cur.execute("insert into kpi_dirty (case_id) select case_id from cases limit 20 on conflict do nothing")
     owner.close()
     conn = psycopg2.connect(engine)
     try:
