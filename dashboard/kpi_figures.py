@@ -2,12 +2,18 @@
 report: the page (dashboard/pages/kpis.py) and the monthly PDF (kpis/pdf.py) draw from the same."""
 from __future__ import annotations
 
-from datetime import date
-
 import plotly.graph_objects as go
 
 from kpis.facts import STAGES
-from kpis.indicators import COUNT_BY_KEY, MEASURE_DEFINITIONS, MEASURE_LABELS, RATE_BY_KEY, Totals
+from kpis.indicators import (  # noqa: F401  (percent, hours: the page writes its numbers as the report does)
+    COUNT_BY_KEY,
+    MEASURE_DEFINITIONS,
+    MEASURE_LABELS,
+    RATE_BY_KEY,
+    Totals,
+    hours,
+    percent,
+)
 from kpis.report import Ranked, Report
 from telemetry.catalogue import CASE_CATEGORY_LABELS, Label
 
@@ -18,20 +24,6 @@ GRADE_COLOURS = {"A": "#2ea043", "B": "#58a6ff", "C": "#d29922", "D": "#f0883e",
 _LAYOUT = {"template": "plotly_dark", "paper_bgcolor": "rgba(0,0,0,0)", "plot_bgcolor": "rgba(0,0,0,0)",
            "margin": {"l": 10, "r": 10, "t": 36, "b": 10}, "font": {"size": 13},
            "legend": {"orientation": "h", "y": -0.15}, "height": 320}
-
-
-def percent(value: float | None) -> str:
-    return "–" if value is None else f"{100 * value:.1f} %"
-
-
-def hours(seconds: float | None) -> str:
-    if seconds is None:
-        return "–"
-    if seconds < 3600:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 2 * 86400:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} d"
 
 
 def score_text(score: float | None) -> str:
@@ -142,6 +134,3 @@ def duration_cell(totals: Totals, measure: str) -> tuple[str, str, str, str]:
             f"{label}: {MEASURE_DEFINITIONS[measure]}. Mean of {h.n:,}: {hours(h.mean_s)}; 90 % took at most "
             f"{hours(h.quantile_s(0.9))} (from a log histogram: within 10 %).")
 
-
-def day_label(d: date) -> str:
-    return d.isoformat()

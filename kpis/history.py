@@ -26,6 +26,7 @@ import math
 import random
 import sys
 import time
+from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -108,8 +109,8 @@ class GridWork:
         return max(0.15, self.start + self.drift * day_index)
 
 
-def _hand(rng: random.Random, city: City, grid: Grid) -> tuple[Actor | None, Actor | None]:
-    members = [m for m in city.members if m.grid_code == grid.code]
+def _hand(rng: random.Random, members: list, grid: Grid) -> tuple[Actor | None, Actor | None]:
+    """A handler for a case of the grid (any of its members but the supervisor), and its verifier."""
     handlers = [m for m in members if m.role is not Role.GRID_SUPERVISOR] or members
     supervisors = [m for m in members if m.role is Role.GRID_SUPERVISOR]
     handler = rng.choice(handlers) if handlers else None
@@ -216,6 +217,9 @@ def write_cases(conn, city: City, rules: Rules, plan: Plan, end: datetime, progr
     rng = random.Random(plan.seed)
     written = Written()
     work = {g.code: GridWork(rng, plan.days) for g in city.grids}
+    members: dict[str, list] = defaultdict(list)
+    for m in city.members:
+        members[m.grid_code].append(m)
     cats = [c for c in categories() if c in INCIDENT_CATEGORIES]
     first_day = (end.astimezone(CITY_TZ) - timedelta(days=plan.days)).date()
     for day_index in tqdm(range(plan.days), desc="cases", unit="day", disable=not progress):
@@ -224,7 +228,7 @@ def write_cases(conn, city: City, rules: Rules, plan: Plan, end: datetime, progr
         cases, events, n = [], [], 0
         for grid in city.grids:
             count = _poisson(rng, plan.cases_per_grid_day)
-            handler, supervisor = _hand(rng, city, grid)
+            handler, supervisor = _hand(rng, members[grid.code], grid)
             for _ in range(count):
                 n += 1
                 opened = day_start + timedelta(hours=rng.triangular(7, 21, 10))
@@ -267,7 +271,10 @@ def write_fixes(conn, city: City, plan: Plan, end: datetime, progress: bool = Tr
     rng = random.Random(plan.seed + 1)
     per_patrol = max(1, int(plan.patrol_min * 60 / plan.fix_every_s))
     step_deg = 1.2 * plan.fix_every_s / 111_320
-    grids = {g.code: g for g in city.grids}
+    starts = {}                                 # each grid's bounds and a point inside it (once, not per fix day)
+    for g in city.grids:
+        p = g.boundary.representative_point()
+        starts[g.code] = (g.boundary.bounds, p.x, p.y)
     first_day = (end.astimezone(CITY_TZ) - timedelta(days=plan.days)).date()
     total = 0
     for day_index in tqdm(range(plan.days), desc="fixes", unit="day", disable=not progress):
@@ -276,16 +283,13 @@ def write_fixes(conn, city: City, plan: Plan, end: datetime, progress: bool = Tr
 
         def rows(day_start=day_start):
             for m in city.members:
-                grid = grids[m.grid_code]
-                minx, miny, maxx, maxy = grid.boundary.bounds
-                p = grid.boundary.representative_point()
-                x, y = p.x, p.y
+                (minx, miny, maxx, maxy), x, y = starts[m.grid_code]
                 t = day_start + timedelta(hours=rng.uniform(8, 17))
                 heading = rng.uniform(0, 2 * math.pi)
                 for _ in range(per_patrol):
                     if t >= end:
                         return
-                    yield (t, m.terminal_id, m.member_id, grid.code, round(y, 6), round(x, 6), 8.0, 1.2, "gcc")
+                    yield (t, m.terminal_id, m.member_id, m.grid_code, round(y, 6), round(x, 6), 8.0, 1.2, "gcc")
                     heading += rng.gauss(0, 0.6)
                     x = min(max(x + step_deg * math.cos(heading) / 0.9, minx), maxx)
                     y = min(max(y + step_deg * math.sin(heading), miny), maxy)

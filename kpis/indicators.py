@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ast
 import operator
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from kpis.facts import MEASURES, bin_upper, stage_counter
@@ -92,6 +92,22 @@ MEASURE_DEFINITIONS = {"register": "from the report to its registration",
                        "close": "from registration to the first closure"}
 
 
+def percent(value: float | None) -> str:
+    """A rate as the page and the report write it."""
+    return "–" if value is None else f"{100 * value:.1f} %"
+
+
+def hours(seconds: float | None) -> str:
+    """A duration as the page and the report write it: minutes, hours or days."""
+    if seconds is None:
+        return "–"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} d"
+
+
 @dataclass(frozen=True)
 class Value:
     value: float | None             # None: nothing to divide by
@@ -136,9 +152,6 @@ class Totals:
     def add(self, counter: str, n: int) -> None:
         self.counts[counter] = self.counts.get(counter, 0) + n
 
-    def add_duration(self, measure: str, bin_: int, n: int, total_s: float) -> None:
-        self.durations.setdefault(measure, Histogram()).add(bin_, n, total_s)
-
     def add_histogram(self, measure: str, n: int, total_s: float, bins: list[int]) -> None:
         """A rollup row's histogram: how many, their sum, and the count in each bin (index = bin)."""
         h = self.durations.setdefault(measure, Histogram())
@@ -162,18 +175,6 @@ class Totals:
     @property
     def empty(self) -> bool:
         return not any(self.counts.values())
-
-
-def combined(parts: Iterable[Totals]) -> Totals:
-    out = Totals()
-    for part in parts:
-        for k, n in part.counts.items():
-            out.add(k, n)
-        for m, h in part.durations.items():
-            for b, n in h.bins.items():
-                out.durations.setdefault(m, Histogram()).add(b, n, 0.0)
-            out.durations[m].total_s += h.total_s
-    return out
 
 
 # --- the composite score --------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from datetime import datetime
 from html import escape
 
 from kpis import svg
-from kpis.indicators import COUNTS, MEASURE_DEFINITIONS, MEASURE_LABELS, RATES, Assessment, Totals
+from kpis.indicators import COUNTS, MEASURE_DEFINITIONS, MEASURE_LABELS, RATES, Assessment, Totals, hours, percent
 from kpis.report import Ranked, Report
 from telemetry.catalogue import CASE_CATEGORY_LABELS
 from telemetry.city import CITY_TZ
@@ -34,14 +34,6 @@ table { border-collapse: collapse; width: 100%; } th, td { border-bottom: 1px so
 """
 
 
-def _pct(v: float | None) -> str:
-    return "–" if v is None else f"{100 * v:.1f} %"
-
-
-def _hours(s: float | None) -> str:
-    return "–" if s is None else f"{s / 3600:.1f} h"
-
-
 def _change(now: float | None, before: float | None, better_up: bool, as_rate: bool) -> str:
     if now is None or before is None or now == before:
         return ""
@@ -55,8 +47,8 @@ def _headline(total: Totals, previous: Totals) -> str:
     rows = []
     for r in RATES:
         v, b = total.rate(r.key), previous.rate(r.key)
-        rows.append(f'<tr><td class="l">{escape(str(r.label))}</td><td>{_pct(v.value)}</td>'
-                    f"<td>{v.numerator:,} / {v.denominator:,}</td><td>{_pct(b.value)}</td>"
+        rows.append(f'<tr><td class="l">{escape(str(r.label))}</td><td>{percent(v.value)}</td>'
+                    f"<td>{v.numerator:,} / {v.denominator:,}</td><td>{percent(b.value)}</td>"
                     f"<td>{_change(v.value, b.value, r.higher_is_better, True)}</td></tr>")
     for c in COUNTS:
         n, b = total.count(c.key), previous.count(c.key)
@@ -64,8 +56,8 @@ def _headline(total: Totals, previous: Totals) -> str:
                     f"<td>{_change(n, b, c.higher_is_better is not False, False)}</td></tr>")
     for m, label in MEASURE_LABELS.items():
         h, hb = total.histogram(m), previous.histogram(m)
-        rows.append(f'<tr><td class="l">{escape(str(label))}</td><td>{_hours(h.mean_s)}</td>'
-                    f"<td>p90 {_hours(h.quantile_s(0.9))}</td><td>{_hours(hb.mean_s)}</td><td></td></tr>")
+        rows.append(f'<tr><td class="l">{escape(str(label))}</td><td>{hours(h.mean_s)}</td>'
+                    f"<td>p90 {hours(h.quantile_s(0.9))}</td><td>{hours(hb.mean_s)}</td><td></td></tr>")
     return ('<table><tr><th class="l">指标 Indicator</th><th>本期 This period</th><th>分子 / 分母</th>'
             f'<th>上期 Before</th><th>变化 Change</th></tr>{"".join(rows)}</table>')
 
@@ -80,8 +72,8 @@ def _ranking(ranked: list[Ranked], name_of) -> str:
         t = r.totals
         rows.append(f"<tr><td>{r.place or '–'}{moved}</td><td class='l'>{escape(name_of(r.code))}</td>"
                     f"<td>{'–' if r.score is None else f'{r.score:.1f}'}</td><td>{grade}</td>"
-                    f"<td>{_pct(t.rate('closure').value)}</td><td>{_pct(t.rate('on_time_closure').value)}</td>"
-                    f"<td>{_pct(t.rate('on_time_handling').value)}</td><td>{_pct(t.rate('rework').value)}</td>"
+                    f"<td>{percent(t.rate('closure').value)}</td><td>{percent(t.rate('on_time_closure').value)}</td>"
+                    f"<td>{percent(t.rate('on_time_handling').value)}</td><td>{percent(t.rate('rework').value)}</td>"
                     f"<td>{t.count('registered'):,}</td><td>{t.count('due'):,}</td></tr>")
     return ("<table><tr><th>名次</th><th class='l'>单位 Unit</th><th>得分</th><th>等级</th><th>结案率</th>"
             "<th>按期结案率</th><th>按期处置率</th><th>返工率</th><th>立案数</th><th>应结案数</th></tr>"

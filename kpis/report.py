@@ -14,6 +14,7 @@ from datetime import date, datetime, timedelta
 
 from kpis.indicators import Assessment, Totals
 from kpis.rollup import COLUMNS
+from telemetry.city import CITY_TZ
 from telemetry.orgcodes import Level, level_of
 
 Rows = Callable[[str, tuple], list[tuple]]
@@ -144,8 +145,6 @@ def read(rows: Rows, scope_code: str, period: Period, city=None) -> Report:
 
 def _diary(rows: Rows, report: Report, n: int, days: tuple[date, date], city) -> None:
     """People's-feelings diary entries of the period: how many, per member, and their rated quality."""
-    from telemetry.city import CITY_TZ
-
     start, end = (datetime.combine(d, datetime.min.time(), CITY_TZ) for d in days)
     prefix = report.scope_code
     members = [m.grid_code for m in city.members if m.grid_code.startswith(prefix)]

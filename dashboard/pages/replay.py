@@ -20,6 +20,7 @@ from dash.dependencies import ClientsideFunction
 
 from dashboard.authz import Scope, UserRole, asked_scope, authorize, current_identity
 from dashboard.pages import Page, query_params
+from dashboard.pages.cases import duration
 from dashboard.state import app_state
 from kpis import tracks
 from telemetry.catalogue import ROLE_LABELS, Label
@@ -195,21 +196,16 @@ def _summary(state, member, grid, summary: tracks.Summary, covered: tracks.Cover
     return [
         html.H2(f"{member.name} · {ROLE_LABELS[member.role]}"),
         row(Label("Distance", "里程"), f"{summary.distance_m / 1000:.2f} km", "distance"),
-        row(Label("Moving", "行进"), _hm(summary.moving_s), "moving"),
-        row(Label("Stopped", "停留"), f"{_hm(summary.stopped_s)} · {len(summary.stops)} {Label('stops', '次')}",
+        row(Label("Moving", "行进"), duration(summary.moving_s), "moving"),
+        row(Label("Stopped", "停留"), f"{duration(summary.stopped_s)} · {len(summary.stops)} {Label('stops', '次')}",
             "stopped"),
         row(Label("Grid walked", "网格覆盖"), f"{100 * covered.share:.0f} % ({covered.visited}/{covered.cells} "
                                             f"{Label('cells', '格')}) · {grid.name}", "coverage"),
-        row(Label("In the grid", "在格时长"), _hm(covered.seconds_in_grid), "in-grid"),
+        row(Label("In the grid", "在格时长"), duration(covered.seconds_in_grid), "in-grid"),
         row(Label("Inspected", "已巡查"), str(Label("yes", "是")) if covered.inspected else str(Label("no", "否")),
             "inspected"),
         row(Label("Case work and reports", "处置与上报"), f"{len(events)}", "events"),
     ]
-
-
-def _hm(seconds: float) -> str:
-    minutes = int(seconds // 60)
-    return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
 
 
 @callback(Output("replay-who", "children"), Output("replay-who-list", "children"),

@@ -55,14 +55,20 @@ def _rollups(dsn) -> Counter:
     return out
 
 
-def _pure(dsn, now) -> Counter:
-    """The same sums, from folding each case's events from scratch in Python."""
+def _cases_and_events(dsn) -> tuple[dict, dict]:
+    """Every case (org unit, category, opened) and its events, as stored."""
     cases = {c: (org, cat, opened) for c, org, cat, opened in _rows(
         dsn, "select case_id, org_code, category, opened_at from cases")}
     events = defaultdict(list)
     for row in _rows(dsn, "select id, case_id, time, command, from_state, to_state, detail from case_events "
                           "order by case_id, id"):
         events[row[1]].append(CaseEvent(*row))
+    return cases, events
+
+
+def _pure(dsn, now) -> Counter:
+    """The same sums, from folding each case's events from scratch in Python."""
+    cases, events = _cases_and_events(dsn)
     out: Counter = Counter()
     for case_id, (org, cat, opened) in cases.items():
         folded = fold_all(CaseFacts(case_id, org, cat, opened), events[case_id], now=now)
@@ -300,12 +306,7 @@ def test_the_field_indicators_on_crafted_rows_match_the_hand_counted_values(kpi_
 def test_the_duration_histograms_hold_every_duration_of_the_pure_fold_in_its_bin(kpi_dsn, generated):
     from kpis.facts import duration_bin
 
-    cases = {c: (org, cat, opened) for c, org, cat, opened in _rows(
-        kpi_dsn, "select case_id, org_code, category, opened_at from cases")}
-    events = defaultdict(list)
-    for row in _rows(kpi_dsn, "select id, case_id, time, command, from_state, to_state, detail from case_events "
-                              "order by case_id, id"):
-        events[row[1]].append(CaseEvent(*row))
+    cases, events = _cases_and_events(kpi_dsn)
     want: Counter = Counter()
     for case_id, (org, cat, opened) in cases.items():
         for d in fold_all(CaseFacts(case_id, org, cat, opened), events[case_id]).durations:
