@@ -180,9 +180,9 @@ def test_an_admin_adds_a_user_who_can_sign_in_and_the_trail_says_who_did_it(stac
     other.locator("#dispatch").wait_for()
     assert _nav(other) == PAGES["dispatcher"]
 
-    page.once("dialog", lambda dialog: dialog.accept())   # disabling asks first
-    page.locator(f"#admin-user-{username} button", has_text="Disable").click()
-    wait_for(lambda: "disabled" in page.locator(f"#admin-user-{username}").inner_text(), 15, "disabled")
+    _confirm(page, page.locator(f"#admin-user-{username} button", has_text="Disable"))   # disabling asks first
+    wait_for(lambda: "disabled" in page.locator(f"#admin-user-{username}").inner_text(), 15, "disabled",
+             explain=lambda: page.locator("#admin-user-result").inner_text())
     other.goto(f"{dashboard.url}/dispatch?scope={street.code}")
     other.wait_for_url(re.compile(r"/login"), timeout=10000)   # the session ended with the disabling
     other.context.close()
@@ -230,9 +230,9 @@ def test_an_admin_creates_a_wall_token_whose_screen_opens_without_a_keyboard(sta
     assert screen.inner_text("#wall-scope-name") == city.org_name(community.code)
 
     token_id = _audit(stack, "select id from wall_tokens where name = %s", (name,))[0][0]
-    page.once("dialog", lambda dialog: dialog.accept())
-    page.locator(f"#admin-token-{token_id} button", has_text="Revoke").click()
-    wait_for(lambda: "revoked" in page.locator(f"#admin-token-{token_id}").inner_text(), 15, "revoked on the page")
+    _confirm(page, page.locator(f"#admin-token-{token_id} button", has_text="Revoke"))
+    wait_for(lambda: "revoked" in page.locator(f"#admin-token-{token_id}").inner_text(), 15, "revoked on the page",
+             explain=lambda: page.locator("#admin-token-result").inner_text())
     wait_wall_connection(screen, live=False)              # the socket was closed by the server
     screen.context.close()
     assert [r[0] for r in _audit(stack, "select action from audit_log where target in (%s, %s) order by id",
@@ -274,6 +274,15 @@ def _audit(stack, query: str, args: tuple) -> list[tuple]:
 def _choose(page, dropdown: str, text: str) -> None:
     page.click(dropdown)
     page.locator("[role=option]", has_text=text).first.click()
+
+
+def _confirm(page, button) -> None:
+    """Click a button that asks first (dcc.ConfirmDialogProvider) and accept the question; fails
+    here, saying so, if no question came (a click the page missed), not later as a timeout."""
+    asked = []
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept()))
+    button.click()
+    wait_for(lambda: asked, 10, "the confirmation dialog")
 
 
 def _run_callback(base_url: str, cookie: str, scope_code: str) -> str:
