@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta, timezone
 from typing import ClassVar
@@ -21,12 +22,13 @@ from cases.intake import MAX_ATTEMPTS
 from cases.model import FINISHED, Case, State
 from cases.tell import case_change
 from dashboard.authz import Scope
+from database import binary_copy
 from dispatch import roster
 from dispatch.candidates import OPEN_WORK
 from dispatch.roster import RosterCache, RosterDay
 from kpis import report as kpi_report
 from kpis.report import Period, Report
-from kpis.tracks import Fix
+from kpis.tracks import Track
 from telemetry import live
 from telemetry.city import CITY_TZ, City, Member
 from telemetry.orgcodes import Level, contains
@@ -115,19 +117,25 @@ class Queries:
         return [r for r in live.read_recent_reports(self.r) if scope.covers(r.grid_code)]
 
     # --- history ------------------------------------------------------------------------------------
-    def rows(self, sql: str, args: tuple) -> list[tuple]:
-        """A query's rows, on a connection of the dashboard's pool."""
+    @contextmanager
+    def _cursor(self, name: str | None = None):
+        """A cursor in a transaction on a connection of the dashboard's pool."""
         conn = self.db.getconn()
         broken = False
         try:
-            with conn, conn.cursor() as cur:
-                cur.execute(sql, args)
-                return cur.fetchall()
+            with conn, conn.cursor(name=name) as cur:
+                yield cur
         except psycopg2.OperationalError:
             broken = True  # e.g. the server restarted: drop this connection, the next query opens anew
             raise
         finally:
             self.db.putconn(conn, close=broken or conn.closed)
+
+    def rows(self, sql: str, args: tuple) -> list[tuple]:
+        """A query's rows, on a connection of the dashboard's pool."""
+        with self._cursor() as cur:
+            cur.execute(sql, args)
+            return cur.fetchall()
 
     def open_cases(self, scope: Scope, limit: int = 500) -> list[live.CaseChange]:
         """The open cases of the scope, as the bus carries them: SOS first, then urgent, then the
@@ -179,19 +187,11 @@ class Queries:
 
     def _stream(self, query: str, args: tuple, columns, batch: int = 2000):
         """The rows of a query as dicts, read in batches through a server-side cursor."""
-        conn = self.db.getconn()
-        broken = False
-        try:
-            with conn, conn.cursor(name="export") as cur:
-                cur.itersize = batch
-                cur.execute(query, args)
-                for row in cur:
-                    yield dict(zip(columns, row, strict=True))
-        except psycopg2.OperationalError:
-            broken = True
-            raise
-        finally:
-            self.db.putconn(conn, close=broken or conn.closed)
+        with self._cursor(name="export") as cur:
+            cur.itersize = batch
+            cur.execute(query, args)
+            for row in cur:
+                yield dict(zip(columns, row, strict=True))
 
     # --- the assessment (leaders; dashboard/pages/kpis.py) ----------------------------------------
     def kpi_report(self, scope: Scope, period: Period) -> Report:
@@ -251,11 +251,13 @@ class Queries:
         return [(cases[case_id], n, last) for case_id, n, last in found if case_id in cases]
 
     # --- tracks (the replay: dashboard/pages/replay.py) -------------------------------------------
-    def track(self, terminal_id: str, start: datetime, end: datetime) -> list[Fix]:
-        """A terminal's stored fixes from start to end, in time order (the positions' key index)."""
-        return [Fix(t, lat, lon) for t, lat, lon in self.rows(
-            "select time, lat, lon from positions where terminal_id = %s and time >= %s and time < %s order by time",
-            (terminal_id, start, end))]
+    def track(self, terminal_id: str, start: datetime, end: datetime) -> Track:
+        """A terminal's stored fixes from start to end, in time order (the positions' key index),
+        read as columns (database.binary_copy: a full day is 17,280 rows)."""
+        with self._cursor() as cur:
+            return Track(*binary_copy.read(
+                cur, "select time, lat, lon from positions where terminal_id = %s and time >= %s and time < %s "
+                     "order by time", (terminal_id, start, end), ("timestamptz", "float8", "float8")))
 
     def track_events(self, terminal_id: str, start: datetime, end: datetime) -> list[tuple[datetime, str, str, str]]:
         """What the member did meanwhile: (time, kind, case or report id, what) of its case work and reports."""

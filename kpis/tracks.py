@@ -1,4 +1,4 @@
-"""A member's track, as the replay and the patrol indicators read it: pure functions over fixes.
+"""A member's track, as the replay and the patrol indicators read it: pure functions over its fixes.
 
 * **stops**: a run of fixes that stays within `radius_m` of where it began for at least
   `min_stop_s` (Traccar's rule: a stop starts where the member stopped moving, and ends with the
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 
 import h3
 import numpy as np
@@ -30,6 +30,26 @@ class Fix:
     time: datetime
     lat: float
     lon: float
+
+
+@dataclass(frozen=True, eq=False)
+class Track:
+    """A track in columns (numpy, in time order): seconds since the epoch, latitudes, longitudes.
+    What the replay reads a day of (17,280 fixes at 5 s) into, and computes on in whole arrays."""
+    t: np.ndarray
+    lat: np.ndarray
+    lon: np.ndarray
+
+    @classmethod
+    def of(cls, fixes: list[Fix]) -> Track:
+        return cls(np.array([f.time.timestamp() for f in fixes], dtype=float),
+                   np.array([f.lat for f in fixes], dtype=float), np.array([f.lon for f in fixes], dtype=float))
+
+    def __len__(self) -> int:
+        return len(self.t)
+
+    def time(self, i: int) -> datetime:
+        return datetime.fromtimestamp(float(self.t[i]), timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -54,47 +74,89 @@ class Summary:
     stops: tuple[Stop, ...]
 
 
+EARTH_RADIUS_M = 6_371_008.8
+
+
 def metres(a_lat: float, a_lon: float, b_lat: float, b_lon: float) -> float:
     """Great-circle distance (haversine), in metres."""
     p1, p2 = math.radians(a_lat), math.radians(b_lat)
     dp, dl = p2 - p1, math.radians(b_lon - a_lon)
     h = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * 6_371_008.8 * math.asin(math.sqrt(min(1.0, h)))
+    return 2 * EARTH_RADIUS_M * math.asin(math.sqrt(min(1.0, h)))
 
 
-def stops(fixes: list[Fix], min_stop_s: float = 180.0, radius_m: float = 30.0) -> list[Stop]:
-    """The stops of a track (fixes in time order)."""
+def metres_between(a_lat, a_lon, b_lat, b_lon) -> np.ndarray:
+    """`metres` over arrays (either side may be one point)."""
+    p1, p2 = np.radians(a_lat), np.radians(b_lat)
+    h = np.sin((p2 - p1) / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(np.radians(np.subtract(b_lon, a_lon)) / 2) ** 2
+    return 2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(np.minimum(1.0, h)))
+
+
+ROUNDS = 32                 # fixes after each one compared at once (a walk leaves 30 m in ~5)
+
+
+def stops(track: Track, min_stop_s: float = 180.0, radius_m: float = 30.0) -> list[Stop]:
+    """The stops of a track, by the rule above applied from the start of the day: a fix starts a
+    stop if the fixes after it stay within the radius of it for `min_stop_s`; the stop runs to the
+    first fix outside, and the next one is looked for after it.
+
+    In arrays: first every fix is compared with the `ROUNDS` fixes after it, all at once, which
+    settles most fixes (a walk leaves the radius; a stop reaches its minimum). Then, in order, only
+    the fixes not settled as "no stop" are looked at, each scanning ahead in chunks that double; a
+    stop found skips the fixes it holds (a day standing still is one scan, not one per fix)."""
+    t, lat, lon, n = track.t, track.lat, track.lon, len(track)
+    starts = np.full(n, min_stop_s <= 0)               # settled: a stop starts here
+    moving = np.zeros(n, dtype=bool)                  # settled: it does not
+    running = np.flatnonzero(~starts)
+    for k in range(1, ROUNDS + 1):
+        ended = running + k >= n                       # the day ends within the radius: not settled here
+        running = running[~ended]
+        outside = metres_between(lat[running], lon[running], lat[running + k], lon[running + k]) > radius_m
+        moving[running[outside]] = True
+        running = running[~outside]
+        long_enough = t[running + k] - t[running] >= min_stop_s
+        starts[running[long_enough]] = True
+        running = running[~long_enough]
+        if not running.size:
+            break
     found: list[Stop] = []
-    i, n = 0, len(fixes)
-    while i < n:
-        anchor, j = fixes[i], i + 1
-        while j < n and metres(anchor.lat, anchor.lon, fixes[j].lat, fixes[j].lon) <= radius_m:
-            j += 1
-        last = fixes[j - 1]
-        if (last.time - anchor.time).total_seconds() >= min_stop_s:
-            run = fixes[i:j]
-            found.append(Stop(anchor.time, last.time, sum(f.lat for f in run) / len(run),
-                              sum(f.lon for f in run) / len(run), len(run)))
+    open_ = np.flatnonzero(~moving)
+    i = 0
+    while (at := int(np.searchsorted(open_, i))) < open_.size:
+        i = int(open_[at])
+        j = _first_outside(track, i, radius_m)
+        if starts[i] or t[j - 1] - t[i] >= min_stop_s:
+            found.append(Stop(track.time(i), track.time(j - 1), float(lat[i:j].mean()), float(lon[i:j].mean()),
+                              j - i))
             i = j
         else:
             i += 1
     return found
 
 
-def summary(fixes: list[Fix], min_stop_s: float = 180.0, radius_m: float = 30.0) -> Summary:
+def _first_outside(track: Track, i: int, radius_m: float) -> int:
+    """The first fix after i farther than the radius from it (len(track) if none), looked for in
+    chunks that double."""
+    lo, size, n = i + 1, 64, len(track)
+    while lo < n:
+        hi = min(n, lo + size)
+        far = np.flatnonzero(metres_between(track.lat[i], track.lon[i], track.lat[lo:hi], track.lon[lo:hi]) > radius_m)
+        if far.size:
+            return lo + int(far[0])
+        lo, size = hi, size * 2
+    return n
+
+
+def summary(track: Track, min_stop_s: float = 180.0, radius_m: float = 30.0) -> Summary:
     """Distance, time moving and stopped, and the stops of a track."""
-    found = stops(fixes, min_stop_s, radius_m)
+    found = stops(track, min_stop_s, radius_m)
     stopped = sum(s.seconds for s in found)
-    distance, active = 0.0, 0.0
-    for a, b in zip(fixes, fixes[1:], strict=False):
-        gap = (b.time - a.time).total_seconds()
-        if gap <= 0 or gap > MAX_GAP_S:
-            continue
-        d = metres(a.lat, a.lon, b.lat, b.lon)
-        if d / gap <= MAX_SPEED_MPS:
-            distance += d
-        active += gap
-    return Summary(len(fixes), distance, max(0.0, active - stopped), stopped, tuple(found))
+    gap = np.diff(track.t)
+    step = metres_between(track.lat[:-1], track.lon[:-1], track.lat[1:], track.lon[1:])
+    counted = (gap > 0) & (gap <= MAX_GAP_S)
+    distance = float(step[counted & (step <= MAX_SPEED_MPS * gap)].sum())
+    active = float(gap[counted].sum())
+    return Summary(len(track), distance, max(0.0, active - stopped), stopped, tuple(found))
 
 
 def grid_cells(boundary: BaseGeometry, resolution: int = COVERAGE_RESOLUTION) -> set[str]:
@@ -128,20 +190,16 @@ class Coverage:
         return self.fixes_in_grid > 0
 
 
-def coverage(fixes: list[Fix], boundary: BaseGeometry, cells: set[str] | None = None,
+def coverage(track: Track, boundary: BaseGeometry, cells: set[str] | None = None,
              resolution: int = COVERAGE_RESOLUTION) -> tuple[Coverage, set[str]]:
-    """How much of the grid the fixes covered, and the grid's cells they visited."""
+    """How much of the grid the track covered, and the grid's cells it visited."""
     cells = grid_cells(boundary, resolution) if cells is None else cells
-    lons, lats = np.array([f.lon for f in fixes]), np.array([f.lat for f in fixes])
-    inside = shapely.contains_xy(boundary, lons, lats).tolist() if fixes else []
-    visited = {h3.latlng_to_cell(f.lat, f.lon, resolution) for f, ok in zip(fixes, inside, strict=True) if ok} & cells
-    seconds = 0.0
-    for (a, a_in), (b, b_in) in zip(zip(fixes, inside, strict=True), zip(fixes[1:], inside[1:], strict=True),
-                                    strict=False):
-        gap = (b.time - a.time).total_seconds()
-        if a_in and b_in and 0 < gap <= MAX_GAP_S:
-            seconds += gap
-    return Coverage(len(cells), len(visited), seconds, sum(inside)), visited
+    inside = shapely.contains_xy(boundary, track.lon, track.lat) if len(track) else np.zeros(0, bool)
+    visited = {h3.latlng_to_cell(la, lo, resolution)
+               for la, lo in zip(track.lat[inside].tolist(), track.lon[inside].tolist(), strict=True)} & cells
+    gap = np.diff(track.t)
+    seconds = float(gap[inside[:-1] & inside[1:] & (gap > 0) & (gap <= MAX_GAP_S)].sum())
+    return Coverage(len(cells), len(visited), seconds, int(inside.sum())), visited
 
 
 # --- a member's patrol of a day, folded window by window (kpis/patrol.py) ------------------------------

@@ -4,17 +4,18 @@ with play / pause, speed 1×–20×, a slider and follow mode; stops found with 
 coverage that day as an overlay (H3 cells walked); distance, time moving, time stopped.
 "Who was where at T": every member of the scope at a moment, from the stored fixes.
 
-The server sends the track once, compactly (offsets and coordinates as arrays); drawing its line and
-playing it is a clientside callback (assets/replay.js) that moves the marker along it. Every callback asks authz
-for the scope, and a member outside it is refused.
+The server sends the track once, compactly (offsets and coordinates as arrays, read from the
+database as columns); drawing its line and playing it happen in the browser (assets/replay.js:
+animation frames move the marker along it). Every callback asks authz for the scope, and a member
+outside it is refused.
 """
 from __future__ import annotations
 
-from bisect import bisect_right
 from datetime import date, datetime, time, timedelta, timezone
 
 import dash_leaflet as dl
 import h3
+import numpy as np
 from dash import Input, Output, State, callback, clientside_callback, dcc, html, no_update
 from dash.dependencies import ClientsideFunction
 
@@ -103,8 +104,6 @@ def layout(state, scope: Scope, kiosk: bool = False, params: dict | None = None)
             ]),
         ]),
         dcc.Store(id="replay-track"),
-        dcc.Store(id="replay-clock", data={"t": 0, "playing": False, "speed": 1}),
-        dcc.Interval(id="replay-tick", interval=100, disabled=True),
     ])
 
 
@@ -146,37 +145,37 @@ def load(_clicks, terminal_id, day, start_hhmm, end_hhmm, stop_min, stop_radius,
         end = _moment(day, end_hhmm, time(23, 59)) + timedelta(minutes=1)
     except ValueError:
         return None, str(Label("Choose a day.", "请选择日期。")), *keep
-    fixes = state.queries.track(terminal_id, start.astimezone(timezone.utc), end.astimezone(timezone.utc))
-    if not fixes:
+    track = state.queries.track(terminal_id, start.astimezone(timezone.utc), end.astimezone(timezone.utc))
+    if not len(track):
         return None, f"{member.name}: {Label('no fixes stored in this range', '该时段无定位记录')}", [], [], None, \
             None, "", 1, True
     stop_s = max(1.0, float(stop_min or 3)) * 60
     radius = max(5.0, float(stop_radius or 30))
-    summary = tracks.summary(fixes, stop_s, radius)
+    summary = tracks.summary(track, stop_s, radius)
     grid = state.city.grid_by_code[member.grid_code]
     cells = tracks.grid_cells(grid.boundary)
-    covered, visited = tracks.coverage(fixes, grid.boundary, cells)
-    t0 = fixes[0].time
-    data = {"t0": t0.timestamp() * 1000, "ts": [round((f.time - t0).total_seconds(), 1) for f in fixes],
-            "lat": [f.lat for f in fixes], "lon": [f.lon for f in fixes]}
+    covered, visited = tracks.coverage(track, grid.boundary, cells)
+    first, last = track.time(0), track.time(-1)
+    # compact: seconds from the first fix to 0.1 s, coordinates to 6 decimals (0.1 m)
+    data = {"t0": float(track.t[0]) * 1000, "ts": np.round(track.t - track.t[0], 1).tolist(),
+            "lat": np.round(track.lat, 6).tolist(), "lon": np.round(track.lon, 6).tolist()}
     stop_markers = [dl.CircleMarker(center=[s.lat, s.lon], radius=7, color="#ff9f0a", fillOpacity=0.6, children=[
         dl.Tooltip(f"{Label('stop', '停留')} {s.start.astimezone(CITY_TZ):%H:%M}–{s.end.astimezone(CITY_TZ):%H:%M} "
                    f"({s.seconds / 60:.0f} min)")]) for s in summary.stops]
     events = state.queries.track_events(terminal_id, start, end)
-    times = [f.time for f in fixes]
-    event_markers = [dl.CircleMarker(center=_at(fixes, times, t), radius=6, color="#ff453a", fillOpacity=0.9, children=[
+    event_markers = [dl.CircleMarker(center=_at(track, t), radius=6, color="#ff453a", fillOpacity=0.9, children=[
         dl.Tooltip(f"{t.astimezone(CITY_TZ):%H:%M} · {'案件' if kind == 'case' else '上报'} {ref} · "
                    f"{EVENT_LABELS.get(what, what)}")]) for t, kind, ref, what in events]
-    status = f"{member.name} · {len(fixes):,} {Label('fixes', '个定位点')} · " \
-             f"{t0.astimezone(CITY_TZ):%H:%M}–{fixes[-1].time.astimezone(CITY_TZ):%H:%M}"
+    status = f"{member.name} · {len(track):,} {Label('fixes', '个定位点')} · " \
+             f"{first.astimezone(CITY_TZ):%H:%M}–{last.astimezone(CITY_TZ):%H:%M}"
     return (data, status, stop_markers, event_markers, _cells_geojson(visited), _cells_geojson(cells - visited),
             _summary(state, member, grid, summary, covered, events), data["ts"][-1] or 1, False)
 
 
-def _at(fixes: list[tracks.Fix], times: list[datetime], t: datetime) -> list[float]:
+def _at(track: tracks.Track, t: datetime) -> list[float]:
     """Where the track was at t: its last fix at or before t (or the first)."""
-    f = fixes[max(0, bisect_right(times, t) - 1)]
-    return [f.lat, f.lon]
+    i = max(0, int(np.searchsorted(track.t, t.timestamp(), side="right")) - 1)
+    return [float(track.lat[i]), float(track.lon[i])]
 
 
 def _cells_geojson(cells: set[str]) -> dict:
@@ -238,12 +237,8 @@ def who_was_where(_clicks, at_text, search):
     return markers, [head, *rows[:200]]
 
 
-clientside_callback(ClientsideFunction("gcc", "replayTick"),
-                    Output("replay-marker", "center"), Output("replay-marker", "opacity"),
-                    Output("replay-slider", "value"), Output("replay-time", "children"),
-                    Output("replay-clock", "data"), Output("replay-play", "children"),
-                    Output("replay-tick", "disabled"), Output("replay-map", "viewport"),
-                    Output("replay-line", "positions"),
-                    Input("replay-tick", "n_intervals"), Input("replay-play", "n_clicks"),
-                    Input("replay-speed", "value"), Input("replay-slider", "value"), Input("replay-track", "data"),
-                    State("replay-clock", "data"), State("replay-follow", "value"))
+clientside_callback(ClientsideFunction("gcc", "replayControl"),
+                    Output("replay-play", "children"), Output("replay-line", "positions"),
+                    Output("replay-map", "viewport"),
+                    Input("replay-play", "n_clicks"), Input("replay-speed", "value"), Input("replay-slider", "value"),
+                    Input("replay-track", "data"), Input("replay-follow", "value"))

@@ -306,9 +306,9 @@ def _track(n: int, every_s: int = 5) -> list:
 
 
 def test_a_track_has_its_stop_distance_and_times():
-    from kpis.tracks import summary
+    from kpis.tracks import Track, summary
 
-    s = summary(_track(360), min_stop_s=180, radius_m=30)    # 30 min at 5 s; 5 min still from minute 15
+    s = summary(Track.of(_track(360)), min_stop_s=180, radius_m=30)   # 30 min at 5 s; 5 min still from minute 15
     # the 60 fixes standing, and the 5 walking up within 30 m of where the stop began (6 m a fix): 65 × 5 s
     assert len(s.stops) == 1 and s.stops[0].seconds == 325 and s.stops[0].fixes == 66
     assert s.distance_m == pytest.approx(299 * 6 / 100_000 * 111_320 * 0.8983, rel=0.02)   # cos(26.08°)
@@ -318,7 +318,7 @@ def test_a_track_has_its_stop_distance_and_times():
 def test_a_patrol_folded_window_by_window_equals_the_whole_day_at_once():
     from shapely.geometry import box
 
-    from kpis.tracks import PatrolDay, coverage, extend, grid_cells, summary
+    from kpis.tracks import PatrolDay, Track, coverage, extend, grid_cells, summary
 
     fixes = _track(720)
     grid = box(119.30, 26.075, 119.315, 26.085)               # the walk leaves it after ~1.4 km
@@ -329,11 +329,51 @@ def test_a_patrol_folded_window_by_window_equals_the_whole_day_at_once():
     for a in range(0, 720, 97):                               # windows of odd sizes
         day = extend(day, fixes[a:a + 97], inside[a:a + 97], cells)
     assert day == whole
-    covered, visited = coverage(fixes, grid, cells)
+    covered, visited = coverage(Track.of(fixes), grid, cells)
     assert whole.cells == frozenset(visited) and len(visited) == covered.visited > 0
     assert whole.seconds_in_grid == pytest.approx(covered.seconds_in_grid)
-    assert whole.distance_m == pytest.approx(summary(fixes).distance_m)
+    assert whole.distance_m == pytest.approx(summary(Track.of(fixes)).distance_m)
     assert 0 < covered.share < 1 and covered.inspected and whole.fixes_in_grid == sum(inside) < len(fixes)
+
+
+def _stops_fix_by_fix(fixes, min_stop_s, radius_m):
+    """The stop rule applied one fix at a time (the reference the array version must equal)."""
+    from kpis.tracks import metres
+
+    found, i = [], 0
+    while i < len(fixes):
+        j = i + 1
+        while j < len(fixes) and metres(fixes[i].lat, fixes[i].lon, fixes[j].lat, fixes[j].lon) <= radius_m:
+            j += 1
+        if (fixes[j - 1].time - fixes[i].time).total_seconds() >= min_stop_s:
+            found.append((fixes[i].time, fixes[j - 1].time, j - i))
+            i = j
+        else:
+            i += 1
+    return found
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("rounds", [1, 32])            # fixes settled by the first rounds, or by the scans
+def test_stops_found_in_whole_arrays_are_the_rule_applied_fix_by_fix(seed, rounds, monkeypatch):
+    import random
+
+    from kpis import tracks
+    from kpis.tracks import Fix, Track, stops
+
+    monkeypatch.setattr(tracks, "ROUNDS", rounds)
+    rng, fixes, lat, lon, t = random.Random(seed), [], 26.08, 119.30, T0
+    for _ in range(150):                       # walks, dawdles and stands, with gaps and GPS jumps
+        mode = rng.choices(["walk", "dawdle", "stand", "jump"], [5, 3, 3, 0.05])[0]
+        for _ in range(rng.randint(1, 120)):
+            step = {"walk": 6, "dawdle": 1.5, "stand": 0.3, "jump": 400}[mode] / 111_320
+            lat, lon = lat + rng.gauss(0, step), lon + rng.gauss(0, step)
+            t += timedelta(seconds=rng.choice([5, 5, 5, 10, 60]))
+            fixes.append(Fix(t, lat, lon))
+    for min_stop_s, radius_m in [(180, 30), (60, 10), (600, 50), (0, 5)]:
+        got = [(s.start, s.end, s.fixes) for s in stops(Track.of(fixes), min_stop_s, radius_m)]
+        assert got == _stops_fix_by_fix(fixes, min_stop_s, radius_m)
+        assert got, "the track has stops to find"
 
 
 # --- periods --------------------------------------------------------------------------------------------
