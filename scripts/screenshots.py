@@ -22,7 +22,8 @@ SHOTS = [("login.png", "/login", WALL), (None, ANNOUNCE, WALL), ("wall.png", "/w
          ("cases.png", "/cases", WALL), ("case.png", FIRST_CASE, WALL), ("case-laptop.png", FIRST_CASE, LAPTOP),
          ("rules.png", "/rules", WALL), ("audit.png", "/audit", WALL), ("admin-laptop.png", "/admin", LAPTOP),
          ("announcements.png", ANNOUNCED, WALL), ("kpis.png", "/kpis?scope=350102&period=month", WALL),
-         ("kpis-laptop.png", "/kpis?scope=350102002&period=week", LAPTOP), ("replay.png", REPLAY, WALL)]
+         ("kpis-laptop.png", "/kpis?scope=350102002&period=week", LAPTOP), ("replay.png", REPLAY, WALL),
+         ("replay-laptop.png", REPLAY, LAPTOP)]
 
 
 def main() -> int:
