@@ -55,6 +55,13 @@
   }
 
   function frame(now) {
+    // left the page: stop at once, as the address changes, before the map goes (Leaflet's canvas
+    // fails on a redraw asked for just before its map is removed)
+    if (!location.pathname.endsWith("/replay") || !document.getElementById("replay-map")) {
+      player.playing = false;
+      player.track = null;
+      return;
+    }
     if (!player.playing || !player.track) return;
     player.t += Math.max(0, now - player.wall) / 1000 * player.speed;
     player.wall = now;
@@ -82,12 +89,21 @@
         const trig = (window.dash_clientside.callback_context.triggered[0] || {}).prop_id || "";
         player.speed = speed || 1;
         player.follow = (follow || []).indexOf("on") >= 0;
+        if (!trig || trig === ".") {                              // the page (again): no track yet
+          play(false);
+          player.track = null;
+          return [no, no, no];
+        }
         if (trig.startsWith("replay-track.")) {
           play(false);
           player.track = track && track.ts && track.ts.length ? track : null;
           player.t = 0;
           player.text = "";
-          if (!player.track) return [PLAY, [], no];
+          if (!player.track) {                                    // refused, or no fixes: nothing to show
+            window.dash_clientside.set_props("replay-marker", {opacity: 0});
+            window.dash_clientside.set_props("replay-time", {children: "–"});
+            return [PLAY, [], no];
+          }
           show(performance.now(), true);
           return [PLAY, track.lat.map(function (lat, i) { return [lat, track.lon[i]]; }),   // drawn once, here
                   {bounds: extent(track), transition: "fitBounds"}];

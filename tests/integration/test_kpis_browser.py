@@ -234,4 +234,8 @@ def test_the_replay_plays_a_members_track_and_the_speed_control_changes_the_pace
     page.click("#replay-who-show")
     page.locator("#replay-who-count").wait_for()
     assert member.name in page.locator("#replay-who-list").inner_text()
+    page.click("#replay-play")                                   # left while playing: the player stops quietly
+    page.locator("#shell-nav a", has_text="KPIs").click()
+    page.wait_for_url(re.compile(r"/kpis"))
+    page.wait_for_timeout(600)
     assert page.errors == []
