@@ -105,7 +105,7 @@ CALLBACKS: dict[str, Callback] = {
     "replay-track": Callback(replay.PAGE.roles, "a member's track, stops, events and coverage (authorizes the "
                                                 "member's org unit)"),
     "replay-who": Callback(replay.PAGE.roles, "who was where at a moment (authorizes the scope)"),
-    "replay-marker": Callback(replay.PAGE.roles, "the player", clientside=True),
+    "replay-play": Callback(replay.PAGE.roles, "the player (in the browser; no data)", clientside=True),
     "ann-result": Callback(ANNOUNCE.roles, "send an announcement (authorized for the org unit chosen)",
                            changes=(ANNOUNCE,)),
     "ann-list": Callback(announcements.PAGE.roles, "the announcements sent in the scope, with their read counts "
