@@ -33,7 +33,7 @@ from cases.intake import Intake, IntakeSettings
 from cases.notifier import Notifier
 from cases.tell import Teller
 from config.settings import Settings, load_settings
-from database.citydb import read_city
+from database.citydb import CityWatch, read_city
 from dispatch.candidates import first_available
 from dispatch.history import StatusRecorder
 from dispatch.roster import RosterCache
@@ -143,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         log.warning("time scale %.4g: every limit and escalation delay runs as clock time, scaled (demo only)",
                     settings.cases_time_scale)
     engine = build(settings)
+    CityWatch(settings.pg_dsn, engine.intake.city).start()   # registry changes: new members, moved devices
     notifier = Notifier(settings.pg_dsn, settings.mqtt_host, settings.mqtt_port, settings.mqtt_username,
                         settings.mqtt_password.get_secret_value(), engine.stop_event, settings.offer_policy())
     rollups = RollupMaintainer(settings.pg_dsn, engine.stop_event)

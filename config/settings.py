@@ -43,6 +43,16 @@ class Settings(BaseSettings):
     pg_user: str = "gridcc"
     pg_password: SecretStr = SecretStr("")
 
+    broker_admin_username: str = Field("broker-admin", description="the broker account that adds, changes and "
+                                       "disables device accounts at run time (the registry: its CLI, the "
+                                       "admin page)")
+    broker_admin_password: SecretStr = SecretStr("")
+    public_mqtt_host: str = Field("", description="the broker as phones reach it (OwnTracks configurations); "
+                                  "empty: mqtt_host")
+    public_mqtt_port: int = Field(0, description="its port as phones reach it; 0: mqtt_port")
+    public_mqtt_tls: bool = Field(False, description="phones connect with TLS (a TLS listener or proxy in front)")
+    public_ingest_url: str = Field("", description="the ingest HTTP endpoint as phones reach it, e.g. "
+                                   "https://gcc.example.org; empty: http://<ingest_http_host>:<ingest_http_port>")
     broker_credentials_file: Path | None = Field(None, description="the broker's accounts (its dynamic "
                                                  "security file, hashed passwords), for the OwnTracks HTTP "
                                                  "endpoint's Basic auth")

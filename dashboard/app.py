@@ -32,7 +32,7 @@ from dashboard.pages import audit, cases, kpis, wall
 from dashboard.queries import Queries
 from dashboard.state import EXTENSION, AppState, app_state
 from dashboard.vocabulary import USER_ROLE_LABELS
-from database.citydb import read_city
+from database.citydb import CityWatch, read_city
 from kpis.indicators import Assessment
 from telemetry.catalogue import Label
 
@@ -129,6 +129,7 @@ def create_app(settings: Settings) -> tuple[Dash, SocketIO, LiveHub]:
         city = read_city(conn)
     finally:
         conn.close()
+    CityWatch(settings.pg_dsn, city).start()   # the registry's changes, while it runs (adopted in place)
     client = settings.redis_client(socket_timeout=10)   # the dashboard's own Redis user
     declared = pages.declared()
     queries = Queries(city, client, settings.pg_dsn, settings.cases_time_scale, settings.automatic_categories())

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, ClassVar, Protocol
 
-import orjson
 import psycopg2
 import redis
 
@@ -26,6 +25,7 @@ from cases import store as case_store
 from dashboard import accounts as logins
 from dashboard.authz import Identity, UserRole, authorize
 from dashboard.vocabulary import USER_ROLE_LABELS
+from database import audit
 from telemetry import live
 from telemetry.catalogue import ACTION_LABELS, ALARM_TYPE_LABELS, Label
 from telemetry.city import City
@@ -204,15 +204,9 @@ class Commands:
 
 def write_audit(cur, identity, action: str, target: str | None, scope_code: str | None, outcome: str,
                 reason: str | None, before=None, after=None, source_address: str | None = None) -> None:
-    """One row of the audit trail (append-only: the database refuses updates and deletes)."""
-    cur.execute("insert into audit_log (actor, roles, action, target, scope_code, outcome, reason, before, after, "
-                "source_address) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                (identity.user if identity else "?", sorted(r.value for r in identity.roles) if identity else [],
-                 action, target, scope_code, outcome, reason, _json(before), _json(after), source_address))
-
-
-def _json(value: Any) -> str | None:
-    return orjson.dumps(value).decode() if value is not None else None
+    """One row of the audit trail for a screen's user (database.audit writes it)."""
+    audit.write_audit(cur, identity.user if identity else "?", [r.value for r in identity.roles] if identity else [],
+                      action, target, scope_code, outcome, reason, before, after, source_address)
 
 
 # --- the commands ------------------------------------------------------------------------------------

@@ -3,8 +3,8 @@
     owner       runs the migrations and the retention job (the role that owns the tables)
     gcc_ingest  the ingest workers: insert what devices send, read the reference data
     gcc_dashboard  the screens: read everything; write only what dashboard/commands.py writes (a
-                   person's work on a case among it), and the logins (users, sessions, wall
-                   tokens, the login throttle)
+                   person's work on a case among it), the logins (users, sessions, wall
+                   tokens, the login throttle) and the registry's devices (the admin page)
     gcc_cases   the cases engine (intake and escalation): read what the ingest stored, write the
                 cases, their events and escalation steps, take the inbox's rows off; maintain the
                 assessment's facts and rollups
@@ -27,10 +27,11 @@ DASHBOARD = "gcc_dashboard"
 CASES = "gcc_cases"
 
 REFERENCE_TABLES = ("city_info", "org_units", "grids", "buildings", "units", "organizations", "gateways",
-                    "sensors", "members")
+                    "sensors", "members", "member_devices")
 INGEST_TABLES = ("positions", "terminal_status", "sensor_readings", "device_alarms", "incident_reports",
                  "task_acks", "case_updates", "gateway_status", "region_transitions", "announcement_reads",
                  "diary_entries", "dead_letters")
+REGISTRY_WRITES = ("members", "member_devices", "gateways", "sensors", "grids")   # changed at run time (registry/)
 DASHBOARD_WRITES = ("audit_log", "alarm_acknowledgements", "diary_ratings")
 LOGIN_TABLES = ("users", "wall_tokens", "sessions", "login_throttle")   # the dashboard's logins (dashboard/accounts.py)
 CASE_TABLES = ("cases", "case_sources", "case_events", "case_escalations", "case_notices",   # the cases engine writes
@@ -59,7 +60,8 @@ GRANTS: dict[str, list[tuple[str, tuple[str, ...]]]] = {
                 ("update", ("case_offers",)),             # an offer withdrawn (returned, reassigned)
                 ("insert", ("time_limits",)),             # an admin's new version of the time limits
                 ("insert, update", ("work_calendar",)),   # an admin's calendar overrides
-                ("select, insert, update", LOGIN_TABLES)],
+                ("select, insert, update", LOGIN_TABLES),
+                ("insert, update", REGISTRY_WRITES)],        # the admin page's registry (registry.store)
     CASES: [("select", REFERENCE_TABLES + INGEST_TABLES),
             ("insert", ("audit_log",)),               # a terminal's refused case update is audited
             ("select, insert, update", ("cases",)),
@@ -75,6 +77,8 @@ GRANTS: dict[str, list[tuple[str, tuple[str, ...]]]] = {
 }
 # role -> sequences it draws from (the dashboard: a dispatcher enters a hotline case)
 SEQUENCES = {CASES: ("case_numbers",), DASHBOARD: ("case_numbers",)}
+# role -> sequences it may read (the registry's version: a worker asks whether its copy is current)
+READ_SEQUENCES = {INGEST: ("registry_version",), DASHBOARD: ("registry_version",), CASES: ("registry_version",)}
 
 
 def ensure_roles(owner_dsn: str, passwords: dict[str, str]) -> None:
@@ -104,6 +108,9 @@ def ensure_roles(owner_dsn: str, passwords: dict[str, str]) -> None:
                         sql.SQL(privileges), sql.SQL(", ").join(map(sql.Identifier, tables)), sql.Identifier(role)))
                 for sequence in SEQUENCES.get(role, ()):
                     cur.execute(sql.SQL("grant usage on sequence {} to {}").format(
+                        sql.Identifier(sequence), sql.Identifier(role)))
+                for sequence in READ_SEQUENCES.get(role, ()):
+                    cur.execute(sql.SQL("grant select on sequence {} to {}").format(
                         sql.Identifier(sequence), sql.Identifier(role)))
     finally:
         conn.close()

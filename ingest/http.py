@@ -1,6 +1,7 @@
 """The ingest worker's HTTP sides, on two ports:
 
-- the device-facing one: POST /owntracks for the OwnTracks app's HTTP mode;
+- the device-facing one: POST /owntracks for the OwnTracks app's HTTP mode, and GET or POST
+  /osmand/<token> for Traccar Client (the OsmAnd protocol; the token is the device's credential);
 - the internal one: GET /metrics (Prometheus) and GET /healthz, never reachable from devices.
 
 An OwnTracks post authenticates with HTTP Basic auth against the broker's own accounts (its dynamic
@@ -39,6 +40,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 
 from ingest.model import RATE_LIMITED, Delivery, Inbound, Rejection
 from ingest.worker import Worker
+from telemetry.decoders import osmand
 from telemetry.topics import AccountKind, owntracks_device_topic
 
 log = logging.getLogger(__name__)
@@ -328,10 +330,14 @@ class IngestHTTP:
 
         class Device(_Handler):
             def do_GET(self):
-                outer._refuse(self, 404, "not_found")
+                if self.path.startswith(f"/{osmand.PREFIX}/"):
+                    return outer.handle_osmand(self)
+                return outer._refuse(self, 404, "not_found")
 
             def do_POST(self):
-                outer.handle_owntracks(self)
+                if self.path.startswith(f"/{osmand.PREFIX}/"):
+                    return outer.handle_osmand(self)
+                return outer.handle_owntracks(self)
 
         return Device
 
@@ -384,10 +390,14 @@ class IngestHTTP:
         if body is None:
             return None
         handler.arrived()
-        reply = HttpReply()
         device = handler.headers.get("X-Limit-D")
         inbound = Inbound(owntracks_device_topic(user, device=device or "http"), body, 0, False,
                           datetime.now(timezone.utc), http_identity=(user, device))
+        return self._submit(handler, inbound, b"[]")
+
+    def _submit(self, handler: _Handler, inbound: Inbound, ok: bytes, content_type: str = "application/json") -> None:
+        """Into the chain; answered after the commit (`ok`), or with the reason it was refused."""
+        reply = HttpReply()
         self.worker.source.inbox.put(Delivery(inbound, reply))
         if not reply.done.wait(REPLY_TIMEOUT_S):
             return self._refuse(handler, 503, "not_stored_yet")
@@ -395,5 +405,39 @@ class IngestHTTP:
             if reply.rejection.reason == RATE_LIMITED:
                 return self._refuse(handler, 429, RATE_LIMITED, headers=(("Retry-After", "10"),))
             return self._refuse(handler, 400, reply.rejection.reason)
-        handler.send(200, b"[]")
+        handler.send(200, ok, content_type=content_type)
         return None
+
+    def handle_osmand(self, handler: _Handler) -> None:
+        """/osmand/<token>: Traccar Client's OsmAnd requests (telemetry.decoders.osmand), GET or POST.
+        The token is the device's own credential (its broker account's password, of an osmand
+        account); the request's id must be that device's. Answered 200 with an empty body after
+        the commit, as Traccar's server answers."""
+        path, _, query = handler.path.partition("?")
+        parts = path.strip("/").split("/")
+        if len(parts) != 2 or parts[0] != osmand.PREFIX or not parts[1]:
+            return self._refuse(handler, 404, "not_found")
+        body = b""
+        if handler.command == "POST" or handler.headers.get("Content-Length") is not None:
+            body = self._body(handler)
+            if body is None:
+                return None
+        handler.arrived()
+        as_json = osmand.is_json(handler.headers.get("Content-Type"))
+        if as_json:
+            device_id, payload = osmand.json_claimed_id(body), body
+        else:
+            params = osmand.form_parameters(query, body)
+            device_id, payload = osmand.claimed_id(params), (query.encode() if query else body)
+        if not device_id:
+            return self._refuse(handler, 400, "no_device_id")
+        source = self.source_of(handler)
+        if self.failed_logins.blocked(source) or self.failed_users.blocked(device_id[:128]):
+            return self._refuse(handler, 429, "too_many_failed_logins")
+        if self.accounts.check(device_id, parts[1]) is not AccountKind.OSMAND:
+            self.failed_logins.failed(source)
+            self.failed_users.failed(device_id[:128])
+            return self._refuse(handler, 401, "bad_credentials")
+        inbound = Inbound(osmand.topic(device_id, "json" if as_json else "form"), payload, 0, False,
+                          datetime.now(timezone.utc), http_identity=(device_id, None))
+        return self._submit(handler, inbound, b"", "text/plain")

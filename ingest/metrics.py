@@ -161,6 +161,8 @@ class Metrics:
                                 "raised, narrowed down by bisection", ["worker"], registry=r).labels(**labels)
         self.exceptions = Counter("gcc_ingest_exceptions", "unexpected exceptions (bugs) contained, by part of the "
                                   "chain", ["worker", "part"], registry=r)
+        self.registry_updates = Counter("gcc_ingest_registry_updates", "registry changes taken in while running "
+                                        "(the city read again)", ["worker"], registry=r).labels(**labels)
         self.qos0_shed = Counter("gcc_ingest_qos0_shed", "QoS 0 messages dropped because the worker's inbox was "
                                  "full (QoS 1 is never shed)", ["worker"], registry=r).labels(**labels)
         self.since_commit = Gauge("gcc_ingest_seconds_since_commit", "seconds since the worker last committed "

@@ -20,7 +20,7 @@ class Inbound:
     retain: bool
     received_at: datetime
     dup: bool = False
-    http_identity: tuple[str, str | None] | None = None  # OwnTracks HTTP mode: (user, X-Limit-D device)
+    http_identity: tuple[str, str | None] | None = None  # HTTP: (OwnTracks user, X-Limit-D device) or (OsmAnd id, None)
 
 
 class Receipt(Protocol):
@@ -52,6 +52,8 @@ PAYLOAD_TOO_LARGE = "payload_too_large"
 RATE_LIMITED = "rate_limited"       # more than its device's rate or budget allows (ingest.limits)
 DB_REJECTED = "db_rejected"         # the database refused its rows (SQLSTATE class 22 or 23)
 POISON = "poison"                   # processing it raised an unexpected exception (a bug), N times
+UNKNOWN_DEVICE = "unknown_device"   # its sender is not in the registry (stages)
+RETIRED_DEVICE = "retired_device"   # sent by (or queued for) a device the registry has retired (stages)
 FOREIGN_ID = "foreign_id"           # a clear of an alarm id its sensor never raised, another did (stages)
 _DETAIL_MAX = 500
 

@@ -7,7 +7,7 @@ import time
 
 import psycopg2
 
-from database.citydb import read_city
+from database.citydb import CityWatch, read_city
 from ingest.http import IngestHTTP
 from ingest.live import LiveState
 from ingest.mqtt_source import MqttSource
@@ -45,6 +45,7 @@ def build_worker(settings, index: int, http_port: int | None = None,
     client = settings.redis_client(socket_timeout=5)
     worker = Worker(f"ingest-{index}", source, Store(settings.pg_dsn), LiveState(client), Registry(city),
                     WorkerConfig.from_settings(settings))
+    worker.watch = CityWatch(settings.pg_dsn, city, [worker.registry_changed])   # registry changes, at run time
     port = http_port if http_port is not None else settings.ingest_http_port + index - 1
     internal = metrics_port if metrics_port is not None else settings.ingest_metrics_port + index - 1
     http = IngestHTTP(worker, settings.ingest_http_host, port, settings.broker_credentials_file, internal,

@@ -24,9 +24,20 @@ from datetime import datetime, timedelta
 
 from ingest.kinds import kind_of
 from ingest.limits import Budgets, RateLimiter, RefusalDigest
-from ingest.model import FOREIGN_ID, PAYLOAD_TOO_LARGE, RATE_LIMITED, Enriched, Inbound, Outcome, Rejection, poison
-from telemetry.city import City
-from telemetry.decoders import DecodeError, decode, owntracks
+from ingest.model import (
+    FOREIGN_ID,
+    PAYLOAD_TOO_LARGE,
+    RATE_LIMITED,
+    RETIRED_DEVICE,
+    UNKNOWN_DEVICE,
+    Enriched,
+    Inbound,
+    Outcome,
+    Rejection,
+    poison,
+)
+from telemetry.city import BOUNDARY_TABLES, City
+from telemetry.decoders import DecodeError, decode, osmand, owntracks, senml
 from telemetry.gridindex import GridIndex
 from telemetry.messages import DeviceAlarm, GatewayStatus, Message, TerminalStatus
 from telemetry.topics import OWNTRACKS_PREFIX, PREFIX
@@ -38,14 +49,22 @@ _PREFIX_ROOT, _PREFIX_VERSION = PREFIX.split("/")
 
 
 class Registry:
-    """What the chain knows about devices: the city's reference data, indexed."""
+    """What the chain knows about devices: the city's reference data, indexed. Immutable once
+    built: a registry change builds a new one (`updated`) that the worker swaps in between batches."""
 
-    def __init__(self, city: City) -> None:
+    def __init__(self, city: City, grids: GridIndex | None = None) -> None:
         self.city = city
-        self.grids = GridIndex(city.grids)
+        self.grids = grids if grids is not None else GridIndex(city.grids)
         self.members = city.member_by_terminal
         self.sensors = city.sensor_by_id
         self.gateways = city.gateway_by_id
+        self.retired = dict(city.retired)
+        self.sensor_names = senml.SensorNames(self.sensors)
+
+    def updated(self, city: City, tables: frozenset[str] | None) -> Registry:
+        """The registry of a city read again; the grid index is rebuilt only if boundaries changed."""
+        boundaries = tables is None or not BOUNDARY_TABLES.isdisjoint(tables)
+        return Registry(city, None if boundaries else self.grids)
 
 
 def _sender(inbound: Inbound) -> tuple[str | None, tuple[str, str] | None]:
@@ -91,12 +110,16 @@ def check_size(inbound: Inbound) -> None:
                                                  f"{MAX_PAYLOAD_BYTES}"))
 
 
-def decode_inbound(inbound: Inbound) -> list[Message]:
+def decode_inbound(inbound: Inbound, reg: Registry | None = None) -> list[Message]:
     try:
+        if inbound.http_identity is not None and inbound.topic.startswith(osmand.PREFIX + "/"):
+            decoder = osmand.decode_json if inbound.topic.endswith("/json") else osmand.decode_form
+            return decoder(inbound.payload, inbound.http_identity[0], inbound.received_at)
         if inbound.http_identity is not None:
             user, device = inbound.http_identity
             return owntracks.decode_http(inbound.payload, user, device, inbound.received_at)
-        return [stamp_will(m, inbound) for m in decode(inbound.topic, inbound.payload, inbound.received_at)]
+        names = reg.sensor_names if reg is not None else senml.NO_NAMES
+        return [stamp_will(m, inbound) for m in decode(inbound.topic, inbound.payload, inbound.received_at, names)]
     except DecodeError as exc:
         raise _Stop(Rejection(exc.reason, exc.detail)) from None
 
@@ -119,19 +142,27 @@ def check_time(msg: Message, received_at: datetime) -> None:
         raise _Stop(Rejection("timestamp_past", f"time {msg.time.isoformat()} is older than {MAX_PAST.days} days"))
 
 
+def _unknown(device_id: str, what: str, reg: Registry) -> _Stop:
+    """Unknown, or retired (still sending, or its queued messages arriving after it was retired)."""
+    retired = reg.retired.get(device_id)
+    if retired is not None:
+        return _Stop(Rejection(RETIRED_DEVICE, f"{device_id!r} is retired ({retired})"))
+    return _Stop(Rejection(UNKNOWN_DEVICE, what))
+
+
 def check_device(msg: Message, reg: Registry) -> None:
     sender = kind_of(msg).sender
     if sender == "terminal" and msg.terminal_id not in reg.members:
-        raise _Stop(Rejection("unknown_device", f"terminal {msg.terminal_id!r} is not registered to any member"))
+        raise _unknown(msg.terminal_id, f"terminal {msg.terminal_id!r} is not registered to any member", reg)
     if sender == "sensor":
         sensor = reg.sensors.get(msg.sensor_id)
         if sensor is None:
-            raise _Stop(Rejection("unknown_device", f"sensor {msg.sensor_id!r} is not registered"))
+            raise _unknown(msg.sensor_id, f"sensor {msg.sensor_id!r} is not registered", reg)
         if msg.gateway_id is not None and sensor.gateway_id != msg.gateway_id:
-            raise _Stop(Rejection("unknown_device", f"sensor {msg.sensor_id!r} belongs to gateway "
+            raise _Stop(Rejection(UNKNOWN_DEVICE, f"sensor {msg.sensor_id!r} belongs to gateway "
                                                     f"{sensor.gateway_id!r}, not {msg.gateway_id!r}"))
     if sender == "gateway" and msg.gateway_id not in reg.gateways:
-        raise _Stop(Rejection("unknown_device", f"gateway {msg.gateway_id!r} is not registered"))
+        raise _unknown(msg.gateway_id, f"gateway {msg.gateway_id!r} is not registered", reg)
 
 
 def validate(inbound: Inbound, reg: Registry, limiter: RateLimiter | None = None,
@@ -142,7 +173,7 @@ def validate(inbound: Inbound, reg: Registry, limiter: RateLimiter | None = None
     try:
         check_rate(inbound, limiter, budgets)
         check_size(inbound)
-        messages = decode_inbound(inbound)
+        messages = decode_inbound(inbound, reg)
         for msg in messages:
             check_time(msg, inbound.received_at)
             check_device(msg, reg)

@@ -39,7 +39,7 @@ from ingest.limits import Budgets, RateLimiter, RefusalDigest
 from ingest.live import LiveState
 from ingest.live_updates import LiveUpdates
 from ingest.metrics import Health, Metrics, Progress, assess
-from ingest.model import DB_REJECTED, POISON, Delivery, Outcome, Rejection, poison
+from ingest.model import DB_REJECTED, POISON, UNKNOWN_DEVICE, Delivery, Outcome, Rejection, poison
 from ingest.mqtt_source import MqttSource
 from ingest.redeliveries import Redeliveries
 from ingest.stages import Registry, clears, digest_refusals, process_batch, refuse_forged_clears
@@ -123,6 +123,7 @@ class Worker:
         self.progress = Progress()
         self.metrics.track(self.progress)
         self.redeliveries = Redeliveries(cfg.poison_attempts)
+        self.watch = None           # a database.citydb.CityWatch, started and stopped with run()
         self.in_hand = 0            # deliveries taken from the inbox and not yet settled
         self.loop_ended = False     # run() returned while not asked to stop
         source.qos0_inbox_limit = cfg.qos0_inbox_limit
@@ -173,6 +174,7 @@ class Worker:
         processed = iter(process_batch(rest, self.registry, self.limiter, self.budgets))
         outcomes = [Outcome(d.inbound, rejection=doomed[i]) if i in doomed else next(processed)
                     for i, d in enumerate(deliveries)]
+        self._retry_unknown(outcomes)
         digest_refusals(outcomes, self.refusals)
         self.metrics.exceptions.labels(worker=self.name, part="stage").inc(
             sum(o.rejection is not None and o.rejection.reason == POISON for o in outcomes) - len(doomed))
@@ -191,6 +193,19 @@ class Worker:
         settled = sum(d.receipt.settle(o.rejection) for d, o in zip(deliveries, outcomes, strict=True))
         self.metrics.acked.inc(settled)
         self.metrics.batch_size.observe(len(deliveries))
+
+    def _retry_unknown(self, outcomes: list[Outcome]) -> None:
+        """A device refused as unknown may have been added a moment ago, its notification still on
+        the way: if the registry moved on since it was read (CityWatch.catch_up, one query per such
+        batch), those messages go through the chain again with the new registry (without the
+        rate limits, which have counted them once)."""
+        unknown = [i for i, o in enumerate(outcomes)
+                   if o.rejection is not None and o.rejection.reason == UNKNOWN_DEVICE]
+        if not unknown or self.watch is None or not self.watch.catch_up():
+            return
+        again = process_batch([outcomes[i].inbound for i in unknown], self.registry)
+        for i, outcome in zip(unknown, again, strict=True):
+            outcomes[i] = outcome
 
     def _check_clears(self, outcomes: list[Outcome]) -> bool:
         """Refuse forged clears (stages.refuse_forged_clears), asking the database which sensors
@@ -342,8 +357,15 @@ class Worker:
             live_unhealthy_after_s=cfg.live_unhealthy_after_s, abandoned=self.progress.abandoned_since_commit))
 
     # --- running --------------------------------------------------------------------------------
+    def registry_changed(self, city, tables: frozenset[str] | None) -> None:
+        """The registry changed (the city was read again): the next batch is checked against it."""
+        self.registry = self.registry.updated(city, tables)
+        self.metrics.registry_updates.inc()
+
     def run(self, end_session: bool = False) -> None:
         self.live_updates.ensure_schema()
+        if self.watch is not None:
+            self.watch.start()
         self.source.start()
         try:
             while not self.stop_event.is_set():
@@ -352,6 +374,8 @@ class Worker:
             self.loop_ended = not self.stop_event.is_set()
             self.source.stop(end_session=end_session)
             self.store.close()
+            if self.watch is not None:
+                self.watch.stop()
 
     def _step(self) -> None:
         """One turn of the loop. An exception that escapes the chain (a bug outside the contained

@@ -12,6 +12,9 @@ disable-account NAME / enable-account NAME
 users ...
         the screens' logins and wall tokens (dashboard.users) on this stack's database, e.g.
         `users add ana --role dispatcher --scope 350102002`, `users token-create lobby`.
+devices ...
+        the registry (registry.devices) on this stack: members, phones, gateways, sensors,
+        e.g. `devices add-device M-0001 --kind owntracks --id ot-0001 --otrc phone.otrc`.
 
 Every process of the stack (the supervisor too) leaves a pid file in `<data dir>/run/` that says
 how to recognise and stop it (stack.process.PidRecord); `down` and `status` act on whatever pid
@@ -239,25 +242,42 @@ def _written_env(data_dir: Path) -> dict[str, str]:
                 if "=" in line and not line.startswith("#")) if env_file.exists() else {}
 
 
-def users(data_dir: Path, argv: list[str]) -> int:
-    """dashboard.users against this stack's database, as its owner (the stack must be running)."""
+def _as_owner(data_dir: Path) -> bool:
+    """This process's environment: the running stack's owner settings (False: none is running)."""
     if live_record(_supervisor_pid_path(data_dir)) is None:
         print(f"no demo stack is running in {data_dir}: start it with `make demo` (another data dir: set "
               "GCC_DATA_DIR)", file=sys.stderr)
-        return 2
+        return False
     written = _written_env(data_dir)
-    stack = LocalStack(data_dir, pg_port=int(written.get("GCC_PG_PORT", 0)) or None)
+    stack = LocalStack(data_dir, pg_port=int(written.get("GCC_PG_PORT", 0)) or None,
+                       mqtt_port=int(written.get("GCC_MQTT_PORT", 0)) or None)
     os.environ.update(stack.env())
+    return True
+
+
+def users(data_dir: Path, argv: list[str]) -> int:
+    """dashboard.users against this stack's database, as its owner (the stack must be running)."""
+    if not _as_owner(data_dir):
+        return 2
     from dashboard.users import main as users_main
 
     return users_main(argv)
 
 
+def devices(data_dir: Path, argv: list[str]) -> int:
+    """registry.devices on this stack: its database as the owner, its broker as the broker admin."""
+    if not _as_owner(data_dir):
+        return 2
+    from registry.devices import main as devices_main
+
+    return devices_main(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "users":
+    if argv and argv[0] in ("users", "devices"):
         data_dir = Path(os.environ.get("GCC_DATA_DIR", DEFAULT_DATA_DIR)).resolve()
-        return users(data_dir, argv[1:])
+        return (users if argv[0] == "users" else devices)(data_dir, argv[1:])
     parser = argparse.ArgumentParser(prog="python -m stack", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=("up", "down", "status", "disable-account", "enable-account"))

@@ -117,6 +117,30 @@ def dynsec_config(accounts: list[BrokerAccount]) -> dict:
     }
 
 
+def merged_config(ours: dict, previous: dict | None) -> dict:
+    """The plugin's configuration from our accounts, over the one the broker last saved: the
+    broker's record is the truth for what changed at run time. Accounts the registry created
+    while it ran (only their hash exists) are kept with their roles; for an account in both, the
+    saved password hash and disabled flag are kept (rotated or revoked at run time), and the
+    rules are ours (derived from kind, name and grid)."""
+    if not previous:
+        return ours
+    saved = {c["username"]: c for c in previous.get("clients", [])}
+    ours_names = {c["username"] for c in ours["clients"]}
+    clients = []
+    for client in ours["clients"]:
+        old = saved.get(client["username"])
+        if old is not None and "password" in old:
+            client = {**client, **{k: old[k] for k in ("password", "salt", "iterations") if k in old},
+                      "disabled": old.get("disabled", False) or client["disabled"]}
+        clients.append(client)
+    kept = [c for name, c in saved.items() if name not in ours_names]
+    our_roles = {r["rolename"] for r in ours["roles"]}
+    kept_roles = {r["rolename"] for c in kept for r in c.get("roles", [])}
+    roles = ours["roles"] + [r for r in previous.get("roles", []) if r["rolename"] in kept_roles - our_roles]
+    return {**ours, "clients": clients + kept, "roles": roles}
+
+
 def create_commands(account: BrokerAccount) -> list[dict]:
     """The $CONTROL commands that add one account to a running broker."""
     client = {"command": "createClient", "username": account.username, "clientid": account.client_id,
@@ -172,8 +196,22 @@ class MosquittoServer(ManagedServer):
             return False
 
     def write_accounts(self, accounts: list[BrokerAccount]) -> None:
-        """Write the plugin's configuration (the broker must not be running: it owns the file then)."""
-        write_private(self.data_dir / DYNSEC_FILE, json.dumps(dynsec_config(accounts)), owner=self.run_as)
+        """Write the plugin's configuration (the broker must not be running: it owns the file then),
+        keeping what the file already holds and `accounts` do not say (`merged_config`)."""
+        path = self.data_dir / DYNSEC_FILE
+        previous = json.loads(path.read_text()) if path.exists() else None
+        write_private(path, json.dumps(merged_config(dynsec_config(accounts), previous)), owner=self.run_as)
+
+    def set_disabled_in_file(self, username: str, disabled: bool) -> None:
+        """Revoke or restore an account while the broker is down (it reads the file at its start)."""
+        path = self.data_dir / DYNSEC_FILE
+        if not path.exists():
+            return
+        config = json.loads(path.read_text())
+        for client in config.get("clients", []):
+            if client.get("username") == username:
+                client["disabled"] = disabled
+        write_private(path, json.dumps(config), owner=self.run_as)
 
     def start(self, timeout: float = 30.0) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -191,7 +229,7 @@ class DynsecError(RuntimeError):
 class DynsecControl:
     """The broker admin's side of $CONTROL/dynamic-security/v1: send commands, await the answers."""
 
-    def __init__(self, port: int, admin: BrokerAccount, timeout: float = 10.0) -> None:
+    def __init__(self, port: int, admin: BrokerAccount, timeout: float = 10.0, host: str = "127.0.0.1") -> None:
         self.timeout = timeout
         self.responses: queue.Queue = queue.Queue()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=admin.client_id,
@@ -200,7 +238,7 @@ class DynsecControl:
         subscribed = threading.Event()
         self.client.on_subscribe = lambda *args: subscribed.set()
         self.client.on_message = lambda c, u, msg: self.responses.put(json.loads(msg.payload))
-        self.client.connect("127.0.0.1", port, keepalive=30)
+        self.client.connect(host, port, keepalive=30)
         self.client.loop_start()
         self.client.subscribe(CONTROL_TOPIC + "/response", qos=1)
         if not subscribed.wait(timeout):

@@ -198,6 +198,7 @@ class LocalStack:
         self.accounts[username] = replace(self.accounts[username], disabled=disabled)
         self._save_accounts(self.accounts)
         if not (self.mosquitto.running or self.mosquitto.answering()):
+            self.mosquitto.set_disabled_in_file(username, disabled)
             return
         control = DynsecControl(self.mosquitto.port, self.accounts["broker-admin"])
         try:
@@ -303,7 +304,7 @@ class LocalStack:
     def env(self) -> dict[str, str]:
         """The settings of the stack's owner: the database owner, Redis's default user, the first
         ingest worker's broker account (tests and tools; the apps get `app_env`)."""
-        return {**self.public_env(), **self.mqtt_env(self.accounts["ingest-1"]),
+        return {**self.public_env(), **self.mqtt_env(self.accounts["ingest-1"]), **self.broker_admin_env(),
                 "GCC_REDIS_USERNAME": "default", "GCC_REDIS_PASSWORD": self._secrets["redis_password"],
                 "GCC_PG_USER": PG_SUPERUSER, "GCC_PG_PASSWORD": self._secrets["pg_password"]}
 
@@ -312,9 +313,15 @@ class LocalStack:
         user and (if it uses the broker) broker account."""
         env = {**self.public_env(), "GCC_PG_USER": APP_ROLES[app], "GCC_PG_PASSWORD": self.app_secret("pg", app),
                "GCC_REDIS_USERNAME": APP_ROLES[app], "GCC_REDIS_PASSWORD": self.app_secret("redis", app)}
-        if app == "dashboard":
+        if app == "dashboard":   # admins add devices from the page: their accounts follow at once
             env["GCC_DASHBOARD_SECRET_KEY"] = self._secrets["dashboard_session_key"]
+            env.update(self.broker_admin_env())
         return {**env, **self.mqtt_env(account)} if account else env
+
+    def broker_admin_env(self) -> dict[str, str]:
+        """The registry's broker admin (the dashboard's admin page, `python -m stack devices`)."""
+        admin = self.accounts["broker-admin"]
+        return {"GCC_BROKER_ADMIN_USERNAME": admin.username, "GCC_BROKER_ADMIN_PASSWORD": admin.password}
 
     @staticmethod
     def mqtt_env(account: BrokerAccount) -> dict[str, str]:

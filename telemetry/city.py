@@ -6,6 +6,7 @@ simulator. Geometry is WGS 84 longitude/latitude (GeoJSON order).
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field, fields
 from datetime import timedelta, timezone
 from enum import Enum
@@ -20,6 +21,9 @@ from telemetry.catalogue import DeviceKind, Role  # noqa: F401 - Role: a member'
 from telemetry.orgcodes import Level, parent_of
 
 FORMAT_VERSION = 1
+# The reference tables whose change moves boundaries: a holder of a grid index builds it anew
+# (database.citydb.CityWatch names the changed tables).
+BOUNDARY_TABLES = frozenset({"org_units", "grids"})
 CITY_TZ = timezone(timedelta(hours=8))  # China Standard Time: the demo city's local day and night
 
 
@@ -112,7 +116,23 @@ class Member:
     name: str
     role: Role
     grid_code: str
-    terminal_id: str
+    terminal_id: str   # the dedicated terminal: the one tasks and case notices go to
+
+
+class MemberDeviceKind(str, Enum):
+    TERMINAL = "terminal"      # a handheld terminal speaking our JSON over MQTT
+    OWNTRACKS = "owntracks"    # a phone running the OwnTracks app (MQTT or HTTP mode)
+    OSMAND = "osmand"          # a phone running Traccar Client (the OsmAnd protocol over HTTP)
+
+
+@dataclass(frozen=True)
+class MemberDevice:
+    """One of a member's devices: the dedicated terminal, or a phone; its id is what it reports as
+    (broker username, OwnTracks user, OsmAnd id)."""
+    device_id: str
+    member_id: str
+    kind: MemberDeviceKind
+    label: str = ""
 
 
 @dataclass
@@ -129,6 +149,8 @@ class City:
     gateways: list[Gateway] = field(default_factory=list)
     sensors: list[Sensor] = field(default_factory=list)
     members: list[Member] = field(default_factory=list)
+    devices: list[MemberDevice] = field(default_factory=list)   # beyond each member's own terminal
+    retired: dict[str, str] = field(default_factory=dict)       # a retired device's id -> what it was
 
     # --- look-ups -------------------------------------------------------------------------------
     @cached_property
@@ -141,7 +163,10 @@ class City:
 
     @cached_property
     def member_by_terminal(self) -> dict[str, Member]:
-        return {m.terminal_id: m for m in self.members}
+        """Every device a member reports with (their terminal and their phones) -> the member."""
+        members = {m.member_id: m for m in self.members}
+        return {**{d.device_id: members[d.member_id] for d in self.devices if d.member_id in members},
+                **{m.terminal_id: m for m in self.members}}
 
     @cached_property
     def sensor_by_id(self) -> dict[str, Sensor]:
@@ -189,7 +214,21 @@ class City:
             gateways=[Gateway(**{**d, "kind": GatewayKind(d["kind"])}) for d in raw["gateways"]],
             sensors=[Sensor(**{**d, "kind": DeviceKind(d["kind"])}) for d in raw["sensors"]],
             members=[Member(**{**d, "role": Role(d["role"])}) for d in raw["members"]],
+            devices=[MemberDevice(**{**d, "kind": MemberDeviceKind(d["kind"])}) for d in raw.get("devices", [])],
+            retired=dict(raw.get("retired", {})),
         )
+
+    def adopt(self, other: City) -> None:
+        """Take `other`'s reference data in place (a registry change, read again from the database),
+        for the holders of this object in a running process. The lists are swapped first, then the
+        cached look-ups dropped, each under its descriptor's lock where Python has one (3.11): a
+        look-up being computed from the old lists meanwhile is dropped after it is stored."""
+        for f in fields(self):
+            setattr(self, f.name, getattr(other, f.name))
+        for name, attribute in vars(City).items():
+            if isinstance(attribute, cached_property):
+                with getattr(attribute, "lock", contextlib.nullcontext()):
+                    self.__dict__.pop(name, None)
 
     @classmethod
     def load(cls, path: Path) -> City:

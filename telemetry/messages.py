@@ -119,7 +119,7 @@ Longitude = Annotated[float, Field(ge=-180, le=180)]
 NonNegative = Annotated[float, Field(ge=0)]
 BatteryPct = Annotated[int, Field(ge=0, le=100)]
 SeverityLevel = Annotated[int, Field(ge=1, le=4)]
-FixSource = Literal["gcc", "owntracks", "owntracks-http"]
+FixSource = Literal["gcc", "owntracks", "owntracks-http", "osmand"]
 OnlineState = Literal["online", "offline"]
 
 

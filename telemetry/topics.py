@@ -56,6 +56,7 @@ class AccountKind(str, Enum):
     TERMINAL = "terminal"      # a grid member's handheld terminal
     GATEWAY = "gateway"        # a building's IoT gateway or an elevator controller
     OWNTRACKS = "owntracks"    # a phone running the OwnTracks app
+    OSMAND = "osmand"          # a phone running Traccar Client: HTTP only (the OsmAnd endpoint), no topics
     INGEST = "ingest"          # an ingest worker: reads every uplink topic (in the share group)
     DISPATCH = "dispatch"      # the dispatcher service: sends tasks, reads acknowledgements
     CASES = "cases"            # the cases engine: sends case notices and announcements (nothing else)
@@ -63,7 +64,7 @@ class AccountKind(str, Enum):
     HEALTH = "health"          # may log in, and do nothing else (the broker's health check)
 
 
-DEVICE_KINDS = frozenset({AccountKind.TERMINAL, AccountKind.GATEWAY, AccountKind.OWNTRACKS})
+DEVICE_KINDS = frozenset({AccountKind.TERMINAL, AccountKind.GATEWAY, AccountKind.OWNTRACKS, AccountKind.OSMAND})
 # Mosquitto's dynamic security plugin takes commands here (the broker admin's only topics).
 CONTROL_TOPIC = "$CONTROL/dynamic-security/v1"
 
@@ -137,7 +138,7 @@ def topic_rules(kind: AccountKind, username: str, org: str = "") -> list[TopicRu
         return [TopicRule("publish", terminal_topic("+", NOTICE)), TopicRule("publish", org_topic("+"))]
     if kind is AccountKind.BROKER_ADMIN:
         return [TopicRule("publish", CONTROL_TOPIC), TopicRule("subscribe", CONTROL_TOPIC + "/response")]
-    if kind is AccountKind.HEALTH:
+    if kind in (AccountKind.HEALTH, AccountKind.OSMAND):
         return []
     raise ValueError(f"unknown account kind {kind!r}")
 

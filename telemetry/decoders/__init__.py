@@ -35,11 +35,13 @@ __all__ = ["DecodeError", "decode", "REASONS", "INVALID_JSON", "SCHEMA_VIOLATION
 _PREFIX_PARTS = PREFIX.split("/")  # ["gcc", "v1"]
 
 
-def decode(topic: str, payload: bytes, received_at: datetime) -> list[Message]:
+def decode(topic: str, payload: bytes, received_at: datetime,
+           sensor_names: senml.SensorNames = senml.NO_NAMES) -> list[Message]:
     """Decode one MQTT message into one or more messages.
 
     ``received_at`` is the ingest time (timezone-aware); it anchors SenML relative times and is
     the time of messages whose format allows none (an OwnTracks lwt, a reading without ts).
+    ``sensor_names``: the registry's sensors, which SenML record names are mapped by.
     Raises DecodeError (reason in REASONS) for anything that cannot be decoded.
     """
     if received_at.tzinfo is None:
@@ -57,7 +59,7 @@ def decode(topic: str, payload: bytes, received_at: datetime) -> list[Message]:
     if kind == "terminal" and leaf in topics.TERMINAL_UPLINK:
         return gcc_json.decode_terminal(device_id, leaf, payload, received_at)
     if kind == "gateway" and leaf == topics.SENML:
-        return senml.decode(device_id, payload, received_at)
+        return senml.decode(device_id, payload, received_at, sensor_names)
     if kind == "gateway" and leaf in topics.GATEWAY_UPLINK:
         return gcc_json.decode_gateway(device_id, leaf, payload, received_at)
     raise DecodeError(WRONG_TOPIC, f"{topic!r}: {leaf!r} is not an uplink leaf of a {kind!r} "

@@ -1,8 +1,15 @@
 """SenML packs (RFC 8428, JSON representation) from building gateways.
 
 ``resolve`` turns a pack into resolved records exactly as RFC 8428 section 4.6 describes, and knows
-nothing of this project; ``decode`` then applies our naming rule: a resolved name is
-``<sensor_id>/<quantity>``, split at the last '/'.
+nothing of this project; ``decode`` then maps each resolved name to (sensor, quantity) by the
+registry's sensor names (``SensorNames``):
+
+- a name that is exactly a registered sensor's takes its quantity from its unit (``Cel`` is a
+  temperature: senml_units, over RFC 8428's units registry);
+- else the longest registered sensor name that prefixes the name, followed by ``:``, ``/`` or
+  ``.``, is the sensor, and the rest the quantity (``urn:dev:ow:10e2073a01080063:voltage``);
+- else (no registered sensor: the ingest refuses it as unknown_device, naming it) the name split at
+  its last ``/``, or the whole name with the unit's quantity.
 
 Resolution (sections 4.1-4.6):
 - base fields (bn, bt, bu, bv, bs, bver) apply to their own record and every later one, until a
@@ -25,6 +32,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Container
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -32,6 +40,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from telemetry.decoders.errors import INVALID_SENML, DecodeError, load_json, refused, shown
+from telemetry.decoders.senml_units import QUANTITY_OF_UNIT
 from telemetry.messages import Message, SensorReading, utc_from_epoch
 
 SENML_VERSION = 10
@@ -96,19 +105,48 @@ def resolve(pack: Any, now: datetime) -> list[ResolvedRecord]:
     return resolved
 
 
-def decode(gateway_id: str, payload: bytes, received_at: datetime) -> list[Message]:
+class SensorNames:
+    """The registry's sensor names (any container: the ingest passes its dict of sensors) and the
+    rule that maps a resolved record name to (sensor, quantity)."""
+    SEPARATORS = ":/."
+
+    def __init__(self, registered: Container[str] = frozenset()) -> None:
+        self.registered = registered
+
+    def split(self, name: str, unit: str | None) -> tuple[str, str]:
+        if name in self.registered:
+            return name, self._quantity_of(name, unit)
+        for i in range(len(name) - 2, 0, -1):
+            if name[i] in self.SEPARATORS and name[:i] in self.registered:
+                return name[:i], name[i + 1:]
+        sensor_id, _, quantity = name.rpartition("/")
+        if sensor_id and quantity:
+            return sensor_id, quantity
+        return name, self._quantity_of(name, unit)
+
+    @staticmethod
+    def _quantity_of(name: str, unit: str | None) -> str:
+        quantity = QUANTITY_OF_UNIT.get(unit or "")
+        if quantity is None:
+            said = f"its unit {unit!r} is not in RFC 8428's units registry" if unit else "it has no unit"
+            raise DecodeError(INVALID_SENML, f"name {name!r} is a sensor's own name, so its unit says what it "
+                                             f"measures, but {said}: name the quantity ({name}:<quantity>)")
+        return quantity
+
+
+NO_NAMES = SensorNames()
+
+
+def decode(gateway_id: str, payload: bytes, received_at: datetime, names: SensorNames = NO_NAMES) -> list[Message]:
     """gcc/v1/gateway/{gateway_id}/senml: one SensorReading per resolved record."""
     records = resolve(load_json(payload), received_at)
     if not records:
         raise DecodeError(INVALID_SENML, "pack: no measurement records (only base fields, or empty)")
-    return [_reading(gateway_id, record) for record in records]
+    return [_reading(gateway_id, record, names) for record in records]
 
 
-def _reading(gateway_id: str, record: ResolvedRecord) -> SensorReading:
-    sensor_id, _, quantity = record.name.rpartition("/")
-    if not sensor_id or not quantity:
-        raise DecodeError(INVALID_SENML, f"name {record.name!r}: name must be "
-                                         "<sensor_id>/<quantity> (split at the last '/')")
+def _reading(gateway_id: str, record: ResolvedRecord, names: SensorNames) -> SensorReading:
+    sensor_id, quantity = names.split(record.name, record.unit)
     try:
         return SensorReading(sensor_id=sensor_id, quantity=quantity, time=record.time,
                              value=record.value, value_text=record.value_text,

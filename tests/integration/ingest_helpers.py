@@ -54,14 +54,14 @@ class ThreadWorker:
     """An ingest worker running in this process (for tests that look inside it), logged in with
     its own account."""
 
-    def __init__(self, stack, index: int, share_group: str) -> None:
+    def __init__(self, stack, index: int, share_group: str, end_session: bool = True) -> None:
         from ingest.service import build_worker
 
         settings = stack.app_settings("ingest", worker_account(stack, index))   # least privilege, as deployed
         self.worker, self.http = build_worker(settings, index, http_port=free_port(), metrics_port=free_port())
         self.worker.source.filters = [f.replace("$share/ingest/", f"$share/{share_group}/")
                                       for f in self.worker.source.filters]
-        self.thread = threading.Thread(target=self.worker.run, kwargs={"end_session": True}, daemon=True)
+        self.thread = threading.Thread(target=self.worker.run, kwargs={"end_session": end_session}, daemon=True)
 
     def __enter__(self):
         self.http.start()

@@ -1,0 +1,170 @@
+"""`python -m registry.devices …`: the registry from the command line (the admin page does the same).
+
+    add-member M-1 --name 王芳 --role grid_administrator --grid 350102002003001 --terminal T-M-1
+    add-device M-1 --kind owntracks --id ot-m-1 [--label "work phone"] [--otrc FILE] [--qr FILE.png]
+    change-member M-1 [--name …] [--role …]      move-member M-1 --grid 350102002003002
+    replace-terminal M-1 --terminal T-M-1b       retire-member M-1      retire-device ot-m-1
+    rotate DEVICE [--otrc FILE] [--qr FILE.png]  revoke DEVICE
+    add-gateway GW-9 --kind building_gateway --building B-… [--protocol senml]
+    move-gateway GW-9 --building B-…             retire-gateway GW-9
+    add-sensor urn:dev:ow:10e2073a01080063 --kind temperature --gateway GW-9 [--building B-…]
+    move-sensor SENSOR --building B-… [--gateway GW-…]    retire-sensor SENSOR
+    import-members FILE.csv                      import-boundaries FILE.geojson
+
+A new device's password is printed once (and written into the OwnTracks configuration when asked);
+the broker keeps only its hash. Settings come from the environment (GCC_PG_*, GCC_MQTT_HOST/PORT,
+GCC_BROKER_ADMIN_USERNAME/PASSWORD); on the local demo, `python -m stack devices …` sets them.
+Every change is audited as the user running the command (`cli:<user>`).
+"""
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from pathlib import Path
+
+from registry.broker import BrokerAdmin
+from registry.store import Actor, Credential, DeviceRegistry, RegistryError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m registry.devices", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, *positional: str):
+        p = sub.add_parser(name)
+        for arg in positional:
+            p.add_argument(arg)
+        return p
+
+    def onboarding(p):
+        p.add_argument("--otrc", type=Path, help="write the OwnTracks app's configuration here (.otrc)")
+        p.add_argument("--qr", type=Path, help="write a QR code of it here (PNG), for the app to scan")
+        p.add_argument("--mode", choices=("mqtt", "http"), default="mqtt", help="the app's connection mode")
+
+    p = command("add-member", "member_id")
+    p.add_argument("--name", required=True)
+    p.add_argument("--role", required=True)
+    p.add_argument("--grid", required=True)
+    p.add_argument("--terminal", required=True, help="the id of the member's dedicated terminal")
+    p = command("add-device", "member_id")
+    p.add_argument("--kind", required=True, choices=("terminal", "owntracks", "osmand"))
+    p.add_argument("--id", required=True, dest="device_id")
+    p.add_argument("--label", default="")
+    onboarding(p)
+    p = command("change-member", "member_id")
+    p.add_argument("--name")
+    p.add_argument("--role")
+    command("move-member", "member_id").add_argument("--grid", required=True)
+    command("replace-terminal", "member_id").add_argument("--terminal", required=True)
+    command("retire-member", "member_id")
+    command("retire-device", "device_id")
+    onboarding(command("rotate", "device_id"))
+    command("revoke", "device_id")
+    p = command("add-gateway", "gateway_id")
+    p.add_argument("--kind", required=True)
+    p.add_argument("--building", required=True)
+    p.add_argument("--protocol", default="senml", choices=("senml", "json"))
+    command("move-gateway", "gateway_id").add_argument("--building", required=True)
+    command("retire-gateway", "gateway_id")
+    p = command("add-sensor", "sensor_id")
+    p.add_argument("--kind", required=True)
+    p.add_argument("--gateway", required=True)
+    p.add_argument("--building")
+    p = command("move-sensor", "sensor_id")
+    p.add_argument("--building", required=True)
+    p.add_argument("--gateway")
+    command("retire-sensor", "sensor_id")
+    command("import-members", "path")
+    command("import-boundaries", "path")
+    return parser
+
+
+def _credential(credential: Credential, args, settings) -> None:
+    print(f"{credential.device_id}: password {credential.password}")
+    print("  (shown once: the broker keeps only its hash; `rotate` makes a new one)")
+    if credential.kind.value == "osmand":
+        from registry import onboarding
+
+        client = onboarding.traccar_client(credential, settings)
+        print(f"  Traccar Client: server URL {client['server_url']}, device identifier {client['device_identifier']}")
+    if getattr(args, "otrc", None) or getattr(args, "qr", None):
+        from registry import onboarding
+
+        config = onboarding.owntracks_config(credential, settings, mode=args.mode)
+        if args.otrc:
+            args.otrc.write_bytes(onboarding.otrc(config))
+            args.otrc.chmod(0o600)
+            print(f"  OwnTracks configuration: {args.otrc} (open it on the phone, or scan the QR code)")
+        if args.qr:
+            args.qr.write_bytes(onboarding.qr_png(config))
+            args.qr.chmod(0o600)
+            print(f"  QR code: {args.qr}")
+
+
+def run(args, registry: DeviceRegistry, actor: Actor, settings) -> int:
+    c = args.command
+    if c == "add-member":
+        _credential(registry.add_member(actor, args.member_id, args.name, args.role, args.grid, args.terminal),
+                    args, settings)
+    elif c == "add-device":
+        _credential(registry.add_device(actor, args.member_id, args.kind, args.device_id, args.label), args, settings)
+    elif c == "change-member":
+        registry.change_member(actor, args.member_id, args.name, args.role)
+    elif c == "move-member":
+        registry.move_member(actor, args.member_id, args.grid)
+    elif c == "replace-terminal":
+        _credential(registry.replace_terminal(actor, args.member_id, args.terminal), args, settings)
+    elif c == "retire-member":
+        registry.retire_member(actor, args.member_id)
+    elif c == "retire-device":
+        registry.retire_device(actor, args.device_id)
+    elif c == "rotate":
+        _credential(registry.rotate(actor, args.device_id), args, settings)
+    elif c == "revoke":
+        registry.revoke(actor, args.device_id)
+    elif c == "add-gateway":
+        _credential(registry.add_gateway(actor, args.gateway_id, args.kind, args.building, args.protocol),
+                    args, settings)
+    elif c == "move-gateway":
+        registry.move_gateway(actor, args.gateway_id, args.building)
+    elif c == "retire-gateway":
+        registry.retire_gateway(actor, args.gateway_id)
+    elif c == "add-sensor":
+        registry.add_sensor(actor, args.sensor_id, args.kind, args.gateway, args.building)
+    elif c == "move-sensor":
+        registry.move_sensor(actor, args.sensor_id, args.building, args.gateway)
+    elif c == "retire-sensor":
+        registry.retire_sensor(actor, args.sensor_id)
+    elif c == "import-members":
+        from registry import imports
+
+        for credential in imports.import_members(registry, actor, Path(args.path).read_text(encoding="utf-8")):
+            print(f"{credential.device_id}: password {credential.password}")
+        print("(shown once)")
+        return 0
+    elif c == "import-boundaries":
+        from registry import boundaries
+
+        print(boundaries.import_boundaries(settings.pg_dsn, actor, Path(args.path).read_bytes()))
+        return 0
+    print(f"{c}: done")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from config.settings import load_settings
+
+    args = _parser().parse_args(argv)
+    settings = load_settings()
+    registry = DeviceRegistry(settings.pg_dsn, BrokerAdmin.from_settings(settings))
+    try:
+        return run(args, registry, Actor(f"cli:{getpass.getuser()}"), settings)
+    except RegistryError as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
