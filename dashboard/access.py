@@ -21,7 +21,7 @@ from dashboard.authz import EVERYONE, UserRole
 from dashboard.case_actions import CASE_ACTIONS, NEW_LIMITS, OPEN_CASE, REASSIGN, SET_CALENDAR_DAY
 from dashboard.commands import ACKNOWLEDGE_ALARM, Action
 from dashboard.kpis_diary import RATE_DIARY
-from dashboard.pages import admin, announcements, audit, case, cases, kpis, replay, rules
+from dashboard.pages import admin, announcements, audit, case, cases, devices, kpis, replay, rules
 
 
 @dataclass(frozen=True)
@@ -94,6 +94,8 @@ CALLBACKS: dict[str, Callback] = {
     "admin-user-result": Callback(admin.PAGE.roles, "add a user, new password, disable, enable",
                                   changes=admin.USER_ACTIONS),
     "admin-token-result": Callback(admin.PAGE.roles, "create or revoke a wall token", changes=admin.TOKEN_ACTIONS),
+    "devices-result": Callback(devices.PAGE.roles, "add a member's phone; a device's new password, revoke, retire "
+                               "(authorized for the member's grid)", changes=devices.DEVICE_ACTIONS),
     "rules-limits": Callback(rules.PAGE.roles, "the time limits, the calendar, the held intake rows"),
     "rules-limits-result": Callback(NEW_LIMITS.roles, "a new version of the time limits", changes=(NEW_LIMITS,)),
     "rules-calendar-result": Callback(SET_CALENDAR_DAY.roles, "an admin's calendar day", changes=(SET_CALENDAR_DAY,)),

@@ -4,6 +4,7 @@ handlers call these; they never query on their own, and nothing here writes (das
 does)."""
 from __future__ import annotations
 
+import secrets
 import time
 from collections import Counter
 from contextlib import contextmanager
@@ -80,6 +81,30 @@ class Queries:
 
     def members(self, scope: Scope) -> list[Member]:
         return [m for m in self.city.members if scope.covers(m.grid_code)]
+
+    def member_devices(self, scope: Scope) -> list[tuple]:
+        """The scope's members' active devices beyond their own terminals (the phones added), newest
+        first: (device, kind, label, added, member, name, grid)."""
+        return self.rows("select d.device_id, d.kind, d.label, d.added_at, m.member_id, m.name, m.grid_code "
+                         "from member_devices d join members m using (member_id) "
+                         "where d.retired_at is null and m.retired_at is null and m.grid_code like %s "
+                         "and d.device_id <> m.terminal_id order by d.added_at desc, d.device_id limit 200",
+                         (scope.code + "%",))
+
+    def device_grid(self, device_id: str) -> str | None:
+        """The grid of an active device's member (what an admin's scope is checked against)."""
+        rows = self.rows("select m.grid_code from member_devices d join members m using (member_id) "
+                         "where d.device_id = %s and d.retired_at is null", (device_id,))
+        return rows[0][0] if rows else None
+
+    def new_device_id(self, member_id: str, kind: str) -> str:
+        """A fresh id for a member's new phone: readable, never used before (ids are never reused)."""
+        prefix = {"owntracks": "ot", "osmand": "tc"}.get(kind, "dev")
+        for n in range(1, 100):
+            candidate = f"{prefix}-{member_id}-{n}"
+            if not self.rows("select 1 from member_devices where device_id = %s", (candidate,)):
+                return candidate
+        return f"{prefix}-{member_id}-{secrets.token_hex(3)}"
 
     def member(self, terminal_id: str) -> Member | None:
         return self.city.member_by_terminal.get(terminal_id)

@@ -2,7 +2,7 @@
 
 - OwnTracks: the app's configuration (`_type: configuration`, the booklet's remote configuration
   keys), as an .otrc file to open on the phone and as a QR code of the app's import link
-  (`owntracks:///config?inline=<base64 of the JSON>`), in MQTT mode (mode 0: host, port, tls,
+  (`owntracks:///config?inline=<base64 of the JSON, percent-encoded>`), in MQTT mode (mode 0: host, port, tls,
   username, password, deviceId, clientId, which our broker requires to be the username) or HTTP
   mode (mode 3: url of the ingest's /owntracks, with the same username and password).
 - Traccar Client: the server URL to type in (the ingest's /osmand/<token>) and the device
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import io
+from urllib.parse import quote
 
 import orjson
 import segno
@@ -49,7 +50,9 @@ def otrc(config: dict) -> bytes:
 
 
 def import_link(config: dict) -> str:
-    return "owntracks:///config?inline=" + base64.b64encode(orjson.dumps(config)).decode()
+    """Standard base64 (padded), percent-encoded: Android decodes the query with URLDecoder, which
+    would turn a bare '+' into a space (the booklet's remote configuration; both apps read this)."""
+    return "owntracks:///config?inline=" + quote(base64.b64encode(orjson.dumps(config)).decode(), safe="")
 
 
 def qr_png(config: dict, scale: int = 6) -> bytes:

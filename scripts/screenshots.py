@@ -15,6 +15,7 @@ FIRST_CASE = "first case"     # the page of the case the list shows first (the o
 CONSOLE = "console"           # the dispatcher console with a case to dispatch chosen (its candidates shown)
 ANNOUNCE = "announce"         # sends an announcement to a street (its read count grows while the others are taken)
 REPLAY = "replay"             # a member's track today, loaded and played for a few seconds
+DEVICES = "devices"           # adds a phone (OwnTracks) to the first member: its QR code and password shown once
 WALL, LAPTOP = (1920, 1080), (1366, 768)
 ANNOUNCED = "/announcements?scope=350102002"
 SHOTS = [("login.png", "/login", WALL), (None, ANNOUNCE, WALL), ("wall.png", "/wall?kiosk=1", WALL),
@@ -23,7 +24,7 @@ SHOTS = [("login.png", "/login", WALL), (None, ANNOUNCE, WALL), ("wall.png", "/w
          ("rules.png", "/rules", WALL), ("audit.png", "/audit", WALL), ("admin-laptop.png", "/admin", LAPTOP),
          ("announcements.png", ANNOUNCED, WALL), ("kpis.png", "/kpis?scope=350102&period=month", WALL),
          ("kpis-laptop.png", "/kpis?scope=350102002&period=week", LAPTOP), ("replay.png", REPLAY, WALL),
-         ("replay-laptop.png", REPLAY, LAPTOP)]
+         ("replay-laptop.png", REPLAY, LAPTOP), ("devices.png", DEVICES, WALL), ("devices-laptop.png", DEVICES, LAPTOP)]
 
 
 def main() -> int:
@@ -71,6 +72,17 @@ def main() -> int:
                 page.click("[role=option]:has-text('20×')")
                 page.click("#replay-play")
                 time.sleep(4)
+                page.screenshot(path=str(args.out / name))
+                print(args.out / name)
+                continue
+            if path == DEVICES:
+                page.goto(args.url + "/devices")
+                page.click("#devices-member")
+                page.locator("[role=option]").first.click()
+                page.fill("#devices-label", "work phone 工作手机")
+                page.click("#devices-add")
+                page.locator("#devices-qr").wait_for()
+                time.sleep(1)
                 page.screenshot(path=str(args.out / name))
                 print(args.out / name)
                 continue

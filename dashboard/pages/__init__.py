@@ -42,7 +42,7 @@ def query_params(search: str | None) -> dict[str, str]:
 
 def declared() -> tuple[Page, ...]:
     """Every page, in navigation order."""
-    from dashboard.pages import admin, announcements, audit, case, cases, dispatch, kpis, replay, rules, wall
+    from dashboard.pages import admin, announcements, audit, case, cases, devices, dispatch, kpis, replay, rules, wall
 
     return (wall.PAGE, dispatch.PAGE, cases.PAGE, announcements.PAGE, kpis.PAGE, replay.PAGE, audit.PAGE, admin.PAGE,
-            case.PAGE, rules.PAGE)
+            case.PAGE, rules.PAGE, devices.PAGE)

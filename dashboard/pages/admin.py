@@ -50,6 +50,8 @@ def layout(state, scope: Scope, kiosk: bool = False):
                                "密码与令牌只显示一次，仅保存其哈希")), className="dispatch-scope"),
             dcc.Link(str(Label("Time limits and calendar →", "办理时限与工作日历 →")), href="/rules",
                      className="button small", id="admin-rules-link"),
+            dcc.Link(str(Label("Members' devices →", "网格员设备 →")), href="/devices",
+                     className="button small", id="admin-devices-link"),
         ]),
         html.Div(className="admin-columns", children=[
             html.Section(className="wall-panel", children=[

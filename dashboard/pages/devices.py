@@ -1,0 +1,186 @@
+"""Members' devices, for admins: a member's phone joins here (OwnTracks or Traccar Client), and any
+device gets a new password, is revoked or retired, without restarting anything (registry.store;
+the CLI `python -m registry.devices` does the same and more: members, gateways, sensors, imports).
+
+The new password is shown once, with what the phone needs: for OwnTracks its configuration file
+and a QR code to scan; for Traccar Client the server URL and identifier to type in. Every change
+is authorized for the member's grid on the server (an admin of a street reaches only the street's
+members) and audited by the registry.
+"""
+from __future__ import annotations
+
+import base64
+
+from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
+from flask import request
+
+from dashboard.authz import Identity, Scope, UserRole, authorize, current_identity
+from dashboard.commands import Action
+from dashboard.pages import Page
+from dashboard.state import app_state
+from registry import onboarding
+from registry.broker import BrokerAdmin
+from registry.store import Actor, Credential, DeviceRegistry, RegistryError
+from telemetry.catalogue import ROLE_LABELS, Label
+from telemetry.city import CITY_TZ
+
+ADD_DEVICE = Action("registry.device.add", frozenset({UserRole.ADMIN}))
+ROTATE = Action("registry.credential.rotate", frozenset({UserRole.ADMIN}))
+REVOKE = Action("registry.credential.revoke", frozenset({UserRole.ADMIN}))
+RETIRE = Action("registry.device.retire", frozenset({UserRole.ADMIN}))
+DEVICE_ACTIONS = (ADD_DEVICE, ROTATE, REVOKE, RETIRE)
+_PHONES = {"owntracks-mqtt": ("owntracks", "mqtt", Label("OwnTracks (MQTT)", "OwnTracks（MQTT）")),
+           "owntracks-http": ("owntracks", "http", Label("OwnTracks (HTTP)", "OwnTracks（HTTP）")),
+           "osmand": ("osmand", None, Label("Traccar Client", "Traccar Client"))}
+_KIND_LABELS = {"terminal": Label("terminal", "终端"), "owntracks": Label("OwnTracks phone", "OwnTracks 手机"),
+                "osmand": Label("Traccar Client phone", "Traccar Client 手机")}
+
+
+def layout(state, scope: Scope, kiosk: bool = False):
+    identity = current_identity()
+    members = [{"label": f"{m.name} · {ROLE_LABELS[m.role]} · {state.city.org_name(m.grid_code)} · {m.member_id}",
+                "value": m.member_id} for m in state.queries.members(_own(identity))]
+    return html.Div(className="admin", id="devices", children=[
+        html.Div(className="dispatch-head", children=[
+            html.H1(str(Label("Members' devices", "网格员设备"))),
+            html.Div(str(Label("a phone joins without a restart; its password is shown once",
+                               "手机即时接入，无需重启；密码只显示一次")), className="dispatch-scope"),
+            dcc.Link(str(Label("← People and wall screens", "← 用户与大屏")), href="/admin", className="button small"),
+        ]),
+        html.Div(className="admin-columns", children=[
+            html.Section(className="wall-panel", children=[
+                html.H2(str(Label("Add a phone", "接入手机"))),
+                html.Div(className="admin-form devices-form", children=[
+                    dcc.Dropdown(id="devices-member", options=members, searchable=True,
+                                 placeholder=str(Label("member", "网格员"))),
+                    dcc.Dropdown(id="devices-app", clearable=False, value="owntracks-mqtt",
+                                 options=[{"label": str(phone[2]), "value": key} for key, phone in _PHONES.items()]),
+                    dcc.Input(id="devices-label", maxLength=40, placeholder=str(Label("label, e.g. work phone",
+                                                                                    "备注，如工作手机"))),
+                    html.Button(str(Label("Add phone", "接入")), id="devices-add", className="button"),
+                ]),
+                html.Div(id="devices-result", className="admin-result", role="status"),
+            ]),
+            html.Section(className="wall-panel", children=[
+                html.H2(str(Label("Phones and other devices", "手机与其他设备"))),
+                html.Div(str(Label("beyond each member's own terminal (python -m registry.devices manages those)",
+                                   "不含网格员的专用终端（由 python -m registry.devices 管理）")),
+                         className="audit-dim"),
+                html.Div(id="devices-table", children=devices_table(state, identity)),
+            ]),
+        ]),
+    ])
+
+
+PAGE = Page("/devices", Label("Devices", "设备"), frozenset({UserRole.ADMIN}), layout, nav=False)
+
+
+def _own(identity: Identity | None) -> Scope:
+    state = app_state()
+    return Scope(identity.scope_code, state.city.org_name(identity.scope_code)) if identity and identity.scope_code \
+        else Scope("", state.city.name)
+
+
+def devices_table(state, identity: Identity | None):
+    rows = []
+    for device_id, kind, label, added, _member, name, grid in state.queries.member_devices(_own(identity)):
+        actions = [dcc.ConfirmDialogProvider(html.Button(str(text), className="button small"),
+                                             id={"type": "devices-do", "device": device_id, "do": do}, message=message)
+                   for do, text, message in (
+                       ("rotate", Label("New password", "重置密码"),
+                        f"A new password for {device_id}: the old one stops working at once. 重置密码？"),
+                       ("revoke", Label("Revoke", "吊销"), f"Revoke {device_id}? It is disconnected at once. 吊销？"),
+                       ("retire", Label("Retire", "停用"),
+                        f"Retire {device_id}? What it still sends is refused. 停用设备？"))
+                   if not (do == "retire" and kind == "terminal")]
+        rows.append(html.Tr(id=f"devices-row-{device_id}", children=[
+            html.Td([html.Div(device_id, className="admin-name"), html.Div(label, className="audit-dim")]),
+            html.Td(str(_KIND_LABELS.get(kind, kind))),
+            html.Td([html.Div(name), html.Div(state.city.org_name(grid), className="audit-dim")]),
+            html.Td(added.astimezone(CITY_TZ).strftime("%Y-%m-%d")),
+            html.Td(className="admin-actions", children=actions),
+        ]))
+    head = [Label("Device", "设备"), Label("Kind", "类型"), Label("Member", "网格员"), Label("Added", "接入"), ""]
+    return html.Table(className="data-table", id="devices-list", children=[
+        html.Thead(html.Tr([html.Th(str(h)) for h in head])), html.Tbody(rows)])
+
+
+def _registry() -> DeviceRegistry:
+    settings = app_state().settings
+    return DeviceRegistry(settings.pg_dsn, BrokerAdmin.from_settings(settings))
+
+
+def _allowed(identity: Identity | None, action: Action, grid_code: str | None, target: str) -> str | None:
+    """None when the admin may do it to a device of that grid; else why not (audited)."""
+    state = app_state()
+    decision = authorize(state.city, identity, action, grid_code or "")
+    if grid_code is None or not decision.allowed:
+        reason = decision.reason if grid_code is not None else f"{target} is not a device of a member"
+        state.commands.record(identity, action.key, "refused", reason, target, request.remote_addr, grid_code)
+        return reason
+    return None
+
+
+def _phone_said(credential: Credential, mode: str | None):
+    """The new password, and what the phone needs, shown this once."""
+    settings = app_state().settings
+    parts = [html.Div(f"{str(Label('password of', '密码'))} {credential.device_id} — "
+                      + str(Label("shown once; copy it now", "仅显示一次，请立即复制"))),
+             html.Code(credential.password, id="devices-secret")]
+    if credential.kind.value == "owntracks":
+        config = onboarding.owntracks_config(credential, settings, mode=mode or "mqtt")
+        qr = base64.b64encode(onboarding.qr_png(config, scale=4)).decode()
+        otrc = base64.b64encode(onboarding.otrc(config)).decode()
+        parts += [html.Img(src=f"data:image/png;base64,{qr}", id="devices-qr", className="devices-qr",
+                           alt="OwnTracks configuration QR code"),
+                  html.Div(str(Label("scan it with OwnTracks (or open the file on the phone)",
+                                     "用 OwnTracks 扫码（或在手机上打开配置文件）"))),
+                  html.A(f"{credential.device_id}.otrc", href=f"data:application/json;base64,{otrc}",
+                         download=f"{credential.device_id}.otrc", id="devices-otrc", className="button small")]
+    elif credential.kind.value == "osmand":
+        client = onboarding.traccar_client(credential, settings)
+        parts += [html.Div(str(Label("in Traccar Client's settings:", "在 Traccar Client 设置中填写："))),
+                  html.Div([str(Label("server URL", "服务器地址")), html.Code(client["server_url"], id="devices-url")]),
+                  html.Div([str(Label("device identifier", "设备标识")), html.Code(client["device_identifier"])])]
+    return html.Div(className="admin-done", children=html.Div(className="admin-secret", children=parts))
+
+
+def _refused(reason: str):
+    return html.Div(f"{str(Label('Refused', '已拒绝'))}: {reason}", className="admin-refused")
+
+
+@callback(Output("devices-result", "children"), Output("devices-table", "children"),
+          Input("devices-add", "n_clicks"), Input({"type": "devices-do", "device": ALL, "do": ALL}, "submit_n_clicks"),
+          State("devices-member", "value"), State("devices-app", "value"), State("devices-label", "value"),
+          prevent_initial_call=True)
+def change_device(_added, _confirmed, member_id, app, label):
+    """Add a phone to a member; give a device a new password, revoke or retire it."""
+    trigger = ctx.triggered_id
+    if trigger is None or not ctx.triggered[0]["value"]:
+        return no_update, no_update
+    state, identity = app_state(), current_identity()
+    actor = Actor(identity.user, tuple(sorted(r.value for r in identity.roles)), request.remote_addr)
+    try:
+        if trigger == "devices-add":
+            member = next((m for m in state.city.members if m.member_id == member_id), None)
+            kind, mode, _ = _PHONES.get(app or "", _PHONES["owntracks-mqtt"])
+            why = _allowed(identity, ADD_DEVICE, member.grid_code if member else None, f"member:{member_id}")
+            if why:
+                return _refused(why), no_update
+            device_id = state.queries.new_device_id(member.member_id, kind)
+            said = _phone_said(_registry().add_device(actor, member.member_id, kind, device_id, label or ""), mode)
+        else:
+            device_id, do = trigger["device"], trigger["do"]
+            action = {"rotate": ROTATE, "revoke": REVOKE, "retire": RETIRE}[do]
+            why = _allowed(identity, action, state.queries.device_grid(device_id), f"device:{device_id}")
+            if why:
+                return _refused(why), no_update
+            registry = _registry()
+            if do == "rotate":
+                said = _phone_said(registry.rotate(actor, device_id), None)
+            else:
+                (registry.revoke if do == "revoke" else registry.retire_device)(actor, device_id)
+                said = html.Div(f"{str(Label('Done', '完成'))}: {device_id} {do}d", className="admin-done")
+    except RegistryError as exc:
+        return _refused(str(exc)), no_update
+    return said, devices_table(state, identity)
