@@ -145,7 +145,7 @@ class CityWatch:
         self.version = 0                 # cities adopted so far
         self.seen = -1                   # the registry's version (its sequence) the city was read at
         self.listening = threading.Event()
-        self._reading = threading.Lock()
+        self._reading = threading.RLock()    # a read of the city and its listeners, one at a time
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="city-watch", daemon=True)
 
@@ -193,25 +193,27 @@ class CityWatch:
             conn.notifies.clear()
             self._reload(conn, frozenset(tables))
 
-    def catch_up(self) -> bool:
+    def catch_up(self) -> None:
         """Read the city now if the registry moved on since it was read (a change whose
-        notification has not arrived yet). One small query (the sequence's value); the ingest asks
-        once per batch that has an unknown device, so a flood of unknown devices costs a query per
-        batch, not per message. True when the city was read again."""
+        notification has not arrived yet), or wait for a read under way: when this returns, every
+        listener has what the registry held when it was called. One small query (the sequence's
+        value); the ingest asks once per batch that has an unknown device, so a flood of unknown
+        devices costs a query per batch, not per message."""
         try:
             conn = psycopg2.connect(self.dsn)
             try:
                 conn.autocommit = True
-                if _registry_version(conn) <= self.seen:
-                    return False
-                return self._reload(conn, None)
+                with self._reading:
+                    if _registry_version(conn) > self.seen:
+                        self._reload(conn, None)
             finally:
                 conn.close()
         except psycopg2.Error as exc:
             log.warning("registry watch: could not ask for the registry's version: %s", exc)
-            return False
 
     def _reload(self, conn, tables: frozenset[str] | None) -> bool:
+        """Read the city, adopt it and tell the listeners, all under the lock: whoever waits for it
+        (catch_up) finds every holder updated when it gets it."""
         started = time.monotonic()
         with self._reading:
             try:
@@ -223,15 +225,14 @@ class CityWatch:
             self.city.adopt(fresh)
             self.seen = seen
             self.version += 1
+            for listener in self.listeners:
+                try:
+                    listener(self.city, tables)
+                except Exception:
+                    log.exception("registry watch: a listener failed")
         log.info("registry: %s changed; city read again in %.2f s", ", ".join(sorted(tables or ["(unknown)"])),
                  time.monotonic() - started)
-        for listener in self.listeners:
-            try:
-                listener(self.city, tables)
-            except Exception:
-                log.exception("registry watch: a listener failed")
         return True
-
 
 def _registry_version(conn) -> int:
     with conn.cursor() as cur:

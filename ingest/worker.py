@@ -171,10 +171,11 @@ class Worker:
     def _process(self, deliveries: list[Delivery], doomed: dict[int, Rejection]) -> list[Outcome]:
         """The pure stages for the deliveries not doomed; the doomed ones keep their rejection."""
         rest = [d.inbound for i, d in enumerate(deliveries) if i not in doomed]
-        processed = iter(process_batch(rest, self.registry, self.limiter, self.budgets))
+        registry = self.registry
+        processed = iter(process_batch(rest, registry, self.limiter, self.budgets))
         outcomes = [Outcome(d.inbound, rejection=doomed[i]) if i in doomed else next(processed)
                     for i, d in enumerate(deliveries)]
-        self._retry_unknown(outcomes)
+        self._retry_unknown(outcomes, registry)
         digest_refusals(outcomes, self.refusals)
         self.metrics.exceptions.labels(worker=self.name, part="stage").inc(
             sum(o.rejection is not None and o.rejection.reason == POISON for o in outcomes) - len(doomed))
@@ -194,14 +195,17 @@ class Worker:
         self.metrics.acked.inc(settled)
         self.metrics.batch_size.observe(len(deliveries))
 
-    def _retry_unknown(self, outcomes: list[Outcome]) -> None:
+    def _retry_unknown(self, outcomes: list[Outcome], checked_against: Registry) -> None:
         """A device refused as unknown may have been added a moment ago, its notification still on
         the way: if the registry moved on since it was read (CityWatch.catch_up, one query per such
         batch), those messages go through the chain again with the new registry (without the
         rate limits, which have counted them once)."""
         unknown = [i for i, o in enumerate(outcomes)
                    if o.rejection is not None and o.rejection.reason == UNKNOWN_DEVICE]
-        if not unknown or self.watch is None or not self.watch.catch_up():
+        if not unknown or self.watch is None:
+            return
+        self.watch.catch_up()
+        if self.registry is checked_against:
             return
         again = process_batch([outcomes[i].inbound for i in unknown], self.registry)
         for i, outcome in zip(unknown, again, strict=True):

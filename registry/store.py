@@ -61,6 +61,14 @@ class _Change:
     credential: Credential | None = None
 
 
+def _choice(enum, value: str, what: str):
+    """The enum member named `value`, or a refusal listing the choices."""
+    try:
+        return enum(value)
+    except ValueError:
+        raise RegistryError(f"{what} {value!r}: one of {', '.join(e.value for e in enum)}") from None
+
+
 def _id(value: str, what: str) -> str:
     if not is_valid_id(value) or "/" in value:
         raise RegistryError(f"{what} {value!r}: 1-64 characters, no whitespace, no / + # (they are topic characters)")
@@ -133,10 +141,7 @@ class DeviceRegistry:
         def change(cur) -> _Change:
             _id(member_id, "member id")
             _id(terminal_id, "terminal id")
-            try:
-                role_value = Role(role).value
-            except ValueError:
-                raise RegistryError(f"role {role!r}: one of {', '.join(r.value for r in Role)}") from None
+            role_value = _choice(Role, role, "role").value
             grid = self._grid(cur, grid_code)
             self._free_device_id(cur, terminal_id)
             cur.execute("insert into members (member_id, name, role, grid_code, terminal_id) "
@@ -154,11 +159,7 @@ class DeviceRegistry:
     def add_device(self, actor: Actor, member_id: str, kind: str, device_id: str, label: str = "") -> Credential:
         """Another device of a member's (a phone with OwnTracks or Traccar Client, a second terminal)."""
         def change(cur) -> _Change:
-            try:
-                device_kind = MemberDeviceKind(kind)
-            except ValueError:
-                raise RegistryError(f"device kind {kind!r}: one of {', '.join(k.value for k in MemberDeviceKind)}") \
-                    from None
+            device_kind = _choice(MemberDeviceKind, kind, "device kind")
             _id(device_id, "device id")
             member = self._member(cur, member_id)
             self._free_device_id(cur, device_id)
@@ -175,10 +176,7 @@ class DeviceRegistry:
         def change(cur) -> _Change:
             member = self._member(cur, member_id)
             new_name = name if name is not None else member[1]
-            try:
-                new_role = Role(role).value if role is not None else member[2]
-            except ValueError:
-                raise RegistryError(f"role {role!r}: one of {', '.join(r.value for r in Role)}") from None
+            new_role = _choice(Role, role, "role").value if role is not None else member[2]
             cur.execute("update members set name = %s, role = %s where member_id = %s", (new_name, new_role, member_id))
             return _Change(f"member:{member_id}", member[3], {"name": member[1], "role": member[2]},
                            {"name": new_name, "role": new_role})
@@ -287,11 +285,7 @@ class DeviceRegistry:
                     protocol: str = "senml") -> Credential:
         def change(cur) -> _Change:
             _id(gateway_id, "gateway id")
-            try:
-                gateway_kind = GatewayKind(kind).value
-            except ValueError:
-                raise RegistryError(f"gateway kind {kind!r}: one of {', '.join(k.value for k in GatewayKind)}") \
-                    from None
+            gateway_kind = _choice(GatewayKind, kind, "gateway kind").value
             if protocol not in ("senml", "json"):
                 raise RegistryError(f"protocol {protocol!r}: senml or json")
             building = self._building(cur, building_id)
@@ -345,10 +339,7 @@ class DeviceRegistry:
         in the gateway's building unless another is named, at the building unless a place is given."""
         def change(cur) -> _Change:
             _id(sensor_id, "sensor id")
-            try:
-                sensor_kind = DeviceKind(kind).value
-            except ValueError:
-                raise RegistryError(f"sensor kind {kind!r}: one of {', '.join(k.value for k in DeviceKind)}") from None
+            sensor_kind = _choice(DeviceKind, kind, "sensor kind").value
             gateway = self._gateway(cur, gateway_id)
             building = self._building(cur, building_id or gateway[1])
             cur.execute("select 1 from sensors where sensor_id = %s", (sensor_id,))

@@ -8,7 +8,7 @@ import hashlib
 
 import pytest
 
-from stack.mosquitto import BrokerAccount, acls, create_commands, dynsec_config, role_commands
+from stack.mosquitto import BrokerAccount, acls, create_commands, dynsec_config, merged_config, role_commands
 from telemetry.topics import OWNTRACKS_UPLINK, AccountKind, topic_rules
 
 
@@ -89,3 +89,24 @@ def test_an_owntracks_phone_may_publish_only_the_topics_the_app_uses():
     assert "owntracks/alice/+" in published and "owntracks/alice/+/event" in published
     assert published == {"owntracks/alice/+", *(f"owntracks/alice/+/{leaf}" for leaf in OWNTRACKS_UPLINK)}
     assert not any("#" in topic for topic in published)        # no endless supply of topics to dead-letter
+
+
+# --- the stack's start keeps what the broker changed while it ran (issue 14) ------------------------
+def test_a_restart_keeps_accounts_the_registry_created_and_their_roles():
+    ours = [BrokerAccount("T-1", "pw-1", AccountKind.TERMINAL, org="350102001001001")]
+    saved = dynsec_config(ours + [BrokerAccount("ot-new", "pw-new", AccountKind.OWNTRACKS)])
+    merged = merged_config(dynsec_config(ours), saved)
+    assert [c["username"] for c in merged["clients"]] == ["T-1", "ot-new"]
+    assert {r["rolename"] for r in merged["roles"]} == {"terminal:T-1", "owntracks:ot-new"}
+    kept = next(c for c in merged["clients"] if c["username"] == "ot-new")
+    assert kept == next(c for c in saved["clients"] if c["username"] == "ot-new")   # its hash, as the broker had it
+
+
+def test_a_restart_keeps_a_rotated_password_and_a_revocation_but_writes_our_rules():
+    saved = dynsec_config([BrokerAccount("T-1", "rotated", AccountKind.TERMINAL, disabled=True, org="350102001001001")])
+    ours = [BrokerAccount("T-1", "original", AccountKind.TERMINAL, org="350102001001002")]
+    merged = merged_config(dynsec_config(ours), saved)
+    client = merged["clients"][0]
+    assert (client["password"], client["salt"], client["disabled"]) == \
+        (saved["clients"][0]["password"], saved["clients"][0]["salt"], True)
+    assert any("350102001001002" in acl["topic"] for acl in merged["roles"][0]["acls"])
