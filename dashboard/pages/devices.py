@@ -32,8 +32,7 @@ DEVICE_ACTIONS = (ADD_DEVICE, ROTATE, REVOKE, RETIRE)
 _PHONES = {"owntracks-mqtt": ("owntracks", "mqtt", Label("OwnTracks (MQTT)", "OwnTracks（MQTT）")),
            "owntracks-http": ("owntracks", "http", Label("OwnTracks (HTTP)", "OwnTracks（HTTP）")),
            "osmand": ("osmand", None, Label("Traccar Client", "Traccar Client"))}
-_KIND_LABELS = {"terminal": Label("terminal", "终端"), "owntracks": Label("OwnTracks phone", "OwnTracks 手机"),
-                "osmand": Label("Traccar Client phone", "Traccar Client 手机")}
+_KIND_LABELS = {"terminal": str(Label("terminal", "终端")), "owntracks": "OwnTracks", "osmand": "Traccar Client"}
 
 
 def layout(state, scope: Scope, kiosk: bool = False):
@@ -47,7 +46,7 @@ def layout(state, scope: Scope, kiosk: bool = False):
                                "手机即时接入，无需重启；密码只显示一次")), className="dispatch-scope"),
             dcc.Link(str(Label("← People and wall screens", "← 用户与大屏")), href="/admin", className="button small"),
         ]),
-        html.Div(className="admin-columns", children=[
+        html.Div(className="admin-columns devices-columns", children=[
             html.Section(className="wall-panel", children=[
                 html.H2(str(Label("Add a phone", "接入手机"))),
                 html.Div(className="admin-form devices-form", children=[
@@ -95,7 +94,7 @@ def devices_table(state, identity: Identity | None):
                    if not (do == "retire" and kind == "terminal")]
         rows.append(html.Tr(id=f"devices-row-{device_id}", children=[
             html.Td([html.Div(device_id, className="admin-name"), html.Div(label, className="audit-dim")]),
-            html.Td(str(_KIND_LABELS.get(kind, kind))),
+            html.Td(_KIND_LABELS.get(kind, kind)),
             html.Td([html.Div(name), html.Div(state.city.org_name(grid), className="audit-dim")]),
             html.Td(added.astimezone(CITY_TZ).strftime("%Y-%m-%d")),
             html.Td(className="admin-actions", children=actions),
