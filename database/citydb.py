@@ -21,7 +21,6 @@ from shapely.geometry import mapping, shape
 
 from telemetry import city as model
 from telemetry.catalogue import DeviceKind
-from telemetry.city import BOUNDARY_TABLES  # noqa: F401 - the registry's boundary tables, with the channel
 from telemetry.orgcodes import Level, parent_of
 
 log = logging.getLogger(__name__)
@@ -134,15 +133,14 @@ class CityWatch:
     and `City.adopt` it, then tell each listener `(city, tables)`: the tables that changed, or
     None when unknown (after a reconnect, which reads again in case a change was missed).
 
-    A full read of the demo city takes ~0.1 s, of the big city ~3 s (boundaries parsed): within
-    the seconds the registry promises, and simpler than applying row changes one by one. A failing
+    A full read of the demo city took 0.08-0.12 s (the processes' log lines); the big city's (its
+    ~2,000 boundaries parsed) is not measured yet. Simpler than applying row changes one by one. A failing
     read or listener is logged and retried on the next notification; the old city stays in use."""
 
     def __init__(self, dsn: str, city: model.City, listeners: list[Callable] | None = None,
                  settle_s: float = 0.2, reconnect_s: float = 2.0) -> None:
         self.dsn, self.city, self.listeners = dsn, city, list(listeners or [])
         self.settle_s, self.reconnect_s = settle_s, reconnect_s
-        self.version = 0                 # cities adopted so far
         self.seen = -1                   # the registry's version (its sequence) the city was read at
         self.listening = threading.Event()
         self._reading = threading.RLock()    # a read of the city and its listeners, one at a time
@@ -197,7 +195,7 @@ class CityWatch:
         """Read the city now if the registry moved on since it was read (a change whose
         notification has not arrived yet), or wait for a read under way: when this returns, every
         listener has what the registry held when it was called. One small query (the sequence's
-        value); the ingest asks once per batch that has an unknown device, so a flood of unknown
+        row); the ingest asks once per batch that has an unknown device, so a flood of unknown
         devices costs a query per batch, not per message."""
         try:
             conn = psycopg2.connect(self.dsn)
@@ -211,7 +209,7 @@ class CityWatch:
         except psycopg2.Error as exc:
             log.warning("registry watch: could not ask for the registry's version: %s", exc)
 
-    def _reload(self, conn, tables: frozenset[str] | None) -> bool:
+    def _reload(self, conn, tables: frozenset[str] | None) -> None:
         """Read the city, adopt it and tell the listeners, all under the lock: whoever waits for it
         (catch_up) finds every holder updated when it gets it."""
         started = time.monotonic()
@@ -221,10 +219,9 @@ class CityWatch:
                 fresh = read_city(conn)
             except (psycopg2.Error, LookupError) as exc:
                 log.warning("registry watch: could not read the city again: %s", exc)
-                return False
+                return
             self.city.adopt(fresh)
             self.seen = seen
-            self.version += 1
             for listener in self.listeners:
                 try:
                     listener(self.city, tables)
@@ -232,11 +229,10 @@ class CityWatch:
                     log.exception("registry watch: a listener failed")
         log.info("registry: %s changed; city read again in %.2f s", ", ".join(sorted(tables or ["(unknown)"])),
                  time.monotonic() - started)
-        return True
 
 def _registry_version(conn) -> int:
     with conn.cursor() as cur:
-        cur.execute("select case when is_called then last_value else 0 end from registry_version")
+        cur.execute("select version from registry_state")
         return cur.fetchone()[0]
 
 

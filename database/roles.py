@@ -27,7 +27,7 @@ DASHBOARD = "gcc_dashboard"
 CASES = "gcc_cases"
 
 REFERENCE_TABLES = ("city_info", "org_units", "grids", "buildings", "units", "organizations", "gateways",
-                    "sensors", "members", "member_devices")
+                    "sensors", "members", "member_devices", "registry_state")
 INGEST_TABLES = ("positions", "terminal_status", "sensor_readings", "device_alarms", "incident_reports",
                  "task_acks", "case_updates", "gateway_status", "region_transitions", "announcement_reads",
                  "diary_entries", "dead_letters")
@@ -77,8 +77,7 @@ GRANTS: dict[str, list[tuple[str, tuple[str, ...]]]] = {
 }
 # role -> sequences it draws from (the dashboard: a dispatcher enters a hotline case)
 SEQUENCES = {CASES: ("case_numbers",), DASHBOARD: ("case_numbers",)}
-# role -> sequences it may read (the registry's version: a worker asks whether its copy is current)
-READ_SEQUENCES = {INGEST: ("registry_version",), DASHBOARD: ("registry_version",), CASES: ("registry_version",)}
+
 
 
 def ensure_roles(owner_dsn: str, passwords: dict[str, str]) -> None:
@@ -108,9 +107,6 @@ def ensure_roles(owner_dsn: str, passwords: dict[str, str]) -> None:
                         sql.SQL(privileges), sql.SQL(", ").join(map(sql.Identifier, tables)), sql.Identifier(role)))
                 for sequence in SEQUENCES.get(role, ()):
                     cur.execute(sql.SQL("grant usage on sequence {} to {}").format(
-                        sql.Identifier(sequence), sql.Identifier(role)))
-                for sequence in READ_SEQUENCES.get(role, ()):
-                    cur.execute(sql.SQL("grant select on sequence {} to {}").format(
                         sql.Identifier(sequence), sql.Identifier(role)))
     finally:
         conn.close()

@@ -53,7 +53,8 @@ CONNECTIONS_PER_SOURCE = 8     # connections at once from one address; more are 
 FAILURES_ALLOWED = 10          # failed logins per source address, and per username, ...
 FAILURE_WINDOW_S = 300.0       # ... within this long; then it is refused until the window passes
 MAX_LENGTH_DIGITS = 9          # a Content-Length longer than this is too large anyway
-HTTP_KINDS = frozenset({AccountKind.OWNTRACKS, AccountKind.TERMINAL})
+HTTP_KINDS = frozenset({AccountKind.OWNTRACKS, AccountKind.TERMINAL})   # who may post to /owntracks
+OSMAND_KINDS = frozenset({AccountKind.OSMAND})                            # … and to /osmand/<token>
 
 
 class HttpReply:
@@ -313,10 +314,15 @@ class IngestHTTP:
             user, _, password = base64.b64decode(header[6:], validate=True).decode().partition(":")
         except (ValueError, UnicodeDecodeError):
             user, password = "", ""
-        if self.failed_users.blocked(user[:128]):
+        return self.login(user, password, source, HTTP_KINDS)
+
+    def login(self, user: str, password: str, source: str, kinds: frozenset[AccountKind]) -> tuple[str | None, str]:
+        """(user, "") when the password is that of an enabled account of one of these kinds, else
+        (None, why); failures are counted per source and per username, past the limit refused."""
+        if self.failed_logins.blocked(source) or self.failed_users.blocked(user[:128]):
             return None, "too_many_failed_logins"
         kind = self.accounts.check(user, password)
-        if kind is None or kind not in HTTP_KINDS:
+        if kind is None or kind not in kinds:
             self.failed_logins.failed(source)
             self.failed_users.failed(user[:128])
             return None, "bad_credentials"
@@ -431,13 +437,9 @@ class IngestHTTP:
             device_id, payload = osmand.claimed_id(params), (query.encode() if query else body)
         if not device_id:
             return self._refuse(handler, 400, "no_device_id")
-        source = self.source_of(handler)
-        if self.failed_logins.blocked(source) or self.failed_users.blocked(device_id[:128]):
-            return self._refuse(handler, 429, "too_many_failed_logins")
-        if self.accounts.check(device_id, parts[1]) is not AccountKind.OSMAND:
-            self.failed_logins.failed(source)
-            self.failed_users.failed(device_id[:128])
-            return self._refuse(handler, 401, "bad_credentials")
+        user, why = self.login(device_id, parts[1], self.source_of(handler), OSMAND_KINDS)
+        if user is None:
+            return self._refuse(handler, 429 if why == "too_many_failed_logins" else 401, why)
         inbound = Inbound(osmand.topic(device_id, "json" if as_json else "form"), payload, 0, False,
                           datetime.now(timezone.utc), http_identity=(device_id, None))
         return self._submit(handler, inbound, b"", "text/plain")

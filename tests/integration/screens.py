@@ -59,6 +59,17 @@ def sign_in(page, base_url: str, username: str = "t-admin", password: str = TEST
     page.wait_for_url(lambda url: "/login" not in url, timeout=15000)
 
 
+def post_callback(base_url: str, cookie: str, body: dict) -> str:
+    """A Dash callback request as a browser would send it (the tests forge what a page never offers)."""
+    import json
+
+    request = urllib.request.Request(f"{base_url}/_dash-update-component", data=json.dumps(body).encode(),
+                                     headers={"Cookie": cookie, "Content-Type": "application/json",
+                                              "Origin": base_url}, method="POST")
+    with urllib.request.urlopen(request, timeout=20) as response:
+        return response.read().decode()
+
+
 def session_cookie(base_url: str, username: str = "t-admin", password: str = TEST_PASSWORD) -> str:
     """A signed-in session's cookie ("gcc_session=…"), through the login form over plain HTTP."""
     jar = http.cookiejar.CookieJar()

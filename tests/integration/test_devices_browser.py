@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import json
 import time
-import urllib.request
 
 import orjson
 import paho.mqtt.client as mqtt
@@ -16,7 +15,7 @@ from stack.mosquitto import BrokerAccount, mqtt_connect_reason
 from telemetry.topics import AccountKind
 
 from .ingest_helpers import owner_rows
-from .screens import session_cookie, sign_in
+from .screens import post_callback, session_cookie, sign_in
 from .test_registry import wait_for
 from .test_roles_browser import _choose, _confirm, logins  # noqa: F401 - logins: a fixture
 
@@ -104,9 +103,5 @@ def _forged_rotate(base_url: str, cookie: str, device_id: str) -> str:
             "state": [{"id": "devices-member", "property": "value", "value": None},
                       {"id": "devices-app", "property": "value", "value": "owntracks-mqtt"},
                       {"id": "devices-label", "property": "value", "value": None}]}
-    request = urllib.request.Request(f"{base_url}/_dash-update-component", data=json.dumps(body).encode(),
-                                     headers={"Cookie": cookie, "Content-Type": "application/json",
-                                              "Origin": base_url}, method="POST")
-    with urllib.request.urlopen(request, timeout=20) as response:
-        return response.read().decode()
+    return post_callback(base_url, cookie, body)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import re
 import urllib.error
 import urllib.request
@@ -20,7 +19,7 @@ from dashboard.users import main as users_cli
 
 from ..support import wait_for
 from .ingest_helpers import owner_rows
-from .screens import TEST_PASSWORD, ensure_logins, session_cookie, sign_in, wait_wall_connection
+from .screens import TEST_PASSWORD, ensure_logins, post_callback, session_cookie, sign_in, wait_wall_connection
 
 pytestmark = pytest.mark.slow
 
@@ -298,9 +297,5 @@ def _run_callback(base_url: str, cookie: str, scope_code: str) -> str:
                       {"id": "admin-new-display", "property": "value", "value": "forged"},
                       {"id": "admin-new-role", "property": "value", "value": "admin"},
                       {"id": "admin-new-scope", "property": "value", "value": scope_code}]}
-    request = urllib.request.Request(f"{base_url}/_dash-update-component", data=json.dumps(body).encode(),
-                                     headers={"Cookie": cookie, "Content-Type": "application/json",
-                                              "Origin": base_url}, method="POST")
-    with urllib.request.urlopen(request, timeout=20) as response:
-        return response.read().decode()
+    return post_callback(base_url, cookie, body)
 
