@@ -21,7 +21,20 @@ from dashboard.authz import EVERYONE, UserRole
 from dashboard.case_actions import CASE_ACTIONS, NEW_LIMITS, OPEN_CASE, REASSIGN, SET_CALENDAR_DAY
 from dashboard.commands import ACKNOWLEDGE_ALARM, Action
 from dashboard.kpis_diary import RATE_DIARY
-from dashboard.pages import admin, announcements, audit, case, cases, devices, kpis, replay, rules
+from dashboard.pages import (
+    admin,
+    announcements,
+    audit,
+    boundaries,
+    case,
+    cases,
+    devices,
+    gateways,
+    kpis,
+    members,
+    replay,
+    rules,
+)
 
 
 @dataclass(frozen=True)
@@ -96,6 +109,23 @@ CALLBACKS: dict[str, Callback] = {
     "admin-token-result": Callback(admin.PAGE.roles, "create or revoke a wall token", changes=admin.TOKEN_ACTIONS),
     "devices-result": Callback(devices.PAGE.roles, "add a member's phone; a device's new password, revoke, retire "
                                "(authorized for the member's grid)", changes=devices.DEVICE_ACTIONS),
+    "members-result": Callback(members.PAGE.roles, "add, import, change, move, new terminal, retire a member "
+                               "(each authorized for the member's grid, a move for both)",
+                               changes=members.MEMBER_ACTIONS),
+    "members-table": Callback(members.PAGE.roles, "the members of the scope, searched (authorizes the scope)"),
+    "members-edit-name": Callback(members.PAGE.roles, "the member chosen, in the editor (authorizes their grid)"),
+    "members-edit": Callback(members.PAGE.roles, "a row's Change… picks the member (no data)", clientside=True),
+    "gateways-result": Callback(gateways.PAGE.roles, "add, move, new password, revoke, retire a gateway; add, move, "
+                                "retire a sensor (each authorized for the building's grid, a move for both)",
+                                changes=gateways.GATEWAY_ACTIONS),
+    "gateways-table": Callback(gateways.PAGE.roles, "the gateways of the scope, searched (authorizes the scope)"),
+    "gateways-sensors": Callback(gateways.PAGE.roles, "the gateway chosen and its sensors (authorizes its grid)"),
+    "gateways-add-building": Callback(gateways.PAGE.roles, "the buildings matching what is typed (the admin's scope)"),
+    "gateways-pick": Callback(gateways.PAGE.roles, "a row's Sensors… picks the gateway (no data)", clientside=True),
+    "boundaries-result": Callback(boundaries.PAGE.roles, "import a community's grid boundaries (authorized for the "
+                                  "community)", changes=(boundaries.IMPORT,)),
+    "boundaries-download": Callback(boundaries.PAGE.roles, "a community's boundaries as GeoJSON and on the map "
+                                    "(authorizes the community)"),
     "rules-limits": Callback(rules.PAGE.roles, "the time limits, the calendar, the held intake rows"),
     "rules-limits-result": Callback(NEW_LIMITS.roles, "a new version of the time limits", changes=(NEW_LIMITS,)),
     "rules-calendar-result": Callback(SET_CALENDAR_DAY.roles, "an admin's calendar day", changes=(SET_CALENDAR_DAY,)),

@@ -106,6 +106,71 @@ class Queries:
                 return candidate
         return f"{prefix}-{member_id}-{secrets.token_hex(3)}"
 
+    # --- the registry's pages: the database's record (a change shows at once, before the watch) ---
+    @staticmethod
+    def _like(search: str) -> str:
+        return "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+    def registry_members(self, scope: Scope, search: str, limit: int) -> tuple[list[tuple], int]:
+        """The scope's active members matching `search` (id, name, terminal, grid code or name), by
+        grid: ([(member, name, role, grid, terminal, phones)], how many match)."""
+        rows = self.rows("""
+            select m.member_id, m.name, m.role, m.grid_code, m.terminal_id,
+                   (select count(*) from member_devices d where d.member_id = m.member_id
+                       and d.retired_at is null and d.device_id <> m.terminal_id),
+                   count(*) over ()
+              from members m join grids g on g.code = m.grid_code
+             where m.retired_at is null and m.grid_code like %s
+               and (%s = '' or m.member_id ilike %s or m.name ilike %s or m.terminal_id ilike %s
+                    or m.grid_code like %s or g.name ilike %s)
+             order by m.grid_code, m.member_id limit %s""",
+                         (scope.code + "%", search, *[self._like(search)] * 5, limit))
+        return [r[:6] for r in rows], (rows[0][6] if rows else 0)
+
+    def registry_member(self, member_id: str) -> tuple | None:
+        """An active member: (member, name, role, grid, terminal, [their other active devices])."""
+        rows = self.rows("""
+            select m.member_id, m.name, m.role, m.grid_code, m.terminal_id,
+                   array(select d.device_id from member_devices d where d.member_id = m.member_id
+                         and d.retired_at is null and d.device_id <> m.terminal_id order by d.device_id)
+              from members m where m.member_id = %s and m.retired_at is null""", (member_id,))
+        return rows[0] if rows else None
+
+    def registry_gateways(self, scope: Scope, search: str, limit: int) -> tuple[list[tuple], int]:
+        """The scope's active gateways matching `search` (id, building id or name, grid code):
+        ([(gateway, kind, protocol, building, building name, grid, active sensors)], how many)."""
+        rows = self.rows("""
+            select w.gateway_id, w.kind, w.protocol, w.building_id, b.name, w.grid_code,
+                   (select count(*) from sensors s where s.gateway_id = w.gateway_id and s.retired_at is null),
+                   count(*) over ()
+              from gateways w join buildings b using (building_id)
+             where w.retired_at is null and w.grid_code like %s
+               and (%s = '' or w.gateway_id ilike %s or w.building_id ilike %s or b.name ilike %s
+                    or w.grid_code like %s)
+             order by w.grid_code, w.gateway_id limit %s""",
+                         (scope.code + "%", search, *[self._like(search)] * 4, limit))
+        return [r[:7] for r in rows], (rows[0][7] if rows else 0)
+
+    def registry_sensors(self, gateway_id: str) -> list[tuple]:
+        """A gateway's active sensors: (sensor, kind, building, building name, grid)."""
+        return self.rows("select s.sensor_id, s.kind, s.building_id, b.name, s.grid_code from sensors s "
+                         "join buildings b using (building_id) where s.gateway_id = %s and s.retired_at is null "
+                         "order by s.sensor_id", (gateway_id,))
+
+    def registry_grid(self, what: str, key: str) -> str | None:
+        """The grid of an active gateway, sensor or building (what an admin's scope is checked against)."""
+        table, column, active = {"gateway": ("gateways", "gateway_id", "retired_at is null"),
+                                 "sensor": ("sensors", "sensor_id", "retired_at is null"),
+                                 "building": ("buildings", "building_id", "true")}[what]
+        rows = self.rows(f"select grid_code from {table} where {column} = %s and {active}", (key,))
+        return rows[0][0] if rows else None
+
+    def buildings_matching(self, scope: Scope, search: str, limit: int = 50) -> list[tuple]:
+        """Buildings of the scope whose id or name matches: (building, name, grid)."""
+        return self.rows("select building_id, name, grid_code from buildings where grid_code like %s "
+                         "and (building_id ilike %s or name ilike %s) order by grid_code, building_id limit %s",
+                         (scope.code + "%", self._like(search), self._like(search), limit))
+
     def member(self, terminal_id: str) -> Member | None:
         return self.city.member_by_terminal.get(terminal_id)
 
@@ -125,6 +190,24 @@ class Queries:
     def members_live(self, members: list[Member]) -> list[live.TerminalLive]:
         """Live state of these members' terminals (those with a known position)."""
         return live.read_terminals(self.r, [m.terminal_id for m in members])
+
+    def members_latest(self, members: list[Member]) -> list[live.TerminalLive]:
+        """Each member's latest live position from any of their devices (their own terminal, their
+        phones): one per member with a known position, the device that sent it named."""
+        wanted = {m.member_id for m in members}
+        devices = [m.terminal_id for m in members] + [d.device_id for d in self.city.devices if d.member_id in wanted]
+        latest: dict[str, live.TerminalLive] = {}
+        for state in live.read_terminals(self.r, devices):
+            member = self.city.member_by_terminal.get(state.terminal_id)
+            key = member.member_id if member else state.terminal_id
+            if key not in latest or state.t > latest[key].t:
+                latest[key] = state
+        return list(latest.values())
+
+    def own_terminal(self, device_id: str) -> str:
+        """A member's own terminal id for any of their devices (what screens key a member by)."""
+        member = self.city.member_by_terminal.get(device_id)
+        return member.terminal_id if member else device_id
 
     def open_alarms(self, scope: Scope) -> list[live.AlarmChange]:
         """The open alarms of the scope, each with who acknowledged it (the database's record)."""

@@ -142,3 +142,27 @@ def import_boundaries(dsn: str, actor: Actor, data: bytes) -> str:
     finally:
         conn.close()
     return f"community {community_code}: {len(grids)} grid boundaries stored ({len(added)} new)"
+
+
+def export_boundaries(dsn: str, community_code: str) -> dict:
+    """A community's grids as `import_boundaries` takes them (download, edit, import again), with
+    the community's own boundary in the collection's `community` member (foreign members are
+    allowed by RFC 7946 §6.1; the import ignores it)."""
+    conn = psycopg2.connect(dsn)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("select name, boundary from org_units where code = %s and level = 'community'",
+                        (community_code,))
+            row = cur.fetchone()
+            if row is None:
+                raise RegistryError(f"no community {community_code}")
+            cur.execute("select code, name, kind, households, population, boundary from grids "
+                        "where community_code = %s order by code", (community_code,))
+            features = [{"type": "Feature", "geometry": boundary,
+                         "properties": {"code": code.strip(), "name": name, "kind": kind, "households": households,
+                                        "population": population}}
+                        for code, name, kind, households, population, boundary in cur.fetchall()]
+    finally:
+        conn.close()
+    return {"type": "FeatureCollection", "features": features,
+            "community": {"code": community_code, "name": row[0], "boundary": row[1]}}

@@ -7,6 +7,8 @@
   mode (mode 3: url of the ingest's /owntracks, with the same username and password).
 - Traccar Client: the server URL to type in (the ingest's /osmand/<token>) and the device
   identifier (the device id).
+- A dedicated terminal or a gateway: the broker to reach, its login (the username is the client
+  id too: the broker refuses any other) and the topics it publishes to (docs/WIRE_FORMAT.md).
 
 The addresses are the ones phones reach (GCC_PUBLIC_MQTT_HOST/PORT/TLS, GCC_PUBLIC_INGEST_URL),
 not the local ones the services use.
@@ -22,7 +24,7 @@ import segno
 
 from registry.store import Credential
 from telemetry.decoders import osmand
-from telemetry.topics import AccountKind
+from telemetry.topics import GATEWAY_UPLINK, TERMINAL_UPLINK, AccountKind, gateway_topic, terminal_topic
 
 MODE_MQTT, MODE_HTTP = 0, 3     # the apps' connection modes (the booklet: 0 MQTT, 3 HTTP)
 
@@ -68,3 +70,18 @@ def traccar_client(credential: Credential, settings) -> dict[str, str]:
         raise ValueError(f"{credential.device_id} is a {credential.kind.value} account, not a Traccar Client phone's")
     return {"server_url": f"{ingest_url(settings)}/{osmand.PREFIX}/{credential.password}",
             "device_identifier": credential.device_id}
+
+
+def mqtt_broker(credential: Credential, settings) -> dict[str, str]:
+    """Where a terminal or a gateway connects and what it publishes (its topics' leaves in braces)."""
+    if credential.kind is AccountKind.TERMINAL:
+        topics, leaves = terminal_topic, TERMINAL_UPLINK
+    elif credential.kind is AccountKind.GATEWAY:
+        topics, leaves = gateway_topic, GATEWAY_UPLINK
+    else:
+        raise ValueError(f"{credential.device_id} is a {credential.kind.value} account, not a terminal's or gateway's")
+    scheme = "mqtts" if settings.public_mqtt_tls else "mqtt"
+    return {"url": f"{scheme}://{settings.public_mqtt_host or settings.mqtt_host}:"
+                   f"{settings.public_mqtt_port or settings.mqtt_port}",
+            "username": credential.device_id,
+            "publishes": topics(credential.device_id, "{" + ",".join(leaves) + "}")}

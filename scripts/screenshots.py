@@ -16,6 +16,9 @@ CONSOLE = "console"           # the dispatcher console with a case to dispatch c
 ANNOUNCE = "announce"         # sends an announcement to a street (its read count grows while the others are taken)
 REPLAY = "replay"             # a member's track today, loaded and played for a few seconds
 DEVICES = "devices"           # adds a phone (OwnTracks) to the first member: its QR code and password shown once
+MEMBERS = "members"           # adds a member with their terminal: its password and broker shown once
+GATEWAYS = "gateways"         # a gateway found by its building and chosen: its sensors listed
+BOUNDARIES = "/boundaries"    # the first community's grids on the map, to download or import
 WALL, LAPTOP = (1920, 1080), (1366, 768)
 ANNOUNCED = "/announcements?scope=350102002"
 SHOTS = [("login.png", "/login", WALL), (None, ANNOUNCE, WALL), ("wall.png", "/wall?kiosk=1", WALL),
@@ -24,7 +27,10 @@ SHOTS = [("login.png", "/login", WALL), (None, ANNOUNCE, WALL), ("wall.png", "/w
          ("rules.png", "/rules", WALL), ("audit.png", "/audit", WALL), ("admin-laptop.png", "/admin", LAPTOP),
          ("announcements.png", ANNOUNCED, WALL), ("kpis.png", "/kpis?scope=350102&period=month", WALL),
          ("kpis-laptop.png", "/kpis?scope=350102002&period=week", LAPTOP), ("replay.png", REPLAY, WALL),
-         ("replay-laptop.png", REPLAY, LAPTOP), ("devices.png", DEVICES, WALL), ("devices-laptop.png", DEVICES, LAPTOP)]
+         ("replay-laptop.png", REPLAY, LAPTOP), ("devices.png", DEVICES, WALL), ("devices-laptop.png", DEVICES, LAPTOP),
+         ("members.png", MEMBERS, WALL), ("members-laptop.png", MEMBERS, LAPTOP), ("gateways.png", GATEWAYS, WALL),
+         ("gateways-laptop.png", GATEWAYS, LAPTOP), ("boundaries.png", BOUNDARIES, WALL),
+         ("boundaries-laptop.png", BOUNDARIES, LAPTOP)]
 
 
 def main() -> int:
@@ -32,6 +38,7 @@ def main() -> int:
     parser.add_argument("--url", default="http://127.0.0.1:8050")
     parser.add_argument("--out", type=Path, default=Path("docs/screenshots"))
     parser.add_argument("--data-dir", type=Path, default=Path(".data"), help="the demo's (its admin login)")
+    parser.add_argument("--only", nargs="*", help="only these screenshots (file names)")
     args = parser.parse_args()
     password = json.loads((args.data_dir / "secrets.json").read_text())["demo_login_admin"]
     args.out.mkdir(parents=True, exist_ok=True)
@@ -42,6 +49,8 @@ def main() -> int:
         context = browser.new_context(viewport={"width": 1920, "height": 1080})
         page = context.new_page()
         for name, path, (width, height) in SHOTS:
+            if args.only and name not in args.only and name != "login.png":
+                continue
             if name != "login.png" and "/login" in page.url:      # signed in after the login page's shot
                 page.fill("input[name=username]", "admin")
                 page.fill("input[name=password]", password)
@@ -82,6 +91,32 @@ def main() -> int:
                 page.fill("#devices-label", "work phone 工作手机")
                 page.click("#devices-add")
                 page.locator("#devices-qr").wait_for()
+                time.sleep(1)
+                page.screenshot(path=str(args.out / name))
+                print(args.out / name)
+                continue
+            if path == MEMBERS:
+                page.goto(args.url + "/members")
+                member = f"M-{int(time.time()) % 100000:05d}"
+                page.fill("#members-id", member)
+                page.fill("#members-name", "王芳")
+                page.click("#members-role")
+                page.locator("[role=option]").first.click()
+                page.click("#members-grid")
+                page.locator("[role=option]").first.click()
+                page.fill("#members-terminal", f"T-{member}")
+                page.click("#members-add")
+                page.locator("#members-secret").wait_for()
+                time.sleep(1)
+                page.screenshot(path=str(args.out / name))
+                print(args.out / name)
+                continue
+            if path == GATEWAYS:
+                page.goto(args.url + "/gateways")
+                page.fill("#gateways-search", "GW-")
+                page.press("#gateways-search", "Enter")
+                page.locator("#gateways-list button", has_text="Sensors").first.click()
+                page.locator("#gateways-sensor-list tbody tr").first.wait_for()
                 time.sleep(1)
                 page.screenshot(path=str(args.out / name))
                 print(args.out / name)

@@ -44,7 +44,16 @@ from database import roles, timescale
 from database.migrate import migrate
 from telemetry.lifecycle import STOP_SIGNALS
 
-from .apps import app_healthy, demo_apps, demo_city, demo_logins, demo_roster, load_into_database, wait_ready
+from .apps import (
+    app_healthy,
+    demo_apps,
+    demo_city,
+    demo_logins,
+    demo_roster,
+    follow_registry,
+    load_into_database,
+    wait_ready,
+)
 from .process import (
     PRIVATE_UMASK,
     PidRecord,
@@ -142,6 +151,7 @@ def up(data_dir: Path, once: bool = False, history_days: int = 0) -> int:
         dsn = stack.settings().pg_dsn
         caps, retention = _prepare_database(stack, dsn, timescale.retention_from_settings(settings))
         load_into_database(city, dsn)
+        follow_registry(stack, dsn)
         logins = demo_logins(stack, city, dsn)
         demo_roster(city, dsn)
         if history_days:

@@ -13,7 +13,7 @@ from pathlib import Path
 import psycopg2
 
 from config.settings import REPO_ROOT
-from database.citydb import load_city
+from database.citydb import load_city, read_city
 from simulator.citygen import SCALES, generate
 from telemetry.city import City
 
@@ -56,6 +56,17 @@ def load_into_database(city: City, dsn: str) -> None:
         conn.close()
 
 
+def follow_registry(stack: LocalStack, dsn: str) -> None:
+    """The broker's device accounts as the registry in the database has them (members moved,
+    devices retired while the demo ran, which the city file does not know)."""
+    conn = psycopg2.connect(dsn)
+    try:
+        moved, disabled = stack.follow_registry(read_city(conn))
+    finally:
+        conn.close()
+    if moved or disabled:
+        log.info("broker accounts as the registry has them: %d terminals in their new grid, %d retired disabled",
+                 moved, disabled)
 
 
 def demo_roster(city: City, dsn: str, days: int = 8) -> int:

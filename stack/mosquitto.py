@@ -144,10 +144,15 @@ def merged_config(ours: dict, previous: dict | None) -> dict:
 def create_commands(account: BrokerAccount) -> list[dict]:
     """The $CONTROL commands that add one account to a running broker."""
     client = {"command": "createClient", "username": account.username, "clientid": account.client_id,
-              "password": account.password, "textname": account.kind.value,
-              "roles": [{"rolename": account.rolename}]}
+              "password": account.password, "textname": account.kind.value}
+    # the role by addClientRole, not createClient's "roles": Mosquitto 2.0.11 (Debian 12) leaves a
+    # client created with roles out of the role's own client list, so a later deleteRole does not
+    # take the role off the client and the addClientRole that follows (role_commands: a member
+    # moved to another grid) fails with "Internal error"
+    role = {"command": "addClientRole", "username": account.username, "rolename": account.rolename}
     disable = [{"command": "disableClient", "username": account.username}] if account.disabled else []
-    return [{"command": "createRole", "rolename": account.rolename, "acls": acls(account.rules)}, client, *disable]
+    return [{"command": "createRole", "rolename": account.rolename, "acls": acls(account.rules)}, client, role,
+            *disable]
 
 
 def role_commands(account: BrokerAccount) -> list[dict]:

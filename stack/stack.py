@@ -213,18 +213,38 @@ class LocalStack:
         return self.accounts[username]
 
     def register_devices(self, city) -> int:
-        """Give every terminal and gateway of the city a broker account (existing ones keep their
-        password); returns how many were new."""
+        """Give every terminal and gateway of the city file a broker account (existing ones keep
+        their password and their grid: the registry may have moved them since, and
+        `follow_registry` brings the accounts to what the database says); returns how many were
+        new. An account from before terminals had a grid gets its grid."""
         wanted = [(m.terminal_id, AccountKind.TERMINAL, m.grid_code) for m in city.members] + \
                  [(g.gateway_id, AccountKind.GATEWAY, "") for g in city.gateways]
         new = [BrokerAccount.generate(name, kind, org) for name, kind, org in wanted if name not in self.accounts]
-        moved = [replace(self.accounts[name], org=org) for name, _, org in wanted
-                 if name in self.accounts and self.accounts[name].org != org]
+        gridless = [replace(self.accounts[name], org=org) for name, kind, org in wanted
+                    if kind is AccountKind.TERMINAL and name in self.accounts and not self.accounts[name].org]
         if new:
             self.add_broker_accounts(new)
+        if gridless:
+            self.change_broker_accounts(gridless)
+        return len(new)
+
+    def follow_registry(self, city) -> tuple[int, int]:
+        """Bring the stack's own device accounts to the registry as the database holds it (`city`
+        read from it): a terminal whose member was moved at run time keeps its new grid's rules, a
+        retired device stays disabled, though the city file still says otherwise. (Accounts the
+        registry created at run time are the broker's alone; its file keeps them as they are.)
+        Returns (accounts given their grid anew, accounts disabled)."""
+        member_grid = {m.member_id: m.grid_code for m in city.members}
+        grids = {m.terminal_id: m.grid_code for m in city.members} | \
+                {d.device_id: member_grid[d.member_id] for d in city.devices if d.member_id in member_grid}
+        moved = [replace(a, org=grids[name]) for name, a in self.accounts.items()
+                 if a.kind is AccountKind.TERMINAL and grids.get(name) and a.org != grids[name]]
         if moved:
             self.change_broker_accounts(moved)
-        return len(new)
+        retired = [name for name in city.retired if name in self.accounts and not self.accounts[name].disabled]
+        for name in retired:
+            self.set_account_disabled(name, True)
+        return len(moved), len(retired)
 
     def change_broker_accounts(self, changed: list[BrokerAccount]) -> None:
         """Accounts whose rules changed (a terminal's grid): saved, and a running broker's roles

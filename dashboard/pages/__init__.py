@@ -42,7 +42,22 @@ def query_params(search: str | None) -> dict[str, str]:
 
 def declared() -> tuple[Page, ...]:
     """Every page, in navigation order."""
-    from dashboard.pages import admin, announcements, audit, case, cases, devices, dispatch, kpis, replay, rules, wall
+    from dashboard.pages import (
+        admin,
+        announcements,
+        audit,
+        boundaries,
+        case,
+        cases,
+        devices,
+        dispatch,
+        gateways,
+        kpis,
+        members,
+        replay,
+        rules,
+        wall,
+    )
 
     return (wall.PAGE, dispatch.PAGE, cases.PAGE, announcements.PAGE, kpis.PAGE, replay.PAGE, audit.PAGE, admin.PAGE,
-            case.PAGE, rules.PAGE, devices.PAGE)
+            case.PAGE, rules.PAGE, devices.PAGE, members.PAGE, gateways.PAGE, boundaries.PAGE)

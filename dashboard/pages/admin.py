@@ -50,8 +50,14 @@ def layout(state, scope: Scope, kiosk: bool = False):
                                "密码与令牌只显示一次，仅保存其哈希")), className="dispatch-scope"),
             dcc.Link(str(Label("Time limits and calendar →", "办理时限与工作日历 →")), href="/rules",
                      className="button small", id="admin-rules-link"),
-            dcc.Link(str(Label("Members' devices →", "网格员设备 →")), href="/devices",
+            dcc.Link(str(Label("Members and terminals →", "网格员与终端 →")), href="/members",
+                     className="button small", id="admin-members-link"),
+            dcc.Link(str(Label("Members' phones →", "网格员手机 →")), href="/devices",
                      className="button small", id="admin-devices-link"),
+            dcc.Link(str(Label("Gateways and sensors →", "网关与传感器 →")), href="/gateways",
+                     className="button small", id="admin-gateways-link"),
+            dcc.Link(str(Label("Grid boundaries →", "网格边界 →")), href="/boundaries",
+                     className="button small", id="admin-boundaries-link"),
         ]),
         html.Div(className="admin-columns", children=[
             html.Section(className="wall-panel", children=[

@@ -12,22 +12,21 @@ from __future__ import annotations
 import base64
 
 from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
-from flask import request
 
-from dashboard.authz import Identity, Scope, UserRole, authorize, current_identity
+from dashboard import registry_ui as ui
+from dashboard.authz import Identity, Scope, current_identity
 from dashboard.commands import Action
 from dashboard.pages import Page
 from dashboard.state import app_state
 from registry import onboarding
-from registry.broker import BrokerAdmin
-from registry.store import Actor, Credential, DeviceRegistry, RegistryError
+from registry.store import Credential, RegistryError
 from telemetry.catalogue import ROLE_LABELS, Label
 from telemetry.city import CITY_TZ
 
-ADD_DEVICE = Action("registry.device.add", frozenset({UserRole.ADMIN}))
-ROTATE = Action("registry.credential.rotate", frozenset({UserRole.ADMIN}))
-REVOKE = Action("registry.credential.revoke", frozenset({UserRole.ADMIN}))
-RETIRE = Action("registry.device.retire", frozenset({UserRole.ADMIN}))
+ADD_DEVICE = Action("registry.device.add", ui.ADMINS)
+ROTATE = Action("registry.credential.rotate", ui.ADMINS)
+REVOKE = Action("registry.credential.revoke", ui.ADMINS)
+RETIRE = Action("registry.device.retire", ui.ADMINS)
 DEVICE_ACTIONS = (ADD_DEVICE, ROTATE, REVOKE, RETIRE)
 _PHONES = {"owntracks-mqtt": ("owntracks", "mqtt", Label("OwnTracks (MQTT)", "OwnTracks（MQTT）")),
            "owntracks-http": ("owntracks", "http", Label("OwnTracks (HTTP)", "OwnTracks（HTTP）")),
@@ -38,14 +37,11 @@ _KIND_LABELS = {"terminal": str(Label("terminal", "终端")), "owntracks": "OwnT
 def layout(state, scope: Scope, kiosk: bool = False):
     identity = current_identity()
     members = [{"label": f"{m.name} · {ROLE_LABELS[m.role]} · {state.city.org_name(m.grid_code)} · {m.member_id}",
-                "value": m.member_id} for m in state.queries.members(_own(identity))]
+                "value": m.member_id} for m in state.queries.members(ui.own_scope(identity))]
     return html.Div(className="admin", id="devices", children=[
-        html.Div(className="dispatch-head", children=[
-            html.H1(str(Label("Members' devices", "网格员设备"))),
-            html.Div(str(Label("a phone joins without a restart; its password is shown once",
-                               "手机即时接入，无需重启；密码只显示一次")), className="dispatch-scope"),
-            dcc.Link(str(Label("← People and wall screens", "← 用户与大屏")), href="/admin", className="button small"),
-        ]),
+        ui.head("/devices", Label("Members' phones", "网格员手机"),
+                Label("a phone joins without a restart; its password is shown once",
+                      "手机即时接入，无需重启；密码只显示一次")),
         html.Div(className="admin-columns devices-columns", children=[
             html.Section(className="wall-panel", children=[
                 html.H2(str(Label("Add a phone", "接入手机"))),
@@ -62,8 +58,8 @@ def layout(state, scope: Scope, kiosk: bool = False):
             ]),
             html.Section(className="wall-panel", children=[
                 html.H2(str(Label("Phones and other devices", "手机与其他设备"))),
-                html.Div(str(Label("beyond each member's own terminal (python -m registry.devices manages those)",
-                                   "不含网格员的专用终端（由 python -m registry.devices 管理）")),
+                html.Div(str(Label("beyond each member's own terminal (on Members and terminals)",
+                                   "不含网格员的专用终端（见“网格员与终端”）")),
                          className="audit-dim"),
                 html.Div(id="devices-table", children=devices_table(state, identity)),
             ]),
@@ -71,18 +67,12 @@ def layout(state, scope: Scope, kiosk: bool = False):
     ])
 
 
-PAGE = Page("/devices", Label("Devices", "设备"), frozenset({UserRole.ADMIN}), layout, nav=False)
-
-
-def _own(identity: Identity | None) -> Scope:
-    state = app_state()
-    return Scope(identity.scope_code, state.city.org_name(identity.scope_code)) if identity and identity.scope_code \
-        else Scope("", state.city.name)
+PAGE = Page("/devices", Label("Devices", "设备"), ui.ADMINS, layout, nav=False)
 
 
 def devices_table(state, identity: Identity | None):
     rows = []
-    for device_id, kind, label, added, _member, name, grid in state.queries.member_devices(_own(identity)):
+    for device_id, kind, label, added, _member, name, grid in state.queries.member_devices(ui.own_scope(identity)):
         actions = [dcc.ConfirmDialogProvider(html.Button(str(text), className="button small"),
                                              id={"type": "devices-do", "device": device_id, "do": do}, message=message)
                    for do, text, message in (
@@ -104,28 +94,10 @@ def devices_table(state, identity: Identity | None):
         html.Thead(html.Tr([html.Th(str(h)) for h in head])), html.Tbody(rows)])
 
 
-def _registry() -> DeviceRegistry:
-    settings = app_state().settings
-    return DeviceRegistry(settings.pg_dsn, BrokerAdmin.from_settings(settings))
-
-
-def _allowed(identity: Identity | None, action: Action, grid_code: str | None, target: str) -> str | None:
-    """None when the admin may do it to a device of that grid; else why not (audited)."""
-    state = app_state()
-    decision = authorize(state.city, identity, action, grid_code or "")
-    if grid_code is None or not decision.allowed:
-        reason = decision.reason if grid_code is not None else f"{target} is not a device of a member"
-        state.commands.record(identity, action.key, "refused", reason, target, request.remote_addr, grid_code)
-        return reason
-    return None
-
-
 def _phone_said(credential: Credential, mode: str | None):
     """The new password, and what the phone needs, shown this once."""
     settings = app_state().settings
-    parts = [html.Div(f"{str(Label('password of', '密码'))} {credential.device_id} — "
-                      + str(Label("shown once; copy it now", "仅显示一次，请立即复制"))),
-             html.Code(credential.password, id="devices-secret")]
+    parts = []
     if credential.kind.value == "owntracks":
         config = onboarding.owntracks_config(credential, settings, mode=mode or "mqtt")
         qr = base64.b64encode(onboarding.qr_png(config, scale=4)).decode()
@@ -141,11 +113,9 @@ def _phone_said(credential: Credential, mode: str | None):
         parts += [html.Div(str(Label("in Traccar Client's settings:", "在 Traccar Client 设置中填写："))),
                   html.Div([str(Label("server URL", "服务器地址")), html.Code(client["server_url"], id="devices-url")]),
                   html.Div([str(Label("device identifier", "设备标识")), html.Code(client["device_identifier"])])]
-    return html.Div(className="admin-done", children=html.Div(className="admin-secret", children=parts))
-
-
-def _refused(reason: str):
-    return html.Div(f"{str(Label('Refused', '已拒绝'))}: {reason}", className="admin-refused")
+    elif credential.kind.value in ("terminal", "gateway"):
+        parts.append(ui.mqtt_settings(credential))
+    return ui.secret("devices", credential, *parts)
 
 
 @callback(Output("devices-result", "children"), Output("devices-table", "children"),
@@ -158,28 +128,28 @@ def change_device(_added, _confirmed, member_id, app, label):
     if trigger is None or not ctx.triggered[0]["value"]:
         return no_update, no_update
     state, identity = app_state(), current_identity()
-    actor = Actor(identity.user, tuple(sorted(r.value for r in identity.roles)), request.remote_addr)
+    actor = ui.actor(identity)
     try:
         if trigger == "devices-add":
             member = next((m for m in state.city.members if m.member_id == member_id), None)
             kind, mode, _ = _PHONES.get(app or "", _PHONES["owntracks-mqtt"])
-            why = _allowed(identity, ADD_DEVICE, member.grid_code if member else None, f"member:{member_id}")
+            why = ui.allowed(identity, ADD_DEVICE, member.grid_code if member else None, f"member:{member_id}")
             if why:
-                return _refused(why), no_update
+                return ui.refused(why), no_update
             device_id = state.queries.new_device_id(member.member_id, kind)
-            said = _phone_said(_registry().add_device(actor, member.member_id, kind, device_id, label or ""), mode)
+            said = _phone_said(ui.registry().add_device(actor, member.member_id, kind, device_id, label or ""), mode)
         else:
             device_id, do = trigger["device"], trigger["do"]
             action = {"rotate": ROTATE, "revoke": REVOKE, "retire": RETIRE}[do]
-            why = _allowed(identity, action, state.queries.device_grid(device_id), f"device:{device_id}")
+            why = ui.allowed(identity, action, state.queries.device_grid(device_id), f"device:{device_id}")
             if why:
-                return _refused(why), no_update
-            registry = _registry()
+                return ui.refused(why), no_update
+            registry = ui.registry()
             if do == "rotate":
                 said = _phone_said(registry.rotate(actor, device_id), None)
             else:
                 (registry.revoke if do == "revoke" else registry.retire_device)(actor, device_id)
-                said = html.Div(f"{str(Label('Done', '完成'))}: {device_id} {do}d", className="admin-done")
+                said = ui.done(f"{device_id} {do}d")
     except RegistryError as exc:
-        return _refused(str(exc)), no_update
+        return ui.refused(str(exc)), no_update
     return said, devices_table(state, identity)

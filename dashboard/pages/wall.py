@@ -38,14 +38,16 @@ WALL_REPORTS_MAX = 1000
 # --- the feed: what the wall receives, in the form it draws --------------------------------------------
 @lru_cache(maxsize=65536)   # every fix of every frame: one HMAC per member, not per fix
 def member_key(terminal_id: str) -> str:
-    """What the wall keys a member by: a keyed hash of the terminal id (the wall shows names and
-    roles, never terminal ids; see report_key for the key's lifetime)."""
+    """What the wall keys a member by: a keyed hash of their own terminal's id (the wall shows names
+    and roles, never terminal ids; see report_key for the key's lifetime). A fix from a member's
+    phone moves the same marker (Queries.own_terminal): one member, one marker, at their latest fix."""
     return _keyed("member:" + terminal_id, 16)
 
 
 def wire_fix(q, c: live.FixChange) -> list:
     """Compact, two frames a second for thousands of members: names and roles come with the snapshot."""
-    return [member_key(c.terminal_id), round(c.lon, 6), round(c.lat, 6), c.t, c.battery_pct, c.grid_code]
+    return [member_key(q.own_terminal(c.terminal_id)), round(c.lon, 6), round(c.lat, 6), c.t, c.battery_pct,
+            c.grid_code]
 
 
 def wire_status(q, c: live.StatusChange) -> dict:
@@ -56,7 +58,7 @@ def wire_status(q, c: live.StatusChange) -> dict:
 def wall_status(q, c: live.StatusChange) -> dict:
     """The same, keyed as the wall keys members (no terminal id)."""
     status = wire_status(q, c)
-    return {"member": member_key(status.pop("terminal_id")), **status}
+    return {"member": member_key(q.own_terminal(status.pop("terminal_id"))), **status}
 
 
 def use_key_secret(dashboard_secret: str) -> None:
@@ -103,7 +105,7 @@ def wire_case(q, c: live.CaseChange) -> dict:
             "acknowledged": c.acknowledged, "closed_at": c.closed_at, "t": c.t, "grid_code": c.grid_code,
             "lon": c.lon, "lat": c.lat, "unassigned": c.unassigned,
             # an SOS: its member as the wall keys members (no terminal id), so its marker can pulse there
-            "sos_member": member_key(c.sos_member) if c.sos_member else None}
+            "sos_member": member_key(q.own_terminal(c.sos_member)) if c.sos_member else None}
 
 
 MEMBER_FIELDS = ("member", "name", "role", "home_grid_code", "grid_code", "lon", "lat", "t", "state", "state_t",
@@ -114,8 +116,8 @@ def wall_member(q, m) -> list:
     """A member on the map (snapshot), compact like the fixes: the values of MEMBER_FIELDS (the
     snapshot names them once, for 10,000 members)."""
     member = q.member(m.terminal_id)
-    return [member_key(m.terminal_id), member.name, member.role.value, member.grid_code, m.grid_code, round(m.lon, 6),
-            round(m.lat, 6), m.t, m.state, m.state_t, m.battery_pct, m.sos]
+    return [member_key(member.terminal_id), member.name, member.role.value, member.grid_code, m.grid_code,
+            round(m.lon, 6), round(m.lat, 6), m.t, m.state, m.state_t, m.battery_pct, m.sos]
 
 
 def wall_reports(q, scope: Scope) -> dict:
@@ -130,8 +132,8 @@ def wall_reports(q, scope: Scope) -> dict:
 def snapshot(q, scope: Scope) -> dict:
     """Everything the wall needs to (re)draw its scope from scratch."""
     in_scope = q.members(scope)
-    live_members = q.members_live(in_scope)
-    on_map = {m.terminal_id for m in live_members}
+    live_members = q.members_latest(in_scope)
+    on_map = {q.own_terminal(m.terminal_id) for m in live_members}
     return {"member_fields": MEMBER_FIELDS, "members": [wall_member(q, m) for m in live_members],
             "roster": [[member_key(m.terminal_id), m.name, m.role.value, m.grid_code] for m in in_scope
                        if m.terminal_id not in on_map],

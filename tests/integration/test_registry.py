@@ -184,10 +184,13 @@ def test_a_gap_inside_the_community_is_refused_naming_the_grid_beside_it(stack, 
         (2, True, True), result.stderr
 
 
-def test_the_communitys_own_tiling_is_accepted(stack, city, tmp_path):
+def test_the_communitys_own_tiling_exported_by_the_cli_is_accepted(stack, city, tmp_path):
     community = city.communities[2].code
     path = tmp_path / "same.geojson"
-    path.write_bytes(_community_geojson(city, community))
+    assert cli(stack, "export-boundaries", community, "--out", str(path)).returncode == 0
+    exported = orjson.loads(path.read_bytes())
+    assert sorted(f["properties"]["code"] for f in exported["features"]) == \
+        sorted(g.code for g in city.grids if g.community_code == community)
     result = cli(stack, "import-boundaries", str(path))
     assert result.returncode == 0, result.stderr
     assert f"community {community}:" in result.stdout

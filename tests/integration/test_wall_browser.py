@@ -10,6 +10,8 @@ from datetime import timedelta
 import orjson
 import pytest
 
+from registry.broker import BrokerAdmin
+from registry.store import Actor, DeviceRegistry
 from telemetry.orgcodes import Level, ancestor
 from telemetry.topics import gateway_topic, terminal_topic
 
@@ -70,6 +72,34 @@ def test_a_fix_published_over_mqtt_moves_the_member_within_seconds(stack, city, 
     marker = page.evaluate(f"() => window.gcc.markers.get('{wall_key(stack, member.terminal_id)}').getLatLng()")
     assert abs(marker["lng"] - end.x) < 1e-6 and abs(marker["lat"] - end.y) < 1e-6  # the marker itself moved
     assert _state(page, "st.frames") >= 1
+
+
+def test_a_members_phone_moves_the_members_own_marker_not_a_second_one(stack, city, dashboard, page):
+    member = city.members[44]
+    grid = city.grid_by_code[member.grid_code].boundary
+    start, end = grid.representative_point(), grid.centroid
+    settings = stack.settings()
+    phone = f"ot-{uuid.uuid4().hex[:8]}"
+    credential = DeviceRegistry(settings.pg_dsn, BrokerAdmin.from_settings(settings)).add_device(
+        Actor("test:wall"), member.member_id, "owntracks", phone)
+    member_fix(stack, member, start.x, start.y, now() - timedelta(seconds=30))
+    time.sleep(1.0)     # the dashboard's and the workers' watch take the phone in (LISTEN/NOTIFY)
+    _open_wall(page, dashboard, ancestor(member.grid_code, Level.COMMUNITY))
+    key = wall_key(stack, member.terminal_id)
+    page.wait_for_function(f"() => {WALL}.members.has('{key}')", timeout=10000)
+    members = _state(page, "st.members.size")
+    probe = MqttProbe(stack.mosquitto.port, phone, credential.password)
+    try:
+        location = {"_type": "location", "lat": end.y, "lon": end.x, "tst": int(time.time()), "tid": "PH"}
+        assert probe.publish(f"owntracks/{phone}/phone", orjson.dumps(location)) == "Success"
+    finally:
+        probe.close()
+    page.wait_for_function(_member_at(key, end.x), timeout=10000)
+    assert _state(page, "st.members.size") == members
+    page.reload()           # the snapshot too: the member once, at the phone's fix
+    page.wait_for_function(f"() => {{ const st = {WALL}; return st && st.members.has('{key}'); }}", timeout=20000)
+    assert abs(_state(page, f"st.members.get('{key}').lon") - end.x) < 1e-6
+    assert _state(page, "st.members.size") == members
 
 
 def test_a_gas_alarm_appears_in_the_ticker_and_on_the_map(stack, city, dashboard, page):

@@ -72,10 +72,11 @@ def test_passwords_are_stored_as_the_plugin_hashes_them():
 
 def test_an_account_added_at_run_time_gets_the_same_role():
     account = BrokerAccount("G7", "pw", AccountKind.GATEWAY)
-    role, client = create_commands(account)
+    role, client, member = create_commands(account)
     assert role["command"] == "createRole" and role["acls"] == acls(topic_rules(AccountKind.GATEWAY, "G7"))
-    assert client["command"] == "createClient" and client["clientid"] == "G7"
-    assert client["roles"] == [{"rolename": "gateway:G7"}]
+    assert client["command"] == "createClient" and client["clientid"] == "G7" and "roles" not in client
+    # in the role by its own command (Mosquitto 2.0.11 links a role given to createClient one way only)
+    assert member == {"command": "addClientRole", "username": "G7", "rolename": "gateway:G7"}
 
 
 @pytest.mark.parametrize("bad_id", ["", "a/b", "a+b", "#", "x y", "$SYS"])

@@ -84,6 +84,9 @@ def test_a_frame_keeps_the_newest_fix_of_a_terminal_and_every_alarm_in_order():
         def org_name(self, code):
             return code
 
+        def own_terminal(self, device_id):
+            return device_id
+
     body = frame.encode(WALL, Names(), Scope("", "city"), seq=7)
     assert body["seq"] == 7 and body["feed"] == "wall"
     assert [(f[0], f[3]) for f in body["changes"]["fix"]] == [(member_key("T1"), 9.0), (member_key("T2"), 1.0)]
@@ -106,7 +109,11 @@ def test_the_wall_feed_carries_no_report_text_photo_or_terminal_id():
 
 def test_the_wall_feed_carries_no_terminal_id_in_fixes_or_statuses_and_the_console_does():
     fix, status = _fix("T-SECRET", 1.0), live.StatusChange("T-SECRET", "M1", GRID, 5.0, "offline")
-    wall = [WALL.wire["fix"](None, fix), WALL.wire["status"](None, status)]
+    class Devices:
+        def own_terminal(self, device_id):
+            return device_id
+
+    wall = [WALL.wire["fix"](Devices(), fix), WALL.wire["status"](Devices(), status)]
     assert "T-SECRET" not in str(wall)
     assert wall[0][0] == wall[1]["member"] == member_key("T-SECRET") != member_key("T-OTHER")
     assert DISPATCH.wire["status"](None, status)["terminal_id"] == "T-SECRET"   # dispatchers' screen only

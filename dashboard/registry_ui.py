@@ -1,0 +1,111 @@
+"""What the registry's pages share (devices, members, gateways and sensors, boundaries): the
+registry on the app's database and broker, who is asking, the server-side check of every change
+against the target's org unit (refusals audited), and how a result and a new password are shown.
+
+Each page is an admin's page; a callback is a request of its own, so every change asks
+`allowed()` for the org unit of what it changes (a member's grid, a building's grid, a
+community), never trusting what the page listed."""
+from __future__ import annotations
+
+from dash import dcc, html
+from flask import request
+
+from dashboard.authz import Identity, Scope, UserRole, asked_scope, authorize, current_identity
+from dashboard.commands import Action
+from dashboard.pages import query_params
+from dashboard.state import app_state
+from registry import onboarding
+from registry.broker import BrokerAdmin
+from registry.store import Actor, Credential, DeviceRegistry
+from telemetry.catalogue import Label
+
+ADMINS = frozenset({UserRole.ADMIN})
+SHOWN_ROWS = 100     # a list shows this many; the search narrows it
+
+# the registry's pages, in the order of their links
+PAGES = (("/members", Label("Members and terminals", "网格员与终端")),
+         ("/devices", Label("Phones", "手机")),
+         ("/gateways", Label("Gateways and sensors", "网关与传感器")),
+         ("/boundaries", Label("Grid boundaries", "网格边界")))
+
+
+def registry() -> DeviceRegistry:
+    settings = app_state().settings
+    return DeviceRegistry(settings.pg_dsn, BrokerAdmin.from_settings(settings))
+
+
+def actor(identity: Identity) -> Actor:
+    return Actor(identity.user, tuple(sorted(r.value for r in identity.roles)), request.remote_addr)
+
+
+def own_scope(identity: Identity | None) -> Scope:
+    state = app_state()
+    return Scope(identity.scope_code, state.city.org_name(identity.scope_code)) if identity and identity.scope_code \
+        else Scope("", state.city.name)
+
+
+def asked(guarded, search: str | None) -> tuple[Identity | None, Scope | None, str | None]:
+    """(who asks, the scope of the URL they may see, None) or (who, None, why not): a list's
+    callback authorizes the org selector's scope again."""
+    identity = current_identity()
+    decision = authorize(app_state().city, identity, guarded, asked_scope(identity, query_params(search)))
+    return (identity, decision.scope, None) if decision else (identity, None, decision.reason)
+
+
+def allowed(identity: Identity | None, action: Action, org_code: str | None, target: str) -> str | None:
+    """None when the admin may do `action` to a thing of that org unit; else why not (audited).
+    `org_code` None: the thing does not exist (or not as what was asked)."""
+    state = app_state()
+    decision = authorize(state.city, identity, action, org_code or "")
+    if org_code is None or not decision.allowed:
+        reason = decision.reason if org_code is not None else f"there is no {target.replace(':', ' ', 1)}"
+        state.commands.record(identity, action.key, "refused", reason, target, request.remote_addr, org_code)
+        return reason
+    return None
+
+
+def refused(reason: str):
+    return html.Div(f"{str(Label('Refused', '已拒绝'))}: {reason}", className="admin-refused")
+
+
+def done(text: str):
+    return html.Div(f"{str(Label('Done', '完成'))}: {text}", className="admin-done")
+
+
+def secret(page: str, credential: Credential, *more):
+    """A new password, shown this once (id `<page>-secret`), with what the device needs besides."""
+    return html.Div(className="admin-done", children=html.Div(className="admin-secret", children=[
+        html.Div(f"{str(Label('password of', '密码'))} {credential.device_id} — "
+                 + str(Label("shown once; copy it now", "仅显示一次，请立即复制"))),
+        html.Code(credential.password, id=f"{page}-secret", className="registry-secret"), *more]))
+
+
+def mqtt_settings(credential: Credential):
+    """How a terminal or a gateway connects: the broker it reaches, and the login."""
+    settings = app_state().settings
+    broker = onboarding.mqtt_broker(credential, settings)
+    return html.Div(className="registry-settings", children=[
+        html.Div([str(Label("broker", "服务器")), html.Code(broker["url"])]),
+        html.Div([str(Label("username and client id", "用户名与客户端ID")), html.Code(broker["username"])]),
+        html.Div([str(Label("publishes to", "发布主题")), html.Code(broker["publishes"])]),
+    ])
+
+
+def nav(current: str):
+    """The registry's pages, the one shown marked; and the way back to the admin page."""
+    return html.Nav(className="registry-nav", children=[
+        dcc.Link(str(Label("← People and wall screens", "← 用户与大屏")), href="/admin", className="button small"),
+        *[html.Span(str(label), className="button small registry-here") if path == current else
+          dcc.Link(str(label), href=path, className="button small") for path, label in PAGES]])
+
+
+def head(current: str, title: Label, subtitle: Label):
+    """A registry page's heading, with the links to the others."""
+    return html.Div(className="dispatch-head", children=[
+        html.H1(str(title)), html.Div(str(subtitle), className="dispatch-scope"), nav(current)])
+
+
+def count_line(shown: int, total: int, what: Label):
+    return html.Div(f"{total:,} {what}" if total <= shown else
+                    f"{str(Label('the first', '前'))} {shown} / {total:,} {what} — "
+                    + str(Label("narrow with the search", "请用搜索缩小范围")), className="audit-dim")
