@@ -86,6 +86,7 @@ def apply_policies(conn, retention: dict[str, timedelta]) -> Capabilities:
     if not caps.has_policies:
         log.info("TimescaleDB %s (%s edition): no policies; retention runs as a job of ours",
                  caps.version, caps.edition)
+        unschedule_unsupported_jobs(conn)
         return caps
     with conn, conn.cursor() as cur:
         for table, keep in retention.items():
@@ -97,6 +98,22 @@ def apply_policies(conn, retention: dict[str, timedelta]) -> Capabilities:
             cur.execute("select add_compression_policy(%s, compress_after => %s, if_not_exists => true)",
                         (table, spec["after"]))
     return caps
+
+
+def unschedule_unsupported_jobs(conn) -> list[str]:
+    """The Apache edition runs no policy job, yet TimescaleDB 2.15+ schedules one of its own (the
+    job history's retention, "Job History Log Retention Policy [3]"), which fails at every start
+    with "functionality not supported under the current apache license" in the server's log. Its
+    schedule is switched off in the extension's catalog (alter_job is not in that edition either);
+    the history it would trim stays empty, for no job runs. Returns the jobs switched off."""
+    with conn, conn.cursor() as cur:
+        cur.execute("update _timescaledb_config.bgw_job set scheduled = false "
+                    "where scheduled and proc_schema = '_timescaledb_functions' and proc_name like 'policy%%' "
+                    "returning application_name")
+        jobs = [name for (name,) in cur.fetchall()]
+    if jobs:
+        log.info("TimescaleDB (apache edition): unscheduled %s, which that edition cannot run", ", ".join(jobs))
+    return jobs
 
 
 def drop_expired_chunks(conn, retention: dict[str, timedelta]) -> dict[str, int]:

@@ -106,6 +106,18 @@ def test_edition_is_detected_and_this_build_is_apache(db):
     assert timescale.apply_policies(db, {"positions": timedelta(days=1)}).edition == timescale.APACHE
 
 
+def test_the_extensions_own_policy_job_that_this_edition_cannot_run_is_unscheduled(db):
+    # TimescaleDB 2.15+ schedules its job history's retention; the Apache edition fails it at every
+    # start ("functionality not supported under the current apache license" in the server's log)
+    timescale.apply_policies(db, {})
+    with db.cursor() as cur:
+        cur.execute("select application_name, scheduled from _timescaledb_config.bgw_job "
+                    "where proc_name like 'policy%%' order by id")
+        jobs = cur.fetchall()
+    assert jobs and all(not scheduled for _, scheduled in jobs), jobs
+    assert timescale.unschedule_unsupported_jobs(db) == []        # idempotent
+
+
 def test_retention_job_drops_expired_chunks_and_keeps_recent_data(settings, db):
     now = datetime.now(timezone.utc)
     with db, db.cursor() as cur:
