@@ -48,9 +48,7 @@ class Queries:
         self.automatic = automatic                  # the categories the cases engine dispatches itself
         self.r = redis_client
         self.db = ThreadedConnectionPool(0, 4, dsn, connect_timeout=5)  # snapshots and heat maps, any thread
-        self._grid_features = {g.code: {"type": "Feature", "geometry": mapping(g.boundary),
-                                        "properties": {"id": g.code, "name": g.name, "kind": g.kind.value}}
-                               for g in city.grids}
+        self._grid_features: tuple[list, dict] = ([], {})   # (the grids they were made of, the features)
 
     # --- reference data -------------------------------------------------------------------------
     def org_options(self, root_code: str = "") -> list[dict]:
@@ -73,8 +71,15 @@ class Queries:
         return [[miny, minx], [maxy, maxx]]
 
     def grids_geojson(self, scope: Scope) -> dict:
-        return {"type": "FeatureCollection",
-                "features": [f for code, f in self._grid_features.items() if scope.covers(code)]}
+        """The scope's grid outlines; made again once a boundary import has changed the city's grids
+        (the registry's watch swaps in a new list)."""
+        grids, features = self._grid_features
+        if grids is not self.city.grids:
+            grids = self.city.grids
+            features = {g.code: {"type": "Feature", "geometry": mapping(g.boundary),
+                                 "properties": {"id": g.code, "name": g.name, "kind": g.kind.value}} for g in grids}
+            self._grid_features = (grids, features)
+        return {"type": "FeatureCollection", "features": [f for code, f in features.items() if scope.covers(code)]}
 
     def grid_codes(self, scope: Scope) -> list[str]:
         return [g.code for g in self.city.grids if scope.covers(g.code)]

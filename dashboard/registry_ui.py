@@ -26,7 +26,7 @@ SHOWN_ROWS = 100     # a list shows this many; the search narrows it
 PAGES = (("/members", Label("Members and terminals", "网格员与终端")),
          ("/devices", Label("Phones", "手机")),
          ("/gateways", Label("Gateways and sensors", "网关与传感器")),
-         ("/boundaries", Label("Grid boundaries", "网格边界")))
+         ("/boundaries", Label("Boundaries", "边界")))
 
 
 def registry() -> DeviceRegistry:

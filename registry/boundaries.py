@@ -1,14 +1,19 @@
-"""Grid boundaries from GeoJSON, for one community at a time: the grids must tile the community, so
-the import is refused, naming the offending grids, when a grid overlaps another, reaches outside
-the community, or leaves a gap inside it. Accepted: every grid of the file is added or given its
-new boundary (and name, kind, households, population) in one transaction, audited; the ingest
-workers rebuild their grid index on the notification (database.citydb.CityWatch).
+"""Org units' boundaries from GeoJSON, one parent at a time: a community's grids, a street's
+communities, or a district's streets. The units must tile their parent, so the import is refused,
+naming the offending units, when one overlaps another, reaches outside the parent, or leaves a gap
+inside it; and a unit that already has units of its own (a community's grids) must still be tiled
+by them within its new boundary, else the import is refused naming those grids. Accepted: every
+unit of the file is added or given its new boundary (and name; a grid also its kind, households,
+population) in one transaction, audited; the ingest workers rebuild their grid index and every
+screen its org tree on the notification (database.citydb.CityWatch). Nothing is deleted: every
+unit the parent has must be in the file.
 
-The file: a FeatureCollection of Polygon/MultiPolygon features whose properties carry `code` (the
-15-digit grid code; its first 12 digits are the community's), `name`, and optionally `kind`
-(residential | unit), `households`, `population`. Areas are measured in square metres on a local
-equirectangular projection (good to a fraction of a percent over a community); what is smaller
-than TOLERANCE_M2 is shared-edge rounding, not an overlap or a gap.
+The file: a FeatureCollection of Polygon/MultiPolygon features whose properties carry `code` (a
+9-digit street, 12-digit community or 15-digit grid code: its parent's code and three digits),
+`name`, and for grids optionally `kind` (residential | unit), `households`, `population`. Areas
+are measured in square metres on a local equirectangular projection (good to a fraction of a
+percent over a street); what is smaller than TOLERANCE_M2 is shared-edge rounding, not an overlap
+or a gap. `export_boundaries` writes the same file from the database (download, edit, import).
 """
 from __future__ import annotations
 
@@ -24,10 +29,12 @@ from shapely.validation import explain_validity
 from database.audit import write_audit
 from registry.store import Actor, RegistryError
 from telemetry.city import GridKind
-from telemetry.orgcodes import parent_of
+from telemetry.orgcodes import Level, parent_of
 
 TOLERANCE_M2 = 1.0
 _EARTH_M_PER_DEG = 111_320.0
+_IMPORTED = {9: Level.STREET, 12: Level.COMMUNITY, 15: Level.GRID}
+_PLURAL = {Level.STREET: "streets", Level.COMMUNITY: "communities", Level.GRID: "grids"}
 
 
 def _m2(geom, lat0: float) -> float:
@@ -35,16 +42,19 @@ def _m2(geom, lat0: float) -> float:
     return geom.area * _EARTH_M_PER_DEG ** 2 * math.cos(math.radians(lat0))
 
 
-def _grids(document: dict) -> list[dict]:
+def units_of(document: dict) -> tuple[Level, list[dict]]:
+    """The file's units, checked one by one, and their level; RegistryError naming the feature."""
     if document.get("type") != "FeatureCollection" or not isinstance(document.get("features"), list):
-        raise RegistryError("expected a GeoJSON FeatureCollection of grid features")
-    grids = []
+        raise RegistryError("expected a GeoJSON FeatureCollection of grid (or community, street) features")
+    units = []
     for index, feature in enumerate(document["features"]):
         props = (feature or {}).get("properties") or {}
         code = str(props.get("code", ""))
-        where = f"feature {index}" + (f" (grid {code})" if code else "")
-        if len(code) != 15 or not code.isdigit():
-            raise RegistryError(f"{where}: properties.code must be a 15-digit grid code")
+        level = _IMPORTED.get(len(code)) if code.isdigit() else None
+        where = f"feature {index}" + (f" ({level.value if level else 'unit'} {code})" if code else "")
+        if level is None:
+            raise RegistryError(f"{where}: properties.code must be a 15-digit grid code (or a 12-digit community, "
+                                "9-digit street code)")
         try:
             geom = shape(feature["geometry"])
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -53,116 +63,172 @@ def _grids(document: dict) -> list[dict]:
             raise RegistryError(f"{where}: geometry is a {geom.geom_type}, not a Polygon or MultiPolygon")
         if not geom.is_valid:
             raise RegistryError(f"{where}: geometry is not valid: {explain_validity(geom)}")
-        kind = props.get("kind", GridKind.RESIDENTIAL.value)
-        if kind not in {k.value for k in GridKind}:
-            raise RegistryError(f"{where}: kind {kind!r}: residential or unit")
-        grids.append({"code": code, "name": str(props.get("name") or code), "kind": kind,
-                      "households": int(props.get("households", 0)), "population": int(props.get("population", 0)),
-                      "geom": geom})
-    if not grids:
-        raise RegistryError("the file has no grid features")
-    codes = [g["code"] for g in grids]
+        unit = {"code": code, "level": level, "name": str(props.get("name") or code), "geom": geom}
+        if level is Level.GRID:
+            kind = props.get("kind", GridKind.RESIDENTIAL.value)
+            if kind not in {k.value for k in GridKind}:
+                raise RegistryError(f"{where}: kind {kind!r}: residential or unit")
+            unit.update(kind=kind, households=int(props.get("households", 0)),
+                        population=int(props.get("population", 0)))
+        units.append(unit)
+    if not units:
+        raise RegistryError("the file has no features")
+    levels = {u["level"] for u in units}
+    if len(levels) != 1:
+        raise RegistryError(f"the file mixes {' and '.join(sorted(_PLURAL[v] for v in levels))}: "
+                            "import one level of one parent at a time")
+    codes = [u["code"] for u in units]
     if len(set(codes)) != len(codes):
-        raise RegistryError(f"grid {sorted(c for c in codes if codes.count(c) > 1)[0]} appears twice")
-    communities = {parent_of(c) for c in codes}
-    if len(communities) != 1:
-        raise RegistryError(f"the grids belong to {len(communities)} communities ({', '.join(sorted(communities))}): "
-                            "import one community at a time")
-    return grids
+        raise RegistryError(f"{units[0]['level'].value} {sorted(c for c in codes if codes.count(c) > 1)[0]} "
+                            "appears twice")
+    parents = {parent_of(c) for c in codes}
+    if len(parents) != 1:
+        raise RegistryError(f"the {_PLURAL[units[0]['level']]} belong to {len(parents)} parents "
+                            f"({', '.join(sorted(parents))}): import one {units[0]['level'].parent.value} at a time")
+    return units[0]["level"], units
 
 
-def tiling_problems(grids: list[dict], community, lat0: float) -> list[str]:
-    """What keeps these grids from tiling `community` (its boundary): overlaps, parts outside, gaps."""
+def tiling_problems(units: list[dict], parent, lat0: float, level: Level = Level.GRID,
+                    parent_name: str | None = None) -> list[str]:
+    """What keeps these units from tiling `parent` (its boundary): overlaps, parts outside, gaps."""
+    word, outer = level.value, parent_name or (level.parent.value if level.parent else "parent")
     problems = []
-    geoms = [g["geom"] for g in grids]
+    geoms = [u["geom"] for u in units]
     tree = STRtree(geoms)
     for i, j in zip(*tree.query(geoms, predicate="intersects"), strict=True):
         if i < j:
             area = _m2(geoms[i].intersection(geoms[j]), lat0)
             if area > TOLERANCE_M2:
-                problems.append(f"grids {grids[i]['code']} and {grids[j]['code']} overlap by {area:,.0f} m²")
-    for grid in grids:
-        outside = _m2(grid["geom"].difference(community), lat0)
+                problems.append(f"{_PLURAL[level]} {units[i]['code']} and {units[j]['code']} overlap by {area:,.0f} m²")
+    for unit in units:
+        outside = _m2(unit["geom"].difference(parent), lat0)
         if outside > TOLERANCE_M2:
-            problems.append(f"grid {grid['code']} reaches {outside:,.0f} m² outside its community")
-    gap = community.difference(unary_union(geoms))
+            problems.append(f"{word} {unit['code']} reaches {outside:,.0f} m² outside its {outer}")
+    gap = parent.difference(unary_union(geoms))
     parts = [p for p in getattr(gap, "geoms", [gap]) if not p.is_empty and _m2(p, lat0) > TOLERANCE_M2]
     for part in parts:
         point = part.representative_point()
-        near = min(grids, key=lambda g: g["geom"].distance(point))["code"]
-        problems.append(f"a gap of {_m2(part, lat0):,.0f} m² inside the community, near grid {near} "
+        near = min(units, key=lambda u: u["geom"].distance(point))["code"]
+        problems.append(f"a gap of {_m2(part, lat0):,.0f} m² inside the {outer}, near {word} {near} "
                         f"(at {point.x:.6f}, {point.y:.6f})")
     return problems
 
 
-def import_boundaries(dsn: str, actor: Actor, data: bytes) -> str:
-    """Check and store a community's grid boundaries; a summary, or RegistryError naming the grids."""
+def _children(cur, level: Level, parent_code: str) -> list[dict]:
+    """The units of `level` the database holds under `parent_code`, with their boundaries."""
+    if level is Level.GRID:
+        cur.execute("select code, boundary from grids where community_code = %s order by code", (parent_code,))
+    else:
+        cur.execute("select code, boundary from org_units where parent_code = %s and level = %s order by code",
+                    (parent_code, level.value))
+    return [{"code": code.strip(), "geom": shape(boundary)} for code, boundary in cur.fetchall()]
+
+
+def _problems(cur, level: Level, units: list[dict], parent_code: str, parent) -> list[str]:
+    existing = {u["code"] for u in _children(cur, level, parent_code)}
+    problems = [f"{level.value} {code} of the {level.parent.value} is not in the file (it holds every "
+                f"{level.value} of the {level.parent.value})" for code in sorted(existing - {u["code"] for u in units})]
+    problems += tiling_problems(units, parent, parent.centroid.y, level)
+    if level.child is not None:       # a changed unit must still be tiled by its own units
+        for unit in units:
+            inside = _children(cur, level.child, unit["code"])
+            if inside:
+                problems += [f"in {level.value} {unit['code']}: {p}" for p in tiling_problems(
+                    inside, unit["geom"], unit["geom"].centroid.y, level.child, f"new boundary of {unit['code']}")]
+    return problems
+
+
+def _store(cur, level: Level, parent_code: str, unit: dict) -> None:
+    boundary = orjson.dumps(mapping(unit["geom"])).decode()
+    if level is not Level.GRID:
+        cur.execute("insert into org_units (code, level, parent_code, name, boundary) values (%s, %s, %s, %s, %s) "
+                    "on conflict (code) do update set name = excluded.name, boundary = excluded.boundary",
+                    (unit["code"], level.value, parent_code, unit["name"], boundary))
+        return
+    cur.execute("""
+        insert into grids (code, community_code, name, kind, households, population, boundary,
+                           min_lon, min_lat, max_lon, max_lat)
+        values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+        on conflict (code) do update set name = excluded.name, kind = excluded.kind,
+            households = excluded.households, population = excluded.population,
+            boundary = excluded.boundary, min_lon = excluded.min_lon, min_lat = excluded.min_lat,
+            max_lon = excluded.max_lon, max_lat = excluded.max_lat""",
+                (unit["code"], parent_code, unit["name"], unit["kind"], unit["households"], unit["population"],
+                 boundary, *unit["geom"].bounds))
+
+
+def parent_of_file(data: bytes) -> tuple[Level, str]:
+    """(the level of the file's units, the code of their parent): what an import is authorized for."""
     try:
         document = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise RegistryError(f"not JSON: {exc}") from None
-    grids = _grids(document)
-    community_code = parent_of(grids[0]["code"])
+    level, units = units_of(document)
+    return level, parent_of(units[0]["code"])
+
+
+def import_boundaries(dsn: str, actor: Actor, data: bytes) -> str:
+    """Check and store one parent's units' boundaries; a summary, or RegistryError naming the units."""
+    try:
+        document = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise RegistryError(f"not JSON: {exc}") from None
+    level, units = units_of(document)
+    parent_code, parent_level = parent_of(units[0]["code"]), level.parent
+    target = f"{parent_level.value}:{parent_code}"
     conn = psycopg2.connect(dsn)
     try:
         with conn, conn.cursor() as cur:
-            cur.execute("select boundary from org_units where code = %s and level = 'community'", (community_code,))
+            cur.execute("select boundary from org_units where code = %s and level = %s",
+                        (parent_code, parent_level.value))
             row = cur.fetchone()
             if row is None:
-                raise RegistryError(f"no community {community_code} (the first 12 digits of the grid codes)")
-            community = shape(row[0])
-            cur.execute("select code from grids where community_code = %s", (community_code,))
-            existing = {c.strip() for (c,) in cur.fetchall()}
-            missing = sorted(existing - {g["code"] for g in grids})
-            problems = [f"grid {code} of the community is not in the file (it holds every grid of the community)"
-                        for code in missing] + tiling_problems(grids, community, community.centroid.y)
+                raise RegistryError(f"no {parent_level.value} {parent_code} (the first {len(parent_code)} digits of "
+                                    f"the {level.value} codes)")
+            existing = {u["code"] for u in _children(cur, level, parent_code)}
+            problems = _problems(cur, level, units, parent_code, shape(row[0]))
             if problems:
                 reason = "; ".join(problems)
-                write_audit(cur, actor.user, list(actor.roles), "registry.boundaries.import",
-                            f"community:{community_code}", community_code, "refused", reason[:2000],
-                            source_address=actor.source_address)
+                write_audit(cur, actor.user, list(actor.roles), "registry.boundaries.import", target, parent_code,
+                            "refused", reason[:2000], source_address=actor.source_address)
                 conn.commit()
-                raise RegistryError(f"refused, the grids do not tile community {community_code}: {reason}")
-            for g in grids:
-                bounds = g["geom"].bounds
-                cur.execute("""
-                    insert into grids (code, community_code, name, kind, households, population, boundary,
-                                       min_lon, min_lat, max_lon, max_lat)
-                    values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-                    on conflict (code) do update set name = excluded.name, kind = excluded.kind,
-                        households = excluded.households, population = excluded.population,
-                        boundary = excluded.boundary, min_lon = excluded.min_lon, min_lat = excluded.min_lat,
-                        max_lon = excluded.max_lon, max_lat = excluded.max_lat""",
-                            (g["code"], community_code, g["name"], g["kind"], g["households"], g["population"],
-                             orjson.dumps(mapping(g["geom"])).decode(), *bounds))
-            added = sorted({g["code"] for g in grids} - existing)
-            write_audit(cur, actor.user, list(actor.roles), "registry.boundaries.import", f"community:{community_code}",
-                        community_code, "done", None, None, {"grids": len(grids), "added": added},
-                        actor.source_address)
+                raise RegistryError(f"refused, the {_PLURAL[level]} do not tile {parent_level.value} {parent_code}: "
+                                    f"{reason}")
+            for unit in units:
+                _store(cur, level, parent_code, unit)
+            added = sorted({u["code"] for u in units} - existing)
+            write_audit(cur, actor.user, list(actor.roles), "registry.boundaries.import", target, parent_code,
+                        "done", None, None, {_PLURAL[level]: len(units), "added": added}, actor.source_address)
     finally:
         conn.close()
-    return f"community {community_code}: {len(grids)} grid boundaries stored ({len(added)} new)"
+    return f"{parent_level.value} {parent_code}: {len(units)} {level.value} boundaries stored ({len(added)} new)"
 
 
-def export_boundaries(dsn: str, community_code: str) -> dict:
-    """A community's grids as `import_boundaries` takes them (download, edit, import again), with
-    the community's own boundary in the collection's `community` member (foreign members are
-    allowed by RFC 7946 §6.1; the import ignores it)."""
+def export_boundaries(dsn: str, parent_code: str) -> dict:
+    """The units under `parent_code` (a community's grids, a street's communities, a district's
+    streets) as `import_boundaries` takes them, with the parent itself in the collection's
+    `parent` member (foreign members are allowed by RFC 7946 §6.1; the import ignores it)."""
     conn = psycopg2.connect(dsn)
     try:
         with conn.cursor() as cur:
-            cur.execute("select name, boundary from org_units where code = %s and level = 'community'",
-                        (community_code,))
+            cur.execute("select name, level, boundary from org_units where code = %s", (parent_code,))
             row = cur.fetchone()
             if row is None:
-                raise RegistryError(f"no community {community_code}")
-            cur.execute("select code, name, kind, households, population, boundary from grids "
-                        "where community_code = %s order by code", (community_code,))
-            features = [{"type": "Feature", "geometry": boundary,
-                         "properties": {"code": code.strip(), "name": name, "kind": kind, "households": households,
-                                        "population": population}}
-                        for code, name, kind, households, population, boundary in cur.fetchall()]
+                raise RegistryError(f"no district, street or community {parent_code}")
+            level = Level(row[1]).child
+            if level is Level.GRID:
+                cur.execute("select code, name, kind, households, population, boundary from grids "
+                            "where community_code = %s order by code", (parent_code,))
+                features = [{"type": "Feature", "geometry": boundary,
+                             "properties": {"code": code.strip(), "name": name, "kind": kind,
+                                            "households": households, "population": population}}
+                            for code, name, kind, households, population, boundary in cur.fetchall()]
+            else:
+                cur.execute("select code, name, boundary from org_units where parent_code = %s and level = %s "
+                            "order by code", (parent_code, level.value))
+                features = [{"type": "Feature", "geometry": boundary, "properties": {"code": code, "name": name}}
+                            for code, name, boundary in cur.fetchall()]
     finally:
         conn.close()
     return {"type": "FeatureCollection", "features": features,
-            "community": {"code": community_code, "name": row[0], "boundary": row[1]}}
+            "parent": {"code": parent_code, "level": row[1], "name": row[0], "boundary": row[2]}}

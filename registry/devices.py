@@ -10,7 +10,7 @@
     add-sensor urn:dev:ow:10e2073a01080063 --kind temperature --gateway GW-9 [--building B-…]
     move-sensor SENSOR --building B-… [--gateway GW-…]    retire-sensor SENSOR
     import-members FILE.csv                      import-boundaries FILE.geojson
-    export-boundaries COMMUNITY_CODE [--out FILE.geojson]
+    export-boundaries CODE [--out FILE.geojson]   (a community's grids, a street's communities)
 
 A new device's password is printed once (and written into the OwnTracks configuration when asked);
 the broker keeps only its hash. Settings come from the environment (GCC_PG_*, GCC_MQTT_HOST/PORT,
@@ -79,7 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     command("retire-sensor", "sensor_id")
     command("import-members", "path")
     command("import-boundaries", "path")
-    command("export-boundaries", "community_code").add_argument("--out", type=Path, help="write it here (else stdout)")
+    command("export-boundaries", "parent_code").add_argument("--out", type=Path, help="write it here (else stdout)")
     return parser
 
 
@@ -156,7 +156,7 @@ def run(args, registry: DeviceRegistry, actor: Actor, settings) -> int:
 
         from registry import boundaries
 
-        text = orjson.dumps(boundaries.export_boundaries(settings.pg_dsn, args.community_code),
+        text = orjson.dumps(boundaries.export_boundaries(settings.pg_dsn, args.parent_code),
                             option=orjson.OPT_INDENT_2).decode()
         if args.out:
             args.out.write_text(text, encoding="utf-8")

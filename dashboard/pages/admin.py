@@ -56,7 +56,7 @@ def layout(state, scope: Scope, kiosk: bool = False):
                      className="button small", id="admin-devices-link"),
             dcc.Link(str(Label("Gateways and sensors →", "网关与传感器 →")), href="/gateways",
                      className="button small", id="admin-gateways-link"),
-            dcc.Link(str(Label("Grid boundaries →", "网格边界 →")), href="/boundaries",
+            dcc.Link(str(Label("Boundaries →", "边界 →")), href="/boundaries",
                      className="button small", id="admin-boundaries-link"),
         ]),
         html.Div(className="admin-columns", children=[

@@ -1,10 +1,11 @@
-"""Grid boundaries, for admins: a community's grids on the map, downloaded as GeoJSON (the file the
-import takes: edit it in QGIS or geojson.io, then import it again), and an import of a community's
-grids, refused with the names of the grids that overlap, reach outside the community or leave a
-gap (registry.boundaries). The ingest workers and the screens rebuild their grid index on the
-registry's notification; nothing restarts.
+"""Org units' boundaries, for admins: a community's grids (or a street's communities) on the map,
+downloaded as GeoJSON (the file the import takes: edit it in QGIS or geojson.io, then import it
+again), and an import of them, refused with the names of the units that overlap, reach outside
+their parent or leave a gap, or of the grids a community's new boundary would no longer hold
+(registry.boundaries). The ingest workers and the screens rebuild their grid index and org tree on
+the registry's notification; nothing restarts.
 
-The import is authorized on the server for the community the file's grid codes name."""
+The import is authorized on the server for the parent the file's codes name."""
 from __future__ import annotations
 
 import base64
@@ -22,43 +23,52 @@ from dashboard.state import app_state
 from registry import boundaries
 from registry.store import RegistryError
 from telemetry.catalogue import Label
-from telemetry.orgcodes import parent_of
 
 IMPORT = Action("registry.boundaries.import", ui.ADMINS)
 
 
-def _communities(state, scope: Scope) -> list[dict]:
-    return [{"label": f"{state.city.org_name(c.code)} · {c.code}", "value": c.code}
-            for c in state.city.communities if scope.covers(c.code)]
+_CHILDREN = {6: Label("its streets", "其街道"), 9: Label("its communities", "其社区"), 12: Label("its grids", "其网格")}
+_PLURALS = {6: Label("streets", "个街道"), 9: Label("communities", "个社区"), 12: Label("grids", "个网格")}
+
+
+def _parents(state, scope: Scope) -> list[dict]:
+    """The org units of the scope whose units may be imported: a district's streets, a street's
+    communities, a community's grids."""
+    units = [u for u in [*state.city.districts, *state.city.streets, *state.city.communities] if scope.covers(u.code)]
+    return [{"label": f"{state.city.org_name(u.code)} · {u.code} — {str(_CHILDREN[len(u.code)])}", "value": u.code}
+            for u in sorted(units, key=lambda u: u.code)]
 
 
 def layout(state, scope: Scope, kiosk: bool = False):
-    communities = _communities(state, scope)
-    first = communities[0]["value"] if communities else None
+    communities = _parents(state, scope)
+    first = next((o["value"] for o in communities if len(o["value"]) == 12), None)
     download, drawn = community_view(state, first) if first else ("", "")
     return html.Div(className="admin", id="boundaries", children=[
-        ui.head("/boundaries", Label("Grid boundaries", "网格边界"),
-                Label("a community's grids must tile it: no overlap, nothing outside, no gap",
-                      "社区内网格须无重叠、无越界、无空隙")),
+        ui.head("/boundaries", Label("Boundaries of grids and communities", "网格与社区边界"),
+                Label("a community's grids, a street's communities, must tile it: no overlap, nothing outside, no gap",
+                      "社区的网格、街道的社区须铺满其上级：无重叠、无越界、无空隙")),
         dcc.Store(id="boundaries-changed", data=0),
         html.Div(className="admin-columns registry-columns", children=[
             html.Div(className="registry-forms", children=[
                 html.Section(className="wall-panel", children=[
-                    html.H2(str(Label("Community", "社区"))),
+                    html.H2(str(Label("A community's grids, a street's communities, a district's streets",
+                                      "社区的网格、街道的社区、区的街道"))),
                     dcc.Dropdown(id="boundaries-community", options=communities, value=first, clearable=False,
                                  searchable=True),
                     html.Div(id="boundaries-download", children=download),
                 ]),
                 html.Section(className="wall-panel", children=[
-                    html.H2(str(Label("Import a community's grids", "导入社区网格边界"))),
+                    html.H2(str(Label("Import boundaries", "导入边界"))),
                     dcc.Upload(id="boundaries-upload", className="registry-upload",
                                accept=".geojson,.json,application/geo+json,application/json",
                                children=html.Div(str(Label("Drop a GeoJSON file here, or click to choose one",
                                                            "拖入 GeoJSON 文件，或点击选择")))),
-                    html.Div(str(Label("a FeatureCollection of every grid of one community: properties code "
-                                       "(15 digits), name, and optionally kind, households, population",
-                                       "一个社区全部网格的 FeatureCollection：属性 code（15位）、name，"
-                                       "可选 kind、households、population")), className="audit-dim"),
+                    html.Div(str(Label("a FeatureCollection of every grid of one community (properties code, 15 "
+                                       "digits, name, optionally kind, households, population), or of every "
+                                       "community of one street (code, 12 digits, name): the file downloaded above",
+                                       "一个社区全部网格（属性 code 15位、name，可选 kind、households、population）"
+                                       "或一个街道全部社区（code 12位、name）的 FeatureCollection：即上方下载的文件")),
+                             className="audit-dim"),
                     html.Div(id="boundaries-result", className="admin-result", role="status"),
                 ]),
             ]),
@@ -70,22 +80,25 @@ def layout(state, scope: Scope, kiosk: bool = False):
     ])
 
 
-PAGE = Page("/boundaries", Label("Boundaries", "网格边界"), ui.ADMINS, layout, nav=False)
+PAGE = Page("/boundaries", Label("Boundaries", "边界"), ui.ADMINS, layout, nav=False)
 
 
-def community_view(state, community_code: str):
-    """(the download link and the grids' facts, the map) of a community, as the database has it."""
-    document = boundaries.export_boundaries(state.settings.pg_dsn, community_code)
+def community_view(state, parent_code: str):
+    """(the download link and the units' facts, the map) of a community's grids or a street's
+    communities, as the database has them."""
+    document = boundaries.export_boundaries(state.settings.pg_dsn, parent_code)
     grids = document["features"]
+    what = _PLURALS[len(parent_code)].en
     data = base64.b64encode(orjson.dumps(document)).decode()
-    households = sum(f["properties"]["households"] for f in grids)
-    download = [html.Div(f"{len(grids)} {str(Label('grids', '个网格'))} · {households:,} "
-                         f"{str(Label('households', '户'))}", className="audit-dim"),
-                html.A(f"{community_code}-grids.geojson", href=f"data:application/geo+json;base64,{data}",
-                       download=f"{community_code}-grids.geojson", id="boundaries-file", className="button small"),
+    facts = f"{len(grids)} {str(_PLURALS[len(parent_code)])}"
+    if what == "grids":
+        facts += f" · {sum(f['properties']['households'] for f in grids):,} {str(Label('households', '户'))}"
+    download = [html.Div(facts, className="audit-dim"),
+                html.A(f"{parent_code}-{what}.geojson", href=f"data:application/geo+json;base64,{data}",
+                       download=f"{parent_code}-{what}.geojson", id="boundaries-file", className="button small"),
                 html.Ul(className="boundaries-grids", children=[
                     html.Li(f"{f['properties']['code']} · {f['properties']['name']}") for f in grids])]
-    outline = {"type": "Feature", "geometry": document["community"]["boundary"], "properties": {}}
+    outline = {"type": "Feature", "geometry": document["parent"]["boundary"], "properties": {}}
     layers = [dl.GeoJSON(data={"type": "FeatureCollection", "features": [outline]},
                          style={"color": "#ffd60a", "weight": 3, "fill": False, "dashArray": "6 4"}),
               dl.GeoJSON(data={"type": "FeatureCollection", "features": grids}, id="boundaries-grids",
@@ -108,12 +121,12 @@ def _points(geometry: dict):
 
 @callback(Output("boundaries-download", "children"), Output("boundaries-map", "children"),
           Input("boundaries-community", "value"), Input("boundaries-changed", "data"), prevent_initial_call=True)
-def show_community(community_code, _changed):
+def show_community(parent_code, _changed):
     state = app_state()
-    if not community_code or not authorize(state.city, current_identity(), PAGE, community_code):
-        return ui.refused(str(Label("choose a community of your scope", "请选择您辖区内的社区"))), ""
+    if not parent_code or not authorize(state.city, current_identity(), PAGE, parent_code):
+        return ui.refused(str(Label("choose an org unit of your scope", "请选择您辖区内的单位"))), ""
     try:
-        return community_view(state, community_code)
+        return community_view(state, parent_code)
     except RegistryError as exc:
         return ui.refused(str(exc)), ""
 
@@ -123,8 +136,8 @@ def show_community(community_code, _changed):
           Input("boundaries-upload", "contents"), State("boundaries-upload", "filename"),
           State("boundaries-changed", "data"), prevent_initial_call=True)
 def import_file(contents, filename, changed):
-    """Checked as the registry checks it (naming the offending grids), after authorizing the
-    community its grid codes name."""
+    """Checked as the registry checks it (naming the offending units), after authorizing the
+    parent the file's codes name (a community for grids, a street for communities)."""
     if not ctx.triggered[0]["value"]:
         return no_update, no_update, no_update
     state, identity = app_state(), current_identity()
@@ -133,16 +146,12 @@ def import_file(contents, filename, changed):
             data = base64.b64decode(contents.split(",", 1)[1], validate=True)
         except (IndexError, binascii.Error):
             raise RegistryError("the upload did not arrive whole; choose the file again") from None
-        try:
-            grids = boundaries._grids(orjson.loads(data))
-        except orjson.JSONDecodeError as exc:
-            raise RegistryError(f"{filename or 'the file'} is not JSON: {exc}") from None
-        community = parent_of(grids[0]["code"])
-        why = ui.allowed(identity, IMPORT, community if community in state.city.org_by_code else None,
-                         f"community:{community}")
+        level, parent = boundaries.parent_of_file(data)
+        why = ui.allowed(identity, IMPORT, parent if parent in state.city.org_by_code else None,
+                         f"{level.parent.value}:{parent}")
         if why:
             return ui.refused(why), no_update, no_update
         summary = boundaries.import_boundaries(state.settings.pg_dsn, ui.actor(identity), data)
     except RegistryError as exc:
-        return ui.refused(str(exc)), no_update, no_update
-    return ui.done(summary), (changed or 0) + 1, community
+        return ui.refused(f"{filename or 'the file'}: {exc}"), no_update, no_update
+    return ui.done(summary), (changed or 0) + 1, parent

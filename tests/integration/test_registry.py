@@ -214,3 +214,34 @@ def test_a_community_csv_adds_its_members_or_refuses_every_bad_line(stack, city,
     assert owner_rows(stack, "select count(*) from members where member_id = any(%s) and grid_code = %s",
                       good, grid) == [(2,)]
     assert all(f"T-{m}: password" in result.stdout for m in good)
+
+
+def test_a_streets_communities_are_imported_and_a_community_too_small_for_its_grids_is_refused(stack, city,
+                                                                                             tmp_path):
+    street = city.streets[1].code
+    original = tmp_path / "communities.geojson"
+    assert cli(stack, "export-boundaries", street, "--out", str(original)).returncode == 0
+    document = orjson.loads(original.read_bytes())
+    assert sorted(f["properties"]["code"] for f in document["features"]) == \
+        sorted(c.code for c in city.communities if c.code.startswith(street))
+    community = document["features"][0]
+    code = community["properties"]["code"]
+    renamed = tmp_path / "renamed.geojson"
+    community["properties"]["name"] = "新社区"
+    renamed.write_bytes(orjson.dumps(document))
+    try:
+        result = cli(stack, "import-boundaries", str(renamed))
+        assert result.returncode == 0 and f"street {street}: " in result.stdout, result.stderr
+        assert owner_rows(stack, "select name from org_units where code = %s", code) == [("新社区",)]
+
+        community["geometry"] = mapping(shape(community["geometry"]).buffer(-0.0003))
+        renamed.write_bytes(orjson.dumps(document))
+        result = cli(stack, "import-boundaries", str(renamed))
+        assert result.returncode == 2
+        assert f"in community {code}: grid {code}" in result.stderr and f"outside its new boundary of {code}" in \
+            result.stderr, result.stderr
+        assert "inside the street, near community" in result.stderr, result.stderr
+    finally:
+        assert cli(stack, "import-boundaries", str(original)).returncode == 0
+    assert owner_rows(stack, "select name from org_units where code = %s", code) == \
+        [(next(c.name for c in city.communities if c.code == code),)]
