@@ -29,8 +29,10 @@ ADD = Action("registry.member.add", ui.ADMINS)
 CHANGE = Action("registry.member.change", ui.ADMINS)
 MOVE = Action("registry.member.move", ui.ADMINS)
 REPLACE = Action("registry.member.replace_terminal", ui.ADMINS)
+ROTATE = Action("registry.credential.rotate", ui.ADMINS)
+REVOKE = Action("registry.credential.revoke", ui.ADMINS)
 RETIRE = Action("registry.member.retire", ui.ADMINS)
-MEMBER_ACTIONS = (ADD, CHANGE, MOVE, REPLACE, RETIRE)
+MEMBER_ACTIONS = (ADD, CHANGE, MOVE, REPLACE, RETIRE, ROTATE, REVOKE)
 _ROLE_VALUES = {r.value for r in Role}
 CSV_EXAMPLE = "member_id,name,role,grid_code,terminal_id\nM-0601,王芳,grid_administrator,350102002003001,T-0601"
 
@@ -102,6 +104,19 @@ def layout(state, scope: Scope, kiosk: bool = False):
                                   placeholder=str(Label("new terminal id", "新终端编号"))),
                         html.Button(str(Label("New terminal", "更换终端")), id="members-replace",
                                     className="button small"),
+                    ]),
+                    html.Div(className="admin-form registry-form", children=[
+                        dcc.ConfirmDialogProvider(
+                            html.Button(str(Label("Terminal's new password", "重置终端密码")),
+                                        className="button small"),
+                            id="members-rotate",
+                            message="A new password for this member's terminal: the old one stops working at once. "
+                                    "重置终端密码？"),
+                        dcc.ConfirmDialogProvider(
+                            html.Button(str(Label("Revoke terminal", "吊销终端")), className="button small"),
+                            id="members-revoke",
+                            message="Revoke this member's terminal (lost or stolen)? It is disconnected at once; "
+                                    "a new password enables it again. 吊销终端？"),
                         dcc.ConfirmDialogProvider(
                             html.Button(str(Label("Retire member", "离岗")), className="button small danger"),
                             id="members-retire",
@@ -224,14 +239,16 @@ def _import(identity, actor, contents: str, filename: str | None):
 @callback(Output("members-result", "children"), Output("members-changed", "data"),
           Input("members-add", "n_clicks"), Input("members-save", "n_clicks"), Input("members-replace", "n_clicks"),
           Input("members-retire", "submit_n_clicks"), Input("members-upload", "contents"),
+          Input("members-rotate", "submit_n_clicks"), Input("members-revoke", "submit_n_clicks"),
           State("members-id", "value"), State("members-name", "value"), State("members-role", "value"),
           State("members-grid", "value"), State("members-terminal", "value"),
           State("members-edit", "value"), State("members-edit-name", "value"), State("members-edit-role", "value"),
           State("members-edit-grid", "value"), State("members-new-terminal", "value"),
           State("members-upload", "filename"), State("members-changed", "data"), prevent_initial_call=True)
-def change_member(_add, _save, _replace, _retire, upload, member_id, name, role, grid, terminal_id,
+def change_member(_add, _save, _replace, _retire, upload, _rotate, _revoke, member_id, name, role, grid, terminal_id,
                   edit_id, edit_name, edit_role, edit_grid, new_terminal, filename, changed):
-    """Add, import, change or move, give a new terminal, retire: each authorized for its grid(s)."""
+    """Add, import, change or move, a new terminal, the terminal's new password or revocation,
+    retire: each authorized for the member's grid (a move: both)."""
     trigger = ctx.triggered_id
     if trigger is None or not ctx.triggered[0]["value"]:
         return no_update, no_update
@@ -275,6 +292,15 @@ def change_member(_add, _save, _replace, _retire, upload, member_id, name, role,
             if not (new_terminal or "").strip():
                 return ui.refused(str(Label("type the new terminal's id", "请填写新终端编号"))), no_update
             credential = registry.replace_terminal(actor, edit_id, new_terminal.strip())
+            return ui.secret("members", credential, ui.mqtt_settings(credential)), (changed or 0) + 1
+        if trigger in ("members-rotate", "members-revoke"):
+            why = ui.allowed(identity, ROTATE if trigger == "members-rotate" else REVOKE, member_grid, target)
+            if why:
+                return ui.refused(why), no_update
+            if trigger == "members-revoke":
+                registry.revoke(actor, row[4])
+                return ui.done(f"{row[4]} {str(Label('revoked', '已吊销'))}"), (changed or 0) + 1
+            credential = registry.rotate(actor, row[4])
             return ui.secret("members", credential, ui.mqtt_settings(credential)), (changed or 0) + 1
         why = ui.allowed(identity, RETIRE, member_grid, target)
         if why:

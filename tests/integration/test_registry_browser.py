@@ -81,14 +81,25 @@ def test_an_admin_adds_a_member_whose_terminal_reports_then_moves_and_retires_th
     finally:
         probe.close()
 
+    _confirm(page, page.locator("#members-revoke button"))           # a lost terminal
+    page.locator("#members-result .admin-done", has_text="revoked").wait_for()
+    assert mqtt_connect_reason("127.0.0.1", stack.mosquitto.port,
+                               BrokerAccount(terminal, password, AccountKind.TERMINAL)) == "Not authorized"
+    _confirm(page, page.locator("#members-rotate button"))           # found again: a new password
+    renewed = page.locator("#members-secret").inner_text().strip()
+    assert renewed != password and mqtt_connect_reason(
+        "127.0.0.1", stack.mosquitto.port, BrokerAccount(terminal, renewed, AccountKind.TERMINAL)) == "Success"
+
     _confirm(page, page.locator("#members-retire button"))
     page.locator("#members-result .admin-done", has_text="retired").wait_for()
     assert mqtt_connect_reason("127.0.0.1", stack.mosquitto.port,
-                               BrokerAccount(terminal, password, AccountKind.TERMINAL)) == "Not authorized"
+                               BrokerAccount(terminal, renewed, AccountKind.TERMINAL)) == "Not authorized"
     assert owner_rows(stack, "select action, actor, outcome from audit_log where target = %s order by id",
                       f"member:{member}") == [("registry.member.add", "t-admin", "done"),
                                               ("registry.member.move", "t-admin", "done"),
                                               ("registry.member.retire", "t-admin", "done")]
+    assert owner_rows(stack, "select action from audit_log where target = %s order by id", f"device:{terminal}") == \
+        [("registry.credential.revoke",), ("registry.credential.rotate",)]
     assert page.errors == []
 
 
@@ -204,7 +215,8 @@ def test_a_boundary_upload_with_an_overlap_is_refused_naming_the_grids_and_the_d
 def _forged_member_change(base_url: str, cookie: str, member_id: str, grid: str) -> str:
     """The members page's Save, as a browser would send it, for a member the page never offered."""
     inputs = [("members-add", "n_clicks", None), ("members-save", "n_clicks", 1), ("members-replace", "n_clicks", None),
-              ("members-retire", "submit_n_clicks", None), ("members-upload", "contents", None)]
+              ("members-retire", "submit_n_clicks", None), ("members-upload", "contents", None),
+              ("members-rotate", "submit_n_clicks", None), ("members-revoke", "submit_n_clicks", None)]
     state = [("members-id", "value", None), ("members-name", "value", None), ("members-role", "value", None),
              ("members-grid", "value", None), ("members-terminal", "value", None), ("members-edit", "value", member_id),
              ("members-edit-name", "value", "改 名"), ("members-edit-role", "value", "grid_supervisor"),
