@@ -122,10 +122,10 @@ CALLBACKS: dict[str, Callback] = {
     "gateways-sensors": Callback(gateways.PAGE.roles, "the gateway chosen and its sensors (authorizes its grid)"),
     "gateways-add-building": Callback(gateways.PAGE.roles, "the buildings matching what is typed (the admin's scope)"),
     "gateways-pick": Callback(gateways.PAGE.roles, "a row's Sensors… picks the gateway (no data)", clientside=True),
-    "boundaries-result": Callback(boundaries.PAGE.roles, "import a community's grid boundaries (authorized for the "
-                                  "community)", changes=(boundaries.IMPORT,)),
-    "boundaries-download": Callback(boundaries.PAGE.roles, "a community's boundaries as GeoJSON and on the map "
-                                    "(authorizes the community)"),
+    "boundaries-result": Callback(boundaries.PAGE.roles, "import a community's grids, a street's communities or a "
+                                  "district's streets (authorized for that parent)", changes=(boundaries.IMPORT,)),
+    "boundaries-download": Callback(boundaries.PAGE.roles, "an org unit's units as GeoJSON and on the map "
+                                    "(authorizes the org unit)"),
     "rules-limits": Callback(rules.PAGE.roles, "the time limits, the calendar, the held intake rows"),
     "rules-limits-result": Callback(NEW_LIMITS.roles, "a new version of the time limits", changes=(NEW_LIMITS,)),
     "rules-calendar-result": Callback(SET_CALENDAR_DAY.roles, "an admin's calendar day", changes=(SET_CALENDAR_DAY,)),

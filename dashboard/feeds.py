@@ -61,5 +61,7 @@ class Frame:
         """The frame as the browser receives it: {feed, scope, seq, t, changes: {kind: [...]}}."""
         changes: dict[str, list] = {}
         for change in (*self.coalesced.values(), *self.events):
-            changes.setdefault(change.KIND, []).append(feed.wire[change.KIND](queries, change))
+            wired = feed.wire[change.KIND](queries, change)
+            if wired is not None:            # None: not for this feed's screens (a phone's status on the wall)
+                changes.setdefault(change.KIND, []).append(wired)
         return {"feed": feed.name, "scope": scope.code, "seq": seq, "t": time.time(), "changes": changes}

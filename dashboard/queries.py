@@ -197,17 +197,22 @@ class Queries:
         return live.read_terminals(self.r, [m.terminal_id for m in members])
 
     def members_latest(self, members: list[Member]) -> list[live.TerminalLive]:
-        """Each member's latest live position from any of their devices (their own terminal, their
-        phones): one per member with a known position, the device that sent it named."""
+        """Each member once, at their latest live position from any of their devices (their own
+        terminal, their phones), with their own terminal's state, battery and SOS where it has any
+        (the device tasks and SOS go through; a silent phone does not make the member silent)."""
         wanted = {m.member_id for m in members}
         devices = [m.terminal_id for m in members] + [d.device_id for d in self.city.devices if d.member_id in wanted]
         latest: dict[str, live.TerminalLive] = {}
+        own: dict[str, live.TerminalLive] = {}
         for state in live.read_terminals(self.r, devices):
             member = self.city.member_by_terminal.get(state.terminal_id)
             key = member.member_id if member else state.terminal_id
+            if member is not None and member.terminal_id == state.terminal_id:
+                own[key] = state
             if key not in latest or state.t > latest[key].t:
                 latest[key] = state
-        return list(latest.values())
+        return [replace(own[key], lon=state.lon, lat=state.lat, t=state.t, grid_code=state.grid_code)
+                if key in own and own[key] is not state else state for key, state in latest.items()]
 
     def own_terminal(self, device_id: str) -> str:
         """A member's own terminal id for any of their devices (what screens key a member by)."""

@@ -111,6 +111,15 @@ def read_city(conn) -> model.City:
     return city
 
 
+def retired_devices(conn) -> set[str]:
+    """The ids of retired terminals, phones and gateways: broker accounts to keep disabled."""
+    with conn.cursor() as cur:
+        cur.execute("select d.device_id from member_devices d join members m using (member_id) "
+                    "where d.retired_at is not null or m.retired_at is not null "
+                    "union select gateway_id from gateways where retired_at is not null")
+        return {d for (d,) in cur.fetchall()}
+
+
 def _retired(cur) -> dict[str, str]:
     """Retired ids -> what they were, for the ingest's `retired_device` refusals."""
     cur.execute("""

@@ -29,7 +29,7 @@ from shapely.validation import explain_validity
 from database.audit import write_audit
 from registry.store import Actor, RegistryError
 from telemetry.city import GridKind
-from telemetry.orgcodes import Level, parent_of
+from telemetry.orgcodes import InvalidCode, Level, level_of, parent_of
 
 TOLERANCE_M2 = 1.0
 _EARTH_M_PER_DEG = 111_320.0
@@ -42,19 +42,34 @@ def _m2(geom, lat0: float) -> float:
     return geom.area * _EARTH_M_PER_DEG ** 2 * math.cos(math.radians(lat0))
 
 
+def _count(props: dict, key: str, where: str) -> int | None:
+    value = props.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0 or value != int(value):
+        raise RegistryError(f"{where}: {key} {value!r}: a whole number, 0 or more")
+    return int(value)
+
+
 def units_of(document: dict) -> tuple[Level, list[dict]]:
     """The file's units, checked one by one, and their level; RegistryError naming the feature."""
-    if document.get("type") != "FeatureCollection" or not isinstance(document.get("features"), list):
+    if not isinstance(document, dict) or document.get("type") != "FeatureCollection" \
+            or not isinstance(document.get("features"), list):
         raise RegistryError("expected a GeoJSON FeatureCollection of grid (or community, street) features")
     units = []
     for index, feature in enumerate(document["features"]):
-        props = (feature or {}).get("properties") or {}
+        props = feature.get("properties") if isinstance(feature, dict) else None
+        props = props if isinstance(props, dict) else {}
         code = str(props.get("code", ""))
         level = _IMPORTED.get(len(code)) if code.isdigit() else None
         where = f"feature {index}" + (f" ({level.value if level else 'unit'} {code})" if code else "")
         if level is None:
             raise RegistryError(f"{where}: properties.code must be a 15-digit grid code (or a 12-digit community, "
                                 "9-digit street code)")
+        try:
+            level_of(code)
+        except InvalidCode as exc:
+            raise RegistryError(f"{where}: {exc}") from None
         try:
             geom = shape(feature["geometry"])
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -63,13 +78,15 @@ def units_of(document: dict) -> tuple[Level, list[dict]]:
             raise RegistryError(f"{where}: geometry is a {geom.geom_type}, not a Polygon or MultiPolygon")
         if not geom.is_valid:
             raise RegistryError(f"{where}: geometry is not valid: {explain_validity(geom)}")
+        if geom.is_empty or _m2(geom, geom.centroid.y) <= TOLERANCE_M2:
+            raise RegistryError(f"{where}: geometry is empty (an area of at most {TOLERANCE_M2:g} m²)")
         unit = {"code": code, "level": level, "name": str(props.get("name") or code), "geom": geom}
-        if level is Level.GRID:
-            kind = props.get("kind", GridKind.RESIDENTIAL.value)
-            if kind not in {k.value for k in GridKind}:
+        if level is Level.GRID:      # what the file leaves out keeps its stored value (a new grid: the default)
+            kind = props.get("kind")
+            if kind is not None and kind not in {k.value for k in GridKind}:
                 raise RegistryError(f"{where}: kind {kind!r}: residential or unit")
-            unit.update(kind=kind, households=int(props.get("households", 0)),
-                        population=int(props.get("population", 0)))
+            unit.update(kind=kind, households=_count(props, "households", where),
+                        population=_count(props, "population", where))
         units.append(unit)
     if not units:
         raise RegistryError("the file has no features")
@@ -148,13 +165,16 @@ def _store(cur, level: Level, parent_code: str, unit: dict) -> None:
     cur.execute("""
         insert into grids (code, community_code, name, kind, households, population, boundary,
                            min_lon, min_lat, max_lon, max_lat)
-        values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-        on conflict (code) do update set name = excluded.name, kind = excluded.kind,
-            households = excluded.households, population = excluded.population,
+        values (%(code)s, %(parent)s, %(name)s, coalesce(%(kind)s, 'residential'), coalesce(%(households)s, 0),
+                coalesce(%(population)s, 0), %(boundary)s, %(min_lon)s, %(min_lat)s, %(max_lon)s, %(max_lat)s)
+        on conflict (code) do update set name = excluded.name, kind = coalesce(%(kind)s, grids.kind),
+            households = coalesce(%(households)s, grids.households),
+            population = coalesce(%(population)s, grids.population),
             boundary = excluded.boundary, min_lon = excluded.min_lon, min_lat = excluded.min_lat,
             max_lon = excluded.max_lon, max_lat = excluded.max_lat""",
-                (unit["code"], parent_code, unit["name"], unit["kind"], unit["households"], unit["population"],
-                 boundary, *unit["geom"].bounds))
+                dict(zip(("min_lon", "min_lat", "max_lon", "max_lat"), unit["geom"].bounds, strict=True),
+                     code=unit["code"], parent=parent_code, name=unit["name"], kind=unit["kind"],
+                     households=unit["households"], population=unit["population"], boundary=boundary))
 
 
 def parent_of_file(data: bytes) -> tuple[Level, str]:
@@ -179,6 +199,8 @@ def import_boundaries(dsn: str, actor: Actor, data: bytes) -> str:
     conn = psycopg2.connect(dsn)
     try:
         with conn, conn.cursor() as cur:
+            # one import at a time: a community's and its grids' imports each check what the other changes
+            cur.execute("select pg_advisory_xact_lock(hashtext('registry.boundaries'))")
             cur.execute("select boundary from org_units where code = %s and level = %s",
                         (parent_code, parent_level.value))
             row = cur.fetchone()

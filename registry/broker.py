@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import secrets
 
-from stack.mosquitto import BrokerAccount, DynsecControl, create_commands, role_commands
+from stack.mosquitto import BrokerAccount, DynsecControl, DynsecError, create_commands, role_commands
 from telemetry.topics import AccountKind
 
 
@@ -30,6 +30,16 @@ class BrokerAdmin:
         if not password:
             return None
         return cls(settings.mqtt_host, settings.mqtt_port, settings.broker_admin_username, password)
+
+    def exists(self, username: str) -> bool:
+        """Whether the broker has an account of that name (a service's, or a device's)."""
+        try:
+            self.send([{"command": "getClient", "username": username}])
+        except DynsecError as exc:
+            if "not found" in str(exc).lower():
+                return False
+            raise
+        return True
 
     def send(self, commands: list[dict]) -> None:
         if not commands:

@@ -142,9 +142,15 @@ def run(args, registry: DeviceRegistry, actor: Actor, settings) -> int:
     elif c == "import-members":
         from registry import imports
 
-        for credential in imports.import_members(registry, actor, Path(args.path).read_text(encoding="utf-8")):
+        try:
+            added, stopped = imports.import_members(registry, actor, Path(args.path).read_text(encoding="utf-8")), None
+        except imports.ImportStopped as exc:
+            added, stopped = exc.added, exc
+        for credential in added:
             print(f"{credential.device_id}: password {credential.password}")
         print("(shown once)")
+        if stopped is not None:
+            raise stopped
         return 0
     elif c == "import-boundaries":
         from registry import boundaries

@@ -21,6 +21,7 @@ import psycopg2
 from database.audit import write_audit
 from registry import broker
 from registry.broker import BrokerAdmin, new_password
+from stack.mosquitto import DynsecError
 from telemetry.catalogue import DeviceKind, Role
 from telemetry.city import GatewayKind, MemberDeviceKind
 from telemetry.messages import is_valid_id
@@ -69,8 +70,13 @@ def _choice(enum, value: str, what: str):
         raise RegistryError(f"{what} {value!r}: one of {', '.join(e.value for e in enum)}") from None
 
 
+def valid_id(value: str) -> bool:
+    """A member, device, gateway or sensor id: it is a topic level and a broker username."""
+    return is_valid_id(value) and "/" not in value
+
+
 def _id(value: str, what: str) -> str:
-    if not is_valid_id(value) or "/" in value:
+    if not valid_id(value):
         raise RegistryError(f"{what} {value!r}: 1-64 characters, no whitespace, no / + # (they are topic characters)")
     return value
 
@@ -96,10 +102,15 @@ class DeviceRegistry:
                         if self.broker is None:
                             raise RegistryError("no broker admin is configured (GCC_BROKER_ADMIN_USERNAME, "
                                                 "GCC_BROKER_ADMIN_PASSWORD): the device's account could not follow")
+                        for name in (c["username"] for c in done.commands if c["command"] == "createClient"):
+                            if self.broker.exists(name):   # a service account of ours, or one made by hand
+                                raise RegistryError(f"{name!r} is an account the broker has already: choose another id")
                         self.broker.send(done.commands)
                 return done
-            except (RegistryError, psycopg2.IntegrityError) as exc:
+            except (RegistryError, psycopg2.IntegrityError, DynsecError) as exc:
                 reason = str(exc).strip().splitlines()[0]
+                if isinstance(exc, DynsecError):      # e.g. an id the broker has already (a service account)
+                    reason = f"the broker refused the account: {reason}"
                 with conn, conn.cursor() as cur:
                     write_audit(cur, actor.user, list(actor.roles), action, target, None, "refused", reason,
                                 source_address=actor.source_address)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from database import roles
 from telemetry.lifecycle import raise_open_file_limit
-from telemetry.topics import AccountKind
+from telemetry.topics import DEVICE_KINDS, AccountKind
 
 from .mosquitto import DYNSEC_FILE, BrokerAccount, DynsecControl, MosquittoServer, create_commands, role_commands
 from .postgres import PostgresServer
@@ -228,12 +228,13 @@ class LocalStack:
             self.change_broker_accounts(gridless)
         return len(new)
 
-    def follow_registry(self, city) -> tuple[int, int]:
+    def follow_registry(self, city, retired_devices: set[str]) -> tuple[int, int]:
         """Bring the stack's own device accounts to the registry as the database holds it (`city`
         read from it): a terminal whose member was moved at run time keeps its new grid's rules, a
         retired device stays disabled, though the city file still says otherwise. (Accounts the
         registry created at run time are the broker's alone; its file keeps them as they are.)
-        Returns (accounts given their grid anew, accounts disabled)."""
+        `retired_devices`: the retired terminals, phones and gateways (not sensors: their ids are no
+        broker accounts, and may be anything). Returns (accounts given their grid anew, disabled)."""
         member_grid = {m.member_id: m.grid_code for m in city.members}
         grids = {m.terminal_id: m.grid_code for m in city.members} | \
                 {d.device_id: member_grid[d.member_id] for d in city.devices if d.member_id in member_grid}
@@ -241,7 +242,8 @@ class LocalStack:
                  if a.kind is AccountKind.TERMINAL and grids.get(name) and a.org != grids[name]]
         if moved:
             self.change_broker_accounts(moved)
-        retired = [name for name in city.retired if name in self.accounts and not self.accounts[name].disabled]
+        retired = [name for name in retired_devices if name in self.accounts and not self.accounts[name].disabled
+                   and self.accounts[name].kind in DEVICE_KINDS]      # never a service account of ours
         for name in retired:
             self.set_account_disabled(name, True)
         return len(moved), len(retired)

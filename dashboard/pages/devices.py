@@ -140,7 +140,9 @@ def change_device(_added, _confirmed, member_id, app, label):
             said = _phone_said(ui.registry().add_device(actor, member.member_id, kind, device_id, label or ""), mode)
         else:
             device_id, do = trigger["device"], trigger["do"]
-            action = {"rotate": ROTATE, "revoke": REVOKE, "retire": RETIRE}[do]
+            action = {"rotate": ROTATE, "revoke": REVOKE, "retire": RETIRE}.get(do)
+            if action is None:
+                return ui.refused(f"no such change: {do!r}"), no_update
             why = ui.allowed(identity, action, state.queries.device_grid(device_id), f"device:{device_id}")
             if why:
                 return ui.refused(why), no_update

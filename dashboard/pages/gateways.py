@@ -182,10 +182,11 @@ def buildings(*values):
     if not search:
         return no_update, no_update, no_update
     state = app_state()
-    found = state.queries.buildings_matching(ui.own_scope(current_identity()), search)
-    if chosen[index] and chosen[index] not in {b for b, _n, _g in found}:
-        grid = state.queries.registry_grid("building", chosen[index])
-        found = [(chosen[index], state.queries.building_name(chosen[index]) or chosen[index], grid or ""), *found]
+    own = ui.own_scope(current_identity())
+    found = state.queries.buildings_matching(own, search)
+    grid = state.queries.registry_grid("building", chosen[index]) if chosen[index] else None
+    if grid is not None and own.covers(grid) and chosen[index] not in {b for b, _n, _g in found}:
+        found = [(chosen[index], state.queries.building_name(chosen[index]) or chosen[index], grid), *found]
     options = [{"label": f"{name} · {building_id} · {state.queries.org_name(grid)}", "value": building_id}
                for building_id, name, grid in found]
     return tuple(options if i == index else no_update for i in range(3))
@@ -195,11 +196,12 @@ def buildings(*values):
           prevent_initial_call=True)
 def gateway_sensors(gateway_id, _changed):
     """The gateway chosen and its sensors (only within the admin's scope)."""
-    state = app_state()
+    state, identity = app_state(), current_identity()
     grid = state.queries.registry_grid("gateway", gateway_id or "")
-    if grid is None or not authorize(state.city, current_identity(), PAGE, grid):
+    if grid is None or not authorize(state.city, identity, PAGE, grid):
         return html.Div(str(Label("choose a gateway", "请选择网关")), className="audit-dim")
-    sensors = state.queries.registry_sensors(gateway_id)
+    own = ui.own_scope(identity)       # a sensor since moved beyond the admin's scope is not theirs
+    sensors = [s for s in state.queries.registry_sensors(gateway_id) if own.covers(s[4])]
     rows = [html.Tr(id=f"gateways-sensor-{sensor_id}", children=[
         html.Td(html.Code(sensor_id)),
         html.Td(str(SENSOR_KINDS.get(DeviceKind(kind), kind)) if kind in {k.value for k in DeviceKind} else kind),
@@ -280,7 +282,9 @@ def change_gateway(_add, _sensor_add, _move, _do, _sensor_move, _sensor_retire, 
             return ui.done(f"{picked} → {queries.building_name(to_building)}"), bump
         if trigger["type"] == "gateways-do":
             target, do = trigger["gateway"], trigger["do"]
-            action = {"rotate": ROTATE, "revoke": REVOKE, "retire": RETIRE}[do]
+            action = {"rotate": ROTATE, "revoke": REVOKE, "retire": RETIRE}.get(do)
+            if action is None:
+                return ui.refused(f"no such change: {do!r}"), no_update
             why = ui.allowed(identity, action, queries.registry_grid("gateway", target), f"gateway:{target}")
             if why:
                 return ui.refused(why), no_update

@@ -202,20 +202,23 @@ def _upload_text(contents: str) -> str:
 
 
 def _import(identity, actor, contents: str, filename: str | None):
-    """Every row's grid must lie in the admin's scope; then the registry's import (all or nothing)."""
+    """Every row's grid must lie in the admin's scope; then the registry's import (every row checked
+    first; one refused part-way shows the passwords of the members added before it)."""
     state = app_state()
     text = _upload_text(contents)
     rows = imports._rows(text)
-    outside = [f"line {line}: grid {row['grid_code']} — {decision.reason}"
-               for line, row in enumerate(rows, start=2) if row.get("grid_code")
-               and row["grid_code"] in state.city.grid_by_code
-               and not (decision := authorize(state.city, identity, ADD, row["grid_code"]))]
+    own = ui.own_scope(identity)
+    outside = [f"line {line}: grid {row['grid_code']} lies outside {identity.user}'s scope {own.code}"
+               for line, row in enumerate(rows, start=2) if row.get("grid_code") and not own.covers(row["grid_code"])]
     if outside:
         reason = f"nothing imported from {filename or 'the file'}: " + " | ".join(outside)
         state.commands.record(identity, ADD.key, "refused", reason[:2000], f"import:{filename or ''}",
                               actor.source_address, identity.scope_code)
         return ui.refused(reason)
-    credentials = imports.import_members(ui.registry(), actor, text)
+    try:
+        credentials, stopped = imports.import_members(ui.registry(), actor, text), None
+    except imports.ImportStopped as exc:
+        credentials, stopped = exc.added, exc
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["terminal_id", "password", "mqtt_url"])
@@ -226,6 +229,7 @@ def _import(identity, actor, contents: str, filename: str | None):
         writer.writerow([credential.device_id, credential.password, url])
     data = base64.b64encode(out.getvalue().encode("utf-8-sig")).decode()
     return html.Div(className="admin-done", children=html.Div(className="admin-secret", children=[
+        ui.refused(str(stopped)) if stopped is not None else None,
         html.Div(f"{str(Label('Done', '完成'))}: {len(credentials)} "
                  f"{str(Label('members imported', '名网格员已导入'))} — "
                  + str(Label("their terminals' passwords, shown once: download them now",
@@ -281,7 +285,12 @@ def change_member(_add, _save, _replace, _retire, upload, _rotate, _revoke, memb
                 registry.change_member(actor, edit_id, edit_name.strip(), edit_role)
                 said.append(f"{edit_id}: {edit_name.strip()}, {edit_role}")
             if edit_grid and edit_grid != member_grid:
-                registry.move_member(actor, edit_id, edit_grid)
+                try:
+                    registry.move_member(actor, edit_id, edit_grid)
+                except RegistryError as exc:
+                    if not said:
+                        raise
+                    return ui.refused(f"{'; '.join(said)} saved, but the move was refused: {exc}"), (changed or 0) + 1
                 said.append(f"{edit_id} → {state.queries.org_name(edit_grid)}")
             return (ui.done("; ".join(said)) if said else ui.done(str(Label("nothing changed", "没有改动"))),
                     (changed or 0) + 1)

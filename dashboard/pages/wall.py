@@ -55,10 +55,14 @@ def wire_status(q, c: live.StatusChange) -> dict:
     return {"terminal_id": c.terminal_id, "state": c.state, "t": c.t, "battery_pct": c.battery_pct, "sos": c.sos}
 
 
-def wall_status(q, c: live.StatusChange) -> dict:
-    """The same, keyed as the wall keys members (no terminal id)."""
+def wall_status(q, c: live.StatusChange) -> dict | None:
+    """The same, keyed as the wall keys members (no terminal id). A member's state and SOS are their
+    own terminal's (the one tasks and SOS go through): a phone's status is not the wall's (its
+    fixes still move the member's marker), or a phone falling silent would hide the terminal's SOS."""
+    if q.own_terminal(c.terminal_id) != c.terminal_id:
+        return None
     status = wire_status(q, c)
-    return {"member": member_key(q.own_terminal(status.pop("terminal_id"))), **status}
+    return {"member": member_key(status.pop("terminal_id")), **status}
 
 
 def use_key_secret(dashboard_secret: str) -> None:

@@ -245,3 +245,11 @@ def test_a_streets_communities_are_imported_and_a_community_too_small_for_its_gr
         assert cli(stack, "import-boundaries", str(original)).returncode == 0
     assert owner_rows(stack, "select name from org_units where code = %s", code) == \
         [(next(c.name for c in city.communities if c.code == code),)]
+
+
+def test_a_device_named_like_a_service_account_is_refused_and_the_service_keeps_working(stack, city):
+    result = cli(stack, "add-member", new_id("M"), "--name", "冒 名", "--role", "grid_coordinator",
+                 "--grid", city.grids[2].code, "--terminal", "cases")
+    assert result.returncode == 2 and "'cases' is an account the broker has already" in result.stderr, result.stderr
+    assert mqtt_connect_reason("127.0.0.1", stack.mosquitto.port, stack.account("cases")) == "Success"
+    assert owner_rows(stack, "select count(*) from member_devices where device_id = 'cases'") == [(0,)]

@@ -110,13 +110,16 @@ def test_a_community_csv_is_refused_line_by_line_then_imported_with_every_passwo
     header = "member_id,name,role,grid_code,terminal_id"
     bad = "\n".join([header, f"{good[0]},甲,grid_coordinator,{grid},T-{good[0]}",
                      f"{good[1]},乙,chief,{grid},T-{good[1]}",
-                     f"{new_id('M')},丙,grid_coordinator,350102999999999,T-{good[0]}"])
+                     f"{new_id('M')},丙,grid_coordinator,350102999999999,T-{good[0]}",
+                     f"M {new_id('x')},丁,grid_coordinator,{grid},{city.gateways[0].gateway_id}"])
     sign_in(page, dashboard.url, "t-admin")
     page.goto(f"{dashboard.url}/members")
     _upload(page, "#members-upload", "bad.csv", bad.encode(), "text/csv")
     refused = page.locator("#members-result .admin-refused").inner_text()
     assert "line 3: role 'chief'" in refused and "line 4: no grid '350102999999999'" in refused, refused
     assert f"terminal_id 'T-{good[0]}' repeats an earlier line" in refused, refused
+    assert "line 5: member_id 'M " in refused and "no whitespace" in refused, refused
+    assert f"terminal '{city.gateways[0].gateway_id}' is taken" in refused, refused     # a gateway's id
     assert owner_rows(stack, "select count(*) from members where member_id = any(%s)", good) == [(0,)]
 
     fine = "\n".join([header] + [f"{m},网格员{i},grid_police_officer,{grid},T-{m}" for i, m in enumerate(good)])
@@ -125,8 +128,8 @@ def test_a_community_csv_is_refused_line_by_line_then_imported_with_every_passwo
     lines = base64.b64decode(href.split(",", 1)[1]).decode("utf-8-sig").splitlines()
     assert lines[0] == "terminal_id,password,mqtt_url" and [line.split(",")[0] for line in lines[1:]] == \
         [f"T-{m}" for m in good]
-    assert owner_rows(stack, "select name, grid_code from members where member_id = any(%s) order by member_id",
-                      good) == sorted([(f"网格员{i}", grid) for i in range(2)])
+    assert owner_rows(stack, "select name, grid_code from members where member_id = any(%s) order by name",
+                      good) == [(f"网格员{i}", grid) for i in range(2)]
     password = lines[1].split(",")[1]
     assert mqtt_connect_reason("127.0.0.1", stack.mosquitto.port,
                                BrokerAccount(f"T-{good[0]}", password, AccountKind.TERMINAL)) == "Success"

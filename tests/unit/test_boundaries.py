@@ -3,7 +3,7 @@ what keeps them from tiling their parent, each problem naming the units."""
 from __future__ import annotations
 
 import pytest
-from shapely.geometry import box, mapping
+from shapely.geometry import Polygon, box, mapping
 
 from registry.boundaries import tiling_problems, units_of
 from registry.store import RegistryError
@@ -57,6 +57,9 @@ def test_a_streets_communities_are_a_level_of_their_own():
     ([(f"{COMMUNITY}001", box(0, 0, 1, 1)), ("350102001002", box(1, 0, 2, 1))], "mixes communities and grids"),
     ([(f"{COMMUNITY}001", box(0, 0, 1, 1)), ("350102001002001", box(1, 0, 2, 1))], "belong to 2 parents"),
     ([(f"{COMMUNITY}001", box(0, 0, 1, 1)), (f"{COMMUNITY}001", box(1, 0, 2, 1))], "appears twice"),
+    ([(f"{COMMUNITY}000", box(0, 0, 1, 1))], "number 000 at digits 13-15"),
+    ([("990102001001001", box(0, 0, 1, 1))], "unknown province prefix 99"),
+    ([(f"{COMMUNITY}001", Polygon())], "geometry is empty"),
 ])
 def test_a_file_that_is_not_one_level_of_one_parent_is_refused_saying_why(features, says):
     with pytest.raises(RegistryError, match=says):
@@ -69,3 +72,23 @@ def test_a_self_crossing_polygon_is_refused_naming_its_feature():
                 "features": [{"type": "Feature", "geometry": bowtie, "properties": {"code": f"{COMMUNITY}001"}}]}
     with pytest.raises(RegistryError, match=f"feature 0 \\(grid {COMMUNITY}001\\): geometry is not valid"):
         units_of(document)
+
+
+@pytest.mark.parametrize(("document", "says"), [
+    ([], "expected a GeoJSON FeatureCollection"),
+    ({"type": "FeatureCollection", "features": ["x"]}, "properties.code must be"),
+    ({"type": "FeatureCollection", "features": [{"type": "Feature", "geometry": mapping(box(0, 0, 1, 1)),
+                                                 "properties": {"code": f"{COMMUNITY}001", "households": "many"}}]},
+     "households 'many': a whole number"),
+    ({"type": "FeatureCollection", "features": [{"type": "Feature", "geometry": mapping(box(0, 0, 1, 1)),
+                                                 "properties": {"code": f"{COMMUNITY}001", "population": -3}}]},
+     "population -3: a whole number"),
+])
+def test_what_is_no_feature_collection_of_units_is_refused_not_a_crash(document, says):
+    with pytest.raises(RegistryError, match=says):
+        units_of(document)
+
+
+def test_optional_grid_facts_left_out_keep_what_is_stored():
+    _, [unit] = units_of(_file((f"{COMMUNITY}001", box(0, 0, 1, 1))))
+    assert (unit["kind"], unit["households"], unit["population"]) == (None, None, None)

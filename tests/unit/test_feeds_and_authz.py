@@ -210,3 +210,14 @@ def test_every_value_the_changes_carry_has_a_label_and_the_drawn_ones_a_colour()
     assert set(MEMBER_STATE_COLOURS) == set(MemberState) and set(ROLE_COLOURS) == set(Role)
     assert set(SEVERITY_COLOURS) == set(Severity)
     assert all(" " in text for text in labels["member_state"].values())  # "English 中文"
+
+
+def test_a_phones_fix_moves_its_members_marker_but_its_status_is_not_the_walls():
+    class Devices:
+        def own_terminal(self, device_id):
+            return {"ot-M1-1": "T1"}.get(device_id, device_id)
+
+    assert WALL.wire["fix"](Devices(), _fix("ot-M1-1", 1.0))[0] == member_key("T1")
+    assert WALL.wire["status"](Devices(), live.StatusChange("ot-M1-1", "M1", GRID, 5.0, "silent")) is None
+    assert WALL.wire["status"](Devices(), live.StatusChange("T1", "M1", GRID, 5.0, "offline"))["member"] == \
+        member_key("T1")
