@@ -33,6 +33,13 @@ SHOTS = [("login.png", "/login", WALL), (None, ANNOUNCE, WALL), ("wall.png", "/w
          ("boundaries-laptop.png", BOUNDARIES, LAPTOP)]
 
 
+def _shoot(page, path: Path, settle: float) -> None:
+    """The page's screenshot once it has settled for `settle` seconds."""
+    time.sleep(settle)
+    page.screenshot(path=str(path))
+    print(path)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--url", default="http://127.0.0.1:8050")
@@ -80,9 +87,7 @@ def main() -> int:
                 page.click("#replay-speed")
                 page.click("[role=option]:has-text('20×')")
                 page.click("#replay-play")
-                time.sleep(4)
-                page.screenshot(path=str(args.out / name))
-                print(args.out / name)
+                _shoot(page, args.out / name, settle=4)
                 continue
             if path == DEVICES:
                 page.goto(args.url + "/devices")
@@ -91,9 +96,7 @@ def main() -> int:
                 page.fill("#devices-label", "work phone 工作手机")
                 page.click("#devices-add")
                 page.locator("#devices-qr").wait_for()
-                time.sleep(1)
-                page.screenshot(path=str(args.out / name))
-                print(args.out / name)
+                _shoot(page, args.out / name, settle=1)
                 continue
             if path == MEMBERS:
                 page.goto(args.url + "/members")
@@ -107,9 +110,7 @@ def main() -> int:
                 page.fill("#members-terminal", f"T-{member}")
                 page.click("#members-add")
                 page.locator("#members-secret").wait_for()
-                time.sleep(1)
-                page.screenshot(path=str(args.out / name))
-                print(args.out / name)
+                _shoot(page, args.out / name, settle=1)
                 continue
             if path == GATEWAYS:
                 page.goto(args.url + "/gateways")
@@ -117,9 +118,7 @@ def main() -> int:
                 page.press("#gateways-search", "Enter")
                 page.locator("#gateways-list button", has_text="Sensors").first.click()
                 page.locator("#gateways-sensor-list tbody tr").first.wait_for()
-                time.sleep(1)
-                page.screenshot(path=str(args.out / name))
-                print(args.out / name)
+                _shoot(page, args.out / name, settle=1)
                 continue
             if path == CONSOLE:
                 page.goto(args.url + "/dispatch")
@@ -128,9 +127,7 @@ def main() -> int:
                 (waiting.first if waiting.count() else page.locator(".dispatch-case").first).click()
             else:
                 page.goto(args.url + path)
-            time.sleep(6)  # snapshot, a few frames, the heat map
-            page.screenshot(path=str(args.out / name))
-            print(args.out / name)
+            _shoot(page, args.out / name, settle=6)   # snapshot, a few frames, the heat map
         browser.close()
     return 0
 

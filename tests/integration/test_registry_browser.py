@@ -12,7 +12,6 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import orjson
-from shapely.geometry import mapping
 
 from stack.mosquitto import BrokerAccount, mqtt_connect_reason
 from telemetry.topics import AccountKind, org_topic
@@ -20,7 +19,7 @@ from telemetry.topics import AccountKind, org_topic
 from .ingest_helpers import fix_payload, owner_rows
 from .mqtt_helpers import MqttProbe
 from .screens import post_callback, session_cookie, sign_in
-from .test_registry import a_place_in, new_id, wait_for
+from .test_registry import _community_geojson, a_place_in, new_id, wait_for
 from .test_roles_browser import _confirm, logins  # noqa: F401 - logins: a fixture
 
 
@@ -182,14 +181,6 @@ def test_an_admin_adds_a_gateway_and_a_sensor_whose_readings_follow_it_to_anothe
         ["registry.gateway.add", "registry.sensor.add", "registry.sensor.move"]
 
 
-def _community_file(city, community: str, grown: str | None = None) -> bytes:
-    features = [{"type": "Feature", "geometry": mapping(g.boundary.buffer(0.0005) if g.code == grown else g.boundary),
-                 "properties": {"code": g.code, "name": g.name, "kind": g.kind.value, "households": g.households,
-                                "population": g.population}}
-                for g in city.grids if g.community_code == community]
-    return orjson.dumps({"type": "FeatureCollection", "features": features})
-
-
 def test_a_boundary_upload_with_an_overlap_is_refused_naming_the_grids_and_the_downloaded_file_is_accepted(
         stack, dashboard, city, page):
     community = city.communities[3]
@@ -200,7 +191,8 @@ def test_a_boundary_upload_with_an_overlap_is_refused_naming_the_grids_and_the_d
     _pick(page, "#boundaries-community", community.code)
     page.locator("#boundaries-file", has_text=community.code).wait_for()
     page.locator("#boundaries-leaflet").wait_for()
-    _upload(page, "#boundaries-upload", "overlap.geojson", _community_file(city, community.code, first.code),
+    grown = lambda g: g.boundary.buffer(0.0005) if g.code == first.code else g.boundary   # noqa: E731
+    _upload(page, "#boundaries-upload", "overlap.geojson", _community_geojson(city, community.code, grown),
             "application/geo+json")
     refused = page.locator("#boundaries-result .admin-refused").inner_text()
     assert f"grids {first.code} and {second.code} overlap by" in refused, refused
