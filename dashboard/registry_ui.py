@@ -7,20 +7,26 @@ Each page is an admin's page; a callback is a request of its own, so every chang
 community), never trusting what the page listed."""
 from __future__ import annotations
 
+import base64
+import binascii
+
 from dash import dcc, html
 from flask import request
 
-from dashboard.authz import Identity, Scope, UserRole, asked_scope, authorize, current_identity
+from dashboard.authz import Identity, Scope, UserRole, asked_scope, authorize, current_identity, scope_of
 from dashboard.commands import Action
 from dashboard.pages import query_params
 from dashboard.state import app_state
 from registry import onboarding
 from registry.broker import BrokerAdmin
-from registry.store import Actor, Credential, DeviceRegistry
+from registry.store import Actor, Credential, DeviceRegistry, RegistryError
 from telemetry.catalogue import Label
 
 ADMINS = frozenset({UserRole.ADMIN})
 SHOWN_ROWS = 100     # a list shows this many; the search narrows it
+# a device's or gateway's credential, from whichever page shows it
+ROTATE = Action("registry.credential.rotate", ADMINS)
+REVOKE = Action("registry.credential.revoke", ADMINS)
 
 # the registry's pages, in the order of their links
 PAGES = (("/members", Label("Members and terminals", "网格员与终端")),
@@ -39,9 +45,9 @@ def actor(identity: Identity) -> Actor:
 
 
 def own_scope(identity: Identity | None) -> Scope:
-    state = app_state()
-    return Scope(identity.scope_code, state.city.org_name(identity.scope_code)) if identity and identity.scope_code \
-        else Scope("", state.city.name)
+    """The admin's own org unit (what their pages list and choose from), whatever the URL asks."""
+    code = identity.scope_code if identity else ""
+    return scope_of(app_state().city, code) or Scope(code, code)
 
 
 def asked(guarded, search: str | None) -> tuple[Identity | None, Scope | None, str | None]:
@@ -62,6 +68,21 @@ def allowed(identity: Identity | None, action: Action, org_code: str | None, tar
         state.commands.record(identity, action.key, "refused", reason, target, request.remote_addr, org_code)
         return reason
     return None
+
+
+def uploaded(contents: str | None) -> bytes:
+    """The bytes of a dcc.Upload's `contents` (a data URL)."""
+    try:
+        return base64.b64decode((contents or "").split(",", 1)[1], validate=True)
+    except (IndexError, binascii.Error):
+        raise RegistryError("the upload did not arrive whole; choose the file again") from None
+
+
+def result(page: str):
+    """Where a page says what its change did (id `<page>-result`), with a spinner while a slow one
+    runs (a community's CSV: ~0.1 s a member, most of it the broker saving its accounts)."""
+    return dcc.Loading(html.Div(id=f"{page}-result", className="admin-result", role="status"), type="dot",
+                       delay_show=300)
 
 
 def refused(reason: str):

@@ -18,6 +18,7 @@ or a gap. `export_boundaries` writes the same file from the database (download, 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import orjson
 import psycopg2
@@ -177,24 +178,20 @@ def _store(cur, level: Level, parent_code: str, unit: dict) -> None:
                      households=unit["households"], population=unit["population"], boundary=boundary))
 
 
-def parent_of_file(data: bytes) -> tuple[Level, str]:
-    """(the level of the file's units, the code of their parent): what an import is authorized for."""
-    try:
-        document = orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        raise RegistryError(f"not JSON: {exc}") from None
-    level, units = units_of(document)
-    return level, parent_of(units[0]["code"])
-
-
-def import_boundaries(dsn: str, actor: Actor, data: bytes) -> str:
-    """Check and store one parent's units' boundaries; a summary, or RegistryError naming the units."""
+def import_boundaries(dsn: str, actor: Actor, data: bytes,
+                      may_import: Callable[[Level, str], str | None] | None = None) -> tuple[str, str]:
+    """Check and store one parent's units' boundaries: (a summary, the parent's code), or
+    RegistryError naming the units. `may_import(level of the units, parent code)` says why the
+    caller may not (a page's admin outside that parent), once the file's parent is known."""
     try:
         document = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise RegistryError(f"not JSON: {exc}") from None
     level, units = units_of(document)
     parent_code, parent_level = parent_of(units[0]["code"]), level.parent
+    why = may_import(level, parent_code) if may_import is not None else None
+    if why:
+        raise RegistryError(why)
     target = f"{parent_level.value}:{parent_code}"
     conn = psycopg2.connect(dsn)
     try:
@@ -223,7 +220,8 @@ def import_boundaries(dsn: str, actor: Actor, data: bytes) -> str:
                         "done", None, None, {_PLURAL[level]: len(units), "added": added}, actor.source_address)
     finally:
         conn.close()
-    return f"{parent_level.value} {parent_code}: {len(units)} {level.value} boundaries stored ({len(added)} new)"
+    return f"{parent_level.value} {parent_code}: {len(units)} {level.value} boundaries stored ({len(added)} new)", \
+        parent_code
 
 
 def export_boundaries(dsn: str, parent_code: str) -> dict:

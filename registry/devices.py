@@ -155,7 +155,7 @@ def run(args, registry: DeviceRegistry, actor: Actor, settings) -> int:
     elif c == "import-boundaries":
         from registry import boundaries
 
-        print(boundaries.import_boundaries(settings.pg_dsn, actor, Path(args.path).read_bytes()))
+        print(boundaries.import_boundaries(settings.pg_dsn, actor, Path(args.path).read_bytes())[0])
         return 0
     elif c == "export-boundaries":
         import orjson

@@ -22,7 +22,8 @@ from telemetry.catalogue import Role
 COLUMNS = ("member_id", "name", "role", "grid_code", "terminal_id")
 
 
-def _rows(text: str) -> list[dict[str, str]]:
+def rows_of(text: str) -> list[dict[str, str]]:
+    """The file's rows as dicts of the columns (RegistryError if it is not our CSV)."""
     reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))   # Excel writes a BOM
     try:
         if tuple(reader.fieldnames or ()) != COLUMNS:
@@ -66,7 +67,7 @@ def problems(rows: list[dict[str, str]], dsn: str) -> list[str]:
 
 
 def import_members(registry: DeviceRegistry, actor: Actor, text: str) -> list[Credential]:
-    rows = _rows(text)
+    rows = rows_of(text)
     if not rows:
         raise RegistryError("the file has no members")
     bad = problems(rows, registry.dsn)

@@ -72,6 +72,12 @@ def traccar_client(credential: Credential, settings) -> dict[str, str]:
             "device_identifier": credential.device_id}
 
 
+def mqtt_url(settings) -> str:
+    """The broker as devices reach it."""
+    return f"{'mqtts' if settings.public_mqtt_tls else 'mqtt'}://{settings.public_mqtt_host or settings.mqtt_host}:" \
+           f"{settings.public_mqtt_port or settings.mqtt_port}"
+
+
 def mqtt_broker(credential: Credential, settings) -> dict[str, str]:
     """Where a terminal or a gateway connects and what it publishes (its topics' leaves in braces)."""
     if credential.kind is AccountKind.TERMINAL:
@@ -80,8 +86,5 @@ def mqtt_broker(credential: Credential, settings) -> dict[str, str]:
         topics, leaves = gateway_topic, GATEWAY_UPLINK
     else:
         raise ValueError(f"{credential.device_id} is a {credential.kind.value} account, not a terminal's or gateway's")
-    scheme = "mqtts" if settings.public_mqtt_tls else "mqtt"
-    return {"url": f"{scheme}://{settings.public_mqtt_host or settings.mqtt_host}:"
-                   f"{settings.public_mqtt_port or settings.mqtt_port}",
-            "username": credential.device_id,
+    return {"url": mqtt_url(settings), "username": credential.device_id,
             "publishes": topics(credential.device_id, "{" + ",".join(leaves) + "}")}

@@ -20,8 +20,7 @@ import psycopg2
 
 from database.audit import write_audit
 from registry import broker
-from registry.broker import BrokerAdmin, new_password
-from stack.mosquitto import DynsecError
+from registry.broker import BrokerAdmin, DynsecError, new_password
 from telemetry.catalogue import DeviceKind, Role
 from telemetry.city import GatewayKind, MemberDeviceKind
 from telemetry.messages import is_valid_id
@@ -109,8 +108,8 @@ class DeviceRegistry:
                 return done
             except (RegistryError, psycopg2.IntegrityError, DynsecError) as exc:
                 reason = str(exc).strip().splitlines()[0]
-                if isinstance(exc, DynsecError):      # e.g. an id the broker has already (a service account)
-                    reason = f"the broker refused the account: {reason}"
+                if isinstance(exc, DynsecError):      # nothing stored: the broker did not take the change
+                    reason = f"the broker refused the change: {reason}"
                 with conn, conn.cursor() as cur:
                     write_audit(cur, actor.user, list(actor.roles), action, target, None, "refused", reason,
                                 source_address=actor.source_address)

@@ -13,7 +13,7 @@ from pathlib import Path
 import psycopg2
 
 from config.settings import REPO_ROOT
-from database.citydb import load_city, read_city, retired_devices
+from database.citydb import device_accounts, load_city
 from simulator.citygen import SCALES, generate
 from telemetry.city import City
 
@@ -61,7 +61,7 @@ def follow_registry(stack: LocalStack, dsn: str) -> None:
     devices retired while the demo ran, which the city file does not know)."""
     conn = psycopg2.connect(dsn)
     try:
-        moved, disabled = stack.follow_registry(read_city(conn), retired_devices(conn))
+        moved, disabled = stack.follow_registry(*device_accounts(conn))
     finally:
         conn.close()
     if moved or disabled:

@@ -228,16 +228,14 @@ class LocalStack:
             self.change_broker_accounts(gridless)
         return len(new)
 
-    def follow_registry(self, city, retired_devices: set[str]) -> tuple[int, int]:
-        """Bring the stack's own device accounts to the registry as the database holds it (`city`
-        read from it): a terminal whose member was moved at run time keeps its new grid's rules, a
-        retired device stays disabled, though the city file still says otherwise. (Accounts the
-        registry created at run time are the broker's alone; its file keeps them as they are.)
-        `retired_devices`: the retired terminals, phones and gateways (not sensors: their ids are no
-        broker accounts, and may be anything). Returns (accounts given their grid anew, disabled)."""
-        member_grid = {m.member_id: m.grid_code for m in city.members}
-        grids = {m.terminal_id: m.grid_code for m in city.members} | \
-                {d.device_id: member_grid[d.member_id] for d in city.devices if d.member_id in member_grid}
+    def follow_registry(self, grids: dict[str, str], retired_devices: set[str]) -> tuple[int, int]:
+        """Bring the stack's own device accounts to the registry as the database holds it
+        (database.citydb.device_accounts): a terminal whose member was moved at run time keeps its
+        new grid's rules (`grids`: terminal -> grid), a retired device stays disabled, though the
+        city file still says otherwise. (Accounts the registry created at run time are the broker's
+        alone; its file keeps them as they are.) `retired_devices`: the retired terminals, phones
+        and gateways (not sensors: their ids are no broker accounts, and may be anything). Returns
+        (accounts given their grid anew, disabled)."""
         moved = [replace(a, org=grids[name]) for name, a in self.accounts.items()
                  if a.kind is AccountKind.TERMINAL and grids.get(name) and a.org != grids[name]]
         if moved:

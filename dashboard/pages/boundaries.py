@@ -9,7 +9,6 @@ The import is authorized on the server for the parent the file's codes name."""
 from __future__ import annotations
 
 import base64
-import binascii
 
 import dash_leaflet as dl
 import orjson
@@ -69,7 +68,7 @@ def layout(state, scope: Scope, kiosk: bool = False):
                                        "一个社区全部网格（属性 code 15位、name，可选 kind、households、population）"
                                        "或一个街道全部社区（code 12位、name）的 FeatureCollection：即上方下载的文件")),
                              className="audit-dim"),
-                    html.Div(id="boundaries-result", className="admin-result", role="status"),
+                    ui.result("boundaries"),
                 ]),
             ]),
             html.Section(className="wall-panel", children=[
@@ -141,17 +140,14 @@ def import_file(contents, filename, changed):
     if not ctx.triggered[0]["value"]:
         return no_update, no_update, no_update
     state, identity = app_state(), current_identity()
+
+    def may_import(level, parent: str) -> str | None:
+        return ui.allowed(identity, IMPORT, parent if parent in state.city.org_by_code else None,
+                          f"{level.parent.value}:{parent}")
+
     try:
-        try:
-            data = base64.b64decode(contents.split(",", 1)[1], validate=True)
-        except (IndexError, binascii.Error):
-            raise RegistryError("the upload did not arrive whole; choose the file again") from None
-        level, parent = boundaries.parent_of_file(data)
-        why = ui.allowed(identity, IMPORT, parent if parent in state.city.org_by_code else None,
-                         f"{level.parent.value}:{parent}")
-        if why:
-            return ui.refused(why), no_update, no_update
-        summary = boundaries.import_boundaries(state.settings.pg_dsn, ui.actor(identity), data)
+        summary, parent = boundaries.import_boundaries(state.settings.pg_dsn, ui.actor(identity),
+                                                       ui.uploaded(contents), may_import)
     except RegistryError as exc:
         return ui.refused(f"{filename or 'the file'}: {exc}"), no_update, no_update
     return ui.done(summary), (changed or 0) + 1, parent

@@ -24,10 +24,8 @@ from telemetry.catalogue import ROLE_LABELS, Label
 from telemetry.city import CITY_TZ
 
 ADD_DEVICE = Action("registry.device.add", ui.ADMINS)
-ROTATE = Action("registry.credential.rotate", ui.ADMINS)
-REVOKE = Action("registry.credential.revoke", ui.ADMINS)
 RETIRE = Action("registry.device.retire", ui.ADMINS)
-DEVICE_ACTIONS = (ADD_DEVICE, ROTATE, REVOKE, RETIRE)
+DEVICE_ACTIONS = (ADD_DEVICE, ui.ROTATE, ui.REVOKE, RETIRE)
 _PHONES = {"owntracks-mqtt": ("owntracks", "mqtt", Label("OwnTracks (MQTT)", "OwnTracks（MQTT）")),
            "owntracks-http": ("owntracks", "http", Label("OwnTracks (HTTP)", "OwnTracks（HTTP）")),
            "osmand": ("osmand", None, Label("Traccar Client", "Traccar Client"))}
@@ -54,7 +52,7 @@ def layout(state, scope: Scope, kiosk: bool = False):
                                                                                     "备注，如工作手机"))),
                     html.Button(str(Label("Add phone", "接入")), id="devices-add", className="button"),
                 ]),
-                html.Div(id="devices-result", className="admin-result", role="status"),
+                ui.result("devices"),
             ]),
             html.Section(className="wall-panel", children=[
                 html.H2(str(Label("Phones and other devices", "手机与其他设备"))),
@@ -140,7 +138,7 @@ def change_device(_added, _confirmed, member_id, app, label):
             said = _phone_said(ui.registry().add_device(actor, member.member_id, kind, device_id, label or ""), mode)
         else:
             device_id, do = trigger["device"], trigger["do"]
-            action = {"rotate": ROTATE, "revoke": REVOKE, "retire": RETIRE}.get(do)
+            action = {"rotate": ui.ROTATE, "revoke": ui.REVOKE, "retire": RETIRE}.get(do)
             if action is None:
                 return ui.refused(f"no such change: {do!r}"), no_update
             why = ui.allowed(identity, action, state.queries.device_grid(device_id), f"device:{device_id}")

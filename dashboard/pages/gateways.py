@@ -22,12 +22,10 @@ from telemetry.city import GatewayKind
 ADD = Action("registry.gateway.add", ui.ADMINS)
 MOVE = Action("registry.gateway.move", ui.ADMINS)
 RETIRE = Action("registry.gateway.retire", ui.ADMINS)
-ROTATE = Action("registry.credential.rotate", ui.ADMINS)
-REVOKE = Action("registry.credential.revoke", ui.ADMINS)
 ADD_SENSOR = Action("registry.sensor.add", ui.ADMINS)
 MOVE_SENSOR = Action("registry.sensor.move", ui.ADMINS)
 RETIRE_SENSOR = Action("registry.sensor.retire", ui.ADMINS)
-GATEWAY_ACTIONS = (ADD, MOVE, RETIRE, ROTATE, REVOKE, ADD_SENSOR, MOVE_SENSOR, RETIRE_SENSOR)
+GATEWAY_ACTIONS = (ADD, MOVE, RETIRE, ui.ROTATE, ui.REVOKE, ADD_SENSOR, MOVE_SENSOR, RETIRE_SENSOR)
 GATEWAY_KINDS = {GatewayKind.BUILDING_GATEWAY: Label("Building gateway (meters, gas detectors)",
                                                      "楼宇网关（表计、燃气探测器）"),
                  GatewayKind.ELEVATOR_CONTROLLER: Label("Elevator controller", "电梯控制器")}
@@ -72,7 +70,7 @@ def layout(state, scope: Scope, kiosk: bool = False):
                         html.Button(str(Label("Add gateway", "接入")), id="gateways-add", className="button"),
                     ]),
                 ]),
-                html.Div(id="gateways-result", className="admin-result", role="status"),
+                ui.result("gateways"),
                 html.Section(className="wall-panel", children=[
                     html.H2(str(Label("The gateway chosen", "所选网关"))),
                     dcc.Dropdown(id="gateways-pick", options=choices, searchable=True,
@@ -122,7 +120,7 @@ def gateways_table(state, scope: Scope, search: str):
     rows, total = state.queries.registry_gateways(scope, (search or "").strip(), ui.SHOWN_ROWS)
     body = []
     for gateway_id, kind, protocol, _building_id, building, grid, sensors in rows:
-        kind_label = GATEWAY_KINDS.get(GatewayKind(kind)) if kind in {k.value for k in GatewayKind} else kind
+        kind_label = GATEWAY_KINDS.get(kind, kind)        # str enums: their values look them up
         body.append(html.Tr(id=f"gateways-row-{gateway_id}", children=[
             html.Td([html.Div(gateway_id, className="admin-name"),
                      html.Div(f"{str(kind_label).split(' (')[0]} · {protocol}", className="audit-dim")]),
@@ -204,7 +202,7 @@ def gateway_sensors(gateway_id, _changed):
     sensors = [s for s in state.queries.registry_sensors(gateway_id) if own.covers(s[4])]
     rows = [html.Tr(id=f"gateways-sensor-{sensor_id}", children=[
         html.Td(html.Code(sensor_id)),
-        html.Td(str(SENSOR_KINDS.get(DeviceKind(kind), kind)) if kind in {k.value for k in DeviceKind} else kind),
+        html.Td(str(SENSOR_KINDS.get(kind, kind))),
         html.Td([html.Div(building), html.Div(state.queries.org_name(sensor_grid), className="audit-dim")]),
         html.Td(className="admin-actions", children=[
             html.Button(str(Label("Move to that building", "迁往该楼宇")), className="button small",
@@ -223,10 +221,10 @@ def gateway_sensors(gateway_id, _changed):
 
 def _both(identity, action: Action, grid: str | None, target: str, to_building: str | None) -> str | None:
     """What a move needs: the thing's grid and the new building's grid, both in scope."""
-    why = ui.allowed(identity, action, grid, target)
-    if why or not to_building:
-        return why or (str(Label("choose the building to move to", "请选择迁往的楼宇")) if not to_building else None)
-    return ui.allowed(identity, action, app_state().queries.registry_grid("building", to_building), target)
+    if not to_building:
+        return str(Label("choose the building to move to", "请选择迁往的楼宇"))
+    return ui.allowed(identity, action, grid, target) or \
+        ui.allowed(identity, action, app_state().queries.registry_grid("building", to_building), target)
 
 
 @callback(Output("gateways-result", "children"), Output("gateways-changed", "data"),
@@ -282,7 +280,7 @@ def change_gateway(_add, _sensor_add, _move, _do, _sensor_move, _sensor_retire, 
             return ui.done(f"{picked} → {queries.building_name(to_building)}"), bump
         if trigger["type"] == "gateways-do":
             target, do = trigger["gateway"], trigger["do"]
-            action = {"rotate": ROTATE, "revoke": REVOKE, "retire": RETIRE}.get(do)
+            action = {"rotate": ui.ROTATE, "revoke": ui.REVOKE, "retire": RETIRE}.get(do)
             if action is None:
                 return ui.refused(f"no such change: {do!r}"), no_update
             why = ui.allowed(identity, action, queries.registry_grid("gateway", target), f"gateway:{target}")

@@ -10,7 +10,6 @@ refused and audited."""
 from __future__ import annotations
 
 import base64
-import binascii
 import csv
 import io
 
@@ -21,7 +20,7 @@ from dashboard.authz import Scope, authorize, current_identity
 from dashboard.commands import Action
 from dashboard.pages import Page
 from dashboard.state import app_state
-from registry import imports
+from registry import imports, onboarding
 from registry.store import RegistryError
 from telemetry.catalogue import ROLE_LABELS, Label, Role
 
@@ -29,11 +28,8 @@ ADD = Action("registry.member.add", ui.ADMINS)
 CHANGE = Action("registry.member.change", ui.ADMINS)
 MOVE = Action("registry.member.move", ui.ADMINS)
 REPLACE = Action("registry.member.replace_terminal", ui.ADMINS)
-ROTATE = Action("registry.credential.rotate", ui.ADMINS)
-REVOKE = Action("registry.credential.revoke", ui.ADMINS)
 RETIRE = Action("registry.member.retire", ui.ADMINS)
-MEMBER_ACTIONS = (ADD, CHANGE, MOVE, REPLACE, RETIRE, ROTATE, REVOKE)
-_ROLE_VALUES = {r.value for r in Role}
+MEMBER_ACTIONS = (ADD, CHANGE, MOVE, REPLACE, RETIRE, ui.ROTATE, ui.REVOKE)
 CSV_EXAMPLE = "member_id,name,role,grid_code,terminal_id\nM-0601,王芳,grid_administrator,350102002003001,T-0601"
 
 
@@ -123,7 +119,7 @@ def layout(state, scope: Scope, kiosk: bool = False):
                             message="Retire this member? Their terminal and phones are refused at once. 确认离岗？"),
                     ]),
                 ]),
-                html.Div(id="members-result", className="admin-result", role="status"),
+                ui.result("members"),
             ]),
             html.Section(className="wall-panel", children=[
                 html.H2(str(Label("Members", "网格员"))),
@@ -142,7 +138,7 @@ def members_table(state, scope: Scope, search: str):
     rows, total = state.queries.registry_members(scope, (search or "").strip(), ui.SHOWN_ROWS)
     body = [html.Tr(id=f"members-row-{member_id}", children=[
         html.Td([html.Div(name, className="admin-name"), html.Div(member_id, className="audit-dim")]),
-        html.Td(str(ROLE_LABELS[Role(role)]) if role in _ROLE_VALUES else role),
+        html.Td(str(ROLE_LABELS.get(role, role))),         # a str enum: its value looks it up
         html.Td([html.Div(state.queries.org_name(grid)), html.Div(grid, className="audit-dim")]),
         html.Td([html.Div(terminal_id),
                  html.Div(f"+{phones} {str(Label('phone(s)', '部手机'))}", className="audit-dim") if phones else None]),
@@ -160,12 +156,14 @@ def members_table(state, scope: Scope, search: str):
           State("shell-url", "search"), prevent_initial_call=True)
 def refresh_table(search, _changed, url_search):
     """The list again, for the org selector's scope (authorized again: a callback is a request),
-    and the editor's choice of members (the admin's own scope: a member just added among them)."""
+    and, after a change, the editor's choice of members (the admin's own scope: a member just added
+    among them; a search leaves the choice as it is)."""
     identity, scope, why = ui.asked(PAGE, url_search)
     if why:
         return ui.refused(why), []
     state = app_state()
-    return members_table(state, scope, search or ""), _members(state, ui.own_scope(identity))
+    choice = no_update if ctx.triggered_id == "members-search" else _members(state, ui.own_scope(identity))
+    return members_table(state, scope, search or ""), choice
 
 
 clientside_callback(ClientsideFunction(namespace="gcc", function_name="registryPick"),
@@ -189,10 +187,7 @@ def fill_editor(member_id, _changed):
 
 def _upload_text(contents: str) -> str:
     """An uploaded file's text: UTF-8 (with or without Excel's BOM), else GBK (Excel's CSV in China)."""
-    try:
-        data = base64.b64decode(contents.split(",", 1)[1], validate=True)
-    except (IndexError, binascii.Error):
-        raise RegistryError("the upload did not arrive whole; choose the file again") from None
+    data = ui.uploaded(contents)
     for encoding in ("utf-8-sig", "gb18030"):
         try:
             return data.decode(encoding)
@@ -206,7 +201,7 @@ def _import(identity, actor, contents: str, filename: str | None):
     first; one refused part-way shows the passwords of the members added before it)."""
     state = app_state()
     text = _upload_text(contents)
-    rows = imports._rows(text)
+    rows = imports.rows_of(text)
     own = ui.own_scope(identity)
     outside = [f"line {line}: grid {row['grid_code']} lies outside {identity.user}'s scope {own.code}"
                for line, row in enumerate(rows, start=2) if row.get("grid_code") and not own.covers(row["grid_code"])]
@@ -222,9 +217,7 @@ def _import(identity, actor, contents: str, filename: str | None):
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["terminal_id", "password", "mqtt_url"])
-    settings = state.settings
-    url = f"{'mqtts' if settings.public_mqtt_tls else 'mqtt'}://{settings.public_mqtt_host or settings.mqtt_host}:" \
-          f"{settings.public_mqtt_port or settings.mqtt_port}"
+    url = onboarding.mqtt_url(state.settings)
     for credential in credentials:
         writer.writerow([credential.device_id, credential.password, url])
     data = base64.b64encode(out.getvalue().encode("utf-8-sig")).decode()
@@ -257,11 +250,10 @@ def change_member(_add, _save, _replace, _retire, upload, _rotate, _revoke, memb
     if trigger is None or not ctx.triggered[0]["value"]:
         return no_update, no_update
     state, identity = app_state(), current_identity()
-    actor = ui.actor(identity)
-    registry = ui.registry()
+    actor, registry, bump = ui.actor(identity), ui.registry(), (changed or 0) + 1
     try:
         if trigger == "members-upload":
-            return _import(identity, actor, upload, filename), (changed or 0) + 1
+            return _import(identity, actor, upload, filename), bump
         if trigger == "members-add":
             member_id, terminal_id = (member_id or "").strip(), (terminal_id or "").strip()
             if not (member_id and (name or "").strip() and role and grid and terminal_id):
@@ -271,7 +263,7 @@ def change_member(_add, _save, _replace, _retire, upload, _rotate, _revoke, memb
             if why:
                 return ui.refused(why), no_update
             credential = registry.add_member(actor, member_id, name.strip(), role, grid, terminal_id)
-            return ui.secret("members", credential, ui.mqtt_settings(credential)), (changed or 0) + 1
+            return ui.secret("members", credential, ui.mqtt_settings(credential)), bump
         row = state.queries.registry_member(edit_id or "")
         member_grid, target = (row[3] if row else None), f"member:{edit_id}"
         if trigger == "members-save":
@@ -290,10 +282,10 @@ def change_member(_add, _save, _replace, _retire, upload, _rotate, _revoke, memb
                 except RegistryError as exc:
                     if not said:
                         raise
-                    return ui.refused(f"{'; '.join(said)} saved, but the move was refused: {exc}"), (changed or 0) + 1
+                    return ui.refused(f"{'; '.join(said)} saved, but the move was refused: {exc}"), bump
                 said.append(f"{edit_id} → {state.queries.org_name(edit_grid)}")
             return (ui.done("; ".join(said)) if said else ui.done(str(Label("nothing changed", "没有改动"))),
-                    (changed or 0) + 1)
+                    bump)
         if trigger == "members-replace":
             why = ui.allowed(identity, REPLACE, member_grid, target)
             if why:
@@ -301,20 +293,20 @@ def change_member(_add, _save, _replace, _retire, upload, _rotate, _revoke, memb
             if not (new_terminal or "").strip():
                 return ui.refused(str(Label("type the new terminal's id", "请填写新终端编号"))), no_update
             credential = registry.replace_terminal(actor, edit_id, new_terminal.strip())
-            return ui.secret("members", credential, ui.mqtt_settings(credential)), (changed or 0) + 1
+            return ui.secret("members", credential, ui.mqtt_settings(credential)), bump
         if trigger in ("members-rotate", "members-revoke"):
-            why = ui.allowed(identity, ROTATE if trigger == "members-rotate" else REVOKE, member_grid, target)
+            why = ui.allowed(identity, ui.ROTATE if trigger == "members-rotate" else ui.REVOKE, member_grid, target)
             if why:
                 return ui.refused(why), no_update
             if trigger == "members-revoke":
                 registry.revoke(actor, row[4])
-                return ui.done(f"{row[4]} {str(Label('revoked', '已吊销'))}"), (changed or 0) + 1
+                return ui.done(f"{row[4]} {str(Label('revoked', '已吊销'))}"), bump
             credential = registry.rotate(actor, row[4])
-            return ui.secret("members", credential, ui.mqtt_settings(credential)), (changed or 0) + 1
+            return ui.secret("members", credential, ui.mqtt_settings(credential)), bump
         why = ui.allowed(identity, RETIRE, member_grid, target)
         if why:
             return ui.refused(why), no_update
         registry.retire_member(actor, edit_id)
-        return ui.done(f"{edit_id} {str(Label('retired', '已离岗'))}"), (changed or 0) + 1
+        return ui.done(f"{edit_id} {str(Label('retired', '已离岗'))}"), bump
     except RegistryError as exc:
         return ui.refused(str(exc)), no_update
