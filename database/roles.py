@@ -3,8 +3,10 @@
     owner       runs the migrations and the retention job (the role that owns the tables)
     gcc_ingest  the ingest workers: insert what devices send, read the reference data
     gcc_dashboard  the screens: read everything; write only what dashboard/commands.py writes (a
-                   person's work on a case among it), the logins (users, sessions, wall
-                   tokens, the login throttle) and the registry's devices (the admin page)
+                   person's work on a case and a hotline case entered among it), the logins
+                   (users, sessions, wall tokens, the login throttle) and the registry (the admin
+                   pages: devices, members, boundaries); every command a screen can issue is run
+                   as this role in tests/integration/test_commands_as_dashboard_role.py
     gcc_cases   the cases engine (intake and escalation): read what the ingest stored, write the
                 cases, their events and escalation steps, take the inbox's rows off; maintain the
                 assessment's facts and rollups
@@ -31,7 +33,8 @@ REFERENCE_TABLES = ("city_info", "org_units", "grids", "buildings", "units", "or
 INGEST_TABLES = ("positions", "terminal_status", "sensor_readings", "device_alarms", "incident_reports",
                  "task_acks", "case_updates", "gateway_status", "region_transitions", "announcement_reads",
                  "diary_entries", "dead_letters")
-REGISTRY_WRITES = ("members", "member_devices", "gateways", "sensors", "grids")   # changed at run time (registry/)
+REGISTRY_WRITES = ("members", "member_devices", "gateways", "sensors", "grids",   # changed at run time (registry/)
+                   "org_units")     # a street's communities, a district's streets: their boundaries imported
 DASHBOARD_WRITES = ("audit_log", "alarm_acknowledgements", "diary_ratings")
 LOGIN_TABLES = ("users", "wall_tokens", "sessions", "login_throttle")   # the dashboard's logins (dashboard/accounts.py)
 CASE_TABLES = ("cases", "case_sources", "case_events", "case_escalations", "case_notices",   # the cases engine writes
@@ -54,7 +57,7 @@ GRANTS: dict[str, list[tuple[str, tuple[str, ...]]]] = {
     DASHBOARD: [("select", REFERENCE_TABLES + INGEST_TABLES + DASHBOARD_WRITES + OTHER_TABLES + CASE_TABLES
                  + CASE_RULES + CASE_INBOX + ANNOUNCEMENTS + DUTY + STATUS_HISTORY + KPI_TABLES),   # inbox: rules page
                 ("insert", DASHBOARD_WRITES + ANNOUNCEMENTS),
-                ("update", ("cases",)),                   # a person's work on a case (cases.machine decides)
+                ("insert, update", ("cases",)),           # a hotline case entered; a person's work on a case
                 ("update", ("diary_ratings",)),           # a leader rates a diary entry again
                 ("insert", ("case_events", "case_notices", "case_offers")),
                 ("update", ("case_offers",)),             # an offer withdrawn (returned, reassigned)

@@ -24,8 +24,13 @@ EVERY_ROLE = Identity("demo", EVERYONE)     # every role over the whole city
 
 
 @pytest.fixture
-def commands(settings, city, redis_client):
-    return Commands(city, redis_client, settings.pg_dsn, producer="test-commands")
+def commands(stack, city):
+    """The commands as the screens run them: the dashboard's own database role and Redis user (the
+    owner could do what the screens may not; test_commands_as_dashboard_role.py tries every command)."""
+    dashboard = stack.app_settings("dashboard")
+    client = dashboard.redis_client()
+    yield Commands(city, client, dashboard.pg_dsn, producer="test-commands")
+    client.close()
 
 
 def _open_alarm(settings, city, redis_client, sensor=None, alarm_id: str | None = None) -> tuple[str, object]:

@@ -73,6 +73,12 @@ def test_the_dashboard_role_reads_and_writes_only_what_its_commands_write(stack,
                               "values (now(), 'T', 1, 1, 'gcc')")
         assert _refused(conn, "update audit_log set actor = 'x'")
         assert _refused(conn, "delete from alarm_acknowledgements")
+        # it enters cases and imports boundaries, and deletes neither (test_commands_as_dashboard_role.py runs each
+        # command the screens can issue as this role)
+        assert _refused(conn, "delete from cases where false")
+        assert _refused(conn, "delete from org_units where false")
+        assert _refused(conn, "insert into case_escalations select * from case_escalations where false")
+        assert _refused(conn, "delete from case_inbox where false")
     finally:
         conn.close()
 
