@@ -2,7 +2,10 @@
 
 Candidates come from Redis (`GEOSEARCH … BYRADIUS … ASC COUNT` over the live positions, telemetry.live
 Keys.POSITIONS: a quarter of the radius first, the whole radius when that holds too few), nearest
-first, each with its live state read in one pipeline; then ranked:
+first, each with its live state read in one pipeline; only members inside the viewer's scope (an org
+code; "" the whole city) are ever looked at — the search reads further down Redis's list until it has
+`look_at` of them, so a crowd from the next street never pushes the street's own members out, and
+nothing of those outside (not even how many) leaves the search; then ranked:
 
     1. available (on duty, online, a fix of the last FRESH_S) before anyone busy;
     2. a role that fits the category (ROLES_FOR: the police officer for public-order matters, the
@@ -29,7 +32,7 @@ from dispatch.status import FRESH_S, DispatchStatus, Status, status_of
 from telemetry.catalogue import ROLE_LABELS, Role
 from telemetry.city import City
 from telemetry.live import Keys, TerminalLive, read_terminals, read_whereabouts
-from telemetry.orgcodes import Level, ancestor
+from telemetry.orgcodes import Level, ancestor, contains
 
 # who fits which kind of case (a category not named: any member)
 PUBLIC_ORDER = ("neighbour_dispute", "noise", "street_vending", "illegal_parking", "blocked_fire_lane")
@@ -98,23 +101,52 @@ def rank(candidates: list[Candidate]) -> list[Candidate]:
                                              c.distance_m))
 
 
+def visible(city: City, scope_code: str, terminal_id: str) -> bool:
+    """May a viewer of `scope_code` ("" the whole city) be shown this terminal as a candidate: its
+    member's own grid lies inside the scope. The whole city sees every terminal (a stranger is then
+    left out as "not a member", and counted); a scope sees its own members only."""
+    if not scope_code:
+        return True
+    member = city.member_by_terminal.get(terminal_id)
+    return member is not None and contains(scope_code, member.grid_code)
+
+
+def nearest(r, lat: float, lon: float, settings: Settings, keep: Callable[[str], bool]) -> list[tuple[str, float]]:
+    """The `settings.look_at` nearest terminals within the radius that `keep` keeps, nearest first,
+    as (terminal, metres). Near first (a small circle is cheap for Redis to sort), the whole radius
+    only when that holds too few; within a circle, when those not kept took places in Redis's
+    COUNT, the same list is read further down (4× at a time) until enough are kept or the circle
+    holds no more: the N nearest kept, never the N nearest then filtered to fewer."""
+    kept: list[tuple[str, float]] = []
+    for radius in (settings.radius_m / 4, settings.radius_m):
+        count = settings.look_at
+        while True:
+            hits = [(t.decode() if isinstance(t, bytes) else t, float(d))
+                    for t, d in r.geosearch(Keys.POSITIONS, longitude=lon, latitude=lat, radius=radius, unit="m",
+                                            sort="ASC", count=count, withdist=True)]
+            kept = [h for h in hits if keep(h[0])]
+            if len(kept) >= settings.look_at or len(hits) < count:
+                break
+            count *= 4
+        if len(kept) >= settings.look_at:
+            break
+    return kept[:settings.look_at]
+
+
 def find(r, city: City, category: str, case_grid: str | None, lat: float, lon: float,
          work: Callable[[str], list[str]], now: float, settings: Settings = Settings(),
-         exclude: frozenset[str] = frozenset(), on_duty: Callable[[str], bool] = lambda t: True) -> Search:
-    """The ranked candidates for a case at (lat, lon). `work(terminal_id)` gives the states of the
-    open cases dispatched to that terminal; `exclude`: terminals already offered this case;
-    `on_duty(terminal_id)`: the duty roster's word."""
-    # near first (a small circle is cheap for Redis to sort), the whole radius only when few are near
-    for radius in (settings.radius_m / 4, settings.radius_m):
-        hits = r.geosearch(Keys.POSITIONS, longitude=lon, latitude=lat, radius=radius, unit="m", sort="ASC",
-                           count=settings.look_at, withdist=True)
-        if len(hits) >= settings.look_at:
-            break
-    ids = [h[0].decode() if isinstance(h[0], bytes) else h[0] for h in hits]
+         exclude: frozenset[str] = frozenset(), on_duty: Callable[[str], bool] = lambda t: True,
+         scope_code: str = "") -> Search:
+    """The ranked candidates for a case at (lat, lon), among the members inside `scope_code` (the
+    viewer's org unit; "" the whole city: the cases engine, a city dispatcher). `work(terminal_id)`
+    gives the states of the open cases dispatched to that terminal; `exclude`: terminals already
+    offered this case; `on_duty(terminal_id)`: the duty roster's word."""
+    hits = nearest(r, lat, lon, settings, lambda t: visible(city, scope_code, t))
+    ids = [t for t, _ in hits]
     lives = {t.terminal_id: t for t in read_whereabouts(r, ids, now)}
     fits = ROLES_FOR.get(category)
     search = Search([], looked_at=len(ids))
-    for terminal_id, (_, distance) in zip(ids, hits, strict=True):
+    for terminal_id, distance in hits:
         member = city.member_by_terminal.get(terminal_id)
         why_not = _left_out(member, terminal_id, exclude)
         status = status_of(lives.get(terminal_id), work(terminal_id), now, settings.fresh_s, on_duty(terminal_id))
@@ -128,7 +160,7 @@ def find(r, city: City, category: str, case_grid: str | None, lat: float, lon: f
         role_fits = fits is None or member.role in fits
         here = lives[terminal_id]
         search.candidates.append(Candidate(terminal_id, member.name, member.role, member.grid_code, here.lon, here.lat,
-                                           float(distance), eta_s(float(distance), settings), status, tier, role_fits,
+                                           distance, eta_s(distance, settings), status, tier, role_fits,
                                            ""))
     ranked = rank(search.candidates)
     search.candidates = [_explained(c, n) for n, c in enumerate(ranked, 1)]

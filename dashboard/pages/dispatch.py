@@ -6,10 +6,12 @@ never the 2 Hz fixes).
 - **The dispatch queue** (left): the cases of the scope that wait for a dispatcher — to register,
   to dispatch (an unassigned one first: its offers ran out), offered and not yet accepted — SOS
   first, then overdue, urgent, by time left; a live countdown each.
-- **Candidates** (right) for the case chosen: dispatch.candidates ranks the members near it
-  (available first, the role that fits, its grid, then its community, then beyond, workload,
-  distance), each with its ETA and why it ranks there; **Offer** sends the case to that member's
-  terminal (an offer that expires if not accepted, then goes to the next candidate: cases.offers).
+- **Candidates** (right) for the case chosen: dispatch.candidates ranks the members near it who
+  work inside the viewer's own scope (available first, the role that fits, its grid, then its
+  community, then beyond, workload, distance), each with its ETA and why it ranks there (the
+  server filters: a street's dispatcher is never sent the next street's members); **Offer** sends
+  the case to that member's terminal (an offer that expires if not accepted, then goes to the next
+  candidate: cases.offers).
   The map (centre) shows the case and its candidates, numbered.
 - Keyboard first: ↑/↓ move through the queue, Enter registers a reported case and offers a
   registered one to candidate 1, a digit to candidate N, Esc lets go of the case.
@@ -187,7 +189,8 @@ def _case_in_scope(case_id: str | None):
           Input("dispatch-selected", "data"), Input("dispatch-result", "children"),
           Input("dispatch-cand-tick", "n_intervals"))
 def candidates(case_id, _done, _tick):
-    """The candidates for the case chosen (authorized for the case's org unit)."""
+    """The candidates for the case chosen (authorized for the case's org unit), only ever members
+    inside the viewer's own scope (a street's dispatcher is never sent the next street's)."""
     state, case, decision = _case_in_scope(case_id)
     if case is None:
         hint = html.Div(str(Label("Choose a case in the queue (↑↓).", "请在队列中选择案件。")), className="empty")
@@ -217,7 +220,7 @@ def candidates(case_id, _done, _tick):
             if case.state is CaseState.DISPATCHED else []
         others = []
         if case.state in REASSIGNABLE and case.lat is not None:     # someone else instead, in one step
-            search, today = _search(state, case, frozenset({case.handler}))
+            search, today = _search(state, case, frozenset({case.handler}), current_identity().scope_code)
             others = [html.H3(str(Label("Reassign to", "改派给")), className="dispatch-alt-head"),
                       *_rows(search.candidates[:REASSIGN_SHOWN], "dispatch-reassign", "dispatch-alt",
                              Label("Reassign", "改派"), features)]
@@ -232,7 +235,7 @@ def candidates(case_id, _done, _tick):
     mode = html.P(str(Label("Automatic mode: the cases engine offers it to candidate 1 itself.",
                             "自动派遣：系统自动派给第一候选人。")), className="dispatch-mode",
                   id="dispatch-cand-mode") if automatic else None
-    search, today = _search(state, case, frozenset())
+    search, today = _search(state, case, frozenset(), current_identity().scope_code)
     rows = _rows(search.candidates[:CANDIDATES_SHOWN], "dispatch-offer", "dispatch-cand", Label("Offer", "派遣"),
                  features)
     left = ", ".join(f"{n} {why}" for why, n in sorted(search.left_out.items()))
@@ -247,15 +250,16 @@ def candidates(case_id, _done, _tick):
     return [head, mode, *rows, *none, foot], {"type": "FeatureCollection", "features": features}, view
 
 
-def _search(state, case, exclude: frozenset[str]):
-    """The ranked candidates for the case (dispatch.candidates), with today's duty roster."""
+def _search(state, case, exclude: frozenset[str], scope_code: str):
+    """The ranked candidates for the case (dispatch.candidates) among the members inside the
+    viewer's `scope_code`, with today's duty roster."""
     work = state.queries.open_work()
     now = time.time()
     at = datetime.fromtimestamp(now, timezone.utc)
     today = state.queries.roster_today(at)
     search = find(state.queries.r, state.city, case.category, case.grid_code, case.lat, case.lon,
                   lambda t: work.get(t, []), now, state.settings.candidate_settings(),
-                  exclude=exclude, on_duty=lambda t: today.on_duty(t, at))
+                  exclude=exclude, on_duty=lambda t: today.on_duty(t, at), scope_code=scope_code)
     return search, today
 
 
