@@ -4,9 +4,14 @@
 - Passwords: argon2id (argon2-cffi's defaults, RFC 9106's second recommended option); a hash made
   with older parameters is replaced at the next successful login. An unknown username costs the
   same work as a known one (a dummy hash is verified), and both get the same answer.
-- Throttle: failed logins are counted per username (whether or not it exists: a lock-out must not
-  tell who exists) and per source address, in a window; past the limit the key is locked out for
-  a while, and every attempt meanwhile is refused without looking at the password.
+- Throttle (`reserve`): guessing slows the guesser down and never locks the owner out. An
+  attempt is counted before its password is verified (reserved, under row locks, in a transaction
+  committed before the slow hash: guesses sent at once cannot outrun the budget), and a success
+  gives its count back. Three budgets: a (username, address) pair has a few free attempts, then
+  waits twice as long after each one; an address has so many attempts in a window, whatever the
+  usernames; a username has a high budget in a window across all addresses, which the addresses
+  it signed in from lately pass. A username is throttled whether or not it exists, and a refused
+  attempt is answered at once, the same for every username: nothing tells who exists.
 - Sessions: a random 256-bit id in the cookie, its SHA-256 here; a new one at every login (no
   fixation). A session ends at logout, after `idle` without use, at its absolute end, when its
   user is disabled or its wall token revoked; `session()` checks all of that on every request.
@@ -43,11 +48,21 @@ class Policy:
     absolute: timedelta = timedelta(hours=12)           # and in any case after this
     wall_idle: timedelta = timedelta(days=2)            # a wall screen is always on; switched off, it signs in again
     wall_absolute: timedelta = timedelta(days=90)
-    failures_per_user: int = 5                          # within `failure_window`, then locked out
-    failures_per_address: int = 20
+    # the login throttle (`reserve`): every attempt counts until it succeeds
+    failures_per_pair: int = 5                          # free attempts of one username from one address, then
+    pair_delay: timedelta = timedelta(seconds=30)       # ... a wait before the next, doubled after each
+    pair_delay_max: timedelta = timedelta(minutes=15)   # ... up to this;
+    pair_forget: timedelta = timedelta(hours=1)         # a pair quiet this long starts over
+    failures_per_address: int = 20                      # attempts from one address (any usernames) a window
+    failures_per_user: int = 100                        # attempts for one username (all addresses) a window, ...
+    known_address_for: timedelta = timedelta(days=30)   # ... which an address it signed in from this lately passes
     failure_window: timedelta = timedelta(minutes=15)
-    lockout: timedelta = timedelta(minutes=15)
     password_min_length: int = 12
+
+
+def throttle_keys(username: str, address: str) -> tuple[str, str, str]:
+    """The login_throttle keys of an attempt: its (username, address) pair, its address, its username."""
+    return f"pair:{address} {username}", f"addr:{address}", f"user:{username}"
 
 
 def _digest(value: str) -> str:
@@ -101,6 +116,51 @@ class Login:
     @property
     def identity(self) -> Identity | None:
         return self.session.identity if self.session else None
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A throttle row (table login_throttle): the attempts counted since `window_start` (for a
+    pair: its last attempt), and for a pair, no attempt before `wait_until`."""
+    attempts: int
+    window_start: datetime
+    wait_until: datetime | None = None
+
+
+def reserve(pair: Budget, address: Budget, user: Budget, known_address, policy: Policy,
+            now: datetime) -> tuple[str | None, tuple[Budget, Budget, Budget]]:
+    """(None, the budgets with this attempt counted) when an attempt may be verified now, else
+    (which budget refuses it: "pair", "address" or "user", the budgets unchanged): the rule, pure.
+
+    - pair (username, address): the owner mistyping, or one guesser at one account. The first
+      `failures_per_pair` are free; from then on each attempt sets a wait before the next one:
+      `pair_delay`, doubled each time, at most `pair_delay_max`. A success, or `pair_forget`
+      without an attempt, starts the pair over. It slows down only that address for that name.
+    - address: one guesser trying many usernames: `failures_per_address` a `failure_window`.
+    - user: guesses at one account spread over many addresses (a botnet, or a shared proxy):
+      `failures_per_user` a window, high enough for no person's typing; past it only the
+      addresses it signed in from lately (`known_address()`, asked only then) get through, so the
+      owner is never locked out from their own.
+    A refused attempt is not counted (it was never verified) and sets no longer wait."""
+    def fresh(budget: Budget, since: timedelta) -> Budget:
+        quiet = budget.window_start <= now - since and (budget.wait_until is None or budget.wait_until <= now)
+        return Budget(0, now) if quiet else budget
+
+    pair, address = fresh(pair, policy.pair_forget), fresh(address, policy.failure_window)
+    user = fresh(user, policy.failure_window)
+    if pair.wait_until is not None and pair.wait_until > now:
+        return "pair", (pair, address, user)
+    if address.attempts >= policy.failures_per_address:
+        return "address", (pair, address, user)
+    if user.attempts >= policy.failures_per_user and not known_address():
+        return "user", (pair, address, user)
+    counted = pair.attempts + 1
+    wait = None
+    if counted >= policy.failures_per_pair:
+        doublings = min(counted - policy.failures_per_pair, 30)
+        wait = now + min(policy.pair_delay * 2 ** doublings, policy.pair_delay_max)
+    return None, (Budget(counted, now, wait), Budget(address.attempts + 1, address.window_start),
+                  Budget(user.attempts + 1, user.window_start))
 
 
 class Accounts:
@@ -161,52 +221,59 @@ class Accounts:
     # --- logging in ----------------------------------------------------------------------------
     def login(self, username: str, password: str, source_address: str | None, user_agent: str | None,
               now: datetime) -> Login:
-        username = normalize_username(username)
-        keys = [f"user:{username}", f"addr:{source_address or '?'}"]
+        """A session, or why not. The attempt is counted (committed) before the password is
+        verified, and given back when it succeeds; a throttled one is answered at once."""
+        username, address = normalize_username(username), source_address or "?"
+        keys = throttle_keys(username, address)
         with self._connection() as cur:
-            locked = self._locked(cur, keys, now)
-            if locked:   # answered at once: a lock-out applies to any username alike, so it tells nothing
-                return Login(False, f"locked out ({locked})")
-            cur.execute("select display_name, role, scope_code, password_hash, disabled from users where username = %s",
-                        (username,))
-            row = cur.fetchone()
-            stored = row[3] if row else _DUMMY_HASH
-            try:
-                good = _hasher.verify(stored, password)
-            except (VerificationError, InvalidHashError):
-                good = False
-            if not good or row is None or row[4]:
-                why = "wrong password" if row and not row[4] else ("user disabled" if row else "no such user")
-                self._count_failure(cur, keys, now)
-                return Login(False, why)
+            slowed = self._reserve(cur, keys, username, address, now)
+            if slowed is None:
+                cur.execute("select display_name, role, scope_code, password_hash, disabled from users "
+                            "where username = %s", (username,))
+                row = cur.fetchone()
+        if slowed is not None:   # the same for any username, so it tells nothing
+            return Login(False, f"slowed down ({slowed})")
+        stored = row[3] if row else _DUMMY_HASH
+        try:
+            good = _hasher.verify(stored, password)
+        except (VerificationError, InvalidHashError):
+            good = False
+        if not good or row is None or row[4]:
+            return Login(False, "wrong password" if row and not row[4] else "user disabled" if row else "no such user")
+        with self._connection() as cur:
             if _hasher.check_needs_rehash(stored):
                 cur.execute("update users set password_hash = %s where username = %s",
                             (hash_password(password), username))
             cur.execute("update users set last_login_at = %s where username = %s", (now, username))
-            cur.execute("update login_throttle set failures = 0, locked_until = null where key = %s", (keys[0],))
+            cur.execute("update login_throttle set failures = case when key = %s then 0 else greatest(failures - 1, 0) "
+                        "end, locked_until = case when key = %s then null else locked_until end where key = any(%s)",
+                        (keys[0], keys[0], list(keys)))       # the pair starts over; the others get theirs back
             identity = _identity(username, row[1], row[2], row[0], None, None)
             session_id, session = self._new_session(cur, identity, "username", username, now, self.policy.idle,
                                                     self.policy.absolute, source_address, user_agent)
         return Login(True, "signed in", session_id, session)
 
-    def _locked(self, cur, keys: list[str], now: datetime) -> str | None:
-        cur.execute("select key from login_throttle where key = any(%s) and locked_until > %s", (keys, now))
-        row = cur.fetchone()
-        return row[0].split(":", 1)[0] if row else None
+    def _reserve(self, cur, keys: tuple[str, str, str], username: str, address: str, now: datetime) -> str | None:
+        """Count this attempt against its three budgets (`reserve`), or say which refuses it. The
+        rows are locked (in key order: no deadlock) until the caller's transaction commits, so
+        attempts at once are counted one after the other."""
+        cur.execute("insert into login_throttle (key, failures, window_start) select k, 0, %s "
+                    "from unnest(%s::text[]) as k order by k on conflict (key) do nothing", (now, sorted(keys)))
+        cur.execute("select key, failures, window_start, locked_until from login_throttle where key = any(%s) "
+                    "order by key for update", (list(keys),))
+        found = {key: Budget(*rest) for key, *rest in cur.fetchall()}
 
-    def _count_failure(self, cur, keys: list[str], now: datetime) -> None:
-        window_from = now - self.policy.failure_window
-        for key, limit in zip(keys, (self.policy.failures_per_user, self.policy.failures_per_address), strict=True):
-            cur.execute(
-                "insert into login_throttle (key, failures, window_start) values (%s, 1, %s) "
-                "on conflict (key) do update set "
-                "  failures = case when login_throttle.window_start < %s then 1 else login_throttle.failures + 1 end,"
-                "  window_start = case when login_throttle.window_start < %s then %s "
-                "                      else login_throttle.window_start end "
-                "returning failures", (key, now, window_from, window_from, now))
-            if cur.fetchone()[0] >= limit:
-                cur.execute("update login_throttle set locked_until = %s, failures = 0, window_start = %s "
-                            "where key = %s", (now + self.policy.lockout, now, key))
+        def known_address() -> bool:
+            cur.execute("select exists (select 1 from sessions where username = %s and source_address = %s "
+                        "and created_at > %s)", (username, address, now - self.policy.known_address_for))
+            return cur.fetchone()[0]
+
+        refused, counted = reserve(*(found[k] for k in keys), known_address, self.policy, now)
+        if refused is None:
+            cur.executemany("update login_throttle set failures = %s, window_start = %s, locked_until = %s "
+                            "where key = %s", [(b.attempts, b.window_start, b.wait_until, k)
+                                               for k, b in zip(keys, counted, strict=True)])
+        return refused
 
     # --- sessions ------------------------------------------------------------------------------
     @staticmethod

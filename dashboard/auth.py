@@ -6,10 +6,13 @@
   it at once. A login clears the old cookie and starts a new session (no fixation).
 - The gate (`before_request`): every route must be in dashboard.access.ROUTES (else 403); a
   non-public one without a session goes to the login page (a page) or gets 401 (anything else);
-  every Dash callback must be in access.CALLBACKS and the caller must hold one of its roles; a
-  request that changes something must come from our own origin (Origin, else Referer), and the
-  login and logout forms carry a CSRF token (Flask-WTF). Dash's callbacks carry none: they are
-  same-origin fetches with a `SameSite=Strict` cookie, checked by origin.
+  every Dash callback, resolved as Dash dispatches it (its `output`), must be in
+  access.CALLBACKS and the caller must hold one of its roles; a request that changes something
+  must come from our own origin (Origin, else Referer), and the login and logout forms carry a
+  CSRF token (Flask-WTF). Dash's callbacks carry none: they are same-origin fetches with a
+  `SameSite=Strict` cookie, checked by origin.
+- After a login the browser goes to `next` only when a browser would read it as a path of ours
+  (`_safe_next`), else to the wall.
 - Wall screens: `/wall?token=…` once; the token opens a long session for its scope, and the
   browser is sent on to the same URL without the token.
 - Every login, failed login, logout, token use and refusal is a row of the audit trail.
@@ -17,16 +20,17 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Container
 from datetime import datetime, timedelta, timezone
 from html import escape
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from flask import Flask, abort, redirect, request, session
 from flask_login import LoginManager, current_user, login_user, logout_user
 from flask_wtf.csrf import CSRFError, CSRFProtect, generate_csrf
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from dashboard.access import CALLBACKS, ROUTES
+from dashboard.access import CALLBACKS, ROUTES, callback_output_ids
 from dashboard.accounts import Accounts, Login, Session, normalize_username
 from dashboard.authz import Identity
 from dashboard.authz import current_identity as signed_in_identity
@@ -56,9 +60,11 @@ class SignedIn:
 
 
 def install(server: Flask, accounts: Accounts, audit, secret_key: str, secure_cookies: bool,
-            absolute: timedelta) -> None:
+            absolute: timedelta, callbacks: Callable[[], Container[str]] | None = None) -> None:
     """Logins on `server`: cookie settings, Flask-Login, CSRF, the gate, /login, /logout.
-    `audit(identity_or_None, action, outcome, reason, target, source_address)` writes a row."""
+    `audit(identity_or_None, action, outcome, reason, target, source_address)` writes a row;
+    `callbacks()` the outputs Dash dispatches callbacks on (by default the Dash app's callback map)."""
+    known = callbacks or _dash_callbacks
     server.config.update(SECRET_KEY=secret_key, SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Strict",
                          SESSION_COOKIE_SECURE=secure_cookies, SESSION_COOKIE_NAME="gcc_session",
                          PERMANENT_SESSION_LIFETIME=absolute, REMEMBER_COOKIE_DURATION=timedelta(0),
@@ -107,7 +113,7 @@ def install(server: Flask, accounts: Accounts, audit, secret_key: str, secure_co
                   request.path, _address())
             abort(403)
         if rule == "/_dash-update-component":
-            return _check_callback(identity, audit)
+            return _check_callback(identity, audit, known)
         return None
 
     @server.route("/login", methods=["GET", "POST"])
@@ -172,12 +178,27 @@ def _open_with_token(accounts: Accounts, audit, token: str):
     return redirect(request.path + (f"?{query}" if query else ""))
 
 
-def _check_callback(identity: Identity, audit):
-    body = request.get_json(silent=True) or {}
-    outputs = body.get("outputs")
-    first = outputs[0] if isinstance(outputs, list) and outputs else outputs
-    output_id = first.get("id") if isinstance(first, dict) else None
-    entry = CALLBACKS.get(output_id) if isinstance(output_id, str) else None
+def _dash_callbacks() -> Container[str]:
+    """The keys Dash dispatches a callback request on (the app's callback map, complete once
+    Dash's own before-request hook, registered before the gate, has run)."""
+    from dash import get_app
+
+    return get_app().callback_map
+
+
+def _check_callback(identity: Identity, audit, known: Callable[[], Container[str]]):
+    """The callback this request will run, resolved as Dash resolves it (`dispatch()` runs
+    `callback_map[body["output"]]`; the client's `outputs` only shape the answer), must be a
+    server callback of access.CALLBACKS, keyed by the id of its first output as the same string
+    names it ("..a.prop...b.prop.." for several outputs, JSON for a pattern-matching id), open to
+    one of the caller's roles. No `output`, or one that names no callback of the app: refused."""
+    body = request.get_json(silent=True)
+    output = body.get("output") if isinstance(body, dict) else None
+    if not isinstance(output, str) or output not in known():
+        log.error("refused a callback request for %.200r: no callback of the app has that output", output)
+        abort(403)
+    output_id = callback_output_ids(output)[0]
+    entry = CALLBACKS.get(output_id)
     if entry is None or entry.clientside:
         log.error("refused a callback for %r: not a server callback in dashboard.access.CALLBACKS", output_id)
         abort(403)
@@ -193,11 +214,38 @@ def _same_origin() -> bool:
     return bool(source) and urlsplit(source).netloc == request.host
 
 
+_HOME = "/wall"
+_DECODINGS = 3      # how many layers of percent-encoding a `next` path is looked through
+
+
+def _plain(text: str) -> bool:
+    """Printable ASCII with no space and no backslash: what a browser reads as it is written (it
+    drops tabs and newlines, strips controls and spaces, reads a backslash as a slash; Werkzeug
+    drops a tab from a header too)."""
+    return text.isascii() and text.isprintable() and " " not in text and "\\" not in text
+
+
 def _safe_next(value: str | None) -> str:
-    """Only a path of ours (no scheme, no host, no //evil)."""
-    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
-        return "/wall"
-    return value
+    """Where a login sends the browser: `value` when it is a path of ours, else the wall.
+
+    Decided on the URL the browser will make of it, not on the string: the whole value must be
+    plain (`_plain`: so the browser and Werkzeug take it exactly as we checked it, and a CR/LF
+    never reaches a header), start with one "/" (a path on this origin, not //host, not a
+    scheme), and its path, percent-decoded up to `_DECODINGS` times, must stay plain and start
+    with one "/" (so /%2F%2Fevil, /%09/evil or an encoded unicode slash are refused too, whatever
+    a later hop decodes). The query and fragment may carry encoded text (a search in Chinese):
+    they cannot change the origin."""
+    if not value or not _plain(value) or not value.startswith("/") or value.startswith("//"):
+        return _HOME
+    path = urlsplit(value).path
+    for _ in range(_DECODINGS):
+        decoded = unquote(path)
+        if not _plain(decoded) or not decoded.startswith("/") or decoded.startswith("//"):
+            return _HOME
+        if decoded == path:
+            return value
+        path = decoded
+    return _HOME
 
 
 def _here() -> str:

@@ -7,15 +7,17 @@
 An OwnTracks post authenticates with HTTP Basic auth against the broker's own accounts (its dynamic
 security file: the same identity the phone would use over MQTT), only as an enabled OwnTracks or
 terminal account, and may speak only for that user. Checking a password costs the same for an
-unknown user; failed logins are counted and, past a limit, refused for a while: per source address
-(behind a trusted reverse proxy, the address it forwards for) and per username, whatever the
-source. A request must say its length in ASCII digits (no chunked bodies), within the limit; it
-must have arrived whole REQUEST_DEADLINE_S after its connection was accepted (then the socket is
-shut), each read within READ_TIMEOUT_S; one connection is one request; the server runs at most
-MAX_HANDLERS requests at once, at most CONNECTIONS_PER_SOURCE from one address (a trusted proxy's
-are not capped here: the proxy must cap its own clients). The post enters the same chain as MQTT
-messages, and the answer (200 with an empty JSON list, as the app expects) is sent only after the
-commit, so a phone keeps and resends what was not confirmed.
+unknown user. Guessing slows the guesser down and never locks the phone out (`LoginThrottle`): an
+attempt is counted before its password is checked, per (username, source), per source (behind a
+trusted reverse proxy, the address it forwards for) and per username across sources (which the
+sources it logged in from lately pass); a success gives its count back. A request must say its
+length in ASCII digits (no chunked bodies), within the limit; it must have arrived whole
+REQUEST_DEADLINE_S after its connection was accepted (then the socket is shut), each read within
+READ_TIMEOUT_S; one connection is one request; the server runs at most MAX_HANDLERS requests at
+once, at most CONNECTIONS_PER_SOURCE from one address (a trusted proxy's are not capped here: the
+proxy must cap its own clients). The post enters the same chain as MQTT messages, and the answer
+(200 with an empty JSON list, as the app expects) is sent only after the commit, so a phone keeps
+and resends what was not confirmed.
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ import threading
 import time
 from collections import Counter as Tally
 from collections import defaultdict, deque
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -50,8 +53,15 @@ READ_TIMEOUT_S = 10.0          # a client that sends nothing for this long is cu
 REQUEST_DEADLINE_S = 15.0      # ... and one whose request has not arrived whole this long after accept
 MAX_HANDLERS = 64              # requests handled at once; more are answered 503 at once
 CONNECTIONS_PER_SOURCE = 8     # connections at once from one address; more are answered 429 at once
-FAILURES_ALLOWED = 10          # failed logins per source address, and per username, ...
-FAILURE_WINDOW_S = 300.0       # ... within this long; then it is refused until the window passes
+FAILURES_PER_PAIR = 5          # free login attempts of one username from one source, then ...
+PAIR_DELAY_S = 30.0            # ... a wait before the next, doubled after each, ...
+PAIR_DELAY_MAX_S = 900.0       # ... up to this; a pair with no attempt for PAIR_FORGET_S starts over
+PAIR_FORGET_S = 3600.0
+FAILURES_PER_SOURCE = 20       # attempts from one source (any usernames) within FAILURE_WINDOW_S
+FAILURES_PER_USERNAME = 100    # attempts at one username from all sources within FAILURE_WINDOW_S, past
+KNOWN_SOURCE_S = 7 * 86400.0   # which only the sources it logged in from this lately get through
+FAILURE_WINDOW_S = 300.0
+THROTTLE_KEYS = 100_000        # remembered pairs, sources, usernames; past it the quiet ones are forgotten
 MAX_LENGTH_DIGITS = 9          # a Content-Length longer than this is too large anyway
 HTTP_KINDS = frozenset({AccountKind.OWNTRACKS, AccountKind.TERMINAL})   # who may post to /owntracks
 OSMAND_KINDS = frozenset({AccountKind.OSMAND})                            # … and to /osmand/<token>
@@ -107,35 +117,108 @@ def _kind(client: dict) -> AccountKind | None:
         return None
 
 
-class FailedLogins:
-    """Failed logins per source address in a sliding window; a source past the limit is refused."""
+@dataclass(frozen=True)
+class ThrottlePolicy:
+    per_pair: int = FAILURES_PER_PAIR
+    pair_delay_s: float = PAIR_DELAY_S
+    pair_delay_max_s: float = PAIR_DELAY_MAX_S
+    pair_forget_s: float = PAIR_FORGET_S
+    per_source: int = FAILURES_PER_SOURCE
+    per_username: int = FAILURES_PER_USERNAME
+    known_source_s: float = KNOWN_SOURCE_S
+    window_s: float = FAILURE_WINDOW_S
 
-    def __init__(self, allowed: int = FAILURES_ALLOWED, window_s: float = FAILURE_WINDOW_S, clock=time.monotonic):
-        self.allowed, self.window_s, self.clock = allowed, window_s, clock
-        self._failures: dict[str, deque] = defaultdict(deque)
+
+@dataclass
+class _Pair:
+    attempts: int
+    last: float
+    wait_until: float
+
+
+class LoginThrottle:
+    """Login attempts, counted before the password is checked (`reserve`, under one lock: guesses
+    sent at once cannot outrun a budget), a success giving its count back (`succeeded`). The rule
+    is the dashboard's (dashboard.accounts.reserve), kept in memory here:
+
+    - a (username, source) pair: the phone with a stale password, or one guesser at one account.
+      `per_pair` attempts are free; from then on each sets a wait before the next (`pair_delay_s`,
+      doubled each time, at most `pair_delay_max_s`); a success or `pair_forget_s` of quiet starts
+      it over. It slows down only that source for that username.
+    - a source: one guesser trying many usernames: `per_source` attempts a `window_s`.
+    - a username: guesses spread over many sources (or a shared proxy): `per_username` a window,
+      past which only sources it logged in from within `known_source_s` get through, so a phone
+      is never locked out from where it posts.
+    A refused attempt is not counted and sets no longer wait. Every username is throttled alike,
+    whether or not it exists. `clock` is injected (monotonic seconds)."""
+
+    def __init__(self, policy: ThrottlePolicy | None = None, clock=time.monotonic) -> None:
+        self.policy, self.clock = policy or ThrottlePolicy(), clock
+        self._pairs: dict[tuple[str, str], _Pair] = {}
+        self._sources: dict[str, deque] = defaultdict(deque)
+        self._users: dict[str, deque] = defaultdict(deque)
+        self._known: dict[tuple[str, str], float] = {}
         self._lock = threading.Lock()
 
-    def _recent(self, source: str) -> deque:
-        failures, cutoff = self._failures[source], self.clock() - self.window_s
-        while failures and failures[0] < cutoff:
-            failures.popleft()
-        return failures
-
-    def blocked(self, source: str) -> bool:
+    def reserve(self, user: str, source: str) -> str | None:
+        """None: the attempt is counted and may be checked; else which budget refuses it
+        ("pair", "source" or "username")."""
+        policy = self.policy
         with self._lock:
-            return len(self._recent(source)) >= self.allowed
+            now = self.clock()
+            pair = self._pairs.get((user, source))
+            if pair is not None and now - pair.last >= policy.pair_forget_s and pair.wait_until <= now:
+                pair = None
+            if pair is not None and pair.wait_until > now:
+                return "pair"
+            sources, users = self._recent(self._sources, source, now), self._recent(self._users, user, now)
+            if len(sources) >= policy.per_source:
+                return "source"
+            known = self._known.get((user, source))
+            if len(users) >= policy.per_username and (known is None or now - known > policy.known_source_s):
+                return "username"
+            counted = (pair.attempts if pair is not None else 0) + 1
+            wait_until = now
+            if counted >= policy.per_pair:
+                doublings = min(counted - policy.per_pair, 30)
+                wait_until = now + min(policy.pair_delay_s * 2 ** doublings, policy.pair_delay_max_s)
+            self._pairs[(user, source)] = _Pair(counted, now, wait_until)
+            sources.append(now)
+            users.append(now)
+            self._bound(now)
+            return None
 
-    def failed(self, source: str) -> None:
+    def succeeded(self, user: str, source: str) -> None:
+        """The attempt reserved for (user, source) was right: the pair starts over, the source and
+        the username get their count back, and the source is one of the username's own."""
         with self._lock:
-            self._recent(source).append(self.clock())
-            if len(self._failures) > 100_000:   # bounded: forget the sources with no failure in the window,
-                cutoff = self.clock() - self.window_s   # and if that is not enough, the ones quiet longest
-                for key in [k for k, v in self._failures.items() if not v or v[-1] < cutoff]:
-                    del self._failures[key]
-                if len(self._failures) > 50_000:         # (so the next scan is 50,000 failures away)
-                    by_last = sorted(self._failures, key=lambda k: self._failures[k][-1])
-                    for key in by_last[:len(by_last) - 50_000]:
-                        del self._failures[key]
+            self._pairs.pop((user, source), None)
+            for counts, key in ((self._sources, source), (self._users, user)):
+                if counts.get(key):
+                    counts[key].pop()
+            self._known[(user, source)] = self.clock()
+
+    def _recent(self, counts: dict[str, deque], key: str, now: float) -> deque:
+        times, cutoff = counts[key], now - self.policy.window_s
+        while times and times[0] <= cutoff:
+            times.popleft()
+        return times
+
+    def _bound(self, now: float) -> None:
+        """At most THROTTLE_KEYS of each kind: the quiet ones forgotten first, then the oldest."""
+        policy = self.policy
+        for table, quiet, last in (
+                (self._pairs, lambda p: now - p.last >= policy.pair_forget_s and p.wait_until <= now, lambda p: p.last),
+                (self._sources, lambda d: not d or d[-1] <= now - policy.window_s, lambda d: d[-1] if d else 0.0),
+                (self._users, lambda d: not d or d[-1] <= now - policy.window_s, lambda d: d[-1] if d else 0.0),
+                (self._known, lambda t: now - t > policy.known_source_s, lambda t: t)):
+            if len(table) <= THROTTLE_KEYS:
+                continue
+            for key in [k for k, v in table.items() if quiet(v)]:
+                del table[key]
+            if len(table) > THROTTLE_KEYS // 2:      # (so the next scan is many attempts away)
+                for key in sorted(table, key=lambda k: last(table[k]))[:len(table) - THROTTLE_KEYS // 2]:
+                    del table[key]
 
 
 class Sources:
@@ -271,8 +354,7 @@ class IngestHTTP:
         self.worker = worker
         self.accounts = BrokerAccounts(credentials_file)
         self.sources = Sources(trusted_proxies)
-        self.failed_logins = FailedLogins()      # per source
-        self.failed_users = FailedLogins()       # per username, whatever the source
+        self.throttle = LoginThrottle()
         registry = worker.metrics.registry
         self.refused = Counter("gcc_ingest_http_refused", "OwnTracks HTTP requests refused, by reason",
                                ["worker", "reason"], registry=registry)
@@ -305,9 +387,7 @@ class IngestHTTP:
 
     def authenticate(self, header: str | None, source: str) -> tuple[str | None, str]:
         """(user, "") when the Basic credentials are those of an enabled OwnTracks or terminal
-        account, else (None, why). A source or a username past the failure limit is refused."""
-        if self.failed_logins.blocked(source):
-            return None, "too_many_failed_logins"
+        account, else (None, why)."""
         if not header or not header.startswith("Basic "):
             return None, "no_credentials"
         try:
@@ -318,14 +398,14 @@ class IngestHTTP:
 
     def login(self, user: str, password: str, source: str, kinds: frozenset[AccountKind]) -> tuple[str | None, str]:
         """(user, "") when the password is that of an enabled account of one of these kinds, else
-        (None, why); failures are counted per source and per username, past the limit refused."""
-        if self.failed_logins.blocked(source) or self.failed_users.blocked(user[:128]):
+        (None, why). The attempt is counted (`LoginThrottle.reserve`) before the password is
+        checked, and a throttled one is refused unchecked, the same for every username."""
+        if self.throttle.reserve(user[:128], source) is not None:
             return None, "too_many_failed_logins"
         kind = self.accounts.check(user, password)
         if kind is None or kind not in kinds:
-            self.failed_logins.failed(source)
-            self.failed_users.failed(user[:128])
             return None, "bad_credentials"
+        self.throttle.succeeded(user[:128], source)
         return user, ""
 
     def source_of(self, handler: _Handler) -> str:

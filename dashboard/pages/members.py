@@ -197,12 +197,16 @@ def _upload_text(contents: str) -> str:
 
 
 def _import(identity, actor, contents: str, filename: str | None):
-    """Every row's grid must lie in the admin's scope; then the registry's import (every row checked
-    first; one refused part-way shows the passwords of the members added before it)."""
+    """Only a role that may add members (the page's: ADD.roles), checked here and not only by the
+    callback gate; every row's grid must lie in the admin's scope; then the registry's import
+    (every row checked first; one refused part-way shows the passwords of the members added before it)."""
     state = app_state()
+    own = ui.own_scope(identity)
+    why = ui.allowed(identity, ADD, own.code, f"import:{filename or ''}")
+    if why:
+        return ui.refused(why)
     text = _upload_text(contents)
     rows = imports.rows_of(text)
-    own = ui.own_scope(identity)
     outside = [f"line {line}: grid {row['grid_code']} lies outside {identity.user}'s scope {own.code}"
                for line, row in enumerate(rows, start=2) if row.get("grid_code") and not own.covers(row["grid_code"])]
     if outside:

@@ -104,19 +104,24 @@ def test_a_post_without_the_csrf_token_or_from_another_origin_is_refused(dashboa
     assert callback.status == 403                                 # a callback from another site
 
 
-def test_brute_force_on_a_username_is_locked_out_and_says_no_more_than_a_wrong_password(dashboard, stack, db):
+def test_brute_force_on_a_username_slows_that_address_down_and_says_no_more_than_a_wrong_password(dashboard, stack,
+                                                                                                    db):
     victim = f"t-victim-{uuid.uuid4().hex[:6]}"
     ensure_logins(stack.settings().pg_dsn, {victim: ("leader", "")})
     answers = [_login(dashboard, victim, f"guess-{i}") for i in range(5)]
     assert {a.status for a in answers} == {401}
-    locked = _login(dashboard, victim, TEST_PASSWORD)            # the right password, too late
-    assert locked.status == 401
+    slowed = _login(dashboard, victim, TEST_PASSWORD)            # the right password, too soon from this address
+    assert slowed.status == 401
     unknown = _login(dashboard, f"nobody-{uuid.uuid4().hex[:6]}", "whatever-it-is")
-    assert _message(locked) == _message(answers[0]) == _message(unknown)   # one answer: nothing enumerated
+    assert _message(slowed) == _message(answers[0]) == _message(unknown)   # one answer: nothing enumerated
     assert count(db, "select count(*) from audit_log where action = 'auth.login' and outcome = 'refused' "
                      "and actor = %s", victim) == 6
+    assert count(db, "select count(*) from audit_log where action = 'auth.login' and outcome = 'refused' "
+                     "and actor = %s and reason = 'slowed down (pair)'", victim) == 1
     assert count(db, "select count(*) from login_throttle where key = %s and locked_until > now()",
-                 f"user:{victim}") == 1
+                 f"pair:127.0.0.1 {victim}") == 1                  # only this address waits for this username
+    assert count(db, "select count(*) from login_throttle where key = %s and locked_until > now()",
+                 f"user:{victim}") == 0
 
 
 def _message(response) -> str:

@@ -1,6 +1,8 @@
 """The OwnTracks HTTP endpoint under abuse: only enabled phone and terminal accounts may post, an
-unknown user costs what a known one does, failed logins are refused past a limit per source (behind
-a trusted proxy: per forwarded address) and per username, bodies must say their length in ASCII
+unknown user costs what a known one does, guessing slows the guesser down (per username and source,
+per source — behind a trusted proxy: per forwarded address — and per username, which the phone's own
+sources pass) and never locks the phone out, an attempt counts before its password is checked, bodies
+must say their length in ASCII
 digits and stay within it, slow clients are cut off (each read, and the whole request), one address
 holds a few connections at most, and /metrics is not on the port the phones reach."""
 from __future__ import annotations
@@ -19,11 +21,14 @@ import pytest
 
 from ingest.http import (
     CONNECTIONS_PER_SOURCE,
-    FAILURES_ALLOWED,
+    FAILURES_PER_PAIR,
+    FAILURES_PER_SOURCE,
+    FAILURES_PER_USERNAME,
     READ_TIMEOUT_S,
     REQUEST_DEADLINE_S,
-    FailedLogins,
+    LoginThrottle,
     Sources,
+    ThrottlePolicy,
 )
 from stack.mosquitto import BrokerAccount
 from telemetry.topics import AccountKind
@@ -100,54 +105,71 @@ def test_an_unknown_user_costs_about_what_a_known_one_does(endpoint):
     assert 0.5 < ratio < 2.0, (statistics.median(known), statistics.median(unknown))
 
 
-def test_failed_logins_past_the_limit_are_refused_for_that_source():
+def test_a_pair_waits_twice_as_long_after_each_guess_past_its_free_ones_and_only_that_pair():
     now = [0.0]
-    logins = FailedLogins(allowed=3, window_s=60.0, clock=lambda: now[0])
-    for _ in range(3):
-        assert not logins.blocked("10.0.0.1")
-        logins.failed("10.0.0.1")
-    assert logins.blocked("10.0.0.1") and not logins.blocked("10.0.0.2")
+    throttle = LoginThrottle(ThrottlePolicy(per_pair=2, pair_delay_s=10.0, pair_delay_max_s=35.0),
+                             clock=lambda: now[0])
+    assert [throttle.reserve("ot-a", "10.0.0.1") for _ in range(2)] == [None, None]
+    waits = []
+    for _ in range(4):
+        began = now[0]
+        while throttle.reserve("ot-a", "10.0.0.1") == "pair":
+            now[0] += 1.0
+        waits.append(now[0] - began)
+    assert waits == [10.0, 20.0, 35.0, 35.0]
+    assert throttle.reserve("ot-a", "10.0.0.2") is None and throttle.reserve("ot-b", "10.0.0.1") is None
+    throttle.succeeded("ot-a", "10.0.0.1")                     # the right password: the pair starts over
+    assert throttle.reserve("ot-a", "10.0.0.1") is None
+
+
+def test_a_source_and_a_username_have_budgets_a_window_and_the_usernames_own_sources_pass():
+    now = [0.0]
+    throttle = LoginThrottle(ThrottlePolicy(per_source=3, per_username=4, window_s=60.0), clock=lambda: now[0])
+    assert [throttle.reserve(f"ot-{i}", "10.0.0.1") for i in range(4)] == [None, None, None, "source"]
+    throttle.reserve("ot-owner", "10.0.0.9")
+    throttle.succeeded("ot-owner", "10.0.0.9")                  # the phone's own source
+    assert [throttle.reserve("ot-owner", f"10.1.0.{i}") for i in range(5)] == [None] * 4 + ["username"]
+    assert throttle.reserve("ot-owner", "10.0.0.9") is None
     now[0] = 61.0
-    assert not logins.blocked("10.0.0.1")
+    assert throttle.reserve("ot-9", "10.0.0.1") is None and throttle.reserve("ot-owner", "10.2.0.1") is None
 
 
 @pytest.fixture
 def fresh_counts(endpoint):
-    """This test's own failed-login counts, from zero, and no trusted proxy; as before afterwards."""
+    """This test's own login counts, from zero, and no trusted proxy; as before afterwards."""
     http = endpoint[0].http
-    http.failed_logins, http.failed_users, sources = FailedLogins(), FailedLogins(), http.sources
+    http.throttle, sources = LoginThrottle(), http.sources
     yield http
-    http.failed_logins, http.failed_users, http.sources = FailedLogins(), FailedLogins(), sources
+    http.throttle, http.sources = LoginThrottle(), sources
 
 
 def test_a_source_that_keeps_failing_gets_429_even_with_the_right_password_then(stack, endpoint, fresh_counts):
     worker, phone = endpoint
-    other = f"nobody-{uuid.uuid4().hex[:6]}"
-    for i in range(FAILURES_ALLOWED):   # guessing at several usernames, so that only the source is blocked
-        assert _post(worker.http.port, {"Authorization": _auth(other if i % 2 else phone.username, "guess")}) == 401
+    for i in range(FAILURES_PER_SOURCE):   # guessing at many usernames, so that only the source is refused
+        assert _post(worker.http.port, {"Authorization": _auth(f"nobody-{i}", "guess")}) == 401
     assert _post(worker.http.port, {"Authorization": _auth(phone.username, phone.password)}) == 429
 
 
-def test_a_username_that_keeps_failing_is_refused_from_every_source(stack, city, endpoint, fresh_counts):
-    """Behind a proxy every phone has the proxy's address; guesses spread over many forwarded
-    addresses still lock the guessed account, and only it."""
+def test_guesses_spread_over_many_sources_stop_at_the_usernames_budget_but_not_at_its_own_source(stack, endpoint,
+                                                                                                 fresh_counts):
+    """Behind a proxy: guesses at one phone from many forwarded addresses use up its budget; a
+    new address is refused then, the address the phone posts from is not."""
     worker, phone = endpoint
     fresh_counts.sources = Sources(("127.0.0.1",))
-    for i in range(FAILURES_ALLOWED):
+    right = {"Authorization": _auth(phone.username, phone.password)}
+    assert _post(worker.http.port, {**right, "X-Forwarded-For": "10.7.9.9"}) == 400    # logged in; `[]` is no location
+    for i in range(FAILURES_PER_USERNAME):
         assert _post(worker.http.port, {"Authorization": _auth(phone.username, "guess"),
-                                        "X-Forwarded-For": f"10.7.0.{i}"}) == 401
-    assert _post(worker.http.port, {"Authorization": _auth(phone.username, phone.password),
-                                    "X-Forwarded-For": "10.7.1.1"}) == 429
-    terminal = stack.account(city.members[6].terminal_id)
-    assert _post(worker.http.port, {"Authorization": _auth(terminal.username, terminal.password),
-                                    "X-Forwarded-For": "10.7.1.1"}) == 400    # logged in; `[]` is no location
+                                        "X-Forwarded-For": f"10.7.{i // 200}.{i % 200}"}) == 401
+    assert _post(worker.http.port, {**right, "X-Forwarded-For": "10.7.200.1"}) == 429
+    assert _post(worker.http.port, {**right, "X-Forwarded-For": "10.7.9.9"}) == 400
 
 
 def test_behind_a_trusted_proxy_one_attacker_locks_out_only_its_own_forwarded_address(stack, city, endpoint,
                                                                                       fresh_counts):
     worker, _ = endpoint
     fresh_counts.sources = Sources(("127.0.0.1",))
-    for i in range(FAILURES_ALLOWED):
+    for i in range(FAILURES_PER_SOURCE):
         assert _post(worker.http.port, {"Authorization": _auth(f"guess-{i}", "x"),
                                         "X-Forwarded-For": "203.0.113.9"}) == 401
     terminal = stack.account(city.members[7].terminal_id)
@@ -160,7 +182,7 @@ def test_behind_a_trusted_proxy_one_attacker_locks_out_only_its_own_forwarded_ad
 
 def test_without_a_trusted_proxy_x_forwarded_for_is_ignored(stack, endpoint, fresh_counts):
     worker, phone = endpoint
-    for i in range(FAILURES_ALLOWED):
+    for i in range(FAILURES_PER_SOURCE):
         assert _post(worker.http.port, {"Authorization": _auth(f"guess-{i}", "x"),
                                         "X-Forwarded-For": f"10.8.0.{i}"}) == 401
     assert _post(worker.http.port, {"Authorization": _auth(phone.username, phone.password),
@@ -265,3 +287,78 @@ def test_metrics_and_health_are_not_on_the_port_the_phones_reach(endpoint):
             urllib.request.urlopen(f"http://127.0.0.1:{worker.http.port}{path}", timeout=5)
         assert refused.value.code == 404
         assert urllib.request.urlopen(f"http://127.0.0.1:{worker.http.metrics_port}{path}", timeout=5).status == 200
+
+
+def test_guesses_at_a_phone_from_one_address_do_not_lock_it_out_from_another(stack, endpoint, fresh_counts):
+    """Behind a proxy: eleven wrong passwords for the phone from one forwarded address; the phone,
+    from its own address, still gets in (before: 429 from every address for five minutes)."""
+    worker, phone = endpoint
+    fresh_counts.sources = Sources(("127.0.0.1",))
+    answers = [_post(worker.http.port, {"Authorization": _auth(phone.username, f"guess-{i}"),
+                                        "X-Forwarded-For": "203.0.113.40"}) for i in range(11)]
+    assert answers == [401] * FAILURES_PER_PAIR + [429] * (11 - FAILURES_PER_PAIR)
+    right = {"Authorization": _auth(phone.username, phone.password)}
+    assert _post(worker.http.port, {**right, "X-Forwarded-For": "198.51.100.40"}) == 400    # logged in
+    assert _post(worker.http.port, {**right, "X-Forwarded-For": "203.0.113.40"}) == 429     # the guesser waits
+
+
+def _slow_accounts(path, username: str, password: str, iterations: int = 400_000):
+    """A broker accounts file (the dynamic security plugin's format) whose one account takes a
+    while to check: so that guesses sent at once are all in the check together."""
+    import hashlib
+    import json
+    import os
+
+    salt = os.urandom(12)
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, iterations)
+    path.write_text(json.dumps({"clients": [{
+        "username": username, "textname": AccountKind.OWNTRACKS.value, "iterations": iterations,
+        "password": base64.b64encode(digest).decode(), "salt": base64.b64encode(salt).decode()}]}))
+    return path
+
+
+def test_guesses_sent_at_once_are_counted_before_any_is_checked(endpoint, fresh_counts, tmp_path):
+    """Twelve guesses for one username at once: no more are checked (401) than the budget; the
+    rest are refused unchecked (429). Before, all twelve read the count, then all were checked."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ingest.http import BrokerAccounts
+
+    worker, _ = endpoint
+    http, accounts = worker.http, worker.http.accounts
+    server, unbounded = http.servers[0], http.servers[0].unbounded
+    http.sources = Sources(("127.0.0.1",))
+    server.unbounded = http.sources.trusted      # a proxy's connections are not capped per address
+    http.accounts = BrokerAccounts(_slow_accounts(tmp_path / "dynamic-security.json", "ot-slow", "right one"))
+    try:
+        with ThreadPoolExecutor(12) as pool:
+            answers = list(pool.map(lambda i: _post(http.port, {"Authorization": _auth("ot-slow", f"guess-{i}"),
+                                                                "X-Forwarded-For": "203.0.113.41"}), range(12)))
+    finally:
+        http.accounts, server.unbounded = accounts, unbounded
+    assert set(answers) <= {401, 429}, answers
+    assert answers.count(401) <= FAILURES_PER_PAIR, answers
+
+
+def test_guesses_at_an_osmand_token_slow_down_that_address_only(stack, endpoint, fresh_counts):
+    """/osmand/<token>: the same throttle as /owntracks, on the device id the request claims."""
+    worker, _ = endpoint
+    device = BrokerAccount.generate(f"osm-{uuid.uuid4().hex[:6]}", AccountKind.OSMAND)
+    stack.add_broker_accounts([device])
+    fresh_counts.sources = Sources(("127.0.0.1",))
+
+    def get(token: str, source: str) -> int:
+        url = (f"http://127.0.0.1:{worker.http.port}/osmand/{token}?id={device.username}"
+               "&lat=26.08&lon=119.30&timestamp=1764547200")
+        request = urllib.request.Request(url, headers={"X-Forwarded-For": source})
+        try:
+            with urllib.request.urlopen(request, timeout=20) as response:
+                return response.status
+        except urllib.error.HTTPError as err:
+            return err.code
+
+    wait_for(lambda: get(device.password, "198.51.100.50") not in (401, 429), 10, "the broker to save the device")
+    answers = [get(f"guess-{i}", "203.0.113.50") for i in range(FAILURES_PER_PAIR + 2)]
+    assert answers == [401] * FAILURES_PER_PAIR + [429] * 2
+    assert get(device.password, "198.51.100.50") not in (401, 429)           # from its own address: in
+    assert get(device.password, "203.0.113.50") == 429                       # the guesser waits

@@ -62,3 +62,43 @@ def test_the_dashboard_believes_as_many_proxies_as_it_is_told_and_no_more(hops, 
     address, scheme, host = answer.split()
     assert address == seen
     assert (scheme, host) == (("https", "cc.example") if hops else ("http", "localhost"))
+
+
+# --- the login throttle's rule (dashboard.accounts.reserve), without a database -------------------------
+def _budgets(now, pair=0, address=0, user=0, wait=None):
+    from dashboard.accounts import Budget
+
+    return Budget(pair, now, wait), Budget(address, now), Budget(user, now)
+
+
+def test_a_pairs_free_attempts_then_a_wait_that_doubles_up_to_the_most():
+    from datetime import datetime, timedelta, timezone
+
+    from dashboard.accounts import Policy, reserve
+
+    policy, now = Policy(failures_per_pair=2, pair_delay=timedelta(seconds=10), pair_delay_max=timedelta(seconds=35)), \
+        datetime(2026, 12, 1, tzinfo=timezone.utc)
+    budgets, waits = _budgets(now), []
+    for _ in range(5):
+        refused, budgets = reserve(*budgets, lambda: False, policy, now)
+        assert refused is None
+        waits.append(budgets[0].wait_until and (budgets[0].wait_until - now).total_seconds())
+        now = budgets[0].wait_until or now
+    assert waits == [None, 10, 20, 35, 35]
+    assert reserve(*budgets, lambda: False, policy, now - timedelta(seconds=1))[0] == "pair"
+
+
+def test_a_refused_attempt_is_not_counted_and_the_usernames_budget_lets_its_known_addresses_through():
+    from datetime import datetime, timezone
+
+    from dashboard.accounts import Policy, reserve
+
+    policy, now = Policy(failures_per_address=3, failures_per_user=4), datetime(2026, 12, 1, tzinfo=timezone.utc)
+    full_address = _budgets(now, address=3)
+    assert reserve(*full_address, lambda: True, policy, now) == ("address", full_address)
+    full_user = _budgets(now, user=4)
+    assert reserve(*full_user, lambda: False, policy, now) == ("user", full_user)
+    refused, counted = reserve(*full_user, lambda: True, policy, now)          # the owner's own address
+    assert refused is None and [b.attempts for b in counted] == [1, 1, 5]
+    later = now + policy.failure_window
+    assert reserve(*_budgets(now, address=3, user=4), lambda: False, policy, later)[0] is None   # a new window
