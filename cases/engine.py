@@ -65,8 +65,7 @@ def escalate_due(conn, rules: Rules, now: datetime, recipients: Recipients, limi
             for firing in result.firings:
                 if (case.case_id, firing.stage_seq, firing.step, firing.repeat) not in new:
                     continue
-                outcome = apply(case, Escalate(firing.stage_seq, firing.step, firing.repeat, firing.level.value,
-                                               firing.org_code), ESCALATION, now, rules)
+                outcome = escalate(case, firing, now, rules)
                 if isinstance(outcome, Refusal):
                     log.error("escalation of %s refused: %s", case.case_id, outcome.reason)
                     continue
@@ -81,15 +80,30 @@ def escalate_due(conn, rules: Rules, now: datetime, recipients: Recipients, limi
     return fired
 
 
+def escalate(case: Case, firing: Firing, now: datetime, rules: Rules) -> Applied | Refusal:
+    """The case after one ladder step fired at `now`: the Escalate command, given by the engine
+    (pure; the history generator fires its steps with it too)."""
+    return apply(case, Escalate(firing.stage_seq, firing.step, firing.repeat, firing.level.value, firing.org_code),
+                 ESCALATION, now, rules)
+
+
+ESCALATION_COLUMNS = ("case_id", "stage_seq", "step", "repeat", "stage", "level", "org_code", "due_at", "fired_at")
+
+
+def escalation_row(case: Case, firing: Firing, fired_at: datetime) -> tuple:
+    """The case_escalations row of a step fired (ESCALATION_COLUMNS): its key is the step itself."""
+    return (case.case_id, firing.stage_seq, firing.step, firing.repeat, case.stage.value, firing.level.value,
+            firing.org_code, firing.due_at, fired_at)
+
+
 def _insert_steps(cur, steps: list, now: datetime) -> set[tuple]:
     """The escalation rows of the steps, in one statement; the keys of those that were new."""
     if not steps:
         return set()
     rows = execute_values(
-        cur, "insert into case_escalations (case_id, stage_seq, step, repeat, stage, level, org_code, due_at, "
-             "fired_at) values %s on conflict do nothing returning case_id, stage_seq, step, repeat",
-        [(case.case_id, f.stage_seq, f.step, f.repeat, case.stage.value, f.level.value, f.org_code, f.due_at, now)
-         for case, f in steps], fetch=True, page_size=len(steps))
+        cur, f"insert into case_escalations ({', '.join(ESCALATION_COLUMNS)}) values %s on conflict do nothing "
+             "returning case_id, stage_seq, step, repeat",
+        [escalation_row(case, f, now) for case, f in steps], fetch=True, page_size=len(steps))
     return {tuple(r) for r in rows}
 
 

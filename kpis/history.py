@@ -8,6 +8,12 @@ Cases are walked through the real case machine (cases.machine) with the time lim
 calendar in the database, so every deadline is the engine's own; each grid has a quality of work
 that drifts over the period (better or worse), which decides how fast its stages go, how often its
 work is reworked, extended, suspended or refused: the rankings and trends have something to show.
+History keeps the rules the screens show: a stage that runs late climbs its escalation ladder as
+the running cases engine would (each step fired when it falls due, by the engine's own command:
+cases.engine.escalate, the same events, case_escalations rows and levels), and once escalated
+someone acts (a late step comes at most LATE_AT_MOST past its deadline); a member who accepts is on
+site soon (`start`: "en route" for minutes, not days). So every case finishes, or is work still in
+progress at the end, on its ladder, with the position the live engine goes on from.
 Their events go into case_events like the live ones, and the rollups are folded by the same code
 as the cases engine's (kpis/rollup.fold_pass), with a progress bar. Fixes are members' patrols
 inside their grids (one a day, `--fix-every-s`); alarms are raised and cleared by sensors.
@@ -36,6 +42,8 @@ import psycopg2
 from tqdm import tqdm
 
 from cases import store
+from cases.engine import ESCALATION_COLUMNS, escalate, escalation_row
+from cases.escalation import Position, due
 from cases.limits import Limit, Unit, Urgency, categories
 from cases.machine import Applied, Rules, apply, open_case
 from cases.model import (
@@ -55,6 +63,7 @@ from cases.model import (
     RequestExtension,
     Resume,
     Source,
+    Start,
     State,
     Suspend,
     Verify,
@@ -71,6 +80,9 @@ STAFF = Actor(ActorKind.USER, "history-desk", frozenset({"dispatcher"}), "")
 LEADER = Actor(ActorKind.USER, "history-leader", frozenset({"leader"}), "")
 INTAKE = Actor.system("intake")
 EXTENSION = Limit(1, Unit.WORKING_DAYS)
+LATE_AT_MOST = timedelta(hours=4)       # a late stage is acted on once its ladder has climbed (district: 2 h)
+TRAVEL_MIN = (20.0, 120.0)              # accepted -> on site: the median and the most, in minutes
+CASE_COLUMNS = (*store.CASE_COLUMNS, "ladder_seq", "ladder_step", "ladder_repeat", "next_escalation_at")
 
 
 @dataclass(frozen=True)
@@ -90,10 +102,11 @@ class Written:
     events: int = 0
     fixes: int = 0
     alarms: int = 0
+    escalations: int = 0            # ladder steps fired (case_escalations rows)
 
     @property
     def rows(self) -> int:
-        return self.cases + self.events + self.fixes + self.alarms
+        return self.cases + self.events + self.fixes + self.alarms + self.escalations
 
 
 class GridWork:
@@ -121,34 +134,81 @@ def _hand(rng: random.Random, members: list, grid: Grid) -> tuple[Actor | None, 
             if supervisor and (handler is None or supervisor.terminal_id != handler.terminal_id) else None)
 
 
+@dataclass
+class Story:
+    """A case as it stands at the end of the history, its events, the escalation steps fired
+    (case_escalations rows) and where its ladder stands (what the live engine goes on from)."""
+    case: Case
+    events: list[Event]
+    escalations: list[tuple]
+    position: Position
+
+    def row(self, rules: Rules) -> tuple:
+        """The case's row (CASE_COLUMNS): its columns, its ladder position and next step, as store.save writes them."""
+        position = self.position if self.position.stage_seq == self.case.stage_seq else Position(self.case.stage_seq)
+        return (*store.to_row(self.case), position.stage_seq, position.step, position.repeat,
+                store.next_escalation(self.case, position, rules))
+
+
+def climb(story: Story, until: datetime, rules: Rules) -> None:
+    """The ladder steps a running cases engine fires by `until`, each when it falls due, by the
+    engine's own command (cases.engine.escalate): the case's level, its events and rows, and its
+    position move on. (The engine after downtime fires one step for a gap; running, it fires each.)"""
+    if story.position.stage_seq != story.case.stage_seq:
+        story.position = Position(story.case.stage_seq)       # a new stage clock: its ladder from the start
+    while (ladder := store.ladder_for(story.case)) is not None:
+        next_at = store.next_escalation(story.case, story.position, rules)
+        if next_at is None or next_at > until:         # the engine takes what is due at `until`, then the command
+            return
+        result = due(story.case, ladder, story.position, next_at, rules.calendar)
+        for firing in result.firings:
+            outcome = escalate(story.case, firing, firing.due_at, rules)
+            if not isinstance(outcome, Applied):
+                raise RuntimeError(f"history: escalation of {story.case.case_id} refused: {outcome.reason}")
+            story.escalations.append(escalation_row(story.case, firing, firing.due_at))
+            story.case = outcome.case
+            story.events.extend(outcome.events)
+        story.position = result.position
+
+
 def case_story(rng: random.Random, rules: Rules, case_id: str, category: str, urgency: Urgency, source: Source,
                grid: Grid, opened_at: datetime, end: datetime, pace: float, rework: float,
-               handler: Actor | None, supervisor: Actor | None) -> tuple[Case, list[Event]]:
-    """One case from its report to where it stands at `end`, through the real machine."""
+               handler: Actor | None, supervisor: Actor | None) -> Story:
+    """One case from its report to where it stands at `end`, through the real machine, its ladders
+    climbed while a stage runs late."""
     opened = open_case(case_id, category, urgency, source, grid.code, grid.code, INTAKE, opened_at, rules,
                        title=category.replace("_", " "), place=grid.name)
     assert isinstance(opened, Applied), opened
-    case, events, now = opened.case, list(opened.events), opened_at
+    story = Story(opened.case, list(opened.events), [], Position(opened.case.stage_seq))
+    now = opened_at
 
     def step(command, actor, at) -> bool:
-        nonlocal case, now
+        nonlocal now
         if at > end:
             return False
-        outcome = apply(case, command, actor, at, rules)
+        climb(story, at, rules)                 # what the engine fired while the stage waited for this
+        outcome = apply(story.case, command, actor, at, rules)
         if not isinstance(outcome, Applied):        # a story the machine refuses is a bug here: say so
-            raise RuntimeError(f"history: {command.name} refused for {case_id} in {case.state.value}: {outcome.reason}")
-        case, now = outcome.case, at
-        events.extend(outcome.events)
+            raise RuntimeError(f"history: {command.name} refused for {case_id} in {story.case.state.value}: "
+                               f"{outcome.reason}")
+        story.case, now = outcome.case, at
+        story.events.extend(outcome.events)
         return True
 
     def later(share: float | None = None) -> datetime:
         """When the next step comes: a share of the time left on the stage clock, scattered (pace:
-        how well the grid works; past 1, late)."""
-        left = (case.deadline - now).total_seconds() if case.deadline else 3600.0
+        how well the grid works; past 1, late, but acted on within LATE_AT_MOST of the deadline:
+        its ladder has climbed to the district by then)."""
+        deadline = story.case.deadline
+        left = (deadline - now).total_seconds() if deadline else 3600.0
         factor = rng.lognormvariate(math.log(share if share is not None else pace), 0.6)
-        return now + timedelta(seconds=max(20.0, left * factor))
+        at = now + timedelta(seconds=max(20.0, left * factor))
+        if deadline is not None and at > deadline:
+            at = min(at, deadline + rng.uniform(0.05, 1.0) * LATE_AT_MOST)
+        return at
 
     for _ in range(40):                         # a case's steps (a bound; no story is this long)
+        case = story.case
         s = case.state
         if s is State.REPORTED:
             refuse = rng.random() < 0.03
@@ -159,7 +219,10 @@ def case_story(rng: random.Random, rules: Rules, case_id: str, category: str, ur
             ok = step(Dispatch(handler.name, grid.code), STAFF, later(0.4 * pace))
         elif s is State.DISPATCHED:
             ok = step(Reject("not free now") if rng.random() < 0.05 else Accept(), handler, later(0.3 * pace))
-        elif s in (State.ACCEPTED, State.HANDLING):
+        elif s is State.ACCEPTED:                   # en route: on site within minutes
+            travel = min(TRAVEL_MIN[1], rng.lognormvariate(math.log(TRAVEL_MIN[0]), 0.7))
+            ok = step(Start(), handler, now + timedelta(minutes=travel))
+        elif s is State.HANDLING:
             roll = rng.random()
             if case.pending_extension is not None:
                 approve = rng.random() < 0.8
@@ -183,7 +246,8 @@ def case_story(rng: random.Random, rules: Rules, case_id: str, category: str, ur
             break
         if not ok:
             break
-    return case, events
+    climb(story, end, rules)                    # still open at the end: on its ladder until then
+    return story
 
 
 def _copy(cur, table: str, columns: tuple[str, ...], rows: Iterator[tuple]) -> int:
@@ -225,7 +289,7 @@ def write_cases(conn, city: City, rules: Rules, plan: Plan, end: datetime, progr
     for day_index in tqdm(range(plan.days), desc="cases", unit="day", disable=not progress):
         day = first_day + timedelta(days=day_index + 1)
         day_start = datetime.combine(day, datetime.min.time(), CITY_TZ)
-        cases, events, n = [], [], 0
+        stories, n = [], 0
         for grid in city.grids:
             count = _poisson(rng, plan.cases_per_grid_day)
             handler, supervisor = _hand(rng, members[grid.code], grid)
@@ -235,18 +299,18 @@ def write_cases(conn, city: City, rules: Rules, plan: Plan, end: datetime, progr
                 if opened >= end:
                     continue
                 urgency = Urgency.URGENT if rng.random() < 0.1 else Urgency.NORMAL
-                case, evs = case_story(rng, rules, f"C{day:%Y%m%d}-H{n:06d}", rng.choice(cats), urgency,
-                                       Source.REPORT, grid, opened, end, work[grid.code].pace(day_index),
-                                       work[grid.code].rework, handler, supervisor)
-                cases.append(case)
-                events.extend(evs)
+                stories.append(case_story(rng, rules, f"C{day:%Y%m%d}-H{n:06d}", rng.choice(cats), urgency,
+                                          Source.REPORT, grid, opened, end, work[grid.code].pace(day_index),
+                                          work[grid.code].rework, handler, supervisor))
         with conn, conn.cursor() as cur:
-            written.cases += _copy(cur, "cases", store.CASE_COLUMNS, (store.to_row(c) for c in cases))
+            written.cases += _copy(cur, "cases", CASE_COLUMNS, (s.row(rules) for s in stories))
             written.events += _copy(cur, "case_events", ("case_id", "time", "command", "actor_kind", "actor", "roles",
                                                          "from_state", "to_state", "reason", "detail"),
                                     ((e.case_id, e.at, e.command, e.actor.kind.value, e.actor.name,
                                       sorted(e.actor.roles), e.from_state.value if e.from_state else None,
-                                      e.to_state.value, e.reason, e.detail) for e in events))
+                                      e.to_state.value, e.reason, e.detail) for s in stories for e in s.events))
+            written.escalations += _copy(cur, "case_escalations", ESCALATION_COLUMNS,
+                                         (r for s in stories for r in s.escalations))
     return written
 
 
@@ -379,7 +443,7 @@ def generate(dsn: str, plan: Plan, progress: bool = True, what: frozenset[str] =
             return written
         if "cases" in what:
             w = write_cases(conn, city, rules, plan, end, progress)
-            written.cases, written.events = w.cases, w.events
+            written.cases, written.events, written.escalations = w.cases, w.events, w.escalations
             fold_everything(conn, end, progress)
         if "fixes" in what:
             written.fixes = write_fixes(conn, city, plan, end, progress)
@@ -436,7 +500,8 @@ def main(argv: list[str] | None = None) -> int:
     plan = Plan(args.days, args.seed, args.cases_per_grid_day, args.fix_every_s, args.patrol_min)
     written = generate(dsn, plan, what=frozenset(w.strip() for w in args.only.split(",")))
     print(f"{written.rows:,} rows in {time.monotonic() - started:.0f} s: {written.cases:,} cases, "
-          f"{written.events:,} case events, {written.fixes:,} fixes, {written.alarms:,} alarms")
+          f"{written.events:,} case events, {written.escalations:,} escalation steps, {written.fixes:,} fixes, "
+          f"{written.alarms:,} alarms")
     return 0
 
 
