@@ -99,8 +99,14 @@ CALLBACKS: dict[str, Callback] = {
     "cases-rows": Callback(cases.PAGE.roles, "the case list's rows for the filter (authorizes the scope)"),
     "cases-new-result": Callback(OPEN_CASE.roles, "enter a case by hand (authorized for its org unit)",
                                  changes=(OPEN_CASE,)),
-    "case-head": Callback(case.PAGE.roles, "a case's page, refreshed (authorizes the case's org unit)"),
-    "case-map-box": Callback(case.PAGE.roles, "a case's small map (authorizes the case's org unit)"),
+    "cases-pushed": Callback(cases.PAGE.roles, "the list's live pushes (which cases changed)", clientside=True),
+    "cases-conn": Callback(cases.PAGE.roles, "connection state", clientside=True),
+    "case-head": Callback(case.PAGE.roles, "a case's page, drawn again when it changes (authorizes the case's "
+                                           "org unit)"),
+    "case-map-box": Callback(case.PAGE.roles, "a case's small map and its live feed's socket (authorizes the "
+                                              "case's org unit)"),
+    "case-pushed": Callback(case.PAGE.roles, "the case page's live pushes (this case changed)", clientside=True),
+    "case-conn": Callback(case.PAGE.roles, "connection state", clientside=True),
     "case-actions": Callback(case.PAGE.roles, "the actions offered (authorizes the case's org unit)"),
     "case-result": Callback(case.PAGE.roles, "a case action (each authorized for the case's org unit)",
                             changes=tuple(CASE_ACTIONS.values())),

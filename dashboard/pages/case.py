@@ -8,13 +8,19 @@ its state, the login's role and org unit); dashboard/commands.py authorizes each
 case's org unit, the machine decides again on the locked row, and the audit trail keeps it. The
 page itself is authorized for the case's org unit: a street's dispatcher cannot open another
 street's case by its number.
+
+Live: the page's feed (`case`) is opened for the case's own org unit (the hub authorizes it as it
+authorizes the page; the org unit of a case never changes) and carries the numbers of the cases
+there that change; when this case is one of them, the page draws its state, clock, timeline and
+actions again (assets/cases.js bumps `case-pushed`). The clock's time left ticks in the browser;
+a slow fallback (FALLBACK_MS) redraws what moves with no event (the stages' running times).
 """
 from __future__ import annotations
 
 from datetime import datetime, timezone
 
 import dash_leaflet as dl
-from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
+from dash import ALL, ClientsideFunction, Input, Output, State, callback, clientside_callback, ctx, dcc, html, no_update
 from flask import request
 
 from cases.limits import Limit
@@ -36,8 +42,19 @@ from cases.model import (
 )
 from dashboard.authz import Decision, Scope, UserRole, authorize, current_identity
 from dashboard.case_actions import CaseAction, offered
+from dashboard.feeds import Feed
 from dashboard.pages import Page
-from dashboard.pages.cases import duration, handler_name, local, time_class, time_left, urgency_badge
+from dashboard.pages.cases import (
+    clock_data,
+    duration,
+    handler_name,
+    live_socket,
+    local,
+    time_class,
+    time_left,
+    urgency_badge,
+    wire_case_seen,
+)
 from dashboard.state import app_state
 from telemetry.catalogue import (
     ACTION_LABELS,
@@ -51,7 +68,7 @@ from telemetry.catalogue import (
 )
 from telemetry.orgcodes import Level, ancestor, contains
 
-REFRESH_MS = 5000
+FALLBACK_MS = 60_000     # changes come pushed; this redraws what moves with no event (see the docstring)
 PATH = "/case"
 ROLES = frozenset({UserRole.DISPATCHER, UserRole.LEADER, UserRole.ADMIN})
 # the buttons: (key, label, the command it gives, what it needs from the form)
@@ -81,7 +98,11 @@ COMMAND_LABELS = {**{key[len("case."):]: label for key, label in ACTION_LABELS.i
 
 def layout(state, scope: Scope, kiosk: bool = False):
     return html.Div(className="case-page", id="case", children=[
-        html.Div(id="case-head"),
+        dcc.Store(id="case-pushed", data=0),
+        html.Div(style={"display": "flex", "alignItems": "center", "gap": "12px"}, children=[
+            html.Div(id="case-head", style={"flex": "1", "minWidth": 0}),
+            html.Div(id="case-live", className="case-live"),   # the socket, once the case's org unit is known
+        ]),
         html.Div(className="case-columns", children=[
             html.Div(className="case-main", children=[
                 html.Div(id="case-clock-box"),
@@ -91,13 +112,14 @@ def layout(state, scope: Scope, kiosk: bool = False):
             ]),
             html.Div(className="case-side", children=[html.Div(id="case-map-box"), html.Div(id="case-side")]),
         ]),
-        dcc.Interval(id="case-tick", interval=REFRESH_MS),
+        dcc.Interval(id="case-fallback", interval=FALLBACK_MS),
         dcc.Store(id="case-done"),
         dcc.Store(id="case-offered"),
     ])
 
 
-PAGE = Page(PATH, Label("Case", "案件"), ROLES, layout, nav=False, subpaths=True)
+FEED = Feed("case", wire={"case": wire_case_seen}, snapshot=lambda q, scope: {})
+PAGE = Page(PATH, Label("Case", "案件"), ROLES, layout, FEED, nav=False, subpaths=True)
 
 
 def case_id_of(pathname: str | None) -> str:
@@ -123,10 +145,10 @@ def _refused(decision: Decision, case: Case | None):
 
 
 @callback(Output("case-head", "children"), Output("case-clock-box", "children"), Output("case-history", "children"),
-          Output("case-side", "children"), Input("shell-url", "pathname"), Input("case-tick", "n_intervals"),
-          Input("case-done", "data"))
-def show(pathname, _tick, _done):
-    """The case, refreshed every few seconds (authorized for the case's org unit each time)."""
+          Output("case-side", "children"), Input("shell-url", "pathname"), Input("case-pushed", "data"),
+          Input("case-fallback", "n_intervals"), Input("case-done", "data"))
+def show(pathname, _pushed, _fallback, _done):
+    """The case, drawn again whenever it changes (pushed), authorized for the case's org unit each time."""
     case, decision = _authorized(pathname)
     if not decision:
         return _refused(decision, case), None, None, None
@@ -141,15 +163,20 @@ def show(pathname, _tick, _done):
              _section(Label("Sent to terminals", "推送终端"), _notices(state, history["notices"]))])
 
 
-@callback(Output("case-map-box", "children"), Input("shell-url", "pathname"))
+@callback(Output("case-map-box", "children"), Output("case-live", "children"), Input("shell-url", "pathname"))
 def show_map(pathname):
+    """What stays while the page is open: the small map, and the live feed of the case's org unit."""
     case, decision = _authorized(pathname)
-    return _map(app_state(), case) if decision else None
+    if not decision:
+        return None, None
+    return _map(app_state(), case), [live_socket("case-socket", FEED, case.org_code),
+                                     html.Span("connecting…", id="case-conn", className="wall-conn down")]
 
 
 @callback(Output("case-actions", "children"), Output("case-offered", "data"), Input("shell-url", "pathname"),
-          Input("case-tick", "n_intervals"), Input("case-done", "data"), State("case-offered", "data"))
-def show_actions(pathname, _tick, done, shown):
+          Input("case-pushed", "data"), Input("case-fallback", "n_intervals"), Input("case-done", "data"),
+          State("case-offered", "data"))
+def show_actions(pathname, _pushed, _fallback, done, shown):
     """The actions this person may take now: drawn again only when they change (or after one was
     done), so what is being typed is not wiped by the refresh."""
     case, decision = _authorized(pathname)
@@ -161,6 +188,20 @@ def show_actions(pathname, _tick, done, shown):
     if ctx.triggered_id == "case-done" and done and not done.get("ok") and keys == shown:
         return no_update, no_update      # refused: keep the form as it was, to correct it
     return _actions(app_state(), case), keys
+
+
+clientside_callback(
+    ClientsideFunction(namespace="gcc", function_name="caseLive"),
+    Output("case-pushed", "data"), Output("case-socket", "url"),
+    Input("case-socket", "data-snapshot"), Input("case-socket", "data-frame"), State("case-socket", "url"),
+    prevent_initial_call=True,
+)
+
+clientside_callback(
+    ClientsideFunction(namespace="gcc", function_name="connection"),
+    Output("case-conn", "children"), Output("case-conn", "className"),
+    Input("case-socket", "connected"),
+)
 
 
 def _section(title: Label, body):
@@ -188,7 +229,7 @@ def _clock(case: Case, now: datetime):
     extended = case.deadline != case.deadline_original
     parts = [
         html.Div(className="case-clock-stage", children=[str(CASE_STAGE_LABELS[case.stage.value])]),
-        html.Div(time_left(case, now), className="case-clock-left", id="case-left"),
+        html.Div(time_left(case, now), className="case-clock-left", id="case-left", **clock_data(case)),
         html.Div(className="case-clock-detail", children=[
             f"{Label('deadline', '时限')} {local(case.deadline)}",
             f" · {Label('first', '原时限')} {local(case.deadline_original)}" if extended else "",

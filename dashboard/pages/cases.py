@@ -1,8 +1,15 @@
 """The case list, for dispatchers and leaders: every case of the scope, filtered (open, overdue,
 escalated, an SOS nobody has acknowledged, finished, one state; category; source; a number or
-words), sorted (time left first, by default), refreshed every few seconds, exported as CSV
-(`/cases.csv`, the same selection, audited). A dispatcher enters a case by hand here too (a
-12345 hotline call, a walk-in). Each row opens the case's page (dashboard/pages/case.py).
+words), sorted (time left first, by default), exported as CSV (`/cases.csv`, the same selection,
+audited). A dispatcher enters a case by hand here too (a 12345 hotline call, a walk-in). Each row
+opens the case's page (dashboard/pages/case.py).
+
+Live, like the wall and the console: the page's feed (`cases`) carries a case's number whenever a
+case of the scope changes (the hub's room for the scope: the browser learns nothing else), and
+each frame with one makes the server list the rows again (assets/cases.js bumps `cases-pushed`).
+What changes with no event, as the clock runs, is kept by the browser (the time left and its
+colour tick every second: `data-deadline`) and by a slow fallback (FALLBACK_MS: a case that turns
+overdue joins "overdue now", the words of a running clock are the server's again).
 
 The callbacks and the export ask authz for the identity and the scope on every request.
 """
@@ -11,7 +18,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from urllib.parse import urlencode
 
-from dash import Input, Output, State, callback, dcc, html
+from dash import ClientsideFunction, Input, Output, State, callback, clientside_callback, dcc, html
+from dash_socketio import DashSocketIO
 from flask import Response, request
 
 from cases.limits import categories
@@ -19,10 +27,12 @@ from cases.model import Case
 from cases.model import State as CaseState
 from dashboard.authz import Scope, UserRole, asked_scope, authorize, current_identity
 from dashboard.case_actions import OPEN_CASE, OpenHotlineCase
+from dashboard.feeds import Feed
 from dashboard.pages import Page, query_params
 from dashboard.pages.export import authorized_export, csv_response
 from dashboard.queries import CaseFilter
 from dashboard.state import app_state
+from telemetry import live
 from telemetry.catalogue import (
     CASE_CATEGORY_LABELS,
     CASE_SOURCE_LABELS,
@@ -34,9 +44,11 @@ from telemetry.catalogue import (
 )
 from telemetry.city import CITY_TZ
 
-SHOWN_ROWS = 100               # more: narrow the filter, or export (the browser redraws them every few seconds)
+SHOWN_ROWS = 100               # more: narrow the filter, or export (the browser redraws them at every change)
 EXPORT_PATH = "/cases.csv"
-REFRESH_MS = 5000
+# The changes come pushed; this slow refresh is for what changes with no event as the clock runs (a
+# case turning overdue joins "overdue now"; the words of a running clock). Not a poll for changes.
+FALLBACK_MS = 60_000
 STATUS_LABELS = {"open": Label("open", "未结"), "overdue": Label("overdue now", "已超时"),
                  "escalated": Label("escalated", "已升级"),
                  "unacknowledged": Label("SOS not acknowledged", "求助未确认"),
@@ -54,6 +66,23 @@ EXPORT_COLUMNS = ("case_id", "category", "urgency", "source", "state", "stage", 
 DISPATCHERS = OPEN_CASE.roles
 
 
+def wire_case_seen(q, c: live.CaseChange) -> dict:
+    """What the case screens receive of a case change: which case (they list it again from the
+    database, authorized there for the scope of the URL)."""
+    return {"key": c.case_id}
+
+
+FEED = Feed("cases", wire={"case": wire_case_seen}, snapshot=lambda q, scope: {})
+
+
+def live_socket(component_id: str, feed: Feed, scope_code: str) -> DashSocketIO:
+    """The socket of a case screen: its feed at the scope the hub authorizes (the scope in the URL
+    too: a new scope is a new URL, so the component opens a new socket)."""
+    return DashSocketIO(id=component_id, url=f"/live?feed={feed.name}&scope={scope_code}",
+                        eventNames=["snapshot", "frame"],
+                        options={"transports": ["websocket"], "auth": {"feed": feed.name, "scope": scope_code}})
+
+
 def _options(labels: dict) -> list[dict]:
     return [{"label": str(label), "value": key} for key, label in labels.items()]
 
@@ -64,9 +93,12 @@ def layout(state, scope: Scope, kiosk: bool = False):
                                          for key, label in CASE_STATE_LABELS.items()]
     category_options = [{"label": str(CASE_CATEGORY_LABELS.get(c, c)), "value": c} for c in categories()]
     return html.Div(className="audit cases", id="cases", children=[
+        live_socket("cases-socket", FEED, scope.code),
+        dcc.Store(id="cases-pushed", data=0),
         html.Div(className="dispatch-head", children=[
             html.H1(str(Label("Cases", "案件"))),
             html.Div(scope.name, id="cases-scope-name", className="dispatch-scope"),
+            html.Span("connecting…", id="cases-conn", className="wall-conn down"),
         ]),
         html.Div(className="audit-controls", children=[
             html.Label([str(Label("Status", "状态")), dcc.Dropdown(id="cases-status", options=statuses, value="open",
@@ -85,12 +117,12 @@ def layout(state, scope: Scope, kiosk: bool = False):
         _new_case_form(state, scope) if identity is not None and identity.roles & DISPATCHERS else html.Div(),
         html.Div(id="cases-count", className="audit-count", role="status"),
         html.Div(id="cases-rows", className="audit-rows"),
-        dcc.Interval(id="cases-tick", interval=REFRESH_MS),
+        dcc.Interval(id="cases-fallback", interval=FALLBACK_MS),
     ])
 
 
 PAGE = Page("/cases", Label("Cases", "案件"),
-            frozenset({UserRole.DISPATCHER, UserRole.LEADER, UserRole.ADMIN}), layout)
+            frozenset({UserRole.DISPATCHER, UserRole.LEADER, UserRole.ADMIN}), layout, FEED)
 
 
 def _selection(identity, search, status, category, source, text, sort):
@@ -104,10 +136,12 @@ def _selection(identity, search, status, category, source, text, sort):
 
 @callback(Output("cases-rows", "children"), Output("cases-count", "children"), Output("cases-export", "href"),
           Input("cases-status", "value"), Input("cases-category", "value"), Input("cases-source", "value"),
-          Input("cases-text", "value"), Input("cases-sort", "value"), Input("cases-tick", "n_intervals"),
-          Input("cases-new-result", "children"), State("shell-url", "search"))
-def show(status, category, source, text, sort, _tick, _entered, search):
-    """The rows for the scope of the URL (authorized again here: a callback is a request of its own)."""
+          Input("cases-text", "value"), Input("cases-sort", "value"), Input("cases-pushed", "data"),
+          Input("cases-fallback", "n_intervals"), State("shell-url", "search"))
+def show(status, category, source, text, sort, _pushed, _fallback, search):
+    """The rows for the scope of the URL (authorized again here: a callback is a request of its own),
+    again whenever a case of the scope changes (pushed). Only inputs every role's page holds: the
+    entry form is a dispatcher's alone (a case entered there comes back pushed, like any other)."""
     identity = current_identity()
     try:
         state, decision, wanted = _selection(identity, search, status, category, source, text, sort)
@@ -124,7 +158,7 @@ def show(status, category, source, text, sort, _tick, _entered, search):
 
 def _table(state, rows: list[Case], now: datetime):
     """One component per cell and none inside (but the link): Dash's renderer slows down much
-    faster than the number of components it is handed, and this table is redrawn every few seconds."""
+    faster than the number of components it is handed, and this table is redrawn at every change."""
     if not rows:
         return html.P(str(Label("No case matches.", "没有符合条件的案件。")), className="placeholder")
     head = html.Thead(html.Tr([html.Th(str(h)) for h in HEADINGS]))
@@ -134,7 +168,7 @@ def _table(state, rows: list[Case], now: datetime):
                 f"{CASE_SOURCE_LABELS[c.source.value]}"),
         html.Td(f"{c.title} · {c.place}" if c.place and c.place != c.title else c.title),
         html.Td(f"{CASE_STATE_LABELS[c.state.value]}" + (f" · {CASE_STAGE_LABELS[c.stage.value]}" if c.stage else "")),
-        html.Td(time_left(c, now), className="case-left"),
+        html.Td(time_left(c, now), className="case-left", **clock_data(c)),
         html.Td(str(ORG_LEVEL_LABELS[c.escalation_level]) if c.escalation_level else "–"),
         html.Td(handler_name(state, c)),
         html.Td(state.city.org_name(c.org_code)),
@@ -176,6 +210,16 @@ def time_left(case: Case, now: datetime) -> str:
         return str(Label("no clock", "不计时")) if case.state is CaseState.SUSPENDED else "–"
     left = (case.deadline - now).total_seconds()
     return f"{duration(left)} {Label('overdue', '超时')}" if left < 0 else duration(left)
+
+
+def clock_data(case: Case) -> dict:
+    """What the browser needs to move a running clock on between refreshes (assets/cases.js): the
+    deadline and the amber mark (epoch seconds), and the word for overdue."""
+    if case.deadline is None:
+        return {}
+    return {"data-deadline": case.deadline.timestamp(),
+            "data-warn": case.warn_at.timestamp() if case.warn_at is not None else "",
+            "data-overdue": str(Label("overdue", "超时"))}
 
 
 def time_class(case: Case, now: datetime) -> str:
@@ -267,3 +311,19 @@ def export_csv():
 def _iso(value):
     return value.astimezone(CITY_TZ).isoformat() if isinstance(value, datetime) else value
 
+
+
+# --- live -------------------------------------------------------------------------------------------
+
+clientside_callback(
+    ClientsideFunction(namespace="gcc", function_name="casesLive"),
+    Output("cases-pushed", "data"), Output("cases-socket", "url"),
+    Input("cases-socket", "data-snapshot"), Input("cases-socket", "data-frame"), State("cases-socket", "url"),
+    prevent_initial_call=True,
+)
+
+clientside_callback(
+    ClientsideFunction(namespace="gcc", function_name="connection"),
+    Output("cases-conn", "children"), Output("cases-conn", "className"),
+    Input("cases-socket", "connected"),
+)

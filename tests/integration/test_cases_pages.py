@@ -2,7 +2,8 @@
 a case from its page and sees it in the timeline; a leader is offered what a leader may do; a
 street's login cannot open another street's case by its number (refused, audited); the list
 filters and exports what the scope holds (a wall viewer gets neither); an admin's new version of
-the time limits is what a new case's clock uses, and a calendar day set is kept and audited."""
+the time limits is what a new case's clock uses, and a calendar day set is kept and audited; a
+leader (who enters no case) sees the list too, with no error in the browser's console."""
 from __future__ import annotations
 
 import csv
@@ -81,6 +82,24 @@ def test_a_leader_is_offered_what_a_leader_may_do_and_not_registration(stack, ci
     page.goto(f"{dashboard.url}/case/{case_id}")
     page.wait_for_selector(".case-do-suspend")
     assert page.locator(".case-do-register").count() == 0 and page.locator(".case-do-refuse").count() == 0
+
+
+def test_a_leader_sees_the_case_list_with_no_console_error(stack, city, dashboard, cases_settings, page):
+    """A leader may not enter hotline cases, so the entry form (and its result) is not on the page:
+    the list must not depend on it (it did: the table's callback took `cases-new-result` as an
+    input, and a leader's list stayed empty with an error in the console)."""
+    case_id = _reported_case(stack, cases_settings, _grid_in(city, 1, 2).code)
+    console = []
+    page.on("console", lambda message: message.type == "error" and console.append(message.text))
+    sign_in(page, dashboard.url, "t-leader")
+    page.goto(f"{dashboard.url}/cases")
+    page.locator("#cases-table tbody tr").first.wait_for(timeout=15000)
+    assert page.locator("#cases-new").count() == 0                       # a leader enters no case
+    page.fill("#cases-text", case_id)
+    page.keyboard.press("Enter")
+    wait_for(lambda: page.locator("#cases-table tbody tr").count() == 1, 10, "the leader's search: one case")
+    assert case_id in page.inner_text("#cases-rows")
+    assert console == [] and page.errors == []
 
 
 def test_a_street_login_cannot_open_another_streets_case_by_its_number(stack, city, dashboard, cases_settings, page):
