@@ -258,14 +258,12 @@
       const p = feature.properties;
       if (p.kind === "case") {
         const icon = L.divIcon({className: "case-icon overdue", html: "<span></span>", iconSize: [28, 28]});
-        return L.marker(latlng, {icon: icon, zIndexOffset: 1000}).bindTooltip(p.label || "");
+        return L.marker(latlng, {icon: icon, zIndexOffset: 1000}).bindTooltip(gcc.ui.text(p.label));   // data: text
       }
-      const icon = L.divIcon({className: "cand-icon", iconSize: [24, 24],
-                              html: "<span style='background:" + (STATUS_COLOURS[p.kind] || "#8b9bb0") + "'>" + p.n + "</span>"});
-      const marker = L.marker(latlng, {icon: icon});
-      const tip = document.createElement("span");
-      tip.textContent = p.label;
-      return marker.bindTooltip(tip);
+      const badge = gcc.ui.text(p.n);               // the icon is built as a node too: nothing of the data is HTML
+      badge.style.background = STATUS_COLOURS[p.kind] || "#8b9bb0";
+      const icon = L.divIcon({className: "cand-icon", iconSize: [24, 24], html: badge});
+      return L.marker(latlng, {icon: icon}).bindTooltip(gcc.ui.text(p.label));
     },
   };
 

@@ -115,6 +115,13 @@
 
   gcc.ui = {
     html: function (type, props) { return {namespace: "dash_html_components", type: type, props: props}; },
+    /* Leaflet takes a tooltip's or a popup's string as HTML: what it shows (names, titles, labels:
+     * data that came from elsewhere) goes in as a text node, so markup in it is shown, never run. */
+    text: function (value) {
+      const el = document.createElement("span");
+      el.textContent = value == null ? "" : String(value);
+      return el;
+    },
     age: function (t) {
       const s = Math.max(0, Date.now() / 1000 - t);
       if (s < 60) return Math.round(s) + " s";

@@ -222,12 +222,9 @@
            (m.out_of_area ? " · out of area 区域外" : "") + (m.battery_pct != null ? " · " + m.battery_pct + "%" : "");
   }
 
-  /* Leaflet takes a tooltip's string as HTML: what a tooltip shows (names, labels: data that came
-   * from elsewhere) goes in as a text node, so markup in it is shown, never run, on a wall nobody watches. */
+  /* What a tooltip shows is data: a text node (gcc.ui.text), never HTML, on a wall nobody watches. */
   function textTooltip(text) {
-    const el = document.createElement("span");
-    el.textContent = text;
-    return el;
+    return gcc.ui.text(text);
   }
   function setTooltipText(marker, text) {
     const tooltip = marker.getTooltip();

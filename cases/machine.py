@@ -49,6 +49,7 @@ from cases.model import (
     Suspend,
     Verify,
 )
+from telemetry import freetext
 from telemetry.catalogue import Role
 from telemetry.orgcodes import Level, contains
 
@@ -233,6 +234,9 @@ def _invalid(command: Command, case: Case, rules: Rules) -> str | None:
         limit = MAX_NOTE if name == "note" else MAX_REASON
         if value is not None and len(value) > limit:
             return f"a {name} has at most {limit} characters"
+        wrong = freetext.problem(value, freetext.NOTE) if value is not None else None
+        if wrong:                                 # people's text: no control characters (telemetry.freetext)
+            return f"a {name} {wrong}"
     needs_reason = (Refuse, Reject, Return, Suspend, Reopen, RequestExtension, OfferExpired)
     if isinstance(command, needs_reason) and not command.reason.strip():
         return f"{command.name} needs a reason"

@@ -36,6 +36,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from psycopg2.pool import ThreadedConnectionPool
 
 from dashboard.authz import Identity, UserRole
+from telemetry import freetext
 
 _hasher = PasswordHasher()
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))   # verified for unknown users: the same work
@@ -365,7 +366,8 @@ class Accounts:
     def create_wall_token(self, name: str, scope_code: str, created_by: str) -> tuple[int, str]:
         """(id, the token): the token is shown this once and never stored."""
         with self._connection() as cur:
-            return insert_wall_token(cur, name, scope_code, created_by)
+            token_id, token, _ = insert_wall_token(cur, name, scope_code, created_by)
+        return token_id, token
 
     def revoke_wall_token(self, token_id: int, revoked_by: str, now: datetime) -> bool:
         with self._connection() as cur:
@@ -422,6 +424,7 @@ def insert_user(cur, username: str, display_name: str, role: UserRole, scope_cod
     """A new user (False: the username is taken)."""
     if not USERNAME.match(username):
         raise ValueError(f"{username!r} is not a username (2-40 of a-z 0-9 . _ -, starting with a letter or digit)")
+    display_name = freetext.clean(display_name, freetext.NAME, "a display name", required=True)
     cur.execute("insert into users (username, display_name, role, scope_code, password_hash, created_by) "
                 "values (%s, %s, %s, %s, %s, %s) on conflict (username) do nothing",
                 (username, display_name, UserRole(role).value, scope_code, password_hash, created_by))
@@ -446,12 +449,16 @@ def update_disabled(cur, username: str, disabled: bool, now: datetime) -> bool:
     return found
 
 
-def insert_wall_token(cur, name: str, scope_code: str, created_by: str) -> tuple[int, str]:
-    """(id, the token): the token is shown this once and never stored."""
+def insert_wall_token(cur, name: str, scope_code: str, created_by: str) -> tuple[int, str, str]:
+    """(id, the token, the name as stored): the token is shown this once and never stored.
+    ValueError: the name is not one (2 to 100 characters of one line, say where the screen hangs)."""
+    name = freetext.clean(name, freetext.NAME, "a wall screen's name", required=True)
+    if len(name) < 2:
+        raise ValueError("a wall screen's name has at least 2 characters (say where the screen hangs)")
     token = secrets.token_urlsafe(32)
     cur.execute("insert into wall_tokens (name, scope_code, token_hash, created_by) values (%s, %s, %s, %s) "
                 "returning id", (name, scope_code, _digest(token), created_by))
-    return cur.fetchone()[0], token
+    return cur.fetchone()[0], token, name
 
 
 def update_revoked(cur, token_id: int, revoked_by: str, now: datetime) -> bool:

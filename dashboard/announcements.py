@@ -21,6 +21,7 @@ import psycopg2.extras
 from dashboard.authz import Identity, UserRole, scope_of
 from dashboard.commands import Action, Commands, Refused, Target, Written
 from dashboard.vocabulary import USER_ROLE_LABELS
+from telemetry import freetext
 from telemetry.notices import ANNOUNCEMENT_DAYS
 
 ANNOUNCE = Action("announcement.send", frozenset({UserRole.DISPATCHER, UserRole.LEADER, UserRole.ADMIN}))
@@ -46,9 +47,13 @@ class Announce:
         return Target(self.target_key, scope.code, f"{scope.name} · {self.title.strip()[:TITLE_MAX]}", scope.name)
 
     def write(self, cur, who: Identity, now: datetime, target: Target) -> Written:
-        title, body = self.title.strip(), self.body.strip()
-        if not title or not body:
+        if not self.title.strip() or not self.body.strip():
             raise Refused("an announcement needs a title and a text")
+        try:
+            title = freetext.clean(self.title, freetext.LINE, "an announcement's title")
+            body = freetext.clean(self.body, freetext.NOTE, "an announcement's text")
+        except ValueError as bad:
+            raise Refused(str(bad)) from None
         if len(title) > TITLE_MAX or len(body) > BODY_MAX:
             raise Refused(f"a title has at most {TITLE_MAX} characters, a text at most {BODY_MAX}")
         if self.days not in ANNOUNCEMENT_DAYS:

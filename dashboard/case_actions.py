@@ -24,6 +24,7 @@ from cases.offers import OfferPolicy
 from cases.tell import case_change
 from dashboard.authz import Identity, UserRole
 from dashboard.commands import Action, Commands, Refused, Target, Written
+from telemetry import freetext
 from telemetry.catalogue import CASE_CATEGORY_LABELS
 from telemetry.orgcodes import contains
 
@@ -181,11 +182,12 @@ class OpenHotlineCase:
 
     def write(self, cur, who: Identity, now: datetime, target: Target) -> Written:
         ctx: Commands = target.subject
-        title, place = self.title.strip(), self.place.strip()
-        if not title:
-            raise Refused("a case needs a title: what is wrong")
-        if len(self.note) > 2000:
-            raise Refused("a note has at most 2000 characters")
+        try:
+            title = freetext.clean(self.title, freetext.LINE, "a case's title (what is wrong)", required=True)
+            place = freetext.clean(self.place, freetext.LINE, "a place")
+            note = freetext.clean(self.note, freetext.NOTE, "a note")
+        except ValueError as bad:
+            raise Refused(str(bad)) from None
         try:
             urgency = Urgency(self.urgency)
         except ValueError:
@@ -196,7 +198,7 @@ class OpenHotlineCase:
         case_id = store.next_case_id(cur, now)
         outcome = open_case(case_id, self.category, urgency, Source.HOTLINE, grid.code if grid else None,
                             self.org_code, actor_of(who), now, rules, title=title,
-                            place=place or ctx.where(self.org_code), detail={"note": self.note} if self.note else None,
+                            place=place or ctx.where(self.org_code), detail={"note": note} if note else None,
                             lat=point.y if point else None, lon=point.x if point else None)
         if isinstance(outcome, Refusal):
             raise Refused(outcome.reason)
@@ -288,7 +290,10 @@ class SetCalendarDay:
         return Target(self.target_key, "", f"{self.day.isoformat()} · {kind} · {self.name or '–'}")
 
     def write(self, cur, who: Identity, now: datetime, target: Target) -> Written:
-        name = self.name.strip()
+        try:
+            name = freetext.clean(self.name, freetext.NAME, "a day's name")
+        except ValueError as bad:
+            raise Refused(str(bad)) from None
         if len(name) > 60:
             raise Refused("a day's name has at most 60 characters")
         cur.execute("select workday, name, source from work_calendar where day = %s for update", (self.day,))

@@ -43,6 +43,12 @@ def count_title(key: str) -> str:
     return f"{count.label}: {count.definition}."
 
 
+def plot_text(value: str) -> str:
+    """Data as Plotly shows it: Plotly reads tags (<b>, <a href>, <br>) in its labels, so a name's
+    markup is written as entities, which it shows as the characters they are."""
+    return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def category_name(code: str) -> str:
     label = CASE_CATEGORY_LABELS.get(code)
     return label.zh if label else code
@@ -56,7 +62,7 @@ def _figure(title: Label, data, **layout) -> go.Figure:
 
 def by_category(report: Report, top: int = 12) -> go.Figure:
     rows = sorted(report.categories.items(), key=lambda kv: -kv[1].count("registered"))[:top][::-1]
-    names = [category_name(c) for c, _ in rows]
+    names = [plot_text(category_name(c)) for c, _ in rows]
     return _figure(Label("By category", "分类统计"), [
         go.Bar(y=names, x=[t.count("registered") for _, t in rows], orientation="h", name="立案 registered",
                marker_color="#58a6ff"),
@@ -90,7 +96,7 @@ def by_stage(report: Report) -> go.Figure:
 def by_unit(ranked: list[Ranked], name_of) -> go.Figure:
     scored = [r for r in ranked if r.score is not None]
     return _figure(Label("Score by unit", "综合得分"), [
-        go.Bar(x=[name_of(r.code) for r in scored], y=[r.score for r in scored],
+        go.Bar(x=[plot_text(name_of(r.code)) for r in scored], y=[r.score for r in scored],
                marker_color=[GRADE_COLOURS.get(r.grade or "", "#8b9bb0") for r in scored],
                text=[r.grade for r in scored], textposition="outside",
                hovertemplate="%{x}: %{y:.1f}<extra></extra>")], yaxis={"range": [0, 105]})

@@ -30,9 +30,17 @@ from dispatch.roster import RosterCache, RosterDay
 from kpis import report as kpi_report
 from kpis.report import Period, Report
 from kpis.tracks import Track
-from telemetry import live
+from telemetry import freetext, live
 from telemetry.city import CITY_TZ, City, Member
 from telemetry.orgcodes import Level, contains
+
+
+def _name(column: str) -> str:
+    """A name column as the registry's pages list it: at most a name's length (one stored before
+    the limit would make a list of hundreds unusable in the browser), as read_city cuts it."""
+    n = freetext.NAME.max_length
+    return f"(case when length({column}) > {n} then left({column}, {n - 1}) || '…' else {column} end)"
+
 
 HEX_RESOLUTION = 9          # ~0.1 km² cells: a few per grid
 WINDOWS = {"hour": timedelta(hours=1), "today": None}
@@ -90,7 +98,8 @@ class Queries:
     def member_devices(self, scope: Scope) -> list[tuple]:
         """The scope's members' active devices beyond their own terminals (the phones added), newest
         first: (device, kind, label, added, member, name, grid)."""
-        return self.rows("select d.device_id, d.kind, d.label, d.added_at, m.member_id, m.name, m.grid_code "
+        return self.rows(f"select d.device_id, d.kind, {_name('d.label')}, d.added_at, m.member_id, "
+                         f"{_name('m.name')}, m.grid_code "
                          "from member_devices d join members m using (member_id) "
                          "where d.retired_at is null and m.retired_at is null and m.grid_code like %s "
                          "and d.device_id <> m.terminal_id order by d.added_at desc, d.device_id limit 200",
@@ -119,8 +128,8 @@ class Queries:
     def registry_members(self, scope: Scope, search: str, limit: int) -> tuple[list[tuple], int]:
         """The scope's active members matching `search` (id, name, terminal, grid code or name), by
         grid: ([(member, name, role, grid, terminal, phones)], how many match)."""
-        rows = self.rows("""
-            select m.member_id, m.name, m.role, m.grid_code, m.terminal_id,
+        rows = self.rows(f"""
+            select m.member_id, {_name("m.name")}, m.role, m.grid_code, m.terminal_id,
                    (select count(*) from member_devices d where d.member_id = m.member_id
                        and d.retired_at is null and d.device_id <> m.terminal_id),
                    count(*) over ()
@@ -134,8 +143,8 @@ class Queries:
 
     def registry_member(self, member_id: str) -> tuple | None:
         """An active member: (member, name, role, grid, terminal, [their other active devices])."""
-        rows = self.rows("""
-            select m.member_id, m.name, m.role, m.grid_code, m.terminal_id,
+        rows = self.rows(f"""
+            select m.member_id, {_name("m.name")}, m.role, m.grid_code, m.terminal_id,
                    array(select d.device_id from member_devices d where d.member_id = m.member_id
                          and d.retired_at is null and d.device_id <> m.terminal_id order by d.device_id)
               from members m where m.member_id = %s and m.retired_at is null""", (member_id,))
@@ -144,8 +153,8 @@ class Queries:
     def registry_gateways(self, scope: Scope, search: str, limit: int) -> tuple[list[tuple], int]:
         """The scope's active gateways matching `search` (id, building id or name, grid code):
         ([(gateway, kind, protocol, building, building name, grid, active sensors)], how many)."""
-        rows = self.rows("""
-            select w.gateway_id, w.kind, w.protocol, w.building_id, b.name, w.grid_code,
+        rows = self.rows(f"""
+            select w.gateway_id, w.kind, w.protocol, w.building_id, {_name("b.name")}, w.grid_code,
                    (select count(*) from sensors s where s.gateway_id = w.gateway_id and s.retired_at is null),
                    count(*) over ()
               from gateways w join buildings b using (building_id)
@@ -158,7 +167,7 @@ class Queries:
 
     def registry_sensors(self, gateway_id: str) -> list[tuple]:
         """A gateway's active sensors: (sensor, kind, building, building name, grid)."""
-        return self.rows("select s.sensor_id, s.kind, s.building_id, b.name, s.grid_code from sensors s "
+        return self.rows(f"select s.sensor_id, s.kind, s.building_id, {_name('b.name')}, s.grid_code from sensors s "
                          "join buildings b using (building_id) where s.gateway_id = %s and s.retired_at is null "
                          "order by s.sensor_id", (gateway_id,))
 
@@ -172,7 +181,7 @@ class Queries:
 
     def buildings_matching(self, scope: Scope, search: str, limit: int = 50) -> list[tuple]:
         """Buildings of the scope whose id or name matches: (building, name, grid)."""
-        return self.rows("select building_id, name, grid_code from buildings where grid_code like %s "
+        return self.rows(f"select building_id, {_name('name')}, grid_code from buildings where grid_code like %s "
                          "and (building_id ilike %s or name ilike %s) order by grid_code, building_id limit %s",
                          (scope.code + "%", self._like(search), self._like(search), limit))
 

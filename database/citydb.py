@@ -20,6 +20,7 @@ import psycopg2
 from shapely.geometry import mapping, shape
 
 from telemetry import city as model
+from telemetry import freetext
 from telemetry.catalogue import DeviceKind
 from telemetry.orgcodes import Level, parent_of
 
@@ -74,26 +75,27 @@ def load_city(conn, city: model.City) -> None:
 
 
 def read_city(conn) -> model.City:
-    """The city as stored, for processes that take reference data from the database."""
+    """The city as stored, for processes that take reference data from the database; its names
+    at most a name's length (telemetry.freetext: one stored before the limit is cut with "…")."""
     with conn.cursor() as cur:
         cur.execute("select name, seed from city_info")
         row = cur.fetchone()
         if row is None:
             raise LookupError("no city is loaded; run `python -m database.citydb load PATH`")
-        city = model.City(name=row[0], seed=row[1])
+        city = model.City(name=_name(row[0]), seed=row[1])
         cur.execute("select code, level, name, boundary from org_units order by code")
         for code, level, name, boundary in cur.fetchall():
-            unit = model.OrgUnit(code, name, Level(level), shape(boundary))
+            unit = model.OrgUnit(code, _name(name), Level(level), shape(boundary))
             {"district": city.districts, "street": city.streets, "community": city.communities}[level].append(unit)
         cur.execute("select code, name, kind, households, population, boundary from grids order by code")
-        city.grids = [model.Grid(c, n, model.GridKind(k), h, p, shape(b)) for c, n, k, h, p, b in cur.fetchall()]
+        city.grids = [model.Grid(c, _name(n), model.GridKind(k), h, p, shape(b)) for c, n, k, h, p, b in cur.fetchall()]
         cur.execute("select building_id, grid_code, name, lon, lat, floors, households from buildings "
                     "order by building_id")
-        city.buildings = [model.Building(*r) for r in cur.fetchall()]
+        city.buildings = [model.Building(b, g, _name(n), *rest) for b, g, n, *rest in cur.fetchall()]
         cur.execute("select unit_id, grid_code, name, kind, lon, lat from units order by unit_id")
-        city.units = [model.Unit(*r) for r in cur.fetchall()]
+        city.units = [model.Unit(u, g, _name(n), *rest) for u, g, n, *rest in cur.fetchall()]
         cur.execute("select org_id, grid_code, name, kind from organizations order by org_id")
-        city.organizations = [model.Organization(*r) for r in cur.fetchall()]
+        city.organizations = [model.Organization(o, g, _name(n), k) for o, g, n, k in cur.fetchall()]
         cur.execute("select gateway_id, kind, building_id, grid_code, protocol from gateways "
                     "where retired_at is null order by gateway_id")
         city.gateways = [model.Gateway(g, model.GatewayKind(k), b, c, p) for g, k, b, c, p in cur.fetchall()]
@@ -102,13 +104,18 @@ def read_city(conn) -> model.City:
         city.sensors = [model.Sensor(s, DeviceKind(k), b, g, c, x, y) for s, k, b, g, c, x, y in cur.fetchall()]
         cur.execute("select member_id, name, role, grid_code, terminal_id from members where retired_at is null "
                     "order by member_id")
-        city.members = [model.Member(m, n, model.Role(r), g, t) for m, n, r, g, t in cur.fetchall()]
+        city.members = [model.Member(m, _name(n), model.Role(r), g, t) for m, n, r, g, t in cur.fetchall()]
         cur.execute("select d.device_id, d.member_id, d.kind, d.label from member_devices d "
                     "join members m using (member_id) where d.retired_at is null and m.retired_at is null "
                     "and d.device_id <> m.terminal_id order by d.device_id")
-        city.devices = [model.MemberDevice(i, m, model.MemberDeviceKind(k), label) for i, m, k, label in cur.fetchall()]
+        city.devices = [model.MemberDevice(i, m, model.MemberDeviceKind(k), _name(label))
+                        for i, m, k, label in cur.fetchall()]
         city.retired = _retired(cur)
     return city
+
+
+def _name(value: str) -> str:
+    return freetext.shown(value, freetext.NAME)
 
 
 def device_accounts(conn) -> tuple[dict[str, str], set[str]]:

@@ -29,6 +29,7 @@ from shapely.validation import explain_validity
 
 from database.audit import write_audit
 from registry.store import Actor, RegistryError
+from telemetry import freetext
 from telemetry.city import GridKind
 from telemetry.orgcodes import InvalidCode, Level, level_of, parent_of
 
@@ -81,7 +82,10 @@ def units_of(document: dict) -> tuple[Level, list[dict]]:
             raise RegistryError(f"{where}: geometry is not valid: {explain_validity(geom)}")
         if geom.is_empty or _m2(geom, geom.centroid.y) <= TOLERANCE_M2:
             raise RegistryError(f"{where}: geometry is empty (an area of at most {TOLERANCE_M2:g} m²)")
-        unit = {"code": code, "level": level, "name": str(props.get("name") or code), "geom": geom}
+        wrong = freetext.problem(str(props.get("name") or code).strip(), freetext.NAME)
+        if wrong:
+            raise RegistryError(f"{where}: properties.name {wrong}")
+        unit = {"code": code, "level": level, "name": str(props.get("name") or code).strip(), "geom": geom}
         if level is Level.GRID:      # what the file leaves out keeps its stored value (a new grid: the default)
             kind = props.get("kind")
             if kind is not None and kind not in {k.value for k in GridKind}:

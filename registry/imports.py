@@ -17,6 +17,7 @@ import io
 import psycopg2
 
 from registry.store import Actor, Credential, DeviceRegistry, RegistryError, valid_id
+from telemetry import freetext
 from telemetry.catalogue import Role
 
 COLUMNS = ("member_id", "name", "role", "grid_code", "terminal_id")
@@ -53,6 +54,8 @@ def problems(rows: list[dict[str, str]], dsn: str) -> list[str]:
         why = [f"{c} is empty" for c in COLUMNS if not row.get(c)]
         why += [f"{key} {row[key]!r}: 1-64 characters, no whitespace, no / + #" for key in ("member_id", "terminal_id")
                 if row.get(key) and not valid_id(row[key])]
+        wrong = freetext.problem(row.get("name") or "", freetext.NAME)
+        why += [f"name {wrong}"] if wrong else []
         if row.get("role") not in roles:
             why.append(f"role {row['role']!r} is not one of {', '.join(sorted(roles))}")
         why += [f"no grid {row['grid_code']!r}"] if row.get("grid_code") and row["grid_code"] not in grids else []

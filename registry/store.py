@@ -21,6 +21,7 @@ import psycopg2
 from database.audit import write_audit
 from registry import broker
 from registry.broker import BrokerAdmin, DynsecError, new_password
+from telemetry import freetext
 from telemetry.catalogue import DeviceKind, Role
 from telemetry.city import GatewayKind, MemberDeviceKind
 from telemetry.messages import is_valid_id
@@ -78,6 +79,15 @@ def _id(value: str, what: str) -> str:
     if not valid_id(value):
         raise RegistryError(f"{what} {value!r}: 1-64 characters, no whitespace, no / + # (they are topic characters)")
     return value
+
+
+def _text(value: str | None, kind: freetext.Kind, what: str, required: bool = False) -> str:
+    """A name or label as people type it (telemetry.freetext: one line, a length limit, no control
+    characters), or a refusal naming the field."""
+    try:
+        return freetext.clean(value, kind, what, required=required)
+    except ValueError as bad:
+        raise RegistryError(str(bad)) from None
 
 
 class DeviceRegistry:
@@ -151,17 +161,18 @@ class DeviceRegistry:
         def change(cur) -> _Change:
             _id(member_id, "member id")
             _id(terminal_id, "terminal id")
+            member_name = _text(name, freetext.NAME, "a member's name", required=True)
             role_value = _choice(Role, role, "role").value
             grid = self._grid(cur, grid_code)
             self._free_device_id(cur, terminal_id)
             cur.execute("insert into members (member_id, name, role, grid_code, terminal_id) "
                         "values (%s, %s, %s, %s, %s)",
-                        (member_id, name, role_value, grid, terminal_id))
+                        (member_id, member_name, role_value, grid, terminal_id))
             cur.execute("insert into member_devices (device_id, member_id, kind) values (%s, %s, 'terminal')",
                         (terminal_id, member_id))
             password = new_password()
             return _Change(f"member:{member_id}", grid, None,
-                           {"name": name, "role": role_value, "grid_code": grid, "terminal_id": terminal_id},
+                           {"name": member_name, "role": role_value, "grid_code": grid, "terminal_id": terminal_id},
                            broker.create(terminal_id, AccountKind.TERMINAL, password, org=grid),
                            Credential(terminal_id, AccountKind.TERMINAL, password))
         return self._apply(actor, "registry.member.add", f"member:{member_id}", change).credential
@@ -171,13 +182,14 @@ class DeviceRegistry:
         def change(cur) -> _Change:
             device_kind = _choice(MemberDeviceKind, kind, "device kind")
             _id(device_id, "device id")
+            device_label = _text(label, freetext.NAME, "a device's label")
             member = self._member(cur, member_id)
             self._free_device_id(cur, device_id)
             cur.execute("insert into member_devices (device_id, member_id, kind, label) values (%s, %s, %s, %s)",
-                        (device_id, member_id, device_kind.value, label))
+                        (device_id, member_id, device_kind.value, device_label))
             account, password = ACCOUNT_KINDS[device_kind], new_password()
             return _Change(f"device:{device_id}", member[3], None,
-                           {"member_id": member_id, "kind": device_kind.value, "label": label},
+                           {"member_id": member_id, "kind": device_kind.value, "label": device_label},
                            broker.create(device_id, account, password, org=member[3]),
                            Credential(device_id, account, password))
         return self._apply(actor, "registry.device.add", f"device:{device_id}", change).credential
@@ -185,7 +197,7 @@ class DeviceRegistry:
     def change_member(self, actor: Actor, member_id: str, name: str | None = None, role: str | None = None) -> None:
         def change(cur) -> _Change:
             member = self._member(cur, member_id)
-            new_name = name if name is not None else member[1]
+            new_name = _text(name, freetext.NAME, "a member's name", required=True) if name is not None else member[1]
             new_role = _choice(Role, role, "role").value if role is not None else member[2]
             cur.execute("update members set name = %s, role = %s where member_id = %s", (new_name, new_role, member_id))
             return _Change(f"member:{member_id}", member[3], {"name": member[1], "role": member[2]},

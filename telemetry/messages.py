@@ -11,7 +11,9 @@ notably ':' '.' '-' '_' (SenML sensor names are often URNs such as ``urn:dev:ow:
 Free text (an address, a description, a note, a reading's text value or unit, a region, a category,
 and every string inside an alarm's ``detail``, its keys included) may hold anything but NUL
 (U+0000): PostgreSQL cannot store it in ``text`` or ``jsonb``, so it is refused here, with the
-error type INVALID_TEXT, and never reaches the database.
+error type INVALID_TEXT, and never reaches the database. The text fields of ``Text`` are also held
+to telemetry.freetext's rule for people's text (no control characters but line feeds and tabs, no
+bidirectional overrides), refused with the same error type.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ import orjson
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from telemetry import freetext
 from telemetry.catalogue import INCIDENT_CATEGORIES, AlarmType
 
 ID_MAX_LENGTH = 64
@@ -32,6 +35,9 @@ DETAIL_MAX_BYTES = 4096
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 INVALID_TEXT = "invalid_text"  # the validation error type of a NUL in free text (a decoder's reason code too)
 _NUL = "\x00"
+# what a device's free text may hold besides NUL: telemetry.freetext's rule for multi-line text (line
+# feeds and tabs, no other control characters, no bidirectional overrides); each field has its own length
+_DEVICE_TEXT = freetext.Kind("device text", 1 << 20, multiline=True)
 
 
 _PLAIN_ID = re.compile(r"[A-Za-z0-9._:@=-]*")   # the usual ids, accepted without a look at each character
@@ -74,6 +80,9 @@ def _refuse_nul(where: str) -> PydanticCustomError:
 def _check_text(value: str) -> str:
     if _NUL in value:
         raise _refuse_nul("")
+    wrong = freetext.problem(value, _DEVICE_TEXT)
+    if wrong:
+        raise PydanticCustomError(INVALID_TEXT, "{wrong}", {"wrong": wrong})
     return value
 
 

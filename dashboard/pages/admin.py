@@ -30,6 +30,7 @@ from dashboard.commands import (
 from dashboard.pages import Page
 from dashboard.state import app_state
 from dashboard.vocabulary import USER_ROLE_LABELS
+from telemetry import freetext
 from telemetry.catalogue import Label
 from telemetry.city import CITY_TZ
 from telemetry.orgcodes import contains
@@ -64,7 +65,8 @@ def layout(state, scope: Scope, kiosk: bool = False):
                 html.H2(str(Label("Users", "用户"))),
                 html.Div(className="admin-form", children=[
                     dcc.Input(id="admin-new-username", placeholder=str(Label("username", "用户名")), maxLength=40),
-                    dcc.Input(id="admin-new-display", placeholder=str(Label("full name", "姓名")), maxLength=80),
+                    dcc.Input(id="admin-new-display", placeholder=str(Label("full name", "姓名")),
+                              maxLength=freetext.NAME.max_length),
                     dcc.Dropdown(id="admin-new-role", options=roles, value=UserRole.WALL_VIEWER.value,
                                  clearable=False),
                     dcc.Dropdown(id="admin-new-scope", options=orgs, value=orgs[0]["value"] if orgs else "",
@@ -77,7 +79,7 @@ def layout(state, scope: Scope, kiosk: bool = False):
             html.Section(className="wall-panel", children=[
                 html.H2(str(Label("Wall screens", "大屏令牌"))),
                 html.Div(className="admin-form", children=[
-                    dcc.Input(id="admin-new-token-name", maxLength=60,
+                    dcc.Input(id="admin-new-token-name", maxLength=freetext.NAME.max_length,
                               placeholder=str(Label("where the screen hangs", "大屏位置"))),
                     dcc.Dropdown(id="admin-new-token-scope", options=orgs, value=orgs[0]["value"] if orgs else "",
                                  clearable=False, searchable=True),

@@ -108,7 +108,7 @@ def community_view(state, parent_code: str):
     lons, lats = [x for x, _ in coords], [y for _, y in coords]
     bounds = [[min(lats), min(lons)], [max(lats), max(lons)]] if coords else None
     return download, dl.Map(layers, bounds=bounds, className="boundaries-map", id="boundaries-leaflet",
-                            attributionControl=False, preferCanvas=True)
+                            attributionControl=False, preferCanvas=True, trackViewport=False)
 
 
 def _points(geometry: dict):

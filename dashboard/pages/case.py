@@ -515,9 +515,9 @@ def _escalations(state, steps: list[dict]):
 def _sources(history: dict):
     items = []
     for s in history["sources"]:
-        text = s["description"] or s["address"] or ""
         items.append(html.Li([html.Span(f"{s['kind']} {s['key']} ({s['linked']})"),
-                              html.Div(text, className="audit-dim") if text else None,
+                              html.Div(s["address"], className="case-source-address") if s["address"] else None,
+                              html.Div(s["description"], className="audit-dim") if s["description"] else None,
                               html.Code(s["photo_ref"], className="case-photo") if s["photo_ref"] else None]))
     for e in history["events"]:
         for ref in (e["detail"] or {}).get("photo_refs") or ():

@@ -32,7 +32,7 @@ from dashboard.pages import Page, query_params
 from dashboard.pages.export import authorized_export, csv_response
 from dashboard.queries import CaseFilter
 from dashboard.state import app_state
-from telemetry import live
+from telemetry import freetext, live
 from telemetry.catalogue import (
     CASE_CATEGORY_LABELS,
     CASE_SOURCE_LABELS,
@@ -254,9 +254,12 @@ def _new_case_form(state, scope: Scope):
                          placeholder=str(Label("category", "类别"))),
             dcc.Dropdown(id="cases-new-urgency", options=_options(URGENCY_LABELS), value="normal", clearable=False),
             dcc.Dropdown(id="cases-new-org", options=places, placeholder=str(Label("grid or org unit", "网格或单位"))),
-            dcc.Input(id="cases-new-title", placeholder=str(Label("what is wrong", "事项")), maxLength=200),
-            dcc.Input(id="cases-new-place", placeholder=str(Label("where, as the caller said", "地点")), maxLength=200),
-            dcc.Input(id="cases-new-note", placeholder=str(Label("caller, details", "来电人、详情")), maxLength=2000),
+            dcc.Input(id="cases-new-title", placeholder=str(Label("what is wrong", "事项")),
+                      maxLength=freetext.LINE.max_length),
+            dcc.Input(id="cases-new-place", placeholder=str(Label("where, as the caller said", "地点")),
+                      maxLength=freetext.LINE.max_length),
+            dcc.Input(id="cases-new-note", placeholder=str(Label("caller, details", "来电人、详情")),
+                      maxLength=freetext.NOTE.max_length),
             html.Button(str(Label("Register", "立案")), id="cases-new-submit", className="button"),
         ]),
         html.Div(id="cases-new-result", className="admin-result", role="status"),

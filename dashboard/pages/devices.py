@@ -20,6 +20,7 @@ from dashboard.pages import Page
 from dashboard.state import app_state
 from registry import onboarding
 from registry.store import Credential, RegistryError
+from telemetry import freetext
 from telemetry.catalogue import ROLE_LABELS, Label
 from telemetry.city import CITY_TZ
 
@@ -48,8 +49,8 @@ def layout(state, scope: Scope, kiosk: bool = False):
                                  placeholder=str(Label("member", "网格员"))),
                     dcc.Dropdown(id="devices-app", clearable=False, value="owntracks-mqtt",
                                  options=[{"label": str(phone[2]), "value": key} for key, phone in _PHONES.items()]),
-                    dcc.Input(id="devices-label", maxLength=40, placeholder=str(Label("label, e.g. work phone",
-                                                                                    "备注，如工作手机"))),
+                    dcc.Input(id="devices-label", maxLength=freetext.NAME.max_length,
+                              placeholder=str(Label("label, e.g. work phone", "备注，如工作手机"))),
                     html.Button(str(Label("Add phone", "接入")), id="devices-add", className="button"),
                 ]),
                 ui.result("devices"),

@@ -22,6 +22,7 @@ from dashboard.pages import Page
 from dashboard.state import app_state
 from registry import imports, onboarding
 from registry.store import RegistryError
+from telemetry import freetext
 from telemetry.catalogue import ROLE_LABELS, Label, Role
 
 ADD = Action("registry.member.add", ui.ADMINS)
@@ -64,7 +65,8 @@ def layout(state, scope: Scope, kiosk: bool = False):
                     html.Div(className="admin-form registry-form", children=[
                         dcc.Input(id="members-id", maxLength=64, placeholder=str(Label("member id, e.g. M-0601",
                                                                                        "网格员编号，如 M-0601"))),
-                        dcc.Input(id="members-name", maxLength=40, placeholder=str(Label("name", "姓名"))),
+                        dcc.Input(id="members-name", maxLength=freetext.NAME.max_length,
+                                  placeholder=str(Label("name", "姓名"))),
                         dcc.Dropdown(id="members-role", options=_roles(), placeholder=str(Label("role", "角色"))),
                         dcc.Dropdown(id="members-grid", options=grids, searchable=True,
                                      placeholder=str(Label("grid", "网格"))),
@@ -87,7 +89,8 @@ def layout(state, scope: Scope, kiosk: bool = False):
                         dcc.Dropdown(id="members-edit", options=_members(state, own), searchable=True,
                                      placeholder=str(Label("member (or Change… in the list)",
                                                            "网格员（或在列表中点“修改”）"))),
-                        dcc.Input(id="members-edit-name", maxLength=40, placeholder=str(Label("name", "姓名"))),
+                        dcc.Input(id="members-edit-name", maxLength=freetext.NAME.max_length,
+                                  placeholder=str(Label("name", "姓名"))),
                         dcc.Dropdown(id="members-edit-role", options=_roles(), clearable=False,
                                      placeholder=str(Label("role", "角色"))),
                         dcc.Dropdown(id="members-edit-grid", options=grids, searchable=True, clearable=False,

@@ -1,0 +1,298 @@
+"""Hostile text in every free-text field the system stores, on every page, as every role: no script
+runs and the text is shown as text.
+
+The strings are planted in the database directly (as data from before the door's rule, an import,
+or a bug elsewhere would be): a script tag, an `<img onerror>`, a `javascript:` URL, an RTL override
+and, in some fields, 10,000 characters. Each calls `gccXss()` if it ever runs as markup; the browser
+counts the calls (and any dialog). Every tooltip and popup of every map is opened, since Leaflet
+renders a tooltip's string as HTML only when it opens (and one bound as a string is a failure of its
+own, whether or not its text could run). Each field carries its own marker, and each
+marker must be seen as text on at least one page: a field that reaches no screen says so in
+NOT_SHOWN, so a new screen of it is tested, not skipped.
+
+The door's side (each field refuses the control characters and the lengths) is in
+tests/unit/test_freetext.py and test_hostile_text_doors.py."""
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+
+import psycopg2
+import pytest
+
+from cases import store
+from cases.intake import INTAKE
+from cases.limits import Urgency
+from cases.machine import open_case
+from cases.model import Actor, ActorKind, Event, Source, State
+from dashboard.pages import declared
+from database.audit import write_audit
+
+from .screens import SCREENSHOTS, TEST_LOGINS, ensure_logins, sign_in
+from .test_cases_engine import seeded
+
+pytestmark = pytest.mark.slow
+
+CORE = "<img src=x onerror=gccXss()><script>gccXss()</script>javascript:gccXss()\u202e"
+
+
+def hostile(field: str, long: bool = False) -> str:
+    """What is planted in `field`: the markup, the RTL override, the field's marker (and 10,000
+    characters when `long`)."""
+    text = f"XSS[{field}]{CORE}"       # the marker first: a screen may cut a name past its length
+    return text + "x" * (10_000 - len(text)) if long else text
+
+
+# field -> how it is planted (the fixture below); the marker "XSS[field]" is looked for on the pages
+FIELDS = ("member name", "building name", "grid name", "community name", "street name", "user name",
+          "wall screen name", "device label", "report text", "report address", "case title", "case place",
+          "case note", "refusal reason", "announcement title", "announcement text", "diary entry",
+          "audit reason", "calendar day name")
+NOT_SHOWN: dict[str, str] = {}      # a field no screen shows (today: none)
+
+# every role's test login (TEST_LOGINS: the whole city)
+LOGIN_OF = {role: username for username, (role, scope) in TEST_LOGINS.items() if not scope}
+
+# catches every Leaflet map as it is made, and counts calls of gccXss()
+_CATCH_MAPS = """
+(() => {
+  window.gccXssRuns = 0;
+  window.gccXss = () => { window.gccXssRuns += 1; };
+  let real;
+  Object.defineProperty(window, "L", {configurable: true, get() { return real; }, set(value) {
+    real = value;
+    try { value.Map.addInitHook(function () { (window.gccMaps = window.gccMaps || []).push(this); }); } catch (e) {}
+  }});
+})();
+"""
+_OPEN_PLANTED_TOOLTIPS = """
+() => {
+  const opened = [], html = [];
+  (window.gccMaps || []).forEach(map => map.eachLayer(layer => {
+    for (const [get, open] of [["getTooltip", "openTooltip"], ["getPopup", "openPopup"]]) {
+      const bound = layer[get] && layer[get]();
+      if (!bound) continue;
+      let content = bound._content;
+      if (typeof content === "function") content = content(layer);
+      const text = typeof content === "string" ? content : (content && content.textContent) || "";
+      if (!text.includes("XSS[")) continue;
+      if (typeof content === "string") html.push(text.slice(0, 60));   // a string is HTML to Leaflet
+      try { layer[open](layer.getLatLng ? layer.getLatLng() : undefined); } catch (e) {}
+      opened.push(text.slice(text.indexOf("XSS["), text.indexOf("]", text.indexOf("XSS[")) + 1));
+    }
+  }));
+  return {opened: opened, html: html};
+}
+"""
+
+
+def _owner(stack):
+    return psycopg2.connect(stack.settings().pg_dsn)
+
+
+@pytest.fixture(scope="module")
+def planted(stack, city):
+    """Hostile text in every free-text field, in the first street; put back afterwards."""
+    settings = seeded(stack)
+    ensure_logins(stack.settings().pg_dsn)
+    street = city.streets[0]
+    grid = next(g for g in city.grids if g.code.startswith(street.code))
+    member = next(m for m in city.members if m.grid_code == grid.code)
+    building = next(b for b in city.buildings if b.grid_code == grid.code)
+    now = datetime.now(timezone.utc)
+    restore: list[tuple[str, tuple]] = []
+    conn = _owner(stack)
+    try:
+        with conn, conn.cursor() as cur:
+            for table, column, key, value in (
+                    ("members", "name", ("member_id", member.member_id), hostile("member name", True)),
+                    ("buildings", "name", ("building_id", building.building_id), hostile("building name")),
+                    ("grids", "name", ("code", grid.code), hostile("grid name")),
+                    ("org_units", "name", ("code", grid.community_code), hostile("community name")),
+                    ("org_units", "name", ("code", street.code), hostile("street name"))):
+                cur.execute(f"select {column} from {table} where {key[0]} = %s", (key[1],))
+                restore.append((f"update {table} set {column} = %s where {key[0]} = %s", (cur.fetchone()[0], key[1])))
+                cur.execute(f"update {table} set {column} = %s where {key[0]} = %s", (value, key[1]))
+            cur.execute("insert into member_devices (device_id, member_id, kind, label) values ('ot-hostile', %s, "
+                        "'owntracks', %s) on conflict (device_id) do update set label = excluded.label, "
+                        "retired_at = null", (member.member_id, hostile("device label")))
+            restore.append(("update member_devices set retired_at = now() where device_id = %s", ("ot-hostile",)))
+            cur.execute("insert into users (username, display_name, role, scope_code, password_hash, created_by) "
+                        "values ('t-hostile', %s, 'wall_viewer', '', 'x', 'tests') on conflict do nothing",
+                        (hostile("user name"),))
+            cur.execute("insert into wall_tokens (name, scope_code, token_hash, created_by) "
+                        "values (%s, '', %s, 'tests')", (hostile("wall screen name"), "hostile-" + now.isoformat()))
+            day = (now + timedelta(days=60)).date()
+            cur.execute("select workday, name, source from work_calendar where day = %s", (day,))
+            before = cur.fetchone()
+            restore.append(("delete from work_calendar where day = %s", (day,)) if before is None else
+                           ("update work_calendar set workday = %s, name = %s, source = %s where day = %s",
+                            (*before, day)))
+            cur.execute("insert into work_calendar (day, workday, name, source, updated_at, updated_by) "
+                        "values (%s, false, %s, 'admin', %s, 'tests') on conflict (day) do update "
+                        "set workday = false, name = excluded.name, source = 'admin'",
+                        (day, hostile("calendar day name"), now))
+            write_audit(cur, "t-admin", ["admin"], "case.refuse", "case:hostile", street.code, "refused",
+                        hostile("audit reason", True))
+            cur.execute("insert into announcements (org_code, org_name, title, body, sent_by, sender, created_at, "
+                        "expires_at, recipients) values (%s, %s, %s, %s, 't-admin', %s, %s, %s, 0)",
+                        (street.code, hostile("street name"), "XSS[announcement title]<img src=x onerror=gccXss()>",
+                         hostile("announcement text")[:2000], hostile("user name"), now, now + timedelta(days=7)))
+            cur.execute("insert into diary_entries (time, entry_id, terminal_id, member_id, grid_code, category, text) "
+                        "values (%s, 'hostile-1', %s, %s, %s, 'livelihood', %s)",
+                        (now - timedelta(minutes=5), member.terminal_id, member.member_id, grid.code,
+                         hostile("diary entry")))
+            cur.execute("insert into incident_reports (time, report_id, terminal_id, member_id, category, severity, "
+                        "lat, lon, address, description, grid_code) values (%s, 'hostile-r1', %s, %s, "
+                        "'exposed_garbage', 2, %s, %s, %s, %s, %s)",
+                        (now - timedelta(minutes=3), member.terminal_id, member.member_id, building.lat, building.lon,
+                         hostile("report address"), hostile("report text", True), grid.code))
+        with psycopg2.connect(settings.pg_dsn) as cases_conn, cases_conn.cursor() as cur:
+            rules = store.load_rules(cur)
+            case_id = store.next_case_id(cur, now)
+            outcome = open_case(case_id, "exposed_garbage", Urgency.URGENT, Source.REPORT, grid.code, grid.code,
+                                INTAKE, now - timedelta(minutes=2), rules, lat=building.lat, lon=building.lon)
+            case = replace(outcome.case, title=hostile("case title", True), place=hostile("case place"),
+                           state=State.REGISTERED)
+            store.insert(cur, case, rules, source_key=f"report:{member.terminal_id}/hostile-r1")
+            who = Actor(ActorKind.TERMINAL, member.terminal_id, frozenset({member.role.value}), grid.code)
+            store.add_events(cur, [*outcome.events, Event(case_id, now - timedelta(minutes=1), "reject", who,
+                                                          State.DISPATCHED, State.REGISTERED,
+                                                          hostile("refusal reason"),
+                                                          {"note": hostile("case note", True)})])
+            cur.execute("insert into case_sources (kind, key, case_id, time, linked) values ('report', %s, %s, %s, "
+                        "'opened')", (f"{member.terminal_id}/hostile-r1", case_id, now))
+        with conn, conn.cursor() as cur:
+            cur.execute("delete from case_inbox")      # the report's row: not the intake's business here
+    finally:
+        conn.close()
+    yield {"case_id": case_id, "street": street.code}
+    conn = _owner(stack)
+    try:
+        with conn, conn.cursor() as cur:
+            for statement, args in restore:
+                cur.execute(statement, args)
+            cur.execute("update cases set state = 'refused' where case_id = %s", (case_id,))
+            cur.execute("update wall_tokens set revoked_at = now(), revoked_by = 'tests' where name like %s",
+                        (CORE.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%",))
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="module")
+def dashboard(stack, settings, city, planted, tmp_path_factory):
+    """This module's dashboard, started after the planting (it reads the city's names at start)."""
+    from .ingest_helpers import fed_by_a_worker
+    from .screens import Dashboard
+
+    with fed_by_a_worker(stack, Dashboard(stack, tmp_path_factory.mktemp("dash") / "dashboard.log"), 96) as board:
+        yield board
+
+
+def _visits(case_id: str):
+    only = os.environ.get("GCC_HOSTILE_ONLY")      # "path:role,…" while looking into one page
+    for page in declared():
+        path = f"{page.path}/{case_id}" if page.subpaths else page.path
+        for role in sorted(r.value for r in page.roles):
+            if not only or f"{page.path}:{role}" in only.split(","):
+                yield path, role
+
+
+def _choose_the_planted_case(page) -> None:
+    """The dispatcher console draws a case's marker (and its candidates) once the case is chosen."""
+    page.locator(".dispatch-case", has_text="XSS[case title]").first.click()
+    page.locator(".dispatch-cand-list, #dispatch-candidates").first.wait_for()
+
+
+# what a page shows of the planted data only after a person does something on it
+INTERACTIONS = {"/dispatch": _choose_the_planted_case}
+
+
+class Callbacks:
+    """The page's Dash callback requests in flight (a page with a clock has some every second)."""
+
+    def __init__(self, page) -> None:
+        self.in_flight = 0
+        self.failed: list[str] = []
+        page.on("request", lambda r: self._count(r, 1))
+        page.on("requestfinished", lambda r: self._finished(r))
+        page.on("requestfailed", lambda r: self._count(r, -1))
+
+    def _count(self, request, step: int) -> None:
+        if "/_dash-" in request.url:
+            self.in_flight += step
+
+    def _finished(self, request) -> None:
+        self._count(request, -1)
+        response = request.response() if "/_dash-" in request.url else None
+        if response is not None and response.status >= 400:
+            self.failed.append(f"{request.frame.url}: {response.status} from {request.post_data[:200]}")
+
+    def settle(self, page, quiet_ms: int = 1500, at_most_ms: int = 20000) -> None:
+        """Until no callback has been in flight for `quiet_ms` (at most `at_most_ms`: a page that
+        polls all the time is read as it is then)."""
+        quiet = waited = 0
+        while quiet < quiet_ms and waited < at_most_ms:
+            page.wait_for_timeout(100)
+            waited += 100
+            quiet = quiet + 100 if self.in_flight <= 0 else 0
+
+
+_PLANTED_ELEMENTS = """() => document.querySelectorAll('img[src="x"]').length +
+  [...document.querySelectorAll("script")].filter(s => s.textContent.includes("gccXss")).length +
+  [...document.querySelectorAll("a[href]")].filter(a => a.getAttribute("href").includes("gccXss")).length"""
+
+
+def _look(page, where: str, dialogs: list[str], seen: dict[str, set[str]]) -> list[str]:
+    """What is wrong on the page now (script ran, markup became elements, a tooltip bound as HTML);
+    which planted fields it shows as text (the marker and the markup after it, as characters)."""
+    problems = []
+    tooltips = page.evaluate(_OPEN_PLANTED_TOOLTIPS)           # those with planted text, opened
+    if tooltips["html"]:
+        problems.append(f"{where}: tooltips bound as HTML strings: {tooltips['html']}")
+    page.wait_for_timeout(300)                                 # tooltips render on the next animation frame
+    runs, elements = page.evaluate("window.gccXssRuns"), page.evaluate(_PLANTED_ELEMENTS)
+    if runs or dialogs or elements:
+        problems.append(f"{where}: {runs} script runs, {elements} planted elements, dialogs {dialogs}")
+    text = page.evaluate("document.body.textContent")
+    for field in FIELDS:
+        if f"XSS[{field}]" in text:
+            if f"XSS[{field}]<img src=x onerror=gccXss()>" not in text:
+                problems.append(f"{where}: {field} shown without its markup as text")
+            seen.setdefault(field, set()).add(where)
+    return problems
+
+
+def test_hostile_text_runs_nowhere_and_reads_as_text_on_every_page_for_every_role(dashboard, planted, browser):
+    seen: dict[str, set[str]] = {}
+    problems: list[str] = []
+    by_role: dict[str, list[str]] = {}
+    for path, role in _visits(planted["case_id"]):
+        by_role.setdefault(role, []).append(path)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    for role, paths in sorted(by_role.items()):
+        context = browser.new_context(viewport={"width": 1920, "height": 1080})
+        context.add_init_script(_CATCH_MAPS)
+        page = context.new_page()
+        callbacks = Callbacks(page)
+        dialogs: list[str] = []
+        errors: list[str] = []
+        page.on("dialog", lambda d, dialogs=dialogs: (dialogs.append(d.message), d.dismiss()))
+        page.on("pageerror", lambda e, errors=errors: errors.append(str(e)))
+        sign_in(page, dashboard.url, LOGIN_OF[role])
+        for path in paths:
+            page.goto(f"{dashboard.url}{path}")
+            callbacks.settle(page)
+            if path in INTERACTIONS:
+                INTERACTIONS[path](page)
+                callbacks.settle(page)
+            problems += _look(page, f"{path} as {role}", dialogs, seen)
+            if role == "admin":                          # to look at: the planted text as a person sees it
+                page.screenshot(path=str(SCREENSHOTS / f"hostile{path.split('/C')[0].replace('/', '-')}.png"))
+        if errors or callbacks.failed:
+            problems.append(f"as {role}: page errors {errors}, failed callbacks {callbacks.failed}")
+        context.close()
+    assert problems == []
+    unseen = sorted(set(FIELDS) - set(seen) - set(NOT_SHOWN))
+    assert unseen == [], f"planted but shown on no page (add where, or say why in NOT_SHOWN): {unseen}"
