@@ -211,12 +211,21 @@ def open_work(cur) -> dict[str, list[str]]:
 
 def first_available(r, city: City, cur, case, exclude: frozenset[str], now: float,
                     settings: Settings = Settings(), roster: RosterCache | None = None) -> Candidate | None:
-    """The top available candidate for a case with a place, not one of `exclude` (None: nobody)."""
+    """The top available candidate for a case with a place, not one of `exclude` (None: nobody),
+    among the members of the case's own street (`engine_scope`): the engine offers no case to
+    another street's member, whose street's console would not even show it."""
     if case.lat is None or case.lon is None:
         return None
     work = open_work(cur)
     at = datetime.fromtimestamp(now, timezone.utc)
     today = roster.today(at, lambda day: load_roster(cur, day)) if roster is not None else None
     search = find(r, city, case.category, case.grid_code, case.lat, case.lon, lambda t: work.get(t, []), now,
-                  settings, exclude, (lambda t: today.on_duty(t, at)) if today is not None else (lambda t: True))
+                  settings, exclude, (lambda t: today.on_duty(t, at)) if today is not None else (lambda t: True),
+                  scope_code=engine_scope(case.org_code))
     return next((c for c in search.candidates if c.available), None)
+
+
+def engine_scope(org_code: str) -> str:
+    """Where the engine looks for a case's handler: the street holding the case (a case held at a
+    district looks in the district)."""
+    return org_code if len(org_code) < Level.STREET.code_length else ancestor(org_code, Level.STREET)

@@ -18,7 +18,7 @@ from shapely.geometry import Point
 from cases import store
 from cases.machine import apply
 from cases.model import Actor, ActorKind, Dispatch, Register
-from dispatch.candidates import HANDLING_ROLES, Settings, find
+from dispatch.candidates import HANDLING_ROLES, Settings, find, first_available
 from dispatch.roster import RosterCache, load
 from ingest.live import LiveState
 from ingest.model import Enriched
@@ -216,4 +216,26 @@ def test_the_search_keeps_the_nearest_in_scope_not_the_nearest_then_filtered(sta
         assert [c.terminal_id for c in street.candidates] == [member_a.terminal_id]
         assert street.looked_at == 1 and not street.left_out            # nothing said of those outside
     finally:
+        r.close()
+
+
+def test_the_engine_offers_a_case_only_to_a_member_of_the_cases_own_street(stack, city, border, placed, cases_settings,
+                                                                          settings):
+    """The automatic dispatch (the cases engine's pick): street B's member, nearer and available, is
+    never offered street A's case; with street A's member excluded (already offered), nobody is."""
+    a, b, *_ = border
+    case_at, member_a, member_b = placed
+    case_id = _registered_case(stack, cases_settings, a, case_at)
+    r = settings.redis_client()
+    conn = psycopg2.connect(cases_settings.pg_dsn)
+    try:
+        with conn, conn.cursor() as cur:
+            case = store.load(cur, case_id, lock=False)
+            first = first_available(r, city, cur, case, frozenset(), time.time())
+            assert first is not None and first.terminal_id == member_a.terminal_id
+            others = frozenset(m.terminal_id for m in city.members if m.grid_code.startswith(
+                ancestor(a.code, Level.STREET)))
+            assert first_available(r, city, cur, case, others, time.time()) is None   # never street B's member
+    finally:
+        conn.close()
         r.close()
