@@ -246,6 +246,8 @@ class Accounts:
                 cur.execute("update users set password_hash = %s where username = %s",
                             (hash_password(password), username))
             cur.execute("update users set last_login_at = %s where username = %s", (now, username))
+            cur.execute("select key from login_throttle where key = any(%s) order by key for update",
+                        (list(keys),))                  # in key order, as _reserve takes them: no deadlock
             cur.execute("update login_throttle set failures = case when key = %s then 0 else greatest(failures - 1, 0) "
                         "end, locked_until = case when key = %s then null else locked_until end where key = any(%s)",
                         (keys[0], keys[0], list(keys)))       # the pair starts over; the others get theirs back

@@ -151,8 +151,8 @@ def _check_handler(ctx: Commands, who: Identity, terminal_id: str) -> None:
     member = ctx.city.member_by_terminal.get(terminal_id)
     if member is None:
         raise Refused(f"{terminal_id} is not a member's terminal")
-    if who.scope_code and not contains(who.scope_code, member.grid_code):
-        raise Refused(f"{member.name} works in {ctx.where(member.grid_code)}, outside {who.user}'s scope")
+    if who.scope_code and not contains(who.scope_code, member.grid_code):   # naming nothing beyond the scope
+        raise Refused(f"{terminal_id} is not a member's terminal in {who.user}'s scope")
 
 
 def _facts(case: Case) -> dict:
@@ -185,7 +185,7 @@ class OpenHotlineCase:
         try:
             title = freetext.clean(self.title, freetext.LINE, "a case's title (what is wrong)", required=True)
             place = freetext.clean(self.place, freetext.LINE, "a place")
-            note = freetext.clean(self.note, freetext.NOTE, "a note")
+            note = freetext.clean(self.note, freetext.NOTE, "a case's note")
         except ValueError as bad:
             raise Refused(str(bad)) from None
         try:

@@ -26,7 +26,7 @@ from dashboard import accounts as logins
 from dashboard.authz import Identity, UserRole, authorize
 from dashboard.vocabulary import USER_ROLE_LABELS
 from database import audit
-from telemetry import live
+from telemetry import freetext, live
 from telemetry.catalogue import ACTION_LABELS, ALARM_TYPE_LABELS, Label
 from telemetry.city import City
 
@@ -233,18 +233,24 @@ class AcknowledgeAlarm:
         return Target(self.target_key, alarm.grid_code, f"{kind} · {ctx.place_name(alarm.building_id)}", alarm)
 
     def write(self, cur, who: Identity, now: datetime, target: Target) -> Written:
-        if self.note is not None and len(self.note) > 500:
-            raise Refused("a note has at most 500 characters")
+        note = None
+        if self.note is not None:
+            try:
+                note = freetext.clean(self.note, freetext.NOTE, "a note") or None
+            except ValueError as bad:
+                raise Refused(str(bad)) from None
+            if note is not None and len(note) > 500:
+                raise Refused("a note has at most 500 characters")
         alarm: live.AlarmChange = target.subject
         cur.execute("insert into alarm_acknowledgements (alarm_id, sensor_id, acknowledged_at, actor, note) "
                     "values (%s, %s, %s, %s, %s) on conflict (sensor_id, alarm_id) do nothing",
-                    (self.alarm_id, alarm.sensor_id, now, who.user, self.note))
+                    (self.alarm_id, alarm.sensor_id, now, who.user, note))
         if cur.rowcount == 0:
             cur.execute("select actor from alarm_acknowledgements where sensor_id = %s and alarm_id = %s",
                         (alarm.sensor_id, self.alarm_id))
             raise Refused(f"already acknowledged by {cur.fetchone()[0]}")
         ack = live.AlarmAckChange(self.alarm_id, alarm.grid_code, now.timestamp(), who.user, alarm.sensor_id)
-        return Written({"acknowledged": False}, {"acknowledged": True, "by": who.user, "note": self.note}, (ack,))
+        return Written({"acknowledged": False}, {"acknowledged": True, "by": who.user, "note": note}, (ack,))
 
 
 # --- people and wall screens (dashboard.accounts does the SQL, here in the audit row's transaction) ----

@@ -203,8 +203,8 @@ def case_story(rng: random.Random, rules: Rules, case_id: str, category: str, ur
         left = (deadline - now).total_seconds() if deadline else 3600.0
         factor = rng.lognormvariate(math.log(share if share is not None else pace), 0.6)
         at = now + timedelta(seconds=max(20.0, left * factor))
-        if deadline is not None and at > deadline:
-            at = min(at, deadline + rng.uniform(0.05, 1.0) * LATE_AT_MOST)
+        if deadline is not None and at > deadline:   # never before now: a stage already late moves on
+            at = max(now + timedelta(seconds=20), min(at, deadline + rng.uniform(0.05, 1.0) * LATE_AT_MOST))
         return at
 
     for _ in range(40):                         # a case's steps (a bound; no story is this long)

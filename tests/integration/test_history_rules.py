@@ -146,6 +146,15 @@ def test_no_member_is_en_route_for_days(history_dsn):
     assert not en_route, f"{len(en_route)} members en route for more than {EN_ROUTE_AT_MOST}: {en_route[:5]}"
 
 
+def test_every_cases_events_move_forward_in_time(history_dsn):
+    """Each step of a story comes after the one before (a late stage's next step was once capped at
+    a time before it, and durations came out negative)."""
+    backwards = _rows(history_dsn, "select case_id, count(*) from (select case_id, time < lag(time) over "
+                                   "(partition by case_id order by id) as back from case_events) e where back "
+                                   "group by case_id")
+    assert backwards == [], f"{len(backwards)} cases with an event before the one before it: {backwards[:5]}"
+
+
 def test_the_open_cases_at_the_end_are_a_small_tail_of_recent_work(history_dsn):
     """Little's law: the work open at the end = arrivals x the time a case takes. The limits make that
     hours for most categories and days to three weeks for a sixth of them (illegal construction 15

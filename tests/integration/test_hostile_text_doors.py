@@ -3,8 +3,8 @@ character, a bidirectional override, more than the field's length; each refusal 
 and is audited, and nothing is stored. Markup is data: it is stored as typed (the screens show it
 as text: test_hostile_text_browser). Through the dashboard's own database role, as the screens
 give these commands: a user's and a wall screen's name, a hotline case's title, place and note, an
-announcement, a case's reason, a calendar day's name, a member's name (added, changed, imported)
-and a phone's label."""
+announcement, a case's reason, an alarm acknowledgement's note, a calendar day's name, a member's
+name (added, changed, imported) and a phone's label."""
 from __future__ import annotations
 
 import uuid
@@ -16,7 +16,7 @@ from cases.model import Refuse
 from dashboard.announcements import Announce
 from dashboard.authz import Identity, UserRole
 from dashboard.case_actions import CaseAction, CaseRules, OpenHotlineCase, SetCalendarDay
-from dashboard.commands import AddUser, Commands, CreateWallToken
+from dashboard.commands import AcknowledgeAlarm, AddUser, Commands, CreateWallToken
 from registry import imports
 from registry.broker import BrokerAdmin
 from registry.store import Actor as RegistryActor
@@ -24,6 +24,7 @@ from registry.store import DeviceRegistry, RegistryError
 
 from .ingest_helpers import owner_rows
 from .test_cases_engine import seeded
+from .test_commands import _open_alarm
 
 pytestmark = pytest.mark.slow
 
@@ -47,14 +48,15 @@ def _new(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-def _commands(city, rules, value: str, case_id: str):
+def _commands(city, rules, value: str, case_id: str, alarm):
     grid = city.grids[7].code
     return {
+        "a note": AcknowledgeAlarm(alarm[1].sensor_id, alarm[0], note=value),
         "a display name": AddUser(_new("t-door"), value, "leader", ""),
         "a wall screen's name": CreateWallToken(value, ""),
         "a case's title": OpenHotlineCase("exposed_garbage", "normal", grid, value, "Gate 2", rules),
         "a place": OpenHotlineCase("exposed_garbage", "normal", grid, "Garbage", value, rules),
-        "a note": OpenHotlineCase("exposed_garbage", "normal", grid, "Garbage", "Gate 2", rules, note=value),
+        "a case's note": OpenHotlineCase("exposed_garbage", "normal", grid, "Garbage", "Gate 2", rules, note=value),
         "an announcement's title": Announce(grid, value[:80], "Water is off tomorrow 9-12."),
         "an announcement's text": Announce(grid, "Water", value),
         "a reason": CaseAction(case_id, Refuse(value), rules),
@@ -72,10 +74,15 @@ def _reported(stack, city) -> str:
 def test_every_screen_command_refuses_text_that_is_not_text_naming_the_field(stack, city, doors, what):
     commands, rules, _ = doors
     case_id = _reported(stack, city)
+    r = stack.settings().redis_client()
+    try:
+        alarm = _open_alarm(stack.settings(), city, r)
+    finally:
+        r.close()
     audited = owner_rows(stack, "select count(*) from audit_log where actor = %s and outcome = 'refused'",
                          ADMIN.user)[0][0]
     cases = owner_rows(stack, "select count(*) from cases")[0][0]
-    for field, command in _commands(city, rules, BAD[what], case_id).items():
+    for field, command in _commands(city, rules, BAD[what], case_id, alarm).items():
         if field == "an announcement's title" and what == "10,000 characters":
             continue                                       # cut to the form's 80 above: a length of its own
         result = commands.execute(ADMIN, command, "127.0.0.1")
@@ -84,7 +91,8 @@ def test_every_screen_command_refuses_text_that_is_not_text_naming_the_field(sta
     assert owner_rows(stack, "select count(*) from cases")[0][0] == cases            # nothing stored
     assert owner_rows(stack, "select state from cases where case_id = %s", case_id) == [("reported",)]
     assert owner_rows(stack, "select count(*) from audit_log where actor = %s and outcome = 'refused'",
-                      ADMIN.user)[0][0] >= audited + 8                              # each refusal audited
+                      ADMIN.user)[0][0] >= audited + 9                              # each refusal audited
+    assert owner_rows(stack, "select count(*) from alarm_acknowledgements where alarm_id = %s", alarm[0]) == [(0,)]
 
 
 def test_markup_is_stored_as_typed(stack, city, doors):
