@@ -44,6 +44,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 from ingest.model import RATE_LIMITED, Delivery, Inbound, Rejection
 from ingest.worker import Worker
 from telemetry.decoders import osmand
+from telemetry.sources import throttle_source
 from telemetry.topics import AccountKind, owntracks_device_topic
 
 log = logging.getLogger(__name__)
@@ -399,13 +400,15 @@ class IngestHTTP:
     def login(self, user: str, password: str, source: str, kinds: frozenset[AccountKind]) -> tuple[str | None, str]:
         """(user, "") when the password is that of an enabled account of one of these kinds, else
         (None, why). The attempt is counted (`LoginThrottle.reserve`) before the password is
-        checked, and a throttled one is refused unchecked, the same for every username."""
-        if self.throttle.reserve(user[:128], source) is not None:
+        checked, and a throttled one is refused unchecked, the same for every username. A source
+        is counted as telemetry.sources says (an IPv6 address by its /64)."""
+        counted = throttle_source(source)
+        if self.throttle.reserve(user[:128], counted) is not None:
             return None, "too_many_failed_logins"
         kind = self.accounts.check(user, password)
         if kind is None or kind not in kinds:
             return None, "bad_credentials"
-        self.throttle.succeeded(user[:128], source)
+        self.throttle.succeeded(user[:128], counted)
         return user, ""
 
     def source_of(self, handler: _Handler) -> str:

@@ -362,3 +362,16 @@ def test_guesses_at_an_osmand_token_slow_down_that_address_only(stack, endpoint,
     assert answers == [401] * FAILURES_PER_PAIR + [429] * 2
     assert get(device.password, "198.51.100.50") not in (401, 429)           # from its own address: in
     assert get(device.password, "203.0.113.50") == 429                       # the guesser waits
+
+
+def test_guesses_from_one_ipv6_64_are_one_source(stack, endpoint, fresh_counts):
+    """Every address of a /64 is the same guesser (a line or host has a whole /64): fresh addresses
+    of it get no fresh budget; the phone posting from another network is not refused."""
+    worker, phone = endpoint
+    fresh_counts.sources = Sources(("127.0.0.1",))
+    for i in range(FAILURES_PER_SOURCE):
+        forwarded = {"X-Forwarded-For": f"2001:db8:7:9::{i + 1:x}"}
+        assert _post(worker.http.port, {"Authorization": _auth(f"nobody-{i}", "guess"), **forwarded}) == 401
+    right = {"Authorization": _auth(phone.username, phone.password)}
+    assert _post(worker.http.port, {**right, "X-Forwarded-For": "2001:db8:7:9::ffff"}) == 429
+    assert _post(worker.http.port, {**right, "X-Forwarded-For": "2001:db8:7:a::1"}) == 400   # in; [] is no location

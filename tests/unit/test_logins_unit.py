@@ -102,3 +102,17 @@ def test_a_refused_attempt_is_not_counted_and_the_usernames_budget_lets_its_know
     assert refused is None and [b.attempts for b in counted] == [1, 1, 5]
     later = now + policy.failure_window
     assert reserve(*_budgets(now, address=3, user=4), lambda: False, policy, later)[0] is None   # a new window
+
+
+def test_an_ipv6_guesser_is_one_source_for_its_whole_64_and_an_ipv4_mapped_address_is_its_ipv4():
+    """A line or host is given a whole /64: keyed by the full address, every guess would come from a
+    fresh source with a fresh budget."""
+    from dashboard.accounts import throttle_keys
+    from telemetry.sources import throttle_source
+
+    assert throttle_source("2001:db8:1:2::1") == throttle_source("2001:db8:1:2:ffff:ffff:ffff:ffff") \
+        == "2001:db8:1:2::/64"
+    assert throttle_source("2001:db8:1:3::1") != throttle_source("2001:db8:1:2::1")
+    assert throttle_source("::ffff:192.0.2.7") == "192.0.2.7" == throttle_source("192.0.2.7")
+    assert throttle_source("?") == "?"
+    assert throttle_keys("ana", "2001:db8::1")[:2] == throttle_keys("ana", "2001:db8::beef")[:2]
