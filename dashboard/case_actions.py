@@ -152,7 +152,7 @@ def _check_handler(ctx: Commands, who: Identity, terminal_id: str) -> None:
     if member is None:
         raise Refused(f"{terminal_id} is not a member's terminal")
     if who.scope_code and not contains(who.scope_code, member.grid_code):   # naming nothing beyond the scope
-        raise Refused(f"{terminal_id} is not a member's terminal in {who.user}'s scope")
+        raise Refused(f"{terminal_id} is outside {who.user}'s scope")
 
 
 def _facts(case: Case) -> dict:

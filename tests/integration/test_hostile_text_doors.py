@@ -76,7 +76,8 @@ def test_every_screen_command_refuses_text_that_is_not_text_naming_the_field(sta
     case_id = _reported(stack, city)
     r = stack.settings().redis_client()
     try:
-        alarm = _open_alarm(stack.settings(), city, r)
+        detector = [s for s in city.sensors if s.kind.value == "gas_detector"][-1]   # one other tests leave alone:
+        alarm = _open_alarm(stack.settings(), city, r, sensor=detector)              # its alarm stays open
     finally:
         r.close()
     audited = owner_rows(stack, "select count(*) from audit_log where actor = %s and outcome = 'refused'",
