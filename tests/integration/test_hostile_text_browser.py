@@ -49,8 +49,11 @@ def hostile(field: str, long: bool = False) -> str:
 FIELDS = ("member name", "building name", "grid name", "community name", "street name", "user name",
           "wall screen name", "device label", "report text", "report address", "case title", "case place",
           "case note", "refusal reason", "announcement title", "announcement text", "diary entry",
-          "audit reason", "calendar day name")
-NOT_SHOWN: dict[str, str] = {}      # a field no screen shows (today: none)
+          "audit reason", "calendar day name", "shop name", "organisation name")
+# a field planted like the others that no screen shows yet, and why (a screen that starts showing it is
+# checked as the others are: it is planted all the same)
+NOT_SHOWN = {"shop name": "the ledger of places comes with the basic-data issue; no screen lists shops yet",
+             "organisation name": "likewise: no screen lists organisations yet"}
 
 # every role's test login (TEST_LOGINS: the whole city)
 LOGIN_OF = {role: username for username, (role, scope) in TEST_LOGINS.items() if not scope}
@@ -92,6 +95,11 @@ def _owner(stack):
     return psycopg2.connect(stack.settings().pg_dsn)
 
 
+def _first_in(street, table: str, key: str, cur) -> str:
+    cur.execute(f"select {key} from {table} where grid_code like %s order by {key} limit 1", (street.code + "%",))
+    return cur.fetchone()[0]
+
+
 def _plant_names(cur, street, grid, member, building, undo: list) -> None:
     """The names the city is read with (the dashboard reads them at its start)."""
     for table, column, key, value in (
@@ -99,7 +107,10 @@ def _plant_names(cur, street, grid, member, building, undo: list) -> None:
             ("buildings", "name", ("building_id", building.building_id), hostile("building name")),
             ("grids", "name", ("code", grid.code), hostile("grid name")),
             ("org_units", "name", ("code", grid.community_code), hostile("community name")),
-            ("org_units", "name", ("code", street.code), hostile("street name"))):
+            ("org_units", "name", ("code", street.code), hostile("street name")),
+            ("units", "name", ("unit_id", _first_in(street, "units", "unit_id", cur)), hostile("shop name")),
+            ("organizations", "name", ("org_id", _first_in(street, "organizations", "org_id", cur)),
+             hostile("organisation name"))):
         cur.execute(f"select {column} from {table} where {key[0]} = %s", (key[1],))
         undo.append((f"update {table} set {column} = %s where {key[0]} = %s", (cur.fetchone()[0], key[1])))
         cur.execute(f"update {table} set {column} = %s where {key[0]} = %s", (value, key[1]))
