@@ -116,6 +116,8 @@ def main() -> int:
                 page.goto(args.url + "/gateways")
                 page.fill("#gateways-search", "GW-")
                 page.press("#gateways-search", "Enter")
+                page.wait_for_timeout(500)           # the search redraws the list: a click before lands on
+                page.wait_for_function("() => !document.title.startsWith('Updating')")   # a button it replaces
                 page.locator("#gateways-list button", has_text="Sensors").first.click()
                 page.locator("#gateways-sensor-list tbody tr").first.wait_for()
                 _shoot(page, args.out / name, settle=1)
