@@ -4,7 +4,7 @@
 - Passwords: argon2id (argon2-cffi's defaults, RFC 9106's second recommended option); a hash made
   with older parameters is replaced at the next successful login. An unknown username costs the
   same work as a known one (a dummy hash is verified), and both get the same answer.
-- Throttle (`reserve`): guessing slows the guesser down and never locks the owner out. An
+- Throttle (`reserve`): guessing slows the guesser down instead of locking the owner out. An
   attempt is counted before its password is verified (reserved, under row locks, in a transaction
   committed before the slow hash: guesses sent at once cannot outrun the budget), and a success
   gives its count back. Three budgets: a (username, address) pair has a few free attempts, then
@@ -143,8 +143,9 @@ def reserve(pair: Budget, address: Budget, user: Budget, known_address, policy: 
     - address: one guesser trying many usernames: `failures_per_address` a `failure_window`.
     - user: guesses at one account spread over many addresses (a botnet, or a shared proxy):
       `failures_per_user` a window, high enough for no person's typing; past it only the
-      addresses it signed in from lately (`known_address()`, asked only then) get through, so the
-      owner is never locked out from their own.
+      addresses it signed in from lately (`known_address()`, asked only then) get through, so
+      guesses from elsewhere never lock the owner out of their own (someone at the owner's own
+      address, one office NAT, still spends that address's budget: a second factor is the answer).
     A refused attempt is not counted (it was never verified) and sets no longer wait."""
     def fresh(budget: Budget, since: timedelta) -> Budget:
         quiet = budget.window_start <= now - since and (budget.wait_until is None or budget.wait_until <= now)

@@ -7,7 +7,7 @@
 An OwnTracks post authenticates with HTTP Basic auth against the broker's own accounts (its dynamic
 security file: the same identity the phone would use over MQTT), only as an enabled OwnTracks or
 terminal account, and may speak only for that user. Checking a password costs the same for an
-unknown user. Guessing slows the guesser down and never locks the phone out (`LoginThrottle`): an
+unknown user. Guessing slows the guesser down instead of locking the phone out (`LoginThrottle`): an
 attempt is counted before its password is checked, per (username, source), per source (behind a
 trusted reverse proxy, the address it forwards for) and per username across sources (which the
 sources it logged in from lately pass); a success gives its count back. A request must say its
@@ -148,8 +148,9 @@ class LoginThrottle:
       it over. It slows down only that source for that username.
     - a source: one guesser trying many usernames: `per_source` attempts a `window_s`.
     - a username: guesses spread over many sources (or a shared proxy): `per_username` a window,
-      past which only sources it logged in from within `known_source_s` get through, so a phone
-      is never locked out from where it posts.
+      past which only sources it logged in from within `known_source_s` get through, so guesses
+      from elsewhere never lock a phone out of where it posts (a guesser behind the same carrier
+      address still spends that source's budget).
     A refused attempt is not counted and sets no longer wait. Every username is throttled alike,
     whether or not it exists. `clock` is injected (monotonic seconds)."""
 

@@ -5,15 +5,17 @@ them in text nodes, Dash renders strings as text). At the door they are also hel
 
 - a length limit per kind of field (counted in characters after trimming the ends);
 - no control characters: C0 and C1 controls (U+0000-U+001F, U+007F-U+009F) are refused, except a
-  line feed and a tab in multi-line text (a carriage return is taken as part of a line end and
-  dropped); the line and paragraph separators U+2028/U+2029 are refused in a single line;
+  line feed, a carriage return and a tab in multi-line text (`clean` turns CR LF and CR into LF;
+  `problem` only judges); the line and paragraph separators U+2028/U+2029 are refused in a single line;
 - no bidirectional overrides, embeddings or isolates (U+202A-U+202E, U+2066-U+2069): an RTL
   override makes a name read backwards on a screen ("Trojan Source"), and nothing a person types
   into these fields needs one (Arabic or Hebrew text is laid out by the browser without them).
 
-One owner of the rule: the registry (members, gateways, org units), the dashboard's commands (a
-user's or a wall screen's name, a hotline case, an announcement, a case's reasons and notes), the
-case machine, and the terminals' messages (telemetry.messages) all ask `problem` or `clean`.
+One owner of the rule: the registry (members, phones, org units), the dashboard's commands (a
+user's or a wall screen's name, a hotline case, an announcement, an alarm's note, a calendar day),
+the case machine, and the terminals' messages (telemetry.messages) all ask `problem` or `clean`.
+Some fields keep a stricter length of their own (an announcement's title, a calendar day's name,
+a case's reason, each terminal message's field).
 """
 from __future__ import annotations
 

@@ -121,7 +121,7 @@ def _check_detail(value: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 Id = Annotated[str, Field(min_length=1, max_length=ID_MAX_LENGTH), AfterValidator(_check_id)]
-Text = Annotated[str, AfterValidator(_check_text)]   # free text: anything but NUL
+Text = Annotated[str, AfterValidator(_check_text)]   # free text: no NUL, no other control but LF, CR, tab
 UtcTime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
 Latitude = Annotated[float, Field(ge=-90, le=90)]
 Longitude = Annotated[float, Field(ge=-180, le=180)]
