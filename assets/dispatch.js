@@ -258,12 +258,12 @@
       const p = feature.properties;
       if (p.kind === "case") {
         const icon = L.divIcon({className: "case-icon overdue", html: "<span></span>", iconSize: [28, 28]});
-        return L.marker(latlng, {icon: icon, zIndexOffset: 1000}).bindTooltip(gcc.ui.text(p.label));   // data: text
+        return gcc.ui.textTooltip(L.marker(latlng, {icon: icon, zIndexOffset: 1000}), p.label);
       }
       const badge = gcc.ui.text(p.n);               // the icon is built as a node too: nothing of the data is HTML
       badge.style.background = STATUS_COLOURS[p.kind] || "#8b9bb0";
       const icon = L.divIcon({className: "cand-icon", iconSize: [24, 24], html: badge});
-      return L.marker(latlng, {icon: icon}).bindTooltip(gcc.ui.text(p.label));
+      return gcc.ui.textTooltip(L.marker(latlng, {icon: icon}), p.label);
     },
   };
 

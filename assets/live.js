@@ -122,6 +122,9 @@
       el.textContent = value == null ? "" : String(value);
       return el;
     },
+    /* `layer` with a tooltip that shows `value` as text (a text node, set by textContent): the one
+     * way a map's marker gets a tooltip, on every screen. */
+    textTooltip: function (layer, value) { return layer.bindTooltip(gcc.ui.text(value)); },
     age: function (t) {
       const s = Math.max(0, Date.now() / 1000 - t);
       if (s < 60) return Math.round(s) + " s";

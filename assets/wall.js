@@ -222,14 +222,10 @@
            (m.out_of_area ? " · out of area 区域外" : "") + (m.battery_pct != null ? " · " + m.battery_pct + "%" : "");
   }
 
-  /* What a tooltip shows is data: a text node (gcc.ui.text), never HTML, on a wall nobody watches. */
-  function textTooltip(text) {
-    return gcc.ui.text(text);
-  }
   function setTooltipText(marker, text) {
     const tooltip = marker.getTooltip();
     const el = tooltip && tooltip.getContent();
-    if (!(el instanceof HTMLElement)) { marker.setTooltipContent(textTooltip(text)); return; }
+    if (!(el instanceof HTMLElement)) { marker.setTooltipContent(gcc.ui.text(text)); return; }
     if (el.textContent === text) return;
     el.textContent = text;
     if (tooltip.isOpen()) tooltip.update();
@@ -329,28 +325,28 @@
       const p = feature.properties;
       const marker = L.circleMarker(latlng, {radius: 5, weight: 2, color: colour("role", p.role, "#fff"),
                                              fillColor: colour("member_state", p.state), fillOpacity: 0.95});
-      marker.bindTooltip(textTooltip(memberTooltip({member: p.id, name: p.name, role: p.role, state: p.state,
-                                                    battery_pct: p.battery_pct, out_of_area: p.out_of_area})));
+      gcc.ui.textTooltip(marker, memberTooltip({member: p.id, name: p.name, role: p.role, state: p.state,
+                                                battery_pct: p.battery_pct, out_of_area: p.out_of_area}));
       (gcc.markers = gcc.markers || new Map()).set(p.id, marker);
       return marker;
     },
     reportMarker: function (feature, latlng) {
       const p = feature.properties;
       const ageH = Math.max(0, (Date.now() / 1000 - p.t) / 3600);
-      return L.circleMarker(latlng, {radius: 4 + 2 * p.severity, weight: 1, color: "#000",
-                                     fillColor: p.colour, fillOpacity: Math.max(0.35, 0.95 - ageH / 24)})
-        .bindTooltip(textTooltip(p.label));
+      return gcc.ui.textTooltip(L.circleMarker(latlng, {radius: 4 + 2 * p.severity, weight: 1, color: "#000",
+                                                        fillColor: p.colour,
+                                                        fillOpacity: Math.max(0.35, 0.95 - ageH / 24)}), p.label);
     },
     caseMarker: function (feature, latlng) {
       const p = feature.properties;
       const sos = p.phase === "sos";
       const icon = L.divIcon({className: "case-icon " + p.phase, html: "<span></span>", iconSize: sos ? [34, 34] : [26, 26]});
-      return L.marker(latlng, {icon: icon, interactive: true, zIndexOffset: sos ? 1000 : 0}).bindTooltip(textTooltip(p.label));
+      return gcc.ui.textTooltip(L.marker(latlng, {icon: icon, interactive: true, zIndexOffset: sos ? 1000 : 0}), p.label);
     },
     alarmMarker: function (feature, latlng) {
       const p = feature.properties;
       const icon = L.divIcon({className: "alarm-icon sev-" + p.severity, html: "<span></span>", iconSize: [22, 22]});
-      return L.marker(latlng, {icon: icon}).bindTooltip(textTooltip(p.label));
+      return gcc.ui.textTooltip(L.marker(latlng, {icon: icon}), p.label);
     },
   };
 })();
