@@ -9,10 +9,10 @@ unit chosen, audited); the list is authorized again for the page's scope in its 
 """
 from __future__ import annotations
 
-from dash import ClientsideFunction, Input, Output, State, callback, clientside_callback, dcc, html
-from dash_socketio import DashSocketIO
+from dash import Input, Output, State, callback, dcc, html
 from flask import request
 
+from dashboard import live_ui
 from dashboard.announcements import BODY_MAX, TITLE_MAX, Announce, Sent, sent_in, unread_by_announcement
 from dashboard.authz import Scope, UserRole, authorize, current_identity
 from dashboard.feeds import Feed
@@ -40,15 +40,13 @@ def layout(state, scope: Scope, kiosk: bool = False):
         targets += [{"label": f"    {g.name} · {g.code}", "value": g.code} for g in state.city.grids
                     if scope.covers(g.code) and g.code != scope.code]
     return html.Div(className="admin announcements", id="announcements", children=[
-        DashSocketIO(id="ann-socket", url=f"/live?feed=announcements&scope={scope.code}",
-                     eventNames=["snapshot", "frame"],
-                     options={"transports": ["websocket"], "auth": {"feed": "announcements", "scope": scope.code}}),
+        live_ui.socket("ann", FEED, scope.code),
         dcc.Store(id="ann-scope", data=scope.code),
         dcc.Store(id="ann-reads", data=0),
         html.Div(className="dispatch-head", children=[
             html.H1(str(Label("Announcements", "通知公告"))),
             html.Div(scope.name, className="dispatch-scope"),
-            html.Span("connecting…", id="ann-conn", className="wall-conn down"),
+            live_ui.badge("ann"),
         ]),
         html.Div(className="admin-columns ann-columns", children=[
             html.Section(className="admin-section", children=[
@@ -142,15 +140,4 @@ def _member_name(state, terminal_id: str) -> str:
     return f"{member.name} ({state.city.org_name(member.grid_code)})" if member else terminal_id
 
 
-clientside_callback(
-    ClientsideFunction(namespace="gcc", function_name="announcementsLive"),
-    Output("ann-reads", "data"), Output("ann-socket", "url"),
-    Input("ann-socket", "data-snapshot"), Input("ann-socket", "data-frame"), State("ann-socket", "url"),
-    prevent_initial_call=True,
-)
-
-clientside_callback(
-    ClientsideFunction(namespace="gcc", function_name="connection"),
-    Output("ann-conn", "children"), Output("ann-conn", "className"),
-    Input("ann-socket", "connected"),
-)
+live_ui.follow_frames("ann", "announcementsLive", Output("ann-reads", "data"))

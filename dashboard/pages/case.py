@@ -20,7 +20,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import dash_leaflet as dl
-from dash import ALL, ClientsideFunction, Input, Output, State, callback, clientside_callback, ctx, dcc, html, no_update
+from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 from flask import request
 
 from cases.limits import Limit
@@ -40,6 +40,7 @@ from cases.model import (
     Suspend,
     Verify,
 )
+from dashboard import live_ui
 from dashboard.authz import Decision, Scope, UserRole, authorize, current_identity
 from dashboard.case_actions import CaseAction, offered
 from dashboard.feeds import Feed
@@ -48,7 +49,6 @@ from dashboard.pages.cases import (
     clock_data,
     duration,
     handler_name,
-    live_socket,
     local,
     time_class,
     time_left,
@@ -169,8 +169,8 @@ def show_map(pathname):
     case, decision = _authorized(pathname)
     if not decision:
         return None, None
-    return _map(app_state(), case), [live_socket("case-socket", FEED, case.org_code),
-                                     html.Span("connecting…", id="case-conn", className="wall-conn down")]
+    return _map(app_state(), case), [live_ui.socket("case", FEED, case.org_code),
+                                     live_ui.badge("case")]
 
 
 @callback(Output("case-actions", "children"), Output("case-offered", "data"), Input("shell-url", "pathname"),
@@ -190,18 +190,7 @@ def show_actions(pathname, _pushed, _fallback, done, shown):
     return _actions(app_state(), case), keys
 
 
-clientside_callback(
-    ClientsideFunction(namespace="gcc", function_name="caseLive"),
-    Output("case-pushed", "data"), Output("case-socket", "url"),
-    Input("case-socket", "data-snapshot"), Input("case-socket", "data-frame"), State("case-socket", "url"),
-    prevent_initial_call=True,
-)
-
-clientside_callback(
-    ClientsideFunction(namespace="gcc", function_name="connection"),
-    Output("case-conn", "children"), Output("case-conn", "className"),
-    Input("case-socket", "connected"),
-)
+live_ui.follow_frames("case", "caseLive", Output("case-pushed", "data"))
 
 
 def _section(title: Label, body):

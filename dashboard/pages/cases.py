@@ -18,13 +18,13 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from urllib.parse import urlencode
 
-from dash import ClientsideFunction, Input, Output, State, callback, clientside_callback, dcc, html
-from dash_socketio import DashSocketIO
+from dash import Input, Output, State, callback, dcc, html
 from flask import Response, request
 
 from cases.limits import categories
 from cases.model import Case
 from cases.model import State as CaseState
+from dashboard import live_ui
 from dashboard.authz import Scope, UserRole, asked_scope, authorize, current_identity
 from dashboard.case_actions import OPEN_CASE, OpenHotlineCase
 from dashboard.feeds import Feed
@@ -75,14 +75,6 @@ def wire_case_seen(q, c: live.CaseChange) -> dict:
 FEED = Feed("cases", wire={"case": wire_case_seen}, snapshot=lambda q, scope: {})
 
 
-def live_socket(component_id: str, feed: Feed, scope_code: str) -> DashSocketIO:
-    """The socket of a case screen: its feed at the scope the hub authorizes (the scope in the URL
-    too: a new scope is a new URL, so the component opens a new socket)."""
-    return DashSocketIO(id=component_id, url=f"/live?feed={feed.name}&scope={scope_code}",
-                        eventNames=["snapshot", "frame"],
-                        options={"transports": ["websocket"], "auth": {"feed": feed.name, "scope": scope_code}})
-
-
 def _options(labels: dict) -> list[dict]:
     return [{"label": str(label), "value": key} for key, label in labels.items()]
 
@@ -93,12 +85,12 @@ def layout(state, scope: Scope, kiosk: bool = False):
                                          for key, label in CASE_STATE_LABELS.items()]
     category_options = [{"label": str(CASE_CATEGORY_LABELS.get(c, c)), "value": c} for c in categories()]
     return html.Div(className="audit cases", id="cases", children=[
-        live_socket("cases-socket", FEED, scope.code),
+        live_ui.socket("cases", FEED, scope.code),
         dcc.Store(id="cases-pushed", data=0),
         html.Div(className="dispatch-head", children=[
             html.H1(str(Label("Cases", "案件"))),
             html.Div(scope.name, id="cases-scope-name", className="dispatch-scope"),
-            html.Span("connecting…", id="cases-conn", className="wall-conn down"),
+            live_ui.badge("cases"),
         ]),
         html.Div(className="audit-controls", children=[
             html.Label([str(Label("Status", "状态")), dcc.Dropdown(id="cases-status", options=statuses, value="open",
@@ -318,15 +310,4 @@ def _iso(value):
 
 # --- live -------------------------------------------------------------------------------------------
 
-clientside_callback(
-    ClientsideFunction(namespace="gcc", function_name="casesLive"),
-    Output("cases-pushed", "data"), Output("cases-socket", "url"),
-    Input("cases-socket", "data-snapshot"), Input("cases-socket", "data-frame"), State("cases-socket", "url"),
-    prevent_initial_call=True,
-)
-
-clientside_callback(
-    ClientsideFunction(namespace="gcc", function_name="connection"),
-    Output("cases-conn", "children"), Output("cases-conn", "className"),
-    Input("cases-socket", "connected"),
-)
+live_ui.follow_frames("cases", "casesLive", Output("cases-pushed", "data"))

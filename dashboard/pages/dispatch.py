@@ -45,11 +45,11 @@ from dash import (
     no_update,
 )
 from dash_extensions.javascript import Namespace
-from dash_socketio import DashSocketIO
 from flask import request
 
 from cases.model import Dispatch, Register, Return
 from cases.model import State as CaseState
+from dashboard import live_ui
 from dashboard.authz import Scope, UserRole, authorize, current_identity
 from dashboard.case_actions import CaseAction, Reassign
 from dashboard.commands import AcknowledgeAlarm
@@ -103,16 +103,14 @@ def layout(state, scope: Scope, kiosk: bool = False):
     if state.tile_url:
         layers.insert(0, dl.TileLayer(url=state.tile_url))
     return html.Div(className="dispatch", id="dispatch", children=[
-        DashSocketIO(id="dispatch-socket", url=f"/live?feed=dispatch&scope={scope.code}",
-                     eventNames=["snapshot", "frame"],
-                     options={"transports": ["websocket"], "auth": {"feed": "dispatch", "scope": scope.code}}),
+        live_ui.socket("dispatch", FEED, scope.code),
         dcc.Store(id="dispatch-selected"),
         dcc.Interval(id="dispatch-clock", interval=1000),
         dcc.Interval(id="dispatch-cand-tick", interval=CANDIDATES_EVERY_MS),
         html.Div(className="dispatch-head", children=[
             html.H1(str(Label("Dispatcher console", "调度台"))),
             html.Div(scope.name, id="dispatch-scope-name", className="dispatch-scope"),
-            html.Span("connecting…", id="dispatch-conn", className="wall-conn down"),
+            live_ui.badge("dispatch"),
             html.Span("↑↓ case · Enter offer to #1 · 1–9 offer to #N · Esc", className="dispatch-keys"),
             html.Div(id="dispatch-result", className="dispatch-result", role="status"),
         ]),
@@ -352,8 +350,4 @@ def offer(clicks, register_clicks, withdraw_clicks, reassign_clicks, case_id):
     verb = {Register: "registered", Return: "offer withdrawn"}.get(type(command), "offered")
     return f"✓ {result.summary}: {verb}" if result.ok else f"✗ {result.summary}: {result.reason}"
 
-clientside_callback(
-    ClientsideFunction(namespace="gcc", function_name="connection"),
-    Output("dispatch-conn", "children"), Output("dispatch-conn", "className"),
-    Input("dispatch-socket", "connected"),
-)
+live_ui.show_connection("dispatch")

@@ -15,8 +15,8 @@ from functools import lru_cache
 import dash_leaflet as dl
 from dash import ClientsideFunction, Input, Output, State, clientside_callback, dcc, html
 from dash_extensions.javascript import Namespace
-from dash_socketio import DashSocketIO
 
+from dashboard import live_ui
 from dashboard.authz import EVERYONE, Scope
 from dashboard.feeds import Feed, Periodic
 from dashboard.pages import Page
@@ -175,15 +175,13 @@ def layout(state, scope: Scope, kiosk: bool = False):
     return html.Div(className="wall", id="wall", children=[
         # the scope in the URL too: a new scope means a new URL, so the component opens a new socket
         dcc.Interval(id="wall-clock", interval=1000),        # countdowns and overdue marks move on between frames
-        DashSocketIO(id="wall-socket", url=f"/live?feed=wall&scope={scope.code}",
-                     eventNames=["snapshot", "frame", "heat"],
-                     options={"transports": ["websocket"], "auth": {"feed": "wall", "scope": scope.code}}),
+        live_ui.socket("wall", FEED, scope.code, events=("snapshot", "frame", "heat")),
         html.Div(className="wall-headline", children=[
             html.Div(id="wall-counters", style={"display": "contents"}),
             html.Div(className="wall-scope", children=[
                 html.Div(scope.name, id="wall-scope-name"),
                 html.Div(_time_scale_note(state), className="wall-time-scale", id="wall-time-scale"),
-                html.Span("connecting…", id="wall-conn", className="wall-conn down")]),
+                live_ui.badge("wall")]),
         ]),
         html.Div(className="wall-map-pane", children=[
             dl.Map(id="wall-map", className="wall-map", preferCanvas=True, bounds=q.bounds(scope), trackViewport=False,
@@ -226,8 +224,4 @@ clientside_callback(
     prevent_initial_call=True,
 )
 
-clientside_callback(
-    ClientsideFunction(namespace="gcc", function_name="connection"),
-    Output("wall-conn", "children"), Output("wall-conn", "className"),
-    Input("wall-socket", "connected"),
-)
+live_ui.show_connection("wall")
