@@ -24,9 +24,9 @@ from cases.offers import OfferPolicy
 from cases.tell import case_change
 from dashboard.authz import Identity, UserRole
 from dashboard.commands import Action, Commands, Refused, Target, Written
+from dispatch.candidates import visible
 from telemetry import freetext
 from telemetry.catalogue import CASE_CATEGORY_LABELS
-from telemetry.orgcodes import contains
 
 CASE_ACTIONS: dict[type, Action] = {command: Action(f"case.{command.name}", frozenset(UserRole(r) for r in roles))
                                     for command, roles in SCREEN_ROLES.items()}
@@ -148,10 +148,11 @@ class Reassign(CaseAction):
 
 
 def _check_handler(ctx: Commands, who: Identity, terminal_id: str) -> None:
-    member = ctx.city.member_by_terminal.get(terminal_id)
-    if member is None:
+    """A handler is a member the dispatcher may be shown as a candidate (dispatch.candidates.visible:
+    the one rule); a refusal names nothing beyond the dispatcher's scope."""
+    if terminal_id not in ctx.city.member_by_terminal:
         raise Refused(f"{terminal_id} is not a member's terminal")
-    if who.scope_code and not contains(who.scope_code, member.grid_code):   # naming nothing beyond the scope
+    if not visible(ctx.city, who.scope_code or "", terminal_id):
         raise Refused(f"{terminal_id} is outside {who.user}'s scope")
 
 

@@ -173,9 +173,10 @@ class LoginThrottle:
                 pair = None
             if pair is not None and pair.wait_until > now:
                 return "pair"
-            sources, users = self._recent(self._sources, source, now), self._recent(self._users, user, now)
-            if len(sources) >= policy.per_source:
-                return "source"
+            sources = self._recent(self._sources, source, now)
+            if len(sources) >= policy.per_source:   # refused before a username's entry is made: a source
+                return "source"                     # past its budget adds nothing, whatever it sends
+            users = self._recent(self._users, user, now)
             known = self._known.get((user, source))
             if len(users) >= policy.per_username and (known is None or now - known > policy.known_source_s):
                 return "username"

@@ -32,6 +32,9 @@ class Kind:
     multiline: bool = False
 
 
+# what a person can do about a character they cannot see (it came with a paste)
+_RETYPE = " at position {at}: an invisible character, usually pasted in; type the text again there"
+
 NAME = Kind("name", 100)                # a person, a building, a gateway, an org unit, a user, a wall screen
 LINE = Kind("line", 200)                # a case's title, an address or place
 NOTE = Kind("note", 2000, True)         # a report's text, a case's note or reason, an announcement, a diary entry
@@ -41,16 +44,16 @@ def problem(value: str, kind: Kind) -> str | None:
     """What is wrong with `value` as a field of this kind (in words), or None."""
     if len(value) > kind.max_length:
         return f"has {len(value):,} characters, at most {kind.max_length:,} are allowed"
-    for ch in value:
+    for at, ch in enumerate(value, 1):
         code = ord(ch)
         if code < 0x20 or 0x7f <= code <= 0x9f:
             if kind.multiline and ch in "\n\t\r":
                 continue
-            return f"must not contain the control character U+{code:04X}"
+            return f"must not contain the control character U+{code:04X}{_RETYPE.format(at=at)}"
         if ch in BIDI_CONTROLS:
-            return f"must not contain the bidirectional control U+{code:04X}"
+            return f"must not contain the bidirectional control U+{code:04X}{_RETYPE.format(at=at)}"
         if ch in "\u2028\u2029" and not kind.multiline:
-            return f"must be one line (found U+{code:04X})"
+            return f"must be one line (found U+{code:04X}){_RETYPE.format(at=at)}"
     return None
 
 

@@ -122,6 +122,14 @@ def test_a_pair_waits_twice_as_long_after_each_guess_past_its_free_ones_and_only
     assert throttle.reserve("ot-a", "10.0.0.1") is None
 
 
+def test_a_source_past_its_budget_keeps_nothing_of_the_usernames_it_goes_on_sending():
+    """Memory: a refused source adds no username's count (it used to add one per new username)."""
+    throttle = LoginThrottle(ThrottlePolicy(per_source=3, per_username=100, window_s=60.0), clock=lambda: 0.0)
+    assert [throttle.reserve(f"ot-{i}", "10.0.0.1") for i in range(3)] == [None] * 3
+    assert {throttle.reserve(f"guess-{i}", "10.0.0.1") for i in range(1000)} == {"source"}
+    assert sorted(throttle._users) == ["ot-0", "ot-1", "ot-2"]
+
+
 def test_a_source_and_a_username_have_budgets_a_window_and_the_usernames_own_sources_pass():
     now = [0.0]
     throttle = LoginThrottle(ThrottlePolicy(per_source=3, per_username=4, window_s=60.0), clock=lambda: now[0])
