@@ -34,7 +34,12 @@ def count(db, sql: str, *args) -> int:
 
 def owner_rows(stack, query: str, *args) -> list[tuple]:
     """The rows of a query, read as the database's owner (what a test checks; no app role reads all)."""
-    conn = psycopg2.connect(stack.settings().pg_dsn)
+    return rows(stack.settings().pg_dsn, query, args)
+
+
+def rows(dsn: str, query: str, args=()) -> list[tuple]:
+    """The rows of a query on the database `dsn` names (a test's own database, or as an app's role)."""
+    conn = psycopg2.connect(dsn)
     try:
         with conn, conn.cursor() as cur:
             cur.execute(query, args)

@@ -9,16 +9,12 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import uuid
 
 import orjson
 import pytest
 from playwright.sync_api import expect
 
-from cases import store
-from cases.engine import Engine
-from cases.intake import Intake
 from cases.model import Dispatch, Register
 from dashboard.authz import Identity, UserRole
 from dashboard.case_actions import CaseAction, CaseRules
@@ -30,23 +26,16 @@ from telemetry.topics import CASE, terminal_topic
 
 from ..support import wait_for
 from .ingest_helpers import owner_rows
-from .screens import SCREENSHOTS, ensure_logins, iso, now, session_cookie, sign_in
+from .screens import SCREENSHOTS, iso, now, session_cookie, sign_in
 from .test_case_notices import _reported_case, _terminal
-from .test_cases_engine import seeded
+from .test_cases_pages import screens_seeded
+from .test_cases_wall import telling_engine
 from .test_dashboard_server import WireScreen
 
 pytestmark = pytest.mark.slow
 PUSHED_MS = 4000          # the page shows a change this soon after it is stored: a push (the only timer
                           # behind it is the 60 s fallback); a loaded 2-core CI runner gets some margin
 DISPATCHER = Identity("t-dispatcher", frozenset({UserRole.DISPATCHER}), "")
-
-
-@pytest.fixture(scope="module")
-def cases_settings(stack, city):
-    settings = seeded(stack)
-    ensure_logins(stack.settings().pg_dsn)
-    ensure_logins(stack.settings().pg_dsn, {"t-street0-dispatcher": ("dispatcher", city.streets[0].code)})
-    return settings
 
 
 @pytest.fixture(scope="module")
@@ -60,17 +49,15 @@ def commands(stack, city):
 
 
 @pytest.fixture(scope="module")
+def cases_settings(stack, city):
+    return screens_seeded(stack, city)
+
+
+@pytest.fixture(scope="module")
 def engine(stack, city, cases_settings):
     """The cases engine as deployed: it applies the terminals' actions and tells the live bus."""
-    from cases.tell import Teller
-
-    running = Engine(cases_settings.pg_dsn, Intake(city), lambda cur: store.load_rules(cur),
-                     on_change=Teller(cases_settings.redis_client(), city, producer=f"cases-{uuid.uuid4().hex[:4]}"))
-    thread = threading.Thread(target=running.run, daemon=True)
-    thread.start()
-    yield running
-    running.stop_event.set()
-    thread.join(10)
+    with telling_engine(cases_settings, city) as running:
+        yield running
 
 
 def _handler(city, n: int):

@@ -30,12 +30,18 @@ from .test_cases_engine import seeded
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def cases_settings(stack, city):
+def screens_seeded(stack, city):
+    """The cases engine's settings with the rules seeded, and the screens' test logins (a street
+    dispatcher of the first street among them)."""
     settings = seeded(stack)
     ensure_logins(stack.settings().pg_dsn)
     ensure_logins(stack.settings().pg_dsn, {"t-street0-dispatcher": ("dispatcher", city.streets[0].code)})
     return settings
+
+
+@pytest.fixture(scope="module")
+def cases_settings(stack, city):
+    return screens_seeded(stack, city)
 
 
 def _grid_in(city, street_index: int, n: int = 0):

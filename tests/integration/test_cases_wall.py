@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import threading
 import uuid
+from contextlib import contextmanager
 
 import orjson
 import pytest
@@ -23,16 +24,25 @@ pytestmark = pytest.mark.slow
 SCALE = 1 / 60
 
 
-@pytest.fixture(scope="module")
-def engine(stack, city):
-    settings = seeded(stack)
-    running = Engine(settings.pg_dsn, Intake(city), lambda cur: store.load_rules(cur, time_scale=SCALE),
+@contextmanager
+def telling_engine(settings, city, time_scale: float = 1.0):
+    """The cases engine as deployed, in a thread: it applies the terminals' actions, fires the
+    deadlines (`time_scale`: limits as clock time, scaled) and tells the live bus."""
+    running = Engine(settings.pg_dsn, Intake(city), lambda cur: store.load_rules(cur, time_scale=time_scale),
                      on_change=Teller(settings.redis_client(), city, producer=f"cases-{uuid.uuid4().hex[:4]}"))
     thread = threading.Thread(target=running.run, daemon=True)
     thread.start()
-    yield running
-    running.stop_event.set()
-    thread.join(10)
+    try:
+        yield running
+    finally:
+        running.stop_event.set()
+        thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def engine(stack, city):
+    with telling_engine(seeded(stack), city, SCALE) as running:
+        yield running
 
 
 def test_a_gas_alarm_is_a_case_in_its_streets_queue_with_a_countdown_that_climbs(stack, city, dashboard, engine,

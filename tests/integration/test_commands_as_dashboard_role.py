@@ -22,9 +22,8 @@ import psycopg2
 import pytest
 
 from cases import store
-from cases.intake import INTAKE
-from cases.limits import Limit, Urgency
-from cases.machine import Refusal, apply, open_case
+from cases.limits import Limit
+from cases.machine import Refusal, apply
 from cases.model import (
     Accept,
     Acknowledge,
@@ -41,7 +40,6 @@ from cases.model import (
     RequestExtension,
     Resume,
     Return,
-    Source,
     Suspend,
     Verify,
 )
@@ -74,6 +72,8 @@ from registry.store import Actor as RegistryActor
 from registry.store import DeviceRegistry
 
 from .ingest_helpers import owner_rows
+from .test_case_notices import _reported_case as reported_case
+from .test_cases_engine import seeded
 from .test_commands import _open_alarm
 
 # the modules whose module-level Actions are what the screens may do (dashboard/pages/* included)
@@ -144,18 +144,7 @@ def _hotline_case(b: Bench) -> str:
 
 def _reported_case(b: Bench) -> str:
     """A resident's report, as the intake opens it (not yet registered)."""
-    conn = psycopg2.connect(b.owner_dsn)
-    try:
-        with conn, conn.cursor() as cur:
-            rules, t = store.load_rules(cur), datetime.now(timezone.utc)
-            case_id = store.next_case_id(cur, t)
-            outcome = open_case(case_id, "exposed_garbage", Urgency.NORMAL, Source.REPORT, b.grid.code, b.grid.code,
-                                INTAKE, t, rules, title="Exposed garbage", place="Gate 2")
-            store.insert(cur, outcome.case, rules)
-            store.add_events(cur, outcome.events)
-    finally:
-        conn.close()
-    return case_id
+    return reported_case(b.stack, b.settings, b.grid.code)
 
 
 def _as_handler(b: Bench, case_id: str, command) -> None:
@@ -403,12 +392,7 @@ SCENARIOS: list[tuple[str, str, Callable[[Bench], None]]] = [
 def sides(stack, settings, city):
     """Commands and the registry on the owner's DSN and on the dashboard's own (its role, its Redis user)."""
     app_settings = stack.app_settings("dashboard")
-    conn = psycopg2.connect(settings.pg_dsn)
-    try:
-        with conn, conn.cursor() as cur:
-            store.seed(cur, [2026, 2027], "tests")
-    finally:
-        conn.close()
+    seeded(stack)                                  # the time limits and the calendar, as the engine seeds them
     before = {table: {r[0] for r in owner_rows(stack, f"select {key} from {table} where retired_at is null")}
               for table, key in _ADDED}
     owner_redis, app_redis = settings.redis_client(), app_settings.redis_client()

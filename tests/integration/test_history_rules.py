@@ -21,6 +21,7 @@ from kpis import history
 from kpis.facts import city_day
 
 from .conftest import demo_city
+from .ingest_helpers import rows
 from .kpi_helpers import own_database
 
 pytestmark = pytest.mark.slow
@@ -37,16 +38,6 @@ def history_dsn(stack):
         yield dsn
 
 
-def _rows(dsn, sql, args=()):
-    conn = psycopg2.connect(dsn)
-    try:
-        with conn, conn.cursor() as cur:
-            cur.execute(sql, args)
-            return cur.fetchall()
-    finally:
-        conn.close()
-
-
 def _rules(dsn):
     conn = psycopg2.connect(dsn)
     try:
@@ -58,15 +49,15 @@ def _rules(dsn):
 
 def _open_cases(dsn):
     """Each open case as stored, with its ladder position and next step."""
-    rows = _rows(dsn, f"select {', '.join(store.CASE_COLUMNS)}, ladder_seq, ladder_step, ladder_repeat, "
+    found = rows(dsn, f"select {', '.join(store.CASE_COLUMNS)}, ladder_seq, ladder_step, ladder_repeat, "
                       "next_escalation_at from cases where state = any(%s)", (sorted(s.value for s in OPEN),))
     n = len(store.CASE_COLUMNS)
-    return [(store.from_row(r[:n]), Position(*r[n:n + 3]), r[n + 3]) for r in rows]
+    return [(store.from_row(r[:n]), Position(*r[n:n + 3]), r[n + 3]) for r in found]
 
 
 def _escalations(dsn) -> dict[str, set[tuple[int, int, int, str]]]:
     fired: dict[str, set] = defaultdict(set)
-    for case_id, seq, step, repeat, level in _rows(dsn, "select case_id, stage_seq, step, repeat, level "
+    for case_id, seq, step, repeat, level in rows(dsn, "select case_id, stage_seq, step, repeat, level "
                                                         "from case_escalations"):
         fired[case_id].add((seq, step, repeat, level))
     return fired
@@ -75,7 +66,7 @@ def _escalations(dsn) -> dict[str, set[tuple[int, int, int, str]]]:
 def test_every_open_case_past_a_step_of_its_ladder_has_climbed_it_as_the_engine_would(history_dsn):
     rules = _rules(history_dsn)
     fired = _escalations(history_dsn)
-    events = Counter(dict(_rows(history_dsn, "select case_id, count(*) from case_events where command = 'escalate' "
+    events = Counter(dict(rows(history_dsn, "select case_id, count(*) from case_events where command = 'escalate' "
                                              "group by case_id")))
     open_cases = _open_cases(history_dsn)
     overdue = [c for c, _, _ in open_cases if c.deadline is not None and c.deadline < END]
@@ -107,7 +98,7 @@ def _stage_clocks(dsn):
     a clock starts with an event that names its stage, an approved extension moves its deadline, it
     ends with the next clock or a stop (refused, closed, suspended); one still running ends at END."""
     clocks, running = [], {}
-    for case_id, at, command, to_state, detail in _rows(dsn, "select case_id, time, command, to_state, detail "
+    for case_id, at, command, to_state, detail in rows(dsn, "select case_id, time, command, to_state, detail "
                                                              "from case_events order by case_id, id"):
         clock = running.get(case_id)
         if clock is not None and ("stage" in detail or to_state in STOPPED):
@@ -140,7 +131,7 @@ def test_no_stage_clock_ran_past_its_deadline_steps_without_them(history_dsn):
 
 def test_no_member_is_en_route_for_days(history_dsn):
     """The dispatcher's tasks in progress: a member who accepted is on the way, then on site."""
-    en_route = _rows(history_dsn, "select c.case_id, max(e.time) from cases c join case_events e using (case_id) "
+    en_route = rows(history_dsn, "select c.case_id, max(e.time) from cases c join case_events e using (case_id) "
                                   "where c.state = 'accepted' and e.to_state = 'accepted' group by c.case_id "
                                   "having max(e.time) < %s", (END - EN_ROUTE_AT_MOST,))
     assert not en_route, f"{len(en_route)} members en route for more than {EN_ROUTE_AT_MOST}: {en_route[:5]}"
@@ -149,7 +140,7 @@ def test_no_member_is_en_route_for_days(history_dsn):
 def test_every_cases_events_move_forward_in_time(history_dsn):
     """Each step of a story comes after the one before (a late stage's next step was once capped at
     a time before it, and durations came out negative)."""
-    backwards = _rows(history_dsn, "select case_id, count(*) from (select case_id, time < lag(time) over "
+    backwards = rows(history_dsn, "select case_id, count(*) from (select case_id, time < lag(time) over "
                                    "(partition by case_id order by id) as back from case_events) e where back "
                                    "group by case_id")
     assert backwards == [], f"{len(backwards)} cases with an event before the one before it: {backwards[:5]}"
@@ -162,13 +153,13 @@ def test_the_open_cases_at_the_end_are_a_small_tail_of_recent_work(history_dsn):
     limit: about two days of arrivals, so at most a quarter of these 8 days' cases (a fifteenth of a
     30-day history). Late work is acted on soon after its ladder has climbed, so only the stages
     whose deadline fell in the last hours can be past it now: a handful, at most 2 % of the cases."""
-    still_open, total, overdue, suspended = _rows(
+    still_open, total, overdue, suspended = rows(
         history_dsn, "select count(*) filter (where state = any(%s)), count(*), "
                      "count(*) filter (where state = any(%s) and deadline < %s), "
                      "count(*) filter (where state = 'suspended') from cases",
         (sorted(s.value for s in OPEN), sorted(s.value for s in OPEN), END))[0]
     assert total > 1000
-    assert still_open <= total / 4, (still_open, total, _rows(
+    assert still_open <= total / 4, (still_open, total, rows(
         history_dsn, "select category, state, count(*) from cases where state = any(%s) group by 1, 2 "
                      "order by 3 desc limit 12", (sorted(s.value for s in OPEN),)))
     assert overdue <= total / 50, (overdue, total)
@@ -176,11 +167,11 @@ def test_the_open_cases_at_the_end_are_a_small_tail_of_recent_work(history_dsn):
 
 
 def test_the_assessment_still_has_closed_cases_on_most_days(history_dsn):
-    closed = dict(_rows(history_dsn, "select day, sum(closed) from kpi_daily where level = 6 group by day"))
+    closed = dict(rows(history_dsn, "select day, sum(closed) from kpi_daily where level = 6 group by day"))
     days = [city_day(END) - timedelta(days=i) for i in range(PLAN.days)]
     with_closures = [d for d in days if closed.get(d, 0) > 0]
     assert len(with_closures) >= PLAN.days - 3, closed        # weekends close less, but most days close some
-    states = dict(_rows(history_dsn, "select state, count(*) from cases group by state"))
+    states = dict(rows(history_dsn, "select state, count(*) from cases group by state"))
     assert states.get("closed", 0) + states.get("evaluated", 0) > sum(states.values()) / 2, states
 
 
@@ -193,12 +184,12 @@ def test_the_live_engine_goes_on_from_where_the_history_stops(history_dsn):
     try:
         assert escalate_due(conn, rules, END, recipients).rows == 0
         later = END + timedelta(hours=6)
-        owed = _rows(history_dsn, "select count(*) from cases where next_escalation_at <= %s", (later,))[0][0]
-        before = _rows(history_dsn, "select count(*) from case_escalations")[0][0]
+        owed = rows(history_dsn, "select count(*) from cases where next_escalation_at <= %s", (later,))[0][0]
+        before = rows(history_dsn, "select count(*) from case_escalations")[0][0]
         fired = escalate_due(conn, rules, later, recipients)
     finally:
         conn.close()
     assert fired.rows == owed > 0
-    assert len(fired.firings) == _rows(history_dsn, "select count(*) from case_escalations")[0][0] - before > 0
-    steps = set(_rows(history_dsn, "select case_id, stage_seq, step from case_escalations"))
+    assert len(fired.firings) == rows(history_dsn, "select count(*) from case_escalations")[0][0] - before > 0
+    steps = set(rows(history_dsn, "select case_id, stage_seq, step from case_escalations"))
     assert all(f.step == 0 or (case_id, f.stage_seq, f.step - 1) in steps for case_id, f in fired.firings)

@@ -230,41 +230,30 @@ def _visits(case_id: str):
 def _choose_the_planted_case(page) -> None:
     """The dispatcher console draws a case's marker (and its candidates) once the case is chosen."""
     page.locator(".dispatch-case", has_text="XSS[case title]").first.click()
-    page.locator(".dispatch-cand-list, #dispatch-candidates").first.wait_for()
+    page.locator("#dispatch-candidates", has_text="XSS[case place]").wait_for()   # the chosen case's candidates
 
 
 # what a page shows of the planted data only after a person does something on it
 INTERACTIONS = {"/dispatch": _choose_the_planted_case}
 
 
-class Callbacks:
-    """The page's Dash callback requests in flight (a page with a clock has some every second)."""
+class FailedCallbacks(list):
+    """The page's Dash requests answered with an error (each: the page, the status, what was asked)."""
 
     def __init__(self, page) -> None:
-        self.in_flight = 0
-        self.failed: list[str] = []
-        page.on("request", lambda r: self._count(r, 1))
-        page.on("requestfinished", lambda r: self._finished(r))
-        page.on("requestfailed", lambda r: self._count(r, -1))
-
-    def _count(self, request, step: int) -> None:
-        if "/_dash-" in request.url:
-            self.in_flight += step
+        super().__init__()
+        page.on("requestfinished", self._finished)
 
     def _finished(self, request) -> None:
-        self._count(request, -1)
         response = request.response() if "/_dash-" in request.url else None
         if response is not None and response.status >= 400:
-            self.failed.append(f"{request.frame.url}: {response.status} from {request.post_data[:200]}")
+            self.append(f"{request.frame.url}: {response.status} from {(request.post_data or '')[:200]}")
 
-    def settle(self, page, quiet_ms: int = 1500, at_most_ms: int = 20000) -> None:
-        """Until no callback has been in flight for `quiet_ms` (at most `at_most_ms`: a page that
-        polls all the time is read as it is then)."""
-        quiet = waited = 0
-        while quiet < quiet_ms and waited < at_most_ms:
-            page.wait_for_timeout(100)
-            waited += 100
-            quiet = quiet + 100 if self.in_flight <= 0 else 0
+
+def _drawn(page) -> None:
+    """Until the page's callbacks have answered (their chain done, the network quiet: Playwright's
+    networkidle; the live socket is no request)."""
+    page.wait_for_load_state("networkidle")
 
 
 _PLANTED_ELEMENTS = """() => document.querySelectorAll('img[src="x"]').length +
@@ -279,7 +268,8 @@ def _look(page, where: str, dialogs: list[str], seen: dict[str, set[str]]) -> li
     tooltips = page.evaluate(_OPEN_PLANTED_TOOLTIPS)           # those with planted text, opened
     if tooltips["html"]:
         problems.append(f"{where}: tooltips bound as HTML strings: {tooltips['html']}")
-    page.wait_for_timeout(300)                                 # tooltips render on the next animation frame
+    for marker in tooltips["opened"]:                          # each opened tooltip drawn, with its text
+        page.locator(".leaflet-tooltip", has_text=marker).first.wait_for()
     runs, elements = page.evaluate("window.gccXssRuns"), page.evaluate(_PLANTED_ELEMENTS)
     if runs or dialogs or elements:
         problems.append(f"{where}: {runs} script runs, {elements} planted elements, dialogs {dialogs}")
@@ -303,7 +293,7 @@ def test_hostile_text_runs_nowhere_and_reads_as_text_on_every_page_for_every_rol
         context = browser.new_context(viewport={"width": 1920, "height": 1080})
         context.add_init_script(_CATCH_MAPS)
         page = context.new_page()
-        callbacks = Callbacks(page)
+        failed = FailedCallbacks(page)
         dialogs: list[str] = []
         errors: list[str] = []
         page.on("dialog", lambda d, dialogs=dialogs: (dialogs.append(d.message), d.dismiss()))
@@ -311,15 +301,15 @@ def test_hostile_text_runs_nowhere_and_reads_as_text_on_every_page_for_every_rol
         sign_in(page, dashboard.url, LOGIN_OF[role])
         for path in paths:
             page.goto(f"{dashboard.url}{path}")
-            callbacks.settle(page)
+            _drawn(page)
             if path in INTERACTIONS:
                 INTERACTIONS[path](page)
-                callbacks.settle(page)
+                _drawn(page)
             problems += _look(page, f"{path} as {role}", dialogs, seen)
             if role == "admin":                          # to look at: the planted text as a person sees it
                 page.screenshot(path=str(SCREENSHOTS / f"hostile{path.split('/C')[0].replace('/', '-')}.png"))
-        if errors or callbacks.failed:
-            problems.append(f"as {role}: page errors {errors}, failed callbacks {callbacks.failed}")
+        if errors or failed:
+            problems.append(f"as {role}: page errors {errors}, failed callbacks {failed}")
         context.close()
     assert problems == []
     unseen = sorted(set(FIELDS) - set(seen) - set(NOT_SHOWN))

@@ -20,6 +20,7 @@ from kpis.report import Period, rank, read
 from kpis.rollup import COLUMNS, GRACE_S, fold_pass, levels
 
 from .conftest import demo_city
+from .ingest_helpers import rows
 from .kpi_helpers import own_database
 
 pytestmark = pytest.mark.slow
@@ -34,20 +35,10 @@ def kpi_dsn(stack):
         yield dsn
 
 
-def _rows(dsn, sql, args=()):
-    conn = psycopg2.connect(dsn)
-    try:
-        with conn, conn.cursor() as cur:
-            cur.execute(sql, args)
-            return cur.fetchall()
-    finally:
-        conn.close()
-
-
 def _rollups(dsn) -> Counter:
     """(day, org, category, counter) -> n, from kpi_daily."""
     out: Counter = Counter()
-    for day, org, cat, *sums in _rows(dsn, f"select day, org_code, category, {', '.join(COLUMNS.values())} "
+    for day, org, cat, *sums in rows(dsn, f"select day, org_code, category, {', '.join(COLUMNS.values())} "
                                            "from kpi_daily"):
         for counter, n in zip(COLUMNS, sums, strict=True):
             if n:
@@ -57,10 +48,10 @@ def _rollups(dsn) -> Counter:
 
 def _cases_and_events(dsn) -> tuple[dict, dict]:
     """Every case (org unit, category, opened) and its events, as stored."""
-    cases = {c: (org, cat, opened) for c, org, cat, opened in _rows(
+    cases = {c: (org, cat, opened) for c, org, cat, opened in rows(
         dsn, "select case_id, org_code, category, opened_at from cases")}
     events = defaultdict(list)
-    for row in _rows(dsn, "select id, case_id, time, command, from_state, to_state, detail from case_events "
+    for row in rows(dsn, "select id, case_id, time, command, from_state, to_state, detail from case_events "
                           "order by case_id, id"):
         events[row[1]].append(CaseEvent(*row))
     return cases, events
@@ -87,8 +78,8 @@ def test_the_history_is_written_through_the_real_machine_and_folded_into_rollups
         kpi_dsn, generated):
     assert generated.cases > 300 and generated.events > 5 * generated.cases
     assert generated.fixes > 0 and generated.alarms > 0
-    assert _rows(kpi_dsn, "select count(*) from kpi_dirty") == [(0,)]
-    assert _rows(kpi_dsn, "select count(*) from case_inbox where key like '%%/hist-%%'") == [(0,)]  # not for the intake
+    assert rows(kpi_dsn, "select count(*) from kpi_dirty") == [(0,)]
+    assert rows(kpi_dsn, "select count(*) from case_inbox where key like '%%/hist-%%'") == [(0,)]  # not for the intake
     rolled = _rollups(kpi_dsn)
     assert rolled == _pure(kpi_dsn, END - timedelta(seconds=GRACE_S))
     counters = Counter()
@@ -102,16 +93,16 @@ def test_the_history_is_written_through_the_real_machine_and_folded_into_rollups
 
 
 def test_the_rollups_agree_with_the_raw_stage_facts(kpi_dsn, generated):
-    by_stage = dict(_rows(kpi_dsn, "select stage, count(*) filter (where on_time is not null) from case_stage_facts "
+    by_stage = dict(rows(kpi_dsn, "select stage, count(*) filter (where on_time is not null) from case_stage_facts "
                                    "group by stage"))
-    on_time = dict(_rows(kpi_dsn, "select stage, count(*) filter (where on_time) from case_stage_facts group by stage"))
-    sums = _rows(kpi_dsn, "select sum(dispatch_due), sum(dispatch_on_time), sum(handle_due), sum(handle_on_time) "
+    on_time = dict(rows(kpi_dsn, "select stage, count(*) filter (where on_time) from case_stage_facts group by stage"))
+    sums = rows(kpi_dsn, "select sum(dispatch_due), sum(dispatch_on_time), sum(handle_due), sum(handle_on_time) "
                           "from kpi_daily where level = 6")[0]           # the districts' rows hold every case
     assert sums == (by_stage["dispatch"], on_time["dispatch"], by_stage["handle"], on_time["handle"])
     # and day by day (a stage late before its extension counts on its first deadline's day in both)
-    per_day = _rows(kpi_dsn, "select day, sum(handle_due), sum(handle_on_time), sum(went_overdue) from kpi_daily "
+    per_day = rows(kpi_dsn, "select day, sum(handle_due), sum(handle_on_time), sum(went_overdue) from kpi_daily "
                              "where level = 6 group by day order by day")
-    raw = _rows(kpi_dsn, "select d, sum(due), sum(on_time), sum(first) from ("
+    raw = rows(kpi_dsn, "select d, sum(due), sum(on_time), sum(first) from ("
                          "  select counted_day as d, count(*) as due, count(*) filter (where on_time) as on_time, "
                          "         0 as first from case_stage_facts where stage = 'handle' and on_time is not null "
                          "  group by 1 union all select f, 0, 0, count(*) from (select min(counted_day) as f "
@@ -139,8 +130,8 @@ def test_a_pass_that_fails_before_its_commit_changes_nothing_and_two_maintainers
     with pytest.raises(RuntimeError):
         fold_pass(conn, END, batch=100)
     monkeypatch.setattr(rollup, "write", real_write)
-    assert _rows(kpi_dsn, "select count(*) from kpi_daily") == [(0,)]
-    assert _rows(kpi_dsn, "select count(*) from kpi_dirty") == [(generated.cases,)]
+    assert rows(kpi_dsn, "select count(*) from kpi_daily") == [(0,)]
+    assert rows(kpi_dsn, "select count(*) from kpi_dirty") == [(generated.cases,)]
     conn.close()
 
     def drain():
@@ -161,17 +152,17 @@ def test_a_pass_that_fails_before_its_commit_changes_nothing_and_two_maintainers
 
 def test_a_deadline_that_passes_later_is_counted_by_a_later_pass(kpi_dsn, generated):
     later = END + timedelta(days=5)     # a Friday evening: working-time deadlines fall from Monday
-    waiting = _rows(kpi_dsn, "select count(*) from case_facts where stage is not null and not stage_late "
+    waiting = rows(kpi_dsn, "select count(*) from case_facts where stage is not null and not stage_late "
                              "and stage_deadline < %s", (later - timedelta(seconds=GRACE_S),))[0][0]
     assert waiting > 0                      # open cases whose clock runs past the history's end
-    overdue_before = _rows(kpi_dsn, "select sum(went_overdue) from kpi_daily where level = 6")[0][0]
+    overdue_before = rows(kpi_dsn, "select sum(went_overdue) from kpi_daily where level = 6")[0][0]
     conn = psycopg2.connect(kpi_dsn)
     try:
         while fold_pass(conn, later).cases:
             pass
     finally:
         conn.close()
-    newly = _rows(kpi_dsn, "select sum(went_overdue) from kpi_daily where level = 6")[0][0] - overdue_before
+    newly = rows(kpi_dsn, "select sum(went_overdue) from kpi_daily where level = 6")[0][0] - overdue_before
     assert 0 < newly <= waiting
     assert _rollups(kpi_dsn) == _pure(kpi_dsn, later - timedelta(seconds=GRACE_S))
 
@@ -181,8 +172,8 @@ def test_the_report_of_a_street_sums_its_communities_and_ranks_every_one(kpi_dsn
     street = city.streets[0]
     communities = [c.code for c in city.communities if c.code.startswith(street.code)]
     period = Period("custom", city_day(END) - timedelta(days=3), city_day(END))
-    report = read(lambda sql, args: _rows(kpi_dsn, sql, args), street.code, period)
-    direct = dict(_rows(kpi_dsn, "select left(org_code, 12), sum(due_closed)::int from kpi_daily "
+    report = read(lambda sql, args: rows(kpi_dsn, sql, args), street.code, period)
+    direct = dict(rows(kpi_dsn, "select left(org_code, 12), sum(due_closed)::int from kpi_daily "
                                  "where level = 15 and org_code like %s and day between %s and %s group by 1",
                         (street.code + "%", period.first, period.last)))       # from the grids' rows
     assert {c: t.count("due_closed") for c, t in report.units.items() if t.count("due_closed")} == \
@@ -202,7 +193,7 @@ def test_the_report_of_a_street_sums_its_communities_and_ranks_every_one(kpi_dsn
 
 def test_the_same_seed_gives_the_same_history(kpi_dsn, generated):
     def fingerprint():
-        return _rows(kpi_dsn, "select count(*), md5(string_agg(case_id || state || coalesce(deadline::text, ''), ',' "
+        return rows(kpi_dsn, "select count(*), md5(string_agg(case_id || state || coalesce(deadline::text, ''), ',' "
                               "order by case_id)) from cases where case_id like 'C%%-H%%'")
     first = fingerprint()
     conn = psycopg2.connect(kpi_dsn)
@@ -210,7 +201,7 @@ def test_the_same_seed_gives_the_same_history(kpi_dsn, generated):
         history.clear(conn)
     finally:
         conn.close()
-    assert _rows(kpi_dsn, "select count(*) from cases") == [(0,)]
+    assert rows(kpi_dsn, "select count(*) from cases") == [(0,)]
     again = history.generate(kpi_dsn, PLAN, progress=False, what=frozenset({"cases"}))
     assert again.cases == generated.cases and fingerprint() == first
 
@@ -221,10 +212,10 @@ def test_the_period_before_counts_its_own_days_only_not_the_days_between(kpi_dsn
     period = Period("week", date(2026, 11, 19), date(2026, 11, 20))
     before = period.previous()
     assert (before.first, before.last) == (date(2026, 11, 12), date(2026, 11, 13))
-    report = read(lambda sql, args: _rows(kpi_dsn, sql, args), "", period)
+    report = read(lambda sql, args: rows(kpi_dsn, sql, args), "", period)
 
     def registered(first, last):
-        return _rows(kpi_dsn, "select coalesce(sum(registered), 0) from kpi_daily where level = 6 "
+        return rows(kpi_dsn, "select coalesce(sum(registered), 0) from kpi_daily where level = 6 "
                      "and day between %s and %s", (first, last))[0][0]
 
     assert registered(date(2026, 11, 14), date(2026, 11, 18)) > 0          # the days between have cases
@@ -282,7 +273,7 @@ def test_the_field_indicators_on_crafted_rows_match_the_hand_counted_values(kpi_
     Patrols(city).refold_day(conn, day)              # as the engine folds them (kpis/patrol.py)
     conn.close()
     period = Period("day", day, day)
-    report = read(lambda sql, args: _rows(kpi_dsn, sql, args), community.code, period, city)
+    report = read(lambda sql, args: rows(kpi_dsn, sql, args), community.code, period, city)
     t = report.total
     members = sum(1 for m in city.members if m.grid_code.startswith(community.code))
     assert (t.count("grid_days_inspected"), t.count("grid_days")) == (1, len(grids))          # A, not B
@@ -312,7 +303,7 @@ def test_the_duration_histograms_hold_every_duration_of_the_pure_fold_in_its_bin
         for d in fold_all(CaseFacts(case_id, org, cat, opened), events[case_id]).durations:
             want[(d.day, org[:6], d.measure, duration_bin(d.seconds))] += 1
     got: Counter = Counter()
-    for day, org, measure, n, bins in _rows(kpi_dsn, "select day, org_code, measure, n, bins from kpi_durations "
+    for day, org, measure, n, bins in rows(kpi_dsn, "select day, org_code, measure, n, bins from kpi_durations "
                                                      "where level = 6"):
         assert n == sum(bins)
         for k, count in enumerate(bins):
