@@ -36,10 +36,10 @@ from cases.limits import LimitTable, Urgency
 from cases.machine import Rules, apply, open_case
 from cases.model import Actor, ActorKind, Register, Source
 from cases.notices import Recipients
+from core.city import City
 from database import roles
 from database.migrate import migrate
 from stack import LocalStack
-from telemetry.city import City
 
 GRIDS = [f"350102{s:03d}{c:03d}{g:03d}" for s in (1, 2) for c in (1, 2, 3) for g in range(1, 11)]
 DISPATCHER = Actor(ActorKind.USER, "bench", frozenset({"dispatcher"}), "")

@@ -31,13 +31,13 @@ from pathlib import Path
 import psycopg2
 from psycopg2.extras import execute_values
 
+from core.catalogue import Role
+from core.city import City, Member
 from database.migrate import migrate
 from dispatch.candidates import Settings, find
 from ingest.live import LiveState
 from ingest.model import Enriched
 from stack import LocalStack
-from telemetry.catalogue import Role
-from telemetry.city import City, Member
 from telemetry.messages import Fix, TerminalStatus
 
 CENTRE = (26.08, 119.30)

@@ -42,6 +42,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from playwright.sync_api import sync_playwright
 
 from cases.__main__ import seed
+from core.catalogue import INCIDENT_CATEGORIES, Role
 from dashboard.accounts import Accounts
 from dashboard.authz import UserRole
 from database import roles
@@ -51,7 +52,6 @@ from simulator import payloads
 from simulator.citygen import SCALES, generate
 from stack import LocalStack, free_port
 from stack.apps import DEFAULT_SIM_ARGS, demo_apps, wait_ready
-from telemetry.catalogue import INCIDENT_CATEGORIES, Role
 from telemetry.notices import CaseNotice
 from telemetry.topics import CASE, INCIDENT, NOTICE, terminal_topic
 

@@ -13,8 +13,8 @@ import time
 import shapely
 from shapely.geometry import Point
 
+from core.gridindex import GridIndex
 from simulator.citygen import SCALES, generate
-from telemetry.gridindex import GridIndex
 
 
 def _rate(fn, points: int) -> float:

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import psycopg2
 
+from core.city import CITY_TZ
 from dashboard.authz import Scope
 from dashboard.queries import Queries
 from database import roles
@@ -38,7 +39,6 @@ from database.migrate import migrate
 from kpis import history
 from kpis.report import Period, child_length, read
 from stack import LocalStack
-from telemetry.city import CITY_TZ
 
 # the ranking's counters, from the raw facts, per child unit (%(n)s: its code length)
 RAW = """

@@ -33,13 +33,13 @@ from psycopg2.extras import execute_values
 
 from cases import store
 from config.settings import REPO_ROOT
+from core.city import CITY_TZ
 from dashboard.accounts import Accounts
 from database import binary_copy, roles
 from database.citydb import load_city
 from database.migrate import migrate
 from kpis import tracks
 from stack import LocalStack, free_port
-from telemetry.city import CITY_TZ
 
 PASSWORD = "bench-" + os.urandom(6).hex()
 

@@ -10,9 +10,9 @@ which may only publish case notices and announcements).
 """
 from __future__ import annotations
 
-from telemetry.lifecycle import block_stop_signals
+from core.lifecycle import block_stop_signals
 
-block_stop_signals()      # before any thread starts (telemetry.lifecycle)
+block_stop_signals()      # before any thread starts (core.lifecycle)
 
 import argparse
 import logging
@@ -33,13 +33,13 @@ from cases.intake import Intake, IntakeSettings
 from cases.notifier import Notifier
 from cases.tell import Teller
 from config.settings import Settings, load_settings
+from core.lifecycle import run_until_signalled
 from database.citydb import CityWatch, read_city
 from dispatch.candidates import first_available
 from dispatch.history import StatusRecorder
 from dispatch.roster import RosterCache
 from kpis.patrol import PatrolMaintainer
 from kpis.rollup import RollupMaintainer
-from telemetry.lifecycle import run_until_signalled
 
 log = logging.getLogger("cases")
 

@@ -19,7 +19,7 @@ from enum import Enum
 from functools import lru_cache
 
 from cases.limits import Limit, Unit
-from telemetry.city import CITY_TZ
+from core.city import CITY_TZ
 
 log = logging.getLogger(__name__)
 

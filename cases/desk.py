@@ -42,8 +42,8 @@ from cases.model import (
 )
 from cases.notices import Recipients
 from cases.offers import OfferPolicy
-from telemetry.catalogue import Role
-from telemetry.city import City
+from core.catalogue import Role
+from core.city import City
 
 log = logging.getLogger(__name__)
 DESK = Actor(ActorKind.USER, "demo desk", frozenset({"dispatcher", "leader"}), "")

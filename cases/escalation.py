@@ -19,7 +19,7 @@ from enum import Enum
 
 from cases.limits import Limit, Stage, Unit
 from cases.model import NOT_ACCEPTED, OPEN, Case
-from telemetry.orgcodes import Level, ancestor, level_of
+from core.orgcodes import Level, ancestor, level_of
 
 
 class Anchor(str, Enum):

@@ -40,8 +40,8 @@ from cases.model import (
     Verify,
 )
 from cases.notices import Recipients
-from telemetry.catalogue import ALARM_TYPE_LABELS, INCIDENT_CATEGORIES, ROLE_LABELS, Severity
-from telemetry.city import City
+from core.catalogue import ALARM_TYPE_LABELS, INCIDENT_CATEGORIES, ROLE_LABELS, Severity
+from core.city import City
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3

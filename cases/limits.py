@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
 
-from telemetry.catalogue import INCIDENT_CATEGORIES, AlarmType, Severity
+from core.catalogue import INCIDENT_CATEGORIES, AlarmType, Severity
 
 ANY = "*"
 SOS_CATEGORY = "sos"                # a member's emergency report (the handheld's SOS)

@@ -49,9 +49,9 @@ from cases.model import (
     Suspend,
     Verify,
 )
-from telemetry import freetext
-from telemetry.catalogue import Role
-from telemetry.orgcodes import Level, contains
+from core import freetext
+from core.catalogue import Role
+from core.orgcodes import Level, contains
 
 MAX_REASON = 500
 MAX_NOTE = 2000
@@ -235,7 +235,7 @@ def _invalid(command: Command, case: Case, rules: Rules) -> str | None:
         if value is not None and len(value) > limit:
             return f"a {name} has at most {limit} characters"
         wrong = freetext.problem(value, freetext.NOTE) if value is not None else None
-        if wrong:                                 # people's text: no control characters (telemetry.freetext)
+        if wrong:                                 # people's text: no control characters (core.freetext)
             return f"a {name} {wrong}"
     needs_reason = (Refuse, Reject, Return, Suspend, Reopen, RequestExtension, OfferExpired)
     if isinstance(command, needs_reason) and not command.reason.strip():

@@ -30,10 +30,10 @@ from functools import cached_property
 import orjson
 
 from cases.model import Case, Event
-from telemetry.catalogue import Role
-from telemetry.city import City
+from core.catalogue import Role
+from core.city import City
+from core.orgcodes import contains
 from telemetry.notices import NoticeKind
-from telemetry.orgcodes import contains
 
 MAX_ESCALATED = 50          # supervisors told of one escalation step, at most (a street has many grids)
 

@@ -8,8 +8,8 @@ import redis
 
 from cases.machine import Applied
 from cases.model import Case
+from core.city import City
 from telemetry import live
-from telemetry.city import City
 
 log = logging.getLogger(__name__)
 

@@ -35,9 +35,9 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from psycopg2.pool import ThreadedConnectionPool
 
+from core import freetext
+from core.sources import throttle_source
 from dashboard.authz import Identity, UserRole
-from telemetry import freetext
-from telemetry.sources import throttle_source
 
 _hasher = PasswordHasher()
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))   # verified for unknown users: the same work
@@ -64,7 +64,7 @@ class Policy:
 
 def throttle_keys(username: str, address: str) -> tuple[str, str, str]:
     """The login_throttle keys of an attempt: its (username, address) pair, its address, its username
-    (an address as telemetry.sources counts it: an IPv6 address by its /64)."""
+    (an address as core.sources counts it: an IPv6 address by its /64)."""
     source = throttle_source(address)
     return f"pair:{source} {username}", f"addr:{source}", f"user:{username}"
 

@@ -22,6 +22,7 @@ from flask_socketio import SocketIO
 from flask_wtf.csrf import generate_csrf
 
 from config.settings import REPO_ROOT, Settings
+from core.catalogue import Label
 from dashboard import auth, pages
 from dashboard.accounts import Accounts, Policy
 from dashboard.authz import Decision, Identity, asked_scope, authorize, current_identity
@@ -34,7 +35,6 @@ from dashboard.state import EXTENSION, AppState, app_state
 from dashboard.vocabulary import USER_ROLE_LABELS
 from database.citydb import CityWatch, read_city
 from kpis.indicators import Assessment
-from telemetry.catalogue import Label
 
 log = logging.getLogger(__name__)
 

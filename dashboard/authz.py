@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
 
-from telemetry.city import City
-from telemetry.orgcodes import contains
+from core.city import City
+from core.orgcodes import contains
 
 
 class UserRole(str, Enum):

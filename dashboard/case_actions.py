@@ -22,11 +22,11 @@ from cases.model import Actor, ActorKind, Case, Command, Dispatch, Return, Sourc
 from cases.notices import Recipients
 from cases.offers import OfferPolicy
 from cases.tell import case_change
+from core import freetext
+from core.catalogue import CASE_CATEGORY_LABELS
 from dashboard.authz import Identity, UserRole
 from dashboard.commands import Action, Commands, Refused, Target, Written
 from dispatch.candidates import visible
-from telemetry import freetext
-from telemetry.catalogue import CASE_CATEGORY_LABELS
 
 CASE_ACTIONS: dict[type, Action] = {command: Action(f"case.{command.name}", frozenset(UserRole(r) for r in roles))
                                     for command, roles in SCREEN_ROLES.items()}

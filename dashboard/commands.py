@@ -22,13 +22,14 @@ import psycopg2
 import redis
 
 from cases import store as case_store
+from core import freetext
+from core.catalogue import ACTION_LABELS, ALARM_TYPE_LABELS, Label
+from core.city import City
 from dashboard import accounts as logins
 from dashboard.authz import Identity, UserRole, authorize
 from dashboard.vocabulary import USER_ROLE_LABELS
 from database import audit
-from telemetry import freetext, live
-from telemetry.catalogue import ACTION_LABELS, ALARM_TYPE_LABELS, Label
-from telemetry.city import City
+from telemetry import live
 
 log = logging.getLogger(__name__)
 

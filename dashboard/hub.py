@@ -14,7 +14,7 @@
 - The hub reads the live bus (telemetry.live: a Redis stream, one envelope per committed batch)
   from where it left off (a lost Redis connection costs nothing), routes each change to the rooms
   whose feed takes that kind and whose scope contains the change's org unit
-  (telemetry.orgcodes.ancestors), merges them (feeds.Frame)
+  (core.orgcodes.ancestors), merges them (feeds.Frame)
   and sends at most one `frame` per room every frame interval. When a producer's numbering shows
   that envelopes were missed (trimmed while the hub was far behind, or never written), every
   watched room gets a fresh snapshot.
@@ -50,10 +50,11 @@ from flask import request
 from flask_login import current_user
 from flask_socketio import SocketIO
 
+from core import orgcodes
 from dashboard.authz import Scope, authorize, current_identity
 from dashboard.feeds import Feed, Frame
 from dashboard.vocabulary import for_browser
-from telemetry import live, orgcodes
+from telemetry import live
 
 log = logging.getLogger(__name__)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
+from core.catalogue import CASE_CATEGORY_LABELS, Label
 from kpis.facts import STAGES
 from kpis.indicators import (  # noqa: F401  (percent, hours: the page writes its numbers as the report does)
     COUNT_BY_KEY,
@@ -15,7 +16,6 @@ from kpis.indicators import (  # noqa: F401  (percent, hours: the page writes it
     percent,
 )
 from kpis.report import Ranked, Report
-from telemetry.catalogue import CASE_CATEGORY_LABELS, Label
 
 STAGE_NAMES = {"register": Label("register", "立案"), "dispatch": Label("dispatch", "派遣"),
                "accept": Label("accept", "接单"), "handle": Label("handle", "处置"), "verify": Label("verify", "核查"),

@@ -22,6 +22,9 @@ from cases import store as case_store
 from cases.intake import MAX_ATTEMPTS
 from cases.model import FINISHED, Case, State
 from cases.tell import case_change
+from core import freetext
+from core.city import CITY_TZ, City, Member
+from core.orgcodes import Level, contains
 from dashboard.authz import Scope
 from database import binary_copy
 from dispatch import roster
@@ -30,9 +33,7 @@ from dispatch.roster import RosterCache, RosterDay
 from kpis import report as kpi_report
 from kpis.report import Period, Report
 from kpis.tracks import Track
-from telemetry import freetext, live
-from telemetry.city import CITY_TZ, City, Member
-from telemetry.orgcodes import Level, contains
+from telemetry import live
 
 
 def _name(column: str) -> str:

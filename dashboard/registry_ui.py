@@ -13,6 +13,7 @@ import binascii
 from dash import dcc, html
 from flask import request
 
+from core.catalogue import Label
 from dashboard.authz import Identity, Scope, UserRole, asked_scope, authorize, current_identity, scope_of
 from dashboard.commands import Action
 from dashboard.pages import query_params
@@ -20,7 +21,6 @@ from dashboard.state import app_state
 from registry import onboarding
 from registry.broker import BrokerAdmin
 from registry.store import Actor, Credential, DeviceRegistry, RegistryError
-from telemetry.catalogue import Label
 
 ADMINS = frozenset({UserRole.ADMIN})
 SHOWN_ROWS = 100     # a list shows this many; the search narrows it

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 from flask import current_app
 
 from config.settings import Settings
+from core.city import City
 from kpis.indicators import Assessment
-from telemetry.city import City
 
 if TYPE_CHECKING:
     from dashboard.accounts import Accounts

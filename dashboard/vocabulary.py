@@ -1,12 +1,11 @@
-"""What the screens call things and how they colour them: labels from telemetry.catalogue (the one
+"""What the screens call things and how they colour them: labels from core.catalogue (the one
 place a label is spelled), colours defined here (the one place a colour is). The browser gets both
 with every snapshot (`for_browser`); Python layouts (legends) use the same entries."""
 from __future__ import annotations
 
 from functools import cache
 
-from dashboard.authz import UserRole
-from telemetry.catalogue import (
+from core.catalogue import (
     ACTION_LABELS,
     ALARM_TYPE_LABELS,
     CASE_CATEGORY_LABELS,
@@ -24,6 +23,7 @@ from telemetry.catalogue import (
     Role,
     Severity,
 )
+from dashboard.authz import UserRole
 
 USER_ROLE_LABELS = {UserRole.WALL_VIEWER: Label("Wall viewer", "大屏查看"),
                     UserRole.DISPATCHER: Label("Dispatcher", "调度员"),

@@ -19,10 +19,10 @@ import orjson
 import psycopg2
 from shapely.geometry import mapping, shape
 
-from telemetry import city as model
-from telemetry import freetext
-from telemetry.catalogue import DeviceKind
-from telemetry.orgcodes import Level, parent_of
+from core import city as model
+from core import freetext
+from core.catalogue import DeviceKind
+from core.orgcodes import Level, parent_of
 
 log = logging.getLogger(__name__)
 REGISTRY_CHANNEL = "registry"            # notified by the reference tables' triggers (payload: the table)
@@ -76,7 +76,7 @@ def load_city(conn, city: model.City) -> None:
 
 def read_city(conn) -> model.City:
     """The city as stored, for processes that take reference data from the database; its names
-    at most a name's length (telemetry.freetext: one stored before the limit is cut with "…")."""
+    at most a name's length (core.freetext: one stored before the limit is cut with "…")."""
     with conn.cursor() as cur:
         cur.execute("select name, seed from city_info")
         row = cur.fetchone()

@@ -26,13 +26,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from core.catalogue import ROLE_LABELS, Role
+from core.city import City
+from core.orgcodes import Level, ancestor, contains
 from dispatch.roster import RosterCache
 from dispatch.roster import load as load_roster
 from dispatch.status import FRESH_S, DispatchStatus, Status, status_of
-from telemetry.catalogue import ROLE_LABELS, Role
-from telemetry.city import City
 from telemetry.live import Keys, TerminalLive, read_terminals, read_whereabouts
-from telemetry.orgcodes import Level, ancestor, contains
 
 # who fits which kind of case (a category not named: any member)
 PUBLIC_ORDER = ("neighbour_dispute", "noise", "street_vending", "illegal_parking", "blocked_fire_lane")

@@ -19,11 +19,11 @@ import psycopg2
 from psycopg2.extras import execute_values
 
 from cases import listening
+from core.city import City
 from dispatch.candidates import open_work
 from dispatch.roster import RosterCache
 from dispatch.roster import load as load_roster
 from dispatch.status import FRESH_S, Status, status_of
-from telemetry.city import City
 from telemetry.live import read_whereabouts
 
 log = logging.getLogger(__name__)

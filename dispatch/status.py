@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from telemetry.catalogue import Label, MemberState
+from core.catalogue import Label, MemberState
 from telemetry.live import TerminalLive
 
 FRESH_S = 120.0             # a fix older than this: we do not know where the member is

@@ -5,10 +5,10 @@ broker queued for it while it was down, survives a restart.
 """
 from __future__ import annotations
 
-from telemetry.lifecycle import block_stop_signals
+from core.lifecycle import block_stop_signals
 
 # Before any import that may start a thread (numpy's BLAS pool does): threads inherit the blocked
-# stop signals, so SIGTERM/SIGINT reach only the sigwait in the main thread (telemetry.lifecycle).
+# stop signals, so SIGTERM/SIGINT reach only the sigwait in the main thread (core.lifecycle).
 block_stop_signals()
 
 import argparse
@@ -16,8 +16,8 @@ import logging
 import sys
 
 from config.settings import load_settings
+from core.lifecycle import run_until_signalled
 from ingest.service import build_worker
-from telemetry.lifecycle import run_until_signalled
 
 log = logging.getLogger("ingest")
 

@@ -41,10 +41,10 @@ from pathlib import Path
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 
+from core.sources import throttle_source
 from ingest.model import RATE_LIMITED, Delivery, Inbound, Rejection
 from ingest.worker import Worker
 from telemetry.decoders import osmand
-from telemetry.sources import throttle_source
 from telemetry.topics import AccountKind, owntracks_device_topic
 
 log = logging.getLogger(__name__)
@@ -403,7 +403,7 @@ class IngestHTTP:
         """(user, "") when the password is that of an enabled account of one of these kinds, else
         (None, why). The attempt is counted (`LoginThrottle.reserve`) before the password is
         checked, and a throttled one is refused unchecked, the same for every username. A source
-        is counted as telemetry.sources says (an IPv6 address by its /64)."""
+        is counted as core.sources says (an IPv6 address by its /64)."""
         counted = throttle_source(source)
         if self.throttle.reserve(user[:128], counted) is not None:
             return None, "too_many_failed_logins"

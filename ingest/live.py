@@ -15,10 +15,10 @@ from string import Template
 import orjson
 import redis
 
+from core.catalogue import MemberState
 from ingest.kinds import kind_of
 from ingest.model import Enriched
 from telemetry import live
-from telemetry.catalogue import MemberState
 from telemetry.live import Keys
 
 log = logging.getLogger(__name__)

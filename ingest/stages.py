@@ -22,6 +22,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from core.city import BOUNDARY_TABLES, City
+from core.gridindex import GridIndex
 from ingest.kinds import kind_of
 from ingest.limits import Budgets, RateLimiter, RefusalDigest
 from ingest.model import (
@@ -36,9 +38,7 @@ from ingest.model import (
     Rejection,
     poison,
 )
-from telemetry.city import BOUNDARY_TABLES, City
 from telemetry.decoders import DecodeError, decode, osmand, owntracks, senml
-from telemetry.gridindex import GridIndex
 from telemetry.messages import DeviceAlarm, GatewayStatus, Message, TerminalStatus
 from telemetry.topics import OWNTRACKS_PREFIX, PREFIX
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any
 
-from telemetry.city import CITY_TZ
+from core.city import CITY_TZ
 
 STAGES = ("register", "dispatch", "accept", "handle", "verify", "close")
 # the step that ends each stage as it should end (any other ending is not the stage done)

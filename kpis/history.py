@@ -69,11 +69,11 @@ from cases.model import (
     Verify,
 )
 from config.settings import load_settings
+from core.catalogue import INCIDENT_CATEGORIES, Role
+from core.city import CITY_TZ, City, Grid
 from database.citydb import read_city
 from kpis.patrol import Patrols
 from kpis.rollup import fold_pass
-from telemetry.catalogue import INCIDENT_CATEGORIES, Role
-from telemetry.city import CITY_TZ, City, Grid
 
 log = logging.getLogger(__name__)
 STAFF = Actor(ActorKind.USER, "history-desk", frozenset({"dispatcher"}), "")

@@ -13,8 +13,8 @@ import operator
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from core.catalogue import Label
 from kpis.facts import MEASURES, bin_upper, stage_counter
-from telemetry.catalogue import Label
 
 DEFAULT_SCORE = "on_time_handling * 60 + closure * 30 + (1 - rework) * 10 - 10 * overdue"
 DEFAULT_GRADES = "A:90,B:75,C:60,D:40,E:0"

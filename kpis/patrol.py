@@ -22,10 +22,10 @@ import psycopg2
 from psycopg2.extras import execute_values
 
 from cases import listening
+from core.city import CITY_TZ, City
 from kpis.facts import city_day
 from kpis.rollup import levels
 from kpis.tracks import Fix, PatrolDay, extend, grid_cells
-from telemetry.city import CITY_TZ, City
 
 log = logging.getLogger(__name__)
 LATENESS = timedelta(minutes=2)

@@ -12,11 +12,11 @@ from __future__ import annotations
 from datetime import datetime
 from html import escape
 
+from core.catalogue import CASE_CATEGORY_LABELS
+from core.city import CITY_TZ
 from kpis import svg
 from kpis.indicators import COUNTS, MEASURE_DEFINITIONS, MEASURE_LABELS, RATES, Assessment, Totals, hours, percent
 from kpis.report import Ranked, Report
-from telemetry.catalogue import CASE_CATEGORY_LABELS
-from telemetry.city import CITY_TZ
 
 GRADE_COLOURS = {"A": "#1a7f37", "B": "#0969da", "C": "#9a6700", "D": "#bc4c00", "E": "#cf222e"}
 CSS = """

@@ -12,10 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
+from core.city import CITY_TZ
+from core.orgcodes import Level, level_of
 from kpis.indicators import Assessment, Totals
 from kpis.rollup import COLUMNS
-from telemetry.city import CITY_TZ
-from telemetry.orgcodes import Level, level_of
 
 Rows = Callable[[str, tuple], list[tuple]]
 PERIOD_KINDS = ("day", "week", "month", "custom")

@@ -27,11 +27,11 @@ from shapely.geometry import mapping, shape
 from shapely.ops import unary_union
 from shapely.validation import explain_validity
 
+from core import freetext
+from core.city import GridKind
+from core.orgcodes import InvalidCode, Level, level_of, parent_of
 from database.audit import write_audit
 from registry.store import Actor, RegistryError
-from telemetry import freetext
-from telemetry.city import GridKind
-from telemetry.orgcodes import InvalidCode, Level, level_of, parent_of
 
 TOLERANCE_M2 = 1.0
 _EARTH_M_PER_DEG = 111_320.0

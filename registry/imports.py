@@ -16,9 +16,9 @@ import io
 
 import psycopg2
 
+from core import freetext
+from core.catalogue import Role
 from registry.store import Actor, Credential, DeviceRegistry, RegistryError, valid_id
-from telemetry import freetext
-from telemetry.catalogue import Role
 
 COLUMNS = ("member_id", "name", "role", "grid_code", "terminal_id")
 

@@ -18,12 +18,12 @@ from typing import Any
 
 import psycopg2
 
+from core import freetext
+from core.catalogue import DeviceKind, Role
+from core.city import GatewayKind, MemberDeviceKind
 from database.audit import write_audit
 from registry import broker
 from registry.broker import BrokerAdmin, DynsecError, new_password
-from telemetry import freetext
-from telemetry.catalogue import DeviceKind, Role
-from telemetry.city import GatewayKind, MemberDeviceKind
 from telemetry.messages import is_valid_id
 from telemetry.topics import AccountKind
 
@@ -82,7 +82,7 @@ def _id(value: str, what: str) -> str:
 
 
 def _text(value: str | None, kind: freetext.Kind, what: str, required: bool = False) -> str:
-    """A name or label as people type it (telemetry.freetext: one line, a length limit, no control
+    """A name or label as people type it (core.freetext: one line, a length limit, no control
     characters), or a refusal naming the field."""
     try:
         return freetext.clean(value, kind, what, required=required)

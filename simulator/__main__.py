@@ -5,10 +5,10 @@ local stack writes), so the broker's authentication and ACL apply as they do in 
 """
 from __future__ import annotations
 
-from telemetry.lifecycle import block_stop_signals
+from core.lifecycle import block_stop_signals
 
 # Before any import that may start a thread (numpy's BLAS pool does): threads inherit the blocked
-# stop signals, so SIGTERM/SIGINT reach only the sigwait in the main thread (telemetry.lifecycle).
+# stop signals, so SIGTERM/SIGINT reach only the sigwait in the main thread (core.lifecycle).
 block_stop_signals()
 
 import argparse
@@ -21,10 +21,10 @@ from pathlib import Path
 import orjson
 
 from config.settings import load_settings
+from core.city import City
+from core.lifecycle import raise_open_file_limit, run_until_signalled
 from simulator.devices import SimConfig
 from simulator.run import Simulator
-from telemetry.city import City
-from telemetry.lifecycle import raise_open_file_limit, run_until_signalled
 
 
 def _parse(argv):

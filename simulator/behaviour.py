@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from shapely.geometry import Point, Polygon
 
-from telemetry.catalogue import AlarmType
+from core.catalogue import AlarmType
 
 METRES_PER_DEGREE_LAT = 111_320.0
 

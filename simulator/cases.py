@@ -11,8 +11,8 @@ from collections import Counter, deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from core.catalogue import AlarmType
 from simulator.behaviour import Patrol
-from telemetry.catalogue import AlarmType
 from telemetry.messages import is_valid_id
 from telemetry.notices import CaseNotice, NoticeKind
 

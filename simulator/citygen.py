@@ -22,10 +22,10 @@ import shapely
 from shapely.geometry import MultiPoint, Point, Polygon
 from tqdm import tqdm
 
+from core.city import City, Grid, GridKind, OrgUnit
+from core.orgcodes import Level, child_code
 from simulator import citynames
 from simulator.citystock import stock_grid
-from telemetry.city import City, Grid, GridKind, OrgUnit
-from telemetry.orgcodes import Level, child_code
 
 # A convex outline of Gulou District, Fuzhou (WGS 84 lon, lat).
 GULOU_OUTLINE = [(119.255, 26.128), (119.290, 26.136), (119.318, 26.125), (119.326, 26.100),

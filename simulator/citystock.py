@@ -11,9 +11,8 @@ import random
 
 from shapely.geometry import Point, Polygon
 
-from simulator import citynames
-from telemetry.catalogue import DeviceKind
-from telemetry.city import (
+from core.catalogue import DeviceKind
+from core.city import (
     Building,
     City,
     Gateway,
@@ -26,6 +25,7 @@ from telemetry.city import (
     Sensor,
     Unit,
 )
+from simulator import citynames
 
 _ROLES = [Role.GRID_ADMINISTRATOR, Role.GRID_COORDINATOR, Role.GRID_POLICE_OFFICER, Role.GRID_SUPERVISOR]
 _ABBR = {DeviceKind.ELEVATOR: "EL", DeviceKind.GAS_DETECTOR: "GD", DeviceKind.WATER_METER: "WM",

@@ -12,13 +12,13 @@ from datetime import datetime
 
 import orjson
 
+from core.catalogue import ALARM_DEFAULT_SEVERITY, DEVICE_QUANTITIES, INCIDENT_CATEGORIES, DeviceKind, Role
+from core.city import CITY_TZ, Building, Gateway, Grid, Member, Sensor
+from core.orgcodes import ancestors
 from simulator import payloads
 from simulator.behaviour import AlarmEvent, Elevator, GasDetector, Meter, Patrol
 from simulator.cases import BUSY_WITH_CASE, CaseAnswer, CaseWork
-from telemetry.catalogue import ALARM_DEFAULT_SEVERITY, DEVICE_QUANTITIES, INCIDENT_CATEGORIES, DeviceKind, Role
-from telemetry.city import CITY_TZ, Building, Gateway, Grid, Member, Sensor
 from telemetry.notices import Announcement
-from telemetry.orgcodes import ancestors
 from telemetry.topics import NOTICE, TASK, org_topic, terminal_topic
 
 Send = Callable[[str, bytes], bool]

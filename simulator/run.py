@@ -10,10 +10,10 @@ import zlib
 from collections import Counter, defaultdict
 from datetime import datetime, timezone
 
+from core.city import City
 from simulator import payloads
 from simulator.devices import GatewaySim, SimConfig, TerminalSim
 from simulator.mqttmux import DeviceConnection, Mux
-from telemetry.city import City
 from telemetry.topics import NOTICE, TASK, terminal_topic
 
 log = logging.getLogger(__name__)

@@ -22,10 +22,10 @@ files they find there, so a new server or app needs no change here.
 """
 from __future__ import annotations
 
-from telemetry.lifecycle import block_stop_signals
+from core.lifecycle import block_stop_signals
 
 # Before any import that may start a thread (numpy's BLAS pool does): threads inherit the blocked
-# stop signals, so SIGTERM/SIGINT reach only the sigwait in the main thread (telemetry.lifecycle).
+# stop signals, so SIGTERM/SIGINT reach only the sigwait in the main thread (core.lifecycle).
 block_stop_signals()
 
 import argparse
@@ -40,9 +40,9 @@ from urllib.parse import urlsplit
 import psycopg2
 
 from config.settings import DEFAULT_DATA_DIR, load_settings
+from core.lifecycle import STOP_SIGNALS
 from database import roles, timescale
 from database.migrate import migrate
-from telemetry.lifecycle import STOP_SIGNALS
 
 from .apps import (
     app_healthy,
@@ -140,7 +140,7 @@ def up(data_dir: Path, once: bool = False, history_days: int = 0) -> int:
                        mqtt_port=_pick_port(settings.mqtt_port, "MQTT"),
                        redis_port=_pick_port(settings.redis_port, "Redis"),
                        pg_port=_pick_port(settings.pg_port, "PostgreSQL"))
-    # Ctrl-C and SIGTERM are taken with sigwait in the loop below (see telemetry.lifecycle): during
+    # Ctrl-C and SIGTERM are taken with sigwait in the loop below (see core.lifecycle): during
     # start-up they wait until everything is up, then everything stops in order.
     write_pid_file(pid_path, PidRecord(os.getpid(), SUPERVISOR_IDENTITY, signal.SIGTERM))
     retention = None

@@ -13,9 +13,9 @@ from pathlib import Path
 import psycopg2
 
 from config.settings import REPO_ROOT
+from core.city import City
 from database.citydb import device_accounts, load_city
 from simulator.citygen import SCALES, generate
-from telemetry.city import City
 
 from .process import ServerProcess, wait_until
 from .stack import INGEST_WORKERS, LocalStack

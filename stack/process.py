@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from telemetry.lifecycle import STOP_SIGNALS
+from core.lifecycle import STOP_SIGNALS
 
 _PR_SET_PDEATHSIG = 1
 

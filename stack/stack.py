@@ -16,8 +16,8 @@ import tempfile
 from dataclasses import asdict, replace
 from pathlib import Path
 
+from core.lifecycle import raise_open_file_limit
 from database import roles
-from telemetry.lifecycle import raise_open_file_limit
 from telemetry.topics import DEVICE_KINDS, AccountKind
 
 from .mosquitto import DYNSEC_FILE, BrokerAccount, DynsecControl, MosquittoServer, create_commands, role_commands

@@ -12,7 +12,7 @@ Free text (an address, a description, a note, a reading's text value or unit, a 
 and every string inside an alarm's ``detail``, its keys included) may hold anything but NUL
 (U+0000): PostgreSQL cannot store it in ``text`` or ``jsonb``, so it is refused here, with the
 error type INVALID_TEXT, and never reaches the database. The text fields of ``Text`` are also held
-to telemetry.freetext's rule for people's text (no control characters but line feeds and tabs, no
+to core.freetext's rule for people's text (no control characters but line feeds and tabs, no
 bidirectional overrides), refused with the same error type.
 """
 from __future__ import annotations
@@ -27,15 +27,15 @@ import orjson
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from telemetry import freetext
-from telemetry.catalogue import INCIDENT_CATEGORIES, AlarmType
+from core import freetext
+from core.catalogue import INCIDENT_CATEGORIES, AlarmType
 
 ID_MAX_LENGTH = 64
 DETAIL_MAX_BYTES = 4096
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 INVALID_TEXT = "invalid_text"  # the validation error type of a NUL in free text (a decoder's reason code too)
 _NUL = "\x00"
-# what a device's free text may hold besides NUL: telemetry.freetext's rule for multi-line text (line
+# what a device's free text may hold besides NUL: core.freetext's rule for multi-line text (line
 # feeds and tabs, no other control characters, no bidirectional overrides); each field has its own length
 _DEVICE_TEXT = freetext.Kind("device text", 1 << 20, multiline=True)
 
@@ -229,7 +229,7 @@ class IncidentReport(_Message):
     def _known_category(cls, value: str) -> str:
         if value not in INCIDENT_CATEGORIES:
             raise ValueError(f"unknown incident category {value!r} "
-                             "(see telemetry.catalogue.INCIDENT_CATEGORIES)")
+                             "(see core.catalogue.INCIDENT_CATEGORIES)")
         return value
 
 
@@ -264,7 +264,7 @@ class AnnouncementRead(_Message):
 
 class DiaryEntry(_Message):
     """A people's-feelings diary entry (民情日记): what a member heard from residents on patrol, in a
-    few sentences, with what it is about (telemetry.catalogue.DIARY_CATEGORIES). Counted in the
+    few sentences, with what it is about (core.catalogue.DIARY_CATEGORIES). Counted in the
     assessment; a leader may rate its quality."""
     entry_id: Id
     terminal_id: Id

@@ -31,7 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from telemetry.orgcodes import ancestors
+from core.orgcodes import ancestors
 
 PREFIX = "gcc/v1"
 SHARE_GROUP = "ingest"

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
+from core.catalogue import Label
 from dashboard.authz import UserRole
 from dashboard.feeds import Feed
-from telemetry.catalogue import Label
 
 
 @dataclass(frozen=True)

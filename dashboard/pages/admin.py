@@ -12,6 +12,10 @@ from __future__ import annotations
 from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 from flask import request
 
+from core import freetext
+from core.catalogue import Label
+from core.city import CITY_TZ
+from core.orgcodes import contains
 from dashboard.authz import Identity, Scope, UserRole, current_identity
 from dashboard.commands import (
     ADD_USER,
@@ -30,10 +34,6 @@ from dashboard.commands import (
 from dashboard.pages import Page
 from dashboard.state import app_state
 from dashboard.vocabulary import USER_ROLE_LABELS
-from telemetry import freetext
-from telemetry.catalogue import Label
-from telemetry.city import CITY_TZ
-from telemetry.orgcodes import contains
 
 USER_ACTIONS = (ADD_USER, NEW_PASSWORD, DISABLE_USER, ENABLE_USER)   # what change_user may do
 TOKEN_ACTIONS = (CREATE_WALL_TOKEN, REVOKE_WALL_TOKEN)                # and change_token

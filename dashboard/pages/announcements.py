@@ -12,6 +12,8 @@ from __future__ import annotations
 from dash import Input, Output, State, callback, dcc, html
 from flask import request
 
+from core.catalogue import Label
+from core.city import CITY_TZ
 from dashboard import live_ui
 from dashboard.announcements import BODY_MAX, TITLE_MAX, Announce, Sent, sent_in, unread_by_announcement
 from dashboard.authz import Scope, UserRole, authorize, current_identity
@@ -19,8 +21,6 @@ from dashboard.feeds import Feed
 from dashboard.pages import Page
 from dashboard.state import app_state
 from telemetry import live
-from telemetry.catalogue import Label
-from telemetry.city import CITY_TZ
 from telemetry.notices import ANNOUNCEMENT_DAYS
 
 SHOWN = 20                       # the latest announcements listed

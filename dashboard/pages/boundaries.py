@@ -14,6 +14,7 @@ import dash_leaflet as dl
 import orjson
 from dash import Input, Output, State, callback, ctx, dcc, html, no_update
 
+from core.catalogue import Label
 from dashboard import registry_ui as ui
 from dashboard.authz import Scope, authorize, current_identity
 from dashboard.commands import Action
@@ -21,7 +22,6 @@ from dashboard.pages import Page
 from dashboard.state import app_state
 from registry import boundaries
 from registry.store import RegistryError
-from telemetry.catalogue import Label
 
 IMPORT = Action("registry.boundaries.import", ui.ADMINS)
 

@@ -40,6 +40,17 @@ from cases.model import (
     Suspend,
     Verify,
 )
+from core.catalogue import (
+    ACTION_LABELS,
+    CASE_CATEGORY_LABELS,
+    CASE_SOURCE_LABELS,
+    CASE_STAGE_LABELS,
+    CASE_STATE_LABELS,
+    ORG_LEVEL_LABELS,
+    ROLE_LABELS,
+    Label,
+)
+from core.orgcodes import Level, ancestor, contains
 from dashboard import live_ui
 from dashboard.authz import Decision, Scope, UserRole, authorize, current_identity
 from dashboard.case_actions import CaseAction, offered
@@ -56,17 +67,6 @@ from dashboard.pages.cases import (
     wire_case_seen,
 )
 from dashboard.state import app_state
-from telemetry.catalogue import (
-    ACTION_LABELS,
-    CASE_CATEGORY_LABELS,
-    CASE_SOURCE_LABELS,
-    CASE_STAGE_LABELS,
-    CASE_STATE_LABELS,
-    ORG_LEVEL_LABELS,
-    ROLE_LABELS,
-    Label,
-)
-from telemetry.orgcodes import Level, ancestor, contains
 
 FALLBACK_MS = 60_000     # changes come pushed; this redraws what moves with no event (see the docstring)
 PATH = "/case"

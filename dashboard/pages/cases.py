@@ -24,16 +24,8 @@ from flask import Response, request
 from cases.limits import categories
 from cases.model import Case
 from cases.model import State as CaseState
-from dashboard import live_ui
-from dashboard.authz import Scope, UserRole, asked_scope, authorize, current_identity
-from dashboard.case_actions import OPEN_CASE, OpenHotlineCase
-from dashboard.feeds import Feed
-from dashboard.pages import Page, query_params
-from dashboard.pages.export import authorized_export, csv_response
-from dashboard.queries import CaseFilter
-from dashboard.state import app_state
-from telemetry import freetext, live
-from telemetry.catalogue import (
+from core import freetext
+from core.catalogue import (
     CASE_CATEGORY_LABELS,
     CASE_SOURCE_LABELS,
     CASE_STAGE_LABELS,
@@ -42,7 +34,16 @@ from telemetry.catalogue import (
     URGENCY_LABELS,
     Label,
 )
-from telemetry.city import CITY_TZ
+from core.city import CITY_TZ
+from dashboard import live_ui
+from dashboard.authz import Scope, UserRole, asked_scope, authorize, current_identity
+from dashboard.case_actions import OPEN_CASE, OpenHotlineCase
+from dashboard.feeds import Feed
+from dashboard.pages import Page, query_params
+from dashboard.pages.export import authorized_export, csv_response
+from dashboard.queries import CaseFilter
+from dashboard.state import app_state
+from telemetry import live
 
 SHOWN_ROWS = 100               # more: narrow the filter, or export (the browser redraws them at every change)
 EXPORT_PATH = "/cases.csv"

@@ -13,6 +13,9 @@ import base64
 
 from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 
+from core import freetext
+from core.catalogue import ROLE_LABELS, Label
+from core.city import CITY_TZ
 from dashboard import registry_ui as ui
 from dashboard.authz import Identity, Scope, current_identity
 from dashboard.commands import Action
@@ -20,9 +23,6 @@ from dashboard.pages import Page
 from dashboard.state import app_state
 from registry import onboarding
 from registry.store import Credential, RegistryError
-from telemetry import freetext
-from telemetry.catalogue import ROLE_LABELS, Label
-from telemetry.city import CITY_TZ
 
 ADD_DEVICE = Action("registry.device.add", ui.ADMINS)
 RETIRE = Action("registry.device.retire", ui.ADMINS)

@@ -49,6 +49,7 @@ from flask import request
 
 from cases.model import Dispatch, Register, Return
 from cases.model import State as CaseState
+from core.catalogue import CASE_CATEGORY_LABELS, ROLE_LABELS, Label
 from dashboard import live_ui
 from dashboard.authz import Scope, UserRole, authorize, current_identity
 from dashboard.case_actions import CaseAction, Reassign
@@ -60,7 +61,6 @@ from dashboard.state import app_state
 from dispatch.candidates import distance_m, find, live_of
 from dispatch.status import STATUS_LABELS
 from telemetry import live
-from telemetry.catalogue import CASE_CATEGORY_LABELS, ROLE_LABELS, Label
 
 CANDIDATES_SHOWN = 9            # a digit key picks one
 CANDIDATES_EVERY_MS = 5000      # the candidates of the case chosen are looked for again this often

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from dash import ALL, ClientsideFunction, Input, Output, State, callback, clientside_callback, ctx, dcc, html, no_update
 
+from core.catalogue import DeviceKind, Label
+from core.city import GatewayKind
 from dashboard import registry_ui as ui
 from dashboard.authz import Scope, authorize, current_identity
 from dashboard.commands import Action
 from dashboard.pages import Page
 from dashboard.state import app_state
 from registry.store import RegistryError
-from telemetry.catalogue import DeviceKind, Label
-from telemetry.city import GatewayKind
 
 ADD = Action("registry.gateway.add", ui.ADMINS)
 MOVE = Action("registry.gateway.move", ui.ADMINS)

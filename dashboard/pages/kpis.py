@@ -16,6 +16,9 @@ from urllib.parse import urlencode
 from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 from flask import Response, request
 
+from core.catalogue import CASE_CATEGORY_LABELS, CASE_STATE_LABELS, DIARY_CATEGORIES, ORG_LEVEL_LABELS, Label
+from core.city import CITY_TZ
+from core.orgcodes import LENGTHS
 from dashboard import kpi_figures as fig
 from dashboard.authz import Scope, UserRole, asked_scope, authorize, current_identity
 from dashboard.kpis_diary import RateDiary
@@ -26,9 +29,6 @@ from dashboard.state import app_state
 from kpis import pdf
 from kpis.indicators import COUNT_BY_KEY, RATE_BY_KEY, RATES, Totals
 from kpis.report import Period, Ranked, child_length, rank
-from telemetry.catalogue import CASE_CATEGORY_LABELS, CASE_STATE_LABELS, DIARY_CATEGORIES, ORG_LEVEL_LABELS, Label
-from telemetry.city import CITY_TZ
-from telemetry.orgcodes import LENGTHS
 
 EXPORT_PATH = "/kpis.csv"
 REPORT_PATH = "/kpis.pdf"

@@ -15,6 +15,8 @@ import io
 
 from dash import ALL, ClientsideFunction, Input, Output, State, callback, clientside_callback, ctx, dcc, html, no_update
 
+from core import freetext
+from core.catalogue import ROLE_LABELS, Label, Role
 from dashboard import registry_ui as ui
 from dashboard.authz import Scope, authorize, current_identity
 from dashboard.commands import Action
@@ -22,8 +24,6 @@ from dashboard.pages import Page
 from dashboard.state import app_state
 from registry import imports, onboarding
 from registry.store import RegistryError
-from telemetry import freetext
-from telemetry.catalogue import ROLE_LABELS, Label, Role
 
 ADD = Action("registry.member.add", ui.ADMINS)
 CHANGE = Action("registry.member.change", ui.ADMINS)

@@ -19,13 +19,13 @@ import numpy as np
 from dash import Input, Output, State, callback, clientside_callback, dcc, html, no_update
 from dash.dependencies import ClientsideFunction
 
+from core.catalogue import ROLE_LABELS, Label
+from core.city import CITY_TZ
 from dashboard.authz import Scope, UserRole, asked_scope, authorize, current_identity
 from dashboard.pages import Page, query_params
 from dashboard.pages.cases import duration
 from dashboard.state import app_state
 from kpis import tracks
-from telemetry.catalogue import ROLE_LABELS, Label
-from telemetry.city import CITY_TZ
 
 SPEEDS = (1, 2, 5, 10, 20)
 WHEREABOUTS_WINDOW = timedelta(minutes=15)       # a fix older than this before T: not known where

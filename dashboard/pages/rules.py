@@ -13,12 +13,12 @@ from dash import Input, Output, State, callback, dcc, html
 from flask import request
 
 from cases.limits import ANY, Limit, Stage, Unit, categories
+from core.catalogue import CASE_CATEGORY_LABELS, CASE_STAGE_LABELS, URGENCY_LABELS, Label
+from core.city import CITY_TZ
 from dashboard.authz import Scope, UserRole, authorize, current_identity
 from dashboard.case_actions import NewLimitsVersion, SetCalendarDay, limit_spec
 from dashboard.pages import Page
 from dashboard.state import app_state
-from telemetry.catalogue import CASE_CATEGORY_LABELS, CASE_STAGE_LABELS, URGENCY_LABELS, Label
-from telemetry.city import CITY_TZ
 
 EVERY_CATEGORY = "* every category 所有类别"
 SOURCE_LABELS = {"notice": Label("State Council notice", "国务院通知"),

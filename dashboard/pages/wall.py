@@ -16,6 +16,7 @@ import dash_leaflet as dl
 from dash import ClientsideFunction, Input, Output, State, clientside_callback, dcc, html
 from dash_extensions.javascript import Namespace
 
+from core.catalogue import Label, Severity
 from dashboard import live_ui
 from dashboard.authz import EVERYONE, Scope
 from dashboard.feeds import Feed, Periodic
@@ -23,7 +24,6 @@ from dashboard.pages import Page
 from dashboard.queries import start_of_local_day
 from dashboard.vocabulary import legend
 from telemetry import live
-from telemetry.catalogue import Label, Severity
 
 ns = Namespace("gcc", "wall")
 EMPTY = {"type": "FeatureCollection", "features": []}

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from telemetry.catalogue import MemberState
+from core.catalogue import MemberState
 from telemetry.live.changes import AlarmChange, ReportChange, change_from
 from telemetry.live.keys import REPORT_WINDOW_S, SILENT_AFTER_S, Keys, TerminalField
 

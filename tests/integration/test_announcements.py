@@ -13,12 +13,12 @@ import orjson
 import pytest
 
 from cases.notifier import Notifier
+from core.orgcodes import ancestors
 from dashboard.announcements import Announce, sent_in, unread_by_announcement
 from dashboard.authz import Identity, UserRole
 from dashboard.commands import Commands
 from dashboard.queries import Queries
 from telemetry.notices import Announcement
-from telemetry.orgcodes import ancestors
 from telemetry.topics import READ, org_topic, terminal_topic
 
 from ..support import wait_for

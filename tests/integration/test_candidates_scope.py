@@ -18,12 +18,12 @@ from shapely.geometry import Point
 from cases import store
 from cases.machine import apply
 from cases.model import Actor, ActorKind, Dispatch, Register
+from core.orgcodes import Level, ancestor
 from dispatch.candidates import HANDLING_ROLES, Settings, find, first_available
 from dispatch.roster import RosterCache, load
 from ingest.live import LiveState
 from ingest.model import Enriched
 from telemetry.messages import Fix
-from telemetry.orgcodes import Level, ancestor
 
 from .screens import ensure_logins, post_callback, session_cookie
 from .test_case_notices import _reported_case

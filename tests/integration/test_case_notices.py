@@ -20,10 +20,10 @@ from cases.limits import Urgency
 from cases.machine import open_case
 from cases.model import Dispatch, Register, Source
 from cases.notifier import Notifier
+from core.catalogue import Role
 from dashboard.authz import Identity, UserRole
 from dashboard.case_actions import CaseAction, CaseRules
 from dashboard.commands import Commands
-from telemetry.catalogue import Role
 from telemetry.notices import NOTICE_EXPIRY_S, CaseNotice, NoticeKind
 from telemetry.topics import CASE, NOTICE, terminal_topic
 

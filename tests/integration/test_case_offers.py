@@ -21,13 +21,13 @@ from cases.machine import apply
 from cases.model import Actor, ActorKind, Dispatch, Register, Reject, Return
 from cases.notifier import Notifier
 from cases.offers import OfferPolicy
+from core.catalogue import Role
 from dashboard.authz import Identity, UserRole
 from dashboard.case_actions import CaseAction, CaseRules, Reassign
 from dashboard.commands import Commands
 from dispatch.candidates import Settings, find, first_available
 from ingest.live import LiveState
 from ingest.model import Enriched
-from telemetry.catalogue import Role
 from telemetry.messages import Fix
 from telemetry.notices import CaseNotice, NoticeKind
 from telemetry.topics import NOTICE, terminal_topic

@@ -16,12 +16,12 @@ import pytest
 from playwright.sync_api import expect
 
 from cases.model import Dispatch, Register
+from core.catalogue import Role
 from dashboard.authz import Identity, UserRole
 from dashboard.case_actions import CaseAction, CaseRules
 from dashboard.commands import Commands
 from dashboard.pages import case as case_page
 from dashboard.pages import cases as cases_page
-from telemetry.catalogue import Role
 from telemetry.topics import CASE, terminal_topic
 
 from ..support import wait_for

@@ -9,13 +9,13 @@ from datetime import datetime, timedelta, timezone
 import psycopg2
 import pytest
 
+from core.catalogue import AlarmType
 from dashboard.authz import EVERYONE, Identity, UserRole
 from dashboard.commands import AcknowledgeAlarm, Commands
 from ingest.live import LiveState
 from ingest.model import Enriched
 from ingest.store import Batch, Store, row_for
 from telemetry import live
-from telemetry.catalogue import AlarmType
 from telemetry.messages import DeviceAlarm
 
 from .ingest_helpers import count

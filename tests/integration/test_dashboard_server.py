@@ -25,12 +25,12 @@ import pytest
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, CloseConnection, Ping, RejectConnection, Request, TextMessage
 
+from core.orgcodes import Level, ancestor
 from dashboard.app import SOCKET_PING_S
 from dashboard.hub import BACKLOG_LIMIT, STALL_LIMIT_S
 from dashboard.server import SCREENS_MAX
 from telemetry.live.bus import BusWriter
 from telemetry.live.changes import FixChange
-from telemetry.orgcodes import Level, ancestor
 
 from ..support import wait_for
 from .screens import Dashboard, ensure_signed_in, member_fix, now, wall_key

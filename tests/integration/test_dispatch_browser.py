@@ -9,7 +9,7 @@ from datetime import timedelta
 import orjson
 import pytest
 
-from telemetry.orgcodes import Level, ancestor
+from core.orgcodes import Level, ancestor
 from telemetry.topics import gateway_topic, terminal_topic
 
 from ..support import wait_for

@@ -26,11 +26,11 @@ import orjson
 import pytest
 
 from config.settings import REPO_ROOT
+from core.catalogue import Role
 from simulator.behaviour import metres_to_degrees
 from simulator.devices import SimConfig, TerminalSim
 from stack import free_port
 from stack.apps import _answers as answers
-from telemetry.catalogue import Role
 from telemetry.topics import INCIDENT, NOTICE, terminal_topic
 
 from ..support import wait_for

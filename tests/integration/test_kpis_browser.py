@@ -19,8 +19,8 @@ import psycopg2
 import pytest
 from psycopg2.extensions import make_dsn, parse_dsn
 
+from core.city import CITY_TZ
 from kpis import history
-from telemetry.city import CITY_TZ
 
 from .conftest import demo_city
 from .kpi_helpers import own_database

@@ -6,10 +6,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from core.catalogue import AlarmType
 from ingest.live import LiveState
 from ingest.model import Enriched
 from telemetry import live as contract
-from telemetry.catalogue import AlarmType
 from telemetry.live import Keys
 from telemetry.messages import DeviceAlarm, Fix, IncidentReport, SensorReading, TerminalStatus
 

@@ -11,6 +11,7 @@ import psycopg2
 import pytest
 
 from cases.model import Dispatch, Register
+from core.catalogue import Role
 from dashboard.authz import Identity, UserRole
 from dashboard.case_actions import CaseAction, CaseRules
 from dashboard.commands import Commands
@@ -19,7 +20,6 @@ from dispatch.history import StatusRecorder
 from dispatch.roster import ALL_DAY, RosterCache, city_day
 from ingest.live import LiveState
 from ingest.model import Enriched
-from telemetry.catalogue import Role
 from telemetry.messages import Fix, TerminalStatus
 
 from .ingest_helpers import owner_rows

@@ -21,6 +21,7 @@ from types import SimpleNamespace
 import psycopg2
 import pytest
 
+from core.city import CITY_TZ
 from dashboard import pages
 from dashboard.announcements import Announce
 from dashboard.authz import EVERYONE, Identity, UserRole
@@ -32,7 +33,6 @@ from kpis import history
 from registry.broker import BrokerAdmin
 from registry.store import Actor as RegistryActor
 from registry.store import DeviceRegistry
-from telemetry.city import CITY_TZ
 from telemetry.messages import Fix
 
 from .conftest import demo_city

@@ -10,9 +10,9 @@ from datetime import timedelta
 import orjson
 import pytest
 
+from core.orgcodes import Level, ancestor
 from registry.broker import BrokerAdmin
 from registry.store import Actor, DeviceRegistry
-from telemetry.orgcodes import Level, ancestor
 from telemetry.topics import gateway_topic, terminal_topic
 
 from ..support import wait_for

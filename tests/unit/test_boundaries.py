@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from shapely.geometry import Polygon, box, mapping
 
+from core.orgcodes import Level
 from registry.boundaries import tiling_problems, units_of
 from registry.store import RegistryError
-from telemetry.orgcodes import Level
 
 COMMUNITY = "350102001001"
 PARENT = box(119.0, 26.0, 119.002, 26.001)      # about 200 m × 111 m

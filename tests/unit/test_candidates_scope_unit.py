@@ -3,9 +3,9 @@ only the members whose own grid lies inside it; the whole city is shown every te
 is then left out by the search as "not a member", and counted)."""
 from __future__ import annotations
 
+from core.orgcodes import Level, ancestor
 from dispatch.candidates import visible
 from simulator.citygen import SCALES, generate
-from telemetry.orgcodes import Level, ancestor
 
 CITY = generate(SCALES["demo"], seed=7)
 

@@ -38,8 +38,8 @@ from cases.model import (
     Suspend,
     Verify,
 )
-from telemetry.city import CITY_TZ
-from telemetry.orgcodes import Level
+from core.city import CITY_TZ
+from core.orgcodes import Level
 
 GRID, OTHER_GRID = "350102001001001", "350102001001002"
 STREET, OTHER_STREET = "350102001", "350102002"

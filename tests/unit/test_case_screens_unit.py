@@ -31,12 +31,12 @@ from cases.model import (
     Verify,
 )
 from cases.notices import MAX_ESCALATED, Recipients, notices_for
+from core.catalogue import ACTION_LABELS, Role
 from dashboard.case_actions import CASE_ACTIONS, limit_spec
 from dashboard.pages.case import stage_rows
 from dashboard.pages.cases import SORT_LABELS, time_class, time_left
 from dashboard.queries import CASE_SORTS, CaseFilter
 from simulator.citygen import SCALES, generate
-from telemetry.catalogue import ACTION_LABELS, Role
 from telemetry.notices import CaseNotice, NoticeKind
 from tests.unit.test_case_machine import (
     CITY_DISPATCHER,

@@ -7,7 +7,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from telemetry.catalogue import AlarmType
+from core.catalogue import AlarmType
 from telemetry.decoders import DecodeError, decode
 from telemetry.messages import (
     AnnouncementRead,

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from datetime import date, datetime, time, timezone
 
+from core.catalogue import Role
 from dispatch.candidates import ROLES_FOR, Candidate, Settings, _explained, eta_s, rank
 from dispatch.roster import ALL_DAY, RosterDay, demo_rows
 from dispatch.status import DispatchStatus, Status, status_of
 from simulator.citygen import SCALES, generate
-from telemetry.catalogue import Role
 from telemetry.live import TerminalLive
 
 NOW = 1_800_000_000.0

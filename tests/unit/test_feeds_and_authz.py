@@ -6,6 +6,7 @@ from collections import defaultdict
 
 import pytest
 
+from core.catalogue import AlarmType, MemberState, Role, Severity
 from dashboard.authz import EVERYONE, Identity, Scope, UserRole, authorize, scope_of
 from dashboard.commands import ACKNOWLEDGE_ALARM
 from dashboard.feeds import Frame
@@ -17,7 +18,6 @@ from dashboard.pages.wall import WALL_REPORTS_MAX, member_key, report_key, wall_
 from dashboard.vocabulary import MEMBER_STATE_COLOURS, ROLE_COLOURS, SEVERITY_COLOURS, for_browser
 from simulator.citygen import SCALES, generate
 from telemetry import live
-from telemetry.catalogue import AlarmType, MemberState, Role, Severity
 
 EVERY_ROLE = Identity("demo", EVERYONE)     # every role over the whole city
 

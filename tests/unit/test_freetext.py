@@ -1,4 +1,4 @@
-"""People's free text at the door (telemetry.freetext): a length limit per kind of field, no control
+"""People's free text at the door (core.freetext): a length limit per kind of field, no control
 characters (but line feeds and tabs in multi-line text), no bidirectional overrides; markup is
 data, stored as typed. The doors with no server: the case machine's reasons and notes, the
 terminals' messages, a boundary file's names, and what a screen takes of a name stored long."""
@@ -13,9 +13,9 @@ from cases.calendar import WorkCalendar
 from cases.limits import LimitTable, Urgency
 from cases.machine import Rules, apply, open_case
 from cases.model import Actor, ActorKind, Refuse, Source
+from core import freetext
 from registry.boundaries import units_of
 from registry.store import RegistryError
-from telemetry import freetext
 from telemetry.decoders import INVALID_TEXT, DecodeError, decode
 
 NOW = datetime(2026, 12, 7, 8, 0, tzinfo=timezone.utc)

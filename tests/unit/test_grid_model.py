@@ -9,10 +9,10 @@ import pytest
 import shapely
 from shapely.geometry import Point
 
+from core import orgcodes
+from core.city import City, GridKind, Role
+from core.gridindex import GridIndex
 from simulator.citygen import SCALES, generate
-from telemetry import orgcodes
-from telemetry.city import City, GridKind, Role
-from telemetry.gridindex import GridIndex
 
 AREA_TOLERANCE = 1e-12  # square degrees, ~0.01 m²
 

@@ -13,6 +13,7 @@ import orjson
 import pytest
 import redis
 
+from core.catalogue import AlarmType
 from ingest.limits import Budgets, RateLimiter, RefusalDigest
 from ingest.live import LiveState
 from ingest.metrics import Health, LiveHealth, Progress, assess, is_out_of_memory
@@ -23,7 +24,6 @@ from ingest.worker import Worker, WorkerConfig
 from simulator import payloads
 from simulator.citygen import SCALES, generate
 from simulator.devices import GatewaySim, SimConfig, TerminalSim
-from telemetry.catalogue import AlarmType
 from telemetry.decoders import decode
 from telemetry.messages import DeviceAlarm, GatewayStatus
 from telemetry.topics import gateway_topic, terminal_topic

@@ -29,9 +29,9 @@ from cases.model import (
     Suspend,
     Verify,
 )
+from core.city import CITY_TZ
 from kpis.facts import CaseEvent, CaseFacts, deadline_passed, duration_bin, fold, fold_all
 from kpis.indicators import Assessment, Formula, Grades, Histogram, Totals
-from telemetry.city import CITY_TZ
 
 GRID = "350102001001001"
 STREET = "350102001"

@@ -11,10 +11,10 @@ import orjson
 import pytest
 
 from config.settings import REPO_ROOT
+from core.catalogue import AlarmType
 from ingest.kinds import KINDS
 from ingest.model import Enriched
 from telemetry import live, topics
-from telemetry.catalogue import AlarmType
 from telemetry.decoders import DecodeError, decode
 from telemetry.messages import CaseUpdate, DeviceAlarm, Fix, TaskAck
 

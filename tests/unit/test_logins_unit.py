@@ -107,8 +107,8 @@ def test_a_refused_attempt_is_not_counted_and_the_usernames_budget_lets_its_know
 def test_an_ipv6_guesser_is_one_source_for_its_whole_64_and_an_ipv4_mapped_address_is_its_ipv4():
     """A line or host is given a whole /64: keyed by the full address, every guess would come from a
     fresh source with a fresh budget."""
+    from core.sources import throttle_source
     from dashboard.accounts import throttle_keys
-    from telemetry.sources import throttle_source
 
     assert throttle_source("2001:db8:1:2::1") == throttle_source("2001:db8:1:2:ffff:ffff:ffff:ffff") \
         == "2001:db8:1:2::/64"

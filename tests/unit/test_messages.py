@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from pydantic import ValidationError
 
-from telemetry.catalogue import AlarmType, Severity
+from core.catalogue import AlarmType, Severity
 from telemetry.decoders import REASONS, DecodeError
 from telemetry.messages import (
     AnnouncementRead,

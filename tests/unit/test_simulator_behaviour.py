@@ -6,9 +6,9 @@ import random
 import pytest
 from shapely.geometry import Point
 
+from core.catalogue import AlarmType
 from simulator.behaviour import Elevator, GasDetector, Meter, Patrol, metres_to_degrees
 from simulator.citygen import SCALES, generate
-from telemetry.catalogue import AlarmType
 
 
 @pytest.fixture(scope="module")

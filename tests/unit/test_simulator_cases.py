@@ -11,12 +11,12 @@ from datetime import datetime, timedelta, timezone
 import paho.mqtt.client as mqtt
 import pytest
 
+from core.catalogue import Role
 from simulator.behaviour import metres_to_degrees
 from simulator.cases import BUSY_WITH_CASE, BUSY_WITH_TASK
 from simulator.citygen import SCALES, generate
 from simulator.devices import SimConfig, TerminalSim
 from simulator.run import Simulator
-from telemetry.catalogue import Role
 from telemetry.decoders import decode
 from telemetry.messages import CaseUpdate
 from telemetry.notices import CaseNotice, NoticeKind

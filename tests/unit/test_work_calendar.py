@@ -10,8 +10,8 @@ import pytest
 
 from cases.calendar import DaySource, WorkCalendar, library_day
 from cases.limits import Limit, LimitTable, Stage, Unit, Urgency, categories
-from telemetry.catalogue import INCIDENT_CATEGORIES, AlarmType
-from telemetry.city import CITY_TZ
+from core.catalogue import INCIDENT_CATEGORIES, AlarmType
+from core.city import CITY_TZ
 
 CAL = WorkCalendar()          # 8:30-12:00, 14:00-18:00
 

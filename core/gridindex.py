@@ -13,7 +13,7 @@ import numpy as np
 import shapely
 from shapely import STRtree
 
-from telemetry.city import Grid
+from core.city import Grid
 
 SLIVER_DEGREES = 1e-9
 

@@ -17,8 +17,8 @@ import orjson
 from shapely.geometry import mapping, shape
 from shapely.geometry.base import BaseGeometry
 
-from telemetry.catalogue import DeviceKind, Role  # noqa: F401 - Role: a member's role, part of the model
-from telemetry.orgcodes import Level, parent_of
+from core.catalogue import DeviceKind, Role  # noqa: F401 - Role: a member's role, part of the model
+from core.orgcodes import Level, parent_of
 
 FORMAT_VERSION = 1
 # The reference tables whose change moves boundaries: a holder of a grid index builds it anew
