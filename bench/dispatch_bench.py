@@ -31,8 +31,8 @@ from pathlib import Path
 import psycopg2
 from psycopg2.extras import execute_values
 
-from core.catalogue import Role
 from core.city import City, Member
+from core.roles import Role
 from database.migrate import migrate
 from dispatch.candidates import Settings, find
 from ingest.live import LiveState

@@ -42,9 +42,9 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from playwright.sync_api import sync_playwright
 
 from cases.__main__ import seed
-from core.catalogue import INCIDENT_CATEGORIES, Role
+from core.catalogue import INCIDENT_CATEGORIES
+from core.roles import Role, UserRole
 from dashboard.accounts import Accounts
-from dashboard.authz import UserRole
 from database import roles
 from database.citydb import load_city
 from database.migrate import migrate

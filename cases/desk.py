@@ -42,8 +42,8 @@ from cases.model import (
 )
 from cases.notices import Recipients
 from cases.offers import OfferPolicy
-from core.catalogue import Role
 from core.city import City
+from core.roles import Role
 
 log = logging.getLogger(__name__)
 DESK = Actor(ActorKind.USER, "demo desk", frozenset({"dispatcher", "leader"}), "")

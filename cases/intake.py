@@ -40,8 +40,9 @@ from cases.model import (
     Verify,
 )
 from cases.notices import Recipients
-from core.catalogue import ALARM_TYPE_LABELS, INCIDENT_CATEGORIES, ROLE_LABELS, Severity
+from core.catalogue import ALARM_TYPE_LABELS, INCIDENT_CATEGORIES, Severity
 from core.city import City
+from core.roles import ROLE_LABELS
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3

@@ -50,8 +50,8 @@ from cases.model import (
     Verify,
 )
 from core import freetext
-from core.catalogue import Role
 from core.orgcodes import Level, contains
+from core.roles import Role
 
 MAX_REASON = 500
 MAX_NOTE = 2000

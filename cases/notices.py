@@ -30,9 +30,9 @@ from functools import cached_property
 import orjson
 
 from cases.model import Case, Event
-from core.catalogue import Role
 from core.city import City
 from core.orgcodes import contains
+from core.roles import Role
 from telemetry.notices import NoticeKind
 
 MAX_ESCALATED = 50          # supervisors told of one escalation step, at most (a street has many grids)

@@ -35,20 +35,6 @@ SEVERITY_LABELS: dict[Severity, Label] = {
 }
 
 
-class Role(str, Enum):
-    """"One grid, four members"."""
-    GRID_ADMINISTRATOR = "grid_administrator"    # 网格管理员, community staff
-    GRID_COORDINATOR = "grid_coordinator"        # 网格协管员, dispatched cadre
-    GRID_POLICE_OFFICER = "grid_police_officer"  # 网格民警
-    GRID_SUPERVISOR = "grid_supervisor"          # 网格监督员, resident deputy
-
-
-ROLE_LABELS: dict[Role, Label] = {
-    Role.GRID_ADMINISTRATOR: Label("Administrator", "管理员"), Role.GRID_COORDINATOR: Label("Coordinator", "协管员"),
-    Role.GRID_POLICE_OFFICER: Label("Police officer", "民警"), Role.GRID_SUPERVISOR: Label("Supervisor", "监督员"),
-}
-
-
 class MemberState(str, Enum):
     """A member's terminal as the screens show it. Terminals say online or offline (their status,
     or the broker's last will); silent is what the command center concludes from silence."""

@@ -17,8 +17,9 @@ import orjson
 from shapely.geometry import mapping, shape
 from shapely.geometry.base import BaseGeometry
 
-from core.catalogue import DeviceKind, Role  # noqa: F401 - Role: a member's role, part of the model
+from core.catalogue import DeviceKind
 from core.orgcodes import Level, parent_of
+from core.roles import Role
 
 FORMAT_VERSION = 1
 # The reference tables whose change moves boundaries: a holder of a grid index builds it anew

@@ -16,8 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cases.model import Dispatch, Register, Return
+from core.roles import EVERYONE, UserRole
 from dashboard.announcements import ANNOUNCE
-from dashboard.authz import EVERYONE, UserRole
 from dashboard.case_actions import CASE_ACTIONS, NEW_LIMITS, OPEN_CASE, REASSIGN, SET_CALENDAR_DAY
 from dashboard.commands import ACKNOWLEDGE_ALARM, Action
 from dashboard.kpis_diary import RATE_DIARY

@@ -36,8 +36,9 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from psycopg2.pool import ThreadedConnectionPool
 
 from core import freetext
+from core.roles import UserRole
 from core.sources import throttle_source
-from dashboard.authz import Identity, UserRole
+from dashboard.authz import Identity
 
 _hasher = PasswordHasher()
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))   # verified for unknown users: the same work

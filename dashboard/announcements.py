@@ -19,9 +19,9 @@ import psycopg2
 import psycopg2.extras
 
 from core import freetext
-from dashboard.authz import Identity, UserRole, scope_of
+from core.roles import USER_ROLE_LABELS, UserRole
+from dashboard.authz import Identity, scope_of
 from dashboard.commands import Action, Commands, Refused, Target, Written
-from dashboard.vocabulary import USER_ROLE_LABELS
 from telemetry.notices import ANNOUNCEMENT_DAYS
 
 ANNOUNCE = Action("announcement.send", frozenset({UserRole.DISPATCHER, UserRole.LEADER, UserRole.ADMIN}))

@@ -23,6 +23,7 @@ from flask_wtf.csrf import generate_csrf
 
 from config.settings import REPO_ROOT, Settings
 from core.catalogue import Label
+from core.roles import USER_ROLE_LABELS
 from dashboard import auth, pages
 from dashboard.accounts import Accounts, Policy
 from dashboard.authz import Decision, Identity, asked_scope, authorize, current_identity
@@ -32,7 +33,6 @@ from dashboard.hub import LiveHub
 from dashboard.pages import audit, cases, kpis, wall
 from dashboard.queries import Queries
 from dashboard.state import EXTENSION, AppState, app_state
-from dashboard.vocabulary import USER_ROLE_LABELS
 from database.citydb import CityWatch, read_city
 from kpis.indicators import Assessment
 

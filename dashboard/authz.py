@@ -11,22 +11,11 @@ None; a request without one never reaches a page or a callback (the gate in dash
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
 from typing import Protocol
 
 from core.city import City
 from core.orgcodes import contains
-
-
-class UserRole(str, Enum):
-    """What a person using the screens may do (not a grid member's role in the field)."""
-    WALL_VIEWER = "wall_viewer"
-    DISPATCHER = "dispatcher"
-    LEADER = "leader"
-    ADMIN = "admin"
-
-
-EVERYONE = frozenset(UserRole)
+from core.roles import UserRole
 
 
 @dataclass(frozen=True)

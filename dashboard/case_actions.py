@@ -24,7 +24,8 @@ from cases.offers import OfferPolicy
 from cases.tell import case_change
 from core import freetext
 from core.catalogue import CASE_CATEGORY_LABELS
-from dashboard.authz import Identity, UserRole
+from core.roles import UserRole
+from dashboard.authz import Identity
 from dashboard.commands import Action, Commands, Refused, Target, Written
 from dispatch.candidates import visible
 

@@ -25,9 +25,9 @@ from cases import store as case_store
 from core import freetext
 from core.catalogue import ACTION_LABELS, ALARM_TYPE_LABELS, Label
 from core.city import City
+from core.roles import USER_ROLE_LABELS, UserRole
 from dashboard import accounts as logins
-from dashboard.authz import Identity, UserRole, authorize
-from dashboard.vocabulary import USER_ROLE_LABELS
+from dashboard.authz import Identity, authorize
 from database import audit
 from telemetry import live
 

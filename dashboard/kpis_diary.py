@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import ClassVar
 
-from dashboard.authz import Identity, UserRole
+from core.roles import UserRole
+from dashboard.authz import Identity
 from dashboard.commands import Action, Commands, Refused, Target, Written
 
 RATE_DIARY = Action("diary.rate", frozenset({UserRole.LEADER, UserRole.ADMIN}))

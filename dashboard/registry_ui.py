@@ -14,7 +14,8 @@ from dash import dcc, html
 from flask import request
 
 from core.catalogue import Label
-from dashboard.authz import Identity, Scope, UserRole, asked_scope, authorize, current_identity, scope_of
+from core.roles import UserRole
+from dashboard.authz import Identity, Scope, asked_scope, authorize, current_identity, scope_of
 from dashboard.commands import Action
 from dashboard.pages import query_params
 from dashboard.state import app_state

@@ -21,8 +21,9 @@ import sys
 import psycopg2
 
 from config.settings import load_settings
+from core.roles import UserRole
 from dashboard.accounts import Accounts
-from dashboard.authz import Identity, UserRole
+from dashboard.authz import Identity
 from dashboard.commands import AddUser, Commands, CreateWallToken, NewPassword, RevokeWallToken, SetUserDisabled
 from database.citydb import read_city
 

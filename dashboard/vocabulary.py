@@ -14,20 +14,15 @@ from core.catalogue import (
     CASE_STATE_LABELS,
     MEMBER_STATE_LABELS,
     ORG_LEVEL_LABELS,
-    ROLE_LABELS,
     SEVERITY_LABELS,
     TASK_ACTION_LABELS,
     URGENCY_LABELS,
     Label,
     MemberState,
-    Role,
     Severity,
 )
-from dashboard.authz import UserRole
+from core.roles import ROLE_LABELS, Role
 
-USER_ROLE_LABELS = {UserRole.WALL_VIEWER: Label("Wall viewer", "大屏查看"),
-                    UserRole.DISPATCHER: Label("Dispatcher", "调度员"),
-                    UserRole.LEADER: Label("Leader", "领导"), UserRole.ADMIN: Label("Administrator", "管理员")}
 # one answer for every failed login (wrong name, wrong password, locked out): it tells nobody who exists
 LOGIN_FAILED = Label("Wrong username or password, or too many attempts: wait and try again",
                      "用户名或密码错误，或尝试次数过多，请稍后再试")

@@ -26,9 +26,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from core.catalogue import ROLE_LABELS, Role
 from core.city import City
 from core.orgcodes import Level, ancestor, contains
+from core.roles import ROLE_LABELS, Role
 from dispatch.roster import RosterCache
 from dispatch.roster import load as load_roster
 from dispatch.status import FRESH_S, DispatchStatus, Status, status_of

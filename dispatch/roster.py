@@ -17,8 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
-from core.catalogue import Role
 from core.city import CITY_TZ, City
+from core.roles import Role
 
 REFRESH_S = 60.0
 ALL_DAY = (time(0, 0), time(23, 59, 59))

@@ -69,8 +69,9 @@ from cases.model import (
     Verify,
 )
 from config.settings import load_settings
-from core.catalogue import INCIDENT_CATEGORIES, Role
+from core.catalogue import INCIDENT_CATEGORIES
 from core.city import CITY_TZ, City, Grid
+from core.roles import Role
 from database.citydb import read_city
 from kpis.patrol import Patrols
 from kpis.rollup import fold_pass

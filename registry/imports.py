@@ -17,7 +17,7 @@ import io
 import psycopg2
 
 from core import freetext
-from core.catalogue import Role
+from core.roles import Role
 from registry.store import Actor, Credential, DeviceRegistry, RegistryError, valid_id
 
 COLUMNS = ("member_id", "name", "role", "grid_code", "terminal_id")

@@ -19,8 +19,9 @@ from typing import Any
 import psycopg2
 
 from core import freetext
-from core.catalogue import DeviceKind, Role
+from core.catalogue import DeviceKind
 from core.city import GatewayKind, MemberDeviceKind
+from core.roles import Role
 from database.audit import write_audit
 from registry import broker
 from registry.broker import BrokerAdmin, DynsecError, new_password

@@ -12,19 +12,8 @@ import random
 from shapely.geometry import Point, Polygon
 
 from core.catalogue import DeviceKind
-from core.city import (
-    Building,
-    City,
-    Gateway,
-    GatewayKind,
-    Grid,
-    GridKind,
-    Member,
-    Organization,
-    Role,
-    Sensor,
-    Unit,
-)
+from core.city import Building, City, Gateway, GatewayKind, Grid, GridKind, Member, Organization, Sensor, Unit
+from core.roles import Role
 from simulator import citynames
 
 _ROLES = [Role.GRID_ADMINISTRATOR, Role.GRID_COORDINATOR, Role.GRID_POLICE_OFFICER, Role.GRID_SUPERVISOR]

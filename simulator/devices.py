@@ -12,9 +12,10 @@ from datetime import datetime
 
 import orjson
 
-from core.catalogue import ALARM_DEFAULT_SEVERITY, DEVICE_QUANTITIES, INCIDENT_CATEGORIES, DeviceKind, Role
+from core.catalogue import ALARM_DEFAULT_SEVERITY, DEVICE_QUANTITIES, INCIDENT_CATEGORIES, DeviceKind
 from core.city import CITY_TZ, Building, Gateway, Grid, Member, Sensor
 from core.orgcodes import ancestors
+from core.roles import Role
 from simulator import payloads
 from simulator.behaviour import AlarmEvent, Elevator, GasDetector, Meter, Patrol
 from simulator.cases import BUSY_WITH_CASE, CaseAnswer, CaseWork

@@ -97,8 +97,8 @@ def demo_logins(stack: LocalStack, city: City, dsn: str) -> tuple[list[tuple[str
     """The local demo's logins (created once, with generated passwords kept in the data dir) and a
     fresh wall token for the kiosk (the previous demo token is revoked): ([(username, role, scope
     name, password)], token). Demo credentials only: a real deployment creates its own users."""
+    from core.roles import UserRole
     from dashboard.accounts import Accounts
-    from dashboard.authz import UserRole
 
     street = city.streets[0]
     wanted = [("admin", "Administrator 管理员", UserRole.ADMIN, ""),

@@ -10,7 +10,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from core.catalogue import Label
-from dashboard.authz import UserRole
+from core.roles import UserRole
 from dashboard.feeds import Feed
 
 

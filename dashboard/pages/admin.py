@@ -16,7 +16,8 @@ from core import freetext
 from core.catalogue import Label
 from core.city import CITY_TZ
 from core.orgcodes import contains
-from dashboard.authz import Identity, Scope, UserRole, current_identity
+from core.roles import USER_ROLE_LABELS, UserRole
+from dashboard.authz import Identity, Scope, current_identity
 from dashboard.commands import (
     ADD_USER,
     CREATE_WALL_TOKEN,
@@ -33,7 +34,6 @@ from dashboard.commands import (
 )
 from dashboard.pages import Page
 from dashboard.state import app_state
-from dashboard.vocabulary import USER_ROLE_LABELS
 
 USER_ACTIONS = (ADD_USER, NEW_PASSWORD, DISABLE_USER, ENABLE_USER)   # what change_user may do
 TOKEN_ACTIONS = (CREATE_WALL_TOKEN, REVOKE_WALL_TOKEN)                # and change_token

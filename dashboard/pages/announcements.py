@@ -14,9 +14,10 @@ from flask import request
 
 from core.catalogue import Label
 from core.city import CITY_TZ
+from core.roles import UserRole
 from dashboard import live_ui
 from dashboard.announcements import BODY_MAX, TITLE_MAX, Announce, Sent, sent_in, unread_by_announcement
-from dashboard.authz import Scope, UserRole, authorize, current_identity
+from dashboard.authz import Scope, authorize, current_identity
 from dashboard.feeds import Feed
 from dashboard.pages import Page
 from dashboard.state import app_state

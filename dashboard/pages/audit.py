@@ -16,12 +16,12 @@ from flask import Response
 
 from core.catalogue import ACTION_LABELS, Label
 from core.city import CITY_TZ
-from dashboard.authz import Scope, UserRole, asked_scope, authorize, current_identity
+from core.roles import USER_ROLE_LABELS, UserRole
+from dashboard.authz import Scope, asked_scope, authorize, current_identity
 from dashboard.pages import Page, query_params
 from dashboard.pages.export import authorized_export, csv_response
 from dashboard.queries import AuditFilter
 from dashboard.state import app_state
-from dashboard.vocabulary import USER_ROLE_LABELS
 
 SHOWN_ROWS = 150                    # on the page (Dash redraws many components slowly); the export has them all
 EXPORT_PATH = "/audit.csv"

@@ -47,12 +47,12 @@ from core.catalogue import (
     CASE_STAGE_LABELS,
     CASE_STATE_LABELS,
     ORG_LEVEL_LABELS,
-    ROLE_LABELS,
     Label,
 )
 from core.orgcodes import Level, ancestor, contains
+from core.roles import ROLE_LABELS, UserRole
 from dashboard import live_ui
-from dashboard.authz import Decision, Scope, UserRole, authorize, current_identity
+from dashboard.authz import Decision, Scope, authorize, current_identity
 from dashboard.case_actions import CaseAction, offered
 from dashboard.feeds import Feed
 from dashboard.pages import Page

@@ -35,8 +35,9 @@ from core.catalogue import (
     Label,
 )
 from core.city import CITY_TZ
+from core.roles import UserRole
 from dashboard import live_ui
-from dashboard.authz import Scope, UserRole, asked_scope, authorize, current_identity
+from dashboard.authz import Scope, asked_scope, authorize, current_identity
 from dashboard.case_actions import OPEN_CASE, OpenHotlineCase
 from dashboard.feeds import Feed
 from dashboard.pages import Page, query_params

@@ -14,8 +14,9 @@ import base64
 from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 
 from core import freetext
-from core.catalogue import ROLE_LABELS, Label
+from core.catalogue import Label
 from core.city import CITY_TZ
+from core.roles import ROLE_LABELS
 from dashboard import registry_ui as ui
 from dashboard.authz import Identity, Scope, current_identity
 from dashboard.commands import Action

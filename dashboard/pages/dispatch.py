@@ -49,9 +49,10 @@ from flask import request
 
 from cases.model import Dispatch, Register, Return
 from cases.model import State as CaseState
-from core.catalogue import CASE_CATEGORY_LABELS, ROLE_LABELS, Label
+from core.catalogue import CASE_CATEGORY_LABELS, Label
+from core.roles import ROLE_LABELS, UserRole
 from dashboard import live_ui
-from dashboard.authz import Scope, UserRole, authorize, current_identity
+from dashboard.authz import Scope, authorize, current_identity
 from dashboard.case_actions import CaseAction, Reassign
 from dashboard.commands import AcknowledgeAlarm
 from dashboard.feeds import Feed

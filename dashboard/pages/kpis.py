@@ -19,8 +19,9 @@ from flask import Response, request
 from core.catalogue import CASE_CATEGORY_LABELS, CASE_STATE_LABELS, DIARY_CATEGORIES, ORG_LEVEL_LABELS, Label
 from core.city import CITY_TZ
 from core.orgcodes import LENGTHS
+from core.roles import UserRole
 from dashboard import kpi_figures as fig
-from dashboard.authz import Scope, UserRole, asked_scope, authorize, current_identity
+from dashboard.authz import Scope, asked_scope, authorize, current_identity
 from dashboard.kpis_diary import RateDiary
 from dashboard.pages import Page, query_params
 from dashboard.pages.cases import local

@@ -16,7 +16,8 @@ import io
 from dash import ALL, ClientsideFunction, Input, Output, State, callback, clientside_callback, ctx, dcc, html, no_update
 
 from core import freetext
-from core.catalogue import ROLE_LABELS, Label, Role
+from core.catalogue import Label
+from core.roles import ROLE_LABELS, Role
 from dashboard import registry_ui as ui
 from dashboard.authz import Scope, authorize, current_identity
 from dashboard.commands import Action

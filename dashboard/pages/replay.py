@@ -19,9 +19,10 @@ import numpy as np
 from dash import Input, Output, State, callback, clientside_callback, dcc, html, no_update
 from dash.dependencies import ClientsideFunction
 
-from core.catalogue import ROLE_LABELS, Label
+from core.catalogue import Label
 from core.city import CITY_TZ
-from dashboard.authz import Scope, UserRole, asked_scope, authorize, current_identity
+from core.roles import ROLE_LABELS, UserRole
+from dashboard.authz import Scope, asked_scope, authorize, current_identity
 from dashboard.pages import Page, query_params
 from dashboard.pages.cases import duration
 from dashboard.state import app_state

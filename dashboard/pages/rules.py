@@ -15,7 +15,8 @@ from flask import request
 from cases.limits import ANY, Limit, Stage, Unit, categories
 from core.catalogue import CASE_CATEGORY_LABELS, CASE_STAGE_LABELS, URGENCY_LABELS, Label
 from core.city import CITY_TZ
-from dashboard.authz import Scope, UserRole, authorize, current_identity
+from core.roles import UserRole
+from dashboard.authz import Scope, authorize, current_identity
 from dashboard.case_actions import NewLimitsVersion, SetCalendarDay, limit_spec
 from dashboard.pages import Page
 from dashboard.state import app_state

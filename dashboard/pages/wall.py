@@ -17,8 +17,9 @@ from dash import ClientsideFunction, Input, Output, State, clientside_callback, 
 from dash_extensions.javascript import Namespace
 
 from core.catalogue import Label, Severity
+from core.roles import EVERYONE
 from dashboard import live_ui
-from dashboard.authz import EVERYONE, Scope
+from dashboard.authz import Scope
 from dashboard.feeds import Feed, Periodic
 from dashboard.pages import Page
 from dashboard.queries import start_of_local_day

@@ -14,8 +14,9 @@ import pytest
 
 from cases.notifier import Notifier
 from core.orgcodes import ancestors
+from core.roles import UserRole
 from dashboard.announcements import Announce, sent_in, unread_by_announcement
-from dashboard.authz import Identity, UserRole
+from dashboard.authz import Identity
 from dashboard.commands import Commands
 from dashboard.queries import Queries
 from telemetry.notices import Announcement

@@ -20,8 +20,8 @@ from cases.limits import Urgency
 from cases.machine import open_case
 from cases.model import Dispatch, Register, Source
 from cases.notifier import Notifier
-from core.catalogue import Role
-from dashboard.authz import Identity, UserRole
+from core.roles import Role, UserRole
+from dashboard.authz import Identity
 from dashboard.case_actions import CaseAction, CaseRules
 from dashboard.commands import Commands
 from telemetry.notices import NOTICE_EXPIRY_S, CaseNotice, NoticeKind

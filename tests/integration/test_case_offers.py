@@ -21,8 +21,8 @@ from cases.machine import apply
 from cases.model import Actor, ActorKind, Dispatch, Register, Reject, Return
 from cases.notifier import Notifier
 from cases.offers import OfferPolicy
-from core.catalogue import Role
-from dashboard.authz import Identity, UserRole
+from core.roles import Role, UserRole
+from dashboard.authz import Identity
 from dashboard.case_actions import CaseAction, CaseRules, Reassign
 from dashboard.commands import Commands
 from dispatch.candidates import Settings, find, first_available

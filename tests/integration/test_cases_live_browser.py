@@ -16,8 +16,8 @@ import pytest
 from playwright.sync_api import expect
 
 from cases.model import Dispatch, Register
-from core.catalogue import Role
-from dashboard.authz import Identity, UserRole
+from core.roles import Role, UserRole
+from dashboard.authz import Identity
 from dashboard.case_actions import CaseAction, CaseRules
 from dashboard.commands import Commands
 from dashboard.pages import case as case_page

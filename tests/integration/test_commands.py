@@ -10,7 +10,8 @@ import psycopg2
 import pytest
 
 from core.catalogue import AlarmType
-from dashboard.authz import EVERYONE, Identity, UserRole
+from core.roles import EVERYONE, UserRole
+from dashboard.authz import Identity
 from dashboard.commands import AcknowledgeAlarm, Commands
 from ingest.live import LiveState
 from ingest.model import Enriched

@@ -43,8 +43,9 @@ from cases.model import (
     Suspend,
     Verify,
 )
+from core.roles import UserRole
 from dashboard.announcements import Announce
-from dashboard.authz import Identity, UserRole
+from dashboard.authz import Identity
 from dashboard.case_actions import (
     CASE_ACTIONS,
     CaseAction,

@@ -26,7 +26,7 @@ import orjson
 import pytest
 
 from config.settings import REPO_ROOT
-from core.catalogue import Role
+from core.roles import Role
 from simulator.behaviour import metres_to_degrees
 from simulator.devices import SimConfig, TerminalSim
 from stack import free_port

@@ -13,8 +13,9 @@ from datetime import date
 import pytest
 
 from cases.model import Refuse
+from core.roles import UserRole
 from dashboard.announcements import Announce
-from dashboard.authz import Identity, UserRole
+from dashboard.authz import Identity
 from dashboard.case_actions import CaseAction, CaseRules, OpenHotlineCase, SetCalendarDay
 from dashboard.commands import AcknowledgeAlarm, AddUser, Commands, CreateWallToken
 from registry import imports

@@ -11,8 +11,8 @@ import psycopg2
 import pytest
 
 from cases.model import Dispatch, Register
-from core.catalogue import Role
-from dashboard.authz import Identity, UserRole
+from core.roles import Role, UserRole
+from dashboard.authz import Identity
 from dashboard.case_actions import CaseAction, CaseRules
 from dashboard.commands import Commands
 from dispatch.candidates import Settings, find, first_available

@@ -22,9 +22,10 @@ import psycopg2
 import pytest
 
 from core.city import CITY_TZ
+from core.roles import EVERYONE, UserRole
 from dashboard import pages
 from dashboard.announcements import Announce
-from dashboard.authz import EVERYONE, Identity, UserRole
+from dashboard.authz import Identity
 from dashboard.case_actions import CaseRules, OpenHotlineCase
 from dashboard.commands import Commands
 from ingest.live import LiveState

@@ -31,7 +31,8 @@ from cases.model import (
     Verify,
 )
 from cases.notices import MAX_ESCALATED, Recipients, notices_for
-from core.catalogue import ACTION_LABELS, Role
+from core.catalogue import ACTION_LABELS
+from core.roles import Role
 from dashboard.case_actions import CASE_ACTIONS, limit_spec
 from dashboard.pages.case import stage_rows
 from dashboard.pages.cases import SORT_LABELS, time_class, time_left

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, time, timezone
 
-from core.catalogue import Role
+from core.roles import Role
 from dispatch.candidates import ROLES_FOR, Candidate, Settings, _explained, eta_s, rank
 from dispatch.roster import ALL_DAY, RosterDay, demo_rows
 from dispatch.status import DispatchStatus, Status, status_of

@@ -6,8 +6,9 @@ from collections import defaultdict
 
 import pytest
 
-from core.catalogue import AlarmType, MemberState, Role, Severity
-from dashboard.authz import EVERYONE, Identity, Scope, UserRole, authorize, scope_of
+from core.catalogue import AlarmType, MemberState, Severity
+from core.roles import EVERYONE, Role, UserRole
+from dashboard.authz import Identity, Scope, authorize, scope_of
 from dashboard.commands import ACKNOWLEDGE_ALARM
 from dashboard.feeds import Frame
 from dashboard.hub import Room, route, scopes_seeing, watch_index

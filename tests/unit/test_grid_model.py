@@ -10,8 +10,9 @@ import shapely
 from shapely.geometry import Point
 
 from core import orgcodes
-from core.city import City, GridKind, Role
+from core.city import City, GridKind
 from core.gridindex import GridIndex
+from core.roles import Role
 from simulator.citygen import SCALES, generate
 
 AREA_TOLERANCE = 1e-12  # square degrees, ~0.01 m²

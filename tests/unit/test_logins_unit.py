@@ -7,8 +7,9 @@ from datetime import date
 import pytest
 from flask import Flask, request
 
+from core.roles import EVERYONE
 from dashboard.auth import trust_proxies
-from dashboard.authz import EVERYONE, Identity, asked_scope
+from dashboard.authz import Identity, asked_scope
 from dashboard.pages.audit import _change
 from dashboard.pages.export import cell as _cell
 from dashboard.queries import AuditFilter

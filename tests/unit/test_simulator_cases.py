@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 import paho.mqtt.client as mqtt
 import pytest
 
-from core.catalogue import Role
+from core.roles import Role
 from simulator.behaviour import metres_to_degrees
 from simulator.cases import BUSY_WITH_CASE, BUSY_WITH_TASK
 from simulator.citygen import SCALES, generate
