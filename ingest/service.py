@@ -8,7 +8,7 @@ import time
 import psycopg2
 
 from database.citydb import CityWatch, read_city
-from ingest.http import IngestHTTP
+from ingest.http.ports import IngestHTTP
 from ingest.live import LiveState
 from ingest.mqtt_source import MqttSource
 from ingest.stages import Registry

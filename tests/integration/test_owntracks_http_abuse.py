@@ -19,13 +19,11 @@ from dataclasses import replace
 
 import pytest
 
-from ingest.http import (
-    CONNECTIONS_PER_SOURCE,
+from ingest.http.server import CONNECTIONS_PER_SOURCE, READ_TIMEOUT_S, REQUEST_DEADLINE_S
+from ingest.http.throttle import (
     FAILURES_PER_PAIR,
     FAILURES_PER_SOURCE,
     FAILURES_PER_USERNAME,
-    READ_TIMEOUT_S,
-    REQUEST_DEADLINE_S,
     LoginThrottle,
     Sources,
     ThrottlePolicy,
@@ -99,7 +97,7 @@ def test_an_unknown_user_costs_about_what_a_known_one_does(endpoint):
         for user, times in ((phone.username, known), (f"nobody-{i}", unknown)):
             began = time.perf_counter()
             worker_http = worker.http
-            worker_http.accounts.check(user, "wrong password")
+            worker_http.logins.accounts.check(user, "wrong password")
             times.append(time.perf_counter() - began)
     ratio = statistics.median(unknown) / statistics.median(known)
     assert 0.5 < ratio < 2.0, (statistics.median(known), statistics.median(unknown))
@@ -146,9 +144,9 @@ def test_a_source_and_a_username_have_budgets_a_window_and_the_usernames_own_sou
 def fresh_counts(endpoint):
     """This test's own login counts, from zero, and no trusted proxy; as before afterwards."""
     http = endpoint[0].http
-    http.throttle, sources = LoginThrottle(), http.sources
+    http.logins.throttle, sources = LoginThrottle(), http.sources
     yield http
-    http.throttle, http.sources = LoginThrottle(), sources
+    http.logins.throttle, http.sources = LoginThrottle(), sources
 
 
 def test_a_source_that_keeps_failing_gets_429_even_with_the_right_password_then(stack, endpoint, fresh_counts):
@@ -209,7 +207,7 @@ def test_a_disabled_account_cannot_post_even_with_its_right_password(stack, endp
     worker, _ = endpoint
     revoked = replace(BrokerAccount.generate(f"ot-{uuid.uuid4().hex[:6]}", AccountKind.OWNTRACKS), disabled=True)
     stack.add_broker_accounts([revoked])
-    path = worker.http.accounts.path
+    path = worker.http.logins.accounts.path
     wait_for(lambda: revoked.username.encode() in path.read_bytes(), 10, "the broker to save the account")
     assert _post(worker.http.port, {"Authorization": _auth(revoked.username, revoked.password)}) == 401
     stack.set_account_disabled(revoked.username, False)
@@ -330,20 +328,20 @@ def test_guesses_sent_at_once_are_counted_before_any_is_checked(endpoint, fresh_
     rest are refused unchecked (429). Before, all twelve read the count, then all were checked."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from ingest.http import BrokerAccounts
+    from ingest.http.accounts import BrokerAccounts
 
     worker, _ = endpoint
-    http, accounts = worker.http, worker.http.accounts
+    http, accounts = worker.http, worker.http.logins.accounts
     server, unbounded = http.servers[0], http.servers[0].unbounded
     http.sources = Sources(("127.0.0.1",))
     server.unbounded = http.sources.trusted      # a proxy's connections are not capped per address
-    http.accounts = BrokerAccounts(_slow_accounts(tmp_path / "dynamic-security.json", "ot-slow", "right one"))
+    http.logins.accounts = BrokerAccounts(_slow_accounts(tmp_path / "dynamic-security.json", "ot-slow", "right one"))
     try:
         with ThreadPoolExecutor(12) as pool:
             answers = list(pool.map(lambda i: _post(http.port, {"Authorization": _auth("ot-slow", f"guess-{i}"),
                                                                 "X-Forwarded-For": "203.0.113.41"}), range(12)))
     finally:
-        http.accounts, server.unbounded = accounts, unbounded
+        http.logins.accounts, server.unbounded = accounts, unbounded
     assert set(answers) <= {401, 429}, answers
     assert answers.count(401) <= FAILURES_PER_PAIR, answers
 
