@@ -38,10 +38,10 @@ from pathlib import Path
 import orjson
 import paho.mqtt.client as mqtt
 import psycopg2
+from cases.__main__ import seed
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from playwright.sync_api import sync_playwright
 
-from cases.__main__ import seed
 from core.catalogue import INCIDENT_CATEGORIES
 from core.roles import Role, UserRole
 from dashboard.accounts import Accounts
@@ -50,8 +50,10 @@ from database.citydb import load_city
 from database.migrate import migrate
 from simulator import payloads
 from simulator.citygen import SCALES, generate
-from stack import LocalStack, free_port
-from stack.apps import DEFAULT_SIM_ARGS, demo_apps, wait_ready
+from stack import free_port
+from stack.apps import DEFAULT_SIM_ARGS, demo_apps
+
+from bench.harness import BenchStack, progress
 from telemetry.notices import CaseNotice
 from telemetry.topics import CASE, INCIDENT, NOTICE, terminal_topic
 
@@ -214,23 +216,11 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=40, help="per phase")
     parser.add_argument("--warm-up", type=float, default=45.0, help="seconds of simulator load before phase 2")
     args = parser.parse_args()
-    progress = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
     progress("starting the stack, loading the demo city ...")
-    data = Path(tempfile.mkdtemp(prefix="gridcc-dispatchlat-"))
-    data.chmod(0o711)
-    stack = LocalStack(data)
     city = generate(SCALES["demo"], seed=7)
-    city.save(data / "city.json")
-    stack.register_devices(city)
-    stack.start()
-    apps, probes = [], []
-    try:
-        dsn = stack.settings().pg_dsn
-        migrate(dsn)
-        roles.ensure_roles(dsn, stack.pg_app_passwords())
-        conn = psycopg2.connect(dsn)
-        load_city(conn, city)
-        conn.close()
+    probes = []
+    with BenchStack("dispatchlat", city=city, save_city=True) as bench:
+        stack, dsn, data = bench.stack, bench.dsn, bench.data_dir
         seed(dsn, "bench")
         grids = city.grids[5::max(1, len(city.grids) // PROBES)][:PROBES]
         chosen = [next(m for m in city.members if m.grid_code == g.code and m.role is Role.GRID_ADMINISTRATOR)
@@ -238,16 +228,16 @@ def main() -> None:
         accounts = json.loads(stack.accounts_path.read_text())
         simulated = data / "simulated-accounts.json"       # the simulator plays everyone but the probes
         simulated.write_text(json.dumps([a for a in accounts if a["username"] not in {m.terminal_id for m in chosen}]))
-        os.environ["GCC_CASES_DEMO_DESK"] = "0"            # nobody else dispatches
         os.environ["GCC_CASES_MERGE_MINUTES"] = "0"        # each trial's report its own case (same spot, same probe)
         base = free_port()
         apps = demo_apps(stack, sim_args=f"{DEFAULT_SIM_ARGS} --city {data / 'city.json'} --accounts {simulated}",
                          ingest_port=base, metrics_port=free_port(), dashboard_port=free_port(),
-                         cases_port=free_port())
+                         cases_port=free_port(), desk=False)             # nobody else dispatches
+        bench.adopt(apps)
         *servers, simulator = apps
         for app in servers:
             app.start()
-        wait_ready(servers)
+        bench.wait_ready(servers)
         password = secrets.token_urlsafe(12)
         logins = Accounts(dsn, pool_size=1)
         logins.add_user("bench", "Bench dispatcher", UserRole.DISPATCHER, "", password, created_by="bench")
@@ -276,13 +266,8 @@ def main() -> None:
             progress("the busiest processes under load:\n" + "\n".join(top.splitlines()[6:16]))
             loaded = phase(page, dsn, probes, args.trials, 1000)
             browser.close()
-    finally:
         for probe in probes:
             probe.close()
-        for app in reversed(apps):
-            app.stop()
-        stack.stop()
-        stack.remove_data()
     terminals = sum(1 for m in city.members) - len(probes)
     print(f"\nDispatch latency, Enter on the console -> the terminal holds the offer "
           f"({os.cpu_count()} cores, {platform.python_version()}, {datetime.now():%Y-%m-%d %H:%M})")

@@ -5,7 +5,7 @@ side by side in the same run, the same numbers from the raw facts (no rollups).
 
 Starts a local stack in `--data-dir` (kept: the history is generated once, ~10 minutes, and reused
 by every later run), loads the big city (`simulator.citygen --scale big`: 2,000 grids, 8,000
-members, ~200,000 sensors), backfills `--days` days of history (kpis/history.py: cases through the
+members, ~200,000 sensors), backfills `--days` days of history (simulator/history.py: cases through the
 real machine, their rollups folded by the maintainer's own pass, members' patrols, alarms), then
 times, for the city, a district, a street and a community, over the last 30 whole days:
   report     kpis.report.read: its statements over kpi_daily and kpi_durations (the scope's rows, its children's)
@@ -30,15 +30,13 @@ from pathlib import Path
 
 import psycopg2
 
+from bench.harness import BenchStack, percentile, timed
 from core.city import CITY_TZ
 from dashboard.authz import Scope
 from dashboard.queries import Queries
-from database import roles
 from database.citydb import load_city, read_city
-from database.migrate import migrate
-from kpis import history
 from kpis.report import Period, child_length, read
-from stack import LocalStack
+from simulator import history
 
 # the ranking's counters, from the raw facts, per child unit (%(n)s: its code length)
 RAW = """
@@ -86,12 +84,11 @@ RAW_COUNTERS = ("registered", "closed", "handled", "reworked", "stage:dispatch:d
                 "due_extended", "went_overdue")
 
 
-def prepare(stack: LocalStack, days: int) -> None:
+def prepare(bench: BenchStack, days: int) -> None:
+    """The big city loaded once into the kept stack, and `days` of history (generated once)."""
     from simulator.citygen import SCALES, generate
 
-    dsn = stack.settings().pg_dsn
-    migrate(dsn)
-    roles.ensure_roles(dsn, stack.pg_app_passwords())
+    dsn = bench.dsn
     conn = psycopg2.connect(dsn)
     try:
         with conn.cursor() as cur:
@@ -117,20 +114,6 @@ def prepare(stack: LocalStack, days: int) -> None:
         conn.close()
 
 
-def _timed(fn, runs: int) -> tuple[list[float], object]:
-    took, result = [], None
-    for _ in range(runs):
-        started = time.perf_counter()
-        result = fn()
-        took.append((time.perf_counter() - started) * 1000)
-    return took, result
-
-
-def _p(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", type=Path, default=Path("/var/tmp/gcc-bench-kpis"))
@@ -138,12 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--refold", action="store_true", help="fold the kept history into the rollups again first")
     args = parser.parse_args(argv)
-    args.data_dir.mkdir(parents=True, exist_ok=True)
-    args.data_dir.chmod(0o711)
-    stack = LocalStack(args.data_dir)
-    stack.start()
-    try:
-        prepare(stack, args.days)
+    with BenchStack("kpis", data_dir=args.data_dir, keep=True) as bench:     # kept: the history is reused
+        stack = bench.stack
+        prepare(bench, args.days)
         if args.refold:
             conn = psycopg2.connect(stack.settings().pg_dsn)
             history.refold(conn, datetime.now(timezone.utc))
@@ -174,9 +154,9 @@ def main(argv: list[str] | None = None) -> int:
             report_ms, raw_ms = [], []
             report = raw = None
             for _ in range(args.runs):         # interleaved, so the machine's noise falls on both alike
-                t, report = _timed(lambda code=code: read(queries.rows, code, period), 1)
+                t, report = timed(lambda code=code: read(queries.rows, code, period), 1)
                 report_ms += t
-                t, raw = _timed(lambda code=code, n=n: queries.rows(RAW, {
+                t, raw = timed(lambda code=code, n=n: queries.rows(RAW, {
                     "n": n, "prefix": code + "%", "start": start, "end": end, "first": period.first,
                     "last": period.last}), 1)
                 raw_ms += t
@@ -187,21 +167,19 @@ def main(argv: list[str] | None = None) -> int:
                 if tuple(v or 0 for v in got) != want:
                     raise SystemExit(f"raw facts and rollups differ for {unit}: {got} != {want}")
             scope = Scope(code, name)
-            overdue_ms, _ = _timed(lambda scope=scope: queries.overdue_now(scope, 50), args.runs)
-            rework_ms, _ = _timed(lambda scope=scope: queries.reworked(scope, period, 50), args.runs)
-            patrol_ms, _ = _timed(lambda code=code: read(queries.rows, code, period, city), args.runs)
-            field_ms, _ = _timed(lambda scope=scope: queries.field_indicators(scope, period), args.runs)
-            diary_ms, _ = _timed(lambda scope=scope: queries.diary(scope, period), args.runs)
+            overdue_ms, _ = timed(lambda scope=scope: queries.overdue_now(scope, 50), args.runs)
+            rework_ms, _ = timed(lambda scope=scope: queries.reworked(scope, period, 50), args.runs)
+            patrol_ms, _ = timed(lambda code=code: read(queries.rows, code, period, city), args.runs)
+            field_ms, _ = timed(lambda scope=scope: queries.field_indicators(scope, period), args.runs)
+            diary_ms, _ = timed(lambda scope=scope: queries.diary(scope, period), args.runs)
             for label, values in (("report", report_ms), ("raw", raw_ms), ("overdue", overdue_ms),
                                   ("rework", rework_ms), ("+patrols", patrol_ms), ("field", field_ms),
                                   ("diary", diary_ms)):
                 ratio = f"   {statistics.median(raw_ms) / statistics.median(report_ms):.1f}×" if label == "raw" else ""
-                print(f"{name:<10} {label:<8} {_p(values, 0.5):>8.1f} {_p(values, 0.95):>8.1f}{ratio}")
+                print(f"{name:<10} {label:<8} {percentile(values, 0.5):>8.1f} {percentile(values, 0.95):>8.1f}{ratio}")
         print(f"\nthe raw facts gave the rollups' numbers for every unit ({len(RAW_COUNTERS)} counters each)")
         queries.db.closeall()
         conn.close()
-    finally:
-        stack.stop()
     return 0
 
 

@@ -1,4 +1,4 @@
-"""The cases engine (`python -m cases`): the intake, and the escalation ladder of every open case.
+"""The cases engine (`python -m casework` runs it): the intake, and the escalation ladder of every open case.
 
 One loop: take the inbox (cases.intake); fire the ladder steps that are due; sleep until the next
 stored `next_escalation_at`, or until PostgreSQL says something changed (LISTEN `case_inbox`,
@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import datetime
 
 from psycopg2.extras import execute_values
 
@@ -24,7 +24,7 @@ from cases.intake import Intake
 from cases.machine import Applied, Refusal, Rules, apply
 from cases.model import Actor, Case, Dispatch, Escalate, Event, OfferExpired, State
 from cases.notices import Recipients
-from cases.offers import OfferPolicy
+from cases.offers import Clock, OfferPolicy, wall_clock
 
 log = logging.getLogger(__name__)
 ESCALATION = Actor.system("escalation")
@@ -153,11 +153,12 @@ def dispatch_automatic(conn, rules: Rules, now: datetime, recipients: Recipients
     if not categories:
         return changed
     with conn, conn.cursor() as cur:
-        cur.execute(f"select {', '.join(store.CASE_COLUMNS)} from cases where state = 'registered' and not unassigned "
+        cur.execute(f"select {', '.join(store.CASE_COLUMNS)} from cases where state = %s and not unassigned "
                     "and category = any(%s) and not exists (select 1 from case_offers o "
                     "where o.case_id = cases.case_id and (o.outcome is null "
                     "or (o.outcome in ('rejected', 'expired') and not o.followed))) "
-                    "order by opened_at limit %s for update skip locked", (sorted(categories), limit))
+                    "order by opened_at limit %s for update skip locked",
+                    (State.REGISTERED.value, sorted(categories), limit))
         for row in cur.fetchall():
             case = store.from_row(row)
             cur.execute("select terminal_id from case_offers where case_id = %s", (case.case_id,))
@@ -225,7 +226,7 @@ def next_due(conn) -> datetime | None:
 class Engine:
     def __init__(self, dsn: str, intake: Intake, load_rules: Callable[[object], Rules],
                  on_change: Callable[[list[Applied]], None] = lambda changed: None,
-                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+                 clock: Clock = wall_clock,
                  policy: OfferPolicy = OfferPolicy(),
                  pick: Callable[[object, Case, frozenset[str]], object | None] | None = None,
                  automatic: frozenset[str] = frozenset()) -> None:
@@ -233,7 +234,7 @@ class Engine:
         self.intake = intake
         self.load_rules = load_rules
         self.on_change = on_change          # after each commit: the live bus, the terminals
-        self.clock = clock
+        self.clock = clock                  # the time now (cases.offers.Clock): a test moves it forward
         self.policy = policy                # offers: their timeouts and tries (cases.offers)
         self.pick = pick                    # the next candidate for a case (dispatch.candidates); None: nobody
         self.automatic = automatic          # the categories it dispatches itself once registered

@@ -7,15 +7,28 @@ the dispatch queue flagged unassigned (its escalation ladder goes on climbing me
 (cases.store.record calls it): a dispatch opens an offer (withdrawing any other open one), an
 accept or a reject decides it, a return, refusal or suspension withdraws it. The engine's
 `expire` and `follow` (cases/engine.py) do the rest.
+
+Offers run out on a clock: whoever decides what has expired asks a `Clock` for the time (the engine
+takes one; production passes none and runs on `wall_clock`), so a test moves time forward instead
+of waiting it out.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from cases.model import Event
+from config.settings import Settings
 
 _WITHDRAWING = frozenset({"return", "refuse", "suspend"})
+
+Clock = Callable[[], datetime]      # the time now, timezone-aware (UTC)
+
+
+def wall_clock() -> datetime:
+    """The real time: the clock production runs on."""
+    return datetime.now(timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -25,6 +38,12 @@ class OfferPolicy:
 
     def expires(self, urgency: str, at: datetime) -> datetime:
         return at + timedelta(seconds=self.timeout_s.get(urgency, max(self.timeout_s.values())))
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> OfferPolicy:
+        """The policy the settings name (GCC_DISPATCH_OFFER_*)."""
+        return cls({"urgent": settings.dispatch_offer_timeout_urgent_s, "normal": settings.dispatch_offer_timeout_s},
+                   settings.dispatch_offer_tries)
 
 
 def bookkeep(cur, urgency: str, stage_seq: int, events: tuple[Event, ...] | list[Event], policy: OfferPolicy) -> None:

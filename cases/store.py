@@ -15,7 +15,7 @@ from cases.calendar import WorkCalendar
 from cases.escalation import DEFAULT_LADDERS, Position, due
 from cases.limits import Limit, LimitRow, LimitTable, Stage, Unit, Urgency, default_rows
 from cases.machine import Applied, Rules
-from cases.model import Case, Event, Extension, Source, State
+from cases.model import FINISHED, Case, Event, Extension, Source, State, values
 from cases.notices import NoticeRow, Recipients, notices_for
 from cases.offers import OfferPolicy, bookkeep
 
@@ -58,7 +58,7 @@ def load_rules(cur, hours: tuple[tuple[time, time], ...] = work_calendar.DEFAULT
     for version, category, stage, urgency, amount, unit in cur.fetchall():
         versions.setdefault(version, []).append(LimitRow(category, Stage(stage), urgency, Limit(amount, Unit(unit))))
     if not versions:
-        raise RuntimeError("no time limits in the database: run `python -m cases seed`")
+        raise RuntimeError("no time limits in the database: run `python -m casework seed`")
     cur.execute("select day, workday from work_calendar")
     overrides: dict[date, bool] = dict(cur.fetchall())
     calendar = (WorkCalendar(overrides, hours) if time_scale == 1.0
@@ -81,8 +81,8 @@ def load(cur, case_id: str, lock: bool = True) -> Case | None:
 
 def open_for_source(cur, source_key: str, lock: bool = True) -> Case | None:
     """The open case made of this source (one per device and alarm type, one per SOS terminal)."""
-    cur.execute(f"{_SELECT} where source_key = %s and state not in ('refused', 'closed', 'evaluated')"
-                f"{' for update' if lock else ''}", (source_key,))
+    cur.execute(f"{_SELECT} where source_key = %s and state <> all(%s){' for update' if lock else ''}",
+                (source_key, values(FINISHED)))
     row = cur.fetchone()
     return from_row(row) if row else None
 

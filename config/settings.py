@@ -94,8 +94,6 @@ class Settings(BaseSettings):
                            "'on_time_handling * 60 + closure * 30 + (1 - rework) * 10 - 10 * overdue' (the default)")
     kpi_grades: str = Field("", description="grades by score, letter:minimum, comma-separated (default "
                             "'A:90,B:75,C:60,D:40,E:0')")
-    cases_demo_desk: bool = Field(False, description="demo only: a simulated dispatch desk registers, dispatches "
-                                  "and closes cases (cases/desk.py); make demo turns it on")
     dashboard_secret_key: SecretStr = Field(SecretStr(""), description="signs the session cookies; empty: a "
                                             "random key per start (everyone signs in again after a restart)")
     dashboard_secure_cookies: bool = Field(False, description="cookies only over HTTPS: set behind TLS")
@@ -141,23 +139,9 @@ class Settings(BaseSettings):
         return make_dsn(host=self.pg_host, port=self.pg_port, dbname=self.pg_database, user=self.pg_user,
                         password=self.pg_password.get_secret_value())
 
-    def offer_policy(self):
-        """How offers of a case to members' terminals time out (cases.offers)."""
-        from cases.offers import OfferPolicy
-
-        return OfferPolicy({"urgent": self.dispatch_offer_timeout_urgent_s, "normal": self.dispatch_offer_timeout_s},
-                           self.dispatch_offer_tries)
-
     def automatic_categories(self) -> frozenset[str]:
         """The categories the cases engine dispatches itself (automatic mode)."""
         return frozenset(c.strip() for c in self.dispatch_automatic.split(",") if c.strip())
-
-    def candidate_settings(self):
-        """How the nearest available members are looked for (dispatch.candidates)."""
-        from dispatch.candidates import Settings as CandidateSettings
-
-        return CandidateSettings(radius_m=self.dispatch_radius_m, detour=self.dispatch_detour,
-                                 walk_mps=self.dispatch_walk_mps)
 
     def redis_client(self, **options):
         """A Redis client logged in as this app's own user."""

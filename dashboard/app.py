@@ -1,6 +1,7 @@
 """The Dash app shell: navigation, the org selector, the page container, and the Socket.IO server.
 
-Routes and navigation come from the pages' own declarations (dashboard.pages). Query parameters:
+Routes and navigation come from the pages' own declarations (dashboard.declarations: every module
+of dashboard/pages/ declares its page, callbacks and downloads; the shell lists none). Query parameters:
 `scope=<org code>` (a district, street, community or grid; empty for the whole city) and `kiosk=1`
 (no controls: for the wall nobody touches). Every page is authorized for the identity and scope
 by authz.authorize before its layout is built: an org unit outside the identity's subtree is
@@ -16,21 +17,23 @@ from datetime import timedelta
 from urllib.parse import urlencode
 
 import psycopg2
-from dash import Dash, Input, Output, State, callback, dcc, html, no_update
+from dash import Dash, Input, Output, State, dcc, html, no_update
 from flask import request
 from flask_socketio import SocketIO
 from flask_wtf.csrf import generate_csrf
 
+from cases.offers import OfferPolicy
 from config.settings import REPO_ROOT, Settings
 from core.catalogue import Label
-from core.roles import USER_ROLE_LABELS
-from dashboard import auth, pages
+from core.roles import EVERYONE, USER_ROLE_LABELS
+from dashboard import auth
 from dashboard.accounts import Accounts, Policy
 from dashboard.authz import Decision, Identity, asked_scope, authorize, current_identity
 from dashboard.case_actions import CaseRules
 from dashboard.commands import Commands
+from dashboard.declarations import Page, callback, declare_route, install_exports, pages, query_params
 from dashboard.hub import LiveHub
-from dashboard.pages import audit, cases, kpis, wall
+from dashboard.pages import wall
 from dashboard.queries import Queries
 from dashboard.state import EXTENSION, AppState, app_state
 from database.citydb import CityWatch, read_city
@@ -44,12 +47,28 @@ SOCKET_MESSAGE_MAX_BYTES = 64 * 1024      # one Socket.IO message; a screen only
 SOCKET_PING_S = 10                        # a socket that answers no ping for twice this is closed
 
 
+# the routes Dash (and Flask) register themselves, and who may use them; ours declare theirs where
+# they are registered (dashboard.auth: /login, /logout, /healthz; the pages' downloads)
+DASH_ROUTES = {
+    "/assets/<path:filename>": (None, "our stylesheets and scripts (no data; the login page's style)"),
+    "/static/<path:filename>": (None, "Flask's static folder (unused, nothing in it)"),
+    "/_favicon.ico": (None, "the icon"),
+    "/_dash-component-suites/<string:package_name>/<path:fingerprinted_path>": (EVERYONE, "Dash's scripts"),
+    "/_dash-layout": (EVERYONE, "the shell's layout (no data: the pages come from route())"),
+    "/_dash-dependencies": (EVERYONE, "the callback graph"),
+    "/_dash-update-component": (EVERYONE, "every server callback; each is checked against its declaration"),
+    "/_reload-hash": (EVERYONE, "Dash's hot reload (off in production)"),
+    "/": (EVERYONE, "the shell; route() authorizes the page and the scope"),
+    "/<path:path>": (EVERYONE, "the shell; route() authorizes the page and the scope"),
+}
+
+
 def shell():
     return html.Div(id="shell", children=[dcc.Location(id="shell-url", refresh=False),
                                           html.Div(id="shell-page-root")])
 
 
-def header(state: AppState, identity: Identity, current: pages.Page, scope: str):
+def header(state: AppState, identity: Identity, current: Page | None, scope: str):
     nav = [dcc.Link(str(page.label), href=f"{page.path}?{urlencode({'scope': scope})}" if scope else page.path,
                     className="active" if page is current else "")
            for page in state.pages if page.nav and authorize(state.city, identity, page, scope)]
@@ -86,11 +105,12 @@ def refusal(decision: Decision):
 
 
 @callback(Output("shell-page-root", "children"), Output("shell", "className"),
-          Input("shell-url", "pathname"), Input("shell-url", "search"))
+          Input("shell-url", "pathname"), Input("shell-url", "search"),
+          roles=EVERYONE, why="the router: header and page from the URL (authorizes the page and scope)")
 def route(pathname, search):
     """The header (with the org selector showing the scope) and the page, both from the URL alone."""
     state, identity = app_state(), current_identity()
-    params = pages.query_params(search)
+    params = query_params(search)
     kiosk = params.get("kiosk") == "1"
     page = state.page_at(pathname)
     if page is None:
@@ -114,9 +134,10 @@ def route(pathname, search):
 
 
 @callback(Output("shell-url", "search"), Input("shell-org", "value"), State("shell-url", "search"),
-          prevent_initial_call=True)
+          prevent_initial_call=True,
+          roles=EVERYONE, why="the org selector writes the scope into the URL (route() checks it)")
 def choose_org(code, search):
-    params = pages.query_params(search)
+    params = query_params(search)
     if params.get("scope", "") == (code or ""):
         return no_update
     params["scope"] = code or ""
@@ -131,13 +152,14 @@ def create_app(settings: Settings) -> tuple[Dash, SocketIO, LiveHub]:
         conn.close()
     CityWatch(settings.pg_dsn, city).start()   # the registry's changes, while it runs (adopted in place)
     client = settings.redis_client(socket_timeout=10)   # the dashboard's own Redis user
-    declared = pages.declared()
+    declared = pages()
     queries = Queries(city, client, settings.pg_dsn, settings.cases_time_scale, settings.automatic_categories())
     policy = Policy(idle=timedelta(minutes=settings.dashboard_session_idle_min),
                     absolute=timedelta(hours=settings.dashboard_session_hours))
     accounts = Accounts(settings.pg_dsn, policy)
     commands = Commands(city, client, settings.pg_dsn, place_name=queries.building_name, accounts=accounts)
-    case_rules = CaseRules(commands, settings.cases_time_scale, settings.cases_warn_fraction, settings.offer_policy())
+    case_rules = CaseRules(commands, settings.cases_time_scale, settings.cases_warn_fraction,
+                           OfferPolicy.from_settings(settings))
     assessment = Assessment.configured(settings.kpi_score, settings.kpi_grades)   # a bad formula stops the start
     state = AppState(settings, city, queries, commands, declared, accounts, case_rules, assessment)
     app = Dash(__name__, assets_folder=str(REPO_ROOT / "assets"), serve_locally=True, title="Grid Command Center",
@@ -148,14 +170,13 @@ def create_app(settings: Settings) -> tuple[Dash, SocketIO, LiveHub]:
     if not secret_key:
         log.warning("GCC_DASHBOARD_SECRET_KEY is not set: a random key for this start (sessions end at restart)")
         secret_key = secrets.token_urlsafe(32)
-    wall.use_key_secret(secret_key)
+    wall.use_key_secret(secret_key)            # the wall keys its members and reports with it
     auth.install(app.server, accounts, commands.record, secret_key, settings.dashboard_secure_cookies,
                  policy.wall_absolute)
     auth.trust_proxies(app.server, settings.dashboard_proxy_hops)
-    app.server.add_url_rule(audit.EXPORT_PATH, "audit_export", view_func=audit.export_csv)
-    app.server.add_url_rule(cases.EXPORT_PATH, "cases_export", view_func=cases.export_csv)
-    app.server.add_url_rule(kpis.EXPORT_PATH, "kpis_export", view_func=kpis.export_csv)
-    app.server.add_url_rule(kpis.REPORT_PATH, "kpis_report", view_func=kpis.export_pdf)
+    for rule, (roles, why) in DASH_ROUTES.items():
+        declare_route(app.server, rule, roles, why)
+    install_exports(app.server)
     app.layout = shell
     # same-origin sockets only; WebSocket only (the screens never poll), so a screen's socket is
     # the TCP connection it came on, which the hub can cut off when the screen stops reading

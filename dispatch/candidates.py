@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from config.settings import Settings as AppSettings
 from core.city import City
 from core.orgcodes import Level, ancestor, contains
 from core.roles import ROLE_LABELS, Role
@@ -52,6 +53,12 @@ class Settings:
     fresh_s: float = FRESH_S
     detour: float = 1.3             # street distance ÷ straight-line distance (a grid of city blocks)
     walk_mps: float = 1.2           # a member on foot
+
+    @classmethod
+    def from_settings(cls, settings: AppSettings) -> Settings:
+        """The search the settings name (GCC_DISPATCH_RADIUS_M, _DETOUR, _WALK_MPS)."""
+        return cls(radius_m=settings.dispatch_radius_m, detour=settings.dispatch_detour,
+                   walk_mps=settings.dispatch_walk_mps)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """The assessment's facts, folded from a case's event log: a pure function of (facts, event) ->
 (facts', what to count), as the state machine is of (case, command). No clock or database: the
-maintainer (kpis/rollup.py) and the history generator (kpis/history.py) both feed events through
+maintainer (kpis/rollup.py) and the history generator (simulator/history.py) both feed events through
 `fold`, and the deadlines that pass while nobody acts through `deadline_passed`.
 
 What is counted, and on which day (city time), so that any period's rates are sums of rollup rows:
@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any
 
+from cases.model import FINISHED, State
 from core.city import CITY_TZ
 
 STAGES = ("register", "dispatch", "accept", "handle", "verify", "close")
@@ -33,7 +34,7 @@ STAGES = ("register", "dispatch", "accept", "handle", "verify", "close")
 FORWARD = {"register": frozenset({"register"}), "dispatch": frozenset({"dispatch"}),
            "accept": frozenset({"accept"}), "handle": frozenset({"feedback"}), "verify": frozenset({"verify"}),
            "close": frozenset({"close"})}
-STOPPED = frozenset({"refused", "closed", "evaluated", "suspended"})    # states with no clock
+STOPPED = FINISHED | {State.SUSPENDED}                               # states with no clock
 MEASURES = ("register", "dispatch", "accept", "handle", "close")        # durations, each ending at its step
 # the day's event counters, and the cohort's
 EVENT_COUNTERS = ("registered", "dispatched", "handled", "reworked", "returned", "closed", "refused", "reopened",
@@ -193,7 +194,7 @@ def fold(facts: CaseFacts, event: CaseEvent) -> Folded:
                     stage_deadline=_time(detail.get("deadline")), stage_late=False)
 
     # what the step itself counts
-    if command == "open" and event.to_state == "registered" or command == "register":
+    if command == "open" and event.to_state == State.REGISTERED or command == "register":
         counts.append(Count(day, "registered"))
         f = replace(f, registered_at=now)
         if command == "register":

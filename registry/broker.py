@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import secrets
 
-from stack.mosquitto import BrokerAccount, DynsecControl, DynsecError, create_commands, role_commands
+from registry.dynsec import BrokerAccount, DynsecControl, DynsecError, create_commands, role_commands
 from telemetry.topics import AccountKind
 
 

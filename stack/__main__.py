@@ -1,7 +1,7 @@
 """`python -m stack up|down|status`: the local demo stack, supervised.
 
 up      start PostgreSQL+TimescaleDB, Redis and Mosquitto, migrate the schema, load the demo city,
-        (with --history-days N: N days of history for the KPIs, kpis/history.py, once), start the
+        (with --history-days N: N days of history for the KPIs, simulator/history.py, once), start the
         ingest workers, the dashboard and the simulator, report each part healthy,
         restart a part that crashes, and stop everything on Ctrl-C or SIGTERM.
 down    stop a stack that `up` started (from its pid files), e.g. one left in another terminal.
@@ -155,7 +155,7 @@ def up(data_dir: Path, once: bool = False, history_days: int = 0) -> int:
         logins = demo_logins(stack, city, dsn)
         demo_roster(city, dsn)
         if history_days:
-            from kpis import history
+            from simulator import history
 
             written = history.generate(dsn, history.Plan(days=history_days))
             log.info("history: %d cases, %d events, %d fixes, %d alarms", written.cases, written.events,

@@ -15,6 +15,7 @@ import psycopg2
 from config.settings import REPO_ROOT
 from core.city import City
 from database.citydb import device_accounts, load_city
+from simulator import logins
 from simulator.citygen import SCALES, generate
 
 from .process import ServerProcess, wait_until
@@ -90,53 +91,25 @@ def demo_roster(city: City, dsn: str, days: int = 8) -> int:
         conn.close()
 
 
-DEMO_WALL_TOKEN = "demo wall (make demo)"
-
-
 def demo_logins(stack: LocalStack, city: City, dsn: str) -> tuple[list[tuple[str, str, str, str]], str]:
-    """The local demo's logins (created once, with generated passwords kept in the data dir) and a
-    fresh wall token for the kiosk (the previous demo token is revoked): ([(username, role, scope
-    name, password)], token). Demo credentials only: a real deployment creates its own users."""
-    from core.roles import UserRole
-    from dashboard.accounts import Accounts
-
-    street = city.streets[0]
-    wanted = [("admin", "Administrator 管理员", UserRole.ADMIN, ""),
-              ("dispatcher", "Dispatcher 调度员", UserRole.DISPATCHER, ""),
-              ("leader", "Leader 领导", UserRole.LEADER, ""),
-              ("viewer", "Wall viewer 大屏", UserRole.WALL_VIEWER, ""),
-              (f"dispatcher-{street.code}", f"{street.name} dispatcher 街道调度员", UserRole.DISPATCHER, street.code)]
-    accounts = Accounts(dsn, pool_size=1)
-    try:
-        existing = {u["username"] for u in accounts.users()}
-        passwords = stack.demo_passwords([w[0] for w in wanted])
-        logins = []
-        for username, display, role, scope in wanted:
-            password = passwords[username]
-            if username not in existing:
-                accounts.add_user(username, display, role, scope, password, created_by="make demo")
-            logins.append((username, role.value, city.org_name(scope) if scope else city.name, password))
-        now = datetime.now(timezone.utc)
-        for token in accounts.wall_tokens():
-            if token["name"] == DEMO_WALL_TOKEN and token["revoked_at"] is None:
-                accounts.revoke_wall_token(token["id"], "make demo", now)
-        _, token = accounts.create_wall_token(DEMO_WALL_TOKEN, "", created_by="make demo")
-    finally:
-        accounts.close()
-    return logins, token
+    """The local demo's logins (simulator.logins) with their passwords generated once and kept in
+    the data dir, and a fresh wall token: ([(username, role, scope name, password)], token)."""
+    passwords = stack.demo_passwords([login.username for login in logins.wanted(city)])
+    return logins.ensure(dsn, city, passwords)
 
 
 def demo_apps(stack: LocalStack, sim_args: str | None = None, ingest_port: int = 9108, metrics_port: int = 9128,
-              dashboard_port: int = 8050, cases_port: int = 9148) -> list[ServerProcess]:
+              dashboard_port: int = 8050, cases_port: int = 9148, desk: bool = True) -> list[ServerProcess]:
+    """The demo's apps in the order they start; `desk=False` leaves the demo desk out (nobody but
+    the engine and the people at the screens acts on cases)."""
     # each app gets where things are and only its own secrets (not the env file's: it has none)
     base = {**os.environ, "PYTHONUNBUFFERED": "1", "GCC_INGEST_HTTP_PORT": str(ingest_port),
             "GCC_INGEST_METRICS_PORT": str(metrics_port), "GCC_DASHBOARD_PORT": str(dashboard_port)}
     base = {k: v for k, v in base.items()
             if not (k.startswith("GCC_") and (k.endswith("PASSWORD") or k.endswith("SECRET_KEY")))}
     # the demo's case clocks run ten times fast (the screens say so), and a simulated desk plays the
-    # command center's staff (cases/desk.py) while the simulator plays the members
+    # command center's staff (simulator/desk.py) while the simulator plays the members
     base.setdefault("GCC_CASES_TIME_SCALE", DEMO_TIME_SCALE)
-    base.setdefault("GCC_CASES_DEMO_DESK", "1")
     base.setdefault("GCC_DISPATCH_AUTOMATIC", DEMO_AUTOMATIC)
     args = shlex.split(sim_args if sim_args is not None else os.environ.get("SIM_ARGS", DEFAULT_SIM_ARGS))
     run = stack.run_dir
@@ -152,18 +125,20 @@ def demo_apps(stack: LocalStack, sim_args: str | None = None, ingest_port: int =
                               log_path=stack.log_dir / "dashboard.log", pid_path=run / "dashboard.pid",
                               env={**base, **stack.app_env("dashboard")}, cwd=Path(REPO_ROOT))
     dashboard.ready_url = f"http://127.0.0.1:{dashboard_port}/healthz"
-    cases = ServerProcess("cases", [sys.executable, "-m", "cases"], log_path=stack.log_dir / "cases.log",
+    cases = ServerProcess("cases", [sys.executable, "-m", "casework"], log_path=stack.log_dir / "cases.log",
                           pid_path=run / "cases.pid", cwd=Path(REPO_ROOT),
                           env={**base, **stack.app_env("cases", stack.account("cases")),
                                "GCC_CASES_METRICS_PORT": str(cases_port)})
     cases.ready_url = f"http://127.0.0.1:{cases_port}/healthz"
-    return workers + [
-        dashboard,
-        cases,
-        ServerProcess("simulator", [sys.executable, "-m", "simulator", *args],   # devices: their own accounts
-                      log_path=stack.log_dir / "simulator.log", pid_path=run / "simulator.pid",
-                      env={**base, **stack.public_env()}, cwd=Path(REPO_ROOT)),
-    ]
+    # the desk acts as the command center's staff through the cases engine's database role and
+    # Redis user (no broker account: the engine's notifier tells the terminals)
+    staff = [ServerProcess("desk", [sys.executable, "-m", "simulator.desk"], log_path=stack.log_dir / "desk.log",
+                           pid_path=run / "desk.pid", env={**base, **stack.app_env("cases")},
+                           cwd=Path(REPO_ROOT))] if desk else []
+    return workers + [dashboard, cases, *staff,
+                      ServerProcess("simulator", [sys.executable, "-m", "simulator", *args],   # devices: own accounts
+                                    log_path=stack.log_dir / "simulator.log", pid_path=run / "simulator.pid",
+                                    env={**base, **stack.public_env()}, cwd=Path(REPO_ROOT))]
 
 
 def _answers(url: str) -> bool:

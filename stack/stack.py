@@ -18,9 +18,10 @@ from pathlib import Path
 
 from core.lifecycle import raise_open_file_limit
 from database import roles
+from registry.dynsec import BrokerAccount, DynsecControl, create_commands, role_commands
 from telemetry.topics import DEVICE_KINDS, AccountKind
 
-from .mosquitto import DYNSEC_FILE, BrokerAccount, DynsecControl, MosquittoServer, create_commands, role_commands
+from .mosquitto import DYNSEC_FILE, MosquittoServer
 from .postgres import PostgresServer
 from .process import ManagedServer, RunAs, reachable_by, running_as_root, untrusted_reason, write_private
 from .redis_server import RedisServer

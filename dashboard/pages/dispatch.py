@@ -37,8 +37,6 @@ from dash import (
     Input,
     Output,
     State,
-    callback,
-    clientside_callback,
     ctx,
     dcc,
     html,
@@ -53,12 +51,13 @@ from core.catalogue import CASE_CATEGORY_LABELS, Label
 from core.roles import ROLE_LABELS, UserRole
 from dashboard import live_ui
 from dashboard.authz import Scope, authorize, current_identity
-from dashboard.case_actions import CaseAction, Reassign
-from dashboard.commands import AcknowledgeAlarm
+from dashboard.case_actions import CASE_ACTIONS, REASSIGN, CaseAction, Reassign
+from dashboard.commands import ACKNOWLEDGE_ALARM, AcknowledgeAlarm
+from dashboard.declarations import callback, clientside_callback, page
 from dashboard.feeds import Feed
-from dashboard.pages import Page
 from dashboard.pages.wall import wire_alarm, wire_alarm_ack, wire_case, wire_status
 from dashboard.state import app_state
+from dispatch.candidates import Settings as SearchSettings
 from dispatch.candidates import distance_m, find, live_of
 from dispatch.status import STATUS_LABELS
 from telemetry import live
@@ -139,11 +138,13 @@ def layout(state, scope: Scope, kiosk: bool = False):
     ])
 
 
-PAGE = Page("/dispatch", Label("Dispatch", "调度"), frozenset({UserRole.DISPATCHER, UserRole.ADMIN}), layout, FEED)
+PAGE = page("/dispatch", Label("Dispatch", "调度"), frozenset({UserRole.DISPATCHER, UserRole.ADMIN}), layout, feed=FEED,
+            order=20)
 
 
 @callback(Output("dispatch-result", "children"),
-          Input({"type": "dispatch-ack", "alarm": ALL, "sensor": ALL}, "n_clicks"), prevent_initial_call=True)
+          Input({"type": "dispatch-ack", "alarm": ALL, "sensor": ALL}, "n_clicks"), prevent_initial_call=True,
+          roles=ACKNOWLEDGE_ALARM.roles, why="the Acknowledge buttons", changes=(ACKNOWLEDGE_ALARM,))
 def acknowledge(clicks):
     """A dispatcher acknowledges an alarm: through the command module, which authorizes and audits."""
     if not ctx.triggered_id or not any(clicks or ()):
@@ -162,6 +163,7 @@ clientside_callback(
     Input("dispatch-clock", "n_intervals"), Input("dispatch-selected", "data"),
     State("dispatch-socket", "url"),
     prevent_initial_call=True,
+    roles=PAGE.roles, why="the console's live lists",
 )
 
 clientside_callback(
@@ -170,6 +172,7 @@ clientside_callback(
     Input({"type": "dispatch-case", "case": ALL}, "n_clicks"),
     Input({"type": "dispatch-task", "case": ALL}, "n_clicks"),
     prevent_initial_call=True,
+    roles=PAGE.roles, why="the case chosen",
 )
 
 
@@ -186,7 +189,8 @@ def _case_in_scope(case_id: str | None):
 @callback(Output("dispatch-candidates", "children"), Output("dispatch-cand-layer", "data"),
           Output("dispatch-map", "viewport"),
           Input("dispatch-selected", "data"), Input("dispatch-result", "children"),
-          Input("dispatch-cand-tick", "n_intervals"))
+          Input("dispatch-cand-tick", "n_intervals"),
+          roles=PAGE.roles, why="the candidates for the case chosen (authorizes the case's org unit)")
 def candidates(case_id, _done, _tick):
     """The candidates for the case chosen (authorized for the case's org unit), only ever members
     inside the viewer's own scope (a street's dispatcher is never sent the next street's)."""
@@ -257,7 +261,7 @@ def _search(state, case, exclude: frozenset[str], scope_code: str):
     at = datetime.fromtimestamp(now, timezone.utc)
     today = state.queries.roster_today(at)
     search = find(state.queries.r, state.city, case.category, case.grid_code, case.lat, case.lon,
-                  lambda t: work.get(t, []), now, state.settings.candidate_settings(),
+                  lambda t: work.get(t, []), now, SearchSettings.from_settings(state.settings),
                   exclude=exclude, on_duty=lambda t: today.on_duty(t, at), scope_code=scope_code)
     return search, today
 
@@ -315,7 +319,9 @@ def _view(case):
           Input({"type": "dispatch-register", "case": ALL}, "n_clicks"),
           Input({"type": "dispatch-withdraw", "case": ALL}, "n_clicks"),
           Input({"type": "dispatch-reassign", "terminal": ALL, "rank": ALL}, "n_clicks"),
-          State("dispatch-selected", "data"), prevent_initial_call=True)
+          State("dispatch-selected", "data"), prevent_initial_call=True,
+          roles=PAGE.roles, why="offering a case, registering it, withdrawing an offer, reassigning it",
+          changes=(CASE_ACTIONS[Dispatch], CASE_ACTIONS[Register], CASE_ACTIONS[Return], REASSIGN))
 def offer(clicks, register_clicks, withdraw_clicks, reassign_clicks, case_id):
     """Offer the case to the candidate chosen (or register it): through the command module."""
     trigger = ctx.triggered_id
@@ -351,4 +357,4 @@ def offer(clicks, register_clicks, withdraw_clicks, reassign_clicks, case_id):
     verb = {Register: "registered", Return: "offer withdrawn"}.get(type(command), "offered")
     return f"✓ {result.summary}: {verb}" if result.ok else f"✗ {result.summary}: {result.reason}"
 
-live_ui.show_connection("dispatch")
+live_ui.show_connection("dispatch", PAGE.roles)

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from config.settings import REPO_ROOT
-from stack.mosquitto import DYNSEC_FILE, BrokerAccount, MosquittoServer, mqtt_connect_reason
+from registry.dynsec import BrokerAccount
+from stack.mosquitto import DYNSEC_FILE, MosquittoServer, mqtt_connect_reason
 from stack.process import RunAs
 from stack.stack import free_port
 from telemetry.topics import AccountKind, gateway_topic, terminal_topic

@@ -244,7 +244,7 @@ def test_killing_the_engine_in_the_middle_fires_each_step_exactly_once(stack, ci
     log = open(tmp_path / "cases.log", "ab")  # noqa: SIM115 - the processes' log
 
     def start():
-        proc = subprocess.Popen([sys.executable, "-m", "cases"], cwd=REPO_ROOT, env=env, stdout=log,
+        proc = subprocess.Popen([sys.executable, "-m", "casework"], cwd=REPO_ROOT, env=env, stdout=log,
                                 stderr=subprocess.STDOUT)
         wait_for(lambda: answers(f"http://127.0.0.1:{port}/healthz"), 30, "the engine's health")
         return proc

@@ -11,7 +11,8 @@ import orjson
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from stack.mosquitto import BrokerAccount, mqtt_connect_reason
+from registry.dynsec import BrokerAccount
+from stack.mosquitto import mqtt_connect_reason
 from telemetry.topics import AccountKind
 
 from .ingest_helpers import owner_rows

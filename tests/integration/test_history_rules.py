@@ -17,8 +17,8 @@ from cases.escalation import DEFAULT_LADDERS, Anchor, Position, due
 from cases.limits import Stage
 from cases.model import OPEN, State
 from cases.notices import Recipients
-from kpis import history
 from kpis.facts import city_day
+from simulator import history
 
 from .conftest import demo_city
 from .ingest_helpers import rows

@@ -10,7 +10,7 @@ import uuid
 import orjson
 import pytest
 
-from stack.mosquitto import BrokerAccount
+from registry.dynsec import BrokerAccount
 from telemetry.topics import AccountKind
 
 from ..support import wait_for

@@ -154,7 +154,7 @@ def test_specific_reasons_for_time_place_and_unknown_devices(stack, city, worker
         assert probe.publish(terminal_topic(member.terminal_id, "incident"), report) == "Success"
     finally:
         probe.close()
-    from stack.mosquitto import BrokerAccount
+    from registry.dynsec import BrokerAccount
     from telemetry.topics import AccountKind
     ghost = BrokerAccount.generate("T-GHOST-1", AccountKind.TERMINAL)
     stack.add_broker_accounts([ghost])

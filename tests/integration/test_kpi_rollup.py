@@ -13,11 +13,12 @@ from datetime import date, datetime, timedelta, timezone
 import psycopg2
 import pytest
 
-from kpis import history, rollup
+from kpis import rollup
 from kpis.facts import CaseEvent, CaseFacts, city_day, fold_all
 from kpis.indicators import Assessment
 from kpis.report import Period, rank, read
 from kpis.rollup import COLUMNS, GRACE_S, fold_pass, levels
+from simulator import history
 
 from .conftest import demo_city
 from .ingest_helpers import rows

@@ -20,7 +20,7 @@ import pytest
 from psycopg2.extensions import make_dsn, parse_dsn
 
 from core.city import CITY_TZ
-from kpis import history
+from simulator import history
 
 from .conftest import demo_city
 from .kpi_helpers import own_database

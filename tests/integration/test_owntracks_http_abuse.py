@@ -28,7 +28,7 @@ from ingest.http.throttle import (
     Sources,
     ThrottlePolicy,
 )
-from stack.mosquitto import BrokerAccount
+from registry.dynsec import BrokerAccount
 from telemetry.topics import AccountKind
 
 from ..support import wait_for

@@ -1,4 +1,4 @@
-"""Every page of the registry (dashboard.pages.declared()), as every role that may open it, in
+"""Every page of the registry (dashboard.declarations.pages()), as every role that may open it, in
 Chromium: it renders its data (rows, markers, figures: what each page shows is declared once, in
 SHOWS, keyed by the page's path) with zero browser console errors, no uncaught exception and no
 failed callback (/_dash-update-component answering >= 400); a role that may not open it gets the
@@ -23,17 +23,17 @@ import pytest
 
 from core.city import CITY_TZ
 from core.roles import EVERYONE, UserRole
-from dashboard import pages
+from dashboard import declarations
 from dashboard.announcements import Announce
 from dashboard.authz import Identity
 from dashboard.case_actions import CaseRules, OpenHotlineCase
 from dashboard.commands import Commands
 from ingest.live import LiveState
 from ingest.model import Enriched
-from kpis import history
 from registry.broker import BrokerAdmin
 from registry.store import Actor as RegistryActor
 from registry.store import DeviceRegistry
+from simulator import history
 from telemetry.messages import Fix
 
 from .conftest import demo_city
@@ -58,7 +58,7 @@ class Shows:
     load: str | None = None
 
 
-# every page of dashboard.pages.declared(), by its path: a new page adds its line here
+# every page of dashboard.declarations.pages(), by its path: a new page adds its line here
 SHOWS: dict[str, Shows] = {
     "/wall": Shows(("() => window.gcc && window.gcc.markers && window.gcc.markers.size > 0",   # members on the map
                     "#wall-queue .queue-row, #wall-queue .ticker-row")),
@@ -199,7 +199,7 @@ def _open(page, base: str, path: str, shows: Shows, seeded: dict[str, str]) -> s
 
 
 def test_every_declared_page_says_what_shows_its_data():
-    declared = {p.path for p in pages.declared()}
+    declared = {p.path for p in declarations.pages()}
     assert declared - SHOWS.keys() == set(), "a page without an entry in SHOWS (what proves it drew its data)"
     assert SHOWS.keys() - declared == set(), "SHOWS names a page that is not declared"
 
@@ -214,7 +214,7 @@ def test_every_page_a_role_may_open_shows_its_data_without_a_console_error(board
     try:
         sign_in(page, dashboard.url, LOGIN_OF[role])
         console.take()
-        for declared in pages.declared():
+        for declared in declarations.pages():
             shows = SHOWS[declared.path]
             if UserRole(role) in declared.roles:
                 missing = _open(page, dashboard.url, declared.path, shows, seeded)

@@ -16,7 +16,8 @@ import pytest
 from shapely.geometry import mapping, shape
 
 from config.settings import REPO_ROOT
-from stack.mosquitto import BrokerAccount, mqtt_connect_reason
+from registry.dynsec import BrokerAccount
+from stack.mosquitto import mqtt_connect_reason
 from telemetry.topics import AccountKind
 
 from .ingest_helpers import ThreadWorker, fix_payload, owner_rows

@@ -13,7 +13,8 @@ from datetime import datetime, timedelta, timezone
 
 import orjson
 
-from stack.mosquitto import BrokerAccount, mqtt_connect_reason
+from registry.dynsec import BrokerAccount
+from stack.mosquitto import mqtt_connect_reason
 from telemetry.topics import AccountKind, org_topic
 
 from .ingest_helpers import fix_payload, owner_rows

@@ -8,7 +8,7 @@ import hashlib
 
 import pytest
 
-from stack.mosquitto import BrokerAccount, acls, create_commands, dynsec_config, merged_config, role_commands
+from registry.dynsec import BrokerAccount, acls, create_commands, dynsec_config, merged_config, role_commands
 from telemetry.topics import OWNTRACKS_UPLINK, AccountKind, topic_rules
 
 

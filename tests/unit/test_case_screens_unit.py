@@ -9,7 +9,6 @@ from datetime import timedelta
 import orjson
 import pytest
 
-from cases.desk import Desk, elapsed, when
 from cases.limits import Limit, Unit
 from cases.machine import SCREEN_ROLES, allowed, apply
 from cases.model import (
@@ -38,6 +37,7 @@ from dashboard.pages.case import stage_rows
 from dashboard.pages.cases import SORT_LABELS, time_class, time_left
 from dashboard.queries import CASE_SORTS, CaseFilter
 from simulator.citygen import SCALES, generate
+from simulator.desk import Desk, elapsed, when
 from telemetry.notices import CaseNotice, NoticeKind
 from tests.unit.test_case_machine import (
     CITY_DISPATCHER,

@@ -1,6 +1,6 @@
-"""`python -m cases`: the cases engine (intake, escalation, offers, the case notices and announcements
-to terminals, the members' dispatch status history, and the assessment's rollups: kpis/rollup.py);
-`python -m cases seed`: the default time limits and the working calendar's days (this year, the one
+"""`python -m casework`: the cases engine (intake, escalation, offers, the case notices and announcements
+to terminals, the members' dispatch status history, and the assessment's rollups and patrols: kpis/);
+`python -m casework seed`: the default time limits and the working calendar's days (this year, the one
 before and the next), if missing.
 
 The engine seeds what is missing at its start too, and serves `/healthz` (200 while its loop runs)
@@ -27,17 +27,13 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from cases import store
-from cases.desk import Desk
 from cases.engine import MAX_SLEEP_S, Engine
-from cases.intake import Intake, IntakeSettings
 from cases.notifier import Notifier
-from cases.tell import Teller
-from config.settings import Settings, load_settings
+from casework.build import build
+from config.settings import load_settings
 from core.lifecycle import run_until_signalled
-from database.citydb import CityWatch, read_city
-from dispatch.candidates import first_available
+from database.citydb import CityWatch
 from dispatch.history import StatusRecorder
-from dispatch.roster import RosterCache
 from kpis.patrol import PatrolMaintainer
 from kpis.rollup import RollupMaintainer
 
@@ -52,24 +48,6 @@ def seed(dsn: str, actor: str) -> tuple[int, int]:
             return store.seed(cur, [year - 1, year, year + 1], actor)
     finally:
         conn.close()
-
-
-def build(settings: Settings) -> Engine:
-    conn = psycopg2.connect(settings.pg_dsn)
-    try:
-        city = read_city(conn)
-    finally:
-        conn.close()
-    intake = Intake(city, IntakeSettings(settings.cases_alarm_min_severity, settings.cases_merge_metres,
-                                         settings.cases_merge_minutes))
-    r = settings.redis_client(socket_timeout=10)
-    looking = settings.candidate_settings()
-    roster = RosterCache()
-    return Engine(settings.pg_dsn, intake, lambda cur: store.load_rules(
-        cur, warn_fraction=settings.cases_warn_fraction, time_scale=settings.cases_time_scale),
-        on_change=Teller(r, city), policy=settings.offer_policy(),
-        pick=lambda cur, case, offered: first_available(r, city, cur, case, offered, time.time(), looking, roster),
-        automatic=settings.automatic_categories())
 
 
 class _Collector:
@@ -128,7 +106,7 @@ def serve(engine: Engine, notifier: Notifier, rollups: RollupMaintainer, port: i
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cases", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m casework", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", nargs="?", default="engine", choices=["engine", "seed"])
     args = parser.parse_args(argv)
@@ -145,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     engine = build(settings)
     CityWatch(settings.pg_dsn, engine.intake.city).start()   # registry changes: new members, moved devices
     notifier = Notifier(settings.pg_dsn, settings.mqtt_host, settings.mqtt_port, settings.mqtt_username,
-                        settings.mqtt_password.get_secret_value(), engine.stop_event, settings.offer_policy())
+                        settings.mqtt_password.get_secret_value(), engine.stop_event, engine.policy)
     rollups = RollupMaintainer(settings.pg_dsn, engine.stop_event)
     server = serve(engine, notifier, rollups, settings.cases_metrics_port)   # its port first: it was chosen free
     sender = threading.Thread(target=notifier.run, name="case-notices", daemon=True)
@@ -156,10 +134,6 @@ def main(argv: list[str] | None = None) -> int:
     threading.Thread(target=rollups.run, name="kpi-rollups", daemon=True).start()
     patrols = PatrolMaintainer(settings.pg_dsn, engine.intake.city, engine.stop_event)
     threading.Thread(target=patrols.run, name="kpi-patrols", daemon=True).start()
-    if settings.cases_demo_desk:
-        desk = Desk(settings.pg_dsn, engine.intake.city, engine.rules_for, engine.on_change, engine.stop_event,
-                    settings.offer_policy(), engine.pick, engine.automatic)
-        threading.Thread(target=desk.run, name="demo-desk", daemon=True).start()
     try:
         return run_until_signalled(engine.run, engine.stop_event)
     finally:

@@ -1,4 +1,4 @@
-"""A reproducible history for the assessment: `python -m kpis.history --days 90 [--seed 7]`.
+"""A reproducible history for the assessment: `python -m simulator.history --days 90 [--seed 7]`.
 
 Backfills the city in the database (the demo's, or the big one: `python -m simulator.citygen
 --scale big`) with `--days` days of cases, GPS fixes and device alarms ending now: what the
@@ -470,7 +470,7 @@ def _poisson(rng: random.Random, mean: float) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m kpis.history", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m simulator.history", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--days", type=int, default=Plan.days)
     parser.add_argument("--seed", type=int, default=Plan.seed)

@@ -1,4 +1,4 @@
-"""The demo's simulated dispatch desk (GCC_CASES_DEMO_DESK=1: `make demo` only, never production).
+"""The demo's simulated dispatch desk, `python -m simulator.desk` (`make demo` starts it; never production).
 
 A demo has nobody at the screens, so without this every case would wait at registration and climb
 the whole escalation ladder. The desk plays the command center's staff, through the same machine,
@@ -11,11 +11,18 @@ stage's limit drawn from the case number, so it is steady across passes: most on
 case whose handler has been silent for four of its limits (a terminal that lost its work) is
 returned and dispatched again; one whose verification nobody came to do, verified from its photos.
 The simulator plays the members (simulator/devices.py): accepting, handling, feedback, verification.
+
+It is a process of its own, started by the local stack beside the cases engine (`python -m
+casework`) with the engine's database role and Redis user: the engine is production code and
+never imports the simulator. It acts through the parts the engine is built from
+(`casework.build`: the rules, the nearest available member, the categories in automatic mode,
+offers), and writes to the live bus as its own producer.
 """
 from __future__ import annotations
 
 import hashlib
 import logging
+import sys
 import threading
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -178,3 +185,24 @@ class Desk:
         if case.state is State.VERIFIED:
             return Close()
         return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The desk on the settings' database (the cases engine's role) until SIGTERM or SIGINT."""
+    from casework.build import build
+    from config.settings import load_settings
+    from core.lifecycle import block_stop_signals, run_until_signalled
+    from database.citydb import CityWatch
+
+    block_stop_signals()      # before the city watch's thread starts (core.lifecycle)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = load_settings()
+    parts = build(settings, producer="demo-desk")      # not run: the desk borrows what it is made of
+    CityWatch(settings.pg_dsn, parts.intake.city).start()   # members moved while the demo runs
+    desk = Desk(settings.pg_dsn, parts.intake.city, parts.rules_for, parts.on_change, parts.stop_event,
+                parts.policy, parts.pick, parts.automatic)
+    return run_until_signalled(desk.run, parts.stop_event)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
