@@ -8,21 +8,7 @@ from enum import Enum
 from typing import Any, ClassVar
 
 from cases.limits import Limit, Stage, Urgency
-
-
-class State(str, Enum):
-    REPORTED = "reported"           # 上报: arrived, not yet a case
-    REGISTERED = "registered"       # 立案: a case; its clock runs
-    REFUSED = "refused"             # 不予立案 / 作废, with a reason
-    DISPATCHED = "dispatched"       # 派遣: sent to a handler
-    ACCEPTED = "accepted"           # 接单
-    HANDLING = "handling"           # 处置: on site
-    HANDLED = "handled"             # 处置反馈: feedback with note and photos
-    VERIFIED = "verified"           # 核查通过
-    CLOSED = "closed"               # 结案
-    EVALUATED = "evaluated"         # 评价
-    SUSPENDED = "suspended"         # 缓办 / 挂账, with a reason: no clock
-
+from core.catalogue import CaseState as State  # the states' one spelling, with their labels
 
 # the clock that runs in each state (none: the case waits for nobody, or is over)
 STAGE_OF: dict[State, Stage] = {
@@ -33,6 +19,11 @@ STAGE_OF: dict[State, Stage] = {
 FINISHED = frozenset({State.REFUSED, State.CLOSED, State.EVALUATED})
 OPEN = frozenset(State) - FINISHED
 NOT_ACCEPTED = frozenset({State.REPORTED, State.REGISTERED, State.DISPATCHED})
+
+
+def values(states) -> list[str]:
+    """A set of states as SQL takes it: one array parameter (`state = any(%s)`, `state <> all(%s)`)."""
+    return sorted(s.value for s in states)
 
 
 class Source(str, Enum):

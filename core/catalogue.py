@@ -116,14 +116,35 @@ ACTION_LABELS: dict[str, Label] = {      # what the audit trail records, by its 
     "announcement.send": Label("Send an announcement", "发布通知公告"),
 }
 
-# Cases (cases/model.py's values; the words of DOMAIN.md)
-CASE_STATE_LABELS: dict[str, Label] = {
-    "reported": Label("reported", "上报"), "registered": Label("registered", "已立案"),
-    "refused": Label("refused", "不予立案"), "dispatched": Label("dispatched", "已派遣"),
-    "accepted": Label("accepted", "已接单"), "handling": Label("handling", "处置中"),
-    "handled": Label("handled", "已处置"), "verified": Label("verified", "核查通过"),
-    "closed": Label("closed", "已结案"), "evaluated": Label("evaluated", "已评价"),
-    "suspended": Label("suspended", "缓办"),
+# Cases: the states of a case's life (the words of DOMAIN.md), its one spelling. The case machine
+# (cases/model.py) moves cases through them; SQL that needs a set of them takes it as a parameter
+# (`state = any(%s)` with cases.model.values(FINISHED)); migration 0009's check lists them too.
+class CaseState(str, Enum):
+    REPORTED = "reported"           # 上报: arrived, not yet a case
+    REGISTERED = "registered"       # 立案: a case; its clock runs
+    REFUSED = "refused"             # 不予立案 / 作废, with a reason
+    DISPATCHED = "dispatched"       # 派遣: sent to a handler
+    ACCEPTED = "accepted"           # 接单
+    HANDLING = "handling"           # 处置: on site
+    HANDLED = "handled"             # 处置反馈: feedback with note and photos
+    VERIFIED = "verified"           # 核查通过
+    CLOSED = "closed"               # 结案
+    EVALUATED = "evaluated"         # 评价
+    SUSPENDED = "suspended"         # 缓办 / 挂账, with a reason: no clock
+
+    @property
+    def label(self) -> Label:
+        return CASE_STATE_LABELS[self]
+
+
+# keyed by the enum, which is a str: a state's value looks its label up too (CASE_STATE_LABELS["closed"])
+CASE_STATE_LABELS: dict[CaseState, Label] = {
+    CaseState.REPORTED: Label("reported", "上报"), CaseState.REGISTERED: Label("registered", "已立案"),
+    CaseState.REFUSED: Label("refused", "不予立案"), CaseState.DISPATCHED: Label("dispatched", "已派遣"),
+    CaseState.ACCEPTED: Label("accepted", "已接单"), CaseState.HANDLING: Label("handling", "处置中"),
+    CaseState.HANDLED: Label("handled", "已处置"), CaseState.VERIFIED: Label("verified", "核查通过"),
+    CaseState.CLOSED: Label("closed", "已结案"), CaseState.EVALUATED: Label("evaluated", "已评价"),
+    CaseState.SUSPENDED: Label("suspended", "缓办"),
 }
 CASE_STAGE_LABELS: dict[str, Label] = {      # what the case waits for: the clock that runs
     "register": Label("to register", "待立案"), "dispatch": Label("to dispatch", "待派遣"),

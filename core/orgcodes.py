@@ -99,5 +99,7 @@ def child_code(parent: str, number: int) -> str:
 
 
 def contains(scope: str, code: str) -> bool:
-    """True when `code` lies within the org unit `scope` (or is it)."""
+    """True when `code` lies within the org unit `scope` (or is it; "" is the whole city). SQL
+    says the same as `org_contains(scope, code)` (migration 0026): a query never spells a prefix
+    pattern of its own."""
     return code.startswith(scope) and len(scope) <= len(code)

@@ -61,7 +61,7 @@ class Announce:
         expires = now + timedelta(days=self.days)
         name = who.display_name or who.user
         sender = f"{name} · {USER_ROLE_LABELS[who.role]}" if who.role else name
-        cur.execute("select terminal_id from members where grid_code like %s", (self.org_code + "%",))
+        cur.execute("select terminal_id from members where org_contains(%s, grid_code)", (self.org_code,))
         terminals = [t for (t,) in cur.fetchall()]
         if not terminals:
             raise Refused(f"{target.subject} has no members to read it")
@@ -104,7 +104,7 @@ def sent_in(rows: Rows, scope_code: str, limit: int = 20) -> list[Sent]:
         "a.recipients, (select count(distinct r.terminal_id) from announcement_reads r "
         "join announcement_recipients x on x.announcement_id = r.announcement_id "
         "and x.terminal_id = r.terminal_id where r.announcement_id = a.id) "
-        "from announcements a where a.org_code like %s order by a.id desc limit %s", (scope_code + "%", limit))]
+        "from announcements a where org_contains(%s, a.org_code) order by a.id desc limit %s", (scope_code, limit))]
 
 
 def unread_by_announcement(rows: Rows, announcement_ids: list[int], per: int = 30) -> dict[int, list[str]]:

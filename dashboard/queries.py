@@ -20,7 +20,7 @@ from shapely.geometry import mapping
 
 from cases import store as case_store
 from cases.intake import MAX_ATTEMPTS
-from cases.model import FINISHED, Case, State
+from cases.model import FINISHED, Case, State, values
 from cases.tell import case_change
 from core import freetext
 from core.city import CITY_TZ, City, Member
@@ -102,9 +102,9 @@ class Queries:
         return self.rows(f"select d.device_id, d.kind, {_name('d.label')}, d.added_at, m.member_id, "
                          f"{_name('m.name')}, m.grid_code "
                          "from member_devices d join members m using (member_id) "
-                         "where d.retired_at is null and m.retired_at is null and m.grid_code like %s "
+                         "where d.retired_at is null and m.retired_at is null and org_contains(%s, m.grid_code) "
                          "and d.device_id <> m.terminal_id order by d.added_at desc, d.device_id limit 200",
-                         (scope.code + "%",))
+                         (scope.code,))
 
     def device_grid(self, device_id: str) -> str | None:
         """The grid of an active device's member (what an admin's scope is checked against)."""
@@ -135,11 +135,11 @@ class Queries:
                        and d.retired_at is null and d.device_id <> m.terminal_id),
                    count(*) over ()
               from members m join grids g on g.code = m.grid_code
-             where m.retired_at is null and m.grid_code like %s
+             where m.retired_at is null and org_contains(%s, m.grid_code)
                and (%s = '' or m.member_id ilike %s or m.name ilike %s or m.terminal_id ilike %s
                     or m.grid_code like %s or g.name ilike %s)
              order by m.grid_code, m.member_id limit %s""",
-                         (scope.code + "%", search, *[self._like(search)] * 5, limit))
+                         (scope.code, search, *[self._like(search)] * 5, limit))
         return [r[:6] for r in rows], (rows[0][6] if rows else 0)
 
     def registry_member(self, member_id: str) -> tuple | None:
@@ -159,11 +159,11 @@ class Queries:
                    (select count(*) from sensors s where s.gateway_id = w.gateway_id and s.retired_at is null),
                    count(*) over ()
               from gateways w join buildings b using (building_id)
-             where w.retired_at is null and w.grid_code like %s
+             where w.retired_at is null and org_contains(%s, w.grid_code)
                and (%s = '' or w.gateway_id ilike %s or w.building_id ilike %s or b.name ilike %s
                     or w.grid_code like %s)
              order by w.grid_code, w.gateway_id limit %s""",
-                         (scope.code + "%", search, *[self._like(search)] * 4, limit))
+                         (scope.code, search, *[self._like(search)] * 4, limit))
         return [r[:7] for r in rows], (rows[0][7] if rows else 0)
 
     def registry_sensors(self, gateway_id: str) -> list[tuple]:
@@ -182,9 +182,10 @@ class Queries:
 
     def buildings_matching(self, scope: Scope, search: str, limit: int = 50) -> list[tuple]:
         """Buildings of the scope whose id or name matches: (building, name, grid)."""
-        return self.rows(f"select building_id, {_name('name')}, grid_code from buildings where grid_code like %s "
-                         "and (building_id ilike %s or name ilike %s) order by grid_code, building_id limit %s",
-                         (scope.code + "%", self._like(search), self._like(search), limit))
+        return self.rows(f"select building_id, {_name('name')}, grid_code from buildings "
+                         "where org_contains(%s, grid_code) and (building_id ilike %s or name ilike %s) "
+                         "order by grid_code, building_id limit %s",
+                         (scope.code, self._like(search), self._like(search), limit))
 
     def member(self, terminal_id: str) -> Member | None:
         return self.city.member_by_terminal.get(terminal_id)
@@ -269,14 +270,14 @@ class Queries:
         """The open cases of the scope, as the bus carries them: SOS first, then urgent, then the
         nearest deadline (overdue first)."""
         rows = self.rows(f"select {', '.join(case_store.CASE_COLUMNS)} from cases "
-                           "where state not in ('refused', 'closed', 'evaluated') and org_code like %s "
+                           "where state <> all(%s) and org_contains(%s, org_code) "
                            "order by source = 'sos' desc, urgency = 'urgent' desc, deadline nulls last limit %s",
-                           (_like_prefix(scope.code), limit))
+                           (values(FINISHED), scope.code, limit))
         return [case_change(case_store.from_row(row), self.city) for row in rows]
 
     def closures_today(self, scope: Scope) -> int:
         rows = self.rows("select count(*) from case_events e join cases c using (case_id) where e.command = 'close' "
-                           "and e.time >= %s and c.org_code like %s", (start_of_local_day(), scope.code + "%"))
+                           "and e.time >= %s and org_contains(%s, c.org_code)", (start_of_local_day(), scope.code))
         return rows[0][0]
 
     def heat_all(self, scope: Scope) -> dict:
@@ -284,10 +285,10 @@ class Queries:
         now = datetime.now(timezone.utc)
         since = {window: now - delta if delta else start_of_local_day() for window, delta in WINDOWS.items()}
         rows = self.rows(
-            "select lat, lon, time from incident_reports where time >= %s and grid_code like %s "
+            "select lat, lon, time from incident_reports where time >= %s and org_contains(%s, grid_code) "
             "union all select s.lat, s.lon, a.time from device_alarms a join sensors s using (sensor_id) "
-            "where a.time >= %s and a.state = 'raised' and a.grid_code like %s",
-            (min(since.values()), scope.code + "%", min(since.values()), scope.code + "%"))
+            "where a.time >= %s and a.state = 'raised' and org_contains(%s, a.grid_code)",
+            (min(since.values()), scope.code, min(since.values()), scope.code))
         located = [(h3.latlng_to_cell(lat, lon, HEX_RESOLUTION), t) for lat, lon, t in rows if lat is not None]
         return {window: _hexbins(Counter(cell for cell, t in located if t >= start), window)
                 for window, start in since.items()}
@@ -330,19 +331,18 @@ class Queries:
         """Devices and announcements in the period: alarms raised, per 1,000 devices of the scope, the
         mean time to acknowledge one; announcements' recipients and how many of them read it."""
         start, end = period_bounds(period)
-        prefix = _like_prefix(scope.code)
         raised, acked, ack_s = self.rows(
             "select count(*), count(k.alarm_id), avg(extract(epoch from k.acknowledged_at - a.time)) "
             "from device_alarms a left join alarm_acknowledgements k on k.alarm_id = a.alarm_id "
             "and k.sensor_id = a.sensor_id where a.state = 'raised' and a.time >= %s and a.time < %s "
-            "and a.grid_code like %s", (start, end, prefix))[0]
+            "and org_contains(%s, a.grid_code)", (start, end, scope.code))[0]
         recipients, read = self.rows(
             "select (select coalesce(sum(recipients), 0) from announcements where created_at >= %s and created_at < %s "
-            "and org_code like %s), (select count(distinct (r.announcement_id, r.terminal_id)) "
+            "and org_contains(%s, org_code)), (select count(distinct (r.announcement_id, r.terminal_id)) "
             "from announcement_reads r join announcement_recipients p using (announcement_id, terminal_id) "
             "join announcements a on a.id = r.announcement_id where a.created_at >= %s and a.created_at < %s "
-            "and a.org_code like %s)",
-            (start, end, prefix, start, end, prefix))[0]
+            "and org_contains(%s, a.org_code))",
+            (start, end, scope.code, start, end, scope.code))[0]
         devices = sum(1 for s in self.city.sensors if scope.covers(s.grid_code))
         return {"alarms": raised, "devices": devices, "acknowledged": acked,
                 "ack_s": float(ack_s) if ack_s is not None else None, "recipients": int(recipients), "read": read}
@@ -352,14 +352,14 @@ class Queries:
         start, end = period_bounds(period)
         return self.rows("select e.time, e.terminal_id, e.entry_id, e.category, e.text, r.rating from diary_entries e "
                          "left join diary_ratings r using (terminal_id, entry_id) where e.time >= %s and e.time < %s "
-                         "and e.grid_code like %s order by e.time desc limit %s",
-                         (start, end, _like_prefix(scope.code), limit))
+                         "and org_contains(%s, e.grid_code) order by e.time desc limit %s",
+                         (start, end, scope.code, limit))
 
     def overdue_now(self, scope: Scope, limit: int = 50) -> tuple[list[Case], int]:
         """The open cases of the scope past their stage's deadline, the longest overdue first, and how many."""
         now = datetime.now(timezone.utc)
-        where = "deadline < %s and state not in ('refused', 'closed', 'evaluated') and org_code like %s"
-        args = (now, _like_prefix(scope.code))
+        where = "deadline < %s and state <> all(%s) and org_contains(%s, org_code)"
+        args = (now, values(FINISHED), scope.code)
         rows = self.rows(f"{_CASES} where {where} order by deadline limit %s", (*args, limit))
         return [case_store.from_row(row) for row in rows], self.rows(f"select count(*) from cases where {where}",
                                                                      args)[0][0]
@@ -369,9 +369,9 @@ class Queries:
         times, and the latest; the latest first."""
         start, end = period_bounds(period)
         found = self.rows("select e.case_id, count(*), max(e.time) from case_events e join cases c using (case_id) "
-                          "where e.command = 'verify' and e.to_state = 'handling' and e.time >= %s and e.time < %s "
-                          "and c.org_code like %s group by e.case_id order by max(e.time) desc limit %s",
-                          (start, end, _like_prefix(scope.code), limit))
+                          "where e.command = 'verify' and e.to_state = %s and e.time >= %s and e.time < %s "
+                          "and org_contains(%s, c.org_code) group by e.case_id order by max(e.time) desc limit %s",
+                          (State.HANDLING.value, start, end, scope.code, limit))
         if not found:
             return []
         cases = {row[0]: case_store.from_row(row) for row in self.rows(f"{_CASES} where case_id = any(%s)",
@@ -537,18 +537,16 @@ class CaseFilter:
         return {k: v for k, v in named.items() if v}
 
 
-_FINISHED = tuple(sorted(s.value for s in FINISHED))
-
 
 def _case_where(scope: Scope, wanted: CaseFilter) -> tuple[str, tuple]:
     clauses, args = [], []
     if scope.code:
-        clauses.append("org_code like %s")
-        args.append(_like_prefix(scope.code))
+        clauses.append("org_contains(%s, org_code)")
+        args.append(scope.code)
     status = wanted.status
     if status in ("open", "overdue", "escalated", "unacknowledged"):
         clauses.append("state <> all(%s)")
-        args.append(list(_FINISHED))
+        args.append(values(FINISHED))
         if status == "overdue":
             clauses.append("deadline < now()")
         elif status == "escalated":
@@ -560,7 +558,7 @@ def _case_where(scope: Scope, wanted: CaseFilter) -> tuple[str, tuple]:
         args.append(wanted.days)
         if status == "finished":
             clauses.append("state = any(%s)")
-            args.append(list(_FINISHED))
+            args.append(values(FINISHED))
         elif status != "all":
             clauses.append("state = %s")
             args.append(status)
@@ -621,8 +619,8 @@ def _audit_where(scope: Scope, wanted: AuditFilter) -> tuple[str, tuple]:
     end = datetime.combine(wanted.last_day + timedelta(days=1), datetime.min.time(), CITY_TZ)
     clauses, args = ["time >= %s", "time < %s"], [start, end]
     if scope.code:
-        clauses.append("scope_code like %s")
-        args.append(_like_prefix(scope.code))
+        clauses.append("org_contains(%s, scope_code)")
+        args.append(scope.code)
     _equal(clauses, args, action=wanted.action, outcome=wanted.outcome)
     if wanted.actor:
         clauses.append("actor ilike %s")
@@ -641,9 +639,6 @@ def _equal(clauses: list[str], args: list, **columns) -> None:
 def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
-
-def _like_prefix(code: str) -> str:
-    return _like_escape(code) + "%"
 
 
 def _hexbins(cells: Counter, window: str) -> dict:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from core.city import CITY_TZ
-from core.orgcodes import Level, level_of
+from core.orgcodes import Level, contains, level_of
 from kpis.indicators import Assessment, Totals
 from kpis.rollup import COLUMNS
 
@@ -107,10 +107,10 @@ def read(rows: Rows, scope_code: str, period: Period, city=None) -> Report:
     # this period's days and the one before's (which need not touch: a month so far, the same days of the last)
     days = "(day between %s and %s or day between %s and %s)"
     spans = (period.first, period.last, before.first, before.last)
-    own = (len(scope_code) or 6, f"{scope_code}%")
+    own = (len(scope_code) or 6, scope_code)
     for cur, g_category, g_day, category, day, *sums in rows(
             f"select day >= %s as cur, grouping(category), grouping(day), category, day, {_SUMS} from kpi_daily "
-            f"where level = %s and org_code like %s and {days} "
+            f"where level = %s and org_contains(%s, org_code) and {days} "
             "group by grouping sets ((cur), (cur, category), (cur, day))", (period.first, *own, *spans)):
         totals = _totals(sums)
         if not g_category:
@@ -125,20 +125,21 @@ def read(rows: Rows, scope_code: str, period: Period, city=None) -> Report:
             report.previous = totals
     if n is not None:
         for cur, unit, *sums in rows(
-                f"select day >= %s as cur, org_code, {_SUMS} from kpi_daily where level = %s and org_code like %s "
-                f"and {days} group by cur, org_code", (period.first, n, f"{scope_code}%", *spans)):
+                f"select day >= %s as cur, org_code, {_SUMS} from kpi_daily where level = %s "
+                f"and org_contains(%s, org_code) and {days} group by cur, org_code",
+                (period.first, n, scope_code, *spans)):
             (report.units if cur else report.units_previous)[unit] = _totals(sums)
     for level, unit, measure, count, total_s, bins in rows(
             "select level, org_code, measure, n, total_s, bins from kpi_durations "
-            "where day between %s and %s and level in (%s, %s) and org_code like %s",
-            (period.first, period.last, own[0], n or own[0], f"{scope_code}%")):
+            "where day between %s and %s and level in (%s, %s) and org_contains(%s, org_code)",
+            (period.first, period.last, own[0], n or own[0], scope_code)):
         targets = ([report.total] if level == own[0] else []) + \
                   ([report.units.setdefault(unit, Totals())] if level == n else [])   # the city: both
         for target in targets:              # (the scope's own rows: the city's are its districts')
             target.add_histogram(measure, int(count), float(total_s), bins)
     if city is not None:
         pn = n or len(scope_code)
-        _patrols(rows, report, city, pn, before, (period.first, pn, pn, f"{scope_code}%", *spans))
+        _patrols(rows, report, city, pn, before, (period.first, pn, pn, scope_code, *spans))
         _diary(rows, report, pn, (period.first, period.last + timedelta(days=1)), city)
     return report
 
@@ -147,15 +148,15 @@ def _diary(rows: Rows, report: Report, n: int, days: tuple[date, date], city) ->
     """People's-feelings diary entries of the period: how many, per member, and their rated quality."""
     start, end = (datetime.combine(d, datetime.min.time(), CITY_TZ) for d in days)
     prefix = report.scope_code
-    members = [m.grid_code for m in city.members if m.grid_code.startswith(prefix)]
+    members = [m.grid_code for m in city.members if contains(prefix, m.grid_code)]
     report.total.add("members", len(members))
     for unit, t in report.units.items():
-        t.add("members", sum(1 for m in members if m.startswith(unit)))
+        t.add("members", sum(1 for m in members if contains(unit, m)))
     for g_unit, unit, entries, rated, rating_sum in rows(
             "select grouping(unit), unit, count(*), count(r.rating), coalesce(sum(r.rating), 0) from "
             "(select *, case when length(grid_code) >= %s then left(grid_code, %s) end as unit from diary_entries "
-            "where time >= %s and time < %s and grid_code like %s) d left join diary_ratings r "
-            "using (terminal_id, entry_id) group by grouping sets ((), (unit))", (n, n, start, end, f"{prefix}%")):
+            "where time >= %s and time < %s and org_contains(%s, grid_code)) d left join diary_ratings r "
+            "using (terminal_id, entry_id) group by grouping sets ((), (unit))", (n, n, start, end, prefix)):
         totals = report.total if g_unit else report.units.get(unit) if unit is not None else None
         if totals is None:
             continue
@@ -168,23 +169,23 @@ def _patrols(rows: Rows, report: Report, city, n: int, before: Period, args: tup
     """The inspection and active rates: grid-days patrolled and member-days with fixes, over the
     grids' and members' days (the period so far)."""
     prefix = report.scope_code
-    grids = [g.code for g in city.grids if g.code.startswith(prefix)]
-    members = [m.grid_code for m in city.members if m.grid_code.startswith(prefix)]
+    grids = [g.code for g in city.grids if contains(prefix, g.code)]
+    members = [m.grid_code for m in city.members if contains(prefix, m.grid_code)]
     for cur, totals, days in ((True, report.total, report.period.days), (False, report.previous, before.days)):
         totals.add("grid_days", len(grids) * days)
         totals.add("member_days", len(members) * days)
         by_unit = report.units if cur else report.units_previous
         for unit in {g[:n] for g in grids if len(g) >= n}:
             t = by_unit.setdefault(unit, Totals())
-            t.add("grid_days", sum(1 for g in grids if g.startswith(unit)) * days)
-            t.add("member_days", sum(1 for m in members if m.startswith(unit)) * days)
-    first, n_, _, like, *spans = args
+            t.add("grid_days", sum(1 for g in grids if contains(unit, g)) * days)
+            t.add("member_days", sum(1 for m in members if contains(unit, m)) * days)
+    first, n_, _, scope_code, *spans = args
     own = len(prefix) or 6
     for cur, level, unit, inspected, active in rows(
             "select day >= %s as cur, level, org_code, sum(grid_days_inspected), sum(member_days_active) "
-            "from patrol_units_daily where level in (%s, %s) and org_code like %s "
+            "from patrol_units_daily where level in (%s, %s) and org_contains(%s, org_code) "
             "and (day between %s and %s or day between %s and %s) group by 1, 2, 3",
-            (first, own, n, like, *spans)):
+            (first, own, n, scope_code, *spans)):
         targets = ([report.total if cur else report.previous] if level == own else []) + \
                   ([(report.units if cur else report.units_previous).setdefault(unit, Totals())]
                    if level == n and len(prefix) < n else [])
