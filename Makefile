@@ -21,8 +21,9 @@ test: setup  ## the whole test suite: unit tests, then integration tests against
 test-unit: setup  ## only the fast unit tests (no servers; seconds)
 	@$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
-lint: setup  ## ruff, configured in pyproject.toml
+lint: setup  ## ruff, then the rooms' import contracts (import-linter); both configured in pyproject.toml
 	@$(PY) -m ruff check .
+	@.venv/bin/lint-imports
 
 stop:  ## stop a demo stack started in another terminal
 	@$(PY) -m stack down --data-dir $(DATA_DIR)
