@@ -4,10 +4,11 @@
   (`HttpOnly`, `SameSite=Strict`, `Secure` behind TLS: GCC_DASHBOARD_SECURE_COOKIES); the id
   is looked up on every request, so a logout, an expiry, a disabled user or a revoked token ends
   it at once. A login clears the old cookie and starts a new session (no fixation).
-- The gate (`before_request`): every route must be in dashboard.access.ROUTES (else 403); a
-  non-public one without a session goes to the login page (a page) or gets 401 (anything else);
-  every Dash callback, resolved as Dash dispatches it (its `output`), must be in
-  access.CALLBACKS and the caller must hold one of its roles; a request that changes something
+- The gate (`before_request`): every route must be declared where it is registered
+  (dashboard.declarations: who may use it; else 403); a non-public one without a session goes to
+  the login page (a page) or gets 401 (anything else); every Dash callback, resolved as Dash
+  dispatches it (its `output`), must be a server callback declared with its roles
+  (declarations.callback) and the caller must hold one of them; a request that changes something
   must come from our own origin (Origin, else Referer), and the login and logout forms carry a
   CSRF token (Flask-WTF). Dash's callbacks carry none: they are same-origin fetches with a
   `SameSite=Strict` cookie, checked by origin.
@@ -30,10 +31,11 @@ from flask_login import LoginManager, current_user, login_user, logout_user
 from flask_wtf.csrf import CSRFError, CSRFProtect, generate_csrf
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from dashboard.access import CALLBACKS, ROUTES, callback_output_ids
+from core.roles import EVERYONE
 from dashboard.accounts import Accounts, Login, Session, normalize_username
 from dashboard.authz import Identity
 from dashboard.authz import current_identity as signed_in_identity
+from dashboard.declarations import PUBLIC, callback_declared, output_ids, route, routes
 from dashboard.vocabulary import LOGIN_FAILED
 
 log = logging.getLogger(__name__)
@@ -88,16 +90,16 @@ def install(server: Flask, accounts: Accounts, audit, secret_key: str, secure_co
     @server.before_request
     def gate():
         rule = request.url_rule.rule if request.url_rule is not None else None
-        route = ROUTES.get(rule) if rule else None
+        declared = routes(server).get(rule) if rule else None
         if rule is None:
             return None                      # 404 follows
-        if route is None:
-            log.error("refused %s: the route %s is not in dashboard.access.ROUTES", request.path, rule)
+        if declared is None:
+            log.error("refused %s: the route %s declares nobody who may use it", request.path, rule)
             abort(403)
         if request.method in _UNSAFE and not _same_origin():
             audit(signed_in_identity(), "auth.origin", "refused", "cross-origin request", request.path, _address())
             abort(403)
-        if route.public:
+        if declared.public:
             return None
         page = request.method == "GET" and rule in _PAGE_RULES
         token = request.args.get("token")
@@ -108,15 +110,15 @@ def install(server: Flask, accounts: Accounts, audit, secret_key: str, secure_co
             if page:
                 return redirect("/login?" + urlencode({"next": _here()}))
             abort(401)
-        if not identity.roles & route.roles:
-            audit(identity, "auth.route", "refused", f"{rule} needs one of {sorted(r.value for r in route.roles)}",
+        if not identity.roles & declared.roles:
+            audit(identity, "auth.route", "refused", f"{rule} needs one of {sorted(r.value for r in declared.roles)}",
                   request.path, _address())
             abort(403)
         if rule == "/_dash-update-component":
             return _check_callback(identity, audit, known)
         return None
 
-    @server.route("/login", methods=["GET", "POST"])
+    @route(server, "/login", PUBLIC, "the login form (GET) and a login (POST, CSRF token)", methods=["GET", "POST"])
     def login_page():
         target = _safe_next(request.values.get("next"))
         if request.method == "GET":
@@ -134,7 +136,8 @@ def install(server: Flask, accounts: Accounts, audit, secret_key: str, secure_co
         audit(outcome.identity, "auth.login", "done", None, f"user:{outcome.identity.user}", _address())
         return redirect(target)
 
-    @server.route("/logout", methods=["POST"])
+    @route(server, "/logout", EVERYONE, "logout of this session, or of all of them (POST, CSRF token)",
+           methods=["POST"])
     def logout_page():
         csrf.protect()
         identity = signed_in_identity()
@@ -147,7 +150,7 @@ def install(server: Flask, accounts: Accounts, audit, secret_key: str, secure_co
         session.clear()
         return redirect("/login")
 
-    @server.route("/healthz")
+    @route(server, "/healthz", PUBLIC, "the process answers (no data)")
     def healthz():
         return "ok\n"
 
@@ -189,22 +192,22 @@ def _dash_callbacks() -> Container[str]:
 def _check_callback(identity: Identity, audit, known: Callable[[], Container[str]]):
     """The callback this request will run, resolved as Dash resolves it (`dispatch()` runs
     `callback_map[body["output"]]`; the client's `outputs` only shape the answer), must be a
-    server callback of access.CALLBACKS, keyed by the id of its first output as the same string
-    names it ("..a.prop...b.prop.." for several outputs, JSON for a pattern-matching id), open to
-    one of the caller's roles. No `output`, or one that names no callback of the app: refused."""
+    server callback declared with its roles (declarations.callback records it under the same
+    key), open to one of the caller's roles. No `output`, or one that names no callback of the
+    app: refused."""
     body = request.get_json(silent=True)
     output = body.get("output") if isinstance(body, dict) else None
     if not isinstance(output, str) or output not in known():
         log.error("refused a callback request for %.200r: no callback of the app has that output", output)
         abort(403)
-    output_id = callback_output_ids(output)[0]
-    entry = CALLBACKS.get(output_id)
+    entry = callback_declared(output)
     if entry is None or entry.clientside:
-        log.error("refused a callback for %r: not a server callback in dashboard.access.CALLBACKS", output_id)
+        log.error("refused a callback for %.200r: not a server callback declared with its roles", output)
         abort(403)
     if not identity.roles & entry.roles:
-        audit(identity, "auth.callback", "refused", f"{output_id} needs one of {sorted(r.value for r in entry.roles)}",
-              output_id, _address())
+        first = output_ids(output)[0]          # the audit trail names the callback by its first output
+        audit(identity, "auth.callback", "refused", f"{first} needs one of {sorted(r.value for r in entry.roles)}",
+              first, _address())
         abort(403)
     return None
 

@@ -17,7 +17,7 @@ from core.catalogue import Label
 from core.roles import UserRole
 from dashboard.authz import Identity, Scope, asked_scope, authorize, current_identity, scope_of
 from dashboard.commands import Action
-from dashboard.pages import query_params
+from dashboard.declarations import Page, query_params
 from dashboard.state import app_state
 from registry import onboarding
 from registry.broker import BrokerAdmin
@@ -29,11 +29,7 @@ SHOWN_ROWS = 100     # a list shows this many; the search narrows it
 ROTATE = Action("registry.credential.rotate", ADMINS)
 REVOKE = Action("registry.credential.revoke", ADMINS)
 
-# the registry's pages, in the order of their links
-PAGES = (("/members", Label("Members and terminals", "网格员与终端")),
-         ("/devices", Label("Phones", "手机")),
-         ("/gateways", Label("Gateways and sensors", "网关与传感器")),
-         ("/boundaries", Label("Boundaries", "边界")))
+SECTION = "registry"   # the registry's pages declare this section: their links to each other come from it
 
 
 def registry() -> DeviceRegistry:
@@ -113,18 +109,22 @@ def mqtt_settings(credential: Credential):
     ])
 
 
-def nav(current: str):
-    """The registry's pages, the one shown marked; and the way back to the admin page."""
+def nav(current: Page):
+    """The registry's pages (as they declare themselves), the one shown marked; and the way back
+    to the admin page."""
+    admin = app_state().page_at("/admin")
     return html.Nav(className="registry-nav", children=[
-        dcc.Link(str(Label("← People and wall screens", "← 用户与大屏")), href="/admin", className="button small"),
-        *[html.Span(str(label), className="button small registry-here") if path == current else
-          dcc.Link(str(label), href=path, className="button small") for path, label in PAGES]])
+        dcc.Link(f"← {admin.label}", href=admin.path, className="button small"),
+        *[html.Span(str(p.label), className="button small registry-here") if p is current else
+          dcc.Link(str(p.label), href=p.path, className="button small")
+          for p in app_state().pages if p.section == SECTION]])
 
 
-def head(current: str, title: Label, subtitle: Label):
-    """A registry page's heading, with the links to the others."""
+def head(current: Page, subtitle: Label):
+    """A registry page's heading (its declared label: one name on the page, its links and the
+    admin page's), with the links to the others."""
     return html.Div(className="dispatch-head", children=[
-        html.H1(str(title)), html.Div(str(subtitle), className="dispatch-scope"), nav(current)])
+        html.H1(str(current.label)), html.Div(str(subtitle), className="dispatch-scope"), nav(current)])
 
 
 def count_line(shown: int, total: int, what: Label):

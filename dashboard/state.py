@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from dashboard.accounts import Accounts
     from dashboard.case_actions import CaseRules
     from dashboard.commands import Commands
-    from dashboard.pages import Page
+    from dashboard.declarations import Page
     from dashboard.queries import Queries
 
 EXTENSION = "gcc"

@@ -9,7 +9,7 @@ every session of theirs at once; revoking a token disconnects its screens within
 """
 from __future__ import annotations
 
-from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
+from dash import ALL, Input, Output, State, ctx, dcc, html, no_update
 from flask import request
 
 from core import freetext
@@ -32,12 +32,13 @@ from dashboard.commands import (
     RevokeWallToken,
     SetUserDisabled,
 )
-from dashboard.pages import Page
+from dashboard.declarations import callback, page
 from dashboard.state import app_state
 
 USER_ACTIONS = (ADD_USER, NEW_PASSWORD, DISABLE_USER, ENABLE_USER)   # what change_user may do
 TOKEN_ACTIONS = (CREATE_WALL_TOKEN, REVOKE_WALL_TOKEN)                # and change_token
 _NEVER = "–"
+LINKED = ("admin", "registry")     # the sections of the pages this page links to (the rules, the registry's)
 
 
 def layout(state, scope: Scope, kiosk: bool = False):
@@ -46,19 +47,13 @@ def layout(state, scope: Scope, kiosk: bool = False):
     roles = [{"label": str(label), "value": role.value} for role, label in USER_ROLE_LABELS.items()]
     return html.Div(className="admin", id="admin", children=[
         html.Div(className="dispatch-head", children=[
-            html.H1(str(Label("People and wall screens", "用户与大屏"))),
-            html.Div(str(Label("passwords and tokens are shown once, then only their hashes are kept",
-                               "密码与令牌只显示一次，仅保存其哈希")), className="dispatch-scope"),
-            dcc.Link(str(Label("Time limits and calendar →", "办理时限与工作日历 →")), href="/rules",
-                     className="button small", id="admin-rules-link"),
-            dcc.Link(str(Label("Members and terminals →", "网格员与终端 →")), href="/members",
-                     className="button small", id="admin-members-link"),
-            dcc.Link(str(Label("Members' phones →", "网格员手机 →")), href="/devices",
-                     className="button small", id="admin-devices-link"),
-            dcc.Link(str(Label("Gateways and sensors →", "网关与传感器 →")), href="/gateways",
-                     className="button small", id="admin-gateways-link"),
-            dcc.Link(str(Label("Boundaries →", "边界 →")), href="/boundaries",
-                     className="button small", id="admin-boundaries-link"),
+            html.H1(str(PAGE.label)),
+            html.Div(str(Label("people and wall screens: passwords and tokens are shown once, then only their "
+                               "hashes are kept", "用户与大屏：密码与令牌只显示一次，仅保存其哈希")),
+                     className="dispatch-scope"),
+            # the pages reached from here, as they declare themselves (their own label, one name each)
+            *[dcc.Link(f"{p.label} →", href=p.path, className="button small", id=f"admin-{p.path.strip('/')}-link")
+              for p in state.pages if p.section in LINKED],
         ]),
         html.Div(className="admin-columns", children=[
             html.Section(className="wall-panel", children=[
@@ -92,7 +87,7 @@ def layout(state, scope: Scope, kiosk: bool = False):
     ])
 
 
-PAGE = Page("/admin", Label("Admin", "管理"), frozenset({UserRole.ADMIN}), layout)
+PAGE = page("/admin", Label("Admin", "管理"), frozenset({UserRole.ADMIN}), layout, order=80)
 
 
 def _when(value) -> str:
@@ -188,7 +183,8 @@ def _execute(command) -> Result:
           Input("admin-add-user", "n_clicks"),
           Input({"type": "admin-user", "user": ALL, "do": ALL}, "submit_n_clicks"),
           State("admin-new-username", "value"), State("admin-new-display", "value"),
-          State("admin-new-role", "value"), State("admin-new-scope", "value"), prevent_initial_call=True)
+          State("admin-new-role", "value"), State("admin-new-scope", "value"), prevent_initial_call=True,
+          roles=PAGE.roles, why="add a user, new password, disable, enable", changes=USER_ACTIONS)
 def change_user(_added, _confirmed, username, display, role, scope_code):
     """Add a user, give one a new password, disable or enable one."""
     trigger = ctx.triggered_id
@@ -208,7 +204,8 @@ def change_user(_added, _confirmed, username, display, role, scope_code):
 
 @callback(Output("admin-token-result", "children"), Output("admin-tokens", "children"),
           Input("admin-add-token", "n_clicks"), Input({"type": "admin-revoke", "token": ALL}, "submit_n_clicks"),
-          State("admin-new-token-name", "value"), State("admin-new-token-scope", "value"), prevent_initial_call=True)
+          State("admin-new-token-name", "value"), State("admin-new-token-scope", "value"), prevent_initial_call=True,
+          roles=PAGE.roles, why="create or revoke a wall token", changes=TOKEN_ACTIONS)
 def change_token(_created, _confirmed, name, scope_code):
     """Create a wall screen's token (its URL shown once) or revoke one."""
     trigger = ctx.triggered_id

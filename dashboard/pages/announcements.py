@@ -9,17 +9,25 @@ unit chosen, audited); the list is authorized again for the page's scope in its 
 """
 from __future__ import annotations
 
-from dash import Input, Output, State, callback, dcc, html
+from dash import Input, Output, State, dcc, html
 from flask import request
 
 from core.catalogue import Label
 from core.city import CITY_TZ
 from core.roles import UserRole
 from dashboard import live_ui
-from dashboard.announcements import BODY_MAX, TITLE_MAX, Announce, Sent, sent_in, unread_by_announcement
+from dashboard.announcements import (
+    ANNOUNCE,
+    BODY_MAX,
+    TITLE_MAX,
+    Announce,
+    Sent,
+    sent_in,
+    unread_by_announcement,
+)
 from dashboard.authz import Scope, authorize, current_identity
+from dashboard.declarations import callback, page
 from dashboard.feeds import Feed
-from dashboard.pages import Page
 from dashboard.state import app_state
 from telemetry import live
 from telemetry.notices import ANNOUNCEMENT_DAYS
@@ -77,13 +85,14 @@ def layout(state, scope: Scope, kiosk: bool = False):
     ])
 
 
-PAGE = Page("/announcements", Label("Announcements", "通知公告"),
-            frozenset({UserRole.DISPATCHER, UserRole.LEADER, UserRole.ADMIN}), layout, FEED)
+PAGE = page("/announcements", Label("Announcements", "通知公告"),
+            frozenset({UserRole.DISPATCHER, UserRole.LEADER, UserRole.ADMIN}), layout, feed=FEED, order=40)
 
 
 @callback(Output("ann-result", "children"), Output("ann-title", "value"), Output("ann-body", "value"),
           Input("ann-send", "n_clicks"), State("ann-org", "value"), State("ann-title", "value"),
-          State("ann-body", "value"), State("ann-days", "value"), prevent_initial_call=True)
+          State("ann-body", "value"), State("ann-days", "value"), prevent_initial_call=True,
+          roles=ANNOUNCE.roles, why="send an announcement (authorized for the org unit chosen)", changes=(ANNOUNCE,))
 def send(_clicks, org_code, title, body, days):
     state = app_state()
     if not org_code or not (title or "").strip() or not (body or "").strip():
@@ -97,7 +106,8 @@ def send(_clicks, org_code, title, body, days):
 
 
 @callback(Output("ann-list", "children"), Input("ann-reads", "data"), Input("ann-result", "children"),
-          State("ann-scope", "data"))
+          State("ann-scope", "data"),
+          roles=PAGE.roles, why="the announcements sent in the scope, with their read counts (authorizes the scope)")
 def show(_reads, _sent, scope_code):
     """The latest announcements of the scope with their read counts (authorized again: a callback is
     a request of its own, and the scope came from the browser)."""
@@ -141,4 +151,4 @@ def _member_name(state, terminal_id: str) -> str:
     return f"{member.name} ({state.city.org_name(member.grid_code)})" if member else terminal_id
 
 
-live_ui.follow_frames("ann", "announcementsLive", Output("ann-reads", "data"))
+live_ui.follow_frames("ann", "announcementsLive", Output("ann-reads", "data"), PAGE.roles)

@@ -11,14 +11,14 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 import orjson
-from dash import Input, Output, State, callback, dcc, html
+from dash import Input, Output, State, dcc, html
 from flask import Response
 
 from core.catalogue import ACTION_LABELS, Label
 from core.city import CITY_TZ
 from core.roles import USER_ROLE_LABELS, UserRole
 from dashboard.authz import Scope, asked_scope, authorize, current_identity
-from dashboard.pages import Page, query_params
+from dashboard.declarations import callback, export, page, query_params
 from dashboard.pages.export import authorized_export, csv_response
 from dashboard.queries import AuditFilter
 from dashboard.state import app_state
@@ -58,12 +58,13 @@ def layout(state, scope: Scope, kiosk: bool = False):
     ])
 
 
-PAGE = Page("/audit", Label("Audit", "审计"), frozenset({UserRole.LEADER, UserRole.ADMIN}), layout)
+PAGE = page("/audit", Label("Audit", "审计"), frozenset({UserRole.LEADER, UserRole.ADMIN}), layout, order=70)
 
 
 @callback(Output("audit-rows", "children"), Output("audit-count", "children"), Output("audit-export", "href"),
           Input("audit-from", "value"), Input("audit-to", "value"), Input("audit-action", "value"),
-          Input("audit-outcome", "value"), Input("audit-actor", "value"), State("shell-url", "search"))
+          Input("audit-outcome", "value"), Input("audit-actor", "value"), State("shell-url", "search"),
+          roles=PAGE.roles, why="the audit trail's rows for the filter (authorizes the scope)")
 def show(first, last, action, outcome, actor, search):
     """The rows for the scope of the URL (authorized again here: a callback is a request of its own)."""
     state = app_state()
@@ -127,6 +128,7 @@ def _text(value) -> str:
 
 
 # --- the export -------------------------------------------------------------------------------------
+@export(EXPORT_PATH, PAGE.roles, "the audit trail as CSV (authorizes the scope; audited)")
 def export_csv():
     """`/audit.csv?scope=…&from=…&to=…&action=…&outcome=…&actor=…`: the selection as CSV (UTF-8
     with a byte-order mark, which Excel and WPS need to read Chinese), streamed; audited."""

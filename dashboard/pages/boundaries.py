@@ -12,17 +12,18 @@ import base64
 
 import dash_leaflet as dl
 import orjson
-from dash import Input, Output, State, callback, ctx, dcc, html, no_update
+from dash import Input, Output, State, ctx, dcc, html, no_update
 
 from core.catalogue import Label
 from dashboard import registry_ui as ui
 from dashboard.authz import Scope, authorize, current_identity
 from dashboard.commands import Action
-from dashboard.pages import Page
+from dashboard.declarations import callback, page
 from dashboard.state import app_state
 from registry import boundaries
 from registry.store import RegistryError
 
+TITLE = Label("Boundaries", "边界")
 IMPORT = Action("registry.boundaries.import", ui.ADMINS)
 
 
@@ -43,9 +44,9 @@ def layout(state, scope: Scope, kiosk: bool = False):
     first = next((o["value"] for o in communities if len(o["value"]) == 12), None)
     download, drawn = community_view(state, first) if first else ("", "")
     return html.Div(className="admin", id="boundaries", children=[
-        ui.head("/boundaries", Label("Boundaries of grids and communities", "网格与社区边界"),
-                Label("a community's grids, a street's communities, must tile it: no overlap, nothing outside, no gap",
-                      "社区的网格、街道的社区须铺满其上级：无重叠、无越界、无空隙")),
+        ui.head(PAGE, Label(
+                    "a community's grids, a street's communities, must tile it: no overlap, nothing outside, no gap",
+                    "社区的网格、街道的社区须铺满其上级：无重叠、无越界、无空隙")),
         dcc.Store(id="boundaries-changed", data=0),
         html.Div(className="admin-columns registry-columns", children=[
             html.Div(className="registry-forms", children=[
@@ -79,7 +80,7 @@ def layout(state, scope: Scope, kiosk: bool = False):
     ])
 
 
-PAGE = Page("/boundaries", Label("Boundaries", "边界"), ui.ADMINS, layout, nav=False)
+PAGE = page("/boundaries", TITLE, ui.ADMINS, layout, nav=False, order=140, section=ui.SECTION)
 
 
 def community_view(state, parent_code: str):
@@ -119,7 +120,8 @@ def _points(geometry: dict):
 
 
 @callback(Output("boundaries-download", "children"), Output("boundaries-map", "children"),
-          Input("boundaries-community", "value"), Input("boundaries-changed", "data"), prevent_initial_call=True)
+          Input("boundaries-community", "value"), Input("boundaries-changed", "data"), prevent_initial_call=True,
+          roles=PAGE.roles, why="an org unit's units as GeoJSON and on the map (authorizes the org unit)")
 def show_community(parent_code, _changed):
     state = app_state()
     if not parent_code or not authorize(state.city, current_identity(), PAGE, parent_code):
@@ -133,7 +135,10 @@ def show_community(parent_code, _changed):
 @callback(Output("boundaries-result", "children"), Output("boundaries-changed", "data"),
           Output("boundaries-community", "value"),
           Input("boundaries-upload", "contents"), State("boundaries-upload", "filename"),
-          State("boundaries-changed", "data"), prevent_initial_call=True)
+          State("boundaries-changed", "data"), prevent_initial_call=True,
+          roles=PAGE.roles, why="import a community's grids, a street's communities or a district's streets "
+              "(authorized for that parent)",
+          changes=(IMPORT,))
 def import_file(contents, filename, changed):
     """Checked as the registry checks it (naming the offending units), after authorizing the
     parent the file's codes name (a community for grids, a street for communities)."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import dash_leaflet as dl
-from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
+from dash import ALL, Input, Output, State, ctx, dcc, html, no_update
 from flask import request
 
 from cases.limits import Limit
@@ -53,9 +53,9 @@ from core.orgcodes import Level, ancestor, contains
 from core.roles import ROLE_LABELS, UserRole
 from dashboard import live_ui
 from dashboard.authz import Decision, Scope, authorize, current_identity
-from dashboard.case_actions import CaseAction, offered
+from dashboard.case_actions import CASE_ACTIONS, CaseAction, offered
+from dashboard.declarations import callback, page
 from dashboard.feeds import Feed
-from dashboard.pages import Page
 from dashboard.pages.cases import (
     clock_data,
     duration,
@@ -119,7 +119,7 @@ def layout(state, scope: Scope, kiosk: bool = False):
 
 
 FEED = Feed("case", wire={"case": wire_case_seen}, snapshot=lambda q, scope: {})
-PAGE = Page(PATH, Label("Case", "案件"), ROLES, layout, FEED, nav=False, subpaths=True)
+PAGE = page(PATH, Label("Case", "案件"), ROLES, layout, feed=FEED, nav=False, subpaths=True, order=90)
 
 
 def case_id_of(pathname: str | None) -> str:
@@ -146,7 +146,8 @@ def _refused(decision: Decision, case: Case | None):
 
 @callback(Output("case-head", "children"), Output("case-clock-box", "children"), Output("case-history", "children"),
           Output("case-side", "children"), Input("shell-url", "pathname"), Input("case-pushed", "data"),
-          Input("case-fallback", "n_intervals"), Input("case-done", "data"))
+          Input("case-fallback", "n_intervals"), Input("case-done", "data"),
+          roles=PAGE.roles, why="a case's page, drawn again when it changes (authorizes the case's org unit)")
 def show(pathname, _pushed, _fallback, _done):
     """The case, drawn again whenever it changes (pushed), authorized for the case's org unit each time."""
     case, decision = _authorized(pathname)
@@ -163,7 +164,8 @@ def show(pathname, _pushed, _fallback, _done):
              _section(Label("Sent to terminals", "推送终端"), _notices(state, history["notices"]))])
 
 
-@callback(Output("case-map-box", "children"), Output("case-live", "children"), Input("shell-url", "pathname"))
+@callback(Output("case-map-box", "children"), Output("case-live", "children"), Input("shell-url", "pathname"),
+          roles=PAGE.roles, why="a case's small map and its live feed's socket (authorizes the case's org unit)")
 def show_map(pathname):
     """What stays while the page is open: the small map, and the live feed of the case's org unit."""
     case, decision = _authorized(pathname)
@@ -175,7 +177,8 @@ def show_map(pathname):
 
 @callback(Output("case-actions", "children"), Output("case-offered", "data"), Input("shell-url", "pathname"),
           Input("case-pushed", "data"), Input("case-fallback", "n_intervals"), Input("case-done", "data"),
-          State("case-offered", "data"))
+          State("case-offered", "data"),
+          roles=PAGE.roles, why="the actions offered (authorizes the case's org unit)")
 def show_actions(pathname, _pushed, _fallback, done, shown):
     """The actions this person may take now: drawn again only when they change (or after one was
     done), so what is being typed is not wiped by the refresh."""
@@ -190,7 +193,7 @@ def show_actions(pathname, _pushed, _fallback, done, shown):
     return _actions(app_state(), case), keys
 
 
-live_ui.follow_frames("case", "caseLive", Output("case-pushed", "data"))
+live_ui.follow_frames("case", "caseLive", Output("case-pushed", "data"), PAGE.roles)
 
 
 def _section(title: Label, body):
@@ -331,7 +334,9 @@ def _handlers(state, case: Case, identity) -> list[dict]:
 @callback(Output("case-result", "children"), Output("case-done", "data"),
           Input({"type": "case-do", "key": ALL}, "n_clicks"),
           State("shell-url", "pathname"), State("case-reason", "value"), State("case-handler", "value"),
-          State("case-rating", "value"), State("case-limit", "value"), prevent_initial_call=True)
+          State("case-rating", "value"), State("case-limit", "value"), prevent_initial_call=True,
+          roles=PAGE.roles, why="a case action (each authorized for the case's org unit)",
+          changes=tuple(CASE_ACTIONS.values()))
 def act(clicks, pathname, reason, handler, rating, limit):
     """One button: the command, through dashboard/commands.py (authorized, decided, audited)."""
     if not ctx.triggered_id or not any(clicks):

@@ -18,7 +18,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from urllib.parse import urlencode
 
-from dash import Input, Output, State, callback, dcc, html
+from dash import Input, Output, State, dcc, html
 from flask import Response, request
 
 from cases.limits import categories
@@ -39,8 +39,8 @@ from core.roles import UserRole
 from dashboard import live_ui
 from dashboard.authz import Scope, asked_scope, authorize, current_identity
 from dashboard.case_actions import OPEN_CASE, OpenHotlineCase
+from dashboard.declarations import callback, export, page, query_params
 from dashboard.feeds import Feed
-from dashboard.pages import Page, query_params
 from dashboard.pages.export import authorized_export, csv_response
 from dashboard.queries import CaseFilter
 from dashboard.state import app_state
@@ -115,8 +115,8 @@ def layout(state, scope: Scope, kiosk: bool = False):
     ])
 
 
-PAGE = Page("/cases", Label("Cases", "案件"),
-            frozenset({UserRole.DISPATCHER, UserRole.LEADER, UserRole.ADMIN}), layout, FEED)
+PAGE = page("/cases", Label("Cases", "案件"),
+            frozenset({UserRole.DISPATCHER, UserRole.LEADER, UserRole.ADMIN}), layout, feed=FEED, order=30)
 
 
 def _selection(identity, search, status, category, source, text, sort):
@@ -131,7 +131,8 @@ def _selection(identity, search, status, category, source, text, sort):
 @callback(Output("cases-rows", "children"), Output("cases-count", "children"), Output("cases-export", "href"),
           Input("cases-status", "value"), Input("cases-category", "value"), Input("cases-source", "value"),
           Input("cases-text", "value"), Input("cases-sort", "value"), Input("cases-pushed", "data"),
-          Input("cases-fallback", "n_intervals"), State("shell-url", "search"))
+          Input("cases-fallback", "n_intervals"), State("shell-url", "search"),
+          roles=PAGE.roles, why="the case list's rows for the filter (authorizes the scope)")
 def show(status, category, source, text, sort, _pushed, _fallback, search):
     """The rows for the scope of the URL (authorized again here: a callback is a request of its own),
     again whenever a case of the scope changes (pushed). Only inputs every role's page holds: the
@@ -265,7 +266,8 @@ def _new_case_form(state, scope: Scope):
           Input("cases-new-submit", "n_clicks"),
           State("cases-new-category", "value"), State("cases-new-urgency", "value"), State("cases-new-org", "value"),
           State("cases-new-title", "value"), State("cases-new-place", "value"), State("cases-new-note", "value"),
-          prevent_initial_call=True)
+          prevent_initial_call=True,
+          roles=OPEN_CASE.roles, why="enter a case by hand (authorized for its org unit)", changes=(OPEN_CASE,))
 def enter_case(_clicks, category, urgency, org_code, title, place, note):
     """A hotline case: dashboard/commands.py authorizes it for the org unit chosen and audits it."""
     state = app_state()
@@ -283,6 +285,7 @@ def enter_case(_clicks, category, urgency, org_code, title, place, note):
 
 # --- the export -----------------------------------------------------------------------------------------
 
+@export(EXPORT_PATH, PAGE.roles, "the case list as CSV (authorizes the scope; audited)")
 def export_csv():
     """`/cases.csv?scope=…&status=…&category=…&source=…&text=…&sort=…&days=…`: the selection as
     CSV; audited."""
@@ -312,4 +315,4 @@ def _iso(value):
 
 # --- live -------------------------------------------------------------------------------------------
 
-live_ui.follow_frames("cases", "casesLive", Output("cases-pushed", "data"))
+live_ui.follow_frames("cases", "casesLive", Output("cases-pushed", "data"), PAGE.roles)

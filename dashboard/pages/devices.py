@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 
-from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
+from dash import ALL, Input, Output, State, ctx, dcc, html, no_update
 
 from core import freetext
 from core.catalogue import Label
@@ -20,7 +20,7 @@ from core.roles import ROLE_LABELS
 from dashboard import registry_ui as ui
 from dashboard.authz import Identity, Scope, current_identity
 from dashboard.commands import Action
-from dashboard.pages import Page
+from dashboard.declarations import callback, page
 from dashboard.state import app_state
 from registry import onboarding
 from registry.store import Credential, RegistryError
@@ -28,6 +28,7 @@ from registry.store import Credential, RegistryError
 ADD_DEVICE = Action("registry.device.add", ui.ADMINS)
 RETIRE = Action("registry.device.retire", ui.ADMINS)
 DEVICE_ACTIONS = (ADD_DEVICE, ui.ROTATE, ui.REVOKE, RETIRE)
+TITLE = Label("Members' phones", "网格员手机")
 _PHONES = {"owntracks-mqtt": ("owntracks", "mqtt", Label("OwnTracks (MQTT)", "OwnTracks（MQTT）")),
            "owntracks-http": ("owntracks", "http", Label("OwnTracks (HTTP)", "OwnTracks（HTTP）")),
            "osmand": ("osmand", None, Label("Traccar Client", "Traccar Client"))}
@@ -39,9 +40,9 @@ def layout(state, scope: Scope, kiosk: bool = False):
     members = [{"label": f"{m.name} · {ROLE_LABELS[m.role]} · {state.city.org_name(m.grid_code)} · {m.member_id}",
                 "value": m.member_id} for m in state.queries.members(ui.own_scope(identity))]
     return html.Div(className="admin", id="devices", children=[
-        ui.head("/devices", Label("Members' phones", "网格员手机"),
-                Label("a phone joins without a restart; its password is shown once",
-                      "手机即时接入，无需重启；密码只显示一次")),
+        ui.head(PAGE, Label(
+                    "a phone joins without a restart; its password is shown once",
+                    "手机即时接入，无需重启；密码只显示一次")),
         html.Div(className="admin-columns devices-columns", children=[
             html.Section(className="wall-panel", children=[
                 html.H2(str(Label("Add a phone", "接入手机"))),
@@ -57,9 +58,9 @@ def layout(state, scope: Scope, kiosk: bool = False):
                 ui.result("devices"),
             ]),
             html.Section(className="wall-panel", children=[
-                html.H2(str(Label("Phones and other devices", "手机与其他设备"))),
-                html.Div(str(Label("beyond each member's own terminal (on Members and terminals)",
-                                   "不含网格员的专用终端（见“网格员与终端”）")),
+                html.H2(str(Label("Phones", "手机"))),
+                html.Div(f"{Label('a member’s own terminal is on', '网格员的专用终端见')} "
+                         f"{state.page_at('/members').label}",
                          className="audit-dim"),
                 html.Div(id="devices-table", children=devices_table(state, identity)),
             ]),
@@ -67,7 +68,7 @@ def layout(state, scope: Scope, kiosk: bool = False):
     ])
 
 
-PAGE = Page("/devices", Label("Devices", "设备"), ui.ADMINS, layout, nav=False)
+PAGE = page("/devices", TITLE, ui.ADMINS, layout, nav=False, order=120, section=ui.SECTION)
 
 
 def devices_table(state, identity: Identity | None):
@@ -121,7 +122,10 @@ def _phone_said(credential: Credential, mode: str | None):
 @callback(Output("devices-result", "children"), Output("devices-table", "children"),
           Input("devices-add", "n_clicks"), Input({"type": "devices-do", "device": ALL, "do": ALL}, "submit_n_clicks"),
           State("devices-member", "value"), State("devices-app", "value"), State("devices-label", "value"),
-          prevent_initial_call=True)
+          prevent_initial_call=True,
+          roles=PAGE.roles, why="add a member's phone; a device's new password, revoke, retire (authorized for the "
+              "member's grid)",
+          changes=DEVICE_ACTIONS)
 def change_device(_added, _confirmed, member_id, app, label):
     """Add a phone to a member; give a device a new password, revoke or retire it."""
     trigger = ctx.triggered_id

@@ -8,14 +8,14 @@ Each change is authorized on the server for the grid of what it touches (a move:
 grids); a building is chosen by typing its name or id, among the admin's scope only."""
 from __future__ import annotations
 
-from dash import ALL, ClientsideFunction, Input, Output, State, callback, clientside_callback, ctx, dcc, html, no_update
+from dash import ALL, ClientsideFunction, Input, Output, State, ctx, dcc, html, no_update
 
 from core.catalogue import DeviceKind, Label
 from core.city import GatewayKind
 from dashboard import registry_ui as ui
 from dashboard.authz import Scope, authorize, current_identity
 from dashboard.commands import Action
-from dashboard.pages import Page
+from dashboard.declarations import callback, clientside_callback, page
 from dashboard.state import app_state
 from registry.store import RegistryError
 
@@ -26,6 +26,7 @@ ADD_SENSOR = Action("registry.sensor.add", ui.ADMINS)
 MOVE_SENSOR = Action("registry.sensor.move", ui.ADMINS)
 RETIRE_SENSOR = Action("registry.sensor.retire", ui.ADMINS)
 GATEWAY_ACTIONS = (ADD, MOVE, RETIRE, ui.ROTATE, ui.REVOKE, ADD_SENSOR, MOVE_SENSOR, RETIRE_SENSOR)
+TITLE = Label("Gateways and sensors", "网关与传感器")
 GATEWAY_KINDS = {GatewayKind.BUILDING_GATEWAY: Label("Building gateway (meters, gas detectors)",
                                                      "楼宇网关（表计、燃气探测器）"),
                  GatewayKind.ELEVATOR_CONTROLLER: Label("Elevator controller", "电梯控制器")}
@@ -50,9 +51,9 @@ def _building_picker(id_: str, placeholder: Label):
 def layout(state, scope: Scope, kiosk: bool = False):
     table, choices = gateways_table(state, scope, "")
     return html.Div(className="admin", id="gateways", children=[
-        ui.head("/gateways", Label("Gateways and sensors", "网关与传感器"),
-                Label("a gateway connects without a restart; its password is shown once",
-                      "网关即时接入，无需重启；密码只显示一次")),
+        ui.head(PAGE, Label(
+                    "a gateway connects without a restart; its password is shown once",
+                    "网关即时接入，无需重启；密码只显示一次")),
         dcc.Store(id="gateways-changed", data=0),
         html.Div(className="admin-columns registry-columns", children=[
             html.Div(className="registry-forms", children=[
@@ -107,7 +108,7 @@ def layout(state, scope: Scope, kiosk: bool = False):
     ])
 
 
-PAGE = Page("/gateways", Label("Gateways", "网关"), ui.ADMINS, layout, nav=False)
+PAGE = page("/gateways", TITLE, ui.ADMINS, layout, nav=False, order=130, section=ui.SECTION)
 
 
 def _confirm(type_: str, key: str, value: str, do: str, text: Label, message: str):
@@ -148,7 +149,8 @@ def gateways_table(state, scope: Scope, search: str):
 @callback(Output("gateways-table", "children"), Output("gateways-pick", "options"),
           Input("gateways-search", "value"), Input("gateways-changed", "data"),
           State("shell-url", "search"), State("gateways-pick", "value"), State("gateways-pick", "options"),
-          prevent_initial_call=True)
+          prevent_initial_call=True,
+          roles=PAGE.roles, why="the gateways of the scope, searched (authorizes the scope)")
 def refresh_table(search, _changed, url_search, picked, options):
     """The list again for the org selector's scope (authorized again); the gateway chosen stays a choice."""
     _, scope, why = ui.asked(PAGE, url_search)
@@ -161,13 +163,14 @@ def refresh_table(search, _changed, url_search, picked, options):
 
 clientside_callback(ClientsideFunction(namespace="gcc", function_name="registryPick"),
                     Output("gateways-pick", "value"), Input({"type": "gateways-pick-row", "gateway": ALL}, "n_clicks"),
-                    prevent_initial_call=True)
+                    prevent_initial_call=True, roles=PAGE.roles, why="a row's Sensors… picks the gateway (no data)")
 
 
 @callback(Output("gateways-add-building", "options"), Output("gateways-sensor-building", "options"),
           Output("gateways-move-building", "options"),
           *[Input(p, "search_value") for p in _BUILDING_PICKERS], *[State(p, "value") for p in _BUILDING_PICKERS],
-          prevent_initial_call=True)
+          prevent_initial_call=True,
+          roles=PAGE.roles, why="the buildings matching what is typed (the admin's scope)")
 def buildings(*values):
     """The buildings whose name or id holds what is typed, in the admin's own scope (the one typed
     into gets new options; the others keep theirs)."""
@@ -191,7 +194,8 @@ def buildings(*values):
 
 
 @callback(Output("gateways-sensors", "children"), Input("gateways-pick", "value"), Input("gateways-changed", "data"),
-          prevent_initial_call=True)
+          prevent_initial_call=True,
+          roles=PAGE.roles, why="the gateway chosen and its sensors (authorizes its grid)")
 def gateway_sensors(gateway_id, _changed):
     """The gateway chosen and its sensors (only within the admin's scope)."""
     state, identity = app_state(), current_identity()
@@ -237,7 +241,10 @@ def _both(identity, action: Action, grid: str | None, target: str, to_building: 
           State("gateways-protocol", "value"), State("gateways-sensor-id", "value"),
           State("gateways-sensor-kind", "value"), State("gateways-sensor-building", "value"),
           State("gateways-pick", "value"), State("gateways-move-building", "value"), State("gateways-changed", "data"),
-          prevent_initial_call=True)
+          prevent_initial_call=True,
+          roles=PAGE.roles, why="add, move, new password, revoke, retire a gateway; add, move, retire a sensor (each "
+              "authorized for the building's grid, a move for both)",
+          changes=GATEWAY_ACTIONS)
 def change_gateway(_add, _sensor_add, _move, _do, _sensor_move, _sensor_retire, gateway_id, kind, building_id,
                    protocol, sensor_id, sensor_kind, sensor_building, picked, to_building, changed):
     """Each change authorized for the grid of what it touches, then done by the registry."""

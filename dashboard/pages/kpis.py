@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import date, datetime, timezone
 from urllib.parse import urlencode
 
-from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
+from dash import ALL, Input, Output, State, ctx, dcc, html, no_update
 from flask import Response, request
 
 from core.catalogue import CASE_CATEGORY_LABELS, CASE_STATE_LABELS, DIARY_CATEGORIES, ORG_LEVEL_LABELS, Label
@@ -22,8 +22,8 @@ from core.orgcodes import LENGTHS
 from core.roles import UserRole
 from dashboard import kpi_figures as fig
 from dashboard.authz import Scope, asked_scope, authorize, current_identity
-from dashboard.kpis_diary import RateDiary
-from dashboard.pages import Page, query_params
+from dashboard.declarations import callback, export, page, query_params
+from dashboard.kpis_diary import RATE_DIARY, RateDiary
 from dashboard.pages.cases import local
 from dashboard.pages.export import authorized_export, csv_response
 from dashboard.state import app_state
@@ -122,11 +122,13 @@ def layout(state, scope: Scope, kiosk: bool = False, params: dict | None = None)
     ])
 
 
-PAGE = Page("/kpis", Label("KPIs", "考核"), frozenset({UserRole.LEADER, UserRole.ADMIN}), layout, takes_params=True)
+PAGE = page("/kpis", Label("KPIs", "考核"), frozenset({UserRole.LEADER, UserRole.ADMIN}), layout, takes_params=True,
+            order=50)
 
 
 @callback(Output("kpis-sort", "data"), Input({"type": "kpis-sort", "col": ALL}, "n_clicks"), State("kpis-sort", "data"),
-          prevent_initial_call=True)
+          prevent_initial_call=True,
+          roles=PAGE.roles, why="the ranking's sort column (no data)")
 def sort_by(clicks, current):
     if not ctx.triggered_id or not any(clicks):
         return no_update
@@ -143,7 +145,9 @@ def sort_by(clicks, current):
           Output("kpis-exports", "children"), Output("kpis-period-label", "children"),
           Output("kpis-day", "style"), Output("kpis-range", "style"),
           Input("kpis-period", "value"), Input("kpis-day", "date"), Input("kpis-range", "start_date"),
-          Input("kpis-range", "end_date"), Input("kpis-sort", "data"), State("shell-url", "search"))
+          Input("kpis-range", "end_date"), Input("kpis-sort", "data"), State("shell-url", "search"),
+          roles=PAGE.roles,
+          why="the KPIs of the scope and period: cards, ranking, charts, lists (authorizes the scope)")
 def show(kind, day, first, last, sort, search):
     state, identity = app_state(), current_identity()
     decision = authorize(state.city, identity, PAGE, asked_scope(identity, query_params(search)))
@@ -416,7 +420,8 @@ def _diary_list(state, entries):
 
 
 @callback(Output("kpis-diary-result", "children"), Input({"type": "kpis-diary-rate", "t": ALL, "e": ALL, "r": ALL},
-                                                         "value"), prevent_initial_call=True)
+                                                         "value"), prevent_initial_call=True,
+          roles=RATE_DIARY.roles, why="a leader rates a diary entry (authorized for its grid)", changes=(RATE_DIARY,))
 def rate_diary(_values):
     """A leader's rating of a diary entry (dashboard/commands.py: authorized for its grid, audited)."""
     trigger = ctx.triggered_id
@@ -468,6 +473,7 @@ def _totals_cells(t: Totals) -> list:
     return out + [t.count(c.key) for c in COUNT_BY_KEY.values()]
 
 
+@export(EXPORT_PATH, PAGE.roles, "a KPI table as CSV (authorizes the scope; audited)")
 def export_csv():
     """`/kpis.csv?table=ranking|categories|days|overdue|rework&scope=…&period=…&day=…` (or from/to)."""
     asked = authorized_export(PAGE, "kpi.export", EXPORT_PATH, _export_selection)
@@ -502,6 +508,7 @@ def export_csv():
     return csv_response(f"kpis-{table}-{stamp}.csv", header, rows)
 
 
+@export(REPORT_PATH, PAGE.roles, "the assessment report as PDF (authorizes the scope; audited)")
 def export_pdf():
     """`/kpis.pdf?scope=…&period=month&day=…`: the assessment report of the scope and period (audited)."""
     asked = authorized_export(PAGE, "kpi.report", REPORT_PATH, period_from)

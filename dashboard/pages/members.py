@@ -13,7 +13,7 @@ import base64
 import csv
 import io
 
-from dash import ALL, ClientsideFunction, Input, Output, State, callback, clientside_callback, ctx, dcc, html, no_update
+from dash import ALL, ClientsideFunction, Input, Output, State, ctx, dcc, html, no_update
 
 from core import freetext
 from core.catalogue import Label
@@ -21,7 +21,7 @@ from core.roles import ROLE_LABELS, Role
 from dashboard import registry_ui as ui
 from dashboard.authz import Scope, authorize, current_identity
 from dashboard.commands import Action
-from dashboard.pages import Page
+from dashboard.declarations import callback, clientside_callback, page
 from dashboard.state import app_state
 from registry import imports, onboarding
 from registry.store import RegistryError
@@ -32,6 +32,7 @@ MOVE = Action("registry.member.move", ui.ADMINS)
 REPLACE = Action("registry.member.replace_terminal", ui.ADMINS)
 RETIRE = Action("registry.member.retire", ui.ADMINS)
 MEMBER_ACTIONS = (ADD, CHANGE, MOVE, REPLACE, RETIRE, ui.ROTATE, ui.REVOKE)
+TITLE = Label("Members and terminals", "网格员与终端")
 CSV_EXAMPLE = "member_id,name,role,grid_code,terminal_id\nM-0601,王芳,grid_administrator,350102002003001,T-0601"
 
 
@@ -55,9 +56,9 @@ def layout(state, scope: Scope, kiosk: bool = False):
     own = ui.own_scope(current_identity())
     grids = _grids(state, own)
     return html.Div(className="admin", id="members", children=[
-        ui.head("/members", Label("Members and terminals", "网格员与终端"),
-                Label("added, moved and retired while everything runs; a terminal's password is shown once",
-                      "即时新增、调整、离岗，无需重启；终端密码只显示一次")),
+        ui.head(PAGE, Label(
+                    "added, moved and retired while everything runs; a terminal's password is shown once",
+                    "即时新增、调整、离岗，无需重启；终端密码只显示一次")),
         dcc.Store(id="members-changed", data=0),
         html.Div(className="admin-columns registry-columns", children=[
             html.Div(className="registry-forms", children=[
@@ -135,7 +136,7 @@ def layout(state, scope: Scope, kiosk: bool = False):
     ])
 
 
-PAGE = Page("/members", Label("Members", "网格员"), ui.ADMINS, layout, nav=False)
+PAGE = page("/members", TITLE, ui.ADMINS, layout, nav=False, order=110, section=ui.SECTION)
 
 
 def members_table(state, scope: Scope, search: str):
@@ -157,7 +158,8 @@ def members_table(state, scope: Scope, search: str):
 
 @callback(Output("members-table", "children"), Output("members-edit", "options"),
           Input("members-search", "value"), Input("members-changed", "data"),
-          State("shell-url", "search"), prevent_initial_call=True)
+          State("shell-url", "search"), prevent_initial_call=True,
+          roles=PAGE.roles, why="the members of the scope, searched (authorizes the scope)")
 def refresh_table(search, _changed, url_search):
     """The list again, for the org selector's scope (authorized again: a callback is a request),
     and, after a change, the editor's choice of members (the admin's own scope: a member just added
@@ -172,12 +174,13 @@ def refresh_table(search, _changed, url_search):
 
 clientside_callback(ClientsideFunction(namespace="gcc", function_name="registryPick"),
                     Output("members-edit", "value"), Input({"type": "members-pick", "member": ALL}, "n_clicks"),
-                    prevent_initial_call=True)
+                    prevent_initial_call=True, roles=PAGE.roles, why="a row's Change… picks the member (no data)")
 
 
 @callback(Output("members-edit-name", "value"), Output("members-edit-role", "value"),
           Output("members-edit-grid", "value"), Output("members-edit-terminal", "children"),
-          Input("members-edit", "value"), Input("members-changed", "data"), prevent_initial_call=True)
+          Input("members-edit", "value"), Input("members-changed", "data"), prevent_initial_call=True,
+          roles=PAGE.roles, why="the member chosen, in the editor (authorizes their grid)")
 def fill_editor(member_id, _changed):
     """The member chosen, as the registry has them (only within the admin's scope)."""
     state, identity = app_state(), current_identity()
@@ -249,7 +252,10 @@ def _import(identity, actor, contents: str, filename: str | None):
           State("members-grid", "value"), State("members-terminal", "value"),
           State("members-edit", "value"), State("members-edit-name", "value"), State("members-edit-role", "value"),
           State("members-edit-grid", "value"), State("members-new-terminal", "value"),
-          State("members-upload", "filename"), State("members-changed", "data"), prevent_initial_call=True)
+          State("members-upload", "filename"), State("members-changed", "data"), prevent_initial_call=True,
+          roles=PAGE.roles, why="add, import, change, move, new terminal, retire a member (each authorized for the "
+              "member's grid, a move for both)",
+          changes=MEMBER_ACTIONS)
 def change_member(_add, _save, _replace, _retire, upload, _rotate, _revoke, member_id, name, role, grid, terminal_id,
                   edit_id, edit_name, edit_role, edit_grid, new_terminal, filename, changed):
     """Add, import, change or move, a new terminal, the terminal's new password or revocation,

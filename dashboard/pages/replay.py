@@ -16,14 +16,14 @@ from datetime import date, datetime, time, timedelta, timezone
 import dash_leaflet as dl
 import h3
 import numpy as np
-from dash import Input, Output, State, callback, clientside_callback, dcc, html, no_update
+from dash import Input, Output, State, dcc, html, no_update
 from dash.dependencies import ClientsideFunction
 
 from core.catalogue import Label
 from core.city import CITY_TZ
 from core.roles import ROLE_LABELS, UserRole
 from dashboard.authz import Scope, asked_scope, authorize, current_identity
-from dashboard.pages import Page, query_params
+from dashboard.declarations import callback, clientside_callback, page, query_params
 from dashboard.pages.cases import duration
 from dashboard.state import app_state
 from kpis import tracks
@@ -108,8 +108,8 @@ def layout(state, scope: Scope, kiosk: bool = False, params: dict | None = None)
     ])
 
 
-PAGE = Page("/replay", Label("Replay", "轨迹回放"), frozenset({UserRole.DISPATCHER, UserRole.LEADER, UserRole.ADMIN}),
-            layout, takes_params=True)
+PAGE = page("/replay", Label("Replay", "轨迹回放"), frozenset({UserRole.DISPATCHER, UserRole.LEADER, UserRole.ADMIN}),
+            layout, takes_params=True, order=60)
 
 
 def _authorized(search):
@@ -131,7 +131,8 @@ def _moment(day: str | None, hhmm: str | None, fallback: time) -> datetime:
           Output("replay-summary", "children"), Output("replay-slider", "max"), Output("replay-play", "disabled"),
           Input("replay-load", "n_clicks"), State("replay-member", "value"), State("replay-day", "date"),
           State("replay-from", "value"), State("replay-to", "value"), State("replay-stop-min", "value"),
-          State("replay-stop-radius", "value"), State("shell-url", "search"), prevent_initial_call=True)
+          State("replay-stop-radius", "value"), State("shell-url", "search"), prevent_initial_call=True,
+          roles=PAGE.roles, why="a member's track, stops, events and coverage (authorizes the member's org unit)")
 def load(_clicks, terminal_id, day, start_hhmm, end_hhmm, stop_min, stop_radius, search):
     """The member's track for the range, its stops, events and coverage (authorized for the scope)."""
     state, decision = _authorized(search)
@@ -210,7 +211,8 @@ def _summary(state, member, grid, summary: tracks.Summary, covered: tracks.Cover
 
 @callback(Output("replay-who", "children"), Output("replay-who-list", "children"),
           Input("replay-who-show", "n_clicks"), State("replay-at", "value"), State("shell-url", "search"),
-          prevent_initial_call=True)
+          prevent_initial_call=True,
+          roles=PAGE.roles, why="who was where at a moment (authorizes the scope)")
 def who_was_where(_clicks, at_text, search):
     """Every member of the scope at the moment asked, from the stored fixes (authorized for the scope)."""
     state, decision = _authorized(search)
@@ -242,4 +244,5 @@ clientside_callback(ClientsideFunction("gcc", "replayControl"),
                     Output("replay-play", "children"), Output("replay-line", "positions"),
                     Output("replay-map", "viewport"),
                     Input("replay-play", "n_clicks"), Input("replay-speed", "value"), Input("replay-slider", "value"),
-                    Input("replay-track", "data"), Input("replay-follow", "value"))
+                    Input("replay-track", "data"), Input("replay-follow", "value"),
+                    roles=PAGE.roles, why="the player (in the browser; no data)")

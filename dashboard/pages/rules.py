@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 
-from dash import Input, Output, State, callback, dcc, html
+from dash import Input, Output, State, dcc, html
 from flask import request
 
 from cases.limits import ANY, Limit, Stage, Unit, categories
@@ -17,8 +17,8 @@ from core.catalogue import CASE_CATEGORY_LABELS, CASE_STAGE_LABELS, URGENCY_LABE
 from core.city import CITY_TZ
 from core.roles import UserRole
 from dashboard.authz import Scope, authorize, current_identity
-from dashboard.case_actions import NewLimitsVersion, SetCalendarDay, limit_spec
-from dashboard.pages import Page
+from dashboard.case_actions import NEW_LIMITS, SET_CALENDAR_DAY, NewLimitsVersion, SetCalendarDay, limit_spec
+from dashboard.declarations import callback, page
 from dashboard.state import app_state
 
 EVERY_CATEGORY = "* every category 所有类别"
@@ -31,8 +31,8 @@ def layout(state, scope: Scope, kiosk: bool = False):
     editor = identity is not None and UserRole.ADMIN in identity.roles and not identity.scope_code
     return html.Div(className="admin rules", id="rules", children=[
         html.Div(className="dispatch-head", children=[
-            html.H1(str(Label("Time limits and working calendar", "办理时限与工作日历"))),
-            dcc.Link(str(Label("← admin", "← 管理")), href="/admin", className="button small"),
+            html.H1(str(PAGE.label)),
+            dcc.Link(f"← {state.page_at('/admin').label}", href="/admin", className="button small"),
         ]),
         html.Div(id="rules-calendar-status"),
         html.Div(className="admin-columns", children=[
@@ -54,7 +54,8 @@ def layout(state, scope: Scope, kiosk: bool = False):
     ])
 
 
-PAGE = Page("/rules", Label("Rules", "规则"), frozenset({UserRole.ADMIN, UserRole.LEADER}), layout, nav=False)
+PAGE = page("/rules", Label("Time limits and working calendar", "办理时限与工作日历"),
+            frozenset({UserRole.ADMIN, UserRole.LEADER}), layout, nav=False, order=100, section="admin")
 
 
 def _limits_form():
@@ -89,7 +90,8 @@ def _allowed():
 
 @callback(Output("rules-limits", "children"), Output("rules-calendar", "children"), Output("rules-held", "children"),
           Output("rules-calendar-status", "children"),
-          Input("rules-limits-result", "children"), Input("rules-calendar-result", "children"))
+          Input("rules-limits-result", "children"), Input("rules-calendar-result", "children"),
+          roles=PAGE.roles, why="the time limits, the calendar, the held intake rows")
 def show(_limits_done, _day_done):
     """The current limits, the calendar's exceptions and its status, the held intake rows (authorized
     again here: a callback is a request of its own)."""
@@ -182,7 +184,8 @@ def _held(rows: list[dict]):
 
 @callback(Output("rules-limits-result", "children"), Input("rules-limits-save", "n_clicks"),
           State("rules-category", "value"), State("rules-stage", "value"), State("rules-urgency", "value"),
-          State("rules-spec", "value"), prevent_initial_call=True)
+          State("rules-spec", "value"), prevent_initial_call=True,
+          roles=NEW_LIMITS.roles, why="a new version of the time limits", changes=(NEW_LIMITS,))
 def save_limit(_clicks, category, stage, urgency, spec):
     state = app_state()
     if not category or not stage or not spec:
@@ -198,7 +201,8 @@ def save_limit(_clicks, category, stage, urgency, spec):
 
 @callback(Output("rules-calendar-result", "children"), Input("rules-day-save", "n_clicks"),
           State("rules-day", "value"), State("rules-workday", "value"), State("rules-day-name", "value"),
-          prevent_initial_call=True)
+          prevent_initial_call=True,
+          roles=SET_CALENDAR_DAY.roles, why="an admin's calendar day", changes=(SET_CALENDAR_DAY,))
 def save_day(_clicks, day, workday, name):
     state = app_state()
     try:

@@ -13,15 +13,15 @@ import os
 from functools import lru_cache
 
 import dash_leaflet as dl
-from dash import ClientsideFunction, Input, Output, State, clientside_callback, dcc, html
+from dash import ClientsideFunction, Input, Output, State, dcc, html
 from dash_extensions.javascript import Namespace
 
 from core.catalogue import Label, Severity
 from core.roles import EVERYONE
 from dashboard import live_ui
 from dashboard.authz import Scope
+from dashboard.declarations import clientside_callback, page
 from dashboard.feeds import Feed, Periodic
-from dashboard.pages import Page
 from dashboard.queries import start_of_local_day
 from dashboard.vocabulary import legend
 from telemetry import live
@@ -203,7 +203,7 @@ def layout(state, scope: Scope, kiosk: bool = False):
     ])
 
 
-PAGE = Page("/wall", Label("Wall", "大屏"), EVERYONE, layout, FEED, aliases=("/",))
+PAGE = page("/wall", Label("Wall", "大屏"), EVERYONE, layout, feed=FEED, aliases=("/",), order=10)
 
 clientside_callback(
     ClientsideFunction(namespace="gcc", function_name="wallLive"),
@@ -216,6 +216,7 @@ clientside_callback(
     Input("wall-socket", "data-snapshot"), Input("wall-socket", "data-frame"), Input("wall-clock", "n_intervals"),
     State("wall-window", "value"), State("wall-socket", "url"),
     prevent_initial_call=True,
+    roles=PAGE.roles, why="the wall's live layers and lists",
 )
 
 clientside_callback(
@@ -223,6 +224,7 @@ clientside_callback(
     Output("wall-heat", "data", allow_duplicate=True),
     Input("wall-socket", "data-heat"), Input("wall-window", "value"),
     prevent_initial_call=True,
+    roles=PAGE.roles, why="the heat map's periodic push",
 )
 
-live_ui.show_connection("wall")
+live_ui.show_connection("wall", PAGE.roles)

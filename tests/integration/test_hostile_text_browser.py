@@ -27,7 +27,7 @@ from cases.intake import INTAKE
 from cases.limits import Urgency
 from cases.machine import apply, open_case
 from cases.model import Actor, ActorKind, Event, Refuse, Source, State
-from dashboard.pages import declared
+from dashboard.declarations import pages as declared
 from database.audit import write_audit
 
 from .screens import SCREENSHOTS, TEST_LOGINS, ensure_logins, sign_in

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 import psycopg2
 import pytest
 
-from dashboard.access import CALLBACKS, ROUTES, callback_output_ids
+from dashboard import declarations
 from dashboard.accounts import Accounts
 
 from ..support import wait_for
@@ -225,25 +225,25 @@ def _cookie_of(page) -> str:
     return f"gcc_session={cookie['value']}"
 
 
-def test_every_route_and_callback_of_the_app_is_in_the_access_tables(stack, dashboard):   # (its city loaded)
+def test_every_route_and_callback_of_the_app_declares_who_may_use_it(stack, dashboard):   # (its city loaded)
+    from dash._callback import GLOBAL_CALLBACK_MAP
+
     from dashboard.app import create_app
 
     app, _, hub = create_app(stack.app_settings("dashboard"))
     rules = {r.rule for r in app.server.url_map.iter_rules()}
-    assert rules - set(ROUTES) == set(), "routes nobody said who may use"
-    from dash._callback import GLOBAL_CALLBACK_MAP
-
-    outputs = {key: callback_output_ids(key) for key in {**GLOBAL_CALLBACK_MAP, **app.callback_map}}
-    assert outputs, "no callbacks found: the walk itself is broken"
-    missing = {key for key, ids in outputs.items() if ids[0] not in CALLBACKS}
-    assert missing == set(), "callbacks nobody said who may use"
-    assert set(CALLBACKS) <= {ids[0] for ids in outputs.values()}, "entries for callbacks that do not exist"
+    assert rules - set(declarations.routes(app.server)) == set(), "routes nobody said who may use"
+    assert set(declarations.routes(app.server)) - rules == set(), "declarations of routes that do not exist"
+    keys = {**GLOBAL_CALLBACK_MAP, **app.callback_map}
+    assert keys, "no callbacks found: the walk itself is broken"
+    assert set(keys) - set(declarations.callbacks()) == set(), "callbacks nobody said who may use"
     # a callback that changes data is open to no role all its actions refuse (the commands check each again)
+    changing = {key: entry for key, entry in declarations.callbacks().items() if entry.changes}
     wider = {key: sorted(r.value for r in entry.roles - frozenset().union(*(a.roles for a in entry.changes)))
-             for key, entry in CALLBACKS.items() if entry.changes}
+             for key, entry in changing.items()}
     assert {key: roles for key, roles in wider.items() if roles} == {}
-    assert {a.key for entry in CALLBACKS.values() for a in entry.changes} >= {"alarm.acknowledge", "user.add",
-                                                                              "wall_token.revoke"}
+    assert {a.key for entry in changing.values() for a in entry.changes} >= {"alarm.acknowledge", "user.add",
+                                                                             "wall_token.revoke"}
 
 
 def test_the_audit_trail_cannot_be_changed_by_the_dashboard(stack, settings):

@@ -10,9 +10,9 @@ from core.catalogue import AlarmType, MemberState, Severity
 from core.roles import EVERYONE, Role, UserRole
 from dashboard.authz import Identity, Scope, authorize, scope_of
 from dashboard.commands import ACKNOWLEDGE_ALARM
+from dashboard.declarations import pages as declared
 from dashboard.feeds import Frame
 from dashboard.hub import Room, route, scopes_seeing, watch_index
-from dashboard.pages import declared
 from dashboard.pages.dispatch import FEED as DISPATCH
 from dashboard.pages.wall import FEED as WALL
 from dashboard.pages.wall import WALL_REPORTS_MAX, member_key, report_key, wall_reports
@@ -222,3 +222,35 @@ def test_a_phones_fix_moves_its_members_marker_but_its_status_is_not_the_walls()
     assert WALL.wire["status"](Devices(), live.StatusChange("ot-M1-1", "M1", GRID, 5.0, "silent")) is None
     assert WALL.wire["status"](Devices(), live.StatusChange("T1", "M1", GRID, 5.0, "offline"))["member"] == \
         member_key("T1")
+
+
+def test_every_callback_declares_who_may_run_it_where_it_is_defined():
+    """The pages' callbacks and the shell's are declared with their roles by the decorator that
+    registers them with Dash: none of Dash's callbacks lacks a declaration, and a callback that
+    changes data is open to no role that all of its actions refuse (the bus checks each again)."""
+    from dash._callback import GLOBAL_CALLBACK_MAP
+
+    import dashboard.app  # noqa: F401  (the shell's own callbacks)
+    from dashboard import declarations
+
+    declared()
+    known = declarations.callbacks()
+    assert GLOBAL_CALLBACK_MAP and set(GLOBAL_CALLBACK_MAP) - set(known) == set()
+    wider = {key: sorted(r.value for r in entry.roles - frozenset().union(*(a.roles for a in entry.changes)))
+             for key, entry in known.items() if entry.changes}
+    assert {key: roles for key, roles in wider.items() if roles} == {}
+    assert all(entry.roles and entry.why for entry in known.values())
+    assert {a.key for entry in known.values() for a in entry.changes} >= {"alarm.acknowledge", "user.add",
+                                                                          "wall_token.revoke", "registry.member.add"}
+
+
+def test_pages_are_found_by_their_modules_alone():
+    """Every module of dashboard/pages/ that declares a page is served, in its declared order."""
+    import pkgutil
+
+    import dashboard.pages
+
+    pages = declared()
+    modules = {m.name for m in pkgutil.iter_modules(dashboard.pages.__path__)}
+    assert {p.layout.__module__.rsplit(".", 1)[1] for p in pages} == modules - {"export"}
+    assert pages[0].path == "/wall" and [p.order for p in pages] == sorted(p.order for p in pages)
