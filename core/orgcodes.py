@@ -10,6 +10,7 @@ parent. Every code knows its level and its parent.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import Enum
 
 LENGTHS = {6: "district", 9: "street", 12: "community", 15: "grid"}
@@ -103,3 +104,13 @@ def contains(scope: str, code: str) -> bool:
     says the same as `org_contains(scope, code)` (migration 0026): a query never spells a prefix
     pattern of its own."""
     return code.startswith(scope) and len(scope) <= len(code)
+
+
+@dataclass(frozen=True)
+class Scope:
+    """An org unit as someone looks at it (a screen's scope, a read's): its code and name."""
+    code: str                      # "" is the whole city
+    name: str
+
+    def covers(self, org_code: str | None) -> bool:
+        return not self.code or (org_code is not None and contains(self.code, org_code))

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from core.city import City
-from core.orgcodes import contains
+from core.orgcodes import Scope, contains  # Scope: where a screen looks (core owns containment)
 from core.roles import UserRole
 
 
@@ -47,15 +47,6 @@ class Guarded(Protocol):
 
     @property
     def name(self) -> str: ...
-
-
-@dataclass(frozen=True)
-class Scope:
-    code: str                      # "" is the whole city
-    name: str
-
-    def covers(self, org_code: str | None) -> bool:
-        return not self.code or (org_code is not None and contains(self.code, org_code))
 
 
 @dataclass(frozen=True)
