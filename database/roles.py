@@ -12,7 +12,8 @@
                 assessment's facts and rollups
 
 Grants are listed here table by table and applied again at every start (idempotent), so a table a
-new migration adds is covered once it is named here; `ungranted_tables` says which are not.
+new migration adds is covered once it is named here; `ungranted_tables` says which are not. A
+message kind's table is named by its kind (telemetry.kinds): the ingest writes it, everyone reads it.
 
 What PostgreSQL grants to PUBLIC by default is taken back: connecting to the maintenance databases
 (postgres, template1) and creating temporary tables in ours. Each app role may connect to our
@@ -24,15 +25,15 @@ from __future__ import annotations
 import psycopg2
 from psycopg2 import sql
 
+from telemetry import kinds
+
 INGEST = "gcc_ingest"
 DASHBOARD = "gcc_dashboard"
 CASES = "gcc_cases"
 
 REFERENCE_TABLES = ("city_info", "org_units", "grids", "buildings", "units", "organizations", "gateways",
                     "sensors", "members", "member_devices", "registry_state")
-INGEST_TABLES = ("positions", "terminal_status", "sensor_readings", "device_alarms", "incident_reports",
-                 "task_acks", "case_updates", "gateway_status", "region_transitions", "announcement_reads",
-                 "diary_entries", "dead_letters")
+INGEST_TABLES = (*kinds.TABLES, "dead_letters")   # each message kind's table (telemetry.kinds), and the refused
 REGISTRY_WRITES = ("members", "member_devices", "gateways", "sensors", "grids",   # changed at run time (registry/)
                    "org_units")     # a street's communities, a district's streets: their boundaries imported
 DASHBOARD_WRITES = ("audit_log", "alarm_acknowledgements", "diary_ratings")

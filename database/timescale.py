@@ -5,7 +5,8 @@ drop_chunks, but no retention or compression policies and no continuous aggregat
 community ("timescale") edition has all of them. We use the policies where they exist, and
 otherwise run retention ourselves with drop_chunks on a schedule (`RetentionJob`).
 
-Retention: every hypertable has its own period, a setting (`GCC_RETENTION_<TABLE>_DAYS`), enforced
+Retention: every hypertable has its own period (a message kind's table: the one its kind declares,
+telemetry/kinds/), and a setting (`GCC_RETENTION_<TABLE>_DAYS`) for those listed below, enforced
 by a retention policy on the community edition and by our hourly drop_chunks job on the Apache
 edition. A chunk is dropped once all of it is older than the period, so data lives up to one chunk
 interval (database/migrations/0002, 0004) longer.
@@ -35,6 +36,7 @@ from datetime import timedelta
 import psycopg2
 
 from database.roles import INGEST_TABLES
+from telemetry import kinds
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +79,12 @@ HYPERTABLES = (*INGEST_TABLES, "member_status")   # every time series: what the 
 
 
 def retention_from_settings(settings) -> dict[str, timedelta]:
-    return {table: timedelta(days=getattr(settings, f"retention_{table}_days")) for table in HYPERTABLES}
+    """Each hypertable's retention: its setting, or else (a message kind with no setting of its own) the
+    period its kind declares (telemetry.kinds)."""
+    def days(table: str) -> int:
+        setting = getattr(settings, f"retention_{table}_days", None)
+        return setting if setting is not None else kinds.TABLES[table].retention_days
+    return {table: timedelta(days=days(table)) for table in HYPERTABLES}
 
 
 def apply_policies(conn, retention: dict[str, timedelta]) -> Capabilities:

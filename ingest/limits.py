@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from ingest.model import Rejection
+from telemetry import topics
 
 
 class _Every:
@@ -99,11 +100,11 @@ class Budgets:
         """A terminal's incident reports and a gateway's alarms (0 a minute: no budget)."""
         budgets = []
         if reports_per_min > 0:
-            budgets.append(Budget("terminal", "incident", "incident reports",
+            budgets.append(Budget("terminal", topics.INCIDENT, "incident reports",
                                   RateLimiter(reports_per_min / 60, report_burst),
                                   "GCC_INGEST_REPORT_RATE_PER_MIN and GCC_INGEST_REPORT_BURST"))
         if alarms_per_min > 0:
-            budgets.append(Budget("gateway", "alarm", "alarms", RateLimiter(alarms_per_min / 60, alarm_burst),
+            budgets.append(Budget("gateway", topics.ALARM, "alarms", RateLimiter(alarms_per_min / 60, alarm_burst),
                                   "GCC_INGEST_ALARM_RATE_PER_MIN and GCC_INGEST_ALARM_BURST"))
         return cls(budgets)
 

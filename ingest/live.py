@@ -16,9 +16,9 @@ import orjson
 import redis
 
 from core.catalogue import MemberState
-from ingest.kinds import kind_of
 from ingest.model import Enriched
 from telemetry import live
+from telemetry.kinds import kind_of
 from telemetry.live import Keys
 
 log = logging.getLogger(__name__)

@@ -5,7 +5,7 @@
 
 A stage passes the message on or stops it with a `Rejection` (a reason code and a specific
 detail) that becomes a dead letter. What each message type needs (sender, position, table) comes
-from its entry in `ingest.kinds`. Storing, live state, the live bus and the acknowledgement come
+from its kind's declaration (telemetry.kinds). Storing, live state, the live bus and the acknowledgement come
 after, per batch (worker.py).
 
 A stage that raises (a bug, not bad input) is contained: that message alone becomes a dead letter
@@ -24,7 +24,6 @@ from datetime import datetime, timedelta
 
 from core.city import BOUNDARY_TABLES, City
 from core.gridindex import GridIndex
-from ingest.kinds import kind_of
 from ingest.limits import Budgets, RateLimiter, RefusalDigest
 from ingest.model import (
     FOREIGN_ID,
@@ -39,6 +38,7 @@ from ingest.model import (
     poison,
 )
 from telemetry.decoders import DecodeError, decode, osmand, owntracks, senml
+from telemetry.kinds import kind_of
 from telemetry.messages import DeviceAlarm, GatewayStatus, Message, TerminalStatus
 from telemetry.topics import OWNTRACKS_PREFIX, PREFIX
 

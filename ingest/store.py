@@ -26,8 +26,8 @@ from datetime import datetime
 import psycopg2
 import psycopg2.errors
 
-from ingest.kinds import TABLES, kind_of
 from ingest.model import Enriched, Inbound, Rejection
+from telemetry.kinds import TABLES, kind_of
 
 log = logging.getLogger(__name__)
 

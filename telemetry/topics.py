@@ -1,6 +1,6 @@
 """The MQTT topic layout (version 1) and which account may use which topic.
 
-Uplink (device → command center)
+Uplink (device → command center): each kind's module in telemetry/kinds/ declares its leaf
     gcc/v1/terminal/{terminal_id}/fix        GPS fix from a member's handheld terminal (our JSON)
     gcc/v1/terminal/{terminal_id}/status     online/offline, battery, SOS; retained; the last will
     gcc/v1/terminal/{terminal_id}/incident   incident report (category, severity, place, text, photo)
@@ -32,22 +32,37 @@ from dataclasses import dataclass
 from enum import Enum
 
 from core.orgcodes import ancestors
+from telemetry import kinds
+from telemetry.kinds import (
+    alarm,
+    announcement_read,
+    case_update,
+    diary_entry,
+    fix,
+    incident_report,
+    reading,
+    task_ack,
+    terminal_status,
+)
 
 PREFIX = "gcc/v1"
 SHARE_GROUP = "ingest"
 OWNTRACKS_PREFIX = "owntracks"
 
 # The leaves under a device's own topic, by direction: one list for the ACL, the ingest
-# subscription and the decoders' routing alike.
-FIX, STATUS, INCIDENT, TASK, TASK_ACK, CASE, NOTICE = "fix", "status", "incident", "task", "task/ack", "case", "notice"
-READ = "announcement/read"
-DIARY = "diary"
-SENML, READING, ALARM, CMD = "senml", "reading", "alarm", "cmd"
+# subscription and the decoders' routing alike. The uplink leaves are the message kinds' (each
+# kind's module in telemetry/kinds/ declares its own), plus SenML, a second format of readings.
+TASK, NOTICE, CMD = "task", "notice", "cmd"
+SENML = "senml"
 ANNOUNCEMENT = "announcement"                    # under an org unit's topic
-TERMINAL_UPLINK = (FIX, STATUS, INCIDENT, TASK_ACK, CASE, READ, DIARY)
+TERMINAL_UPLINK = kinds.uplink_leaves("terminal")
 TERMINAL_DOWNLINK = (TASK, NOTICE)
-GATEWAY_UPLINK = (SENML, READING, ALARM, STATUS)
+GATEWAY_UPLINK = (SENML, *kinds.uplink_leaves("gateway"))
 GATEWAY_DOWNLINK = (CMD,)
+# the leaves of kinds other rooms publish or name (spelled by their kinds)
+FIX, STATUS, INCIDENT = fix.KIND.json.leaf, terminal_status.KIND.json.leaf, incident_report.KIND.json.leaf
+TASK_ACK, CASE, READ = task_ack.KIND.json.leaf, case_update.KIND.json.leaf, announcement_read.KIND.json.leaf
+DIARY, READING, ALARM = diary_entry.KIND.json.leaf, reading.KIND.json.leaf, alarm.KIND.json.leaf
 # Sub-topics the OwnTracks apps publish under owntracks/<user>/<device>/ (the booklet's "Topics").
 OWNTRACKS_UPLINK = ("event", "step", "beacon", "dump", "status", "waypoint", "waypoints", "info")
 

@@ -12,41 +12,12 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from telemetry import topics
+from telemetry import kinds
 from telemetry.decoders.errors import SCHEMA_VIOLATION, WRONG_TOPIC, DecodeError, load_json, refused, shown
-from telemetry.messages import (
-    AnnouncementRead,
-    CaseUpdate,
-    DeviceAlarm,
-    DiaryEntry,
-    Fix,
-    GatewayStatus,
-    IncidentReport,
-    Message,
-    SensorReading,
-    TaskAck,
-    TerminalStatus,
-    utc_from_epoch,
-)
+from telemetry.kinds import JsonTopic
+from telemetry.messages import Message, utc_from_epoch
 
-MAX_READINGS = 1000
-
-# leaf -> (message type, payload fields besides "ts", fields set by the decoder)
-_TERMINAL_LEAVES: dict[str, tuple[type[BaseModel], frozenset[str], dict[str, Any]]] = {
-    topics.FIX: (Fix, frozenset({"lat", "lon", "accuracy_m", "speed_mps", "heading_deg",
-                            "altitude_m", "battery_pct"}), {"source": "gcc"}),
-    topics.STATUS: (TerminalStatus, frozenset({"state", "battery_pct", "sos", "will"}), {"source": "gcc"}),
-    topics.INCIDENT: (IncidentReport, frozenset({"report_id", "category", "severity", "lat", "lon",
-                                            "address", "description", "photo_ref"}), {}),
-    topics.TASK_ACK: (TaskAck, frozenset({"task_id", "action", "note"}), {}),
-    topics.CASE: (CaseUpdate, frozenset({"case_id", "action", "note", "reason", "photo_refs", "extension"}), {}),
-    topics.READ: (AnnouncementRead, frozenset({"announcement_id"}), {}),
-    topics.DIARY: (DiaryEntry, frozenset({"entry_id", "category", "text"}), {}),
-}
-_ALARM_FIELDS = frozenset({"alarm_id", "sensor_id", "alarm_type", "severity", "state", "value",
-                           "detail"})
-_READING_FIELDS = frozenset({"sensor_id", "quantity", "value", "value_text", "value_bool", "unit"})
-_GATEWAY_LEAVES = frozenset({topics.READING, topics.ALARM, topics.STATUS})  # senml: see senml.py
+MAX_READINGS = 1000    # the records of one message (a gateway's readings)
 
 
 def parse_ts(value: Any, field: str = "ts") -> datetime:
@@ -75,48 +46,48 @@ def parse_ts(value: Any, field: str = "ts") -> datetime:
 
 def decode_terminal(terminal_id: str, leaf: str, payload: bytes,
                     received_at: datetime) -> list[Message]:
-    """gcc/v1/terminal/{terminal_id}/{leaf} for leaf in fix, status, incident, task/ack, case,
-    announcement/read, diary."""
-    if leaf not in _TERMINAL_LEAVES:
-        raise DecodeError(WRONG_TOPIC, f"no uplink leaf {leaf!r} for a terminal")
-    model, fields, fixed = _TERMINAL_LEAVES[leaf]
-    obj = _object(load_json(payload))
-    time = _required_ts(obj)
-    return [_build(model, fields, obj, {**fixed, "terminal_id": terminal_id}, time)]
+    """gcc/v1/terminal/{terminal_id}/{leaf}, for the leaf of each terminal kind (telemetry.kinds)."""
+    return decode_leaf("terminal", terminal_id, leaf, payload, received_at)
 
 
 def decode_gateway(gateway_id: str, leaf: str, payload: bytes,
                    received_at: datetime) -> list[Message]:
-    """gcc/v1/gateway/{gateway_id}/{leaf} for leaf in reading, alarm, status (senml: see senml)."""
-    if leaf not in _GATEWAY_LEAVES:
-        raise DecodeError(WRONG_TOPIC, f"no JSON uplink leaf {leaf!r} for a gateway")
+    """gcc/v1/gateway/{gateway_id}/{leaf}, for the leaf of each gateway kind (senml: see senml)."""
+    return decode_leaf("gateway", gateway_id, leaf, payload, received_at)
+
+
+def decode_leaf(device: str, device_id: str, leaf: str, payload: bytes, received_at: datetime) -> list[Message]:
+    """One message of our JSON, as its kind (the one declared for this device's leaf) maps it."""
+    kind = kinds.BY_LEAF.get((device, leaf))
+    if kind is None:
+        raise DecodeError(WRONG_TOPIC, f"no JSON uplink leaf {leaf!r} for a {device}")
+    wire = kind.json
     obj = _object(load_json(payload))
-    if leaf == topics.READING:
-        return _readings(gateway_id, obj, received_at)
-    fixed = {"gateway_id": gateway_id}
-    if leaf == topics.ALARM:
-        return [_build(DeviceAlarm, _ALARM_FIELDS, obj, fixed, _required_ts(obj))]
-    return [_build(GatewayStatus, frozenset({"state", "will"}), obj, fixed, _required_ts(obj))]
+    fixed = {**wire.fixed, wire.id_field: device_id}
+    if wire.records is not None:
+        return _records(kind.model, wire, obj, fixed, received_at)
+    return [_build(kind.model, wire.fields, obj, fixed, _required_ts(obj))]
 
 
-def _readings(gateway_id: str, obj: dict[str, Any], received_at: datetime) -> list[Message]:
-    _refuse_unknown(obj, frozenset({"readings"}), "")
+def _records(model: type[BaseModel], wire: JsonTopic, obj: dict[str, Any], fixed: dict[str, Any],
+             received_at: datetime) -> list[Message]:
+    """A list of records under wire.records (a gateway's readings), each one message: timed by its
+    own "ts", else the payload's, else its arrival."""
+    name = wire.records
+    _refuse_unknown(obj, frozenset({name}), "")
     default_time = parse_ts(obj["ts"]) if obj.get("ts") is not None else received_at
-    items = obj.get("readings")
+    items = obj.get(name)
     if not isinstance(items, list) or not 1 <= len(items) <= MAX_READINGS:
         got = f"{len(items)} items" if isinstance(items, list) else shown(items)
-        raise DecodeError(SCHEMA_VIOLATION,
-                          f"readings: expected a list of 1..{MAX_READINGS} readings, got {got}")
-    readings: list[Message] = []
+        raise DecodeError(SCHEMA_VIOLATION, f"{name}: expected a list of 1..{MAX_READINGS} {name}, got {got}")
+    records: list[Message] = []
     for index, item in enumerate(items):
-        prefix = f"readings[{index}]."
+        prefix = f"{name}[{index}]."
         if not isinstance(item, dict):
-            raise DecodeError(SCHEMA_VIOLATION,
-                              f"readings[{index}]: expected a JSON object, got {shown(item)}")
+            raise DecodeError(SCHEMA_VIOLATION, f"{name}[{index}]: expected a JSON object, got {shown(item)}")
         time = parse_ts(item["ts"], prefix + "ts") if item.get("ts") is not None else default_time
-        readings.append(_build(SensorReading, _READING_FIELDS, item,
-                               {"gateway_id": gateway_id}, time, prefix))
-    return readings
+        records.append(_build(model, wire.fields, item, fixed, time, prefix))
+    return records
 
 
 def _object(document: Any) -> dict[str, Any]:

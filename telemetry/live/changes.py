@@ -1,97 +1,25 @@
-"""The typed changes a committed batch makes: what the live bus carries (see telemetry.live)."""
+"""The typed changes the live bus carries (see telemetry.live): each message kind's own (declared in
+its module, telemetry/kinds/), and those made elsewhere, here: a person's acknowledgement of an
+alarm (the dashboard) and a case as it is after a change (the cases engine)."""
 from __future__ import annotations
 
+import functools
+import operator
 from dataclasses import dataclass, fields
-from typing import ClassVar
 
-# --- the changes a committed batch makes (what the bus carries) -----------------------------------
-# Each change names the org unit whose screens see it (`route_code`: a member's changes go to their
-# own grid, whatever grid they are walking through; everything else to where it happened) and, for
-# the kinds where only the newest matters, the identity under which changes coalesce.
+from telemetry import kinds
+from telemetry.kinds import LiveChange as _Change
+from telemetry.kinds.alarm import AlarmChange
+from telemetry.kinds.announcement_read import ReadChange
+from telemetry.kinds.fix import FixChange
+from telemetry.kinds.gateway_status import GatewayChange
+from telemetry.kinds.incident_report import ReportChange
+from telemetry.kinds.reading import ReadingChange
+from telemetry.kinds.task_ack import TaskAckChange
+from telemetry.kinds.terminal_status import StatusChange
 
-class _Change:
-    """What every change says besides its data: its kind, the field naming the org unit whose
-    screens see it, and the fields under which changes coalesce (none: every change counts)."""
-    __slots__ = ()
-    KIND: ClassVar[str]
-    ROUTE_FIELD: ClassVar[str] = "grid_code"
-    COALESCE_FIELDS: ClassVar[tuple[str, ...]] = ()
-
-    @property
-    def route_code(self) -> str | None:
-        return getattr(self, self.ROUTE_FIELD)
-
-    @property
-    def coalesce_key(self):
-        if not self.COALESCE_FIELDS:
-            return None
-        values = tuple(getattr(self, name) for name in self.COALESCE_FIELDS)
-        return values[0] if len(values) == 1 else values
-
-
-@dataclass(frozen=True, slots=True)
-class FixChange(_Change):
-    KIND = "fix"
-    ROUTE_FIELD = "home_grid_code"
-    COALESCE_FIELDS = ("terminal_id",)
-    terminal_id: str
-    member_id: str
-    home_grid_code: str
-    grid_code: str | None          # where the fix lies
-    t: float
-    lon: float
-    lat: float
-    battery_pct: int | None = None
-    speed_mps: float | None = None
-    heading_deg: float | None = None
-    accuracy_m: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class StatusChange(_Change):
-    KIND = "status"
-    ROUTE_FIELD = "home_grid_code"
-    COALESCE_FIELDS = ("terminal_id",)
-    terminal_id: str
-    member_id: str
-    home_grid_code: str
-    t: float
-    state: str                     # a MemberState value
-    battery_pct: int | None = None
-    sos: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class ReadingChange(_Change):
-    KIND = "reading"
-    COALESCE_FIELDS = ("sensor_id", "quantity")
-    sensor_id: str
-    grid_code: str
-    t: float
-    quantity: str
-    value: float | None = None
-    value_bool: bool | None = None
-    value_text: str | None = None
-    value_sum: float | None = None
-    unit: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class AlarmChange(_Change):
-    KIND = "alarm"
-    alarm_id: str
-    sensor_id: str
-    building_id: str
-    grid_code: str
-    t: float
-    alarm_type: str
-    severity: int
-    state: str                     # raised / cleared
-    value: float | None = None
-    lon: float | None = None       # the sensor's place (reference data)
-    lat: float | None = None
-    acknowledged_by: str | None = None   # filled in by the screens' queries from the database, never
-    acknowledged_at: float | None = None   # by the ingest (an acknowledgement travels as AlarmAckChange)
+__all__ = ["CHANGE_TYPES", "AlarmAckChange", "AlarmChange", "CaseChange", "Change", "FixChange", "GatewayChange",
+           "ReadChange", "ReadingChange", "ReportChange", "StatusChange", "TaskAckChange", "change_from"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,60 +32,6 @@ class AlarmAckChange(_Change):
     t: float
     acknowledged_by: str
     sensor_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class ReportChange(_Change):
-    """An incident report. The bus carries its text; the live state keeps it without description
-    and photo reference (ingest.live), so a snapshot's reports have them as None."""
-    KIND = "report"
-    report_id: str
-    terminal_id: str
-    member_id: str
-    grid_code: str
-    t: float
-    category: str
-    severity: int
-    lon: float
-    lat: float
-    address: str | None = None
-    description: str | None = None
-    photo_ref: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class GatewayChange(_Change):
-    KIND = "gateway"
-    COALESCE_FIELDS = ("gateway_id",)
-    gateway_id: str
-    grid_code: str
-    t: float
-    state: str
-
-
-@dataclass(frozen=True, slots=True)
-class TaskAckChange(_Change):
-    KIND = "task_ack"
-    ROUTE_FIELD = "home_grid_code"
-    task_id: str
-    terminal_id: str
-    member_id: str
-    home_grid_code: str
-    t: float
-    action: str                    # accepted / rejected / arrived / done
-    note: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ReadChange(_Change):
-    """A member has read an announcement (their terminal's receipt): the announcement pages count
-    it (from the database: only a recipient's receipt counts)."""
-    KIND = "read"
-    ROUTE_FIELD = "home_grid_code"
-    announcement_id: int
-    terminal_id: str
-    home_grid_code: str
-    t: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,11 +64,8 @@ class CaseChange(_Change):
     unassigned: bool = False       # its offers ran out: it waits in the dispatch queue for a person
 
 
-Change = (FixChange | StatusChange | ReadingChange | AlarmChange | AlarmAckChange | ReportChange | GatewayChange
-          | TaskAckChange | ReadChange | CaseChange)
-CHANGE_TYPES: dict[str, type] = {c.KIND: c for c in (FixChange, StatusChange, ReadingChange, AlarmChange,
-                                                     AlarmAckChange, ReportChange, GatewayChange, TaskAckChange,
-                                                     ReadChange, CaseChange)}
+CHANGE_TYPES: dict[str, type] = {c.KIND: c for c in (*kinds.change_types(), AlarmAckChange, CaseChange)}
+Change = functools.reduce(operator.or_, CHANGE_TYPES.values())   # any change (a union type, for annotations)
 
 
 def change_from(kind: str, data: dict) -> Change:

@@ -1,5 +1,5 @@
-"""The live-state contract (telemetry.live) and the per-message-type table (ingest.kinds): one owner
-for each key, change and route, agreed on by the writer and every reader."""
+"""The live-state contract (telemetry.live) and the message kinds' declarations (telemetry.kinds): one
+owner for each key, change and route, agreed on by the writer and every reader."""
 from __future__ import annotations
 
 import dataclasses
@@ -12,10 +12,10 @@ import pytest
 
 from config.settings import REPO_ROOT
 from core.catalogue import AlarmType
-from ingest.kinds import KINDS
 from ingest.model import Enriched
 from telemetry import live, topics
 from telemetry.decoders import DecodeError, decode
+from telemetry.kinds import KINDS
 from telemetry.messages import CaseUpdate, DeviceAlarm, Fix, TaskAck
 
 GRID = "350102001001001"
@@ -116,7 +116,7 @@ def test_every_message_type_has_one_kind_entry_whose_row_matches_its_columns():
             assert len(row) == len(kind.columns)
             if kind.change is not None:
                 change = kind.change(Enriched(samples[message_type], GRID, "M1", "B1", GRID, (119.3, 26.1)))
-                assert change.KIND in live.CHANGE_TYPES
+                assert type(change) is kind.change_type and live.CHANGE_TYPES[change.KIND] is kind.change_type
 
 
 @pytest.mark.parametrize("leaf", topics.TERMINAL_UPLINK)
