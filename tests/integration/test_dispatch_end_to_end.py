@@ -1,5 +1,5 @@
 """The dispatcher's day, end to end, in Chromium against the real stack and the real processes: the
-dashboard, an ingest worker, the cases engine (`python -m cases`, which also sends the notices)
+dashboard, an ingest worker, the cases engine (`python -m casework`, which also sends the notices)
 and a member's terminal played by the simulator's own code (simulator.devices.TerminalSim over
 its own MQTT connection).
 
@@ -58,7 +58,7 @@ def engine(stack, city, tmp_path_factory):
     port = free_port()
     env = {**os.environ, **stack.app_env("cases", stack.account("cases")), **FAST, "GCC_CASES_METRICS_PORT": str(port)}
     log = open(tmp_path_factory.mktemp("e2e-cases") / "cases.log", "ab")  # noqa: SIM115 - the process's log
-    proc = subprocess.Popen([sys.executable, "-m", "cases"], cwd=REPO_ROOT, env=env, stdout=log,
+    proc = subprocess.Popen([sys.executable, "-m", "casework"], cwd=REPO_ROOT, env=env, stdout=log,
                             stderr=subprocess.STDOUT)
     try:
         wait_for(lambda: answers(f"http://127.0.0.1:{port}/healthz"), 60, "the cases engine's health")

@@ -1,4 +1,4 @@
-"""What the broker is told (stack/mosquitto.py): one role per account from telemetry.topics, each
+"""What the broker is told (registry/dynsec.py): one role per account from telemetry.topics, each
 device limited to its own topics with no wildcard and no share group, every account bound to its
 client id, nothing allowed by default."""
 from __future__ import annotations
