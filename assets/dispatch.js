@@ -8,12 +8,6 @@
   gcc.renderers = gcc.renderers || {};
   const ACKS_SHOWN = 30;
   const STATE_ORDER = {offline: 2, silent: 1, online: 0};
-  const QUEUED = new Set(["reported", "registered", "dispatched"]);   // what waits for a dispatcher
-  const WAITS = {reported: "to register 待立案", registered: "to dispatch 待派遣", dispatched: "offered 待接单"};
-  // the tasks in progress: a case from its offer to its handler's feedback (then it awaits verification)
-  const TASK_STEPS = [["dispatched", "offered 已派遣"], ["accepted", "en route 前往中"], ["handling", "on scene 处置中"],
-                      ["handled", "done 已处置"]];
-  const IN_PROGRESS = new Set(TASK_STEPS.map(s => s[0]));
   const TASKS_SHOWN = 40;
   const QUEUE_SHOWN = 60;
   const ALARMS_SHOWN = 40;
@@ -21,7 +15,8 @@
   gcc.renderers.dispatch = {
     fresh: function (s) {
       const st = {alarms: new Map(), members: new Map(), acks: [], alarmsVersion: 0, alarmsDrawn: -1,
-                  cases: new Map(), order: [], tasks: new Map(), automatic: new Set(s.automatic || [])};
+                  cases: new Map(), order: [], tasks: new Map(), automatic: new Set(s.automatic || []),
+                  words: consoleWords(s.vocabulary)};
       s.alarms.forEach(a => st.alarms.set(a.key, a));   // an alarm is (sensor, alarm id)
       (s.cases || []).forEach(c => track(st, c, null));
       s.members.forEach(m => st.members.set(m.terminal_id, m));
@@ -50,11 +45,21 @@
     },
   };
 
+  /* The case states the console sorts by, and its words for them, from the snapshot's vocabulary
+   * (dashboard/vocabulary.py; the states are spelled once, in core.catalogue.CaseState): `queue`,
+   * what waits for a dispatcher and what it waits for; `steps`, a task from its offer to its
+   * handler's feedback (then it awaits verification); `state`, each state's value by its name. */
+  function consoleWords(vocabulary) {
+    const v = vocabulary || {}, words = v.console || {queue: {}, task_steps: []};
+    return {queue: words.queue, steps: words.task_steps, state: v.case_states || {},
+            inProgress: new Set(words.task_steps.map(s => s[0]))};
+  }
+
   /* A case's place in the queue and among the tasks in progress; `seen`: when its state changed
    * (null for a snapshot: not known here; the countdown is the stage's deadline either way). */
   function track(st, c, seen) {
-    if (QUEUED.has(c.state)) st.cases.set(c.key, c); else st.cases.delete(c.key);
-    if (!IN_PROGRESS.has(c.state)) { st.tasks.delete(c.key); return; }
+    if (c.state in st.words.queue) st.cases.set(c.key, c); else st.cases.delete(c.key);
+    if (!st.words.inProgress.has(c.state)) { st.tasks.delete(c.key); return; }
     const before = st.tasks.get(c.key);
     const since = before && before.state === c.state ? before.since : seen;
     st.tasks.set(c.key, Object.assign({}, c, {since: since}));
@@ -74,22 +79,22 @@
       return window.dash_clientside.no_update;
     }
     return tasks.map(c => {
-      const at = TASK_STEPS.findIndex(s => s[0] === c.state);
+      const at = st.words.steps.findIndex(s => s[0] === c.state);
       const overdue = c.deadline != null && now >= c.deadline;
       return h("Button", {className: "dispatch-task queue-row" + (c.key === selected ? " selected" : "") +
-                                     (overdue && c.state !== "handled" ? " overdue" : ""),
+                                     (overdue && c.state !== st.words.state.HANDLED ? " overdue" : ""),
                           id: {type: "dispatch-task", case: c.key}, n_clicks: 0, children: [
         h("Span", {className: "row-title", children: (c.handler || "?") + " · " +
                                                      (c.title || L.label(st, "category", c.category))}),
-        h("Span", {className: "task-steps", children: TASK_STEPS.map((s, i) => h("Span", {
+        h("Span", {className: "task-steps", children: st.words.steps.map((s, i) => h("Span", {
           className: "task-step" + (i < at ? " done" : i === at ? " now" : ""), children: s[1]}))}),
         h("Span", {className: "row-time countdown" + (overdue ? " overdue" : ""), id: "dispatch-task-left-" + c.key,
-                   children: taskLeft(c, now)})]});
+                   children: taskLeft(st, c, now)})]});
     });
   }
 
-  function taskLeft(c, now) {
-    const left = c.state === "handled" ? "to verify 待核查" : c.deadline == null ? ""
+  function taskLeft(st, c, now) {
+    const left = c.state === st.words.state.HANDLED ? gcc.live.label(st, "case_stage", "verify") : c.deadline == null ? ""
       : now >= c.deadline ? "+" + gcc.ui.span(now - c.deadline) + " 超期" : gcc.ui.span(c.deadline - now);
     return left + (c.since ? " · " + gcc.ui.age(c.since) : "");
   }
@@ -115,7 +120,7 @@
     });
     st.tasks.forEach((c, key) => {
       const el = document.getElementById("dispatch-task-left-" + key);
-      if (el) el.textContent = taskLeft(c, now);
+      if (el) el.textContent = taskLeft(st, c, now);
     });
   }
 
@@ -200,9 +205,9 @@
       const phase = c.deadline != null && now >= c.deadline ? " overdue" : c.warn_at != null && now >= c.warn_at
         ? " warning" : "";
       const auto = st.automatic.has(c.category) && !c.unassigned;
-      const waits = c.unassigned ? "unassigned 未派出" : c.state === "dispatched"
+      const waits = c.unassigned ? "unassigned 未派出" : c.state === st.words.state.DISPATCHED
         ? "offered to " + (c.handler || "?") + " 待接单"
-        : c.state === "registered" && auto ? "automatic 自动派遣中" : WAITS[c.state];
+        : c.state === st.words.state.REGISTERED && auto ? "automatic 自动派遣中" : st.words.queue[c.state];
       return h("Button", {className: "dispatch-case queue-row" + (c.key === selected ? " selected" : "") +
                                      (c.unassigned ? " unassigned" : "") + (c.source === "sos" ? " sos" : "") + phase,
                           id: {type: "dispatch-case", case: c.key}, n_clicks: 0, children: [

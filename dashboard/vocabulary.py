@@ -17,6 +17,7 @@ from core.catalogue import (
     SEVERITY_LABELS,
     TASK_ACTION_LABELS,
     URGENCY_LABELS,
+    CaseState,
     Label,
     MemberState,
     Severity,
@@ -31,6 +32,13 @@ MEMBER_STATE_COLOURS = {MemberState.ONLINE: "#30d158", MemberState.SILENT: "#ff9
 SEVERITY_COLOURS = {Severity.CRITICAL: "#ff3b30", Severity.HIGH: "#ff9500", Severity.MEDIUM: "#ffd60a",
                     Severity.LOW: "#64d2ff"}
 URGENCY_COLOURS = {"urgent": "#ff3b30", "normal": "#64d2ff"}
+# the dispatcher console's words for the case states it shows (assets/dispatch.js): what a case in
+# its queue waits for, and the steps of a task from its offer to its handler's feedback, in order
+CONSOLE_QUEUE = {CaseState.REPORTED: Label("to register", "待立案"),
+                 CaseState.REGISTERED: Label("to dispatch", "待派遣"),
+                 CaseState.DISPATCHED: Label("offered", "待接单")}
+CONSOLE_TASK_STEPS = {CaseState.DISPATCHED: Label("offered", "已派遣"), CaseState.ACCEPTED: Label("en route", "前往中"),
+                      CaseState.HANDLING: Label("on scene", "处置中"), CaseState.HANDLED: Label("done", "已处置")}
 ROLE_COLOURS = {Role.GRID_ADMINISTRATOR: "#0a84ff", Role.GRID_COORDINATOR: "#64d2ff",
                 Role.GRID_POLICE_OFFICER: "#f2f2f7", Role.GRID_SUPERVISOR: "#bf5af2"}
 
@@ -62,6 +70,10 @@ def for_browser() -> dict:
             "org_level": text(ORG_LEVEL_LABELS),
             "case_source": text(CASE_SOURCE_LABELS),
         },
+        # the case states' values by name (the browser spells none) and the console's words for its states
+        "case_states": {s.name: s.value for s in CaseState},
+        "console": {"queue": text(CONSOLE_QUEUE),
+                    "task_steps": [[s.value, str(v)] for s, v in CONSOLE_TASK_STEPS.items()]},
         "colours": {
             "member_state": {_key(k): v for k, v in MEMBER_STATE_COLOURS.items()},
             "severity": {_key(k): v for k, v in SEVERITY_COLOURS.items()},
