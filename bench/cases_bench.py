@@ -21,13 +21,12 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
-import tempfile
 import time
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import psycopg2
 
+from bench.harness import BenchStack, percentile
 from cases import store
 from cases.calendar import WorkCalendar
 from cases.engine import escalate_due
@@ -37,9 +36,6 @@ from cases.machine import Rules, apply, open_case
 from cases.model import Actor, ActorKind, Register, Source
 from cases.notices import Recipients
 from core.city import City
-from database import roles
-from database.migrate import migrate
-from stack import LocalStack
 
 GRIDS = [f"350102{s:03d}{c:03d}{g:03d}" for s in (1, 2) for c in (1, 2, 3) for g in range(1, 11)]
 DISPATCHER = Actor(ActorKind.USER, "bench", frozenset({"dispatcher"}), "")
@@ -154,27 +150,14 @@ def run_transitions(dsn: str, rules: Rules, n: int) -> tuple[float, float]:
     return through, pure
 
 
-def _pct(values: list[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(p * len(ordered)))]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", type=int, default=100_000)
     parser.add_argument("--spread-s", type=float, default=300.0)
     parser.add_argument("--transitions", type=int, default=2000)
     args = parser.parse_args()
-    data_dir = Path(tempfile.mkdtemp(prefix="gridcc-bench-cases-"))
-    data_dir.chmod(0o711)
-    local = LocalStack(data_dir)
-    local.start()
-    try:
-        dsn = local.settings().pg_dsn
-        migrate(dsn)
-        roles.ensure_roles(dsn, local.pg_app_passwords())
+    with BenchStack("cases") as bench:
+        dsn = bench.dsn
         rules = Rules({1: LimitTable.defaults()}, WorkCalendar())
         window = args.spread_s + 2 * 60 + 10
         print(f"# cases_bench on {platform.node()} ({platform.processor() or platform.machine()}), "
@@ -186,17 +169,14 @@ def main() -> None:
         through, pure = run_transitions(dsn, rules, args.transitions)
         for name, r, per in (("engine", engine, "wake-up"), ("naive", naive, "scan")):
             lags = r["lags"]
-            print(f"{name:<8} steps fired {len(lags):>7,}  lag p50 {_pct(lags, .5):6.3f} s  "
-                  f"p99 {_pct(lags, .99):6.3f} s  "
+            print(f"{name:<8} steps fired {len(lags):>7,}  lag p50 {percentile(lags, .5):6.3f} s  "
+                  f"p99 {percentile(lags, .99):6.3f} s  "
                   f"max {max(lags) if lags else float('nan'):6.3f} s  {per}s {r.get('wakeups', r.get('scans')):>5}  "
                   f"time per {per} p50 {statistics.median(r['took']) * 1000:7.1f} ms  "
-                  f"p99 {_pct(r['took'], .99) * 1000:7.1f} ms"
+                  f"p99 {percentile(r['took'], .99) * 1000:7.1f} ms"
                   + (f"  cases per wake-up p50 {statistics.median(r['looked']):.0f}" if name == "engine" else ""))
         print(f"transitions  register through the command path {through:,.0f}/s  apply alone {pure:,.0f}/s  "
               f"(ratio {pure / through:.0f}×)")
-    finally:
-        local.stop()
-        local.remove_data()
 
 
 if __name__ == "__main__":

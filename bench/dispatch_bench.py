@@ -23,17 +23,15 @@ import argparse
 import platform
 import random
 import statistics
-import tempfile
 import time
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import psycopg2
 from psycopg2.extras import execute_values
 
+from bench.harness import BenchStack, percentile
 from core.city import City, Member
 from core.roles import Role
-from database.migrate import migrate
 from dispatch.candidates import Settings, find
 from ingest.live import LiveState
 from ingest.model import Enriched
@@ -48,7 +46,7 @@ ROLES = (Role.GRID_ADMINISTRATOR, Role.GRID_COORDINATOR, Role.GRID_POLICE_OFFICE
 
 def _grid_code(x_m: float, y_m: float) -> str:
     gx, gy = int((x_m + HALF_SIDE_M) // GRID_M), int((y_m + HALF_SIDE_M) // GRID_M)
-    return f"350102{gx:03d}{gy:03d}001"[:15]
+    return f"350102{gx + 1:03d}{gy + 1:03d}001"[:15]     # numbers from 001: 000 is no valid code
 
 
 def _city(n: int, rng: random.Random) -> tuple[City, list[tuple[Member, float, float]]]:
@@ -106,11 +104,6 @@ NAIVE = ("select terminal_id, sqrt(((lat - %(lat)s) * 111320) ^ 2 + ((lon - %(lo
          "t > now() - interval '2 minutes' and role <> 'grid_supervisor' order by d limit 10")
 
 
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--members", type=int, default=50_000)
@@ -118,12 +111,8 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=2000)
     args = parser.parse_args()
     rng = random.Random(20261202)
-    data_dir = Path(tempfile.mkdtemp(prefix="gridcc-bench-dispatch-"))
-    data_dir.chmod(0o711)
-    local = LocalStack(data_dir)
-    local.start()
-    try:
-        migrate(local.settings().pg_dsn)
+    with BenchStack("dispatch") as bench:
+        local = bench.stack
         city, placed = _city(args.members, rng)
         t0 = time.perf_counter()
         work = _fill(local, placed, args.available, rng)
@@ -151,14 +140,11 @@ def main() -> None:
         conn.close()
         r.close()
         for name, took in (("candidates", fast), ("naive", slow)):
-            print(f"{name:<11} p50 {statistics.median(took) * 1000:7.2f} ms  p99 {_pct(took, .99) * 1000:7.2f} ms  "
-                  f"max {max(took) * 1000:7.2f} ms  ({len(took)} queries)")
+            print(f"{name:<11} p50 {statistics.median(took) * 1000:7.2f} ms  "
+                  f"p99 {percentile(took, .99) * 1000:7.2f} ms  max {max(took) * 1000:7.2f} ms  ({len(took)} queries)")
         print(f"available candidates per query: median {statistics.median(found):.0f} "
               f"(of the {settings.look_at} nearest terminals looked at within {settings.radius_m:.0f} m)")
-        print(f"ratio naive / candidates at p99: {_pct(slow, .99) / _pct(fast, .99):.1f}×")
-    finally:
-        local.stop()
-        local.remove_data()
+        print(f"ratio naive / candidates at p99: {percentile(slow, .99) / percentile(fast, .99):.1f}×")
 
 
 if __name__ == "__main__":

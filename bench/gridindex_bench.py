@@ -8,19 +8,13 @@ from __future__ import annotations
 import argparse
 import platform
 import random
-import time
 
 import shapely
 from shapely.geometry import Point
 
+from bench.harness import per_second
 from core.gridindex import GridIndex
 from simulator.citygen import SCALES, generate
-
-
-def _rate(fn, points: int) -> float:
-    start = time.perf_counter()
-    fn()
-    return points / (time.perf_counter() - start)
 
 
 def main() -> None:
@@ -43,10 +37,10 @@ def main() -> None:
             p = Point(x, y)
             next((code for code, geom in geoms if geom.intersects(p)), None)
 
-    single = _rate(lambda: [index.locate(x, y) for x, y in zip(lons, lats, strict=True)], args.points)
-    batch = _rate(lambda: [index.locate_many(lons[i:i + 1000], lats[i:i + 1000])
-                           for i in range(0, args.points, 1000)], args.points)
-    scan = _rate(naive, naive_n)
+    single = per_second(lambda: [index.locate(x, y) for x, y in zip(lons, lats, strict=True)], args.points)
+    batch = per_second(lambda: [index.locate_many(lons[i:i + 1000], lats[i:i + 1000])
+                                for i in range(0, args.points, 1000)], args.points)
+    scan = per_second(naive, naive_n)
     print(f"point -> grid lookup, {len(city.grids)} grids, {args.points} random points "
           f"({platform.processor() or platform.machine()}, Python {platform.python_version()})")
     print(f"{'method':<34}{'lookups/s':>14}{'vs naive':>10}")

@@ -16,20 +16,17 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
-import tempfile
 import threading
 import time
 import uuid
-from pathlib import Path
 
 import psycopg2
 
+from bench.harness import BenchStack
 from database.citydb import CityWatch, load_city, read_city
-from database.migrate import migrate
 from ingest.stages import Registry
 from registry.store import Actor, DeviceRegistry
 from simulator.citygen import SCALES, generate
-from stack import LocalStack
 
 
 def _measure(dsn: str, scale: str, reads: int, changes: int) -> dict:
@@ -93,17 +90,8 @@ def main() -> None:
     parser.add_argument("--reads", type=int, default=5)
     parser.add_argument("--changes", type=int, default=10)
     args = parser.parse_args()
-    data_dir = Path(tempfile.mkdtemp(prefix="gridcc-bench-registry-"))
-    data_dir.chmod(0o711)
-    stack = LocalStack(data_dir)
-    stack.postgres.start()
-    try:
-        dsn = stack.settings().pg_dsn
-        migrate(dsn)
-        results = [_measure(dsn, scale, args.reads, args.changes) for scale in ("demo", "big")]
-    finally:
-        stack.postgres.stop()
-        stack.remove_data()
+    with BenchStack("registry", postgres_only=True) as bench:   # the database and its listeners alone
+        results = [_measure(bench.dsn, scale, args.reads, args.changes) for scale in ("demo", "big")]
     print(f"registry change → running process, {platform.processor() or platform.machine()}, "
           f"python {platform.python_version()}")
     print(f"{'city':6} {'grids':>6} {'members':>8} {'buildings':>9} {'sensors':>8} {'read s':>8} {'apply s':>8} "
