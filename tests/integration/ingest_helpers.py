@@ -5,7 +5,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
@@ -55,6 +54,14 @@ def worker_account(stack, index: int):
     return stack.service_account(AccountKind.INGEST, f"ingest-{index}")
 
 
+def subscribed(source) -> threading.Event:
+    """An event set when the broker confirms an ingest source's subscriptions (its SUBACK): from
+    then on the broker routes to it (or, while it is away, queues for its session)."""
+    event = threading.Event()
+    source.client.on_subscribe = lambda client, userdata, mid, reason_codes, properties: event.set()
+    return event
+
+
 class ThreadWorker:
     """An ingest worker running in this process (for tests that look inside it), logged in with
     its own account."""
@@ -67,12 +74,13 @@ class ThreadWorker:
         self.worker.source.filters = [f.replace("$share/ingest/", f"$share/{share_group}/")
                                       for f in self.worker.source.filters]
         self.thread = threading.Thread(target=self.worker.run, kwargs={"end_session": end_session}, daemon=True)
+        self.subscribed = subscribed(self.worker.source)
 
     def __enter__(self):
         self.http.start()
         self.thread.start()
         assert self.worker.source.connected.wait(10), "worker did not connect to the broker"
-        time.sleep(0.3)  # let the SUBACK arrive
+        assert self.subscribed.wait(10), "the broker did not confirm the worker's subscriptions"
         return self
 
     def __exit__(self, *exc):
@@ -119,15 +127,17 @@ class FixPublisher:
         self.acked: list[datetime] = []
         self.stopped = threading.Event()
 
-    def publish(self, n: int, offset: int = 0, pause_every: int = 0, pause: float = 0.0) -> None:
+    def publish(self, n: int, offset: int = 0, hold: tuple[int, threading.Event] | None = None) -> None:
+        """Fixes number offset .. offset + n - 1, each after the broker acknowledged the one before;
+        `hold` (i, event): before fix i, wait for the event (the test breaks something mid-stream)."""
         for i in range(offset, offset + n):
+            if hold is not None and i == hold[0]:
+                assert hold[1].wait(120), "the test never let the publisher go on"
             t = self.start + timedelta(seconds=i)
             reason = self.probe.publish(f"gcc/v1/terminal/{self.account.username}/fix",
                                         fix_payload(t, self.lon, self.lat, battery_pct=50))
             if reason == "Success":
                 self.acked.append(t)
-            if pause_every and i % pause_every == 0:
-                time.sleep(pause)
 
     def close(self) -> None:
         self.probe.close()
@@ -152,7 +162,8 @@ class RecordingReceipt:
 def fed_by_a_worker(stack, board, index: int):
     """`board` (a dashboard process) started, fed by an ingest worker of its own in a fresh share
     group; stopped afterwards."""
-    with ThreadWorker(stack, index=index, share_group=f"t{uuid.uuid4().hex[:8]}"):
+    with ThreadWorker(stack, index=index, share_group=f"t{uuid.uuid4().hex[:8]}") as worker:
+        board.worker = worker
         board.start()
         try:
             yield board

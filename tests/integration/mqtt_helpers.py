@@ -26,6 +26,8 @@ class MqttProbe:
         self._puback_cond = threading.Condition()
         self.connect_reason: str | None = None
         self.client.on_connect = self._on_connect
+        self.disconnected = threading.Event()       # the broker closed the connection (or we did)
+        self.client.on_disconnect = lambda c, u, flags, reason, props: self.disconnected.set()
         self.client.on_message = lambda c, u, msg: self.messages.put(msg)
         self.client.on_publish = self._on_publish
         self.suback_codes: list[str] = []

@@ -89,6 +89,7 @@ class Dashboard:
         self.env = {**os.environ, **stack.app_env("dashboard"), "GCC_DASHBOARD_PORT": str(self.port)}
         self.log_path = log_path
         self.proc = None
+        self.worker = None          # the ingest worker feeding it (ingest_helpers.ThreadWorker), if one does
         ensure_logins(stack.settings().pg_dsn)
 
     @property

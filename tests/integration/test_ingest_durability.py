@@ -4,7 +4,6 @@ in the database exactly once."""
 from __future__ import annotations
 
 import threading
-import time
 import urllib.request
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -41,12 +40,13 @@ def test_kill_minus_9_of_a_worker_mid_stream_loses_nothing_and_duplicates_nothin
     worker.start()
     try:
         wait_for(lambda: _healthy(worker), 30, "the worker to connect")
-        total = 3000
-        thread = threading.Thread(target=publisher.publish, args=(total,), kwargs={"pause_every": 50, "pause": 0.01})
+        total, killed = 3000, threading.Event()
+        thread = threading.Thread(target=publisher.publish, args=(total,), kwargs={"hold": (2000, killed)})
         thread.start()
         wait_for(lambda: len(_stored_times(db, terminal)) > 300, 30, "the first rows")
         worker.kill9()
         stored_at_kill = len(_stored_times(db, terminal))
+        killed.set()                                  # the last thousand go to the broker while it is dead
         thread.join(120)
         assert len(publisher.acked) == total          # the broker took every message while the worker was dead
         assert stored_at_kill < total                 # the kill really happened mid-stream
@@ -72,12 +72,13 @@ def test_postgresql_restarted_mid_stream_loses_nothing(stack, settings, city, db
     publisher = _publisher(stack, city, 21, START)
     terminal = publisher.account.username
     with ThreadWorker(stack, index=92, share_group=f"t{uuid.uuid4().hex[:8]}") as tw:
-        total = 2000
-        thread = threading.Thread(target=publisher.publish, args=(total,), kwargs={"pause_every": 20, "pause": 0.01})
+        total, stopped = 2000, threading.Event()
+        thread = threading.Thread(target=publisher.publish, args=(total,), kwargs={"hold": (1000, stopped)})
         thread.start()
         wait_for(lambda: len(_stored_times(db, terminal)) > 200, 30, "the first rows")
         db.close()
         stack.postgres.stop()
+        stopped.set()                                 # the second thousand arrive while it is down
         thread.join(120)
         stack.postgres.start()
         import psycopg2
@@ -124,9 +125,20 @@ def test_a_worker_stops_cleanly_on_repeated_sigterm(stack, city, tmp_path):
     worker.start()
     try:
         wait_for(lambda: _healthy(worker), 30, "the worker to connect")
-        for _ in range(5):
+        for _ in range(5):                  # each one taken before the next comes: five, not one pending
             worker.proc.send_signal(signal.SIGTERM)
-            time.sleep(0.01)
+            wait_for(lambda: not _pending(worker.proc.pid, signal.SIGTERM), 15, "the worker to take the signal",
+                     interval=0.002)
         assert worker.proc.wait(15) == 0
     finally:
         worker.stop()
+
+
+def _pending(pid: int, signum: int) -> bool:
+    """Whether a signal sent to the process waits to be taken (the kernel's shared pending set)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            pending = next(int(line.split()[1], 16) for line in status if line.startswith("ShdPnd:"))
+    except (FileNotFoundError, StopIteration):
+        return False                        # gone: nothing waits in it any more
+    return bool(pending & (1 << (signum - 1)))
