@@ -2,9 +2,7 @@
 
 A day with no rows has no roster: everyone counts as on duty, and the screens say so. A day with
 rows: a member with a row is on duty from `starts` to `ends` (city time), one without is off duty
-that day. The demo writes its own roster (`demo_rows`: everyone on duty around the clock, each
-grid member but the supervisor resting one day a week, on a weekday that differs within the grid);
-a deployment loads its own.
+that day. A deployment loads its own; the demo writes one (simulator/roster.py).
 
 `RosterCache` reads a day once a minute at most, for the console's candidates and the cases
 engine's picks alike.
@@ -15,10 +13,9 @@ import threading
 import time as clock
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time
 
-from core.city import CITY_TZ, City
-from core.roles import Role
+from core.city import CITY_TZ
 
 REFRESH_S = 60.0
 ALL_DAY = (time(0, 0), time(23, 59, 59))
@@ -77,19 +74,3 @@ class RosterCache:
                 self._day = read(day)
                 self._read_at = clock.monotonic()
             return self._day
-
-
-def demo_rows(city: City, first: date, days: int) -> list[tuple[date, str, time, time, str]]:
-    """The demo's roster: every member on duty all day, each handler of a grid resting one day a
-    week (a different weekday for each in the grid); supervisors every day."""
-    rows = []
-    for n in range(days):
-        day = first + timedelta(days=n)
-        handlers: dict[str, int] = {}
-        for member in city.members:
-            if member.role is not Role.GRID_SUPERVISOR:
-                k = handlers[member.grid_code] = handlers.get(member.grid_code, -1) + 1
-                if (int(member.grid_code[-3:]) + 2 * k) % 7 == day.weekday():
-                    continue                                   # their rest day
-            rows.append((day, member.terminal_id, *ALL_DAY, "demo roster"))
-    return rows

@@ -7,7 +7,6 @@ import os
 import shlex
 import sys
 import urllib.request
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import psycopg2
@@ -15,7 +14,7 @@ import psycopg2
 from config.settings import REPO_ROOT
 from core.city import City
 from database.citydb import device_accounts, load_city
-from simulator import logins
+from simulator import logins, roster
 from simulator.citygen import SCALES, generate
 
 from .process import ServerProcess, wait_until
@@ -70,25 +69,9 @@ def follow_registry(stack: LocalStack, dsn: str) -> None:
                  moved, disabled)
 
 
-def demo_roster(city: City, dsn: str, days: int = 8) -> int:
-    """The demo's duty roster from yesterday on (dispatch.roster.demo_rows), where a day has none
-    yet; how many rows were added."""
-    from psycopg2.extras import execute_values
-
-    from dispatch.roster import city_day, demo_rows
-
-    first = city_day(datetime.now(timezone.utc)) - timedelta(days=1)
-    conn = psycopg2.connect(dsn)
-    try:
-        with conn, conn.cursor() as cur:
-            cur.execute("select distinct day from duty_roster where day >= %s", (first,))
-            have = {d for (d,) in cur.fetchall()}
-            rows = [r for r in demo_rows(city, first, days) if r[0] not in have]
-            execute_values(cur, "insert into duty_roster (day, terminal_id, starts, ends, note) values %s "
-                                "on conflict do nothing", rows, page_size=2000)
-            return len(rows)
-    finally:
-        conn.close()
+def demo_roster(city: City, dsn: str) -> int:
+    """The demo's duty roster (simulator.roster) from yesterday on, where a day has none yet."""
+    return roster.write(city, dsn)
 
 
 def demo_logins(stack: LocalStack, city: City, dsn: str) -> tuple[list[tuple[str, str, str, str]], str]:

@@ -7,9 +7,10 @@ from datetime import date, datetime, time, timezone
 
 from core.roles import Role
 from dispatch.candidates import ROLES_FOR, Candidate, Settings, _explained, eta_s, rank
-from dispatch.roster import ALL_DAY, RosterDay, demo_rows
+from dispatch.roster import ALL_DAY, RosterDay
 from dispatch.status import DispatchStatus, Status, status_of
 from simulator.citygen import SCALES, generate
+from simulator.roster import demo_rows
 from telemetry.live import TerminalLive
 
 NOW = 1_800_000_000.0
