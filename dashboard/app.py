@@ -38,6 +38,8 @@ from dashboard.queries import Queries
 from dashboard.state import EXTENSION, AppState, app_state
 from database.citydb import CityWatch, read_city
 from kpis.indicators import Assessment
+from registry.broker import BrokerAdmin
+from registry.store import DeviceRegistry
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +159,9 @@ def create_app(settings: Settings) -> tuple[Dash, SocketIO, LiveHub]:
     policy = Policy(idle=timedelta(minutes=settings.dashboard_session_idle_min),
                     absolute=timedelta(hours=settings.dashboard_session_hours))
     accounts = Accounts(settings.pg_dsn, policy)
-    commands = Commands(city, client, settings.pg_dsn, place_name=queries.building_name, accounts=accounts)
+    registry = DeviceRegistry(settings.pg_dsn, BrokerAdmin.from_settings(settings))
+    commands = Commands(city, client, settings.pg_dsn, place_name=queries.building_name, accounts=accounts,
+                        registry=registry)
     case_rules = CaseRules(commands, settings.cases_time_scale, settings.cases_warn_fraction,
                            OfferPolicy.from_settings(settings))
     assessment = Assessment.configured(settings.kpi_score, settings.kpi_grades)   # a bad formula stops the start

@@ -1,10 +1,8 @@
-"""What the registry's pages share (devices, members, gateways and sensors, boundaries): the
-registry on the app's database and broker, who is asking, the server-side check of every change
-against the target's org unit (refusals audited), and how a result and a new password are shown.
-
-Each page is an admin's page; a callback is a request of its own, so every change asks
-`allowed()` for the org unit of what it changes (a member's grid, a building's grid, a
-community), never trusting what the page listed."""
+"""What the registry's pages share (members, phones, gateways and sensors, boundaries): their
+links to each other, the command bus every change goes through (`execute`: dashboard.registry_commands,
+authorized there for the org unit of what it changes, a member's grid, a building's grid, a
+community, never trusting what the page listed; audited once, by the registry), and how a
+result and a new password are shown."""
 from __future__ import annotations
 
 import base64
@@ -14,31 +12,21 @@ from dash import dcc, html
 from flask import request
 
 from core.catalogue import Label
-from core.roles import UserRole
 from dashboard.authz import Identity, Scope, asked_scope, authorize, current_identity, scope_of
-from dashboard.commands import Action
+from dashboard.commands import Result
 from dashboard.declarations import Page, query_params
 from dashboard.state import app_state
 from registry import onboarding
-from registry.broker import BrokerAdmin
-from registry.store import Actor, Credential, DeviceRegistry, RegistryError
+from registry.store import Credential, RegistryError
 
-ADMINS = frozenset({UserRole.ADMIN})
 SHOWN_ROWS = 100     # a list shows this many; the search narrows it
-# a device's or gateway's credential, from whichever page shows it
-ROTATE = Action("registry.credential.rotate", ADMINS)
-REVOKE = Action("registry.credential.revoke", ADMINS)
 
 SECTION = "registry"   # the registry's pages declare this section: their links to each other come from it
 
 
-def registry() -> DeviceRegistry:
-    settings = app_state().settings
-    return DeviceRegistry(settings.pg_dsn, BrokerAdmin.from_settings(settings))
-
-
-def actor(identity: Identity) -> Actor:
-    return Actor(identity.user, tuple(sorted(r.value for r in identity.roles)), request.remote_addr)
+def execute(command) -> Result:
+    """A change through the command bus, by who is asking, from where."""
+    return app_state().commands.execute(current_identity(), command, request.remote_addr)
 
 
 def own_scope(identity: Identity | None) -> Scope:
@@ -53,18 +41,6 @@ def asked(guarded, search: str | None) -> tuple[Identity | None, Scope | None, s
     identity = current_identity()
     decision = authorize(app_state().city, identity, guarded, asked_scope(identity, query_params(search)))
     return (identity, decision.scope, None) if decision else (identity, None, decision.reason)
-
-
-def allowed(identity: Identity | None, action: Action, org_code: str | None, target: str) -> str | None:
-    """None when the admin may do `action` to a thing of that org unit; else why not (audited).
-    `org_code` None: the thing does not exist (or not as what was asked)."""
-    state = app_state()
-    decision = authorize(state.city, identity, action, org_code or "")
-    if org_code is None or not decision.allowed:
-        reason = decision.reason if org_code is not None else f"there is no {target.replace(':', ' ', 1)}"
-        state.commands.record(identity, action.key, "refused", reason, target, request.remote_addr, org_code)
-        return reason
-    return None
 
 
 def uploaded(contents: str | None) -> bytes:

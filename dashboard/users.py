@@ -22,9 +22,10 @@ import psycopg2
 
 from config.settings import load_settings
 from core.roles import UserRole
+from dashboard.account_commands import AddUser, CreateWallToken, NewPassword, RevokeWallToken, SetUserDisabled
 from dashboard.accounts import Accounts
 from dashboard.authz import Identity
-from dashboard.commands import AddUser, Commands, CreateWallToken, NewPassword, RevokeWallToken, SetUserDisabled
+from dashboard.commands import Commands
 from database.citydb import read_city
 
 # Who the audit trail says did it: whoever holds the database's credentials on this machine.

@@ -17,8 +17,7 @@ from core.catalogue import Label
 from core.city import CITY_TZ
 from core.orgcodes import contains
 from core.roles import USER_ROLE_LABELS, UserRole
-from dashboard.authz import Identity, Scope, current_identity
-from dashboard.commands import (
+from dashboard.account_commands import (
     ADD_USER,
     CREATE_WALL_TOKEN,
     DISABLE_USER,
@@ -28,10 +27,11 @@ from dashboard.commands import (
     AddUser,
     CreateWallToken,
     NewPassword,
-    Result,
     RevokeWallToken,
     SetUserDisabled,
 )
+from dashboard.authz import Identity, Scope, current_identity
+from dashboard.commands import Result
 from dashboard.declarations import callback, page
 from dashboard.state import app_state
 

@@ -15,16 +15,15 @@ import orjson
 from dash import Input, Output, State, ctx, dcc, html, no_update
 
 from core.catalogue import Label
+from dashboard import registry_commands as rc
 from dashboard import registry_ui as ui
 from dashboard.authz import Scope, authorize, current_identity
-from dashboard.commands import Action
 from dashboard.declarations import callback, page
 from dashboard.state import app_state
 from registry import boundaries
 from registry.store import RegistryError
 
 TITLE = Label("Boundaries", "边界")
-IMPORT = Action("registry.boundaries.import", ui.ADMINS)
 
 
 _CHILDREN = {6: Label("its streets", "其街道"), 9: Label("its communities", "其社区"), 12: Label("its grids", "其网格")}
@@ -80,7 +79,7 @@ def layout(state, scope: Scope, kiosk: bool = False):
     ])
 
 
-PAGE = page("/boundaries", TITLE, ui.ADMINS, layout, nav=False, order=140, section=ui.SECTION)
+PAGE = page("/boundaries", TITLE, rc.ADMINS, layout, nav=False, order=140, section=ui.SECTION)
 
 
 def community_view(state, parent_code: str):
@@ -138,21 +137,18 @@ def show_community(parent_code, _changed):
           State("boundaries-changed", "data"), prevent_initial_call=True,
           roles=PAGE.roles, why="import a community's grids, a street's communities or a district's streets "
               "(authorized for that parent)",
-          changes=(IMPORT,))
+          changes=(rc.IMPORT_BOUNDARIES,))
 def import_file(contents, filename, changed):
     """Checked as the registry checks it (naming the offending units), after authorizing the
     parent the file's codes name (a community for grids, a street for communities)."""
     if not ctx.triggered[0]["value"]:
         return no_update, no_update, no_update
-    state, identity = app_state(), current_identity()
-
-    def may_import(level, parent: str) -> str | None:
-        return ui.allowed(identity, IMPORT, parent if parent in state.city.org_by_code else None,
-                          f"{level.parent.value}:{parent}")
-
     try:
-        summary, parent = boundaries.import_boundaries(state.settings.pg_dsn, ui.actor(identity),
-                                                       ui.uploaded(contents), may_import)
+        data = ui.uploaded(contents)
     except RegistryError as exc:
         return ui.refused(f"{filename or 'the file'}: {exc}"), no_update, no_update
+    result = ui.execute(rc.ImportBoundaries(data, filename or ""))
+    if not result.ok:
+        return ui.refused(result.reason), no_update, no_update
+    summary, parent = result.handed
     return ui.done(summary), (changed or 0) + 1, parent

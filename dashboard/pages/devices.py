@@ -17,17 +17,15 @@ from core import freetext
 from core.catalogue import Label
 from core.city import CITY_TZ
 from core.roles import ROLE_LABELS
+from dashboard import registry_commands as rc
 from dashboard import registry_ui as ui
 from dashboard.authz import Identity, Scope, current_identity
-from dashboard.commands import Action
 from dashboard.declarations import callback, page
 from dashboard.state import app_state
 from registry import onboarding
-from registry.store import Credential, RegistryError
+from registry.store import Credential
 
-ADD_DEVICE = Action("registry.device.add", ui.ADMINS)
-RETIRE = Action("registry.device.retire", ui.ADMINS)
-DEVICE_ACTIONS = (ADD_DEVICE, ui.ROTATE, ui.REVOKE, RETIRE)
+DEVICE_ACTIONS = (rc.ADD_DEVICE, rc.ROTATE, rc.REVOKE, rc.RETIRE_DEVICE)
 TITLE = Label("Members' phones", "网格员手机")
 _PHONES = {"owntracks-mqtt": ("owntracks", "mqtt", Label("OwnTracks (MQTT)", "OwnTracks（MQTT）")),
            "owntracks-http": ("owntracks", "http", Label("OwnTracks (HTTP)", "OwnTracks（HTTP）")),
@@ -68,7 +66,7 @@ def layout(state, scope: Scope, kiosk: bool = False):
     ])
 
 
-PAGE = page("/devices", TITLE, ui.ADMINS, layout, nav=False, order=120, section=ui.SECTION)
+PAGE = page("/devices", TITLE, rc.ADMINS, layout, nav=False, order=120, section=ui.SECTION)
 
 
 def devices_table(state, identity: Identity | None):
@@ -132,30 +130,19 @@ def change_device(_added, _confirmed, member_id, app, label):
     if trigger is None or not ctx.triggered[0]["value"]:
         return no_update, no_update
     state, identity = app_state(), current_identity()
-    actor = ui.actor(identity)
-    try:
-        if trigger == "devices-add":
-            member = next((m for m in state.city.members if m.member_id == member_id), None)
-            kind, mode, _ = _PHONES.get(app or "", _PHONES["owntracks-mqtt"])
-            why = ui.allowed(identity, ADD_DEVICE, member.grid_code if member else None, f"member:{member_id}")
-            if why:
-                return ui.refused(why), no_update
-            device_id = state.queries.new_device_id(member.member_id, kind)
-            said = _phone_said(ui.registry().add_device(actor, member.member_id, kind, device_id, label or ""), mode)
-        else:
-            device_id, do = trigger["device"], trigger["do"]
-            action = {"rotate": ui.ROTATE, "revoke": ui.REVOKE, "retire": RETIRE}.get(do)
-            if action is None:
-                return ui.refused(f"no such change: {do!r}"), no_update
-            why = ui.allowed(identity, action, state.queries.device_grid(device_id), f"device:{device_id}")
-            if why:
-                return ui.refused(why), no_update
-            registry = ui.registry()
-            if do == "rotate":
-                said = _phone_said(registry.rotate(actor, device_id), None)
-            else:
-                (registry.revoke if do == "revoke" else registry.retire_device)(actor, device_id)
-                said = ui.done(f"{device_id} {do}d")
-    except RegistryError as exc:
-        return ui.refused(str(exc)), no_update
+    mode, do = None, "add"
+    if trigger == "devices-add":
+        kind, mode, _ = _PHONES.get(app or "", _PHONES["owntracks-mqtt"])
+        device_id = state.queries.new_device_id(member_id or "", kind)
+        command = rc.AddDevice(member_id or "", kind, device_id, label or "")
+    else:
+        device_id, do = trigger["device"], trigger["do"]
+        change = {"rotate": rc.RotateCredential, "revoke": rc.RevokeCredential, "retire": rc.RetireDevice}.get(do)
+        if change is None:
+            return ui.refused(f"no such change: {do!r}"), no_update
+        command = change(device_id)
+    result = ui.execute(command)
+    if not result.ok:
+        return ui.refused(result.reason), no_update
+    said = _phone_said(result.handed, mode) if do in ("add", "rotate") else ui.done(f"{device_id} {do}d")
     return said, devices_table(state, identity)

@@ -50,9 +50,9 @@ from cases.model import State as CaseState
 from core.catalogue import CASE_CATEGORY_LABELS, Label
 from core.roles import ROLE_LABELS, UserRole
 from dashboard import live_ui
+from dashboard.alarms import ACKNOWLEDGE_ALARM, AcknowledgeAlarm
 from dashboard.authz import Scope, authorize, current_identity
 from dashboard.case_actions import CASE_ACTIONS, REASSIGN, CaseAction, Reassign
-from dashboard.commands import ACKNOWLEDGE_ALARM, AcknowledgeAlarm
 from dashboard.declarations import callback, clientside_callback, page
 from dashboard.feeds import Feed
 from dashboard.pages.wall import wire_alarm, wire_alarm_ack, wire_case, wire_status

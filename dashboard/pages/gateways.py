@@ -12,20 +12,14 @@ from dash import ALL, ClientsideFunction, Input, Output, State, ctx, dcc, html, 
 
 from core.catalogue import DeviceKind, Label
 from core.city import GatewayKind
+from dashboard import registry_commands as rc
 from dashboard import registry_ui as ui
 from dashboard.authz import Scope, authorize, current_identity
-from dashboard.commands import Action
 from dashboard.declarations import callback, clientside_callback, page
 from dashboard.state import app_state
-from registry.store import RegistryError
 
-ADD = Action("registry.gateway.add", ui.ADMINS)
-MOVE = Action("registry.gateway.move", ui.ADMINS)
-RETIRE = Action("registry.gateway.retire", ui.ADMINS)
-ADD_SENSOR = Action("registry.sensor.add", ui.ADMINS)
-MOVE_SENSOR = Action("registry.sensor.move", ui.ADMINS)
-RETIRE_SENSOR = Action("registry.sensor.retire", ui.ADMINS)
-GATEWAY_ACTIONS = (ADD, MOVE, RETIRE, ui.ROTATE, ui.REVOKE, ADD_SENSOR, MOVE_SENSOR, RETIRE_SENSOR)
+GATEWAY_ACTIONS = (rc.ADD_GATEWAY, rc.MOVE_GATEWAY, rc.RETIRE_GATEWAY, rc.ROTATE, rc.REVOKE, rc.ADD_SENSOR,
+                   rc.MOVE_SENSOR, rc.RETIRE_SENSOR)
 TITLE = Label("Gateways and sensors", "网关与传感器")
 GATEWAY_KINDS = {GatewayKind.BUILDING_GATEWAY: Label("Building gateway (meters, gas detectors)",
                                                      "楼宇网关（表计、燃气探测器）"),
@@ -108,7 +102,7 @@ def layout(state, scope: Scope, kiosk: bool = False):
     ])
 
 
-PAGE = page("/gateways", TITLE, ui.ADMINS, layout, nav=False, order=130, section=ui.SECTION)
+PAGE = page("/gateways", TITLE, rc.ADMINS, layout, nav=False, order=130, section=ui.SECTION)
 
 
 def _confirm(type_: str, key: str, value: str, do: str, text: Label, message: str):
@@ -223,14 +217,6 @@ def gateway_sensors(gateway_id, _changed):
                 html.Thead(html.Tr([html.Th(str(h)) for h in head])), html.Tbody(rows)])]
 
 
-def _both(identity, action: Action, grid: str | None, target: str, to_building: str | None) -> str | None:
-    """What a move needs: the thing's grid and the new building's grid, both in scope."""
-    if not to_building:
-        return str(Label("choose the building to move to", "请选择迁往的楼宇"))
-    return ui.allowed(identity, action, grid, target) or \
-        ui.allowed(identity, action, app_state().queries.registry_grid("building", to_building), target)
-
-
 @callback(Output("gateways-result", "children"), Output("gateways-changed", "data"),
           Input("gateways-add", "n_clicks"), Input("gateways-sensor-add", "n_clicks"),
           Input("gateways-move", "n_clicks"),
@@ -251,65 +237,44 @@ def change_gateway(_add, _sensor_add, _move, _do, _sensor_move, _sensor_retire, 
     trigger = ctx.triggered_id
     if trigger is None or not ctx.triggered[0]["value"]:
         return no_update, no_update
-    state, identity = app_state(), current_identity()
-    actor, registry, queries = ui.actor(identity), ui.registry(), state.queries
     bump = (changed or 0) + 1
-    try:
-        if trigger == "gateways-add":
-            gateway_id = (gateway_id or "").strip()
-            if not (gateway_id and building_id):
-                return ui.refused(str(Label("type the gateway's id and choose its building",
-                                            "请填写网关编号并选择楼宇"))), no_update
-            why = ui.allowed(identity, ADD, queries.registry_grid("building", building_id), f"building:{building_id}")
-            if why:
-                return ui.refused(why), no_update
-            credential = registry.add_gateway(actor, gateway_id, kind, building_id, protocol or "senml")
-            return ui.secret("gateways", credential, ui.mqtt_settings(credential)), bump
-        if trigger == "gateways-sensor-add":
-            sensor_id = (sensor_id or "").strip()
-            if not (sensor_id and sensor_kind and picked):
-                return ui.refused(str(Label("choose the gateway, type the sensor's name and choose its kind",
-                                            "请选择网关，填写传感器名称并选择类型"))), no_update
-            why = ui.allowed(identity, ADD_SENSOR, queries.registry_grid("gateway", picked), f"gateway:{picked}")
-            if not why and sensor_building:
-                why = ui.allowed(identity, ADD_SENSOR, queries.registry_grid("building", sensor_building),
-                                 f"building:{sensor_building}")
-            if why:
-                return ui.refused(why), no_update
-            registry.add_sensor(actor, sensor_id, sensor_kind, picked, sensor_building or None)
-            return ui.done(f"{sensor_id} → {picked}"), bump
-        if trigger == "gateways-move":
-            why = _both(identity, MOVE, queries.registry_grid("gateway", picked or ""), f"gateway:{picked}",
-                        to_building)
-            if why:
-                return ui.refused(why), no_update
-            registry.move_gateway(actor, picked, to_building)
-            return ui.done(f"{picked} → {queries.building_name(to_building)}"), bump
-        if trigger["type"] == "gateways-do":
-            target, do = trigger["gateway"], trigger["do"]
-            action = {"rotate": ui.ROTATE, "revoke": ui.REVOKE, "retire": RETIRE}.get(do)
-            if action is None:
-                return ui.refused(f"no such change: {do!r}"), no_update
-            why = ui.allowed(identity, action, queries.registry_grid("gateway", target), f"gateway:{target}")
-            if why:
-                return ui.refused(why), no_update
-            if do == "rotate":
-                credential = registry.rotate(actor, target)
-                return ui.secret("gateways", credential, ui.mqtt_settings(credential)), bump
-            (registry.revoke if do == "revoke" else registry.retire_gateway)(actor, target)
-            return ui.done(f"{target} {do}d"), bump
-        sensor = trigger["sensor"]
-        if trigger["type"] == "gateways-sensor-move":
-            why = _both(identity, MOVE_SENSOR, queries.registry_grid("sensor", sensor), f"sensor:{sensor}",
-                        to_building)
-            if why:
-                return ui.refused(why), no_update
-            registry.move_sensor(actor, sensor, to_building)
-            return ui.done(f"{sensor} → {queries.building_name(to_building)}"), bump
-        why = ui.allowed(identity, RETIRE_SENSOR, queries.registry_grid("sensor", sensor), f"sensor:{sensor}")
-        if why:
-            return ui.refused(why), no_update
-        registry.retire_sensor(actor, sensor)
-        return ui.done(f"{sensor} retired"), bump
-    except RegistryError as exc:
-        return ui.refused(str(exc)), no_update
+    if trigger == "gateways-add":
+        gateway_id = (gateway_id or "").strip()
+        if not (gateway_id and building_id):
+            return ui.refused(str(Label("type the gateway's id and choose its building",
+                                        "请填写网关编号并选择楼宇"))), no_update
+        return _said(rc.AddGateway(gateway_id, kind, building_id, protocol or "senml"), None, bump)
+    if trigger == "gateways-sensor-add":
+        sensor_id = (sensor_id or "").strip()
+        if not (sensor_id and sensor_kind and picked):
+            return ui.refused(str(Label("choose the gateway, type the sensor's name and choose its kind",
+                                        "请选择网关，填写传感器名称并选择类型"))), no_update
+        return _said(rc.AddSensor(sensor_id, sensor_kind, picked, sensor_building or None), f"{sensor_id} → {picked}",
+                     bump)
+    if trigger == "gateways-move":
+        return _said(rc.MoveGateway(picked or "", to_building or ""), _to(picked, to_building), bump)
+    if trigger["type"] == "gateways-do":
+        target, do = trigger["gateway"], trigger["do"]
+        change = {"rotate": rc.RotateCredential, "revoke": rc.RevokeCredential, "retire": rc.RetireGateway}.get(do)
+        if change is None:
+            return ui.refused(f"no such change: {do!r}"), no_update
+        return _said(change(target), None if do == "rotate" else f"{target} {do}d", bump)
+    sensor = trigger["sensor"]
+    if trigger["type"] == "gateways-sensor-move":
+        return _said(rc.MoveSensor(sensor, to_building or ""), _to(sensor, to_building), bump)
+    return _said(rc.RetireSensor(sensor), f"{sensor} retired", bump)
+
+
+def _to(what: str | None, building_id: str | None) -> str:
+    return f"{what} → {app_state().queries.building_name(building_id) if building_id else ''}"
+
+
+def _said(command, done: str | None, bump):
+    """The change through the command bus (authorized for the grid of what it touches, a move's
+    building too): what it did, a new password (`done` None) shown once, or why not."""
+    result = ui.execute(command)
+    if not result.ok:
+        return ui.refused(result.reason), no_update
+    if done is None:
+        return ui.secret("gateways", result.handed, ui.mqtt_settings(result.handed)), bump
+    return ui.done(done), bump

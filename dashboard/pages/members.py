@@ -14,24 +14,21 @@ import csv
 import io
 
 from dash import ALL, ClientsideFunction, Input, Output, State, ctx, dcc, html, no_update
+from flask import request
 
 from core import freetext
 from core.catalogue import Label
 from core.roles import ROLE_LABELS, Role
+from dashboard import registry_commands as rc
 from dashboard import registry_ui as ui
 from dashboard.authz import Scope, authorize, current_identity
-from dashboard.commands import Action
 from dashboard.declarations import callback, clientside_callback, page
 from dashboard.state import app_state
-from registry import imports, onboarding
+from registry import onboarding
 from registry.store import RegistryError
 
-ADD = Action("registry.member.add", ui.ADMINS)
-CHANGE = Action("registry.member.change", ui.ADMINS)
-MOVE = Action("registry.member.move", ui.ADMINS)
-REPLACE = Action("registry.member.replace_terminal", ui.ADMINS)
-RETIRE = Action("registry.member.retire", ui.ADMINS)
-MEMBER_ACTIONS = (ADD, CHANGE, MOVE, REPLACE, RETIRE, ui.ROTATE, ui.REVOKE)
+MEMBER_ACTIONS = (rc.ADD_MEMBER, rc.CHANGE_MEMBER, rc.MOVE_MEMBER, rc.REPLACE_TERMINAL, rc.RETIRE_MEMBER, rc.ROTATE,
+                  rc.REVOKE)
 TITLE = Label("Members and terminals", "网格员与终端")
 CSV_EXAMPLE = "member_id,name,role,grid_code,terminal_id\nM-0601,王芳,grid_administrator,350102002003001,T-0601"
 
@@ -136,7 +133,7 @@ def layout(state, scope: Scope, kiosk: bool = False):
     ])
 
 
-PAGE = page("/members", TITLE, ui.ADMINS, layout, nav=False, order=110, section=ui.SECTION)
+PAGE = page("/members", TITLE, rc.ADMINS, layout, nav=False, order=110, section=ui.SECTION)
 
 
 def members_table(state, scope: Scope, search: str):
@@ -203,32 +200,18 @@ def _upload_text(contents: str) -> str:
     raise RegistryError("the file is neither UTF-8 nor GBK text")
 
 
-def _import(identity, actor, contents: str, filename: str | None):
-    """Only a role that may add members (the page's: ADD.roles), checked here and not only by the
-    callback gate; every row's grid must lie in the admin's scope; then the registry's import
-    (every row checked first; one refused part-way shows the passwords of the members added before it)."""
-    state = app_state()
-    own = ui.own_scope(identity)
-    why = ui.allowed(identity, ADD, own.code, f"import:{filename or ''}")
-    if why:
-        return ui.refused(why)
-    text = _upload_text(contents)
-    rows = imports.rows_of(text)
-    outside = [f"line {line}: grid {row['grid_code']} lies outside {identity.user}'s scope {own.code}"
-               for line, row in enumerate(rows, start=2) if row.get("grid_code") and not own.covers(row["grid_code"])]
-    if outside:
-        reason = f"nothing imported from {filename or 'the file'}: " + " | ".join(outside)
-        state.commands.record(identity, ADD.key, "refused", reason[:2000], f"import:{filename or ''}",
-                              actor.source_address, identity.scope_code)
-        return ui.refused(reason)
-    try:
-        credentials, stopped = imports.import_members(ui.registry(), actor, text), None
-    except imports.ImportStopped as exc:
-        credentials, stopped = exc.added, exc
+def _import(contents: str, filename: str | None):
+    """Through the bus (registry_commands.ImportMembers): only a role that may add members, every
+    line's grid inside the admin's scope, every line checked before any is added; one refused
+    part-way shows the passwords of the members added before it."""
+    result = ui.execute(rc.ImportMembers(_upload_text(contents), filename or ""))
+    if not result.ok:
+        return ui.refused(result.reason)
+    credentials, stopped = result.handed
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["terminal_id", "password", "mqtt_url"])
-    url = onboarding.mqtt_url(state.settings)
+    url = onboarding.mqtt_url(app_state().settings)
     for credential in credentials:
         writer.writerow([credential.device_id, credential.password, url])
     data = base64.b64encode(out.getvalue().encode("utf-8-sig")).decode()
@@ -263,64 +246,60 @@ def change_member(_add, _save, _replace, _retire, upload, _rotate, _revoke, memb
     trigger = ctx.triggered_id
     if trigger is None or not ctx.triggered[0]["value"]:
         return no_update, no_update
-    state, identity = app_state(), current_identity()
-    actor, registry, bump = ui.actor(identity), ui.registry(), (changed or 0) + 1
-    try:
-        if trigger == "members-upload":
-            return _import(identity, actor, upload, filename), bump
-        if trigger == "members-add":
-            member_id, terminal_id = (member_id or "").strip(), (terminal_id or "").strip()
-            if not (member_id and (name or "").strip() and role and grid and terminal_id):
-                return ui.refused(str(Label("fill in the id, name, role, grid and terminal id",
-                                            "请填写编号、姓名、角色、网格和终端编号"))), no_update
-            why = ui.allowed(identity, ADD, grid, f"member:{member_id}")
-            if why:
-                return ui.refused(why), no_update
-            credential = registry.add_member(actor, member_id, name.strip(), role, grid, terminal_id)
-            return ui.secret("members", credential, ui.mqtt_settings(credential)), bump
-        row = state.queries.registry_member(edit_id or "")
-        member_grid, target = (row[3] if row else None), f"member:{edit_id}"
-        if trigger == "members-save":
-            why = ui.allowed(identity, CHANGE, member_grid, target)
-            if not why and edit_grid and edit_grid != member_grid:
-                why = ui.allowed(identity, MOVE, edit_grid, target)
-            if why:
-                return ui.refused(why), no_update
-            said = []
-            if (edit_name or "").strip() and (edit_name.strip(), edit_role) != (row[1], row[2]):
-                registry.change_member(actor, edit_id, edit_name.strip(), edit_role)
-                said.append(f"{edit_id}: {edit_name.strip()}, {edit_role}")
-            if edit_grid and edit_grid != member_grid:
-                try:
-                    registry.move_member(actor, edit_id, edit_grid)
-                except RegistryError as exc:
-                    if not said:
-                        raise
-                    return ui.refused(f"{'; '.join(said)} saved, but the move was refused: {exc}"), bump
-                said.append(f"{edit_id} → {state.queries.org_name(edit_grid)}")
-            return (ui.done("; ".join(said)) if said else ui.done(str(Label("nothing changed", "没有改动"))),
-                    bump)
-        if trigger == "members-replace":
-            why = ui.allowed(identity, REPLACE, member_grid, target)
-            if why:
-                return ui.refused(why), no_update
-            if not (new_terminal or "").strip():
-                return ui.refused(str(Label("type the new terminal's id", "请填写新终端编号"))), no_update
-            credential = registry.replace_terminal(actor, edit_id, new_terminal.strip())
-            return ui.secret("members", credential, ui.mqtt_settings(credential)), bump
-        if trigger in ("members-rotate", "members-revoke"):
-            why = ui.allowed(identity, ui.ROTATE if trigger == "members-rotate" else ui.REVOKE, member_grid, target)
-            if why:
-                return ui.refused(why), no_update
-            if trigger == "members-revoke":
-                registry.revoke(actor, row[4])
-                return ui.done(f"{row[4]} {str(Label('revoked', '已吊销'))}"), bump
-            credential = registry.rotate(actor, row[4])
-            return ui.secret("members", credential, ui.mqtt_settings(credential)), bump
-        why = ui.allowed(identity, RETIRE, member_grid, target)
-        if why:
-            return ui.refused(why), no_update
-        registry.retire_member(actor, edit_id)
-        return ui.done(f"{edit_id} {str(Label('retired', '已离岗'))}"), bump
-    except RegistryError as exc:
-        return ui.refused(str(exc)), no_update
+    state, bump = app_state(), (changed or 0) + 1
+    if trigger == "members-upload":
+        try:
+            return _import(upload, filename), bump
+        except RegistryError as exc:          # the upload itself (not whole, not text)
+            return ui.refused(str(exc)), no_update
+    if trigger == "members-add":
+        member_id, terminal_id = (member_id or "").strip(), (terminal_id or "").strip()
+        if not (member_id and (name or "").strip() and role and grid and terminal_id):
+            return ui.refused(str(Label("fill in the id, name, role, grid and terminal id",
+                                        "请填写编号、姓名、角色、网格和终端编号"))), no_update
+        return _credential(ui.execute(rc.AddMember(member_id, name.strip(), role, grid, terminal_id)), bump)
+    edit_id = edit_id or ""
+    if trigger == "members-save":
+        row = state.queries.registry_member(edit_id)
+        change = rc.ChangeMember(edit_id, (edit_name or "").strip(), edit_role)
+        move = rc.MoveMember(edit_id, edit_grid) if edit_grid and (row is None or edit_grid != row[3]) else None
+        for command in (rc.ChangeMember(edit_id), move):      # both authorized before either is done
+            refused = command and state.commands.check(current_identity(), command, request.remote_addr)
+            if refused:
+                return ui.refused(refused.reason), no_update
+        said = []
+        if change.name and row is not None and (change.name, edit_role) != (row[1], row[2]):
+            result = ui.execute(change)
+            if not result.ok:
+                return ui.refused(result.reason), no_update
+            said.append(f"{edit_id}: {change.name}, {edit_role}")
+        if move is not None:
+            result = ui.execute(move)
+            if not result.ok:
+                if not said:
+                    return ui.refused(result.reason), no_update
+                return ui.refused(f"{'; '.join(said)} saved, but the move was refused: {result.reason}"), bump
+            said.append(f"{edit_id} → {state.queries.org_name(edit_grid)}")
+        return (ui.done("; ".join(said)) if said else ui.done(str(Label("nothing changed", "没有改动"))), bump)
+    if trigger == "members-replace":
+        if not (new_terminal or "").strip():
+            return ui.refused(str(Label("type the new terminal's id", "请填写新终端编号"))), no_update
+        return _credential(ui.execute(rc.ReplaceTerminal(edit_id, new_terminal.strip())), bump)
+    if trigger in ("members-rotate", "members-revoke"):
+        row = state.queries.registry_member(edit_id)
+        terminal = row[4] if row else edit_id
+        if trigger == "members-rotate":
+            return _credential(ui.execute(rc.RotateCredential(terminal)), bump)
+        return _said(ui.execute(rc.RevokeCredential(terminal)), f"{terminal} {Label('revoked', '已吊销')}", bump)
+    return _said(ui.execute(rc.RetireMember(edit_id)), f"{edit_id} {Label('retired', '已离岗')}", bump)
+
+
+def _credential(result, bump):
+    """A terminal's new password, shown once with its broker; or why not."""
+    if not result.ok:
+        return ui.refused(result.reason), no_update
+    return ui.secret("members", result.handed, ui.mqtt_settings(result.handed)), bump
+
+
+def _said(result, text: str, bump):
+    return (ui.done(text), bump) if result.ok else (ui.refused(result.reason), no_update)

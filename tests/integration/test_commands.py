@@ -11,8 +11,9 @@ import pytest
 
 from core.catalogue import AlarmType
 from core.roles import EVERYONE, UserRole
+from dashboard.alarms import AcknowledgeAlarm
 from dashboard.authz import Identity
-from dashboard.commands import AcknowledgeAlarm, Commands
+from dashboard.commands import Commands
 from ingest.live import LiveState
 from ingest.model import Enriched
 from ingest.store import Batch, Store, row_for

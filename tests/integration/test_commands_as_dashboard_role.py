@@ -44,6 +44,9 @@ from cases.model import (
     Verify,
 )
 from core.roles import UserRole
+from dashboard import registry_commands as rc
+from dashboard.account_commands import AddUser, CreateWallToken, NewPassword, RevokeWallToken, SetUserDisabled
+from dashboard.alarms import AcknowledgeAlarm
 from dashboard.announcements import Announce
 from dashboard.authz import Identity
 from dashboard.case_actions import (
@@ -55,19 +58,10 @@ from dashboard.case_actions import (
     Reassign,
     SetCalendarDay,
 )
-from dashboard.commands import (
-    AcknowledgeAlarm,
-    Action,
-    AddUser,
-    Commands,
-    CreateWallToken,
-    NewPassword,
-    RevokeWallToken,
-    SetUserDisabled,
-)
+from dashboard.commands import Action, Commands
 from dashboard.kpis_diary import RateDiary
 from registry import imports
-from registry.boundaries import export_boundaries, import_boundaries
+from registry.boundaries import export_boundaries
 from registry.broker import BrokerAdmin
 from registry.store import Actor as RegistryActor
 from registry.store import DeviceRegistry
@@ -78,7 +72,8 @@ from .test_cases_engine import seeded
 from .test_commands import _open_alarm
 
 # the modules whose module-level Actions are what the screens may do (dashboard/pages/* included)
-ACTION_MODULES = ("dashboard.commands", "dashboard.case_actions", "dashboard.announcements", "dashboard.kpis_diary",
+ACTION_MODULES = ("dashboard.commands", "dashboard.alarms", "dashboard.account_commands", "dashboard.case_actions",
+                  "dashboard.announcements", "dashboard.kpis_diary", "dashboard.registry_commands",
                   "dashboard.registry_ui", "dashboard.pages.members", "dashboard.pages.devices",
                   "dashboard.pages.gateways", "dashboard.pages.boundaries")
 STAFF = frozenset({UserRole.ADMIN, UserRole.LEADER, UserRole.DISPATCHER})
@@ -295,17 +290,18 @@ def _buildings(b: Bench) -> list[str]:
 
 
 def _add_member(b: Bench) -> None:
-    b.app_registry.add_member(b.actor, _new("M"), "新 网格员", "grid_administrator", b.grid.code, _new("T"))
+    b.through_app(rc.AddMember(_new("M"), "新 网格员", "grid_administrator", b.grid.code, _new("T")))
 
 
 def _import_members(b: Bench) -> None:
     rows = "\n".join(f"{_new('M')},导入 网格员 {i},grid_supervisor,{b.grid.code},{_new('T')}" for i in range(2))
-    assert len(imports.import_members(b.app_registry, b.actor, f"{','.join(imports.COLUMNS)}\n{rows}\n")) == 2
+    result = b.app.execute(b.who, rc.ImportMembers(f"{','.join(imports.COLUMNS)}\n{rows}\n", "two.csv"), "127.0.0.1")
+    assert result.ok and len(result.handed[0]) == 2 and result.handed[1] is None, result
 
 
-def _member_then(change: Callable[[Bench, str, str], None]) -> Callable[[Bench], None]:
+def _member_then(change: Callable[[Bench, str, str], object]) -> Callable[[Bench], None]:
     def scenario(b: Bench) -> None:
-        change(b, *_member_prepared(b))
+        b.through_app(change(b, *_member_prepared(b)))
     return scenario
 
 
@@ -313,7 +309,7 @@ def _retire_device(b: Bench) -> None:
     member_id, _ = _member_prepared(b)
     phone = _new("P")
     b.owner_registry.add_device(RegistryActor(PREPARER.user), member_id, "owntracks", phone)
-    b.app_registry.retire_device(b.actor, phone)
+    b.through_app(rc.RetireDevice(phone))
 
 
 def _import_boundaries(level: str) -> Callable[[Bench], None]:
@@ -322,7 +318,9 @@ def _import_boundaries(level: str) -> Callable[[Bench], None]:
     def scenario(b: Bench) -> None:
         parent = b.grid.code[:12] if level == "grids" else b.grid.code[:9]
         document = export_boundaries(b.owner_dsn, parent)
-        summary, stored = import_boundaries(b.app_dsn, b.actor, orjson.dumps(document))
+        result = b.app.execute(b.who, rc.ImportBoundaries(orjson.dumps(document), f"{parent}.geojson"), "127.0.0.1")
+        assert result.ok, result.reason
+        summary, stored = result.handed
         assert stored == parent and "(0 new)" in summary, summary
     return scenario
 
@@ -359,31 +357,25 @@ SCENARIOS: list[tuple[str, str, Callable[[Bench], None]]] = [
     ("revoke a wall token", "wall_token.revoke", _revoke_wall_token),
     ("add a member", "registry.member.add", _add_member),
     ("import members from CSV", "registry.member.add", _import_members),
-    ("change a member", "registry.member.change",
-     _member_then(lambda b, m, t: b.app_registry.change_member(b.actor, m, name="改名 网格员"))),
-    ("move a member", "registry.member.move",
-     _member_then(lambda b, m, t: b.app_registry.move_member(b.actor, m, b.next_grid.code))),
+    ("change a member", "registry.member.change", _member_then(lambda b, m, t: rc.ChangeMember(m, "改名 网格员"))),
+    ("move a member", "registry.member.move", _member_then(lambda b, m, t: rc.MoveMember(m, b.next_grid.code))),
     ("replace a terminal", "registry.member.replace_terminal",
-     _member_then(lambda b, m, t: b.app_registry.replace_terminal(b.actor, m, _new("T")))),
-    ("retire a member", "registry.member.retire",
-     _member_then(lambda b, m, t: b.app_registry.retire_member(b.actor, m))),
-    ("add a phone", "registry.device.add",
-     _member_then(lambda b, m, t: b.app_registry.add_device(b.actor, m, "owntracks", _new("P")))),
+     _member_then(lambda b, m, t: rc.ReplaceTerminal(m, _new("T")))),
+    ("retire a member", "registry.member.retire", _member_then(lambda b, m, t: rc.RetireMember(m))),
+    ("add a phone", "registry.device.add", _member_then(lambda b, m, t: rc.AddDevice(m, "owntracks", _new("P")))),
     ("retire a phone", "registry.device.retire", _retire_device),
-    ("a device's new password", "registry.credential.rotate",
-     _member_then(lambda b, m, t: b.app_registry.rotate(b.actor, t))),
-    ("revoke a device", "registry.credential.revoke", _member_then(lambda b, m, t: b.app_registry.revoke(b.actor, t))),
+    ("a device's new password", "registry.credential.rotate", _member_then(lambda b, m, t: rc.RotateCredential(t))),
+    ("revoke a device", "registry.credential.revoke", _member_then(lambda b, m, t: rc.RevokeCredential(t))),
     ("add a gateway", "registry.gateway.add",
-     lambda b: b.app_registry.add_gateway(b.actor, _new("GW"), "building_gateway", _buildings(b)[0])),
+     lambda b: b.through_app(rc.AddGateway(_new("GW"), "building_gateway", _buildings(b)[0]))),
     ("move a gateway", "registry.gateway.move",
-     lambda b: b.app_registry.move_gateway(b.actor, _gateway_prepared(b), _buildings(b)[1])),
-    ("retire a gateway", "registry.gateway.retire",
-     lambda b: b.app_registry.retire_gateway(b.actor, _gateway_prepared(b))),
+     lambda b: b.through_app(rc.MoveGateway(_gateway_prepared(b), _buildings(b)[1]))),
+    ("retire a gateway", "registry.gateway.retire", lambda b: b.through_app(rc.RetireGateway(_gateway_prepared(b)))),
     ("add a sensor", "registry.sensor.add",
-     lambda b: b.app_registry.add_sensor(b.actor, _new("S"), "gas_detector", _gateway_prepared(b))),
+     lambda b: b.through_app(rc.AddSensor(_new("S"), "gas_detector", _gateway_prepared(b)))),
     ("move a sensor", "registry.sensor.move",
-     lambda b: b.app_registry.move_sensor(b.actor, _sensor_prepared(b), _buildings(b)[1])),
-    ("retire a sensor", "registry.sensor.retire", lambda b: b.app_registry.retire_sensor(b.actor, _sensor_prepared(b))),
+     lambda b: b.through_app(rc.MoveSensor(_sensor_prepared(b), _buildings(b)[1]))),
+    ("retire a sensor", "registry.sensor.retire", lambda b: b.through_app(rc.RetireSensor(_sensor_prepared(b)))),
     ("import a community's grid boundaries", "registry.boundaries.import", _import_boundaries("grids")),
     ("import a street's community boundaries", "registry.boundaries.import", _import_boundaries("communities")),
 ]
@@ -398,8 +390,9 @@ def sides(stack, settings, city):
               for table, key in _ADDED}
     owner_redis, app_redis = settings.redis_client(), app_settings.redis_client()
     owner = Commands(city, owner_redis, settings.pg_dsn, producer="test-prep")
-    app = Commands(city, app_redis, app_settings.pg_dsn, producer="test-as-dashboard")
     broker_admin = BrokerAdmin.from_settings(app_settings)
+    app = Commands(city, app_redis, app_settings.pg_dsn, producer="test-as-dashboard",
+                   registry=DeviceRegistry(app_settings.pg_dsn, broker_admin))
     yield {"city": city, "owner": owner, "app": app, "owner_rules": CaseRules(owner), "app_rules": CaseRules(app),
            "owner_registry": DeviceRegistry(settings.pg_dsn, broker_admin),
            "app_registry": DeviceRegistry(app_settings.pg_dsn, broker_admin), "owner_dsn": settings.pg_dsn,
@@ -450,3 +443,20 @@ def test_every_action_of_the_screens_has_a_scenario():
     declared |= {a.key for a in CASE_ACTIONS.values()}
     assert {"case.open", "alarm.acknowledge", "registry.boundaries.import"} <= declared     # the scan finds them
     assert declared - {action for _, action, _ in SCENARIOS} == set()
+
+
+def test_a_registry_change_through_the_bus_has_one_audit_row_done_or_refused(stack, settings, sides):
+    """The registry writes its own row (done, or refused by its own checks); the bus writes one only
+    for what the registry never saw (a scope refused): never two for one change."""
+    who = Identity(_new("one-row"), STAFF, "", "One row")
+    b = Bench(**sides, stack=stack, settings=settings, who=who, n=60)
+    member_id = _new("M")
+    b.through_app(rc.AddMember(member_id, "一 行", "grid_administrator", b.grid.code, _new("T")))
+    again = b.app.execute(who, rc.AddMember(member_id, "二 行", "grid_administrator", b.grid.code, _new("T")))
+    street = Identity(_new("one-row-street"), STAFF, b.next_grid.code[:9], "A street's admin")
+    elsewhere = next(g.code for g in b.city.grids if not g.code.startswith(street.scope_code))
+    outside = b.app.execute(street, rc.MoveMember(member_id, elsewhere))
+    assert not again.ok and not outside.ok and "outside" in outside.reason, (again, outside)
+    rows = owner_rows(stack, "select actor, outcome from audit_log where target = %s and actor = any(%s) order by id",
+                      f"member:{member_id}", [who.user, street.user])
+    assert rows == [(who.user, "done"), (who.user, "refused"), (street.user, "refused")], rows

@@ -14,10 +14,12 @@ import pytest
 
 from cases.model import Refuse
 from core.roles import UserRole
+from dashboard.account_commands import AddUser, CreateWallToken
+from dashboard.alarms import AcknowledgeAlarm
 from dashboard.announcements import Announce
 from dashboard.authz import Identity
 from dashboard.case_actions import CaseAction, CaseRules, OpenHotlineCase, SetCalendarDay
-from dashboard.commands import AcknowledgeAlarm, AddUser, Commands, CreateWallToken
+from dashboard.commands import Commands
 from registry import imports
 from registry.broker import BrokerAdmin
 from registry.store import Actor as RegistryActor

@@ -8,8 +8,8 @@ import pytest
 
 from core.catalogue import AlarmType, MemberState, Severity
 from core.roles import EVERYONE, Role, UserRole
+from dashboard.alarms import ACKNOWLEDGE_ALARM
 from dashboard.authz import Identity, Scope, authorize, scope_of
-from dashboard.commands import ACKNOWLEDGE_ALARM
 from dashboard.declarations import pages as declared
 from dashboard.feeds import Frame
 from dashboard.hub import Room, route, scopes_seeing, watch_index
