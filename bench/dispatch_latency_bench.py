@@ -30,30 +30,24 @@ import secrets
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 
 import orjson
 import paho.mqtt.client as mqtt
 import psycopg2
-from cases.__main__ import seed
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from playwright.sync_api import sync_playwright
 
+from bench.harness import BenchStack, progress
+from casework.__main__ import seed
 from core.catalogue import INCIDENT_CATEGORIES
 from core.roles import Role, UserRole
 from dashboard.accounts import Accounts
-from database import roles
-from database.citydb import load_city
-from database.migrate import migrate
 from simulator import payloads
 from simulator.citygen import SCALES, generate
 from stack import free_port
 from stack.apps import DEFAULT_SIM_ARGS, demo_apps
-
-from bench.harness import BenchStack, progress
 from telemetry.notices import CaseNotice
 from telemetry.topics import CASE, INCIDENT, NOTICE, terminal_topic
 
@@ -218,8 +212,9 @@ def main() -> None:
     args = parser.parse_args()
     progress("starting the stack, loading the demo city ...")
     city = generate(SCALES["demo"], seed=7)
-    probes = []
+    probes: list[Probe] = []
     with BenchStack("dispatchlat", city=city, save_city=True) as bench:
+        bench.at_close(lambda: [probe.close() for probe in probes])
         stack, dsn, data = bench.stack, bench.dsn, bench.data_dir
         seed(dsn, "bench")
         grids = city.grids[5::max(1, len(city.grids) // PROBES)][:PROBES]
@@ -266,8 +261,6 @@ def main() -> None:
             progress("the busiest processes under load:\n" + "\n".join(top.splitlines()[6:16]))
             loaded = phase(page, dsn, probes, args.trials, 1000)
             browser.close()
-        for probe in probes:
-            probe.close()
     terminals = sum(1 for m in city.members) - len(probes)
     print(f"\nDispatch latency, Enter on the console -> the terminal holds the offer "
           f"({os.cpu_count()} cores, {platform.python_version()}, {datetime.now():%Y-%m-%d %H:%M})")

@@ -24,13 +24,9 @@ import argparse
 import multiprocessing as mp
 import os
 import platform
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import orjson
 import paho.mqtt.client as mqtt
@@ -38,11 +34,10 @@ import psycopg2
 import redis
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from config.settings import REPO_ROOT
-from database import roles
-from database.citydb import load_city
+from bench.harness import BenchStack, progress
 from simulator.citygen import SCALES, generate
-from stack import LocalStack, free_port
+from stack import free_port
+from stack.process import ServerProcess
 from telemetry.topics import AccountKind
 
 REFUSED_ACCURACY_M = 1e39     # valid JSON and a valid Fix, out of range for `real`: the database refuses it
@@ -126,21 +121,11 @@ def naive_subscriber(port: int, account: tuple[str, str], dsn: str, ready: mp.Ev
 
 
 class Bench:
-    def __init__(self, args) -> None:
-        self.args = args
-        self.dir = Path(tempfile.mkdtemp(prefix="gridcc-bench-"))
-        self.dir.chmod(0o711)
-        self.stack = LocalStack(self.dir)
-        self.stack.start()
-        self.settings = self.stack.settings()
-        from database.migrate import migrate
-        migrate(self.settings.pg_dsn)
-        roles.ensure_roles(self.settings.pg_dsn, self.stack.pg_app_passwords())
-        self.city = generate(SCALES["demo"], seed=3)
-        conn = psycopg2.connect(self.settings.pg_dsn)
-        load_city(conn, self.city)
-        conn.close()
-        self.stack.register_devices(self.city)
+    """The runs, one after the other on one stack (bench.harness) and the demo city."""
+
+    def __init__(self, args, harness: BenchStack) -> None:
+        self.args, self.harness = args, harness
+        self.stack, self.settings, self.city = harness.stack, harness.settings(), harness.city
         self.run_no = 0
         self._counter = None
         self.commits_per_batch: dict[int, float] = {}   # refused_every -> commits per batch
@@ -148,8 +133,6 @@ class Bench:
     def close(self) -> None:
         if self._counter is not None:
             self._counter.close()
-        self.stack.stop()
-        self.stack.remove_data()
 
     def _accounts(self) -> list[tuple[tuple[str, str], float, float]]:
         out = []
@@ -230,17 +213,15 @@ class Bench:
             p.join()
         return rate
 
-    def _start_workers(self) -> tuple[list[subprocess.Popen], list[int]]:
+    def _start_workers(self) -> tuple[list[ServerProcess], list[int]]:
         workers, metric_ports = [], []
         for i in range(1, self.args.workers + 1):
             account = self.stack.service_account(AccountKind.INGEST, f"ingest-{i}")
             metric_ports.append(free_port())
-            env = {**os.environ, **self.stack.app_env("ingest", account),
-                   "GCC_INGEST_HTTP_PORT": str(free_port() - i + 1),
-                   "GCC_INGEST_METRICS_PORT": str(metric_ports[-1] - i + 1),
-                   "GCC_INGEST_DEVICE_RATE_PER_S": UNLIMITED_RATE}
-            workers.append(subprocess.Popen([sys.executable, "-m", "ingest", "--index", str(i)], cwd=REPO_ROOT,
-                                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            workers.append(self.harness.app(f"ingest-{i}", ["ingest", "--index", str(i)], env={
+                **self.stack.app_env("ingest", account), "GCC_INGEST_HTTP_PORT": str(free_port() - i + 1),
+                "GCC_INGEST_METRICS_PORT": str(metric_ports[-1] - i + 1),
+                "GCC_INGEST_DEVICE_RATE_PER_S": UNLIMITED_RATE}))
         time.sleep(4)  # workers load the city and subscribe
         return workers, metric_ports
 
@@ -261,8 +242,7 @@ class Bench:
         commits = sum(_metric(port, "gcc_ingest_commits_total") for port in metric_ports)
         cpu_ms_per_1000 = (sum(_cpu_s(w.pid) for w in workers) - cpu_before) * 1e6 / (per * len(terminals))
         for w in workers:
-            w.terminate()
-            w.wait(20)
+            w.stop(20)
         self.commits_per_batch[refused_every] = commits / batches if batches else 0.0
         if not refused_every:
             self.live_messages, self.batches = live_messages, batches
@@ -322,8 +302,13 @@ def main() -> None:
     parser.add_argument("--refused-every", type=int, default=2000,
                         help="the refused run: one row the database refuses in this many messages")
     args = parser.parse_args()
-    print("starting the stack and loading the city ...", file=sys.stderr, flush=True)
-    bench = Bench(args)
+    progress("starting the stack and loading the city ...")
+    with BenchStack("ingest", city=generate(SCALES["demo"], seed=3)) as harness:
+        report(args, *measure(args, harness))
+
+
+def measure(args, harness: BenchStack) -> tuple[Bench, list, list]:
+    bench = Bench(args, harness)
     per, naive_per = args.messages // args.publishers, args.naive_messages // args.publishers
     runs = [("load generator alone (no subscriber)", bench.run_generator, per),
             (f"broker-only ceiling ({args.workers} discarding subscribers)", bench.run_broker, per),
@@ -333,11 +318,14 @@ def main() -> None:
     results = []
     try:
         for number, (name, run, n) in enumerate(runs, 1):
-            print(f"run {number}/{len(runs)}: {name}, {n * args.publishers:,} messages ...", file=sys.stderr,
-                  flush=True)
+            progress(f"run {number}/{len(runs)}: {name}, {n * args.publishers:,} messages ...")
             results.append((name, run(n), n * args.publishers))
     finally:
         bench.close()
+    return bench, runs, results
+
+
+def report(args, bench: Bench, runs: list, results: list) -> None:
     naive = results[-1][1]
     print(f"\nIngest benchmark, QoS 1, published -> received/committed; {os.cpu_count()} cores, "
           f"{platform.machine()}, Python {platform.python_version()}, {datetime.now():%Y-%m-%d %H:%M}")
