@@ -24,7 +24,7 @@ Downlink (command center → device)
 
 Device ids are the broker usernames: a device's account reaches only its own topics, and connects
 only with its own client id (the broker checks subscriptions too: Mosquitto's dynamic security
-plugin, configured by stack/mosquitto.py from `topic_rules`).
+plugin, told by registry/dynsec.py from `topic_rules`).
 """
 from __future__ import annotations
 
