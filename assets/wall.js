@@ -12,6 +12,13 @@
   function label(group, key) { return gcc.live.label(wallState(), group, key); }
   function colour(group, key, fallback) { return gcc.live.colour(wallState(), group, key, fallback); }
 
+  /* {field name: its position} for a change that travels as a list of values (the snapshot names them) */
+  function positions(fields) {
+    const at = {};
+    (fields || []).forEach((name, i) => { at[name] = i; });
+    return at;
+  }
+
   function tick(st, entry) {
     const id = entry.kind + ":" + entry.item.key;
     st.ticker = [entry].concat(st.ticker.filter(e => e.kind + ":" + e.item.key !== id))
@@ -28,6 +35,7 @@
                   cases: new Map((s.cases || []).map(c => [c.key, c])), casesDrawn: null, closedSeen: new Set(),
                   dayStart: s.day_start, timeScale: s.time_scale || 1};
       const fields = s.member_fields;   // members travel as arrays of these fields' values
+      st.fixAt = positions(s.fix_fields);   // fixes too: each value read by its field's name
       s.members.forEach(values => {
         const m = {};
         fields.forEach((name, i) => { m[name] = values[i]; });
@@ -46,11 +54,14 @@
       const changes = f.changes || {};
       if (gcc.measure) {  // set by bench/wall_bench.py: publish -> browser latency and frame size
         const now = Date.now() / 1000;
-        (changes.fix || []).forEach(x => gcc.measure.latencies.push(now - x[3]));
+        (changes.fix || []).forEach(x => gcc.measure.latencies.push(now - x[st.fixAt.t]));
         gcc.measure.frameBytes.push(JSON.stringify(f).length);
       }
-      // a fix travels compact: [member key, lon, lat, t, battery_pct, grid_code]
-      (changes.fix || []).forEach(([id, lon, lat, t, battery, grid]) => {
+      // a fix travels compact: its values in the order of the snapshot's fix_fields
+      const at = st.fixAt;
+      (changes.fix || []).forEach(x => {
+        const id = x[at.member], lon = x[at.lon], lat = x[at.lat], t = x[at.t], battery = x[at.battery_pct],
+              grid = x[at.grid_code];
         let m = st.members.get(id);
         if (!m) {
           const known = st.roster.get(id) || {};

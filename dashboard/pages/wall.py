@@ -45,8 +45,14 @@ def member_key(terminal_id: str) -> str:
     return _keyed("member:" + terminal_id, 16)
 
 
+# A fix travels as a list of these fields' values, in this order: the snapshot names them (fix_fields),
+# and the browser reads each value by its name (assets/wall.js), so the order is spelled here only.
+FIX_FIELDS = ("member", "lon", "lat", "t", "battery_pct", "grid_code")
+
+
 def wire_fix(q, c: live.FixChange) -> list:
-    """Compact, two frames a second for thousands of members: names and roles come with the snapshot."""
+    """Compact, two frames a second for thousands of members: names and roles come with the snapshot.
+    The values of FIX_FIELDS."""
     return [member_key(q.own_terminal(c.terminal_id)), round(c.lon, 6), round(c.lat, 6), c.t, c.battery_pct,
             c.grid_code]
 
@@ -139,7 +145,8 @@ def snapshot(q, scope: Scope) -> dict:
     in_scope = q.members(scope)
     live_members = q.members_latest(in_scope)
     on_map = {q.own_terminal(m.terminal_id) for m in live_members}
-    return {"member_fields": MEMBER_FIELDS, "members": [wall_member(q, m) for m in live_members],
+    return {"member_fields": MEMBER_FIELDS, "fix_fields": FIX_FIELDS,
+            "members": [wall_member(q, m) for m in live_members],
             "roster": [[member_key(m.terminal_id), m.name, m.role.value, m.grid_code] for m in in_scope
                        if m.terminal_id not in on_map],
             "grids": q.grid_codes(scope), "bounds": q.bounds(scope), "member_total": len(in_scope),
