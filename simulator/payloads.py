@@ -1,6 +1,8 @@
 """What simulated devices put on the wire (docs/WIRE_FORMAT.md), and malformed variants of it.
 
-Pure functions from values to (topic, payload bytes).
+Pure functions from values to (topic, payload bytes). A message of our JSON is built from its kind's
+declaration (telemetry.kinds: its topic leaf and payload fields) by `publication`, so a new kind is
+sent with no code here: `publication("alarm_check", terminal_id, now, sensor_id=…, …)`.
 """
 from __future__ import annotations
 
@@ -9,7 +11,8 @@ from datetime import datetime
 
 import orjson
 
-from telemetry.topics import CASE, READ, gateway_topic, terminal_topic
+from telemetry import kinds
+from telemetry.topics import gateway_topic, terminal_topic
 
 Publication = tuple[str, bytes]
 
@@ -22,26 +25,37 @@ def _dumps(obj) -> bytes:
     return orjson.dumps({k: v for k, v in obj.items() if v is not None})
 
 
+def publication(kind_name: str, device_id: str, now: datetime, **fields) -> Publication:
+    """A message of a kind (telemetry.kinds, by name) in our JSON, from its device: on the kind's topic
+    leaf under the device's own topic, its fields as the kind names them (None: left out, as the
+    decoder's defaults are)."""
+    kind = kinds.BY_NAME[kind_name]
+    wire = kind.json
+    if wire is None or wire.records is not None:
+        raise ValueError(f"kind {kind.name!r} is not one message of our JSON (see readings_json, OwnTracks)")
+    unknown = set(fields) - wire.fields
+    if unknown:
+        raise ValueError(f"kind {kind.name!r} has no payload field(s) {sorted(unknown)}")
+    topic = terminal_topic if wire.device == "terminal" else gateway_topic
+    return topic(device_id, wire.leaf), _dumps({"ts": _ts(now), **fields})
+
+
 def fix(terminal_id: str, now: datetime, lon: float, lat: float, accuracy_m: float,
         speed_mps: float, heading_deg: float, battery_pct: int) -> Publication:
-    return terminal_topic(terminal_id, "fix"), _dumps({
-        "ts": _ts(now), "lat": round(lat, 7), "lon": round(lon, 7), "accuracy_m": accuracy_m,
-        "speed_mps": round(speed_mps, 2), "heading_deg": round(heading_deg, 1) % 360,
-        "battery_pct": battery_pct})
+    return publication("fix", terminal_id, now, lat=round(lat, 7), lon=round(lon, 7), accuracy_m=accuracy_m,
+                       speed_mps=round(speed_mps, 2), heading_deg=round(heading_deg, 1) % 360, battery_pct=battery_pct)
 
 
 def status(terminal_id: str, now: datetime, state: str, battery_pct: int | None = None,
            sos: bool | None = None, will: bool | None = None) -> Publication:
-    return terminal_topic(terminal_id, "status"), _dumps(
-        {"ts": _ts(now), "state": state, "battery_pct": battery_pct, "sos": sos, "will": will})
+    return publication("terminal_status", terminal_id, now, state=state, battery_pct=battery_pct, sos=sos, will=will)
 
 
 def incident(terminal_id: str, now: datetime, report_id: str, category: str, severity: int,
              lon: float, lat: float, address: str, description: str, photo_ref: str | None) -> Publication:
-    return terminal_topic(terminal_id, "incident"), _dumps({
-        "ts": _ts(now), "report_id": report_id, "category": category, "severity": severity,
-        "lat": round(lat, 7), "lon": round(lon, 7), "address": address, "description": description,
-        "photo_ref": photo_ref})
+    return publication("incident_report", terminal_id, now, report_id=report_id, category=category,
+                       severity=severity, lat=round(lat, 7), lon=round(lon, 7), address=address,
+                       description=description, photo_ref=photo_ref)
 
 
 DIARY_NOTES = {   # what members hear on patrol, by category (the people's-feelings diary)
@@ -56,18 +70,16 @@ DIARY_NOTES = {   # what members hear on patrol, by category (the people's-feeli
 
 def diary_entry(terminal_id: str, now: datetime, entry_id: str, category: str, text: str) -> Publication:
     """A people's-feelings diary entry (民情日记)."""
-    return terminal_topic(terminal_id, "diary"), _dumps(
-        {"ts": _ts(now), "entry_id": entry_id, "category": category, "text": text})
+    return publication("diary_entry", terminal_id, now, entry_id=entry_id, category=category, text=text)
 
 
 def task_ack(terminal_id: str, now: datetime, task_id: str, action: str, note: str | None = None) -> Publication:
-    return terminal_topic(terminal_id, "task/ack"), _dumps(
-        {"ts": _ts(now), "task_id": task_id, "action": action, "note": note})
+    return publication("task_ack", terminal_id, now, task_id=task_id, action=action, note=note)
 
 
 def announcement_read(terminal_id: str, now: datetime, announcement_id: int) -> Publication:
     """The receipt a terminal sends once its member has read an announcement."""
-    return terminal_topic(terminal_id, READ), _dumps({"ts": _ts(now), "announcement_id": announcement_id})
+    return publication("announcement_read", terminal_id, now, announcement_id=announcement_id)
 
 
 def case_update(terminal_id: str, now: datetime, case_id: str, action: str, note: str | None = None,
@@ -75,13 +87,12 @@ def case_update(terminal_id: str, now: datetime, case_id: str, action: str, note
                 extension: str | None = None) -> Publication:
     """A member's work on a case (accept, reject, start, feedback, verify_pass, verify_fail,
     extension); fields left out when empty, as the decoder's defaults are."""
-    return terminal_topic(terminal_id, CASE), _dumps({
-        "ts": _ts(now), "case_id": case_id, "action": action, "note": note, "reason": reason,
-        "photo_refs": list(photo_refs) or None, "extension": extension})
+    return publication("case_update", terminal_id, now, case_id=case_id, action=action, note=note, reason=reason,
+                       photo_refs=list(photo_refs) or None, extension=extension)
 
 
 def gateway_status(gateway_id: str, now: datetime, state: str, will: bool | None = None) -> Publication:
-    return gateway_topic(gateway_id, "status"), _dumps({"ts": _ts(now), "state": state, "will": will})
+    return publication("gateway_status", gateway_id, now, state=state, will=will)
 
 
 def readings_json(gateway_id: str, now: datetime,
@@ -117,9 +128,8 @@ def readings_senml(gateway_id: str, now: datetime,
 
 def alarm(gateway_id: str, now: datetime, alarm_id: str, sensor_id: str, alarm_type: str,
           severity: int, state: str, value: float | None = None) -> Publication:
-    return gateway_topic(gateway_id, "alarm"), _dumps({
-        "ts": _ts(now), "alarm_id": alarm_id, "sensor_id": sensor_id, "alarm_type": alarm_type,
-        "severity": severity, "state": state, "value": value})
+    return publication("alarm", gateway_id, now, alarm_id=alarm_id, sensor_id=sensor_id,
+                       alarm_type=alarm_type, severity=severity, state=state, value=value)
 
 
 # --- malformed input, to exercise the dead-letter path -------------------------------------------
