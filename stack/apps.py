@@ -1,5 +1,6 @@
-"""The demo's own processes on top of the servers: the city's reference data, then the ingest
-workers, the dashboard and the simulator."""
+"""The demo's own processes on top of the servers: the city's reference data, the demo's roster and
+logins (simulator/), then the ingest workers, the dashboard, the cases engine (`python -m
+casework`), the demo desk (`python -m simulator.desk`) and the simulator."""
 from __future__ import annotations
 
 import logging
