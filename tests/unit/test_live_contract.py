@@ -16,6 +16,7 @@ from ingest.model import Enriched
 from telemetry import live, topics
 from telemetry.decoders import DecodeError, decode
 from telemetry.kinds import KINDS
+from telemetry.kinds.alarm_check import AlarmCheckChange
 from telemetry.messages import CaseUpdate, DeviceAlarm, Fix, TaskAck
 
 GRID = "350102001001001"
@@ -37,6 +38,7 @@ def test_an_envelope_round_trips_with_every_kind_of_change():
                live.ReportChange("R1", "T1", "M1", GRID, 5.0, "noise", 1, 119.3, 26.1, "Gate 2", "loud", "p.jpg"),
                live.GatewayChange("G1", GRID, 6.0, "online"),
                live.TaskAckChange("K1", "T1", "M1", GRID, 7.0, "accepted"), live.ReadChange(12, "T1", GRID, 7.5),
+               AlarmCheckChange("S1", "A1", "T1", "M1", GRID, 7.7, "false_alarm", "steam from a kettle"),
                live.CaseChange("C20261201-000001", GRID, GRID, 8.0, "reported", "noise", "normal", "report",
                                "Noise nuisance", "Gate 2", "register", 9.0, 8.8, "community", None))
     assert {c.KIND for c in changes} == set(live.CHANGE_TYPES)  # every kind is covered here

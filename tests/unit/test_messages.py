@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from core.catalogue import AlarmType, Severity
 from telemetry.decoders import REASONS, DecodeError
+from telemetry.kinds import KINDS
 from telemetry.messages import (
     AnnouncementRead,
     CaseUpdate,
@@ -256,10 +257,10 @@ def test_region_transition_event():
 
 # --- the union and the error type ---------------------------------------------------------------
 
-def test_message_union_holds_every_type():
-    assert set(typing.get_args(Message)) == {Fix, TerminalStatus, SensorReading, DeviceAlarm,
-                                             IncidentReport, TaskAck, CaseUpdate, GatewayStatus,
-                                             RegionTransition, AnnouncementRead, DiaryEntry}
+def test_message_union_holds_every_kinds_model():
+    assert set(typing.get_args(Message)) == set(KINDS)
+    assert set(KINDS) >= {Fix, TerminalStatus, SensorReading, DeviceAlarm, IncidentReport, TaskAck, CaseUpdate,
+                          GatewayStatus, RegionTransition, AnnouncementRead, DiaryEntry}
 
 
 def test_decode_error_carries_reason_and_detail():
