@@ -40,7 +40,7 @@ from cases.model import (
     Verify,
 )
 from cases.notices import Recipients
-from core.catalogue import ALARM_TYPE_LABELS, INCIDENT_CATEGORIES, Severity
+from core.catalogue import ALARM_TYPE_LABELS, INCIDENT_CATEGORIES, AuditAction, Severity
 from core.city import City
 from core.roles import ROLE_LABELS
 
@@ -207,8 +207,8 @@ class Intake:
                    else Refusal("invalid", f"there is no case {case_id}"))
         if isinstance(outcome, Refusal):
             log.info("refused %s of %s by terminal %s: %s", command.name, case_id, terminal_id, outcome.reason)
-            store.audit_refusal(cur, terminal_id, sorted(actor.roles), f"case.{command.name}", f"case:{case_id}",
-                                case.org_code if case else actor.scope_code, outcome.reason)
+            store.audit_refusal(cur, terminal_id, sorted(actor.roles), AuditAction.of_case(command.name),
+                                f"case:{case_id}", case.org_code if case else actor.scope_code, outcome.reason)
             return "refused", None
         store.save(cur, outcome.case, rules)
         store.record(cur, [outcome], self.recipients)

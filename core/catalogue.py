@@ -10,7 +10,7 @@ days); the case workflow uses them to decide what is overdue and escalates it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum, IntEnum
+from enum import Enum, IntEnum, StrEnum
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,6 @@ MEMBER_STATE_LABELS: dict[MemberState, Label] = {
     MemberState.OFFLINE: Label("offline", "离线"),
 }
 
-# What people do on the screens (dashboard/commands.py), by action key.
 # what a people's-feelings diary entry (民情日记) is about: what a member heard from residents on patrol
 DIARY_CATEGORIES: dict[str, Label] = {
     "livelihood": Label("livelihood", "民生"), "safety": Label("safety", "治安"),
@@ -56,64 +55,137 @@ DIARY_CATEGORIES: dict[str, Label] = {
     "suggestion": Label("suggestion", "意见建议"), "other": Label("other", "其他"),
 }
 
-ACTION_LABELS: dict[str, Label] = {      # what the audit trail records, by its action key
-    "alarm.acknowledge": Label("Acknowledge", "确认"),
-    "diary.rate": Label("Rate a diary entry", "民情日记评分"),
-    "user.add": Label("Add user", "新增用户"),
-    "user.password": Label("New password", "重置密码"),
-    "user.disable": Label("Disable user", "停用用户"),
-    "user.enable": Label("Enable user", "启用用户"),
-    "registry.member.add": Label("Add member", "新增网格员"),
-    "registry.member.change": Label("Change member", "修改网格员"),
-    "registry.member.move": Label("Move member", "调整网格"),
-    "registry.member.retire": Label("Retire member", "网格员离岗"),
-    "registry.member.replace_terminal": Label("Replace terminal", "更换终端"),
-    "registry.device.add": Label("Add device", "新增设备"),
-    "registry.device.retire": Label("Retire device", "停用设备"),
-    "registry.credential.rotate": Label("New device password", "重置设备密码"),
-    "registry.credential.revoke": Label("Revoke device", "吊销设备"),
-    "registry.gateway.add": Label("Add gateway", "新增网关"),
-    "registry.gateway.move": Label("Move gateway", "迁移网关"),
-    "registry.gateway.retire": Label("Retire gateway", "停用网关"),
-    "registry.sensor.add": Label("Add sensor", "新增传感器"),
-    "registry.sensor.move": Label("Move sensor", "迁移传感器"),
-    "registry.sensor.retire": Label("Retire sensor", "停用传感器"),
-    "registry.boundaries.import": Label("Import grid boundaries", "导入网格边界"),
-    "wall_token.create": Label("Create wall token", "创建大屏令牌"),
-    "wall_token.revoke": Label("Revoke wall token", "吊销大屏令牌"),
-    "auth.login": Label("Sign in", "登录"),
-    "auth.logout": Label("Sign out", "退出"),
-    "auth.token": Label("Wall token used", "大屏令牌登录"),
-    "auth.csrf": Label("CSRF refused", "CSRF 拒绝"),
-    "auth.origin": Label("Cross-origin refused", "跨域拒绝"),
-    "auth.route": Label("Route refused", "路由拒绝"),
-    "auth.callback": Label("Callback refused", "回调拒绝"),
-    "page.open": Label("Page scope refused", "页面范围拒绝"),
-    "screen.connect": Label("Live connection", "实时连接"),
-    "audit.export": Label("Audit export", "审计导出"),
-    "case.open": Label("Enter a case", "录入案件"),
-    "case.register": Label("Register case", "立案"),
-    "case.refuse": Label("Refuse case", "不予立案"),
-    "case.dispatch": Label("Dispatch case", "派遣"),
-    "case.accept": Label("Accept case", "接单"),
-    "case.reject": Label("Reject case", "拒绝接单"),
-    "case.start": Label("Start handling", "开始处置"),
-    "case.feedback": Label("Handling feedback", "处置反馈"),
-    "case.verify": Label("Verify case", "核查"),
-    "case.close": Label("Close case", "结案"),
-    "case.evaluate": Label("Evaluate case", "评价"),
-    "case.return": Label("Return case", "回退"),
-    "case.request_extension": Label("Ask for an extension", "申请延期"),
-    "case.decide_extension": Label("Decide an extension", "审批延期"),
-    "case.suspend": Label("Suspend case", "缓办"),
-    "case.resume": Label("Resume case", "恢复办理"),
-    "case.reopen": Label("Reopen case", "重新办理"),
-    "case.acknowledge": Label("Acknowledge case", "确认知悉"),
-    "case.export": Label("Case list export", "案件导出"),
-    "case.reassign": Label("Reassign case", "改派"),
-    "time_limits.version": Label("New time limits", "新版时限"),
-    "calendar.day": Label("Calendar day", "工作日历"),
-    "announcement.send": Label("Send an announcement", "发布通知公告"),
+
+class AuditAction(StrEnum):
+    """What the audit trail records, by its action key: the one place a key is spelled. Its writers
+    (the screens' commands and gates, the registry, the cases intake) name a member; a case
+    command's key is `case.<its name>` (AuditAction.of_case), checked against these."""
+    ALARM_ACKNOWLEDGE = "alarm.acknowledge"
+    DIARY_RATE = "diary.rate"
+    USER_ADD = "user.add"
+    USER_PASSWORD = "user.password"
+    USER_DISABLE = "user.disable"
+    USER_ENABLE = "user.enable"
+    REGISTRY_MEMBER_ADD = "registry.member.add"
+    REGISTRY_MEMBER_CHANGE = "registry.member.change"
+    REGISTRY_MEMBER_MOVE = "registry.member.move"
+    REGISTRY_MEMBER_RETIRE = "registry.member.retire"
+    REGISTRY_MEMBER_REPLACE_TERMINAL = "registry.member.replace_terminal"
+    REGISTRY_DEVICE_ADD = "registry.device.add"
+    REGISTRY_DEVICE_RETIRE = "registry.device.retire"
+    REGISTRY_CREDENTIAL_ROTATE = "registry.credential.rotate"
+    REGISTRY_CREDENTIAL_REVOKE = "registry.credential.revoke"
+    REGISTRY_GATEWAY_ADD = "registry.gateway.add"
+    REGISTRY_GATEWAY_MOVE = "registry.gateway.move"
+    REGISTRY_GATEWAY_RETIRE = "registry.gateway.retire"
+    REGISTRY_SENSOR_ADD = "registry.sensor.add"
+    REGISTRY_SENSOR_MOVE = "registry.sensor.move"
+    REGISTRY_SENSOR_RETIRE = "registry.sensor.retire"
+    REGISTRY_BOUNDARIES_IMPORT = "registry.boundaries.import"
+    WALL_TOKEN_CREATE = "wall_token.create"
+    WALL_TOKEN_REVOKE = "wall_token.revoke"
+    AUTH_LOGIN = "auth.login"
+    AUTH_LOGOUT = "auth.logout"
+    AUTH_TOKEN = "auth.token"
+    AUTH_CSRF = "auth.csrf"
+    AUTH_ORIGIN = "auth.origin"
+    AUTH_ROUTE = "auth.route"
+    AUTH_CALLBACK = "auth.callback"
+    PAGE_OPEN = "page.open"
+    SCREEN_CONNECT = "screen.connect"
+    AUDIT_EXPORT = "audit.export"
+    CASE_OPEN = "case.open"
+    CASE_REGISTER = "case.register"
+    CASE_REFUSE = "case.refuse"
+    CASE_DISPATCH = "case.dispatch"
+    CASE_ACCEPT = "case.accept"
+    CASE_REJECT = "case.reject"
+    CASE_START = "case.start"
+    CASE_FEEDBACK = "case.feedback"
+    CASE_VERIFY = "case.verify"
+    CASE_CLOSE = "case.close"
+    CASE_EVALUATE = "case.evaluate"
+    CASE_RETURN = "case.return"
+    CASE_REQUEST_EXTENSION = "case.request_extension"
+    CASE_DECIDE_EXTENSION = "case.decide_extension"
+    CASE_SUSPEND = "case.suspend"
+    CASE_RESUME = "case.resume"
+    CASE_REOPEN = "case.reopen"
+    CASE_ACKNOWLEDGE = "case.acknowledge"
+    CASE_EXPORT = "case.export"
+    CASE_REASSIGN = "case.reassign"
+    TIME_LIMITS_VERSION = "time_limits.version"
+    CALENDAR_DAY = "calendar.day"
+    ANNOUNCEMENT_SEND = "announcement.send"
+
+    @classmethod
+    def of_case(cls, command_name: str) -> AuditAction:
+        """The key of a case command (cases.model: Register.name is "register", …)."""
+        return cls(f"case.{command_name}")
+
+    @property
+    def label(self) -> Label:
+        return ACTION_LABELS[self]
+
+
+ACTION_LABELS: dict[AuditAction, Label] = {      # keyed by the enum, a str: a stored key looks its label up too
+    AuditAction.ALARM_ACKNOWLEDGE: Label("Acknowledge", "确认"),
+    AuditAction.DIARY_RATE: Label("Rate a diary entry", "民情日记评分"),
+    AuditAction.USER_ADD: Label("Add user", "新增用户"),
+    AuditAction.USER_PASSWORD: Label("New password", "重置密码"),
+    AuditAction.USER_DISABLE: Label("Disable user", "停用用户"),
+    AuditAction.USER_ENABLE: Label("Enable user", "启用用户"),
+    AuditAction.REGISTRY_MEMBER_ADD: Label("Add member", "新增网格员"),
+    AuditAction.REGISTRY_MEMBER_CHANGE: Label("Change member", "修改网格员"),
+    AuditAction.REGISTRY_MEMBER_MOVE: Label("Move member", "调整网格"),
+    AuditAction.REGISTRY_MEMBER_RETIRE: Label("Retire member", "网格员离岗"),
+    AuditAction.REGISTRY_MEMBER_REPLACE_TERMINAL: Label("Replace terminal", "更换终端"),
+    AuditAction.REGISTRY_DEVICE_ADD: Label("Add device", "新增设备"),
+    AuditAction.REGISTRY_DEVICE_RETIRE: Label("Retire device", "停用设备"),
+    AuditAction.REGISTRY_CREDENTIAL_ROTATE: Label("New device password", "重置设备密码"),
+    AuditAction.REGISTRY_CREDENTIAL_REVOKE: Label("Revoke device", "吊销设备"),
+    AuditAction.REGISTRY_GATEWAY_ADD: Label("Add gateway", "新增网关"),
+    AuditAction.REGISTRY_GATEWAY_MOVE: Label("Move gateway", "迁移网关"),
+    AuditAction.REGISTRY_GATEWAY_RETIRE: Label("Retire gateway", "停用网关"),
+    AuditAction.REGISTRY_SENSOR_ADD: Label("Add sensor", "新增传感器"),
+    AuditAction.REGISTRY_SENSOR_MOVE: Label("Move sensor", "迁移传感器"),
+    AuditAction.REGISTRY_SENSOR_RETIRE: Label("Retire sensor", "停用传感器"),
+    AuditAction.REGISTRY_BOUNDARIES_IMPORT: Label("Import grid boundaries", "导入网格边界"),
+    AuditAction.WALL_TOKEN_CREATE: Label("Create wall token", "创建大屏令牌"),
+    AuditAction.WALL_TOKEN_REVOKE: Label("Revoke wall token", "吊销大屏令牌"),
+    AuditAction.AUTH_LOGIN: Label("Sign in", "登录"),
+    AuditAction.AUTH_LOGOUT: Label("Sign out", "退出"),
+    AuditAction.AUTH_TOKEN: Label("Wall token used", "大屏令牌登录"),
+    AuditAction.AUTH_CSRF: Label("CSRF refused", "CSRF 拒绝"),
+    AuditAction.AUTH_ORIGIN: Label("Cross-origin refused", "跨域拒绝"),
+    AuditAction.AUTH_ROUTE: Label("Route refused", "路由拒绝"),
+    AuditAction.AUTH_CALLBACK: Label("Callback refused", "回调拒绝"),
+    AuditAction.PAGE_OPEN: Label("Page scope refused", "页面范围拒绝"),
+    AuditAction.SCREEN_CONNECT: Label("Live connection", "实时连接"),
+    AuditAction.AUDIT_EXPORT: Label("Audit export", "审计导出"),
+    AuditAction.CASE_OPEN: Label("Enter a case", "录入案件"),
+    AuditAction.CASE_REGISTER: Label("Register case", "立案"),
+    AuditAction.CASE_REFUSE: Label("Refuse case", "不予立案"),
+    AuditAction.CASE_DISPATCH: Label("Dispatch case", "派遣"),
+    AuditAction.CASE_ACCEPT: Label("Accept case", "接单"),
+    AuditAction.CASE_REJECT: Label("Reject case", "拒绝接单"),
+    AuditAction.CASE_START: Label("Start handling", "开始处置"),
+    AuditAction.CASE_FEEDBACK: Label("Handling feedback", "处置反馈"),
+    AuditAction.CASE_VERIFY: Label("Verify case", "核查"),
+    AuditAction.CASE_CLOSE: Label("Close case", "结案"),
+    AuditAction.CASE_EVALUATE: Label("Evaluate case", "评价"),
+    AuditAction.CASE_RETURN: Label("Return case", "回退"),
+    AuditAction.CASE_REQUEST_EXTENSION: Label("Ask for an extension", "申请延期"),
+    AuditAction.CASE_DECIDE_EXTENSION: Label("Decide an extension", "审批延期"),
+    AuditAction.CASE_SUSPEND: Label("Suspend case", "缓办"),
+    AuditAction.CASE_RESUME: Label("Resume case", "恢复办理"),
+    AuditAction.CASE_REOPEN: Label("Reopen case", "重新办理"),
+    AuditAction.CASE_ACKNOWLEDGE: Label("Acknowledge case", "确认知悉"),
+    AuditAction.CASE_EXPORT: Label("Case list export", "案件导出"),
+    AuditAction.CASE_REASSIGN: Label("Reassign case", "改派"),
+    AuditAction.TIME_LIMITS_VERSION: Label("New time limits", "新版时限"),
+    AuditAction.CALENDAR_DAY: Label("Calendar day", "工作日历"),
+    AuditAction.ANNOUNCEMENT_SEND: Label("Send an announcement", "发布通知公告"),
 }
 
 # Cases: the states of a case's life (the words of DOMAIN.md), its one spelling. The case machine

@@ -19,12 +19,13 @@ import psycopg2
 import psycopg2.extras
 
 from core import freetext
+from core.catalogue import AuditAction
 from core.roles import USER_ROLE_LABELS, UserRole
 from dashboard.authz import Identity, scope_of
 from dashboard.commands import Action, Commands, Refused, Target, Written
 from telemetry.notices import ANNOUNCEMENT_DAYS
 
-ANNOUNCE = Action("announcement.send", frozenset({UserRole.DISPATCHER, UserRole.LEADER, UserRole.ADMIN}))
+ANNOUNCE = Action(AuditAction.ANNOUNCEMENT_SEND, frozenset({UserRole.DISPATCHER, UserRole.LEADER, UserRole.ADMIN}))
 TITLE_MAX, BODY_MAX = 80, 2000
 
 

@@ -31,6 +31,7 @@ from flask_login import LoginManager, current_user, login_user, logout_user
 from flask_wtf.csrf import CSRFError, CSRFProtect, generate_csrf
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from core.catalogue import AuditAction
 from core.roles import EVERYONE
 from dashboard.accounts import Accounts, Login, Session, normalize_username
 from dashboard.authz import Identity
@@ -83,7 +84,7 @@ def install(server: Flask, accounts: Accounts, audit, secret_key: str, secure_co
 
     @server.errorhandler(CSRFError)
     def refused_csrf(error):
-        audit(signed_in_identity(), "auth.csrf", "refused", error.description, request.path, _address())
+        audit(signed_in_identity(), AuditAction.AUTH_CSRF, "refused", error.description, request.path, _address())
         body = f"<p>{escape(error.description)}</p><p><a href='/login'>Sign in 登录</a></p>"
         return _page("Refused 已拒绝", body), 400
 
@@ -97,7 +98,8 @@ def install(server: Flask, accounts: Accounts, audit, secret_key: str, secure_co
             log.error("refused %s: the route %s declares nobody who may use it", request.path, rule)
             abort(403)
         if request.method in _UNSAFE and not _same_origin():
-            audit(signed_in_identity(), "auth.origin", "refused", "cross-origin request", request.path, _address())
+            audit(signed_in_identity(), AuditAction.AUTH_ORIGIN, "refused", "cross-origin request", request.path,
+                  _address())
             abort(403)
         if declared.public:
             return None
@@ -111,8 +113,8 @@ def install(server: Flask, accounts: Accounts, audit, secret_key: str, secure_co
                 return redirect("/login?" + urlencode({"next": _here()}))
             abort(401)
         if not identity.roles & declared.roles:
-            audit(identity, "auth.route", "refused", f"{rule} needs one of {sorted(r.value for r in declared.roles)}",
-                  request.path, _address())
+            audit(identity, AuditAction.AUTH_ROUTE, "refused",
+                  f"{rule} needs one of {sorted(r.value for r in declared.roles)}", request.path, _address())
             abort(403)
         if rule == "/_dash-update-component":
             return _check_callback(identity, audit, known)
@@ -129,11 +131,11 @@ def install(server: Flask, accounts: Accounts, audit, secret_key: str, secure_co
                                  request.headers.get("User-Agent"), _now())
         if not outcome.ok:
             attempted = normalize_username(username) or "?"
-            audit(Identity(attempted, frozenset()), "auth.login", "refused", outcome.reason, f"user:{attempted}",
-                  _address())
+            audit(Identity(attempted, frozenset()), AuditAction.AUTH_LOGIN, "refused", outcome.reason,
+                  f"user:{attempted}", _address())
             return _login_form(target, str(LOGIN_FAILED)), 401
         _start(outcome)
-        audit(outcome.identity, "auth.login", "done", None, f"user:{outcome.identity.user}", _address())
+        audit(outcome.identity, AuditAction.AUTH_LOGIN, "done", None, f"user:{outcome.identity.user}", _address())
         return redirect(target)
 
     @route(server, "/logout", EVERYONE, "logout of this session, or of all of them (POST, CSRF token)",
@@ -144,8 +146,8 @@ def install(server: Flask, accounts: Accounts, audit, secret_key: str, secure_co
         if identity is not None:
             everywhere = request.form.get("everywhere") == "1"
             accounts.logout(current_user.session_id, _now(), everywhere=everywhere)
-            audit(identity, "auth.logout", "done", "everywhere" if everywhere else None, f"user:{identity.user}",
-                  _address())
+            audit(identity, AuditAction.AUTH_LOGOUT, "done", "everywhere" if everywhere else None,
+                  f"user:{identity.user}", _address())
         logout_user()
         session.clear()
         return redirect("/login")
@@ -173,10 +175,12 @@ def _open_with_token(accounts: Accounts, audit, token: str):
     """A wall screen's first visit: its token opens a session; the URL drops the token."""
     outcome = accounts.open_with_token(token, _address(), request.headers.get("User-Agent"), _now())
     if not outcome.ok:
-        audit(Identity("wall:?", frozenset()), "auth.token", "refused", outcome.reason, request.path, _address())
+        audit(Identity("wall:?", frozenset()), AuditAction.AUTH_TOKEN, "refused", outcome.reason, request.path,
+              _address())
         return _page("Refused 已拒绝", "<p>This wall token is not valid (any more). 此大屏令牌无效。</p>"), 403
     _start(outcome)
-    audit(outcome.identity, "auth.token", "done", None, f"wall_token:{outcome.session.wall_token_id}", _address())
+    audit(outcome.identity, AuditAction.AUTH_TOKEN, "done", None, f"wall_token:{outcome.session.wall_token_id}",
+          _address())
     query = urlencode([(k, v) for k, v in parse_qsl(request.query_string.decode()) if k != "token"])
     return redirect(request.path + (f"?{query}" if query else ""))
 
@@ -206,8 +210,8 @@ def _check_callback(identity: Identity, audit, known: Callable[[], Container[str
         abort(403)
     if not identity.roles & entry.roles:
         first = output_ids(output)[0]          # the audit trail names the callback by its first output
-        audit(identity, "auth.callback", "refused", f"{first} needs one of {sorted(r.value for r in entry.roles)}",
-              first, _address())
+        audit(identity, AuditAction.AUTH_CALLBACK, "refused",
+              f"{first} needs one of {sorted(r.value for r in entry.roles)}", first, _address())
         abort(403)
     return None
 

@@ -23,17 +23,18 @@ from cases.notices import Recipients
 from cases.offers import OfferPolicy
 from cases.tell import case_change
 from core import freetext
-from core.catalogue import CASE_CATEGORY_LABELS
+from core.catalogue import CASE_CATEGORY_LABELS, AuditAction
 from core.roles import UserRole
 from dashboard.authz import Identity
 from dashboard.commands import Action, Commands, Refused, Target, Written
 from dispatch.candidates import visible
 
-CASE_ACTIONS: dict[type, Action] = {command: Action(f"case.{command.name}", frozenset(UserRole(r) for r in roles))
+CASE_ACTIONS: dict[type, Action] = {command: Action(AuditAction.of_case(command.name),
+                                                    frozenset(UserRole(r) for r in roles))
                                     for command, roles in SCREEN_ROLES.items()}
-OPEN_CASE = Action("case.open", frozenset({UserRole.DISPATCHER, UserRole.ADMIN}))
+OPEN_CASE = Action(AuditAction.CASE_OPEN, frozenset({UserRole.DISPATCHER, UserRole.ADMIN}))
 # a return and a dispatch in one step (one transaction): who may do both
-REASSIGN = Action("case.reassign", CASE_ACTIONS[Return].roles & CASE_ACTIONS[Dispatch].roles)
+REASSIGN = Action(AuditAction.CASE_REASSIGN, CASE_ACTIONS[Return].roles & CASE_ACTIONS[Dispatch].roles)
 RULES_EVERY_S = 30.0        # the time limits and the calendar are read again this often
 
 
@@ -212,8 +213,8 @@ class OpenHotlineCase:
 
 # --- the rules: time limits and the working calendar (admins of the whole city) ------------------------
 
-NEW_LIMITS = Action("time_limits.version", frozenset({UserRole.ADMIN}))
-SET_CALENDAR_DAY = Action("calendar.day", frozenset({UserRole.ADMIN}))
+NEW_LIMITS = Action(AuditAction.TIME_LIMITS_VERSION, frozenset({UserRole.ADMIN}))
+SET_CALENDAR_DAY = Action(AuditAction.CALENDAR_DAY, frozenset({UserRole.ADMIN}))
 
 
 def limit_spec(limit: Limit) -> str:

@@ -51,6 +51,7 @@ from flask_login import current_user
 from flask_socketio import SocketIO
 
 from core import orgcodes
+from core.catalogue import AuditAction
 from dashboard.authz import Scope, authorize, current_identity
 from dashboard.feeds import Feed, Frame
 from dashboard.vocabulary import for_browser
@@ -209,7 +210,7 @@ class LiveHub:
         decision = authorize(self.city, identity, page, str(wanted.get("scope", "")))
         if not decision:
             log.warning("refused a %s screen: %s", page.feed.name, decision.reason)
-            self.audit(identity, "screen.connect", "refused", decision.reason,
+            self.audit(identity, AuditAction.SCREEN_CONNECT, "refused", decision.reason,
                        f"feed:{page.feed.name}?scope={wanted.get('scope', '')}", request.remote_addr)
             return False
         user = current_user

@@ -7,11 +7,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import ClassVar
 
+from core.catalogue import AuditAction
 from core.roles import UserRole
 from dashboard.authz import Identity
 from dashboard.commands import Action, Commands, Refused, Target, Written
 
-RATE_DIARY = Action("diary.rate", frozenset({UserRole.LEADER, UserRole.ADMIN}))
+RATE_DIARY = Action(AuditAction.DIARY_RATE, frozenset({UserRole.LEADER, UserRole.ADMIN}))
 
 
 @dataclass(frozen=True)

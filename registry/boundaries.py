@@ -28,6 +28,7 @@ from shapely.ops import unary_union
 from shapely.validation import explain_validity
 
 from core import freetext
+from core.catalogue import AuditAction
 from core.city import GridKind
 from core.orgcodes import InvalidCode, Level, level_of, parent_of
 from database.audit import write_audit
@@ -212,15 +213,15 @@ def import_boundaries(dsn: str, actor: Actor, data: bytes,
             problems = _problems(cur, level, units, parent_code, shape(row[0]))
             if problems:
                 reason = "; ".join(problems)
-                write_audit(cur, actor.user, list(actor.roles), "registry.boundaries.import", target, parent_code,
-                            "refused", reason[:2000], source_address=actor.source_address)
+                write_audit(cur, actor.user, list(actor.roles), AuditAction.REGISTRY_BOUNDARIES_IMPORT, target,
+                            parent_code, "refused", reason[:2000], source_address=actor.source_address)
                 conn.commit()
                 raise RegistryError(f"refused, the {_PLURAL[level]} do not tile {parent_level.value} {parent_code}: "
                                     f"{reason}")
             for unit in units:
                 _store(cur, level, parent_code, unit)
             added = sorted({u["code"] for u in units} - existing)
-            write_audit(cur, actor.user, list(actor.roles), "registry.boundaries.import", target, parent_code,
+            write_audit(cur, actor.user, list(actor.roles), AuditAction.REGISTRY_BOUNDARIES_IMPORT, target, parent_code,
                         "done", None, None, {_PLURAL[level]: len(units), "added": added}, actor.source_address)
     finally:
         conn.close()

@@ -19,7 +19,7 @@ from typing import Any
 import psycopg2
 
 from core import freetext
-from core.catalogue import DeviceKind
+from core.catalogue import AuditAction, DeviceKind
 from core.city import GatewayKind, MemberDeviceKind
 from core.roles import Role
 from database.audit import write_audit
@@ -176,7 +176,7 @@ class DeviceRegistry:
                            {"name": member_name, "role": role_value, "grid_code": grid, "terminal_id": terminal_id},
                            broker.create(terminal_id, AccountKind.TERMINAL, password, org=grid),
                            Credential(terminal_id, AccountKind.TERMINAL, password))
-        return self._apply(actor, "registry.member.add", f"member:{member_id}", change).credential
+        return self._apply(actor, AuditAction.REGISTRY_MEMBER_ADD, f"member:{member_id}", change).credential
 
     def add_device(self, actor: Actor, member_id: str, kind: str, device_id: str, label: str = "") -> Credential:
         """Another device of a member's (a phone with OwnTracks or Traccar Client, a second terminal)."""
@@ -193,7 +193,7 @@ class DeviceRegistry:
                            {"member_id": member_id, "kind": device_kind.value, "label": device_label},
                            broker.create(device_id, account, password, org=member[3]),
                            Credential(device_id, account, password))
-        return self._apply(actor, "registry.device.add", f"device:{device_id}", change).credential
+        return self._apply(actor, AuditAction.REGISTRY_DEVICE_ADD, f"device:{device_id}", change).credential
 
     def change_member(self, actor: Actor, member_id: str, name: str | None = None, role: str | None = None) -> None:
         def change(cur) -> _Change:
@@ -203,7 +203,7 @@ class DeviceRegistry:
             cur.execute("update members set name = %s, role = %s where member_id = %s", (new_name, new_role, member_id))
             return _Change(f"member:{member_id}", member[3], {"name": member[1], "role": member[2]},
                            {"name": new_name, "role": new_role})
-        self._apply(actor, "registry.member.change", f"member:{member_id}", change)
+        self._apply(actor, AuditAction.REGISTRY_MEMBER_CHANGE, f"member:{member_id}", change)
 
     def move_member(self, actor: Actor, member_id: str, grid_code: str) -> None:
         """To another grid: their terminals read that grid's announcements from now on."""
@@ -216,7 +216,7 @@ class DeviceRegistry:
             commands = [c for device_id, kind in cur.fetchall() if kind == MemberDeviceKind.TERMINAL.value
                         for c in broker.set_org(device_id, AccountKind.TERMINAL, grid)]
             return _Change(f"member:{member_id}", grid, {"grid_code": member[3]}, {"grid_code": grid}, commands)
-        self._apply(actor, "registry.member.move", f"member:{member_id}", change)
+        self._apply(actor, AuditAction.REGISTRY_MEMBER_MOVE, f"member:{member_id}", change)
 
     def retire_member(self, actor: Actor, member_id: str) -> None:
         """Retired with all their devices: the accounts disabled (a connected one dropped at once)."""
@@ -228,7 +228,7 @@ class DeviceRegistry:
             devices = sorted(d for (d,) in cur.fetchall())
             return _Change(f"member:{member_id}", member[3], {"devices": devices}, {"retired": True},
                            [c for d in devices for c in broker.set_disabled(d, True)])
-        self._apply(actor, "registry.member.retire", f"member:{member_id}", change)
+        self._apply(actor, AuditAction.REGISTRY_MEMBER_RETIRE, f"member:{member_id}", change)
 
     def retire_device(self, actor: Actor, device_id: str) -> None:
         """A lost or replaced phone or terminal. A member's dedicated terminal is replaced
@@ -246,7 +246,7 @@ class DeviceRegistry:
             cur.execute("update member_devices set retired_at = now() where device_id = %s", (device_id,))
             return _Change(f"device:{device_id}", member[3], {"member_id": member_id, "kind": kind}, {"retired": True},
                            broker.set_disabled(device_id, True))
-        self._apply(actor, "registry.device.retire", f"device:{device_id}", change)
+        self._apply(actor, AuditAction.REGISTRY_DEVICE_RETIRE, f"device:{device_id}", change)
 
     def replace_terminal(self, actor: Actor, member_id: str, terminal_id: str) -> Credential:
         """A member's new dedicated terminal; the old one is retired (its account disabled)."""
@@ -264,7 +264,8 @@ class DeviceRegistry:
                            [*broker.create(terminal_id, AccountKind.TERMINAL, password, org=member[3]),
                             *broker.set_disabled(old, True)],
                            Credential(terminal_id, AccountKind.TERMINAL, password))
-        return self._apply(actor, "registry.member.replace_terminal", f"member:{member_id}", change).credential
+        replaced = self._apply(actor, AuditAction.REGISTRY_MEMBER_REPLACE_TERMINAL, f"member:{member_id}", change)
+        return replaced.credential
 
     # --- credentials ----------------------------------------------------------------------------
     def _account(self, cur, device_id: str) -> tuple[AccountKind, str | None]:
@@ -288,7 +289,7 @@ class DeviceRegistry:
             return _Change(f"device:{device_id}", scope, None, {"password": "new"},
                            [*broker.set_password(device_id, password), *broker.set_disabled(device_id, False)],
                            Credential(device_id, kind, password))
-        return self._apply(actor, "registry.credential.rotate", f"device:{device_id}", change).credential
+        return self._apply(actor, AuditAction.REGISTRY_CREDENTIAL_ROTATE, f"device:{device_id}", change).credential
 
     def revoke(self, actor: Actor, device_id: str) -> None:
         """The account disabled (a stolen phone), the device still registered: `rotate` gives it a
@@ -297,7 +298,7 @@ class DeviceRegistry:
             _, scope = self._account(cur, device_id)
             return _Change(f"device:{device_id}", scope, None, {"revoked": True},
                            broker.set_disabled(device_id, True))
-        self._apply(actor, "registry.credential.revoke", f"device:{device_id}", change)
+        self._apply(actor, AuditAction.REGISTRY_CREDENTIAL_REVOKE, f"device:{device_id}", change)
 
     # --- gateways and sensors -------------------------------------------------------------------
     def _building(self, cur, building_id: str) -> tuple:
@@ -320,7 +321,7 @@ class DeviceRegistry:
                            {"kind": gateway_kind, "building_id": building_id, "protocol": protocol},
                            broker.create(gateway_id, AccountKind.GATEWAY, password),
                            Credential(gateway_id, AccountKind.GATEWAY, password))
-        return self._apply(actor, "registry.gateway.add", f"gateway:{gateway_id}", change).credential
+        return self._apply(actor, AuditAction.REGISTRY_GATEWAY_ADD, f"gateway:{gateway_id}", change).credential
 
     def _gateway(self, cur, gateway_id: str) -> tuple:
         row = self._one(cur, "select gateway_id, building_id, grid_code, retired_at from gateways "
@@ -342,7 +343,7 @@ class DeviceRegistry:
                                                                          building[3], gateway_id))
             return _Change(f"gateway:{gateway_id}", building[1], {"building_id": gateway[1], "grid_code": gateway[2]},
                            {"building_id": building_id, "grid_code": building[1], "sensors_moved": cur.rowcount})
-        self._apply(actor, "registry.gateway.move", f"gateway:{gateway_id}", change)
+        self._apply(actor, AuditAction.REGISTRY_GATEWAY_MOVE, f"gateway:{gateway_id}", change)
 
     def retire_gateway(self, actor: Actor, gateway_id: str) -> None:
         """Retired with its sensors; its account disabled."""
@@ -354,7 +355,7 @@ class DeviceRegistry:
             return _Change(f"gateway:{gateway_id}", gateway[2], None,
                            {"retired": True, "sensors_retired": cur.rowcount},
                            broker.set_disabled(gateway_id, True))
-        self._apply(actor, "registry.gateway.retire", f"gateway:{gateway_id}", change)
+        self._apply(actor, AuditAction.REGISTRY_GATEWAY_RETIRE, f"gateway:{gateway_id}", change)
 
     def add_sensor(self, actor: Actor, sensor_id: str, kind: str, gateway_id: str, building_id: str | None = None,
                    lon: float | None = None, lat: float | None = None) -> None:
@@ -375,7 +376,7 @@ class DeviceRegistry:
             return _Change(f"sensor:{sensor_id}", building[1], None,
                            {"kind": sensor_kind, "gateway_id": gateway_id, "building_id": building[0],
                             "grid_code": building[1]})
-        self._apply(actor, "registry.sensor.add", f"sensor:{sensor_id}", change)
+        self._apply(actor, AuditAction.REGISTRY_SENSOR_ADD, f"sensor:{sensor_id}", change)
 
     def move_sensor(self, actor: Actor, sensor_id: str, building_id: str, gateway_id: str | None = None) -> None:
         """To another building (and gateway): its readings land in the new building's grid from now on."""
@@ -392,7 +393,7 @@ class DeviceRegistry:
             return _Change(f"sensor:{sensor_id}", building[1],
                            {"building_id": row[0], "gateway_id": row[1], "grid_code": row[2]},
                            {"building_id": building_id, "gateway_id": gateway, "grid_code": building[1]})
-        self._apply(actor, "registry.sensor.move", f"sensor:{sensor_id}", change)
+        self._apply(actor, AuditAction.REGISTRY_SENSOR_MOVE, f"sensor:{sensor_id}", change)
 
     def retire_sensor(self, actor: Actor, sensor_id: str) -> None:
         def change(cur) -> _Change:
@@ -402,4 +403,4 @@ class DeviceRegistry:
                 raise RegistryError(f"sensor {sensor_id!r} is retired already")
             cur.execute("update sensors set retired_at = now() where sensor_id = %s", (sensor_id,))
             return _Change(f"sensor:{sensor_id}", row[0], None, {"retired": True})
-        self._apply(actor, "registry.sensor.retire", f"sensor:{sensor_id}", change)
+        self._apply(actor, AuditAction.REGISTRY_SENSOR_RETIRE, f"sensor:{sensor_id}", change)

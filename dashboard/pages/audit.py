@@ -14,7 +14,7 @@ import orjson
 from dash import Input, Output, State, dcc, html
 from flask import Response
 
-from core.catalogue import ACTION_LABELS, Label
+from core.catalogue import ACTION_LABELS, AuditAction, Label
 from core.city import CITY_TZ
 from core.roles import USER_ROLE_LABELS, UserRole
 from dashboard.authz import Scope, asked_scope, authorize, current_identity
@@ -132,7 +132,7 @@ def _text(value) -> str:
 def export_csv():
     """`/audit.csv?scope=…&from=…&to=…&action=…&outcome=…&actor=…`: the selection as CSV (UTF-8
     with a byte-order mark, which Excel and WPS need to read Chinese), streamed; audited."""
-    asked = authorized_export(PAGE, "audit.export", EXPORT_PATH, AuditFilter.from_params)
+    asked = authorized_export(PAGE, AuditAction.AUDIT_EXPORT, EXPORT_PATH, AuditFilter.from_params)
     if isinstance(asked, Response):
         return asked
     state, scope, wanted = asked

@@ -47,6 +47,7 @@ from core.catalogue import (
     CASE_STAGE_LABELS,
     CASE_STATE_LABELS,
     ORG_LEVEL_LABELS,
+    AuditAction,
     Label,
 )
 from core.orgcodes import Level, ancestor, contains
@@ -138,8 +139,8 @@ def _authorized(pathname) -> tuple[Case | None, Decision]:
 
 def _refused(decision: Decision, case: Case | None):
     if case is not None:
-        app_state().commands.record(current_identity(), "page.open", "refused", decision.reason, f"case:{case.case_id}",
-                                    request.remote_addr)
+        app_state().commands.record(current_identity(), AuditAction.PAGE_OPEN, "refused", decision.reason,
+                                    f"case:{case.case_id}", request.remote_addr)
     return html.Div(className="placeholder refusal", id="case-refused",
                     children=[html.H1(f"{decision.status}"), html.P(decision.reason)])
 

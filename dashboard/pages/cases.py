@@ -32,6 +32,7 @@ from core.catalogue import (
     CASE_STATE_LABELS,
     ORG_LEVEL_LABELS,
     URGENCY_LABELS,
+    AuditAction,
     Label,
 )
 from core.city import CITY_TZ
@@ -289,7 +290,7 @@ def enter_case(_clicks, category, urgency, org_code, title, place, note):
 def export_csv():
     """`/cases.csv?scope=…&status=…&category=…&source=…&text=…&sort=…&days=…`: the selection as
     CSV; audited."""
-    asked = authorized_export(PAGE, "case.export", EXPORT_PATH, CaseFilter.from_params)
+    asked = authorized_export(PAGE, AuditAction.CASE_EXPORT, EXPORT_PATH, CaseFilter.from_params)
     if isinstance(asked, Response):
         return asked
     state, scope, wanted = asked
