@@ -23,7 +23,7 @@ test-unit: setup  ## only the fast unit tests (no servers; seconds)
 
 lint: setup  ## ruff, then the rooms' import contracts (import-linter); both configured in pyproject.toml
 	@$(PY) -m ruff check .
-	@.venv/bin/lint-imports
+	@.venv/bin/lint-imports --no-logo
 
 stop:  ## stop a demo stack started in another terminal
 	@$(PY) -m stack down --data-dir $(DATA_DIR)
