@@ -68,10 +68,10 @@ class JsonTopic:
     fixed: Mapping[str, Any] = field(default_factory=dict)
     records: str | None = None     # the payload carries a list of records under this name, each one
                                    # message (its own "ts", else the payload's, else the arrival time)
+    id_field: str = field(init=False)   # the model's field the device's id goes to: terminal_id, gateway_id
 
-    @property
-    def id_field(self) -> str:
-        return f"{self.device}_id"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "id_field", f"{self.device}_id")
 
 
 @dataclass(frozen=True)
