@@ -20,6 +20,7 @@ offers), and writes to the live bus as its own producer.
 """
 from __future__ import annotations
 
+import argparse
 import hashlib
 import logging
 import sys
@@ -46,6 +47,7 @@ from cases.model import (
     Return,
     State,
     Verify,
+    values,
 )
 from cases.notices import Recipients
 from cases.offers import OfferPolicy
@@ -61,6 +63,7 @@ REFUSE_REASONS = ("duplicate of an earlier report", "not the city's responsibili
 HANDLERS = (Role.GRID_ADMINISTRATOR, Role.GRID_COORDINATOR, Role.GRID_POLICE_OFFICER)
 STALE = 4.0     # a handler silent this many limits long (a terminal that lost its work): returned, dispatched again
 _WITH_HANDLER = frozenset({State.DISPATCHED, State.ACCEPTED, State.HANDLING})
+ACTED_ON = frozenset(State) - {State.REFUSED, State.EVALUATED, State.SUSPENDED}   # a closed case it evaluates
 
 
 def share(case_id: str, what: str) -> float:
@@ -126,11 +129,9 @@ class Desk:
         changed: list[Applied] = []
         with conn, conn.cursor() as cur:
             rules = self.rules(cur)
-            cur.execute(f"select {', '.join(store.CASE_COLUMNS)} from cases where state in "
-                        "('reported', 'registered', 'dispatched', 'verified', 'closed', 'accepted', 'handling', "
-                        "'handled') "
+            cur.execute(f"select {', '.join(store.CASE_COLUMNS)} from cases where state = any(%s) "
                         "and opened_at > now() - interval '2 days' order by opened_at limit 500 "
-                        "for update skip locked")
+                        "for update skip locked", (values(ACTED_ON),))
             for row in cur.fetchall():
                 case = store.from_row(row)
                 command = self.decide(case, now)
@@ -195,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     from database.citydb import CityWatch
 
     block_stop_signals()      # before the city watch's thread starts (core.lifecycle)
+    argparse.ArgumentParser(prog="python -m simulator.desk", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter).parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = load_settings()
     parts = build(settings, producer="demo-desk")      # not run: the desk borrows what it is made of
