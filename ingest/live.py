@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Callable
 from string import Template
 
 import orjson
@@ -161,9 +162,12 @@ class LiveState:
         self._scripts = {name: client.register_script(Template(src).substitute(names)) for name, src in (
             ("fix", _FIX), ("status", _STATUS), ("reading", _READING), ("alarm", _ALARM), ("gateway", _GATEWAY),
             ("report", _REPORT), ("sweep", _SWEEP))}
-        self._writers = {live.FixChange: self._fix, live.StatusChange: self._status,
-                         live.ReadingChange: self._reading, live.AlarmChange: self._alarm,
-                         live.GatewayChange: self._gateway, live.ReportChange: self._report}
+        # change type -> (its writer: exactly one script call, what that call's result says changed);
+        # a change type with none is kept nowhere in Redis (a task acknowledgement, a read receipt)
+        self._writers: dict[type, tuple[Callable, Callable[[live.Change, object], list[live.Change]]]] = {
+            live.FixChange: (self._fix, _fix_outcome), live.StatusChange: (self._status, _changed),
+            live.ReadingChange: (self._reading, _changed), live.AlarmChange: (self._alarm, _alarm_outcome),
+            live.GatewayChange: (self._gateway, _changed), live.ReportChange: (self._report, _changed)}
 
     def ensure_schema(self) -> bool:
         """Reset the live state if Redis holds another key layout than telemetry.live's (an upgraded
@@ -198,22 +202,12 @@ class LiveState:
                 # a redelivery after a crash can repeat one, so readers treat them idempotently
                 changes.append(change)
                 continue
-            writer(pipe, change, now)
-            calls.append(change)
+            write, outcome = writer
+            write(pipe, change, now)
+            calls.append((change, outcome))
         results = pipe.execute() if calls else []
-        for change, changed in zip(calls, results, strict=True):
-            if isinstance(change, live.AlarmChange):
-                changed, replaced = changed
-                if replaced:  # a device cannot have two open alarms of one type: the older one ends
-                    _, alarm_id = Keys.alarm_of_field(replaced.decode())
-                    changes.append(dataclasses.replace(change, alarm_id=alarm_id, state="cleared"))
-            elif isinstance(change, live.FixChange):
-                changed, back_online = changed
-                if back_online:  # the screens that show states (not positions) hear of it too
-                    changes.append(live.StatusChange(change.terminal_id, change.member_id, change.home_grid_code,
-                                                     change.t, MemberState.ONLINE.value, change.battery_pct))
-            if changed:
-                changes.append(change)
+        for (change, outcome), result in zip(calls, results, strict=True):
+            changes += outcome(change, result)
         return changes
 
     # --- one writer per change type: exactly one script call each (results match by order) ----------
@@ -271,6 +265,30 @@ class LiveState:
                                                  MemberState.SILENT.value, int(battery) if battery else None,
                                                  sos == b"1"))
         return changes
+
+
+# --- what a script's result says changed (the script of each writer above) --------------------------
+def _changed(change: live.Change, changed) -> list[live.Change]:
+    return [change] if changed else []
+
+
+def _fix_outcome(change: live.FixChange, result) -> list[live.Change]:
+    """A fix also brings a silent terminal back online: the screens that show states (not positions)
+    hear of it too."""
+    changed, back_online = result
+    came_back = [live.StatusChange(change.terminal_id, change.member_id, change.home_grid_code, change.t,
+                                   MemberState.ONLINE.value, change.battery_pct)] if back_online else []
+    return came_back + _changed(change, changed)
+
+
+def _alarm_outcome(change: live.AlarmChange, result) -> list[live.Change]:
+    """A device cannot have two open alarms of one type: a newer one raised ends the older one."""
+    changed, replaced = result
+    ended = []
+    if replaced:
+        _, alarm_id = Keys.alarm_of_field(replaced.decode())
+        ended.append(dataclasses.replace(change, alarm_id=alarm_id, state="cleared"))
+    return ended + _changed(change, changed)
 
 
 def _newest_only(items: list[Enriched]) -> list[live.Change]:
