@@ -6,7 +6,6 @@
   const gcc = window.gcc = window.gcc || {};
   gcc.renderers = gcc.renderers || {};
   const TICKER_LENGTH = 14;
-  const FINISHED = new Set(["closed", "evaluated", "refused"]);
 
   function wallState(st) { return st || gcc.live.state("wall"); }
   function label(group, key) { return gcc.live.label(wallState(), group, key); }
@@ -33,7 +32,10 @@
                   heat: s.heat || null, reportWindowS: s.report_window_s, bounds: s.bounds,
                   reportsMax: s.reports_max, reportsTruncated: s.reports_total > s.reports.length,
                   cases: new Map((s.cases || []).map(c => [c.key, c])), casesDrawn: null, closedSeen: new Set(),
-                  dayStart: s.day_start, timeScale: s.time_scale || 1};
+                  dayStart: s.day_start, timeScale: s.time_scale || 1,
+                  // the case states by name, and those of a finished case (dashboard/vocabulary.py)
+                  caseState: (s.vocabulary || {}).case_states || {},
+                  finished: new Set((s.vocabulary || {}).finished_case_states || [])};
       const fields = s.member_fields;   // members travel as arrays of these fields' values
       st.fixAt = positions(s.fix_fields);   // fixes too: each value read by its field's name
       s.members.forEach(values => {
@@ -94,11 +96,11 @@
       });
       (changes.report || []).forEach(r => { st.items += 1; st.reports.set(r.key, r); tick(st, {kind: "report", item: r}); });
       (changes.case || []).forEach(c => {
-        if (c.state === "closed" && c.closed_at >= st.dayStart && !st.closedSeen.has(c.key + "@" + c.closed_at)) {
+        if (c.state === st.caseState.CLOSED && c.closed_at >= st.dayStart && !st.closedSeen.has(c.key + "@" + c.closed_at)) {
           st.closedSeen.add(c.key + "@" + c.closed_at);
           st.closuresToday += 1;
         }
-        if (FINISHED.has(c.state)) st.cases.delete(c.key); else st.cases.set(c.key, c);
+        if (st.finished.has(c.state)) st.cases.delete(c.key); else st.cases.set(c.key, c);
       });
       const cutoff = Date.now() / 1000 - st.reportWindowS;
       st.reports.forEach((r, id) => { if (r.t < cutoff) { st.reports.delete(id); st.items += 1; } });

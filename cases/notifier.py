@@ -94,7 +94,7 @@ class Notifier:
     def outboxes(self) -> tuple[Outbox, ...]:
         # an offer first: it expires, and an escalation's fifty notices must not hold it back
         return (Outbox("case_notices", "id, terminal_id, kind, time, body", self._notice,
-                       order="kind <> 'dispatched', id"),
+                       order=f"kind <> '{NoticeKind.DISPATCHED.value}', id"),
                 Outbox("announcements", "id, org_code, org_name, sender, created_at, expires_at, title, body",
                        _announcement))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from functools import cache
 
+from cases.model import FINISHED, values
 from core.catalogue import (
     ACTION_LABELS,
     ALARM_TYPE_LABELS,
@@ -72,6 +73,7 @@ def for_browser() -> dict:
         },
         # the case states' values by name (the browser spells none) and the console's words for its states
         "case_states": {s.name: s.value for s in CaseState},
+        "finished_case_states": values(FINISHED),
         "console": {"queue": text(CONSOLE_QUEUE),
                     "task_steps": [[s.value, str(v)] for s, v in CONSOLE_TASK_STEPS.items()]},
         "colours": {

@@ -32,7 +32,7 @@ from core.orgcodes import Level, ancestor, contains
 from core.roles import ROLE_LABELS, Role
 from dispatch.roster import RosterCache
 from dispatch.roster import load as load_roster
-from dispatch.status import FRESH_S, DispatchStatus, Status, status_of
+from dispatch.status import FRESH_S, IN_HAND, DispatchStatus, Status, status_of
 from telemetry.live import Keys, TerminalLive, read_terminals, read_whereabouts
 
 # who fits which kind of case (a category not named: any member)
@@ -206,8 +206,9 @@ def live_of(r, terminal_id: str, now: float) -> TerminalLive | None:
     return found[0] if found else None
 
 
+_IN_HAND_SQL = ", ".join(f"'{s.value}'" for s in IN_HAND)          # the states from the enum, as SQL literals
 OPEN_WORK = ("select handler, array_agg(state) from cases where handler is not null "
-             "and state in ('dispatched', 'accepted', 'handling') group by handler")
+             f"and state in ({_IN_HAND_SQL}) group by handler")
 
 
 def open_work(cur) -> dict[str, list[str]]:

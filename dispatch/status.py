@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from core.catalogue import Label, MemberState
+from core.catalogue import CaseState, Label, MemberState
 from telemetry.live import TerminalLive
 
 FRESH_S = 120.0             # a fix older than this: we do not know where the member is
@@ -41,8 +41,9 @@ STATUS_LABELS: dict[DispatchStatus, Label] = {
     DispatchStatus.ON_SCENE: Label("on scene", "处置中"), DispatchStatus.AVAILABLE: Label("available", "空闲"),
 }
 # a case's state -> what it makes its handler (the most engaged one wins)
-_WORK = {"dispatched": DispatchStatus.REQUESTED, "accepted": DispatchStatus.EN_ROUTE,
-         "handling": DispatchStatus.ON_SCENE}
+_WORK = {CaseState.DISPATCHED: DispatchStatus.REQUESTED, CaseState.ACCEPTED: DispatchStatus.EN_ROUTE,
+         CaseState.HANDLING: DispatchStatus.ON_SCENE}
+IN_HAND = tuple(_WORK)              # the states of a case in its handler's hands
 _ENGAGED = [DispatchStatus.ON_SCENE, DispatchStatus.EN_ROUTE, DispatchStatus.REQUESTED]
 
 

@@ -25,6 +25,7 @@ from flask import request
 
 from cases.limits import Limit
 from cases.model import (
+    FINISHED,
     Acknowledge,
     Case,
     Close,
@@ -48,6 +49,7 @@ from core.catalogue import (
     CASE_STATE_LABELS,
     ORG_LEVEL_LABELS,
     AuditAction,
+    CaseState,
     Label,
 )
 from core.orgcodes import Level, ancestor, contains
@@ -454,7 +456,7 @@ def stage_rows(events: list[dict], now: datetime) -> list[dict]:
     return rows
 
 
-_ENDS = frozenset({"refused", "closed", "evaluated", "suspended"})
+_ENDS = FINISHED | {CaseState.SUSPENDED}
 
 
 def _stages(case: Case, events: list[dict], now: datetime):
