@@ -40,7 +40,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from playwright.sync_api import sync_playwright
 
 from bench.harness import BenchStack, progress
-from casework.__main__ import seed
+from casework.build import seed
 from core.catalogue import INCIDENT_CATEGORIES
 from core.roles import Role, UserRole
 from dashboard.accounts import Accounts

@@ -19,17 +19,14 @@ import logging
 import sys
 import threading
 import time
-from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import psycopg2
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from cases import store
 from cases.engine import MAX_SLEEP_S, Engine
 from cases.notifier import Notifier
-from casework.build import build
+from casework.build import build, seed
 from config.settings import load_settings
 from core.lifecycle import run_until_signalled
 from database.citydb import CityWatch
@@ -38,16 +35,6 @@ from kpis.patrol import PatrolMaintainer
 from kpis.rollup import RollupMaintainer
 
 log = logging.getLogger("cases")
-
-
-def seed(dsn: str, actor: str) -> tuple[int, int]:
-    year = datetime.now(timezone.utc).year
-    conn = psycopg2.connect(dsn)
-    try:
-        with conn, conn.cursor() as cur:
-            return store.seed(cur, [year - 1, year, year + 1], actor)
-    finally:
-        conn.close()
 
 
 class _Collector:

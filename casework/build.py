@@ -1,8 +1,11 @@
 """The cases engine from the settings: the intake over the city, the rules from the database, the
-live bus, offers and the nearest available member (dispatch.candidates) for automatic dispatch."""
+live bus, offers and the nearest available member (dispatch.candidates) for automatic dispatch;
+and the seeding of what it needs in the database (importable without the process's entry point,
+which blocks the stop signals when imported)."""
 from __future__ import annotations
 
 import time
+from datetime import datetime, timezone
 
 import psycopg2
 
@@ -36,3 +39,15 @@ def build(settings: Settings, producer: str = "cases") -> Engine:
         on_change=Teller(r, city, producer=producer), policy=OfferPolicy.from_settings(settings),
         pick=lambda cur, case, offered: first_available(r, city, cur, case, offered, time.time(), looking, roster),
         automatic=settings.automatic_categories())
+
+
+def seed(dsn: str, actor: str) -> tuple[int, int]:
+    """The default time limits and the working calendar's days of this year, the one before and the
+    next, where missing: (limit rows, calendar days) added."""
+    year = datetime.now(timezone.utc).year
+    conn = psycopg2.connect(dsn)
+    try:
+        with conn, conn.cursor() as cur:
+            return store.seed(cur, [year - 1, year, year + 1], actor)
+    finally:
+        conn.close()
