@@ -1,9 +1,11 @@
 """Live feeds: what a page subscribes to. A page declares its feed; the hub (hub.py) serves it.
 
 A feed names the change kinds its page draws and how each travels to the browser (`wire`: the
-fields that page shows, nothing more), how to build its snapshot (what a screen needs to redraw
-from scratch), and any periodic pushes (the wall's heat map). The hub keeps one room per
-(feed, scope): a screen receives only its own feed's changes, only for its scope.
+fields that page shows, nothing more; a kind is a live change's KIND, declared by its message kind's
+module in telemetry/kinds/ or by telemetry.live for the changes made elsewhere), how to build its
+snapshot (what a screen needs to redraw from scratch), and any periodic pushes (the wall's heat
+map). The hub keeps one room per (feed, scope): a screen receives only its own feed's changes, only
+for its scope.
 
 Frames are merged per room between flushes: for kinds with a coalescing key (a terminal's fix,
 a member's status) only the newest survives; the others (alarms, reports, task acknowledgements)
@@ -33,6 +35,12 @@ class Feed:
     wire: dict[str, Callable[[Any, live.Change], Any]]   # change kind -> (queries, change) -> browser form
     snapshot: Callable[[Any, Scope], dict]                # (queries, scope) -> snapshot body
     periodic: tuple[Periodic, ...] = ()
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.wire) - set(live.CHANGE_TYPES))
+        if unknown:   # a typo, or a kind no module declares (telemetry.kinds): the page would wait for nothing
+            raise ValueError(f"feed {self.name!r}: no live change of kind(s) {unknown}; "
+                             f"the kinds are {sorted(live.CHANGE_TYPES)}")
 
     @property
     def kinds(self) -> frozenset[str]:

@@ -28,3 +28,14 @@ def test_the_browser_reads_a_fix_by_field_name_never_by_position():
     for name in FIX_FIELDS:
         assert f"at.{name}]" in wall_js, name
     assert "([id, lon, lat" not in wall_js and "x[3]" not in wall_js
+
+
+def test_a_feed_naming_a_change_kind_nobody_declares_is_refused_when_its_page_is_defined():
+    import pytest
+
+    from dashboard.feeds import Feed
+
+    with pytest.raises(ValueError, match="alarm_checked"):
+        Feed("console", wire={"alarm_checked": lambda q, c: c}, snapshot=lambda q, scope: {})
+    assert Feed("console", wire={"alarm_check": lambda q, c: c}, snapshot=lambda q, scope: {}).kinds == \
+        {"alarm_check"}
