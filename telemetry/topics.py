@@ -1,17 +1,13 @@
 """The MQTT topic layout (version 1) and which account may use which topic.
 
-Uplink (device → command center): each kind's module in telemetry/kinds/ declares its leaf
-    gcc/v1/terminal/{terminal_id}/fix        GPS fix from a member's handheld terminal (our JSON)
-    gcc/v1/terminal/{terminal_id}/status     online/offline, battery, SOS; retained; the last will
-    gcc/v1/terminal/{terminal_id}/incident   incident report (category, severity, place, text, photo)
-    gcc/v1/terminal/{terminal_id}/task/ack   the terminal's answer to a dispatched task
-    gcc/v1/terminal/{terminal_id}/case       the terminal's work on a case: accept, feedback, verify, …
-    gcc/v1/terminal/{terminal_id}/announcement/read   the member has read an announcement (receipt)
-    gcc/v1/terminal/{terminal_id}/diary      a people's-feelings diary entry (民情日记)
-    gcc/v1/gateway/{gateway_id}/senml        SenML pack (RFC 8428) from a building gateway
-    gcc/v1/gateway/{gateway_id}/reading      sensor readings in our JSON, via a gateway
-    gcc/v1/gateway/{gateway_id}/alarm        device alarms in our JSON, via a gateway
-    gcc/v1/gateway/{gateway_id}/status       gateway online/offline; retained; the last will
+Uplink (device → command center)
+    gcc/v1/terminal/{terminal_id}/<leaf>     a message kind of a member's terminal, in our JSON
+    gcc/v1/gateway/{gateway_id}/<leaf>       a message kind of a building gateway, in our JSON
+                                             (each kind's module in telemetry/kinds/ declares its
+                                             leaf: fix, status, incident, task/ack, case, diary,
+                                             announcement/read, alarm/check; reading, alarm, status;
+                                             docs/WIRE_FORMAT.md shows each payload)
+    gcc/v1/gateway/{gateway_id}/senml        SenML pack (RFC 8428) from a building gateway (readings)
     owntracks/{user}/{device}[/...]          the OwnTracks app (location, lwt, transition, ...)
 
 Downlink (command center → device)

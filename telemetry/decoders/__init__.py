@@ -2,8 +2,8 @@
 
 Routing follows the topic layout of telemetry/topics.py:
 
-    gcc/v1/terminal/{id}/fix | status | incident | task/ack   -> gcc_json (our JSON)
-    gcc/v1/gateway/{id}/reading | alarm | status              -> gcc_json (our JSON)
+    gcc/v1/terminal/{id}/<a terminal kind's leaf>             -> gcc_json (our JSON, as the kind maps it)
+    gcc/v1/gateway/{id}/<a gateway kind's leaf>               -> gcc_json (our JSON, as the kind maps it)
     gcc/v1/gateway/{id}/senml                                 -> senml (RFC 8428)
     owntracks/{user}/{device}[/event | other app sub-topics]  -> owntracks
 
