@@ -9,7 +9,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 import uuid
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
@@ -25,7 +24,7 @@ from stack.stack import free_port
 from telemetry.topics import AccountKind, gateway_topic, terminal_topic
 
 from ..support import wait_for
-from .ingest_helpers import FixPublisher, ThreadWorker, count
+from .ingest_helpers import FixPublisher, ThreadWorker, count, fix_payload
 from .mqtt_helpers import MqttProbe, publish_once
 
 REFUSED = "Not authorized"
@@ -122,7 +121,13 @@ def test_no_account_can_take_over_a_workers_session(stack, city, terminals):
         reasons = {t.username: mqtt_connect_reason("127.0.0.1", stack.mosquitto.port, t, client_id="ingest-98")
                    for t in thieves}
         assert reasons == {t.username: REFUSED for t in thieves}
-        time.sleep(1.0)
+        # a message through the worker's connection after the attempts: a takeover would have cut the
+        # worker off before the thief's CONNACK (and taken what comes for the session from then on)
+        received, member = tw.worker.source.received, city.members[211]
+        point = city.grid_by_code[member.grid_code].boundary.representative_point()
+        assert publish_once(stack.mosquitto.port, stack.account(member.terminal_id), terminal_topic(
+            member.terminal_id, "fix"), fix_payload(datetime.now(timezone.utc), point.x, point.y)) == "Success"
+        wait_for(lambda: tw.worker.source.received > received, 10, "a fix through the worker's own connection")
         assert tw.worker.source.connected.is_set()
         assert tw.worker.source.session_epoch == epoch_before   # the worker was never kicked off
 

@@ -30,8 +30,7 @@ def phone(stack, settings, city):
                     "(%s, '林小红', 'grid_coordinator', %s, %s) on conflict do nothing",
                     (f"M-{USER}", member.grid_code, USER))
     account = BrokerAccount.generate(USER, AccountKind.OWNTRACKS)
-    stack.add_broker_accounts([account])
-    time.sleep(0.3)
+    stack.add_broker_accounts([account])             # returns once the broker has answered that it has it
     with ThreadWorker(stack, index=95, share_group=f"t{uuid.uuid4().hex[:8]}") as worker:
         yield account, city.grid_by_code[member.grid_code], worker
 

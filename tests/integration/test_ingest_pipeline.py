@@ -157,8 +157,7 @@ def test_specific_reasons_for_time_place_and_unknown_devices(stack, city, worker
     from registry.dynsec import BrokerAccount
     from telemetry.topics import AccountKind
     ghost = BrokerAccount.generate("T-GHOST-1", AccountKind.TERMINAL)
-    stack.add_broker_accounts([ghost])
-    time.sleep(0.5)
+    stack.add_broker_accounts([ghost])             # returns once the broker has answered that it has it
     probe = MqttProbe(stack.mosquitto.port, ghost.username, ghost.password)
     try:
         assert probe.publish(terminal_topic(ghost.username, "fix"), fix_payload(now, p.x, p.y)) == "Success"

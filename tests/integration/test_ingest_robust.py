@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import math
-import time
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -25,7 +24,7 @@ from stack import free_port
 from telemetry.topics import gateway_topic, terminal_topic
 
 from ..support import wait_for
-from .ingest_helpers import RecordingReceipt, ThreadWorker, count, fix_payload
+from .ingest_helpers import RecordingReceipt, ThreadWorker, count, fix_payload, subscribed
 from .mqtt_helpers import MqttProbe
 
 pytestmark = pytest.mark.slow
@@ -337,10 +336,10 @@ def test_qos0_is_shed_when_the_inbox_is_full_and_qos1_never_is(stack, city):
     tw = ThreadWorker(stack, index=99, share_group=f"t{uuid.uuid4().hex[:8]}")
     source = tw.worker.source                # only the source runs: nothing takes from the inbox
     source.qos0_inbox_limit = 10
+    confirmed = subscribed(source)
     source.start()
     try:
-        assert source.connected.wait(10)
-        time.sleep(0.5)
+        assert source.connected.wait(10) and confirmed.wait(10)
         probe = MqttProbe(stack.mosquitto.port, *_login(stack, member.terminal_id))
         try:
             t0 = _now() - timedelta(minutes=20)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -29,7 +28,7 @@ pytestmark = pytest.mark.slow
 # A real worker (`ingest.service.build_worker`, its own loop) whose process dies, as from a
 # segfault, whenever it is about to store a row of the terminal named on the command line.
 DIES_ON = """
-import os, sys, threading
+import os, sys
 from config.settings import load_settings
 from ingest.service import build_worker
 
@@ -44,7 +43,8 @@ def write(batch):
     return real_write(batch)
 
 worker.store.write = write
-threading.Thread(target=lambda: (worker.source.connected.wait(20), print("ready", flush=True)), daemon=True).start()
+# ready once the broker confirmed the subscriptions (SUBACK): its session queues for it from then on
+worker.source.client.on_subscribe = lambda client, userdata, mid, reason_codes, properties: print("ready", flush=True)
 worker.run()
 """
 
@@ -95,7 +95,6 @@ def test_a_message_that_kills_the_worker_is_dead_lettered_after_a_few_restarts_a
             proc = subprocess.Popen([sys.executable, "-c", DIES_ON, killer.terminal_id, group, str(index)],
                                     cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=log, text=True)
         assert proc.stdout.readline().strip() == "ready", log_path.read_text()
-        time.sleep(0.5)   # subscribed: the session now queues for it
         return proc
 
     proc, deaths = start(), 0

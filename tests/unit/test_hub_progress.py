@@ -3,7 +3,7 @@ acknowledges (dashboard.hub.tcp_progress), measured here on a real TCP connectio
 from __future__ import annotations
 
 import socket
-import time
+import struct
 
 from dashboard.hub import tcp_progress
 from tests.support import wait_for
@@ -29,14 +29,23 @@ def _fill(server: socket.socket) -> int:
         return sent
 
 
+_TCPI_UNACKED = 24      # offset of tcpi_unacked (segments sent, not yet acknowledged) in Linux's struct tcp_info
+
+
+def _window_closed(server: socket.socket) -> bool:
+    """Bytes held for the peer and none of them in flight: the peer's receive window is shut (it
+    stopped reading), so nothing more can be sent, nor acknowledged, until it reads."""
+    info = server.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
+    return tcp_progress(server)[0] > 0 and struct.unpack_from("I", info, _TCPI_UNACKED)[0] == 0
+
+
 def test_a_peer_that_stops_reading_leaves_bytes_held_and_acknowledges_none():
     server, peer = _pair(4096)
     try:
         assert tcp_progress(server)[0] == 0                   # nothing held yet
         _fill(server)
-        time.sleep(0.5)                                       # the peer's window is full: no more acks
+        wait_for(lambda: _window_closed(server), 5, "the peer's window to shut", interval=0.01)
         held, acked = tcp_progress(server)
-        time.sleep(0.5)
         assert held > 0 and tcp_progress(server) == (held, acked)
         # it reads again: the acknowledged count moves on
         peer.settimeout(2)
