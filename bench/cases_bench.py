@@ -33,7 +33,7 @@ from cases.engine import escalate_due
 from cases.escalation import Position, due
 from cases.limits import LimitTable, Urgency
 from cases.machine import Rules, apply, open_case
-from cases.model import Actor, ActorKind, Register, Source
+from cases.model import FINISHED, Actor, ActorKind, Register, Source, State, values
 from cases.notices import Recipients
 from core.city import City
 
@@ -56,12 +56,13 @@ def _fill(dsn: str, n: int, spread_s: float) -> datetime:
                 "insert into cases (case_id, category, urgency, source, grid_code, org_code, state, opened_at, "
                 "limits_version, stage_seq, stage_started_at, deadline_original, deadline, warn_at, ladder_seq, "
                 "next_escalation_at) "
-                "select 'B' || i, 'noise', 'urgent', 'report', g, g, 'registered', %(start)s, 1, 1, %(start)s, d, d, "
+                "select 'B' || i, 'noise', 'urgent', 'report', g, g, %(registered)s, %(start)s, 1, 1, %(start)s, d, d, "
                 "d - interval '2 minutes', 1, d - interval '2 minutes' "
                 "from (select i, (%(grids)s::text[])[1 + i %% %(ngrids)s] as g, "
                 "      %(start)s + interval '2 minutes' + random() * %(spread)s * interval '1 second' as d "
                 "      from generate_series(1, %(n)s) i) s",
-                {"start": start, "grids": GRIDS, "ngrids": len(GRIDS), "spread": spread_s, "n": n})
+                {"start": start, "registered": State.REGISTERED.value, "grids": GRIDS, "ngrids": len(GRIDS),
+                 "spread": spread_s, "n": n})
             cur.execute("analyze cases")
     finally:
         conn.close()
@@ -101,8 +102,8 @@ def run_naive(dsn: str, rules: Rules, until: datetime) -> dict:
             t0 = time.perf_counter()
             now = datetime.now(timezone.utc)
             with conn, conn.cursor() as cur:
-                cur.execute(f"select {', '.join(store.CASE_COLUMNS)} from cases "
-                            "where state not in ('refused', 'closed', 'evaluated')")
+                cur.execute(f"select {', '.join(store.CASE_COLUMNS)} from cases where state <> all(%s)",
+                            (values(FINISHED),))
                 for row in cur.fetchall():
                     case = store.from_row(row)
                     result = due(case, store.ladder_for(case) or (), positions.get(case.case_id), now, rules.calendar)

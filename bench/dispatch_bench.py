@@ -30,6 +30,7 @@ import psycopg2
 from psycopg2.extras import execute_values
 
 from bench.harness import BenchStack, percentile
+from core.catalogue import CaseState
 from core.city import City, Member
 from core.roles import Role
 from dispatch.candidates import Settings, find
@@ -79,7 +80,7 @@ def _fill(local: LocalStack, placed, available: float, rng: random.Random) -> di
                                                     source="gcc"), member.grid_code, member_id=member.member_id,
                                      received_at=now))
         if kind == "busy":
-            work[member.terminal_id] = ["accepted"]
+            work[member.terminal_id] = [CaseState.ACCEPTED.value]
         rows.append((member.terminal_id, lat, lon, t, "offline" if kind == "offline" else "online",
                      kind == "busy", member.role.value, member.grid_code))
     for i in range(0, len(items), 2000):

@@ -31,6 +31,7 @@ from pathlib import Path
 import psycopg2
 
 from bench.harness import BenchStack, percentile, timed
+from core.catalogue import CaseState
 from core.city import CITY_TZ
 from dashboard.authz import Scope
 from dashboard.queries import Queries
@@ -42,13 +43,14 @@ from simulator import history
 RAW = """
 with ev as (
     select left(c.org_code, %(n)s) as unit,
-           count(*) filter (where e.command = 'register' or (e.command = 'open' and e.to_state = 'registered'))
+           count(*) filter (where e.command = 'register' or (e.command = 'open' and e.to_state = %(registered)s))
                as registered,
            count(*) filter (where e.command = 'close') as closed,
            count(*) filter (where e.command = 'feedback') as handled,
-           count(*) filter (where e.command = 'verify' and e.to_state = 'handling') as reworked
+           count(*) filter (where e.command = 'verify' and e.to_state = %(handling)s) as reworked
     from case_events e join cases c using (case_id)
-    where e.time >= %(start)s and e.time < %(end)s and c.org_code like %(prefix)s and length(c.org_code) >= %(n)s
+    where e.time >= %(start)s and e.time < %(end)s and org_contains(%(scope)s, c.org_code)
+      and length(c.org_code) >= %(n)s
     group by 1),
 st as (
     select left(org_code, %(n)s) as unit,
@@ -57,7 +59,7 @@ st as (
            count(*) filter (where stage = 'handle') as handle_due,
            count(*) filter (where stage = 'handle' and on_time) as handle_on_time
     from case_stage_facts
-    where on_time is not null and counted_day between %(first)s and %(last)s and org_code like %(prefix)s
+    where on_time is not null and counted_day between %(first)s and %(last)s and org_contains(%(scope)s, org_code)
       and length(org_code) >= %(n)s
     group by 1),
 co as (
@@ -66,13 +68,13 @@ co as (
            count(*) filter (where not suspended and not extended) as assessable,
            count(*) filter (where extended) as due_extended
     from case_facts
-    where due_day between %(first)s and %(last)s and not refused and org_code like %(prefix)s
+    where due_day between %(first)s and %(last)s and not refused and org_contains(%(scope)s, org_code)
       and length(org_code) >= %(n)s
     group by 1),
 od as (
     select unit, count(*) as went_overdue from (
         select left(org_code, %(n)s) as unit, min(counted_day) as first_late from case_stage_facts
-        where on_time = false and org_code like %(prefix)s and length(org_code) >= %(n)s
+        where on_time = false and org_contains(%(scope)s, org_code) and length(org_code) >= %(n)s
         group by case_id, 1) f
     where first_late between %(first)s and %(last)s group by 1)
 select unit, ev.registered, ev.closed, ev.handled, ev.reworked, st.dispatch_due, st.dispatch_on_time, st.handle_due,
@@ -157,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
                 t, report = timed(lambda code=code: read(queries.rows, code, period), 1)
                 report_ms += t
                 t, raw = timed(lambda code=code, n=n: queries.rows(RAW, {
-                    "n": n, "prefix": code + "%", "start": start, "end": end, "first": period.first,
+                    "n": n, "scope": code, "registered": CaseState.REGISTERED.value,
+                    "handling": CaseState.HANDLING.value, "start": start, "end": end, "first": period.first,
                     "last": period.last}), 1)
                 raw_ms += t
             by_unit = {row[0]: row[1:] for row in raw}

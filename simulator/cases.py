@@ -11,7 +11,7 @@ from collections import Counter, deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from core.catalogue import AlarmType
+from core.catalogue import AlarmType, CaseState
 from simulator.behaviour import Patrol
 from telemetry.messages import is_valid_id
 from telemetry.notices import CaseNotice, NoticeKind
@@ -148,7 +148,7 @@ class CaseWork:
 
     def _on(self, n: CaseNotice, now: datetime, free: bool) -> list[CaseAnswer]:
         kind = n.kind
-        if kind is NoticeKind.DISPATCHED or (kind is NoticeKind.RESUMED and n.state == "dispatched"):
+        if kind is NoticeKind.DISPATCHED or (kind is NoticeKind.RESUMED and n.state == CaseState.DISPATCHED):
             return self._dispatched(n, now, free)
         if kind is NoticeKind.VERIFY:
             if self.verifier:
@@ -156,8 +156,8 @@ class CaseWork:
             else:
                 self.ignored["not_for_me"] += 1
         elif kind in (NoticeKind.REWORK, NoticeKind.REOPENED) or \
-                (kind is NoticeKind.RESUMED and n.state in ("accepted", "handling")):
-            self._put(self._job(n, needs_start=n.state == "accepted"))
+                (kind is NoticeKind.RESUMED and n.state in (CaseState.ACCEPTED, CaseState.HANDLING)):
+            self._put(self._job(n, needs_start=n.state == CaseState.ACCEPTED))
         elif kind is NoticeKind.ACCEPTED:
             job = self._find(n.case_id)
             if job is not None and not job.verify:   # the handling clock: the work is timed against it
