@@ -48,9 +48,8 @@ def layout(state, scope: Scope, kiosk: bool = False):
     return html.Div(className="admin", id="admin", children=[
         html.Div(className="dispatch-head", children=[
             html.H1(str(PAGE.label)),
-            html.Div(str(Label("people and wall screens: passwords and tokens are shown once, then only their "
-                               "hashes are kept", "用户与大屏：密码与令牌只显示一次，仅保存其哈希")),
-                     className="dispatch-scope"),
+            html.Div(str(Label("people and wall screens; a password or token is shown once",
+                               "用户与大屏；密码与令牌只显示一次")), className="dispatch-scope"),
             # the pages reached from here, as they declare themselves (their own label, one name each)
             *[dcc.Link(f"{p.label} →", href=p.path, className="button small", id=f"admin-{p.path.strip('/')}-link")
               for p in state.pages if p.section in LINKED],

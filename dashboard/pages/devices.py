@@ -57,8 +57,7 @@ def layout(state, scope: Scope, kiosk: bool = False):
             ]),
             html.Section(className="wall-panel", children=[
                 html.H2(str(Label("Phones", "手机"))),
-                html.Div(f"{Label('a member’s own terminal is on', '网格员的专用终端见')} "
-                         f"{state.page_at('/members').label}",
+                html.Div(str(_own_terminal(state.page_at("/members").label)),
                          className="audit-dim"),
                 html.Div(id="devices-table", children=devices_table(state, identity)),
             ]),
@@ -67,6 +66,11 @@ def layout(state, scope: Scope, kiosk: bool = False):
 
 
 PAGE = page("/devices", TITLE, rc.ADMINS, layout, nav=False, order=120, section=ui.SECTION)
+
+
+def _own_terminal(members: Label) -> Label:
+    """Where a member's own terminal is managed, by that page's own name."""
+    return Label(f"a member's own terminal is on {members.en}", f"网格员的专用终端见“{members.zh}”")
 
 
 def devices_table(state, identity: Identity | None):
