@@ -6,7 +6,7 @@ import secrets
 
 from core import freetext
 from core.orgcodes import Scope
-from database.reads import Reads
+from database.reads import Reads, like_escape
 
 
 def _name(column: str) -> str:
@@ -44,7 +44,8 @@ class RegistryReads(Reads):
 
     @staticmethod
     def _like(search: str) -> str:
-        return "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        """`search` anywhere in a column (ilike), its own % and _ taken literally."""
+        return "%" + like_escape(search) + "%"
 
     def registry_members(self, scope: Scope, search: str, limit: int) -> tuple[list[tuple], int]:
         """The scope's active members matching `search` (id, name, terminal, grid code or name), by

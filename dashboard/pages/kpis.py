@@ -18,7 +18,7 @@ from flask import Response, request
 
 from core.catalogue import CASE_CATEGORY_LABELS, CASE_STATE_LABELS, DIARY_CATEGORIES, ORG_LEVEL_LABELS, Label
 from core.city import CITY_TZ
-from core.orgcodes import LENGTHS
+from core.orgcodes import LENGTHS, contains
 from core.roles import UserRole
 from dashboard import kpi_figures as fig
 from dashboard.authz import Scope, asked_scope, authorize, current_identity
@@ -181,7 +181,7 @@ def _children(state, scope: Scope) -> list[str]:
         return []
     units = {6: state.city.districts, 9: state.city.streets, 12: state.city.communities}.get(n)
     codes = [u.code for u in units] if units is not None else [g.code for g in state.city.grids]
-    return [c for c in codes if c.startswith(scope.code) and len(c) == n]
+    return [c for c in codes if contains(scope.code, c) and len(c) == n]
 
 
 def _ranked(state, scope: Scope, report) -> list[Ranked]:
