@@ -58,7 +58,7 @@ class RegistryReads(Reads):
               from members m join grids g on g.code = m.grid_code
              where m.retired_at is null and org_contains(%s, m.grid_code)
                and (%s = '' or m.member_id ilike %s or m.name ilike %s or m.terminal_id ilike %s
-                    or m.grid_code like %s or g.name ilike %s)
+                    or m.grid_code ilike %s or g.name ilike %s)
              order by m.grid_code, m.member_id limit %s""",
                          (scope.code, search, *[self._like(search)] * 5, limit))
         return [r[:6] for r in rows], (rows[0][6] if rows else 0)
@@ -82,7 +82,7 @@ class RegistryReads(Reads):
               from gateways w join buildings b using (building_id)
              where w.retired_at is null and org_contains(%s, w.grid_code)
                and (%s = '' or w.gateway_id ilike %s or w.building_id ilike %s or b.name ilike %s
-                    or w.grid_code like %s)
+                    or w.grid_code ilike %s)
              order by w.grid_code, w.gateway_id limit %s""",
                          (scope.code, search, *[self._like(search)] * 4, limit))
         return [r[:7] for r in rows], (rows[0][7] if rows else 0)
