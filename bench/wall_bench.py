@@ -13,48 +13,24 @@ import argparse
 import os
 import random
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
-import urllib.request
 from datetime import datetime, timezone
-from pathlib import Path
 
-import psycopg2
 import redis
 from playwright.sync_api import sync_playwright
 
-from config.settings import REPO_ROOT
+from bench.harness import BenchStack, percentile, progress
 from dashboard.accounts import Accounts
-from database.citydb import load_city
-from database.migrate import migrate
 from ingest.live import LiveState
 from ingest.model import Enriched
 from simulator import payloads
 from simulator.citygen import Scale, generate
 from simulator.mqttmux import DeviceConnection, Mux
-from stack import LocalStack, free_port
+from stack import free_port
 from telemetry.messages import Fix
 
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"]
-
-
-def _wait_http(url: str, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if urllib.request.urlopen(url, timeout=2).status == 200:
-                return
-        except OSError:
-            time.sleep(0.3)
-    raise TimeoutError(url)
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def main() -> None:
@@ -66,22 +42,11 @@ def main() -> None:
     parser.add_argument("--frame-interval", type=float, default=0.5, help="GCC_FRAME_INTERVAL_S of the dashboard")
     args = parser.parse_args()
 
-    progress = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
     progress("starting the stack and loading the city ...")
-    data = Path(tempfile.mkdtemp(prefix="gridcc-wallbench-"))
-    data.chmod(0o711)
-    stack = LocalStack(data)
-    stack.start()
-    procs: list[subprocess.Popen] = []
-    try:
-        settings = stack.settings()
-        migrate(settings.pg_dsn)
-        grids = args.members // 4
-        city = generate(Scale(6, 6, 7, grids, 0, 3.7 * (grids / 2000) ** 0.5), seed=5)
-        conn = psycopg2.connect(settings.pg_dsn)
-        load_city(conn, city)
-        conn.close()
-        stack.register_devices(city)
+    grids = args.members // 4
+    city = generate(Scale(6, 6, 7, grids, 0, 3.7 * (grids / 2000) ** 0.5), seed=5)
+    with BenchStack("wall", city=city) as bench:
+        stack, settings = bench.stack, bench.settings()
         r = redis.Redis(host="127.0.0.1", port=stack.redis.port, password=settings.redis_password.get_secret_value())
         rng, now = random.Random(1), datetime.now(timezone.utc)
         items = []
@@ -94,21 +59,19 @@ def main() -> None:
         writer.ensure_schema()
         writer.apply(items)
 
-        env = {**os.environ, **stack.env(), "GCC_INGEST_HTTP_PORT": str(free_port()),
+        env = {**stack.env(), "GCC_INGEST_HTTP_PORT": str(free_port()),
                "GCC_INGEST_METRICS_PORT": str(free_port()),
                "GCC_DASHBOARD_PORT": str(free_port()),
                "GCC_FRAME_INTERVAL_S": str(args.frame_interval)}
-        with open(data / "apps.log", "ab") as log:
-            procs.append(subprocess.Popen([sys.executable, "-m", "ingest", "--index", "1"], cwd=REPO_ROOT, env=env,
-                                          stdout=log, stderr=subprocess.STDOUT))
-            procs.append(subprocess.Popen([sys.executable, "-m", "dashboard"], cwd=REPO_ROOT, env=env,
-                                          stdout=log, stderr=subprocess.STDOUT))
+        ingest = bench.app("ingest", ["ingest", "--index", "1"], env=env)
+        bench.app("dashboard", ["dashboard"], env=env,
+                  ready_url=f"http://127.0.0.1:{env['GCC_DASHBOARD_PORT']}/healthz", timeout=90)
         url = f"http://127.0.0.1:{env['GCC_DASHBOARD_PORT']}/wall?kiosk=1"
-        _wait_http(f"http://127.0.0.1:{env['GCC_DASHBOARD_PORT']}/healthz")
         accounts = Accounts(settings.pg_dsn, pool_size=1)
         _, token = accounts.create_wall_token("wall bench", "", created_by="bench")   # a wall signs in by token
         accounts.close()
-        _wait_http(f"http://127.0.0.1:{env['GCC_INGEST_METRICS_PORT']}/healthz")
+        ingest.ready_url = f"http://127.0.0.1:{env['GCC_INGEST_METRICS_PORT']}/healthz"
+        bench.wait_ready([ingest], timeout=90)
 
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
@@ -131,12 +94,6 @@ def main() -> None:
             time.sleep(2)
             measured = page.evaluate("() => window.gcc.measure")
             browser.close()
-    finally:
-        for proc in procs:
-            proc.terminate()
-            proc.wait(20)
-        stack.stop()
-        stack.remove_data()
     lat = [x * 1000 for x in measured["latencies"]]
     frames = measured["frameBytes"]
     print(f"\nWall display benchmark ({os.cpu_count()} cores, {datetime.now():%Y-%m-%d %H:%M})")
@@ -146,8 +103,8 @@ def main() -> None:
           f"in {args.seconds:.0f} s; frames received: {len(frames)}")
     print(f"  frame interval {args.frame_interval} s")
     print(f"  bytes per frame: median {statistics.median(frames):,.0f}, max {max(frames):,}")
-    print(f"  publish -> browser latency over {len(lat):,} fixes: p50 {_percentile(lat, .5):.0f} ms, "
-          f"p99 {_percentile(lat, .99):.0f} ms")
+    print(f"  publish -> browser latency over {len(lat):,} fixes: p50 {percentile(lat, .5):.0f} ms, "
+          f"p99 {percentile(lat, .99):.0f} ms")
 
 
 def _publish(stack, city, args) -> int:
