@@ -11,7 +11,7 @@ from datetime import datetime
 
 import orjson
 
-from telemetry import kinds
+from telemetry import kinds, topics
 from telemetry.topics import gateway_topic, terminal_topic
 
 Publication = tuple[str, bytes]
@@ -97,13 +97,15 @@ def gateway_status(gateway_id: str, now: datetime, state: str, will: bool | None
 
 def readings_json(gateway_id: str, now: datetime,
                   readings: list[tuple[str, str, float | bool, str | None]]) -> Publication:
-    """readings: (sensor_id, quantity, value, unit); booleans travel as value_bool."""
+    """readings: (sensor_id, quantity, value, unit); booleans travel as value_bool. One message of
+    many records, under the name the reading kind declares."""
+    wire = kinds.BY_NAME["reading"].json
     items = []
     for sensor_id, quantity, value, unit in readings:
         item = {"sensor_id": sensor_id, "quantity": quantity, "unit": unit or None}
         item["value_bool" if isinstance(value, bool) else "value"] = value
         items.append({k: v for k, v in item.items() if v is not None})
-    return gateway_topic(gateway_id, "reading"), orjson.dumps({"ts": _ts(now), "readings": items})
+    return gateway_topic(gateway_id, wire.leaf), orjson.dumps({"ts": _ts(now), wire.records: items})
 
 
 def readings_senml(gateway_id: str, now: datetime,
@@ -123,7 +125,7 @@ def readings_senml(gateway_id: str, now: datetime,
             record["u"] = unit
         record["vb" if isinstance(value, bool) else "v"] = value
         records.append(record)
-    return gateway_topic(gateway_id, "senml"), orjson.dumps(records)
+    return gateway_topic(gateway_id, topics.SENML), orjson.dumps(records)
 
 
 def alarm(gateway_id: str, now: datetime, alarm_id: str, sensor_id: str, alarm_type: str,
@@ -140,7 +142,7 @@ MALFORMED_KINDS = ("invalid_json", "not_an_object", "missing_field", "lat_out_of
 
 def malformed(kind: str, terminal_id: str, gateway_id: str, now: datetime, rng: random.Random) -> Publication:
     """A payload that a real, buggy device could send on its own topic, and that must be refused."""
-    fix_topic = terminal_topic(terminal_id, "fix")
+    fix_topic = terminal_topic(terminal_id, topics.FIX)
     good = {"ts": _ts(now), "lat": 26.1, "lon": 119.3}
     if kind == "invalid_json":
         return fix_topic, b'{"ts": "' + _ts(now).encode() + b'", "lat": 26.1,'
@@ -153,13 +155,13 @@ def malformed(kind: str, terminal_id: str, gateway_id: str, now: datetime, rng: 
     if kind == "naive_timestamp":
         return fix_topic, orjson.dumps({**good, "ts": now.replace(tzinfo=None).isoformat()})
     if kind == "unknown_category":
-        return terminal_topic(terminal_id, "incident"), orjson.dumps({
+        return terminal_topic(terminal_id, topics.INCIDENT), orjson.dumps({
             "ts": _ts(now), "report_id": f"bad-{rng.getrandbits(32):08x}", "category": "alien_landing",
             "severity": 2, "lat": 26.1, "lon": 119.3})
     if kind == "unknown_field":
         return fix_topic, orjson.dumps({**good, "latitude": 26.1})
     if kind == "senml_without_name":
-        return gateway_topic(gateway_id, "senml"), orjson.dumps([{"v": 1.0, "u": "m3"}])
+        return gateway_topic(gateway_id, topics.SENML), orjson.dumps([{"v": 1.0, "u": "m3"}])
     if kind == "senml_bad_version":
-        return gateway_topic(gateway_id, "senml"), orjson.dumps([{"bver": 99, "bn": "x/", "n": "v", "v": 1}])
+        return gateway_topic(gateway_id, topics.SENML), orjson.dumps([{"bver": 99, "bn": "x/", "n": "v", "v": 1}])
     raise ValueError(f"unknown malformed kind {kind!r}")
