@@ -20,26 +20,21 @@ import math
 import os
 import platform
 import random
-import subprocess
 import sys
-import tempfile
 import time
-import urllib.request
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import psycopg2
 from psycopg2.extras import execute_values
 
+from bench.harness import BenchStack, percentile
 from cases import store
-from config.settings import REPO_ROOT
 from core.city import CITY_TZ
 from dashboard.accounts import Accounts
-from database import binary_copy, roles
-from database.citydb import load_city
-from database.migrate import migrate
+from database import binary_copy
 from kpis import tracks
-from stack import LocalStack, free_port
+from stack import free_port
 
 PASSWORD = "bench-" + os.urandom(6).hex()
 
@@ -65,11 +60,6 @@ def _walk(grid, start: datetime, n: int) -> list[tuple]:
 IN_PAGE = (Path(__file__).parent / "replay_marks.js").read_text()
 
 
-def _p(values, q):
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def main(argv: list[str] | None = None) -> int:
     from playwright.sync_api import sync_playwright
 
@@ -78,19 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=15)
     args = parser.parse_args(argv)
-    data_dir = Path(tempfile.mkdtemp(prefix="gridcc-replay-bench-"))
-    data_dir.chmod(0o711)
-    stack = LocalStack(data_dir)
     city = generate(SCALES["demo"], seed=7)
-    stack.register_devices(city)
-    stack.start()
-    board = None
-    try:
-        dsn = stack.settings().pg_dsn
-        migrate(dsn)
-        roles.ensure_roles(dsn, stack.pg_app_passwords())
+    with BenchStack("replay", city=city) as bench:
+        stack, dsn = bench.stack, bench.dsn
         conn = psycopg2.connect(dsn)
-        load_city(conn, city)
         with conn, conn.cursor() as cur:
             store.seed(cur, [date.today().year], "bench")
         member = city.members[0]
@@ -109,16 +90,9 @@ def main(argv: list[str] | None = None) -> int:
         accounts.add_user("bench", "bench", "admin", "", PASSWORD, created_by="bench")
         accounts.close()
         port = free_port()
-        env = {**os.environ, **stack.app_env("dashboard"), "GCC_DASHBOARD_PORT": str(port)}
-        board = subprocess.Popen([sys.executable, "-m", "dashboard"], cwd=REPO_ROOT, env=env,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         url = f"http://127.0.0.1:{port}"
-        for _ in range(120):
-            try:
-                if urllib.request.urlopen(url + "/healthz", timeout=2).status == 200:
-                    break
-            except OSError:
-                time.sleep(0.5)
+        bench.app("dashboard", ["dashboard"], env={**stack.app_env("dashboard"), "GCC_DASHBOARD_PORT": str(port)},
+                  ready_url=url + "/healthz")
         # the server's part alone
         server_ms = {}
         for name, day in days.items():
@@ -180,19 +154,14 @@ def main(argv: list[str] | None = None) -> int:
                   f"{'moving p50':>11} {'total p50':>10} {'total p95':>10}")
             for name in days:
                 ready, moving, total = zip(*measured[name], strict=True)
-                print(f"{name:<11} {sizes[name]:>7,} {_p(server_ms[name], 0.5):>9.0f}ms {_p(ready, 0.5):>8.0f}ms "
-                      f"{_p(ready, 0.95):>8.0f}ms {_p(moving, 0.5):>9.0f}ms {_p(total, 0.5):>8.0f}ms "
-                      f"{_p(total, 0.95):>8.0f}ms")
+                print(f"{name:<11} {sizes[name]:>7,} {percentile(server_ms[name], 0.5):>9.0f}ms "
+                      f"{percentile(ready, 0.5):>8.0f}ms {percentile(ready, 0.95):>8.0f}ms "
+                      f"{percentile(moving, 0.5):>9.0f}ms {percentile(total, 0.5):>8.0f}ms "
+                      f"{percentile(total, 0.95):>8.0f}ms")
             day_total = sorted(t for *_, t in measured["day"])
             two_total = sorted(t for *_, t in measured["two hours"])
-            print(f"full day / two hours (total p50): {_p(day_total, 0.5) / _p(two_total, 0.5):.2f}×\n")
+            print(f"full day / two hours (total p50): {percentile(day_total, 0.5) / percentile(two_total, 0.5):.2f}×\n")
         conn.close()
-    finally:
-        if board is not None:
-            board.terminate()
-            board.wait(20)
-        stack.stop()
-        stack.remove_data()
     return 0
 
 
