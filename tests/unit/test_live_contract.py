@@ -146,3 +146,14 @@ def test_the_ingest_account_may_read_exactly_what_the_workers_subscribe_to():
     rules = topics.topic_rules(topics.AccountKind.INGEST, "ingest-1")
     assert [r.topic for r in rules] == list(topics.uplink_filters())
     assert all(r.access == "subscribe" and r.shared for r in rules)
+
+
+def test_only_its_kind_spells_a_kinds_topic_leaf_in_production_code():
+    """A kind's leaf is its module's (telemetry/kinds/): the ACL, the subscription, the decoders and the
+    simulator build topics from it; no production code writes one out (the benchmarks and tests may)."""
+    from telemetry import kinds
+
+    leaves = "|".join(re.escape(leaf) for leaf in sorted({k.json.leaf for k in kinds.KINDS.values() if k.json}))
+    code = subprocess.run(["git", "grep", "-n", "-I", "-E", rf"(_topic\([^)]*[\"']({leaves})[\"']|[}}+]/({leaves})[\"'])",
+                           "--", "*.py", "*.js"], cwd=REPO_ROOT, capture_output=True, text=True).stdout.splitlines()
+    assert [line for line in code if not line.startswith(("telemetry/kinds/", "tests/", "bench/"))] == []
