@@ -48,10 +48,11 @@
   /* The case states the console sorts by, and its words for them, from the snapshot's vocabulary
    * (dashboard/vocabulary.py; the states are spelled once, in core.catalogue.CaseState): `queue`,
    * what waits for a dispatcher and what it waits for; `steps`, a task from its offer to its
-   * handler's feedback (then it awaits verification); `state`, each state's value by its name. */
+   * handler's feedback (then it awaits verification); `state`, each state's value by its name;
+   * `action`, each audit action's key by its name (core.catalogue.AuditAction). */
   function consoleWords(vocabulary) {
     const v = vocabulary || {}, words = v.console || {queue: {}, task_steps: []};
-    return {queue: words.queue, steps: words.task_steps, state: v.case_states || {},
+    return {queue: words.queue, steps: words.task_steps, state: v.case_states || {}, action: v.audit_actions || {},
             inProgress: new Set(words.task_steps.map(s => s[0]))};
   }
 
@@ -94,7 +95,8 @@
   }
 
   function taskLeft(st, c, now) {
-    const left = c.state === st.words.state.HANDLED ? gcc.live.label(st, "case_stage", "verify") : c.deadline == null ? ""
+    const left = c.state === st.words.state.HANDLED ? gcc.live.label(st, "case_stage", "verify")
+      : c.deadline == null ? ""
       : now >= c.deadline ? "+" + gcc.ui.span(now - c.deadline) + " 超期" : gcc.ui.span(c.deadline - now);
     return left + (c.since ? " · " + gcc.ui.age(c.since) : "");
   }
@@ -142,7 +144,7 @@
       a.acknowledged_by
         ? h("Span", {className: "acked-by", children: "✓ " + a.acknowledged_by})
         : h("Button", {className: "ack-button", id: {type: "dispatch-ack", alarm: a.alarm_id, sensor: a.sensor_id},
-                       children: L.label(st, "action", "alarm.acknowledge"), n_clicks: 0}),
+                       children: L.label(st, "action", st.words.action.ALARM_ACKNOWLEDGE), n_clicks: 0}),
     ]})).concat(tail);
   }
 

@@ -8,18 +8,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import ClassVar
 
+from core.catalogue import AuditAction
 from core.roles import USER_ROLE_LABELS, UserRole
 from dashboard import accounts as logins
 from dashboard.authz import Identity
 from dashboard.commands import Action, Commands, Refused, Target, Written
 
 _ADMIN = frozenset({UserRole.ADMIN})
-ADD_USER = Action("user.add", _ADMIN)
-NEW_PASSWORD = Action("user.password", _ADMIN)
-DISABLE_USER = Action("user.disable", _ADMIN)
-ENABLE_USER = Action("user.enable", _ADMIN)
-CREATE_WALL_TOKEN = Action("wall_token.create", _ADMIN)
-REVOKE_WALL_TOKEN = Action("wall_token.revoke", _ADMIN)
+ADD_USER = Action(AuditAction.USER_ADD, _ADMIN)
+NEW_PASSWORD = Action(AuditAction.USER_PASSWORD, _ADMIN)
+DISABLE_USER = Action(AuditAction.USER_DISABLE, _ADMIN)
+ENABLE_USER = Action(AuditAction.USER_ENABLE, _ADMIN)
+CREATE_WALL_TOKEN = Action(AuditAction.WALL_TOKEN_CREATE, _ADMIN)
+REVOKE_WALL_TOKEN = Action(AuditAction.WALL_TOKEN_REVOKE, _ADMIN)
 
 
 def _generated_password() -> str:

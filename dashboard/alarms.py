@@ -6,13 +6,13 @@ from datetime import datetime
 from typing import ClassVar
 
 from core import freetext
-from core.catalogue import ALARM_TYPE_LABELS
+from core.catalogue import ALARM_TYPE_LABELS, AuditAction
 from core.roles import UserRole
 from dashboard.authz import Identity
 from dashboard.commands import Action, Commands, Refused, Target, Written
 from telemetry import live
 
-ACKNOWLEDGE_ALARM = Action("alarm.acknowledge", frozenset({UserRole.DISPATCHER, UserRole.ADMIN}))
+ACKNOWLEDGE_ALARM = Action(AuditAction.ALARM_ACKNOWLEDGE, frozenset({UserRole.DISPATCHER, UserRole.ADMIN}))
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from flask_wtf.csrf import generate_csrf
 
 from cases.offers import OfferPolicy
 from config.settings import REPO_ROOT, Settings
-from core.catalogue import Label
+from core.catalogue import AuditAction, Label
 from core.roles import EVERYONE, USER_ROLE_LABELS
 from dashboard import auth
 from dashboard.accounts import Accounts, Policy
@@ -122,7 +122,7 @@ def route(pathname, search):
         scope_code = asked_scope(identity, params)
         decision = authorize(state.city, identity, page, scope_code)
         if not decision:
-            state.commands.record(identity, "page.open", "refused", decision.reason,
+            state.commands.record(identity, AuditAction.PAGE_OPEN, "refused", decision.reason,
                                   f"page:{page.path}?scope={scope_code}", request.remote_addr)
     if identity is None:          # the gate lets nobody unsigned this far; should it, nothing is shown
         return refusal(decision), ""

@@ -30,7 +30,7 @@ import psycopg2
 import redis
 
 from cases import store as case_store
-from core.catalogue import ACTION_LABELS, Label
+from core.catalogue import ACTION_LABELS, AuditAction, Label
 from core.city import City
 from core.roles import UserRole
 from dashboard.authz import Identity, authorize
@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Action:
     """Something that changes data, and who may do it."""
-    key: str
+    key: AuditAction               # what the audit trail records it as (core.catalogue spells the keys)
     roles: frozenset[UserRole]
 
     @property

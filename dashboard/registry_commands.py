@@ -14,6 +14,7 @@ from typing import ClassVar
 
 import orjson
 
+from core.catalogue import AuditAction
 from core.orgcodes import parent_of
 from core.roles import UserRole
 from dashboard.authz import Identity
@@ -22,22 +23,22 @@ from registry import boundaries, imports
 from registry.store import Actor, RegistryError
 
 ADMINS = frozenset({UserRole.ADMIN})
-ADD_MEMBER = Action("registry.member.add", ADMINS)
-CHANGE_MEMBER = Action("registry.member.change", ADMINS)
-MOVE_MEMBER = Action("registry.member.move", ADMINS)
-REPLACE_TERMINAL = Action("registry.member.replace_terminal", ADMINS)
-RETIRE_MEMBER = Action("registry.member.retire", ADMINS)
-ADD_DEVICE = Action("registry.device.add", ADMINS)
-RETIRE_DEVICE = Action("registry.device.retire", ADMINS)
-ROTATE = Action("registry.credential.rotate", ADMINS)      # a device's or a gateway's credential
-REVOKE = Action("registry.credential.revoke", ADMINS)
-ADD_GATEWAY = Action("registry.gateway.add", ADMINS)
-MOVE_GATEWAY = Action("registry.gateway.move", ADMINS)
-RETIRE_GATEWAY = Action("registry.gateway.retire", ADMINS)
-ADD_SENSOR = Action("registry.sensor.add", ADMINS)
-MOVE_SENSOR = Action("registry.sensor.move", ADMINS)
-RETIRE_SENSOR = Action("registry.sensor.retire", ADMINS)
-IMPORT_BOUNDARIES = Action("registry.boundaries.import", ADMINS)
+ADD_MEMBER = Action(AuditAction.REGISTRY_MEMBER_ADD, ADMINS)
+CHANGE_MEMBER = Action(AuditAction.REGISTRY_MEMBER_CHANGE, ADMINS)
+MOVE_MEMBER = Action(AuditAction.REGISTRY_MEMBER_MOVE, ADMINS)
+REPLACE_TERMINAL = Action(AuditAction.REGISTRY_MEMBER_REPLACE_TERMINAL, ADMINS)
+RETIRE_MEMBER = Action(AuditAction.REGISTRY_MEMBER_RETIRE, ADMINS)
+ADD_DEVICE = Action(AuditAction.REGISTRY_DEVICE_ADD, ADMINS)
+RETIRE_DEVICE = Action(AuditAction.REGISTRY_DEVICE_RETIRE, ADMINS)
+ROTATE = Action(AuditAction.REGISTRY_CREDENTIAL_ROTATE, ADMINS)      # a device's or a gateway's credential
+REVOKE = Action(AuditAction.REGISTRY_CREDENTIAL_REVOKE, ADMINS)
+ADD_GATEWAY = Action(AuditAction.REGISTRY_GATEWAY_ADD, ADMINS)
+MOVE_GATEWAY = Action(AuditAction.REGISTRY_GATEWAY_MOVE, ADMINS)
+RETIRE_GATEWAY = Action(AuditAction.REGISTRY_GATEWAY_RETIRE, ADMINS)
+ADD_SENSOR = Action(AuditAction.REGISTRY_SENSOR_ADD, ADMINS)
+MOVE_SENSOR = Action(AuditAction.REGISTRY_SENSOR_MOVE, ADMINS)
+RETIRE_SENSOR = Action(AuditAction.REGISTRY_SENSOR_RETIRE, ADMINS)
+IMPORT_BOUNDARIES = Action(AuditAction.REGISTRY_BOUNDARIES_IMPORT, ADMINS)
 
 # the grid of an active thing of the registry, by what it is (what an admin's scope is checked against)
 _GRID_OF = {

@@ -18,6 +18,7 @@ from core.catalogue import (
     SEVERITY_LABELS,
     TASK_ACTION_LABELS,
     URGENCY_LABELS,
+    AuditAction,
     CaseState,
     Label,
     MemberState,
@@ -74,6 +75,7 @@ def for_browser() -> dict:
         # the case states' values by name (the browser spells none) and the console's words for its states
         "case_states": {s.name: s.value for s in CaseState},
         "finished_case_states": values(FINISHED),
+        "audit_actions": {a.name: a.value for a in AuditAction},       # the keys by name, for labels
         "console": {"queue": text(CONSOLE_QUEUE),
                     "task_steps": [[s.value, str(v)] for s, v in CONSOLE_TASK_STEPS.items()]},
         "colours": {

@@ -1,7 +1,7 @@
 """Case states, audit action keys and org-code containment are each spelled in one place (core):
 the enum beside its labels, one SQL function for containment (migration 0026). A grep of the code
-finds no second spelling: no SQL or browser code compares a state with a literal, and no query
-builds a prefix pattern of an org code."""
+finds no second spelling: no SQL or browser code compares a state with a literal, no writer spells
+an audit action's key, and no query builds a prefix pattern of an org code."""
 from __future__ import annotations
 
 import re
@@ -38,6 +38,11 @@ def test_no_query_or_script_compares_a_case_state_with_a_literal():
     sql = _grep(rf"\b(state|to_state|from_state)\s*(=|<>|!=|\bin\b|\bnot in\b)\s*\(?\s*'({STATES})'", "*.py")
     browser = _grep(rf"state\s*[!=]==\s*\"({STATES})\"|new Set\(\[\s*\"({STATES})\"", "*.js")
     assert sql == [] and browser == []
+
+
+def test_no_writer_spells_an_audit_action_key():
+    keys = "|".join(re.escape(a.value) for a in AuditAction)
+    assert _grep(rf"[\"']({keys})[\"']", "*.py", "*.js") == []
 
 
 def test_no_query_builds_a_prefix_pattern_of_an_org_code():
