@@ -36,10 +36,23 @@ def register(kind: Kind) -> Kind:
                                          and (kind.json.device, kind.json.leaf) in BY_LEAF)) if taken]
     if clashes:
         raise ValueError(f"kind {kind.name!r}: its {', '.join(clashes)} belong(s) to another kind already")
+    _check_fields(kind)
     BY_NAME[kind.name] = KINDS[kind.model] = TABLES[kind.table] = kind
     if kind.json is not None:
         BY_LEAF[(kind.json.device, kind.json.leaf)] = kind
     return kind
+
+
+def _check_fields(kind: Kind) -> None:
+    """What a kind declares must name its model's fields: the sender's id (checked against the
+    registry), the time, and every payload field of its JSON (a typo would refuse every message)."""
+    fields = set(kind.model.model_fields)
+    needed = {f"{kind.sender}_id", "time"}
+    if kind.json is not None:
+        needed |= kind.json.fields | set(kind.json.fixed) | {kind.json.id_field}
+    missing = sorted(needed - fields)
+    if missing:
+        raise ValueError(f"kind {kind.name!r}: its model {kind.model.__name__} has no field(s) {missing}")
 
 
 def kind_of(message) -> Kind:

@@ -47,3 +47,20 @@ def test_its_row_fills_its_table_and_its_change_goes_to_the_members_grid():
     change = kind.change(tagged)
     assert change == AlarmCheckChange("S", "A", "T1", "M1", GRID, T.timestamp(), "confirmed")
     assert change.route_code == GRID and change.coalesce_key is None
+
+
+def test_a_kind_declaring_a_field_its_model_lacks_or_anothers_topic_is_refused_at_import():
+    import dataclasses
+
+    from telemetry.kinds import JsonTopic, register
+    from telemetry.kinds.alarm_check import KIND
+
+    class Other(AlarmCheck):
+        pass
+
+    typo = dataclasses.replace(KIND, name="alarm_check_2", model=Other, table="alarm_checks_2",
+                               json=JsonTopic("terminal", "alarm/check2", frozenset({"sensor_id", "outcom"})))
+    with pytest.raises(ValueError, match=r"no field\(s\) \['outcom'\]"):
+        register(typo)
+    with pytest.raises(ValueError, match="topic belong"):
+        register(dataclasses.replace(KIND, name="alarm_check_3", model=Other, table="alarm_checks_3"))
