@@ -1,8 +1,9 @@
 """The live-state contract: what the ingest workers write to Redis and the screens read from it.
 
 One owner for every piece of that knowledge, in this package: the Redis key names, hash fields and
-thresholds (`keys`), the typed changes a batch makes (`changes`), the live bus that carries them
-(`bus`), and how the stored live state is read back (`state`). The writer (`ingest.live`) and
+thresholds (`keys`), the typed changes a batch makes (`changes`: each message kind's own, declared
+beside its model in telemetry/kinds/, and those the screens and the cases engine make), the live
+bus that carries them (`bus`), and how the stored live state is read back (`state`). The writer (`ingest.live`) and
 every reader (`dashboard.queries`, `dashboard.hub`) go through here; `from telemetry import live`
 gives all of it.
 
