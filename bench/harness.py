@@ -12,7 +12,6 @@ clock starts or after it stops."""
 from __future__ import annotations
 
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -182,8 +181,3 @@ def per_second(fn: Callable[[], object], count: int) -> float:
     fn()
     return count / (time.perf_counter() - started)
 
-
-def machine() -> str:
-    """The machine a result was measured on, for a report's heading."""
-    return f"{platform.node()} ({platform.processor() or platform.machine()}), {os.cpu_count()} cores, " \
-           f"Python {platform.python_version()}"
