@@ -41,14 +41,14 @@ from playwright.sync_api import sync_playwright
 
 from bench.harness import BenchStack, progress
 from casework.build import seed
-from core.catalogue import INCIDENT_CATEGORIES
+from core.catalogue import INCIDENT_CATEGORIES, CaseState
 from core.roles import Role, UserRole
 from dashboard.accounts import Accounts
 from simulator import payloads
 from simulator.citygen import SCALES, generate
 from stack import free_port
 from stack.apps import DEFAULT_SIM_ARGS, demo_apps
-from telemetry.notices import CaseNotice
+from telemetry.notices import CaseNotice, NoticeKind
 from telemetry.topics import CASE, INCIDENT, NOTICE, terminal_topic
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -76,7 +76,7 @@ class Probe:
         other probes), so each probe stays free and first for its own spot."""
         self.notices.put((at, payload))
         notice = CaseNotice.parse(self.member.terminal_id, payload)
-        if notice.kind.value == "dispatched":
+        if notice.kind is NoticeKind.DISPATCHED:
             self.reject(notice.case_id)
 
     def fix(self) -> None:
@@ -163,7 +163,7 @@ def trial(page, dsn: str, probe: Probe, n: int) -> tuple[float, float]:
     for _ in range(6):                    # Enter registers a reported case (its button, once it is shown)
         page.wait_for_selector(".dispatch-register", timeout=60000)
         page.keyboard.press("Enter")
-        if _until("registered", lambda: _state(dsn, case_id) == "registered", timeout=10, fail=False):
+        if _until("registered", lambda: _state(dsn, case_id) == CaseState.REGISTERED, timeout=10, fail=False):
             break
     registered = time.monotonic()
     try:
@@ -187,7 +187,7 @@ def trial(page, dsn: str, probe: Probe, n: int) -> tuple[float, float]:
             raise RuntimeError(f"no offer for {case_id} within 30 s: the console said "
                                f"{page.inner_text('#dispatch-result')!r}; {_backlog(dsn)} notices unsent") from None
         notice = CaseNotice.parse(probe.member.terminal_id, payload)
-        if notice.case_id == case_id and notice.kind.value == "dispatched":
+        if notice.case_id == case_id and notice.kind is NoticeKind.DISPATCHED:
             break
     return (got - pressed) * 1000, (notice.time.timestamp() - pressed) * 1000
 
