@@ -254,3 +254,24 @@ def test_pages_are_found_by_their_modules_alone():
     modules = {m.name for m in pkgutil.iter_modules(dashboard.pages.__path__)}
     assert {p.layout.__module__.rsplit(".", 1)[1] for p in pages} == modules - {"export"}
     assert pages[0].path == "/wall" and [p.order for p in pages] == sorted(p.order for p in pages)
+
+
+def test_the_readmes_table_of_roles_lists_the_pages_each_role_may_open():
+    """README's page table says what the pages declare (a page is one module: the table is the one
+    other place its roles are written, so a test keeps the two in step)."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    rows = {m.group(1): m.group(2) for m in re.finditer(r"^\| (wall viewer|dispatcher|leader|admin) \| ([^|]*) \|",
+                                                        readme, re.M)}
+    assert set(rows) == {"wall viewer", "dispatcher", "leader", "admin"}
+    pages = declared()
+    for label, role in (("wall viewer", UserRole.WALL_VIEWER), ("dispatcher", UserRole.DISPATCHER),
+                        ("leader", UserRole.LEADER), ("admin", UserRole.ADMIN)):
+        listed = {"/" + m.group(1) for m in re.finditer(r"`/([a-z]+)[^`]*`", rows[label])}
+        may_open = {p.path for p in pages if role in p.roles}
+        if label == "admin":           # "every page, and …": at least the pages only an admin may open are named
+            assert {p.path for p in pages if p.roles == frozenset({UserRole.ADMIN})} <= listed <= may_open
+        else:
+            assert listed == may_open, label
