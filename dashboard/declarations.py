@@ -11,6 +11,12 @@
 - A Flask route declares who may use it where it is registered (`route`, `declare_route` for the
   routes Dash registers itself); a page's downloads with `export`, which the app registers.
 
+Why not Dash Pages' `register_page`: its router (`use_pages`, `page_container`) builds a page's
+layout from the path alone, while ours (app.route) first authorizes the page for the identity and
+the scope the URL asks (403 and an audit row, 404 for an unknown org unit), draws the header or
+the kiosk, and hands the layout the granted scope; `page()` keeps Dash Pages' habit (the module
+registers itself, the app reads the registry) with that metadata.
+
 The gate (`dashboard.auth`) reads these declarations and refuses what has none; a test walks the
 app's routes and callbacks and fails on one without a declaration. Dash keeps its callbacks in a
 process-wide map (`GLOBAL_CALLBACK_MAP`), and so do the callback and page declarations here; a
