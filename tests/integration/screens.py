@@ -115,6 +115,19 @@ class Dashboard:
         except OSError:
             return False
 
+    def log_mark(self) -> int:
+        """Where the dashboard's log ends now: what it logs next comes after."""
+        return self.log_path.stat().st_size
+
+    def wait_logged(self, text: str, mark: int, what: str, timeout: float = 10.0) -> None:
+        """Until the dashboard logs `text` after `mark`: how the process tells what it did inside (its
+        registry watch read the city again), read from its log, as nothing else signals it."""
+        def logged() -> bool:
+            with open(self.log_path, "rb") as log:
+                log.seek(mark)
+                return text in log.read().decode(errors="replace")
+        wait_for(logged, timeout, what)
+
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)

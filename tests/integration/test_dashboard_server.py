@@ -288,7 +288,7 @@ def test_a_screen_that_stops_reading_is_cut_off_while_the_others_keep_their_fram
         cut_off_after = time.monotonic() - started
         rss_after = _rss_kb(worker)
         frames_then = len(frames)
-        time.sleep(2)
+        wait_for(lambda: len(frames) >= frames_then + 2, 10, "frames to the screen that reads, after the cut")
     finally:
         stop.set()
         for thread in threads:
@@ -375,9 +375,9 @@ def test_a_member_name_holding_html_is_text_in_the_wall_tooltip(board, stack, ci
 
     def shown_as_text() -> None:
         page.evaluate(f"() => window.gcc.markers.get('{terminal}').openTooltip()")
-        page.wait_for_timeout(500)          # an injected image would have failed to load by now
+        page.wait_for_function(f"() => {tooltip}.textContent.length > 0")     # drawn
+        assert page.evaluate(f"() => {tooltip}.querySelector('img') === null")   # nothing that could load, or fail
         assert page.evaluate("() => window.__injected === undefined"), "the name's markup ran"
-        assert page.evaluate(f"() => {tooltip}.querySelector('img') === null")
         assert page.evaluate(f"() => {tooltip}.textContent").startswith(HOSTILE_NAME)
 
     shown_as_text()                          # the tooltip bound when the marker was drawn

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import psycopg2
 import pytest
+from playwright.sync_api import expect
 from psycopg2.extensions import make_dsn, parse_dsn
 
 from core.city import CITY_TZ
@@ -25,6 +26,8 @@ from simulator import history
 from .conftest import demo_city
 from .kpi_helpers import own_database
 from .screens import SCREENSHOTS, Dashboard, ensure_logins, session_cookie, sign_in
+
+PLAY, PAUSE = "▶ 播放", "■ 暂停"          # the player's button (assets/replay.js)
 
 pytestmark = pytest.mark.slow
 DATABASE = "gcc_kpis_screens"
@@ -106,7 +109,9 @@ def test_the_headers_sort_and_every_number_explains_itself(kpi_board, page):
     assert "On-time closure" in cell and " / " in cell
     _shot(page, "kpis.png")
     page.set_viewport_size({"width": 1366, "height": 768})
-    page.wait_for_timeout(500)
+    page.wait_for_function("() => window.innerWidth === 1366 && [...document.querySelectorAll('.kpis-chart .main-svg')]"
+                           ".every(svg => Math.abs(svg.getBoundingClientRect().width"
+                           " - svg.closest('.js-plotly-plot').clientWidth) < 2)")    # the charts redrawn to fit
     _shot(page, "kpis-laptop.png")
 
 
@@ -206,6 +211,7 @@ def test_the_replay_plays_a_members_track_and_the_speed_control_changes_the_pace
                         "values (%s, %s, %s, %s, %s, %s, 'gcc')",
                         [(t, member.terminal_id, member.member_id, grid.code, lat, lon) for t, lon, lat in fixes])
     conn.close()
+    page.clock.install()          # the page's clock, which the test moves on (run_for) where time must pass
     sign_in(page, board.url, "t-kpi-leader")
     page.goto(f"{board.url}/replay?member={member.terminal_id}&day={today.isoformat()}")
     page.click("#replay-load")
@@ -221,8 +227,10 @@ def test_the_replay_plays_a_members_track_and_the_speed_control_changes_the_pace
         page.click(f"[role=option]:has-text('{speed}×')")
         before = float(page.locator("#replay-slider [role=slider]").get_attribute("aria-valuenow"))
         page.click("#replay-play")                                                   # play
-        page.wait_for_timeout(seconds * 1000)
+        expect(page.locator("#replay-play")).to_have_text(PAUSE)
+        page.clock.run_for(int(seconds * 1000))              # the page's clock moves on: the player's frames run
         page.click("#replay-play")                                                   # pause
+        expect(page.locator("#replay-play")).to_have_text(PLAY)
         return float(page.locator("#replay-slider [role=slider]").get_attribute("aria-valuenow")) - before
 
     slow, fast = progress(1, 2.0), progress(20, 2.0)
@@ -237,5 +245,5 @@ def test_the_replay_plays_a_members_track_and_the_speed_control_changes_the_pace
     page.click("#replay-play")                                   # left while playing: the player stops quietly
     page.locator("#shell-nav a", has_text="KPIs").click()
     page.wait_for_url(re.compile(r"/kpis"))
-    page.wait_for_timeout(600)
+    page.clock.run_for(600)                                      # the player's next frames come, and find no map
     assert page.errors == []

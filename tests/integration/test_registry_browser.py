@@ -20,7 +20,7 @@ from telemetry.topics import AccountKind, org_topic
 from .ingest_helpers import fix_payload, owner_rows
 from .mqtt_helpers import MqttProbe
 from .screens import post_callback, session_cookie, sign_in
-from .test_registry import _community_geojson, a_place_in, new_id, wait_for
+from .test_registry import _community_geojson, a_place_in, new_id, taken_in, wait_for
 from .test_roles_browser import _confirm, logins  # noqa: F401 - logins: a fixture
 
 
@@ -169,7 +169,7 @@ def test_an_admin_adds_a_gateway_and_a_sensor_whose_readings_follow_it_to_anothe
         _pick(page, "#gateways-move-building", there.building_id)
         page.locator(f"#gateways-sensor-list tr:has-text('{sensor}') button", has_text="Move").click()
         page.locator("#gateways-result .admin-done", has_text=f"{sensor} →").wait_for()
-        time.sleep(1.0)     # the workers take the move in (LISTEN/NOTIFY)
+        taken_in([dashboard.worker], sensor, there.building_id)     # the worker takes the move in (LISTEN/NOTIFY)
         pack[0]["bt"] = now - 30
         assert probe.publish(topic, orjson.dumps(pack)) == "Success"
         rows = wait_for("select grid_code, building_id from sensor_readings where sensor_id = %s order by time",

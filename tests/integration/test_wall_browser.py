@@ -47,11 +47,10 @@ def test_the_wall_loads_with_the_grids_and_members_of_its_scope(stack, city, das
     member = next(m for m in city.members if m.grid_code.startswith(community.code))
     point = city.grid_by_code[member.grid_code].boundary.representative_point()
     member_fix(stack, member, point.x, point.y)
-    time.sleep(1.0)
     _open_wall(page, dashboard, community.code)
     grids = _state(page, "st.grids")
     assert sorted(grids) == sorted(g.code for g in city.grids if g.code.startswith(community.code))
-    assert _state(page, f"st.members.has('{wall_key(stack, member.terminal_id)}')")
+    page.wait_for_function(f"() => {WALL}.members.has('{wall_key(stack, member.terminal_id)}')", timeout=10000)
     assert community.name in page.inner_text("#wall-scope-name")
     assert page.locator(".leaflet-container").count() == 1
     assert page.errors == []
@@ -80,10 +79,14 @@ def test_a_members_phone_moves_the_members_own_marker_not_a_second_one(stack, ci
     start, end = grid.representative_point(), grid.centroid
     settings = stack.settings()
     phone = f"ot-{uuid.uuid4().hex[:8]}"
+    mark = dashboard.log_mark()
     credential = DeviceRegistry(settings.pg_dsn, BrokerAdmin.from_settings(settings)).add_device(
         Actor("test:wall"), member.member_id, "owntracks", phone)
     member_fix(stack, member, start.x, start.y, now() - timedelta(seconds=30))
-    time.sleep(1.0)     # the dashboard's and the workers' watch take the phone in (LISTEN/NOTIFY)
+    # the dashboard's watch takes the phone in (LISTEN/NOTIFY): a fix of the phone is then the member's;
+    # the worker's too (or it reads the registry again when the unknown phone's first fix comes)
+    dashboard.wait_logged("city read again", mark, "the dashboard to take the phone in")
+    wait_for(lambda: phone in dashboard.worker.worker.registry.members, 10, "the worker to take the phone in")
     _open_wall(page, dashboard, ancestor(member.grid_code, Level.COMMUNITY))
     key = wall_key(stack, member.terminal_id)
     page.wait_for_function(f"() => {WALL}.members.has('{key}')", timeout=10000)
@@ -132,7 +135,6 @@ def test_switching_org_changes_what_is_shown(stack, city, dashboard, page):
         if m.grid_code.startswith((first.code, second.code)) and m.role.value == "grid_supervisor":
             p = city.grid_by_code[m.grid_code].boundary.representative_point()
             member_fix(stack, m, p.x, p.y)
-    time.sleep(1.0)
     _open_wall(page, dashboard, first.code)
     page.wait_for_function(f"() => window.gcc.live.state('wall').scope === '{first.code}'")
     total_first = _state(page, "st.memberTotal")
@@ -156,6 +158,7 @@ def test_switching_org_changes_what_is_shown(stack, city, dashboard, page):
     assert second.name in page.inner_text("#wall-scope-name")
     assert _state(page, "st.memberTotal") == sum(m.grid_code.startswith(second.code) for m in city.members)
     assert _state(page, "st.memberTotal") != total_first
+    page.wait_for_function(f"() => {WALL}.members.size > 0", timeout=10000)     # the supervisors' fixes
     members = _state(page, "[...st.members.values()].map(m => m.home_grid_code)")
     assert members and all(g.startswith(second.code) for g in members)
 
@@ -169,13 +172,15 @@ def test_live_data_is_pushed_not_polled(stack, city, dashboard, page):
     page.on("request", lambda r: requests.append(r.url))
     page.on("websocket", lambda ws: sockets.append(ws.url))
     _open_wall(page, dashboard, kiosk=True)
-    page.wait_for_timeout(1500)
+    page.wait_for_load_state("networkidle")             # the page and its first callbacks are in
     loaded = len(requests)
     member = city.members[60]
+    key = wall_key(stack, member.terminal_id)
     p = city.grid_by_code[member.grid_code].boundary.representative_point()
-    for i in range(5):
-        member_fix(stack, member, p.x, p.y, now() - timedelta(seconds=5 - i))
-        page.wait_for_timeout(1000)
+    for i in range(5):                                  # each fix a step east, drawn before the next
+        lon = p.x + i * 1e-5
+        member_fix(stack, member, lon, p.y, now() - timedelta(seconds=5 - i))
+        page.wait_for_function(f"() => {WALL}.members.has('{key}') && ({_member_at(key, lon)})()", timeout=10000)
     later = requests[loaded:]
     assert later == [], f"requests after load: {later[:5]}"
     assert not any("transport=polling" in u for u in requests)
@@ -219,9 +224,10 @@ def test_a_lost_frame_is_noticed_and_the_screen_resyncs_from_a_snapshot(stack, c
     page.wait_for_function(_member_at(wall_key(stack, member.terminal_id), grid.centroid.x), timeout=10000)
     assert len(sockets) == 2  # it reconnected once, for the snapshot
     frames = page.evaluate("() => window.gcc.live.state('wall').frames")
-    for i in range(3):        # and then follows the frames again: no second resync
-        member_fix(stack, member, start.x, start.y, now() + timedelta(seconds=i + 1))
-        page.wait_for_timeout(700)
+    for i in range(3):        # and then follows the frames again, each drawn before the next: no second resync
+        lon = start.x + (i + 1) * 1e-5
+        member_fix(stack, member, lon, start.y, now() + timedelta(seconds=i + 1))
+        page.wait_for_function(_member_at(key, lon), timeout=10000)
     assert page.evaluate("() => window.gcc.live.state('wall').frames") >= frames + 3
     assert page.evaluate("() => window.gcc.live.resyncs('wall')") == 1
     assert not page.evaluate("() => window.gcc.live.waiting('wall')")
