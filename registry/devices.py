@@ -11,6 +11,8 @@
     move-sensor SENSOR --building B-… [--gateway GW-…]    retire-sensor SENSOR
     import-members FILE.csv                      import-boundaries FILE.geojson
     export-boundaries CODE [--out FILE.geojson]   (a community's grids, a street's communities)
+    sync-roles      every account's broker role as today's rules derive it (after an upgrade
+                    that adds a message kind; changes only the roles that differ)
 
 A new device's password is printed once (and written into the OwnTracks configuration when asked);
 the broker keeps only its hash. Settings come from the environment (GCC_PG_*, GCC_MQTT_HOST/PORT,
@@ -24,8 +26,13 @@ import getpass
 import sys
 from pathlib import Path
 
-from registry.broker import BrokerAdmin
-from registry.store import Actor, Credential, DeviceRegistry, RegistryError
+import psycopg2
+
+from core.city import MemberDeviceKind
+from registry.broker import BrokerAdmin, RoleSync
+from registry.dynsec import BrokerAccount
+from registry.store import ACCOUNT_KINDS, Actor, Credential, DeviceRegistry, RegistryError
+from telemetry.topics import AccountKind
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -80,7 +87,47 @@ def _parser() -> argparse.ArgumentParser:
     command("import-members", "path")
     command("import-boundaries", "path")
     command("export-boundaries", "parent_code").add_argument("--out", type=Path, help="write it here (else stdout)")
+    command("sync-roles")
     return parser
+
+
+def registry_accounts(dsn: str) -> list[BrokerAccount]:
+    """Every broker account the registry knows and still uses, with what its rules derive from
+    (no password): each active member device's (a terminal's grid is its member's) and each
+    active gateway's. Retired ones are left out: their accounts are disabled for good."""
+    conn = psycopg2.connect(dsn)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("select d.device_id, d.kind, m.grid_code from member_devices d "
+                        "join members m using (member_id) where d.retired_at is null and m.retired_at is null")
+            devices = cur.fetchall()
+            cur.execute("select gateway_id from gateways where retired_at is null")
+            gateways = cur.fetchall()
+    finally:
+        conn.close()
+    accounts = []
+    for device_id, kind, grid_code in devices:
+        account_kind = ACCOUNT_KINDS[MemberDeviceKind(kind)]
+        accounts.append(BrokerAccount(device_id, "", account_kind,
+                                      org=grid_code if account_kind is AccountKind.TERMINAL else ""))
+    return accounts + [BrokerAccount(gateway_id, "", AccountKind.GATEWAY) for (gateway_id,) in gateways]
+
+
+def sync_roles(dsn: str, broker: BrokerAdmin | None) -> RoleSync:
+    """Every account the registry knows given the broker role today's rules derive, where the
+    broker's differs (`BrokerAdmin.sync_roles`); run after an upgrade that adds a message kind."""
+    if broker is None:
+        raise RegistryError("no broker admin is configured (GCC_BROKER_ADMIN_USERNAME, GCC_BROKER_ADMIN_PASSWORD)")
+    return broker.sync_roles(registry_accounts(dsn))
+
+
+def describe(synced: RoleSync) -> str:
+    """One line on what a sync did, for the operator and the stack's log."""
+    line = f"broker roles: {len(synced.changed)} given their rules anew, {synced.unchanged} in line already"
+    if synced.missing:
+        shown = ", ".join(synced.missing[:10]) + (" …" if len(synced.missing) > 10 else "")
+        line += f"; {len(synced.missing)} the registry knows have no role on the broker ({shown})"
+    return line
 
 
 def _credential(credential: Credential, args, settings) -> None:
@@ -156,6 +203,9 @@ def run(args, registry: DeviceRegistry, actor: Actor, settings) -> int:
         from registry import boundaries
 
         print(boundaries.import_boundaries(settings.pg_dsn, actor, Path(args.path).read_bytes())[0])
+        return 0
+    elif c == "sync-roles":
+        print(describe(sync_roles(registry.dsn, registry.broker)))
         return 0
     elif c == "export-boundaries":
         import orjson

@@ -2,7 +2,8 @@
 device or service is to the broker (`BrokerAccount`: its kind, name and grid make its rules, from
 `telemetry.topics.topic_rules`), the plugin's ACLs and stored form for it, the whole configuration
 for a set of accounts (written by the local stack before the broker starts, merged with what the
-broker saved at run time), and the commands that change a running broker over $CONTROL
+broker saved at run time, its roles derived anew), whether a saved role allows what an account's
+rules derive today (`rules_differ`), and the commands that change a running broker over $CONTROL
 (`DynsecControl`, which the registry's `broker.BrokerAdmin` sends through).
 
 Mosquitto's `acl_file` checks what a client may read only when a message is delivered, never its
@@ -29,8 +30,17 @@ from dataclasses import dataclass
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
+from core.orgcodes import ancestors
 from core.passwords import ITERATIONS as PBKDF2_ITERATIONS  # the plugin's own default (PW_DEFAULT_ITERATIONS)
-from telemetry.topics import CONTROL_TOPIC, AccountKind, TopicRule, bound_client_id, topic_rules
+from telemetry.topics import (
+    CONTROL_TOPIC,
+    DEVICE_KINDS,
+    AccountKind,
+    TopicRule,
+    bound_client_id,
+    org_topic,
+    topic_rules,
+)
 
 
 @dataclass(frozen=True)
@@ -74,6 +84,53 @@ def acls(rules: list[TopicRule]) -> list[dict]:
     return out
 
 
+def acl_set(role_acls: list[dict]) -> frozenset[tuple[str, str, bool]]:
+    """What a role's ACLs allow, as the plugin weighs them: (type, topic, allow), in no order. The
+    priority is left out: ours are all allows at the default, the default access refuses the rest."""
+    return frozenset((a["acltype"], a["topic"], bool(a.get("allow", False))) for a in role_acls)
+
+
+def rules_differ(account: BrokerAccount, role_acls: list[dict]) -> bool:
+    """Whether a role the broker holds (its ACLs as `getRole`/`listRoles` or its file give them)
+    allows other than the account's rules now derive (a kind added since, a grid moved)."""
+    return acl_set(role_acls) != acl_set(acls(account.rules))
+
+
+_ORG_HEAD, _ORG_TAIL = org_topic("\0").split("\0")
+
+
+def account_of_role(role: dict) -> BrokerAccount | None:
+    """The device account a saved role is for, with what its rules derive from (no password): the
+    rolename gives kind and username (`BrokerAccount.rolename`); a terminal's grid is read back
+    from the announcements its role may read (the deepest org unit), and taken only when the
+    rules of that grid ask for exactly those. None for a service's role, a name that is no
+    device's, or a terminal's grid that cannot be read back: its saved role is then kept as it
+    is (`python -m registry.devices sync-roles` derives it from the registry's tables)."""
+    kind_name, _, username = role.get("rolename", "").partition(":")
+    try:
+        kind = AccountKind(kind_name)
+    except ValueError:
+        return None
+    if kind not in DEVICE_KINDS or not username:
+        return None
+    org = ""
+    if kind is AccountKind.TERMINAL:
+        read = {a["topic"][len(_ORG_HEAD):-len(_ORG_TAIL)] for a in role.get("acls", [])
+                if a.get("acltype") == "subscribeLiteral" and a["topic"].startswith(_ORG_HEAD)
+                and a["topic"].endswith(_ORG_TAIL)}
+        org = max(read, key=len, default="")
+        try:
+            if set(ancestors(org) if org else []) != read:
+                return None
+        except ValueError:
+            return None
+    try:
+        topic_rules(kind, username, org)       # an id that cannot be a device's topic level: not ours
+    except ValueError:
+        return None
+    return BrokerAccount(username, "", kind, org=org)
+
+
 def _password_fields(password: str) -> dict:
     """The plugin's stored form: PBKDF2-HMAC-SHA512 with a 12-byte salt (as it hashes itself)."""
     salt = os.urandom(12)
@@ -102,9 +159,10 @@ def dynsec_config(accounts: list[BrokerAccount]) -> dict:
 def merged_config(ours: dict, previous: dict | None) -> dict:
     """The plugin's configuration from our accounts, over the one the broker last saved: the
     broker's record is the truth for what changed at run time. Accounts the registry created
-    while it ran (only their hash exists) are kept with their roles; for an account in both, the
-    saved password hash and disabled flag are kept (rotated or revoked at run time), and the
-    rules are ours (derived from kind, name and grid)."""
+    while it ran (only their hash exists) are kept, their roles derived anew where the role says
+    what from (`account_of_role`: a kind added since is allowed at once) and kept as saved where
+    not; for an account in both, the saved password hash and disabled flag are kept (rotated or
+    revoked at run time), and the rules are ours (derived from kind, name and grid)."""
     if not previous:
         return ours
     saved = {c["username"]: c for c in previous.get("clients", [])}
@@ -119,8 +177,15 @@ def merged_config(ours: dict, previous: dict | None) -> dict:
     kept = [c for name, c in saved.items() if name not in ours_names]
     our_roles = {r["rolename"] for r in ours["roles"]}
     kept_roles = {r["rolename"] for c in kept for r in c.get("roles", [])}
-    roles = ours["roles"] + [r for r in previous.get("roles", []) if r["rolename"] in kept_roles - our_roles]
+    roles = ours["roles"] + [_rederived(r) for r in previous.get("roles", [])
+                             if r["rolename"] in kept_roles - our_roles]
     return {**ours, "clients": clients + kept, "roles": roles}
+
+
+def _rederived(role: dict) -> dict:
+    """A saved role with the ACLs its account's rules derive today, or as saved when they cannot be."""
+    account = account_of_role(role)
+    return role if account is None else {**role, "acls": acls(account.rules)}
 
 
 def create_commands(account: BrokerAccount) -> list[dict]:
@@ -168,14 +233,19 @@ class DynsecControl:
             self.close()
             raise DynsecError("no SUBACK from the broker's control topic")
 
-    def send(self, commands: list[dict]) -> None:
-        """Send commands in one message; raise DynsecError naming every command that failed."""
+    def ask(self, commands: list[dict]) -> list[dict]:
+        """Send commands in one message and return the plugin's responses, one per command in
+        their order (each with its `data`, or its `error`)."""
         self.client.publish(CONTROL_TOPIC, json.dumps({"commands": commands}), qos=1)
         try:
             answer = self.responses.get(timeout=self.timeout)
         except queue.Empty:
             raise DynsecError(f"no answer to {len(commands)} control commands") from None
-        failed = [f"{r.get('command')}: {r['error']}" for r in answer.get("responses", []) if r.get("error")]
+        return answer.get("responses", [])
+
+    def send(self, commands: list[dict]) -> None:
+        """Send commands in one message; raise DynsecError naming every command that failed."""
+        failed = [f"{r.get('command')}: {r['error']}" for r in self.ask(commands) if r.get("error")]
         if failed:
             raise DynsecError("; ".join(failed))
 

@@ -15,6 +15,8 @@ import psycopg2
 from config.settings import REPO_ROOT
 from core.city import City
 from database.citydb import device_accounts, load_city
+from registry.broker import BrokerAdmin
+from registry.devices import describe, sync_roles
 from simulator import logins, roster
 from simulator.citygen import SCALES, generate
 
@@ -59,7 +61,9 @@ def load_into_database(city: City, dsn: str) -> None:
 
 def follow_registry(stack: LocalStack, dsn: str) -> None:
     """The broker's device accounts as the registry in the database has them (members moved,
-    devices retired while the demo ran, which the city file does not know)."""
+    devices retired while the demo ran, which the city file does not know), then every account's
+    role as today's rules derive it (`python -m registry.devices sync-roles`: after an upgrade
+    that added a message kind, the accounts the registry created at run time are allowed it too)."""
     conn = psycopg2.connect(dsn)
     try:
         moved, disabled = stack.follow_registry(*device_accounts(conn))
@@ -68,6 +72,9 @@ def follow_registry(stack: LocalStack, dsn: str) -> None:
     if moved or disabled:
         log.info("broker accounts as the registry has them: %d terminals in their new grid, %d retired disabled",
                  moved, disabled)
+    synced = sync_roles(dsn, BrokerAdmin.from_settings(stack.settings()))
+    if synced.changed or synced.missing:
+        log.info(describe(synced))
 
 
 def demo_roster(city: City, dsn: str) -> int:
