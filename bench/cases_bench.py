@@ -36,9 +36,10 @@ from cases.machine import Rules, apply, open_case
 from cases.model import FINISHED, Actor, ActorKind, Register, Source, State, values
 from cases.notices import Recipients
 from core.city import City
+from core.roles import UserRole
 
 GRIDS = [f"350102{s:03d}{c:03d}{g:03d}" for s in (1, 2) for c in (1, 2, 3) for g in range(1, 11)]
-DISPATCHER = Actor(ActorKind.USER, "bench", frozenset({"dispatcher"}), "")
+DISPATCHER = Actor(ActorKind.USER, "bench", frozenset({UserRole.DISPATCHER.value}), "")
 
 
 def _fill(dsn: str, n: int, spread_s: float) -> datetime:

@@ -102,7 +102,7 @@ def _fill(local: LocalStack, placed, available: float, rng: random.Random) -> di
 
 NAIVE = ("select terminal_id, sqrt(((lat - %(lat)s) * 111320) ^ 2 + ((lon - %(lon)s) * 111320 * "
          "cos(radians(%(lat)s))) ^ 2) as d from bench_latest where state = 'online' and not busy and "
-         "t > now() - interval '2 minutes' and role <> 'grid_supervisor' order by d limit 10")
+         "t > now() - interval '2 minutes' and role <> %(supervisor)s order by d limit 10")
 
 
 def main() -> None:
@@ -135,7 +135,7 @@ def main() -> None:
             found.append(sum(1 for c in search.candidates if c.available))
             t = time.perf_counter()
             with conn.cursor() as cur:
-                cur.execute(NAIVE, {"lat": lat, "lon": lon})
+                cur.execute(NAIVE, {"lat": lat, "lon": lon, "supervisor": Role.GRID_SUPERVISOR.value})
                 cur.fetchall()
             slow.append(time.perf_counter() - t)
         conn.close()

@@ -51,7 +51,7 @@ from cases.model import (
 )
 from core import freetext
 from core.orgcodes import Level, contains
-from core.roles import Role
+from core.roles import Role, UserRole
 
 MAX_REASON = 500
 MAX_NOTE = 2000
@@ -100,8 +100,9 @@ Outcome = Applied | Refusal
 # --- who may ------------------------------------------------------------------------------------------
 Check = Callable[[Actor, Case], str | None]      # None: allowed; else why not
 
-DISPATCHERS = frozenset({"dispatcher", "admin"})
-LEADERS = frozenset({"leader", "admin"})
+# an Actor carries its roles as values (a str Enum member hashes by its name, so it would not meet its value in a set)
+DISPATCHERS = frozenset({UserRole.DISPATCHER.value, UserRole.ADMIN.value})
+LEADERS = frozenset({UserRole.LEADER.value, UserRole.ADMIN.value})
 STAFF = DISPATCHERS | LEADERS
 
 

@@ -21,7 +21,7 @@ import psycopg2
 from core import freetext
 from core.catalogue import AuditAction, DeviceKind
 from core.city import GatewayKind, MemberDeviceKind
-from core.roles import Role
+from core.roles import Role, UserRole
 from database.audit import write_audit
 from registry import broker
 from registry.broker import BrokerAdmin, DynsecError, new_password
@@ -41,7 +41,7 @@ class RegistryError(ValueError):
 class Actor:
     """Who changes the registry: an admin on the page, or whoever runs the CLI."""
     user: str
-    roles: tuple[str, ...] = ("admin",)
+    roles: tuple[str, ...] = (UserRole.ADMIN.value,)
     source_address: str | None = None
 
 

@@ -52,10 +52,10 @@ from cases.model import (
 from cases.notices import Recipients
 from cases.offers import OfferPolicy
 from core.city import City
-from core.roles import Role
+from core.roles import Role, UserRole
 
 log = logging.getLogger(__name__)
-DESK = Actor(ActorKind.USER, "demo desk", frozenset({"dispatcher", "leader"}), "")
+DESK = Actor(ActorKind.USER, "demo desk", frozenset({UserRole.DISPATCHER.value, UserRole.LEADER.value}), "")
 EVERY_S = 2.0
 REFUSE_SHARE = 0.05
 REFUSE_REASONS = ("duplicate of an earlier report", "not the city's responsibility: passed to the property company",

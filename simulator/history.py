@@ -71,14 +71,14 @@ from cases.model import (
 from config.settings import load_settings
 from core.catalogue import INCIDENT_CATEGORIES
 from core.city import CITY_TZ, City, Grid
-from core.roles import Role
+from core.roles import Role, UserRole
 from database.citydb import read_city
 from kpis.patrol import Patrols
 from kpis.rollup import fold_pass
 
 log = logging.getLogger(__name__)
-STAFF = Actor(ActorKind.USER, "history-desk", frozenset({"dispatcher"}), "")
-LEADER = Actor(ActorKind.USER, "history-leader", frozenset({"leader"}), "")
+STAFF = Actor(ActorKind.USER, "history-desk", frozenset({UserRole.DISPATCHER.value}), "")
+LEADER = Actor(ActorKind.USER, "history-leader", frozenset({UserRole.LEADER.value}), "")
 INTAKE = Actor.system("intake")
 EXTENSION = Limit(1, Unit.WORKING_DAYS)
 LATE_AT_MOST = timedelta(hours=4)       # a late stage is acted on once its ladder has climbed (district: 2 h)

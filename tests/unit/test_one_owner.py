@@ -1,4 +1,4 @@
-"""Case states, audit action keys and org-code containment are each spelled in one place (core):
+"""Case states, roles, audit action keys and org-code containment are each spelled in one place (core):
 the enum beside its labels, one SQL function for containment (migration 0026). A grep of the code
 finds no second spelling: no SQL or browser code compares a state with a literal, no writer spells
 an audit action's key, and no query builds a prefix pattern of an org code."""
@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 from core.catalogue import ACTION_LABELS, CASE_STATE_LABELS, AuditAction, CaseState
+from core.roles import Role, UserRole
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STATES = "|".join(s.value for s in CaseState)
@@ -48,3 +49,11 @@ def test_no_writer_spells_an_audit_action_key():
 def test_no_query_builds_a_prefix_pattern_of_an_org_code():
     """Containment is org_contains(scope, code) in SQL and core.orgcodes.contains in Python."""
     assert _grep(r"_code\s+like\b|like\s+\S+\s*\|\|\s*'%'", "*.py", "*.sql") == []
+
+
+def test_no_code_spells_a_role():
+    """Roles are core.roles.Role (a member's) and UserRole (a login's); an Actor carries their values.
+    The demo logins' usernames happen to be role words ("dispatcher", "leader"): those are names."""
+    roles = "|".join(r.value for r in (*Role, *UserRole) if r is not UserRole.ADMIN)   # "admin" also names a section
+    found = _grep(rf"[\"']({roles})[\"']", "*.py", "*.js")
+    assert [line for line in found if not line.startswith(("core/roles.py", "simulator/logins.py"))] == []
