@@ -3,6 +3,7 @@ a `Request` (what they read) and a `Reply` (what they answer, with the reason wh
 refusal, which the server counts). `read_body` is the framing rule every body is read by."""
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol
 
@@ -38,6 +39,19 @@ class Reply:
     content_type: str = "application/json"
     headers: tuple[tuple[str, str], ...] = ()
     refused: str | None = None     # a refusal's reason (counted by the server), None for an answer
+    stream: AsyncIterator[bytes] | None = None   # a reply that stays open (server-sent events): `body`
+    #                                              first, then each chunk as it comes, until it ends
+
+
+@dataclass(frozen=True)
+class Route:
+    """One endpoint of the device-facing server: requests whose method is `method` and whose path
+    (without its query) is `path`, or starts with it when it ends in "/", are answered by `respond`
+    (a blocking function, run off the server's event loop); their body may be `max_body` bytes."""
+    method: str
+    path: str
+    respond: Callable[[Request], Reply]
+    max_body: int = 64 * 1024
 
 
 def refusal(status: int, reason: str, headers=()) -> Reply:
