@@ -14,8 +14,8 @@ import threading
 from collections.abc import Callable
 from datetime import datetime, timezone
 
+from core.http import Refused, Reply, Request, refusal
 from ingest.http.accounts import Logins
-from ingest.http.exchange import Refused, Reply, Request, refusal
 from ingest.model import RATE_LIMITED, Delivery, Inbound, Rejection
 from telemetry.decoders import osmand
 from telemetry.topics import AccountKind, owntracks_device_topic

@@ -11,9 +11,9 @@ from pathlib import Path
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 
+from core.http import Reply
 from ingest.http.accounts import BrokerAccounts, Logins
 from ingest.http.endpoints import DeviceEndpoints
-from ingest.http.exchange import Reply
 from ingest.http.server import (
     CONNECTIONS_PER_SOURCE,
     MAX_HANDLERS,

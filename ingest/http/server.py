@@ -4,7 +4,7 @@ A request must have arrived whole REQUEST_DEADLINE_S after its connection was ac
 socket is shut), each read within READ_TIMEOUT_S; one connection is one request; the server runs at
 most `max_handlers` requests at once (more are answered 503 at once), at most `per_source` from one
 address (more: 429 at once; a trusted proxy's are not capped here: the proxy must cap its own
-clients). What a request gets is a function's (`serving`): it reads an ingest.http.exchange.Request
+clients). What a request gets is a function's (`serving`): it reads a core.http.Request
 and answers a Reply, so the endpoints behind it know nothing of this server."""
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from collections import Counter as Tally
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from ingest.http.exchange import Reply, read_body
+from core.http import Reply, read_body
 
 log = logging.getLogger(__name__)
 READ_TIMEOUT_S = 10.0          # a client that sends nothing for this long is cut off ...
@@ -131,7 +131,7 @@ class RequestHandler(BaseHTTPRequestHandler):
 
 
 class HandlerRequest:
-    """An ingest.http.exchange.Request over this server's handler; `source` is decided by the
+    """A core.http.Request over this server's handler; `source` is decided by the
     caller (who knows the trusted proxies)."""
 
     def __init__(self, handler: RequestHandler, source: str) -> None:

@@ -1,4 +1,4 @@
-"""What passes between an HTTP server and the device endpoints, so the endpoints know no server:
+"""What passes between the device-facing HTTP server and its endpoints, so the endpoints know no server:
 a `Request` (what they read) and a `Reply` (what they answer, with the reason when it is a
 refusal, which the server counts). `read_body` is the framing rule every body is read by."""
 from __future__ import annotations
