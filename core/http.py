@@ -20,7 +20,7 @@ class Headers(Protocol):
 
 class Request(Protocol):
     """One device request as the endpoints see it. `source` is who sent it (behind a trusted
-    proxy, the address it forwards for: ingest.http.throttle.Sources); `body()` reads the body
+    proxy, the address it forwards for: core.throttle.Sources); `body()` reads the body
     by `read_body`'s rule or raises `Refused`; `arrived()` says the whole request is in (what
     remains, waiting for the commit, has its own bound)."""
     method: str

@@ -12,7 +12,7 @@ from pathlib import Path
 import orjson
 
 from core.sources import throttle_source
-from ingest.http.throttle import LoginThrottle
+from core.throttle import LoginThrottle
 from telemetry.topics import AccountKind
 
 

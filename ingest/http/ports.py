@@ -1,7 +1,7 @@
 """The ingest worker's HTTP sides, on two ports (bounded servers: ingest.http.server):
 
 - the device-facing one: the device endpoints (ingest.http.endpoints: /owntracks, /osmand/<token>),
-  their logins throttled (ingest.http.throttle), each refusal counted by its reason;
+  their logins throttled (core.throttle), each refusal counted by its reason;
 - the internal one: GET /metrics (Prometheus) and GET /healthz, never reachable from devices."""
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 
 from core.http import Reply
+from core.throttle import Sources
 from ingest.http.accounts import BrokerAccounts, Logins
 from ingest.http.endpoints import DeviceEndpoints
 from ingest.http.server import (
@@ -22,7 +23,6 @@ from ingest.http.server import (
     RequestHandler,
     serving,
 )
-from ingest.http.throttle import Sources
 from ingest.worker import Worker
 
 

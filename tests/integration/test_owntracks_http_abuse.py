@@ -19,8 +19,7 @@ from dataclasses import replace
 
 import pytest
 
-from ingest.http.server import CONNECTIONS_PER_SOURCE, READ_TIMEOUT_S, REQUEST_DEADLINE_S
-from ingest.http.throttle import (
+from core.throttle import (
     FAILURES_PER_PAIR,
     FAILURES_PER_SOURCE,
     FAILURES_PER_USERNAME,
@@ -28,6 +27,7 @@ from ingest.http.throttle import (
     Sources,
     ThrottlePolicy,
 )
+from ingest.http.server import CONNECTIONS_PER_SOURCE, READ_TIMEOUT_S, REQUEST_DEADLINE_S
 from registry.dynsec import BrokerAccount
 from telemetry.topics import AccountKind
 

@@ -1,5 +1,6 @@
-"""Login attempts at the device endpoints, slowed down instead of locked out (`LoginThrottle`), and
-who an attempt comes from (`Sources`: the socket's address, or what a trusted proxy forwards for)."""
+"""Login attempts at the device-facing endpoints (the ingest's and the handheld's), slowed down
+instead of locked out (`LoginThrottle`), and who an attempt comes from (`Sources`: the socket's
+address, or what a trusted proxy forwards for)."""
 from __future__ import annotations
 
 import ipaddress
