@@ -167,6 +167,19 @@ class Settings(BaseSettings):
                                                          '["10.0.0.5", "10.1.0.0/16"]) of reverse proxies whose '
                                                          "X-Forwarded-For the OwnTracks endpoint believes")
 
+    # --- the members' phones' photos (handheld/photos.py): a phone's quota per day (the city's day) ---
+    handheld_photos_per_day: int = Field(200, ge=1, description="photos one phone may upload a day; beyond it: "
+                                         "429 over_quota until the next day")
+    handheld_photo_mb_per_day: float = Field(300.0, gt=0, description="megabytes (as uploaded) one phone may upload "
+                                             "a day; beyond it: 429 over_quota until the next day")
+
+    # --- the members' phones' downlink (handheld/bridge.py, handheld/outbox.py) ---
+    handheld_bridge_receive_maximum: int = Field(500, ge=1, le=65535, description="downlink messages the broker "
+                                                 "sends the handheld bridge before it has committed and acknowledged "
+                                                 "them")
+    handheld_stream_keepalive_s: float = Field(15.0, gt=0, description="a phone's open stream gets a comment "
+                                               "this often when nothing else comes; its device is checked as often")
+
 
 def load_settings(**overrides) -> Settings:
     """Settings from the environment and the env file; keyword overrides win (used by tests)."""

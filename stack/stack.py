@@ -31,6 +31,7 @@ PG_DATABASE = "gridcc"
 INGEST_WORKERS = 2     # the demo's ingest workers: ingest-1, ingest-2, each with its own account
 SERVICE_ACCOUNTS = (("broker-admin", AccountKind.BROKER_ADMIN), ("broker-health", AccountKind.HEALTH),
                     ("dispatch", AccountKind.DISPATCH), ("cases", AccountKind.CASES),
+                    ("handheld-bridge", AccountKind.HANDHELD_BRIDGE),     # python -m handheld.bridge
                     *((f"ingest-{i}", AccountKind.INGEST) for i in range(1, INGEST_WORKERS + 1)))
 CONTROL_BATCH = 50     # more new accounts than this at once: rewrite the broker's file and restart it
 APPS = ("ingest", "dashboard", "cases")        # the apps with a database role and a Redis user of their own

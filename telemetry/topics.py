@@ -71,6 +71,8 @@ class AccountKind(str, Enum):
     INGEST = "ingest"          # an ingest worker: reads every uplink topic (in the share group)
     DISPATCH = "dispatch"      # the dispatcher service: sends tasks, reads acknowledgements
     CASES = "cases"            # the cases engine: sends case notices and announcements (nothing else)
+    HANDHELD_BRIDGE = "handheld_bridge"  # copies every terminal's notices and tasks and every announcement
+    #                                      into the members' phones' outbox (handheld/bridge.py); publishes nothing
     BROKER_ADMIN = "broker_admin"  # the stack's own: adds and changes accounts at run time
     HEALTH = "health"          # may log in, and do nothing else (the broker's health check)
 
@@ -105,6 +107,12 @@ def uplink_filters() -> tuple[str, ...]:
     """Every uplink topic, as subscription filters (the ingest workers subscribe to these)."""
     return (*(terminal_topic("+", leaf) for leaf in TERMINAL_UPLINK),
             *(gateway_topic("+", leaf) for leaf in GATEWAY_UPLINK), f"{OWNTRACKS_PREFIX}/#")
+
+
+def handheld_downlink_filters() -> tuple[str, ...]:
+    """What reaches a member's phones (the handheld bridge subscribes to these): every terminal's
+    downlink leaves and every org unit's announcements."""
+    return (*(terminal_topic("+", leaf) for leaf in TERMINAL_DOWNLINK), org_topic("+"))
 
 
 @dataclass(frozen=True)
@@ -147,6 +155,8 @@ def topic_rules(kind: AccountKind, username: str, org: str = "") -> list[TopicRu
                 TopicRule("subscribe", terminal_topic("+", TASK_ACK), shared=True)]
     if kind is AccountKind.CASES:
         return [TopicRule("publish", terminal_topic("+", NOTICE)), TopicRule("publish", org_topic("+"))]
+    if kind is AccountKind.HANDHELD_BRIDGE:
+        return [TopicRule("subscribe", f) for f in handheld_downlink_filters()]
     if kind is AccountKind.BROKER_ADMIN:
         return [TopicRule("publish", CONTROL_TOPIC), TopicRule("subscribe", CONTROL_TOPIC + "/response")]
     if kind in (AccountKind.HEALTH, AccountKind.OSMAND):
