@@ -124,6 +124,7 @@ class MemberDeviceKind(str, Enum):
     TERMINAL = "terminal"      # a handheld terminal speaking our JSON over MQTT
     OWNTRACKS = "owntracks"    # a phone running the OwnTracks app (MQTT or HTTP mode)
     OSMAND = "osmand"          # a phone running Traccar Client (the OsmAnd protocol over HTTP)
+    HANDHELD = "handheld"      # a phone running our app (网格通) over HTTPS: no broker account (handheld/)
 
 
 @dataclass(frozen=True)

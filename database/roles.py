@@ -48,13 +48,18 @@ STATUS_HISTORY = ("member_status",)  # the members' dispatch status over time, r
 KPI_TABLES = ("case_facts", "case_stage_facts", "kpi_daily", "kpi_durations",    # the assessment's facts and rollups
               "patrol_daily", "patrol_watermark", "patrol_units_daily")
 KPI_DIRTY = ("kpi_dirty",)          # filled by a trigger on case_events, emptied by the rollup maintainer
+HANDHELD_ENROLMENTS = ("handheld_enrolments",)   # one-time codes: made by the registry (the admin page)
+HANDHELD_CREDENTIALS = ("handheld_credentials",)  # made by handheld_redeem, read at sign-in, revoked by the registry
+HANDHELD_SESSIONS = ("handheld_sessions",)        # the handheld's sign-ins (the ingest's device-facing server)
+HANDHELD_TABLES = HANDHELD_ENROLMENTS + HANDHELD_CREDENTIALS + HANDHELD_SESSIONS
 OTHER_TABLES = ("schema_migrations",)
 
 TEMP_TABLES = {INGEST}        # the roles that may create temporary tables (the ingest's staging)
 
 # role -> (privileges, tables)
 GRANTS: dict[str, list[tuple[str, tuple[str, ...]]]] = {
-    INGEST: [("select, insert", INGEST_TABLES), ("select", REFERENCE_TABLES)],
+    INGEST: [("select, insert", INGEST_TABLES), ("select", REFERENCE_TABLES),
+             ("select", HANDHELD_CREDENTIALS), ("select, insert, update", HANDHELD_SESSIONS)],   # handhelds' sign-in
     DASHBOARD: [("select", REFERENCE_TABLES + INGEST_TABLES + DASHBOARD_WRITES + OTHER_TABLES + CASE_TABLES
                  + CASE_RULES + CASE_INBOX + ANNOUNCEMENTS + DUTY + STATUS_HISTORY + KPI_TABLES),   # inbox: rules page
                 ("insert", DASHBOARD_WRITES + ANNOUNCEMENTS),
@@ -65,7 +70,9 @@ GRANTS: dict[str, list[tuple[str, tuple[str, ...]]]] = {
                 ("insert", ("time_limits",)),             # an admin's new version of the time limits
                 ("insert, update", ("work_calendar",)),   # an admin's calendar overrides
                 ("select, insert, update", LOGIN_TABLES),
-                ("insert, update", REGISTRY_WRITES)],        # the admin page's registry (registry.store)
+                ("insert, update", REGISTRY_WRITES),         # the admin page's registry (registry.store)
+                ("select", HANDHELD_TABLES),                 # … a handheld enrolled, revoked (its sessions ended)
+                ("insert", HANDHELD_ENROLMENTS), ("update", HANDHELD_CREDENTIALS + HANDHELD_SESSIONS)],
     CASES: [("select", REFERENCE_TABLES + INGEST_TABLES),
             ("insert", ("audit_log",)),               # a terminal's refused case update is audited
             ("select, insert, update", ("cases",)),
@@ -81,6 +88,8 @@ GRANTS: dict[str, list[tuple[str, tuple[str, ...]]]] = {
 }
 # role -> sequences it draws from (the dashboard: a dispatcher enters a hotline case)
 SEQUENCES = {CASES: ("case_numbers",), DASHBOARD: ("case_numbers",)}
+# role -> security definer functions it may call (executing them is taken back from PUBLIC)
+FUNCTIONS = {INGEST: ("handheld_redeem(bytea, bytea, text, text, text)",)}   # a handheld's code used
 
 
 
@@ -112,6 +121,9 @@ def ensure_roles(owner_dsn: str, passwords: dict[str, str]) -> None:
                 for sequence in SEQUENCES.get(role, ()):
                     cur.execute(sql.SQL("grant usage on sequence {} to {}").format(
                         sql.Identifier(sequence), sql.Identifier(role)))
+                for function in FUNCTIONS.get(role, ()):
+                    cur.execute(sql.SQL("grant execute on function {} to {}").format(
+                        sql.SQL(function), sql.Identifier(role)))
     finally:
         conn.close()
 
@@ -119,7 +131,8 @@ def ensure_roles(owner_dsn: str, passwords: dict[str, str]) -> None:
 def ungranted_tables(owner_dsn: str) -> list[str]:
     """Tables of the public schema that no list above names (a migration added one)."""
     named = set(REFERENCE_TABLES + INGEST_TABLES + DASHBOARD_WRITES + LOGIN_TABLES + OTHER_TABLES + CASE_TABLES
-                + CASE_RULES + CASE_INBOX + ANNOUNCEMENTS + DUTY + STATUS_HISTORY + KPI_TABLES + KPI_DIRTY)
+                + CASE_RULES + CASE_INBOX + ANNOUNCEMENTS + DUTY + STATUS_HISTORY + KPI_TABLES + KPI_DIRTY
+                + HANDHELD_TABLES)
     conn = psycopg2.connect(owner_dsn)
     try:
         with conn.cursor() as cur:

@@ -5,6 +5,7 @@
     change-member M-1 [--name …] [--role …]      move-member M-1 --grid 350102002003002
     replace-terminal M-1 --terminal T-M-1b       retire-member M-1      retire-device ot-m-1
     rotate DEVICE [--otrc FILE] [--qr FILE.png]  revoke DEVICE
+    enrol-handheld M-1 [--label "Wang's phone"]  (a phone with the handheld app: its one-time link)
     add-gateway GW-9 --kind building_gateway --building B-… [--protocol senml]
     move-gateway GW-9 --building B-…             retire-gateway GW-9
     add-sensor urn:dev:ow:10e2073a01080063 --kind temperature --gateway GW-9 [--building B-…]
@@ -68,6 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     command("replace-terminal", "member_id").add_argument("--terminal", required=True)
     command("retire-member", "member_id")
     command("retire-device", "device_id")
+    command("enrol-handheld", "member_id").add_argument("--label", default="")
     onboarding(command("rotate", "device_id"))
     command("revoke", "device_id")
     p = command("add-gateway", "gateway_id")
@@ -94,12 +96,14 @@ def _parser() -> argparse.ArgumentParser:
 def registry_accounts(dsn: str) -> list[BrokerAccount]:
     """Every broker account the registry knows and still uses, with what its rules derive from
     (no password): each active member device's (a terminal's grid is its member's) and each
-    active gateway's. Retired ones are left out: their accounts are disabled for good."""
+    active gateway's. Retired ones are left out: their accounts are disabled for good; so are
+    handhelds, which have no broker account (they speak HTTPS)."""
     conn = psycopg2.connect(dsn)
     try:
         with conn.cursor() as cur:
             cur.execute("select d.device_id, d.kind, m.grid_code from member_devices d "
-                        "join members m using (member_id) where d.retired_at is null and m.retired_at is null")
+                        "join members m using (member_id) where d.retired_at is null and m.retired_at is null "
+                        "and d.kind <> %s", (MemberDeviceKind.HANDHELD.value,))
             devices = cur.fetchall()
             cur.execute("select gateway_id from gateways where retired_at is null")
             gateways = cur.fetchall()
@@ -169,6 +173,14 @@ def run(args, registry: DeviceRegistry, actor: Actor, settings) -> int:
         registry.retire_member(actor, args.member_id)
     elif c == "retire-device":
         registry.retire_device(actor, args.device_id)
+    elif c == "enrol-handheld":
+        from registry import onboarding
+
+        enrolment = registry.enrol_handheld(actor, args.member_id, args.label)
+        print(f"{enrolment.device_id}: open this link on the member's phone (once, until "
+              f"{enrolment.expires_at:%Y-%m-%d %H:%M %Z}):")
+        print(f"  {enrolment.link(onboarding.ingest_url(settings))}")
+        return 0
     elif c == "rotate":
         _credential(registry.rotate(actor, args.device_id), args, settings)
     elif c == "revoke":

@@ -23,14 +23,21 @@ from core.catalogue import AuditAction, DeviceKind
 from core.city import GatewayKind, MemberDeviceKind
 from core.roles import Role, UserRole
 from database.audit import write_audit
-from registry import broker
+from registry import broker, handhelds
 from registry.broker import BrokerAdmin, DynsecError, new_password
+from registry.handhelds import Enrolment
 from telemetry.messages import is_valid_id
 from telemetry.topics import AccountKind
 
-# the broker account a member's device of each kind logs in with
+# the broker account a member's device of each kind logs in with (a handheld has none: it speaks HTTPS)
 ACCOUNT_KINDS = {MemberDeviceKind.TERMINAL: AccountKind.TERMINAL, MemberDeviceKind.OWNTRACKS: AccountKind.OWNTRACKS,
                  MemberDeviceKind.OSMAND: AccountKind.OSMAND}
+HANDHELD = MemberDeviceKind.HANDHELD.value
+
+
+def _disable(devices: list[tuple[str, str]]) -> list[dict]:
+    """The broker commands that disable these (device, kind)s' accounts: a handheld has none."""
+    return [c for device_id, kind in devices if kind != HANDHELD for c in broker.set_disabled(device_id, True)]
 
 
 class RegistryError(ValueError):
@@ -60,7 +67,7 @@ class _Change:
     before: Any = None
     after: Any = None
     commands: list[dict] | None = None
-    credential: Credential | None = None
+    credential: Credential | Enrolment | None = None   # what is handed back once
 
 
 def _choice(enum, value: str, what: str):
@@ -182,6 +189,9 @@ class DeviceRegistry:
         """Another device of a member's (a phone with OwnTracks or Traccar Client, a second terminal)."""
         def change(cur) -> _Change:
             device_kind = _choice(MemberDeviceKind, kind, "device kind")
+            if device_kind is MemberDeviceKind.HANDHELD:
+                raise RegistryError("a handheld (网格通) is enrolled with a one-time code, not added: "
+                                    "enrol-handheld, or the Members' phones page")
             _id(device_id, "device id")
             device_label = _text(label, freetext.NAME, "a device's label")
             member = self._member(cur, member_id)
@@ -224,10 +234,11 @@ class DeviceRegistry:
             member = self._member(cur, member_id)
             cur.execute("update members set retired_at = now() where member_id = %s", (member_id,))
             cur.execute("update member_devices set retired_at = now() where member_id = %s and retired_at is null "
-                        "returning device_id", (member_id,))
-            devices = sorted(d for (d,) in cur.fetchall())
-            return _Change(f"member:{member_id}", member[3], {"devices": devices}, {"retired": True},
-                           [c for d in devices for c in broker.set_disabled(d, True)])
+                        "returning device_id, kind", (member_id,))
+            devices = sorted(cur.fetchall())
+            handhelds.end_sessions(cur, [d for d, kind in devices if kind == HANDHELD])
+            return _Change(f"member:{member_id}", member[3], {"devices": [d for d, _ in devices]}, {"retired": True},
+                           _disable(devices))
         self._apply(actor, AuditAction.REGISTRY_MEMBER_RETIRE, f"member:{member_id}", change)
 
     def retire_device(self, actor: Actor, device_id: str) -> None:
@@ -244,8 +255,10 @@ class DeviceRegistry:
                 raise RegistryError(f"{device_id!r} is member {member_id!r}'s own terminal: replace it "
                                     "(replace-terminal) or retire the member")
             cur.execute("update member_devices set retired_at = now() where device_id = %s", (device_id,))
-            return _Change(f"device:{device_id}", member[3], {"member_id": member_id, "kind": kind}, {"retired": True},
-                           broker.set_disabled(device_id, True))
+            ended = handhelds.end_sessions(cur, [device_id]) if kind == HANDHELD else 0
+            return _Change(f"device:{device_id}", member[3], {"member_id": member_id, "kind": kind},
+                           {"retired": True, **({"sessions_ended": ended} if kind == HANDHELD else {})},
+                           _disable([(device_id, kind)]))
         self._apply(actor, AuditAction.REGISTRY_DEVICE_RETIRE, f"device:{device_id}", change)
 
     def replace_terminal(self, actor: Actor, member_id: str, terminal_id: str) -> Credential:
@@ -267,14 +280,29 @@ class DeviceRegistry:
         replaced = self._apply(actor, AuditAction.REGISTRY_MEMBER_REPLACE_TERMINAL, f"member:{member_id}", change)
         return replaced.credential
 
+    def enrol_handheld(self, actor: Actor, member_id: str, label: str = "") -> Enrolment:
+        """A one-time code (24 hours) that binds a phone running the handheld app to the member as
+        a new device of kind `handheld` when the phone uses it (handheld.sessions.Sessions.enrol,
+        with the PIN the member chooses). Audited as a device added (the code's device named);
+        the code is handed back once and stored hashed."""
+        def change(cur) -> _Change:
+            device_label = _text(label, freetext.NAME, "a device's label")
+            member = self._member(cur, member_id)
+            enrolment = handhelds.create_enrolment(cur, member_id, device_label, actor.user)
+            return _Change(f"device:{enrolment.device_id}", member[3], None,
+                           {"member_id": member_id, "kind": HANDHELD, "label": device_label,
+                            "enrolment_expires_at": enrolment.expires_at.isoformat()}, None, enrolment)
+        return self._apply(actor, AuditAction.REGISTRY_DEVICE_ADD, f"member:{member_id}", change).credential
+
     # --- credentials ----------------------------------------------------------------------------
-    def _account(self, cur, device_id: str) -> tuple[AccountKind, str | None]:
-        """(the device's account kind, its org unit), for an active device."""
+    def _account(self, cur, device_id: str) -> tuple[AccountKind | None, str | None]:
+        """(the device's account kind, its org unit), for an active device; a handheld's kind is
+        None (it has no broker account)."""
         cur.execute("select d.kind, m.grid_code from member_devices d join members m using (member_id) "
                     "where d.device_id = %s and d.retired_at is null and m.retired_at is null", (device_id,))
         row = cur.fetchone()
         if row is not None:
-            return ACCOUNT_KINDS[MemberDeviceKind(row[0])], row[1]
+            return ACCOUNT_KINDS.get(MemberDeviceKind(row[0])), row[1]
         cur.execute("select grid_code from gateways where gateway_id = %s and retired_at is null", (device_id,))
         row = cur.fetchone()
         if row is not None:
@@ -285,6 +313,9 @@ class DeviceRegistry:
         """A new password (the old one stops working at once); a revoked account is enabled again."""
         def change(cur) -> _Change:
             kind, scope = self._account(cur, device_id)
+            if kind is None:
+                raise RegistryError(f"{device_id!r} is a handheld (网格通): it has no password; retire it and "
+                                    "enrol the phone again")
             password = new_password()
             return _Change(f"device:{device_id}", scope, None, {"password": "new"},
                            [*broker.set_password(device_id, password), *broker.set_disabled(device_id, False)],
@@ -293,9 +324,13 @@ class DeviceRegistry:
 
     def revoke(self, actor: Actor, device_id: str) -> None:
         """The account disabled (a stolen phone), the device still registered: `rotate` gives it a
-        new password and enables it again."""
+        new password and enables it again. A handheld's credentials are revoked for good and its
+        sessions ended (its next request is refused); it is enrolled again, as a new device."""
         def change(cur) -> _Change:
-            _, scope = self._account(cur, device_id)
+            kind, scope = self._account(cur, device_id)
+            if kind is None:
+                return _Change(f"device:{device_id}", scope, None,
+                               {"revoked": True, "sessions_ended": handhelds.revoke(cur, device_id)})
             return _Change(f"device:{device_id}", scope, None, {"revoked": True},
                            broker.set_disabled(device_id, True))
         self._apply(actor, AuditAction.REGISTRY_CREDENTIAL_REVOKE, f"device:{device_id}", change)
