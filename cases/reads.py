@@ -8,7 +8,7 @@ from typing import ClassVar
 
 from cases import store as case_store
 from cases.intake import MAX_ATTEMPTS
-from cases.model import FINISHED, Case, State, values
+from cases.model import FINISHED, Case, State, Verify, values
 from cases.tell import case_change
 from core.orgcodes import Scope
 from database.reads import Reads, equal, like_escape
@@ -46,9 +46,8 @@ class CaseReads(Reads):
         steps = self.rows("select stage, level, org_code, step, repeat, due_at, fired_at from case_escalations "
                             "where case_id = %s order by fired_at, step, repeat", (case_id,))
         sources = self.rows(
-            "select s.kind, s.key, s.linked, r.time, r.description, r.photo_ref, r.address from case_sources s "
-            "left join incident_reports r on s.kind = 'report' and r.terminal_id = split_part(s.key, '/', 1) "
-            "and r.report_id = substr(s.key, length(split_part(s.key, '/', 1)) + 2) where s.case_id = %s "
+            "select s.kind, s.key, s.linked, r.time, r.description, r.photo_ref, coalesce(r.photo_refs, '{}'), "
+            f"r.address from case_sources s left join incident_reports r on {_SOURCE_REPORT} where s.case_id = %s "
             "order by s.time", (case_id,))
         notices = self.rows("select terminal_id, kind, time, sent_at from case_notices where case_id = %s "
                               "order by id", (case_id,))
@@ -56,9 +55,30 @@ class CaseReads(Reads):
         return {"events": [dict(zip(names, e, strict=True)) for e in events],
                 "escalations": [dict(zip(("stage", "level", "org_code", "step", "repeat", "due_at", "fired_at"), r,
                                          strict=True)) for r in steps],
-                "sources": [dict(zip(("kind", "key", "linked", "time", "description", "photo_ref", "address"), r,
-                                     strict=True)) for r in sources],
+                "sources": [dict(zip(("kind", "key", "linked", "time", "description", "photo_ref", "photo_refs",
+                                      "address"), r, strict=True)) for r in sources],
                 "notices": [dict(zip(("terminal_id", "kind", "time", "sent_at"), r, strict=True)) for r in notices]}
+
+    def case_photos(self, case_id: str) -> list[dict]:
+        """The photos of a case, in the order they came: its reports' (`stage` "report", before) and
+        those of the members' feedback and verification ("feedback", "verify": after), each
+        `{"ref", "stage", "time"}`; a ref named twice is listed once, where it first came."""
+        return case_photos(self.case_history(case_id))
+
+    def photo(self, scope: Scope, ref: str, thumb: bool = False) -> bytes | None:
+        """A stored photo's JPEG (or its thumbnail) if the scope covers a report or a case that names
+        it (the report's grid, the case's org unit, as the case's page is authorized); None when
+        there is no such photo or nothing in the scope names it (the caller cannot tell which)."""
+        found = self.rows(f"select {'thumb' if thumb else 'bytes'} from photos p where p.ref = %(ref)s and ("
+                          f"exists (select 1 from incident_reports r where {_NAMES_REF} "
+                          "and org_contains(%(scope)s, r.grid_code)) "
+                          f"or exists (select 1 from incident_reports r join case_sources s on {_REPORT_SOURCE} "
+                          f"join cases c on c.case_id = s.case_id where {_NAMES_REF} "
+                          "and org_contains(%(scope)s, c.org_code)) "
+                          "or exists (select 1 from case_events e join cases c on c.case_id = e.case_id "
+                          f"where {_EVENT_NAMES_REF} and org_contains(%(scope)s, c.org_code)))",
+                          {"ref": ref, "scope": scope.code})
+        return bytes(found[0][0]) if found else None
 
     # --- the rules (the rules page) -----------------------------------------------------------------
     def limit_versions(self) -> list[dict]:
@@ -93,6 +113,29 @@ class CaseReads(Reads):
         rows = self.rows("select id, kind, key, time, attempts, last_error from case_inbox where attempts >= %s "
                            "order by id desc limit %s", (MAX_ATTEMPTS, limit))
         return [dict(zip(("id", "kind", "key", "time", "attempts", "last_error"), r, strict=True)) for r in rows]
+
+
+# a case's source row -> its incident report (`s`: case_sources, `r`: incident_reports), either way
+_SOURCE_REPORT = ("s.kind = 'report' and r.terminal_id = split_part(s.key, '/', 1) "
+                  "and r.report_id = substr(s.key, length(split_part(s.key, '/', 1)) + 2)")
+_REPORT_SOURCE = "s.kind = 'report' and s.key = r.terminal_id || '/' || r.report_id"
+# an incident report `r` / a case event `e` names the photo %(ref)s (indexes of migration 0029)
+_NAMES_REF = "(r.photo_refs @> array[%(ref)s]::text[] or r.photo_ref = %(ref)s)"
+_EVENT_NAMES_REF = "e.detail -> 'photo_refs' ? %(ref)s"
+PHOTO_STAGES = ("report", "feedback", "verify")   # before (the report's), after (the handler's, the checker's)
+
+
+def case_photos(history: dict) -> list[dict]:
+    """The photos of a case's history (CaseReads.case_history): see CaseReads.case_photos."""
+    found: dict[str, dict] = {}
+    for s in history["sources"]:
+        for ref in ([s["photo_ref"]] if s.get("photo_ref") else []) + list(s.get("photo_refs") or ()):
+            found.setdefault(ref, {"ref": ref, "stage": "report", "time": s["time"]})
+    for e in history["events"]:
+        for ref in (e["detail"] or {}).get("photo_refs") or ():
+            stage = "verify" if e["command"] == Verify.name else "feedback"
+            found.setdefault(ref, {"ref": ref, "stage": stage, "time": e["time"]})
+    return list(found.values())
 
 
 SELECT_CASES = f"select {', '.join(case_store.CASE_COLUMNS)} from cases"

@@ -173,6 +173,12 @@ class Settings(BaseSettings):
     handheld_photo_mb_per_day: float = Field(300.0, gt=0, description="megabytes (as uploaded) one phone may upload "
                                              "a day; beyond it: 429 over_quota until the next day")
 
+    # --- the members' phones' photos (handheld/photos.py): a phone's quota per day (the city's day) ---
+    handheld_photos_per_day: int = Field(200, ge=1, description="photos one phone may upload a day; beyond it: "
+                                         "429 over_quota until the next day")
+    handheld_photo_mb_per_day: float = Field(300.0, gt=0, description="megabytes (as uploaded) one phone may upload "
+                                             "a day; beyond it: 429 over_quota until the next day")
+
     # --- the members' phones' downlink (handheld/bridge.py, handheld/outbox.py) ---
     handheld_bridge_receive_maximum: int = Field(500, ge=1, le=65535, description="downlink messages the broker "
                                                  "sends the handheld bridge before it has committed and acknowledged "

@@ -86,6 +86,11 @@ GRANTS: dict[str, list[tuple[str, tuple[str, ...]]]] = {
             ("select, insert, update", KPI_TABLES),  # it maintains the assessment's rollups (kpis/rollup.py)
             ("select, update, delete", KPI_DIRTY)],   # taken FOR UPDATE SKIP LOCKED (needs update)
 }
+# the members' phones' photos (handheld/photos.py): the device-facing server (as the ingest) stores
+# them and reads them back to the phones; the screens show them (dashboard/photos.py)
+PHOTOS = ("photos",)
+GRANTS[INGEST] += [("select, insert", PHOTOS)]
+GRANTS[DASHBOARD] += [("select", PHOTOS)]
 # role -> sequences it draws from (the dashboard: a dispatcher enters a hotline case)
 SEQUENCES = {CASES: ("case_numbers",), DASHBOARD: ("case_numbers",)}
 # role -> security definer functions it may call (executing them is taken back from PUBLIC)
@@ -132,7 +137,7 @@ def ungranted_tables(owner_dsn: str) -> list[str]:
     """Tables of the public schema that no list above names (a migration added one)."""
     named = set(REFERENCE_TABLES + INGEST_TABLES + DASHBOARD_WRITES + LOGIN_TABLES + OTHER_TABLES + CASE_TABLES
                 + CASE_RULES + CASE_INBOX + ANNOUNCEMENTS + DUTY + STATUS_HISTORY + KPI_TABLES + KPI_DIRTY
-                + HANDHELD_TABLES)
+                + HANDHELD_TABLES + PHOTOS)
     conn = psycopg2.connect(owner_dsn)
     try:
         with conn.cursor() as cur:
