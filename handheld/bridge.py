@@ -198,6 +198,7 @@ class HandheldBridge:
         if refused:
             log.error("the broker refused the handheld bridge's subscriptions: %s", ", ".join(refused))
             return
+        log.info("subscribed to %s", ", ".join(handheld_downlink_filters()))
         self.subscribed.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
