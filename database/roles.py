@@ -52,6 +52,9 @@ HANDHELD_ENROLMENTS = ("handheld_enrolments",)   # one-time codes: made by the r
 HANDHELD_CREDENTIALS = ("handheld_credentials",)  # made by handheld_redeem, read at sign-in, revoked by the registry
 HANDHELD_SESSIONS = ("handheld_sessions",)        # the handheld's sign-ins (the ingest's device-facing server)
 HANDHELD_TABLES = HANDHELD_ENROLMENTS + HANDHELD_CREDENTIALS + HANDHELD_SESSIONS
+HANDHELD_OUTBOX = ("handheld_outbox",)   # the phones' downlink: the bridge writes it, the device-facing server
+#                                          reads and acknowledges it (both as the ingest; handheld/outbox.py)
+HANDHELD_READS = CASE_TABLES + ANNOUNCEMENTS + ("patrol_daily",)   # what a phone reads (handheld/reads.py)
 OTHER_TABLES = ("schema_migrations",)
 
 TEMP_TABLES = {INGEST}        # the roles that may create temporary tables (the ingest's staging)
@@ -86,6 +89,8 @@ GRANTS: dict[str, list[tuple[str, tuple[str, ...]]]] = {
             ("select, insert, update", KPI_TABLES),  # it maintains the assessment's rollups (kpis/rollup.py)
             ("select, update, delete", KPI_DIRTY)],   # taken FOR UPDATE SKIP LOCKED (needs update)
 }
+# the members' phones, served by the ingest's device-facing server: their outbox and their reads
+GRANTS[INGEST] += [("select, insert, update", HANDHELD_OUTBOX), ("select", HANDHELD_READS)]
 # the members' phones' photos (handheld/photos.py): the device-facing server (as the ingest) stores
 # them and reads them back to the phones; the screens show them (dashboard/photos.py)
 PHOTOS = ("photos",)
@@ -137,7 +142,7 @@ def ungranted_tables(owner_dsn: str) -> list[str]:
     """Tables of the public schema that no list above names (a migration added one)."""
     named = set(REFERENCE_TABLES + INGEST_TABLES + DASHBOARD_WRITES + LOGIN_TABLES + OTHER_TABLES + CASE_TABLES
                 + CASE_RULES + CASE_INBOX + ANNOUNCEMENTS + DUTY + STATUS_HISTORY + KPI_TABLES + KPI_DIRTY
-                + HANDHELD_TABLES + PHOTOS)
+                + HANDHELD_TABLES + HANDHELD_OUTBOX + PHOTOS)
     conn = psycopg2.connect(owner_dsn)
     try:
         with conn.cursor() as cur:
