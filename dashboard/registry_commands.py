@@ -231,6 +231,26 @@ class AddDevice:
 
 
 @dataclass(frozen=True)
+class EnrolHandheld:
+    """A one-time code that binds a phone with the handheld app (网格通) to a member (handed back
+    once, as a registry.handhelds.Enrolment); a device added, so authorized and audited as one."""
+    action: ClassVar[Action] = ADD_DEVICE
+    member_id: str
+    label: str = ""
+
+    @property
+    def target_key(self) -> str:
+        return f"member:{self.member_id}"
+
+    def locate(self, ctx: Commands) -> Target:
+        grid = _grid(ctx, "member", self.member_id)
+        return Target(self.target_key, grid, f"handheld · {self.member_id}")
+
+    def run(self, ctx: Commands, who: Identity, target: Target, source_address: str | None) -> Written:
+        return _done(ctx, who, source_address, lambda r, a: r.enrol_handheld(a, self.member_id, self.label))
+
+
+@dataclass(frozen=True)
 class RetireDevice(_OnOne):
     action: ClassVar[Action] = RETIRE_DEVICE
     kind: ClassVar[str] = "device"

@@ -1,16 +1,22 @@
-"""Members' devices, for admins: a member's phone joins here (OwnTracks or Traccar Client), and any
-device gets a new password, is revoked or retired, without restarting anything (registry.store;
-the CLI `python -m registry.devices` does the same and more: members, gateways, sensors, imports).
+"""Members' devices, for admins: a member's phone joins here (OwnTracks, Traccar Client, or our own
+handheld app 网格通), and any device gets a new password, is revoked or retired, without restarting
+anything (registry.store; the CLI `python -m registry.devices` does the same and more: members,
+gateways, sensors, imports).
 
 The new password is shown once, with what the phone needs: for OwnTracks its configuration file
-and a QR code to scan; for Traccar Client the server URL and identifier to type in. Every change
+and a QR code to scan; for Traccar Client the server URL and identifier to type in. A handheld has
+no password: it gets a one-time link (and its QR code), valid 24 hours, which the member opens on
+the phone to enrol it and choose a PIN (handheld.sessions); revoking or retiring it stops it at its
+next request. Every change
 is authorized for the member's grid on the server (an admin of a street reaches only the street's
 members) and audited by the registry.
 """
 from __future__ import annotations
 
 import base64
+import io
 
+import segno
 from dash import ALL, Input, Output, State, ctx, dcc, html, no_update
 
 from core import freetext
@@ -23,14 +29,18 @@ from dashboard.authz import Identity, Scope, current_identity
 from dashboard.declarations import callback, page
 from dashboard.state import app_state
 from registry import onboarding
+from registry.handhelds import Enrolment
 from registry.store import Credential
 
 DEVICE_ACTIONS = (rc.ADD_DEVICE, rc.ROTATE, rc.REVOKE, rc.RETIRE_DEVICE)
 TITLE = Label("Members' phones", "网格员手机")
 _PHONES = {"owntracks-mqtt": ("owntracks", "mqtt", Label("OwnTracks (MQTT)", "OwnTracks（MQTT）")),
            "owntracks-http": ("owntracks", "http", Label("OwnTracks (HTTP)", "OwnTracks（HTTP）")),
-           "osmand": ("osmand", None, Label("Traccar Client", "Traccar Client"))}
-_KIND_LABELS = {"terminal": str(Label("terminal", "终端")), "owntracks": "OwnTracks", "osmand": "Traccar Client"}
+           "osmand": ("osmand", None, Label("Traccar Client", "Traccar Client")),
+           "handheld": ("handheld", None, "网格通 handheld")}   # the members' own app: its name as they know it
+HANDHELD_LABEL = _PHONES["handheld"][2]
+_KIND_LABELS = {"terminal": str(Label("terminal", "终端")), "owntracks": "OwnTracks", "osmand": "Traccar Client",
+                "handheld": HANDHELD_LABEL}
 
 
 def layout(state, scope: Scope, kiosk: bool = False):
@@ -84,7 +94,7 @@ def devices_table(state, identity: Identity | None):
                        ("revoke", Label("Revoke", "吊销"), f"Revoke {device_id}? It is disconnected at once. 吊销？"),
                        ("retire", Label("Retire", "停用"),
                         f"Retire {device_id}? What it still sends is refused. 停用设备？"))
-                   if not (do == "retire" and kind == "terminal")]
+                   if not (do == "retire" and kind == "terminal") and not (do == "rotate" and kind == "handheld")]
         rows.append(html.Tr(id=f"devices-row-{device_id}", children=[
             html.Td([html.Div(device_id, className="admin-name"), html.Div(label, className="audit-dim")]),
             html.Td(_KIND_LABELS.get(kind, kind)),
@@ -121,6 +131,26 @@ def _phone_said(credential: Credential, mode: str | None):
     return ui.secret("devices", credential, *parts)
 
 
+def _enrolment_said(enrolment: Enrolment):
+    """The one-time link and its QR code, shown this once: the member opens it on the phone."""
+    link = enrolment.link(onboarding.ingest_url(app_state().settings))
+    out = io.BytesIO()
+    segno.make(link, error="m").save(out, kind="png", scale=4, border=4)
+    until = enrolment.expires_at.astimezone(CITY_TZ).strftime("%Y-%m-%d %H:%M")
+    return html.Div(className="admin-done", children=html.Div(className="admin-secret", children=[
+        html.Div(f"{HANDHELD_LABEL} · {enrolment.device_id} — "
+                 + str(Label("open this link on the member's phone, once; shown once",
+                             "请在网格员手机上打开此链接（仅可使用一次，仅显示一次）"))),
+        html.Img(src=f"data:image/png;base64,{base64.b64encode(out.getvalue()).decode()}", id="devices-enrol-qr",
+                 className="devices-qr", alt="handheld enrolment QR code"),
+        html.Code(link, id="devices-enrol-link", className="registry-secret"),
+        html.Div([f"{Label('valid until', '有效期至')} ", html.Span(until, id="devices-enrol-expires"),
+                  f" ({Label('24 hours', '24小时')})"]),
+        html.Div(str(Label("the member chooses a 6-digit PIN on the phone", "网格员在手机上设置6位PIN码")),
+                 className="audit-dim"),
+    ]))
+
+
 @callback(Output("devices-result", "children"), Output("devices-table", "children"),
           Input("devices-add", "n_clicks"), Input({"type": "devices-do", "device": ALL, "do": ALL}, "submit_n_clicks"),
           State("devices-member", "value"), State("devices-app", "value"), State("devices-label", "value"),
@@ -137,8 +167,11 @@ def change_device(_added, _confirmed, member_id, app, label):
     mode, do = None, "add"
     if trigger == "devices-add":
         kind, mode, _ = _PHONES.get(app or "", _PHONES["owntracks-mqtt"])
-        device_id = state.queries.new_device_id(member_id or "", kind)
-        command = rc.AddDevice(member_id or "", kind, device_id, label or "")
+        if kind == "handheld":
+            device_id, command = "", rc.EnrolHandheld(member_id or "", label or "")
+        else:
+            device_id = state.queries.new_device_id(member_id or "", kind)
+            command = rc.AddDevice(member_id or "", kind, device_id, label or "")
     else:
         device_id, do = trigger["device"], trigger["do"]
         change = {"rotate": rc.RotateCredential, "revoke": rc.RevokeCredential, "retire": rc.RetireDevice}.get(do)
@@ -148,5 +181,7 @@ def change_device(_added, _confirmed, member_id, app, label):
     result = ui.execute(command)
     if not result.ok:
         return ui.refused(result.reason), no_update
+    if isinstance(result.handed, Enrolment):
+        return _enrolment_said(result.handed), devices_table(state, identity)
     said = _phone_said(result.handed, mode) if do in ("add", "rotate") else ui.done(f"{device_id} {do}d")
     return said, devices_table(state, identity)

@@ -9,8 +9,12 @@ import time
 
 import orjson
 import paho.mqtt.client as mqtt
+import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
+from core.http import Refused
+from handheld.sessions import Sessions
+from registry import onboarding
 from registry.dynsec import BrokerAccount
 from stack.mosquitto import mqtt_connect_reason
 from telemetry.topics import AccountKind
@@ -106,3 +110,78 @@ def _forged_rotate(base_url: str, cookie: str, device_id: str) -> str:
                       {"id": "devices-label", "property": "value", "value": None}]}
     return post_callback(base_url, cookie, body)
 
+
+
+# --- the handheld (网格通, issue 25): enrolled with a one-time link, no password -----------------------
+
+def test_an_admin_enrols_a_handheld_whose_link_enrols_it_once_and_can_revoke_it(stack, dashboard, city, page):
+    member = city.members[340]
+    sign_in(page, dashboard.url, "t-admin")
+    _add_phone(page, dashboard.url, member, "网格通 handheld")
+    link = page.locator("#devices-enrol-link").inner_text().strip()
+    assert link.startswith(f"{onboarding.ingest_url(stack.settings())}/handheld/#enrol="), link
+    assert page.locator("#devices-enrol-qr").get_attribute("src").startswith("data:image/png;base64,")
+    assert page.locator("#devices-enrol-expires").inner_text()
+    page.set_viewport_size({"width": 1366, "height": 768})
+    page.screenshot(path=str(dashboard.log_path.parent / "devices-handheld-laptop.png"))
+
+    sessions = Sessions(stack.app_settings("ingest").pg_dsn)
+    try:
+        device_id, secret, caller = sessions.enrol(link.split("#enrol=", 1)[1], "246810", "", "198.51.100.40")
+        assert caller.member_id == member.member_id
+        token, _ = sessions.sign_in(device_id, secret, "246810", "198.51.100.40")
+        page.goto(f"{dashboard.url}/devices")
+        row = page.locator(f"#devices-row-{device_id}")
+        row.wait_for()
+        assert "网格通 handheld" in row.inner_text()
+        assert row.locator("button", has_text="New password").count() == 0     # it has no password
+        _confirm(page, row.locator("button", has_text="Revoke"))
+        page.locator("#devices-result .admin-done", has_text="revoked").wait_for()
+        with pytest.raises(Refused) as refused:
+            sessions.authenticate(_Bearer(token))
+        assert refused.value.reply.refused == "revoked_device"
+    finally:
+        sessions.pool.closeall()
+    assert owner_rows(stack, "select action, actor, outcome from audit_log where target = %s order by id",
+                      f"device:{device_id}") == [("registry.device.add", "t-admin", "done"),
+                                                 ("registry.device.add", "handheld-enrolment", "done"),
+                                                 ("registry.credential.revoke", "t-admin", "done")]
+
+
+def test_a_street_admin_cannot_enrol_another_streets_member(stack, dashboard, city, logins, page):  # noqa: F811
+    street = logins
+    outsider = next(m for m in city.members if not m.grid_code.startswith(street.code))
+    result = _forged_add(dashboard.url, session_cookie(dashboard.url, "t-street-admin"), outsider.member_id,
+                         "handheld")
+    assert "outside" in result and "#enrol=" not in result, result
+    assert owner_rows(stack, "select count(*) from handheld_enrolments where member_id = %s", outsider.member_id) == \
+        [(0,)]
+    assert owner_rows(stack, "select outcome from audit_log where action = 'registry.device.add' and "
+                             "actor = 't-street-admin' and target = %s", f"member:{outsider.member_id}") == \
+        [("refused",)]
+
+
+class _Headers(dict):
+    def get_all(self, name, default=None):
+        return [self[name]] if name in self else default
+
+
+class _Bearer:
+    """A phone's next request (core.http.Request), with its session's token."""
+
+    def __init__(self, token: str) -> None:
+        self.method, self.path, self.source = "GET", "/handheld/api/v1/me", "198.51.100.40"
+        self.headers = _Headers({"Authorization": f"Bearer {token}"})
+
+
+def _forged_add(base_url: str, cookie: str, member_id: str, app: str) -> str:
+    """The devices page's add callback as a browser would send it, for a member the page never offered."""
+    body = {"output": "..devices-result.children...devices-table.children..",
+            "outputs": [{"id": "devices-result", "property": "children"},
+                        {"id": "devices-table", "property": "children"}],
+            "inputs": [{"id": "devices-add", "property": "n_clicks", "value": 1}, []],
+            "changedPropIds": ["devices-add.n_clicks"],
+            "state": [{"id": "devices-member", "property": "value", "value": member_id},
+                      {"id": "devices-app", "property": "value", "value": app},
+                      {"id": "devices-label", "property": "value", "value": None}]}
+    return post_callback(base_url, cookie, body)
