@@ -58,8 +58,8 @@ class Settings(BaseSettings):
                                                  "endpoint's Basic auth")
 
     ingest_http_host: str = "127.0.0.1"
-    ingest_http_port: int = Field(9108, description="first ingest worker's /owntracks port (faces the phones); "
-                                  "worker N uses this + N - 1")
+    ingest_http_port: int = Field(9108, description="the device-facing HTTP service's port (`python -m "
+                                  "ingest.http`: /owntracks, /osmand/<token>, the handheld's API)")
     ingest_metrics_port: int = Field(9128, description="first ingest worker's /metrics and /healthz port "
                                      "(127.0.0.1 only); worker N uses this + N - 1")
     ingest_batch_size: int = 2000
@@ -167,11 +167,20 @@ class Settings(BaseSettings):
                                                          '["10.0.0.5", "10.1.0.0/16"]) of reverse proxies whose '
                                                          "X-Forwarded-For the OwnTracks endpoint believes")
 
-    # --- the members' phones' photos (handheld/photos.py): a phone's quota per day (the city's day) ---
-    handheld_photos_per_day: int = Field(200, ge=1, description="photos one phone may upload a day; beyond it: "
-                                         "429 over_quota until the next day")
-    handheld_photo_mb_per_day: float = Field(300.0, gt=0, description="megabytes (as uploaded) one phone may upload "
-                                             "a day; beyond it: 429 over_quota until the next day")
+    # --- the device-facing HTTP service on gunicorn's ASGI worker (`python -m ingest.http`, issue 25) ---
+    ingest_http_workers: int = Field(1, ge=1, description="the HTTP service's processes, each with its own "
+                                     "ingest chain")
+    ingest_http_metrics_port: int = Field(9138, ge=0, description="the HTTP service's /metrics and /healthz "
+                                          "(127.0.0.1 only): process n takes the first free of this .. this + "
+                                          "workers - 1 (0: any free port)")
+    ingest_http_max_handlers: int = Field(64, ge=1, description="device requests one process handles at once; "
+                                          "more are answered 503 at once")
+    ingest_http_connections_per_source: int = Field(8, ge=1, description="connections at once from one address "
+                                                    "(trusted proxies exempt); more are answered 429 at once")
+    ingest_http_read_timeout_s: float = Field(10.0, gt=0, description="a client that sends nothing for this long "
+                                              "is cut off")
+    ingest_http_request_deadline_s: float = Field(15.0, gt=0, description="a request not arrived whole this long "
+                                                  "after its connection was accepted is cut off")
 
     # --- the members' phones' photos (handheld/photos.py): a phone's quota per day (the city's day) ---
     handheld_photos_per_day: int = Field(200, ge=1, description="photos one phone may upload a day; beyond it: "

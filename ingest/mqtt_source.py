@@ -48,6 +48,8 @@ class MqttReceipt:
 
 
 class MqttSource:
+    kind = "mqtt"
+
     def __init__(self, host: str, port: int, username: str, password: str, client_id: str,
                  *, receive_maximum: int = 2000, share_group: str = SHARE_GROUP,
                  filters: tuple[str, ...] = uplink_filters()) -> None:

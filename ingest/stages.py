@@ -67,9 +67,16 @@ class Registry:
         return Registry(city, None if boundaries else self.grids)
 
 
+def _by_login(inbound: Inbound) -> bool:
+    """An HTTP message whose sender is its login (OwnTracks, OsmAnd). One on our own topics (the
+    handheld's: the server made the topic from the signed-in phone's terminal) is taken as that
+    topic's, as over MQTT; its http_identity only says which phone sent it."""
+    return inbound.http_identity is not None and not inbound.topic.startswith(PREFIX + "/")
+
+
 def _sender(inbound: Inbound) -> tuple[str | None, tuple[str, str] | None]:
     """(sending device, (sender kind, leaf) of one of our uplink topics), from one split."""
-    if inbound.http_identity is not None:
+    if _by_login(inbound):
         return inbound.http_identity[0], None
     parts = inbound.topic.split("/", 4)
     if parts[0] == OWNTRACKS_PREFIX:
@@ -115,7 +122,7 @@ def decode_inbound(inbound: Inbound, reg: Registry | None = None) -> list[Messag
         if inbound.http_identity is not None and inbound.topic.startswith(osmand.PREFIX + "/"):
             decoder = osmand.decode_json if inbound.topic.endswith("/json") else osmand.decode_form
             return decoder(inbound.payload, inbound.http_identity[0], inbound.received_at)
-        if inbound.http_identity is not None:
+        if _by_login(inbound):
             user, device = inbound.http_identity
             return owntracks.decode_http(inbound.payload, user, device, inbound.received_at)
         names = reg.sensor_names if reg is not None else senml.NO_NAMES

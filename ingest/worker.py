@@ -15,6 +15,10 @@ The chain, in order (one visible list; the pure per-message stages are in stages
     live bus      one entry per batch on the Redis stream (telemetry.live)
     settle        acknowledge to the broker / answer the waiting HTTP posts
 
+Its deliveries come from a `Source`: the broker (ingest.mqtt_source.MqttSource, `python -m ingest`)
+or the device-facing HTTP service's inbox (ingest.http.source.HttpSource, `python -m ingest.http`,
+one chain per server process); the chain is the same.
+
 A failing live-state or bus update is contained (logged, counted): the data is already committed.
 The bus numbering then skips a number, so the screens see a gap and resynchronise from the stored
 state (see ingest.live_updates). An unexpected exception anywhere is contained, counted
@@ -30,7 +34,9 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import psycopg2
 
@@ -40,7 +46,6 @@ from ingest.live import LiveState
 from ingest.live_updates import LiveUpdates
 from ingest.metrics import Health, Metrics, Progress, assess
 from ingest.model import DB_REJECTED, POISON, UNKNOWN_DEVICE, Delivery, Outcome, Rejection, poison
-from ingest.mqtt_source import MqttSource
 from ingest.redeliveries import Redeliveries
 from ingest.stages import Registry, clears, digest_refusals, process_batch, refuse_forged_clears
 from ingest.store import Batch, Store, TemporaryStoreError, bisect_failures, dead_letter_row, row_for
@@ -83,6 +88,22 @@ class WorkerConfig:
                    live_unhealthy_after_s=settings.ingest_live_unhealthy_after_s)
 
 
+class Source(Protocol):
+    """Where a worker's deliveries come from, and where their receipts go: the broker
+    (ingest.mqtt_source.MqttSource) or the HTTP service's inbox (ingest.http.source.HttpSource).
+    `connected` is set while deliveries can come and be settled; `reconnect()` is asked for after an
+    abandoned batch (the broker then delivers it again); `kind` names it in /healthz."""
+    kind: str
+    inbox: queue.Queue[Delivery]
+    connected: threading.Event
+    qos0_inbox_limit: int
+    on_shed: Callable[[], None]
+
+    def start(self) -> None: ...
+    def reconnect(self) -> None: ...
+    def stop(self, end_session: bool = False) -> None: ...
+
+
 class _Stopping(Exception):
     """Asked to stop while a batch was being written: it stays unacknowledged."""
 
@@ -103,7 +124,7 @@ def _store_rejection(exc: BaseException) -> Rejection:
 
 
 class Worker:
-    def __init__(self, name: str, source: MqttSource, store: Store, live_state: LiveState,
+    def __init__(self, name: str, source: Source, store: Store, live_state: LiveState,
                  registry: Registry, config: WorkerConfig | None = None) -> None:
         self.name = name
         self.source = source
@@ -353,12 +374,15 @@ class Worker:
         """Whether this worker is doing its job, for /healthz: (ok, a JSON-ready detail that says
         why not under "reason"); see metrics.assess."""
         pending, cfg = self.source.inbox.qsize() + self.in_hand, self.config
-        return assess(Health(
+        ok, detail = assess(Health(
             broker_up=self.source.connected.is_set(), pending=pending, stalled_for=self.progress.stalled_for(pending),
             since_commit=self.progress.since_commit(), stall_after_s=cfg.stall_after_s, loop_ended=self.loop_ended,
             live_failing_for=self.live_updates.health.failing_for(),
             live_out_of_memory=self.live_updates.health.out_of_memory,
             live_unhealthy_after_s=cfg.live_unhealthy_after_s, abandoned=self.progress.abandoned_since_commit))
+        if self.source.kind != "mqtt":
+            detail["broker"] = f"not used (fed by {self.source.kind} requests only)"
+        return ok, detail
 
     # --- running --------------------------------------------------------------------------------
     def registry_changed(self, city, tables: frozenset[str] | None) -> None:

@@ -10,12 +10,14 @@ A request enters the same chain as MQTT messages, and the answer is sent only af
 Traccar's server answers), so a phone keeps and resends what was not confirmed."""
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from datetime import datetime, timezone
 
-from core.http import Refused, Reply, Request, refusal
+import orjson
+
+from core.http import Refused, Reply, Request, Route, refusal
 from ingest.http.accounts import Logins
+from ingest.http.source import HttpReply
 from ingest.model import RATE_LIMITED, Delivery, Inbound, Rejection
 from telemetry.decoders import osmand
 from telemetry.topics import AccountKind, owntracks_device_topic
@@ -25,26 +27,17 @@ HTTP_KINDS = frozenset({AccountKind.OWNTRACKS, AccountKind.TERMINAL})   # who ma
 OSMAND_KINDS = frozenset({AccountKind.OSMAND})                            # … and to /osmand/<token>
 
 
-class HttpReply:
-    """The receipt of a device's HTTP request: the request thread waits until the worker settles
-    it (after the commit, or with the message's rejection)."""
-
-    def __init__(self) -> None:
-        self.done = threading.Event()
-        self.rejection: Rejection | None = None
-
-    def settle(self, rejection: Rejection | None) -> bool:
-        self.rejection = rejection
-        self.done.set()
-        return True
-
-
 class DeviceEndpoints:
     """/owntracks and /osmand/<token>. `deliver` hands a delivery to the worker's chain (its
     source's inbox), which settles its receipt after the commit."""
 
     def __init__(self, logins: Logins, deliver: Callable[[Delivery], None]) -> None:
         self.logins, self.deliver = logins, deliver
+
+    def routes(self) -> list[Route]:
+        """The device-facing server's routes for these endpoints."""
+        return [Route("POST", "/owntracks", self.route), Route("GET", f"/{osmand.PREFIX}/", self.route),
+                Route("POST", f"/{osmand.PREFIX}/", self.route)]
 
     def route(self, request: Request) -> Reply:
         try:
@@ -99,14 +92,32 @@ class DeviceEndpoints:
         return self._submit(inbound, Reply(200, b"", "text/plain"))
 
     def _submit(self, inbound: Inbound, ok: Reply) -> Reply:
-        """Into the chain; `ok` after the commit, else the reason it was refused (a phone sending
-        too fast is told to slow down, not that it erred)."""
-        receipt = HttpReply()
-        self.deliver(Delivery(inbound, receipt))
-        if not receipt.done.wait(REPLY_TIMEOUT_S):
-            return refusal(503, "not_stored_yet")
-        if receipt.rejection is not None:
-            if receipt.rejection.reason == RATE_LIMITED:
-                return refusal(429, RATE_LIMITED, headers=(("Retry-After", "10"),))
-            return refusal(400, receipt.rejection.reason)
-        return ok
+        rejection = submit(self.deliver, inbound)
+        return ok if rejection is None else answer_rejection(rejection)
+
+
+def submit(deliver: Callable[[Delivery], None], inbound: Inbound) -> Rejection | Reply | None:
+    """Into the chain and wait: None once it is committed, else the chain's rejection, or the
+    refusal to answer when it was not stored in time (503 not_stored_yet) or the chain stopped
+    (503 shutting_down): the device sends again, the message's own id makes a repeat harmless."""
+    receipt = HttpReply()
+    deliver(Delivery(inbound, receipt))
+    if not receipt.done.wait(REPLY_TIMEOUT_S):
+        return refusal(503, "not_stored_yet", headers=(("Retry-After", "5"),))
+    if receipt.gone is not None:
+        return refusal(503, receipt.gone, headers=(("Retry-After", "5"),))
+    return receipt.rejection
+
+
+def answer_rejection(rejection: Rejection | Reply, with_detail: bool = False) -> Reply:
+    """The answer to a message the chain refused (or `submit`'s own refusal, as it is): a phone
+    sending too fast is told to slow down (429, Retry-After), not that it erred (400 with the
+    reason, and its detail when `with_detail`)."""
+    if isinstance(rejection, Reply):
+        return rejection
+    if rejection.reason == RATE_LIMITED:
+        return refusal(429, RATE_LIMITED, headers=(("Retry-After", "10"),))
+    if with_detail:
+        return Reply(400, orjson.dumps({"error": rejection.reason, "detail": rejection.detail}),
+                     refused=rejection.reason)
+    return refusal(400, rejection.reason)

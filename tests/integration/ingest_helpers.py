@@ -63,21 +63,27 @@ def subscribed(source) -> threading.Event:
 
 
 class ThreadWorker:
-    """An ingest worker running in this process (for tests that look inside it), logged in with
-    its own account."""
+    """An MQTT ingest worker running in this process (for tests that look inside it), logged in
+    with its own account, its /metrics and /healthz on `metrics_port`."""
 
     def __init__(self, stack, index: int, share_group: str, end_session: bool = True) -> None:
+        from ingest.http.internal import InternalPort
         from ingest.service import build_worker
 
         settings = stack.app_settings("ingest", worker_account(stack, index))   # least privilege, as deployed
-        self.worker, self.http = build_worker(settings, index, http_port=free_port(), metrics_port=free_port())
+        self.worker = build_worker(settings, index)
+        self.internal = InternalPort(self.worker, free_port())
         self.worker.source.filters = [f.replace("$share/ingest/", f"$share/{share_group}/")
                                       for f in self.worker.source.filters]
         self.thread = threading.Thread(target=self.worker.run, kwargs={"end_session": end_session}, daemon=True)
         self.subscribed = subscribed(self.worker.source)
 
+    @property
+    def metrics_port(self) -> int:
+        return self.internal.metrics_port
+
     def __enter__(self):
-        self.http.start()
+        self.internal.start()
         self.thread.start()
         assert self.worker.source.connected.wait(10), "worker did not connect to the broker"
         assert self.subscribed.wait(10), "the broker did not confirm the worker's subscriptions"
@@ -86,17 +92,15 @@ class ThreadWorker:
     def __exit__(self, *exc):
         self.worker.stop_event.set()
         self.thread.join(15)
-        self.http.stop()
+        self.internal.stop()
 
 
 class ProcessWorker:
     """`python -m ingest --index N` as a separate process (for crash tests)."""
 
     def __init__(self, stack, index: int, log_path) -> None:
-        self.http_port = free_port()
         self.metrics_port = free_port()
         self.env = {**os.environ, **stack.app_env("ingest", worker_account(stack, index)),
-                    "GCC_INGEST_HTTP_PORT": str(self.http_port - index + 1),
                     "GCC_INGEST_METRICS_PORT": str(self.metrics_port - index + 1)}
         self.index = index
         self.log_path = log_path
@@ -115,6 +119,84 @@ class ProcessWorker:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(20)
+
+
+class HttpService:
+    """The device-facing HTTP service, `python -m ingest.http` (gunicorn, its ASGI worker), as a
+    process of the test on free ports, with the ingest's database role and Redis user and no
+    broker account; `settings`: GCC_ settings of its own (e.g. ingest_http_request_deadline_s=3);
+    `routes`: "module:function" giving the routes beside the device endpoints (see
+    ingest.http.__main__.main). Started, it answers on `port`; its /metrics and /healthz are on
+    `metrics_port` (its first process's)."""
+
+    def __init__(self, stack, log_path, routes: str | None = None, env: dict | None = None, **settings) -> None:
+        self.port, self.metrics_port = free_port(), free_port()
+        self.log_path = log_path
+        self.env = {**os.environ, **stack.app_env("ingest"), "GCC_INGEST_HTTP_PORT": str(self.port),
+                    "GCC_INGEST_HTTP_METRICS_PORT": str(self.metrics_port), "PYTHONUNBUFFERED": "1",
+                    **{f"GCC_{key.upper()}": str(value) for key, value in settings.items()}, **(env or {})}
+        if routes is None:
+            self.command = [sys.executable, "-m", "ingest.http"]
+        else:
+            module, function = routes.split(":")
+            self.command = [sys.executable, "-c", f"from ingest.http.__main__ import main; from {module} import "
+                                                  f"{function}; raise SystemExit(main({function}))"]
+        self.proc = None
+
+    def start(self, timeout: float = 60.0):
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(self.command, cwd=REPO_ROOT, env=self.env, stdout=log,
+                                         stderr=subprocess.STDOUT)
+        from ..support import wait_for
+
+        def ready() -> bool:
+            assert self.proc.poll() is None, f"the HTTP service exited: {self.log_tail()}"
+            return self.health()[0] == 200
+
+        wait_for(ready, timeout, "the HTTP service to answer its health check")
+        return self
+
+    def health(self) -> tuple[int, dict]:
+        """/healthz: (status, detail); (0, {}) while nothing answers."""
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/healthz", timeout=2) as response:
+                return response.status, orjson.loads(response.read())
+        except urllib.error.HTTPError as err:
+            return err.code, orjson.loads(err.read())
+        except OSError:
+            return 0, {}
+
+    def metrics(self) -> str:
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as response:
+            return response.read().decode()
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(open(self.log_path, encoding="utf-8", errors="replace").read().splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self) -> int | None:
+        """SIGTERM (gunicorn's graceful stop); its exit code."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(40)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        return self.proc.returncode if self.proc is not None else None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
 
 
 class FixPublisher:

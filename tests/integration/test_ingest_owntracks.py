@@ -14,14 +14,14 @@ from registry.dynsec import BrokerAccount
 from telemetry.topics import AccountKind
 
 from ..support import wait_for
-from .ingest_helpers import ThreadWorker, count
+from .ingest_helpers import HttpService, ThreadWorker, count
 from .mqtt_helpers import MqttProbe
 
 USER = "ot-alice"
 
 
 @pytest.fixture(scope="module")
-def phone(stack, settings, city):
+def phone(stack, settings, city, tmp_path_factory):
     import psycopg2
 
     member = city.members[30]
@@ -31,8 +31,9 @@ def phone(stack, settings, city):
                     (f"M-{USER}", member.grid_code, USER))
     account = BrokerAccount.generate(USER, AccountKind.OWNTRACKS)
     stack.add_broker_accounts([account])             # returns once the broker has answered that it has it
-    with ThreadWorker(stack, index=95, share_group=f"t{uuid.uuid4().hex[:8]}") as worker:
-        yield account, city.grid_by_code[member.grid_code], worker
+    with ThreadWorker(stack, index=95, share_group=f"t{uuid.uuid4().hex[:8]}"), \
+            HttpService(stack, tmp_path_factory.mktemp("owntracks") / "ingest-http.log") as service:
+        yield account, city.grid_by_code[member.grid_code], service
 
 
 def _post(port: int, body: bytes, user: str, password: str, headers: dict | None = None):
@@ -53,9 +54,9 @@ def _location(tst: int, grid) -> bytes:
 
 
 def test_an_owntracks_http_post_is_stored_before_the_app_gets_its_200(phone, db):
-    account, grid, worker = phone
+    account, grid, service = phone
     tst = int(time.time()) - 50
-    status, body = _post(worker.http.port, _location(tst, grid), account.username, account.password,
+    status, body = _post(service.port, _location(tst, grid), account.username, account.password,
                          {"X-Limit-U": account.username, "X-Limit-D": "phone"})
     assert (status, body) == (200, b"[]")
     with db.cursor() as cur:  # no waiting: the answer came after the commit
@@ -67,15 +68,15 @@ def test_an_owntracks_http_post_is_stored_before_the_app_gets_its_200(phone, db)
 
 
 def test_owntracks_http_refuses_a_wrong_password_and_another_users_identity(phone):
-    account, grid, worker = phone
-    assert _post(worker.http.port, _location(int(time.time()), grid), account.username, "nope")[0] == 401
-    assert _post(worker.http.port, _location(int(time.time()), grid), account.username, account.password,
+    account, grid, service = phone
+    assert _post(service.port, _location(int(time.time()), grid), account.username, "nope")[0] == 401
+    assert _post(service.port, _location(int(time.time()), grid), account.username, account.password,
                  {"X-Limit-U": "somebody-else"})[0] == 403
 
 
 def test_an_invalid_owntracks_http_post_is_dead_lettered_and_answered_400(phone, db):
-    account, grid, worker = phone
-    status, body = _post(worker.http.port, b'{"_type": "location", "lat": 26.1}', account.username,
+    account, grid, service = phone
+    status, body = _post(service.port, b'{"_type": "location", "lat": 26.1}', account.username,
                          account.password)
     assert status == 400 and b"schema_violation" in body
     assert count(db, "select count(*) from dead_letters where topic like %s and reason = 'schema_violation'",
@@ -83,7 +84,7 @@ def test_an_invalid_owntracks_http_post_is_dead_lettered_and_answered_400(phone,
 
 
 def test_an_owntracks_location_over_mqtt_lands_in_positions(phone, stack, db):
-    account, grid, worker = phone
+    account, grid, service = phone
     tst = int(time.time()) - 40
     probe = MqttProbe(stack.mosquitto.port, account.username, account.password)
     try:

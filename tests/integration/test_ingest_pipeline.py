@@ -132,7 +132,7 @@ def test_malformed_payloads_are_dead_lettered_with_specific_reasons_and_the_work
     details = {r: d for r, d, _ in rows}
     assert "lon" in next(d for r, d, p in rows if bytes(p) == MALFORMED[1][1])
     assert "70" in details["payload_too_large"]
-    metrics = urllib.request.urlopen(f"http://127.0.0.1:{worker.http.metrics_port}/metrics").read().decode()
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{worker.metrics_port}/metrics").read().decode()
     assert any(line.startswith("gcc_ingest_dead_letters_total") and 'reason="invalid_json"' in line
                for line in metrics.splitlines())
 

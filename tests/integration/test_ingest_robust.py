@@ -36,7 +36,7 @@ _INDEXES = itertools.count(160)
 @pytest.fixture
 def driven(settings, city):
     """A worker driven batch by batch through handle() (its loop not started)."""
-    worker, _ = build_worker(settings, next(_INDEXES), http_port=free_port(), metrics_port=free_port())
+    worker = build_worker(settings, next(_INDEXES))
     worker.live.ensure_schema()
     yield worker
     worker.store.close()

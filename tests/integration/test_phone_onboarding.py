@@ -20,7 +20,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from registry.broker import BrokerAdmin
 from registry.store import Actor, DeviceRegistry
 
-from .ingest_helpers import ThreadWorker, owner_rows
+from .ingest_helpers import HttpService, ThreadWorker, owner_rows
 from .test_registry import cli, new_id, password_of, wait_for
 
 FIXTURES = Path(__file__).parents[1] / "unit" / "fixtures" / "payloads"
@@ -31,6 +31,13 @@ ACTOR = Actor("test:onboarding")
 def worker(stack, city):
     with ThreadWorker(stack, index=75, share_group=f"ph{uuid.uuid4().hex[:6]}") as tw:
         yield tw
+
+
+@pytest.fixture(scope="module")
+def service(stack, city, tmp_path_factory):
+    """The device-facing HTTP service (`python -m ingest.http`): /osmand."""
+    with HttpService(stack, tmp_path_factory.mktemp("onboarding") / "ingest-http.log") as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
@@ -97,14 +104,14 @@ def retimed(uri: str, now: datetime) -> str:
     return re.sub(r"timestamp=([^&]+)", swap, uri)
 
 
-def test_traccars_own_osmand_requests_are_stored(stack, city, worker, registry):
+def test_traccars_own_osmand_requests_are_stored(stack, city, service, registry):
     queries = (FIXTURES / "osmand" / "traccar_queries.txt").read_text().splitlines()
     bodies = [(FIXTURES / "osmand" / f"traccar_json_{n}.json").read_bytes() for n in range(1, 5)]
     ids = sorted({re.search(r"(?:id|deviceid)=(\d+)", q).group(1) for q in queries if "id=" in q} |
                  {orjson.loads(b)["device_id"] for b in bodies})
     member = a_member(registry, city)
     tokens = {i: registry.add_device(ACTOR, member, "osmand", i).password for i in ids}
-    base = f"http://127.0.0.1:{worker.http.port}/osmand"
+    base = f"http://127.0.0.1:{service.port}/osmand"
     now = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=1)
     answers = []
     for n, uri in enumerate(queries):
@@ -128,14 +135,14 @@ def test_traccars_own_osmand_requests_are_stored(stack, city, worker, registry):
     assert round(speed, 3) == round(40 * 1852 / 3600, 3)      # Q11: 40 knots
 
 
-def test_traccar_clients_form_post_is_stored_and_a_wrong_token_refused(stack, city, worker, registry):
+def test_traccar_clients_form_post_is_stored_and_a_wrong_token_refused(stack, city, service, registry):
     member, phone = a_member(registry, city), new_id("tc")
     token = registry.add_device(ACTOR, member, "osmand", phone).password
     lon, lat = city.grids[7].boundary.representative_point().coords[0]
     t = int(time.time()) - 10
     form = f"id={phone}&lat={lat}&lon={lon}&timestamp={t}&accuracy=5.0&altitude=12.0&speed=1.94&bearing=90.0" \
            "&batt=77&charge=false"
-    base = f"http://127.0.0.1:{worker.http.port}/osmand"
+    base = f"http://127.0.0.1:{service.port}/osmand"
     post = lambda token: urllib.request.Request(f"{base}/{token}", data=form.encode(), method="POST",  # noqa: E731
                                                 headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert _status(post(token + "x")) == 401

@@ -16,7 +16,6 @@ from config.settings import REPO_ROOT
 from ingest.model import Delivery, Inbound
 from ingest.redeliveries import Redeliveries
 from ingest.service import build_worker
-from stack import free_port
 from telemetry.topics import terminal_topic
 
 from ..support import wait_for
@@ -33,7 +32,7 @@ from config.settings import load_settings
 from ingest.service import build_worker
 
 killer, group, index = sys.argv[1], sys.argv[2], int(sys.argv[3])
-worker, _ = build_worker(load_settings(), index, http_port=0, metrics_port=0)
+worker = build_worker(load_settings(), index)
 worker.source.filters = [f.replace("$share/ingest/", f"$share/{group}/") for f in worker.source.filters]
 real_write = worker.store.write
 
@@ -63,7 +62,7 @@ def _fix(city, n: int, t: datetime, dup: bool) -> Delivery:
 
 def test_redeliveries_are_processed_together_then_alone_then_dead_lettered_unprocessed(settings, city, db,
                                                                                         redis_client):
-    worker, _ = build_worker(settings, 190, http_port=free_port(), metrics_port=free_port())
+    worker = build_worker(settings, 190)
     t = _now() - timedelta(hours=9, minutes=uuid.uuid4().int % 50)
     fresh, first_time, again, doomed = (_fix(city, 594 + i, t, dup=i > 0) for i in range(4))
     redis_client.set(Redeliveries.key(again), 1)           # redelivered and begun once already (twice in all)

@@ -10,7 +10,6 @@ import redis
 
 from ingest.model import Delivery, Inbound
 from ingest.service import build_worker
-from stack import free_port
 from telemetry import live
 from telemetry.topics import terminal_topic
 
@@ -19,7 +18,7 @@ from .ingest_helpers import RecordingReceipt, fix_payload
 
 @pytest.fixture
 def worker(settings, city):
-    worker, _ = build_worker(settings, 150, http_port=free_port(), metrics_port=free_port())   # driven by handle()
+    worker = build_worker(settings, 150)   # driven by handle()
     worker.live.ensure_schema()
     yield worker
     worker.store.close()

@@ -1,0 +1,85 @@
+"""gunicorn's ASGI worker with the two limits its protocol lacks, enforced before a request reaches
+the application (ingest.http.app.IngestApp, whose `limits` and `connections` they read):
+
+- at most `connections_per_source` connections at once from one address (a trusted proxy's are
+  not capped): one more is answered 429 at once and closed;
+- the request deadline: a connection whose request has not arrived whole (headers and body)
+  `request_deadline_s` after the accept is closed, so a client trickling a byte every few seconds
+  cannot hold it (gunicorn's own timeouts are per read, and none covers the first request's head).
+
+Kept small on purpose, and every part of it is proved by tests/integration/test_owntracks_http_abuse.py
+against the real service: a gunicorn upgrade that moves these hooks fails a test. gunicorn's worker
+builds its protocol by the module name `ASGIProtocol` in gunicorn.workers.gasgi; this worker points
+that name at ours in its own process, at its start."""
+from __future__ import annotations
+
+import orjson
+from gunicorn.asgi.protocol import ASGIProtocol
+from gunicorn.workers import gasgi
+
+TOO_MANY = orjson.dumps({"error": "too_many_connections"})
+_TOO_MANY_ANSWER = (b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nContent-Length: "
+                    + str(len(TOO_MANY)).encode() + b"\r\nRetry-After: 5\r\nConnection: close\r\n\r\n" + TOO_MANY)
+
+
+class GuardedProtocol(ASGIProtocol):
+    """ASGIProtocol with the per-source cap and the request deadline (see the module)."""
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        app = self.worker.asgi
+        peer = transport.get_extra_info("peername")
+        self._source = None
+        self._deadline = None
+        address = peer[0] if isinstance(peer, tuple) and peer else ""
+        if not app.connections.take(address):
+            app.count_refusal("too_many_connections")
+            self._safe_write(_TOO_MANY_ANSWER)
+            self._close_transport()
+            return
+        self._source = address
+        self._deadline = self.worker.loop.call_later(app.limits.request_deadline_s, self._past_deadline)
+
+    def _past_deadline(self) -> None:
+        self._deadline = None
+        if not self._closed:
+            self.worker.asgi.count_refusal("request_deadline")
+            self._close_transport()
+            if self._request_ready is not None:
+                self._request_ready.set()     # the connection's loop sees it closed at once
+
+    def _on_message_complete(self):
+        """The whole request is in: what remains (the answer) has its own bounds."""
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        return super()._on_message_complete()
+
+    def connection_lost(self, exc) -> None:
+        if getattr(self, "_deadline", None) is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        if getattr(self, "_source", None) is not None:
+            self.worker.asgi.connections.release(self._source)
+            self._source = None
+        super().connection_lost(exc)
+
+
+class GuardedWorker(gasgi.ASGIWorker):
+    """gunicorn's ASGI worker serving GuardedProtocol; SIGTERM also tells the app to end its
+    streams (gunicorn waits for open connections before the lifespan shutdown)."""
+
+    def init_process(self) -> None:
+        if getattr(gasgi, "ASGIProtocol", None) is not ASGIProtocol:
+            raise RuntimeError("gunicorn.workers.gasgi no longer builds its protocol as ASGIProtocol: "
+                               "ingest.http.protocol must follow it")
+        gasgi.ASGIProtocol = GuardedProtocol
+        super().init_process()
+
+    def handle_exit_signal(self) -> None:
+        super().handle_exit_signal()
+        self.asgi.draining()
+
+    def handle_quit_signal(self) -> None:
+        super().handle_quit_signal()
+        self.asgi.draining()
