@@ -363,6 +363,7 @@ SCENARIOS: list[tuple[str, str, Callable[[Bench], None]]] = [
      _member_then(lambda b, m, t: rc.ReplaceTerminal(m, _new("T")))),
     ("retire a member", "registry.member.retire", _member_then(lambda b, m, t: rc.RetireMember(m))),
     ("add a phone", "registry.device.add", _member_then(lambda b, m, t: rc.AddDevice(m, "owntracks", _new("P")))),
+    ("enrol a handheld", "registry.device.add", _member_then(lambda b, m, t: rc.EnrolHandheld(m, "网格通"))),
     ("retire a phone", "registry.device.retire", _retire_device),
     ("a device's new password", "registry.credential.rotate", _member_then(lambda b, m, t: rc.RotateCredential(t))),
     ("revoke a device", "registry.credential.revoke", _member_then(lambda b, m, t: rc.RevokeCredential(t))),
