@@ -26,7 +26,6 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import orjson
@@ -305,8 +304,7 @@ class HandheldBridge:
         return written
 
 
-def main(argv: list[str] | None = None, stop_event: threading.Event | None = None,
-         on_ready: Callable[[HandheldBridge], None] | None = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     from config.settings import load_settings
 
     parser = argparse.ArgumentParser(prog="python -m handheld.bridge", description=__doc__,
@@ -316,11 +314,9 @@ def main(argv: list[str] | None = None, stop_event: threading.Event | None = Non
     settings = load_settings()
     bridge = HandheldBridge(settings.pg_dsn, settings.mqtt_host, settings.mqtt_port, settings.mqtt_username,
                             settings.mqtt_password.get_secret_value(),
-                            receive_maximum=settings.handheld_bridge_receive_maximum, stop_event=stop_event)
+                            receive_maximum=settings.handheld_bridge_receive_maximum)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: bridge.stop_event.set())
-    if on_ready:
-        on_ready(bridge)
     log.info("the handheld bridge: %s:%s as %s", settings.mqtt_host, settings.mqtt_port, settings.mqtt_username)
     bridge.run()
     log.info("stopped: %s", bridge.counts)
