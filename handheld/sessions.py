@@ -38,6 +38,7 @@ from core.roles import ROLE_LABELS, Role
 from core.sources import throttle_source
 from core.throttle import LoginThrottle
 from handheld.caller import Caller
+from handheld.reads import shown
 from registry.handhelds import digest
 from telemetry.fields import is_valid_id
 
@@ -47,7 +48,7 @@ SESSION_VALID = timedelta(hours=12)
 SECRET_BYTES = 32               # a device secret and a session token: 256 bits, url-safe base64
 MAX_SECRET = 128                # characters of a code, a secret or a token that are worth reading
 PIN = re.compile(r"[0-9]{6}")   # ASCII digits only ("١٢٣٤٥٦".isdigit() is True)
-POOL_SIZE = 8
+POOL_SIZE = 16                  # connections of its own pool (past it: 503 database_unavailable)
 HANDHELD = MemberDeviceKind.HANDHELD.value
 
 _hasher = PasswordHasher()      # argon2-cffi's defaults (RFC 9106's second recommendation), as dashboard.accounts
@@ -119,7 +120,7 @@ def bearer(request: Request) -> str:
 def me(caller: Caller) -> dict:
     """Who the phone speaks as, as the enrolment answers it (GET /me says more)."""
     return {"device_id": caller.device_id, "member_id": caller.member_id, "name": caller.name,
-            "role": caller.role.value, "role_label": str(ROLE_LABELS[caller.role]),
+            "role": caller.role.value, "role_label": shown(ROLE_LABELS[caller.role]),
             "terminal_id": caller.terminal_id, "grid_code": caller.grid_code}
 
 

@@ -263,3 +263,17 @@ def test_the_ingest_role_makes_a_handheld_only_through_a_code(stack, city):
             conn.rollback()
     finally:
         conn.close()
+
+
+def test_the_cli_prints_a_link_whose_code_enrols_a_phone(stack, city, sessions):
+    import re
+
+    from .test_registry import cli
+
+    member = city.members[332]
+    result = cli(stack, "enrol-handheld", member.member_id, "--label", "spare phone")
+    assert result.returncode == 0, result.stderr
+    code = re.search(r"/handheld/#enrol=(\S+)$", result.stdout, re.M).group(1)
+    device_id, _, caller = sessions.enrol(code, "102938", "", "198.51.100.50")
+    assert caller.member_id == member.member_id and device_id in result.stdout
+    assert owner_rows(stack, "select label from member_devices where device_id = %s", device_id) == [("spare phone",)]
