@@ -1,5 +1,6 @@
 """gunicorn's ASGI worker with the two limits its protocol lacks, enforced before a request reaches
-the application (ingest.http.app.IngestApp, whose `limits` and `connections` they read):
+the application (ingest.http.app.IngestApp, whose `limits` and `connections` they read), and
+one refusal its parser forgets (a Content-Length of more digits than int() takes: 413):
 
 - at most `connections_per_source` connections at once from one address (a trusted proxy's are
   not capped): one more is answered 429 at once and closed;
@@ -17,9 +18,16 @@ import orjson
 from gunicorn.asgi.protocol import ASGIProtocol
 from gunicorn.workers import gasgi
 
-TOO_MANY = orjson.dumps({"error": "too_many_connections"})
-_TOO_MANY_ANSWER = (b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nContent-Length: "
-                    + str(len(TOO_MANY)).encode() + b"\r\nRetry-After: 5\r\nConnection: close\r\n\r\n" + TOO_MANY)
+
+def _answer(status: bytes, reason: str, extra: bytes = b"") -> bytes:
+    """A refusal written before any application sees the request (JSON, as the app's are)."""
+    body = orjson.dumps({"error": reason})
+    return (b"HTTP/1.1 " + status + b"\r\nContent-Type: application/json\r\nContent-Length: "
+            + str(len(body)).encode() + b"\r\n" + extra + b"Connection: close\r\n\r\n" + body)
+
+
+_TOO_MANY = _answer(b"429 Too Many Requests", "too_many_connections", b"Retry-After: 5\r\n")
+_TOO_LARGE = _answer(b"413 Content Too Large", "payload_too_large")
 
 
 class GuardedProtocol(ASGIProtocol):
@@ -34,7 +42,7 @@ class GuardedProtocol(ASGIProtocol):
         address = peer[0] if isinstance(peer, tuple) and peer else ""
         if not app.connections.take(address):
             app.count_refusal("too_many_connections")
-            self._safe_write(_TOO_MANY_ANSWER)
+            self._safe_write(_TOO_MANY)
             self._close_transport()
             return
         self._source = address
@@ -47,6 +55,17 @@ class GuardedProtocol(ASGIProtocol):
             self._close_transport()
             if self._request_ready is not None:
                 self._request_ready.set()     # the connection's loop sees it closed at once
+
+    def _feed_callback_parser(self, data):
+        """gunicorn's parser reads Content-Length with int(), which raises ValueError past 4,300
+        digits (CPython's limit), unanswered: such a length is too large for any route."""
+        try:
+            return super()._feed_callback_parser(data)
+        except ValueError:
+            self.worker.asgi.count_refusal("payload_too_large")
+            self._safe_write(_TOO_LARGE)
+            self._close_transport()
+            return False
 
     def _on_message_complete(self):
         """The whole request is in: what remains (the answer) has its own bounds."""

@@ -4,7 +4,9 @@ per source — behind a trusted proxy: per forwarded address — and per usernam
 sources pass) and never locks the phone out, an attempt counts before its password is checked, bodies
 must say their length in ASCII
 digits and stay within it, slow clients are cut off (each read, and the whole request), one address
-holds a few connections at most, and /metrics is not on the port the phones reach."""
+holds a few connections at most, and /metrics is not on the port the phones reach. All against the
+real service, `python -m ingest.http` (gunicorn's ASGI worker with ingest.http.protocol's guard);
+a test whose counts must start from zero, or that needs a trusted proxy, starts a service of its own."""
 from __future__ import annotations
 
 import base64
@@ -16,6 +18,7 @@ import urllib.error
 import urllib.request
 import uuid
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -27,20 +30,30 @@ from core.throttle import (
     Sources,
     ThrottlePolicy,
 )
-from ingest.http.server import CONNECTIONS_PER_SOURCE, READ_TIMEOUT_S, REQUEST_DEADLINE_S
+from ingest.http.accounts import BrokerAccounts
+from ingest.http.app import Limits
 from registry.dynsec import BrokerAccount
 from telemetry.topics import AccountKind
 
 from ..support import wait_for
-from .ingest_helpers import ThreadWorker, worker_account
+from .ingest_helpers import HttpService, worker_account
+
+LIMITS = Limits()      # the settings' defaults, which the module's service runs with
+CONNECTIONS_PER_SOURCE, READ_TIMEOUT_S, REQUEST_DEADLINE_S = (LIMITS.connections_per_source, LIMITS.read_timeout_s,
+                                                              LIMITS.request_deadline_s)
+PROXY = '["127.0.0.1"]'   # the test's own address as a trusted reverse proxy
 
 
 @pytest.fixture(scope="module")
-def endpoint(stack, city):
+def endpoint(stack, city, tmp_path_factory):
     phone = BrokerAccount.generate(f"ot-{uuid.uuid4().hex[:6]}", AccountKind.OWNTRACKS)
     stack.add_broker_accounts([phone])
-    with ThreadWorker(stack, index=99, share_group=f"t{uuid.uuid4().hex[:8]}") as worker:
-        yield worker, phone
+    with HttpService(stack, tmp_path_factory.mktemp("abuse") / "ingest-http.log") as service:
+        yield service, phone
+
+
+def _credentials_file(stack) -> Path:
+    return Path(stack.public_env()["GCC_BROKER_CREDENTIALS_FILE"])
 
 
 def _auth(user: str, password: str) -> str:
@@ -76,28 +89,28 @@ def _post(port: int, headers: dict, body: bytes = b"[]") -> int:
 
 
 def test_service_accounts_cannot_post_even_with_their_right_password(stack, endpoint):
-    worker, _ = endpoint
+    server, _ = endpoint
     service = worker_account(stack, 99)       # the worker's own, right password: not a phone
-    assert _post(worker.http.port, {"Authorization": _auth(service.username, service.password)}) == 401
+    assert _post(server.port, {"Authorization": _auth(service.username, service.password)}) == 401
     admin = stack.account("broker-admin")
-    assert _post(worker.http.port, {"Authorization": _auth(admin.username, admin.password)}) == 401
+    assert _post(server.port, {"Authorization": _auth(admin.username, admin.password)}) == 401
 
 
 def test_a_terminal_account_may_post_like_a_phone(stack, city, endpoint):
-    worker, _ = endpoint
+    server, _ = endpoint
     terminal = stack.account(city.members[5].terminal_id)
     # an empty list is valid JSON but not an OwnTracks object: refused with a reason, after the login
-    assert _post(worker.http.port, {"Authorization": _auth(terminal.username, terminal.password)}) == 400
+    assert _post(server.port, {"Authorization": _auth(terminal.username, terminal.password)}) == 400
 
 
-def test_an_unknown_user_costs_about_what_a_known_one_does(endpoint):
-    worker, phone = endpoint
+def test_an_unknown_user_costs_about_what_a_known_one_does(stack, endpoint):
+    _, phone = endpoint
+    accounts = BrokerAccounts(_credentials_file(stack))    # as the service checks them
     known, unknown = [], []
     for i in range(30):
         for user, times in ((phone.username, known), (f"nobody-{i}", unknown)):
             began = time.perf_counter()
-            worker_http = worker.http
-            worker_http.logins.accounts.check(user, "wrong password")
+            accounts.check(user, "wrong password")
             times.append(time.perf_counter() - began)
     ratio = statistics.median(unknown) / statistics.median(known)
     assert 0.5 < ratio < 2.0, (statistics.median(known), statistics.median(unknown))
@@ -141,57 +154,59 @@ def test_a_source_and_a_username_have_budgets_a_window_and_the_usernames_own_sou
 
 
 @pytest.fixture
-def fresh_counts(endpoint):
-    """This test's own login counts, from zero, and no trusted proxy; as before afterwards."""
-    http = endpoint[0].http
-    http.logins.throttle, sources = LoginThrottle(), http.sources
-    yield http
-    http.logins.throttle, http.sources = LoginThrottle(), sources
+def fresh_counts(stack, endpoint, tmp_path):
+    """A service of this test's own: its login counts from zero, and no trusted proxy."""
+    with HttpService(stack, tmp_path / "ingest-http.log") as service:
+        yield service
+
+
+@pytest.fixture
+def behind_proxy(stack, endpoint, tmp_path):
+    """A service of this test's own, its login counts from zero, with the test as its trusted proxy."""
+    with HttpService(stack, tmp_path / "ingest-http.log", ingest_http_trusted_proxies=PROXY) as service:
+        yield service
 
 
 def test_a_source_that_keeps_failing_gets_429_even_with_the_right_password_then(stack, endpoint, fresh_counts):
-    worker, phone = endpoint
+    _, phone = endpoint
     for i in range(FAILURES_PER_SOURCE):   # guessing at many usernames, so that only the source is refused
-        assert _post(worker.http.port, {"Authorization": _auth(f"nobody-{i}", "guess")}) == 401
-    assert _post(worker.http.port, {"Authorization": _auth(phone.username, phone.password)}) == 429
+        assert _post(fresh_counts.port, {"Authorization": _auth(f"nobody-{i}", "guess")}) == 401
+    assert _post(fresh_counts.port, {"Authorization": _auth(phone.username, phone.password)}) == 429
 
 
 def test_guesses_spread_over_many_sources_stop_at_the_usernames_budget_but_not_at_its_own_source(stack, endpoint,
-                                                                                                 fresh_counts):
+                                                                                                 behind_proxy):
     """Behind a proxy: guesses at one phone from many forwarded addresses use up its budget; a
     new address is refused then, the address the phone posts from is not."""
-    worker, phone = endpoint
-    fresh_counts.sources = Sources(("127.0.0.1",))
+    _, phone = endpoint
     right = {"Authorization": _auth(phone.username, phone.password)}
-    assert _post(worker.http.port, {**right, "X-Forwarded-For": "10.7.9.9"}) == 400    # logged in; `[]` is no location
+    assert _post(behind_proxy.port, {**right, "X-Forwarded-For": "10.7.9.9"}) == 400    # logged in; `[]` is no location
     for i in range(FAILURES_PER_USERNAME):
-        assert _post(worker.http.port, {"Authorization": _auth(phone.username, "guess"),
+        assert _post(behind_proxy.port, {"Authorization": _auth(phone.username, "guess"),
                                         "X-Forwarded-For": f"10.7.{i // 200}.{i % 200}"}) == 401
-    assert _post(worker.http.port, {**right, "X-Forwarded-For": "10.7.200.1"}) == 429
-    assert _post(worker.http.port, {**right, "X-Forwarded-For": "10.7.9.9"}) == 400
+    assert _post(behind_proxy.port, {**right, "X-Forwarded-For": "10.7.200.1"}) == 429
+    assert _post(behind_proxy.port, {**right, "X-Forwarded-For": "10.7.9.9"}) == 400
 
 
 def test_behind_a_trusted_proxy_one_attacker_locks_out_only_its_own_forwarded_address(stack, city, endpoint,
-                                                                                      fresh_counts):
-    worker, _ = endpoint
-    fresh_counts.sources = Sources(("127.0.0.1",))
+                                                                                      behind_proxy):
     for i in range(FAILURES_PER_SOURCE):
-        assert _post(worker.http.port, {"Authorization": _auth(f"guess-{i}", "x"),
+        assert _post(behind_proxy.port, {"Authorization": _auth(f"guess-{i}", "x"),
                                         "X-Forwarded-For": "203.0.113.9"}) == 401
     terminal = stack.account(city.members[7].terminal_id)
     right = {"Authorization": _auth(terminal.username, terminal.password)}
-    assert _post(worker.http.port, {**right, "X-Forwarded-For": "203.0.113.9"}) == 429
-    assert _post(worker.http.port, {**right, "X-Forwarded-For": "198.51.100.7"}) == 400   # another phone: in
+    assert _post(behind_proxy.port, {**right, "X-Forwarded-For": "203.0.113.9"}) == 429
+    assert _post(behind_proxy.port, {**right, "X-Forwarded-For": "198.51.100.7"}) == 400   # another phone: in
     # a client's own X-Forwarded-For entry before the proxy's is not believed
-    assert _post(worker.http.port, {**right, "X-Forwarded-For": "198.51.100.7, 203.0.113.9"}) == 429
+    assert _post(behind_proxy.port, {**right, "X-Forwarded-For": "198.51.100.7, 203.0.113.9"}) == 429
 
 
 def test_without_a_trusted_proxy_x_forwarded_for_is_ignored(stack, endpoint, fresh_counts):
-    worker, phone = endpoint
+    _, phone = endpoint
     for i in range(FAILURES_PER_SOURCE):
-        assert _post(worker.http.port, {"Authorization": _auth(f"guess-{i}", "x"),
+        assert _post(fresh_counts.port, {"Authorization": _auth(f"guess-{i}", "x"),
                                         "X-Forwarded-For": f"10.8.0.{i}"}) == 401
-    assert _post(worker.http.port, {"Authorization": _auth(phone.username, phone.password),
+    assert _post(fresh_counts.port, {"Authorization": _auth(phone.username, phone.password),
                                     "X-Forwarded-For": "10.8.9.9"}) == 429   # all counted on the socket's address
 
 
@@ -204,14 +219,14 @@ def test_forwarded_addresses_are_believed_only_from_trusted_proxies():
 
 
 def test_a_disabled_account_cannot_post_even_with_its_right_password(stack, endpoint):
-    worker, _ = endpoint
+    server, _ = endpoint
     revoked = replace(BrokerAccount.generate(f"ot-{uuid.uuid4().hex[:6]}", AccountKind.OWNTRACKS), disabled=True)
     stack.add_broker_accounts([revoked])
-    path = worker.http.logins.accounts.path
+    path = _credentials_file(stack)
     wait_for(lambda: revoked.username.encode() in path.read_bytes(), 10, "the broker to save the account")
-    assert _post(worker.http.port, {"Authorization": _auth(revoked.username, revoked.password)}) == 401
+    assert _post(server.port, {"Authorization": _auth(revoked.username, revoked.password)}) == 401
     stack.set_account_disabled(revoked.username, False)
-    wait_for(lambda: _post(worker.http.port, {"Authorization": _auth(revoked.username, revoked.password)}) == 400,
+    wait_for(lambda: _post(server.port, {"Authorization": _auth(revoked.username, revoked.password)}) == 400,
              10, "the restored account to log in")
 
 
@@ -225,26 +240,28 @@ def test_a_disabled_account_cannot_post_even_with_its_right_password(stack, endp
     (b"Content-Length: " + b"9" * 5000 + b"\r\n", b"413"),       # more digits than int() takes
 ])
 def test_a_body_must_say_its_length_and_stay_within_the_limit(endpoint, framing, expected):
-    worker, phone = endpoint
+    server, phone = endpoint
     head = (b"POST /owntracks HTTP/1.1\r\nHost: x\r\nAuthorization: " + _auth(phone.username, phone.password).encode()
             + b"\r\n" + framing + b"Connection: close\r\n\r\n")
-    answer = _raw(worker.http.port, head)
+    answer = _raw(server.port, head)
     assert answer.split(b" ")[1] == expected, answer[:80]
 
 
 def test_a_client_that_stops_sending_is_cut_off(endpoint):
-    worker, phone = endpoint
+    server, phone = endpoint
     head = (b"POST /owntracks HTTP/1.1\r\nHost: x\r\nAuthorization: " + _auth(phone.username, phone.password).encode()
             + b"\r\nContent-Length: 100\r\n\r\n{")           # 99 bytes never come
     began = time.monotonic()
-    _raw(worker.http.port, head, wait=READ_TIMEOUT_S + 10)
+    _raw(server.port, head, wait=READ_TIMEOUT_S + 10)
     assert time.monotonic() - began < READ_TIMEOUT_S + 5     # the server closed it
 
 
-def _trickle(port: int, request: bytes, every_s: float, give_up_s: float) -> float:
-    """Send `request` one byte every `every_s`: the seconds until the server closed the connection."""
+def _trickle(port: int, request: bytes, every_s: float, give_up_s: float, head: bytes = b"") -> float:
+    """Send `head` at once, then `request` one byte every `every_s`: the seconds until the server
+    closed the connection."""
     began = time.monotonic()
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(head)
         for byte in request:
             try:
                 sock.sendall(bytes([byte]))
@@ -258,53 +275,58 @@ def _trickle(port: int, request: bytes, every_s: float, give_up_s: float) -> flo
     return time.monotonic() - began
 
 
-def test_a_client_trickling_its_headers_is_cut_off_at_the_request_deadline(endpoint):
-    """Each byte comes well within the read timeout; the whole request never does."""
-    worker, _ = endpoint
-    server = worker.http.servers[0]
-    server.deadline_s = 3.0
-    try:
-        lasted = _trickle(worker.http.port, b"POST /owntracks HTTP/1.1\r\nX-Slow: " + b"y" * 100, 0.5, 12.0)
-    finally:
-        server.deadline_s = REQUEST_DEADLINE_S
+def test_a_client_trickling_its_headers_is_cut_off_at_the_request_deadline(stack, endpoint, tmp_path):
+    """Each byte comes well within the read timeout; the whole request never does (a service whose
+    deadline is 3 s: ingest.http.protocol arms it at the accept)."""
+    with HttpService(stack, tmp_path / "ingest-http.log", ingest_http_request_deadline_s=3) as server:
+        lasted = _trickle(server.port, b"POST /owntracks HTTP/1.1\r\nX-Slow: " + b"y" * 100, 0.5, 12.0)
+        assert 2.5 < lasted < 6
+        assert 'reason="request_deadline"' in server.metrics()
+
+
+def test_a_client_trickling_its_body_is_cut_off_at_the_request_deadline_too(stack, endpoint, tmp_path):
+    _, phone = endpoint
+    head = (b"POST /owntracks HTTP/1.1\r\nHost: x\r\nAuthorization: " + _auth(phone.username, phone.password).encode()
+            + b"\r\nContent-Length: 60\r\n\r\n")
+    with HttpService(stack, tmp_path / "ingest-http.log", ingest_http_request_deadline_s=3) as server:
+        lasted = _trickle(server.port, b"[" + b" " * 58 + b"]", 0.5, 12.0, head=head)
     assert 2.5 < lasted < 6
 
 
 def test_one_address_holds_at_most_a_few_connections(stack, city, endpoint):
-    worker, _ = endpoint
-    held = [socket.create_connection(("127.0.0.1", worker.http.port), timeout=5)
+    server, _ = endpoint
+    held = [socket.create_connection(("127.0.0.1", server.port), timeout=5)
             for _ in range(CONNECTIONS_PER_SOURCE)]
     try:
-        answer = _raw(worker.http.port, b"")            # one more from the same address, accepted after them
+        answer = _raw(server.port, b"")            # one more from the same address, accepted after them
         assert answer.split(b" ")[1] == b"429", answer[:80]
     finally:
         for sock in held:
             sock.close()
     terminal = stack.account(city.members[8].terminal_id)
-    wait_for(lambda: _post(worker.http.port, {"Authorization": _auth(terminal.username, terminal.password)}) == 400,
+    wait_for(lambda: _post(server.port, {"Authorization": _auth(terminal.username, terminal.password)}) == 400,
              5, "a connection again once they are gone")
 
 
 def test_metrics_and_health_are_not_on_the_port_the_phones_reach(endpoint):
-    worker, _ = endpoint
+    server, _ = endpoint
     for path in ("/metrics", "/healthz"):
         with pytest.raises(urllib.error.HTTPError) as refused:
-            urllib.request.urlopen(f"http://127.0.0.1:{worker.http.port}{path}", timeout=5)
+            urllib.request.urlopen(f"http://127.0.0.1:{server.port}{path}", timeout=5)
         assert refused.value.code == 404
-        assert urllib.request.urlopen(f"http://127.0.0.1:{worker.http.metrics_port}{path}", timeout=5).status == 200
+        assert urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}{path}", timeout=5).status == 200
 
 
-def test_guesses_at_a_phone_from_one_address_do_not_lock_it_out_from_another(stack, endpoint, fresh_counts):
+def test_guesses_at_a_phone_from_one_address_do_not_lock_it_out_from_another(stack, endpoint, behind_proxy):
     """Behind a proxy: eleven wrong passwords for the phone from one forwarded address; the phone,
     from its own address, still gets in (before: 429 from every address for five minutes)."""
-    worker, phone = endpoint
-    fresh_counts.sources = Sources(("127.0.0.1",))
-    answers = [_post(worker.http.port, {"Authorization": _auth(phone.username, f"guess-{i}"),
+    _, phone = endpoint
+    answers = [_post(behind_proxy.port, {"Authorization": _auth(phone.username, f"guess-{i}"),
                                         "X-Forwarded-For": "203.0.113.40"}) for i in range(11)]
     assert answers == [401] * FAILURES_PER_PAIR + [429] * (11 - FAILURES_PER_PAIR)
     right = {"Authorization": _auth(phone.username, phone.password)}
-    assert _post(worker.http.port, {**right, "X-Forwarded-For": "198.51.100.40"}) == 400    # logged in
-    assert _post(worker.http.port, {**right, "X-Forwarded-For": "203.0.113.40"}) == 429     # the guesser waits
+    assert _post(behind_proxy.port, {**right, "X-Forwarded-For": "198.51.100.40"}) == 400    # logged in
+    assert _post(behind_proxy.port, {**right, "X-Forwarded-For": "203.0.113.40"}) == 429     # the guesser waits
 
 
 def _slow_accounts(path, username: str, password: str, iterations: int = 400_000):
@@ -322,38 +344,29 @@ def _slow_accounts(path, username: str, password: str, iterations: int = 400_000
     return path
 
 
-def test_guesses_sent_at_once_are_counted_before_any_is_checked(endpoint, fresh_counts, tmp_path):
+def test_guesses_sent_at_once_are_counted_before_any_is_checked(stack, endpoint, tmp_path):
     """Twelve guesses for one username at once: no more are checked (401) than the budget; the
-    rest are refused unchecked (429). Before, all twelve read the count, then all were checked."""
+    rest are refused unchecked (429). Before, all twelve read the count, then all were checked.
+    (A service behind the test as its trusted proxy, whose connections are not capped per address,
+    with an accounts file of one account that is slow to check.)"""
     from concurrent.futures import ThreadPoolExecutor
 
-    from ingest.http.accounts import BrokerAccounts
-
-    worker, _ = endpoint
-    http, accounts = worker.http, worker.http.logins.accounts
-    server, unbounded = http.servers[0], http.servers[0].unbounded
-    http.sources = Sources(("127.0.0.1",))
-    server.unbounded = http.sources.trusted      # a proxy's connections are not capped per address
-    http.logins.accounts = BrokerAccounts(_slow_accounts(tmp_path / "dynamic-security.json", "ot-slow", "right one"))
-    try:
-        with ThreadPoolExecutor(12) as pool:
-            answers = list(pool.map(lambda i: _post(http.port, {"Authorization": _auth("ot-slow", f"guess-{i}"),
-                                                                "X-Forwarded-For": "203.0.113.41"}), range(12)))
-    finally:
-        http.logins.accounts, server.unbounded = accounts, unbounded
+    slow = _slow_accounts(tmp_path / "dynamic-security.json", "ot-slow", "right one")
+    with HttpService(stack, tmp_path / "ingest-http.log", ingest_http_trusted_proxies=PROXY,
+                     broker_credentials_file=slow) as server, ThreadPoolExecutor(12) as pool:
+        answers = list(pool.map(lambda i: _post(server.port, {"Authorization": _auth("ot-slow", f"guess-{i}"),
+                                                              "X-Forwarded-For": "203.0.113.41"}), range(12)))
     assert set(answers) <= {401, 429}, answers
     assert answers.count(401) <= FAILURES_PER_PAIR, answers
 
 
-def test_guesses_at_an_osmand_token_slow_down_that_address_only(stack, endpoint, fresh_counts):
+def test_guesses_at_an_osmand_token_slow_down_that_address_only(stack, endpoint, behind_proxy):
     """/osmand/<token>: the same throttle as /owntracks, on the device id the request claims."""
-    worker, _ = endpoint
     device = BrokerAccount.generate(f"osm-{uuid.uuid4().hex[:6]}", AccountKind.OSMAND)
     stack.add_broker_accounts([device])
-    fresh_counts.sources = Sources(("127.0.0.1",))
 
     def get(token: str, source: str) -> int:
-        url = (f"http://127.0.0.1:{worker.http.port}/osmand/{token}?id={device.username}"
+        url = (f"http://127.0.0.1:{behind_proxy.port}/osmand/{token}?id={device.username}"
                "&lat=26.08&lon=119.30&timestamp=1764547200")
         request = urllib.request.Request(url, headers={"X-Forwarded-For": source})
         try:
@@ -369,14 +382,13 @@ def test_guesses_at_an_osmand_token_slow_down_that_address_only(stack, endpoint,
     assert get(device.password, "203.0.113.50") == 429                       # the guesser waits
 
 
-def test_guesses_from_one_ipv6_64_are_one_source(stack, endpoint, fresh_counts):
+def test_guesses_from_one_ipv6_64_are_one_source(stack, endpoint, behind_proxy):
     """Every address of a /64 is the same guesser (a line or host has a whole /64): fresh addresses
     of it get no fresh budget; the phone posting from another network is not refused."""
-    worker, phone = endpoint
-    fresh_counts.sources = Sources(("127.0.0.1",))
+    _, phone = endpoint
     for i in range(FAILURES_PER_SOURCE):
         forwarded = {"X-Forwarded-For": f"2001:db8:7:9::{i + 1:x}"}
-        assert _post(worker.http.port, {"Authorization": _auth(f"nobody-{i}", "guess"), **forwarded}) == 401
+        assert _post(behind_proxy.port, {"Authorization": _auth(f"nobody-{i}", "guess"), **forwarded}) == 401
     right = {"Authorization": _auth(phone.username, phone.password)}
-    assert _post(worker.http.port, {**right, "X-Forwarded-For": "2001:db8:7:9::ffff"}) == 429
-    assert _post(worker.http.port, {**right, "X-Forwarded-For": "2001:db8:7:a::1"}) == 400   # in; [] is no location
+    assert _post(behind_proxy.port, {**right, "X-Forwarded-For": "2001:db8:7:9::ffff"}) == 429
+    assert _post(behind_proxy.port, {**right, "X-Forwarded-For": "2001:db8:7:a::1"}) == 400   # in; [] is no location
