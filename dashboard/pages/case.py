@@ -41,6 +41,7 @@ from cases.model import (
     Suspend,
     Verify,
 )
+from cases.reads import case_photos
 from core.catalogue import (
     ACTION_LABELS,
     CASE_CATEGORY_LABELS,
@@ -54,10 +55,10 @@ from core.catalogue import (
 )
 from core.orgcodes import Level, ancestor, contains
 from core.roles import ROLE_LABELS, UserRole
-from dashboard import live_ui
+from dashboard import live_ui, photos
 from dashboard.authz import Decision, Scope, authorize, current_identity
 from dashboard.case_actions import CASE_ACTIONS, CaseAction, offered
-from dashboard.declarations import callback, page
+from dashboard.declarations import callback, export, page
 from dashboard.feeds import Feed
 from dashboard.pages.cases import (
     clock_data,
@@ -123,6 +124,10 @@ def layout(state, scope: Scope, kiosk: bool = False):
 
 FEED = Feed("case", wire={"case": wire_case_seen}, snapshot=lambda q, scope: {})
 PAGE = page(PATH, Label("Case", "案件"), ROLES, layout, feed=FEED, nav=False, subpaths=True, order=90)
+# the photos this page shows, for whoever may open a case's page and whose scope covers a report or
+# case naming them (dashboard/photos.py)
+export(photos.PATH, PAGE.roles, "a member's photo, if the viewer's scope covers a report or case naming it "
+       "(else 404)")(photos.serve)
 
 
 def case_id_of(pathname: str | None) -> str:
@@ -510,17 +515,26 @@ def _escalations(state, steps: list[dict]):
 
 
 def _sources(history: dict):
+    """The reports and alarms the case was made of, and its photos: those the server holds as
+    thumbnails (before / after: dashboard.photos), any other ref (an older terminal's path) as text."""
     items = []
     for s in history["sources"]:
+        refs = [r for r in ([s["photo_ref"]] if s["photo_ref"] else []) + list(s["photo_refs"] or ())
+                if not photos.url(r)]
         items.append(html.Li([html.Span(f"{s['kind']} {s['key']} ({s['linked']})"),
                               html.Div(s["address"], className="case-source-address") if s["address"] else None,
                               html.Div(s["description"], className="audit-dim") if s["description"] else None,
-                              html.Code(s["photo_ref"], className="case-photo") if s["photo_ref"] else None]))
+                              *[html.Code(ref, className="case-photo") for ref in refs]]))
     for e in history["events"]:
         for ref in (e["detail"] or {}).get("photo_refs") or ():
-            items.append(html.Li([html.Span(f"{COMMAND_LABELS.get(e['command'], e['command'])} · {local(e['time'])}"),
-                                  html.Code(ref, className="case-photo")]))
-    return html.Ul(items, className="case-sources", id="case-sources") if items else html.P("–", className="audit-dim")
+            if not photos.url(ref):
+                items.append(html.Li([html.Span(f"{COMMAND_LABELS.get(e['command'], e['command'])} · "
+                                                f"{local(e['time'])}"), html.Code(ref, className="case-photo")]))
+    strip = photos.photo_strip(case_photos(history), "case")
+    listed = html.Ul(items, className="case-sources", id="case-sources") if items else None
+    if strip is None and listed is None:
+        return html.P("–", className="audit-dim")
+    return html.Div([strip, listed])
 
 
 def _notices(state, notices: list[dict]):

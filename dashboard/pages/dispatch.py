@@ -49,7 +49,7 @@ from cases.model import Dispatch, Register, Return
 from cases.model import State as CaseState
 from core.catalogue import CASE_CATEGORY_LABELS, Label
 from core.roles import ROLE_LABELS, UserRole
-from dashboard import live_ui
+from dashboard import live_ui, photos
 from dashboard.alarms import ACKNOWLEDGE_ALARM, AcknowledgeAlarm
 from dashboard.authz import Scope, authorize, current_identity
 from dashboard.case_actions import CASE_ACTIONS, REASSIGN, CaseAction, Reassign
@@ -203,13 +203,14 @@ def candidates(case_id, _done, _tick):
     head = html.Div(className="dispatch-cand-case", id="dispatch-cand-case", children=[
         html.Strong(f"{CASE_CATEGORY_LABELS.get(case.category, case.category)}"), " · ", case.place or case.title,
         " · ", dcc.Link(case.case_id, href=f"/case/{case.case_id}")])
+    top = [head, photos.photo_strip(state.queries.case_photos(case.case_id), "dispatch-cand")]   # before / after
     features = []
     if case.lat is not None:
         features.append(_point(case.lon, case.lat, {"kind": "case", "label": case.title}))
     if case.state is CaseState.REPORTED:
         body = [html.Button(str(Label("Register", "立案")), id={"type": "dispatch-register", "case": case.case_id},
                             className="button dispatch-register", n_clicks=0)]
-        return [head, html.P(str(Label("Reported: register it first (or refuse it on its page).",
+        return [*top, html.P(str(Label("Reported: register it first (or refuse it on its page).",
                                        "待立案：请先立案。")), className="audit-dim"), *body], \
             {"type": "FeatureCollection", "features": features}, _view(case)
     if case.state is not CaseState.REGISTERED:
@@ -228,11 +229,11 @@ def candidates(case_id, _done, _tick):
                       *_rows(search.candidates[:REASSIGN_SHOWN], "dispatch-reassign", "dispatch-alt",
                              Label("Reassign", "改派"), features)]
         view = _view(case) if ctx.triggered_id != "dispatch-cand-tick" else no_update   # a refresh keeps the map
-        return [head, html.P(text, className="audit-dim", id="dispatch-cand-state"),
+        return [*top, html.P(text, className="audit-dim", id="dispatch-cand-state"),
                 html.P(where, className="dispatch-handler-at", id="dispatch-handler-at") if where else None,
                 *withdraw, *others], {"type": "FeatureCollection", "features": features}, view
     if case.lat is None:
-        return [head, html.P("The case has no place: dispatch it from its page.", className="audit-dim")], EMPTY, \
+        return [*top, html.P("The case has no place: dispatch it from its page.", className="audit-dim")], EMPTY, \
             no_update
     automatic = case.category in state.queries.automatic and not case.unassigned
     mode = html.P(str(Label("Automatic mode: the cases engine offers it to candidate 1 itself.",
@@ -250,7 +251,7 @@ def candidates(case_id, _done, _tick):
                     className="audit-dim", id="dispatch-cand-foot")
     none = [html.Div("Nobody available near it.", className="empty")] if not rows else []
     view = _view(case) if ctx.triggered_id != "dispatch-cand-tick" else no_update   # a refresh keeps the map
-    return [head, mode, *rows, *none, foot], {"type": "FeatureCollection", "features": features}, view
+    return [*top, mode, *rows, *none, foot], {"type": "FeatureCollection", "features": features}, view
 
 
 def _search(state, case, exclude: frozenset[str], scope_code: str):
