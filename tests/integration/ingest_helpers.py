@@ -131,7 +131,7 @@ class HttpService:
 
     def __init__(self, stack, log_path, routes: str | None = None, env: dict | None = None, **settings) -> None:
         self.port, self.metrics_port = free_port(), free_port()
-        self.log_path = log_path
+        self.stack, self.log_path = stack, log_path
         self.env = {**os.environ, **stack.app_env("ingest"), "GCC_INGEST_HTTP_PORT": str(self.port),
                     "GCC_INGEST_HTTP_METRICS_PORT": str(self.metrics_port), "PYTHONUNBUFFERED": "1",
                     **{f"GCC_{key.upper()}": str(value) for key, value in settings.items()}, **(env or {})}
