@@ -44,9 +44,10 @@ from psycopg2.pool import PoolError, ThreadedConnectionPool
 from core.city import CITY_TZ
 from core.http import Refused, Reply, Request, Route
 from handheld.caller import Caller
+from handheld.sessions import API
 from telemetry.kinds.incident_report import PHOTO_REF
 
-PHOTOS_PATH = "/handheld/api/v1/photos"
+PHOTOS_PATH = f"{API}/photos"
 MB = 1024 * 1024
 MAX_UPLOAD_BYTES = 8 * MB
 MAX_PIXELS = 40_000_000
