@@ -109,7 +109,8 @@ def _report(stack: LocalStack, caps: timescale.Capabilities, city, apps, logins)
     for app in apps:
         where = urlsplit(app.ready_url).netloc if app.ready_url else f"pid {app.pid}"
         rows.append((app.name, where, ("healthy" if app.ready_url else "running") + f", log {app.log_path.name}" +
-                     (" (/metrics, /healthz)" if app.name.startswith("ingest-") or app.name == "cases" else "")))
+                     (" (/metrics, /healthz)" if app.name.startswith("ingest-") or app.name == "cases" else "") +
+                     (f"; devices' HTTP on {app.env['GCC_INGEST_HTTP_PORT']}" if app.name == "ingest-http" else "")))
     print("\nGrid Command Center - local stack")
     for name, where, state in rows:
         print(f"  {name:<30} {where:<18} {state}")
@@ -160,12 +161,14 @@ def up(data_dir: Path, once: bool = False, history_days: int = 0) -> int:
             written = history.generate(dsn, history.Plan(days=history_days))
             log.info("history: %d cases, %d events, %d fixes, %d alarms", written.cases, written.events,
                      written.fixes, written.alarms)
-        ingest_port = _pick_ports(settings.ingest_http_port, INGEST_WORKERS, "OwnTracks HTTP")
+        ingest_port = _pick_port(settings.ingest_http_port, "the devices' HTTP service")
+        http_metrics_port = _pick_ports(settings.ingest_http_metrics_port, settings.ingest_http_workers,
+                                        "the devices' HTTP service's metrics")
         metrics_port = _pick_ports(settings.ingest_metrics_port, INGEST_WORKERS, "ingest metrics")
         dashboard_port = _pick_port(settings.dashboard_port, "the dashboard")
         cases_port = _pick_port(settings.cases_metrics_port, "the cases engine's health")
         apps = demo_apps(stack, ingest_port=ingest_port, metrics_port=metrics_port, dashboard_port=dashboard_port,
-                         cases_port=cases_port)
+                         cases_port=cases_port, http_metrics_port=http_metrics_port)
         for app in apps:
             app.start()
         wait_ready(apps)

@@ -1,5 +1,6 @@
 """The demo's own processes on top of the servers: the city's reference data, the demo's roster and
-logins (simulator/), then the ingest workers, the dashboard, the cases engine (`python -m
+logins (simulator/), then the ingest workers, the device-facing HTTP service (`python -m
+ingest.http`: OwnTracks, OsmAnd, the handheld), the dashboard, the cases engine (`python -m
 casework`), the demo desk (`python -m simulator.desk`) and the simulator."""
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from simulator import logins, roster
 from simulator.citygen import SCALES, generate
 
 from .process import ServerProcess, wait_until
-from .stack import INGEST_WORKERS, LocalStack
+from .stack import INGEST_WORKERS, LocalStack, free_port
 
 log = logging.getLogger("stack")
 
@@ -90,9 +91,11 @@ def demo_logins(stack: LocalStack, city: City, dsn: str) -> tuple[list[tuple[str
 
 
 def demo_apps(stack: LocalStack, sim_args: str | None = None, ingest_port: int = 9108, metrics_port: int = 9128,
-              dashboard_port: int = 8050, cases_port: int = 9148, desk: bool = True) -> list[ServerProcess]:
+              dashboard_port: int = 8050, cases_port: int = 9148, desk: bool = True,
+              http_metrics_port: int | None = None) -> list[ServerProcess]:
     """The demo's apps in the order they start; `desk=False` leaves the demo desk out (nobody but
-    the engine and the people at the screens acts on cases)."""
+    the engine and the people at the screens acts on cases). `ingest_port` is the device-facing
+    HTTP service's; `http_metrics_port` its internal port (None: a free one)."""
     # each app gets where things are and only its own secrets (not the env file's: it has none)
     base = {**os.environ, "PYTHONUNBUFFERED": "1", "GCC_INGEST_HTTP_PORT": str(ingest_port),
             "GCC_INGEST_METRICS_PORT": str(metrics_port), "GCC_DASHBOARD_PORT": str(dashboard_port)}
@@ -112,6 +115,15 @@ def demo_apps(stack: LocalStack, sim_args: str | None = None, ingest_port: int =
                                cwd=Path(REPO_ROOT))
         worker.ready_url = f"http://127.0.0.1:{metrics_port + i - 1}/healthz"
         workers.append(worker)
+    # the devices' HTTP side: its own service (gunicorn), each process with its own ingest chain,
+    # as the ingest's database role and Redis user, with no broker account (it logs devices in
+    # with the broker's accounts file, and takes nothing from the broker)
+    internal = http_metrics_port if http_metrics_port is not None else free_port()
+    http = ServerProcess("ingest-http", [sys.executable, "-m", "ingest.http"], cwd=Path(REPO_ROOT),
+                         log_path=stack.log_dir / "ingest-http.log", pid_path=run / "ingest-http.pid",
+                         env={**base, **stack.app_env("ingest"), "GCC_INGEST_HTTP_METRICS_PORT": str(internal)})
+    http.ready_url = f"http://127.0.0.1:{internal}/healthz"
+    workers.append(http)
     dashboard = ServerProcess("dashboard", [sys.executable, "-m", "dashboard"],
                               log_path=stack.log_dir / "dashboard.log", pid_path=run / "dashboard.pid",
                               env={**base, **stack.app_env("dashboard")}, cwd=Path(REPO_ROOT))

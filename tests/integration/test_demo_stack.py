@@ -111,14 +111,15 @@ def _settings_from(data_dir: Path) -> Settings:
 def test_demo_reports_each_service_healthy_and_ctrl_c_stops_everything(demo_dir):
     demo, ports = _started(demo_dir)
     out = demo.output()
-    for line in ("PostgreSQL 15 + TimescaleDB", "Redis 7", "Mosquitto 2", "ingest-1", "ingest-2", "dashboard", "cases"):
+    for line in ("PostgreSQL 15 + TimescaleDB", "Redis 7", "Mosquitto 2", "ingest-1", "ingest-2", "ingest-http",
+                 "dashboard", "cases"):
         assert any(line in row and "healthy" in row for row in out.splitlines()), out
     assert "Open the dashboard:     http://127.0.0.1:" in out
     assert re.search(r"kiosk wall \(no login\):  http://127\.0\.0\.1:\d+/wall\?kiosk=1&token=[\w-]{40,}", out), out
     assert re.search(r"^    admin +\S{12,} +admin ", out, re.MULTILINE), out     # a demo login, its password
     servers = _pids(demo_dir)
-    assert set(servers) == {"stack", "postgres", "redis", "mosquitto", "simulator", "ingest-1", "ingest-2", "dashboard",
-                            "cases", "desk"}
+    assert set(servers) == {"stack", "postgres", "redis", "mosquitto", "simulator", "ingest-1", "ingest-2",
+                            "ingest-http", "dashboard", "cases", "desk"}
     settings = _settings_from(demo_dir)
     assert settings.pg_port == ports["pg"]
     with psycopg2.connect(settings.pg_dsn) as conn, conn.cursor() as cur:
