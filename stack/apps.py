@@ -124,6 +124,12 @@ def demo_apps(stack: LocalStack, sim_args: str | None = None, ingest_port: int =
                          env={**base, **stack.app_env("ingest"), "GCC_INGEST_HTTP_METRICS_PORT": str(internal)})
     http.ready_url = f"http://127.0.0.1:{internal}/healthz"
     workers.append(http)
+    # what the command center sends to a member's terminal, copied to the outbox of each of the
+    # member's phones (handheld.bridge: subscribes only, its own broker account)
+    workers.append(ServerProcess("handheld-bridge", [sys.executable, "-m", "handheld.bridge"], cwd=Path(REPO_ROOT),
+                                 log_path=stack.log_dir / "handheld-bridge.log",
+                                 pid_path=run / "handheld-bridge.pid",
+                                 env={**base, **stack.app_env("ingest", stack.account("handheld-bridge"))}))
     dashboard = ServerProcess("dashboard", [sys.executable, "-m", "dashboard"],
                               log_path=stack.log_dir / "dashboard.log", pid_path=run / "dashboard.pid",
                               env={**base, **stack.app_env("dashboard")}, cwd=Path(REPO_ROOT))

@@ -16,15 +16,18 @@ from gunicorn.app.base import BaseApplication
 
 from config.settings import load_settings
 from core.http import Route
+from handheld.api import Handheld
 from ingest.http.app import Deliver, build_app
+from ingest.http.handheld import uplink_routes
 
 log = logging.getLogger("ingest.http")
 
 
 def extra_routes(deliver: Deliver) -> list[Route]:
-    """Routes of other rooms served here beside /owntracks and /osmand (the integrator adds the
-    handheld's: ingest.http.handheld.uplink_routes(deliver, authenticate) and its reads)."""
-    return []
+    """Routes of other rooms served here beside /owntracks and /osmand: the members' handheld
+    (its uplinks into this process's chain, then its sign-in, reads, photos, outbox and app)."""
+    handheld = Handheld(load_settings())
+    return uplink_routes(deliver, handheld.sessions.authenticate) + handheld.routes()
 
 
 def gunicorn_options(settings) -> dict:

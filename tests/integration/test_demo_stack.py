@@ -119,7 +119,7 @@ def test_demo_reports_each_service_healthy_and_ctrl_c_stops_everything(demo_dir)
     assert re.search(r"^    admin +\S{12,} +admin ", out, re.MULTILINE), out     # a demo login, its password
     servers = _pids(demo_dir)
     assert set(servers) == {"stack", "postgres", "redis", "mosquitto", "simulator", "ingest-1", "ingest-2",
-                            "ingest-http", "dashboard", "cases", "desk"}
+                            "ingest-http", "handheld-bridge", "dashboard", "cases", "desk"}
     settings = _settings_from(demo_dir)
     assert settings.pg_port == ports["pg"]
     with psycopg2.connect(settings.pg_dsn) as conn, conn.cursor() as cur:
