@@ -62,8 +62,7 @@ export function caseCard(c, { sent } = {}) {
           c.urgency === "urgent" ? h("span", { class: "tag urgent" }, bi("紧急", "urgent")) : null))),
     c.place ? h("p", { class: "place" }, icon("pin"), h("span", { text: c.place })) : null,
     deadline,
-    sent ? sentLine(sent) : null,
-    details);
+    sent ? sentLine(sent) : null);
   const toggle = button("详情", "Details", async () => {
     open = !open;
     if (!open) { details.replaceChildren(); return; }
@@ -74,7 +73,7 @@ export function caseCard(c, { sent } = {}) {
       details.replaceChildren(h("p", { class: "error", text: reasonWords(e.reason || "network", e.detail) }));
     }
   }, "small ghost");
-  card.append(toggle);
+  card.append(toggle, details);
   return card;
 }
 

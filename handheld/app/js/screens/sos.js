@@ -4,7 +4,7 @@
 // the command center asks this member to check, answered confirmed / false alarm / need help.
 
 import * as downlink from "../downlink.js";
-import { isoNow } from "../ids.js";
+import { isoNow, timeWords } from "../ids.js";
 import * as outbox from "../outbox.js";
 import { photoPicker } from "../picker.js";
 import * as position from "../position.js";
@@ -13,6 +13,10 @@ import { bi, button, field, fill, h, icon, toast } from "../ui.js";
 import { CHECK_OUTCOMES } from "../words.js";
 
 export const HOLD_MS = 2000;
+const SHOWN_ABOVE = new Set(["kind", "title", "place", "notice_id"]);
+const FACT_WORDS = { sensor_id: ["设备", "sensor"], alarm_id: ["告警", "alarm"], case_id: ["案件", "case"],
+  ts: ["时间", "time"], deadline: ["时限", "deadline"], urgency: ["紧急程度", "urgency"], category: ["类别", "category"],
+  alarm_type: ["告警类型", "alarm type"], reason: ["说明", "note"], state: ["状态", "state"] };
 const SVG = "http://www.w3.org/2000/svg";
 
 // an alarm-check request: a notice of kind "check" (or an item of its own kind, when the server
@@ -86,8 +90,10 @@ function checkCard(item, after) {
   const body = item.body && typeof item.body === "object" ? item.body : {};
   const facts = h("dl", { class: "facts" });
   for (const [key, value] of Object.entries(body)) {
-    if (value === null || typeof value === "object" || key === "kind") continue;
-    facts.append(h("dt", { text: key }), h("dd", { text: String(value) }));
+    if (value === null || typeof value === "object" || SHOWN_ABOVE.has(key)) continue;
+    const words = FACT_WORDS[key];
+    facts.append(h("dt", {}, words ? bi(words[0], words[1]) : key),
+      h("dd", { text: key === "ts" || key === "deadline" ? timeWords(value) : String(value) }));
   }
   const card = h("article", { class: "case-card urgent" },
     h("header", {}, icon("sos", "case-icon"), h("div", { class: "case-head" },
