@@ -24,6 +24,7 @@ from config.settings import load_settings
 from core.city import City
 from core.lifecycle import raise_open_file_limit, run_until_signalled
 from simulator.devices import SimConfig
+from simulator.handheld import PHONES_FILE, load_phones, save_phones
 from simulator.run import Simulator
 
 
@@ -54,6 +55,11 @@ def _parse(argv):
                    help="fraction of verifications a grid supervisor fails (rework)")
     p.add_argument("--duration", type=float, default=None, help="stop after this many real seconds")
     p.add_argument("--processes", type=int, default=1, help="split the fleet over this many processes")
+    p.add_argument("--phones", type=Path, default=settings.data_dir / PHONES_FILE,
+                   help="members whose phone (网格通) is simulated over its HTTPS API: enrolment codes, then "
+                        "credentials (the local stack writes the codes)")
+    p.add_argument("--phone-url", default=f"http://127.0.0.1:{settings.ingest_http_port}",
+                   help="the device-facing HTTP service the simulated phones talk to")
     p.add_argument("--seed", type=int, default=1)
     return p.parse_args(argv)
 
@@ -67,14 +73,17 @@ def run_shard(args, shard: tuple[int, int]) -> int:
                     case_reject_fraction=args.case_reject, case_silent_fraction=args.case_silent,
                     case_extension_fraction=args.case_extension,
                     case_late_fraction=args.case_late, verify_fail_fraction=args.verify_fail)
+    phones = load_phones(args.phones)
     sim = Simulator(city, passwords, args.host, args.port, cfg, seed=args.seed + shard[0],
-                    max_members=args.members, max_gateways=args.gateways, shard=shard)
+                    max_members=args.members, max_gateways=args.gateways, shard=shard,
+                    phones=phones, phone_url=args.phone_url,
+                    on_enrolled=lambda phone: save_phones(args.phones, [phone]))
     if sim.missing_accounts:
         logging.warning("%d devices have no broker account and are not simulated", sim.missing_accounts)
     stop = threading.Event()
-    print(f"simulator shard {shard[0] + 1}/{shard[1]}: {len(sim.terminals)} terminals, "
-          f"{len(sim.gateways)} gateways -> {args.host}:{args.port}, speed-up x{args.speedup}",
-          file=sys.stderr, flush=True)
+    print(f"simulator shard {shard[0] + 1}/{shard[1]}: {len(sim.terminals)} terminals "
+          f"({len(sim.phones)} of them phones -> {args.phone_url}), {len(sim.gateways)} gateways -> "
+          f"{args.host}:{args.port}, speed-up x{args.speedup}", file=sys.stderr, flush=True)
     return run_until_signalled(lambda: sim.run(args.duration, stop=stop), stop)
 
 

@@ -8,11 +8,13 @@ import sys
 import time
 import zlib
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from datetime import datetime, timezone
 
 from core.city import City
 from simulator import payloads
 from simulator.devices import GatewaySim, SimConfig, TerminalSim
+from simulator.handheld import Phone, PhoneLink
 from simulator.mqttmux import DeviceConnection, Mux
 from telemetry.topics import NOTICE, TASK, terminal_topic
 
@@ -28,9 +30,13 @@ def in_shard(device_id: str, shard: tuple[int, int]) -> bool:
 class Simulator:
     def __init__(self, city: City, passwords: dict[str, str], host: str, port: int, cfg: SimConfig,
                  *, seed: int = 1, max_members: int | None = None, max_gateways: int | None = None,
-                 shard: tuple[int, int] = (0, 1)) -> None:
+                 shard: tuple[int, int] = (0, 1), phones: list[Phone] = (), phone_url: str | None = None,
+                 on_enrolled: Callable[[Phone], None] | None = None) -> None:
         self.cfg = cfg
         self.mux = Mux(host, port)
+        # members with an enrolled phone (网格通) speak its HTTPS API instead of MQTT (simulator.handheld)
+        self.phones = {p.terminal_id: p for p in phones if in_shard(p.terminal_id, shard)}
+        self.link = PhoneLink(phone_url, on_enrolled=on_enrolled) if self.phones else None
         self.terminals: list[TerminalSim] = []
         self.gateways: list[GatewaySim] = []
         self.missing_accounts = 0
@@ -40,7 +46,10 @@ class Simulator:
             addresses[b.grid_code].append(f"{b.name}, {city.grid_by_code[b.grid_code].name}")
         members = [m for m in city.members if in_shard(m.terminal_id, shard)][:max_members]
         for member in members:
-            self._add_terminal(city, member, passwords, rng, addresses[member.grid_code])
+            if member.terminal_id in self.phones:
+                self._add_phone(city, member, rng, addresses[member.grid_code])
+            else:
+                self._add_terminal(city, member, passwords, rng, addresses[member.grid_code])
         sensors_by_gateway = defaultdict(list)
         for sensor in city.sensors:
             sensors_by_gateway[sensor.gateway_id].append(sensor)
@@ -68,6 +77,14 @@ class Simulator:
             session_expiry_s=3600)
         sim.connection = conn
         self.mux.add(conn)
+        self.terminals.append(sim)
+
+    def _add_phone(self, city, member, rng, addresses) -> None:
+        phone = self.phones[member.terminal_id]
+        sim = TerminalSim(member, city.grid_by_code[member.grid_code], self.cfg, random.Random(rng.getrandbits(64)),
+                          phone.publish, addresses)
+        sim.connection = phone
+        self.link.add(phone, lambda topic, payload: sim.on_downlink(topic, payload, datetime.now(timezone.utc)))
         self.terminals.append(sim)
 
     def _add_gateway(self, city, gateway, sensors, passwords, rng) -> None:
@@ -107,8 +124,12 @@ class Simulator:
     def run(self, duration: float | None = None, status_every: float = 5.0, stop=None) -> None:
         start = last_tick = last_status = time.monotonic()
         last_published = 0
+        if self.link is not None:
+            self.link.start()
         while (duration is None or time.monotonic() - start < duration) and not (stop and stop.is_set()):
             self.mux.poll(0.02)
+            if self.link is not None:
+                self.link.drain()
             now = time.monotonic()
             if now - last_tick >= TICK_S:
                 self.step(now - last_tick)
@@ -118,15 +139,28 @@ class Simulator:
                 last_published, last_status = self.mux.published, now
                 self.print_status(rate)
         self.mux.close()
+        if self.link is not None:
+            self.link.stop()
 
     def print_status(self, rate: float) -> None:
         online_t = sum(t.connection.connected for t in self.terminals)
-        online_g = self.mux.online - online_t
+        online_g = self.mux.online - (online_t - sum(p.connected for p in self.phones.values()))
         tasks = sum(t.task is not None for t in self.terminals)
         print(f"simulator: {rate:7.0f} msg/s | terminals online {online_t}/{len(self.terminals)} | "
               f"gateways online {online_g}/{len(self.gateways)} | tasks {tasks} | {self.case_status()} | "
               f"published {self.mux.published} | unsent (offline) {self.mux.unsent} | "
-              f"refused logins {self.mux.refused}", file=sys.stderr, flush=True)
+              f"refused logins {self.mux.refused}{self.phone_status()}", file=sys.stderr, flush=True)
+
+    def phone_status(self) -> str:
+        if not self.phones:
+            return ""
+        counts = Counter()
+        for phone in self.phones.values():
+            counts.update(phone.counts)
+        waiting = sum(len(p.outbox) for p in self.phones.values())
+        online = sum(p.connected for p in self.phones.values())
+        return (f" | phones online {online}/{len(self.phones)}, stored {counts['stored']}, refused {counts['refused']},"
+                f" waiting {waiting}, downlink {sum(n for k, n in counts.items() if k.startswith('downlink:'))}")
 
     def case_status(self) -> str:
         """Case work over the fleet: jobs in hand, notices taken and ignored, updates by action."""

@@ -49,6 +49,7 @@ from .apps import (
     demo_apps,
     demo_city,
     demo_logins,
+    demo_phones,
     demo_roster,
     follow_registry,
     load_into_database,
@@ -155,6 +156,7 @@ def up(data_dir: Path, once: bool = False, history_days: int = 0) -> int:
         follow_registry(stack, dsn)
         logins = demo_logins(stack, city, dsn)
         demo_roster(city, dsn)
+        demo_phones(stack, city, dsn)
         if history_days:
             from simulator import history
 

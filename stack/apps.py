@@ -18,7 +18,7 @@ from core.city import City
 from database.citydb import device_accounts, load_city
 from registry.broker import BrokerAdmin
 from registry.devices import describe, sync_roles
-from simulator import logins, roster
+from simulator import handheld, logins, roster
 from simulator.citygen import SCALES, generate
 
 from .process import ServerProcess, wait_until
@@ -30,6 +30,7 @@ DEFAULT_SIM_ARGS = "--speedup 1 --fault-rate 30 --malformed 0.002"
 DEMO_TIME_SCALE = "0.1"
 # the demo's categories in automatic mode: the engine offers them at once (people trapped, gas, SOS)
 DEMO_AUTOMATIC = "elevator_entrapment,gas_over_threshold,sos"
+DEFAULT_DEMO_PHONES = 24      # members whose phone (网格通) the simulator plays over HTTPS, not MQTT
 
 
 def demo_city(stack: LocalStack) -> City:
@@ -81,6 +82,14 @@ def follow_registry(stack: LocalStack, dsn: str) -> None:
 def demo_roster(city: City, dsn: str) -> int:
     """The demo's duty roster (simulator.roster) from yesterday on, where a day has none yet."""
     return roster.write(city, dsn)
+
+
+def demo_phones(stack: LocalStack, city: City, dsn: str) -> int:
+    """The demo's members with a phone (网格通) the simulator plays over the handheld's API
+    (simulator.handheld): `DEMO_PHONES` of them (default DEFAULT_DEMO_PHONES), one per grid first,
+    an enrolment code each until the simulator has used it; answers how many codes were made."""
+    count = int(os.environ.get("DEMO_PHONES", DEFAULT_DEMO_PHONES))
+    return handheld.enrol_demo_phones(dsn, city, stack.data_dir / handheld.PHONES_FILE, count)
 
 
 def demo_logins(stack: LocalStack, city: City, dsn: str) -> tuple[list[tuple[str, str, str, str]], str]:
