@@ -100,8 +100,7 @@ def test_a_report_names_its_uploaded_photos_and_is_stored_once(stack, city, serv
     for _ in range(2):                                            # a lost answer: the phone sends it again
         status, answer, _ = call(service.port, "POST", f"{API}/messages/incident", body, token)
         assert (status, answer) == (200, {"stored": True})
-    rows = owner_rows(stack, "select terminal_id, photo_refs from incident_reports where report_id = %s",
-                      (report_id,))
+    rows = owner_rows(stack, "select terminal_id, photo_refs from incident_reports where report_id = %s", report_id)
     assert rows == [(member.terminal_id, refs)]
     status, photo, headers = call(service.port, "GET", f"{API}/photos/{refs[0].split(':')[1]}?thumb=1", token=token)
     assert status == 200 and headers["Content-Type"] == "image/jpeg"
