@@ -88,13 +88,15 @@ async function caseDetails(caseId) {
       .catch(() => figure.prepend(h("span", { class: "muted" }, bi("照片暂不可用", "photo not available"))));
   }
   const history = Array.isArray(c.history) ? c.history : [];
+  const reports = Array.isArray(c.reports) ? c.reports : [];
   return h("div", {},
-    c.report_text || c.description ? h("p", { class: "report-text", text: c.report_text || c.description }) : null,
+    ...reports.map((r) => h("p", { class: "report-text" }, h("span", { class: "muted", text: `${timeWords(r.time)} ` }),
+      h("span", { text: r.description ?? "" }), r.address ? h("span", { class: "muted", text: ` · ${r.address}` }) : null)),
     photos,
     history.length ? h("ol", { class: "history" }, ...history.map((e) => h("li", {},
-      h("span", { class: "muted", text: timeWords(e.at || e.time || e.ts) }), " ",
-      h("span", { text: e.label || e.action || e.to_state || "" }),
-      e.note || e.reason ? h("span", { class: "muted", text: ` — ${e.note || e.reason}` }) : null))) : null);
+      h("span", { class: "muted", text: timeWords(e.time) }), " ",
+      h("span", { text: `${e.command ?? ""}${e.to_state ? ` → ${e.to_state}` : ""}` }),
+      e.reason ? h("span", { class: "muted", text: ` — ${e.reason}` }) : null))) : null);
 }
 
 // a small form under a card: what the answer needs, then confirm / cancel. `needs`: reason, note,

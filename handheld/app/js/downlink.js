@@ -67,6 +67,7 @@ async function flushAcks() {
   }
 }
 
+// everything not yet acknowledged, oldest first; returns the last seq seen
 async function drainOutbox() {
   let after = 0;
   for (;;) {
@@ -76,7 +77,7 @@ async function drainOutbox() {
       await handle(item);
       if (Number.isInteger(item.seq)) after = Math.max(after, item.seq);
     }
-    if (items.length < 200) return;
+    if (items.length < 200) return after;
   }
 }
 
@@ -110,9 +111,11 @@ export async function* events(reader) {
 
 async function connectOnce() {
   controller = new AbortController();
-  const response = await send("GET", "/stream", { signal: controller.signal });
+  // what waited first, then the stream from after it (the stream sends what is newer first, so an
+  // item written between the two is not missed)
+  const after = await drainOutbox();
+  const response = await send("GET", `/stream?after=${after}`, { signal: controller.signal });
   setConnected(true);
-  await drainOutbox();
   const reader = response.body.getReader();
   for await (const event of events(reader)) {
     let item;

@@ -28,6 +28,8 @@ export function reasonWords(reason, detail) {
   return detail ? `${text} (${detail})` : text;
 }
 
+// an incident's severity 1..4 (core.catalogue.SEVERITY_LABELS), used when GET /catalogue has no
+// `severities` (its `urgencies` are the case's urgent / normal, which the server derives from them)
 export const SEVERITIES = [
   { severity: 1, label_zh: "低", label_en: "low" },
   { severity: 2, label_zh: "一般", label_en: "medium" },
@@ -57,12 +59,12 @@ export const FALLBACK_CATALOGUE = {
     ["street_light", "路灯损坏", "Broken street light", "lamp", 1],
     ["elevator", "电梯故障", "Elevator problem", "lift", 3],
     ["public_facility", "公共设施损坏", "Damaged public facility", "bench", 1],
-  ].map(([key, label_zh, label_en, icon, default_severity]) => ({ key, label_zh, label_en, icon, default_severity })),
+  ].map(([key, label_zh, label_en, icon, severity]) => ({ key, label_zh, label_en, icon: key, severity })),
   diary_categories: [
     ["livelihood", "民生", "livelihood"], ["safety", "治安", "safety"], ["environment", "环境", "environment"],
     ["dispute", "矛盾纠纷", "dispute"], ["suggestion", "意见建议", "suggestion"], ["other", "其他", "other"],
   ].map(([key, label_zh, label_en]) => ({ key, label_zh, label_en })),
-  urgencies: SEVERITIES,
+  severities: SEVERITIES,
 };
 
 export const CHECK_OUTCOMES = [

@@ -33,19 +33,21 @@ export async function render(root, ctx) {
     const ra = recent.indexOf(a.key), rb = recent.indexOf(b.key);
     return (ra < 0 ? 1e9 : ra) - (rb < 0 ? 1e9 : rb);
   });
-  const urgencies = Array.isArray(catalogue.urgencies) && catalogue.urgencies.length ? catalogue.urgencies : SEVERITIES;
+  const severities = Array.isArray(catalogue.severities) && catalogue.severities.length ? catalogue.severities : SEVERITIES;
   const form = { category: null, severity: null, lon: null, lat: null, building: null };
+  let severityChosen = false;       // the member's own choice is kept; a category only presets it
 
   const severityRow = h("div");
   const drawSeverity = () => severityRow.replaceChildren(choices(
-    urgencies.map((u) => ({ value: u.severity, zh: u.label_zh, en: u.label_en })), form.severity,
-    (v) => { form.severity = Number(v); }, "severity"));
+    severities.map((u) => ({ value: u.severity, zh: u.label_zh, en: u.label_en })), form.severity,
+    (v) => { form.severity = Number(v); severityChosen = true; }, "severity"));
   const grid = h("div", { class: "category-grid", role: "radiogroup" });
   for (const c of categories) {
     grid.append(h("button", { type: "button", role: "radio", class: "category", "aria-checked": "false",
       dataset: { key: c.key }, onclick: () => {
         form.category = c.key;
-        if (form.severity === null && c.default_severity) { form.severity = c.default_severity; drawSeverity(); }
+        const preset = Number(c.severity ?? c.default_severity);
+        if (!severityChosen && preset >= 1 && preset <= 4) { form.severity = preset; drawSeverity(); }
         for (const b of grid.children) b.setAttribute("aria-checked", String(b.dataset.key === c.key));
       } },
     icon(c.key, "category-icon"), bi(c.label_zh, c.label_en)));

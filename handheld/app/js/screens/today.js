@@ -42,10 +42,11 @@ export async function render(root, ctx) {
   const loadCoverage = async () => {
     try {
       const { data, cachedAt } = await read("/coverage");
-      const pct = Number(data.covered_pct), walked = Number(data.walked_m);
-      fill(coverage, 
-        h("div", { class: "figure" }, h("strong", { text: Number.isFinite(pct) ? `${Math.round(pct)}%` : "–" }),
-          bi("网格覆盖率", "grid covered today")),
+      const pct = (v) => (Number.isFinite(Number(v)) && v !== null ? `${Math.round(Number(v))}%` : "–");
+      const walked = Number(data.walked_m);
+      fill(coverage,
+        h("div", { class: "figure" }, h("strong", { text: pct(data.covered_pct) }), bi("网格今日覆盖", "grid covered today")),
+        h("div", { class: "figure" }, h("strong", { text: pct(data.my_covered_pct) }), bi("我走过的", "by me")),
         h("div", { class: "figure" }, h("strong", { text: Number.isFinite(walked) ? `${(walked / 1000).toFixed(1)} km` : "–" }),
           bi("今日步行", "walked today")),
         staleNote(cachedAt));
