@@ -26,6 +26,7 @@ from core.catalogue import (
     CASE_STATE_LABELS,
     DIARY_CATEGORIES,
     INCIDENT_CATEGORIES,
+    SEVERITY_LABELS,
     URGENCY_LABELS,
     Label,
 )
@@ -106,6 +107,8 @@ class HandheldReads(CaseReads):
                                     for c in INCIDENT_CATEGORIES.values()],
             "diary_categories": [{"key": key, "label_zh": label.zh, "label_en": label.en}
                                  for key, label in DIARY_CATEGORIES.items()],
+            "severities": [{"severity": int(severity), "label_zh": label.zh, "label_en": label.en}
+                           for severity, label in SEVERITY_LABELS.items()],
             "urgencies": [{"key": key, "label_zh": label.zh, "label_en": label.en}
                           for key, label in URGENCY_LABELS.items()]})
 

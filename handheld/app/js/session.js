@@ -4,7 +4,6 @@
 
 import { call, read } from "./api.js";
 import { kv } from "./db.js";
-import { FALLBACK_CATALOGUE } from "./words.js";
 
 export const PIN = /^[0-9]{6}$/;
 
@@ -26,6 +25,9 @@ export async function signIn(pin) {
   const answer = await call("POST", "/session", { auth: false,
     json: { device_id: id.device_id, device_secret: id.device_secret, pin } });
   await kv.set("session", { token: answer.token, expires: answer.expires });
+  // what the member needs offline later, read now while the phone is online (the catalogue's words
+  // are the server's: core/catalogue.py, never a copy in the app)
+  await Promise.allSettled([me(), map(), catalogue()]);
   return answer;
 }
 
@@ -62,4 +64,4 @@ async function kept(path, key, fallback = null) {
 
 export const me = () => kept("/me", "me");
 export const map = () => kept("/map", "map");
-export const catalogue = () => kept("/catalogue", "catalogue", FALLBACK_CATALOGUE);
+export const catalogue = () => kept("/catalogue", "catalogue", { incident_categories: [], diary_categories: [], severities: [] });

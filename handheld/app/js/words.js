@@ -28,45 +28,6 @@ export function reasonWords(reason, detail) {
   return detail ? `${text} (${detail})` : text;
 }
 
-// an incident's severity 1..4 (core.catalogue.SEVERITY_LABELS), used when GET /catalogue has no
-// `severities` (its `urgencies` are the case's urgent / normal, which the server derives from them)
-export const SEVERITIES = [
-  { severity: 1, label_zh: "低", label_en: "low" },
-  { severity: 2, label_zh: "一般", label_en: "medium" },
-  { severity: 3, label_zh: "较高", label_en: "high" },
-  { severity: 4, label_zh: "紧急", label_en: "critical" },
-];
-
-// core/catalogue.py's DIARY_CATEGORIES and incident categories, for a phone that has not yet read
-// GET /catalogue (the service worker keeps its last answer)
-export const FALLBACK_CATALOGUE = {
-  incident_categories: [
-    ["exposed_garbage", "暴露垃圾", "Exposed garbage", "trash", 1],
-    ["dirty_road", "道路不洁", "Dirty road surface", "broom", 1],
-    ["illegal_construction", "违法建设", "Illegal construction", "crane", 2],
-    ["street_vending", "无照经营游商", "Unlicensed street vending", "cart", 1],
-    ["illegal_parking", "违章停车", "Illegal parking", "car", 1],
-    ["blocked_fire_lane", "占用消防通道", "Blocked fire lane", "lane", 3],
-    ["fire_hazard", "消防隐患", "Fire hazard", "fire", 3],
-    ["safety_hazard", "安全隐患", "Safety hazard", "warning", 3],
-    ["water_leak", "漏水", "Water leak", "drop", 2],
-    ["neighbour_dispute", "邻里纠纷", "Neighbour dispute", "people", 2],
-    ["noise", "噪声扰民", "Noise nuisance", "noise", 1],
-    ["stray_animal", "流浪动物", "Stray animal", "paw", 1],
-    ["flyposting", "乱张贴乱涂写", "Flyposting and graffiti", "poster", 1],
-    ["damaged_road", "道路破损", "Damaged road", "road", 2],
-    ["manhole_cover", "井盖缺损", "Missing or damaged manhole cover", "manhole", 4],
-    ["street_light", "路灯损坏", "Broken street light", "lamp", 1],
-    ["elevator", "电梯故障", "Elevator problem", "lift", 3],
-    ["public_facility", "公共设施损坏", "Damaged public facility", "bench", 1],
-  ].map(([key, label_zh, label_en, icon, severity]) => ({ key, label_zh, label_en, icon: key, severity })),
-  diary_categories: [
-    ["livelihood", "民生", "livelihood"], ["safety", "治安", "safety"], ["environment", "环境", "environment"],
-    ["dispute", "矛盾纠纷", "dispute"], ["suggestion", "意见建议", "suggestion"], ["other", "其他", "other"],
-  ].map(([key, label_zh, label_en]) => ({ key, label_zh, label_en })),
-  severities: SEVERITIES,
-};
-
 export const CHECK_OUTCOMES = [
   { outcome: "confirmed", zh: "确有险情", en: "Confirmed" },
   { outcome: "false_alarm", zh: "误报", en: "False alarm" },

@@ -11,7 +11,6 @@ import { photoPicker } from "../picker.js";
 import * as position from "../position.js";
 import * as session from "../session.js";
 import { bi, button, choices, field, fill, h, icon, toast } from "../ui.js";
-import { SEVERITIES } from "../words.js";
 
 const MAX_DESCRIPTION = 2000;
 
@@ -33,7 +32,7 @@ export async function render(root, ctx) {
     const ra = recent.indexOf(a.key), rb = recent.indexOf(b.key);
     return (ra < 0 ? 1e9 : ra) - (rb < 0 ? 1e9 : rb);
   });
-  const severities = Array.isArray(catalogue.severities) && catalogue.severities.length ? catalogue.severities : SEVERITIES;
+  const severities = catalogue.severities || [];
   const form = { category: null, severity: null, lon: null, lat: null, building: null };
   let severityChosen = false;       // the member's own choice is kept; a category only presets it
 
