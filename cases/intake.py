@@ -12,7 +12,10 @@ row) and, in the same transaction, opens the case, links the source and writes t
 - an SOS opens an urgent case at once (registered), one open per terminal;
 - a terminal's case update (accept, feedback, verification, …) is applied as that member, or
   refused with the reason in the audit trail (not the handler, not a supervisor of the grid, the
-  wrong state): it changes nothing then.
+  wrong state): it changes nothing then;
+- a terminal's check on site (紧急核实, telemetry/kinds/alarm_check.py) goes on the case it names, or
+  its alarm's case, as a `check` event when that terminal was asked (else refused and audited, as
+  an update is); a check of an alarm that made no case is skipped (it stays on the alarm's record).
 A row that fails is kept with its error and tried again, at most `MAX_ATTEMPTS` times; then it stays
 as evidence and is counted (`held`), never silently dropped.
 """
@@ -23,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from cases import store
+from cases.checks import case_of_answer
 from cases.limits import SOS_CATEGORY, Limit, Urgency
 from cases.machine import Applied, Refusal, Rules, apply, open_case
 from cases.model import (
@@ -30,6 +34,7 @@ from cases.model import (
     Accept,
     Actor,
     ActorKind,
+    CheckAnswer,
     Command,
     Event,
     Feedback,
@@ -198,11 +203,35 @@ class Intake:
         if row is None:
             raise LookupError(f"no case update {key} at {at}")
         note, reason, photos, extension = row
+        command = _command(action, note or "", reason or "", tuple(photos or ()), extension)
+        return self._apply_terminal(cur, terminal_id, store.load(cur, case_id), case_id, command, now, rules)
+
+    def _check(self, cur, key: str, at: datetime, now: datetime, rules: Rules):
+        """A terminal's check on site: on the case it names (or its alarm's), as that member."""
+        terminal_id, case_id, sensor_id, alarm_id = key.split("/")
+        cur.execute("select outcome, note, photo_ref, photo_refs from alarm_checks where terminal_id = %s "
+                    "and case_id is not distinct from %s and sensor_id is not distinct from %s "
+                    "and alarm_id is not distinct from %s and time = %s",
+                    (terminal_id, case_id or None, sensor_id or None, alarm_id or None, at))
+        row = cur.fetchone()
+        if row is None:
+            raise LookupError(f"no check {key} at {at}")
+        outcome, note, photo_ref, photo_refs = row
+        case = case_of_answer(cur, case_id or None, sensor_id or None, alarm_id or None)
+        if case is None and not case_id:
+            return "skipped", None          # an alarm that is no case: the check stays on the alarm's record
+        photos = tuple(dict.fromkeys(([photo_ref] if photo_ref else []) + list(photo_refs or ())))
+        command = CheckAnswer(outcome, note or "", photos, sensor_id or None, alarm_id or None)
+        return self._apply_terminal(cur, terminal_id, case, case_id, command, now, rules)
+
+    def _apply_terminal(self, cur, terminal_id: str, case, case_id: str, command: Command, now: datetime,
+                        rules: Rules):
+        """A terminal's command on a case (loaded, locked; None: there is none), applied as that
+        member, or refused with the reason in the audit trail."""
+        case_id = case.case_id if case is not None else case_id
         member = self.city.member_by_terminal.get(terminal_id)
         actor = Actor(ActorKind.TERMINAL, terminal_id, frozenset({member.role.value}) if member else frozenset(),
                       member.grid_code if member else "")
-        command = _command(action, note or "", reason or "", tuple(photos or ()), extension)
-        case = store.load(cur, case_id)
         outcome = (apply(case, command, actor, now, rules) if case is not None
                    else Refusal("invalid", f"there is no case {case_id}"))
         if isinstance(outcome, Refusal):

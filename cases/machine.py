@@ -26,6 +26,7 @@ from cases.model import (
     Actor,
     ActorKind,
     Case,
+    CheckAnswer,
     Close,
     Command,
     DecideExtension,
@@ -40,6 +41,7 @@ from cases.model import (
     Register,
     Reject,
     Reopen,
+    RequestCheck,
     RequestExtension,
     Resume,
     Return,
@@ -52,6 +54,7 @@ from cases.model import (
 from core import freetext
 from core.orgcodes import Level, contains
 from core.roles import Role, UserRole
+from telemetry.kinds.alarm_check import OUTCOMES as CHECK_OUTCOMES
 
 MAX_REASON = 500
 MAX_NOTE = 2000
@@ -132,6 +135,12 @@ def _grid_verifier(actor: Actor, case: Case) -> str | None:
     return None
 
 
+def _asked(actor: Actor, case: Case) -> str | None:
+    if actor.kind is ActorKind.TERMINAL and actor.name in case.checkers:
+        return None
+    return f"{actor.name} was not asked to check {case.case_id} (or has answered already)"
+
+
 def _system(actor: Actor, case: Case) -> str | None:
     return None if actor.kind is ActorKind.SYSTEM else "only the cases engine may"
 
@@ -147,7 +156,7 @@ def _any(*checks: Check) -> Check:
 SCREEN_ROLES: dict[type, frozenset[str]] = {
     Register: DISPATCHERS, Refuse: DISPATCHERS, Dispatch: DISPATCHERS, Verify: DISPATCHERS, Close: DISPATCHERS,
     Evaluate: STAFF, Return: DISPATCHERS, RequestExtension: DISPATCHERS, DecideExtension: LEADERS, Suspend: STAFF,
-    Resume: STAFF, Reopen: STAFF, Acknowledge: DISPATCHERS,
+    Resume: STAFF, Reopen: STAFF, Acknowledge: DISPATCHERS, RequestCheck: DISPATCHERS,
 }
 _STAGED = frozenset(s for s in OPEN if s is not State.SUSPENDED)
 _S = {c: _staff(roles) for c, roles in SCREEN_ROLES.items()}
@@ -169,6 +178,8 @@ RULES: dict[type, tuple[frozenset[State], Check]] = {
     Resume: (frozenset({State.SUSPENDED}), _S[Resume]),
     Reopen: (frozenset({State.CLOSED, State.EVALUATED}), _S[Reopen]),
     Acknowledge: (OPEN, _S[Acknowledge]),
+    RequestCheck: (OPEN, _S[RequestCheck]),
+    CheckAnswer: (frozenset(State), _asked),      # an answer is the case's record in any state (it was asked)
     Escalate: (_STAGED, _system),
     OfferExpired: (frozenset({State.DISPATCHED}), _system),
 }
@@ -262,10 +273,26 @@ def _invalid(command: Command, case: Case, rules: Rules) -> str | None:
             return f"an extension is at most {MAX_EXTENSION}"
     if isinstance(command, Dispatch) and not command.handler.strip():
         return "dispatch needs a handler"
+    if isinstance(command, RequestCheck):
+        return _invalid_check_request(command, case)
+    if isinstance(command, CheckAnswer) and command.outcome not in CHECK_OUTCOMES:
+        return f"a check's outcome is one of {', '.join(CHECK_OUTCOMES)}, not {command.outcome!r}"
     if isinstance(command, Acknowledge) and case.acknowledged_by is not None:
         return f"already acknowledged by {case.acknowledged_by}"
     if isinstance(command, Escalate) and command.stage_seq != case.stage_seq:
         return f"the step belongs to stage clock {command.stage_seq}, the case is at {case.stage_seq}"
+    return None
+
+
+def _invalid_check_request(command: RequestCheck, case: Case) -> str | None:
+    if case.source not in (Source.ALARM, Source.SOS):
+        return "only a case raised by an alarm or an SOS is checked on site"
+    if not command.terminal_id.strip():
+        return "a check needs the member to ask"
+    if case.source_key == f"sos:{command.terminal_id}":
+        return f"{command.terminal_id} raised the SOS: ask another member to check it"
+    if command.terminal_id in case.checkers:
+        return f"{command.terminal_id} was asked already and has not answered yet"
     return None
 
 
@@ -371,6 +398,25 @@ def _acknowledge(case, c, now, rules, actor):
     return replace(case, acknowledged_by=actor.name), None, {}
 
 
+def _request_check(case, c, now, rules, actor):
+    return replace(case, checkers=(*case.checkers, c.terminal_id)), c.reason or None, \
+        {"terminal_id": c.terminal_id, **c.target()}
+
+
+def _check(case, c, now, rules, actor):
+    """The answer, recorded; `need_help` makes the case urgent and unacknowledged again (an SOS
+    pulses on the wall again, a dispatcher must acknowledge it anew); the clock running keeps its
+    deadline, the next stages take the urgent limits."""
+    answered = replace(case, checkers=tuple(t for t in case.checkers if t != actor.name))
+    if c.outcome == "need_help" and case.is_open:
+        answered = replace(answered, urgency=Urgency.URGENT, acknowledged_by=None)
+    detail = {"outcome": c.outcome, "note": c.note, "photo_refs": list(c.photo_refs),
+              **{k: v for k, v in (("sensor_id", c.sensor_id), ("alarm_id", c.alarm_id)) if v}}
+    if answered.urgency is not case.urgency:
+        detail["urgency"] = answered.urgency.value
+    return answered, None, detail
+
+
 def _escalate(case, c, now, rules, actor):
     higher = _higher(case.escalation_level, c.level)
     return replace(case, escalation_level=higher), None, \
@@ -381,7 +427,7 @@ _STEPS = {Register: _register, Refuse: _refuse, Dispatch: _dispatch, Accept: _ac
           Start: _start, Feedback: _feedback, Verify: _verify, Close: _close, Evaluate: _evaluate,
           Return: _return, RequestExtension: _request_extension, DecideExtension: _decide_extension,
           Suspend: _suspend, Resume: _resume, Reopen: _reopen, Acknowledge: _acknowledge, Escalate: _escalate,
-          OfferExpired: _offer_expired}
+          OfferExpired: _offer_expired, RequestCheck: _request_check, CheckAnswer: _check}
 
 
 def _enter_stage(case: Case, now: datetime, rules: Rules) -> Case:

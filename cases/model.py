@@ -93,6 +93,7 @@ class Case:
     closed_at: datetime | None = None
     source_key: str | None = None   # what it is made of, one open case each: "alarm:<sensor>/<type>", "sos:<terminal>"
     unassigned: bool = False        # its offers ran out (cases.offers): it waits for a dispatcher
+    checkers: tuple[str, ...] = ()  # the terminals asked to check it on site (紧急核实) that have not answered
 
     @property
     def stage(self) -> Stage | None:
@@ -226,6 +227,41 @@ class Reopen(Command):
 @dataclass(frozen=True)
 class Acknowledge(Command):
     name: ClassVar[str] = "acknowledge"
+
+
+@dataclass(frozen=True)
+class RequestCheck(Command):
+    """A dispatcher asks a member to check a case raised by an alarm or an SOS on site (紧急核实):
+    the member's terminal is sent a `check` notice saying what to check (the caller fills it in:
+    cases.checks.what_to_check), and only a terminal asked may answer."""
+    terminal_id: str                # who is to check (the caller checks it names a member it may send)
+    sensor_id: str | None = None    # an alarm's case: the alarm to check (the newest raised)
+    alarm_id: str | None = None
+    sos_terminal_id: str | None = None   # an SOS's case: who raised it, and where they were last
+    sos_name: str | None = None
+    sos_lat: float | None = None
+    sos_lon: float | None = None
+    sos_at: str | None = None       # ISO 8601: that position's time
+    reason: str = ""                # anything the dispatcher adds ("smoke seen from the street")
+    name: ClassVar[str] = "request_check"
+
+    def target(self) -> dict[str, Any]:
+        """What to check, as the event and the notice carry it (what is known)."""
+        named = {"sensor_id": self.sensor_id, "alarm_id": self.alarm_id, "sos_terminal_id": self.sos_terminal_id,
+                 "sos_name": self.sos_name, "sos_lat": self.sos_lat, "sos_lon": self.sos_lon, "sos_at": self.sos_at}
+        return {k: v for k, v in named.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class CheckAnswer(Command):
+    """A member's answer to a check request (their terminal's …/alarm/check): confirmed, false alarm
+    or need help, with a note and photos."""
+    outcome: str                    # telemetry.kinds.alarm_check.OUTCOMES
+    note: str = ""
+    photo_refs: tuple[str, ...] = ()
+    sensor_id: str | None = None    # what the answer named besides the case, kept with it
+    alarm_id: str | None = None
+    name: ClassVar[str] = "check"
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,12 @@ publishes them. Who hears what:
       suspend
     resume, reopen          the handler                         resumed / reopened
     close                   the handler                         closed
+    request_check           the member asked to check it        check (紧急核实: what to check, below)
+
+A `check` notice adds what to check to the case's fields: for an alarm's case its `sensor_id` and
+`alarm_id`, for an SOS's case who raised it and where they were last (`sos_terminal_id`,
+`sos_name`, `sos_lat`, `sos_lon`, `sos_at`), and the dispatcher's `reason` if any. The member
+answers on …/alarm/check (telemetry/kinds/alarm_check.py) naming the `case_id`.
 """
 from __future__ import annotations
 
@@ -116,12 +122,20 @@ def _told(case: Case, event: Event, recipients: Recipients) -> list[tuple[str, N
         return [(handler, NoticeKind.REOPENED, None)]
     if command == "close" and handler:
         return [(handler, NoticeKind.CLOSED, None)]
+    if command == "request_check" and event.detail.get("terminal_id"):
+        return [(event.detail["terminal_id"], NoticeKind.CHECK, None)]
     return []
 
 
+CHECK_FIELDS = ("sensor_id", "alarm_id", "sos_terminal_id", "sos_name", "sos_lat", "sos_lon", "sos_at")
+
+
 def _body(case: Case, event: Event, kind: NoticeKind, level: str | None) -> bytes:
-    return orjson.dumps({
+    body = {
         "ts": event.at.isoformat(), "kind": kind.value, "case_id": case.case_id, "state": case.state.value,
         "category": case.category, "urgency": case.urgency.value, "title": case.title, "place": case.place,
         "lat": case.lat, "lon": case.lon, "deadline": case.deadline.isoformat() if case.deadline else None,
-        "reason": event.reason, "level": level})
+        "reason": event.reason, "level": level}
+    if kind is NoticeKind.CHECK:            # what to check (CHECK_FIELDS), as far as it is known
+        body.update((k, event.detail[k]) for k in CHECK_FIELDS if event.detail.get(k) is not None)
+    return orjson.dumps(body)

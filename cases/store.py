@@ -23,7 +23,7 @@ CASE_COLUMNS = ("case_id", "category", "urgency", "source", "grid_code", "org_co
                 "place", "lat", "lon", "limits_version", "stage_seq", "stage_started_at", "deadline_original",
                 "deadline", "warn_at", "handler", "suspended_from", "pending_extension", "rework_count",
                 "return_count", "extension_count", "reopen_count", "escalation_level", "acknowledged_by", "rating",
-                "closed_at", "source_key", "unassigned")
+                "closed_at", "source_key", "unassigned", "checkers")
 _SELECT = f"select {', '.join(CASE_COLUMNS)} from cases"
 
 
@@ -186,6 +186,7 @@ def to_row(case: Case) -> tuple:
         "asked_at": ext.asked_at.isoformat()}).decode()
     values: dict[str, Any] = {**case.__dict__, "urgency": case.urgency.value, "source": case.source.value,
                               "state": case.state.value, "pending_extension": pending,
+                              "checkers": list(case.checkers),
                               "suspended_from": case.suspended_from.value if case.suspended_from else None}
     return tuple(values[c] for c in CASE_COLUMNS)
 
@@ -198,5 +199,6 @@ def from_row(row: tuple) -> Case:
                                                 pending["asked_by"], datetime.fromisoformat(pending["asked_at"]))
     values.update(urgency=Urgency(values["urgency"]), source=Source(values["source"]), state=State(values["state"]),
                   suspended_from=State(values["suspended_from"]) if values["suspended_from"] else None,
-                  grid_code=values["grid_code"].strip() if values["grid_code"] else None)
+                  grid_code=values["grid_code"].strip() if values["grid_code"] else None,
+                  checkers=tuple(values["checkers"] or ()))
     return Case(**values)

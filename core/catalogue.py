@@ -114,6 +114,8 @@ class AuditAction(StrEnum):
     CASE_ACKNOWLEDGE = "case.acknowledge"
     CASE_EXPORT = "case.export"
     CASE_REASSIGN = "case.reassign"
+    CASE_REQUEST_CHECK = "case.request_check"
+    CASE_CHECK = "case.check"
     TIME_LIMITS_VERSION = "time_limits.version"
     CALENDAR_DAY = "calendar.day"
     ANNOUNCEMENT_SEND = "announcement.send"
@@ -183,6 +185,8 @@ ACTION_LABELS: dict[AuditAction, Label] = {      # keyed by the enum, a str: a s
     AuditAction.CASE_ACKNOWLEDGE: Label("Acknowledge case", "确认知悉"),
     AuditAction.CASE_EXPORT: Label("Case list export", "案件导出"),
     AuditAction.CASE_REASSIGN: Label("Reassign case", "改派"),
+    AuditAction.CASE_REQUEST_CHECK: Label("Ask a member to check on site", "请求紧急核实"),
+    AuditAction.CASE_CHECK: Label("Checked on site", "紧急核实"),
     AuditAction.TIME_LIMITS_VERSION: Label("New time limits", "新版时限"),
     AuditAction.CALENDAR_DAY: Label("Calendar day", "工作日历"),
     AuditAction.ANNOUNCEMENT_SEND: Label("Send an announcement", "发布通知公告"),

@@ -31,6 +31,8 @@ class NoticeKind(str, Enum):
     WITHDRAWN = "withdrawn"                    # it is no longer yours to work on (returned, refused, suspended)
     RESUMED = "resumed"                        # a suspended case of yours runs again
     CLOSED = "closed"                          # your case was closed
+    CHECK = "check"                            # check this alarm or SOS on site (紧急核实) and answer on
+                                               # …/alarm/check: what to check is in the body (docs/WIRE_FORMAT.md)
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,8 @@ def test_its_row_fills_its_table_and_its_change_goes_to_the_members_grid():
     tagged = Enriched(check, GRID, "M1", home_grid_code=GRID, received_at=T)
     assert dict(zip(kind.columns, kind.row(tagged, T), strict=True)) == {
         "time": T, "terminal_id": "T1", "member_id": "M1", "grid_code": GRID, "sensor_id": "S", "alarm_id": "A",
-        "outcome": "confirmed", "note": None, "photo_ref": None, "received_at": T}
+        "outcome": "confirmed", "note": None, "photo_ref": None, "received_at": T, "case_id": None,
+        "photo_refs": "{}"}
     change = kind.change(tagged)
     assert change == AlarmCheckChange("S", "A", "T1", "M1", GRID, T.timestamp(), "confirmed")
     assert change.route_code == GRID and change.coalesce_key is None

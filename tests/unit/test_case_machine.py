@@ -17,6 +17,7 @@ from cases.model import (
     Actor,
     ActorKind,
     Case,
+    CheckAnswer,
     Close,
     DecideExtension,
     Dispatch,
@@ -29,6 +30,7 @@ from cases.model import (
     Register,
     Reject,
     Reopen,
+    RequestCheck,
     RequestExtension,
     Resume,
     Return,
@@ -79,6 +81,8 @@ COMMANDS = [
     (Acknowledge(), DISPATCHER, None),
     (Escalate(1, 1, 0, "community", GRID[:12]), ENGINE, None),
     (OfferExpired("not accepted within 3 min"), ENGINE, State.REGISTERED),
+    (RequestCheck(STRANGER.name, sensor_id="gas-1", alarm_id="A-1"), DISPATCHER, None),
+    (CheckAnswer("confirmed", "smell of gas"), STRANGER, None),
 ]
 
 
@@ -97,7 +101,12 @@ def case_in(state: State) -> Case:
 
 
 def _fits(command, case: Case) -> Case:
-    """The one precondition beyond the state: asking for an extension needs none pending."""
+    """The preconditions beyond the state: asking for an extension needs none pending; a check is of
+    an alarm's (or an SOS's) case, and answered by a terminal asked (tests/unit/test_case_checks.py)."""
+    if isinstance(command, RequestCheck):
+        return replace(case, source=Source.ALARM)
+    if isinstance(command, CheckAnswer):
+        return replace(case, source=Source.ALARM, checkers=(STRANGER.name,))
     return replace(case, pending_extension=None) if isinstance(command, RequestExtension) else case
 
 
