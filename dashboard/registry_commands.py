@@ -209,21 +209,28 @@ class RetireMember(_OnOne):
 
 
 @dataclass(frozen=True)
-class AddDevice:
-    """A member's phone (OwnTracks, Traccar Client): its password handed back once."""
-    action: ClassVar[Action] = ADD_DEVICE
+class _MembersDevice:
+    """A phone added to a member: located at (so authorized for) the member's grid."""
     member_id: str
-    kind: str
-    device_id: str
-    label: str = ""
 
     @property
     def target_key(self) -> str:
         return f"member:{self.member_id}"
 
+    def _at_member(self, ctx: Commands, name: str) -> Target:
+        return Target(self.target_key, _grid(ctx, "member", self.member_id), f"{name} · {self.member_id}")
+
+
+@dataclass(frozen=True)
+class AddDevice(_MembersDevice):
+    """A member's phone (OwnTracks, Traccar Client): its password handed back once."""
+    action: ClassVar[Action] = ADD_DEVICE
+    kind: str
+    device_id: str
+    label: str = ""
+
     def locate(self, ctx: Commands) -> Target:
-        grid = _grid(ctx, "member", self.member_id)
-        return Target(self.target_key, grid, f"{self.device_id} · {self.member_id}")
+        return self._at_member(ctx, self.device_id)
 
     def run(self, ctx: Commands, who: Identity, target: Target, source_address: str | None) -> Written:
         return _done(ctx, who, source_address, lambda r, a: r.add_device(a, self.member_id, self.kind, self.device_id,
@@ -231,20 +238,14 @@ class AddDevice:
 
 
 @dataclass(frozen=True)
-class EnrolHandheld:
+class EnrolHandheld(_MembersDevice):
     """A one-time code that binds a phone with the handheld app (网格通) to a member (handed back
     once, as a registry.handhelds.Enrolment); a device added, so authorized and audited as one."""
     action: ClassVar[Action] = ADD_DEVICE
-    member_id: str
     label: str = ""
 
-    @property
-    def target_key(self) -> str:
-        return f"member:{self.member_id}"
-
     def locate(self, ctx: Commands) -> Target:
-        grid = _grid(ctx, "member", self.member_id)
-        return Target(self.target_key, grid, f"handheld · {self.member_id}")
+        return self._at_member(ctx, "handheld")
 
     def run(self, ctx: Commands, who: Identity, target: Target, source_address: str | None) -> Written:
         return _done(ctx, who, source_address, lambda r, a: r.enrol_handheld(a, self.member_id, self.label))

@@ -33,3 +33,30 @@ class MovedClock:
 
     def advance(self, seconds: float) -> None:
         self.ahead += timedelta(seconds=seconds)
+
+
+class EndpointHeaders(dict):
+    """A request's headers as an endpoint reads them (core.http.Headers): names in any case."""
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        return next((value for key, value in self.items() if key.lower() == name.lower()), default)
+
+    def get_all(self, name: str, default: list[str] | None = None) -> list[str] | None:
+        value = self.get(name)
+        return [value] if value is not None else default
+
+
+class EndpointRequest:
+    """A small real request, as the device-facing server hands one to an endpoint (core.http.Request):
+    for tests that call an endpoint's function directly, without the server."""
+
+    def __init__(self, method: str, path: str, headers: dict | None = None, raw: bytes = b"",
+                 source: str = "192.0.2.7") -> None:
+        self.method, self.path, self.source, self.raw = method, path, source, raw
+        self.headers = EndpointHeaders(headers or {})
+
+    def body(self) -> bytes:
+        return self.raw
+
+    def arrived(self) -> None:
+        pass

@@ -5,8 +5,6 @@ request), and no code, secret, PIN or token is stored in clear. The sessions run
 database role (the device-facing server's) and the registry as the dashboard's (the admin page's)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import orjson
 import psycopg2
 import pytest
@@ -18,41 +16,14 @@ from registry.broker import BrokerAdmin
 from registry.devices import registry_accounts
 from registry.store import Actor, DeviceRegistry, RegistryError
 
+from ..support import EndpointRequest
 from .ingest_helpers import owner_rows
 
 ADMIN = Actor("t-hh-admin")
 
 
-@dataclass
-class Headers:
-    values: dict[str, str] = field(default_factory=dict)
-
-    def get(self, name: str, default: str | None = None) -> str | None:
-        return next((v for k, v in self.values.items() if k.lower() == name.lower()), default)
-
-    def get_all(self, name: str, default: list[str] | None = None) -> list[str] | None:
-        value = self.get(name)
-        return [value] if value is not None else default
-
-
-@dataclass
-class Request:
-    """A request as the device-facing server hands it to an endpoint (core.http.Request)."""
-    method: str
-    path: str
-    headers: Headers
-    source: str = "203.0.113.7"
-    raw: bytes = b""
-
-    def body(self) -> bytes:
-        return self.raw
-
-    def arrived(self) -> None:
-        pass
-
-
-def bearer(token: str) -> Request:
-    return Request("GET", "/handheld/api/v1/me", Headers({"Authorization": f"Bearer {token}"}))
+def bearer(token: str) -> EndpointRequest:
+    return EndpointRequest("GET", "/handheld/api/v1/me", {"Authorization": f"Bearer {token}"})
 
 
 def refused(call, *args) -> tuple[int, str]:
@@ -146,7 +117,7 @@ def test_a_phone_signs_in_with_its_pin_and_its_session_names_its_member(city, re
     assert refused(sessions.sign_in, device_id, "not-the-secret", "246810", "198.51.100.1") == \
         (401, "bad_credentials")
     assert refused(sessions.sign_in, "hh-nobody-1", secret, "246810", "198.51.100.1") == (401, "bad_credentials")
-    assert refused(sessions.authenticate, Request("GET", "/", Headers())) == (401, "no_session")
+    assert refused(sessions.authenticate, EndpointRequest("GET", "/")) == (401, "no_session")
     assert refused(sessions.authenticate, bearer("made-up")) == (401, "bad_session")
     assert sessions.sign_out(token) is True
     assert refused(sessions.authenticate, bearer(token)) == (401, "bad_session")
@@ -232,14 +203,14 @@ def test_no_secret_is_stored_in_clear(stack, city, registry, sessions):
 def test_the_endpoints_answer_as_the_contract_says(city, registry, sessions):
     routes = {(r.method, r.path): r.respond for r in sessions.routes()}
     enrolment = registry.enrol_handheld(ADMIN, city.members[331].member_id)
-    post = lambda path, body: routes[("POST", path)](Request("POST", path, Headers(), raw=orjson.dumps(body)))  # noqa: E731
+    post = lambda path, body: routes[("POST", path)](EndpointRequest("POST", path, raw=orjson.dumps(body)))  # noqa: E731
     enrolled = post("/handheld/api/v1/enrol", {"code": enrolment.code, "pin": "864200", "label": "Li's phone"})
     assert enrolled.status == 201, enrolled.body
     answer = orjson.loads(enrolled.body)
     assert answer["member"]["member_id"] == city.members[331].member_id and answer["device_secret"]
     assert post("/handheld/api/v1/enrol", {"code": enrolment.code, "pin": "864200"}).refused == "bad_code"
     assert post("/handheld/api/v1/enrol", {"code": "x", "pin": 864200}).refused == "bad_pin"
-    assert routes[("POST", "/handheld/api/v1/enrol")](Request("POST", "/", Headers(), raw=b"{")).refused == "bad_json"
+    assert routes[("POST", "/handheld/api/v1/enrol")](EndpointRequest("POST", "/", raw=b"{")).refused == "bad_json"
     signed = post("/handheld/api/v1/session", {"device_id": answer["device_id"],
                                                "device_secret": answer["device_secret"], "pin": "864200"})
     assert signed.status == 200, signed.body

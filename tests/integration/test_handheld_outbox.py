@@ -36,7 +36,7 @@ from handheld.outbox import KEEPALIVE, Outbox
 from telemetry.notices import NoticeKind
 from telemetry.topics import NOTICE, TASK, AccountKind, org_topic, terminal_topic
 
-from ..support import wait_for
+from ..support import EndpointRequest, wait_for
 from .ingest_helpers import owner_rows
 from .mqtt_helpers import MqttProbe
 
@@ -324,40 +324,21 @@ def test_ack_acknowledges_only_the_callers_own_items(stack, city, outbox, places
     assert [i.seq for i in outbox.pending(mine, after_seq=my_seqs[1])] == my_seqs[2:]
 
 
-class _Request:
-    """A small real request, as the device-facing server hands one to an endpoint."""
-
-    def __init__(self, method: str, path: str, body: bytes = b"", headers: dict | None = None) -> None:
-        self.method, self.path, self.source, self._body = method, path, "127.0.0.1", body
-        self.headers = _Headers(headers or {})
-
-    def body(self) -> bytes:
-        return self._body
-
-    def arrived(self) -> None:
-        pass
-
-
-class _Headers(dict):
-    def get_all(self, name, default=None):
-        return [self[name]] if name in self else default
-
-
 def test_the_endpoints_answer_and_refuse_bad_input(stack, city, outbox, places):
     _, here, beside, _ = places
     mine, theirs = enrol_phone(stack, here), enrol_phone(stack, beside)
     seqs, their_seqs = _item_rows(stack, mine, 2), _item_rows(stack, theirs, 1)
     me = caller_of(here, mine)
-    reply = outbox.outbox(me, _Request("GET", f"/handheld/api/v1/outbox?after={seqs[0]}"))
+    reply = outbox.outbox(me, EndpointRequest("GET", f"/handheld/api/v1/outbox?after={seqs[0]}"))
     assert reply.status == 200 and [i["seq"] for i in orjson.loads(reply.body)["items"]] == seqs[1:]
-    assert outbox.outbox(me, _Request("GET", "/handheld/api/v1/outbox?after=-1")).refused == "bad_after"
-    ack = outbox.acknowledge(me, _Request("POST", "/handheld/api/v1/outbox/ack",
-                                          orjson.dumps({"seqs": [*seqs, *their_seqs]})))
+    assert outbox.outbox(me, EndpointRequest("GET", "/handheld/api/v1/outbox?after=-1")).refused == "bad_after"
+    ack = outbox.acknowledge(me, EndpointRequest("POST", "/handheld/api/v1/outbox/ack",
+                                                 raw=orjson.dumps({"seqs": [*seqs, *their_seqs]})))
     assert (ack.status, orjson.loads(ack.body)) == (200, {"acked": 2})
     assert [i.seq for i in outbox.pending(theirs)] == their_seqs
     for bad, reason in ((b"nope", "invalid_json"), (b'{"seqs": []}', "bad_seqs"), (b'{"seqs": ["1"]}', "bad_seqs"),
                         (b'{"seqs": [1.5]}', "bad_seqs"), (b'{"seqs": [true]}', "bad_seqs"), (b"[1]", "bad_seqs")):
-        refused = outbox.acknowledge(me, _Request("POST", "/handheld/api/v1/outbox/ack", bad))
+        refused = outbox.acknowledge(me, EndpointRequest("POST", "/handheld/api/v1/outbox/ack", raw=bad))
         assert (refused.status, refused.refused) == (400, reason), bad
     paths = {(r.method, r.path) for r in outbox.routes(lambda respond: respond)}
     assert paths == {("GET", "/handheld/api/v1/outbox"), ("GET", "/handheld/api/v1/stream"),

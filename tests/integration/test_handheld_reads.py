@@ -23,20 +23,10 @@ from core.orgcodes import Level, ancestor, ancestors
 from handheld.caller import Caller
 from handheld.reads import HandheldReads
 
+from ..support import EndpointRequest
 from .ingest_helpers import owner_rows
 
 pytestmark = pytest.mark.slow
-
-
-class _Request:
-    def __init__(self, path: str) -> None:
-        self.method, self.path, self.source, self.headers = "GET", path, "127.0.0.1", {}
-
-    def body(self) -> bytes:
-        return b""
-
-    def arrived(self) -> None:
-        pass
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +59,7 @@ def caller(member) -> Caller:
 
 
 def ask(reads, respond, member, path: str = "/handheld/api/v1/x"):
-    reply = respond(caller(member), _Request(path))
+    reply = respond(caller(member), EndpointRequest("GET", path))
     return reply.status, orjson.loads(reply.body)
 
 

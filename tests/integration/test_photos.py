@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime, timezone
 
 import orjson
@@ -31,38 +31,11 @@ from ingest.store import Batch, Store
 from telemetry.kinds.incident_report import KIND as REPORT
 from telemetry.kinds.incident_report import IncidentReport
 
+from ..support import EndpointRequest
 from .ingest_helpers import owner_rows
 from .test_cases_engine import seeded
 
 pytestmark = pytest.mark.slow
-
-
-@dataclass
-class Headers:
-    values: dict[str, str] = field(default_factory=dict)
-
-    def get(self, name, default=None):
-        return next((v for k, v in self.values.items() if k.lower() == name.lower()), default)
-
-    def get_all(self, name, default=None):
-        found = self.get(name)
-        return [found] if found is not None else default
-
-
-@dataclass
-class Request:
-    """A request as core.http.Request describes it (what the device-facing server hands an endpoint)."""
-    method: str
-    path: str
-    headers: Headers
-    data: bytes = b""
-    source: str = "192.0.2.7"
-
-    def body(self) -> bytes:
-        return self.data
-
-    def arrived(self) -> None:
-        pass
 
 
 def _caller(member, device: str) -> Caller:
@@ -171,9 +144,9 @@ def test_an_upload_through_the_route_reads_the_body_and_the_header(city, photos)
     post, _get = photos.routes(_signed_in(caller))
     assert (post.method, post.path, post.max_body) == ("POST", "/handheld/api/v1/photos", 8 * 1024 * 1024)
     data = _jpeg(2)
-    reply = post.respond(Request("POST", post.path, Headers({"Content-Type": "image/jpeg"}), data))
+    reply = post.respond(EndpointRequest("POST", post.path, {"Content-Type": "image/jpeg"}, data))
     assert reply.status == 201 and orjson.loads(reply.body)["ref"] == ref_of(data)
-    refused = post.respond(Request("POST", post.path, Headers({"Content-Type": "text/html"}), data))
+    refused = post.respond(EndpointRequest("POST", post.path, {"Content-Type": "text/html"}, data))
     assert refused.status == 415 and orjson.loads(refused.body)["error"] == "unsupported_media_type"
 
 
@@ -223,7 +196,7 @@ def test_a_phone_past_its_days_quota_is_refused_with_retry_after(city, ingest_ds
 def _read(photos, caller, ref: str, thumb: bool = False):
     _post, get = photos.routes(_signed_in(caller))
     path = f"{get.path}{ref.removeprefix('sha256:')}" + ("?thumb=1" if thumb else "")
-    return get.respond(Request("GET", path, Headers()))
+    return get.respond(EndpointRequest("GET", path))
 
 
 def test_a_member_reads_its_own_upload_and_its_grids_cases_photos_and_no_other(city, photos, stack,
