@@ -128,9 +128,14 @@ def demo_apps(stack: LocalStack, sim_args: str | None = None, ingest_port: int =
     # as the ingest's database role and Redis user, with no broker account (it logs devices in
     # with the broker's accounts file, and takes nothing from the broker)
     internal = http_metrics_port if http_metrics_port is not None else free_port()
+    # the simulated phones (two connections each: what they send, their stream) and a browser on this
+    # machine all come from 127.0.0.1, which the per-address cap would otherwise answer 429
+    per_source = base.get("GCC_INGEST_HTTP_CONNECTIONS_PER_SOURCE",
+                          str(2 * int(base.get("DEMO_PHONES", DEFAULT_DEMO_PHONES)) + 32))
     http = ServerProcess("ingest-http", [sys.executable, "-m", "ingest.http"], cwd=Path(REPO_ROOT),
                          log_path=stack.log_dir / "ingest-http.log", pid_path=run / "ingest-http.pid",
-                         env={**base, **stack.app_env("ingest"), "GCC_INGEST_HTTP_METRICS_PORT": str(internal)})
+                         env={**base, **stack.app_env("ingest"), "GCC_INGEST_HTTP_METRICS_PORT": str(internal),
+                              "GCC_INGEST_HTTP_CONNECTIONS_PER_SOURCE": per_source})
     http.ready_url = f"http://127.0.0.1:{internal}/healthz"
     workers.append(http)
     # what the command center sends to a member's terminal, copied to the outbox of each of the
