@@ -8,7 +8,7 @@ from typing import ClassVar
 
 from cases import store as case_store
 from cases.intake import MAX_ATTEMPTS
-from cases.model import FINISHED, Case, State, Verify, values
+from cases.model import FINISHED, Case, CheckAnswer, State, Verify, values
 from cases.tell import case_change
 from core.orgcodes import Scope
 from database.reads import Reads, equal, like_escape
@@ -122,7 +122,9 @@ _REPORT_SOURCE = "s.kind = 'report' and s.key = r.terminal_id || '/' || r.report
 # an incident report `r` / a case event `e` names the photo %(ref)s (indexes of migration 0029)
 _NAMES_REF = "(r.photo_refs @> array[%(ref)s]::text[] or r.photo_ref = %(ref)s)"
 _EVENT_NAMES_REF = "e.detail -> 'photo_refs' ? %(ref)s"
-PHOTO_STAGES = ("report", "feedback", "verify")   # before (the report's), after (the handler's, the checker's)
+# before (the report's, and a member's check on site: 紧急核实), after (the handler's, the verifier's)
+PHOTO_STAGES = ("report", "check", "feedback", "verify")
+_EVENT_STAGES = {Verify.name: "verify", CheckAnswer.name: "check"}   # any other event's photos: feedback
 
 
 def case_photos(history: dict) -> list[dict]:
@@ -133,7 +135,7 @@ def case_photos(history: dict) -> list[dict]:
             found.setdefault(ref, {"ref": ref, "stage": "report", "time": s["time"]})
     for e in history["events"]:
         for ref in (e["detail"] or {}).get("photo_refs") or ():
-            stage = "verify" if e["command"] == Verify.name else "feedback"
+            stage = _EVENT_STAGES.get(e["command"], "feedback")
             found.setdefault(ref, {"ref": ref, "stage": stage, "time": e["time"]})
     return list(found.values())
 

@@ -27,7 +27,8 @@ from telemetry.kinds.incident_report import photo_hex
 PATH = "/photos/<hex_digest>"
 HEADERS = {"Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff",
            "Content-Security-Policy": "default-src 'none'; sandbox", "Content-Disposition": "inline"}
-STAGE_LABELS = {"report": Label("Reported", "上报"), "feedback": Label("Handled", "处置反馈"),
+STAGE_LABELS = {"report": Label("Reported", "上报"), "check": Label("Checked on site", "紧急核实"),
+                "feedback": Label("Handled", "处置反馈"),
                 "verify": Label("Verified", "核查")}
 assert set(STAGE_LABELS) == set(PHOTO_STAGES)
 
@@ -60,7 +61,8 @@ def photo_strip(photos: list[dict], prefix: str):
     if not held:
         return None
     rows = []
-    for title, stages in ((Label("Before", "处置前"), ("report",)), (Label("After", "处置后"), ("feedback", "verify"))):
+    for title, stages in ((Label("Before", "处置前"), ("report", "check")),
+                          (Label("After", "处置后"), ("feedback", "verify"))):
         shown = [p for p in held if p["stage"] in stages]
         if not shown:
             continue

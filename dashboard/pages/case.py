@@ -1,7 +1,8 @@
 """One case (`/case/<case number>`): what it is and where (a small map), its clock (the stage, the
 deadline as first computed and as extended, time left), the timeline of every event with who,
 when and why, the escalation steps, the reports and alarms it was made of with their photos, the
-notices its terminals were sent, and the actions the person looking at it may take now.
+notices its terminals were sent, the checks on site asked and answered (紧急核实: outcome, note,
+photos), and the actions the person looking at it may take now.
 
 The actions offered are the machine's answer for this person and this case (cases.machine.allowed:
 its state, the login's role and org unit); dashboard/commands.py authorizes each again for the
@@ -35,6 +36,7 @@ from cases.model import (
     Refuse,
     Register,
     Reopen,
+    RequestCheck,
     RequestExtension,
     Resume,
     Return,
@@ -58,6 +60,14 @@ from core.roles import ROLE_LABELS, UserRole
 from dashboard import live_ui, photos
 from dashboard.authz import Decision, Scope, authorize, current_identity
 from dashboard.case_actions import CASE_ACTIONS, CaseAction, offered
+from dashboard.case_checks import (
+    CHECK_OUTCOME_LABELS,
+    CHECKABLE,
+    RequestCaseCheck,
+    check_list,
+    check_options,
+    thumbnails,
+)
 from dashboard.declarations import callback, export, page
 from dashboard.feeds import Feed
 from dashboard.pages.cases import (
@@ -70,6 +80,7 @@ from dashboard.pages.cases import (
     urgency_badge,
     wire_case_seen,
 )
+from dashboard.pages.dispatch import check_candidates
 from dashboard.state import app_state
 
 FALLBACK_MS = 60_000     # changes come pushed; this redraws what moves with no event (see the docstring)
@@ -92,6 +103,7 @@ BUTTONS = [
     ("suspend", Label("Suspend", "缓办"), Suspend, ("reason",)),
     ("resume", Label("Resume", "恢复办理"), Resume, ()),
     ("reopen", Label("Reopen", "重新办理"), Reopen, ("reason",)),
+    ("request_check", Label("Ask to check on site", "请求紧急核实"), RequestCheck, ("checker",)),
 ]
 COMMAND_LABELS = {**{key[len("case."):]: label for key, label in ACTION_LABELS.items() if key.startswith("case.")},
                   "open": Label("opened", "上报/立案"), "merge": Label("report merged in", "合并上报"),
@@ -165,7 +177,8 @@ def show(pathname, _pushed, _fallback, _done):
     now = datetime.now(timezone.utc)
     history = state.queries.case_history(case.case_id)
     return (_head(state, case), _clock(case, now),
-            [_section(Label("Stages and their deadlines", "各环节时限"), _stages(case, history["events"], now)),
+            [_checks(state, case, history["events"]),
+             _section(Label("Stages and their deadlines", "各环节时限"), _stages(case, history["events"], now)),
              _section(Label("Timeline", "办理过程"), _timeline(state, history["events"])),
              _section(Label("Escalation steps", "升级督办"), _escalations(state, history["escalations"]))],
             [_facts(state, case), _section(Label("Sources and photos", "来源与照片"), _sources(history)),
@@ -294,6 +307,8 @@ def _buttons(case: Case, identity) -> list[tuple[str, Label, tuple[str, ...]]]:
     possible = set(offered(case, identity))
     if case.source.value not in ("sos", "alarm") or case.acknowledged_by is not None:
         possible.discard(Acknowledge)
+    if case.source not in CHECKABLE:
+        possible.discard(RequestCheck)
     return [(key, label, needs) for key, label, command, needs in BUTTONS if command in possible
             and (command is not DecideExtension or case.pending_extension is not None)]
 
@@ -310,6 +325,11 @@ def _actions(state, case: Case):
         fields.append(dcc.Dropdown(id="case-handler", options=_handlers(state, case, identity),
                                    placeholder=str(Label("a member to dispatch to", "派遣给")),
                                    className="case-handler"))
+    if "checker" in needs:
+        options, first = check_options(state.city, case, check_candidates(state, case), identity.scope_code or "")
+        fields.append(dcc.Dropdown(id="case-checker", options=options, value=first,
+                                   placeholder=str(Label("a member to check it on site", "核实人员")),
+                                   className="case-handler"))
     if "rating" in needs:
         fields.append(dcc.Dropdown(id="case-rating",
                                    options=[{"label": f"{n} / 5", "value": n} for n in range(5, 0, -1)],
@@ -320,7 +340,8 @@ def _actions(state, case: Case):
                                placeholder=str(Label("reason or note (needed to refuse, return, fail, suspend, reopen)",
                                                      "原因/说明"))))
     present = {f.id for f in fields}
-    hidden = [dcc.Input(id=i, type="hidden") for i in ("case-handler", "case-rating", "case-limit") if i not in present]
+    hidden = [dcc.Input(id=i, type="hidden") for i in ("case-handler", "case-checker", "case-rating", "case-limit")
+              if i not in present]
     return [html.Div(fields + hidden, className="case-action-fields"),
             html.Div([html.Button(str(label), id={"type": "case-do", "key": key}, className=f"button case-do-{key}",
                                   n_clicks=0) for key, label, _ in buttons], className="case-action-buttons")]
@@ -342,10 +363,11 @@ def _handlers(state, case: Case, identity) -> list[dict]:
 @callback(Output("case-result", "children"), Output("case-done", "data"),
           Input({"type": "case-do", "key": ALL}, "n_clicks"),
           State("shell-url", "pathname"), State("case-reason", "value"), State("case-handler", "value"),
-          State("case-rating", "value"), State("case-limit", "value"), prevent_initial_call=True,
+          State("case-rating", "value"), State("case-limit", "value"), State("case-checker", "value"),
+          prevent_initial_call=True,
           roles=PAGE.roles, why="a case action (each authorized for the case's org unit)",
           changes=tuple(CASE_ACTIONS.values()))
-def act(clicks, pathname, reason, handler, rating, limit):
+def act(clicks, pathname, reason, handler, rating, limit, checker):
     """One button: the command, through dashboard/commands.py (authorized, decided, audited)."""
     if not ctx.triggered_id or not any(clicks):
         return no_update, no_update
@@ -353,11 +375,12 @@ def act(clicks, pathname, reason, handler, rating, limit):
     state = app_state()
     case_id = case_id_of(pathname)
     try:
-        command = _command(state, key, (reason or "").strip(), handler, rating, limit)
+        command = _command(state, key, (reason or "").strip(), handler if key != "request_check" else checker,
+                           rating, limit)
     except ValueError as bad:
         return html.Span(f"Not done: {bad}", className="admin-refused"), {"ok": False}
-    result = state.commands.execute(current_identity(), CaseAction(case_id, command, state.case_rules),
-                                    request.remote_addr)
+    kind = RequestCaseCheck if isinstance(command, RequestCheck) else CaseAction   # a check: what to check filled in
+    result = state.commands.execute(current_identity(), kind(case_id, command, state.case_rules), request.remote_addr)
     label = next(str(lb) for k, lb, _, _ in BUTTONS if k == key)
     text = f"{label}: done" if result.ok else f"{label}: refused — {result.reason}"
     return (html.Span(text, className="admin-done" if result.ok else "admin-refused"),
@@ -365,6 +388,11 @@ def act(clicks, pathname, reason, handler, rating, limit):
 
 
 def _command(state, key: str, reason: str, handler, rating, limit):
+    """The command of a button (`handler`: the member chosen, to dispatch to or to ask to check)."""
+    if key == "request_check":
+        if state.city.member_by_terminal.get(handler or "") is None:
+            raise ValueError("choose the member to ask to check it")
+        return RequestCheck(handler, reason=reason)
     if key == "dispatch":
         member = state.city.member_by_terminal.get(handler or "")
         if member is None:
@@ -410,10 +438,14 @@ def _detail(state, command: str, detail: dict) -> str:
         where = state.city.org_name(detail["org_code"]) if detail.get("org_code") else state.city.name
         level = ORG_LEVEL_LABELS.get(detail.get("level"), detail.get("level"))
         shown.append(f"→ {level} · {where}" + (f" (repeat {detail['repeat']})" if detail.get("repeat") else ""))
+    if command == "check":          # the outcome in words; its photos are drawn beside it
+        detail = {k: v for k, v in detail.items() if k != "photo_refs"}
+        outcome = detail.pop("outcome", None)
+        shown.append(str(CHECK_OUTCOME_LABELS.get(outcome, outcome)))
     for key, value in detail.items():
         if value in (None, "", []) or key in _QUIET:
             continue
-        if key == "handler":
+        if key in ("handler", "terminal_id", "sos_terminal_id"):
             member = state.city.member_by_terminal.get(value)
             value = member.name if member else value
         elif isinstance(value, str) and len(value) >= 19 and value[4] == "-" and value[10] == "T":
@@ -422,6 +454,15 @@ def _detail(state, command: str, detail: dict) -> str:
             value = ", ".join(map(str, value))
         shown.append(f"{key.replace('_', ' ')}: {value}")
     return " · ".join(shown)
+
+
+def _checks(state, case: Case, events: list[dict]):
+    """The checks on site asked and answered (a case raised by an alarm or an SOS; None otherwise)."""
+    if case.source not in CHECKABLE:
+        return None
+    listed = check_list(state.city, events, "case", local)
+    return _section(Label("Checks on site", "紧急核实"), listed if listed is not None else html.P(
+        str(Label("Nobody asked to check it yet.", "尚未请求核实。")), className="audit-dim", id="case-no-checks"))
 
 
 def _timeline(state, events: list[dict]):
@@ -436,7 +477,9 @@ def _timeline(state, events: list[dict]):
         html.Td(str(COMMAND_LABELS.get(e["command"], e["command"]))),
         html.Td(_states(e)),
         html.Td([html.Div(e["reason"]) if e["reason"] else None,
-                 html.Div(_detail(state, e["command"], e["detail"]), className="audit-dim")]),
+                 html.Div(_detail(state, e["command"], e["detail"]), className="audit-dim"),
+                 html.Div(thumbnails((e["detail"] or {}).get("photo_refs") or []), className="photo-thumbs")
+                 if e["command"] == "check" and (e["detail"] or {}).get("photo_refs") else None]),
     ]) for e in events]
     return html.Table(className="data-table", id="case-timeline", children=[head, html.Tbody(rows)])
 

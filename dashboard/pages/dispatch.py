@@ -19,6 +19,9 @@ never the 2 Hz fixes).
   verification), live; chosen, a case in progress shows where its handler is (their marker on the
   map, how far from the place), can be withdrawn while offered, and reassigned to one of the next
   candidates in one step (dashboard.case_actions.Reassign).
+- **Check on site** (紧急核实): for a case raised by an alarm or an SOS, the chosen case shows the
+  checks asked and the members' answers (outcome, note, photos) and offers to ask the nearest
+  available member of the case's grid (or the next ones) to check it (dashboard.case_checks).
 - A category in automatic mode (GCC_DISPATCH_AUTOMATIC) is offered by the cases engine itself once
   registered; the console says so. Off-duty members (the duty roster) are never candidates.
 
@@ -45,7 +48,7 @@ from dash import (
 from dash_extensions.javascript import Namespace
 from flask import request
 
-from cases.model import Dispatch, Register, Return
+from cases.model import Dispatch, Register, RequestCheck, Return
 from cases.model import State as CaseState
 from core.catalogue import CASE_CATEGORY_LABELS, Label
 from core.roles import ROLE_LABELS, UserRole
@@ -53,8 +56,10 @@ from dashboard import live_ui, photos
 from dashboard.alarms import ACKNOWLEDGE_ALARM, AcknowledgeAlarm
 from dashboard.authz import Scope, authorize, current_identity
 from dashboard.case_actions import CASE_ACTIONS, REASSIGN, CaseAction, Reassign
+from dashboard.case_checks import CHECKABLE, REQUEST_CHECK, RequestCaseCheck, check_list, default_checker, not_to_ask
 from dashboard.declarations import callback, clientside_callback, page
 from dashboard.feeds import Feed
+from dashboard.pages.cases import local
 from dashboard.pages.wall import wire_alarm, wire_alarm_ack, wire_case, wire_status
 from dashboard.state import app_state
 from dispatch.candidates import Settings as SearchSettings
@@ -63,6 +68,7 @@ from dispatch.status import STATUS_LABELS
 from telemetry import live
 
 CANDIDATES_SHOWN = 9            # a digit key picks one
+CHECKERS_SHOWN = 3              # members offered to check a case on site: the default, then the next nearest
 CANDIDATES_EVERY_MS = 5000      # the candidates of the case chosen are looked for again this often
 EMPTY = {"type": "FeatureCollection", "features": []}
 REASSIGNABLE = frozenset({CaseState.DISPATCHED, CaseState.ACCEPTED, CaseState.HANDLING})
@@ -203,7 +209,8 @@ def candidates(case_id, _done, _tick):
     head = html.Div(className="dispatch-cand-case", id="dispatch-cand-case", children=[
         html.Strong(f"{CASE_CATEGORY_LABELS.get(case.category, case.category)}"), " · ", case.place or case.title,
         " · ", dcc.Link(case.case_id, href=f"/case/{case.case_id}")])
-    top = [head, photos.photo_strip(state.queries.case_photos(case.case_id), "dispatch-cand")]   # before / after
+    top = [head, photos.photo_strip(state.queries.case_photos(case.case_id), "dispatch-cand"),   # before / after
+           _checks(state, case)]
     features = []
     if case.lat is not None:
         features.append(_point(case.lon, case.lat, {"kind": "case", "label": case.title}))
@@ -252,6 +259,39 @@ def candidates(case_id, _done, _tick):
     none = [html.Div("Nobody available near it.", className="empty")] if not rows else []
     view = _view(case) if ctx.triggered_id != "dispatch-cand-tick" else no_update   # a refresh keeps the map
     return [*top, mode, *rows, *none, foot], {"type": "FeatureCollection", "features": features}, view
+
+
+def check_candidates(state, case) -> list:
+    """Who could check a case on site: dispatch.candidates' search among the members of the case's
+    own grid, the member in SOS and those asked who have not answered left out."""
+    if case.lat is None or not case.grid_code:
+        return []
+    search, _ = _search(state, case, not_to_ask(case), case.grid_code)
+    return search.candidates
+
+
+def _checks(state, case):
+    """A case raised by an alarm or an SOS: the checks asked and answered, and (open) buttons to ask
+    the default member (the nearest available of its grid) or the next nearest to check it."""
+    if case.source not in CHECKABLE:
+        return None
+    answers = check_list(state.city, state.queries.case_history(case.case_id)["events"], "dispatch-cand", local)
+    buttons = []
+    if case.is_open:
+        candidates = check_candidates(state, case)
+        first = default_checker(case, candidates)
+        others = [c for c in candidates if c.available and c.grid_code == case.grid_code and c is not first]
+        for n, c in enumerate(([first] if first else []) + sorted(others, key=lambda c: c.distance_m), 1):
+            if n > CHECKERS_SHOWN:
+                break
+            buttons.append(html.Button(f"{Label('Ask to check', '请其核实')}: {c.name} · {c.distance_m:.0f} m",
+                                       id={"type": "dispatch-check", "terminal": c.terminal_id, "rank": n},
+                                       className="button small dispatch-check-button", n_clicks=0))
+        if not buttons:
+            buttons.append(html.P(str(Label("Nobody of its grid available to check it.", "本网格暂无可核实人员。")),
+                                  className="audit-dim"))
+    return html.Div(className="dispatch-checks", id="dispatch-checks", children=[
+        html.H3(str(Label("Check on site", "紧急核实")), className="dispatch-alt-head"), answers, *buttons])
 
 
 def _search(state, case, exclude: frozenset[str], scope_code: str):
@@ -357,5 +397,23 @@ def offer(clicks, register_clicks, withdraw_clicks, reassign_clicks, case_id):
                                     request.remote_addr)
     verb = {Register: "registered", Return: "offer withdrawn"}.get(type(command), "offered")
     return f"✓ {result.summary}: {verb}" if result.ok else f"✗ {result.summary}: {result.reason}"
+
+@callback(Output("dispatch-result", "children", allow_duplicate=True),
+          Input({"type": "dispatch-check", "terminal": ALL, "rank": ALL}, "n_clicks"),
+          State("dispatch-selected", "data"), prevent_initial_call=True,
+          roles=PAGE.roles, why="asking a member to check a case on site (紧急核实)", changes=(REQUEST_CHECK,))
+def ask_to_check(clicks, case_id):
+    """Ask the member of the button to check the chosen case: through the command module."""
+    trigger = ctx.triggered_id
+    if trigger is None or not case_id or not any(clicks or ()):
+        return no_update
+    state = app_state()
+    command = RequestCheck(trigger["terminal"])
+    result = state.commands.execute(current_identity(), RequestCaseCheck(case_id, command, state.case_rules),
+                                    request.remote_addr)
+    member = state.city.member_by_terminal.get(trigger["terminal"])
+    who = member.name if member else trigger["terminal"]
+    return f"✓ {result.summary}: {who} asked to check it" if result.ok else f"✗ {result.summary}: {result.reason}"
+
 
 live_ui.show_connection("dispatch", PAGE.roles)
