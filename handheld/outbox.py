@@ -291,7 +291,9 @@ class Outbox:
             after = _after(request) if request is not None else 0
         except Refused as refused:
             return refused.reply
-        return Reply(200, b"", content_type="text/event-stream; charset=utf-8",
+        # a comment at once: the server writes the headers with the first bytes, and the phone says
+        # "online" only when they come (else not before the first keep-alive)
+        return Reply(200, KEEPALIVE, content_type="text/event-stream; charset=utf-8",
                      headers=(("Cache-Control", "no-store"), ("X-Accel-Buffering", "no")),
                      stream=self.events(caller.device_id, after))
 
