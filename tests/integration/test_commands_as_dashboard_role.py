@@ -22,8 +22,9 @@ import psycopg2
 import pytest
 
 from cases import store
-from cases.limits import Limit
-from cases.machine import Refusal, apply
+from cases.intake import INTAKE
+from cases.limits import SOS_CATEGORY, Limit, Urgency
+from cases.machine import Refusal, apply, open_case
 from cases.model import (
     Accept,
     Acknowledge,
@@ -37,9 +38,11 @@ from cases.model import (
     Refuse,
     Register,
     Reopen,
+    RequestCheck,
     RequestExtension,
     Resume,
     Return,
+    Source,
     Suspend,
     Verify,
 )
@@ -58,6 +61,7 @@ from dashboard.case_actions import (
     Reassign,
     SetCalendarDay,
 )
+from dashboard.case_checks import RequestCaseCheck
 from dashboard.commands import Action, Commands
 from dashboard.kpis_diary import RateDiary
 from registry import imports
@@ -207,6 +211,26 @@ def _decide_extension(b: Bench) -> None:
     b.through_app(CaseAction(case_id, DecideExtension(True), b.app_rules))
 
 
+def _request_check(b: Bench) -> None:
+    """A member's SOS (its case as the intake opens it), a neighbour asked to check it (紧急核实): what
+    to check is read, and the notice written, as the dashboard's role."""
+    in_sos, checker = b.members(2)
+    conn = psycopg2.connect(b.owner_dsn)
+    try:
+        with conn, conn.cursor() as cur:
+            case = store.open_for_source(cur, f"sos:{in_sos.terminal_id}")
+            if case is None:
+                rules, at = store.load_rules(cur), datetime.now(timezone.utc)
+                opened = open_case(store.next_case_id(cur, at), SOS_CATEGORY, Urgency.URGENT, Source.SOS,
+                                   b.grid.code, b.grid.code, INTAKE, at, rules, title=f"SOS · {in_sos.name}")
+                store.insert(cur, opened.case, rules, source_key=f"sos:{in_sos.terminal_id}")
+                store.add_events(cur, opened.events)
+                case = opened.case
+    finally:
+        conn.close()
+    b.through_app(RequestCaseCheck(case.case_id, RequestCheck(checker.terminal_id), b.app_rules))
+
+
 def _open_hotline_case(b: Bench) -> None:
     case_id = b.through_app(OpenHotlineCase("exposed_garbage", "urgent", b.grid.code, "Garbage in the stairwell",
                                             "Entrance 1", b.app_rules, note="a resident called 12345"))
@@ -344,6 +368,7 @@ SCENARIOS: list[tuple[str, str, Callable[[Bench], None]]] = [
     ("reopen a case", "case.reopen", _case_command("closed", Reopen("the garbage is back"))),
     ("acknowledge a case", "case.acknowledge", _case_command("registered", Acknowledge())),
     ("acknowledge an alarm", "alarm.acknowledge", _acknowledge_alarm),
+    ("ask a member to check a case on site", "case.request_check", _request_check),
     ("send an announcement", "announcement.send",
      lambda b: b.through_app(Announce(b.grid.code, "Water off Tuesday", "From 9 to 12 in building 3.", 3))),
     ("rate a diary entry", "diary.rate", _rate_diary),
