@@ -3,7 +3,9 @@ check an SOS's or an alarm's case (the screens' command path, as the dashboard's
 the member's terminal gets a `check` notice saying what to check, the member's phone answers through
 the device-facing HTTP service and the ingest chain (alarm/check, with a photo), and the cases
 engine records the answer on the case (a `check` event with outcome, note and photo refs) — or
-refuses and audits an answer nobody asked for; a dispatcher of another street cannot ask."""
+refuses and audits an answer nobody asked for; a dispatcher of another street cannot ask. In
+Chromium, the case page and the dispatcher console show the answer with its photo and offer the
+request with the nearest member preselected."""
 from __future__ import annotations
 
 import uuid
@@ -25,6 +27,7 @@ from registry.broker import BrokerAdmin
 from registry.store import Actor, DeviceRegistry
 
 from .ingest_helpers import HttpService, owner_rows
+from .screens import ensure_logins, sign_in
 from .test_cases_engine import _engine, _once, seeded
 from .test_handheld_api import API, call, jpeg
 
@@ -76,9 +79,9 @@ def _signed_in(service, registry, member) -> str:
     return session["token"]
 
 
-def _grid_with_two(city, n: int):
+def _grid_with_two(city, n: int, street: str = ""):
     """A grid's member (who raises the SOS) and another of its members who handles cases (who checks)."""
-    grids = sorted({m.grid_code for m in city.members})
+    grids = sorted({m.grid_code for m in city.members if m.grid_code.startswith(street)})
     grid = grids[n % len(grids)]
     members = [m for m in city.members if m.grid_code == grid]
     checker = next(m for m in members if m.role in (Role.GRID_ADMINISTRATOR, Role.GRID_COORDINATOR))
@@ -106,14 +109,8 @@ def _events(stack, case_id: str) -> list[tuple]:
                              "order by id", case_id)
 
 
-def test_an_sos_checked_by_a_neighbour_s_phone_is_on_the_case_with_its_outcome_and_photo(
-        stack, city, cases_settings, commands, service, registry):
-    ctx, rules = commands
-    in_sos, checker = _grid_with_two(city, 11)
-    street = Identity("disp-check-street", frozenset({UserRole.DISPATCHER}), in_sos.grid_code[:9])
-    far_member = next(m for m in city.members if m.grid_code[:9] != in_sos.grid_code[:9])
-    far = Identity("disp-check-far", frozenset({UserRole.DISPATCHER}), far_member.grid_code[:9])
-    fix_at = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(seconds=30)
+def _sos(stack, city, cases_settings, in_sos, fix_at: datetime):
+    """`in_sos` raises an SOS after a fix at `fix_at`: the engine (returned) opens its case (its number)."""
     spot = city.grid_by_code[in_sos.grid_code].boundary.representative_point()
     _owner(stack, "insert into positions (time, terminal_id, member_id, grid_code, lat, lon, source) "
                   "values (%s, %s, %s, %s, %s, %s, 'gcc')", fix_at, in_sos.terminal_id, in_sos.member_id,
@@ -124,6 +121,18 @@ def test_an_sos_checked_by_a_neighbour_s_phone_is_on_the_case_with_its_outcome_a
     _once(engine, cases_settings)
     [(case_id,)] = owner_rows(stack, "select case_id from cases where source_key = %s and state <> 'closed'",
                               f"sos:{in_sos.terminal_id}")
+    return engine, case_id, spot
+
+
+def test_an_sos_checked_by_a_neighbour_s_phone_is_on_the_case_with_its_outcome_and_photo(
+        stack, city, cases_settings, commands, service, registry):
+    ctx, rules = commands
+    in_sos, checker = _grid_with_two(city, 11)
+    street = Identity("disp-check-street", frozenset({UserRole.DISPATCHER}), in_sos.grid_code[:9])
+    far_member = next(m for m in city.members if m.grid_code[:9] != in_sos.grid_code[:9])
+    far = Identity("disp-check-far", frozenset({UserRole.DISPATCHER}), far_member.grid_code[:9])
+    fix_at = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(seconds=30)
+    engine, case_id, spot = _sos(stack, city, cases_settings, in_sos, fix_at)
 
     # another street's dispatcher may not ask; nobody is asked to check their own SOS
     refused = ctx.execute(far, RequestCaseCheck(case_id, RequestCheck(far_member.terminal_id), rules))
@@ -212,3 +221,43 @@ def test_a_check_naming_neither_a_case_nor_a_whole_alarm_is_refused_with_the_fie
         {"ts": datetime.now(timezone.utc).isoformat(), "sensor_id": "gas-1", "outcome": "confirmed"}), token)
     assert status == 400 and refused["error"] == "schema_violation"
     assert "both sensor_id and alarm_id" in refused["detail"]
+
+
+def test_the_case_page_and_the_console_show_the_answer_with_its_photo_and_offer_the_request(
+        stack, city, cases_settings, commands, service, registry, dashboard, page):
+    ctx, rules = commands
+    street = city.streets[0].code
+    ensure_logins(stack.settings().pg_dsn, {"t-check-dispatcher": ("dispatcher", street)})
+    in_sos, checker = _grid_with_two(city, 3, street)
+    engine, case_id, _ = _sos(stack, city, cases_settings, in_sos, datetime.now(timezone.utc).replace(microsecond=0))
+    dispatcher = Identity("t-check-dispatcher", frozenset({UserRole.DISPATCHER}), street)
+    assert ctx.execute(dispatcher, RequestCaseCheck(case_id, RequestCheck(checker.terminal_id), rules)).ok
+    token = _signed_in(service, registry, checker)
+    status, uploaded, _ = call(service.port, "POST", f"{API}/photos", jpeg((20, 160, 90)), token, "image/jpeg")
+    assert status in (200, 201), uploaded
+    _answer(service, token, case_id=case_id, outcome="need_help", note="楼梯间摔倒", photo_refs=[uploaded["ref"]])
+    _once(engine, cases_settings)
+
+    sign_in(page, dashboard.url, "t-check-dispatcher")
+    page.goto(f"{dashboard.url}/case/{case_id}")
+    answer = page.locator("#case-check-0")
+    answer.wait_for(timeout=20000)
+    assert "Need help 需要支援" in answer.inner_text() and "楼梯间摔倒" in answer.inner_text()
+    assert checker.name in answer.inner_text()
+    page.wait_for_function("() => [...document.querySelectorAll('#case-check-0 img.photo-thumb')]"
+                           ".some(i => i.complete && i.naturalWidth === 320)", timeout=15000)   # the photo, served
+    assert page.locator("#case-check-0 a.photo-link").get_attribute("href") == \
+        f"/photos/{uploaded['ref'].removeprefix('sha256:')}"
+    assert page.locator("tr.case-event-check img.photo-thumb").count() == 1             # and in the timeline
+    assert "Need help" in page.inner_text("tr.case-event-check")
+    assert page.locator("button.case-do-request_check").count() == 1                      # ask someone else
+    assert page.errors == []
+
+    page.goto(f"{dashboard.url}/dispatch")
+    chosen = page.locator(f"[id*='{case_id}']").first
+    chosen.wait_for(timeout=20000)
+    chosen.click()
+    page.locator("#dispatch-cand-check-0").wait_for(timeout=20000)
+    assert "Need help 需要支援" in page.inner_text("#dispatch-checks")
+    assert page.locator("#dispatch-checks img.photo-thumb").count() == 1
+    assert page.errors == []
