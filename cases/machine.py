@@ -8,7 +8,10 @@ new case and its events in one transaction, and tells the screens and terminals 
 Who may do what (`RULES`): people at the screens by their login's role and within their org unit;
 the terminal of the member a case is dispatched to for accepting, handling and feedback; a grid
 supervisor's terminal, in the case's grid and not its handler, for verification; the escalation
-engine (system) for escalation steps. Whenever a stage starts its clock, its deadline is computed
+engine (system) for escalation steps; a dispatcher asks a member to check a case raised by an
+alarm or an SOS on site (紧急核实: never the member in SOS), and only a terminal asked answers it,
+once (its answer is the case's record in any state; `need_help` makes an open case urgent and
+unacknowledged again). Whenever a stage starts its clock, its deadline is computed
 from the case's time-limit table and the working calendar and stored with the case.
 """
 from __future__ import annotations
