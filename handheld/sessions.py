@@ -171,8 +171,9 @@ class Sessions:
             raise Refused(refusal(400, "bad_pin"))
         try:
             device_label = freetext.clean(label, freetext.NAME, "label")
-        except ValueError:
-            raise Refused(refusal(400, "bad_label")) from None
+        except ValueError as wrong:      # what was wrong, and where, as the other doors say it
+            raise Refused(Reply(400, orjson.dumps({"error": "bad_label", "detail": str(wrong)}),
+                                refused="bad_label")) from None
         # each code its own "username": a source's budget is what slows a guesser down
         user, counted = f"enrol:{digest(code).hex()[:32]}", throttle_source(source)
         if self.throttle.reserve(user, counted) is not None:

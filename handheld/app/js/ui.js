@@ -1,12 +1,16 @@
 // Building the screens: every text that comes from data goes in through textContent (or an
-// attribute set by name), never as markup, so a hostile string stays a string.
+// attribute set by name), never as markup, so a hostile string stays a string; and in an element of
+// its own direction (dir=auto: bidi-isolated), so a bidirectional override in it stops at its end.
 
 export function h(tag, props = {}, ...children) {
   const el = document.createElement(tag);
   for (const [key, value] of Object.entries(props || {})) {
     if (value === undefined || value === null || value === false) continue;
     if (key === "class") el.className = value;
-    else if (key === "text") el.textContent = String(value);
+    else if (key === "text") {
+      el.textContent = String(value);
+      if (!("dir" in props)) el.dir = "auto";   // isolated: a stored RTL override cannot turn the text after it
+    }
     else if (key.startsWith("on") && typeof value === "function") el.addEventListener(key.slice(2), value);
     else if (key === "dataset") Object.assign(el.dataset, value);
     else if (key in el && typeof value !== "string") el[key] = value;
