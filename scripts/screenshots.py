@@ -1,5 +1,6 @@
 """Screenshots of the screens of a running demo, for README.md: `make screenshots` (after `make demo`
-has run for a minute in another terminal, so the simulator has filled the screens)."""
+has run for a minute in another terminal, so the simulator has filled the screens); the members'
+handheld (网格通) at phone size too (scripts/handheld_shots.py). `--only handheld` takes only those."""
 from __future__ import annotations
 
 import argparse
@@ -10,6 +11,8 @@ from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
+from scripts import handheld_shots
+
 CHROMIUM = "/usr/bin/chromium"
 FIRST_CASE = "first case"     # the page of the case the list shows first (the one nearest its deadline)
 CONSOLE = "console"           # the dispatcher console with a case to dispatch chosen (its candidates shown)
@@ -19,6 +22,7 @@ DEVICES = "devices"           # adds a phone (OwnTracks) to the first member: it
 MEMBERS = "members"           # adds a member with their terminal: its password and broker shown once
 GATEWAYS = "gateways"         # a gateway found by its building and chosen: its sensors listed
 BOUNDARIES = "/boundaries"    # the first community's grids on the map, to download or import
+HANDHELD = "handheld"         # a member's phone (网格通) enrolled on the devices page, then its every screen
 WALL, LAPTOP = (1920, 1080), (1366, 768)
 ANNOUNCED = "/announcements?scope=350102002"
 SHOTS = [("login.png", "/login", WALL), (None, ANNOUNCE, WALL), ("wall.png", "/wall?kiosk=1", WALL),
@@ -30,7 +34,7 @@ SHOTS = [("login.png", "/login", WALL), (None, ANNOUNCE, WALL), ("wall.png", "/w
          ("replay-laptop.png", REPLAY, LAPTOP), ("devices.png", DEVICES, WALL), ("devices-laptop.png", DEVICES, LAPTOP),
          ("members.png", MEMBERS, WALL), ("members-laptop.png", MEMBERS, LAPTOP), ("gateways.png", GATEWAYS, WALL),
          ("gateways-laptop.png", GATEWAYS, LAPTOP), ("boundaries.png", BOUNDARIES, WALL),
-         ("boundaries-laptop.png", BOUNDARIES, LAPTOP)]
+         ("boundaries-laptop.png", BOUNDARIES, LAPTOP), ("handheld", HANDHELD, LAPTOP)]
 
 
 def _shoot(page, path: Path, settle: float) -> None:
@@ -72,11 +76,14 @@ def main() -> int:
                 path = page.locator("#cases-table .case-link").first.get_attribute("href")
             if path == ANNOUNCE:
                 page.goto(args.url + ANNOUNCED)
-                page.fill("#ann-title", "Typhoon warning 台风预警")
-                page.fill("#ann-body", "Typhoon expected tonight: check the drains and loose signs of every building "
-                                       "in your grid before 18:00. 今晚台风过境，请于18:00前检查辖区排水和招牌。")
+                page.fill("#ann-title", "台风预警 Typhoon warning")
+                page.fill("#ann-body", "今晚台风过境，请于18:00前检查辖区排水和招牌。Typhoon expected tonight: check "
+                                       "the drains and loose signs of every building in your grid before 18:00.")
                 page.click("#ann-send")
                 page.locator("#ann-result .admin-done").wait_for()
+                continue
+            if path == HANDHELD:      # devices-handheld.png and handheld-<screen>.png (scripts/handheld_shots.py)
+                handheld_shots.shoot(browser, page, args.url, args.data_dir, args.out)
                 continue
             if path == REPLAY:
                 page.goto(args.url + "/replay?scope=350102002")
