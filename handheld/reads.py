@@ -21,6 +21,7 @@ from shapely.geometry import mapping
 from cases import store as case_store
 from cases.model import FINISHED, Case, State, values
 from cases.reads import SELECT_CASES, CaseReads
+from core import freetext
 from core.catalogue import (
     CASE_CATEGORY_LABELS,
     CASE_STATE_LABELS,
@@ -52,12 +53,19 @@ def answer(doc: dict) -> Reply:
     return Reply(200, orjson.dumps(doc), headers=_PRIVATE)
 
 
+def _cut(text: str | None, kind: freetext.Kind) -> str | None:
+    """Stored text as the phone may show it (core.freetext.shown): a value stored before a limit,
+    or written past the door, must not make a task card 40,000 pixels tall."""
+    return None if text is None else freetext.shown(text, kind)
+
+
 def case_item(case: Case, deadline: datetime | None = None, offered_at: datetime | None = None) -> dict:
     """A case as the phone's lists show it (its stage's deadline, or an offer's own)."""
     item = {"case_id": case.case_id, "state": case.state.value, "state_label": shown(CASE_STATE_LABELS[case.state]),
             "category": case.category,
             "category_label": shown(CASE_CATEGORY_LABELS.get(case.category, Label(case.category, case.category))),
-            "urgency": case.urgency.value, "title": case.title, "place": case.place, "lat": case.lat,
+            "urgency": case.urgency.value, "title": _cut(case.title, freetext.LINE),
+            "place": _cut(case.place, freetext.LINE), "lat": case.lat,
             "lon": case.lon, "deadline": deadline or case.deadline, "grid_code": case.grid_code}
     if offered_at is not None:
         item["offered_at"] = offered_at
@@ -149,10 +157,10 @@ class HandheldReads(CaseReads):
         if not self._may_see(caller, case):
             return refusal(403, "outside_grid")
         history = self.case_history(case_id)
-        reports = [{"time": s["time"], "description": s["description"], "address": s["address"]}
-                   for s in history["sources"] if s["kind"] == "report"]
+        reports = [{"time": s["time"], "description": _cut(s["description"], freetext.NOTE),
+                    "address": _cut(s["address"], freetext.LINE)} for s in history["sources"] if s["kind"] == "report"]
         events = [{"time": e["time"], "command": e["command"], "actor_kind": e["actor_kind"],
-                   "from_state": e["from_state"], "to_state": e["to_state"], "reason": e["reason"]}
+                   "from_state": e["from_state"], "to_state": e["to_state"], "reason": _cut(e["reason"], freetext.NOTE)}
                   for e in history["events"]]
         photos = [{"ref": p["ref"], "stage": p["stage"]} for p in self.case_photos(case_id)]
         return answer({**case_item(case), "opened_at": case.opened_at,
@@ -175,7 +183,9 @@ class HandheldReads(CaseReads):
                          "and a.expires_at > now() order by a.created_at desc, a.id desc limit %s",
                          (caller.terminal_id, ancestors(caller.grid_code), MAX_LISTED))
         names = ("announcement_id", "org_code", "org_name", "title", "body", "sender", "ts", "expires", "read")
-        return answer({"announcements": [dict(zip(names, row, strict=True)) for row in rows]})
+        cuts = {"org_name": freetext.NAME, "title": freetext.LINE, "body": freetext.NOTE, "sender": freetext.NAME}
+        return answer({"announcements": [{name: _cut(value, cuts[name]) if name in cuts else value
+                                          for name, value in zip(names, row, strict=True)} for row in rows]})
 
     def coverage(self, caller: Caller, request: Request) -> Reply:
         """Today's (city time) patrol coverage of my grid as the patrol maintainer has folded it:

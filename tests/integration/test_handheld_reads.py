@@ -18,6 +18,7 @@ from cases.intake import INTAKE
 from cases.limits import Urgency
 from cases.machine import open_case
 from cases.model import Source, State
+from core import freetext
 from core.city import CITY_TZ
 from core.orgcodes import Level, ancestor, ancestors
 from handheld.caller import Caller
@@ -199,3 +200,13 @@ def test_me_map_and_catalogue(stack, city, reads, people):
     assert any(c["key"] == "manhole_cover" and c["label_zh"] == "井盖缺损" for c in catalogue["incident_categories"])
     routes = {(r.method, r.path) for r in reads.routes(lambda respond: respond)}
     assert ("GET", "/handheld/api/v1/cases/") in routes and len(routes) == 8
+
+
+def test_text_stored_past_the_door_is_cut_as_the_screens_cut_it(stack, city, reads, people):
+    """A title written before the limit (or past the door) must not make a task card 40,000 px tall."""
+    me, _, _ = people
+    case_id = a_case(stack, me, State.DISPATCHED, me.terminal_id, "a title")
+    owner_rows(stack, "update cases set title = repeat('井', 10000) where case_id = %s returning 1", case_id)
+    status, doc = ask(reads, reads.case, me, f"/handheld/api/v1/cases/{case_id}")
+    assert status == 200
+    assert len(doc["title"]) == freetext.LINE.max_length and doc["title"].endswith("…")
