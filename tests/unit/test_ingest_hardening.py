@@ -232,6 +232,7 @@ def test_an_abandoned_batch_is_unhealthy_until_the_next_commit():
 
 class _Source:
     """What the worker needs of its broker connection; counts the reconnects it is asked for."""
+    kind = "mqtt"
 
     def __init__(self) -> None:
         self.inbox: queue.Queue = queue.Queue()
