@@ -8,9 +8,9 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 import psycopg2
-from psycopg2.pool import ThreadedConnectionPool
 
 from core.city import City
+from database.pool import WaitingPool
 
 
 class Reads:
@@ -18,7 +18,7 @@ class Reads:
 
     def __init__(self, city: City, dsn: str) -> None:
         self.city = city
-        self.db = ThreadedConnectionPool(0, 4, dsn, connect_timeout=5)  # snapshots and heat maps, any thread
+        self.db = WaitingPool(0, 4, dsn, connect_timeout=5)  # snapshots and heat maps, any thread (waits when all lent)
 
     @contextmanager
     def _cursor(self, name: str | None = None):

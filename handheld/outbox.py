@@ -29,9 +29,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import orjson
 import psycopg2
-from psycopg2.pool import ThreadedConnectionPool
 
 from core.http import MAX_BODY, Refused, Reply, Request, Route, refusal
+from database.pool import WaitingPool
 from handheld.caller import Caller
 
 log = logging.getLogger(__name__)
@@ -221,7 +221,7 @@ class Outbox:
     def __init__(self, dsn: str, keepalive_s: float = KEEPALIVE_S, pool_size: int = 4) -> None:
         self.dsn = dsn
         self.keepalive_s = keepalive_s
-        self.db = ThreadedConnectionPool(0, pool_size, dsn, connect_timeout=5, application_name="gcc-handheld")
+        self.db = WaitingPool(0, pool_size, dsn, connect_timeout=5, application_name="gcc-handheld")
         self._hub: Hub | None = None
         self._hub_lock = threading.Lock()
 

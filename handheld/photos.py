@@ -39,10 +39,11 @@ from urllib.parse import parse_qs
 import orjson
 import psycopg2
 from PIL import Image, ImageOps
-from psycopg2.pool import PoolError, ThreadedConnectionPool
+from psycopg2.pool import PoolError
 
 from core.city import CITY_TZ
 from core.http import Refused, Reply, Request, Route
+from database.pool import WaitingPool
 from handheld.caller import Caller
 from handheld.sessions import API
 from telemetry.kinds.incident_report import PHOTO_REF
@@ -213,7 +214,7 @@ _MEMBER_MAY_SEE = """
 class Photos:
     def __init__(self, dsn: str, limits: PhotoLimits = PhotoLimits()) -> None:
         self.limits = limits
-        self._pool = ThreadedConnectionPool(0, POOL_SIZE, dsn, connect_timeout=5, application_name="gcc-photos")
+        self._pool = WaitingPool(0, POOL_SIZE, dsn, connect_timeout=5, application_name="gcc-photos")
         self._decoding = threading.BoundedSemaphore(DECODING_AT_ONCE)
 
     def close(self) -> None:

@@ -37,6 +37,7 @@ from core.http import Refused, Reply, Request, Route, refusal
 from core.roles import ROLE_LABELS, Role
 from core.sources import throttle_source
 from core.throttle import LoginThrottle
+from database.pool import WaitingPool
 from handheld.caller import Caller
 from handheld.reads import shown
 from registry.handhelds import digest
@@ -48,7 +49,7 @@ SESSION_VALID = timedelta(hours=12)
 SECRET_BYTES = 32               # a device secret and a session token: 256 bits, url-safe base64
 MAX_SECRET = 128                # characters of a code, a secret or a token that are worth reading
 PIN = re.compile(r"[0-9]{6}")   # ASCII digits only ("١٢٣٤٥٦".isdigit() is True)
-POOL_SIZE = 16                  # connections of its own pool (past it: 503 database_unavailable)
+POOL_SIZE = 16                  # connections of its own pool (past it, a request waits; 10 s: 503 database_unavailable)
 HANDHELD = MemberDeviceKind.HANDHELD.value
 
 _hasher = PasswordHasher()      # argon2-cffi's defaults (RFC 9106's second recommendation), as dashboard.accounts
@@ -130,7 +131,7 @@ class Sessions:
     server runs endpoints off its event loop)."""
 
     def __init__(self, db: str | ThreadedConnectionPool, throttle: LoginThrottle | None = None) -> None:
-        self.pool = ThreadedConnectionPool(0, POOL_SIZE, db, connect_timeout=5) if isinstance(db, str) else db
+        self.pool = WaitingPool(0, POOL_SIZE, db, connect_timeout=5) if isinstance(db, str) else db
         self.throttle = throttle or LoginThrottle()
         self._dummy_pin_hash: str | None = None
 

@@ -26,8 +26,11 @@ class Answer:
 
 
 class Connection:
-    def __init__(self, host: str, port: int, timeout_s: float = 30.0) -> None:
+    def __init__(self, host: str, port: int, timeout_s: float = 30.0, local_address: str | None = None) -> None:
+        """`local_address`: the address this end binds to (a bench gives each simulated phone its own
+        127.x.y.z, so the server's per-source limits count phones as they would from the field)."""
         self.host, self.port, self.timeout_s = host, port, timeout_s
+        self.local_address = local_address
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._h11: h11.Connection | None = None
@@ -35,7 +38,9 @@ class Connection:
     async def _open(self) -> None:
         await self.close()
         self._reader, self._writer = await asyncio.wait_for(
-            asyncio.open_connection(self.host, self.port), self.timeout_s)
+            asyncio.open_connection(self.host, self.port,
+                                    local_addr=(self.local_address, 0) if self.local_address else None),
+            self.timeout_s)
         self._h11 = h11.Connection(h11.CLIENT)
 
     async def close(self) -> None:
