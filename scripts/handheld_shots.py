@@ -130,8 +130,8 @@ class Phone:
 
     def shot(self, screen: str, settle_ms: int = 600) -> None:
         """docs/screenshots/handheld-<screen>.png of what the phone shows now (a toast gone first)."""
-        self.page.locator("#toast.show").wait_for(state="detached", timeout=WAIT_MS)
         self.page.wait_for_timeout(settle_ms)
+        self.page.locator("#toast.show").wait_for(state="detached", timeout=WAIT_MS)
         path = self.out / f"handheld-{screen}.png"
         self.page.screenshot(path=str(path))
         print(path)
