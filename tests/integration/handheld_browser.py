@@ -106,18 +106,21 @@ class Phone:
 
     def go(self, route: str) -> None:
         """A tab of the app (or the header's SOS), as the member taps it."""
-        self.page.locator(f"#tabs a[data-route={route}], header a[href='#{route}']").tap()
+        self.page.locator(f"#tabs a[data-route={route}], header a#{route}-link").tap()
         self.page.wait_for_function(f"() => location.hash === '#{route}'", timeout=WAIT_MS)
 
-    def shot(self, name: str) -> Path:
+    def shot(self, name: str, focus=None) -> Path:
+        """A screenshot of the phone's screen into SHOTS (`focus`: a locator scrolled to its middle first)."""
+        if focus is not None:
+            focus.evaluate("el => el.scrollIntoView({block: 'center'})")
         SHOTS.mkdir(parents=True, exist_ok=True)
         path = SHOTS / f"{name}.png"
         self.page.screenshot(path=str(path))
         return path
 
-    def outbox_waiting(self) -> int:
-        """What the app's persistent outbox holds now (read from its IndexedDB, as the bar counts)."""
-        return self.page.evaluate("async () => (await import('./js/db.js')).count('outbox')")
+    def stored(self, name: str) -> int:
+        """How many items the app's IndexedDB store `name` holds now (outbox, refused: as the bar counts)."""
+        return self.page.evaluate("async name => (await import('./js/db.js')).count(name)", name)
 
 
 def phone_context(browser, base_url: str, lon: float, lat: float):

@@ -100,14 +100,14 @@ def test_a_report_with_two_photos_made_offline_reaches_the_queue_once_and_the_ca
     bar = form.locator("#outbox-bar")
     bar.get_by_text("3 waiting to send").wait_for(timeout=WAIT_MS)       # 2 photos and the report
     assert "3 条待发送" in bar.inner_text()
-    assert phone.outbox_waiting() == 3
+    assert phone.stored("outbox") == 3
     phone.shot("a-2-waiting")
     assert owner_rows(stack, "select count(*) from incident_reports where terminal_id = %s and description = %s",
                       reporter.terminal_id, description) == [(0,)]       # nothing left the phone
 
     phone.context.set_offline(False)                # signal again: the outbox sends in order, once
     bar.wait_for(state="hidden", timeout=WAIT_MS)
-    assert phone.outbox_waiting() == 0
+    assert (phone.stored("outbox"), phone.stored("refused")) == (0, 0)      # all sent, nothing refused
     phone.shot("a-3-sent")
 
     def stored():
@@ -238,7 +238,7 @@ def test_an_offer_is_accepted_handled_verified_on_a_second_phone_and_closed(stac
         answer.locator("textarea").fill("垃圾已清运 cleared and swept")
         answer.locator("input.file-input").set_input_files(str(jpeg_file(tmp_path, "after.jpg", (60, 90, 200))))
         answer.locator(".thumbs img").first.wait_for(timeout=WAIT_MS)
-        phone.shot("b-06-feedback")
+        phone.shot("b-06-feedback", focus=answer.locator(".thumbs"))
         answer.locator("button.btn.primary", has_text="Send").tap()
         wait_state(stack, case_id, "handled", "the member's feedback")
         [(note, refs)] = owner_rows(stack, "select detail->>'note', detail->'photo_refs' from case_events where "
@@ -257,7 +257,7 @@ def test_an_offer_is_accepted_handled_verified_on_a_second_phone_and_closed(stac
         check = to_verify.locator(".answer")
         check.locator("input.file-input").set_input_files(str(jpeg_file(tmp_path, "check.jpg", (220, 200, 40))))
         check.locator(".thumbs img").first.wait_for(timeout=WAIT_MS)
-        second.shot("b-08-verify")
+        second.shot("b-08-verify", focus=check.locator(".thumbs"))
         check.locator("button.btn.primary", has_text="Send").tap()
         wait_state(stack, case_id, "verified", "the supervisor's verification")
         assert owner_rows(stack, "select actor_kind, actor, detail->>'passed' from case_events where case_id = %s and "
@@ -284,7 +284,7 @@ def test_an_offer_is_accepted_handled_verified_on_a_second_phone_and_closed(stac
 
 # --- (c) ----------------------------------------------------------------------------------------------
 def test_an_sos_held_on_the_phone_shows_on_the_wall_within_two_seconds(stack, city, casework, dashboard, phones,
-                                                                      registry, page):
+                                                                      registry, page, record_property):
     member = member_of(city, 127, Role.GRID_COORDINATOR)
     phone = phones(member, city)
     phone.enrol(registry)
@@ -304,6 +304,7 @@ def test_an_sos_held_on_the_phone_shows_on_the_wall_within_two_seconds(stack, ci
     row = page.locator(".case-row.sos", has_text=member.name)
     row.wait_for(timeout=WAIT_MS)
     shown = time.monotonic() - released
+    record_property("sos_release_to_wall_s", round(shown, 3))
     # the issue's own requirement ("SOS from the phone shows on the wall within 2 s"): the one timed
     # assertion of these tests, kept on purpose
     assert shown < 2.0, f"the SOS took {shown:.2f} s from the release to the wall"
@@ -325,17 +326,22 @@ def test_a_phone_retired_while_the_app_is_open_is_refused_at_its_next_request(st
     device_id = phone.enrol(registry)
     phone.go("tasks")
     phone.page.locator("h2.screen-title", has_text="My tasks").wait_for(timeout=WAIT_MS)
+    asked = []                                               # the app's API requests made after the retirement
     registry.retire_device(ADMIN, device_id)                 # an admin, on the Members' phones page
+    phone.page.on("request", lambda r: asked.append(r) if "/handheld/api/v1/" in r.url else None)
     phone.page.evaluate("() => { location.hash = 'verify'; }")   # the member's next tap: GET /verify
     revoked = phone.page.locator(".signin .notice.danger")
     revoked.wait_for(timeout=WAIT_MS)
+    answered = [(r.response().status if r.response() else None, r.url) for r in asked]
+    assert answered and answered[0][0] == 403, answered       # its very next request: refused
+    assert all(status in (401, 403, None) for status, _ in answered), answered
     assert "本手机已被停用" in revoked.inner_text() and "revoked" in revoked.inner_text()
     assert phone.page.evaluate("() => document.body.classList.contains('signed-out')")
     phone.shot("d-1-revoked")
     # the PIN no longer opens it: the server refuses the phone itself
     phone.page.fill("input[name=pin]", PIN)
     phone.page.locator("form button[type=submit]").tap()
-    error = phone.page.locator(".signin p.error")
-    error.get_by_text("本手机已被停用", exact=False).wait_for(timeout=WAIT_MS)
+    phone.page.locator(".signin p.error", has_text="本手机已被停用").wait_for(timeout=WAIT_MS)
+    phone.shot("d-2-pin-refused")
     assert phone.page.evaluate("async () => (await import('./js/db.js')).kv.get('session')") is None
     assert phone.page.errors == []

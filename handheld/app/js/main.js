@@ -37,26 +37,46 @@ function routeName() {
   return hash.split(/[=/?]/, 1)[0] || "today";
 }
 
-async function render() {
+// the screen in place is left (its timers stopped) only once the next one is known
+function leave() {
   if (current && current.cleanup) current.cleanup();
   current = null;
+}
+
+// Renders can overlap (a tap, and a refusal on the stream, each send the member somewhere): each
+// render has a number, and one that a newer render overtook while it waited draws nothing. The
+// sign-in screen already shown for the same reason is kept, so a second refusal (the stream's and
+// the screen's, one after the other) never wipes the PIN the member is typing.
+let renderSeq = 0;
+
+async function render() {
+  const seq = ++renderSeq;
+  const stale = () => seq !== renderSeq;
   const hash = location.hash.replace(/^#/, "");
   if (hash.startsWith("enrol=")) {
+    leave();
     showShell(false);
     current = { name: "enrol", ...(await signin.renderEnrol(screenEl, decodeURIComponent(hash.slice(6)), afterSignIn)) };
     return;
   }
   if (!(await session.identity())) {
+    if (stale()) return;
+    leave();
     showShell(false);
     current = { name: "signin", ...(await signin.renderNotEnrolled(screenEl)) };
     return;
   }
   if (!(await session.signedIn())) {
+    if (stale()) return;
+    if (current && current.name === "signin" && current.reason === authReason) return;
+    leave();
     showShell(false);
-    current = { name: "signin", ...(await signin.renderSignIn(screenEl, authReason, afterSignIn)) };
+    current = { name: "signin", reason: authReason, ...(await signin.renderSignIn(screenEl, authReason, afterSignIn)) };
     return;
   }
   if (!booted) await boot();
+  if (stale()) return;
+  leave();
   showShell(true);
   const name = SCREENS[routeName()] ? routeName() : "today";
   for (const a of document.querySelectorAll("#tabs a")) a.setAttribute("aria-current", String(a.dataset.route === name));
@@ -64,7 +84,9 @@ async function render() {
   screenEl.scrollTop = 0;
   window.scrollTo(0, 0);
   try {
-    current = { name, ...((await SCREENS[name].render(screenEl, ctx)) || {}) };
+    const shown = { name, ...((await SCREENS[name].render(screenEl, ctx)) || {}) };
+    if (stale()) { if (shown.cleanup) shown.cleanup(); return; }
+    current = shown;
   } catch (e) {
     console.error(e);
     if (e && e.authLost) return;
@@ -170,8 +192,7 @@ onAuthLost(async (reason) => {
   authReason = reason;
   downlink.stop();
   await session.forgetSession();
-  if (current && current.name === "signin") return;
-  render();
+  render();          // the sign-in screen with the reason (kept as it is when it already says so)
 });
 outbox.onChange(drawBar);
 downlink.onState(drawLink);
