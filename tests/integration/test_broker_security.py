@@ -116,7 +116,8 @@ def test_no_account_can_take_over_a_workers_session(stack, city, terminals):
     health check's one too, which may do nothing else), to its own client id."""
     thieves = [terminals[0], stack.account(city.gateways[0].gateway_id), stack.account("broker-health"),
                stack.account("dispatch"), stack.account("cases"), stack.account("broker-admin"),
-               stack.account("ingest-2"), stack.service_account(AccountKind.OSMAND, "osmand-thief")]
+               stack.account("ingest-2"), stack.account("handheld-bridge"),
+               stack.service_account(AccountKind.OSMAND, "osmand-thief")]
     assert {t.kind for t in thieves} == set(AccountKind) - {AccountKind.OWNTRACKS}
     with ThreadWorker(stack, index=98, share_group=f"t{uuid.uuid4().hex[:8]}") as tw:
         epoch_before = tw.worker.source.session_epoch  # moves on every connect and disconnect
