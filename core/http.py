@@ -44,13 +44,27 @@ class Reply:
 
 
 @dataclass(frozen=True)
+class Later:
+    """An answer that waits on another thread (the ingest chain's commit): what an endpoint hands
+    back instead of a Reply once its own work is done, so the server waits without holding one of
+    its threads. `on_done(callback)` calls `callback` once, from any thread, when `answer()` is
+    ready; `answer()` must not block (the server calls it on its event loop); `timed_out` is the
+    answer when nothing came within `timeout_s`."""
+    on_done: Callable[[Callable[[], None]], None]
+    answer: Callable[[], Reply]
+    timeout_s: float
+    timed_out: Reply
+
+
+@dataclass(frozen=True)
 class Route:
     """One endpoint of the device-facing server: requests whose method is `method` and whose path
     (without its query) is `path`, or starts with it when it ends in "/", are answered by `respond`
-    (a blocking function, run off the server's event loop); their body may be `max_body` bytes."""
+    (a blocking function, run off the server's event loop: a Reply, or a Later to wait for); their
+    body may be `max_body` bytes."""
     method: str
     path: str
-    respond: Callable[[Request], Reply]
+    respond: Callable[[Request], Reply | Later]
     max_body: int = 64 * 1024
 
 

@@ -9,8 +9,11 @@ What it does with a request, in order:
   the route's `max_body` (413), each read within `read_timeout_s` (408); a GET without a length
   has an empty body;
 - answer with the route's `respond(Request)`, a blocking function run in a bounded thread pool
-  (it may wait for the chain's commit); a `Reply` with a `stream` is sent as a streaming response
-  (`body` first, then each chunk, until the stream ends, the client goes or the service stops);
+  (the slot is its thread); one that hands a message to the chain answers a `core.http.Later`,
+  and the request then waits for the commit on the event loop, its slot and thread given back (so
+  thousands of phones waiting for their commits hold no thread); a `Reply` with a `stream` is sent
+  as a streaming response (`body` first, then each chunk, until the stream ends, raises, the client
+  goes or the service stops);
 - count each refusal by its reason (gcc_ingest_http_refused).
 
 Each gunicorn worker process runs its own ingest chain (ingest.worker.Worker fed by an
@@ -31,9 +34,9 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
-from core.http import MAX_LENGTH_DIGITS, Refused, Reply, Request, Route, refusal
+from core.http import MAX_LENGTH_DIGITS, Later, Refused, Reply, Request, Route, refusal
 from core.throttle import Sources
 from ingest.http import internal
 from ingest.http.accounts import BrokerAccounts, Logins
@@ -153,6 +156,7 @@ class IngestApp:
         self.busy = 0
         self.worker: Worker | None = None
         self.refused: Counter | None = None
+        self.waiting: Gauge | None = None
         self.stopping: asyncio.Event | None = None
         self.metrics_port = 0
         self._thread: threading.Thread | None = None
@@ -200,6 +204,8 @@ class IngestApp:
             raise
         self.refused = Counter("gcc_ingest_http_refused", "device HTTP requests refused, by reason",
                                ["worker", "reason"], registry=self.worker.metrics.registry)
+        self.waiting = Gauge("gcc_ingest_http_waiting_for_commit", "device HTTP requests waiting for their "
+                             "message's commit (no thread held)", registry=self.worker.metrics.registry)
         self._internal = await internal.serve(self.worker, sock)
         self._thread = threading.Thread(target=self.worker.run, name=name, daemon=True)
         self._thread.start()
@@ -251,12 +257,14 @@ class IngestApp:
             try:
                 reply = await self._answer(route, scope, receive, path)
             finally:
-                self.busy -= 1
+                self.busy -= 1       # a reply that waits on the chain waits without a thread
+            if isinstance(reply, Later):
+                reply = await self._waited(reply)
         if reply.refused is not None:
             self.count_refusal(reply.refused)
         await self._send(reply, receive, send)
 
-    async def _answer(self, route: Route, scope, receive, path: str) -> Reply:
+    async def _answer(self, route: Route, scope, receive, path: str) -> Reply | Later:
         headers = Headers(scope["headers"])
         client = (scope.get("client") or ("", 0))[0]
         query = scope.get("query_string") or b""
@@ -268,6 +276,31 @@ class IngestApp:
         request = AsgiRequest(scope["method"], path + ("?" + query.decode("latin-1") if query else ""), headers,
                               self.sources.source(client, headers.get_all("X-Forwarded-For")), body)
         return await asyncio.get_running_loop().run_in_executor(self.pool, _respond, route, request)
+
+    async def _waited(self, later: Later) -> Reply:
+        """A Later's answer once it is ready (or its `timed_out` answer), waited for on the event
+        loop and counted while it waits."""
+        loop = asyncio.get_running_loop()
+        ready = loop.create_future()
+
+        def wake() -> None:
+            if not ready.done():
+                ready.set_result(None)
+        later.on_done(lambda: loop.call_soon_threadsafe(wake))
+        if self.waiting is not None:
+            self.waiting.inc()
+        try:
+            await asyncio.wait_for(ready, later.timeout_s)
+        except TimeoutError:
+            return later.timed_out
+        finally:
+            if self.waiting is not None:
+                self.waiting.dec()
+        try:
+            return later.answer()
+        except Exception:
+            log.exception("a waiting request's answer raised")
+            return refusal(500, "internal_error")
 
     async def _read_body(self, receive, length: int) -> bytes:
         """The body, `length` bytes, each read within read_timeout_s; else `Refused`."""
@@ -319,6 +352,9 @@ class IngestApp:
                     data = chunk.result()
                 except StopAsyncIteration:
                     return
+                except Exception:     # a bug in the stream ends this stream, never the service
+                    log.exception("a reply's stream raised")
+                    return
                 await send({"type": "http.response.body", "body": data, "more_body": True})
         finally:
             for task in (gone, stopping):
@@ -334,7 +370,7 @@ async def _disconnected(receive) -> None:
         pass
 
 
-def _respond(route: Route, request: Request) -> Reply:
+def _respond(route: Route, request: Request) -> Reply | Later:
     """The route's answer; a bug in it costs this request a 500, never the service."""
     try:
         return route.respond(request)

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 
 import orjson
 
-from core.http import Refused, Reply, Request, Route, refusal
+from core.http import Later, Refused, Reply, Request, Route, refusal
 from ingest.http.accounts import Logins
 from ingest.http.source import HttpReply
 from ingest.model import RATE_LIMITED, Delivery, Inbound, Rejection
@@ -39,7 +39,7 @@ class DeviceEndpoints:
         return [Route("POST", "/owntracks", self.route), Route("GET", f"/{osmand.PREFIX}/", self.route),
                 Route("POST", f"/{osmand.PREFIX}/", self.route)]
 
-    def route(self, request: Request) -> Reply:
+    def route(self, request: Request) -> Reply | Later:
         try:
             if request.path.startswith(f"/{osmand.PREFIX}/"):
                 return self.osmand(request)
@@ -49,7 +49,7 @@ class DeviceEndpoints:
         except Refused as refused:
             return refused.reply
 
-    def owntracks(self, request: Request) -> Reply:
+    def owntracks(self, request: Request) -> Reply | Later:
         if request.path.split("?")[0] != "/owntracks":
             return refusal(404, "not_found")
         user, why = self.logins.basic(request.headers.get("Authorization"), request.source, HTTP_KINDS)
@@ -66,7 +66,7 @@ class DeviceEndpoints:
                           datetime.now(timezone.utc), http_identity=(user, device))
         return self._submit(inbound, Reply(200, b"[]"))
 
-    def osmand(self, request: Request) -> Reply:
+    def osmand(self, request: Request) -> Reply | Later:
         """Traccar Client's OsmAnd requests (telemetry.decoders.osmand), GET or POST."""
         path, _, query = request.path.partition("?")
         parts = path.strip("/").split("/")
@@ -91,30 +91,30 @@ class DeviceEndpoints:
                           datetime.now(timezone.utc), http_identity=(device_id, None))
         return self._submit(inbound, Reply(200, b"", "text/plain"))
 
-    def _submit(self, inbound: Inbound, ok: Reply) -> Reply:
-        rejection = submit(self.deliver, inbound)
-        return ok if rejection is None else answer_rejection(rejection)
+    def _submit(self, inbound: Inbound, ok: Reply) -> Later:
+        return submit(self.deliver, inbound, lambda rejection: ok if rejection is None else answer_rejection(rejection))
 
 
-def submit(deliver: Callable[[Delivery], None], inbound: Inbound) -> Rejection | Reply | None:
-    """Into the chain and wait: None once it is committed, else the chain's rejection, or the
-    refusal to answer when it was not stored in time (503 not_stored_yet) or the chain stopped
-    (503 shutting_down): the device sends again, the message's own id makes a repeat harmless."""
+def submit(deliver: Callable[[Delivery], None], inbound: Inbound,
+           answer: Callable[[Rejection | None], Reply]) -> Later:
+    """Into the chain; the request is answered once it is committed (`answer(None)`) or refused
+    (`answer(rejection)`), without a thread waiting: 503 not_stored_yet when that did not come in
+    time, 503 shutting_down when the chain stopped first (the device sends again, the message's own
+    id makes a repeat harmless)."""
     receipt = HttpReply()
     deliver(Delivery(inbound, receipt))
-    if not receipt.done.wait(REPLY_TIMEOUT_S):
-        return refusal(503, "not_stored_yet", headers=(("Retry-After", "5"),))
-    if receipt.gone is not None:
-        return refusal(503, receipt.gone, headers=(("Retry-After", "5"),))
-    return receipt.rejection
+
+    def answered() -> Reply:
+        if receipt.gone is not None:
+            return refusal(503, receipt.gone, headers=(("Retry-After", "5"),))
+        return answer(receipt.rejection)
+    return Later(receipt.on_done, answered, REPLY_TIMEOUT_S,
+                 refusal(503, "not_stored_yet", headers=(("Retry-After", "5"),)))
 
 
-def answer_rejection(rejection: Rejection | Reply, with_detail: bool = False) -> Reply:
-    """The answer to a message the chain refused (or `submit`'s own refusal, as it is): a phone
-    sending too fast is told to slow down (429, Retry-After), not that it erred (400 with the
-    reason, and its detail when `with_detail`)."""
-    if isinstance(rejection, Reply):
-        return rejection
+def answer_rejection(rejection: Rejection, with_detail: bool = False) -> Reply:
+    """The answer to a message the chain refused: a phone sending too fast is told to slow down
+    (429, Retry-After), not that it erred (400 with the reason, and its detail when `with_detail`)."""
     if rejection.reason == RATE_LIMITED:
         return refusal(429, RATE_LIMITED, headers=(("Retry-After", "10"),))
     if with_detail:

@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 
 import orjson
 
-from core.http import Reply, Request, Route, refusal
+from core.http import Later, Reply, Request, Route, refusal
 from handheld.caller import Caller
 from ingest.http.endpoints import answer_rejection, submit
 from ingest.model import Delivery, Inbound
@@ -34,17 +34,15 @@ class HandheldUplinks:
     def __init__(self, deliver: Callable[[Delivery], None], authenticate: Callable[[Request], Caller]) -> None:
         self.deliver, self.authenticate = deliver, authenticate
 
-    def post(self, request: Request) -> Reply:
+    def post(self, request: Request) -> Reply | Later:
         caller = self.authenticate(request)          # Refused: answered by the server as it is
         leaf = request.path.split("?", 1)[0][len(MESSAGES):]
         if leaf not in TERMINAL_UPLINK:
             return refusal(404, "not_found")
         inbound = Inbound(terminal_topic(caller.terminal_id, leaf), request.body(), 1, False,
                           datetime.now(timezone.utc), http_identity=(caller.device_id, None))
-        rejection = submit(self.deliver, inbound)
-        if rejection is None:
-            return Reply(200, STORED)
-        return answer_rejection(rejection, with_detail=True)
+        return submit(self.deliver, inbound, lambda rejection: Reply(200, STORED) if rejection is None
+                      else answer_rejection(rejection, with_detail=True))
 
 
 def uplink_routes(deliver: Callable[[Delivery], None], authenticate: Callable[[Request], Caller]) -> list[Route]:

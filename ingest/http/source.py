@@ -20,25 +20,41 @@ SHUTTING_DOWN = "shutting_down"
 
 
 class HttpReply:
-    """The receipt of a device's HTTP request: the request thread waits until the worker settles
-    it (after the commit, or with the message's rejection), or the source gives it up (`gone`:
-    the chain stopped before it was stored)."""
+    """The receipt of a device's HTTP request: its request waits (without a thread: `on_done`)
+    until the worker settles it (after the commit, or with the message's rejection), or the source
+    gives it up (`gone`: the chain stopped before it was stored)."""
 
     def __init__(self) -> None:
         self.done = threading.Event()
         self.rejection: Rejection | None = None
         self.gone: str | None = None
+        self._lock = threading.Lock()
+        self._callbacks: list[Callable[[], None]] = []
+
+    def on_done(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once it is settled or given up (at once if it already is)."""
+        with self._lock:
+            if not self.done.is_set():
+                self._callbacks.append(callback)
+                return
+        callback()
+
+    def _finish(self, rejection: Rejection | None, gone: str | None) -> None:
+        with self._lock:
+            if self.done.is_set():
+                return
+            self.rejection, self.gone = rejection, gone
+            self.done.set()
+            callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            callback()
 
     def settle(self, rejection: Rejection | None) -> bool:
-        if not self.done.is_set():
-            self.rejection = rejection
-            self.done.set()
+        self._finish(rejection, None)
         return True
 
     def give_up(self, reason: str) -> None:
-        if not self.done.is_set():
-            self.gone = reason
-            self.done.set()
+        self._finish(None, reason)
 
 
 class HttpSource:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import urllib.error
 import urllib.request
 import uuid
@@ -18,12 +19,14 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import orjson
+import psycopg2
 import pytest
 
 from core.http import Refused, Request, refusal
 from core.roles import Role
 from handheld.caller import Caller
 
+from ..support import wait_for
 from .ingest_helpers import HttpService, owner_rows
 
 TOKENS_ENV = "GCC_TEST_HANDHELD_TOKENS"     # a JSON file: bearer token -> the Caller's fields
@@ -127,3 +130,49 @@ def test_only_a_signed_in_phone_on_a_terminal_uplink_leaf_gets_in(phone):
     for leaf in ("notice", "task", "senml", "fix/extra", ""):        # downlinks, a gateway's, none of ours
         assert _post(service.port, leaf, fix, token)[:2] == (404, {"error": "not_found"}), leaf
     assert 'reason="bad_session"' in service.metrics()
+
+
+def test_requests_waiting_for_their_commit_hold_no_handler(stack, city, tmp_path):
+    """With two handlers, twelve phones' fixes wait together for a commit the test holds back (a
+    lock on the positions table): each request's own work is done at once and its wait takes no
+    handler, so none is turned away as too busy, and all are answered once the commit comes."""
+    members = city.members[130:142]
+    callers = {uuid.uuid4().hex: {"device_id": f"hh-{uuid.uuid4().hex[:8]}", "member_id": m.member_id,
+                                  "terminal_id": m.terminal_id, "grid_code": m.grid_code, "role": m.role.value,
+                                  "name": m.name} for m in members}
+    (tmp_path / "tokens.json").write_text(json.dumps(callers))
+    blocker = psycopg2.connect(stack.settings().pg_dsn)
+    with HttpService(stack, tmp_path / "ingest-http.log", routes=f"{__name__}:token_routes",
+                     env={TOKENS_ENV: str(tmp_path / "tokens.json")}, ingest_http_max_handlers=2,
+                     ingest_http_connections_per_source=32) as service:
+        try:
+            with blocker.cursor() as cur:
+                cur.execute("lock table positions in share mode")     # the chain's insert waits for it
+            answers: list = []
+            ts = _ts(15)
+            inside = {m.terminal_id: city.grid_by_code[m.grid_code].boundary.representative_point() for m in members}
+            posts = [threading.Thread(target=lambda t=token, p=inside[m.terminal_id]: answers.append(_post(
+                service.port, "fix", orjson.dumps({"ts": ts, "lat": p.y, "lon": p.x}), t)))
+                for token, m in zip(callers, members, strict=True)]
+            for n, post in enumerate(posts, 1):      # one after another: each one's own work done before the next
+                post.start()
+                wait_for(lambda n=n: _waiting(service) == n, 30, f"{n} requests waiting for their commit",
+                         explain=lambda: f"{_waiting(service)} waiting; answered: {answers}")
+            assert answers == []                                     # nobody turned away, nobody answered yet
+        finally:
+            blocker.rollback()                                       # the lock goes: the commit comes
+            blocker.close()
+        for post in posts:
+            post.join(30)
+    assert sorted(status for status, _, _ in answers) == [200] * len(members), answers
+    assert owner_rows(stack, "select count(*) from positions where time = %s and terminal_id = any(%s)",
+                      ts, [m.terminal_id for m in members]) == [(len(members),)]
+
+
+
+def _waiting(service) -> int:
+    """How many of the service's requests wait for their commit (its first process's gauge)."""
+    for line in service.metrics().splitlines():
+        if line.startswith("gcc_ingest_http_waiting_for_commit"):
+            return int(float(line.split()[-1]))
+    raise AssertionError("the service has no gcc_ingest_http_waiting_for_commit gauge")
