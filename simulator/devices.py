@@ -22,6 +22,9 @@ from simulator.cases import BUSY_WITH_CASE, CaseAnswer, CaseWork
 from telemetry.notices import Announcement
 from telemetry.topics import NOTICE, TASK, org_topic, terminal_topic
 
+CHECK_NOTES = {"confirmed": "现场核实：情况属实", "false_alarm": "现场核实：误报，已排除",
+               "need_help": "现场情况紧急，需要支援"}
+
 Send = Callable[[str, bytes], bool]
 
 
@@ -84,6 +87,8 @@ class TerminalSim:
         self.announcement_topics = tuple(org_topic(code) for code in ancestors(member.grid_code))
         self.to_read: dict[int, float] = {}    # announcement id -> simulated seconds until it is read
         self.seen: set[int] = set()            # delivered at least once: a repeat is not read twice
+        self.checks: list[list] = []           # [simulated seconds until answered, what was asked to check]
+        self.checks_seen: set[int] = set()     # check notices' ids: a repeat is not checked twice
 
     # --- publishing -----------------------------------------------------------------------------
     def _publish(self, publication: payloads.Publication, now: datetime) -> None:
@@ -114,6 +119,7 @@ class TerminalSim:
         self._advance_task(now, dt)
         self._answer_cases(self.cases.step(now, free=self.task is None), now)
         self._read_announcements(now, dt)
+        self._answer_checks(now, dt)
         self.until_fix -= dt
         if self.until_fix <= 0:
             self.until_fix += self.cfg.fix_interval_s * self.rng.uniform(0.9, 1.1)
@@ -170,8 +176,31 @@ class TerminalSim:
                 self.send(*payloads.announcement_read(self.terminal_id, now, announcement_id))
 
     def on_notice(self, payload: bytes, now: datetime) -> None:
-        """A case notice; unreadable and duplicate ones are ignored and counted (self.cases)."""
+        """A case notice; unreadable and duplicate ones are ignored and counted (self.cases). A
+        `check` (紧急核实) is answered on alarm/check once the member has had time to get there."""
+        self._plan_check(payload)
         self._answer_cases(self.cases.receive(payload, now, free=self.task is None), now)
+
+    def _plan_check(self, payload: bytes) -> None:
+        try:
+            notice = orjson.loads(payload)
+            if notice.get("kind") != "check" or notice.get("notice_id") in self.checks_seen:
+                return
+            self.checks_seen.add(notice["notice_id"])
+            check = {"case_id": str(notice["case_id"]), "sensor_id": notice.get("sensor_id"),
+                     "alarm_id": notice.get("alarm_id")}
+        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+            return      # what it cannot read, CaseWork counts as unreadable
+        self.checks.append([self.rng.uniform(60, 600), check])     # simulated seconds to get there and look
+
+    def _answer_checks(self, now: datetime, dt: float) -> None:
+        for due in list(self.checks):
+            due[0] -= dt
+            if due[0] <= 0:
+                self.checks.remove(due)
+                outcome = self.rng.choices(("confirmed", "false_alarm", "need_help"), (6, 3, 1))[0]
+                self.send(*payloads.publication("alarm_check", self.terminal_id, now, outcome=outcome,
+                                                note=CHECK_NOTES[outcome], **due[1]))
 
     def _answer_cases(self, answers: list[CaseAnswer], now: datetime) -> None:
         for a in answers:

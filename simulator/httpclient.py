@@ -66,11 +66,16 @@ class Connection:
         await self._writer.drain()
 
     async def _event(self):
-        while True:
-            event = self._h11.next_event()
-            if event is not h11.NEED_DATA:
-                return event
-            self._h11.receive_data(await self._reader.read(READ_CHUNK))
+        """The next HTTP event; an answer that breaks HTTP/1.1 (a connection cut mid-answer, a
+        server's garbage) is a ConnectionError, as a lost connection is: the caller sends again."""
+        try:
+            while True:
+                event = self._h11.next_event()
+                if event is not h11.NEED_DATA:
+                    return event
+                self._h11.receive_data(await self._reader.read(READ_CHUNK))
+        except h11.ProtocolError as exc:
+            raise ConnectionError(f"not HTTP/1.1: {exc}") from exc
 
     async def _response(self) -> h11.Response:
         event = await self._event()

@@ -8,6 +8,7 @@ import re
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
+import orjson
 import paho.mqtt.client as mqtt
 import pytest
 
@@ -333,3 +334,22 @@ def test_a_silent_terminal_never_answers_a_dispatch_and_stays_free(city, grid):
     t.notice(NoticeKind.DISPATCHED, place=t.near())
     t.run(3600)
     assert t.actions() == [] and not t.sim.cases.busy and t.sim.cases.ignored["silent"] == 1
+
+
+def test_a_member_asked_to_check_answers_once_on_alarm_check_and_the_decoder_reads_it(city, grid):
+    """紧急核实: a `check` notice (what to check: an alarm's sensor and id, on its case) is answered
+    on alarm/check within ten simulated minutes, naming the case and the alarm, once however often
+    the notice is delivered (at least once)."""
+    t = Terminal(city, grid)
+    notice = CaseNotice(99, t.sim.terminal_id, t.now, NoticeKind.CHECK, "C20261124-000009", "dispatched",
+                        "gas_over_threshold", "urgent", "Gas over threshold", "Building 3", None, None, None, None)
+    payload = orjson.dumps({**orjson.loads(notice.payload()), "sensor_id": "gas-0101", "alarm_id": "gas-0101-7"})
+    for _ in range(2):                                                # delivered twice: checked once
+        t.sim.on_downlink(terminal_topic(t.sim.terminal_id, NOTICE), payload, t.now)
+    t.run(600, dt=10)
+    checks = [decode(topic, body, t.now) for topic, body, _ in t.sent
+              if topic == terminal_topic(t.sim.terminal_id, "alarm/check")]
+    assert len(checks) == 1
+    [[check]] = checks
+    assert (check.case_id, check.sensor_id, check.alarm_id) == ("C20261124-000009", "gas-0101", "gas-0101-7")
+    assert check.outcome in ("confirmed", "false_alarm", "need_help") and check.note

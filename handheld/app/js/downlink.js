@@ -124,6 +124,10 @@ async function connectOnce() {
   }
 }
 
+// the browser knows it lost the network before a half-open stream does: end the stream then (the
+// header says offline at once), and the loop below reconnects on the `online` event
+window.addEventListener("offline", () => { if (controller) controller.abort(); });
+
 export function start() {
   if (!stopped) return;
   stopped = false;
