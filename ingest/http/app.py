@@ -4,14 +4,16 @@ ASGI worker (`python -m ingest.http`; the worker and its connection guard: inges
 What it does with a request, in order:
 - route it: a `core.http.Route` whose method and path match (a path ending in "/" is a prefix),
   else 404 not_found (405 method_not_allowed when the path exists);
-- take one of `max_handlers` slots, else 503 too_busy at once;
-- read the body itself: it must say its length in ASCII digits (no chunked bodies: 411), within
-  the route's `max_body` (413), each read within `read_timeout_s` (408); a GET without a length
-  has an empty body;
-- answer with the route's `respond(Request)`, a blocking function run in a bounded thread pool
-  (the slot is its thread); one that hands a message to the chain answers a `core.http.Later`,
-  and the request then waits for the commit on the event loop, its slot and thread given back (so
-  thousands of phones waiting for their commits hold no thread); a `Reply` with a `stream` is sent
+- read the body itself (on the event loop, no thread held): it must say its length in ASCII
+  digits (no chunked bodies: 411), within the route's `max_body` (413), each read within
+  `read_timeout_s` (408); a GET without a length has an empty body;
+- take one of the `max_handlers` threads in turn; while they are all busy, at most `max_queued`
+  requests wait for one, others are answered 503 too_busy at once;
+- answer with the route's `respond(Request)`, a blocking function run on that thread; one that
+  hands a message to the chain answers a `core.http.Later`, and the request then waits for the
+  commit on the event loop, its thread given back (so thousands of phones waiting for their
+  commits hold no thread; few threads, since they share one interpreter lock, and past the
+  database pools' size they would only wait for a connection); a `Reply` with a `stream` is sent
   as a streaming response (`body` first, then each chunk, until the stream ends, raises, the client
   goes or the service stops);
 - count each refusal by its reason (gcc_ingest_http_refused).
@@ -54,15 +56,17 @@ BODYLESS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})   # without a Content
 @dataclass(frozen=True)
 class Limits:
     """The service's limits (config.settings: ingest_http_*)."""
-    max_handlers: int = 64            # requests handled at once; more: 503 at once
+    max_handlers: int = 16            # requests worked on at once (threads); more wait their turn ...
+    max_queued: int = 1024            # ... this many at most: more are answered 503 at once
     connections_per_source: int = 8   # connections at once from one address; more: 429 at once
     read_timeout_s: float = 10.0      # a client that sends nothing for this long is cut off (408)
     request_deadline_s: float = 15.0  # a request not arrived whole this long after the accept: closed
 
     @classmethod
     def from_settings(cls, settings) -> Limits:
-        return cls(settings.ingest_http_max_handlers, settings.ingest_http_connections_per_source,
-                   settings.ingest_http_read_timeout_s, settings.ingest_http_request_deadline_s)
+        return cls(settings.ingest_http_max_handlers, settings.ingest_http_max_queued,
+                   settings.ingest_http_connections_per_source, settings.ingest_http_read_timeout_s,
+                   settings.ingest_http_request_deadline_s)
 
 
 class ConnectionCounts:
@@ -153,7 +157,8 @@ class IngestApp:
         self.routes = self.endpoints.routes() + (extra_routes(self.source.deliver) if extra_routes else [])
         self.build_chain = build_chain
         self.pool = ThreadPoolExecutor(self.limits.max_handlers, thread_name_prefix="ingest-http")
-        self.busy = 0
+        self.handlers = asyncio.Semaphore(self.limits.max_handlers)     # the pool's threads, taken in turn
+        self.queued = 0
         self.worker: Worker | None = None
         self.refused: Counter | None = None
         self.waiting: Gauge | None = None
@@ -250,15 +255,9 @@ class IngestApp:
         route, known = self.route(method, path)
         if route is None:
             reply = refusal(405, "method_not_allowed") if known else refusal(404, "not_found")
-        elif self.busy >= self.limits.max_handlers:
-            reply = refusal(503, "too_busy", headers=(("Retry-After", "1"),))
         else:
-            self.busy += 1
-            try:
-                reply = await self._answer(route, scope, receive, path)
-            finally:
-                self.busy -= 1       # a reply that waits on the chain waits without a thread
-            if isinstance(reply, Later):
+            reply = await self._answer(route, scope, receive, path)
+            if isinstance(reply, Later):      # it waits for the chain's commit, holding no thread
                 reply = await self._waited(reply)
         if reply.refused is not None:
             self.count_refusal(reply.refused)
@@ -275,7 +274,24 @@ class IngestApp:
             return refused.reply
         request = AsgiRequest(scope["method"], path + ("?" + query.decode("latin-1") if query else ""), headers,
                               self.sources.source(client, headers.get_all("X-Forwarded-For")), body)
-        return await asyncio.get_running_loop().run_in_executor(self.pool, _respond, route, request)
+        if not await self._handler():
+            return refusal(503, "too_busy", headers=(("Retry-After", "1"),))
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.pool, _respond, route, request)
+        finally:
+            self.handlers.release()
+
+    async def _handler(self) -> bool:
+        """One of the pool's threads for this request, in turn; False (503 at once) when max_queued
+        requests already wait for one."""
+        if self.handlers.locked() and self.queued >= self.limits.max_queued:
+            return False
+        self.queued += 1
+        try:
+            await self.handlers.acquire()
+        finally:
+            self.queued -= 1
+        return True
 
     async def _waited(self, later: Later) -> Reply:
         """A Later's answer once it is ready (or its `timed_out` answer), waited for on the event

@@ -9,10 +9,12 @@ import base64
 import logging
 import signal
 import socket
+import threading
 import urllib.error
 import urllib.request
 import uuid
 
+import psycopg2
 import pytest
 
 from core.http import Reply, Route
@@ -20,7 +22,7 @@ from registry.dynsec import BrokerAccount
 from telemetry.topics import AccountKind
 
 from ..support import wait_for
-from .ingest_helpers import HttpService
+from .ingest_helpers import HttpService, owner_rows
 
 log = logging.getLogger("test.stream")
 
@@ -53,9 +55,11 @@ def service(stack, city, tmp_path_factory):
         yield running
 
 
-def _status(url: str, method: str = "GET", data: bytes | None = None) -> int:
+def _status(url: str, method: str = "GET", data: bytes | None = None, token: str | None = None) -> int:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, data=data, method=method), timeout=20) as response:
+        with urllib.request.urlopen(urllib.request.Request(url, data=data, method=method, headers=headers),
+                                    timeout=20) as response:
             return response.status
     except urllib.error.HTTPError as err:
         return err.code
@@ -90,12 +94,37 @@ def test_a_stream_is_closed_when_its_client_goes(service):
 
 
 def test_requests_past_the_cap_are_answered_503_at_once(stack, city, tmp_path):
-    with HttpService(stack, tmp_path / "ingest-http.log", ingest_http_max_handlers=1) as small:
-        with socket.create_connection(("127.0.0.1", small.port), timeout=10) as held:
-            held.sendall(b"POST /owntracks HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n[")   # the rest: never
-            wait_for(lambda: _status(f"http://127.0.0.1:{small.port}/owntracks", "POST", b"[]") == 503, 10,
-                     "the one handler to be taken")
+    """One thread and no queue: a phone's request holding the thread (its session lookup waits on a
+    lock the test holds) leaves the next request nothing but 503 too_busy, at once."""
+    one = {"ingest_http_max_handlers": 1, "ingest_http_max_queued": 0}
+    with HttpService(stack, tmp_path / "ingest-http.log", **one) as small:
+        me = f"http://127.0.0.1:{small.port}/handheld/api/v1/me"
+        locker = psycopg2.connect(stack.settings().pg_dsn)
+        held = threading.Thread(target=_status, args=(me,), kwargs={"token": "a-token"}, daemon=True)
+        try:
+            with locker.cursor() as cur:
+                cur.execute("lock table handheld_sessions in access exclusive mode")
+            held.start()
+            wait_for(lambda: owner_rows(stack, "select count(*) from pg_locks l join pg_class c on c.oid = l.relation "
+                                               "where c.relname = 'handheld_sessions' and not l.granted") == [(1,)],
+                     10, "the phone's session lookup to wait for the lock (its request holding the one thread)")
+            assert _status(me) == 503
+        finally:
+            locker.rollback()
+            locker.close()
+        held.join(30)
         assert 'reason="too_busy"' in small.metrics()
+
+
+def test_a_request_still_sending_its_body_holds_no_thread(stack, city, tmp_path):
+    """A body is read on the event loop: with one thread, a client that never finishes its body
+    keeps nobody else from being answered."""
+    one = {"ingest_http_max_handlers": 1, "ingest_http_max_queued": 0}
+    with HttpService(stack, tmp_path / "ingest-http.log", **one) as small, \
+            socket.create_connection(("127.0.0.1", small.port), timeout=10) as held:
+        held.sendall(b"POST /owntracks HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n[")   # the rest: never
+        for _ in range(3):
+            assert _status(f"http://127.0.0.1:{small.port}/owntracks", "POST", b"[]") == 401   # answered
 
 
 def test_sigterm_answers_the_request_in_flight_then_stops(stack, city, tmp_path):
