@@ -176,7 +176,7 @@ class Settings(BaseSettings):
     ingest_http_max_handlers: int = Field(16, ge=1, description="device requests one process works on at once "
                                           "(its threads; reading a body and waiting for the chain's commit take "
                                           "none); more wait their turn")
-    ingest_http_max_queued: int = Field(1024, ge=0, description="device requests one process lets wait for a "
+    ingest_http_max_queued: int = Field(64, ge=0, description="device requests one process lets wait for a "
                                         "thread; more are answered 503 too_busy at once")
     ingest_http_connections_per_source: int = Field(8, ge=1, description="connections at once from one address "
                                                     "(trusted proxies exempt); more are answered 429 at once")

@@ -57,7 +57,7 @@ BODYLESS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})   # without a Content
 class Limits:
     """The service's limits (config.settings: ingest_http_*)."""
     max_handlers: int = 16            # requests worked on at once (threads); more wait their turn ...
-    max_queued: int = 1024            # ... this many at most: more are answered 503 at once
+    max_queued: int = 64              # ... this many at most: more are answered 503 at once
     connections_per_source: int = 8   # connections at once from one address; more: 429 at once
     read_timeout_s: float = 10.0      # a client that sends nothing for this long is cut off (408)
     request_deadline_s: float = 15.0  # a request not arrived whole this long after the accept: closed
