@@ -20,6 +20,8 @@ from pathlib import Path
 import psycopg2
 from PIL import Image, ImageDraw
 
+from core.catalogue import CaseState
+from core.roles import Role
 from stack.stack import PG_DATABASE, PG_SUPERUSER
 
 PHONE = {"width": 360, "height": 640}
@@ -28,25 +30,30 @@ PIN = "135790"
 ANNOUNCED_STREET = "350102002"       # where screenshots.py's announcement went
 WAIT_MS = 30_000
 
-# a member whose terminal has offers or open cases (offers count most: they show the countdown)
+# a member whose terminal has offers or open cases (offers count most: they show the countdown),
+# of the announced street first; the states, org containment and role by their owners
 _TASKED = """
 with offers as (select o.terminal_id, count(*) as n from case_offers o join cases c using (case_id)
-                where o.outcome is null and o.expires_at > now() and c.state = 'dispatched' group by 1),
+                where o.outcome is null and o.expires_at > now() and c.state = %(dispatched)s group by 1),
      open as (select handler as terminal_id, count(*) as n from cases
-              where state in ('accepted', 'handling') group by 1)
+              where state = any(%(open)s) group by 1)
 select m.member_id, m.terminal_id, m.grid_code from members m
   left join offers using (terminal_id) left join open using (terminal_id)
  where coalesce(offers.n, 0) + coalesce(open.n, 0) > 0
- order by (m.grid_code like %s) desc, coalesce(offers.n, 0) * 10 + coalesce(open.n, 0) desc, m.member_id
+ order by org_contains(%(street)s, m.grid_code) desc, coalesce(offers.n, 0) * 10 + coalesce(open.n, 0) desc,
+          m.member_id
  limit 1"""
-_ANY_OF_STREET = "select member_id, terminal_id, grid_code from members where grid_code like %s order by 1 limit 1"
+_ANY_OF_STREET = ("select member_id, terminal_id, grid_code from members where org_contains(%(street)s, grid_code) "
+                  "order by 1 limit 1")
 # a member of a grid with a case waiting for verification that they did not handle
 _VERIFIER = """
 select m.member_id, m.terminal_id, m.grid_code from members m join cases c
-    on c.grid_code = m.grid_code and c.state = 'handled' and c.handler is distinct from m.terminal_id
+    on c.grid_code = m.grid_code and c.state = %(handled)s and c.handler is distinct from m.terminal_id
  group by 1, 2, 3, m.role
- order by (m.role = 'grid_supervisor') desc, count(*) desc, m.member_id
+ order by (m.role = %(supervisor)s) desc, count(*) desc, m.member_id
  limit 1"""
+_WORDS = {"dispatched": CaseState.DISPATCHED.value, "open": [CaseState.ACCEPTED.value, CaseState.HANDLING.value],
+          "handled": CaseState.HANDLED.value, "supervisor": Role.GRID_SUPERVISOR.value, "street": ANNOUNCED_STREET}
 
 
 @dataclass(frozen=True)
@@ -67,10 +74,10 @@ def owner_dsn(data_dir: Path) -> str:
             f"user={PG_SUPERUSER} password={password}")
 
 
-def choose(dsn: str, query: str, *args) -> Member | None:
+def choose(dsn: str, query: str) -> Member | None:
     """The member the query names, placed 15 m from their grid's first building (None: nobody)."""
     with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
-        cur.execute(query, args)
+        cur.execute(query, _WORDS)
         row = cur.fetchone()
         if row is None:
             return None
@@ -183,10 +190,10 @@ def shoot(browser, admin_page, dashboard_url: str, data_dir: Path, out: Path) ->
             phone.shot("verify")
         finally:
             phone.close()
-    member = choose(dsn, _TASKED, ANNOUNCED_STREET + "%")
+    member = choose(dsn, _TASKED)
     if member is None:
         print("handheld-tasks.png: no member has an offer or an open case in the demo now; taken with none")
-        member = choose(dsn, _ANY_OF_STREET, ANNOUNCED_STREET + "%")
+        member = choose(dsn, _ANY_OF_STREET)
     link = enrol_from_devices_page(admin_page, dashboard_url, member, "工作手机 work phone",
                                    out / "devices-handheld.png")
     phone = Phone(browser, member, out)

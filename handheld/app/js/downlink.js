@@ -126,11 +126,15 @@ async function connectOnce() {
 
 // the browser knows it lost the network before a half-open stream does: end the stream then (the
 // header says offline at once), and the loop below reconnects on the `online` event
-window.addEventListener("offline", () => { if (controller) controller.abort(); });
+let watchingOffline = false;
 
 export function start() {
   if (!stopped) return;
   stopped = false;
+  if (!watchingOffline) {
+    window.addEventListener("offline", () => { if (controller) controller.abort(); });
+    watchingOffline = true;
+  }
   (async () => {
     let delay = MIN_DELAY_MS;
     while (!stopped) {
