@@ -5,6 +5,7 @@ an import, or a bug elsewhere would be), and what a page is looked at for: no `g
 planted element, each field's marker shown with its markup as characters."""
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field, replace
@@ -62,7 +63,7 @@ def _plant_names(cur, street, grid, member, building, undo: list) -> None:
     undo.append(("update member_devices set retired_at = now() where device_id = 'ot-hostile'", ()))
 
 
-def _plant_rows(cur, street, grid, member, building, now: datetime, undo: list) -> None:
+def _plant_rows(cur, street, grid, member, building, now: datetime, undo: list, report_id: str) -> None:
     """A user, a wall screen, a calendar day, an audit row, an announcement, a diary entry, a report."""
     cur.execute("insert into users (username, display_name, role, scope_code, password_hash, created_by) "
                 "values ('t-hostile', %s, 'wall_viewer', '', 'x', 'tests')", (hostile("user name"),))
@@ -90,15 +91,16 @@ def _plant_rows(cur, street, grid, member, building, now: datetime, undo: list) 
                 (now - timedelta(minutes=5), member.terminal_id, member.member_id, grid.code, hostile("diary entry")))
     undo.append(("delete from diary_entries where entry_id = 'hostile-1'", ()))
     cur.execute("insert into incident_reports (time, report_id, terminal_id, member_id, category, severity, lat, lon, "
-                "address, description, grid_code) values (%s, 'hostile-r1', %s, %s, 'exposed_garbage', 2, %s, %s, "
-                "%s, %s, %s)", (now - timedelta(minutes=3), member.terminal_id, member.member_id, building.lat,
-                                building.lon, hostile("report address"), hostile("report text", True), grid.code))
+                "address, description, grid_code) values (%s, %s, %s, %s, 'exposed_garbage', 2, %s, %s, "
+                "%s, %s, %s)", (now - timedelta(minutes=3), report_id, member.terminal_id, member.member_id,
+                                building.lat, building.lon, hostile("report address"), hostile("report text", True),
+                                grid.code))
     cur.execute("delete from case_inbox where kind = 'report' and key = %s",   # its case is planted below
-                (f"{member.terminal_id}/hostile-r1",))
-    undo.append(("delete from incident_reports where report_id = 'hostile-r1'", ()))
+                (f"{member.terminal_id}/{report_id}",))
+    undo.append(("delete from incident_reports where report_id = %s", (report_id,)))
 
 
-def _plant_case(cur, grid, member, building, now: datetime) -> str:
+def _plant_case(cur, grid, member, building, now: datetime, report_id: str) -> str:
     """A registered case of the report: its title, place, a member's refusal reason and note."""
     rules = store.load_rules(cur)
     case_id = store.next_case_id(cur, now)
@@ -106,13 +108,13 @@ def _plant_case(cur, grid, member, building, now: datetime) -> str:
                         now - timedelta(minutes=2), rules, lat=building.lat, lon=building.lon)
     case = replace(outcome.case, title=hostile("case title", True), place=hostile("case place"),
                    state=State.REGISTERED)
-    store.insert(cur, case, rules, source_key=f"report:{member.terminal_id}/hostile-r1")
+    store.insert(cur, case, rules, source_key=f"report:{member.terminal_id}/{report_id}")
     who = Actor(ActorKind.TERMINAL, member.terminal_id, frozenset({member.role.value}), grid.code)
     store.add_events(cur, [*outcome.events, Event(case_id, now - timedelta(minutes=1), "reject", who,
                                                   State.DISPATCHED, State.REGISTERED, hostile("refusal reason"),
                                                   {"note": hostile("case note", True)})])
     cur.execute("insert into case_sources (kind, key, case_id, time, linked) values ('report', %s, %s, %s, 'opened')",
-                (f"{member.terminal_id}/hostile-r1", case_id, now))
+                (f"{member.terminal_id}/{report_id}", case_id, now))
     return case_id
 
 
@@ -151,20 +153,23 @@ def planted_city(stack, city) -> Iterator[Planted]:
     member = next(m for m in city.members if m.grid_code == grid.code)
     building = next(b for b in city.buildings if b.grid_code == grid.code)
     now = datetime.now(timezone.utc)
+    report_id = f"hostile-{uuid.uuid4().hex[:8]}"     # its own each time: a planting again in the session
     undo: list[tuple[str, tuple]] = []
-    with closing(_owner(stack)) as conn, conn, conn.cursor() as cur:
-        _plant_names(cur, street, grid, member, building, undo)
-        _plant_rows(cur, street, grid, member, building, now, undo)
-    with closing(psycopg2.connect(cases_settings.pg_dsn)) as conn, conn, conn.cursor() as cur:
-        case_id = _plant_case(cur, grid, member, building, now)
-    planted = Planted(case_id, street, grid, member, building, now)
-    try:
+    planted, case_id = None, None
+    try:                                              # what was planted is put back, even if a step fails
+        with closing(_owner(stack)) as conn, conn, conn.cursor() as cur:
+            _plant_names(cur, street, grid, member, building, undo)
+            _plant_rows(cur, street, grid, member, building, now, undo, report_id)
+        with closing(psycopg2.connect(cases_settings.pg_dsn)) as conn, conn, conn.cursor() as cur:
+            case_id = _plant_case(cur, grid, member, building, now, report_id)
+        planted = Planted(case_id, street, grid, member, building, now)
         yield planted
     finally:
-        with closing(psycopg2.connect(cases_settings.pg_dsn)) as conn, conn, conn.cursor() as cur:
-            _refuse_case(cur, case_id)
+        if case_id is not None:
+            with closing(psycopg2.connect(cases_settings.pg_dsn)) as conn, conn, conn.cursor() as cur:
+                _refuse_case(cur, case_id)
         with closing(_owner(stack)) as conn, conn, conn.cursor() as cur:
-            for statement, args in planted.undo[::-1] + undo:
+            for statement, args in (planted.undo[::-1] if planted else []) + undo:
                 cur.execute(statement, args)
 
 

@@ -96,14 +96,15 @@ def planted(stack, city):
     with planted_city(stack, city) as done:
         member, grid, building, now = done.member, done.grid, done.building, done.now
         mate = next(m for m in city.members if m.grid_code == grid.code and m.member_id != member.member_id)
+        report_id = f"hostile-{uuid.uuid4().hex[:8]}"      # its own: this may be planted again in the session
         owner_rows(stack, "insert into incident_reports (time, report_id, terminal_id, member_id, category, severity, "
-                          "lat, lon, address, description, grid_code) values (%s, 'hostile-r2', %s, %s, "
+                          "lat, lon, address, description, grid_code) values (%s, %s, %s, %s, "
                           "'exposed_garbage', 2, %s, %s, %s, %s, %s) returning 1",
-                   now - timedelta(minutes=3), member.terminal_id, member.member_id, building.lat, building.lon,
-                   hostile("report address"), hostile("report text", True), grid.code)
+                   now - timedelta(minutes=3), report_id, member.terminal_id, member.member_id, building.lat,
+                   building.lon, hostile("report address"), hostile("report text", True), grid.code)
         owner_rows(stack, "delete from case_inbox where kind = 'report' and key = %s returning 1",
-                   f"{member.terminal_id}/hostile-r2")
-        done.undo.append(("delete from incident_reports where report_id = 'hostile-r2'", ()))
+                   f"{member.terminal_id}/{report_id}")
+        done.undo.append(("delete from incident_reports where report_id = %s", (report_id,)))
         with closing(psycopg2.connect(cases_settings.pg_dsn)) as conn, conn, conn.cursor() as cur:
             rules = store.load_rules(cur)
             offered = _case(cur, rules, grid, building, now, State.DISPATCHED, member.terminal_id,
@@ -113,7 +114,7 @@ def planted(stack, city):
                                          State.REGISTERED, hostile("refusal reason"),
                                          {"note": hostile("case note", True)})])
             cur.execute("insert into case_sources (kind, key, case_id, time, linked) values ('report', %s, %s, %s, "
-                        "'opened')", (f"{member.terminal_id}/hostile-r2", offered, now))
+                        "'opened')", (f"{member.terminal_id}/{report_id}", offered, now))
             to_verify = _case(cur, rules, grid, building, now, State.HANDLED, mate.terminal_id,
                               hostile("case title"), hostile("case place"))
         owner_rows(stack, "insert into case_offers (case_id, stage_seq, terminal_id, offered_by, offered_at, "
