@@ -29,15 +29,17 @@ log = logging.getLogger("test.stream")
 
 def stream_routes(deliver):
     """A route that streams (run inside the service): GET /test/stream?n=3 sends three chunks and
-    ends; ?n=0 streams until the client goes, and logs when its stream is closed."""
+    ends; ?n=0 sends three and then stays open until the client goes, and logs when its stream is
+    closed."""
 
     async def ticks(n: int):
+        i = 0
         try:
-            i = 0
-            while n == 0 or i < n:
+            while i < (n or 3):
                 i += 1
                 yield f"data: {i}\n\n".encode()
-                await asyncio.sleep(0.05)
+            if n == 0:
+                await asyncio.Event().wait()       # nothing more: open until the server closes it
         finally:
             log.warning("stream closed after %d chunks", i)
 
