@@ -33,12 +33,13 @@ from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from psycopg2.pool import ThreadedConnectionPool
+from psycopg2.pool import PoolError
 
 from core import freetext
 from core.roles import UserRole
 from core.sources import throttle_source
 from dashboard.authz import Identity
+from database.pool import WaitingPool
 
 _hasher = PasswordHasher()
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))   # verified for unknown users: the same work
@@ -176,9 +177,8 @@ class Accounts:
     def __init__(self, dsn: str, policy: Policy | None = None, pool_size: int = 8) -> None:
         self.dsn = dsn
         self.policy = policy or Policy()
-        self._pool = ThreadedConnectionPool(0, pool_size, dsn, connect_timeout=5,
-                                            application_name="gcc-dashboard-accounts")
-        self._free = threading.BoundedSemaphore(pool_size)   # psycopg2's pool refuses when empty: wait instead
+        self._pool = WaitingPool(0, pool_size, dsn, wait_s=30, connect_timeout=5,
+                                 application_name="gcc-dashboard-accounts")
         self._cache: dict[str, tuple[Session, float, float]] = {}   # id hash -> (session, checked, touched)
         self._cache_lock = threading.Lock()
 
@@ -405,21 +405,20 @@ class Accounts:
     @contextmanager
     def _connection(self):
         """A cursor in one transaction on a pooled connection (committed unless the block raised);
-        waits for a free connection (psycopg2's pool refuses when it is empty)."""
-        if not self._free.acquire(timeout=30):
-            raise TimeoutError("no database connection for the logins within 30 s")
-        conn, broken = None, False
+        waits up to 30 s for a free connection."""
         try:
             conn = self._pool.getconn()
+        except PoolError:
+            raise TimeoutError("no database connection for the logins within 30 s") from None
+        broken = False
+        try:
             with conn, conn.cursor() as cur:     # commit, or roll back on an exception
                 yield cur
         except Exception:
-            broken = conn is not None and conn.closed != 0
+            broken = conn.closed != 0
             raise
         finally:
-            if conn is not None:
-                self._pool.putconn(conn, close=broken)
-            self._free.release()
+            self._pool.putconn(conn, close=broken)
 
 
 # --- the changes, each on a cursor in the caller's transaction ---------------------------------------

@@ -1,14 +1,26 @@
-"""A connection pool that waits for a free connection instead of refusing at once.
+"""A connection pool that keeps its connections and waits for a free one instead of refusing.
 
-psycopg2's ThreadedConnectionPool raises PoolError ("connection pool exhausted") the moment its
-`maxconn` connections are all lent out. A server whose handler threads outnumber its pool (the
-device-facing service: 64 handlers a process, pools of 4 and 16) then fails requests that would
-have had a connection a few milliseconds later: bench/handheld_bench.py saw downlink streams end
-and sign-ins answered 503 from 20 phones on. `WaitingPool` is the same pool with a semaphore in
-front: a thread waits up to `wait_s` for a connection, and only then gets PoolError, which the
-callers already answer (503 database_unavailable, with Retry-After)."""
+Two things psycopg2's ThreadedConnectionPool does that a server must not:
+- it **closes a connection given back** whenever `minconn` connections are already idle, so a pool
+  made with `minconn=0` (connections opened only when needed) opens a new server connection, a
+  forked PostgreSQL backend, for every `getconn`: bench/handheld_bench.py at 1,000 phones found
+  a backend born and killed per request (25 % of the machine in system time), since every
+  session lookup of the device-facing service borrowed one;
+- it raises PoolError ("connection pool exhausted") the moment its `maxconn` connections are all
+  lent out, so a server whose handler threads outnumber its pool fails requests that would have
+  had a connection a few milliseconds later (the same bench saw downlink streams end and sign-ins
+  answered 503 from 20 phones on).
+
+`WaitingPool(minconn, maxconn, dsn, …)` opens `minconn` at once and the rest as they are needed,
+and keeps every connection it has opened (up to `maxconn`). A thread waits up to `wait_s` for a
+free connection, and only then gets PoolError, which the callers already answer (503
+database_unavailable, with Retry-After). A kept connection the server has spoken on while it was
+idle (a restarted or stopping server's termination notice, or its end of the socket closed) is
+dropped when it is next lent, and a fresh one opened in its place: a restart of PostgreSQL costs
+no request an error."""
 from __future__ import annotations
 
+import select
 import threading
 
 from psycopg2.pool import PoolError, ThreadedConnectionPool
@@ -17,10 +29,12 @@ WAIT_S = 10.0     # longer than any query of a request; shorter than a client's 
 
 
 class WaitingPool(ThreadedConnectionPool):
-    """ThreadedConnectionPool(minconn, maxconn, dsn, …) whose `getconn` waits up to `wait_s`."""
+    """ThreadedConnectionPool(minconn, maxconn, dsn, …) that keeps what it opens and whose
+    `getconn` waits up to `wait_s` (see the module)."""
 
     def __init__(self, minconn: int, maxconn: int, *args, wait_s: float = WAIT_S, **kwargs) -> None:
         super().__init__(minconn, maxconn, *args, **kwargs)
+        self.minconn = maxconn        # psycopg2 keeps a returned connection while fewer than this are idle
         self.wait_s = wait_s
         self._lendable = threading.BoundedSemaphore(maxconn)
 
@@ -28,7 +42,11 @@ class WaitingPool(ThreadedConnectionPool):
         if not self._lendable.acquire(timeout=self.wait_s):
             raise PoolError(f"connection pool exhausted (waited {self.wait_s:.0f} s)")
         try:
-            return super().getconn(key)
+            conn = super().getconn(key)
+            if _spoken_while_idle(conn):
+                super().putconn(conn, key, close=True)
+                conn = super().getconn(key)
+            return conn
         except BaseException:
             self._lendable.release()
             raise
@@ -38,3 +56,15 @@ class WaitingPool(ThreadedConnectionPool):
             super().putconn(conn, key, close)
         finally:
             self._lendable.release()
+
+
+def _spoken_while_idle(conn) -> bool:
+    """An idle connection has nothing to read: something there (a termination notice, the end of
+    the socket) means the server is done with it. A closed one is done too."""
+    if conn.closed:
+        return True
+    try:
+        readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
