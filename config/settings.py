@@ -183,7 +183,10 @@ class Settings(BaseSettings):
     ingest_http_read_timeout_s: float = Field(10.0, gt=0, description="a client that sends nothing for this long "
                                               "is cut off")
     ingest_http_request_deadline_s: float = Field(15.0, gt=0, description="a request not arrived whole this long "
-                                                  "after its connection was accepted is cut off")
+                                                  "after its first byte (the first: after the accept) is cut off")
+    ingest_http_keepalive_s: int = Field(30, ge=0, description="a connection is kept open this long for its "
+                                         "next request (a patrolling phone sends a fix every 10 s; 0: one "
+                                         "request per connection)")
 
     # --- the members' phones' photos (handheld/photos.py): a phone's quota per day (the city's day) ---
     handheld_photos_per_day: int = Field(200, ge=1, description="photos one phone may upload a day; beyond it: "

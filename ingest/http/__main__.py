@@ -3,9 +3,10 @@ members' handheld), on gunicorn's native ASGI worker.
 
 A gunicorn application configured in code from config.settings: GCC_INGEST_HTTP_HOST and _PORT,
 GCC_INGEST_HTTP_WORKERS processes, each running its own ingest chain (ingest.http.app) with its
-/metrics and /healthz on 127.0.0.1 (GCC_INGEST_HTTP_METRICS_PORT and up). One request per
-connection (a proxy in front terminates TLS and keeps its clients' connections alive); SIGTERM
-stops it gracefully: open requests are answered, then each chain finishes its batch."""
+/metrics and /healthz on 127.0.0.1 (GCC_INGEST_HTTP_METRICS_PORT and up). A connection is kept
+open GCC_INGEST_HTTP_KEEPALIVE_S (30) for its next request, so a patrolling phone's fix every 10 s
+costs no new connection (each request still has the guard's deadline: ingest.http.protocol);
+SIGTERM stops it gracefully: open requests are answered, then each chain finishes its batch."""
 from __future__ import annotations
 
 import logging
@@ -38,7 +39,7 @@ def gunicorn_options(settings) -> dict:
         "worker_class": "ingest.http.protocol.GuardedWorker",
         "asgi_loop": "asyncio",
         "asgi_lifespan": "on",            # a chain that cannot start stops the service, never serves without
-        "keepalive": 0,                   # one request per connection, as the limits count them
+        "keepalive": settings.ingest_http_keepalive_s,   # idle between requests (a phone's fix: every 10 s)
         "timeout": 60,                    # a worker's heartbeat (its loop must never block this long)
         "graceful_timeout": 25,           # SIGTERM: open requests get this long (a commit waits 15 s at most)
         "worker_connections": 4096,

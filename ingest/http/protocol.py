@@ -4,9 +4,12 @@ one refusal its parser forgets (a Content-Length of more digits than int() takes
 
 - at most `connections_per_source` connections at once from one address (a trusted proxy's are
   not capped): one more is answered 429 at once and closed;
-- the request deadline: a connection whose request has not arrived whole (headers and body)
-  `request_deadline_s` after the accept is closed, so a client trickling a byte every few seconds
-  cannot hold it (gunicorn's own timeouts are per read, and none covers the first request's head).
+- the request deadline: a request that has not arrived whole (headers and body)
+  `request_deadline_s` after its first byte (the first request's: after the accept) closes the
+  connection, so a client trickling a byte every few seconds cannot hold it (gunicorn's own
+  timeouts are per read, and none covers a request's head). A kept-alive connection waiting
+  for its next request is gunicorn's keep-alive timeout's (`ingest_http_keepalive_s`); its next
+  request's first byte arms the deadline again.
 
 Kept small on purpose, and every part of it is proved by tests/integration/test_owntracks_http_abuse.py
 against the real service: a gunicorn upgrade that moves these hooks fails a test. gunicorn's worker
@@ -46,7 +49,16 @@ class GuardedProtocol(ASGIProtocol):
             self._close_transport()
             return
         self._source = address
-        self._deadline = self.worker.loop.call_later(app.limits.request_deadline_s, self._past_deadline)
+        self._arm_deadline()
+
+    def _arm_deadline(self) -> None:
+        self._deadline = self.worker.loop.call_later(self.worker.asgi.limits.request_deadline_s, self._past_deadline)
+
+    def data_received(self, data) -> None:
+        """A kept-alive connection's next request begins: it has the deadline too."""
+        if self._deadline is None and self._source is not None and data and not self._closed:
+            self._arm_deadline()
+        super().data_received(data)
 
     def _past_deadline(self) -> None:
         self._deadline = None

@@ -293,6 +293,45 @@ def test_a_client_trickling_its_body_is_cut_off_at_the_request_deadline_too(stac
     assert 2.5 < lasted < 6
 
 
+def _answer_on(sock: socket.socket) -> bytes:
+    """One whole answer (head and its Content-Length of body) read from a kept-alive connection."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536) or b"!closed"
+        assert not data.endswith(b"!closed"), data
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                  if line.lower().startswith(b"content-length:"))
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head
+
+
+def test_a_kept_alive_connection_answers_its_next_request_and_times_that_one_too(stack, endpoint, tmp_path):
+    """Keep-alive (a phone's fixes on one connection) gives no slow client more time: the next
+    request on the connection has the deadline from its own first byte."""
+    _, phone = endpoint
+    request = (b"POST /owntracks HTTP/1.1\r\nHost: x\r\nAuthorization: "
+               + _auth(phone.username, phone.password).encode() + b"\r\nContent-Length: 2\r\n\r\n[]")
+    with HttpService(stack, tmp_path / "ingest-http.log", ingest_http_request_deadline_s=3) as server, \
+            socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        for _ in range(3):                    # three requests, one connection, each answered
+            sock.sendall(request)
+            assert _answer_on(sock).startswith(b"HTTP/1.1 400")
+        began = time.monotonic()
+        for byte in request[:-1]:             # the fourth one trickles
+            try:
+                sock.sendall(bytes([byte]))
+                readable, _, _ = select.select([sock], [], [], 0.5)
+                if readable and sock.recv(1024) == b"":
+                    break
+            except OSError:
+                break
+        lasted = time.monotonic() - began
+        assert 2.5 < lasted < 6
+        assert 'reason="request_deadline"' in server.metrics()
+
+
 def test_one_address_holds_at_most_a_few_connections(stack, city, endpoint):
     server, _ = endpoint
     held = [socket.create_connection(("127.0.0.1", server.port), timeout=5)
