@@ -26,7 +26,9 @@ from core.orgcodes import Level, parent_of
 
 log = logging.getLogger(__name__)
 REGISTRY_CHANNEL = "registry"            # notified by the reference tables' triggers (payload: the table)
-_TABLES = ["handheld_sessions", "handheld_credentials", "handheld_enrolments",   # a handheld's, with its device
+_TABLES = ["ledger_changes", "ledger_submissions", "resident_tags", "residents", "households", "houses",  # the
+           "things",                                                  # ledger of this city's buildings and grids
+           "handheld_sessions", "handheld_credentials", "handheld_enrolments",   # a handheld's, with its device
            "member_devices", "members", "sensors", "gateways", "organizations", "units", "buildings", "grids",
            "org_units", "city_info"]
 

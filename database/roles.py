@@ -96,6 +96,21 @@ GRANTS[INGEST] += [("select, insert, update", HANDHELD_OUTBOX), ("select", HANDH
 PHOTOS = ("photos",)
 GRANTS[INGEST] += [("select, insert", PHOTOS)]
 GRANTS[DASHBOARD] += [("select", PHOTOS)]
+# the grid's ledger (issue 26, migration 0032, ledger/): the screens read and keep it (a reviewer
+# approves what members registered, an admin imports and edits, the moved-out deletion job runs
+# there); the ingest stores what members register from the handheld (the review queue) and reads
+# the ledger to flag duplicates; the cases engine reads what a case concerns. PostGIS's own table
+# of coordinate systems is reference data everyone may read.
+LEDGER = ("houses", "households", "residents", "resident_tags", "things", "ledger_changes", "ledger_grants")
+LEDGER_SUBMISSIONS = ("ledger_submissions",)
+CASE_SUBJECTS = ("case_subjects",)
+LEDGER_PLACES = ("buildings", "units", "organizations")    # reference tables the ledger adds to
+POSTGIS = ("spatial_ref_sys",)
+GRANTS[DASHBOARD] += [("select, insert, update, delete", LEDGER), ("select, update", LEDGER_SUBMISSIONS),
+                      ("select, insert, delete", CASE_SUBJECTS), ("insert, update", LEDGER_PLACES),
+                      ("select", POSTGIS)]
+GRANTS[INGEST] += [("select, insert", LEDGER_SUBMISSIONS), ("select", LEDGER[:5] + POSTGIS)]
+GRANTS[CASES] += [("select", LEDGER[:5] + CASE_SUBJECTS + LEDGER_SUBMISSIONS + POSTGIS)]
 # role -> sequences it draws from (the dashboard: a dispatcher enters a hotline case)
 SEQUENCES = {CASES: ("case_numbers",), DASHBOARD: ("case_numbers",)}
 # role -> security definer functions it may call (executing them is taken back from PUBLIC)
@@ -142,7 +157,7 @@ def ungranted_tables(owner_dsn: str) -> list[str]:
     """Tables of the public schema that no list above names (a migration added one)."""
     named = set(REFERENCE_TABLES + INGEST_TABLES + DASHBOARD_WRITES + LOGIN_TABLES + OTHER_TABLES + CASE_TABLES
                 + CASE_RULES + CASE_INBOX + ANNOUNCEMENTS + DUTY + STATUS_HISTORY + KPI_TABLES + KPI_DIRTY
-                + HANDHELD_TABLES + HANDHELD_OUTBOX + PHOTOS)
+                + HANDHELD_TABLES + HANDHELD_OUTBOX + PHOTOS + LEDGER + LEDGER_SUBMISSIONS + CASE_SUBJECTS + POSTGIS)
     conn = psycopg2.connect(owner_dsn)
     try:
         with conn.cursor() as cur:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the project needs and is missing, on Debian 12 (bookworm):
-#   - Debian packages: Mosquitto 2, Redis 7, PostgreSQL 15 (+ server headers to build TimescaleDB),
+#   - Debian packages: Mosquitto 2, Redis 7, PostgreSQL 15 (+ server headers to build TimescaleDB,
+#     PostGIS 3 for the ledger's footprints and parts),
 #     a C toolchain and cmake, Chromium for the browser tests;
 #   - TimescaleDB (Apache-2 edition) built from Debian 13's source package, once per machine;
 #   - the project virtualenv .venv from requirements.txt (re-synced when requirements.txt changes).
@@ -31,6 +32,7 @@ APT_PACKAGES=(
     mosquitto mosquitto-clients
     redis-server
     "postgresql-${PG_MAJOR}" "postgresql-server-dev-${PG_MAJOR}" postgresql-client
+    "postgresql-${PG_MAJOR}-postgis-3"
     build-essential cmake dpkg-dev
     python3-venv
     chromium fonts-noto-cjk
