@@ -188,6 +188,13 @@ class Settings(BaseSettings):
                                          "next request (a patrolling phone sends a fix every 10 s; 0: one "
                                          "request per connection)")
 
+    # --- the grid's ledger (ledger/, issue 26) ---
+    ledger_key: SecretStr = Field(SecretStr(""), description="32 random bytes, base64url: seals the ledger's ID "
+                                  "numbers and phones (ledger/privacy.py); the local demo makes one in its data dir. "
+                                  "Losing it loses them: keep it with the database's backups, apart")
+    ledger_moved_out_keep_days: int = Field(365, ge=1, description="a resident who moved out is kept this many "
+                                            "days after the move, then deleted (with their history's personal data)")
+
     # --- the members' phones' photos (handheld/photos.py): a phone's quota per day (the city's day) ---
     handheld_photos_per_day: int = Field(200, ge=1, description="photos one phone may upload a day; beyond it: "
                                          "429 over_quota until the next day")

@@ -109,7 +109,7 @@ def demo_apps(stack: LocalStack, sim_args: str | None = None, ingest_port: int =
     base = {**os.environ, "PYTHONUNBUFFERED": "1", "GCC_INGEST_HTTP_PORT": str(ingest_port),
             "GCC_INGEST_METRICS_PORT": str(metrics_port), "GCC_DASHBOARD_PORT": str(dashboard_port)}
     base = {k: v for k, v in base.items()
-            if not (k.startswith("GCC_") and (k.endswith("PASSWORD") or k.endswith("SECRET_KEY")))}
+            if not (k.startswith("GCC_") and k.endswith(("PASSWORD", "SECRET_KEY", "LEDGER_KEY")))}
     # the demo's case clocks run ten times fast (the screens say so), and a simulated desk plays the
     # command center's staff (simulator/desk.py) while the simulator plays the members
     base.setdefault("GCC_CASES_TIME_SCALE", DEMO_TIME_SCALE)

@@ -137,7 +137,9 @@ class LocalStack:
         stored = json.loads(path.read_text()) if path.exists() else {}
         wanted = ("redis_password", "pg_password", "dashboard_session_key",
                   *(f"{server}_{app}_password" for server in ("pg", "redis") for app in APPS))
-        created = {**{name: secrets.token_urlsafe(24) for name in wanted}, **stored}
+        created = {**{name: secrets.token_urlsafe(24) for name in wanted},
+                   "ledger_key": secrets.token_urlsafe(32),     # the ledger's personal data (ledger/privacy.py)
+                   **stored}
         if created != stored:
             self._save_secrets(created)
         return created
@@ -338,6 +340,8 @@ class LocalStack:
         if app == "dashboard":   # admins add devices from the page: their accounts follow at once
             env["GCC_DASHBOARD_SECRET_KEY"] = self._secrets["dashboard_session_key"]
             env.update(self.broker_admin_env())
+        if app in ("ingest", "dashboard"):   # members' registrations sealed as they arrive; unmasked views
+            env["GCC_LEDGER_KEY"] = self._secrets["ledger_key"]
         return {**env, **self.mqtt_env(account)} if account else env
 
     def broker_admin_env(self) -> dict[str, str]:
