@@ -11,7 +11,9 @@ A field's name is bound into its sealing (the AES-GCM associated data) and its i
 sealed phone cannot be passed off as an ID number.
 
 `Sealer(key)`: `seal(field, text) -> bytes`, `open(field, sealed) -> str`, `index(field, text) ->
-bytes`; the pure helpers `mask_id_number`, `mask_phone`, `check_id_number`, `normalize_*`."""
+bytes`, and for JSON (a submission's payload, a history row): `sealed_field(field, text) -> dict`
+({"sealed": base64, "index": hex, "masked": …}) and `open_field(field, dict) -> str`; the pure
+helpers `mask_id_number`, `mask_phone`, `check_id_number`, `normalize_*`."""
 from __future__ import annotations
 
 import base64
@@ -89,6 +91,20 @@ class Sealer:
         """The keyed index of a normalized value (equal values, equal indexes; 32 bytes)."""
         return hmac.new(self._index_key, field.encode() + b"\0" + text.encode(), hashlib.sha256).digest()
 
+    def sealed_field(self, field: str, text: str) -> dict[str, str]:
+        """A personal field as JSON may hold it: sealed (base64), its index (hex) and its mask."""
+        mask = MASKS[field]
+        return {"sealed": base64.b64encode(self.seal(field, text)).decode(), "index": self.index(field, text).hex(),
+                "masked": mask(text)}
+
+    def open_field(self, field: str, value: dict) -> str:
+        """A `sealed_field` opened (SealError when it is not one of this key's)."""
+        try:
+            sealed = base64.b64decode(value["sealed"], validate=True)
+        except (KeyError, TypeError, binascii.Error, ValueError):
+            raise SealError(f"not a sealed {field}") from None
+        return self.open(field, sealed)
+
 
 # --- the values themselves ---------------------------------------------------------------------
 def normalize_id_number(text: str) -> str:
@@ -136,3 +152,6 @@ def mask_phone(text: str) -> str:
     if len(text) >= 7:
         return text[:3] + "*" * (len(text) - 7) + text[-4:]
     return "*" * max(len(text) - 2, 0) + text[-2:]
+
+
+MASKS = {ID_NUMBER: mask_id_number, PHONE: mask_phone}

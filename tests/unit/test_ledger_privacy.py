@@ -68,3 +68,13 @@ def test_a_key_of_the_wrong_size_or_form_is_refused_without_showing_it():
         privacy.parse_key("c2hvcnQ")
     with pytest.raises(ValueError, match="base64url"):
         privacy.parse_key("not base64 at all!!")
+
+
+def test_a_field_sealed_for_json_opens_and_carries_its_index_and_mask():
+    sealer = Sealer(KEY)
+    value = sealer.sealed_field(PHONE, "13812345678")
+    assert value["masked"] == "138****5678" and value["index"] == sealer.index(PHONE, "13812345678").hex()
+    assert "13812345678" not in str(value)
+    assert sealer.open_field(PHONE, value) == "13812345678"
+    with pytest.raises(SealError):
+        sealer.open_field(PHONE, {"sealed": "not base64!"})
