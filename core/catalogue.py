@@ -119,6 +119,9 @@ class AuditAction(StrEnum):
     TIME_LIMITS_VERSION = "time_limits.version"
     CALENDAR_DAY = "calendar.day"
     ANNOUNCEMENT_SEND = "announcement.send"
+    LEDGER_UNMASK = "ledger.unmask"          # a resident's ID number and phone seen in full (with a reason)
+    LEDGER_GRANT = "ledger.grant"            # a ledger permission granted to a user for an org unit
+    LEDGER_REVOKE = "ledger.revoke"
 
     @classmethod
     def of_case(cls, command_name: str) -> AuditAction:
@@ -190,6 +193,9 @@ ACTION_LABELS: dict[AuditAction, Label] = {      # keyed by the enum, a str: a s
     AuditAction.TIME_LIMITS_VERSION: Label("New time limits", "新版时限"),
     AuditAction.CALENDAR_DAY: Label("Calendar day", "工作日历"),
     AuditAction.ANNOUNCEMENT_SEND: Label("Send an announcement", "发布通知公告"),
+    AuditAction.LEDGER_UNMASK: Label("See personal data unmasked", "查看完整个人信息"),
+    AuditAction.LEDGER_GRANT: Label("Grant a ledger permission", "授予基础数据权限"),
+    AuditAction.LEDGER_REVOKE: Label("Revoke a ledger permission", "撤销基础数据权限"),
 }
 
 # Cases: the states of a case's life (the words of DOMAIN.md), its one spelling. The case machine

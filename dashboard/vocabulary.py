@@ -24,6 +24,7 @@ from core.catalogue import (
     MemberState,
     Severity,
 )
+from core.ledger import HouseUse
 from core.roles import ROLE_LABELS, Role
 
 # one answer for every failed login (wrong name, wrong password, locked out): it tells nobody who exists
@@ -41,6 +42,9 @@ CONSOLE_QUEUE = {CaseState.REPORTED: Label("to register", "待立案"),
                  CaseState.DISPATCHED: Label("offered", "待接单")}
 CONSOLE_TASK_STEPS = {CaseState.DISPATCHED: Label("offered", "已派遣"), CaseState.ACCEPTED: Label("en route", "前往中"),
                       CaseState.HANDLING: Label("on scene", "处置中"), CaseState.HANDLED: Label("done", "已处置")}
+# the building panel's houses by use (dashboard/pages/ledger.py draws them and their legend)
+HOUSE_USE_COLOURS = {HouseUse.OWNER_OCCUPIED: "#0a84ff", HouseUse.RENTED: "#ff9f0a", HouseUse.COMMERCIAL: "#bf5af2",
+                     HouseUse.VACANT: "#48484a", HouseUse.OTHER: "#8e8e93"}
 ROLE_COLOURS = {Role.GRID_ADMINISTRATOR: "#0a84ff", Role.GRID_COORDINATOR: "#64d2ff",
                 Role.GRID_POLICE_OFFICER: "#f2f2f7", Role.GRID_SUPERVISOR: "#bf5af2"}
 
