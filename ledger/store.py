@@ -140,7 +140,8 @@ def as_date(value, field: str) -> date | None:
         raise Refused("bad_value", f"{field} {value!r} is not a date (YYYY-MM-DD)") from None
 
 
-def _text(value, kind: freetext.Kind, field: str, required: bool = True) -> str | None:
+def as_text(value, kind: freetext.Kind, field: str, required: bool = True) -> str | None:
+    """`value` trimmed as a free-text field of `kind` (core.freetext), or Refused("bad_value")."""
     if value is None and not required:
         return None
     if not isinstance(value, str):
@@ -194,7 +195,7 @@ def add_house(cur, house: House, actor: Actor) -> int:
     """A new house in its building (the building's grid is its own); Refused when the building is
     unknown or the entrance already has that door number."""
     use = as_enum(HouseUse, house.use, "use")
-    number = _text(house.number, freetext.NAME, "number")
+    number = as_text(house.number, freetext.NAME, "number")
     cur.execute("select 1 from houses where building_id = %s and entrance = %s and number = %s",
                 (house.building_id, house.entrance, number))
     if cur.fetchone():
@@ -260,7 +261,7 @@ def _resident_columns(sealer: Sealer, r: Resident) -> dict:
     if moved_in and moved_out and moved_out < moved_in:
         raise Refused("bad_value", f"moved out {moved_out} before moving in {moved_in}")
     return {"household_id": r.household_id, "relation": as_enum(Relation, r.relation, "relation").value,
-            "name": _text(r.name, freetext.NAME, "name"), "gender": as_enum(Gender, r.gender, "gender").value,
+            "name": as_text(r.name, freetext.NAME, "name"), "gender": as_enum(Gender, r.gender, "gender").value,
             "birth_date": birth_date, "registration": registration.value, "moved_in": moved_in,
             "moved_out": moved_out, **_sealed_columns(sealer, ID_NUMBER, "id_number", id_number),
             **_sealed_columns(sealer, PHONE, "phone", phone)}
@@ -295,8 +296,8 @@ def _resident_changes(cur, sealer: Sealer | None, resident_id: int, changes: dic
     unknown = set(changes) - RESIDENT_FIELDS
     if unknown:
         raise Refused("bad_value", f"a resident has no field {', '.join(sorted(unknown))}")
-    cur.execute("select birth_date, registration, id_number_sealed, moved_in from residents where resident_id = %s",
-                (resident_id,))
+    cur.execute("select birth_date, registration, id_number_sealed, moved_in, moved_out from residents"
+                " where resident_id = %s", (resident_id,))
     row = cur.fetchone()
     if row is None:
         raise Refused("not_found", f"no resident {resident_id} in the ledger")
@@ -307,11 +308,11 @@ def _resident_changes(cur, sealer: Sealer | None, resident_id: int, changes: dic
         if key in changes:
             columns[key] = as_enum(Relation if key == "relation" else Gender, changes[key], key).value
     if "name" in changes:
-        columns["name"] = _text(changes["name"], freetext.NAME, "name")
+        columns["name"] = as_text(changes["name"], freetext.NAME, "name")
     for key in ("birth_date", "moved_in", "moved_out"):
         if key in changes:
             columns[key] = as_date(changes[key], key)
-    moved_in, moved_out = columns.get("moved_in", row[3]), columns.get("moved_out")
+    moved_in, moved_out = columns.get("moved_in", row[3]), columns.get("moved_out", row[4])
     if moved_in and moved_out and moved_out < moved_in:
         raise Refused("bad_value", f"moved out {moved_out} before moving in {moved_in}")
     if "registration" in changes:
@@ -402,8 +403,9 @@ def add_thing(cur, thing: Thing, actor: Actor) -> str:
     cur.execute("insert into things (thing_id, kind, grid_code, building_id, position, owner, state)"
                 " values (%s, %s, %s, %s, ST_SetSRID(ST_MakePoint(%s, %s), 4326), %s, %s) on conflict do nothing"
                 " returning thing_id",
-                (_text(thing.thing_id, freetext.NAME, "thing_id"), thing.kind.value, thing.grid_code, thing.building_id,
-                 thing.lon, thing.lat, _text(thing.owner, freetext.NAME, "owner"), thing.state.value))
+                (as_text(thing.thing_id, freetext.NAME, "thing_id"), thing.kind.value, thing.grid_code,
+                 thing.building_id, thing.lon, thing.lat, as_text(thing.owner, freetext.NAME, "owner"),
+                 thing.state.value))
     if cur.fetchone() is None:
         raise Refused("duplicate_thing", f"part {thing.thing_id} is already in the ledger")
     _created(cur, RecordKind.THING, thing.thing_id, actor)
@@ -423,10 +425,10 @@ def add_unit(cur, sealer: Sealer, shop: Shop, actor: Actor) -> str:
         raise Refused("bad_value", f"({shop.lon}, {shop.lat}) is not a longitude and latitude")
     unit_id = shop.unit_id or f"unit-{uuid.uuid4().hex[:12]}"
     phone = None if shop.contact_phone is None else checked_phone(shop.contact_phone)
-    columns = {"unit_id": unit_id, "grid_code": shop.grid_code, "name": _text(shop.name, freetext.NAME, "name"),
-               "kind": _text(shop.kind, freetext.NAME, "kind"), "lon": shop.lon, "lat": shop.lat,
-               "building_id": shop.building_id, "licence": _text(shop.licence, freetext.NAME, "licence", False),
-               "contact_name": _text(shop.contact_name, freetext.NAME, "contact_name", False),
+    columns = {"unit_id": unit_id, "grid_code": shop.grid_code, "name": as_text(shop.name, freetext.NAME, "name"),
+               "kind": as_text(shop.kind, freetext.NAME, "kind"), "lon": shop.lon, "lat": shop.lat,
+               "building_id": shop.building_id, "licence": as_text(shop.licence, freetext.NAME, "licence", False),
+               "contact_name": as_text(shop.contact_name, freetext.NAME, "contact_name", False),
                "fire_key_unit": bool(shop.fire_key_unit), **_sealed_columns(sealer, PHONE, "contact_phone", phone)}
     cur.execute(f"insert into units ({', '.join(columns)}) values ({', '.join(['%s'] * len(columns))})"
                 " on conflict do nothing returning unit_id", list(columns.values()))

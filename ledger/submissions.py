@@ -17,7 +17,20 @@ from datetime import datetime
 
 from psycopg2.extras import Json, RealDictCursor
 
-from core.ledger import Channel, RecordKind, Registration, Relation, SubmissionKind, SubmissionState, ThingState
+from core import freetext
+from core.ledger import (
+    Channel,
+    Gender,
+    HouseUse,
+    RecordKind,
+    Registration,
+    Relation,
+    SubmissionKind,
+    SubmissionState,
+    Tag,
+    ThingState,
+)
+from core.orgcodes import contains
 from ledger import privacy, review, store
 from ledger.model import Actor, Refused, Resident, Shop
 from ledger.privacy import ID_NUMBER, PHONE, Sealer
@@ -70,6 +83,54 @@ def _checked_keys(kind: SubmissionKind, fields, edit: bool = False) -> None:
                               unknown and f"unknown {', '.join(sorted(unknown))}") if part))
 
 
+_WORDS = {"relation": Relation, "gender": Gender, "registration": Registration, "use": HouseUse, "state": ThingState}
+_DATES = frozenset({"birth_date", "moved_in", "moved_out"})
+_IDS = frozenset({"house_id", "household_id", "resident_id", "head_id"})
+_NUMBERS = frozenset({"lon", "lat", "area_m2"})
+_TEXTS = {"name": freetext.NAME, "kind": freetext.NAME, "licence": freetext.NAME, "contact_name": freetext.NAME,
+          "building_id": freetext.NAME, "thing_id": freetext.NAME, "note": freetext.NOTE}
+
+
+def _checked_value(key: str, value) -> None:
+    """Refused naming `key` when its value is not of its form (a word, a date, an id, a number, text)."""
+    if key in _WORDS:
+        store.as_enum(_WORDS[key], value, key)
+    elif key in _DATES:
+        store.as_date(value, key)
+    elif key in _IDS:
+        _int(value, key)
+    elif key in _NUMBERS:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise Refused("bad_value", f"{key} {value!r} is not a number")
+    elif key in _TEXTS:
+        store.as_text(value, _TEXTS[key], key)
+    elif key == "tags":
+        if not isinstance(value, list):
+            raise Refused("bad_value", "tags are a list")
+        for tag in value:
+            store.as_enum(Tag, tag, "tag")
+    elif key == "relations":
+        if not isinstance(value, dict):
+            raise Refused("bad_value", "relations map resident ids to relations")
+        for resident_id, relation in value.items():
+            _int(resident_id, "resident id")
+            store.as_enum(Relation, relation, "relation")
+
+
+def _checked_values(kind: SubmissionKind, fields: dict) -> None:
+    """Every value of a submission (or a reviewer's edit) of its form, the required ones given:
+    Refused naming the first that is not, before anything is stored or applied."""
+    required, _ = FIELDS[kind]
+    for key, value in fields.items():
+        if value is None:
+            if key in required:
+                raise Refused("bad_payload", f"{kind.value}: {key} is required")
+        elif key not in PERSONAL.get(kind, {}):
+            _checked_value(key, value)
+    if kind is SubmissionKind.THING_DAMAGED and "state" in fields and ThingState(fields["state"]) not in DAMAGE_STATES:
+        raise Refused("bad_value", f"a damage report's state is {' or '.join(sorted(DAMAGE_STATES))}")
+
+
 def _sealed(sealer: Sealer, kind: SubmissionKind, fields: dict, context: dict) -> dict:
     """`fields` with their personal values checked, normalized and sealed; `context` gives what an ID
     number is checked against (the birth date, the registration)."""
@@ -118,6 +179,12 @@ def submit(cur, sealer: Sealer, submission_id, kind, grid_code: str, community_c
     target = None if target_kind is None else store.as_enum(RecordKind, target_kind, "target_kind").value
     submission_id = _uuid(submission_id)
     _checked_keys(kind, fields)
+    _checked_values(kind, fields)
+    if not community_code or not contains(community_code, grid_code):
+        raise Refused("bad_value", f"grid {grid_code} is not in community {community_code}")
+    cur.execute("select 1 from grids where code = %s", (grid_code,))
+    if cur.fetchone() is None:
+        raise Refused("not_found", f"no grid {grid_code}")
     payload = _sealed(sealer, kind, fields, fields)
     cur.execute("select 1 from ledger_submissions where submission_id = %s", (submission_id,))
     if cur.fetchone():
@@ -214,6 +281,7 @@ def approve(cur, sealer: Sealer, submission_id, reviewer: str, edited_fields: di
     kind = SubmissionKind(row["kind"])
     if edited_fields is not None:
         _checked_keys(kind, edited_fields, edit=True)
+        _checked_values(kind, edited_fields)
     _decided(row, review.Approve(edited_fields), reviewer)
     fields = {**_opened(sealer, kind, row["payload"]), **(edited_fields or {})}
     actor = Actor(row["member_id"], Channel.HANDHELD, row["submission_id"], reviewer)

@@ -168,16 +168,28 @@ def test_duplicates_are_flagged_not_refused(conn, plot, sealer):
     ({"id_number": "350102198806150000"}, "bad_id_number", "check digit"),
     ({"phone": "phone"}, "bad_phone", "digits"),
     ({"religion": "none"}, "bad_payload", "unknown religion"),
+    ({"relation": "cousin"}, "bad_value", "relation 'cousin' is not one of head"),
+    ({"birth_date": "15/06/1988"}, "bad_value", "not a date"),
+    ({"name": None}, "bad_payload", "name is required"),
+    ({"tags": ["vip"]}, "bad_value", "tag 'vip'"),
+    ({"house_id": "501a"}, "bad_value", "house_id '501a' is not a ledger id"),
 ])
 def test_a_bad_submission_is_refused_with_its_reason_and_not_stored(conn, plot, sealer, fields, code, words):
     with conn, conn.cursor() as cur:
         house_id = a_house(cur, plot)
     submission_id = str(uuid.uuid4())
     with conn, conn.cursor() as cur, pytest.raises(Refused) as refused:
-        send(cur, plot, sealer, SubmissionKind.NEW_RESIDENT, newcomer(plot, house_id, **fields), submission_id)
+        send(cur, plot, sealer, SubmissionKind.NEW_RESIDENT, {**newcomer(plot, house_id), **fields}, submission_id)
     assert refused.value.code == code and words in str(refused.value)
     with conn.cursor() as cur, pytest.raises(Refused, match="missing birth_date, gender, name"):
         send(cur, plot, sealer, SubmissionKind.NEW_RESIDENT, {"house_id": house_id})
+    with conn.cursor() as cur, pytest.raises(Refused, match="damage report's state is damaged or missing"):
+        send(cur, plot, sealer, SubmissionKind.THING_DAMAGED, {"thing_id": "x", "state": ThingState.GOOD.value})
+    conn.rollback()
+    with conn.cursor() as cur, pytest.raises(Refused, match="is not in community"):
+        submissions.submit(cur, sealer, submission_id, SubmissionKind.MOVED_OUT, plot.grid_code, "350102999999", "T-1",
+                           member(plot), None, datetime.now(timezone.utc), None, None,
+                           {"resident_id": 1, "moved_out": "2026-12-01"}, [])
     with conn.cursor() as cur:
         cur.execute("select count(*) from ledger_submissions where submission_id = %s", (submission_id,))
         assert cur.fetchone()[0] == 0
