@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime, timezone
 
+import psycopg2
 import pytest
 
 from core.ledger import (
@@ -261,3 +262,29 @@ def test_every_other_kind_of_registration_changes_its_record_once_approved(conn,
                                              RecordKind.UNIT, RecordKind.THING]
     assert [(c.submission_id, c.approved_by, c.channel) for c in changes] == [
         (s, REVIEWER, Channel.HANDHELD) for s in sent]
+
+
+def test_the_ingest_submits_and_the_screens_review_and_delete_under_their_own_database_roles(stack, plot, sealer):
+    """Least privilege: the ingest's role may store a registration (and read what flags duplicates),
+    the dashboard's may approve it, send one back and run the moved-out deletion."""
+    ingest, dashboard = (psycopg2.connect(stack.app_settings(app).pg_dsn) for app in ("ingest", "dashboard"))
+    try:
+        with dashboard, dashboard.cursor() as cur:
+            house_id = a_house(cur, plot)
+        with ingest, ingest.cursor() as cur:
+            resident = send(cur, plot, sealer, SubmissionKind.NEW_RESIDENT, newcomer(plot, house_id, moved_in=None))
+            shop = send(cur, plot, sealer, SubmissionKind.NEW_SHOP,
+                        {"building_id": plot.building_id, "name": f"{plot.tag}茶馆", "kind": "teahouse",
+                         "contact_phone": fresh_phone(), "lon": plot.lon, "lat": plot.lat})
+            returned = send(cur, plot, sealer, SubmissionKind.HOUSE_USE_CHANGED,
+                            {"house_id": house_id, "use": HouseUse.VACANT.value})
+        with dashboard, dashboard.cursor() as cur:
+            _, resident_id = submissions.approve(cur, sealer, resident, REVIEWER)
+            assert submissions.approve(cur, sealer, shop, REVIEWER)[0] is RecordKind.UNIT
+            submissions.send_back(cur, returned, REVIEWER, "房屋仍在自住")
+            store.move_out(cur, int(resident_id), date(1970, 2, 1), plot.actor())
+        with dashboard, dashboard.cursor() as cur:
+            assert store.delete_moved_out(cur, date(1970, 6, 1), plot.actor("deletion", Channel.JOB)) == 1
+    finally:
+        ingest.close()
+        dashboard.close()
