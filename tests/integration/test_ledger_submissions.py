@@ -5,6 +5,7 @@ changes nothing; a repeated submit is stored once; duplicates are flagged, not r
 half-way through an approval leaves the ledger and the queue as they were."""
 from __future__ import annotations
 
+import threading
 import uuid
 from datetime import date, datetime, timezone
 
@@ -288,3 +289,30 @@ def test_the_ingest_submits_and_the_screens_review_and_delete_under_their_own_da
     finally:
         ingest.close()
         dashboard.close()
+
+
+def test_of_two_reviewers_deciding_one_submission_at_once_the_first_to_commit_wins(conn, plot, sealer, settings):
+    with conn, conn.cursor() as cur:
+        submission_id = send(cur, plot, sealer, SubmissionKind.NEW_RESIDENT, newcomer(plot, a_house(cur, plot)))
+    second = psycopg2.connect(settings.pg_dsn)
+    outcome: list = []
+
+    def second_reviewer() -> None:
+        try:
+            with second, second.cursor() as cur:
+                submissions.send_back(cur, submission_id, "reviewer-2", "重复登记")
+            outcome.append("sent back")
+        except Refused as refused:
+            outcome.append(refused.code)
+
+    try:
+        with conn, conn.cursor() as cur:
+            submissions.approve(cur, sealer, submission_id, REVIEWER)
+            racer = threading.Thread(target=second_reviewer)
+            racer.start()          # it waits for the first's row lock, or comes after its commit: decided either way
+        racer.join()
+    finally:
+        second.close()
+    assert outcome == ["already_decided"]
+    with conn.cursor() as cur:
+        assert state_of(cur, submission_id)[:2] == (SubmissionState.APPROVED.value, REVIEWER)
