@@ -42,18 +42,20 @@ from core.ledger import (
     THING_KIND_LABELS,
     THING_STATE_LABELS,
     RecordKind,
+    Registration,
     SubmissionKind,
     ThingKind,
-    ThingState,
     values,
 )
 from core.orgcodes import Level, ancestor
 from database.pool import WaitingPool
 from handheld.caller import Caller
-from handheld.ledger_forms import SEALED, FormRefused, Submission, parse
+from handheld.ledger_forms import TARGETS, FormRefused, Submission, parse
 from handheld.reads import answer, shown
 from handheld.sessions import API
+from ledger.model import Refused as LedgerRefused
 from ledger.privacy import Sealer
+from ledger.submissions import DAMAGE_STATES, submit
 
 log = logging.getLogger(__name__)
 
@@ -109,19 +111,16 @@ def _age(born: date | None, today: date) -> int | None:
 
 
 def store(cur, sealer: Sealer, submission: Submission, caller: Caller) -> bool:
-    """The registration into the community's review queue, its personal fields sealed
-    (`Sealer.sealed_field`: sealed, keyed index, mask), in the caller's transaction; False when
-    its id was stored already. (Until ledger.submissions.submit, the ledger's own writer, lands.)"""
-    payload = {name: sealer.sealed_field(SEALED[name], value) if name in SEALED else value
-               for name, value in submission.fields.items()}
-    cur.execute("insert into ledger_submissions (submission_id, kind, grid_code, community_code, terminal_id, "
-                "member_id, device_id, submitted_at, target_kind, target_id, payload, photo_refs) "
-                "values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) on conflict (submission_id) do nothing",
-                (str(submission.submission_id), submission.kind.value, caller.grid_code,
-                 ancestor(caller.grid_code, Level.COMMUNITY), caller.terminal_id, caller.member_id, caller.device_id,
-                 submission.submitted_at, submission.target_kind.value, submission.target_id,
-                 orjson.dumps(payload).decode(), submission.photo_refs))
-    return cur.rowcount == 1
+    """The registration into its community's review queue by the ledger's own writer
+    (ledger.submissions.submit: personal fields sealed, duplicates flagged), in the caller's
+    transaction; False when its id was stored already. Its refusal is `400` with its code and detail."""
+    try:
+        return submit(cur, sealer, str(submission.submission_id), submission.kind.value, caller.grid_code,
+                      ancestor(caller.grid_code, Level.COMMUNITY), caller.terminal_id, caller.member_id,
+                      caller.device_id, submission.submitted_at, submission.target_kind.value, submission.target_id,
+                      submission.fields, submission.photo_refs)
+    except LedgerRefused as refused:
+        raise _refused(404 if refused.code == "not_found" else 400, refused.code, refused.detail) from None
 
 
 class HandheldLedger:
@@ -222,14 +221,18 @@ class HandheldLedger:
             return cur.fetchall()
 
     def words(self, caller: Caller, request: Request) -> Reply:
-        """The ledger's words the forms offer (core.ledger), each value with its labels: the app spells none."""
-        return answer({"genders": _words(GENDER_LABELS), "registrations": _words(REGISTRATION_LABELS),
+        """The ledger's words the forms offer (core.ledger), each value with its labels, and the record
+        kind each registration's target is: the app spells none of them."""
+        registrations = [{**word, "id_checked": word["value"] != Registration.FOREIGN.value}   # GB 11643 or not
+                         for word in _words(REGISTRATION_LABELS)]
+        return answer({"genders": _words(GENDER_LABELS), "registrations": registrations,
                        "relations": _words(RELATION_LABELS),
                        "care_tags": _words({tag: TAG_LABELS[tag] for tag in _CARE_TAGS}),
                        "house_uses": _words(HOUSE_USE_LABELS),
                        "damaged_states": _words({s: label for s, label in THING_STATE_LABELS.items()
-                                                 if s is not ThingState.GOOD}),
-                       "kinds": _words(SUBMISSION_KIND_LABELS)})
+                                                 if s in DAMAGE_STATES}),
+                       "kinds": _words(SUBMISSION_KIND_LABELS),
+                       "targets": {kind.value: record.value for kind, record in TARGETS.items()}})
 
     def buildings(self, caller: Caller, request: Request) -> Reply:
         """The caller's grid's buildings: id, name, floors, entrances and the houses the ledger holds."""

@@ -38,6 +38,7 @@ from core.ledger import (
     ThingState,
 )
 from ledger import privacy
+from ledger.submissions import DAMAGE_STATES
 
 NAME_MAX = 30                       # a person's or a shop's name, as the ledger keeps it
 NOTE_MAX = 500                      # a note to the reviewer
@@ -61,7 +62,6 @@ TARGET_KEY: dict[RecordKind, str] = {RecordKind.HOUSE: "house_id", RecordKind.RE
                                      RecordKind.HOUSEHOLD: "household_id", RecordKind.THING: "thing_id",
                                      RecordKind.BUILDING: "building_id"}
 NUMERIC_TARGETS = frozenset({RecordKind.HOUSE, RecordKind.RESIDENT, RecordKind.HOUSEHOLD})
-SEALED = {"id_number": privacy.ID_NUMBER, "phone": privacy.PHONE, "contact_phone": privacy.PHONE}  # field -> sealing
 
 
 class FormRefused(ValueError):
@@ -214,8 +214,8 @@ class ThingDamaged(_Form):
 
     @model_validator(mode="after")
     def _checked(self) -> ThingDamaged:
-        if self.state is ThingState.GOOD:
-            raise ValueError("state: a damaged part is not good")
+        if self.state not in DAMAGE_STATES:
+            raise ValueError(f"state: a damage report's state is {' or '.join(sorted(DAMAGE_STATES))}")
         return self
 
 

@@ -243,6 +243,8 @@ def test_bad_fields_are_refused_with_the_reason(service, phone, planted):
         (new_resident(planted, household_id="1"), "bad_fields", "fields.household_id"),
         (new_resident(planted, birth_date=19880412), "bad_fields", "fields.birth_date"),
         ({**new_resident(planted), "target_kind": RecordKind.THING.value}, "bad_target", "names a house"),
+        (registration(SubmissionKind.THING_DAMAGED, RecordKind.THING, planted.thing_id,
+                      {"state": ThingState.UNDER_REPAIR.value}), "bad_fields", "fields.state"),
         ({**new_resident(planted), "ts": "2026-12-07T10:00:00"}, "bad_submission", "ts"),
         ({**new_resident(planted), "kind": "new_dog"}, "bad_submission", "kind"),
     ]

@@ -85,7 +85,9 @@ async function sendItem(item) {
     if (item.kind === "photo") {
       await send("POST", "/photos", { body: item.blob, contentType: item.type, signal: controller.signal });
     } else {
-      await send("POST", `/messages/${item.leaf}`, { json: item.body, signal: controller.signal });
+      // a registration has its own endpoint (not the ingest chain); every other leaf is a terminal message
+      const path = item.leaf === "ledger/submissions" ? `/${item.leaf}` : `/messages/${item.leaf}`;
+      await send("POST", path, { json: item.body, signal: controller.signal });
     }
   } catch (e) {
     if (e instanceof ApiError) throw e;

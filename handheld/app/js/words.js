@@ -46,7 +46,7 @@ export const LEAF_WORDS = {
   fix: ["位置", "position"], status: ["状态", "status"], incident: ["事件上报", "incident report"],
   case: ["案件处置", "case update"], "task/ack": ["任务回执", "task answer"],
   "announcement/read": ["已读回执", "read receipt"], diary: ["民情日记", "diary"],
-  "alarm/check": ["紧急核实", "alarm check"], photo: ["照片", "photo"],
+  "alarm/check": ["紧急核实", "alarm check"], photo: ["照片", "photo"], "ledger/submissions": ["采集登记", "registration"],
 };
 
 export const CASE_ACTION_WORDS = {
