@@ -11,13 +11,24 @@ revocation writes its audit row (core.catalogue.AuditAction.LEDGER_GRANT / LEDGE
 caller's transaction, with the change it records.
 
 Who may grant is the caller's to decide (an admin's screen authorizes it for the org unit first,
-as every write of the screens); these functions keep the rows and the trail consistent.
+as every write of the screens); these functions keep the rows and the trail consistent. Until a
+screen grants, an operator does, audited as "cli":
+
+    python -m ledger.grants grant USERNAME unmask --scope 350102004001 --reason "…"
+    python -m ledger.grants revoke USERNAME unmask --scope 350102004001 --reason "…"
+    python -m ledger.grants list USERNAME
 """
 from __future__ import annotations
 
+import argparse
+import sys
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime
 
+import psycopg2
+
+from config.settings import load_settings
 from core.catalogue import AuditAction
 from core.ledger import Permission
 from core.orgcodes import is_valid
@@ -115,3 +126,37 @@ def revoke(cur, actor: str, actor_roles: list[str], username: str, permission: P
         raise GrantError(f"{username} holds no {permission.value} grant for {scope_code or 'the whole city'}")
     write_audit(cur, actor, actor_roles, AuditAction.LEDGER_REVOKE, f"user:{username}", scope_code, "done", reason,
                 before={"permission": permission.value, "scope_code": scope_code}, source_address=source_address)
+
+
+def main(argv: list[str] | None = None, dsn: str | None = None) -> int:
+    """The operator's command line (see the module); 0 done, 2 refused with the reason on stderr."""
+    parser = argparse.ArgumentParser(prog="python -m ledger.grants", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in ("grant", "revoke"):
+        change = sub.add_parser(name)
+        change.add_argument("username")
+        change.add_argument("permission", choices=[p.value for p in Permission])
+        change.add_argument("--scope", default="", help="an org code; none: the whole city")
+        change.add_argument("--reason", required=True)
+    sub.add_parser("list").add_argument("username")
+    args = parser.parse_args(argv)
+    with closing(psycopg2.connect(dsn or load_settings().pg_dsn, connect_timeout=5)) as conn, conn, \
+            conn.cursor() as cur:
+        try:
+            if args.command == "list":
+                for held in grants_of(cur, args.username):
+                    print(f"{held.permission.value}\t{held.scope_code or '(city)'}\t{held.granted_by}\t"
+                          f"{held.granted_at:%Y-%m-%d %H:%M}\t{held.reason}")
+                return 0
+            change = grant if args.command == "grant" else revoke
+            change(cur, "cli", ["admin"], args.username, args.permission, args.scope, args.reason)
+        except GrantError as refused:
+            print(f"refused: {refused}", file=sys.stderr)
+            return 2
+    print(f"{args.command} {args.permission} for {args.username} over {args.scope or 'the whole city'}: done")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -327,3 +327,22 @@ def test_a_grant_covers_what_its_org_unit_contains_until_revoked_each_audited(st
     assert held == [True, True, True, False] and not other_permission and not after
     assert trail == [(AuditAction.LEDGER_REVOKE.value, "audit done", street),
                      (AuditAction.LEDGER_GRANT.value, "audit of the street", street)]
+
+
+def test_an_operator_grants_and_revokes_from_the_command_line(stack, planted, capsys):
+    dsn, scope = stack.settings().pg_dsn, planted.community_a
+    change = ["--scope", scope, "--reason", "tests: the operator's way"]
+    try:
+        assert grants.main(["grant", GRANTED_A, Permission.UNMASK.value, *change], dsn=dsn) == 0
+        assert grants.main(["list", GRANTED_A], dsn=dsn) == 0
+        listed = capsys.readouterr().out
+        with closing(psycopg2.connect(dsn)) as conn, conn, conn.cursor() as cur:
+            held = grants.holds(cur, GRANTED_A, Permission.UNMASK, planted.grid_a)
+        assert grants.main(["revoke", GRANTED_A, Permission.UNMASK.value, *change], dsn=dsn) == 0
+        assert grants.main(["revoke", GRANTED_A, Permission.UNMASK.value, *change], dsn=dsn) == 2
+        assert grants.main(["grant", "t-nobody-here", Permission.UNMASK.value, *change], dsn=dsn) == 2
+    finally:
+        with closing(psycopg2.connect(dsn)) as conn, conn, conn.cursor() as cur:
+            cur.execute("delete from ledger_grants where username = %s", (GRANTED_A,))
+    assert held and f"unmask\t{scope}\tcli" in listed
+    assert "holds no unmask grant" in capsys.readouterr().err
