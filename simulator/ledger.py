@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import queue
 import random
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -167,6 +169,11 @@ class _Rows:
         self.sealer, self.ids, self.counts = sealer, ids, counts
         self.rows = ledgerdb.LedgerRows()
 
+    def take(self) -> ledgerdb.LedgerRows:
+        """The rows made so far, for copying; the next ones go into a new batch."""
+        batch, self.rows = self.rows, ledgerdb.LedgerRows()
+        return batch
+
     def _sealed(self, field_name: str, text: str | None, mask: Callable[[str], str]) -> tuple:
         if text is None:
             return None, None, None
@@ -244,17 +251,55 @@ def load_into(cur, city: City, sealer: Sealer, today: date, residents: int | Non
     counts = Counts()
     ids = ledgerdb.reserve_ids(cur)
     rows = _Rows(sealer, ids, counts)
-    for grid_ledger in generate(city, today, residents):
-        rows.grid(grid_ledger)
-        if len(rows.rows.residents) >= BATCH_RESIDENTS:
-            ledgerdb.write(cur, rows.rows)
-            rows.rows.clear()
-            if progress:
-                progress(counts)
-    ledgerdb.write(cur, rows.rows)
+    writer = _Writer(cur)
+    try:
+        for grid_ledger in generate(city, today, residents):
+            rows.grid(grid_ledger)
+            if len(rows.rows.residents) >= BATCH_RESIDENTS:
+                writer.put(rows.take())
+                if progress:
+                    progress(counts)
+        writer.put(rows.take())
+    finally:
+        writer.close()
     ledgerdb.finish_ids(cur, ids)
     counts.seconds = time.monotonic() - started
     return counts
+
+
+class _Writer:
+    """Copies batches on a thread of its own while the next batch is generated (COPY waits on
+    the server, which works on the other core), at most one batch waiting: memory stays bounded.
+    The first error stops the copying and is raised to the generating thread at its next `put`
+    or at `close`, which always waits for the thread: the cursor is the caller's again after it."""
+
+    def __init__(self, cur) -> None:
+        self._cur = cur
+        self._batches: queue.Queue[ledgerdb.LedgerRows | None] = queue.Queue(maxsize=1)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="ledger-copy", daemon=True)
+        self._thread.start()
+
+    def put(self, batch: ledgerdb.LedgerRows) -> None:
+        self._raise()
+        self._batches.put(batch)
+
+    def close(self) -> None:
+        self._batches.put(None)
+        self._thread.join()
+        self._raise()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _run(self) -> None:
+        while (batch := self._batches.get()) is not None:
+            if self._error is None:
+                try:
+                    ledgerdb.write(self._cur, batch)
+                except BaseException as exc:     # handed to the generating thread, which raises it
+                    self._error = exc
 
 
 def load_if_empty(cur, city: City, sealer: Sealer, today: date,
