@@ -318,6 +318,11 @@ def _resident_changes(cur, sealer: Sealer | None, resident_id: int, changes: dic
     if "registration" in changes:
         columns["registration"] = registration.value
     if "household_id" in changes:
+        cur.execute("select household_id from households where head_id = %s and household_id is distinct from %s",
+                    (resident_id, changes["household_id"]))
+        headed = cur.fetchone()
+        if headed:
+            raise Refused("is_head", f"resident {resident_id} heads household {headed[0]}: give it another head first")
         columns["household_id"] = changes["household_id"]
         columns["grid_code"] = _grid_of_household(cur, changes["household_id"])
     if "id_number" in changes or (row[2] is not None and {"birth_date", "registration"} & set(changes)):

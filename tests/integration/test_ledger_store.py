@@ -310,3 +310,17 @@ def test_the_moved_out_deletion_deletes_only_those_past_its_date_and_erases_thei
     assert history[0].after["household_id"] == household_id and "id_number" not in history[0].after
     assert kept[0].after["id_number"]["masked"] == privacy.mask_id_number(later.id_number)   # not theirs: kept
     assert household[-1].after == {"head_id": None} and household[-1].before == {"head_id": gone_id}
+
+
+def test_a_household_s_head_moves_to_another_household_only_after_it_has_another_head(conn, plot, sealer):
+    with conn, conn.cursor() as cur:
+        house_id = a_house(cur, plot)
+        first, second = (store.add_household(cur, house_id, plot.actor()) for _ in range(2))
+        head_id = store.add_resident(cur, sealer, a_resident(plot, first), plot.actor())
+        store.set_head(cur, first, head_id, plot.actor())
+        with pytest.raises(Refused) as refused:
+            store.set_head(cur, second, head_id, plot.actor())
+        assert refused.value.code == "not_in_household"
+    with conn, conn.cursor() as cur, pytest.raises(Refused) as refused:
+        store.update_resident(cur, sealer, head_id, {"household_id": second}, plot.actor())
+    assert refused.value.code == "is_head" and str(first) in refused.value.detail
