@@ -34,7 +34,7 @@ from ledger import privacy
 from ledger.model import Actor, Change, House, Refused, Resident, Shop, Thing
 from ledger.privacy import ID_NUMBER, PHONE, Sealer
 
-_DOCUMENT = re.compile(r"[A-Z0-9]{5,20}")      # a foreigner's passport or permit number
+_DOCUMENT = re.compile(r"[A-Z0-9]{5,30}")      # a foreigner's passport or permit number (as handheld.ledger_forms)
 
 
 def _sealed_json(column: str) -> str:
@@ -154,7 +154,7 @@ def as_text(value, kind: freetext.Kind, field: str, required: bool = True) -> st
 
 def checked_id_number(text: str, birth_date: date | None, registration: Registration) -> str:
     """An ID number normalized, or Refused("bad_id_number") saying why: a mainland resident ID (GB
-    11643, against the birth date); a foreigner's document number is 5 to 20 letters and digits."""
+    11643, against the birth date); a foreigner's document number is 5 to 30 letters and digits."""
     number = privacy.normalize_id_number(text)
     if registration is Registration.FOREIGN and _DOCUMENT.fullmatch(number):
         return number

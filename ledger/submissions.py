@@ -8,7 +8,8 @@ changed by the member, approved by the reviewer, the submission named) and marks
 the same one; `send_back` marks it returned with the reason. The decision itself is ledger.review's
 pure state machine; its refusals are raised as `Refused(code, detail)`.
 
-Payload `fields` per kind are the issue's (see FIELDS); ids may come as ints or digit strings.
+Payload `fields` per kind are the issue's (see FIELDS); ids may come as ints or digit strings; a new
+shop naming its building may leave lon/lat out (the building's point).
 """
 from __future__ import annotations
 
@@ -42,8 +43,8 @@ FIELDS: dict[SubmissionKind, tuple[frozenset[str], frozenset[str]]] = {
     SubmissionKind.MOVED_OUT: (frozenset({"resident_id", "moved_out"}), frozenset()),
     SubmissionKind.HOUSEHOLD_CHANGED: (frozenset({"household_id"}), frozenset({"head_id", "relations"})),
     SubmissionKind.HOUSE_USE_CHANGED: (frozenset({"house_id", "use"}), frozenset({"area_m2"})),
-    SubmissionKind.NEW_SHOP: (frozenset({"name", "kind", "lon", "lat"}),
-                              frozenset({"building_id", "licence", "contact_name", "contact_phone", "fire_key_unit"})),
+    SubmissionKind.NEW_SHOP: (frozenset({"name", "kind"}), frozenset({"building_id", "licence", "contact_name",
+                                                                   "contact_phone", "fire_key_unit", "lon", "lat"})),
     SubmissionKind.THING_DAMAGED: (frozenset({"thing_id", "state"}), frozenset({"note"})),
 }
 # kind -> its personal fields and the privacy field each is sealed as
@@ -364,18 +365,20 @@ def _house_use_changed(cur, sealer: Sealer, f: dict, row: dict, actor: Actor) ->
 
 
 def _new_shop(cur, sealer: Sealer, f: dict, row: dict, actor: Actor) -> tuple[RecordKind, str]:
-    """A new shop in the submission's grid (its building's, when it names one)."""
-    grid_code = row["grid_code"]
+    """A new shop in the submission's grid and at its point; in its building's grid, and at the
+    building's point when the phone gave none, when it names a building."""
+    grid_code, lon, lat = row["grid_code"], f.get("lon"), f.get("lat")
     if f.get("building_id") is not None:
-        cur.execute("select grid_code from buildings where building_id = %s", (f["building_id"],))
+        cur.execute("select grid_code, lon, lat from buildings where building_id = %s", (f["building_id"],))
         found = cur.fetchone()
         if found is None:
             raise Refused("not_found", f"no building {f['building_id']}")
         grid_code = found[0]
-    try:
-        lon, lat = float(f["lon"]), float(f["lat"])
-    except (TypeError, ValueError):
-        raise Refused("bad_value", "lon and lat are numbers") from None
+        if lon is None or lat is None:
+            lon, lat = found[1], found[2]
+    if lon is None or lat is None:
+        raise Refused("bad_payload", "a shop without a building gives its lon and lat")
+    lon, lat = float(lon), float(lat)
     shop = Shop(grid_code, f["name"], f["kind"], lon, lat, building_id=f.get("building_id"),
                 licence=f.get("licence"), contact_name=f.get("contact_name"), contact_phone=f.get("contact_phone"),
                 fire_key_unit=bool(f.get("fire_key_unit")))

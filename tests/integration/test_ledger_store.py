@@ -324,3 +324,17 @@ def test_a_household_s_head_moves_to_another_household_only_after_it_has_another
     with conn, conn.cursor() as cur, pytest.raises(Refused) as refused:
         store.update_resident(cur, sealer, head_id, {"household_id": second}, plot.actor())
     assert refused.value.code == "is_head" and str(first) in refused.value.detail
+
+
+def test_a_foreign_resident_s_document_number_is_sealed_by_its_form_not_gb_11643(conn, plot, sealer):
+    with conn, conn.cursor() as cur:
+        household_id = store.add_household(cur, a_house(cur, plot), plot.actor())
+        resident = a_resident(plot, household_id, registration=Registration.FOREIGN, id_number=" e1234 5678 ")
+        resident_id = store.add_resident(cur, sealer, resident, plot.actor())
+        cur.execute("select id_number_sealed, id_number_masked from residents where resident_id = %s", (resident_id,))
+        sealed, masked = cur.fetchone()
+        with pytest.raises(Refused) as refused:
+            store.add_resident(cur, sealer, a_resident(plot, household_id, registration=Registration.FOREIGN,
+                                                       id_number="E1-2"), plot.actor())
+    assert sealer.open(ID_NUMBER, sealed) == "E12345678" and masked == privacy.mask_id_number("E12345678")
+    assert refused.value.code == "bad_id_number"

@@ -276,12 +276,14 @@ def test_the_ingest_submits_and_the_screens_review_and_delete_under_their_own_da
             resident = send(cur, plot, sealer, SubmissionKind.NEW_RESIDENT, newcomer(plot, house_id, moved_in=None))
             shop = send(cur, plot, sealer, SubmissionKind.NEW_SHOP,
                         {"building_id": plot.building_id, "name": f"{plot.tag}茶馆", "kind": "teahouse",
-                         "contact_phone": fresh_phone(), "lon": plot.lon, "lat": plot.lat})
+                         "contact_phone": fresh_phone()})       # no point from the phone: the building's
             returned = send(cur, plot, sealer, SubmissionKind.HOUSE_USE_CHANGED,
                             {"house_id": house_id, "use": HouseUse.VACANT.value})
         with dashboard, dashboard.cursor() as cur:
             _, resident_id = submissions.approve(cur, sealer, resident, REVIEWER)
-            assert submissions.approve(cur, sealer, shop, REVIEWER)[0] is RecordKind.UNIT
+            _, unit_id = submissions.approve(cur, sealer, shop, REVIEWER)
+            cur.execute("select lon, lat, grid_code from units where unit_id = %s", (unit_id,))
+            assert cur.fetchone() == (plot.lon, plot.lat, plot.grid_code)
             submissions.send_back(cur, returned, REVIEWER, "房屋仍在自住")
             store.move_out(cur, int(resident_id), date(1970, 2, 1), plot.actor())
         with dashboard, dashboard.cursor() as cur:
