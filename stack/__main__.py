@@ -1,6 +1,7 @@
 """`python -m stack up|down|status`: the local demo stack, supervised.
 
-up      start PostgreSQL+TimescaleDB, Redis and Mosquitto, migrate the schema, load the demo city,
+up      start PostgreSQL+TimescaleDB, Redis and Mosquitto, migrate the schema, load the demo city
+        and (when there is none) its ledger of people, houses, parts and shops (simulator/ledger.py),
         (with --history-days N: N days of history for the KPIs, simulator/history.py, once), start the
         ingest workers, the dashboard and the simulator, report each part healthy,
         restart a part that crashes, and stop everything on Ctrl-C or SIGTERM.
@@ -97,7 +98,7 @@ def _supervisor_pid_path(data_dir: Path) -> Path:
     return data_dir / "run" / "stack.pid"
 
 
-def _report(stack: LocalStack, caps: timescale.Capabilities, city, apps, logins) -> None:
+def _report(stack: LocalStack, caps: timescale.Capabilities, city, apps, logins, ledger: tuple[str, str]) -> None:
     rows = [
         ("PostgreSQL 15 + TimescaleDB", f"127.0.0.1:{stack.postgres.port}",
          f"healthy, TimescaleDB {caps.version} ({caps.edition} edition)"),
@@ -107,6 +108,7 @@ def _report(stack: LocalStack, caps: timescale.Capabilities, city, apps, logins)
     ]
     rows.append(("City reference data", f"{len(city.grids)} grids",
                  f"{city.name}: {len(city.members)} members, {len(city.sensors)} sensors"))
+    rows.append(("Ledger (basic data)", *ledger))
     for app in apps:
         where = urlsplit(app.ready_url).netloc if app.ready_url else f"pid {app.pid}"
         rows.append((app.name, where, ("healthy" if app.ready_url else "running") + f", log {app.log_path.name}" +
@@ -153,6 +155,7 @@ def up(data_dir: Path, once: bool = False, history_days: int = 0) -> int:
         dsn = stack.settings().pg_dsn
         caps, retention = _prepare_database(stack, dsn, timescale.retention_from_settings(settings))
         load_into_database(city, dsn)
+        ledger = _demo_ledger(stack, city, dsn)
         follow_registry(stack, dsn)
         logins = demo_logins(stack, city, dsn)
         demo_roster(city, dsn)
@@ -174,7 +177,7 @@ def up(data_dir: Path, once: bool = False, history_days: int = 0) -> int:
         for app in apps:
             app.start()
         wait_ready(apps)
-        _report(stack, caps, city, apps, logins)
+        _report(stack, caps, city, apps, logins, ledger)
         supervisor = Supervisor([*stack.servers(), *apps], probe=app_healthy)
         while not once and signal.sigtimedwait(STOP_SIGNALS, 1.0) is None:
             supervisor.stop_unhealthy(time.monotonic())
@@ -189,6 +192,30 @@ def up(data_dir: Path, once: bool = False, history_days: int = 0) -> int:
         pid_path.unlink(missing_ok=True)
         print("stopped.", flush=True)
     return 0
+
+
+def _demo_ledger(stack: LocalStack, city, dsn: str) -> tuple[str, str]:
+    """The demo city's ledger (simulator.ledger), loaded once after the city when the ledger is
+    empty, sealed with the stack's ledger key; (where, state) for the start report."""
+    from simulator.ledger import load_demo_ledger
+
+    conn = psycopg2.connect(dsn)
+    try:
+        log.info("ledger: the demo city's ledger (people, houses, parts, shops), loaded if there is none ...")
+        counts = load_demo_ledger(conn, city, stack.app_env("ingest")["GCC_LEDGER_KEY"],
+                                  progress=lambda c: log.info("ledger: %d residents so far", c.residents))
+        if counts is not None:
+            log.info("ledger: loaded %s in %.1f s", counts.line(), counts.seconds)
+            return (f"{counts.residents:,} residents", f"loaded now in {counts.seconds:.0f} s: {counts.households:,} "
+                    f"households, {counts.houses:,} houses, {counts.things:,} parts, {counts.units:,} shops")
+        with conn.cursor() as cur:
+            cur.execute("select (select count(*) from residents), (select count(*) from houses), "
+                        "(select count(*) from things)")
+            residents, houses, things = cur.fetchone()
+        conn.rollback()
+        return f"{residents:,} residents", f"kept from the last start: {houses:,} houses, {things:,} parts"
+    finally:
+        conn.close()
 
 
 def _prepare_database(stack: LocalStack, dsn: str, keep) -> tuple[timescale.Capabilities,
