@@ -238,21 +238,41 @@ def duplicates_of(cur, sealer: Sealer, submission: dict) -> list[dict]:
     return found
 
 
+_SHOWN = ("select submission_id::text, kind, grid_code, community_code, member_id, terminal_id, submitted_at,"
+          " received_at, target_kind, target_id, payload, photo_refs, duplicates, state, reviewed_at, reviewed_by,"
+          " reason from ledger_submissions")
+
+
+def _shown(row: dict) -> dict:
+    """A submission as a screen may show it: its payload's fields masked (the reviewer's edits too)."""
+    kind = SubmissionKind(row["kind"])
+    edits = row["payload"].get(REVIEWER_EDITS)
+    return {**{k: v for k, v in row.items() if k != "payload"}, "fields": _masked(kind, row["payload"]),
+            "reviewer_edits": _masked(kind, edits) if edits else None}
+
+
 def pending(cur, community_code: str, limit: int = 100) -> list[dict]:
     """A community's review queue, oldest first (as submitted on the phone), personal fields masked."""
     limit = max(1, min(int(limit), MAX_QUEUE))
     with cur.connection.cursor(cursor_factory=RealDictCursor) as dict_cur:
-        dict_cur.execute(
-            "select submission_id::text, kind, grid_code, member_id, terminal_id, submitted_at, received_at,"
-            " target_kind, target_id, payload, photo_refs, duplicates from ledger_submissions"
-            " where community_code = %s and state = %s order by submitted_at, submission_id limit %s",
-            (community_code, SubmissionState.PENDING.value, limit))
-        rows = dict_cur.fetchall()
-    return [{**{k: v for k, v in row.items() if k != "payload"},
-             "fields": _masked(SubmissionKind(row["kind"]), row["payload"])} for row in rows]
+        dict_cur.execute(f"{_SHOWN} where community_code = %s and state = %s order by submitted_at, submission_id"
+                         " limit %s", (community_code, SubmissionState.PENDING.value, limit))
+        return [_shown(row) for row in dict_cur.fetchall()]
 
 
-def _locked(cur, submission_id) -> dict:
+def one(cur, submission_id, scope_code: str | None = None) -> dict | None:
+    """One submission in any state, masked, or None (also when it lies outside `scope_code`)."""
+    with cur.connection.cursor(cursor_factory=RealDictCursor) as dict_cur:
+        dict_cur.execute(f"{_SHOWN} where submission_id = %s", (_uuid(submission_id),))
+        row = dict_cur.fetchone()
+    if row is None or (scope_code is not None and not contains(scope_code, row["grid_code"])):
+        return None
+    return _shown(row)
+
+
+def _locked(cur, submission_id, scope_code: str | None) -> dict:
+    """The submission's row locked for its decision; Refused when unknown or outside the reviewer's
+    scope (an org code: the screens pass their user's, so no write leaves it)."""
     with cur.connection.cursor(cursor_factory=RealDictCursor) as dict_cur:
         dict_cur.execute("select submission_id::text, kind, grid_code, member_id, state, reviewed_by, reason,"
                          " payload from ledger_submissions where submission_id = %s for update",
@@ -260,6 +280,8 @@ def _locked(cur, submission_id) -> dict:
         row = dict_cur.fetchone()
     if row is None:
         raise Refused("not_found", f"no submission {submission_id}")
+    if scope_code is not None and not contains(scope_code, row["grid_code"]):
+        raise Refused("out_of_scope", f"submission {submission_id} lies outside {scope_code or 'the city'}")
     return dict(row)
 
 
@@ -272,18 +294,18 @@ def _decided(row: dict, command: review.Command, reviewer: str) -> review.Decide
     return outcome
 
 
-def approve(cur, sealer: Sealer, submission_id, reviewer: str, edited_fields: dict | None = None) -> tuple[
-        RecordKind, str]:
+def approve(cur, sealer: Sealer, submission_id, reviewer: str, edited_fields: dict | None = None,
+            scope_code: str | None = None) -> tuple[RecordKind, str]:
     """Approve a pending submission (with the reviewer's `edited_fields` laid over the member's): the
     ledger changes through ledger.store (channel handheld, by the member, approved by the reviewer)
     and the submission is marked approved, all in the caller's transaction. Returns the record it
-    made or changed; Refused (already_decided, not_found, bad_*, stale …) changes nothing."""
-    row = _locked(cur, submission_id)
+    made or changed; Refused (already_decided, out_of_scope, not_found, bad_*, …) changes nothing."""
+    row = _locked(cur, submission_id, scope_code)
     kind = SubmissionKind(row["kind"])
+    _decided(row, review.Approve(edited_fields), reviewer)
     if edited_fields is not None:
         _checked_keys(kind, edited_fields, edit=True)
         _checked_values(kind, edited_fields)
-    _decided(row, review.Approve(edited_fields), reviewer)
     fields = {**_opened(sealer, kind, row["payload"]), **(edited_fields or {})}
     actor = Actor(row["member_id"], Channel.HANDHELD, row["submission_id"], reviewer)
     cur.execute("savepoint ledger_approve")       # a refusal half-way leaves the caller's transaction as it was
@@ -301,9 +323,9 @@ def approve(cur, sealer: Sealer, submission_id, reviewer: str, edited_fields: di
     return record_kind, str(record_id)
 
 
-def send_back(cur, submission_id, reviewer: str, reason: str) -> None:
+def send_back(cur, submission_id, reviewer: str, reason: str, scope_code: str | None = None) -> None:
     """Send a pending submission back to its member with a reason (nothing in the ledger changes)."""
-    row = _locked(cur, submission_id)
+    row = _locked(cur, submission_id, scope_code)
     decided = _decided(row, review.SendBack(reason), reviewer)
     cur.execute("update ledger_submissions set state = %s, reviewed_at = now(), reviewed_by = %s, reason = %s"
                 " where submission_id = %s",

@@ -108,6 +108,11 @@ def test_edit_and_approve_applies_the_reviewer_s_fields_and_keeps_them_sealed(co
                     (submission_id,))
         edits = cur.fetchone()[0]
         assert clear_anywhere(cur, phone) == []
+        shown = submissions.one(cur, submission_id, plot.community_code)
+    assert shown["state"] == SubmissionState.APPROVED.value and shown["reviewed_by"] == REVIEWER
+    assert shown["reviewer_edits"]["phone"] == privacy.mask_phone(phone)
+    assert shown["fields"]["id_number"] == privacy.mask_id_number(fields["id_number"])
+    with conn, conn.cursor() as cur:
         [change] = store.history(cur, RecordKind.RESIDENT, resident_id)
     assert edits["name"] == f"{plot.tag}李丽娜" and sealer.open_field(PHONE, edits["phone"]) == phone
     assert change.approved_by == REVIEWER and sealer.open_field(PHONE, change.after["phone"]) == phone
@@ -318,3 +323,20 @@ def test_of_two_reviewers_deciding_one_submission_at_once_the_first_to_commit_wi
     assert outcome == ["already_decided"]
     with conn.cursor() as cur:
         assert state_of(cur, submission_id)[:2] == (SubmissionState.APPROVED.value, REVIEWER)
+
+
+def test_a_reviewer_decides_only_within_their_scope(conn, plot, sealer, city):
+    other = next(c.code for c in city.communities if c.code != plot.community_code)
+    with conn, conn.cursor() as cur:
+        submission_id = send(cur, plot, sealer, SubmissionKind.NEW_RESIDENT, newcomer(plot, a_house(cur, plot)))
+    for decide in (lambda cur: submissions.approve(cur, sealer, submission_id, REVIEWER, scope_code=other),
+                   lambda cur: submissions.send_back(cur, submission_id, REVIEWER, "no", scope_code=other)):
+        with conn, conn.cursor() as cur, pytest.raises(Refused) as refused:
+            decide(cur)
+        assert refused.value.code == "out_of_scope"
+    with conn, conn.cursor() as cur:
+        assert submissions.one(cur, submission_id, other) is None
+        assert submissions.one(cur, submission_id, plot.community_code)["state"] == SubmissionState.PENDING.value
+        street = plot.community_code[:9]
+        submissions.send_back(cur, submission_id, REVIEWER, "请补充照片", scope_code=street)
+        assert state_of(cur, submission_id)[0] == SubmissionState.RETURNED.value
