@@ -214,7 +214,7 @@ def duplicates_of(cur, sealer: Sealer, submission: dict) -> list[dict]:
     """Records a new resident's registration may repeat — flagged for the reviewer, never refused: a
     resident with the same ID number (by its keyed index), a resident of the same name in the same
     house (not moved out), another pending submission with the same ID number. `submission` holds
-    submission_id, kind and fields (sealed or in clear)."""
+    kind, fields (personal ones sealed or in clear) and, once submitted, its submission_id."""
     if SubmissionKind(submission["kind"]) is not SubmissionKind.NEW_RESIDENT:
         return []
     fields, found = submission["fields"], []
@@ -224,10 +224,11 @@ def duplicates_of(cur, sealer: Sealer, submission: dict) -> list[dict]:
                     (index,))
         found += [{"why": "same_id_number", "record_kind": RecordKind.RESIDENT.value, "record_id": str(r)}
                   for (r,) in cur.fetchall()]
+        itself = submission.get("submission_id")        # none: a form not submitted yet
         cur.execute("select submission_id from ledger_submissions where state = %s and kind = %s"
-                    " and payload -> 'id_number' ->> 'index' = %s and submission_id <> %s order by submitted_at",
-                    (SubmissionState.PENDING.value, SubmissionKind.NEW_RESIDENT.value, index,
-                     _uuid(submission["submission_id"])))
+                    " and payload -> 'id_number' ->> 'index' = %s and submission_id is distinct from %s"
+                    " order by submitted_at", (SubmissionState.PENDING.value, SubmissionKind.NEW_RESIDENT.value,
+                                              index, None if itself is None else _uuid(itself)))
         found += [{"why": "pending_same_id_number", "submission_id": str(s)} for (s,) in cur.fetchall()]
     if fields.get("house_id") is not None and isinstance(fields.get("name"), str):
         cur.execute("select r.resident_id from residents r join households h using (household_id)"

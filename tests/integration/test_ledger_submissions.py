@@ -160,8 +160,7 @@ def test_duplicates_are_flagged_not_refused(conn, plot, sealer):
         second = send(cur, plot, sealer, SubmissionKind.NEW_RESIDENT, newcomer(plot, house_id, id_number=twin))
         third = send(cur, plot, sealer, SubmissionKind.NEW_RESIDENT, newcomer(plot, house_id, id_number=twin))
         queue = {s["submission_id"]: s["duplicates"] for s in submissions.pending(cur, plot.community_code, 500)}
-        preview = submissions.duplicates_of(cur, sealer, {"submission_id": str(uuid.uuid4()),
-                                                          "kind": SubmissionKind.NEW_RESIDENT,
+        preview = submissions.duplicates_of(cur, sealer, {"kind": SubmissionKind.NEW_RESIDENT,
                                                           "fields": {"id_number": known.id_number.lower()}})
     assert {(d["why"], d["record_id"]) for d in queue[first]} == {("same_id_number", str(known_id)),
                                                                   ("same_name_in_house", str(known_id))}
