@@ -42,7 +42,7 @@ def home(stack, city):
     yield member, building, house_id, household_id
     with owner_cursor(stack) as cur:
         cur.execute("delete from ledger_submissions where member_id = %s and target_id = any(%s)",
-                    (member.member_id, [str(house_id), thing_id]))
+                    (member.member_id, [str(house_id), str(household_id), thing_id]))
         cur.execute("delete from things where thing_id = %s", (thing_id,))
         cur.execute("update households set head_id = null where house_id = %s", (house_id,))
         cur.execute("delete from residents where household_id = %s", (household_id,))
@@ -108,7 +108,8 @@ def test_a_new_resident_registered_offline_is_sent_once_and_shows_to_review(stac
     assert page.errors == []
 
 
-def test_a_damaged_part_is_registered_and_reported_with_its_photo(stack, city, phones, registry, home, tmp_path):
+def test_a_new_head_and_a_damaged_part_are_registered_the_part_reported_with_its_photo(
+        stack, city, phones, registry, home, tmp_path):
     member, building, house_id, household_id = home
     [(thing_id,)] = owner_rows(stack, "select thing_id from things where grid_code = %s and thing_id like %s",
                                member.grid_code, "t-hh-ledger-browser-%")
@@ -121,6 +122,17 @@ def test_a_damaged_part_is_registered_and_reported_with_its_photo(stack, city, p
         open_form(page, kind)                                               # each form opens with its choices
         page.locator("button.reg-save").wait_for(timeout=WAIT_MS)
         page.locator("a.reg-back").tap()
+    open_form(page, SubmissionKind.HOUSEHOLD_CHANGED)                       # the household's head, from its residents
+    page.select_option("select[name=building]", building.building_id)
+    page.select_option("select[name=house]", str(house_id))
+    page.locator(f".reg-households button[data-value='{household_id}']").tap()
+    [(head_id,)] = owner_rows(stack, "select head_id from households where household_id = %s", household_id)
+    page.select_option("select[name=head]", str(head_id))
+    page.locator("button.reg-save").tap()
+    page.locator(".reg-item", has_text="户信息变更").get_by_text("待审核").wait_for(timeout=WAIT_MS)
+    assert owner_rows(stack, "select payload ->> 'head_id', payload ->> 'household_id' from ledger_submissions "
+                      "where member_id = %s and target_id = %s", member.member_id, str(household_id)) == \
+        [(str(head_id), str(household_id))]
     page.locator(f"a.menu-entry[data-kind={SubmissionKind.THING_DAMAGED.value}]").tap()
     page.select_option("select[name=thing]", thing_id)
     page.locator(f".reg-state button[data-value={ThingState.DAMAGED.value}]").tap()

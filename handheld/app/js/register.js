@@ -24,6 +24,7 @@ const remembered = new Map();    // reads of this visit: a form still works when
 const FORMS = {
   new_resident: { zh: "新增人口", en: "New resident", build: newResident },
   moved_out: { zh: "人口迁出", en: "Moved out", build: movedOut },
+  household_changed: { zh: "户信息变更", en: "Household changed", build: householdChanged },
   house_use_changed: { zh: "房屋用途变更", en: "House use changed", build: houseUse },
   new_shop: { zh: "新增门店", en: "New shop", build: newShop },
   thing_damaged: { zh: "部件损坏", en: "Part damaged", build: partDamaged },
@@ -201,6 +202,36 @@ async function movedOut(root, ctx, words) {
       if (!showProblems(problems, [!form.resident && "请选择居民 · choose the resident",
         !date.value && "请填写迁出日期 · the date is required"].filter(Boolean))) return;
       await save(ctx, words, "moved_out", form.resident, { moved_out: date.value });
+    }, "primary wide reg-save"));
+}
+
+// a household's new head (户主变更): the house, the household, which of its residents heads it now
+async function householdChanged(root, ctx, words) {
+  const form = { household: null, head: null };
+  const box = h("div");
+  const drawHeads = () => {
+    const people = form.household ? form.household.residents : [];
+    const heads = select("head", people.map((r) => [r.resident_id, `${r.name} · ${r.relation_label}`]), "选择新户主 · choose the new head");
+    heads.addEventListener("change", () => { form.head = heads.value || null; });
+    return field("新户主", "New head", heads);
+  };
+  const picker = await placePicker({ onHouse: (house) => {
+    form.household = null; form.head = null;
+    if (!house) { fill(box); return; }
+    const heads = h("div");
+    fill(box, field("户", "Household", choices(house.households.map((o) => ({ value: String(o.household_id),
+      zh: `户 ${o.household_id}`, en: o.residents.map((r) => r.name).join("、") || "—" })), null, (v) => {
+      form.household = house.households.find((o) => String(o.household_id) === v) || null;
+      form.head = null;
+      fill(heads, drawHeads());
+    }, "wrap reg-households")), heads);
+  } });
+  const problems = problemsBox();
+  root.append(h("section", { class: "card" }, picker, box), problems,
+    button("保存登记", "Save registration", async () => {
+      if (!showProblems(problems, [!form.household && "请选择户 · choose the household",
+        !form.head && "请选择新户主 · choose the new head"].filter(Boolean))) return;
+      await save(ctx, words, "household_changed", form.household.household_id, { head_id: Number(form.head) });
     }, "primary wide reg-save"));
 }
 
