@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import date, datetime
+from urllib.parse import unquote
 
 import orjson
 import psycopg2
@@ -246,7 +247,7 @@ class HandheldLedger:
     def building(self, caller: Caller, request: Request) -> Reply:
         """One building of the caller's grid: its houses by entrance and floor, each with its use, its
         households and their residents (id, name, relation, age, masked phone, care tags)."""
-        building_id = request.path.split("?", 1)[0][len(BUILDINGS_PATH) + 1:]
+        building_id = unquote(request.path.split("?", 1)[0][len(BUILDINGS_PATH) + 1:])
         if not building_id or len(building_id) > 64:
             raise _refused(400, "bad_building_id", "a building id is 1 to 64 characters")
         found = self.rows("select building_id, name, floors, entrances from buildings "

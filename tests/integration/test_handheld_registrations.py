@@ -328,3 +328,17 @@ def test_a_service_without_a_key_stores_nothing(stack, city, registry, member, p
         registry.retire_device(ADMIN, device_id)
     assert (status, answer["error"]) == (503, "ledger_unavailable")
     assert owner_rows(stack, "select count(*) from ledger_submissions where submission_id = %s", body["id"]) == [(0,)]
+
+
+def test_an_id_another_member_used_is_refused_not_taken_as_a_repeat(stack, city, service, registry, phone, member,
+                                                                    planted):
+    _, token = phone
+    body = new_resident(planted)
+    assert call(service.port, "POST", SUBMISSIONS, orjson.dumps(body), token)[0] == 201
+    neighbour = next(m for m in city.members if m.grid_code == member.grid_code and m.member_id != member.member_id)
+    device_id, other_token = sign_in(service.port, registry, neighbour)
+    status, answer, _ = call(service.port, "POST", SUBMISSIONS, orjson.dumps(body), other_token)
+    registry.retire_device(ADMIN, device_id)
+    assert (status, answer["error"]) == (409, "id_taken")
+    assert owner_rows(stack, "select member_id from ledger_submissions where submission_id = %s", body["id"]) == \
+        [(member.member_id,)]
