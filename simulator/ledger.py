@@ -388,7 +388,11 @@ def _load_command(residents: int | None, replace: bool) -> int:
         return 2
     conn = psycopg2.connect(settings().pg_dsn)
     try:
-        city = read_city(conn)
+        try:
+            city = read_city(conn)
+        except LookupError as exc:
+            print(f"{exc}: the ledger is made from the city in the database", file=sys.stderr)
+            return 2
         with conn, conn.cursor() as cur:
             if not ledgerdb.ledger_is_empty(cur):
                 if not replace:
