@@ -176,15 +176,22 @@ class LedgerReads(Reads):
             raise SearchError(f"a search has at most {SEARCH_MAX} characters")
         where, args = {SearchKind.NAME: self._by_name, SearchKind.ID_NUMBER: self._by_id_number,
                        SearchKind.PHONE: self._by_phone, SearchKind.ADDRESS: self._by_address}[kind](scope, text)
-        rows = self.rows(f"select {_RESIDENT_COLUMNS} {_RESIDENT_FROM} where {_CURRENT} and {where} "
-                         f"order by r.name, r.resident_id limit %(limit)s",
-                         {**_viewer_args(viewer), **args, "limit": limit + 1})
+        # two steps: the matches' ids in order (an index's range, a sort of short keys in byte order),
+        # then the columns, tags and grants of the few kept (a common surname city-wide matches 10⁵)
+        rows = self.rows(f"""
+            with found as (select r.resident_id, r.name {_RESIDENT_FROM} where {_CURRENT} and {where}
+                            order by r.name collate "C", r.resident_id limit %(limit)s)
+            select {_RESIDENT_COLUMNS} from found f join residents r using (resident_id)
+                   left join households hh on hh.household_id = r.household_id
+                   left join houses h on h.house_id = hh.house_id left join buildings b on b.building_id = h.building_id
+             order by f.name collate "C", f.resident_id""", {**_viewer_args(viewer), **args, "limit": limit + 1})
         today = _today()
         return [_resident(row, today) for row in rows[:limit]], len(rows) > limit
 
     def _by_name(self, scope: Scope, text: str) -> tuple[str, dict]:
         grids = self._grids(scope)
-        where = "r.name like %(prefix)s" + ("" if grids is None else " and r.grid_code = any(%(grids)s::bpchar[])")
+        where = ('r.name collate "C" like %(prefix)s'          # migration 0033's indexes: a range, in order
+                 + ("" if grids is None else " and r.grid_code = any(%(grids)s::bpchar[])"))
         return where, {"prefix": like_escape(text) + "%", "grids": grids}
 
     def _index(self, field: str, value: str) -> bytes:
