@@ -1,4 +1,4 @@
-"""The demo ledger loaded into the session database: the ledger of a few grids of the session city,
+"""The demo ledger loaded into the session database: the ledger of the last grids of the session city,
 in a transaction rolled back at the end (other tests keep the session city as it was). Counts
 match the city, and no text or bytea column holds a generated ID number or phone in clear."""
 from __future__ import annotations
@@ -30,9 +30,10 @@ _ROW_TEXT = {
 
 
 def _part_of(city: City, grids: int) -> City:
-    """The first grids of the session city, with their buildings, units and organisations."""
-    codes = {g.code for g in city.grids[:grids]}
-    return City(city.name, city.seed, grids=city.grids[:grids],
+    """The last grids of the session city (other tests plant in the first ones), with their
+    buildings, units and organisations."""
+    codes = {g.code for g in city.grids[-grids:]}
+    return City(city.name, city.seed, grids=city.grids[-grids:],
                 buildings=[b for b in city.buildings if b.grid_code in codes],
                 units=[u for u in city.units if u.grid_code in codes],
                 organizations=[o for o in city.organizations if o.grid_code in codes])
