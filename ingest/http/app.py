@@ -31,7 +31,6 @@ import contextlib
 import logging
 import os
 import threading
-from collections import Counter as Tally
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -71,25 +70,34 @@ class Limits:
 
 class ConnectionCounts:
     """Open connections per source address (a trusted proxy's are not capped here: the proxy
-    caps its own clients). Touched only on the event loop."""
+    caps its own clients). A kept-alive connection idle between requests gives way: when an
+    address is at its cap, its oldest idle connection is closed to make room (a browser keeps
+    several open, and two phones' browsers behind one address more), and only an address whose
+    connections are all busy is refused. Touched only on the event loop."""
 
     def __init__(self, per_source: int, unbounded: Callable[[str], bool]) -> None:
         self.per_source, self.unbounded = per_source, unbounded
-        self.open: Tally[str] = Tally()
+        self.open: dict[str, list] = {}       # address -> its connections (protocols), oldest first
 
-    def take(self, address: str) -> bool:
+    def take(self, address: str, connection) -> bool:
         if self.unbounded(address):
             return True
-        if self.open[address] >= self.per_source:
-            return False
-        self.open[address] += 1
+        held = self.open.setdefault(address, [])
+        if len(held) >= self.per_source:
+            idle = next((c for c in held if c.idle()), None)
+            if idle is None:
+                return False
+            self.release(address, idle)
+            idle.close_idle()
+        held.append(connection)
         return True
 
-    def release(self, address: str) -> None:
-        if self.unbounded(address) or address not in self.open:
+    def release(self, address: str, connection) -> None:
+        held = self.open.get(address)
+        if held is None or connection not in held:
             return
-        self.open[address] -= 1
-        if self.open[address] <= 0:
+        held.remove(connection)
+        if not held:
             del self.open[address]
 
 

@@ -3,7 +3,8 @@ the application (ingest.http.app.IngestApp, whose `limits` and `connections` the
 one refusal its parser forgets (a Content-Length of more digits than int() takes: 413):
 
 - at most `connections_per_source` connections at once from one address (a trusted proxy's are
-  not capped): one more is answered 429 at once and closed;
+  not capped): one more closes that address's oldest kept-alive connection idle between
+  requests, or, when all are busy, is answered 429 at once and closed (ConnectionCounts);
 - the request deadline: a request that has not arrived whole (headers and body)
   `request_deadline_s` after its first byte (the first request's: after the accept) closes the
   connection, so a client trickling a byte every few seconds cannot hold it (gunicorn's own
@@ -43,7 +44,7 @@ class GuardedProtocol(ASGIProtocol):
         self._source = None
         self._deadline = None
         address = peer[0] if isinstance(peer, tuple) and peer else ""
-        if not app.connections.take(address):
+        if not app.connections.take(address, self):
             app.count_refusal("too_many_connections")
             self._safe_write(_TOO_MANY)
             self._close_transport()
@@ -59,6 +60,19 @@ class GuardedProtocol(ASGIProtocol):
         if self._deadline is None and self._source is not None and data and not self._closed:
             self._arm_deadline()
         super().data_received(data)
+
+    def idle(self) -> bool:
+        """Kept alive between requests: answered at least once, nothing of a next request arrived."""
+        return (self._awaiting_request and self.req_count > 1 and not self._finishing_calls
+                and self._deadline is None and not self._closed)
+
+    def close_idle(self) -> None:
+        """Closed to make room for another connection of its address (ConnectionCounts), as
+        gunicorn's keep-alive timeout closes it: its count is already given back."""
+        self._source = None
+        self._close_transport()
+        if self._request_ready is not None:
+            self._request_ready.set()
 
     def _past_deadline(self) -> None:
         self._deadline = None
@@ -91,7 +105,7 @@ class GuardedProtocol(ASGIProtocol):
             self._deadline.cancel()
             self._deadline = None
         if getattr(self, "_source", None) is not None:
-            self.worker.asgi.connections.release(self._source)
+            self.worker.asgi.connections.release(self._source, self)
             self._source = None
         super().connection_lost(exc)
 

@@ -332,6 +332,27 @@ def test_a_kept_alive_connection_answers_its_next_request_and_times_that_one_too
         assert 'reason="request_deadline"' in server.metrics()
 
 
+def test_an_idle_kept_alive_connection_gives_way_to_a_new_one_from_its_address(endpoint):
+    """A browser keeps several connections open between its requests (two phones' browsers behind
+    one address, more): at the cap, the address's oldest idle one is closed for the newcomer,
+    which is answered; busy connections are never closed for it (the next test)."""
+    server, phone = endpoint
+    request = (b"POST /owntracks HTTP/1.1\r\nHost: x\r\nAuthorization: "
+               + _auth(phone.username, phone.password).encode() + b"\r\nContent-Length: 2\r\n\r\n[]")
+    kept = [socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(CONNECTIONS_PER_SOURCE)]
+    try:
+        for sock in kept:                       # each answered once, and now idle, kept alive
+            sock.sendall(request)
+            assert _answer_on(sock).startswith(b"HTTP/1.1 400")
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as newcomer:
+            newcomer.sendall(request)
+            assert _answer_on(newcomer).startswith(b"HTTP/1.1 400")     # not 429
+        assert kept[0].recv(1024) == b""        # the oldest idle one was closed to make room
+    finally:
+        for sock in kept:
+            sock.close()
+
+
 def test_one_address_holds_at_most_a_few_connections(stack, city, endpoint):
     server, _ = endpoint
     held = [socket.create_connection(("127.0.0.1", server.port), timeout=5)
