@@ -18,7 +18,7 @@ const SHELL = [
   "js/ids.js", "js/ui.js", "js/words.js", "js/map.js", "js/position.js", "js/session.js", "js/cases.js",
   "js/screens/signin.js", "js/screens/today.js", "js/screens/report.js", "js/screens/tasks.js",
   "js/screens/verify.js", "js/screens/sos.js", "js/screens/announcements.js", "js/screens/diary.js",
-  "js/screens/registration.js", "js/screens/more.js", "js/screens/queue.js", "js/register.js",
+  "js/screens/more.js", "js/screens/queue.js", "js/register.js",
 ];
 // reads kept for offline (network first); everything else under the API goes to the network only
 const CACHED_READS = /^\/handheld\/api\/v1\/(me|map|catalogue|tasks|verify|announcements|coverage|cases\/[^/]+|ledger\/(words|buildings|buildings\/[^/]+|things|submissions))$/;
