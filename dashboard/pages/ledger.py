@@ -305,6 +305,11 @@ def _asked(url_search: str | None):
     return (identity, decision.scope) if decision else (identity, decision.reason)
 
 
+def _an_id(value) -> bool:
+    """A record's id as a callback may carry it (a crafted request may carry anything)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2 ** 63
+
+
 def _refused(reason: str):
     return html.P(f"{str(Label('Refused', '已拒绝'))}: {reason}", className="admin-refused")
 
@@ -364,8 +369,10 @@ def show_house(house_id, url_search):
     identity, scope = _asked(url_search)
     if not isinstance(scope, Scope):
         return _refused(scope)
-    if not isinstance(house_id, int) or isinstance(house_id, bool):
+    if house_id is None:
         return None
+    if not _an_id(house_id):
+        return _refused(str(Label("a house is picked by its number in the ledger", "请选择房屋")))
     detail = ledger().house(scope, identity.user, house_id)
     if detail is None:
         return _refused(str(Label("no such house in this scope", "本范围内无此房屋")))
@@ -387,7 +394,8 @@ def pick_unmask(_clicks, url_search):
     identity, scope = _asked(url_search)
     if not isinstance(scope, Scope):
         return {"display": "block"}, None, _refused(scope), "", None
-    resident = ledger().resident(scope, identity.user, int(trigger["resident"]))
+    resident_id = trigger.get("resident")
+    resident = ledger().resident(scope, identity.user, resident_id) if _an_id(resident_id) else None
     if resident is None or not resident.may_unmask:
         return {"display": "block"}, None, _refused(str(Label("not a resident you may see in full",
                                                               "无权查看该人员完整信息"))), "", None
@@ -403,7 +411,7 @@ def pick_unmask(_clicks, url_search):
 def unmask(_clicks, resident_id, reason):
     """Through the bus: authorized for the resident's grid, the grant checked, audited; the
     values shown once, here, and stored nowhere."""
-    if not isinstance(resident_id, int) or isinstance(resident_id, bool):
+    if not _an_id(resident_id):
         return _refused(str(Label("pick a resident first", "请先选择人员")))
     result = app_state().commands.execute(current_identity(), UnmaskResident(resident_id, reason or "",
                                                                               ledger().sealer), request.remote_addr)

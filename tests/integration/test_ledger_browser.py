@@ -224,3 +224,22 @@ def test_hostile_names_render_as_text(dashboard, browser, planted):
         page.screenshot(path="/tmp/ledger-hostile-1366.png", full_page=True)
     finally:
         context.close()
+
+
+def test_crafted_ids_are_refused_in_words(dashboard, planted):
+    """A house or a resident named by anything but a ledger id gets a refusal, not a server error."""
+    cookie = session_cookie(dashboard.url, GRANTED_A)
+    url_state = {"id": "shell-url", "property": "search", "value": f"?scope={planted.community_a}"}
+    house = {"output": "ledger-house-detail.children", "outputs": {"id": "ledger-house-detail", "property": "children"},
+             "inputs": [{"id": "ledger-house", "property": "data", "value": "1; drop table houses"}],
+             "state": [url_state], "changedPropIds": ["ledger-house.data"]}
+    crafted = {"resident": "1 or 1=1", "type": "ledger-unmask-pick"}
+    pick = {"output": "..ledger-unmask.style...ledger-unmask-resident.data...ledger-unmask-whom.children..."
+                      "ledger-unmask-reason.value...ledger-unmask-result.children..",
+            "outputs": [{"id": i, "property": p} for i, p in (
+                ("ledger-unmask", "style"), ("ledger-unmask-resident", "data"), ("ledger-unmask-whom", "children"),
+                ("ledger-unmask-reason", "value"), ("ledger-unmask-result", "children"))],
+            "inputs": [[{"id": crafted, "property": "n_clicks", "value": 1}]], "state": [url_state],
+            "changedPropIds": [json.dumps(crafted, separators=(",", ":"), sort_keys=True) + ".n_clicks"]}
+    for body in (house, pick):
+        assert "Refused" in post_callback(dashboard.url, cookie, body)
