@@ -122,6 +122,8 @@ class AuditAction(StrEnum):
     LEDGER_UNMASK = "ledger.unmask"          # a resident's ID number and phone seen in full (with a reason)
     LEDGER_GRANT = "ledger.grant"            # a ledger permission granted to a user for an org unit
     LEDGER_REVOKE = "ledger.revoke"
+    LEDGER_APPROVE = "ledger.approve"        # a member's registration approved (as submitted or edited)
+    LEDGER_SEND_BACK = "ledger.send_back"    # a member's registration sent back with a reason
 
     @classmethod
     def of_case(cls, command_name: str) -> AuditAction:
@@ -196,6 +198,8 @@ ACTION_LABELS: dict[AuditAction, Label] = {      # keyed by the enum, a str: a s
     AuditAction.LEDGER_UNMASK: Label("See personal data unmasked", "查看完整个人信息"),
     AuditAction.LEDGER_GRANT: Label("Grant a ledger permission", "授予基础数据权限"),
     AuditAction.LEDGER_REVOKE: Label("Revoke a ledger permission", "撤销基础数据权限"),
+    AuditAction.LEDGER_APPROVE: Label("Approve a registration", "审核通过登记"),
+    AuditAction.LEDGER_SEND_BACK: Label("Send a registration back", "退回登记"),
 }
 
 # Cases: the states of a case's life (the words of DOMAIN.md), its one spelling. The case machine
