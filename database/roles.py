@@ -111,6 +111,11 @@ GRANTS[DASHBOARD] += [("select, insert, update, delete", LEDGER), ("select, upda
                       ("select", POSTGIS)]
 GRANTS[INGEST] += [("select, insert", LEDGER_SUBMISSIONS), ("select", LEDGER[:5] + POSTGIS)]
 GRANTS[CASES] += [("select", LEDGER[:5] + CASE_SUBJECTS + LEDGER_SUBMISSIONS + POSTGIS)]
+# the cases engine runs the moved-out deletion job once a day (casework.moved_out, ledger.store.delete_moved_out):
+# it deletes the residents (their tags cascade), unsets a household's head, scrubs their history and
+# the submissions that made them, and writes a 'delete' change for each
+GRANTS[CASES] += [("delete", ("residents", "resident_tags")), ("update", ("households", "ledger_submissions")),
+                  ("select, insert, update", ("ledger_changes",))]
 # role -> sequences it draws from (the dashboard: a dispatcher enters a hotline case)
 SEQUENCES = {CASES: ("case_numbers",), DASHBOARD: ("case_numbers",)}
 # role -> security definer functions it may call (executing them is taken back from PUBLIC)
