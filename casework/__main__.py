@@ -1,5 +1,6 @@
 """`python -m casework`: the cases engine (intake, escalation, offers, the case notices and announcements
-to terminals, the members' dispatch status history, and the assessment's rollups and patrols: kpis/);
+to terminals, the members' dispatch status history, the assessment's rollups and patrols: kpis/, and
+the ledger's moved-out deletion once a day: casework/moved_out.py);
 `python -m casework seed`: the default time limits and the working calendar's days (this year, the one
 before and the next), if missing.
 
@@ -27,6 +28,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from cases.engine import MAX_SLEEP_S, Engine
 from cases.notifier import Notifier
 from casework.build import build, seed
+from casework.moved_out import MovedOutDeletion
 from config.settings import load_settings
 from core.lifecycle import run_until_signalled
 from database.citydb import CityWatch
@@ -121,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     threading.Thread(target=rollups.run, name="kpi-rollups", daemon=True).start()
     patrols = PatrolMaintainer(settings.pg_dsn, engine.intake.city, engine.stop_event)
     threading.Thread(target=patrols.run, name="kpi-patrols", daemon=True).start()
+    deletion = MovedOutDeletion(settings.pg_dsn, settings.ledger_moved_out_keep_days, engine.stop_event)
+    threading.Thread(target=deletion.run, name="moved-out-deletion", daemon=True).start()
     try:
         return run_until_signalled(engine.run, engine.stop_event)
     finally:
