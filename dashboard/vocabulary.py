@@ -24,7 +24,7 @@ from core.catalogue import (
     MemberState,
     Severity,
 )
-from core.ledger import HouseUse
+from core.ledger import ChangeAction, HouseUse, Registration, ThingState
 from core.roles import ROLE_LABELS, Role
 
 # one answer for every failed login (wrong name, wrong password, locked out): it tells nobody who exists
@@ -45,6 +45,14 @@ CONSOLE_TASK_STEPS = {CaseState.DISPATCHED: Label("offered", "已派遣"), CaseS
 # the building panel's houses by use (dashboard/pages/ledger.py draws them and their legend)
 HOUSE_USE_COLOURS = {HouseUse.OWNER_OCCUPIED: "#0a84ff", HouseUse.RENTED: "#ff9f0a", HouseUse.COMMERCIAL: "#bf5af2",
                      HouseUse.VACANT: "#48484a", HouseUse.OTHER: "#8e8e93"}
+# the ledger's statistics and map (dashboard/pages/ledger_stats.py, ledger_map.py)
+REGISTRATION_COLOURS = {Registration.LOCAL: "#0a84ff", Registration.FLOATING: "#ff9f0a",
+                        Registration.FOREIGN: "#bf5af2"}
+THING_STATE_COLOURS = {ThingState.GOOD: "#30d158", ThingState.DAMAGED: "#ff3b30", ThingState.MISSING: "#ff9f0a",
+                       ThingState.UNDER_REPAIR: "#64d2ff"}
+CHANGE_ACTION_COLOURS = {ChangeAction.CREATE: "#30d158", ChangeAction.UPDATE: "#0a84ff", ChangeAction.DELETE: "#ff3b30"}
+# ordered bands (ages, floors, occupancy): light to strong
+SEQUENTIAL_COLOURS = ("#64d2ff", "#0a84ff", "#5e5ce6", "#bf5af2", "#ff9f0a", "#ff3b30")
 ROLE_COLOURS = {Role.GRID_ADMINISTRATOR: "#0a84ff", Role.GRID_COORDINATOR: "#64d2ff",
                 Role.GRID_POLICE_OFFICER: "#f2f2f7", Role.GRID_SUPERVISOR: "#bf5af2"}
 
