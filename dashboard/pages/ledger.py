@@ -139,11 +139,21 @@ def _legend(restricted: bool):
                     style={"margin": "8px 0", "display": "flex", "flexWrap": "wrap", "rowGap": "4px"})
 
 
+# the unmask form floats over the page's corner: a "full…" is pressed in either column, at any scroll
+_UNMASK_SHOWN = {"display": "block", "position": "fixed", "right": "24px", "bottom": "24px", "zIndex": 1000,
+                 "maxWidth": "520px", "background": "#1c1c1e", "boxShadow": "0 6px 24px rgba(0, 0, 0, 0.6)"}
+_UNMASK_HIDDEN = {"display": "none"}
+
+
 def _unmask_panel():
-    """Only for a viewer granted UNMASK somewhere in the scope: hidden until a resident is picked."""
-    return html.Div(id="ledger-unmask", style={"display": "none"}, className="admin-secret", children=[
+    """Only for a viewer granted UNMASK somewhere in the scope: hidden until a resident is picked;
+    closing it takes the values in full off the screen."""
+    return html.Div(id="ledger-unmask", style=_UNMASK_HIDDEN, className="admin-secret", children=[
         dcc.Store(id="ledger-unmask-resident"),
-        html.Div(id="ledger-unmask-whom"),
+        html.Div(style={"display": "flex", "justifyContent": "space-between", "gap": "12px"}, children=[
+            html.Div(id="ledger-unmask-whom"),
+            html.Button("×", id="ledger-unmask-close", className="button small",
+                        title=str(Label("close (the values leave the screen)", "关闭（完整信息不再显示）")))]),
         html.Div(className="admin-form", children=[
             dcc.Input(id="ledger-unmask-reason", maxLength=ledger_reads.UNMASK_REASON_MAX, autoComplete="off",
                       placeholder=str(Label("reason (required, recorded)", "查看事由（必填，留痕）")),
@@ -384,23 +394,27 @@ def show_house(house_id, url_search):
 @callback(Output("ledger-unmask", "style"), Output("ledger-unmask-resident", "data"),
           Output("ledger-unmask-whom", "children"), Output("ledger-unmask-reason", "value"),
           Output("ledger-unmask-result", "children"),
-          Input({"type": "ledger-unmask-pick", "resident": ALL}, "n_clicks"), State("shell-url", "search"),
-          prevent_initial_call=True, roles=PAGE.roles, why="whom the unmask form opens (masked; authorizes the scope)")
-def pick_unmask(_clicks, url_search):
-    """The form for one resident of the scope (named by their masked values); nothing in full."""
+          Input({"type": "ledger-unmask-pick", "resident": ALL}, "n_clicks"), Input("ledger-unmask-close", "n_clicks"),
+          State("shell-url", "search"), prevent_initial_call=True, roles=PAGE.roles,
+          why="whom the unmask form opens (masked; authorizes the scope), or closing it")
+def pick_unmask(_clicks, _close, url_search):
+    """The form for one resident of the scope (named by their masked values; nothing in full), or
+    the form closed and emptied."""
     trigger = ctx.triggered_id
     if trigger is None or not ctx.triggered[0]["value"]:
         return (no_update,) * 5
+    if trigger == "ledger-unmask-close":
+        return _UNMASK_HIDDEN, None, None, "", None
     identity, scope = _asked(url_search)
     if not isinstance(scope, Scope):
-        return {"display": "block"}, None, _refused(scope), "", None
+        return _UNMASK_SHOWN, None, _refused(scope), "", None
     resident_id = trigger.get("resident")
     resident = ledger().resident(scope, identity.user, resident_id) if _an_id(resident_id) else None
     if resident is None or not resident.may_unmask:
-        return {"display": "block"}, None, _refused(str(Label("not a resident you may see in full",
+        return _UNMASK_SHOWN, None, _refused(str(Label("not a resident you may see in full",
                                                               "无权查看该人员完整信息"))), "", None
     whom = [_name(resident.name), f" · {resident.id_number_masked or '–'} · {resident.phone_masked or '–'}"]
-    return {"display": "block"}, resident.resident_id, whom, "", None
+    return _UNMASK_SHOWN, resident.resident_id, whom, "", None
 
 
 @callback(Output("ledger-unmask-result", "children", allow_duplicate=True),

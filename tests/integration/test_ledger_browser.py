@@ -21,6 +21,7 @@ from contextlib import closing
 
 import psycopg2
 import pytest
+from playwright.sync_api import expect
 
 from core.catalogue import AuditAction
 from core.ledger import TAG_LABELS, Permission, Tag
@@ -134,7 +135,7 @@ def test_a_granted_leader_searches_opens_a_house_and_unmasks_with_a_reason_audit
         assert names == [head.name, planted.people["spouse"].name, planted.people["child"].name]
         cells = page.locator("#ledger-building-grid tbody tr").first.locator("button.ledger-house")
         assert cells.all_inner_texts()[:2] == ["601", "602"]                      # the top floor first
-        assert page.locator("#ledger-building-grid button", has_text="201").filter(has_text="◆").count() == 1
+        expect(page.locator("#ledger-building-grid button", has_text="201").filter(has_text="◆")).to_have_count(1)
         page.screenshot(path="/tmp/ledger-granted-1920.png", full_page=True)
         before = payloads.texts()
         assert before and _leaks(before, planted) == []
@@ -149,6 +150,8 @@ def test_a_granted_leader_searches_opens_a_house_and_unmasks_with_a_reason_audit
         page.locator("#ledger-unmasked", has_text=head.id_number).wait_for(timeout=WAIT_MS)
         assert head.phone in page.locator("#ledger-unmasked").inner_text()
         page.screenshot(path="/tmp/ledger-unmasked-1920.png", full_page=True)
+        page.click("#ledger-unmask-close")                                        # the values leave the screen
+        page.locator("#ledger-unmasked").wait_for(state="detached", timeout=WAIT_MS)
         after = payloads.texts()
         assert set(_leaks(after, planted)) == {head.id_number, head.phone}       # the unmask's answer alone
         rows = _audit_rows(dsn, head.resident_id, since)
@@ -181,8 +184,8 @@ def test_a_leader_without_grants_sees_masks_only_and_no_unmask_control(stack, da
         assert page.locator("[id*=ledger-unmask]").count() == 0                  # no control at all
         _row(page, tenant.name).locator("button", has_text="201").click()
         page.locator("#ledger-house-view", has_text=tenant.name).wait_for(timeout=WAIT_MS)
+        expect(page.locator("#ledger-building-grid button", has_text="●")).to_have_count(2)   # 501 and 302
         assert page.locator("#ledger-building-grid button", has_text="◆").count() == 0
-        assert page.locator("#ledger-building-grid button", has_text="●").count() == 2     # 501 and 302
         assert head.id_number[:4] + "**********" + head.id_number[-4:] in _row(page, head.name).inner_text()
         page.screenshot(path="/tmp/ledger-leader-1366.png", full_page=True)
         assert _leaks(payloads.texts(), planted) == []
@@ -239,7 +242,8 @@ def test_crafted_ids_are_refused_in_words(dashboard, planted):
             "outputs": [{"id": i, "property": p} for i, p in (
                 ("ledger-unmask", "style"), ("ledger-unmask-resident", "data"), ("ledger-unmask-whom", "children"),
                 ("ledger-unmask-reason", "value"), ("ledger-unmask-result", "children"))],
-            "inputs": [[{"id": crafted, "property": "n_clicks", "value": 1}]], "state": [url_state],
+            "inputs": [[{"id": crafted, "property": "n_clicks", "value": 1}],
+                       {"id": "ledger-unmask-close", "property": "n_clicks", "value": None}], "state": [url_state],
             "changedPropIds": [json.dumps(crafted, separators=(",", ":"), sort_keys=True) + ".n_clicks"]}
     for body in (house, pick):
         assert "Refused" in post_callback(dashboard.url, cookie, body)
