@@ -1,0 +1,481 @@
+"""The review queue (审核, issue 26): the members' registrations from the handheld (采集登记) wait here
+until the community's staff approve them, edit and approve them, or send them back with a reason.
+
+Who: `LEDGER_ROLES` (leaders and admins) over the org selector's scope, as on the basic-data page.
+A grid member, the grid supervisor (网格监督员) included, registers from the phone and never reviews:
+the queue is the community's, decided by its staff at the screens, and nobody decides their own
+registration (ledger.review). A scope above a community lists its communities with how many
+registrations wait in each; a community's (or a grid's) scope shows its queue, oldest first.
+
+- **The queue**: kind, member, grid, when submitted on the phone and received, the target named,
+  duplicates (same ID number, same name in the house, another waiting registration) in red with
+  what they repeat. It is read again every REFRESH_MS and after each decision, so a registration
+  another reviewer decided leaves it.
+- **A registration**: its fields as ledger.submissions shows them (ID number and phone masked;
+  restricted tags only for a viewer granted them over its grid), the photos' thumbnails.
+- **Decisions** through the command bus, each its own audited command
+  (dashboard.ledger_commands.ApproveSubmission / SendBackSubmission: the role, the submission's
+  grid and, inside the transaction, the viewer's scope checked again; a stale decision refused
+  already_decided). Edit and approve sends only the fields the reviewer changed: a masked field
+  left as its mask stays as the member typed it.
+
+Every callback authorizes the identity and the scope again; a submission outside it is refused.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+from dash import ALL, Input, Output, State, ctx, dcc, html, no_update
+from flask import current_app, request
+
+from core import freetext
+from core.catalogue import Label
+from core.city import CITY_TZ
+from core.ledger import (
+    GENDER_LABELS,
+    HOUSE_USE_LABELS,
+    REGISTRATION_LABELS,
+    RELATION_LABELS,
+    RESTRICTED_TAGS,
+    SUBMISSION_KIND_LABELS,
+    SUBMISSION_STATE_LABELS,
+    TAG_LABELS,
+    THING_STATE_LABELS,
+    Gender,
+    HouseUse,
+    Permission,
+    Registration,
+    Relation,
+    SubmissionKind,
+    SubmissionState,
+    Tag,
+    ThingState,
+)
+from core.orgcodes import Level, level_of, parent_of
+from dashboard import photos
+from dashboard.authz import Scope, asked_scope, authorize, current_identity
+from dashboard.declarations import callback, page, query_params
+from dashboard.ledger_commands import APPROVE, LEDGER_ROLES, SEND_BACK, ApproveSubmission, SendBackSubmission
+from dashboard.pages.ledger import ledger
+from dashboard.state import app_state
+from database.reads import Reads
+from ledger import grants, review, submissions
+from ledger.submissions import FIELDS, PERSONAL
+
+TITLE = Label("Review queue", "审核")
+REFRESH_MS = 5000
+DUPLICATE_COLOUR = "#ff453a"
+_EXTENSION = "gcc.ledger_review"
+_WORDS = {"relation": (Relation, RELATION_LABELS), "gender": (Gender, GENDER_LABELS),
+          "registration": (Registration, REGISTRATION_LABELS), "use": (HouseUse, HOUSE_USE_LABELS),
+          "state": (ThingState, THING_STATE_LABELS)}
+_NUMBERS = frozenset({"lon", "lat", "area_m2"})
+_NOT_EDITED = frozenset({"house_id", "household_id", "resident_id", "head_id", "relations", "building_id",
+                         "thing_id", "fire_key_unit"})       # what the record is: a new registration, not an edit
+FIELD_LABELS = {
+    "house_id": Label("house", "房屋"), "household_id": Label("household", "户"),
+    "relation": Label("relation to the head", "与户主关系"), "name": Label("name", "姓名"),
+    "gender": Label("gender", "性别"), "birth_date": Label("birth date", "出生日期"),
+    "registration": Label("registration", "户籍类型"), "id_number": Label("ID number", "身份证号"),
+    "phone": Label("phone", "手机号"), "moved_in": Label("moved in", "迁入日期"), "tags": Label("tags", "标签"),
+    "resident_id": Label("resident", "人员"), "moved_out": Label("moved out", "迁出日期"),
+    "head_id": Label("new head", "新户主"), "relations": Label("relations", "成员关系"),
+    "use": Label("use", "房屋用途"), "area_m2": Label("area m²", "面积 m²"), "kind": Label("kind", "类型"),
+    "building_id": Label("building", "楼栋"), "licence": Label("licence", "统一社会信用代码"),
+    "contact_name": Label("contact", "联系人"), "contact_phone": Label("contact phone", "联系电话"),
+    "fire_key_unit": Label("fire-safety key unit", "消防重点单位"), "lon": Label("longitude", "经度"),
+    "lat": Label("latitude", "纬度"), "thing_id": Label("part", "部件"), "state": Label("state", "状态"),
+    "note": Label("note", "说明"),
+}
+assert {k for required, optional in FIELDS.values() for k in required | optional} <= set(FIELD_LABELS)
+_WHY = {"same_id_number": Label("same ID number as", "身份证号重复："),
+        "same_name_in_house": Label("same name in this house as", "同房屋同名："),
+        "pending_same_id_number": Label("same ID number as another waiting registration",
+                                        "与另一待审核登记身份证号重复")}
+
+
+class ReviewReads(Reads):
+    """The page's reads (the queue itself is ledger.submissions'), each within a scope."""
+
+    def communities(self, scope: Scope) -> list[tuple[str, int]]:
+        """(community code, registrations waiting) in a scope above a community."""
+        return self.rows("select community_code, count(*) from ledger_submissions where state = %s"
+                         " and org_contains(%s, grid_code) group by 1 order by 1",
+                         (SubmissionState.PENDING.value, scope.code))
+
+    def queue(self, scope: Scope) -> list[dict]:
+        """The scope's community's pending registrations within the scope, oldest first."""
+        community = scope.code if level_of(scope.code) is Level.COMMUNITY else parent_of(scope.code)
+        with self._cursor() as cur:
+            return [s for s in submissions.pending(cur, community, submissions.MAX_QUEUE)
+                    if scope.covers(s["grid_code"])]
+
+    def one(self, scope: Scope, submission_id) -> dict | None:
+        with self._cursor() as cur:
+            return submissions.one(cur, submission_id, scope.code)
+
+    def may_see_restricted(self, viewer: str, grid_code: str) -> bool:
+        with self._cursor() as cur:
+            return grants.holds(cur, viewer, Permission.RESTRICTED_TAGS, grid_code)
+
+    def names(self, scope: Scope, shown: list[dict]) -> dict[str, str]:
+        """What a person calls the houses, households and residents these registrations name (and
+        their duplicates), keyed "house:1", "household:2", "resident:3"; only those in the scope."""
+        houses, households, residents = set(), set(), set()
+        for s in shown:
+            f = s["fields"]
+            houses |= {int(f["house_id"])} if str(f.get("house_id", "")).isdigit() else set()
+            households |= {int(f["household_id"])} if str(f.get("household_id", "")).isdigit() else set()
+            residents |= {int(v) for k in ("resident_id", "head_id") if str(v := f.get(k, "")).isdigit()}
+            residents |= {int(d["record_id"]) for d in s["duplicates"] or () if str(d.get("record_id", "")).isdigit()}
+        named: dict[str, str] = {}
+        for key, sql, ids in (
+                ("house", "select h.house_id, b.name || ' · ' || h.entrance || '单元 · ' || h.number from houses h"
+                          " join buildings b using (building_id) where h.house_id = any(%s)"
+                          " and org_contains(%s, h.grid_code)", houses),
+                ("household", "select hh.household_id, b.name || ' · ' || h.entrance || '单元 · ' || h.number"
+                              " from households hh join houses h using (house_id) join buildings b using"
+                              " (building_id) where hh.household_id = any(%s) and org_contains(%s, h.grid_code)",
+                 households),
+                ("resident", "select r.resident_id, r.name || coalesce(' · ' || b.name || ' · ' || h.number, '')"
+                             " from residents r left join households hh using (household_id) left join houses h"
+                             " using (house_id) left join buildings b using (building_id)"
+                             " where r.resident_id = any(%s) and org_contains(%s, r.grid_code)", residents)):
+            if ids:
+                named |= {f"{key}:{i}": text for i, text in self.rows(sql, (sorted(ids), scope.code))}
+        return named
+
+
+def reads() -> ReviewReads:
+    found = current_app.extensions.get(_EXTENSION)
+    if found is None:
+        state = app_state()
+        found = current_app.extensions[_EXTENSION] = ReviewReads(state.city, state.settings.pg_dsn)
+    return found
+
+
+# --- the layout ------------------------------------------------------------------------------------
+
+def layout(state, scope: Scope, kiosk: bool = False):
+    return html.Div(className="audit ledger-review", id="review", children=[
+        html.Div(className="dispatch-head", children=[
+            html.H1(str(TITLE)), html.Div(scope.name, className="dispatch-scope"),
+            html.Div(str(Label("members' registrations change the ledger only once approved; ID numbers and phones "
+                               "masked", "网格员采集的信息经审核通过后才写入基础数据；身份证号与手机号已脱敏")),
+                     className="audit-dim")]),
+        dcc.Interval(id="review-tick", interval=REFRESH_MS),
+        dcc.Store(id="review-picked"), dcc.Store(id="review-decided"),
+        html.Div(className="admin-columns", style={"gridTemplateColumns": "minmax(0, 1.2fr) minmax(0, 1fr)"},
+                 children=[
+                     html.Section(className="wall-panel", children=[
+                         html.H2(str(Label("Waiting for review, oldest first", "待审核（按上报时间）"))),
+                         html.Div(id="review-queue", style={"overflowX": "auto"})]),
+                     html.Section(className="wall-panel", children=[
+                         html.H2(str(Label("Registration", "登记详情"))),
+                         html.Div(id="review-result", role="status"),
+                         html.Div(id="review-detail", children=html.P(str(Label(
+                             "Pick a registration in the queue.", "请在左侧选择一条登记。")),
+                             className="placeholder"))]),
+                 ]),
+    ])
+
+
+PAGE = page("/ledger/review", TITLE, LEDGER_ROLES, layout, order=66, nav=False)
+
+
+def _asked(url_search: str | None):
+    """(who asks, the scope of the URL they may see) or (who, the refusal's words)."""
+    identity = current_identity()
+    decision = authorize(app_state().city, identity, PAGE, asked_scope(identity, query_params(url_search)))
+    return (identity, decision.scope) if decision else (identity, decision.reason)
+
+
+def _refused(reason: str):
+    return html.P(f"{str(Label('Refused', '已拒绝'))}: {reason}", className="admin-refused")
+
+
+def _name(text: str):
+    """A member's or a stored text as text, cut and isolated (<bdi>): a planted bidirectional
+    override turns only itself."""
+    return html.Bdi(freetext.shown(text, freetext.NAME))
+
+
+def _when(value: datetime | None) -> str:
+    return "–" if value is None else value.astimezone(CITY_TZ).strftime("%m-%d %H:%M")
+
+
+def _member(member_id: str) -> str:
+    member = next((m for m in app_state().city.members if m.member_id == member_id), None)
+    return member_id if member is None else f"{member.name} · {member_id}"
+
+
+def _grid(grid_code: str) -> str:
+    city = app_state().city
+    return city.grid_by_code[grid_code].name if grid_code in city.grid_by_code else grid_code
+
+
+def target_of(s: dict, named: dict[str, str]):
+    """What a registration is about, as a person names it."""
+    f, kind = s["fields"], SubmissionKind(s["kind"])
+    if kind is SubmissionKind.NEW_RESIDENT:
+        return [_name(f.get("name") or ""), " → ", named.get(f"house:{f.get('house_id')}", f"#{f.get('house_id')}")]
+    if kind is SubmissionKind.MOVED_OUT:
+        return named.get(f"resident:{f.get('resident_id')}", f"#{f.get('resident_id')}")
+    if kind is SubmissionKind.HOUSEHOLD_CHANGED:
+        return named.get(f"household:{f.get('household_id')}", f"#{f.get('household_id')}")
+    if kind is SubmissionKind.HOUSE_USE_CHANGED:
+        return named.get(f"house:{f.get('house_id')}", f"#{f.get('house_id')}")
+    if kind is SubmissionKind.NEW_SHOP:
+        return _name(f.get("name") or "")
+    return str(f.get("thing_id") or "–")
+
+
+def duplicates_of(s: dict, named: dict[str, str]):
+    """The red flags of a registration's duplicates (what each repeats), or None."""
+    if not s["duplicates"]:
+        return None
+    flags = []
+    for d in s["duplicates"]:
+        elsewhere = str(Label("a resident outside this scope", "本范围外人员"))
+        what = named.get(f"resident:{d.get('record_id')}", elsewhere) if d.get("record_id") else ""
+        flags.append(html.Div(["⚠ ", str(_WHY.get(d.get("why"), Label("possible duplicate", "疑似重复"))), " ",
+                               _name(what)], className="review-duplicate"))
+    return html.Div(flags, style={"color": DUPLICATE_COLOUR, "fontWeight": 600})
+
+
+def queue_table(shown: list[dict], named: dict[str, str], picked: str | None):
+    if not shown:
+        return html.P(str(Label("Nothing waits for review here.", "本范围内暂无待审核登记。")), className="placeholder")
+    head = [Label("Registration", "登记"), Label("Member · grid", "网格员 · 网格"),
+            Label("Submitted · received", "采集 · 接收"), Label("About", "对象")]
+    rows = [html.Tr(className="review-row" + (" picked" if s["submission_id"] == picked else ""), children=[
+        html.Td(html.Button(str(SUBMISSION_KIND_LABELS[SubmissionKind(s["kind"])]), className="button small",
+                            id={"type": "review-pick", "submission": s["submission_id"]})),
+        html.Td([html.Div(_member(s["member_id"])), html.Div(_grid(s["grid_code"]), className="audit-dim")]),
+        html.Td([html.Div(_when(s["submitted_at"])), html.Div(_when(s["received_at"]), className="audit-dim")],
+                style={"whiteSpace": "nowrap"}),
+        html.Td([html.Div(target_of(s, named)), duplicates_of(s, named)],
+                style={"maxWidth": "320px", "overflowWrap": "anywhere"})]) for s in shown]
+    return [html.Div(f"{len(shown)} {str(Label('waiting', '条待审核'))}", className="audit-dim"),
+            html.Table(id="review-queue-table", className="data-table",
+                       children=[html.Thead(html.Tr([html.Th(str(h)) for h in head])), html.Tbody(rows)])]
+
+
+def communities_list(found: list[tuple[str, int]]):
+    """A scope above a community: where registrations wait (review happens per community)."""
+    if not found:
+        return html.P(str(Label("Nothing waits for review in this scope.", "本范围内暂无待审核登记。")),
+                      className="placeholder")
+    city = app_state().city
+    return [html.P(str(Label("Each community reviews its own queue: pick one.", "审核按社区进行：请选择社区。")),
+                   className="audit-dim"),
+            html.Ul(id="review-communities", children=[html.Li(html.A(
+                f"{city.org_name(code) if code in city.org_by_code else code} · {n}",
+                href=f"{PAGE.path}?scope={code}")) for code, n in found])]
+
+
+# --- a registration's details and its forms ---------------------------------------------------------
+
+def _shown_value(key: str, value, named: dict[str, str], restricted: bool):
+    if value is None or value == "":
+        return "–"
+    if key in _WORDS:
+        words, labels = _WORDS[key]
+        return str(labels[words(value)]) if value in set(words) else str(value)
+    if key == "tags":
+        return " · ".join(str(TAG_LABELS[Tag(t)]) for t in value if t in set(Tag) and (restricted or Tag(t)
+                                                                                        not in RESTRICTED_TAGS))
+    if key in ("house_id", "household_id", "resident_id", "head_id"):
+        return named.get(f"{key[:-3]}:{value}", f"#{value}")
+    if key == "relations" and isinstance(value, dict):
+        return "; ".join(f"{named.get(f'resident:{r}', r)}: {RELATION_LABELS.get(v, v)}" for r, v in value.items())
+    return _name(str(value))
+
+
+def _field_input(key: str, value, restricted: bool):
+    ident = {"type": "review-field", "field": key}
+    if key in _WORDS:
+        words, labels = _WORDS[key]
+        return dcc.Dropdown(id=ident, value=value, clearable=False, style={"color": "#111"},
+                            options=[{"label": str(labels[w]), "value": w.value} for w in words])
+    if key == "tags":
+        offered = [t for t in Tag if restricted or t not in RESTRICTED_TAGS]
+        return dcc.Checklist(id=ident, value=[t for t in value or [] if Tag(t) in offered], inline=True,
+                             options=[{"label": str(TAG_LABELS[t]), "value": t.value} for t in offered])
+    return dcc.Input(id=ident, value="" if value is None else str(value), autoComplete="off",
+                     type="date" if key in ("birth_date", "moved_in", "moved_out") else "text")
+
+
+def detail(s: dict, named: dict[str, str], restricted: bool):
+    kind, state = SubmissionKind(s["kind"]), SubmissionState(s["state"])
+    fields = s["fields"]
+    rows = [html.Tr([html.Th(str(FIELD_LABELS[k])), html.Td(_shown_value(k, v, named, restricted))],
+                    className="review-field") for k, v in fields.items()]
+    meta = [(Label("Member", "网格员"), _member(s["member_id"])), (Label("Grid", "网格"), _grid(s["grid_code"])),
+            (Label("Submitted on the phone", "采集时间"), _when(s["submitted_at"])),
+            (Label("Received", "接收时间"), _when(s["received_at"])), (Label("About", "对象"), target_of(s, named))]
+    thumbs = [html.A(html.Img(src=photos.url(r, thumb=True), className="photo-thumb", referrerPolicy="no-referrer"),
+                     href=photos.url(r), target="_blank", rel="noopener noreferrer", className="photo-link")
+              for r in s["photo_refs"] or () if photos.url(r)]
+    return html.Div(id="review-view", **{"data-submission": s["submission_id"]}, children=[
+        html.H2(f"{SUBMISSION_KIND_LABELS[kind]} · {SUBMISSION_STATE_LABELS[state]}", id="review-view-title"),
+        html.Table(className="data-table", children=html.Tbody(
+            [html.Tr([html.Th(str(k)), html.Td(v)]) for k, v in meta])),
+        duplicates_of(s, named),
+        html.Table(className="data-table", id="review-fields", children=html.Tbody(rows)),
+        html.Div(thumbs, className="photo-thumbs", id="review-photos") if thumbs else None,
+        _decision_forms(s, restricted) if state is SubmissionState.PENDING else _decided_note(s)])
+
+
+def _decided_note(s: dict):
+    reason = f" · {s['reason']}" if s.get("reason") else ""
+    return html.P(f"{SUBMISSION_STATE_LABELS[SubmissionState(s['state'])]} · {s.get('reviewed_by') or ''}"
+                  f" · {_when(s.get('reviewed_at'))}{reason}", className="audit-dim", id="review-decided-note")
+
+
+def _decision_forms(s: dict, restricted: bool):
+    kind = SubmissionKind(s["kind"])
+    required, optional = FIELDS[kind]
+    editable = [k for k in (*sorted(required), *sorted(optional)) if k not in _NOT_EDITED]
+    personal = PERSONAL.get(kind, {})
+    form_rows = [html.Label(className="review-edit-row", children=[
+        html.Span(str(FIELD_LABELS[k]) + (f" ({Label('masked: retype to change', '已脱敏，重新输入以修改')})"
+                                          if k in personal else "")),
+        _field_input(k, s["fields"].get(k), restricted)]) for k in editable]
+    return html.Div(id="review-actions", children=[
+        html.Button(str(Label("Approve", "审核通过")), id="review-approve", className="button"),
+        html.Details(id="review-edit", children=[
+            html.Summary(str(Label("Edit, then approve", "修改后通过"))),
+            html.Div(form_rows, className="admin-form", style={"flexDirection": "column", "alignItems": "stretch"}),
+            html.Button(str(Label("Approve with these edits", "按修改内容通过")), id="review-edit-approve",
+                        className="button")]),
+        html.Div(className="admin-form", children=[
+            dcc.Input(id="review-reason", maxLength=review.MAX_REASON, autoComplete="off", style={"width": "320px"},
+                      placeholder=str(Label("why it goes back (required; the member reads it)",
+                                            "退回原因（必填，网格员可见）"))),
+            html.Button(str(Label("Send back", "退回")), id="review-send-back", className="button small")])])
+
+
+def edits_of(kind: SubmissionKind, shown: dict, typed: dict) -> dict:
+    """The fields the reviewer changed, as the queue takes them: a masked field left as its mask is
+    not an edit; an emptied optional field is cleared (None); numbers as numbers. ValueError names
+    a number that is not one."""
+    edits = {}
+    for key, value in typed.items():
+        if key not in FIELDS[kind][0] | FIELDS[kind][1] or key in _NOT_EDITED:
+            continue
+        before = shown.get(key)
+        if isinstance(value, str):
+            value = value.strip() or None
+        if key == "tags":
+            hidden = [t for t in before or [] if Tag(t) in RESTRICTED_TAGS and t not in (value or [])]
+            value = sorted(set(value or []) | set(hidden)) or None
+            before = sorted(before) if before else None
+        if key in _NUMBERS and value is not None:
+            try:
+                value = float(value)
+            except ValueError:
+                raise ValueError(f"{FIELD_LABELS[key]}: {value[:30]!r} is not a number") from None
+        if value != before:      # a masked field left as its mask is its mask: no edit
+            edits[key] = value
+    return edits
+
+
+# --- callbacks ---------------------------------------------------------------------------------------
+
+@callback(Output("review-queue", "children"),
+          Input("review-tick", "n_intervals"), Input("review-decided", "data"), Input("review-picked", "data"),
+          State("shell-url", "search"), roles=PAGE.roles,
+          why="the scope's registrations waiting for review (masked; authorizes the scope)")
+def show_queue(_tick, _decided, picked, url_search):
+    identity, scope = _asked(url_search)
+    if not isinstance(scope, Scope):
+        return _refused(scope)
+    if scope.code == "" or level_of(scope.code) in (Level.DISTRICT, Level.STREET):
+        return communities_list(reads().communities(scope))
+    shown = reads().queue(scope)
+    return queue_table(shown, reads().names(scope, shown), picked if isinstance(picked, str) else None)
+
+
+@callback(Output("review-picked", "data"), Input({"type": "review-pick", "submission": ALL}, "n_clicks"),
+          prevent_initial_call=True, roles=PAGE.roles, why="a registration picked (the detail reads it, authorized)")
+def pick(_clicks):
+    trigger = ctx.triggered_id
+    if trigger is None or not ctx.triggered[0]["value"]:
+        return no_update
+    return str(trigger.get("submission"))
+
+
+@callback(Output("review-detail", "children"), Output("review-result", "children"),
+          Input("review-picked", "data"), Input("review-decided", "data"), State("shell-url", "search"),
+          prevent_initial_call=True, roles=PAGE.roles, why="a registration's details (masked; authorizes the scope)")
+def show_detail(picked, decided, url_search):
+    identity, scope = _asked(url_search)
+    if not isinstance(scope, Scope):
+        return _refused(scope), no_update
+    if not isinstance(picked, str):
+        return no_update, no_update
+    try:
+        found = reads().one(scope, picked)
+    except ValueError:
+        found = None
+    if found is None:
+        return _refused(str(Label("no such registration in this scope", "本范围内无此登记"))), None
+    restricted = reads().may_see_restricted(identity.user, found["grid_code"])
+    result = no_update if ctx.triggered_id == "review-decided" else None
+    return detail(found, reads().names(scope, [found]), restricted), result
+
+
+@callback(Output("review-result", "children", allow_duplicate=True), Output("review-decided", "data"),
+          Input("review-approve", "n_clicks"), Input("review-edit-approve", "n_clicks"),
+          Input("review-send-back", "n_clicks"), State("review-picked", "data"),
+          State({"type": "review-field", "field": ALL}, "value"), State("review-reason", "value"),
+          State("shell-url", "search"), prevent_initial_call=True, roles=PAGE.roles,
+          why="a registration approved, edited and approved, or sent back (through the bus, audited)",
+          changes=(APPROVE, SEND_BACK))
+def decide(_approve, _edit, _back, picked, values, reason, url_search):
+    """One decision through the bus; the queue and the detail are read again after it (and after a
+    stale one: the other reviewer's decision is shown)."""
+    trigger = ctx.triggered_id
+    if trigger is None or not ctx.triggered[0]["value"]:
+        return no_update, no_update
+    identity, scope = _asked(url_search)
+    if not isinstance(scope, Scope):
+        return _refused(scope), no_update
+    if not isinstance(picked, str):
+        return _refused(str(Label("pick a registration first", "请先选择登记"))), no_update
+    command = _command(trigger, picked, values, reason, scope)
+    if isinstance(command, str):
+        return _refused(command), no_update
+    result = app_state().commands.execute(identity, command, request.remote_addr)
+    stamp = {"submission": picked, "at": datetime.now().isoformat()}
+    if not result.ok:
+        return _refused(result.reason), stamp if "already_decided" in result.reason else no_update
+    done = Label("Approved: the ledger is changed", "已通过，基础数据已更新") if trigger != "review-send-back" \
+        else Label("Sent back to the member", "已退回网格员")
+    return html.P(str(done), className="admin-done", id="review-done"), stamp
+
+
+def _command(trigger: str, picked: str, values, reason, scope: Scope):
+    """The bus command a decision's button asks for, or why it cannot be asked as typed."""
+    if trigger == "review-send-back":
+        return SendBackSubmission(picked, reason if isinstance(reason, str) else "")
+    sealer = ledger().sealer
+    if trigger == "review-approve":
+        return ApproveSubmission(picked, None, sealer)
+    try:
+        found = reads().one(scope, picked)
+    except ValueError:          # ledger.model.Refused: not a submission's id
+        found = None
+    if found is None:
+        return str(Label("no such registration in this scope", "本范围内无此登记"))
+    kind = SubmissionKind(found["kind"])
+    typed = {s["id"]["field"]: v for s, v in zip(ctx.states_list[1], values or [], strict=False)}
+    try:
+        edits = edits_of(kind, found["fields"], typed)
+    except ValueError as bad:
+        return str(bad)
+    if not edits:
+        return str(Label("nothing was changed: approve it as submitted", "未修改任何内容：请直接审核通过"))
+    return ApproveSubmission(picked, edits, sealer)
+
