@@ -85,7 +85,12 @@ def _found_in_clear(cur, values: list[str], grid_codes: list[str]) -> int:
 def test_the_loaded_ledger_matches_the_city_and_holds_no_id_number_or_phone_in_clear(loading):
     conn, part = loading
     with conn.cursor() as cur:
+        indexes = "select indexname, indexdef from pg_indexes where tablename = any(%s) order by 1"
+        cur.execute(indexes, (list(ledgerdb.BULK_TABLES),))
+        before = cur.fetchall()
         counts = load_into(cur, part, Sealer(new_key()), TODAY)
+        cur.execute(indexes, (list(ledgerdb.BULK_TABLES),))
+        assert cur.fetchall() == before        # an empty ledger's indexes are built again after the copy
         building_ids = [b.building_id for b in part.buildings]
         grid_codes = [g.code for g in part.grids]
         cur.execute("select building_id, count(*) from houses where building_id = any(%s) group by 1",
