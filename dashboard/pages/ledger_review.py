@@ -29,7 +29,7 @@ from dash import ALL, Input, Output, State, ctx, dcc, html, no_update
 from flask import current_app, request
 
 from core import freetext
-from core.catalogue import Label
+from core.catalogue import AuditAction, Label
 from core.city import CITY_TZ
 from core.ledger import (
     GENDER_LABELS,
@@ -88,6 +88,16 @@ FIELD_LABELS = {
     "note": Label("note", "说明"),
 }
 assert {k for required, optional in FIELDS.values() for k in required | optional} <= set(FIELD_LABELS)
+_ORDER = {k: n for n, k in enumerate(("name", "gender", "birth_date", "id_number", "phone", "registration", "relation",
+                                      "house_id", "household_id", "moved_in", "moved_out", "tags", "resident_id",
+                                      "head_id", "relations", "use", "area_m2", "kind", "building_id", "licence",
+                                      "contact_name", "contact_phone", "fire_key_unit", "lon", "lat", "thing_id",
+                                      "state", "note"))}
+
+
+def _ordered(keys) -> list[str]:
+    """A form's fields in the order a person reads them (who, then where, then the rest)."""
+    return sorted(keys, key=lambda k: (_ORDER.get(k, len(_ORDER)), k))
 _WHY = {"same_id_number": Label("same ID number as", "身份证号重复："),
         "same_name_in_house": Label("same name in this house as", "同房屋同名："),
         "pending_same_id_number": Label("same ID number as another waiting registration",
@@ -165,7 +175,7 @@ def layout(state, scope: Scope, kiosk: bool = False):
                      className="audit-dim")]),
         dcc.Interval(id="review-tick", interval=REFRESH_MS),
         dcc.Store(id="review-picked"), dcc.Store(id="review-decided"),
-        html.Div(className="admin-columns", style={"gridTemplateColumns": "minmax(0, 1.2fr) minmax(0, 1fr)"},
+        html.Div(className="admin-columns", style={"gridTemplateColumns": "minmax(0, 3fr) minmax(0, 2fr)"},
                  children=[
                      html.Section(className="wall-panel", children=[
                          html.H2(str(Label("Waiting for review, oldest first", "待审核（按上报时间）"))),
@@ -209,6 +219,11 @@ def _member(member_id: str) -> str:
     return member_id if member is None else f"{member.name} · {member_id}"
 
 
+def _member_name(member_id: str) -> str:
+    member = next((m for m in app_state().city.members if m.member_id == member_id), None)
+    return member_id if member is None else member.name
+
+
 def _grid(grid_code: str) -> str:
     city = app_state().city
     return city.grid_by_code[grid_code].name if grid_code in city.grid_by_code else grid_code
@@ -246,16 +261,18 @@ def duplicates_of(s: dict, named: dict[str, str]):
 def queue_table(shown: list[dict], named: dict[str, str], picked: str | None):
     if not shown:
         return html.P(str(Label("Nothing waits for review here.", "本范围内暂无待审核登记。")), className="placeholder")
-    head = [Label("Registration", "登记"), Label("Member · grid", "网格员 · 网格"),
-            Label("Submitted · received", "采集 · 接收"), Label("About", "对象")]
+    head = [Label("Registration", "登记"), Label("Member", "网格员"), Label("About", "对象")]
     rows = [html.Tr(className="review-row" + (" picked" if s["submission_id"] == picked else ""), children=[
-        html.Td(html.Button(str(SUBMISSION_KIND_LABELS[SubmissionKind(s["kind"])]), className="button small",
-                            id={"type": "review-pick", "submission": s["submission_id"]})),
-        html.Td([html.Div(_member(s["member_id"])), html.Div(_grid(s["grid_code"]), className="audit-dim")]),
-        html.Td([html.Div(_when(s["submitted_at"])), html.Div(_when(s["received_at"]), className="audit-dim")],
+        html.Td([html.Button(str(SUBMISSION_KIND_LABELS[SubmissionKind(s["kind"])]), className="button small",
+                             id={"type": "review-pick", "submission": s["submission_id"]},
+                             style={"border": "2px solid #0a84ff"} if s["submission_id"] == picked else None),
+                 html.Div(_when(s["submitted_at"]), className="audit-dim",
+                          title=f"{Label('received', '接收')} {_when(s['received_at'])}")],
                 style={"whiteSpace": "nowrap"}),
+        html.Td([html.Div(_member_name(s["member_id"]), title=s["member_id"]),
+                 html.Div(_grid(s["grid_code"]), className="audit-dim")]),
         html.Td([html.Div(target_of(s, named)), duplicates_of(s, named)],
-                style={"maxWidth": "320px", "overflowWrap": "anywhere"})]) for s in shown]
+                style={"minWidth": "180px", "overflowWrap": "anywhere"})]) for s in shown]
     return [html.Div(f"{len(shown)} {str(Label('waiting', '条待审核'))}", className="audit-dim"),
             html.Table(id="review-queue-table", className="data-table",
                        children=[html.Thead(html.Tr([html.Th(str(h)) for h in head])), html.Tbody(rows)])]
@@ -277,7 +294,7 @@ def communities_list(found: list[tuple[str, int]]):
 # --- a registration's details and its forms ---------------------------------------------------------
 
 def _shown_value(key: str, value, named: dict[str, str], restricted: bool):
-    if value is None or value == "":
+    if value is None or value == "" or value == []:
         return "–"
     if key in _WORDS:
         words, labels = _WORDS[key]
@@ -301,6 +318,7 @@ def _field_input(key: str, value, restricted: bool):
     if key == "tags":
         offered = [t for t in Tag if restricted or t not in RESTRICTED_TAGS]
         return dcc.Checklist(id=ident, value=[t for t in value or [] if Tag(t) in offered], inline=True,
+                             labelStyle={"marginRight": "14px", "color": "var(--text)", "whiteSpace": "nowrap"},
                              options=[{"label": str(TAG_LABELS[t]), "value": t.value} for t in offered])
     return dcc.Input(id=ident, value="" if value is None else str(value), autoComplete="off",
                      type="date" if key in ("birth_date", "moved_in", "moved_out") else "text")
@@ -309,8 +327,8 @@ def _field_input(key: str, value, restricted: bool):
 def detail(s: dict, named: dict[str, str], restricted: bool):
     kind, state = SubmissionKind(s["kind"]), SubmissionState(s["state"])
     fields = s["fields"]
-    rows = [html.Tr([html.Th(str(FIELD_LABELS[k])), html.Td(_shown_value(k, v, named, restricted))],
-                    className="review-field") for k, v in fields.items()]
+    rows = [html.Tr([html.Th(str(FIELD_LABELS[k])), html.Td(_shown_value(k, fields[k], named, restricted))],
+                    className="review-field") for k in _ordered(fields)]
     meta = [(Label("Member", "网格员"), _member(s["member_id"])), (Label("Grid", "网格"), _grid(s["grid_code"])),
             (Label("Submitted on the phone", "采集时间"), _when(s["submitted_at"])),
             (Label("Received", "接收时间"), _when(s["received_at"])), (Label("About", "对象"), target_of(s, named))]
@@ -319,29 +337,33 @@ def detail(s: dict, named: dict[str, str], restricted: bool):
               for r in s["photo_refs"] or () if photos.url(r)]
     return html.Div(id="review-view", **{"data-submission": s["submission_id"]}, children=[
         html.H2(f"{SUBMISSION_KIND_LABELS[kind]} · {SUBMISSION_STATE_LABELS[state]}", id="review-view-title"),
-        html.Table(className="data-table", children=html.Tbody(
-            [html.Tr([html.Th(str(k)), html.Td(v)]) for k, v in meta])),
         duplicates_of(s, named),
-        html.Table(className="data-table", id="review-fields", children=html.Tbody(rows)),
+        html.Table(className="data-table", id="review-fields", children=html.Tbody(
+            [html.Tr([html.Th(str(k), style={"width": "38%"}), html.Td(v)]) for k, v in meta] + rows)),
         html.Div(thumbs, className="photo-thumbs", id="review-photos") if thumbs else None,
         _decision_forms(s, restricted) if state is SubmissionState.PENDING else _decided_note(s)])
 
 
 def _decided_note(s: dict):
-    reason = f" · {s['reason']}" if s.get("reason") else ""
-    return html.P(f"{SUBMISSION_STATE_LABELS[SubmissionState(s['state'])]} · {s.get('reviewed_by') or ''}"
-                  f" · {_when(s.get('reviewed_at'))}{reason}", className="audit-dim", id="review-decided-note")
+    """Who decided it and when (and why it went back): a registration is decided once."""
+    reason = s.get("reason")
+    return html.Div(id="review-decided-note", style={"marginTop": "8px"}, children=[
+        html.Div(f"{SUBMISSION_STATE_LABELS[SubmissionState(s['state'])]} · {s.get('reviewed_by') or ''}"
+                 f" · {_when(s.get('reviewed_at'))}", className="audit-dim"),
+        html.Div([f"{Label('Reason', '退回原因')}: ", html.Bdi(reason)]) if reason else None])
 
 
 def _decision_forms(s: dict, restricted: bool):
     kind = SubmissionKind(s["kind"])
     required, optional = FIELDS[kind]
-    editable = [k for k in (*sorted(required), *sorted(optional)) if k not in _NOT_EDITED]
+    editable = [k for k in _ordered(required | optional) if k not in _NOT_EDITED]
     personal = PERSONAL.get(kind, {})
-    form_rows = [html.Label(className="review-edit-row", children=[
-        html.Span(str(FIELD_LABELS[k]) + (f" ({Label('masked: retype to change', '已脱敏，重新输入以修改')})"
-                                          if k in personal else "")),
-        _field_input(k, s["fields"].get(k), restricted)]) for k in editable]
+    form_rows = [html.Label(className="review-edit-row", style={"display": "grid", "alignItems": "center",
+                                                                "gridTemplateColumns": "minmax(0, 38%) 1fr"},
+                            children=[html.Span([str(FIELD_LABELS[k]), html.Div(str(Label(
+                                "masked: retype to change", "已脱敏，重新输入才修改")), className="audit-dim")
+                                if k in personal else None]),
+                                _field_input(k, s["fields"].get(k), restricted)]) for k in editable]
     return html.Div(id="review-actions", children=[
         html.Button(str(Label("Approve", "审核通过")), id="review-approve", className="button"),
         html.Details(id="review-edit", children=[
@@ -349,8 +371,9 @@ def _decision_forms(s: dict, restricted: bool):
             html.Div(form_rows, className="admin-form", style={"flexDirection": "column", "alignItems": "stretch"}),
             html.Button(str(Label("Approve with these edits", "按修改内容通过")), id="review-edit-approve",
                         className="button")]),
-        html.Div(className="admin-form", children=[
-            dcc.Input(id="review-reason", maxLength=review.MAX_REASON, autoComplete="off", style={"width": "320px"},
+        html.Div(className="admin-form", style={"marginTop": "10px", "flexWrap": "nowrap"}, children=[
+            dcc.Input(id="review-reason", maxLength=review.MAX_REASON, autoComplete="off",
+                      style={"flex": "1", "minWidth": "0"},
                       placeholder=str(Label("why it goes back (required; the member reads it)",
                                             "退回原因（必填，网格员可见）"))),
             html.Button(str(Label("Send back", "退回")), id="review-send-back", className="button small")])])
@@ -419,7 +442,10 @@ def show_detail(picked, decided, url_search):
         found = reads().one(scope, picked)
     except ValueError:
         found = None
-    if found is None:
+    if found is None:       # unknown, or another scope's: the same answer, and a row in the trail
+        app_state().commands.record(identity, AuditAction.AUTH_CALLBACK.value, "refused",
+                                    f"no registration {picked[:60]!r} in {scope.code or 'the city'}",
+                                    f"submission:{picked[:60]}", request.remote_addr, scope.code)
         return _refused(str(Label("no such registration in this scope", "本范围内无此登记"))), None
     restricted = reads().may_see_restricted(identity.user, found["grid_code"])
     result = no_update if ctx.triggered_id == "review-decided" else None

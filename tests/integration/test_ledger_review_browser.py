@@ -14,9 +14,11 @@ Screenshots: /tmp/ledger-review-*.png."""
 from __future__ import annotations
 
 import secrets
+import urllib.error
+import uuid
 from contextlib import closing
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, timezone
 
 import psycopg2
 import pytest
@@ -30,14 +32,14 @@ from core.ledger import (
     SubmissionKind,
     SubmissionState,
 )
-from ledger import privacy
+from ledger import privacy, submissions
 
 from .handheld_browser import (  # noqa: F401 - the *_fixture names: the fixtures these tests use
     phone_service_fixture,
     phones_fixture,
     registry_fixture,
 )
-from .screens import ensure_logins, sign_in
+from .screens import ensure_logins, post_callback, session_cookie, sign_in
 from .test_handheld_registrations import id_number
 from .test_ledger_browser import Payloads
 from .test_ledger_reads import ledger_sealer
@@ -60,14 +62,19 @@ class Home:
     twin_id_number: str
 
 
+def the_member(city):
+    """The member whose phone registers (a grid with buildings), and their community."""
+    with_buildings = {b.grid_code for b in city.buildings}
+    eligible = [m for m in city.members if m.grid_code in with_buildings]
+    member = eligible[len(eligible) // 3]
+    return member, city.grid_by_code[member.grid_code].community_code
+
+
 @pytest.fixture
 def home(stack, city):
     """A building of this test's own in a member's grid: house 301 with a household (its head) and
     house 302 with a resident whose ID number the phone will register again; the leaders' logins."""
-    with_buildings = {b.grid_code for b in city.buildings}
-    eligible = [m for m in city.members if m.grid_code in with_buildings]
-    member = eligible[len(eligible) // 3]
-    community = city.grid_by_code[member.grid_code].community_code
+    member, community = the_member(city)
     token = secrets.token_hex(3)
     building_id, name = f"t-review-{token}", f"0审核测试楼 {token}"
     twin_number = id_number(BORN, f"{secrets.randbelow(1000):03d}")      # the birth date the phone types
@@ -226,3 +233,92 @@ def test_a_registration_from_the_phone_is_reviewed_and_reaches_the_building_pane
     phone.page.locator(".reg-item", has_text=first).get_by_text(approved).wait_for(timeout=WAIT_MS)
     phone.shot("registration-3-reviewed", returned)
     assert phone.page.errors == []
+
+
+@pytest.fixture
+def forged(stack, city):
+    """Two registrations (house use changed: nothing personal) of a member of this test's own, one in
+    the leader's community and one in another; the leader's login."""
+    member, community = the_member(city)
+    elsewhere = next(g for g in city.grids if g.community_code != community)
+    member_id, dsn = f"t-review-forger-{secrets.token_hex(3)}", stack.settings().pg_dsn
+    ids = {}
+    with closing(psycopg2.connect(dsn)) as conn, conn, conn.cursor() as cur:
+        for where, grid in (("inside", member.grid_code), ("outside", elsewhere.code)):
+            ids[where] = str(uuid.uuid4())
+            assert submissions.submit(cur, ledger_sealer(stack), ids[where], SubmissionKind.HOUSE_USE_CHANGED, grid,
+                                      city.grid_by_code[grid].community_code, "T-forger", member_id, None,
+                                      datetime.now(timezone.utc), None, None,
+                                      {"house_id": 1, "use": HouseUse.VACANT.value}, [])
+    ensure_logins(dsn, {LEADER: ("leader", community)})
+    yield ids
+    with closing(psycopg2.connect(dsn)) as conn, conn, conn.cursor() as cur:
+        cur.execute("delete from ledger_submissions where member_id = %s", (member_id,))
+
+
+def _callback_key(part: str) -> str:
+    """The output key Dash dispatches a callback of the review page on (allow_duplicate adds a hash)."""
+    import dashboard.pages.ledger_review  # noqa: F401 - registers the page's callbacks here too
+    from dashboard.declarations import callbacks
+
+    return next(k for k in callbacks() if part in k)
+
+
+def _detail_body(submission_id: str, scope: str) -> dict:
+    key = _callback_key("review-detail.children")
+    return {"output": key, "outputs": [{"id": "review-detail", "property": "children"},
+                                       {"id": "review-result", "property": "children"}],
+            "inputs": [{"id": "review-picked", "property": "data", "value": submission_id},
+                       {"id": "review-decided", "property": "data", "value": None}],
+            "state": [{"id": "shell-url", "property": "search", "value": f"?scope={scope}"}],
+            "changedPropIds": ["review-picked.data"]}
+
+
+def _approve_body(submission_id: str, scope: str) -> dict:
+    key = _callback_key("review-decided.data")
+    result = key.strip(".").split("...")[0]
+    return {"output": key, "outputs": [{"id": "review-result", "property": result.split(".", 1)[1]},
+                                       {"id": "review-decided", "property": "data"}],
+            "inputs": [{"id": "review-approve", "property": "n_clicks", "value": 1},
+                       {"id": "review-edit-approve", "property": "n_clicks", "value": None},
+                       {"id": "review-send-back", "property": "n_clicks", "value": None}],
+            "state": [{"id": "review-picked", "property": "data", "value": submission_id}, [],
+                      {"id": "review-reason", "property": "value", "value": None},
+                      {"id": "shell-url", "property": "search", "value": f"?scope={scope}"}],
+            "changedPropIds": ["review-approve.n_clicks"]}
+
+
+def _pending(stack, submission_id: str) -> bool:
+    with closing(psycopg2.connect(stack.settings().pg_dsn)) as conn, conn, conn.cursor() as cur:
+        cur.execute("select state from ledger_submissions where submission_id = %s", (submission_id,))
+        return cur.fetchone() == (SubmissionState.PENDING.value,)
+
+
+def test_forged_callbacks_for_another_scope_or_role_are_refused_and_audited(stack, city, dashboard, forged):
+    member, community = the_member(city)
+    leader = session_cookie(dashboard.url, LEADER)
+    own = post_callback(dashboard.url, leader, _detail_body(forged["inside"], community))
+    assert "review-fields" in own and "Refused" not in own                  # the leader's own community's
+    for scope in (community, ""):                                           # the other's, under either scope
+        answer = post_callback(dashboard.url, leader, _detail_body(forged["outside"], scope))
+        assert "Refused" in answer and "review-fields" not in answer
+    with closing(psycopg2.connect(stack.settings().pg_dsn)) as conn, conn, conn.cursor() as cur:
+        cur.execute("select count(*) from audit_log where actor = %s and outcome = 'refused' and target = %s",
+                    (LEADER, f"submission:{forged['outside']}"))
+        assert cur.fetchone()[0] >= 1
+    answer = post_callback(dashboard.url, leader, _approve_body(forged["outside"], community))
+    assert "Refused" in answer and "outside" in answer
+    dispatcher = session_cookie(dashboard.url, "t-dispatcher")
+    try:
+        refused = post_callback(dashboard.url, dispatcher, _approve_body(forged["inside"], community))
+    except urllib.error.HTTPError as error:                                  # the gate's refusal
+        refused = f"Refused {error.code}"
+    assert "Refused" in refused or "403" in refused
+    assert _pending(stack, forged["inside"]) and _pending(stack, forged["outside"])
+
+
+def test_a_dispatcher_is_refused_the_page(dashboard, page):
+    sign_in(page, dashboard.url, "t-dispatcher")
+    page.goto(f"{dashboard.url}/ledger/review")
+    assert "403" in page.locator("#shell-refusal").inner_text(timeout=WAIT_MS)
+    assert page.locator("#review").count() == 0
