@@ -185,6 +185,9 @@
       h("Span", {className: "row-kind", children: kind === "alarm" ? "ALARM" : "REPORT"}),
       h("Span", {className: "row-title", children: title + (acked ? " ✓" : "")}),
       h("Span", {className: "row-where", children: where || ""}),
+      // who needs help first in the alarm's building: a count from the server, never a name
+      kind === "alarm" && it.needs_help > 0 ? h("Span", {className: "row-help", children:
+        "⚠ " + it.needs_help + " 位需关注人员 · " + it.needs_help + " need help first"}) : null,
       h("Span", {className: "row-time", children: cls === "queue-row" ? gcc.ui.age(it.t) : gcc.ui.clock(it.t)})]});
   }
 

@@ -2,7 +2,9 @@
 deadline as first computed and as extended, time left), the timeline of every event with who,
 when and why, the escalation steps, the reports and alarms it was made of with their photos, the
 notices its terminals were sent, the checks on site asked and answered (紧急核实: outcome, note,
-photos), and the actions the person looking at it may take now.
+photos), who in the case's building needs help first (dashboard.scene_panel, ledger.scene: names
+only for those allowed to see them, else the count), and the actions the person looking at it may
+take now.
 
 The actions offered are the machine's answer for this person and this case (cases.machine.allowed:
 its state, the login's role and org unit); dashboard/commands.py authorizes each again for the
@@ -57,7 +59,7 @@ from core.catalogue import (
 )
 from core.orgcodes import Level, ancestor, contains
 from core.roles import ROLE_LABELS, UserRole
-from dashboard import live_ui, photos
+from dashboard import live_ui, photos, scene_panel
 from dashboard.authz import Decision, Scope, authorize, current_identity
 from dashboard.case_actions import CASE_ACTIONS, CaseAction, offered
 from dashboard.case_checks import (
@@ -177,7 +179,7 @@ def show(pathname, _pushed, _fallback, _done):
     now = datetime.now(timezone.utc)
     history = state.queries.case_history(case.case_id)
     return (_head(state, case), _clock(case, now),
-            [_checks(state, case, history["events"]),
+            [_scene(state, case), _checks(state, case, history["events"]),
              _section(Label("Stages and their deadlines", "各环节时限"), _stages(case, history["events"], now)),
              _section(Label("Timeline", "办理过程"), _timeline(state, history["events"])),
              _section(Label("Escalation steps", "升级督办"), _escalations(state, history["escalations"]))],
@@ -219,6 +221,14 @@ live_ui.follow_frames("case", "caseLive", Output("case-pushed", "data"), PAGE.ro
 
 def _section(title: Label, body):
     return html.Section(className="case-section", children=[html.H2(str(title)), body])
+
+
+def _scene(state, case: Case):
+    """Who needs help first at the case's building (ledger.scene decides what this viewer sees:
+    names for the case's handlers of the building's scope, else the count); none when the case is
+    at no building."""
+    found = scene_panel.case_scene(state, case, current_identity())
+    return scene_panel.panel(found, "case") if found is not None else None
 
 
 def _head(state, case: Case):

@@ -12,7 +12,8 @@ never the 2 Hz fixes).
   server filters: a street's dispatcher is never sent the next street's members); **Offer** sends
   the case to that member's terminal (an offer that expires if not accepted, then goes to the next
   candidate: cases.offers).
-  The map (centre) shows the case and its candidates, numbered.
+  The map (centre) shows the case and its candidates, numbered. Above them, compact, who in the
+  case's building needs help first (dashboard.scene_panel: names only for those allowed to see them).
 - Keyboard first: ↑/↓ move through the queue, Enter registers a reported case and offers a
   registered one to candidate 1, a digit to candidate N, Esc lets go of the case.
 - **Tasks in progress** (right): the cases offered, en route, on scene and done (awaiting
@@ -52,7 +53,7 @@ from cases.model import Dispatch, Register, RequestCheck, Return
 from cases.model import State as CaseState
 from core.catalogue import CASE_CATEGORY_LABELS, Label
 from core.roles import ROLE_LABELS, UserRole
-from dashboard import live_ui, photos
+from dashboard import live_ui, photos, scene_panel
 from dashboard.alarms import ACKNOWLEDGE_ALARM, AcknowledgeAlarm
 from dashboard.authz import Scope, authorize, current_identity
 from dashboard.case_actions import CASE_ACTIONS, REASSIGN, CaseAction, Reassign
@@ -209,7 +210,9 @@ def candidates(case_id, _done, _tick):
     head = html.Div(className="dispatch-cand-case", id="dispatch-cand-case", children=[
         html.Strong(f"{CASE_CATEGORY_LABELS.get(case.category, case.category)}"), " · ", case.place or case.title,
         " · ", dcc.Link(case.case_id, href=f"/case/{case.case_id}")])
-    top = [head, photos.photo_strip(state.queries.case_photos(case.case_id), "dispatch-cand"),   # before / after
+    found = scene_panel.case_scene(state, case, current_identity())     # who needs help first there
+    top = [head, scene_panel.panel(found, "dispatch", compact=True) if found is not None else None,
+           photos.photo_strip(state.queries.case_photos(case.case_id), "dispatch-cand"),   # before / after
            _checks(state, case)]
     features = []
     if case.lat is not None:

@@ -3,7 +3,8 @@ reports over the grids, a heatmap, headline counters, a ticker and the queue of 
 
 Its feed takes members' fixes and statuses, device alarms (and their acknowledgements) and
 reports; each travels with only the fields the wall draws (no report text, photo or terminal id:
-members and reports are keyed by keyed hashes). Every role that may open the wall gets the same.
+members and reports are keyed by keyed hashes; an alarm carries how many in its building need help
+first, a count and never a name: ledger.scene). Every role that may open the wall gets the same.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from dash_extensions.javascript import Namespace
 
 from core.catalogue import Label, Severity
 from core.roles import EVERYONE
-from dashboard import live_ui
+from dashboard import live_ui, scene_panel
 from dashboard.authz import Scope
 from dashboard.declarations import clientside_callback, page
 from dashboard.feeds import Feed, Periodic
@@ -94,7 +95,9 @@ def wire_alarm(q, c: live.AlarmChange) -> dict:
     return {"key": live.Keys.alarm_field(c.sensor_id, c.alarm_id), "alarm_id": c.alarm_id, "sensor_id": c.sensor_id,
             "alarm_type": c.alarm_type, "severity": c.severity, "state": c.state, "t": c.t,
             "grid_code": c.grid_code, "lon": c.lon, "lat": c.lat, "where": q.building_name(c.building_id),
-            "acknowledged_by": c.acknowledged_by}
+            "acknowledged_by": c.acknowledged_by,
+            # who needs help first in its building: a count, never a name (the wall is a kiosk)
+            "needs_help": scene_panel.alarm_count(q, c.building_id)}
 
 
 def wire_alarm_ack(q, c: live.AlarmAckChange) -> dict:
@@ -145,12 +148,14 @@ def snapshot(q, scope: Scope) -> dict:
     in_scope = q.members(scope)
     live_members = q.members_latest(in_scope)
     on_map = {q.own_terminal(m.terminal_id) for m in live_members}
+    alarms = q.open_alarms(scope)
+    scene_panel.prime_counts(q, [a.building_id for a in alarms])     # one query for every alarm's count
     return {"member_fields": MEMBER_FIELDS, "fix_fields": FIX_FIELDS,
             "members": [wall_member(q, m) for m in live_members],
             "roster": [[member_key(m.terminal_id), m.name, m.role.value, m.grid_code] for m in in_scope
                        if m.terminal_id not in on_map],
             "grids": q.grid_codes(scope), "bounds": q.bounds(scope), "member_total": len(in_scope),
-            "alarms": [wire_alarm(q, a) for a in q.open_alarms(scope)],
+            "alarms": [wire_alarm(q, a) for a in alarms],
             **wall_reports(q, scope),
             "cases": [wire_case(q, c) for c in q.open_cases(scope)], "day_start": start_of_local_day().timestamp(),
             "time_scale": q.case_time_scale,
