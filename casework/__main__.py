@@ -40,10 +40,12 @@ log = logging.getLogger("cases")
 
 
 class _Collector:
-    def __init__(self, engine: Engine, notifier: Notifier, rollups: RollupMaintainer) -> None:
+    def __init__(self, engine: Engine, notifier: Notifier, rollups: RollupMaintainer,
+                 deletion: MovedOutDeletion) -> None:
         self.engine = engine
         self.notifier = notifier
         self.rollups = rollups
+        self.deletion = deletion
 
     def collect(self):
         counts = CounterMetricFamily("gcc_cases_intake", "inbox rows by outcome", labels=["outcome"])
@@ -66,11 +68,14 @@ class _Collector:
         yield notices
         yield CounterMetricFamily("gcc_cases_kpi_folded", "cases folded into the assessment's rollups",
                                   value=self.rollups.folded)
+        yield CounterMetricFamily("gcc_cases_moved_out_deleted", "residents deleted by the moved-out deletion job",
+                                  value=self.deletion.deleted)
 
 
-def serve(engine: Engine, notifier: Notifier, rollups: RollupMaintainer, port: int) -> ThreadingHTTPServer:
+def serve(engine: Engine, notifier: Notifier, rollups: RollupMaintainer, deletion: MovedOutDeletion,
+          port: int) -> ThreadingHTTPServer:
     registry = CollectorRegistry()
-    registry.register(_Collector(engine, notifier, rollups))
+    registry.register(_Collector(engine, notifier, rollups, deletion))
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):
@@ -114,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     notifier = Notifier(settings.pg_dsn, settings.mqtt_host, settings.mqtt_port, settings.mqtt_username,
                         settings.mqtt_password.get_secret_value(), engine.stop_event, engine.policy)
     rollups = RollupMaintainer(settings.pg_dsn, engine.stop_event)
-    server = serve(engine, notifier, rollups, settings.cases_metrics_port)   # its port first: it was chosen free
+    deletion = MovedOutDeletion(settings.pg_dsn, settings.ledger_moved_out_keep_days, engine.stop_event)
+    server = serve(engine, notifier, rollups, deletion, settings.cases_metrics_port)   # its port first: chosen free
     sender = threading.Thread(target=notifier.run, name="case-notices", daemon=True)
     sender.start()
     recorder = StatusRecorder(settings.pg_dsn, settings.redis_client(socket_timeout=10), engine.intake.city,
@@ -123,7 +129,6 @@ def main(argv: list[str] | None = None) -> int:
     threading.Thread(target=rollups.run, name="kpi-rollups", daemon=True).start()
     patrols = PatrolMaintainer(settings.pg_dsn, engine.intake.city, engine.stop_event)
     threading.Thread(target=patrols.run, name="kpi-patrols", daemon=True).start()
-    deletion = MovedOutDeletion(settings.pg_dsn, settings.ledger_moved_out_keep_days, engine.stop_event)
     threading.Thread(target=deletion.run, name="moved-out-deletion", daemon=True).start()
     try:
         return run_until_signalled(engine.run, engine.stop_event)

@@ -8,15 +8,22 @@ Moved-out dates in 1958 keep other tests' residents (1970) out of these runs."""
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
+import urllib.request
 from datetime import date, timedelta
 
 import pytest
 
 from casework import moved_out
 from casework.moved_out import JOB, MovedOutDeletion
+from config.settings import REPO_ROOT
 from core.ledger import ChangeAction, Channel, RecordKind, Relation
 from ledger import store
+from stack import free_port
 
+from ..support import wait_for
 from .test_ledger_store import a_house, a_resident, conn, plot, remove_plot, sealer  # noqa: F401 (fixtures)
 
 KEEP_DAYS = 90
@@ -87,3 +94,25 @@ def test_a_run_that_cannot_reach_the_database_is_logged_and_does_not_stop_the_jo
         assert job.step() is None
     assert job.last_day is None and job.deleted == 0
     assert "the moved-out deletion failed" in caplog.text
+
+
+def test_the_cases_engine_runs_the_job_at_its_start_and_counts_it(residents, conn, stack, tmp_path):  # noqa: F811
+    """`python -m casework` as deployed (its own role): the job runs at the start, logs its count,
+    and /metrics says how many it deleted (a keeping period of 3650 days: our 1958 residents go)."""
+    port = free_port()
+    env = {**os.environ, **stack.app_env("cases", stack.account("cases")), "GCC_CASES_METRICS_PORT": str(port),
+           "GCC_LEDGER_MOVED_OUT_KEEP_DAYS": "3650"}
+    log_path = tmp_path / "cases.log"
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "casework"], cwd=REPO_ROOT, env=env, stdout=log,
+                                stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: "moved-out deletion for" in log_path.read_text(errors="replace"), 60,
+                 "the engine's first run of the job", explain=lambda: log_path.read_text(errors="replace")[-2000:])
+        assert _left(conn, residents) == [residents[2]]
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+        counted = [line for line in metrics.splitlines() if line.startswith("gcc_cases_moved_out_deleted_total")]
+        assert counted and float(counted[0].split()[-1]) >= 2
+    finally:
+        proc.terminate()
+        proc.wait(20)
