@@ -379,10 +379,11 @@ def _decision_forms(s: dict, restricted: bool):
             html.Button(str(Label("Send back", "退回")), id="review-send-back", className="button small")])])
 
 
-def edits_of(kind: SubmissionKind, shown: dict, typed: dict) -> dict:
+def edits_of(kind: SubmissionKind, shown: dict, typed: dict, restricted: bool = False) -> dict:
     """The fields the reviewer changed, as the queue takes them: a masked field left as its mask is
-    not an edit; an emptied optional field is cleared (None); numbers as numbers. ValueError names
-    a number that is not one."""
+    not an edit; an emptied optional field is cleared (None); numbers as numbers; the restricted tags
+    a reviewer not granted them never saw (`restricted` False) are kept. ValueError names a number
+    that is not one."""
     edits = {}
     for key, value in typed.items():
         if key not in FIELDS[kind][0] | FIELDS[kind][1] or key in _NOT_EDITED:
@@ -391,7 +392,7 @@ def edits_of(kind: SubmissionKind, shown: dict, typed: dict) -> dict:
         if isinstance(value, str):
             value = value.strip() or None
         if key == "tags":
-            hidden = [t for t in before or [] if Tag(t) in RESTRICTED_TAGS and t not in (value or [])]
+            hidden = [] if restricted else [t for t in before or [] if Tag(t) in RESTRICTED_TAGS]
             value = sorted(set(value or []) | set(hidden)) or None
             before = sorted(before) if before else None
         if key in _NUMBERS and value is not None:
@@ -470,7 +471,7 @@ def decide(_approve, _edit, _back, picked, values, reason, url_search):
         return _refused(scope), no_update
     if not isinstance(picked, str):
         return _refused(str(Label("pick a registration first", "请先选择登记"))), no_update
-    command = _command(trigger, picked, values, reason, scope)
+    command = _command(trigger, picked, values, reason, scope, identity)
     if isinstance(command, str):
         return _refused(command), no_update
     result = app_state().commands.execute(identity, command, request.remote_addr)
@@ -482,7 +483,7 @@ def decide(_approve, _edit, _back, picked, values, reason, url_search):
     return html.P(str(done), className="admin-done", id="review-done"), stamp
 
 
-def _command(trigger: str, picked: str, values, reason, scope: Scope):
+def _command(trigger: str, picked: str, values, reason, scope: Scope, identity):
     """The bus command a decision's button asks for, or why it cannot be asked as typed."""
     if trigger == "review-send-back":
         return SendBackSubmission(picked, reason if isinstance(reason, str) else "")
@@ -498,7 +499,7 @@ def _command(trigger: str, picked: str, values, reason, scope: Scope):
     kind = SubmissionKind(found["kind"])
     typed = {s["id"]["field"]: v for s, v in zip(ctx.states_list[1], values or [], strict=False)}
     try:
-        edits = edits_of(kind, found["fields"], typed)
+        edits = edits_of(kind, found["fields"], typed, reads().may_see_restricted(identity.user, found["grid_code"]))
     except ValueError as bad:
         return str(bad)
     if not edits:

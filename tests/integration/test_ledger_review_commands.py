@@ -133,3 +133,24 @@ def test_a_crafted_submission_id_is_refused_in_words(bus, plot, sealer):
     for crafted in ("1 or 1=1", str(uuid.uuid4())):
         refused = bus.execute(leader, ApproveSubmission(crafted, None, sealer))
         assert not refused.ok and ("not a registration" in refused.reason or "does not exist" in refused.reason)
+
+
+def test_an_edit_sends_only_what_the_reviewer_retyped():
+    """The edit form's values against the registration as shown (masked): a mask left as it is, an
+    unchanged field and the ids are no edit; an emptied optional field is cleared; a restricted tag
+    the reviewer may not see is kept; a number that is not one is named."""
+    from core.ledger import Tag
+    from dashboard.pages.ledger_review import edits_of
+
+    shown = {"house_id": 7, "name": "周敏", "id_number": "3501**********1234", "phone": "137****7001",
+             "moved_in": "2026-11-01", "tags": [Tag.COMMUNITY_CORRECTION.value, Tag.LOW_INCOME.value]}
+    typed = {"house_id": "8", "name": "周敏 ", "id_number": "3501**********1234", "phone": "13700137009",
+             "moved_in": "", "tags": [Tag.DISABLED.value]}
+    assert edits_of(SubmissionKind.NEW_RESIDENT, shown, typed) == {
+        "phone": "13700137009", "moved_in": None,
+        "tags": sorted([Tag.COMMUNITY_CORRECTION.value, Tag.DISABLED.value])}
+    assert edits_of(SubmissionKind.NEW_RESIDENT, shown, {"name": "周敏"}) == {}
+    assert edits_of(SubmissionKind.NEW_RESIDENT, shown, {"tags": [Tag.LOW_INCOME.value]}, restricted=True) == {
+        "tags": [Tag.LOW_INCOME.value]}                                   # a granted reviewer removes one
+    with pytest.raises(ValueError, match="area"):
+        edits_of(SubmissionKind.HOUSE_USE_CHANGED, {"house_id": 7, "use": "rented"}, {"area_m2": "八十"})

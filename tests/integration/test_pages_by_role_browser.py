@@ -78,6 +78,7 @@ SHOWS: dict[str, Shows] = {
     "/gateways": Shows(("#gateways-table tbody tr",)),
     "/boundaries": Shows(("#boundaries-leaflet canvas.leaflet-zoom-animated", "#boundaries-download li")),
     "/ledger": Shows(("#ledger-legend > span", "#ledger-search")),      # this database holds no ledger rows
+    "/ledger/review": Shows(("#review-queue .placeholder, #review-communities li", "#review-detail")),   # none waits
 }
 LOGIN_OF = {role: username for username, (role, scope) in TEST_LOGINS.items() if scope == ""}
 PREPARER = Identity("t-pages-seed", EVERYONE, "")
