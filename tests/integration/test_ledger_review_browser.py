@@ -6,9 +6,12 @@ phone (360×640) registers two new residents in a house of this test's own build
 with the ID number of a resident the ledger already holds; a community leader (1920×1080) sees
 both in the review queue (/ledger/review), the first flagged in red as a duplicate naming the
 resident it repeats, edits its name and approves it, while a second leader's queue (1366×768)
-loses it at its next refresh; the basic-data page shows the new resident in that house with the
-ID number masked; the second registration is sent back with a reason, and the phone's 我的登记
-shows 已退回 with it. No dashboard payload carries an ID number or phone in full.
+loses it at its next refresh and that leader's late approval is refused already_decided; the
+basic-data page shows the new resident in that house with the ID number masked; the second
+registration is sent back with a reason, and the phone's 我的登记 shows 已退回 with it. No
+dashboard payload carries an ID number or phone in full. A forged detail or approval for another
+community's registration, or by a dispatcher, is refused (and audited), and the page is 403 for a
+dispatcher.
 
 Screenshots: /tmp/ledger-review-*.png."""
 from __future__ import annotations
@@ -184,6 +187,8 @@ def test_a_registration_from_the_phone_is_reviewed_and_reaches_the_building_pane
         page.locator("#review-edit summary").click()
         page.screenshot(path="/tmp/ledger-review-1920.png", full_page=True)
         _queue_row(other_page, first).wait_for(timeout=WAIT_MS)
+        _queue_row(other_page, first).locator("button[id*=review-pick]").click()      # the other opens it too
+        other_page.locator("#review-fields", has_text=first).wait_for(timeout=WAIT_MS)
         other_page.screenshot(path="/tmp/ledger-review-1366.png", full_page=True)
 
         edited = first + "琳"
@@ -193,6 +198,9 @@ def test_a_registration_from_the_phone_is_reviewed_and_reaches_the_building_pane
         page.locator("#review-decided-note").wait_for(timeout=WAIT_MS)
         row.wait_for(state="detached", timeout=WAIT_MS)                    # gone from this queue at once
         _queue_row(other_page, first).wait_for(state="detached", timeout=WAIT_MS)   # and the other's, refreshed
+        other_page.click("#review-approve")                                  # late: already decided, said so
+        other_page.locator("#review-result .admin-refused", has_text="already_decided").wait_for(timeout=WAIT_MS)
+        assert LEADER in other_page.locator("#review-decided-note").inner_text(timeout=WAIT_MS)
 
         _queue_row(page, second).locator("button[id*=review-pick]").click()
         page.locator("#review-fields", has_text=second).wait_for(timeout=WAIT_MS)
