@@ -214,13 +214,25 @@ def _when(value: datetime | None) -> str:
     return "–" if value is None else value.astimezone(CITY_TZ).strftime("%m-%d %H:%M")
 
 
+_MEMBERS: dict[int, dict] = {}      # id(the app's city) -> its members by id (the registry's watch swaps the city)
+
+
+def _members() -> dict:
+    city = app_state().city
+    found = _MEMBERS.get(id(city))
+    if found is None:
+        _MEMBERS.clear()
+        found = _MEMBERS[id(city)] = {m.member_id: m for m in city.members}
+    return found
+
+
 def _member(member_id: str) -> str:
-    member = next((m for m in app_state().city.members if m.member_id == member_id), None)
+    member = _members().get(member_id)
     return member_id if member is None else f"{member.name} · {member_id}"
 
 
 def _member_name(member_id: str) -> str:
-    member = next((m for m in app_state().city.members if m.member_id == member_id), None)
+    member = _members().get(member_id)
     return member_id if member is None else member.name
 
 
