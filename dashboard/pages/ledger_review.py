@@ -30,16 +30,16 @@ from dash import ALL, Input, Output, State, ctx, dcc, html, no_update
 from flask import current_app, request
 
 from core.catalogue import AuditAction, Label
-from core.ledger import Permission, SubmissionKind, SubmissionState
+from core.ledger import Permission, Registration, SubmissionKind, SubmissionState
 from core.orgcodes import Level, level_of, parent_of
 from dashboard.authz import Scope, asked_scope, authorize, current_identity
 from dashboard.declarations import callback, page, query_params
 from dashboard.ledger_commands import APPROVE, LEDGER_ROLES, SEND_BACK, ApproveSubmission, SendBackSubmission
 from dashboard.pages.ledger import ledger
-from dashboard.pages.ledger_review_view import communities_list, detail, edits_of, queue_table
+from dashboard.pages.ledger_review_view import communities_list, detail, duplicates_of, edits_of, queue_table
 from dashboard.state import app_state
 from database.reads import Reads
-from ledger import grants, submissions
+from ledger import grants, privacy, submissions
 
 TITLE = Label("Review queue", "审核")
 REFRESH_MS = 5000
@@ -65,6 +65,14 @@ class ReviewReads(Reads):
     def one(self, scope: Scope, submission_id) -> dict | None:
         with self._cursor() as cur:
             return submissions.one(cur, submission_id, scope.code)
+
+    def duplicates(self, sealer, shown: dict, id_number: str) -> list[dict]:
+        """What a registration would repeat with `id_number` in place of the member's (flagged
+        before approving: ledger.submissions.duplicates_of; the number is indexed, never kept)."""
+        fields = {**shown["fields"], "id_number": id_number}
+        with self._cursor() as cur:
+            return submissions.duplicates_of(cur, sealer, {"submission_id": shown["submission_id"],
+                                                           "kind": shown["kind"], "fields": fields})
 
     def may_see_restricted(self, viewer: str, grid_code: str) -> bool:
         with self._cursor() as cur:
@@ -194,6 +202,35 @@ def show_detail(picked, decided, url_search):
     restricted = reads().may_see_restricted(identity.user, found["grid_code"])
     result = no_update if ctx.triggered_id == "review-decided" else None
     return detail(found, reads().names(scope, [found]), restricted), result
+
+
+@callback(Output("review-edit-duplicates", "children"),
+          Input({"type": "review-field", "field": "id_number"}, "value"), State("review-picked", "data"),
+          State("shell-url", "search"), prevent_initial_call=True, roles=PAGE.roles,
+          why="the duplicates of an ID number the reviewer retyped (flagged before approving; never logged)")
+def preview_duplicates(typed, picked, url_search):
+    """A retyped ID number's duplicates in red (or its problem), for a registration of the scope;
+    nothing for the mask left as it is."""
+    identity, scope = _asked(url_search)
+    if not isinstance(scope, Scope):
+        return _refused(scope)
+    if not isinstance(typed, str) or not typed.strip() or "*" in typed or not isinstance(picked, str):
+        return None
+    try:
+        found = reads().one(scope, picked)
+    except ValueError:
+        found = None
+    if found is None or SubmissionKind(found["kind"]) is not SubmissionKind.NEW_RESIDENT:
+        return _refused(str(Label("no such registration in this scope", "本范围内无此登记")))
+    sealer = ledger().sealer
+    if sealer is None:
+        return _refused(str(Label("the ledger's key is not configured here", "未配置基础数据密钥")))
+    problem = privacy.check_id_number(privacy.normalize_id_number(typed))
+    if problem and found["fields"].get("registration") != Registration.FOREIGN.value:
+        return html.P(problem, className="audit-error")
+    shown = {**found, "duplicates": reads().duplicates(sealer, found, typed)}
+    return duplicates_of(shown, reads().names(scope, [shown])) or html.P(
+        str(Label("no duplicate found", "未发现重复")), className="audit-dim", id="review-no-duplicate")
 
 
 @callback(Output("review-result", "children", allow_duplicate=True), Output("review-decided", "data"),

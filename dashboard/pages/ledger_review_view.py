@@ -204,6 +204,7 @@ def _field_input(key: str, value, restricted: bool):
                              labelStyle={"marginRight": "14px", "color": "var(--text)", "whiteSpace": "nowrap"},
                              options=[{"label": str(TAG_LABELS[t]), "value": t.value} for t in offered])
     return dcc.Input(id=ident, value="" if value is None else str(value), autoComplete="off",
+                     debounce=key == "id_number",      # its duplicates are looked for when it is typed out
                      type="date" if key in ("birth_date", "moved_in", "moved_out") else "text")
 
 
@@ -252,6 +253,7 @@ def _decision_forms(s: dict, restricted: bool):
         html.Details(id="review-edit", children=[
             html.Summary(str(Label("Edit, then approve", "修改后通过"))),
             html.Div(form_rows, className="admin-form", style={"flexDirection": "column", "alignItems": "stretch"}),
+            html.Div(id="review-edit-duplicates", role="status"),
             html.Button(str(Label("Approve with these edits", "按修改内容通过")), id="review-edit-approve",
                         className="button")]),
         html.Div(className="admin-form", style={"marginTop": "10px", "flexWrap": "nowrap"}, children=[

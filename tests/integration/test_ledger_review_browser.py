@@ -26,6 +26,7 @@ from datetime import date, datetime, timezone
 import psycopg2
 import pytest
 
+from core.catalogue import AuditAction
 from core.ledger import (
     SUBMISSION_STATE_LABELS,
     Gender,
@@ -191,6 +192,15 @@ def test_a_registration_from_the_phone_is_reviewed_and_reaches_the_building_pane
         other_page.locator("#review-fields", has_text=first).wait_for(timeout=WAIT_MS)
         other_page.screenshot(path="/tmp/ledger-review-1366.png", full_page=True)
 
+        retyped = page.locator("#review-edit input[id*='\"field\":\"id_number\"']")
+        retyped.fill(home.twin_id_number)                                    # the reviewer checks the number
+        retyped.press("Tab")
+        preview = page.locator("#review-edit-duplicates .review-duplicate", has_text="same ID number")
+        preview.wait_for(timeout=WAIT_MS)
+        assert f"审核原住户{home.building_id[-6:]}" in preview.inner_text()
+        retyped.fill(privacy.mask_id_number(home.twin_id_number))            # left as the mask: no edit
+        retyped.press("Tab")
+        preview.wait_for(state="detached", timeout=WAIT_MS)
         edited = first + "琳"
         page.fill("#review-edit input[id*='\"field\":\"name\"']", edited)
         page.click("#review-edit-approve")
@@ -224,6 +234,12 @@ def test_a_registration_from_the_phone_is_reviewed_and_reaches_the_building_pane
         page.locator("#ledger-building-grid button", has_text="301").wait_for(timeout=WAIT_MS)
         assert second not in house.inner_text()
         page.screenshot(path="/tmp/ledger-review-panel-1920.png", full_page=True)
+        with closing(psycopg2.connect(stack.settings().pg_dsn)) as conn, conn, conn.cursor() as cur:
+            cur.execute("select a.actor, a.after ->> 'edited' from audit_log a join ledger_submissions s on"
+                        " a.target = 'submission:' || s.submission_id where s.member_id = %s and"
+                        " s.payload ->> 'name' = %s and a.action = %s and a.outcome = 'done'",
+                        (home.member.member_id, first, AuditAction.LEDGER_APPROVE.value))
+            assert cur.fetchall() == [(LEADER, '["name"]')]          # the mask left as it was is no edit
         full = {home.twin_id_number, second_number, first_phone, second_phone}
         sent = payloads.texts() + other_payloads.texts()
         assert sent and [v for v in full for t in sent if v in t] == []
