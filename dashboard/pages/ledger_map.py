@@ -86,7 +86,7 @@ def layout(state, scope: Scope, kiosk: bool = False):
     (west, south, east, north) = ground.bounds
     outline = [(lat, lon) for lon, lat in ground.exterior.coords]
     layers = [dl.Polygon(positions=outline, color="#8e8e93", weight=2, fill=False, interactive=False),
-              dl.LayerGroup(id="ledger-map-buildings"), dl.LayerGroup(_parts(scope), id="ledger-map-parts")]
+              dl.LayerGroup(_parts(scope), id="ledger-map-parts"), dl.LayerGroup(id="ledger-map-buildings")]
     if state.tile_url:
         layers.insert(0, dl.TileLayer(url=state.tile_url))
     return html.Div(className="kpis ledger-map", id="ledger-map", children=[
@@ -131,9 +131,13 @@ def _communities(state, scope: Scope):
 
 
 def _parts(scope: Scope) -> list:
-    return [dl.CircleMarker(center=[p.lat, p.lon], radius=_PART_RADIUS.get(p.kind, 4), weight=1, color="#f2f2f7",
-                            className="ledger-map-part",
-                            fillColor=THING_STATE_COLOURS.get(p.state, "#8e8e93"), fillOpacity=0.95,
+    """Each part a point coloured by its state: one in order small and dim (a street has hundreds of
+    lamps and covers), one damaged, missing or under repair larger, outlined: what needs work shows."""
+    return [dl.CircleMarker(center=[p.lat, p.lon], radius=2.5 if p.state == ThingState.GOOD else
+                            _PART_RADIUS.get(p.kind, 4) + 1, weight=0 if p.state == ThingState.GOOD else 1.5,
+                            color="#f2f2f7", className="ledger-map-part",
+                            fillColor=THING_STATE_COLOURS.get(p.state, "#8e8e93"),
+                            fillOpacity=0.55 if p.state == ThingState.GOOD else 0.95,
                             children=dl.Tooltip(f"{THING_KIND_LABELS[ThingKind(p.kind)]} · "
                                                 f"{THING_STATE_LABELS[ThingState(p.state)]} · {p.thing_id}"))
             for p in places().parts(scope)]
@@ -185,8 +189,8 @@ def _about(b: BuildingShape) -> str:
 # --- drawing -------------------------------------------------------------------------------------
 
 def map_buildings(buildings: list[BuildingShape], mode: str) -> list:
-    return [dl.Polygon(positions=[(lat, lon) for lon, lat in b.ring], color="#f2f2f7", weight=1,
-                       fillColor=colour_of(mode, b), fillOpacity=0.85, className="ledger-map-building",
+    return [dl.Polygon(positions=[(lat, lon) for lon, lat in b.ring], color=colour_of(mode, b), weight=2,
+                       fillColor=colour_of(mode, b), fillOpacity=0.9, className="ledger-map-building",
                        id={"type": "ledger-map-building", "building": b.building_id},
                        children=dl.Tooltip([html.Bdi(ledger_page._plain(b.name)), html.Br(), _about(b)]))
             for b in buildings]
@@ -218,9 +222,9 @@ def view_3d(ground, buildings: list[BuildingShape], mode: str) -> go.Figure:
                           "yaxis": {**axis, "range": [min(ys), max(ys)]},
                           "zaxis": {**axis, "range": [0, tallest * 1.05]}, "aspectmode": "manual",
                           "aspectratio": {"x": (max(xs) - min(xs)) / width, "y": (max(ys) - min(ys)) / width,
-                                          "z": max(tallest * 1.05 * 2 / width, 0.08)},
-                          "camera": {"eye": {"x": -0.7, "y": -1.0, "z": 0.7},
-                                     "center": {"x": 0, "y": 0, "z": -0.12}}})
+                                          "z": max(tallest * 1.05 / width, 0.05)},
+                          "camera": {"eye": {"x": -0.5, "y": -0.75, "z": 0.45},
+                                     "center": {"x": 0, "y": 0, "z": -0.08}}})
     return fig
 
 

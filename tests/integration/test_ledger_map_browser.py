@@ -7,25 +7,35 @@
 - a click on the footprint, and a click on the building's mesh in 3D, open its panel (floors ×
   houses, as the basic-data page draws it);
 - a building of another community, forged into the panel's callback, is refused in words; the
-  other community's map is refused; a street's scope lists its communities to choose from.
+  other community's map is refused; a street's scope lists its communities to choose from;
+- a community of the demo ledger (generated footprints, floors, houses, parts; loaded for the
+  test and removed after) draws every building with a footprint on the map and in 3D, each as
+  tall as its floors, and its statistics page counts its residents.
 
 Screenshots: /tmp/ledger-3d-*.png."""
 from __future__ import annotations
 
 import json
+from contextlib import closing
+from datetime import date
 
+import psycopg2
 import pytest
 from playwright.sync_api import expect
 
-from core.ledger import HouseUse
+from core.city import City
+from core.ledger import HouseUse, RecordKind
 from dashboard.vocabulary import HOUSE_USE_COLOURS
 from ledger.geometry import FLOOR_HEIGHT_M
+from ledger.privacy import Sealer, new_key
+from simulator.ledger import load_into
 
 from .screens import ensure_logins, post_callback, session_cookie, sign_in
 from .test_ledger_stats import VIEWER, plant_stats, remove_stats
 
 pytestmark = pytest.mark.slow
 WAIT_MS = 20_000
+DEMO_LEADER = "t-ledger-demo-leader"     # a leader of the demo community
 
 
 @pytest.fixture(scope="module")
@@ -136,5 +146,82 @@ def test_a_wider_scope_lists_its_communities(dashboard, browser, planted, city):
         expect(links).to_have_count(sum(1 for c in city.communities if c.code.startswith(street)), timeout=WAIT_MS)
         links.filter(has_text=city.org_name(planted.community)).click()
         expect(page.locator("path.ledger-map-building")).to_have_count(1, timeout=WAIT_MS)
+    finally:
+        context.close()
+
+
+def _demo_part(city, community: str) -> City:
+    """One community of the session city with its buildings, units and organisations."""
+    grids = [g for g in city.grids if g.community_code == community]
+    codes = {g.code for g in grids}
+    return City(city.name, city.seed, grids=grids, buildings=[b for b in city.buildings if b.grid_code in codes],
+                units=[u for u in city.units if u.grid_code in codes],
+                organizations=[o for o in city.organizations if o.grid_code in codes])
+
+
+@pytest.fixture(scope="module")
+def demo_community(stack, city):
+    """The demo ledger of the third street's first community, committed (the dashboard reads it),
+    then removed: the rows it added by id, the ledger fields of the community's buildings, units
+    and organisations put back to none."""
+    dsn = stack.settings().pg_dsn
+    community = next(c.code for c in city.communities if c.code.startswith(city.streets[2].code))
+    part = _demo_part(city, community)
+    grids = [g.code for g in part.grids]
+    with closing(psycopg2.connect(dsn)) as conn, conn, conn.cursor() as cur:
+        cur.execute("select coalesce(max(house_id), 0), (select coalesce(max(change_id), 0) from ledger_changes), "
+                    "array(select thing_id from things where grid_code = any(%s::bpchar[])) from houses", (grids,))
+        last_house, last_change, things = cur.fetchone()
+        load_into(cur, part, Sealer(new_key()), date.today())
+    yield community, part
+    with closing(psycopg2.connect(dsn)) as conn, conn, conn.cursor() as cur:
+        houses = "select house_id from houses where house_id > %s and grid_code = any(%s::bpchar[])"
+        cur.execute(f"update households set head_id = null where house_id in ({houses})", (last_house, grids))
+        cur.execute(f"delete from residents where household_id in (select household_id from households "
+                    f"where house_id in ({houses}))", (last_house, grids))
+        cur.execute(f"delete from households where house_id in ({houses})", (last_house, grids))
+        cur.execute(f"delete from houses where house_id in ({houses})", (last_house, grids))
+        cur.execute("delete from things where grid_code = any(%s::bpchar[]) and thing_id <> all(%s)", (grids, things))
+        cur.execute("delete from ledger_changes where change_id > %s and record_kind = %s and record_id = any(%s)",
+                    (last_change, RecordKind.BUILDING.value, [b.building_id for b in part.buildings]))
+        cur.execute("update buildings set footprint = null, entrances = 1 where grid_code = any(%s::bpchar[]) "
+                    "and building_id = any(%s)", (grids, [b.building_id for b in part.buildings]))
+        cur.execute("update units set building_id = null, licence = null, contact_name = null, contact_phone_sealed "
+                    "= null, contact_phone_index = null, contact_phone_masked = null, fire_key_unit = false "
+                    "where grid_code = any(%s::bpchar[])", (grids,))
+        cur.execute("update organizations set building_id = null, contact_name = null, contact_phone_sealed = null, "
+                    "contact_phone_index = null, contact_phone_masked = null where grid_code = any(%s::bpchar[])",
+                    (grids,))
+
+
+def test_a_demo_community_is_drawn_whole_on_the_map_and_in_3d(stack, dashboard, browser, demo_community):
+    community, _ = demo_community
+    with closing(psycopg2.connect(stack.settings().pg_dsn)) as conn, conn.cursor() as cur:
+        cur.execute("select floors from buildings where org_contains(%s, grid_code) and footprint is not null",
+                    (community,))
+        floors = sorted(f for f, in cur.fetchall())
+    context = browser.new_context(viewport={"width": 1920, "height": 1080})
+    page = context.new_page()
+    page.errors = []
+    page.on("pageerror", lambda e: page.errors.append(str(e)))
+    try:
+        ensure_logins(stack.settings().pg_dsn, {DEMO_LEADER: ("leader", community)})
+        sign_in(page, dashboard.url, DEMO_LEADER)
+        page.goto(f"{dashboard.url}/ledger/map?scope={community}")
+        assert len(floors) > 20
+        expect(page.locator("path.ledger-map-building")).to_have_count(len(floors), timeout=WAIT_MS)
+        page.wait_for_function(f"document.querySelector('#ledger-map-3d .js-plotly-plot')?.data?.length === "
+                               f"{len(floors) + 1}", timeout=WAIT_MS)
+        tops = sorted(m["top"] for m in _meshes(page)[1:])
+        assert tops == pytest.approx([f * FLOOR_HEIGHT_M for f in floors])
+        page.screenshot(path="/tmp/ledger-3d-demo-1920.png", full_page=True)
+        page.locator("#ledger-map-colour input[value=height]").check()
+        expect(page.locator("#ledger-map-legend")).to_contain_text("19", timeout=WAIT_MS)
+        page.screenshot(path="/tmp/ledger-3d-demo-height-1920.png", full_page=True)
+        page.goto(f"{dashboard.url}/ledger/stats?scope={community}")
+        page.locator("#ledger-stats-registration .trace.bars").first.wait_for(timeout=WAIT_MS)
+        assert int(page.inner_text("#ledger-stats-residents .wall-tile-value").replace(",", "")) > 1000
+        page.screenshot(path="/tmp/ledger-stats-demo-1920.png", full_page=True)
+        assert page.errors == []
     finally:
         context.close()
