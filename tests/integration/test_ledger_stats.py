@@ -279,3 +279,28 @@ def test_the_children_are_the_scopes_and_a_grid_counts_as_itself(counted, reads,
     assert alone.registration[planted.grid] == viewer.registration[planted.grid]
     street = reads.stats(Scope(planted.community[:9], planted.community[:9]), GRANTED)
     assert planted.community in street.registration and not street.restricted_counted   # granted the community only
+
+
+# --- the 3D view's geometry (ledger.geometry: pure, no database) ---------------------------------------
+
+def test_an_l_shaped_footprint_is_roofed_inside_itself_and_walled_all_round():
+    from shapely.geometry import Polygon
+
+    from ledger.geometry import extrude, triangles
+    ring = [(0.0, 0.0), (10.0, 0.0), (10.0, 4.0), (4.0, 4.0), (4.0, 10.0), (0.0, 10.0)]
+    roof = triangles(ring)
+    assert len(roof) == len(ring) - 2
+    assert sum(Polygon([ring[a], ring[b], ring[c]]).area for a, b, c in roof) == pytest.approx(Polygon(ring).area)
+    assert all(Polygon(ring).buffer(1e-9).contains(Polygon([ring[a], ring[b], ring[c]]).centroid)
+               for a, b, c in roof)
+    mesh = extrude(ring, 18.0)
+    assert len(mesh.x) == 2 * len(ring) and set(mesh.z) == {0.0, 18.0}
+    assert len(mesh.i) == 2 * len(ring) + len(roof)               # two triangles a wall, the roof's
+
+
+def test_a_point_a_kilometre_away_is_a_kilometre_in_metres():
+    from ledger.geometry import to_metres
+    east, north = to_metres((119.3, 26.08), (119.3, 26.08 + 1 / 111.195))
+    assert abs(east) < 1e-6 and north == pytest.approx(1000, rel=1e-3)
+    east, _ = to_metres((119.3, 26.08), (119.31, 26.08))
+    assert east == pytest.approx(999.0, rel=2e-3)                  # 0.01° of longitude at 26° N
