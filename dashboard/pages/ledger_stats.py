@@ -62,7 +62,6 @@ _LAYOUT = {"template": "plotly_dark", "paper_bgcolor": "rgba(0,0,0,0)", "plot_bg
 _SIDE_LEGEND = {"orientation": "v", "x": 1.01, "y": 1, "yanchor": "top"}    # clear of the units' names below
 _GRAPH = {"displaylogo": False, "displayModeBar": False}
 DRILL_CHARTS = ("registration", "houses")      # the per-child charts a click drills into
-_CHANNEL_COLOURS = dict(zip(Channel, SEQUENTIAL_COLOURS, strict=False))
 # what core.ledger does not label yet (ChangeAction, Channel): labelled here, keyed by its values
 CHANGE_ACTION_LABELS = {ChangeAction.CREATE: Label("created", "新增"), ChangeAction.UPDATE: Label("updated", "变更"),
                         ChangeAction.DELETE: Label("deleted", "删除")}
@@ -114,7 +113,8 @@ PAGE = page("/ledger/stats", TITLE, LEDGER_ROLES, layout, order=66, nav=False)
 
 def _path(state, identity, scope: Scope) -> list:
     """The scope's ancestors the viewer may open (links up), then the scope itself."""
-    reachable = [code for code in ["", *ancestors(scope.code)] if code != scope.code and (
+    above = ["", *ancestors(scope.code)] if scope.code else []
+    reachable = [code for code in above if code != scope.code and (
         not identity.scope_code or code.startswith(identity.scope_code))]
     links = []
     for code in reachable:

@@ -128,3 +128,14 @@ def _post_drill(dashboard, scope: str, child: str) -> str:
             "changedPropIds": ["ledger-stats-registration.clickData"]}
     return post_callback(dashboard.url, cookie, body)
 
+
+
+def test_the_citys_admin_sees_the_districts_as_bars(dashboard, browser, planted, city):
+    context, page = _open(browser, dashboard.url, "t-admin", "", (1920, 1080))
+    try:
+        ticks = page.locator("#ledger-stats-registration .xtick text").all_text_contents()
+        assert ticks == [d.name for d in sorted(city.districts, key=lambda d: d.code)]
+        assert page.locator("#ledger-stats-path a").count() == 0            # nothing above the city
+        assert page.errors == []
+    finally:
+        context.close()
