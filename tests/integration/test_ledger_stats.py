@@ -281,6 +281,29 @@ def test_the_children_are_the_scopes_and_a_grid_counts_as_itself(counted, reads,
     assert planted.community in street.registration and not street.restricted_counted   # granted the community only
 
 
+def test_a_streets_counts_are_kept_a_while_and_a_communitys_are_counted_each_time(stack, city, counted):
+    from ledger.stats import WIDE_KEEP_S
+    _, planted, _, _ = counted
+    now = [1000.0]
+    reads = StatsReads(city, stack.app_settings("dashboard").pg_dsn, clock=lambda: now[0])
+    street, community = Scope(planted.community[:9], ""), Scope(planted.community, "")
+    dsn = stack.settings().pg_dsn
+    try:
+        first, near = reads.stats(street, VIEWER), reads.stats(community, VIEWER)
+        with closing(psycopg2.connect(dsn)) as conn, conn, conn.cursor() as cur:
+            cur.execute("insert into households (house_id) values (%s) returning household_id", (planted.houses[1],))
+            _resident(cur, planted, cur.fetchone()[0], planted.grid, 50, Registration.FOREIGN, 30, ())
+        foreign = Registration.FOREIGN.value
+        assert reads.stats(street, VIEWER) is first                                   # kept
+        assert reads.stats(community, VIEWER).registration[planted.grid][foreign] == \
+            near.registration[planted.grid][foreign] + 1                                # counted again
+        now[0] += WIDE_KEEP_S + 1
+        again = reads.stats(street, VIEWER)
+        assert again.registration[planted.community][foreign] == first.registration[planted.community][foreign] + 1
+    finally:
+        reads.db.closeall()
+
+
 # --- the 3D view's geometry (ledger.geometry: pure, no database) ---------------------------------------
 
 def test_an_l_shaped_footprint_is_roofed_inside_itself_and_walled_all_round():
