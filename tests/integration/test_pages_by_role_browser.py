@@ -79,6 +79,8 @@ SHOWS: dict[str, Shows] = {
     "/boundaries": Shows(("#boundaries-leaflet canvas.leaflet-zoom-animated", "#boundaries-download li")),
     "/ledger": Shows(("#ledger-legend > span", "#ledger-search")),      # this database holds no ledger rows
     "/ledger/review": Shows(("#review-queue .placeholder, #review-communities li", "#review-detail")),   # none waits
+    "/ledger/stats": Shows(("#ledger-stats-tiles .wall-tile", "#ledger-stats-registration .main-svg")),
+    "/ledger/map": Shows(("#ledger-map-communities a",)),       # the city's scope: its communities to choose from
 }
 LOGIN_OF = {role: username for username, (role, scope) in TEST_LOGINS.items() if scope == ""}
 PREPARER = Identity("t-pages-seed", EVERYONE, "")
