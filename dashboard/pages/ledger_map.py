@@ -79,7 +79,12 @@ def _ground(state, scope: Scope):
 
 def layout(state, scope: Scope, kiosk: bool = False):
     head = html.Div(className="dispatch-head", children=[
-        html.H1(str(TITLE)), html.Div(scope.name, id="ledger-map-scope", className="dispatch-scope")])
+        html.H1(str(TITLE)), html.Div(scope.name, id="ledger-map-scope", className="dispatch-scope"),
+        html.Div(id="ledger-map-links", style={"marginLeft": "auto", "display": "flex", "gap": "8px"},
+                 children=[dcc.Link(str(label), href=f"{path}?scope={scope.code}" if scope.code else path,
+                                    className="button small")
+                           for path, label in ((ledger_page.PAGE.path, ledger_page.TITLE),
+                                               ("/ledger/stats", Label("Statistics", "统计")))])])
     if not _drawable(scope):
         return html.Div(className="kpis ledger-map", id="ledger-map", children=[head, _communities(state, scope)])
     ground = _ground(state, scope)

@@ -91,7 +91,12 @@ def layout(state, scope: Scope, kiosk: bool = False):
             html.H1(str(TITLE)), html.Div(_path(state, identity, scope), id="ledger-stats-path",
                                           className="dispatch-scope"),
             html.Div(str(Label("counts only; a bar of a unit opens it", "仅统计数量；点击柱条进入下级")),
-                     className="audit-dim")]),
+                     className="audit-dim"),
+            html.Div(id="ledger-stats-links", style={"marginLeft": "auto", "display": "flex", "gap": "8px"},
+                     children=[dcc.Link(str(label), href=f"{path}?scope={scope.code}" if scope.code else path,
+                                        className="button small")
+                               for path, label in (("/ledger", Label("Basic data", "基础数据")),
+                                                   ("/ledger/map", Label("Map and 3D", "地图与三维")))])]),
         html.Div(_tiles(stats), id="ledger-stats-tiles", className="kpis-cards"),
         html.Div(className="kpis-charts", children=[
             _graph("registration", _per_child(
