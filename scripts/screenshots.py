@@ -1,6 +1,7 @@
 """Screenshots of the screens of a running demo, for README.md: `make screenshots` (after `make demo`
 has run for a minute in another terminal, so the simulator has filled the screens); the members'
-handheld (网格通) at phone size too (scripts/handheld_shots.py). `--only handheld` takes only those."""
+handheld (网格通) at phone size too (scripts/handheld_shots.py), and the ledger's screens
+(scripts/ledger_shots.py). `--only handheld` (or `ledger`) takes only those."""
 from __future__ import annotations
 
 import argparse
@@ -11,7 +12,7 @@ from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
-from scripts import handheld_shots
+from scripts import handheld_shots, ledger_shots
 
 CHROMIUM = "/usr/bin/chromium"
 FIRST_CASE = "first case"     # the page of the case the list shows first (the one nearest its deadline)
@@ -23,6 +24,7 @@ MEMBERS = "members"           # adds a member with their terminal: its password 
 GATEWAYS = "gateways"         # a gateway found by its building and chosen: its sensors listed
 BOUNDARIES = "/boundaries"    # the first community's grids on the map, to download or import
 HANDHELD = "handheld"         # a member's phone (网格通) enrolled on the devices page, then its every screen
+LEDGER = "ledger"             # the ledger's screens (scripts/ledger_shots.py), a registration put in the queue first
 WALL, LAPTOP = (1920, 1080), (1366, 768)
 ANNOUNCED = "/announcements?scope=350102002"
 SHOTS = [("login.png", "/login", WALL), (None, ANNOUNCE, WALL), ("wall.png", "/wall?kiosk=1", WALL),
@@ -34,7 +36,7 @@ SHOTS = [("login.png", "/login", WALL), (None, ANNOUNCE, WALL), ("wall.png", "/w
          ("replay-laptop.png", REPLAY, LAPTOP), ("devices.png", DEVICES, WALL), ("devices-laptop.png", DEVICES, LAPTOP),
          ("members.png", MEMBERS, WALL), ("members-laptop.png", MEMBERS, LAPTOP), ("gateways.png", GATEWAYS, WALL),
          ("gateways-laptop.png", GATEWAYS, LAPTOP), ("boundaries.png", BOUNDARIES, WALL),
-         ("boundaries-laptop.png", BOUNDARIES, LAPTOP), ("handheld", HANDHELD, LAPTOP)]
+         ("boundaries-laptop.png", BOUNDARIES, LAPTOP), ("handheld", HANDHELD, LAPTOP), ("ledger", LEDGER, WALL)]
 
 
 def _shoot(page, path: Path, settle: float) -> None:
@@ -81,6 +83,9 @@ def main() -> int:
                                        "the drains and loose signs of every building in your grid before 18:00.")
                 page.click("#ann-send")
                 page.locator("#ann-result .admin-done").wait_for()
+                continue
+            if path == LEDGER:        # ledger*.png (scripts/ledger_shots.py)
+                ledger_shots.shoot(context, args.url, args.data_dir, args.out)
                 continue
             if path == HANDHELD:      # devices-handheld.png and handheld-<screen>.png (scripts/handheld_shots.py)
                 handheld_shots.shoot(browser, page, args.url, args.data_dir, args.out)

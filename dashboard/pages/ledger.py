@@ -89,7 +89,8 @@ def layout(state, scope: Scope, kiosk: bool = False):
         html.Div(className="dispatch-head", children=[
             html.H1(str(TITLE)), html.Div(scope.name, id="ledger-scope-name", className="dispatch-scope"),
             html.Div(str(Label("ID numbers and phones masked; every full view is audited",
-                               "身份证号与手机号已脱敏；查看完整信息均留痕")), className="audit-dim")]),
+                               "身份证号与手机号已脱敏；查看完整信息均留痕")), className="audit-dim"),
+            section_links(scope, "/ledger", "ledger-links")]),
         dcc.Store(id="ledger-house"),
         html.Div(className="admin-columns", style={"gridTemplateColumns": "minmax(0, 1.1fr) minmax(0, 1fr)"}, children=[
             html.Section(className="wall-panel", children=[
@@ -123,6 +124,18 @@ def layout(state, scope: Scope, kiosk: bool = False):
 # nav=False until the header makes room (at 1366 px its navigation is full) and test_roles_browser's
 # PAGES names it: /ledger is reached by its address meanwhile
 PAGE = page("/ledger", TITLE, LEDGER_ROLES, layout, order=65, nav=False)
+
+# the ledger's pages, reached from each other (none is in the header's navigation: it is full at 1366 px)
+SECTIONS = ((PAGE.path, TITLE), ("/ledger/review", Label("Review queue", "审核")),
+            ("/ledger/stats", Label("Statistics", "统计")), ("/ledger/map", Label("Map and 3D", "地图与三维")))
+
+
+def section_links(scope: Scope, here: str, element_id: str) -> html.Div:
+    """Links to the ledger's other pages, for the same scope."""
+    return html.Div(id=element_id, style={"marginLeft": "auto", "display": "flex", "gap": "8px"},
+                    children=[dcc.Link(str(label), href=f"{path}?scope={scope.code}" if scope.code else path,
+                                       className="button small")
+                              for path, label in SECTIONS if path != here])
 
 
 def _legend(restricted: bool):

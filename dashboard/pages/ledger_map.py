@@ -35,6 +35,7 @@ from dashboard.vocabulary import HOUSE_USE_COLOURS, SEQUENTIAL_COLOURS, THING_ST
 from ledger.geometry import FLOOR_HEIGHT_M, BuildingShape, PlaceReads, building_mesh, flat, to_metres
 
 TITLE = Label("Community map and 3D view", "社区地图与三维")
+HEIGHT_SCALE = 3      # a community is ~1 km across and its towers ~60 m: at true scale the view reads flat
 _EXTENSION = "gcc.ledger_places"
 NO_HOUSES = "#3a3a3c"
 COLOUR_BY = {"use": Label("main use", "主要用途"), "help": Label("needs help first", "需优先关照人数"),
@@ -80,11 +81,7 @@ def _ground(state, scope: Scope):
 def layout(state, scope: Scope, kiosk: bool = False):
     head = html.Div(className="dispatch-head", children=[
         html.H1(str(TITLE)), html.Div(scope.name, id="ledger-map-scope", className="dispatch-scope"),
-        html.Div(id="ledger-map-links", style={"marginLeft": "auto", "display": "flex", "gap": "8px"},
-                 children=[dcc.Link(str(label), href=f"{path}?scope={scope.code}" if scope.code else path,
-                                    className="button small")
-                           for path, label in ((ledger_page.PAGE.path, ledger_page.TITLE),
-                                               ("/ledger/stats", Label("Statistics", "统计")))])])
+        ledger_page.section_links(scope, "/ledger/map", "ledger-map-links")])
     if not _drawable(scope):
         return html.Div(className="kpis ledger-map", id="ledger-map", children=[head, _communities(state, scope)])
     ground = _ground(state, scope)
@@ -114,6 +111,7 @@ def layout(state, scope: Scope, kiosk: bool = False):
                 _part_legend()]),
             html.Section(className="wall-panel", children=[
                 html.H2(str(Label("3D view", "三维视图"))),
+                html.Div(str(Label(f"heights × {HEIGHT_SCALE}", f"高度放大 {HEIGHT_SCALE} 倍")), className="audit-dim"),
                 dcc.Graph(id="ledger-map-3d", config=_GRAPH, style={"height": "560px"})]),
         ]),
         html.Section(className="wall-panel", children=[
@@ -227,7 +225,7 @@ def view_3d(ground, buildings: list[BuildingShape], mode: str) -> go.Figure:
                           "yaxis": {**axis, "range": [min(ys), max(ys)]},
                           "zaxis": {**axis, "range": [0, tallest * 1.05]}, "aspectmode": "manual",
                           "aspectratio": {"x": (max(xs) - min(xs)) / width, "y": (max(ys) - min(ys)) / width,
-                                          "z": max(tallest * 1.05 / width, 0.05)},
+                                          "z": max(HEIGHT_SCALE * tallest * 1.05 / width, 0.1)},
                           "camera": {"eye": {"x": -0.5, "y": -0.75, "z": 0.45},
                                      "center": {"x": 0, "y": 0, "z": -0.08}}})
     return fig

@@ -20,7 +20,7 @@ registrations wait in each; a community's (or a grid's) scope shows its queue, o
   left as its mask stays as the member typed it.
 
 Every callback authorizes the identity and the scope again; a submission outside it is refused.
-What the page draws (rows, particulars, forms, the edits) is dashboard/pages/ledger_review_view.py.
+What the page draws (rows, particulars, forms, the edits) is dashboard/ledger_review_view.py.
 """
 from __future__ import annotations
 
@@ -35,8 +35,8 @@ from core.orgcodes import Level, level_of, parent_of
 from dashboard.authz import Scope, asked_scope, authorize, current_identity
 from dashboard.declarations import callback, page, query_params
 from dashboard.ledger_commands import APPROVE, LEDGER_ROLES, SEND_BACK, ApproveSubmission, SendBackSubmission
-from dashboard.pages.ledger import ledger
-from dashboard.pages.ledger_review_view import communities_list, detail, duplicates_of, edits_of, queue_table
+from dashboard.ledger_review_view import communities_list, detail, duplicates_of, edits_of, queue_table
+from dashboard.pages.ledger import ledger, section_links
 from dashboard.state import app_state
 from database.reads import Reads
 from ledger import grants, privacy, submissions
@@ -122,7 +122,8 @@ def layout(state, scope: Scope, kiosk: bool = False):
             html.H1(str(TITLE)), html.Div(scope.name, className="dispatch-scope"),
             html.Div(str(Label("members' registrations change the ledger only once approved; ID numbers and phones "
                                "masked", "网格员采集的信息经审核通过后才写入基础数据；身份证号与手机号已脱敏")),
-                     className="audit-dim")]),
+                     className="audit-dim"),
+            section_links(scope, "/ledger/review", "review-links")]),
         dcc.Interval(id="review-tick", interval=REFRESH_MS),
         dcc.Store(id="review-picked"), dcc.Store(id="review-decided"),
         html.Div(className="admin-columns", style={"gridTemplateColumns": "minmax(0, 3fr) minmax(0, 2fr)"},

@@ -43,7 +43,7 @@ from dashboard.authz import Scope, asked_scope, authorize, current_identity
 from dashboard.declarations import callback, page, query_params
 from dashboard.kpi_figures import plot_text
 from dashboard.ledger_commands import LEDGER_ROLES
-from dashboard.pages.ledger import NEEDS_HELP_COLOUR, RESTRICTED_COLOUR
+from dashboard.pages.ledger import NEEDS_HELP_COLOUR, RESTRICTED_COLOUR, section_links
 from dashboard.state import app_state
 from dashboard.vocabulary import (
     CHANGE_ACTION_COLOURS,
@@ -92,11 +92,7 @@ def layout(state, scope: Scope, kiosk: bool = False):
                                           className="dispatch-scope"),
             html.Div(str(Label("counts only; a bar of a unit opens it", "仅统计数量；点击柱条进入下级")),
                      className="audit-dim"),
-            html.Div(id="ledger-stats-links", style={"marginLeft": "auto", "display": "flex", "gap": "8px"},
-                     children=[dcc.Link(str(label), href=f"{path}?scope={scope.code}" if scope.code else path,
-                                        className="button small")
-                               for path, label in (("/ledger", Label("Basic data", "基础数据")),
-                                                   ("/ledger/map", Label("Map and 3D", "地图与三维")))])]),
+            section_links(scope, "/ledger/stats", "ledger-stats-links")]),
         html.Div(_tiles(stats), id="ledger-stats-tiles", className="kpis-cards"),
         html.Div(className="kpis-charts", children=[
             _graph("registration", _per_child(

@@ -140,7 +140,7 @@ def test_an_edit_sends_only_what_the_reviewer_retyped():
     unchanged field and the ids are no edit; an emptied optional field is cleared; a restricted tag
     the reviewer may not see is kept; a number that is not one is named."""
     from core.ledger import Tag
-    from dashboard.pages.ledger_review_view import edits_of
+    from dashboard.ledger_review_view import edits_of
 
     shown = {"house_id": 7, "name": "周敏", "id_number": "3501**********1234", "phone": "137****7001",
              "moved_in": "2026-11-01", "tags": [Tag.COMMUNITY_CORRECTION.value, Tag.LOW_INCOME.value]}

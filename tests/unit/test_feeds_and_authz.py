@@ -269,7 +269,7 @@ def test_the_readmes_table_of_roles_lists_the_pages_each_role_may_open():
     pages = declared()
     for label, role in (("wall viewer", UserRole.WALL_VIEWER), ("dispatcher", UserRole.DISPATCHER),
                         ("leader", UserRole.LEADER), ("admin", UserRole.ADMIN)):
-        listed = {"/" + m.group(1) for m in re.finditer(r"`/([a-z]+)[^`]*`", rows[label])}
+        listed = {"/" + m.group(1) for m in re.finditer(r"`/([a-z]+(?:/[a-z]+)*)[^`]*`", rows[label])}
         may_open = {p.path for p in pages if role in p.roles}
         if label == "admin":           # "every page, and …": at least the pages only an admin may open are named
             assert {p.path for p in pages if p.roles == frozenset({UserRole.ADMIN})} <= listed <= may_open
