@@ -22,7 +22,10 @@ from __future__ import annotations
 
 import select
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
+import psycopg2
 from psycopg2.pool import PoolError, ThreadedConnectionPool
 
 WAIT_S = 10.0     # longer than any query of a request; shorter than a client's patience (30 s)
@@ -56,6 +59,27 @@ class WaitingPool(ThreadedConnectionPool):
             super().putconn(conn, key, close)
         finally:
             self._lendable.release()
+
+
+@contextmanager
+def transaction(pool: ThreadedConnectionPool, unavailable: Callable[[], Exception]) -> Iterator:
+    """A cursor in one transaction on a pooled connection, committed on leaving (rolled back if the
+    block raises). No connection to be had, or the server gone meanwhile: `unavailable()` is raised
+    (the caller's own refusal, e.g. a 503 with Retry-After), and a broken connection is dropped
+    rather than given back."""
+    try:
+        conn = pool.getconn()
+    except (PoolError, psycopg2.OperationalError):
+        raise unavailable() from None
+    broken = False
+    try:
+        with conn, conn.cursor() as cur:
+            yield cur
+    except psycopg2.OperationalError:
+        broken = True          # the server restarted: drop this connection, the next one opens anew
+        raise unavailable() from None
+    finally:
+        pool.putconn(conn, close=broken or bool(conn.closed))
 
 
 def _spoken_while_idle(conn) -> bool:

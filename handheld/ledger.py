@@ -18,19 +18,16 @@ registration and never stores clear data; its reads still answer (they show mask
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import date, datetime
 from urllib.parse import unquote
 
 import orjson
-import psycopg2
-from psycopg2.pool import PoolError
 
 from core.catalogue import Label
 from core.city import CITY_TZ
-from core.http import Refused, Reply, Request, Route, refusal
+from core.http import Refused, Reply, Request, Route
 from core.ledger import (
     GENDER_LABELS,
     HOUSE_USE_LABELS,
@@ -49,11 +46,11 @@ from core.ledger import (
     values,
 )
 from core.orgcodes import Level, ancestor
-from database.pool import WaitingPool
+from database.pool import WaitingPool, transaction
 from handheld.caller import Caller
 from handheld.ledger_forms import TARGETS, FormRefused, Submission, parse
 from handheld.reads import answer, shown
-from handheld.sessions import API
+from handheld.sessions import API, database_unavailable
 from ledger.model import Refused as LedgerRefused
 from ledger.privacy import Sealer
 from ledger.submissions import DAMAGE_STATES, submit
@@ -142,22 +139,9 @@ class HandheldLedger:
     def close(self) -> None:
         self.pool.closeall()
 
-    @contextmanager
-    def _cursor(self) -> Iterator:
+    def _cursor(self):
         """A cursor in a transaction (committed on leaving), or `503 database_unavailable`."""
-        try:
-            conn = self.pool.getconn()
-        except (PoolError, psycopg2.OperationalError):
-            raise Refused(refusal(503, "database_unavailable", [("Retry-After", "1")])) from None
-        broken = False
-        try:
-            with conn, conn.cursor() as cur:
-                yield cur
-        except psycopg2.OperationalError:
-            broken = True
-            raise Refused(refusal(503, "database_unavailable", [("Retry-After", "1")])) from None
-        finally:
-            self.pool.putconn(conn, close=broken or bool(conn.closed))
+        return transaction(self.pool, database_unavailable)
 
     # --- scope -----------------------------------------------------------------------------------------
     @staticmethod

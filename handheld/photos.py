@@ -31,19 +31,16 @@ import hashlib
 import io
 import threading
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import parse_qs
 
 import orjson
-import psycopg2
 from PIL import Image, ImageOps
-from psycopg2.pool import PoolError
 
 from core.city import CITY_TZ
 from core.http import Refused, Reply, Request, Route
-from database.pool import WaitingPool
+from database.pool import WaitingPool, transaction
 from handheld.caller import Caller
 from handheld.sessions import API
 from telemetry.kinds.incident_report import PHOTO_REF
@@ -220,23 +217,10 @@ class Photos:
     def close(self) -> None:
         self._pool.closeall()
 
-    @contextmanager
     def _cursor(self):
-        try:
-            conn = self._pool.getconn()
-        except (PoolError, psycopg2.OperationalError):
-            raise PhotoRefused(503, "not_stored_yet", "the database is busy or away: send again",
-                               (("Retry-After", "5"),)) from None
-        broken = False
-        try:
-            with conn, conn.cursor() as cur:
-                yield cur
-        except psycopg2.OperationalError:
-            broken = True
-            raise PhotoRefused(503, "not_stored_yet", "the database did not answer: send again",
-                               (("Retry-After", "5"),)) from None
-        finally:
-            self._pool.putconn(conn, close=broken or conn.closed)
+        """A cursor in a transaction (committed on leaving), or 503 not_stored_yet (send again)."""
+        return transaction(self._pool, lambda: PhotoRefused(503, "not_stored_yet", "the database is busy or away: "
+                                                            "send again", (("Retry-After", "5"),)))
 
     # --- upload ------------------------------------------------------------------------------------------
     def upload(self, caller: Caller, content_type_header: str | None, data: bytes) -> Reply:

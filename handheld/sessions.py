@@ -21,15 +21,13 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import orjson
-import psycopg2
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from psycopg2.pool import PoolError, ThreadedConnectionPool
+from psycopg2.pool import ThreadedConnectionPool
 
 from core import freetext
 from core.city import MemberDeviceKind
@@ -37,7 +35,7 @@ from core.http import Refused, Reply, Request, Route, refusal
 from core.roles import ROLE_LABELS, Role
 from core.sources import throttle_source
 from core.throttle import LoginThrottle
-from database.pool import WaitingPool
+from database.pool import WaitingPool, transaction
 from handheld.caller import Caller
 from handheld.reads import shown
 from registry.handhelds import digest
@@ -106,6 +104,11 @@ def _body(request: Request) -> dict:
     return value
 
 
+def database_unavailable() -> Refused:
+    """What a request is answered when the database cannot be reached (the phone sends again)."""
+    return Refused(refusal(503, "database_unavailable", [("Retry-After", "1")]))
+
+
 def bearer(request: Request) -> str:
     """The request's bearer token, or `401 no_session` (none) / `401 bad_session` (not one of ours)."""
     header = request.headers.get("Authorization") or ""
@@ -136,22 +139,9 @@ class Sessions:
         self._dummy_pin_hash: str | None = None
 
     # --- the database ------------------------------------------------------------------------------
-    @contextmanager
-    def _cursor(self) -> Iterator:
+    def _cursor(self):
         """A cursor in a transaction (committed on leaving), or `503 database_unavailable`."""
-        try:
-            conn = self.pool.getconn()
-        except (PoolError, psycopg2.OperationalError):
-            raise Refused(refusal(503, "database_unavailable", [("Retry-After", "1")])) from None
-        broken = False
-        try:
-            with conn, conn.cursor() as cur:
-                yield cur
-        except psycopg2.OperationalError:
-            broken = True        # the server restarted: drop this connection, the next one opens anew
-            raise Refused(refusal(503, "database_unavailable", [("Retry-After", "1")])) from None
-        finally:
-            self.pool.putconn(conn, close=broken or bool(conn.closed))
+        return transaction(self.pool, database_unavailable)
 
     def _caller(self, device_id: str, row) -> Caller:
         member_id, terminal_id, grid_code, role, name = row
