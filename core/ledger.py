@@ -158,11 +158,23 @@ class Channel(StrEnum):
     DEMO = "demo"           # the demo ledger
 
 
+CHANNEL_LABELS: dict[Channel, Label] = {
+    Channel.HANDHELD: Label("handheld", "采集登记"), Channel.SCREEN: Label("screen", "页面"),
+    Channel.IMPORT: Label("import", "导入"), Channel.JOB: Label("job", "定时任务"), Channel.DEMO: Label("demo", "演示"),
+}
+
+
 class ChangeAction(StrEnum):
     """What a change in a record's history did."""
     CREATE = "create"
     UPDATE = "update"
     DELETE = "delete"
+
+
+CHANGE_ACTION_LABELS: dict[ChangeAction, Label] = {
+    ChangeAction.CREATE: Label("created", "新增"), ChangeAction.UPDATE: Label("updated", "变更"),
+    ChangeAction.DELETE: Label("deleted", "删除"),
+}
 
 
 class SubmissionKind(StrEnum):

@@ -23,6 +23,8 @@ from flask import current_app
 
 from core.catalogue import Label
 from core.ledger import (
+    CHANGE_ACTION_LABELS,
+    CHANNEL_LABELS,
     HOUSE_USE_LABELS,
     NEEDS_HELP_FIRST,
     REGISTRATION_LABELS,
@@ -63,11 +65,6 @@ _SIDE_LEGEND = {"orientation": "v", "x": 1.01, "y": 1, "yanchor": "top"}    # cl
 _GRAPH = {"displaylogo": False, "displayModeBar": False}
 DRILL_CHARTS = ("registration", "houses")      # the per-child charts a click drills into
 # what core.ledger does not label yet (ChangeAction, Channel): labelled here, keyed by its values
-CHANGE_ACTION_LABELS = {ChangeAction.CREATE: Label("created", "新增"), ChangeAction.UPDATE: Label("updated", "变更"),
-                        ChangeAction.DELETE: Label("deleted", "删除")}
-CHANNEL_LABELS = {Channel.HANDHELD: Label("handheld", "采集登记"), Channel.SCREEN: Label("screen", "页面"),
-                  Channel.IMPORT: Label("import", "导入"), Channel.JOB: Label("job", "定时任务"),
-                  Channel.DEMO: Label("demo", "演示")}
 _NO_DATA = Label("nothing in the ledger here yet", "本范围暂无数据")
 
 

@@ -54,6 +54,7 @@ def test_every_check_of_the_migration_lists_its_vocabulary_exactly():
     (ledger.ThingState, ledger.THING_STATE_LABELS), (ledger.RecordKind, ledger.RECORD_KIND_LABELS),
     (ledger.SubmissionKind, ledger.SUBMISSION_KIND_LABELS),
     (ledger.SubmissionState, ledger.SUBMISSION_STATE_LABELS), (ledger.Permission, ledger.PERMISSION_LABELS),
+    (ledger.Channel, ledger.CHANNEL_LABELS), (ledger.ChangeAction, ledger.CHANGE_ACTION_LABELS),
 ])
 def test_each_value_has_an_english_and_a_chinese_label(vocabulary: type[StrEnum], labels):
     assert set(labels) == set(vocabulary)
