@@ -12,6 +12,7 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import orjson
+from playwright.sync_api import expect
 
 from registry.dynsec import BrokerAccount
 from stack.mosquitto import mqtt_connect_reason
@@ -54,7 +55,7 @@ def test_an_admin_adds_a_member_whose_terminal_reports_then_moves_and_retires_th
     page.fill("#members-terminal", terminal)
     page.click("#members-add")
     password = page.locator("#members-secret").inner_text().strip()
-    assert f"gcc/v1/terminal/{terminal}/" in page.locator(".registry-settings").inner_text()
+    expect(page.locator(".registry-settings")).to_contain_text(f"gcc/v1/terminal/{terminal}/")
 
     probe = MqttProbe(stack.mosquitto.port, terminal, password)
     try:
@@ -146,7 +147,8 @@ def test_an_admin_adds_a_gateway_and_a_sensor_whose_readings_follow_it_to_anothe
     _pick(page, "#gateways-add-building", home.building_id)
     page.click("#gateways-add")
     password = page.locator("#gateways-secret").inner_text().strip()
-    assert f"gcc/v1/gateway/{gateway}/" in page.locator(".registry-settings").inner_text()
+    # the settings are waited for, not read once: a clean-clone run read them empty right after the secret
+    expect(page.locator(".registry-settings")).to_contain_text(f"gcc/v1/gateway/{gateway}/")
 
     _search(page, "#gateways-search", gateway)
     page.locator(f"#gateways-row-{gateway} button", has_text="Sensors").click()
